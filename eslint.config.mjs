@@ -1,0 +1,30 @@
+// Flat config: typescript-eslint's recommended rules, plus the two layering rules the design fixes.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['node_modules/**', 'dist/**', '.cache/**', 'artifacts/**', 'out/**', '**/*.mjs', 'bin/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-explicit-any': 'off',
+    },
+  },
+  {
+    // sandbox/ runs without VS Code.
+    files: ['sandbox/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { paths: ['vscode'] }] },
+  },
+  {
+    // extension/ reaches cloudlets only through sandbox/client and stays free of native modules.
+    files: ['extension/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: ['better-sqlite3', 'zstd-napi', 'dockerode'],
+        patterns: [{ group: ['../sandbox/*', '!../sandbox/client', '!../sandbox/client/*', '../../sandbox/*', '!../../sandbox/client', '!../../sandbox/client/*'], message: 'extension/ may import only sandbox/client' }],
+      }],
+    },
+  },
+);

@@ -1,0 +1,40 @@
+/**
+ * The `cloudlet` command. Each command group lives in its own file under commands/ and exports
+ * `register(program)`; this file only wires them up and turns errors into one clear line + exit code.
+ */
+import { Command } from 'commander';
+import { describeError, isCloudletError } from '../common/errors';
+import * as guest from './commands/guest';
+import * as base from './commands/base';
+import * as sandbox from './commands/sandbox';
+import * as overlay from './commands/overlay';
+import * as build from './commands/build';
+import * as synthesize from './commands/synthesize';
+import * as serve from './commands/serve';
+import * as remote from './commands/remote';
+import * as publish from './commands/publish';
+import * as devices from './commands/devices';
+
+export function createProgram(): Command {
+  const program = new Command('cloudlet')
+    .description('Cloudlet Toolkit: base VMs, sandboxes, overlays, synthesis, handoff and edge devices')
+    .version(require('../../package.json').version)
+    .showHelpAfterError();
+  // Order matters only where a group extends another's command (publish adds to `overlay`).
+  for (const group of [guest, base, sandbox, overlay, build, synthesize, serve, remote, publish, devices]) {
+    group.register(program);
+  }
+  return program;
+}
+
+export async function main(argv: string[] = process.argv): Promise<void> {
+  try {
+    await createProgram().parseAsync(argv);
+  } catch (e) {
+    process.stderr.write(`cloudlet: ${describeError(e)}\n`);
+    if (process.env.CLOUDLET_LOG === 'debug' && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    process.exitCode = isCloudletError(e, 'Cancelled') ? 130 : isCloudletError(e) && e.code === 'BadInput' ? 2 : 1;
+  }
+}
+
+if (require.main === module || process.env.CLOUDLET_CLI_MAIN === '1') void main();

@@ -1,0 +1,70 @@
+/**
+ * The contract between the daemon core (server, auth, database, jobs) and the API modules mounted
+ * on it (compute, image, reservation, container, inventory). Each module is one file under
+ * sandbox/cloudlet/api/ exporting an `ApiModule`. The core owns this file; change it with care.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Logger } from '../common/log';
+import type { ProgressEvent } from '../common/progress';
+
+/** Who is calling, from a validated X-Auth-Token. */
+export interface AuthContext {
+  userId: string;
+  userName: string;
+  projectId: string;
+  projectName: string;
+  roles: string[];          // e.g. ['member'] or ['admin', 'member']
+  isAdmin: boolean;
+  expiresAt: string;        // ISO 8601
+  token: string;
+}
+
+/** A background job (synthesis, handoff, overlay build, image import ...) with an SSE stream. */
+export interface JobHandle {
+  id: string;
+  kind: string;
+  resourceId?: string;     // server / image / lease id it concerns
+  progress(e: ProgressEvent): void;
+  signal: AbortSignal;
+}
+
+export interface JobRegistry {
+  /** Runs `work` in the background, persisted in the jobs table; returns at once with the job id. */
+  start(kind: string, projectId: string, resourceId: string | undefined,
+        work: (job: JobHandle) => Promise<unknown>): string;
+}
+
+/** Change notifications for event-driven refresh (the extension's trees, the CLI's --watch). */
+export interface EventBus {
+  publish(topic: 'servers' | 'images' | 'leases' | 'containers' | 'devices' | 'jobs', data: Record<string, unknown>): void;
+}
+
+export interface DaemonContext {
+  /** SQLite (WAL). Every module creates its own tables in `migrate`. */
+  db: BetterSqlite3.Database;
+  /** The daemon's --data folder: the store root for bases, servers' VMs, overlays, tmp. */
+  dataDir: string;
+  /** Base URL of this daemon as others reach it, e.g. http://127.0.0.2:8774 */
+  publicUrl: string;
+  log: Logger;
+  jobs: JobRegistry;
+  events: EventBus;
+  /** The caller of a request; throws the 401 error when there is no valid token. */
+  auth(req: FastifyRequest): AuthContext;
+  /** Same, and 403 unless the caller has the admin role. */
+  requireAdmin(req: FastifyRequest): AuthContext;
+}
+
+export interface ApiModule {
+  /** Service type in the Keystone catalog: 'compute', 'image', 'reservation', 'container', 'inventory'. */
+  serviceType: string;
+  /** Path prefix this module serves under, e.g. '/compute/v2.1'. The catalog advertises publicUrl + prefix. */
+  prefix: string;
+  migrate(db: BetterSqlite3.Database): void;
+  /** Registers routes on a Fastify instance already scoped to `prefix`. */
+  routes(app: FastifyInstance, ctx: DaemonContext): void;
+  /** After routes: start timers (lease events), adopt processes, reconcile state after a restart. */
+  start?(ctx: DaemonContext): Promise<void>;
+  stop?(): Promise<void>;
+}

@@ -1,0 +1,37 @@
+import * as os from 'os';
+import * as path from 'path';
+
+/**
+ * Where local state lives. One root (CLOUDLET_HOME, default ~/.local/share/cloudlet) holds:
+ *   bases/<baseId>/        base VM bundles (see sandbox/base)
+ *   sandboxes/<id>/        sandbox VMs (qcow2 layer, RAM copy, sockets, state.json)
+ *   overlays/<overlayId>.overlay   built overlays
+ *   tmp/                   work in progress; renamed into place only when complete
+ * A daemon started with --data DIR uses DIR as its root, so several daemons never share state.
+ */
+export function cloudletHome(): string {
+  return process.env.CLOUDLET_HOME || path.join(os.homedir(), '.local', 'share', 'cloudlet');
+}
+
+export interface StorePaths {
+  root: string;
+  bases: string;
+  sandboxes: string;
+  overlays: string;
+  tmp: string;
+}
+
+export function storePaths(root: string = cloudletHome()): StorePaths {
+  return {
+    root,
+    bases: path.join(root, 'bases'),
+    sandboxes: path.join(root, 'sandboxes'),
+    overlays: path.join(root, 'overlays'),
+    tmp: path.join(root, 'tmp'),
+  };
+}
+
+/** Project-local cache for downloads and built test guests (git-ignored). */
+export function projectCache(...parts: string[]): string {
+  return path.join(__dirname, '..', '..', '.cache', ...parts);
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything a fresh Debian 12 machine lacks (run as root), idempotent and cached:
+#   apt packages, npm dependencies, the test guest's kernel (.cache/guest), code-server for UI tests.
+#   --demo      then runs `npm run demo` (the README's first command)
+#   --no-ui     skip code-server (UI tests then fail to start)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+demo=0; ui=1
+for a in "$@"; do case "$a" in --demo) demo=1;; --no-ui) ui=0;; esac; done
+
+APT_PACKAGES=(
+  qemu-system-x86 qemu-utils            # the sandbox hypervisor (TCG fallback when KVM cannot run guests)
+  busybox-static cpio e2fsprogs         # the tiny test guest: initramfs + ext4 disk built from Debian packages
+  zstd xz-utils xdelta3                 # peers measured by the benchmarks
+  docker.io                             # Docker engines that act as edge devices
+  docker-registry apache2-utils openssl # the reference OCI registry, htpasswd and TLS for its tests
+  python3-openstackclient python3-blazarclient  # standard OpenStack clients used against the daemon
+  sqlite3 curl jq debootstrap
+  chromium libkrb5-dev libxkbfile-dev libsecret-1-dev libx11-dev ripgrep  # code-server + Playwright
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+fi
+npm run build
+
+[ -x scripts/setup-guest.sh ] && bash scripts/setup-guest.sh
+[ "$ui" = 1 ] && [ -x scripts/setup-code-server.sh ] && bash scripts/setup-code-server.sh
+
+echo "setup: done"
+if [ "$demo" = 1 ]; then npm run demo; fi

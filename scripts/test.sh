@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The README's test command (`npm test`): lint + typecheck, unit, integration, then UI tests in real
+# VS Code (code-server). Prints one closing line "N passed, N failed" summed over every suite.
+# CLOUDLET_TEST_SUITES=unit,integration narrows the run (default: all).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+suites="${CLOUDLET_TEST_SUITES:-lint,unit,integration,ui}"
+results=artifacts/test-results
+rm -rf "$results"; mkdir -p "$results"
+lint_failed=0
+
+has() { [[ ",$suites," == *",$1,"* ]]; }
+
+if has lint; then
+  echo "== lint and typecheck"
+  if ! npx eslint . || ! npx tsc -p . --noEmit || ! npx tsc -p webview --noEmit; then lint_failed=1; fi
+fi
+if has unit; then
+  echo "== unit tests"
+  CLOUDLET_TEST_COUNTS=$results/unit.json npx mocha --config test/.mocharc.unit.json
+fi
+if has integration; then
+  echo "== integration tests (real QEMU, registry, Docker engines, daemons)"
+  CLOUDLET_TEST_COUNTS=$results/integration.json npx mocha --config test/.mocharc.integration.json
+fi
+if has ui && [ -f test/.mocharc.ui.json ]; then
+  echo "== UI tests (code-server + Playwright)"
+  CLOUDLET_TEST_COUNTS=$results/ui.json npx mocha --config test/.mocharc.ui.json
+fi
+
+node -e '
+const fs = require("fs"); const dir = process.argv[1];
+let p = 0, f = Number(process.argv[2]), s = 0;
+for (const name of fs.readdirSync(dir)) {
+  const c = JSON.parse(fs.readFileSync(dir + "/" + name, "utf8"));
+  p += c.passed; f += c.failed; s += c.skipped;
+  for (const x of c.failures) console.log("FAILED " + name.replace(".json", "") + ": " + x);
+}
+if (Number(process.argv[2])) console.log("FAILED lint/typecheck");
+console.log(`${p} passed, ${f} failed` + (s ? `, ${s} skipped` : ""));
+process.exit(f ? 1 : 0);
+' "$results" "$lint_failed"
