@@ -2,7 +2,10 @@
  * The `cloudlet` command. Each command group lives in its own file under commands/ and exports
  * `register(program)`; this file only wires them up and turns errors into one clear line + exit code.
  */
+import * as fs from 'fs';
+import * as path from 'path';
 import { Command } from 'commander';
+import { projectRoot } from '../common/paths';
 import { describeError, isCloudletError } from '../common/errors';
 import * as guest from './commands/guest';
 import * as base from './commands/base';
@@ -15,10 +18,14 @@ import * as remote from './commands/remote';
 import * as publish from './commands/publish';
 import * as devices from './commands/devices';
 
+function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(path.join(projectRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 export function createProgram(): Command {
   const program = new Command('cloudlet')
     .description('Cloudlet Toolkit: base VMs, sandboxes, overlays, synthesis, handoff and edge devices')
-    .version(require('../../package.json').version)
+    .version(packageVersion())
     .showHelpAfterError();
   // Order matters only where a group extends another's command (publish adds to `overlay`).
   for (const group of [guest, base, sandbox, overlay, build, synthesize, serve, remote, publish, devices]) {

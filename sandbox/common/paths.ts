@@ -1,3 +1,4 @@
+import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
@@ -31,7 +32,17 @@ export function storePaths(root: string = cloudletHome()): StorePaths {
   };
 }
 
+/** The project checkout this code runs from (sources via tsx, or dist/ when bundled). */
+export function projectRoot(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 6; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'sandbox'))) return dir;
+    dir = path.dirname(dir);
+  }
+  return process.cwd();
+}
+
 /** Project-local cache for downloads and built test guests (git-ignored). */
 export function projectCache(...parts: string[]): string {
-  return path.join(__dirname, '..', '..', '.cache', ...parts);
+  return path.join(projectRoot(), '.cache', ...parts);
 }
