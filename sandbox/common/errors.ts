@@ -45,3 +45,8 @@ export function describeError(e: unknown): string {
   if (e instanceof Error) return e.message;
   return String(e);
 }
+
+/** Throws the standard Cancelled error when the signal fired; call between units of work. */
+export function throwIfCancelled(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
+}

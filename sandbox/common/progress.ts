@@ -12,13 +12,3 @@ export interface ProgressEvent {
 
 export type ProgressSink = (e: ProgressEvent) => void;
 export const noProgress: ProgressSink = () => {};
-
-/** Throws the standard Cancelled error when the signal fired; call between units of work. */
-export function throwIfCancelled(signal?: AbortSignal): void {
-  if (signal?.aborted) {
-    // Lazy import keeps this file dependency-free for the webview protocol.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { CloudletError } = require('./errors') as typeof import('./errors');
-    throw new CloudletError('Cancelled', 'cancelled');
-  }
-}

@@ -1,0 +1,2 @@
+// Browser side of the panels (filled in by the extension work).
+export {};
