@@ -1,0 +1,201 @@
+/**
+ * The cloudlet daemon: one Fastify app, each ApiModule mounted under its prefix with its service's
+ * OpenStack error bodies, SQLite (WAL) state, Keystone auth, jobs with SSE progress, an event bus.
+ * `startDaemon` is what `cloudlet serve`, the extension's local sandbox and the tests call.
+ */
+import * as fs from 'fs';
+import * as http from 'http';
+import * as path from 'path';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Database from 'better-sqlite3';
+import type { ApiModule, AuthContext, DaemonContext } from './context';
+import { type DaemonConfig, loadConfig } from './config';
+import { IdentityStore, migrateIdentity } from './identityStore';
+import { Jobs, migrateJobs } from './jobs';
+import { LocalEventBus } from './events';
+import { errorBodyFor, keystoneError } from './errorBodies';
+import { identityModule } from './api/identity';
+import { cloudletModule } from './api/cloudlet';
+import { builtinModules } from './modules';
+import { CloudletError, describeError } from '../common/errors';
+import { createLogger, type Logger } from '../common/log';
+import { storePaths } from '../common/paths';
+
+export interface DaemonOptions {
+  host: string;
+  port: number;                  // 0 = any free port
+  dataDir: string;
+  configFile?: string;
+  config?: DaemonConfig;         // instead of configFile (tests)
+  /** Base URL others use to reach this daemon; default http://host:port */
+  publicUrl?: string;
+  /** Per service type, a different base URL in the catalog (e.g. image on another address). */
+  serviceUrls?: Record<string, string>;
+  /** Extra addresses to listen on as well, "HOST:PORT" (e.g. the address of serviceUrls' image). */
+  extraListen?: string[];
+  /** The API modules besides identity and cloudlet (default: every built-in module). */
+  modules?: ApiModule[];
+  /** Largest JSON body accepted (bytes). */
+  bodyLimit?: number;
+  log?: Logger;
+}
+
+export interface Daemon {
+  url: string;
+  port: number;
+  ctx: DaemonContext;
+  app: FastifyInstance;
+  identity: IdentityStore;
+  jobs: Jobs;
+  events: LocalEventBus;
+  config: DaemonConfig;
+  /** The catalog URL of a service type. */
+  serviceUrl(type: string): string;
+  close(): Promise<void>;
+}
+
+const SERVICE_NAMES: Record<string, string> = {
+  identity: 'keystone', compute: 'nova', image: 'glance', reservation: 'blazar', container: 'zun',
+  inventory: 'doni', cloudlet: 'cloudlet',
+};
+
+export function serviceName(type: string): string { return SERVICE_NAMES[type] ?? type; }
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const log = opts.log ?? createLogger(`cloudlet@${opts.host}`);
+  const paths = storePaths(opts.dataDir);
+  for (const d of [paths.root, paths.tmp]) fs.mkdirSync(d, { recursive: true });
+  const config = opts.config ?? loadConfig(opts.configFile, opts.dataDir);
+
+  const db = new Database(path.join(opts.dataDir, 'cloudlet.db'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('foreign_keys = ON');
+  migrateIdentity(db);
+  migrateJobs(db);
+  const identity = new IdentityStore(db, config.token_ttl_seconds);
+  identity.sync(config);
+  const events = new LocalEventBus();
+  const jobs = new Jobs(db, events, log);
+  const interrupted = jobs.recoverInterrupted();
+  if (interrupted.length) log.warn(`${interrupted.length} job(s) were cut by the last stop and are marked ERROR`);
+
+  const app = Fastify({ bodyLimit: opts.bodyLimit ?? 1024 * 1024, logger: false, forceCloseConnections: true, return503OnClosing: false });
+  // Glance's image update media type is JSON Patch; uploads are raw streams the handler consumes.
+  app.addContentTypeParser(['application/openstack-images-v2.1-json-patch', 'application/json-patch+json'],
+    { parseAs: 'string' }, (req, body, done) => app.getDefaultJsonParser('error', 'ignore')(req, body as string, done));
+  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+
+  const state = { url: '' };
+  const ctx: DaemonContext = {
+    db, dataDir: opts.dataDir, log, jobs, events,
+    get publicUrl() { return state.url; },
+    auth: (req) => authenticate(identity, req),
+    requireAdmin: (req) => {
+      const a = authenticate(identity, req);
+      if (!a.isAdmin) throw new CloudletError('Forbidden', 'this call needs the admin role');
+      return a;
+    },
+  };
+  const serviceUrl = (type: string): string => {
+    const mod = modules.find((m) => m.serviceType === type);
+    return opts.serviceUrls?.[type] ?? (mod ? state.url + mod.prefix : '');
+  };
+
+  const modules: ApiModule[] = [
+    identityModule(identity, () => catalog()),
+    cloudletModule(jobs, events),
+    ...(opts.modules ?? builtinModules()),
+  ];
+  const catalog = () => modules.map((m) => ({
+    id: m.serviceType, type: m.serviceType, name: serviceName(m.serviceType),
+    endpoints: ['public', 'internal'].map((iface) => ({
+      id: `${m.serviceType}-${iface}`, interface: iface, region: 'RegionOne', region_id: 'RegionOne', url: serviceUrl(m.serviceType),
+    })),
+  }));
+
+  for (const m of modules) m.migrate(db);
+  for (const m of modules) {
+    await app.register(async (scoped) => {
+      scoped.setErrorHandler((err, req, reply) => sendError(m.serviceType, err as Error, req, reply, log));
+      scoped.setNotFoundHandler((req, reply) => {
+        const body = errorBodyFor(m.serviceType, 404, `no such resource: ${req.method} ${req.url.split('?')[0]}`);
+        void reply.code(404).send(body);
+      });
+      m.routes(scoped, ctx);
+    }, { prefix: m.prefix });
+  }
+  app.setErrorHandler((err, req, reply) => sendError('identity', err as Error, req, reply, log));
+  app.setNotFoundHandler((req, reply) => void reply.code(404).send(keystoneError(404, `no such resource: ${req.method} ${req.url.split('?')[0]}`)));
+  // The root lists where each service lives, like a devstack host's landing page.
+  app.get('/', async () => ({ cloudlet: true, services: Object.fromEntries(modules.map((m) => [m.serviceType, serviceUrl(m.serviceType)])) }));
+
+  await app.listen({ host: opts.host, port: opts.port });
+  const port = (app.server.address() as { port: number }).port;
+  state.url = (opts.publicUrl ?? `http://${opts.host}:${port}`).replace(/\/$/, '');
+  const extraServers: http.Server[] = [];
+  for (const addr of opts.extraListen ?? []) {
+    const [h, p] = splitHostPort(addr);
+    const s = http.createServer((req, res) => app.routing(req, res));
+    await new Promise<void>((resolve, reject) => { s.once('error', reject); s.listen(p, h, () => resolve()); });
+    extraServers.push(s);
+  }
+  for (const m of modules) await m.start?.(ctx);
+  log.info(`listening on ${state.url} (data ${opts.dataDir})`);
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: state.url, port, ctx, app, identity, jobs, events, config, serviceUrl,
+    close: () => closing ??= (async () => {
+      await jobs.stopAll();
+      for (const m of [...modules].reverse()) {
+        try { await m.stop?.(); } catch (e) { log.warn(`stopping ${m.serviceType}: ${describeError(e)}`); }
+      }
+      for (const s of extraServers) { s.closeAllConnections(); await new Promise((r) => s.close(r)); }
+      await app.close();
+      db.close();
+    })(),
+  };
+}
+
+export function splitHostPort(addr: string): [string, number] {
+  const i = addr.lastIndexOf(':');
+  const host = i > 0 ? addr.slice(0, i).replace(/^\[|\]$/g, '') : addr;
+  const port = i > 0 ? Number(addr.slice(i + 1)) : NaN;
+  if (!host || !Number.isInteger(port) || port < 0 || port > 65535) throw new CloudletError('BadInput', `not an ADDR:PORT: ${addr}`);
+  return [host, port];
+}
+
+function authenticate(identity: IdentityStore, req: FastifyRequest): AuthContext {
+  const cached = (req as any).cloudletAuth as AuthContext | undefined;
+  if (cached) return cached;
+  const header = req.headers['x-auth-token'];
+  const a = identity.validate(Array.isArray(header) ? header[0] : header);
+  if (!a) throw new CloudletError('Unauthorized', 'The request you have made requires authentication.');
+  (req as any).cloudletAuth = a;
+  return a;
+}
+
+function sendError(serviceType: string, err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply, log: Logger): void {
+  let status: number;
+  let message: string;
+  if (err instanceof CloudletError) {
+    status = err.status;
+    message = err.hint ? `${err.message} (${err.hint})` : err.message;
+  } else if ((err as FastifyError).validation) {
+    status = 400; message = `invalid request: ${err.message}`;
+  } else if (typeof (err as FastifyError).statusCode === 'number' && (err as FastifyError).statusCode! < 500) {
+    status = (err as FastifyError).statusCode!;
+    const code = (err as FastifyError).code;
+    message = code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError ? `malformed request body: ${err.message}` : err.message;
+  } else {
+    status = 500; message = 'internal error; see the daemon log';
+    log.error(`${req.method} ${req.url}: ${describeError(err)}`, (err as Error).stack ?? '');
+  }
+  if (status === 499) status = 409;  // cancelled: no client-closed status in OpenStack
+  // keystonemiddleware answers 401 for every service with the Keystone body and this header.
+  const body = status === 401 ? keystoneError(401, message) : errorBodyFor(serviceType, status, message);
+  if (status === 401) void reply.header('www-authenticate', `Keystone uri="${req.protocol}://${req.host}/identity"`);
+  void reply.code(status).send(body);
+}
