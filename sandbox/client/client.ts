@@ -1,0 +1,312 @@
+/**
+ * The typed client of a cloudlet (or of a real OpenStack cloud): what the CLI and the VS Code
+ * extension use. Pure JS over the global fetch; no native modules, bundleable for the extension host.
+ *
+ * Every service URL comes from the Keystone catalog returned at login: services may live on
+ * different hosts, so nothing here derives one service's address from another's.
+ */
+import { CloudletError } from '../common/errors';
+import { readSse } from './sse';
+import type { CatalogEntry, ChangeEvent, Flavor, Image, Job, JobEnd, ProgressEvent, Server } from './types';
+
+/** One API call, for the extension's output channel. Never holds tokens, passwords or bodies. */
+export interface CallRecord { method: string; service: string; url: string; status: number; ms: number; error?: string }
+
+export interface ClientOptions {
+  /** Called after every HTTP call (also failed ones, with status 0 when there was no answer). */
+  onCall?: (c: CallRecord) => void;
+  /** Per-request timeout for ordinary calls (streams and transfers have none). Default 60 s. */
+  timeoutMs?: number;
+  /** Interface to pick in the catalog. Default 'public'. */
+  interface?: string;
+}
+
+export interface LoginOptions extends ClientOptions {
+  /** Keystone URL, e.g. http://127.0.0.2:8774/identity/v3 (a URL without /v3 gets it added). */
+  authUrl: string;
+  username: string;
+  password: string;
+  project: string;
+  userDomain?: string;
+  projectDomain?: string;
+}
+
+export interface Session {
+  authUrl: string;
+  token: string;
+  expiresAt: string;
+  userId: string;
+  userName: string;
+  projectId: string;
+  projectName: string;
+  roles: string[];
+  catalog: CatalogEntry[];
+}
+
+/** An HTTP error from a cloudlet/OpenStack service, with the message parsed out of its error body. */
+export class ApiError extends CloudletError {
+  constructor(readonly httpStatus: number, message: string, readonly method: string, readonly url: string, readonly body: unknown) {
+    super(statusCode(httpStatus), message, { status: httpStatus });
+    this.name = 'ApiError';
+  }
+}
+
+function statusCode(s: number) {
+  return s === 400 ? 'BadInput' : s === 401 ? 'Unauthorized' : s === 403 ? 'Forbidden' : s === 404 ? 'NotFound'
+    : s === 409 ? 'Conflict' : s === 503 ? 'Unavailable' : s === 504 ? 'Timeout' : 'Internal';
+}
+
+/** The message inside any OpenStack error body (Nova, Keystone, Glance, Blazar, Zun, Ironic). */
+export function openstackErrorMessage(body: unknown): string | undefined {
+  if (!body || typeof body !== 'object') return typeof body === 'string' && body ? body.slice(0, 500) : undefined;
+  const b = body as Record<string, any>;
+  if (typeof b.error_message === 'string') {
+    try { return JSON.parse(b.error_message).faultstring ?? b.error_message; } catch { return b.error_message; }
+  }
+  if (Array.isArray(b.errors) && b.errors[0]) return b.errors[0].detail ?? b.errors[0].title;
+  if (typeof b.message === 'string') return b.message;
+  const first = b[Object.keys(b)[0]];
+  if (first && typeof first === 'object' && typeof first.message === 'string') return first.message;
+  return undefined;
+}
+
+type FetchBody = NonNullable<RequestInit['body']>;
+export type Body = Record<string, unknown> | unknown[] | undefined;
+type Service = 'identity' | 'compute' | 'image' | 'reservation' | 'container' | 'inventory' | 'cloudlet' | string;
+
+export class CloudletClient {
+  private constructor(public session: Session, private opts: ClientOptions) {}
+
+  /** Password login scoped to a project: token + catalog. */
+  static async login(o: LoginOptions): Promise<CloudletClient> {
+    const authUrl = normalizeAuthUrl(o.authUrl);
+    const tmp = new CloudletClient({ authUrl, token: '', expiresAt: '', userId: '', userName: '', projectId: '', projectName: '', roles: [], catalog: [] }, o);
+    const body = {
+      auth: {
+        identity: { methods: ['password'], password: { user: { name: o.username, domain: { name: o.userDomain ?? 'Default' }, password: o.password } } },
+        scope: { project: { name: o.project, domain: { name: o.projectDomain ?? 'Default' } } },
+      },
+    };
+    const res = await tmp.fetchRaw('identity', 'POST', `${authUrl}/auth/tokens`, { json: body, anonymous: true });
+    const token = res.headers.get('x-subject-token');
+    const j = (await res.json()) as { token: any };
+    if (!token) throw new CloudletError('Internal', `${authUrl}: no X-Subject-Token in the answer to a login`);
+    return new CloudletClient(sessionFrom(authUrl, token, j.token), o);
+  }
+
+  /** Resume a session from a stored token (validates it, refreshes the catalog). */
+  static async fromToken(authUrl: string, token: string, o: ClientOptions = {}): Promise<CloudletClient> {
+    const url = normalizeAuthUrl(authUrl);
+    const c = new CloudletClient({ authUrl: url, token, expiresAt: '', userId: '', userName: '', projectId: '', projectName: '', roles: [], catalog: [] }, o);
+    const res = await c.fetchRaw('identity', 'GET', `${url}/auth/tokens`, { headers: { 'x-subject-token': token } });
+    c.session = sessionFrom(url, token, ((await res.json()) as { token: any }).token);
+    return c;
+  }
+
+  get token(): string { return this.session.token; }
+  get isAdmin(): boolean { return this.session.roles.includes('admin'); }
+  /** True when the token has less than `marginMs` left. */
+  expiresSoon(marginMs = 60_000): boolean { return Date.parse(this.session.expiresAt) - Date.now() < marginMs; }
+
+  hasService(type: Service): boolean { return this.session.catalog.some((c) => c.type === type); }
+
+  /** The catalog URL of a service type (no trailing slash). */
+  endpoint(type: Service): string {
+    if (type === 'identity' && !this.hasService('identity')) return this.session.authUrl.replace(/\/v3$/, '');
+    const entry = this.session.catalog.find((c) => c.type === type);
+    const want = this.opts.interface ?? 'public';
+    const ep = entry?.endpoints.find((e) => e.interface === want) ?? entry?.endpoints[0];
+    if (!ep) throw new CloudletError('NotFound', `the catalog of ${this.session.authUrl} has no ${type} service`);
+    return ep.url.replace(/\/$/, '');
+  }
+
+  // ---- generic calls ------------------------------------------------------------------------
+
+  /** JSON call to `path` of a service (path begins with /). Returns the parsed body (undefined on 204). */
+  async call<T = any>(service: Service, method: string, path: string, body?: Body, headers?: Record<string, string>): Promise<T> {
+    const res = await this.fetchRaw(service, method, this.serviceUrl(service, path), { json: body, headers });
+    if (res.status === 204 || method === 'HEAD') return undefined as T;
+    const text = await res.text();
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** Raw fetch to a service path, with auth and error mapping; for streams and binary transfers. */
+  async request(service: Service, method: string, path: string, init: { headers?: Record<string, string>; body?: FetchBody | null; signal?: AbortSignal; duplex?: 'half' } = {}): Promise<Response> {
+    return this.fetchRaw(service, method, this.serviceUrl(service, path), { ...init, noTimeout: true });
+  }
+
+  // ---- compute (Nova v2.1) ------------------------------------------------------------------
+
+  async listServers(): Promise<Server[]> { return (await this.call<{ servers: Server[] }>('compute', 'GET', '/servers/detail')).servers; }
+  async getServer(id: string): Promise<Server> { return (await this.call<{ server: Server }>('compute', 'GET', `/servers/${enc(id)}`)).server; }
+
+  /**
+   * Create a server. From a base image (imageRef) it resumes the base VM; with overlayUrl it runs
+   * VM synthesis. Returns the server as created (status BUILD) and the job id to watch.
+   */
+  async createServer(o: { name: string; imageRef?: string; flavorRef?: string; overlayUrl?: string; metadata?: Record<string, string> }): Promise<{ id: string; jobId?: string }> {
+    const metadata = { ...(o.metadata ?? {}), ...(o.overlayUrl ? { overlay_url: o.overlayUrl } : {}) };
+    const r = await this.call<{ server: { id: string; 'OS-EXT-CLOUDLET:job_id'?: string } }>('compute', 'POST', '/servers', {
+      server: { name: o.name, imageRef: o.imageRef ?? '', flavorRef: o.flavorRef ?? '1', metadata },
+    });
+    return { id: r.server.id, jobId: r.server['OS-EXT-CLOUDLET:job_id'] ?? undefined };
+  }
+
+  async deleteServer(id: string): Promise<void> { await this.call('compute', 'DELETE', `/servers/${enc(id)}`); }
+  async serverAction<T = any>(id: string, action: Record<string, unknown>): Promise<T> {
+    return this.call<T>('compute', 'POST', `/servers/${enc(id)}/action`, action);
+  }
+  async pauseServer(id: string): Promise<void> { await this.serverAction(id, { pause: null }); }
+  async unpauseServer(id: string): Promise<void> { await this.serverAction(id, { unpause: null }); }
+  async stopServer(id: string): Promise<void> { await this.serverAction(id, { 'os-stop': null }); }
+
+  /** Make an overlay image of this server's VM (cloudlet-overlay-finish). */
+  async finishOverlay(id: string, overlayName: string): Promise<{ imageId: string; jobId: string }> {
+    const r = await this.serverAction<{ 'overlay-id': string; job_id: string }>(id, { 'cloudlet-overlay-finish': { 'overlay-name': overlayName } });
+    return { imageId: r['overlay-id'], jobId: r.job_id };
+  }
+
+  /**
+   * Move this server's running VM to another cloudlet. `handoffUrl` is the destination's compute
+   * endpoint, `destToken` a token valid there (see `CloudletClient.login` against it).
+   */
+  async handoff(id: string, o: { handoffUrl: string; destToken: string; destVmName?: string }): Promise<{ jobId: string }> {
+    const r = await this.serverAction<{ job_id: string }>(id, { 'cloudlet-handoff': { handoff_url: o.handoffUrl, dest_token: o.destToken, dest_vmname: o.destVmName } });
+    return { jobId: r.job_id };
+  }
+
+  async listFlavors(): Promise<Flavor[]> { return (await this.call<{ flavors: Flavor[] }>('compute', 'GET', '/flavors/detail')).flavors; }
+
+  // ---- image (Glance v2) --------------------------------------------------------------------
+
+  async listImages(filters: Record<string, string> = {}): Promise<Image[]> {
+    const out: Image[] = [];
+    let next: string | undefined = `/v2/images?${new URLSearchParams({ limit: '200', ...filters })}`;
+    while (next) {
+      const page: { images: Image[]; next?: string } = await this.call('image', 'GET', next);
+      out.push(...page.images);
+      next = page.next;
+    }
+    return out;
+  }
+  async getImage(id: string): Promise<Image> { return this.call<Image>('image', 'GET', `/v2/images/${enc(id)}`); }
+  async createImage(o: { name: string; disk_format?: string; container_format?: string; visibility?: string; [prop: string]: unknown }): Promise<Image> {
+    return this.call<Image>('image', 'POST', '/v2/images', { disk_format: 'raw', container_format: 'bare', ...o });
+  }
+  async deleteImage(id: string): Promise<void> { await this.call('image', 'DELETE', `/v2/images/${enc(id)}`); }
+  /** Upload image data (a Blob, bytes or a web ReadableStream). */
+  async uploadImageData(id: string, data: Blob | Uint8Array | ReadableStream<Uint8Array>, size?: number): Promise<void> {
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    if (size !== undefined) headers['content-length'] = String(size);
+    const res = await this.request('image', 'PUT', `/v2/images/${enc(id)}/file`, { headers, body: data as FetchBody, duplex: 'half' });
+    await res.arrayBuffer();
+  }
+  /** Download image data; `range` as [start, endInclusive] asks for part of it (206). */
+  async downloadImageData(id: string, o: { range?: [number, number?]; signal?: AbortSignal } = {}): Promise<Response> {
+    const headers: Record<string, string> = {};
+    if (o.range) headers.range = `bytes=${o.range[0]}-${o.range[1] ?? ''}`;
+    return this.request('image', 'GET', `/v2/images/${enc(id)}/file`, { headers, signal: o.signal });
+  }
+  /** Bases this cloudlet holds (images with cloudlet_type cloudlet_base_disk): their base IDs. */
+  async listBases(): Promise<Image[]> { return this.listImages({ cloudlet_type: 'cloudlet_base_disk' }); }
+
+  // ---- jobs and events (service type "cloudlet") --------------------------------------------
+
+  async getJob(id: string): Promise<Job> { return (await this.call<{ job: Job }>('cloudlet', 'GET', `/jobs/${enc(id)}`)).job; }
+  async listJobs(): Promise<Job[]> { return (await this.call<{ jobs: Job[] }>('cloudlet', 'GET', '/jobs')).jobs; }
+  async cancelJob(id: string): Promise<void> { await this.call('cloudlet', 'DELETE', `/jobs/${enc(id)}`); }
+
+  /**
+   * Follow a job's progress (server-sent events) until it ends; resolves with its end state.
+   * Reconnects if the stream breaks before the end (the daemon replays the current state).
+   */
+  async watchJob(id: string, onProgress: (e: ProgressEvent) => void = () => {}, signal?: AbortSignal): Promise<JobEnd> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const res = await this.request('cloudlet', 'GET', `/jobs/${enc(id)}/events`, { headers: { accept: 'text/event-stream' }, signal });
+        for await (const m of readSse(res.body!, signal)) {
+          const d = JSON.parse(m.data);
+          if (m.event === 'progress') onProgress(d.event as ProgressEvent);
+          else if (m.event === 'end') return d as JobEnd;
+        }
+      } catch (e) {
+        if (signal?.aborted || e instanceof ApiError || attempt >= 5) throw e;
+      }
+      if (signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
+      const j = await this.getJob(id);
+      if (j.status !== 'RUNNING') return { job: j.id, status: j.status, error: j.error ?? undefined, result: j.result ?? undefined };
+      await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+    }
+  }
+
+  /** Follow the change events of this project until `signal` aborts (for event-driven refresh). */
+  async watchEvents(onEvent: (e: ChangeEvent) => void, signal: AbortSignal): Promise<void> {
+    const res = await this.request('cloudlet', 'GET', '/events', { headers: { accept: 'text/event-stream' }, signal });
+    for await (const m of readSse(res.body!, signal)) if (m.event === 'change') onEvent(JSON.parse(m.data) as ChangeEvent);
+  }
+
+  /** Poll a server until it leaves BUILD (or reaches `want`); returns it. */
+  async waitServer(id: string, want: string[] = ['ACTIVE', 'ERROR', 'SHUTOFF', 'PAUSED'], o: { intervalMs?: number; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Server> {
+    const deadline = Date.now() + (o.timeoutMs ?? 600_000);
+    for (;;) {
+      const s = await this.getServer(id);
+      if (want.includes(s.status)) return s;
+      if (Date.now() > deadline) throw new CloudletError('Timeout', `server ${id} still ${s.status}`);
+      if (o.signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
+      await new Promise((r) => setTimeout(r, o.intervalMs ?? 500));
+    }
+  }
+
+  // ---- plumbing -----------------------------------------------------------------------------
+
+  private serviceUrl(service: Service, path: string): string {
+    return /^https?:\/\//.test(path) ? path : this.endpoint(service) + path;
+  }
+
+  private async fetchRaw(service: Service, method: string, url: string,
+    o: { json?: Body; headers?: Record<string, string>; body?: FetchBody | null; signal?: AbortSignal; anonymous?: boolean; noTimeout?: boolean; duplex?: 'half' }): Promise<Response> {
+    const headers: Record<string, string> = { accept: 'application/json', ...(o.headers ?? {}) };
+    if (!o.anonymous && this.session.token) headers['x-auth-token'] = this.session.token;
+    let body = o.body;
+    if (o.json !== undefined) { headers['content-type'] = 'application/json'; body = JSON.stringify(o.json); }
+    const timeout = o.noTimeout ? undefined : AbortSignal.timeout(this.opts.timeoutMs ?? 60_000);
+    const signal = o.signal && timeout ? AbortSignal.any([o.signal, timeout]) : o.signal ?? timeout;
+    const t0 = Date.now();
+    const logged = url.replace(/\?.*$/, '');  // query strings may carry filters; keep the log short
+    let res: Response;
+    try {
+      res = await fetch(url, { method, headers, body, signal, ...(o.duplex ? { duplex: o.duplex } : {}) } as RequestInit);
+    } catch (e) {
+      const msg = (e as Error).name === 'TimeoutError' ? 'timed out' : ((e as Error & { cause?: Error }).cause?.message ?? (e as Error).message);
+      this.opts.onCall?.({ method, service, url: logged, status: 0, ms: Date.now() - t0, error: msg });
+      if (signal?.aborted && o.signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
+      throw new CloudletError('Unavailable', `${method} ${logged}: ${msg}`, { hint: 'is the cloudlet running and reachable?' });
+    }
+    const ms = Date.now() - t0;
+    if (res.status >= 400) {
+      const text = await res.text().catch(() => '');
+      let parsed: unknown = text;
+      try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+      const message = openstackErrorMessage(parsed) ?? `${res.status} ${res.statusText}`;
+      this.opts.onCall?.({ method, service, url: logged, status: res.status, ms, error: message });
+      throw new ApiError(res.status, `${service}: ${message}`, method, logged, parsed);
+    }
+    this.opts.onCall?.({ method, service, url: logged, status: res.status, ms });
+    return res;
+  }
+}
+
+function enc(s: string): string { return encodeURIComponent(s); }
+
+export function normalizeAuthUrl(u: string): string {
+  const s = u.replace(/\/+$/, '');
+  return /\/v3$/.test(s) ? s : `${s}/v3`;
+}
+
+function sessionFrom(authUrl: string, token: string, t: any): Session {
+  return {
+    authUrl, token, expiresAt: t.expires_at,
+    userId: t.user?.id, userName: t.user?.name, projectId: t.project?.id, projectName: t.project?.name,
+    roles: (t.roles ?? []).map((r: { name: string }) => r.name), catalog: t.catalog ?? [],
+  };
+}

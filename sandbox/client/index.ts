@@ -1,0 +1,4 @@
+/** sandbox/client: the only way extension/ and cli/ reach a cloudlet. */
+export * from './client';
+export * from './types';
+export { readSse, type SseMessage } from './sse';
