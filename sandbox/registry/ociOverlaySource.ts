@@ -1,0 +1,149 @@
+/**
+ * Overlays straight from a registry: resolve a reference, refuse anything that is not an overlay,
+ * fetch and check the overlay manifest (the config blob; its digest is the overlay ID), and serve
+ * segments as a SegmentSource: fetched in parallel, each digest verified while it streams, cached
+ * by digest. This is what synthesis uses for `oci://` overlay URLs.
+ */
+import * as crypto from 'crypto';
+import * as path from 'path';
+import { CloudletError, throwIfCancelled } from '../common/errors';
+import { noProgress, ProgressSink } from '../common/progress';
+import { OverlayManifest } from '../overlay/format';
+import { BlobCache, defaultBlobCacheDir } from './blobCache';
+import { Credentials } from './credentials';
+import { Descriptor, readOverlayArtifact } from './overlayArtifact';
+import { parseOverlayManifest } from './overlayFile';
+import { mapLimit } from './parallel';
+import { formatReference, manifestRef, parseReference, Reference } from './reference';
+import { RegistryClient, RegistryClientOptions, TransferStats } from './registryClient';
+
+/** Structural twin of the overlay engine's segment source: compressed segment bytes by digest. */
+export interface SegmentSource {
+  getSegment(digest: string): Promise<Buffer>;
+}
+
+export interface OciOverlayOptions extends RegistryClientOptions {
+  /** Verified-blob cache (default <store>/cache/blobs). */
+  cacheDir?: string;
+  credentials?: Credentials | null;
+  progress?: ProgressSink;
+  /** Parallel segment downloads (default 4). */
+  concurrency?: number;
+}
+
+export interface OciOverlay {
+  reference: string;          // as resolved, HOST/REPO@sha256:...
+  manifestDigest: string;
+  overlayId: string;
+  baseId: string;
+  manifest: OverlayManifest;
+  manifestBytes: Buffer;
+  segments: Descriptor[];
+  source: RegistrySegmentSource;
+  stats: TransferStats;
+  close(): Promise<void>;
+}
+
+export class RegistrySegmentSource implements SegmentSource {
+  private readonly sizes = new Map<string, number>();
+  private readonly inflight = new Map<string, Promise<Buffer>>();
+  readonly counts = { fromCache: 0, downloaded: 0, bytesDownloaded: 0 };
+  private done = 0;
+  private readonly seen = new Set<string>();   // progress and counts: each segment once
+  private readonly total: number;
+
+  constructor(private readonly client: RegistryClient, private readonly ref: Reference, layers: Descriptor[],
+    private readonly cache: BlobCache, private readonly progress: ProgressSink, private readonly concurrency: number) {
+    for (const l of layers) this.sizes.set(l.digest, l.size);
+    this.total = layers.reduce((n, l) => n + l.size, 0);
+  }
+
+  /** A segment's compressed bytes, verified; from the cache when it has them. */
+  getSegment(digest: string): Promise<Buffer> {
+    const size = this.sizes.get(digest);
+    if (size === undefined) {
+      return Promise.reject(new CloudletError('BadInput', `segment ${digest} is not part of overlay ${formatReference(this.ref)}`));
+    }
+    let p = this.inflight.get(digest);
+    if (!p) {
+      p = this.load(digest, size);
+      this.inflight.set(digest, p);
+      // Keep memory bounded: once settled the bytes live in the cache, not here.
+      p.then(() => this.inflight.delete(digest), () => this.inflight.delete(digest));
+    }
+    return p;
+  }
+
+  private async load(digest: string, size: number): Promise<Buffer> {
+    const cached = await this.cache.get(digest);
+    if (cached && cached.length === size) {
+      if (this.first(digest)) { this.counts.fromCache++; this.tick(size); }
+      return cached;
+    }
+    const data = await this.client.fetchBlob(this.ref.repository, digest, size);
+    await this.cache.put(digest, data);
+    this.counts.bytesDownloaded += size;
+    if (this.first(digest)) { this.counts.downloaded++; this.tick(size); }
+    return data;
+  }
+
+  private first(digest: string): boolean {
+    if (this.seen.has(digest)) return false;
+    this.seen.add(digest);
+    return true;
+  }
+
+  private tick(n: number): void {
+    this.done += n;
+    this.progress({ phase: 'download', done: this.done, total: this.total, at: Date.now() });
+  }
+
+  /** Fetches every segment (or the given ones) in parallel into the cache. */
+  async prefetch(digests: string[] = [...this.sizes.keys()]): Promise<void> {
+    await mapLimit(digests, this.concurrency, async (d) => { await this.getSegment(d); });
+  }
+}
+
+export async function openOverlayFromOci(refText: string, opts: OciOverlayOptions = {}): Promise<OciOverlay> {
+  const ref = parseReference(refText);
+  const what = formatReference(ref, { oci: true });
+  const client = new RegistryClient(ref.registry, opts);
+  try {
+    throwIfCancelled(opts.signal);
+    await client.ping();
+    const m = await client.getManifest(ref.repository, manifestRef(ref));
+    const artifact = readOverlayArtifact(m.body, m.mediaType, what);
+    const cache = new BlobCache(opts.cacheDir ?? defaultBlobCacheDir());
+    // The overlay manifest is small and its digest is the overlay ID: verify, then check it agrees with the layers.
+    let manifestBytes = await cache.get(artifact.configDigest);
+    if (!manifestBytes) {
+      manifestBytes = await client.fetchBlob(ref.repository, artifact.configDigest, artifact.configSize);
+      await cache.put(artifact.configDigest, manifestBytes);
+    }
+    const manifest = parseOverlayManifest(manifestBytes, what);
+    const listed = manifest.segments.map((s) => `${s.digest}/${s.size}`).join(',');
+    const layers = artifact.layers.map((l) => `${l.digest}/${l.size}`).join(',');
+    if (listed !== layers) {
+      throw new CloudletError('Corrupt', `${what}: the artifact's layers do not match the segments its overlay manifest names`);
+    }
+    if (artifact.baseId && artifact.baseId !== manifest.baseId) {
+      throw new CloudletError('Corrupt', `${what}: the base ID annotation (${artifact.baseId}) differs from the overlay manifest's (${manifest.baseId})`);
+    }
+    const overlayId = crypto.createHash('sha256').update(manifestBytes).digest('hex');
+    const source = new RegistrySegmentSource(client, ref, artifact.layers, cache, opts.progress ?? noProgress, opts.concurrency ?? 4);
+    return {
+      reference: formatReference({ ...ref, tag: undefined, digest: m.digest }),
+      manifestDigest: m.digest, overlayId, baseId: manifest.baseId, manifest, manifestBytes,
+      segments: artifact.layers, source, stats: client.stats,
+      close: () => client.close(),
+    };
+  } catch (e) {
+    await client.close();
+    throw e;
+  }
+}
+
+/** Cache location helper for callers that keep their own store root (the daemon's --data). */
+export function blobCacheDirFor(storeRoot: string): string {
+  return path.join(storeRoot, 'cache', 'blobs');
+}

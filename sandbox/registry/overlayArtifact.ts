@@ -1,0 +1,76 @@
+/**
+ * The OCI form of an overlay: an image manifest (1.1) with artifactType, the overlay manifest as the
+ * config blob (its digest is the overlay ID) and one layer per segment, in the overlay's order.
+ * `readOverlayArtifact` is the gate on the pull side: anything else (a container image, an index,
+ * a foreign artifact) is refused with a message that says what it is.
+ */
+import { CloudletError } from '../common/errors';
+import { isDigest } from './digest';
+import {
+  ANNOTATION_BASE_ID, ANNOTATION_OVERLAY_ID, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, OCI_INDEX, OCI_MANIFEST,
+  OVERLAY_ARTIFACT_TYPE, OVERLAY_CONFIG, OVERLAY_SEGMENT,
+} from './mediaTypes';
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+}
+
+export interface OverlayArtifact {
+  configDigest: string;    // sha256:<overlayId>
+  configSize: number;
+  overlayId: string;
+  baseId: string;
+  layers: Descriptor[];    // segments, in overlay order
+}
+
+export function buildOverlayManifest(a: { overlayId: string; baseId: string; configSize: number;
+  segments: { digest: string; size: number }[] }): Buffer {
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    artifactType: OVERLAY_ARTIFACT_TYPE,
+    config: { mediaType: OVERLAY_CONFIG, digest: `sha256:${a.overlayId}`, size: a.configSize },
+    layers: a.segments.map((s) => ({ mediaType: OVERLAY_SEGMENT, digest: s.digest, size: s.size })),
+    // No timestamps: the same overlay always gives the same manifest digest.
+    annotations: { [ANNOTATION_OVERLAY_ID]: a.overlayId, [ANNOTATION_BASE_ID]: a.baseId },
+  };
+  return Buffer.from(JSON.stringify(manifest));
+}
+
+/** Parses and checks a pulled manifest; `what` names the reference in messages. */
+export function readOverlayArtifact(body: Buffer, mediaType: string, what: string): OverlayArtifact {
+  const notOverlay = (is: string) => new CloudletError('BadInput', `${what} is not a Cloudlet overlay: it is ${is}`, {
+    hint: `publish an overlay there with: cloudlet overlay publish OVERLAY ${what.replace(/^oci:\/\//, '')}`,
+  });
+  if (mediaType === OCI_INDEX || mediaType === DOCKER_MANIFEST_LIST) throw notOverlay(`a multi-platform image index (${mediaType})`);
+  if (mediaType === DOCKER_MANIFEST_V2) throw notOverlay(`a Docker container image (${mediaType})`);
+  if (mediaType !== OCI_MANIFEST) throw notOverlay(`a manifest of type ${mediaType || 'unknown'}`);
+  const m = JSON.parse(body.toString('utf8')) as {
+    artifactType?: string; config?: Descriptor; layers?: Descriptor[]; annotations?: Record<string, string>;
+  };
+  const configType = m.config?.mediaType;
+  if (m.artifactType !== OVERLAY_ARTIFACT_TYPE && configType !== OVERLAY_CONFIG) {
+    const kind = m.artifactType ? `an artifact of type ${m.artifactType}`
+      : configType === 'application/vnd.oci.image.config.v1+json' ? `an OCI container image (config ${configType})`
+        : `an OCI manifest with config type ${configType ?? 'none'}`;
+    throw notOverlay(kind);
+  }
+  const bad = (why: string) => new CloudletError('Corrupt', `${what}: malformed overlay artifact: ${why}`);
+  if (!m.config || configType !== OVERLAY_CONFIG || !isDigest(m.config.digest) || !Number.isSafeInteger(m.config.size)) {
+    throw bad('its config is not an overlay manifest');
+  }
+  if (!Array.isArray(m.layers)) throw bad('no layers');
+  for (const l of m.layers) {
+    if (!l || l.mediaType !== OVERLAY_SEGMENT || !isDigest(l.digest) || !Number.isSafeInteger(l.size) || l.size < 0) {
+      throw bad(`layer ${JSON.stringify(l?.digest ?? l).slice(0, 80)} is not an overlay segment`);
+    }
+  }
+  const overlayId = m.config.digest.slice('sha256:'.length);
+  return {
+    configDigest: m.config.digest, configSize: m.config.size, overlayId,
+    baseId: m.annotations?.[ANNOTATION_BASE_ID] ?? '', layers: m.layers,
+  };
+}

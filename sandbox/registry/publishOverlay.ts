@@ -1,0 +1,112 @@
+/**
+ * `overlay publish`: pushes an overlay file as an OCI artifact. Each segment is a layer; a segment the
+ * repository already has is skipped (HEAD), one another repository of the registry is known to hold is
+ * mounted, only the rest is uploaded. The report says exactly how many bytes went and how many did not.
+ */
+import { CloudletError, throwIfCancelled } from '../common/errors';
+import { noProgress, ProgressSink } from '../common/progress';
+import { BlobUploader, UploadResult } from './blobUploader';
+import { formatReference, parseReference } from './reference';
+import { OCI_MANIFEST } from './mediaTypes';
+import { buildOverlayManifest } from './overlayArtifact';
+import { readOverlayFile, readSegmentBytes } from './overlayFile';
+import { mapLimit } from './parallel';
+import { mountSources, recordPublication } from './publishedRefs';
+import { RegistryClient, RegistryClientOptions } from './registryClient';
+import { sha256Digest } from './digest';
+
+export interface PublishOptions extends RegistryClientOptions {
+  /** Uploads above this size go in chunked PATCHes (default 8 MiB). */
+  chunkSize?: number;
+  concurrency?: number;
+  /** Extra repositories of the same registry to try mounting segments from. */
+  mountFrom?: string[];
+  progress?: ProgressSink;
+  /** Store root for the publication history (default: CLOUDLET_HOME). */
+  storeRoot?: string;
+}
+
+export interface PublishReport {
+  reference: string;          // HOST/REPO:TAG as given
+  digestReference: string;    // HOST/REPO@sha256:... of the pushed manifest
+  manifestDigest: string;
+  overlayId: string;
+  baseId: string;
+  segments: { total: number; uploaded: number; skipped: number; mounted: number };
+  segmentBytes: { total: number; uploaded: number; skipped: number; mounted: number };
+  configUploaded: boolean;
+  /** Every request body written: segments, config, manifest, and any re-sent bytes after failures. */
+  bytesSent: number;
+  retries: number;
+  resumes: number;
+  restarts: number;
+  seconds: number;
+}
+
+export async function publishOverlay(file: string, refText: string, opts: PublishOptions = {}): Promise<PublishReport> {
+  const t0 = Date.now();
+  const progress = opts.progress ?? noProgress;
+  const ref = parseReference(refText);
+  const info = readOverlayFile(file);
+  const client = new RegistryClient(ref.registry, opts);
+  try {
+    await client.ping();
+    const uploader = new BlobUploader(client, ref.repository);
+    const known = mountSources(ref.registry, ref.repository, opts.storeRoot);
+    const total = info.segments.reduce((n, s) => n + s.size, 0);
+    let done = 0;
+    progress({ phase: 'upload', message: `publishing ${info.segments.length} segments to ${ref.registry}/${ref.repository}`, done, total, at: Date.now() });
+    const tick = (n: number) => { done += n; progress({ phase: 'upload', done, total, at: Date.now() }); };
+
+    const results: UploadResult[] = await mapLimit(info.segments, opts.concurrency ?? 4, async (seg) => {
+      throwIfCancelled(opts.signal);
+      const data = readSegmentBytes(info, seg);
+      // The file is read again here: a segment that no longer matches its name is not published.
+      if (sha256Digest(data) !== seg.digest) {
+        throw new CloudletError('Corrupt', `overlay file ${file}: segment ${seg.digest} does not match its digest; refused to publish`);
+      }
+      const r = await uploader.upload(data, seg.digest, {
+        chunkSize: opts.chunkSize, onProgress: tick,
+        mountFrom: [...(known.get(seg.digest) ?? []), ...(opts.mountFrom ?? [])],
+      });
+      if (r.outcome !== 'uploaded') tick(seg.size);
+      return r;
+    });
+
+    const config = await uploader.upload(info.manifestBytes, `sha256:${info.overlayId}`, { chunkSize: opts.chunkSize });
+    const manifest = buildOverlayManifest({
+      overlayId: info.overlayId, baseId: info.baseId, configSize: info.manifestBytes.length, segments: info.segments,
+    });
+    const manifestDigest = sha256Digest(manifest);
+    // Push by tag when there is one (that also makes the digest reachable), else by digest.
+    await client.putManifest(ref.repository, ref.tag ?? manifestDigest, manifest, OCI_MANIFEST);
+    progress({ phase: 'upload', message: 'manifest pushed', done: total, total, at: Date.now() });
+
+    const sum = (o: string) => results.filter((r) => r.outcome === o).reduce((n, r) => n + r.size, 0);
+    const count = (o: string) => results.filter((r) => r.outcome === o).length;
+    const all = [...results, config];
+    const report: PublishReport = {
+      reference: formatReference({ ...ref, digest: undefined, tag: ref.tag ?? 'latest' }),
+      digestReference: formatReference({ registry: ref.registry, repository: ref.repository, digest: manifestDigest }),
+      manifestDigest,
+      overlayId: info.overlayId,
+      baseId: info.baseId,
+      segments: { total: results.length, uploaded: count('uploaded'), skipped: count('skipped'), mounted: count('mounted') },
+      segmentBytes: { total, uploaded: sum('uploaded'), skipped: sum('skipped'), mounted: sum('mounted') },
+      configUploaded: config.outcome === 'uploaded',
+      bytesSent: client.stats.bytesSent,
+      retries: client.stats.retries,
+      resumes: all.reduce((n, r) => n + r.resumes, 0),
+      restarts: all.reduce((n, r) => n + r.restarts, 0),
+      seconds: (Date.now() - t0) / 1000,
+    };
+    recordPublication({
+      reference: report.reference, digestReference: report.digestReference, registry: ref.registry,
+      repository: ref.repository, tag: ref.tag, manifestDigest, overlayId: info.overlayId, baseId: info.baseId,
+      segments: info.segments.map((s) => s.digest), publishedAt: new Date().toISOString(),
+    }, opts.storeRoot);
+    return report;
+  } finally {
+    await client.close();
+  }
+}
