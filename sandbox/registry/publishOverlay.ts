@@ -35,6 +35,7 @@ export interface PublishReport {
   segments: { total: number; uploaded: number; skipped: number; mounted: number };
   segmentBytes: { total: number; uploaded: number; skipped: number; mounted: number };
   configUploaded: boolean;
+  manifestSize: number;       // bytes of the OCI manifest pushed
   /** Every request body written: segments, config, manifest, and any re-sent bytes after failures. */
   bytesSent: number;
   retries: number;
@@ -94,6 +95,7 @@ export async function publishOverlay(file: string, refText: string, opts: Publis
       segments: { total: results.length, uploaded: count('uploaded'), skipped: count('skipped'), mounted: count('mounted') },
       segmentBytes: { total, uploaded: sum('uploaded'), skipped: sum('skipped'), mounted: sum('mounted') },
       configUploaded: config.outcome === 'uploaded',
+      manifestSize: manifest.length,
       bytesSent: client.stats.bytesSent,
       retries: client.stats.retries,
       resumes: all.reduce((n, r) => n + r.resumes, 0),

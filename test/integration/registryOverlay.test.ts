@@ -1,0 +1,149 @@
+/**
+ * Overlays published to and pulled from the real reference registry (Debian's docker-registry) on
+ * loopback, once plain and once with htpasswd auth + TLS: round trip, synthesis from the oci://
+ * reference, incremental publishing, mounts and the `cloudlet` CLI. Overlays are real ones made by
+ * sandbox/overlay from generated images (realOverlays.ts).
+ */
+import { strict as assert } from 'assert';
+import { spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { startRegistry, RegistryFixture } from './fixtures/registry';
+import { changedSegments, makeOverlayPair, OverlayPair } from './registry/realOverlays';
+import { projectRoot } from '../../sandbox/common/paths';
+import { applyOverlay } from '../../sandbox/overlay/apply';
+import { BlobCache, Credentials, openOverlayFromOci, publishOverlay, pullOverlay } from '../../sandbox/registry';
+
+export function runCli(args: string[], env: Record<string, string>, stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot(), 'sandbox/cli/main.ts'), ...args], {
+      env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(stdin ?? '');
+  });
+}
+
+describe('registry: overlays as OCI artifacts', function () {
+  let pair: OverlayPair;
+  let work: string;
+
+  before(async function () {
+    this.timeout(120_000);
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-registry-test-'));
+    pair = await makeOverlayPair(path.join(work, 'overlays'));
+  });
+
+  after(() => { if (work) fs.rmSync(work, { recursive: true, force: true }); });
+
+  for (const secure of [false, true]) {
+    describe(`overlay publish and pull: ${secure ? 'htpasswd auth + TLS' : 'plain HTTP, anonymous'}`, function () {
+      let reg: RegistryFixture;
+      let dir: string;
+      let conn: { credentials: Credentials | null; ca?: string; storeRoot: string };
+
+      before(async () => {
+        reg = await startRegistry({ auth: secure, tls: secure });
+        dir = fs.mkdtempSync(path.join(work, secure ? 'secure-' : 'plain-'));
+        conn = { credentials: secure ? new Credentials(reg.username!, reg.password!) : null, ca: reg.caPem, storeRoot: path.join(dir, 'store') };
+      });
+      after(async () => { await reg?.close(); });
+
+      it('publishes an overlay and pulls it back byte for byte, with the same overlay ID', async () => {
+        const pub = await publishOverlay(pair.v1.path, `${reg.host}/apps/counter:v1`, conn);
+        assert.equal(pub.overlayId, pair.v1.overlayId);
+        assert.equal(pub.segments.total, pair.v1.manifest.segments.length);
+        assert.equal(pub.segments.uploaded, pub.segments.total);
+        assert.equal(pub.segmentBytes.uploaded, pair.v1.manifest.segments.reduce((n, s) => n + s.size, 0));
+
+        const out = path.join(dir, 'pulled-v1.overlay');
+        const cacheDir = path.join(dir, 'cache');
+        const pulled = await pullOverlay(`oci://${reg.host}/apps/counter:v1`, out, { ...conn, cacheDir });
+        assert.equal(pulled.overlayId, pair.v1.overlayId);
+        assert.ok(fs.readFileSync(out).equals(fs.readFileSync(pair.v1.path)), 'pulled file differs from the published one');
+        assert.equal(pulled.segments.downloaded, pulled.segments.total);
+        // Every segment is cached under its digest, verified.
+        const cache = new BlobCache(cacheDir);
+        for (const s of pair.v1.manifest.segments) assert.ok(await cache.get(s.digest), `segment ${s.digest} not cached`);
+
+        // By digest, from the cache this time.
+        const byDigest = await pullOverlay(pub.digestReference, path.join(dir, 'pulled-by-digest.overlay'), { ...conn, cacheDir });
+        assert.equal(byDigest.overlayId, pair.v1.overlayId);
+        assert.equal(byDigest.segments.fromCache, byDigest.segments.total);
+        assert.equal(byDigest.bytesDownloaded, 0);
+      });
+
+      it('synthesizes from the oci:// reference: segments fetched in parallel and verified rebuild the launch VM files', async () => {
+        const o = await openOverlayFromOci(`oci://${reg.host}/apps/counter:v1`, { ...conn, cacheDir: path.join(dir, 'synth-cache') });
+        try {
+          assert.equal(o.overlayId, pair.v1.overlayId);
+          assert.equal(o.baseId, pair.base.baseId);
+          const outDir = path.join(dir, 'launch');
+          const r = await applyOverlay(o, o.source, { baseId: pair.base.baseId, ramFile: pair.base.ramFile, diskFile: pair.base.diskFile }, { outDir, threads: 1 });
+          assert.ok(fs.readFileSync(r.ramFile).equals(fs.readFileSync(pair.launchRam)), 'launch RAM differs');
+          // The rebuilt disk layer reads the same as the sandbox's (qemu-img compares through the backing file).
+          const { execFileSync } = await import('child_process');
+          execFileSync('qemu-img', ['compare', '-q', pair.launchDisk.v1, r.diskLayer]);
+          assert.equal(o.source.counts.downloaded, pair.v1.manifest.segments.length);
+        } finally {
+          await o.close();
+        }
+      });
+
+      it('a second version after a one-file change uploads only the changed segments', async () => {
+        const changed = changedSegments(pair.v1, pair.v2);
+        assert.ok(changed.length >= 1 && changed.length < pair.v2.manifest.segments.length);
+        const expected = changed.reduce((n, s) => n + s.size, 0);
+        const pub = await publishOverlay(pair.v2.path, `${reg.host}/apps/counter:v2`, conn);
+        assert.equal(pub.segmentBytes.uploaded, expected, 'segment bytes sent != changed segments\' compressed sizes');
+        assert.equal(pub.segments.uploaded, changed.length);
+        assert.equal(pub.segments.skipped, pair.v2.manifest.segments.length - changed.length);
+        // Over the wire: the changed segments, the new overlay manifest (config) and the OCI manifest, nothing else.
+        const configSize = fs.readFileSync(pair.v2.path).readUInt32BE(12);
+        assert.ok(pub.configUploaded);
+        assert.equal(pub.bytesSent, expected + configSize + pub.manifestSize);
+        const out = path.join(dir, 'pulled-v2.overlay');
+        await pullOverlay(`${reg.host}/apps/counter:v2`, out, { ...conn, cacheDir: path.join(dir, 'cache') });
+        assert.ok(fs.readFileSync(out).equals(fs.readFileSync(pair.v2.path)));
+      });
+
+      it('mounts segments from another repository of the same registry instead of uploading them', async () => {
+        const pub = await publishOverlay(pair.v1.path, `${reg.host}/other/counter:v1`, conn);
+        assert.equal(pub.segments.mounted, pub.segments.total);
+        assert.equal(pub.segmentBytes.uploaded, 0);
+        const out = path.join(dir, 'pulled-mounted.overlay');
+        await pullOverlay(`${reg.host}/other/counter:v1`, out, { ...conn, cacheDir: path.join(dir, 'cache-mounted') });
+        assert.ok(fs.readFileSync(out).equals(fs.readFileSync(pair.v1.path)));
+      });
+
+      if (secure) {
+        it('CLI: registry login stores the credentials in the Docker file; publish and pull use them; no password printed', async () => {
+          const env = { DOCKER_CONFIG: path.join(dir, 'docker'), CLOUDLET_HOME: path.join(dir, 'cli-home'), CLOUDLET_REGISTRY_CA: reg.caFile! };
+          const login = await runCli(['registry', 'login', reg.host, '-u', reg.username!, '--password-stdin'], env, reg.password + '\n');
+          assert.equal(login.code, 0, login.stderr);
+          const stored = JSON.parse(fs.readFileSync(path.join(env.DOCKER_CONFIG, 'config.json'), 'utf8'));
+          assert.equal(Buffer.from(stored.auths[reg.host].auth, 'base64').toString(), `${reg.username}:${reg.password}`);
+          assert.equal(fs.statSync(path.join(env.DOCKER_CONFIG, 'config.json')).mode & 0o077, 0);
+
+          const pub = await runCli(['overlay', 'publish', pair.v2.path, `${reg.host}/cli/counter:v2`, '--json'], env);
+          assert.equal(pub.code, 0, pub.stderr);
+          const report = JSON.parse(pub.stdout);
+          assert.equal(report.overlayId, pair.v2.overlayId);
+          const out = path.join(dir, 'cli-pulled.overlay');
+          const pull = await runCli(['overlay', 'pull', `oci://${reg.host}/cli/counter:v2`, '-o', out], env);
+          assert.equal(pull.code, 0, pull.stderr);
+          assert.match(pull.stdout, new RegExp(`pulled overlay ${pair.v2.overlayId}`));
+          assert.ok(fs.readFileSync(out).equals(fs.readFileSync(pair.v2.path)));
+          for (const r of [login, pub, pull]) {
+            assert.ok(!r.stdout.includes(reg.password!) && !r.stderr.includes(reg.password!), 'password printed');
+          }
+        });
+      }
+    });
+  }
+});
