@@ -3,7 +3,17 @@
  * the CLI bundle includes them; a module file lands here with one import line.
  */
 import type { ApiModule } from './context';
+import type { DaemonConfig } from './config';
+import { computeModule } from './api/compute';
+import { imageModule } from './api/image';
+import { createVmBackend } from './sandboxBackend';
+import { handoffService } from '../handoff/handoffService';
 
-export function builtinModules(): ApiModule[] {
-  return [];
+export function builtinModules(o: { config: DaemonConfig; dataDir: string }): ApiModule[] {
+  const backend = createVmBackend(o.dataDir);
+  return [
+    computeModule({ backend, maxServers: o.config.max_servers, overlayMaxBytes: o.config.overlay_max_bytes,
+      handoff: (ctx, servers) => handoffService(ctx, servers, backend) }),
+    imageModule({ maxUploadBytes: o.config.overlay_max_bytes, importBase: backend.importBase ? (f) => backend.importBase!(f, () => {}) : undefined }),
+  ];
 }
