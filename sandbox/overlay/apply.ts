@@ -1,0 +1,227 @@
+/**
+ * VM synthesis from files: base + overlay -> launch RAM file, qcow2 layer over the base disk and
+ * device state, in a temporary folder renamed into place only when everything checked out.
+ * Every segment is verified (size, SHA-256, declared and actual decompressed size, records equal to
+ * the manifest's chunk list, every index in bounds) before a byte of it is used.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { CloudletError, throwIfCancelled } from '../common/errors';
+import { noProgress, ProgressSink } from '../common/progress';
+import {
+  CHUNK_SIZE, decodeSegment, Encoding, expandRuns, LIMITS, OverlayManifest, SegmentEntry, Target, validateManifest,
+} from './format';
+import { checkSegmentDigest, SegmentSource } from './overlayReader';
+import { Qcow2Writer } from './qcow2Writer';
+import { SegmentCompressor, zstdFrameContentSize } from './segmentCompressor';
+
+export interface ApplyBase {
+  baseId: string;
+  ramFile: string;
+  diskFile: string;
+}
+
+export interface ApplyOptions {
+  /** Final folder; must not exist yet. It appears (by rename) only when complete. */
+  outDir: string;
+  threads?: number;
+  compressor?: SegmentCompressor;
+  /** Segments fetched and decoded at once (default: threads + 2). */
+  parallel?: number;
+  signal?: AbortSignal;
+  progress?: ProgressSink;
+}
+
+export interface ApplyResult {
+  dir: string;
+  ramFile: string;      // <dir>/ram.raw
+  diskLayer: string;    // <dir>/disk.qcow2, backing file = base disk (raw)
+  deviceState: string;  // <dir>/state.bin
+  vmConfig: unknown;
+  overlayId?: string;
+  timings: { fetchDecodeMs: number; totalMs: number };
+}
+
+export const LAUNCH_FILES = { ram: 'ram.raw', disk: 'disk.qcow2', deviceState: 'state.bin', info: 'overlay.json' };
+
+interface Deferred { target: Target; index: number; refTarget: Target; ref: number }
+
+/** Fetches one segment and returns its checked, decompressed bytes. */
+export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, compressor: SegmentCompressor, signal?: AbortSignal): Promise<Buffer> {
+  const buf = await source.getSegment(entry.digest, entry.size, signal);
+  if (buf.length !== entry.size) {
+    throw new CloudletError('Corrupt', `segment ${entry.digest} is ${buf.length} bytes but the manifest says ${entry.size} (truncated overlay or transfer)`);
+  }
+  checkSegmentDigest(entry.digest, buf);
+  const declared = zstdFrameContentSize(buf);
+  if (declared === null) throw new CloudletError('Corrupt', `segment ${entry.digest} does not declare its decompressed size; refused`);
+  if (declared > LIMITS.segmentRawBytes || declared !== entry.rawSize) {
+    throw new CloudletError('Corrupt', `segment ${entry.digest} would decompress to ${declared} bytes (manifest: ${entry.rawSize}, limit ${LIMITS.segmentRawBytes}); refused as a possible decompression bomb`);
+  }
+  let raw: Buffer;
+  try {
+    raw = await compressor.decompress(buf);
+  } catch (e) {
+    throw new CloudletError('Corrupt', `segment ${entry.digest} does not decompress: ${(e as Error).message}`);
+  }
+  if (raw.length !== entry.rawSize) {
+    throw new CloudletError('Corrupt', `segment ${entry.digest} decompressed to ${raw.length} bytes, the manifest says ${entry.rawSize}; refused`);
+  }
+  return raw;
+}
+
+export async function applyOverlay(
+  overlay: { manifest: OverlayManifest; overlayId?: string },
+  source: SegmentSource,
+  base: ApplyBase,
+  opts: ApplyOptions,
+): Promise<ApplyResult> {
+  const t0 = Date.now();
+  const progress = opts.progress ?? noProgress;
+  const manifest = validateManifest(overlay.manifest);
+  if (manifest.baseId !== base.baseId) {
+    throw new CloudletError('Mismatch', `overlay was made for base ${manifest.baseId}, but the base given is ${base.baseId}`, { hint: 'import or pull the base the overlay names, then synthesize against it' });
+  }
+  const baseRamSize = fs.statSync(base.ramFile).size;
+  const baseDiskSize = fs.statSync(base.diskFile).size;
+  if (baseRamSize !== manifest.base.ramSize || baseDiskSize !== manifest.base.diskSize || manifest.ram.size !== baseRamSize) {
+    throw new CloudletError('Mismatch', `base files do not have the sizes the overlay expects (RAM ${baseRamSize} vs ${manifest.base.ramSize}, disk ${baseDiskSize} vs ${manifest.base.diskSize})`);
+  }
+  if (fs.existsSync(opts.outDir)) throw new CloudletError('Conflict', `${opts.outDir} already exists`);
+  const baseRamChunks = baseRamSize / CHUNK_SIZE, baseDiskChunks = Math.ceil(baseDiskSize / CHUNK_SIZE);
+  const chunkLimit: Record<Target, number> = { ram: manifest.ram.size / CHUNK_SIZE, disk: Math.ceil(manifest.disk.size / CHUNK_SIZE) };
+
+  fs.mkdirSync(path.dirname(opts.outDir), { recursive: true });
+  const tmp = `${opts.outDir}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  fs.mkdirSync(tmp);
+  const compressor = opts.compressor ?? new SegmentCompressor(opts.threads);
+  const fds: number[] = [];
+  let writer: Qcow2Writer | undefined;
+  let ramCopy: Promise<void> = Promise.resolve();
+  try {
+    const ramPath = path.join(tmp, LAUNCH_FILES.ram);
+    // The RAM copy runs on the libuv pool while the first segments are fetched and decoded.
+    ramCopy = fs.promises.copyFile(base.ramFile, ramPath, fs.constants.COPYFILE_FICLONE);
+    ramCopy.catch(() => { /* awaited below */ });
+    const baseRamFd = fs.openSync(base.ramFile, 'r'); fds.push(baseRamFd);
+    const baseDiskFd = fs.openSync(base.diskFile, 'r'); fds.push(baseDiskFd);
+    const chunkSegments = manifest.segments.filter((s) => s.kind === 'chunks');
+    const diskChunks: number[] = [];
+    for (const s of chunkSegments) if (s.target === 'disk') for (const i of expandRuns(s.chunks!)) diskChunks.push(i);
+    writer = Qcow2Writer.create(path.join(tmp, LAUNCH_FILES.disk), { virtualSize: manifest.disk.size, backingFile: path.resolve(base.diskFile), backingFormat: 'raw', chunks: diskChunks });
+    const w = writer;
+    let ramFd = -1;
+    const ramStored = new Uint8Array(chunkLimit.ram);           // 1 = final bytes written in phase 1
+    const diskStored = new Uint8Array(diskChunks.length);
+    const deferred: Deferred[] = [];
+    const scratch = Buffer.alloc(CHUNK_SIZE);
+    const zero = Buffer.alloc(CHUNK_SIZE);
+
+    const readBase = (target: Target, index: number, out: Buffer, why: string): Buffer => {
+      const limit = target === 'ram' ? baseRamChunks : baseDiskChunks;
+      if (index >= limit) throw new CloudletError('Corrupt', `overlay ${why} refers to base ${target} chunk ${index}, outside the base image (${limit} chunks)`);
+      out.fill(0);
+      fs.readSync(target === 'ram' ? baseRamFd : baseDiskFd, out, 0, CHUNK_SIZE, index * CHUNK_SIZE);
+      return out;
+    };
+    const put = (target: Target, index: number, data: Buffer) => {
+      if (target === 'ram') { fs.writeSync(ramFd, data, 0, CHUNK_SIZE, index * CHUNK_SIZE); ramStored[index] = 1; }
+      else { w.writeChunk(index, data); diskStored[w.positionOf(index)] = 1; }
+    };
+
+    const applySegment = (entry: SegmentEntry, raw: Buffer) => {
+      const target = entry.target!;
+      const { records, payloadOffsets } = decodeSegment(raw, entry.digest);
+      const expected = expandRuns(entry.chunks!);
+      if (records.length !== expected.length) throw new CloudletError('Corrupt', `segment ${entry.digest} holds ${records.length} records but the manifest lists ${expected.length} chunks`);
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i];
+        if (r.index !== expected[i]) throw new CloudletError('Corrupt', `segment ${entry.digest} record ${i} is ${target} chunk ${r.index}, the manifest lists ${expected[i]}`);
+        if (r.index >= chunkLimit[target]) throw new CloudletError('Corrupt', `segment ${entry.digest} names ${target} chunk ${r.index}, outside the ${target} image (${chunkLimit[target]} chunks)`);
+        const at = payloadOffsets[i];
+        switch (r.encoding) {
+          case Encoding.Zero:
+            if (target === 'ram') put('ram', r.index, zero); else w.markZero(r.index);
+            break;
+          case Encoding.BaseRam: put(target, r.index, readBase('ram', r.ref, scratch, `${target} chunk ${r.index}`)); break;
+          case Encoding.BaseDisk: put(target, r.index, readBase('disk', r.ref, scratch, `${target} chunk ${r.index}`)); break;
+          case Encoding.Raw: put(target, r.index, raw.subarray(at, at + CHUNK_SIZE)); break;
+          case Encoding.Xor: {
+            const b = readBase(target, r.index, scratch, `xor of ${target} chunk ${r.index}`);
+            for (let k = 0; k < CHUNK_SIZE; k++) b[k] ^= raw[at + k];
+            put(target, r.index, b);
+            break;
+          }
+          case Encoding.Self:
+            if (r.ref >= chunkLimit[r.refTarget]) throw new CloudletError('Corrupt', `segment ${entry.digest}: ${target} chunk ${r.index} copies ${r.refTarget} chunk ${r.ref}, outside the image`);
+            deferred.push({ target, index: r.index, refTarget: r.refTarget, ref: r.ref });
+            break;
+        }
+      }
+    };
+
+    // Phase 1: segments fetched, verified and decompressed several at a time; written in the main thread.
+    const tFetch = Date.now();
+    const total = chunkSegments.reduce((n, s) => n + s.size, 0);
+    let done = 0, next = 0;
+    const parallel = Math.max(1, opts.parallel ?? compressor.threads + 2);
+    let failure: unknown;
+    const workerLoop = async () => {
+      while (failure === undefined && next < chunkSegments.length) {
+        try {
+          throwIfCancelled(opts.signal);
+          const entry = chunkSegments[next++];
+          const raw = await fetchSegment(entry, source, compressor, opts.signal);
+          if (failure !== undefined) return;
+          if (ramFd < 0 && entry.target === 'ram') { await ramCopy; if (ramFd < 0) { ramFd = fs.openSync(ramPath, 'r+'); fds.push(ramFd); } }
+          throwIfCancelled(opts.signal);
+          applySegment(entry, raw);
+          done += entry.size;
+          progress({ phase: 'synthesize', done, total });
+        } catch (e) {
+          failure ??= e;
+        }
+      }
+    };
+    // Every loop ends before anything is torn down; the first error is the one reported.
+    await Promise.all(Array.from({ length: Math.min(parallel, Math.max(1, chunkSegments.length)) }, workerLoop));
+    if (failure !== undefined) throw failure;
+    await ramCopy;
+    if (ramFd < 0) { ramFd = fs.openSync(ramPath, 'r+'); fds.push(ramFd); }
+
+    // Phase 2: copies of chunks stored elsewhere in this overlay, read back from the output.
+    for (const d of deferred) {
+      const stored = d.refTarget === 'ram' ? ramStored[d.ref] === 1 : (w.positionOf(d.ref) >= 0 && diskStored[w.positionOf(d.ref)] === 1);
+      if (!stored) throw new CloudletError('Corrupt', `${d.target} chunk ${d.index} copies ${d.refTarget} chunk ${d.ref}, which this overlay does not store`);
+      const data = d.refTarget === 'ram' ? (fs.readSync(ramFd, scratch, 0, CHUNK_SIZE, d.ref * CHUNK_SIZE), scratch) : w.readChunk(d.ref, scratch);
+      if (d.target === 'ram') fs.writeSync(ramFd, data, 0, CHUNK_SIZE, d.index * CHUNK_SIZE);
+      else w.writeChunk(d.index, data);
+    }
+    const fetchDecodeMs = Date.now() - tFetch;
+
+    const dsEntry = manifest.segments.find((s) => s.kind === 'device-state')!;
+    const state = await fetchSegment(dsEntry, source, compressor, opts.signal);
+    fs.writeFileSync(path.join(tmp, LAUNCH_FILES.deviceState), state);
+    throwIfCancelled(opts.signal);
+    w.finish();
+    writer = undefined;
+    fs.fsyncSync(ramFd);
+    fs.writeFileSync(path.join(tmp, LAUNCH_FILES.info), JSON.stringify({ overlayId: overlay.overlayId, baseId: manifest.baseId, vmConfig: manifest.vmConfig }, null, 2));
+    fs.renameSync(tmp, opts.outDir);
+    return {
+      dir: opts.outDir,
+      ramFile: path.join(opts.outDir, LAUNCH_FILES.ram),
+      diskLayer: path.join(opts.outDir, LAUNCH_FILES.disk),
+      deviceState: path.join(opts.outDir, LAUNCH_FILES.deviceState),
+      vmConfig: manifest.vmConfig,
+      overlayId: overlay.overlayId,
+      timings: { fetchDecodeMs, totalMs: Date.now() - t0 },
+    };
+  } finally {
+    writer?.close();
+    await ramCopy.catch(() => { /* reported above */ });
+    for (const fd of fds) { try { fs.closeSync(fd); } catch { /* closed */ } }
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (!opts.compressor) await compressor.close();
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * Decides how each changed 4 KiB chunk is stored: zero, a copy of a base RAM page or base disk
+ * chunk, a copy of a chunk stored earlier in this overlay, or literal bytes (raw, or XOR against the
+ * base chunk at the same offset when that leaves mostly zeros). Keeps the overlay's own digests so
+ * later chunks (RAM pages that are the page cache of newly written files) become copies.
+ */
+import { createHash } from 'crypto';
+import { ChunkIndex } from './chunkIndex';
+import { CHUNK_SIZE, Encoding, Target } from './format';
+
+const SRC_BASE_RAM = 0, SRC_BASE_DISK = 1, SRC_SELF = 2;
+
+export const ZERO_CHUNK = Buffer.alloc(CHUNK_SIZE);
+export const ZERO_DIGEST = createHash('sha256').update(ZERO_CHUNK).digest();
+
+/** 32-bit view of a 4 KiB chunk (copied when the buffer is not 4-byte aligned). */
+function words(b: Buffer): Uint32Array {
+  if (b.byteOffset % 4) b = Buffer.from(b);
+  return new Uint32Array(b.buffer, b.byteOffset, CHUNK_SIZE / 4);
+}
+
+export interface EncodedChunk {
+  encoding: Encoding;
+  ref: number;
+  refTarget: Target;
+  payload?: Buffer; // Raw or Xor bytes (a fresh buffer)
+}
+
+/** Same-offset base chunk reader for the XOR decision; returns undefined past the base image. */
+export type BaseChunkReader = (target: Target, index: number, out: Buffer) => Buffer | undefined;
+
+export class ChunkEncoder {
+  private readonly index: ChunkIndex;
+  private selfDigests: Buffer;
+  private selfTargets: Uint8Array;
+  private selfIndices: Uint32Array;
+  private selfCount = 0;
+  private readonly baseRamDigests: Buffer;
+  private readonly baseDiskDigests: Buffer;
+  private readonly readBase: BaseChunkReader;
+  private readonly scratch = Buffer.alloc(CHUNK_SIZE);
+
+  constructor(baseRamDigests: Buffer, baseDiskDigests: Buffer, readBase: BaseChunkReader) {
+    this.baseRamDigests = baseRamDigests;
+    this.baseDiskDigests = baseDiskDigests;
+    this.readBase = readBase;
+    const n = (baseRamDigests.length + baseDiskDigests.length) / 32;
+    this.index = new ChunkIndex(n + 65536);
+    this.index.setList(SRC_BASE_RAM, baseRamDigests);
+    this.index.addAll(SRC_BASE_RAM, ZERO_DIGEST);
+    this.index.setList(SRC_BASE_DISK, baseDiskDigests);
+    this.index.addAll(SRC_BASE_DISK, ZERO_DIGEST);
+    this.selfDigests = Buffer.alloc(32 * 4096);
+    this.selfTargets = new Uint8Array(4096);
+    this.selfIndices = new Uint32Array(4096);
+    this.index.setList(SRC_SELF, this.selfDigests);
+  }
+
+  /** Base digest of chunk `index` of `target` (for "unchanged?"), or undefined past the base. */
+  baseDigest(target: Target, index: number): Buffer | undefined {
+    const list = target === 'ram' ? this.baseRamDigests : this.baseDiskDigests;
+    return index * 32 < list.length ? list.subarray(index * 32, index * 32 + 32) : undefined;
+  }
+
+  /** Encodes a changed chunk; `digest` is SHA-256 of `data`. Call in the overlay's chunk order. */
+  encode(target: Target, index: number, data: Buffer, digest: Buffer): EncodedChunk {
+    if (digest.equals(ZERO_DIGEST)) return { encoding: Encoding.Zero, ref: 0, refTarget: 'ram' };
+    const hit = this.index.find(digest);
+    if (hit) {
+      if (hit.source === SRC_BASE_RAM) return { encoding: Encoding.BaseRam, ref: hit.index, refTarget: 'ram' };
+      if (hit.source === SRC_BASE_DISK) return { encoding: Encoding.BaseDisk, ref: hit.index, refTarget: 'disk' };
+      return { encoding: Encoding.Self, ref: this.selfIndices[hit.index], refTarget: this.selfTargets[hit.index] ? 'disk' : 'ram' };
+    }
+    this.remember(target, index, digest);
+    return this.literal(target, index, data);
+  }
+
+  private remember(target: Target, index: number, digest: Buffer): void {
+    if ((this.selfCount + 1) * 32 > this.selfDigests.length) {
+      const grown = Buffer.alloc(this.selfDigests.length * 2);
+      this.selfDigests.copy(grown);
+      this.selfDigests = grown;
+      this.index.setList(SRC_SELF, grown);
+      const t = new Uint8Array(this.selfTargets.length * 2); t.set(this.selfTargets); this.selfTargets = t;
+      const i = new Uint32Array(this.selfIndices.length * 2); i.set(this.selfIndices); this.selfIndices = i;
+    }
+    const k = this.selfCount++;
+    digest.copy(this.selfDigests, k * 32);
+    this.selfTargets[k] = target === 'disk' ? 1 : 0;
+    this.selfIndices[k] = index;
+    this.index.add(SRC_SELF, k);
+  }
+
+  /**
+   * Raw, or XOR against the same-offset base chunk when at least half of the 32-bit words are
+   * unchanged and that gives more zero words than the raw bytes have: a kernel structure or an
+   * ext4 bitmap with a few words changed becomes a run of zeros zstd stores almost for free.
+   * Cheaper than compressing both ways, and it never makes a chunk bigger than raw.
+   */
+  private literal(target: Target, index: number, data: Buffer): EncodedChunk {
+    const baseDigest = this.baseDigest(target, index);
+    if (baseDigest && !baseDigest.equals(ZERO_DIGEST)) {
+      const base = this.readBase(target, index, this.scratch);
+      if (base) {
+        const a = words(data), b = words(base);
+        let same = 0, zeros = 0;
+        for (let i = 0; i < a.length; i++) { if (a[i] === b[i]) same++; if (a[i] === 0) zeros++; }
+        if (same * 2 >= a.length && same > zeros) {
+          const out = Buffer.allocUnsafe(CHUNK_SIZE);
+          const o = new Uint32Array(out.buffer, out.byteOffset, CHUNK_SIZE / 4);
+          for (let i = 0; i < a.length; i++) o[i] = a[i] ^ b[i];
+          return { encoding: Encoding.Xor, ref: 0, refTarget: 'ram', payload: out };
+        }
+      }
+    }
+    return { encoding: Encoding.Raw, ref: 0, refTarget: 'ram', payload: Buffer.from(data) };
+  }
+}

@@ -1,0 +1,315 @@
+/**
+ * The overlay format: constants, manifest types, canonical JSON, the container header and the
+ * decompressed segment layout. Pure functions, no I/O. docs/overlay-format.md is the prose version.
+ */
+import { createHash } from 'crypto';
+import { CloudletError } from '../common/errors';
+
+export const CHUNK_SIZE = 4096;
+export const FORMAT_NAME = 'cloudlet-overlay';
+export const FORMAT_VERSION = 1;
+
+/** Container: 8-byte magic, u32 BE version, u32 BE manifest length, manifest, segments. */
+export const CONTAINER_MAGIC = Buffer.from('CLDOVRLY', 'ascii');
+export const CONTAINER_HEADER_SIZE = 16;
+/** Decompressed chunk segment: magic, u32 LE version, u32 LE record count, u32 LE data chunks. */
+export const SEGMENT_MAGIC = Buffer.from('CSEG', 'ascii');
+export const SEGMENT_HEADER_SIZE = 16;
+export const RECORD_SIZE = 12;
+
+/** Target segment payload before compression (the "about 1 MiB" of the design). */
+export const SEGMENT_TARGET_BYTES = 1 << 20;
+/** A segment never holds more records than this (zero/copy records carry no payload). */
+export const SEGMENT_MAX_RECORDS = 16384;
+
+// Sanity limits checked before anything is allocated (decompression bombs, absurd manifests).
+export const LIMITS = {
+  manifestBytes: 64 << 20,
+  segmentRawBytes: 64 << 20,   // declared and actual decompressed size of one segment
+  segmentBytes: 80 << 20,      // compressed size of one segment
+  ramBytes: 2 ** 40,           // 1 TiB of guest RAM
+  diskBytes: 2 ** 44,          // 16 TiB: chunk indices stay below 2^32
+  segments: 1 << 22,
+};
+
+/** How a changed chunk is stored. The numeric values are the on-disk record codes. */
+export enum Encoding {
+  Zero = 0,      // all zero bytes
+  BaseRam = 1,   // same bytes as base RAM page `ref`
+  BaseDisk = 2,  // same bytes as base disk chunk `ref`
+  Self = 3,      // same bytes as launch chunk `ref` of image `refTarget` (stored earlier in this overlay)
+  Raw = 4,       // 4096 payload bytes
+  Xor = 5,       // 4096 payload bytes XOR the base chunk at the same offset of the same image
+}
+export const ENCODING_NAMES = ['zero', 'baseRam', 'baseDisk', 'self', 'raw', 'xor'] as const;
+export type EncodingName = (typeof ENCODING_NAMES)[number];
+
+export type Target = 'ram' | 'disk';
+export const TARGET_CODES: Record<Target, number> = { ram: 0, disk: 1 };
+export const TARGETS: Target[] = ['ram', 'disk'];
+
+export function hasPayload(e: Encoding): boolean {
+  return e === Encoding.Raw || e === Encoding.Xor;
+}
+
+export interface ChunkRecord {
+  encoding: Encoding;
+  index: number;      // chunk index in the launch image of the segment's target
+  ref: number;        // source chunk index for BaseRam/BaseDisk/Self, else 0
+  refTarget: Target;  // image of `ref` for Self, else 'ram'
+}
+
+/** Per image: how many changed chunks took each encoding, and where the copies came from. */
+export interface TargetBreakdown {
+  chunks: number;                       // changed chunks of this image
+  encodings: Record<EncodingName, number>;
+  selfFrom: Record<Target, number>;     // Self records by the image of the earlier copy
+  payloadBytes: number;                 // raw + xor payload bytes (before compression)
+  segmentRawBytes: number;              // decompressed segment bytes (records + payload)
+  compressedBytes: number;              // compressed segment bytes
+  segments: number;
+}
+
+export interface SegmentEntry {
+  digest: string;                       // "sha256:<hex>" of the compressed bytes: the segment's name
+  kind: 'chunks' | 'device-state';
+  target?: Target;                      // for kind "chunks"
+  size: number;                         // compressed bytes
+  rawSize: number;                      // decompressed bytes
+  records?: number;                     // for kind "chunks"
+  chunks?: Array<[number, number]>;     // for kind "chunks": [first index, count] runs, ascending
+}
+
+export interface OverlayManifest {
+  format: typeof FORMAT_NAME;
+  version: typeof FORMAT_VERSION;
+  baseId: string;
+  chunkSize: typeof CHUNK_SIZE;
+  ram: { size: number };                // bytes of the launch RAM image (equals the base's)
+  disk: { size: number };               // virtual size of the launch disk
+  base: { ramSize: number; diskSize: number };
+  compression: { algorithm: 'zstd'; level: number };
+  vmConfig: unknown;
+  segments: SegmentEntry[];
+  breakdown: Record<Target, TargetBreakdown> & { deviceStateBytes: number };
+}
+
+export function emptyBreakdown(): TargetBreakdown {
+  return {
+    chunks: 0,
+    encodings: { zero: 0, baseRam: 0, baseDisk: 0, self: 0, raw: 0, xor: 0 },
+    selfFrom: { ram: 0, disk: 0 },
+    payloadBytes: 0, segmentRawBytes: 0, compressedBytes: 0, segments: 0,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Canonical JSON: sorted keys, no whitespace, integers only for numbers. Same manifest, same bytes.
+
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value === 'boolean' || typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new CloudletError('BadInput', `manifest holds a non-finite number`);
+    return JSON.stringify(value);
+  }
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object') {
+    const obj = value as Record<string, unknown>;
+    const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+  }
+  throw new CloudletError('BadInput', `manifest holds a value of type ${typeof value}`);
+}
+
+export function sha256Hex(data: Uint8Array | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export function segmentName(compressed: Uint8Array): string {
+  return `sha256:${sha256Hex(compressed)}`;
+}
+
+/** The overlay ID: SHA-256 of the canonical manifest bytes. */
+export function overlayIdOf(manifestBytes: Uint8Array): string {
+  return sha256Hex(manifestBytes);
+}
+
+export function encodeContainerHeader(manifestBytes: Uint8Array): Buffer {
+  const h = Buffer.alloc(CONTAINER_HEADER_SIZE);
+  CONTAINER_MAGIC.copy(h, 0);
+  h.writeUInt32BE(FORMAT_VERSION, 8);
+  h.writeUInt32BE(manifestBytes.length, 12);
+  return h;
+}
+
+/** Parses the 16-byte container header; returns the manifest length. */
+export function decodeContainerHeader(h: Buffer): number {
+  if (h.length < CONTAINER_HEADER_SIZE) {
+    throw new CloudletError('Corrupt', `overlay file is truncated: ${h.length} bytes, shorter than its ${CONTAINER_HEADER_SIZE}-byte header`);
+  }
+  if (!h.subarray(0, 8).equals(CONTAINER_MAGIC)) {
+    throw new CloudletError('BadInput', 'not a cloudlet overlay: the file does not start with "CLDOVRLY"');
+  }
+  const version = h.readUInt32BE(8);
+  if (version !== FORMAT_VERSION) {
+    throw new CloudletError('BadInput', `overlay container version ${version} is not supported (this build reads version ${FORMAT_VERSION})`);
+  }
+  const len = h.readUInt32BE(12);
+  if (len === 0 || len > LIMITS.manifestBytes) {
+    throw new CloudletError('Corrupt', `overlay manifest length ${len} is outside 1..${LIMITS.manifestBytes} bytes`);
+  }
+  return len;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunk segments (decompressed): header, records, then the payload of every Raw/Xor record in order.
+
+export function encodeSegment(records: ChunkRecord[], payload: Buffer[]): Buffer {
+  const dataCount = payload.length;
+  const out = Buffer.alloc(SEGMENT_HEADER_SIZE + records.length * RECORD_SIZE + dataCount * CHUNK_SIZE);
+  SEGMENT_MAGIC.copy(out, 0);
+  out.writeUInt32LE(FORMAT_VERSION, 4);
+  out.writeUInt32LE(records.length, 8);
+  out.writeUInt32LE(dataCount, 12);
+  let p = SEGMENT_HEADER_SIZE;
+  for (const r of records) {
+    out[p] = r.encoding;
+    out[p + 1] = TARGET_CODES[r.refTarget];
+    out.writeUInt32LE(r.index, p + 4);
+    out.writeUInt32LE(r.ref, p + 8);
+    p += RECORD_SIZE;
+  }
+  for (const d of payload) { d.copy(out, p); p += CHUNK_SIZE; }
+  return out;
+}
+
+export interface DecodedSegment {
+  records: ChunkRecord[];
+  /** Offset in the segment buffer of each record's payload, -1 for records without one. */
+  payloadOffsets: Int32Array;
+}
+
+/** Parses a decompressed chunk segment; checks its own structure only (bounds are checked by the caller). */
+export function decodeSegment(buf: Buffer, name: string): DecodedSegment {
+  const bad = (why: string) => new CloudletError('Corrupt', `segment ${name} is malformed: ${why}`);
+  if (buf.length < SEGMENT_HEADER_SIZE || !buf.subarray(0, 4).equals(SEGMENT_MAGIC)) throw bad('no segment header');
+  if (buf.readUInt32LE(4) !== FORMAT_VERSION) throw bad(`version ${buf.readUInt32LE(4)}`);
+  const n = buf.readUInt32LE(8);
+  const dataCount = buf.readUInt32LE(12);
+  if (n > SEGMENT_MAX_RECORDS || dataCount > n) throw bad(`${n} records, ${dataCount} with data`);
+  if (buf.length !== SEGMENT_HEADER_SIZE + n * RECORD_SIZE + dataCount * CHUNK_SIZE) {
+    throw bad(`${buf.length} bytes where ${n} records and ${dataCount} data chunks need ${SEGMENT_HEADER_SIZE + n * RECORD_SIZE + dataCount * CHUNK_SIZE}`);
+  }
+  const records: ChunkRecord[] = new Array(n);
+  const payloadOffsets = new Int32Array(n).fill(-1);
+  let data = SEGMENT_HEADER_SIZE + n * RECORD_SIZE;
+  let seen = 0;
+  for (let i = 0, p = SEGMENT_HEADER_SIZE; i < n; i++, p += RECORD_SIZE) {
+    const encoding = buf[p] as Encoding;
+    const rt = buf[p + 1];
+    if (encoding > Encoding.Xor) throw bad(`record ${i} has unknown encoding ${encoding}`);
+    if (rt > 1) throw bad(`record ${i} has unknown source image ${rt}`);
+    records[i] = { encoding, index: buf.readUInt32LE(p + 4), ref: buf.readUInt32LE(p + 8), refTarget: rt === 1 ? 'disk' : 'ram' };
+    if (hasPayload(encoding)) {
+      if (++seen > dataCount) throw bad('more data records than declared');
+      payloadOffsets[i] = data;
+      data += CHUNK_SIZE;
+    }
+  }
+  if (seen !== dataCount) throw bad(`declares ${dataCount} data chunks, records name ${seen}`);
+  return { records, payloadOffsets };
+}
+
+/** [first, count] runs of an ascending list of indices. */
+export function toRuns(indices: ArrayLike<number>): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  for (let i = 0; i < indices.length; i++) {
+    const x = indices[i];
+    const last = runs[runs.length - 1];
+    if (last && last[0] + last[1] === x) last[1]++;
+    else runs.push([x, 1]);
+  }
+  return runs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifest validation: everything that does not need the base or the segments' bytes.
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const SEGMENT_DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+function isInt(x: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): x is number {
+  return typeof x === 'number' && Number.isInteger(x) && x >= min && x <= max;
+}
+
+/** Names that end up in file names or URLs must not be able to walk a path. */
+function checkName(what: string, value: unknown, pattern: RegExp): void {
+  if (typeof value !== 'string') throw new CloudletError('BadInput', `overlay manifest: ${what} is missing or not a string`);
+  if (/[/\\]|\.\.|\0/.test(value)) {
+    throw new CloudletError('BadInput', `overlay manifest: ${what} ${JSON.stringify(value.slice(0, 80))} is a path-like name (it contains "/", "\\", ".." or NUL); refused`);
+  }
+  if (!pattern.test(value)) throw new CloudletError('BadInput', `overlay manifest: ${what} ${JSON.stringify(value.slice(0, 80))} is not of the form ${pattern.source}`);
+}
+
+/** Checks the manifest's shape and internal consistency; returns it typed. Throws BadInput/Corrupt. */
+export function validateManifest(raw: unknown): OverlayManifest {
+  const bad = (why: string) => new CloudletError('BadInput', `overlay manifest: ${why}`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('not a JSON object');
+  const m = raw as Record<string, unknown>;
+  if (m.format !== FORMAT_NAME) throw bad(`format is ${JSON.stringify(m.format)}, expected "${FORMAT_NAME}"`);
+  if (m.version !== FORMAT_VERSION) throw bad(`version ${JSON.stringify(m.version)} is not supported (expected ${FORMAT_VERSION})`);
+  checkName('baseId', m.baseId, HEX64);
+  if (m.chunkSize !== CHUNK_SIZE) throw bad(`chunkSize ${JSON.stringify(m.chunkSize)} is not ${CHUNK_SIZE}`);
+  const ram = m.ram as { size?: unknown } | undefined;
+  const disk = m.disk as { size?: unknown } | undefined;
+  const base = m.base as { ramSize?: unknown; diskSize?: unknown } | undefined;
+  if (!ram || !isInt(ram.size, CHUNK_SIZE, LIMITS.ramBytes) || ram.size % CHUNK_SIZE) throw bad(`ram.size must be a multiple of ${CHUNK_SIZE} up to ${LIMITS.ramBytes}`);
+  if (!disk || !isInt(disk.size, 0, LIMITS.diskBytes)) throw bad(`disk.size must be an integer up to ${LIMITS.diskBytes}`);
+  if (!base || !isInt(base.ramSize, 0, LIMITS.ramBytes) || !isInt(base.diskSize, 0, LIMITS.diskBytes)) throw bad('base sizes are missing or out of range');
+  const comp = m.compression as { algorithm?: unknown; level?: unknown } | undefined;
+  if (!comp || comp.algorithm !== 'zstd' || !isInt(comp.level, -131072, 22)) throw bad('compression must be {algorithm: "zstd", level}');
+  if (!Array.isArray(m.segments) || m.segments.length > LIMITS.segments) throw bad('segments must be a list');
+  const chunkLimit: Record<Target, number> = { ram: ram.size / CHUNK_SIZE, disk: Math.ceil(disk.size / CHUNK_SIZE) };
+  const lastIndex: Record<Target, number> = { ram: -1, disk: -1 };
+  let deviceStates = 0;
+  const names = new Set<string>();
+  for (const [i, s] of (m.segments as unknown[]).entries()) {
+    if (typeof s !== 'object' || s === null) throw bad(`segment ${i} is not an object`);
+    const seg = s as Record<string, unknown>;
+    checkName(`segment ${i} digest`, seg.digest, SEGMENT_DIGEST);
+    if (names.has(seg.digest as string)) throw bad(`segment ${seg.digest} is listed twice`);
+    names.add(seg.digest as string);
+    if (!isInt(seg.size, 1, LIMITS.segmentBytes)) throw bad(`segment ${seg.digest} size ${JSON.stringify(seg.size)} is outside 1..${LIMITS.segmentBytes}`);
+    if (!isInt(seg.rawSize, 0, LIMITS.segmentRawBytes)) {
+      throw bad(`segment ${seg.digest} declares ${JSON.stringify(seg.rawSize)} decompressed bytes, past the limit of ${LIMITS.segmentRawBytes} (refused as a possible decompression bomb)`);
+    }
+    if (seg.kind === 'device-state') { deviceStates++; continue; }
+    if (seg.kind !== 'chunks') throw bad(`segment ${seg.digest} has unknown kind ${JSON.stringify(seg.kind)}`);
+    if (seg.target !== 'ram' && seg.target !== 'disk') throw bad(`segment ${seg.digest} target must be "ram" or "disk"`);
+    const target = seg.target;
+    if (!isInt(seg.records, 1, SEGMENT_MAX_RECORDS) || !Array.isArray(seg.chunks)) throw bad(`segment ${seg.digest} has no record count or chunk list`);
+    let count = 0;
+    for (const run of seg.chunks as unknown[]) {
+      if (!Array.isArray(run) || run.length !== 2 || !isInt(run[0]) || !isInt(run[1], 1)) throw bad(`segment ${seg.digest} has a malformed chunk run ${JSON.stringify(run)}`);
+      const [first, n] = run as [number, number];
+      if (first + n > chunkLimit[target]) {
+        throw new CloudletError('Corrupt', `overlay manifest: segment ${seg.digest} names ${target} chunks ${first}..${first + n - 1}, outside the ${target} image (${chunkLimit[target]} chunks)`);
+      }
+      // Chunks are listed in ascending order across the overlay: each chunk is stored once.
+      if (first <= lastIndex[target]) throw bad(`segment ${seg.digest} lists ${target} chunk ${first} out of order or twice`);
+      lastIndex[target] = first + n - 1;
+      count += n;
+    }
+    if (count !== seg.records) throw bad(`segment ${seg.digest} lists ${count} chunks but declares ${seg.records} records`);
+  }
+  if (deviceStates !== 1) throw bad(`expected exactly one device-state segment, found ${deviceStates}`);
+  if (typeof m.breakdown !== 'object' || m.breakdown === null) throw bad('breakdown is missing');
+  return m as unknown as OverlayManifest;
+}
+
+/** Expands a segment's runs into the ascending list of chunk indices. */
+export function expandRuns(runs: Array<[number, number]>): number[] {
+  const out: number[] = [];
+  for (const [first, n] of runs) for (let k = 0; k < n; k++) out.push(first + k);
+  return out;
+}

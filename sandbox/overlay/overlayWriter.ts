@@ -1,0 +1,264 @@
+/**
+ * Creates an overlay from a base and a paused sandbox's files: one read of the sandbox's qcow2 layer
+ * and launch RAM, each changed chunk encoded (chunkEncoder), ~1 MiB segments compressed on worker
+ * threads while the scan goes on, then one container file written next to its destination and
+ * renamed into place only when complete.
+ */
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { CloudletError, throwIfCancelled } from '../common/errors';
+import { noProgress, ProgressSink } from '../common/progress';
+import { ChunkEncoder } from './chunkEncoder';
+import {
+  canonicalJson, CHUNK_SIZE, ChunkRecord, emptyBreakdown, Encoding, ENCODING_NAMES, encodeContainerHeader,
+  encodeSegment, FORMAT_NAME, FORMAT_VERSION, LIMITS, OverlayManifest, overlayIdOf, SEGMENT_MAX_RECORDS,
+  SEGMENT_TARGET_BYTES, SegmentEntry, Target, TargetBreakdown, toRuns,
+} from './format';
+import { Qcow2Reader } from './qcow2Reader';
+import { SegmentCompressor } from './segmentCompressor';
+
+export interface BaseImages {
+  baseId: string;
+  ramFile: string;
+  diskFile: string;
+  /** Binary lists: 32-byte SHA-256 per 4 KiB chunk, in order (files or already-loaded buffers). */
+  ramDigests: string | Buffer;
+  diskDigests: string | Buffer;
+}
+
+export interface LaunchImages {
+  ramFile: string;       // launch RAM, page-aligned, same size as the base's
+  diskLayer: string;     // the sandbox's qcow2 layer over the base disk
+  deviceState: string;   // QEMU device state (RAM excluded)
+  vmConfig: unknown;     // JSON-serialisable VM configuration, carried in the manifest
+}
+
+export interface CreateOverlayOptions {
+  /** Where the file goes: `outFile`, or `<outDir>/<overlayId>.overlay`. */
+  outFile?: string;
+  outDir?: string;
+  level?: number;               // zstd level, default 3
+  threads?: number;
+  compressor?: SegmentCompressor; // shared pool (not closed here)
+  signal?: AbortSignal;
+  progress?: ProgressSink;
+}
+
+export interface CreateOverlayResult {
+  overlayId: string;
+  path: string;
+  manifest: OverlayManifest;
+  bytes: number;
+  timings: { scanMs: number; totalMs: number };
+}
+
+export const DEFAULT_LEVEL = 3;
+const READ_BLOCK = 8 << 20;
+
+function loadDigests(src: string | Buffer, what: string): Buffer {
+  const b = typeof src === 'string' ? fs.readFileSync(src) : src;
+  if (b.length % 32) throw new CloudletError('Corrupt', `${what} digest list is ${b.length} bytes, not a multiple of 32`);
+  return b;
+}
+
+/** Collects records of one image into segments; hands finished segments to `emit`. */
+class SegmentBuilder {
+  private records: ChunkRecord[] = [];
+  private payload: Buffer[] = [];
+  constructor(private readonly target: Target, private readonly emit: (target: Target, records: ChunkRecord[], payload: Buffer[]) => Promise<void>) {}
+  async add(r: ChunkRecord, data?: Buffer): Promise<void> {
+    this.records.push(r);
+    if (data) this.payload.push(data);
+    if (this.payload.length * CHUNK_SIZE >= SEGMENT_TARGET_BYTES || this.records.length >= SEGMENT_MAX_RECORDS) await this.flush();
+  }
+  async flush(): Promise<void> {
+    if (!this.records.length) return;
+    const records = this.records, payload = this.payload;
+    this.records = []; this.payload = [];
+    await this.emit(this.target, records, payload);
+  }
+}
+
+export async function createOverlay(base: BaseImages, launch: LaunchImages, opts: CreateOverlayOptions = {}): Promise<CreateOverlayResult> {
+  const t0 = Date.now();
+  const progress = opts.progress ?? noProgress;
+  const level = opts.level ?? DEFAULT_LEVEL;
+  if (!/^[0-9a-f]{64}$/.test(base.baseId)) throw new CloudletError('BadInput', `base ID ${JSON.stringify(base.baseId)} is not a 64-digit hex SHA-256`);
+  if (!opts.outFile && !opts.outDir) throw new CloudletError('BadInput', 'createOverlay needs outFile or outDir');
+  const ramDigests = loadDigests(base.ramDigests, 'base RAM');
+  const diskDigests = loadDigests(base.diskDigests, 'base disk');
+  const baseRamSize = fs.statSync(base.ramFile).size;
+  const baseDiskSize = fs.statSync(base.diskFile).size;
+  if (ramDigests.length / 32 !== Math.ceil(baseRamSize / CHUNK_SIZE)) throw new CloudletError('Corrupt', `base RAM digest list has ${ramDigests.length / 32} entries for ${baseRamSize} bytes of RAM`);
+  if (diskDigests.length / 32 !== Math.ceil(baseDiskSize / CHUNK_SIZE)) throw new CloudletError('Corrupt', `base disk digest list has ${diskDigests.length / 32} entries for ${baseDiskSize} bytes of disk`);
+  const ramSize = fs.statSync(launch.ramFile).size;
+  if (ramSize !== baseRamSize) throw new CloudletError('Mismatch', `launch RAM is ${ramSize} bytes but the base's is ${baseRamSize}`);
+  const deviceState = fs.readFileSync(launch.deviceState);
+  if (deviceState.length > LIMITS.segmentRawBytes) throw new CloudletError('BadInput', `device state of ${deviceState.length} bytes is larger than ${LIMITS.segmentRawBytes}`);
+
+  const destDir = opts.outFile ? path.dirname(opts.outFile) : opts.outDir!;
+  fs.mkdirSync(destDir, { recursive: true });
+  const tmpBase = path.join(destDir, `.overlay-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`);
+  const segFile = `${tmpBase}.segments`, outTmp = `${tmpBase}.partial`;
+  const compressor = opts.compressor ?? new SegmentCompressor(opts.threads);
+  const fds: number[] = [];
+  let layer: Qcow2Reader | undefined;
+  try {
+    const baseRamFd = fs.openSync(base.ramFile, 'r'); fds.push(baseRamFd);
+    const baseDiskFd = fs.openSync(base.diskFile, 'r'); fds.push(baseDiskFd);
+    const encoder = new ChunkEncoder(ramDigests, diskDigests, (target, index, out) => {
+      const fd = target === 'ram' ? baseRamFd : baseDiskFd;
+      return fs.readSync(fd, out, 0, CHUNK_SIZE, index * CHUNK_SIZE) === CHUNK_SIZE ? out : undefined;
+    });
+    const segFd = fs.openSync(segFile, 'w'); fds.push(segFd);
+    const segments: SegmentEntry[] = [];
+    const breakdown: Record<Target, TargetBreakdown> = { ram: emptyBreakdown(), disk: emptyBreakdown() };
+    // Compression runs on the workers while the scan continues; results are written in segment order.
+    const queue: Array<{ entry: SegmentEntry; b: TargetBreakdown; job: Promise<{ data: Buffer; digest: string }> }> = [];
+    const maxInflight = compressor.threads * 2 + 1;
+    const writeOldest = async () => {
+      const { entry, b, job } = queue.shift()!;
+      const c = await job;
+      entry.digest = c.digest; entry.size = c.data.length;
+      b.compressedBytes += c.data.length;
+      fs.writeSync(segFd, c.data);
+    };
+    const emit = async (target: Target, records: ChunkRecord[], payload: Buffer[]) => {
+      const raw = encodeSegment(records, payload);
+      const entry: SegmentEntry = { digest: '', kind: 'chunks', target, size: 0, rawSize: raw.length, records: records.length, chunks: toRuns(records.map((r) => r.index)) };
+      segments.push(entry);
+      const b = breakdown[target];
+      b.segments++; b.segmentRawBytes += raw.length; b.payloadBytes += payload.length * CHUNK_SIZE;
+      const job = compressor.compress(raw, level);
+      job.catch(() => { /* surfaced by writeOldest */ });
+      queue.push({ entry, b, job });
+      while (queue.length >= maxInflight) await writeOldest();
+    };
+
+    const tScan = Date.now();
+    // Disk first: RAM pages that are the page cache of files written in the sandbox then become
+    // copies of these chunks instead of a second literal.
+    layer = Qcow2Reader.open(launch.diskLayer);
+    const diskSize = layer.info.virtualSize;
+    if (diskSize > LIMITS.diskBytes) throw new CloudletError('BadInput', `launch disk of ${diskSize} bytes is larger than ${LIMITS.diskBytes}`);
+    const diskChunks = layer.allocatedChunks();
+    const diskBuilder = new SegmentBuilder('disk', emit);
+    const chunk = Buffer.alloc(CHUNK_SIZE);
+    for (let i = 0; i < diskChunks.length; i++) {
+      if ((i & 1023) === 0) { throwIfCancelled(opts.signal); progress({ phase: 'scan-disk', done: i * CHUNK_SIZE, total: diskChunks.length * CHUNK_SIZE }); }
+      const idx = diskChunks[i];
+      layer.readChunk(idx, chunk, baseDiskFd);
+      const digest = createHash('sha256').update(chunk).digest();
+      const bd = encoder.baseDigest('disk', idx);
+      if (bd && bd.equals(digest)) continue; // rewritten with the same bytes
+      await addChunk(encoder, diskBuilder, breakdown.disk, 'disk', idx, chunk, digest);
+    }
+    await diskBuilder.flush();
+    layer.close(); layer = undefined;
+    progress({ phase: 'scan-disk', done: diskChunks.length * CHUNK_SIZE, total: diskChunks.length * CHUNK_SIZE });
+
+    const ramFd = fs.openSync(launch.ramFile, 'r'); fds.push(ramFd);
+    const ramBuilder = new SegmentBuilder('ram', emit);
+    const block = Buffer.alloc(READ_BLOCK);
+    for (let off = 0; off < ramSize; off += READ_BLOCK) {
+      throwIfCancelled(opts.signal);
+      progress({ phase: 'scan-ram', done: off, total: ramSize });
+      const n = Math.min(READ_BLOCK, ramSize - off);
+      readFully(ramFd, block, n, off, launch.ramFile);
+      for (let p = 0; p < n; p += CHUNK_SIZE) {
+        const page = block.subarray(p, p + CHUNK_SIZE);
+        const digest = createHash('sha256').update(page).digest();
+        const idx = (off + p) / CHUNK_SIZE;
+        const bd = encoder.baseDigest('ram', idx);
+        if (bd && bd.equals(digest)) continue;
+        await addChunk(encoder, ramBuilder, breakdown.ram, 'ram', idx, page, digest);
+      }
+    }
+    await ramBuilder.flush();
+    progress({ phase: 'scan-ram', done: ramSize, total: ramSize });
+    const scanMs = Date.now() - tScan;
+
+    throwIfCancelled(opts.signal);
+    progress({ phase: 'compress', message: 'waiting for the last segments' });
+    // The device state goes in whole, as its own segment.
+    const ds = await compressor.compress(deviceState, level);
+    const dsEntry: SegmentEntry = { digest: ds.digest, kind: 'device-state', size: ds.data.length, rawSize: deviceState.length };
+    while (queue.length) await writeOldest();
+    fs.writeSync(segFd, ds.data);
+    segments.push(dsEntry);
+
+    const manifest: OverlayManifest = {
+      format: FORMAT_NAME, version: FORMAT_VERSION, baseId: base.baseId, chunkSize: CHUNK_SIZE,
+      ram: { size: ramSize }, disk: { size: diskSize }, base: { ramSize: baseRamSize, diskSize: baseDiskSize },
+      compression: { algorithm: 'zstd', level }, vmConfig: launch.vmConfig ?? {}, segments,
+      breakdown: { ...breakdown, deviceStateBytes: deviceState.length },
+    };
+    // Two segments with the same bytes would share a name; the format lists each name once.
+    dedupeSegmentNames(manifest);
+    const manifestBytes = Buffer.from(canonicalJson(manifest), 'utf8');
+    const overlayId = overlayIdOf(manifestBytes);
+    throwIfCancelled(opts.signal);
+    progress({ phase: 'write', message: 'writing the overlay file' });
+    const outFd = fs.openSync(outTmp, 'w'); fds.push(outFd);
+    fs.writeSync(outFd, encodeContainerHeader(manifestBytes));
+    fs.writeSync(outFd, manifestBytes);
+    fs.closeSync(segFd); fds.splice(fds.indexOf(segFd), 1);
+    appendFile(outFd, segFile);
+    fs.fsyncSync(outFd);
+    const bytes = fs.fstatSync(outFd).size;
+    const finalPath = opts.outFile ?? path.join(destDir, `${overlayId}.overlay`);
+    fs.renameSync(outTmp, finalPath);
+    return { overlayId, path: finalPath, manifest: JSON.parse(manifestBytes.toString('utf8')), bytes, timings: { scanMs, totalMs: Date.now() - t0 } };
+  } finally {
+    layer?.close();
+    for (const fd of fds) { try { fs.closeSync(fd); } catch { /* already closed */ } }
+    fs.rmSync(segFile, { force: true });
+    fs.rmSync(outTmp, { force: true });
+    if (!opts.compressor) await compressor.close();
+  }
+}
+
+async function addChunk(encoder: ChunkEncoder, builder: SegmentBuilder, b: TargetBreakdown, target: Target, index: number, data: Buffer, digest: Buffer): Promise<void> {
+  const e = encoder.encode(target, index, data, digest);
+  b.chunks++;
+  b.encodings[ENCODING_NAMES[e.encoding]]++;
+  if (e.encoding === Encoding.Self) b.selfFrom[e.refTarget]++;
+  await builder.add({ encoding: e.encoding, index, ref: e.ref, refTarget: e.refTarget }, e.payload);
+}
+
+function readFully(fd: number, buf: Buffer, n: number, pos: number, name: string): void {
+  let got = 0;
+  while (got < n) {
+    const r = fs.readSync(fd, buf, got, n - got, pos + got);
+    if (r === 0) throw new CloudletError('Corrupt', `${name} ended early at byte ${pos + got}`);
+    got += r;
+  }
+}
+
+function appendFile(outFd: number, src: string): void {
+  const fd = fs.openSync(src, 'r');
+  try {
+    const buf = Buffer.alloc(READ_BLOCK);
+    for (let pos = 0; ;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, pos);
+      if (n === 0) break;
+      fs.writeSync(outFd, buf, 0, n);
+      pos += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Identical segments (same records and payload) cannot happen within one image because chunk
+ * indices differ, but stay defensive: a repeated name would make two manifest entries ambiguous.
+ */
+function dedupeSegmentNames(m: OverlayManifest): void {
+  const seen = new Set<string>();
+  for (const s of m.segments) {
+    if (seen.has(s.digest)) throw new CloudletError('Internal', `two segments compressed to the same bytes (${s.digest})`);
+    seen.add(s.digest);
+  }
+}

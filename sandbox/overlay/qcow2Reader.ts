@@ -1,0 +1,200 @@
+/**
+ * Reads the clusters a qcow2 layer allocates itself (not its backing file): enough to find and read
+ * the 4 KiB chunks a sandbox wrote. Supports qcow2 v2 and v3, any cluster size, uncompressed
+ * clusters and the v3 zero flag. Anything else (encryption, compressed clusters, extended L2
+ * entries, external data files) is refused with a message naming the feature.
+ */
+import * as fs from 'fs';
+import { CloudletError } from '../common/errors';
+import { CHUNK_SIZE } from './format';
+
+const MAGIC = 0x514649fb; // "QFI\xfb"
+const OFFSET_MASK_HI = 0x00ffffff; // host offset = bits 9..55
+const OFFSET_MASK_LO = 0xfffffe00;
+const EXT_BACKING_FORMAT = 0xe2792aca;
+const EXT_DATA_FILE = 0x44415441;
+const INCOMPAT_DIRTY = 1, INCOMPAT_CORRUPT = 2, INCOMPAT_DATA_FILE = 4, INCOMPAT_COMPRESSION = 8, INCOMPAT_EXTL2 = 16;
+
+export interface Qcow2Info {
+  version: number;
+  clusterSize: number;
+  virtualSize: number;
+  backingFile?: string;
+  backingFormat?: string;
+}
+
+/** One cluster the layer maps itself: its data at hostOffset, or zeros (hostOffset -1). */
+export interface Qcow2Cluster { guestCluster: number; hostOffset: number }
+
+function u64(buf: Buffer, off: number): number {
+  const hi = buf.readUInt32BE(off), lo = buf.readUInt32BE(off + 4);
+  if (hi > 0x1fffff) throw new CloudletError('Corrupt', `qcow2 field at byte ${off} is larger than 2^53`);
+  return hi * 2 ** 32 + lo;
+}
+
+export class Qcow2Reader {
+  readonly info: Qcow2Info;
+  private readonly fd: number;
+  private readonly path: string;
+  private readonly l1Offset: number;
+  private readonly l1Size: number;
+  // Allocated clusters, ascending by guest cluster; host offset -1 for zero clusters.
+  private guestClusters = new Float64Array(0);
+  private hostOffsets = new Float64Array(0);
+
+  private constructor(path: string, fd: number, info: Qcow2Info, l1Offset: number, l1Size: number) {
+    this.path = path; this.fd = fd; this.info = info; this.l1Offset = l1Offset; this.l1Size = l1Size;
+  }
+
+  /** Opens the file, checks the header and loads the L1/L2 mapping. */
+  static open(path: string): Qcow2Reader {
+    const fd = fs.openSync(path, 'r');
+    try {
+      const r = Qcow2Reader.parseHeader(path, fd);
+      r.loadMapping();
+      return r;
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+  }
+
+  private static parseHeader(path: string, fd: number): Qcow2Reader {
+    const refuse = (why: string) => new CloudletError('BadInput', `${path}: ${why}`);
+    const fileSize = fs.fstatSync(fd).size;
+    const h = Buffer.alloc(4096);
+    fs.readSync(fd, h, 0, h.length, 0);
+    if (fileSize < 72 || h.readUInt32BE(0) !== MAGIC) throw refuse('not a qcow2 image (bad magic)');
+    const version = h.readUInt32BE(4);
+    if (version !== 2 && version !== 3) throw refuse(`qcow2 version ${version} is not supported (2 or 3)`);
+    const clusterBits = h.readUInt32BE(20);
+    if (clusterBits < 9 || clusterBits > 21) throw refuse(`cluster_bits ${clusterBits} is outside 9..21`);
+    const clusterSize = 2 ** clusterBits;
+    const virtualSize = u64(h, 24);
+    if (h.readUInt32BE(32) !== 0) throw refuse('encrypted qcow2 images are not supported');
+    const l1Size = h.readUInt32BE(36);
+    const l1Offset = u64(h, 40);
+    const l2Entries = clusterSize / 8;
+    if (l1Size < Math.ceil(virtualSize / (clusterSize * l2Entries))) throw new CloudletError('Corrupt', `${path}: L1 table of ${l1Size} entries cannot map ${virtualSize} bytes`);
+    let headerLength = 72;
+    if (version === 3) {
+      const incompat = u64(h, 72);
+      if (incompat & INCOMPAT_CORRUPT) throw new CloudletError('Corrupt', `${path}: the image is marked corrupt (run qemu-img check -r all)`);
+      if (incompat & INCOMPAT_DATA_FILE) throw refuse('qcow2 images with an external data file are not supported');
+      if (incompat & INCOMPAT_EXTL2) throw refuse('qcow2 images with extended L2 entries (subclusters) are not supported');
+      const known = INCOMPAT_DIRTY | INCOMPAT_COMPRESSION;
+      if (incompat & ~known) throw refuse(`unknown incompatible qcow2 features 0x${incompat.toString(16)}`);
+      headerLength = h.readUInt32BE(100);
+      if (headerLength < 104 || headerLength > 4096 - 8) throw refuse(`header_length ${headerLength} is not supported`);
+    }
+    const info: Qcow2Info = { version, clusterSize, virtualSize };
+    // Header extensions (v3; v2 may have them too, right after the 72-byte header).
+    let p = headerLength;
+    while (p + 8 <= h.length) {
+      const type = h.readUInt32BE(p), len = h.readUInt32BE(p + 4);
+      if (type === 0) break;
+      if (p + 8 + len > h.length) break;
+      if (type === EXT_BACKING_FORMAT) info.backingFormat = h.toString('utf8', p + 8, p + 8 + len);
+      if (type === EXT_DATA_FILE) throw refuse('qcow2 images with an external data file are not supported');
+      p += 8 + Math.ceil(len / 8) * 8;
+    }
+    const bfOff = u64(h, 8), bfLen = h.readUInt32BE(16);
+    if (bfOff && bfLen) {
+      const b = Buffer.alloc(Math.min(bfLen, 1023));
+      fs.readSync(fd, b, 0, b.length, bfOff);
+      info.backingFile = b.toString('utf8');
+    }
+    return new Qcow2Reader(path, fd, info, l1Offset, l1Size);
+  }
+
+  private loadMapping(): void {
+    const { clusterSize } = this.info;
+    const l2Entries = clusterSize / 8;
+    const totalClusters = Math.ceil(this.info.virtualSize / clusterSize);
+    const l1 = Buffer.alloc(this.l1Size * 8);
+    fs.readSync(this.fd, l1, 0, l1.length, this.l1Offset);
+    const guest: number[] = [];
+    const host: number[] = [];
+    const l2 = Buffer.alloc(clusterSize);
+    for (let i = 0; i < this.l1Size; i++) {
+      const l2Offset = (l1.readUInt32BE(i * 8) & OFFSET_MASK_HI) * 2 ** 32 + (l1.readUInt32BE(i * 8 + 4) & OFFSET_MASK_LO);
+      if (l2Offset === 0) continue;
+      if (l2Offset % clusterSize) throw new CloudletError('Corrupt', `${this.path}: L2 table offset ${l2Offset} is not cluster aligned`);
+      if (fs.readSync(this.fd, l2, 0, clusterSize, l2Offset) !== clusterSize) throw new CloudletError('Corrupt', `${this.path}: L2 table at ${l2Offset} is past the end of the file`);
+      for (let j = 0; j < l2Entries; j++) {
+        const hi = l2.readUInt32BE(j * 8), lo = l2.readUInt32BE(j * 8 + 4);
+        if (hi === 0 && lo === 0) continue;
+        const g = i * l2Entries + j;
+        if (g >= totalClusters) continue;
+        if (hi & 0x40000000) throw new CloudletError('BadInput', `${this.path}: compressed clusters are not supported (guest offset ${g * clusterSize}); convert with qemu-img convert -O qcow2 first`);
+        const off = (hi & OFFSET_MASK_HI) * 2 ** 32 + (lo & OFFSET_MASK_LO);
+        const zero = this.info.version === 3 && (lo & 1) === 1;
+        if (zero) { guest.push(g); host.push(-1); continue; }
+        if (off === 0) continue; // v2 "unallocated" (or v3 entry with only flags): falls through to the backing file
+        if (off % clusterSize) throw new CloudletError('Corrupt', `${this.path}: data cluster offset ${off} is not cluster aligned`);
+        guest.push(g); host.push(off);
+      }
+    }
+    this.guestClusters = Float64Array.from(guest);
+    this.hostOffsets = Float64Array.from(host);
+  }
+
+  /** Clusters this layer maps itself (data or zero), ascending. */
+  clusters(): Qcow2Cluster[] {
+    return Array.from(this.guestClusters, (g, i) => ({ guestCluster: g, hostOffset: this.hostOffsets[i] }));
+  }
+
+  /** Indices of the 4 KiB chunks that overlap a cluster this layer maps, ascending. */
+  allocatedChunks(): number[] {
+    const cs = this.info.clusterSize;
+    const lastChunk = Math.ceil(this.info.virtualSize / CHUNK_SIZE) - 1;
+    const out: number[] = [];
+    for (const g of this.guestClusters) {
+      const first = Math.floor((g * cs) / CHUNK_SIZE);
+      const last = Math.min(Math.floor((g * cs + cs - 1) / CHUNK_SIZE), lastChunk);
+      for (let c = Math.max(first, out.length ? out[out.length - 1] + 1 : 0); c <= last; c++) out.push(c);
+    }
+    return out;
+  }
+
+  private find(guestCluster: number): number {
+    let lo = 0, hi = this.guestClusters.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = this.guestClusters[mid];
+      if (v === guestCluster) return mid;
+      if (v < guestCluster) lo = mid + 1; else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /**
+   * Reads guest chunk `index` as the VM sees it: this layer's clusters, zeros for zero clusters, and
+   * for parts the layer does not map (clusters smaller than 4 KiB) the backing file `backingFd`.
+   */
+  readChunk(index: number, out: Buffer = Buffer.alloc(CHUNK_SIZE), backingFd?: number): Buffer {
+    const cs = this.info.clusterSize;
+    let pos = index * CHUNK_SIZE;
+    const end = Math.min(pos + CHUNK_SIZE, this.info.virtualSize);
+    out.fill(0);
+    while (pos < end) {
+      const g = Math.floor(pos / cs);
+      const inCluster = pos - g * cs;
+      const n = Math.min(cs - inCluster, end - pos);
+      const at = pos - index * CHUNK_SIZE;
+      const k = this.find(g);
+      if (k >= 0 && this.hostOffsets[k] >= 0) {
+        const got = fs.readSync(this.fd, out, at, n, this.hostOffsets[k] + inCluster);
+        if (got !== n) throw new CloudletError('Corrupt', `${this.path}: data cluster at ${this.hostOffsets[k]} is past the end of the file`);
+      } else if (k < 0 && backingFd !== undefined) {
+        fs.readSync(backingFd, out, at, n, pos);
+      }
+      pos += n;
+    }
+    return out;
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Compresses and decompresses segments with zstd on worker threads (zstd-napi is synchronous, so
+ * threads are what makes it parallel). The worker is a short inline script that requires zstd-napi
+ * by its resolved path: it runs the same from the TypeScript sources, tests and the esbuild bundle.
+ * Each result also carries the SHA-256 of the compressed bytes, computed on the worker.
+ */
+import * as os from 'os';
+import { Worker } from 'worker_threads';
+import { CloudletError } from '../common/errors';
+
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('worker_threads');
+const { createHash } = require('crypto');
+const zstd = require(workerData.zstdPath);
+const cmp = new zstd.Compressor();
+const dec = new zstd.Decompressor();
+let level = null;
+parentPort.on('message', (job) => {
+  try {
+    const input = Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
+    if (job.op === 'compress') {
+      if (level !== job.level) { cmp.setParameters({ compressionLevel: job.level, contentSizeFlag: true, checksumFlag: false }); level = job.level; }
+      const out = cmp.compress(input);
+      const digest = createHash('sha256').update(out).digest('hex');
+      parentPort.postMessage({ id: job.id, data: out, digest }, [out.buffer]);
+    } else {
+      const out = dec.decompress(input);
+      parentPort.postMessage({ id: job.id, data: out }, [out.buffer]);
+    }
+  } catch (e) {
+    parentPort.postMessage({ id: job.id, error: String(e && e.message || e) });
+  }
+});
+`;
+
+interface Pending { resolve: (v: { data: Buffer; digest?: string }) => void; reject: (e: Error) => void }
+
+export interface CompressedSegment { data: Buffer; digest: string }
+
+export class SegmentCompressor {
+  private readonly workers: Worker[] = [];
+  private readonly busy: number[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+
+  constructor(threads = Math.max(1, Math.min(os.availableParallelism?.() ?? os.cpus().length, 8))) {
+    const zstdPath = require.resolve('zstd-napi');
+    for (let i = 0; i < threads; i++) {
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstdPath } });
+      w.on('message', (m: { id: number; data?: Uint8Array; digest?: string; error?: string }) => {
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        // Idle workers do not keep the process alive; busy ones do.
+        if (--this.busy[i] === 0) w.unref();
+        if (m.error !== undefined) p.reject(new CloudletError('Corrupt', `zstd: ${m.error}`));
+        else p.resolve({ data: Buffer.from(m.data!.buffer, m.data!.byteOffset, m.data!.byteLength), digest: m.digest });
+      });
+      w.on('error', (e) => { for (const p of this.pending.values()) p.reject(e); this.pending.clear(); });
+      w.unref();
+      this.workers.push(w);
+      this.busy.push(0);
+    }
+  }
+
+  get threads(): number { return this.workers.length; }
+
+  private run(op: 'compress' | 'decompress', data: Buffer, level = 0): Promise<{ data: Buffer; digest?: string }> {
+    if (this.closed) return Promise.reject(new CloudletError('Internal', 'segment compressor is closed'));
+    let best = 0;
+    for (let i = 1; i < this.workers.length; i++) if (this.busy[i] < this.busy[best]) best = i;
+    const id = this.nextId++;
+    if (this.busy[best]++ === 0) this.workers[best].ref();
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      // A copy is posted (not transferred): callers may keep using their buffer.
+      this.workers[best].postMessage({ id, op, level, data });
+    });
+  }
+
+  /** zstd at `level`, content size in the frame header; returns bytes and their SHA-256 name. */
+  async compress(data: Buffer, level: number): Promise<CompressedSegment> {
+    const r = await this.run('compress', data, level);
+    return { data: r.data, digest: `sha256:${r.digest}` };
+  }
+
+  /** Decompresses one frame. Callers check the frame's declared size first (see checkFrameSize). */
+  async decompress(data: Buffer): Promise<Buffer> {
+    return (await this.run('decompress', data)).data;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/**
+ * The decompressed size a zstd frame declares in its header, read without decompressing, or null
+ * when the frame does not say (our writer always says; such a segment is refused).
+ */
+export function zstdFrameContentSize(frame: Buffer): number | null {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const binding = require('zstd-napi/binding') as { getFrameContentSize(b: Uint8Array): number | null };
+  try {
+    return binding.getFrameContentSize(frame);
+  } catch {
+    return null;
+  }
+}
