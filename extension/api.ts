@@ -1,0 +1,117 @@
+/**
+ * What the extension needs from a cloudlet, as an interface. The real implementation
+ * (extension/clientAdapter.ts) wraps sandbox/client, the only way extension/ reaches a daemon;
+ * unit tests give a fake. Nothing here imports vscode.
+ */
+import type { ProgressEvent } from '../sandbox/common/progress';
+import type { OverlayComposition } from './protocol';
+
+export interface Credentials {
+  username: string;
+  password: string;
+  project: string;
+}
+
+export interface ImageInfo {
+  id: string;
+  name: string;
+  status: string;
+  size?: number;
+  /** Glance property cloudlet_type: cloudlet_base_disk, cloudlet_overlay ... */
+  cloudletType?: string;
+  /** The base ID (base_sha256_uuid) a base or overlay belongs to. */
+  baseId?: string;
+}
+
+export interface ServerInfo {
+  id: string;
+  name: string;
+  /** Nova status: BUILD, ACTIVE, PAUSED, SHUTOFF, MIGRATING, ERROR ... */
+  status: string;
+  imageId?: string;
+  baseId?: string;
+  overlayUrl?: string;
+  /** Guest ports forwarded to loopback ("8080/tcp" -> "127.0.0.1:40123"). */
+  ports?: Record<string, string>;
+  /** The running job (synthesis, handoff, overlay) if any. */
+  jobId?: string;
+  created?: string;
+}
+
+export type JobEnd = { status: 'DONE' | 'ERROR' | 'CANCELLED'; error?: string; result?: unknown };
+
+export interface ChangeEvent {
+  topic: string;
+  data: Record<string, unknown>;
+}
+
+export interface ConsoleStream {
+  write(data: string): void;
+  onData(fn: (text: string) => void): void;
+  onClose(fn: (reason?: string) => void): void;
+  close(): void;
+}
+
+export interface OverlayInfo {
+  id: string;
+  name: string;
+  baseId: string;
+  size: number;
+  /** Where the overlay can be fetched from for synthesis (a URL or oci:// reference). */
+  url?: string;
+  composition?: OverlayComposition;
+  createdAt?: string;
+  publishedRef?: string;
+}
+
+export interface HandoffResult {
+  totalMs?: number;
+  downtimeMs?: number;
+  bytesSent?: number;
+  destServerId?: string;
+}
+
+/** One signed-in connection to a cloudlet daemon. Every call is logged by the implementation. */
+export interface CloudletSession {
+  readonly endpoint: string;
+  /** The compute endpoint other cloudlets use as handoff_url, and a token for it. */
+  handoffTarget(): Promise<{ url: string; token: string }>;
+  listImages(signal?: AbortSignal): Promise<ImageInfo[]>;
+  listServers(signal?: AbortSignal): Promise<ServerInfo[]>;
+  getServer(id: string, signal?: AbortSignal): Promise<ServerInfo>;
+  /** Resume a base VM (server create from the base image). Returns the new server and its job. */
+  resumeBase(imageId: string, name: string): Promise<{ server: ServerInfo; jobId?: string }>;
+  /** VM synthesis: server create with metadata.overlay_url. */
+  synthesize(overlayUrl: string, name: string): Promise<{ server: ServerInfo; jobId?: string }>;
+  handoff(serverId: string, dest: { url: string; token: string }, destName: string): Promise<{ jobId?: string }>;
+  /** `cloudlet-overlay-finish`: make an overlay of this (paused) VM. */
+  createOverlay(serverId: string, name: string): Promise<{ jobId?: string; overlayId?: string }>;
+  pause(serverId: string): Promise<void>;
+  unpause(serverId: string): Promise<void>;
+  stop(serverId: string): Promise<void>;
+  deleteServer(serverId: string): Promise<void>;
+  deleteImage(imageId: string): Promise<void>;
+  importBase(file: string, name: string, signal?: AbortSignal, onProgress?: (e: ProgressEvent) => void): Promise<ImageInfo>;
+  exportBase(imageId: string, file: string, signal?: AbortSignal, onProgress?: (e: ProgressEvent) => void): Promise<void>;
+  /** Overlays the daemon holds (built locally). */
+  listOverlays(signal?: AbortSignal): Promise<OverlayInfo[]>;
+  getOverlay(id: string): Promise<OverlayInfo>;
+  /** Follows a job until it ends; progress events as they come. Cancels the job when `signal` fires. */
+  watchJob(jobId: string, onProgress: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<JobEnd>;
+  cancelJob(jobId: string): Promise<void>;
+  /** The daemon's change stream (servers, images, jobs ...). Returns a stop function. */
+  watchEvents(onEvent: (e: ChangeEvent) => void, onError: (e: unknown) => void): () => void;
+  /** The serial console of a server. */
+  openConsole(serverId: string): Promise<ConsoleStream>;
+  /** Build an overlay from a workspace folder with cloudlet.yaml, as one job. */
+  buildFromWorkspace(folder: string, name: string): Promise<{ jobId: string }>;
+}
+
+/** One API call, as the output channel shows it. No headers, no bodies: never a secret. */
+export interface ApiCallRecord {
+  method: string;
+  url: string;
+  status: number | 'error';
+  ms: number;
+  error?: string;
+}

@@ -1,0 +1,213 @@
+/**
+ * The real CloudletSession: sandbox/client's CloudletClient, the only way extension/ reaches a
+ * daemon. Maps OpenStack shapes to what the views need, and logs every call through the client's
+ * hook (method, URL without query, status, time: never a token or a body).
+ */
+import * as fs from 'fs';
+import { Readable } from 'stream';
+import { CloudletClient, type CallRecord, type Image, type Server } from '../sandbox/client';
+import type { ApiCallRecord, ChangeEvent, CloudletSession, ConsoleStream, Credentials, ImageInfo, JobEnd, OverlayInfo, ServerInfo } from './api';
+import type { ProgressEvent } from '../sandbox/common/progress';
+import { CloudletError } from '../sandbox/common/errors';
+import { compositionFromManifest } from './state/panels';
+import { OVERLAY_TYPE } from './state/tree';
+
+export function toServerInfo(s: Server): ServerInfo {
+  return {
+    id: s.id,
+    name: s.name,
+    status: s.status,
+    imageId: typeof s.image === 'object' && s.image ? s.image.id : undefined,
+    baseId: s['OS-EXT-CLOUDLET:base_id'],
+    overlayUrl: s.metadata?.overlay_url,
+    ports: s['OS-EXT-CLOUDLET:ports'],
+    jobId: s['OS-EXT-CLOUDLET:job_id'] ?? undefined,
+    created: s.created,
+  };
+}
+
+export function toImageInfo(i: Image): ImageInfo {
+  return { id: i.id, name: i.name, status: i.status, size: i.size ?? undefined, cloudletType: i.cloudlet_type, baseId: i.base_sha256_uuid };
+}
+
+function parseJson(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  try { return JSON.parse(v); } catch { return undefined; }
+}
+
+export function toOverlayInfo(i: Image, fileUrl: string): OverlayInfo {
+  const manifest = parseJson(i.cloudlet_overlay_manifest ?? i.overlay_manifest ?? i.cloudlet_overlay_breakdown);
+  const composition = manifest && typeof manifest === 'object'
+    ? compositionFromManifest({ overlayId: i.cloudlet_overlay_id ?? i.id, baseId: i.base_sha256_uuid, size: i.size, ...(manifest as object) })
+    : undefined;
+  return {
+    id: i.id,
+    name: i.name,
+    baseId: i.base_sha256_uuid ?? '',
+    size: i.size ?? 0,
+    url: fileUrl,
+    composition: composition && composition.parts.length ? composition : undefined,
+    createdAt: i.created_at,
+    publishedRef: typeof i.cloudlet_published_ref === 'string' ? i.cloudlet_published_ref : undefined,
+  };
+}
+
+class ClientSession implements CloudletSession {
+  constructor(readonly endpoint: string, private c: CloudletClient) {}
+
+  async handoffTarget(): Promise<{ url: string; token: string }> {
+    return { url: this.c.endpoint('compute'), token: this.c.token };
+  }
+
+  async listImages(): Promise<ImageInfo[]> { return (await this.c.listImages()).map(toImageInfo); }
+  async listServers(): Promise<ServerInfo[]> { return (await this.c.listServers()).map(toServerInfo); }
+  async getServer(id: string): Promise<ServerInfo> { return toServerInfo(await this.c.getServer(id)); }
+
+  async resumeBase(imageId: string, name: string): Promise<{ server: ServerInfo; jobId?: string }> {
+    const r = await this.c.createServer({ name, imageRef: imageId });
+    return { server: await this.getServer(r.id), jobId: r.jobId };
+  }
+
+  async synthesize(overlayUrl: string, name: string): Promise<{ server: ServerInfo; jobId?: string }> {
+    const r = await this.c.createServer({ name, overlayUrl });
+    return { server: await this.getServer(r.id), jobId: r.jobId };
+  }
+
+  async handoff(serverId: string, dest: { url: string; token: string }, destName: string): Promise<{ jobId?: string }> {
+    return this.c.handoff(serverId, { handoffUrl: dest.url, destToken: dest.token, destVmName: destName });
+  }
+
+  async createOverlay(serverId: string, name: string): Promise<{ jobId?: string; overlayId?: string }> {
+    const r = await this.c.finishOverlay(serverId, name);
+    return { jobId: r.jobId, overlayId: r.imageId };
+  }
+
+  pause(id: string) { return this.c.pauseServer(id); }
+  unpause(id: string) { return this.c.unpauseServer(id); }
+  stop(id: string) { return this.c.stopServer(id); }
+  deleteServer(id: string) { return this.c.deleteServer(id); }
+  deleteImage(id: string) { return this.c.deleteImage(id); }
+
+  async importBase(file: string, name: string, signal?: AbortSignal, onProgress?: (e: ProgressEvent) => void): Promise<ImageInfo> {
+    const size = fs.statSync(file).size;
+    const img = await this.c.createImage({ name, cloudlet_type: 'cloudlet_base_disk', disk_format: 'raw', container_format: 'bare' });
+    let done = 0;
+    const src = fs.createReadStream(file);
+    src.on('data', (b) => { done += b.length; onProgress?.({ phase: 'upload', done, total: size }); });
+    signal?.addEventListener('abort', () => src.destroy(new CloudletError('Cancelled', 'cancelled')), { once: true });
+    try {
+      await this.c.uploadImageData(img.id, Readable.toWeb(src) as ReadableStream<Uint8Array>, size);
+    } catch (e) {
+      await this.c.deleteImage(img.id).catch(() => {});
+      throw e;
+    }
+    return toImageInfo(await this.c.getImage(img.id));
+  }
+
+  async exportBase(imageId: string, file: string, signal?: AbortSignal, onProgress?: (e: ProgressEvent) => void): Promise<void> {
+    const res = await this.c.downloadImageData(imageId, { signal });
+    const total = Number(res.headers.get('content-length') ?? 0) || undefined;
+    const tmp = `${file}.part`;
+    const out = fs.createWriteStream(tmp);
+    let done = 0;
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        done += chunk.length;
+        if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+        onProgress?.({ phase: 'download', done, total });
+      }
+      await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+      fs.renameSync(tmp, file);
+    } catch (e) {
+      out.destroy();
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  private overlayFileUrl(id: string): string { return `${this.c.endpoint('image')}/v2/images/${id}/file`; }
+
+  async listOverlays(): Promise<OverlayInfo[]> {
+    const imgs = await this.c.listImages({ cloudlet_type: OVERLAY_TYPE });
+    // Only complete overlays: an image still queued/saving (or killed by a cancelled build) is not listed.
+    return imgs.filter((i) => i.status === 'active').map((i) => toOverlayInfo(i, this.overlayFileUrl(i.id)));
+  }
+
+  async getOverlay(id: string): Promise<OverlayInfo> {
+    return toOverlayInfo(await this.c.getImage(id), this.overlayFileUrl(id));
+  }
+
+  async watchJob(jobId: string, onProgress: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<JobEnd> {
+    const end = await this.c.watchJob(jobId, onProgress, signal);
+    const status = end.status === 'RUNNING' ? 'ERROR' : end.status;
+    return { status, error: end.error, result: end.result };
+  }
+
+  cancelJob(jobId: string) { return this.c.cancelJob(jobId); }
+
+  watchEvents(onEvent: (e: ChangeEvent) => void, onError: (e: unknown) => void): () => void {
+    const abort = new AbortController();
+    this.c.watchEvents((e) => onEvent({ topic: e.topic, data: e.data }), abort.signal).then(
+      () => { if (!abort.signal.aborted) onError(new CloudletError('Unavailable', 'event stream closed')); },
+      (e) => { if (!abort.signal.aborted) onError(e); },
+    );
+    return () => abort.abort();
+  }
+
+  async openConsole(serverId: string): Promise<ConsoleStream> {
+    const abort = new AbortController();
+    const path = `/servers/${encodeURIComponent(serverId)}/cloudlet-console`;
+    const res = await this.c.request('compute', 'GET', path, { headers: { accept: 'application/octet-stream' }, signal: abort.signal });
+    const dataFns: Array<(t: string) => void> = [];
+    const closeFns: Array<(r?: string) => void> = [];
+    let closed = false;
+    const close = (reason?: string) => { if (closed) return; closed = true; abort.abort(); for (const f of closeFns) f(reason); };
+    void (async () => {
+      const decoder = new TextDecoder();
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          const t = decoder.decode(chunk, { stream: true });
+          if (t) for (const f of dataFns) f(t);
+        }
+        close('the VM console ended');
+      } catch (e) {
+        close(abort.signal.aborted ? undefined : (e as Error).message);
+      }
+    })();
+    // Keystrokes are batched a little so a paste is one request, and sent in order.
+    let pending = '';
+    let sending: Promise<void> = Promise.resolve();
+    const flush = () => {
+      const data = pending;
+      pending = '';
+      if (!data) return;
+      sending = sending.then(() => this.c.request('compute', 'POST', path, { headers: { 'content-type': 'application/octet-stream' }, body: data })
+        .then((r) => r.arrayBuffer()).then(() => undefined, (e: unknown) => { for (const f of dataFns) f(`\r\n[input not delivered: ${(e as Error).message}]\r\n`); }));
+    };
+    return {
+      write: (d) => { if (closed) return; const first = !pending; pending += d; if (first) setTimeout(flush, 15); },
+      onData: (fn) => { dataFns.push(fn); },
+      onClose: (fn) => { closeFns.push(fn); },
+      close: () => close(),
+    };
+  }
+
+  async buildFromWorkspace(folder: string, name: string): Promise<{ jobId: string }> {
+    const r = await this.c.call<{ job_id?: string; job?: { id: string } }>('cloudlet', 'POST', '/builds', { build: { folder, name } });
+    const jobId = r.job_id ?? r.job?.id;
+    if (!jobId) throw new CloudletError('Internal', 'the daemon did not return a build job');
+    return { jobId };
+  }
+}
+
+export function toApiCall(c: CallRecord): ApiCallRecord {
+  return { method: c.method, url: c.url, status: c.status === 0 ? 'error' : c.status, ms: c.ms, error: c.error };
+}
+
+/** Connector over sandbox/client: password login against the daemon's Keystone. */
+export async function connect(url: string, creds: Credentials, onCall: (c: ApiCallRecord) => void): Promise<CloudletSession> {
+  const base = url.replace(/\/+$/, '');
+  const authUrl = /\/identity(\/v3)?$/.test(base) || /\/v3$/.test(base) ? base : `${base}/identity/v3`;
+  const client = await CloudletClient.login({ authUrl, username: creds.username, password: creds.password, project: creds.project, onCall: (c) => onCall(toApiCall(c)) });
+  return new ClientSession(base, client);
+}

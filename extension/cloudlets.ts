@@ -1,0 +1,116 @@
+/**
+ * Which cloudlets the user works with and a signed-in session for each. Endpoints live in settings
+ * (`cloudlet.cloudlets`), passwords in SecretStorage; the local sandbox daemon is the cloudlet named
+ * "local". Sessions are made by a `Connector` (the real one wraps sandbox/client).
+ */
+import type { ApiCallRecord, CloudletSession, Credentials } from './api';
+import { CloudletError } from '../sandbox/common/errors';
+
+export interface CloudletConfig {
+  name: string;
+  url: string;
+  username: string;
+  project: string;
+}
+
+export type Connector = (url: string, creds: Credentials, onCall: (c: ApiCallRecord) => void) => Promise<CloudletSession>;
+
+export interface SecretStore {
+  get(key: string): Thenable<string | undefined> | Promise<string | undefined>;
+  store(key: string, value: string): Thenable<void> | Promise<void>;
+  delete(key: string): Thenable<void> | Promise<void>;
+}
+
+export interface ConfigStore {
+  list(): CloudletConfig[];
+  save(list: CloudletConfig[]): Promise<void>;
+}
+
+export const LOCAL = 'local';
+export const secretKey = (name: string) => `cloudlet.password/${name}`;
+
+export function validateCloudletName(name: string, existing: CloudletConfig[]): string | undefined {
+  if (!name.trim()) return 'A name is needed';
+  if (name === LOCAL) return '"local" is the sandbox daemon';
+  if (!/^[\w.-]+$/.test(name)) return 'Use letters, digits, dot, dash, underscore';
+  if (existing.some((c) => c.name === name)) return `A cloudlet named ${name} exists already`;
+  return undefined;
+}
+
+export function validateUrl(url: string): string | undefined {
+  try {
+    const u = new URL(url);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'An http:// or https:// URL';
+    return undefined;
+  } catch {
+    return 'Not a URL (e.g. http://127.0.0.2:8774)';
+  }
+}
+
+export class Cloudlets {
+  private sessions = new Map<string, Promise<CloudletSession>>();
+
+  constructor(
+    private readonly connector: Connector,
+    private readonly config: ConfigStore,
+    private readonly secrets: SecretStore,
+    private readonly local: { url: () => Promise<string>; credentials: () => Credentials | undefined },
+    private readonly onCall: (c: ApiCallRecord) => void,
+  ) {}
+
+  list(): CloudletConfig[] { return this.config.list(); }
+
+  find(name: string): CloudletConfig | undefined { return this.config.list().find((c) => c.name === name); }
+
+  async add(c: CloudletConfig, password: string): Promise<void> {
+    const problem = validateCloudletName(c.name, this.list()) ?? validateUrl(c.url);
+    if (problem) throw new CloudletError('BadInput', problem);
+    await this.secrets.store(secretKey(c.name), password);
+    await this.config.save([...this.list(), { ...c, url: c.url.replace(/\/$/, '') }]);
+    this.forget(c.name);
+  }
+
+  async updateCredentials(name: string, username: string, password: string): Promise<void> {
+    const list = this.list().map((c) => (c.name === name ? { ...c, username } : c));
+    await this.secrets.store(secretKey(name), password);
+    await this.config.save(list);
+    this.forget(name);
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.config.save(this.list().filter((c) => c.name !== name));
+    await this.secrets.delete(secretKey(name));
+    this.forget(name);
+  }
+
+  /** Drops a cached session (after a 401, a settings change, a retry). */
+  forget(name?: string): void {
+    if (name === undefined) this.sessions.clear();
+    else this.sessions.delete(name);
+  }
+
+  /** A signed-in session; logs in on first use. A failed login is not cached. */
+  session(name: string): Promise<CloudletSession> {
+    let s = this.sessions.get(name);
+    if (!s) {
+      s = this.connect(name);
+      this.sessions.set(name, s);
+      s.catch(() => { if (this.sessions.get(name) === s) this.sessions.delete(name); });
+    }
+    return s;
+  }
+
+  private async connect(name: string): Promise<CloudletSession> {
+    if (name === LOCAL) {
+      const url = await this.local.url();
+      const creds = this.local.credentials();
+      if (!creds) throw new CloudletError('Unauthorized', 'No credentials for the local daemon (its admin.password file is missing)');
+      return this.connector(url, creds, this.onCall);
+    }
+    const c = this.find(name);
+    if (!c) throw new CloudletError('NotFound', `No cloudlet named ${name} is configured`);
+    const password = await this.secrets.get(secretKey(name));
+    if (password === undefined) throw new CloudletError('Unauthorized', `No password stored for cloudlet ${name}`, { hint: 'Run "Cloudlet: Add Cloudlet..." again' });
+    return this.connector(c.url, { username: c.username, password, project: c.project }, this.onCall);
+  }
+}

@@ -1,0 +1,93 @@
+/** Sandbox VMs: terminal, pause/unpause/stop, build an overlay from the workspace's cloudlet.yaml. */
+import * as path from 'path';
+import * as vscode from 'vscode';
+import type { CommandDef } from './registry';
+import type { Ext } from '../ext';
+import type { ServerInfo } from '../api';
+import { checkEnd, isNode, need, pickServer, runJob, sessionOf } from './common';
+import { LOCAL } from '../cloudlets';
+import { SerialConsoleTerminal } from '../terminal';
+import { serverState } from '../state/tree';
+import { overlayEnded, overlayProgress } from '../state/panels';
+import { finishOverlayPanel } from './overlay';
+
+async function targetSandbox(ext: Ext, node: unknown, placeHolder: string, filter: (s: ServerInfo) => boolean): Promise<ServerInfo> {
+  const s = await sessionOf(ext, LOCAL);
+  if (isNode(node) && node.resourceId && (node.kind === 'sandbox' || node.kind === 'server')) return s.getServer(node.resourceId);
+  return pickServer(ext, LOCAL, placeHolder, filter);
+}
+
+const terminals = new Map<string, vscode.Terminal>();
+
+export const sandboxCommands: CommandDef[] = [
+  {
+    id: 'cloudlet.openTerminal',
+    async run(ext, node?: unknown) {
+      const vm = await targetSandbox(ext, node, 'Sandbox VM to open a terminal into', (x) => serverState(x.status) === 'running' || serverState(x.status) === 'paused');
+      const open = terminals.get(vm.id);
+      if (open && open.exitStatus === undefined) { open.show(); return; }
+      const s = await sessionOf(ext, LOCAL);
+      const pty = new SerialConsoleTerminal(vm.name, () => s.openConsole(vm.id));
+      const t = vscode.window.createTerminal({ name: `Sandbox: ${vm.name}`, pty, iconPath: new vscode.ThemeIcon('vm') });
+      terminals.set(vm.id, t);
+      t.show();
+    },
+  },
+  {
+    id: 'cloudlet.pauseSandbox',
+    async run(ext, node?: unknown) {
+      const vm = await targetSandbox(ext, node, 'Sandbox VM to pause', (x) => serverState(x.status) === 'running');
+      await (await sessionOf(ext, LOCAL)).pause(vm.id);
+      ext.refresh('sandbox', true);
+    },
+  },
+  {
+    id: 'cloudlet.unpauseSandbox',
+    async run(ext, node?: unknown) {
+      const vm = await targetSandbox(ext, node, 'Sandbox VM to unpause', (x) => serverState(x.status) === 'paused');
+      await (await sessionOf(ext, LOCAL)).unpause(vm.id);
+      ext.refresh('sandbox', true);
+    },
+  },
+  {
+    id: 'cloudlet.stopSandbox',
+    async run(ext, node?: unknown) {
+      const vm = await targetSandbox(ext, node, 'Sandbox VM to stop and remove', () => true);
+      const ok = await vscode.window.showWarningMessage(`Stop sandbox VM ${vm.name}? Its changes are lost unless you made an overlay.`, { modal: true }, 'Stop');
+      if (ok !== 'Stop') return;
+      await (await sessionOf(ext, LOCAL)).deleteServer(vm.id);
+      terminals.get(vm.id)?.dispose();
+      ext.refresh('sandbox', true);
+    },
+  },
+  {
+    id: 'cloudlet.buildFromWorkspace',
+    async run(ext, uri?: unknown) {
+      const files = uri instanceof vscode.Uri && uri.fsPath.endsWith('cloudlet.yaml') ? [uri] : await vscode.workspace.findFiles('**/cloudlet.yaml', '**/node_modules/**', 20);
+      if (!files.length) {
+        const pick = await vscode.window.showErrorMessage('No cloudlet.yaml in this workspace: it says which base VM to resume and how to install the back-end.', 'Open Walkthrough');
+        if (pick) await vscode.commands.executeCommand('cloudlet.openWalkthrough');
+        return;
+      }
+      const file = files.length === 1 ? files[0] : need(await vscode.window.showQuickPick(files.map((f) => ({ label: vscode.workspace.asRelativePath(f), f })), { placeHolder: 'Which cloudlet.yaml' })).f;
+      const folder = path.dirname(file.fsPath);
+      const name = path.basename(folder);
+      const s = await sessionOf(ext, LOCAL);
+      const key = `build:${folder}`;
+      const panel = ext.overlayPanels.open(key, name);
+      panel.update({ ...panel.current, title: name, status: 'running', phases: [], error: undefined, composition: undefined });
+      const { jobId } = await s.buildFromWorkspace(folder, name);
+      const external: { cancel?: () => void } = {};
+      panel.cancel = () => external.cancel?.();
+      const end = await runJob(s, jobId, `Building overlay ${name}`, (e) => panel.update(overlayProgress(panel.current, e)), external);
+      panel.cancel = undefined;
+      ext.refresh('overlays', true);
+      ext.refresh('sandbox');
+      if (end.status !== 'DONE') {
+        panel.update(overlayEnded(panel.current, end));
+        checkEnd(end, `Build of ${name}`);
+      }
+      await finishOverlayPanel(ext, s, panel, end, key);
+    },
+  },
+];

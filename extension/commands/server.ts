@@ -1,0 +1,102 @@
+/** Servers on cloudlets: synthesize (overlay -> launch VM), hand off, show (panel), delete. */
+import * as vscode from 'vscode';
+import type { CommandDef } from './registry';
+import type { Ext } from '../ext';
+import type { ServerInfo } from '../api';
+import { checkEnd, isNode, pickCloudlet, pickOverlay, pickServer, runJob, sessionOf } from './common';
+import { LOCAL } from '../cloudlets';
+import { initialServerState, serverEnded, serverProgress, serverStatus } from '../state/panels';
+import type { ServerPanel } from '../panels/serverPanel';
+import { CloudletError } from '../../sandbox/common/errors';
+
+async function targetServer(ext: Ext, node: unknown, placeHolder: string, filter: (s: ServerInfo) => boolean = () => true): Promise<{ cloudlet: string; server: ServerInfo }> {
+  if (isNode(node) && node.cloudlet && node.resourceId && (node.kind === 'server' || node.kind === 'sandbox')) {
+    return { cloudlet: node.cloudlet, server: await (await sessionOf(ext, node.cloudlet)).getServer(node.resourceId) };
+  }
+  const cloudlet = await pickCloudlet(ext, 'On which cloudlet');
+  return { cloudlet, server: await pickServer(ext, cloudlet, placeHolder, filter) };
+}
+
+function openServerPanel(ext: Ext, cloudlet: string, server: ServerInfo): ServerPanel {
+  const p = ext.serverPanels.open(cloudlet, initialServerState(server.id, server.name, cloudlet, server.status));
+  p.onRefresh = () => {
+    void sessionOf(ext, cloudlet).then((s) => s.getServer(p.current.serverId)).then((x) => p.update(serverStatus(p.current, x.status)), () => {});
+  };
+  return p;
+}
+
+export const serverCommands: CommandDef[] = [
+  {
+    id: 'cloudlet.synthesize',
+    async run(ext, node?: unknown) {
+      const overlay = isNode(node) && node.kind === 'overlay' && node.resourceId
+        ? await (await sessionOf(ext, LOCAL)).getOverlay(node.resourceId) : await pickOverlay(ext, 'Overlay to synthesize');
+      const cloudlet = isNode(node) && node.kind === 'cloudlet' && node.cloudlet ? node.cloudlet : await pickCloudlet(ext, 'Cloudlet to synthesize on');
+      const url = overlay.publishedRef ?? overlay.url;
+      if (!url) throw new CloudletError('BadInput', `Overlay ${overlay.name} has no URL a cloudlet can fetch it from`);
+      const s = await sessionOf(ext, cloudlet);
+      const existing = new Set((await s.listServers()).map((x) => x.name));
+      let name = overlay.name;
+      for (let i = 2; existing.has(name); i++) name = `${overlay.name}-${i}`;
+      const { server, jobId } = await s.synthesize(url, name);
+      const panel = openServerPanel(ext, cloudlet, server);
+      panel.update({ ...panel.current, operation: 'synthesis', phases: [] });
+      ext.refresh('cloudlets');
+      const end = await runJob(s, jobId, `Synthesizing ${overlay.name} on ${cloudlet}`, (e) => panel.update(serverProgress(panel.current, 'synthesis', e)));
+      const after = await s.getServer(server.id).catch(() => undefined);
+      panel.update(serverEnded(panel.current, end, { status: after?.status ?? (end.status === 'DONE' ? 'ACTIVE' : 'ERROR') }));
+      ext.refresh('cloudlets', true);
+      checkEnd(end, `Synthesis on ${cloudlet}`);
+      if (after && after.status !== 'ACTIVE') throw new CloudletError('Internal', `Synthesis on ${cloudlet} ended with the server ${after.status}`);
+      void vscode.window.showInformationMessage(`${name} is running on ${cloudlet}.`);
+    },
+  },
+  {
+    id: 'cloudlet.handoff',
+    async run(ext, node?: unknown) {
+      const { cloudlet, server } = await targetServer(ext, node, 'Server to hand off', (x) => x.status === 'ACTIVE');
+      const dest = await pickCloudlet(ext, `Hand ${server.name} off to`, { exclude: cloudlet, includeLocal: cloudlet !== LOCAL });
+      const src = await sessionOf(ext, cloudlet);
+      const target = await (await sessionOf(ext, dest)).handoffTarget();
+      const panel = openServerPanel(ext, cloudlet, server);
+      panel.update({ ...panel.current, operation: 'handoff', phases: [], destination: dest, downtimeMs: undefined, totalMs: undefined, bytesSent: undefined, error: undefined });
+      const { jobId } = await src.handoff(server.id, target, server.name);
+      const end = await runJob(src, jobId, `Handing ${server.name} off to ${dest}`, (e) => panel.update(serverProgress(panel.current, 'handoff', e)));
+      let status = end.status === 'DONE' ? 'ACTIVE' : undefined;
+      const r = (end.result ?? {}) as Record<string, unknown>;
+      const destId = typeof r.destination_server_id === 'string' ? r.destination_server_id : typeof r.destServerId === 'string' ? r.destServerId : undefined;
+      if (destId) {
+        status = (await (await sessionOf(ext, dest)).getServer(destId).catch(() => undefined))?.status ?? status;
+        ext.serverPanels.alias(dest, destId, panel);
+      } else if (end.status !== 'DONE') {
+        status = (await src.getServer(server.id).catch(() => undefined))?.status;
+      }
+      panel.update(serverEnded(panel.current, end, { status, destination: dest }));
+      if (destId) panel.update({ ...panel.current, serverId: destId, cloudlet: dest });
+      ext.refresh('cloudlets', true);
+      ext.refresh('sandbox');
+      checkEnd(end, `Handoff of ${server.name} to ${dest}`);
+    },
+  },
+  {
+    id: 'cloudlet.showServer',
+    async run(ext, node?: unknown) {
+      const { cloudlet, server } = await targetServer(ext, node, 'Server to show');
+      const existing = ext.serverPanels.get(cloudlet, server.id);
+      if (existing && !existing.isDisposed) { existing.reveal(); existing.update(serverStatus(existing.current, server.status)); return; }
+      openServerPanel(ext, cloudlet, server);
+    },
+  },
+  {
+    id: 'cloudlet.deleteServer',
+    async run(ext, node?: unknown) {
+      const { cloudlet, server } = await targetServer(ext, node, 'Server to delete');
+      const ok = await vscode.window.showWarningMessage(`Delete ${server.name} on ${cloudlet}?`, { modal: true }, 'Delete');
+      if (ok !== 'Delete') return;
+      await (await sessionOf(ext, cloudlet)).deleteServer(server.id);
+      ext.serverPanels.get(cloudlet, server.id)?.dispose();
+      ext.refresh(cloudlet === LOCAL ? 'sandbox' : 'cloudlets', true);
+    },
+  },
+];
+

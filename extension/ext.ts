@@ -1,0 +1,171 @@
+/**
+ * Everything the commands share: output channel, local daemon, cloudlet sessions, the views, the
+ * panels and the status bar. Created once in activate(); commands receive it as their first argument.
+ */
+import * as vscode from 'vscode';
+import type { CloudletSession, ServerInfo } from './api';
+import { Cloudlets, LOCAL, type Connector } from './cloudlets';
+import { LocalDaemon } from './localDaemon';
+import { Output } from './output';
+import { NodeTree, type Loaded } from './views/nodeTree';
+import { OverlayPanels } from './panels/overlayPanel';
+import { ServerPanels } from './panels/serverPanel';
+import { classifyError } from './state/errors';
+import { cloudletNodes, overlayNodes, sandboxNodes, sandboxStatus, type CloudletEntry, type ViewCondition } from './state/tree';
+import { viewsForTopic } from './state/refresh';
+import { autoStart, cloudletConfigStore, debounceMs, localDaemonSettings } from './settings';
+
+export type ViewName = 'sandbox' | 'cloudlets' | 'overlays' | 'devices';
+
+function conditionOf(e: unknown): { condition: ViewCondition; error: string } {
+  const shown = classifyError(e);
+  const condition: ViewCondition = shown.kind === 'unauthorized' ? 'unauthorized' : shown.kind === 'missingTool' ? 'noDaemon' : 'unreachable';
+  return { condition, error: shown.message };
+}
+
+export class Ext implements vscode.Disposable {
+  readonly output = new Output();
+  readonly localDaemon: LocalDaemon;
+  readonly cloudlets: Cloudlets;
+  readonly views: Record<ViewName, NodeTree>;
+  readonly overlayPanels: OverlayPanels;
+  readonly serverPanels: ServerPanels;
+  readonly status: vscode.StatusBarItem;
+  private readonly disposables: vscode.Disposable[] = [];
+  private readonly watchers = new Map<string, () => void>();
+  private lastSandboxServers: ServerInfo[] = [];
+
+  constructor(readonly context: vscode.ExtensionContext, connector: Connector) {
+    this.localDaemon = new LocalDaemon(localDaemonSettings, (m) => this.output.info(m));
+    this.cloudlets = new Cloudlets(connector, cloudletConfigStore, context.secrets, {
+      url: () => this.localDaemon.ensure(autoStart()),
+      credentials: () => {
+        const password = this.localDaemon.readPassword();
+        return password === undefined ? undefined : { username: 'admin', password, project: 'admin' };
+      },
+    }, (c) => this.output.call(c));
+    const ms = debounceMs();
+    this.views = {
+      sandbox: new NodeTree('cloudlet.sandbox', () => this.loadSandbox(), ms),
+      cloudlets: new NodeTree('cloudlet.cloudlets', () => this.loadCloudlets(), ms),
+      overlays: new NodeTree('cloudlet.overlays', () => this.loadOverlays(), ms),
+      devices: new NodeTree('cloudlet.devices', async () => ({ nodes: [], condition: 'empty' }), ms),
+    };
+    this.overlayPanels = new OverlayPanels(context.extensionUri);
+    this.serverPanels = new ServerPanels(context.extensionUri);
+    this.status = vscode.window.createStatusBarItem('cloudlet.sandboxStatus', vscode.StatusBarAlignment.Left, 50);
+    this.status.name = 'Cloudlet Sandbox';
+    this.status.command = 'cloudlet.focusSandbox';
+    this.status.text = '$(vm-outline) Sandbox';
+    this.status.show();
+    this.disposables.push(this.output, ...Object.values(this.views), this.overlayPanels, this.serverPanels, this.status,
+      this.views.sandbox.onDidLoad((l) => this.updateStatus(l)),
+      vscode.workspace.onDidChangeConfiguration((e) => {
+        if (e.affectsConfiguration('cloudlet.cloudlets')) { this.cloudlets.forget(); this.watchAll(); this.refresh('cloudlets', true); }
+        if (e.affectsConfiguration('cloudlet.localDaemon') || e.affectsConfiguration('cloudlet.cliPath') || e.affectsConfiguration('cloudlet.nodePath')) {
+          this.cloudlets.forget(LOCAL); this.watchAll(); this.refresh(undefined, true);
+        }
+      }));
+  }
+
+  session(name: string): Promise<CloudletSession> { return this.cloudlets.session(name); }
+
+  /** Refresh one view or all; `now` skips the debounce (user asked). */
+  refresh(view?: ViewName, now = false): void {
+    for (const [name, tree] of Object.entries(this.views)) {
+      if (view && name !== view) continue;
+      if (now) tree.refreshNow(); else tree.request();
+    }
+  }
+
+  /** (Re)connects the event streams of the local daemon and every configured cloudlet. */
+  watchAll(): void {
+    const names = [LOCAL, ...this.cloudlets.list().map((c) => c.name)];
+    for (const [n, stop] of this.watchers) if (!names.includes(n)) { stop(); this.watchers.delete(n); }
+    for (const n of names) {
+      this.watchers.get(n)?.();
+      this.watchers.delete(n);
+      this.watch(n, 0);
+    }
+  }
+
+  private watch(name: string, attempt: number): void {
+    let stopped = false;
+    let stopStream: (() => void) | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stop = () => { stopped = true; stopStream?.(); if (timer) clearTimeout(timer); };
+    this.watchers.set(name, stop);
+    const retry = () => {
+      if (stopped) return;
+      const delay = Math.min(60000, 2000 * 2 ** Math.min(attempt, 5));
+      timer = setTimeout(() => { if (!stopped && this.watchers.get(name) === stop) this.watch(name, attempt + 1); }, delay);
+    };
+    this.session(name).then((s) => {
+      if (stopped) return;
+      stopStream = s.watchEvents((e) => {
+        attempt = 0;
+        for (const v of viewsForTopic(e.topic, name === LOCAL ? 'local' : 'remote')) this.views[v].request();
+        if (name === LOCAL && e.topic === 'servers') this.views.sandbox.request();
+      }, (err) => {
+        this.output.warn(`event stream of ${name} ended: ${classifyError(err).message}`);
+        // a token expired or the daemon restarted: a new session next time
+        this.cloudlets.forget(name);
+        retry();
+      });
+    }, () => retry());
+  }
+
+  private async loadSandbox(): Promise<Loaded> {
+    try {
+      const s = await this.session(LOCAL);
+      const [images, servers] = await Promise.all([s.listImages(), s.listServers()]);
+      this.lastSandboxServers = servers;
+      const nodes = sandboxNodes(images, servers);
+      return { nodes, condition: nodes.length ? 'ok' : 'empty' };
+    } catch (e) {
+      this.cloudlets.forget(LOCAL);
+      return { nodes: [], ...conditionOf(e) };
+    }
+  }
+
+  private async loadCloudlets(): Promise<Loaded> {
+    const configs = this.cloudlets.list();
+    if (!configs.length) return { nodes: [], condition: 'empty' };
+    const entries: CloudletEntry[] = await Promise.all(configs.map(async (c): Promise<CloudletEntry> => {
+      try {
+        const s = await this.session(c.name);
+        const [images, servers] = await Promise.all([s.listImages(), s.listServers()]);
+        return { name: c.name, url: c.url, condition: 'ok', images, servers };
+      } catch (e) {
+        this.cloudlets.forget(c.name);
+        return { name: c.name, url: c.url, ...conditionOf(e) };
+      }
+    }));
+    return { nodes: cloudletNodes(entries), condition: 'ok' };
+  }
+
+  private async loadOverlays(): Promise<Loaded> {
+    try {
+      const s = await this.session(LOCAL);
+      const overlays = await s.listOverlays();
+      const nodes = overlayNodes(overlays);
+      return { nodes, condition: nodes.length ? 'ok' : 'empty' };
+    } catch (e) {
+      return { nodes: [], ...conditionOf(e) };
+    }
+  }
+
+  private updateStatus(l: Loaded): void {
+    const st = sandboxStatus(l.condition, l.condition === 'ok' || l.condition === 'empty' ? this.lastSandboxServers : []);
+    this.status.text = st.text;
+    this.status.tooltip = st.tooltip;
+    this.status.command = l.condition === 'unreachable' || l.condition === 'noDaemon' ? 'cloudlet.refresh' : 'cloudlet.focusSandbox';
+  }
+
+  async dispose(): Promise<void> {
+    for (const stop of this.watchers.values()) stop();
+    this.watchers.clear();
+    for (const d of this.disposables) d.dispose();
+    await this.localDaemon.stop();
+  }
+}

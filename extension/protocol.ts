@@ -1,0 +1,95 @@
+/**
+ * The one file that types every message between the extension host and the panels' webviews, in
+ * both directions. webview/ imports it too (webview/tsconfig.json includes it), so it must stay free
+ * of runtime imports: types and pure constants only.
+ */
+import type { ProgressEvent } from '../sandbox/common/progress';
+
+export type PanelKind = 'overlay' | 'server';
+
+// ---------------------------------------------------------------------------------------------
+// State shown by the panels (computed on the extension side by extension/state/*, sent whole).
+
+/** One slice of "what the overlay is made of". */
+export interface CompositionPart {
+  /** Where the chunks come from: guest RAM, the disk, or the device state stream. */
+  area: 'ram' | 'disk' | 'state';
+  /** How they are encoded: zero, copy of a base RAM page / disk chunk, copy of an earlier chunk, raw or delta. */
+  encoding: 'zero' | 'base-ram' | 'base-disk' | 'self' | 'raw' | 'delta' | 'state';
+  chunks: number;
+  /** Bytes of guest data these chunks stand for (4 KiB each, except the device state). */
+  bytes: number;
+}
+
+export interface OverlayComposition {
+  overlayId: string;
+  baseId: string;
+  /** Size of the overlay file / all segments compressed. */
+  compressedBytes: number;
+  /** Sum of parts' bytes (uncompressed changed data). */
+  rawBytes: number;
+  segments: number;
+  parts: CompositionPart[];
+}
+
+export type BuildStatus = 'idle' | 'running' | 'done' | 'failed' | 'cancelled';
+
+export interface PhaseState {
+  name: string;
+  startedAt: number;
+  endedAt?: number;
+  done?: number;
+  total?: number;
+  message?: string;
+}
+
+export interface OverlayPanelState {
+  title: string;
+  status: BuildStatus;
+  error?: string;
+  phases: PhaseState[];
+  composition?: OverlayComposition;
+  /** Where it is published (filled by the publishing work). */
+  publishedRef?: string;
+  /** Whether the Publish button is wired (the publishing work turns it on). */
+  canPublish: boolean;
+}
+
+export interface ServerPanelState {
+  serverId: string;
+  name: string;
+  cloudlet: string;
+  /** Nova status: BUILD, ACTIVE, PAUSED, SHUTOFF, MIGRATING, ERROR, DELETED ... */
+  status: string;
+  operation?: 'synthesis' | 'handoff';
+  phases: PhaseState[];
+  bytesSent?: number;
+  totalMs?: number;
+  downtimeMs?: number;
+  destination?: string;
+  error?: string;
+  updatedAt: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages.
+
+/** Extension -> webview. */
+export type HostMessage =
+  | { type: 'overlay/state'; state: OverlayPanelState }
+  | { type: 'server/state'; state: ServerPanelState }
+  | { type: 'progress'; event: ProgressEvent };
+
+/** Webview -> extension. */
+export type WebviewMessage =
+  | { type: 'ready'; panel: PanelKind }
+  | { type: 'overlay/publish' }
+  | { type: 'overlay/cancel' }
+  | { type: 'server/refresh' }
+  | { type: 'copy'; text: string };
+
+export function isWebviewMessage(m: unknown): m is WebviewMessage {
+  if (!m || typeof m !== 'object') return false;
+  const t = (m as { type?: unknown }).type;
+  return t === 'ready' || t === 'overlay/publish' || t === 'overlay/cancel' || t === 'server/refresh' || t === 'copy';
+}

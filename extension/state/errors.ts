@@ -1,0 +1,63 @@
+/**
+ * How an error is shown to the user: which kind, which words, which action buttons. Pure, so unit
+ * tests check the bad cases (daemon unreachable, wrong credentials, missing base, cancelled).
+ */
+export type ErrorKind = 'unreachable' | 'unauthorized' | 'missingBase' | 'cancelled' | 'missingTool' | 'conflict' | 'notFound' | 'other';
+
+export interface ShownError {
+  kind: ErrorKind;
+  message: string;
+  /** Buttons, in order. 'Retry' re-runs the command; 'Update Credentials' opens the credentials flow. */
+  actions: Array<'Retry' | 'Update Credentials' | 'Show Log' | 'Open Settings'>;
+  severity: 'error' | 'warning' | 'info';
+}
+
+const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EPIPE']);
+
+function field(e: unknown, k: string): unknown {
+  return e && typeof e === 'object' ? (e as Record<string, unknown>)[k] : undefined;
+}
+
+function causeCodes(e: unknown): string[] {
+  const out: string[] = [];
+  let cur: unknown = e;
+  for (let i = 0; i < 5 && cur; i++) {
+    const c = field(cur, 'code');
+    if (typeof c === 'string') out.push(c);
+    const errs = field(cur, 'errors');
+    if (Array.isArray(errs)) for (const x of errs) { const cc = field(x, 'code'); if (typeof cc === 'string') out.push(cc); }
+    cur = field(cur, 'cause');
+  }
+  return out;
+}
+
+export function errorMessage(e: unknown): string {
+  if (e instanceof Error) {
+    const hint = field(e, 'hint');
+    return typeof hint === 'string' && hint ? `${e.message} (${hint})` : e.message;
+  }
+  return String(e);
+}
+
+export function classifyError(e: unknown, where?: string): ShownError {
+  const codes = causeCodes(e);
+  const status = Number(field(e, 'status') ?? field(e, 'statusCode') ?? 0);
+  const msg = errorMessage(e);
+  const at = where ? ` (${where})` : '';
+  if (codes.includes('Cancelled') || field(e, 'name') === 'AbortError') {
+    return { kind: 'cancelled', message: `Cancelled${at}.`, actions: [], severity: 'info' };
+  }
+  if (codes.includes('MissingTool')) return { kind: 'missingTool', message: msg, actions: ['Open Settings', 'Show Log'], severity: 'error' };
+  if (codes.includes('Unauthorized') || status === 401) {
+    return { kind: 'unauthorized', message: `Wrong credentials${at}: ${msg}`, actions: ['Update Credentials', 'Show Log'], severity: 'error' };
+  }
+  if (codes.some((c) => NET_CODES.has(c)) || (codes.includes('Unavailable') && status !== 503) || /fetch failed|ECONNREFUSED|socket hang up|No cloudlet daemon answers|local daemon/i.test(msg)) {
+    return { kind: 'unreachable', message: `Cannot reach the cloudlet daemon${at}: ${msg}`, actions: ['Retry', 'Show Log'], severity: 'error' };
+  }
+  if (/\bbase\b/i.test(msg) && (codes.includes('Mismatch') || codes.includes('NotFound') || status === 400 || status === 404 || status === 409)) {
+    return { kind: 'missingBase', message: `The cloudlet lacks the base VM${at}: ${msg}`, actions: ['Show Log'], severity: 'error' };
+  }
+  if (codes.includes('Conflict') || status === 409) return { kind: 'conflict', message: msg + at, actions: ['Retry', 'Show Log'], severity: 'warning' };
+  if (codes.includes('NotFound') || status === 404) return { kind: 'notFound', message: msg + at, actions: ['Show Log'], severity: 'warning' };
+  return { kind: 'other', message: msg + at, actions: ['Show Log'], severity: 'error' };
+}
