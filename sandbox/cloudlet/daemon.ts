@@ -106,7 +106,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const modules: ApiModule[] = [
     identityModule(identity, () => catalog()),
     cloudletModule(jobs, events),
-    ...(opts.modules ?? builtinModules()),
+    ...(opts.modules ?? builtinModules({ config, dataDir: opts.dataDir })),
   ];
   const catalog = () => modules.map((m) => ({
     id: m.serviceType, type: m.serviceType, name: serviceName(m.serviceType),

@@ -1,0 +1,205 @@
+/**
+ * Glance images in SQLite, their data under <data>/images/<id>. Uploads stream into tmp/ and are
+ * renamed into place only when complete, so a crash never leaves a half file looking like an image.
+ * Projects see their own images and public ones; admins see all.
+ */
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { pipeline } from 'stream/promises';
+import { Transform, type Readable } from 'stream';
+import type BetterSqlite3 from 'better-sqlite3';
+import type { AuthContext } from './context';
+import { CloudletError } from '../common/errors';
+import { storePaths } from '../common/paths';
+
+export type CloudletType = 'cloudlet_base_disk' | 'cloudlet_base_memory' | 'cloudlet_base_disk_hash' | 'cloudlet_base_memory_hash' | 'cloudlet_overlay';
+
+export interface ImageRow {
+  id: string;
+  name: string;
+  owner: string;
+  visibility: 'public' | 'private' | 'shared' | 'community';
+  status: 'queued' | 'saving' | 'active' | 'killed' | 'deleted' | 'importing';
+  size: number | null;
+  checksum: string | null;
+  os_hash_value: string | null;
+  disk_format: string | null;
+  container_format: string | null;
+  min_disk: number;
+  min_ram: number;
+  protected: number;
+  properties: Record<string, string>;
+  created_at: string;
+  updated_at: string;
+}
+
+export function migrateImages(db: BetterSqlite3.Database): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS images (id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL, visibility TEXT NOT NULL,
+    status TEXT NOT NULL, size INTEGER, checksum TEXT, os_hash_value TEXT, disk_format TEXT, container_format TEXT,
+    min_disk INTEGER NOT NULL DEFAULT 0, min_ram INTEGER NOT NULL DEFAULT 0, protected INTEGER NOT NULL DEFAULT 0,
+    properties TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL, updated_at TEXT NOT NULL)`);
+}
+
+/** Fields of an image a client may set; anything else not reserved is a custom property. */
+const CORE = new Set(['name', 'visibility', 'disk_format', 'container_format', 'min_disk', 'min_ram', 'protected']);
+const READ_ONLY = new Set(['id', 'owner', 'status', 'size', 'virtual_size', 'checksum', 'os_hash_algo', 'os_hash_value',
+  'created_at', 'updated_at', 'self', 'file', 'schema', 'direct_url', 'locations', 'tags', 'os_hidden']);
+
+export class ImageStore {
+  readonly dir: string;
+  private tmp: string;
+  constructor(private db: BetterSqlite3.Database, dataDir: string) {
+    this.dir = path.join(dataDir, 'images');
+    this.tmp = storePaths(dataDir).tmp;
+    fs.mkdirSync(this.dir, { recursive: true });
+    fs.mkdirSync(this.tmp, { recursive: true });
+  }
+
+  /** After a crash: uploads that were in progress go back to queued and their temp files go. */
+  recover(): void {
+    this.db.prepare("UPDATE images SET status = 'queued', updated_at = ? WHERE status = 'saving'").run(now());
+    this.db.prepare("UPDATE images SET status = 'killed', updated_at = ? WHERE status = 'importing'").run(now());
+    for (const f of fs.readdirSync(this.tmp)) if (f.startsWith('image-')) fs.rmSync(path.join(this.tmp, f), { force: true });
+  }
+
+  filePath(id: string): string { return path.join(this.dir, id); }
+
+  create(owner: string, fields: Record<string, unknown>, id: string = crypto.randomUUID()): ImageRow {
+    const props: Record<string, string> = {};
+    for (const [k, v] of Object.entries(fields)) {
+      if (CORE.has(k) || k === 'id' || v === undefined) continue;
+      if (READ_ONLY.has(k)) throw new CloudletError('Forbidden', `Attribute '${k}' is read-only.`);
+      props[k] = String(v);
+    }
+    if (fields.id !== undefined && typeof fields.id === 'string') id = fields.id;
+    if (this.getRow(id)) throw new CloudletError('Conflict', `Image with identifier ${id} already exists!`);
+    const visibility = (fields.visibility as string) ?? 'shared';
+    if (!['public', 'private', 'shared', 'community'].includes(visibility)) throw new CloudletError('BadInput', `Invalid visibility value: ${visibility}`);
+    const t = now();
+    this.db.prepare(`INSERT INTO images (id, name, owner, visibility, status, disk_format, container_format, min_disk, min_ram, protected, properties, created_at, updated_at)
+      VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)`).run(id, String(fields.name ?? ''), owner, visibility,
+      (fields.disk_format as string) ?? null, (fields.container_format as string) ?? null, Number(fields.min_disk ?? 0), Number(fields.min_ram ?? 0),
+      fields.protected ? 1 : 0, JSON.stringify(props), t, t);
+    return this.getRow(id)!;
+  }
+
+  getRow(id: string): ImageRow | undefined {
+    const r = this.db.prepare('SELECT * FROM images WHERE id = ?').get(id) as any;
+    return r ? { ...r, properties: JSON.parse(r.properties) } : undefined;
+  }
+
+  /** An image the caller may see, else 404 (not 403: others' images do not exist for them). */
+  get(a: AuthContext, id: string): ImageRow {
+    const r = this.getRow(id);
+    if (!r || !canSee(a, r)) throw new CloudletError('NotFound', `No image found with ID ${id}`);
+    return r;
+  }
+
+  /** Same, and the caller must own it (or be admin) to change it. */
+  getOwned(a: AuthContext, id: string): ImageRow {
+    const r = this.get(a, id);
+    if (r.owner !== a.projectId && !a.isAdmin) throw new CloudletError('Forbidden', `You are not permitted to modify image ${id}`);
+    return r;
+  }
+
+  list(a: AuthContext | undefined): ImageRow[] {
+    const rows = (this.db.prepare('SELECT * FROM images ORDER BY created_at DESC, id').all() as any[]).map((r) => ({ ...r, properties: JSON.parse(r.properties) } as ImageRow));
+    return a ? rows.filter((r) => canSee(a, r)) : rows;
+  }
+
+  /** Images holding a base with this base ID (what a cloudlet advertises). */
+  basesWithId(baseId: string): ImageRow[] {
+    return this.list(undefined).filter((r) => r.properties.cloudlet_type === 'cloudlet_base_disk' && r.properties.base_sha256_uuid === baseId && r.status === 'active');
+  }
+
+  update(id: string, changes: { set?: Record<string, unknown>; remove?: string[] }): ImageRow {
+    const r = this.getRow(id)!;
+    const props = { ...r.properties };
+    const core: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(changes.set ?? {})) {
+      if (READ_ONLY.has(k)) throw new CloudletError('Forbidden', `Attribute '${k}' is read-only.`);
+      if (CORE.has(k)) core[k] = v; else props[k] = String(v);
+    }
+    for (const k of changes.remove ?? []) {
+      if (CORE.has(k) || READ_ONLY.has(k)) throw new CloudletError('Forbidden', `Attribute '${k}' is read-only.`);
+      if (!(k in props)) throw new CloudletError('Conflict', `Property ${k} does not exist.`);
+      delete props[k];
+    }
+    const merged = { name: r.name, visibility: r.visibility, disk_format: r.disk_format, container_format: r.container_format, min_disk: r.min_disk, min_ram: r.min_ram, protected: r.protected, ...core };
+    this.db.prepare(`UPDATE images SET name = ?, visibility = ?, disk_format = ?, container_format = ?, min_disk = ?, min_ram = ?, protected = ?, properties = ?, updated_at = ? WHERE id = ?`)
+      .run(String(merged.name), String(merged.visibility), merged.disk_format ?? null, merged.container_format ?? null, Number(merged.min_disk), Number(merged.min_ram),
+        merged.protected ? 1 : 0, JSON.stringify(props), now(), id);
+    return this.getRow(id)!;
+  }
+
+  setStatus(id: string, status: ImageRow['status']): void {
+    this.db.prepare('UPDATE images SET status = ?, updated_at = ? WHERE id = ?').run(status, now(), id);
+  }
+
+  /**
+   * Store data for an image from a stream, at most `maxBytes`. The image is `saving` meanwhile,
+   * `active` after, back to `queued` when the upload fails.
+   */
+  async upload(id: string, data: Readable, maxBytes: number, check?: (file: string) => Promise<Record<string, string> | void>): Promise<ImageRow> {
+    const r = this.getRow(id)!;
+    if (r.status !== 'queued') throw new CloudletError('Conflict', `Image status transition from ${r.status} to saving is not allowed`);
+    this.setStatus(id, 'saving');
+    const tmp = path.join(this.tmp, `image-${id}-${process.pid}`);
+    const md5 = crypto.createHash('md5');
+    const sha512 = crypto.createHash('sha512');
+    let size = 0;
+    try {
+      await pipeline(data, new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          size += chunk.length;
+          if (size > maxBytes) { cb(new CloudletError('BadInput', `image data over the limit of ${maxBytes} bytes`, { status: 413 })); return; }
+          md5.update(chunk); sha512.update(chunk); cb(null, chunk);
+        },
+      }), fs.createWriteStream(tmp));
+      const props = check ? await check(tmp) : undefined;
+      fs.renameSync(tmp, this.filePath(id));
+      this.db.prepare("UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_value = ?, updated_at = ? WHERE id = ?")
+        .run(size, md5.digest('hex'), sha512.digest('hex'), now(), id);
+      if (props) this.update(id, { set: props });
+      return this.getRow(id)!;
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      this.setStatus(id, 'queued');
+      throw e;
+    }
+  }
+
+  /** Register a file already complete on disk (an overlay this daemon made) as the image's data. */
+  adoptFile(id: string, file: string): ImageRow {
+    const buf = fs.readFileSync(file);
+    const md5 = crypto.createHash('md5').update(buf).digest('hex');
+    const sha512 = crypto.createHash('sha512').update(buf).digest('hex');
+    fs.renameSync(file, this.filePath(id));
+    this.db.prepare("UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_value = ?, updated_at = ? WHERE id = ?").run(buf.length, md5, sha512, now(), id);
+    return this.getRow(id)!;
+  }
+
+  delete(id: string): void {
+    this.db.prepare('DELETE FROM images WHERE id = ?').run(id);
+    fs.rmSync(this.filePath(id), { force: true });
+  }
+}
+
+export function canSee(a: AuthContext, r: ImageRow): boolean {
+  return a.isAdmin || r.owner === a.projectId || r.visibility === 'public' || r.visibility === 'community';
+}
+
+function now(): string { return new Date().toISOString(); }
+
+/** Glance v2 JSON of an image: core fields plus custom properties at the top level. */
+export function imageView(r: ImageRow): Record<string, unknown> {
+  return {
+    ...r.properties,
+    id: r.id, name: r.name, status: r.status, visibility: r.visibility, protected: !!r.protected, os_hidden: false,
+    size: r.size, virtual_size: null, checksum: r.checksum, os_hash_algo: r.os_hash_value ? 'sha512' : null, os_hash_value: r.os_hash_value,
+    disk_format: r.disk_format, container_format: r.container_format, min_disk: r.min_disk, min_ram: r.min_ram,
+    owner: r.owner, created_at: r.created_at.replace(/\.\d+Z$/, 'Z'), updated_at: r.updated_at.replace(/\.\d+Z$/, 'Z'), tags: [],
+    self: `/v2/images/${r.id}`, file: `/v2/images/${r.id}/file`, schema: '/v2/schemas/image',
+  };
+}

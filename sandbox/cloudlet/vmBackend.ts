@@ -1,0 +1,43 @@
+/**
+ * What the compute API needs from the VM layer. sandboxBackend.ts implements it over
+ * SandboxManager (sandbox/qemu), BaseStore (sandbox/base) and the overlay module; keeping it an
+ * interface lets the API logic (states, jobs, restart rules) stay independent of QEMU details.
+ */
+import type { ProgressSink } from '../common/progress';
+
+export interface VmInfo {
+  id: string;
+  state: 'running' | 'paused' | 'stopped' | 'missing';
+  /** Guest port -> "127.0.0.1:port" forwarded on this host. */
+  ports: Record<string, string>;
+  baseId: string;
+}
+
+/** An overlay this cloudlet can synthesize: its base and its size, checked before any VM work. */
+export interface OverlayInfo { overlayId: string; baseId: string; bytes: number; ports?: number[] }
+
+/** What a handoff moves: the VM's memory file, its disk layer and its device state. */
+export interface VmSnapshotFiles { ramFile: string; diskLayer: string; deviceState: string; vmConfig: unknown; baseId: string }
+
+export interface VmBackend {
+  hasBase(baseId: string): boolean;
+  /** Base IDs held here. */
+  bases(): Array<{ baseId: string; name: string; ramBytes: number; diskBytes: number }>;
+  /** Resume a base VM (instant, no boot). */
+  resume(baseId: string, o: { name: string; ports: number[] }, progress: ProgressSink, signal: AbortSignal): Promise<VmInfo>;
+  /** Check an overlay file (manifest, structure) and say which base it needs. */
+  inspectOverlay(file: string): OverlayInfo;
+  /** Synthesis: apply the overlay file to its base and launch the resulting VM. */
+  synthesize(overlayFile: string, o: { name: string; ports: number[] }, progress: ProgressSink, signal: AbortSignal): Promise<VmInfo>;
+  /** Make an overlay of a VM into `outFile`; returns its id and base. */
+  makeOverlay(vmId: string, outFile: string, progress: ProgressSink, signal: AbortSignal): Promise<OverlayInfo>;
+  get(vmId: string): VmInfo | undefined;
+  pause(vmId: string): Promise<void>;
+  unpause(vmId: string): Promise<void>;
+  stop(vmId: string): Promise<void>;
+  delete(vmId: string): Promise<void>;
+  /** After a daemon restart: reattach to VMs still running; returns what is known. */
+  adopt(): Promise<VmInfo[]>;
+  /** Import an exported base bundle file; returns its base ID. */
+  importBase?(file: string, progress: ProgressSink): Promise<string>;
+}
