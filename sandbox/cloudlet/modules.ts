@@ -8,6 +8,9 @@ import { computeModule } from './api/compute';
 import { imageModule } from './api/image';
 import { createVmBackend } from './sandboxBackend';
 import { handoffService } from '../handoff/handoffService';
+import { reservationModule } from './api/reservation';
+import { containerModule } from './api/container';
+import { inventoryModule } from './api/inventory';
 
 export function builtinModules(o: { config: DaemonConfig; dataDir: string }): ApiModule[] {
   const backend = createVmBackend(o.dataDir);
@@ -15,5 +18,7 @@ export function builtinModules(o: { config: DaemonConfig; dataDir: string }): Ap
     computeModule({ backend, maxServers: o.config.max_servers, overlayMaxBytes: o.config.overlay_max_bytes,
       handoff: (ctx, servers) => handoffService(ctx, servers, backend) }),
     imageModule({ maxUploadBytes: o.config.overlay_max_bytes, importBase: backend.importBase ? (f) => backend.importBase!(f, () => {}) : undefined }),
+    // Devices (issue 7): reservation (Blazar), container (Zun), inventory (Doni-like).
+    reservationModule(), containerModule(), inventoryModule(),
   ];
 }
