@@ -5,29 +5,15 @@
  * sandbox/overlay from generated images (realOverlays.ts).
  */
 import { strict as assert } from 'assert';
-import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { startRegistry, RegistryFixture } from './fixtures/registry';
 import { changedSegments, makeOverlayPair, OverlayPair } from './registry/realOverlays';
-import { projectRoot } from '../../sandbox/common/paths';
+import { runCli } from './registry/cli';
 import { applyOverlay } from '../../sandbox/overlay/apply';
 import { BlobCache, Credentials, openOverlayFromOci, publishOverlay, pullOverlay } from '../../sandbox/registry';
 
-export function runCli(args: string[], env: Record<string, string>, stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(projectRoot(), 'sandbox/cli/main.ts'), ...args], {
-      env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(stdin ?? '');
-  });
-}
 
 describe('registry: overlays as OCI artifacts', function () {
   let pair: OverlayPair;
