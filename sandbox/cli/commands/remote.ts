@@ -1,4 +1,127 @@
+/**
+ * `cloudlet login`, `cloudlet cloudlets`, `cloudlet servers`, `cloudlet handoff`, and the
+ * `--cloudlet` branch of `cloudlet synthesize` (synthesizeOnCloudlet): everything through sandbox/client.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
 import type { Command } from 'commander';
+import { CloudletClient, type HandoffReport, type Server } from '../../client';
+import { CloudletError, describeError } from '../../common/errors';
+import { authUrlFrom, clientFor, findSession, loadSessions, saveSession } from '../sessions';
+import { followJob } from '../progressBar';
 
-/** `cloudlet` commands of group "remote" (not yet implemented). */
-export function register(_program: Command): void {}
+function readPassword(): string {
+  if (process.env.CLOUDLET_PASSWORD) return process.env.CLOUDLET_PASSWORD;
+  if (process.stdin.isTTY) throw new CloudletError('BadInput', 'no password: set CLOUDLET_PASSWORD or pipe it on stdin');
+  return fs.readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+}
+
+function table(rows: string[][]): string {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (c ?? '').padEnd(w[i])).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+function serverLine(s: Server): string[] {
+  const ports = Object.entries(s['OS-EXT-CLOUDLET:ports'] ?? {}).map(([g, h]) => `${g}->${h}`).join(',');
+  return [s.id, s.name, s.status, String(s['OS-EXT-CLOUDLET:base_id'] ?? '').slice(0, 12), ports, s.fault?.message ?? ''];
+}
+
+export function register(program: Command): void {
+  program.command('login <url>')
+    .description('log in to a cloudlet (password from CLOUDLET_PASSWORD or stdin) and remember the token')
+    .requiredOption('--user <name>', 'user name')
+    .requiredOption('--project <name>', 'project to scope the token to')
+    .option('--name <name>', 'name to save this cloudlet under (default: its host:port)')
+    .action(async (url: string, o: { user: string; project: string; name?: string }) => {
+      const authUrl = authUrlFrom(url);
+      const c = await CloudletClient.login({ authUrl, username: o.user, password: readPassword(), project: o.project });
+      const name = o.name ?? new URL(authUrl).host;
+      saveSession({ name, authUrl, user: o.user, project: o.project, token: c.token, expiresAt: c.session.expiresAt });
+      process.stdout.write(`logged in to ${name} as ${o.user} (project ${o.project}), token valid until ${c.session.expiresAt}\n`);
+    });
+
+  program.command('cloudlets')
+    .description('the cloudlets you are logged in to, their services and the base IDs they hold')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { json?: boolean }) => {
+      const f = loadSessions();
+      const out: Record<string, unknown>[] = [];
+      for (const s of Object.values(f.cloudlets)) {
+        const row: Record<string, unknown> = { name: s.name, current: f.current === s.name, auth_url: s.authUrl, user: s.user, project: s.project, expires_at: s.expiresAt };
+        try {
+          const c = await clientFor(s.name);
+          row.services = c.session.catalog.map((e) => e.type);
+          row.bases = (await c.listBases()).map((b) => b.base_sha256_uuid);
+          row.state = 'ok';
+        } catch (e) { row.state = describeError(e).split('\n')[0]; }
+        out.push(row);
+      }
+      if (o.json) { process.stdout.write(JSON.stringify(out, null, 2) + '\n'); return; }
+      if (!out.length) { process.stdout.write('no cloudlets: cloudlet login URL --user NAME --project NAME\n'); return; }
+      process.stdout.write(table([['', 'NAME', 'URL', 'USER/PROJECT', 'STATE', 'BASES'],
+        ...out.map((r) => [r.current ? '*' : '', String(r.name), String(r.auth_url), `${r.user}/${r.project}`, String(r.state),
+          ((r.bases as string[] | undefined) ?? []).map((b) => String(b).slice(0, 12)).join(',')])]));
+    });
+
+  program.command('servers')
+    .description('servers on a cloudlet')
+    .option('--cloudlet <name|url>', 'which saved cloudlet (default: the current one)')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { cloudlet?: string; json?: boolean }) => {
+      const c = await clientFor(o.cloudlet);
+      const servers = await c.listServers();
+      if (o.json) { process.stdout.write(JSON.stringify(servers, null, 2) + '\n'); return; }
+      process.stdout.write(table([['ID', 'NAME', 'STATUS', 'BASE', 'PORTS', 'FAULT'], ...servers.map(serverLine)]));
+    });
+
+  program.command('handoff <server>')
+    .description('move a running server to another cloudlet (log in to both first)')
+    .requiredOption('--to <url|name>', 'destination cloudlet')
+    .option('--cloudlet <name|url>', 'source cloudlet (default: the current one)')
+    .option('--name <name>', 'name of the server at the destination')
+    .option('--json', 'print the report as JSON')
+    .action(async (server: string, o: { to: string; cloudlet?: string; name?: string; json?: boolean }) => {
+      const src = await clientFor(o.cloudlet);
+      const dst = await clientFor(findSession(o.to).name);
+      const id = await resolveServer(src, server);
+      const { jobId } = await src.handoff(id, { handoffUrl: dst.endpoint('compute'), destToken: dst.token, destVmName: o.name });
+      const end = await followJob(src, jobId, 'handoff');
+      const r = end.result as HandoffReport;
+      if (o.json) { process.stdout.write(JSON.stringify(r) + '\n'); return; }
+      process.stdout.write(`handed off to ${r.destination} as ${r.destination_server_id}: ${(r.total_ms / 1000).toFixed(2)} s total, `
+        + `${(r.bytes_sent / 1e6).toFixed(2)} MB in ${r.rounds} rounds, downtime ${r.downtime_ms} ms\n`);
+    });
+}
+
+async function resolveServer(c: CloudletClient, ref: string): Promise<string> {
+  const all = await c.listServers();
+  const hit = all.filter((s) => s.id === ref || s.name === ref);
+  if (hit.length === 1) return hit[0].id;
+  if (!hit.length) throw new CloudletError('NotFound', `no server ${ref} on ${c.session.authUrl}`);
+  throw new CloudletError('BadInput', `${hit.length} servers are named ${ref}; give the ID`);
+}
+
+/**
+ * `cloudlet synthesize --cloudlet URL OVERLAY`: OVERLAY is an http(s)/oci URL the cloudlet fetches
+ * itself, or a local overlay file first uploaded to the cloudlet's image service.
+ */
+export async function synthesizeOnCloudlet(cloudlet: string, overlay: string, o: { name?: string; ports?: string; json?: boolean } = {}): Promise<Server> {
+  const c = await clientFor(cloudlet);
+  let overlayUrl = overlay;
+  if (!/^(https?|oci):\/\//.test(overlay)) {
+    if (!fs.existsSync(overlay)) throw new CloudletError('NotFound', `overlay file ${overlay} not found`);
+    const size = fs.statSync(overlay).size;
+    const img = await c.createImage({ name: path.basename(overlay), cloudlet_type: 'cloudlet_overlay', is_cloudlet: 'True' });
+    process.stderr.write(`uploading ${path.basename(overlay)} (${(size / 1e6).toFixed(1)} MB) to ${c.endpoint('image')}\n`);
+    const { Readable } = await import('stream');
+    await c.uploadImageData(img.id, Readable.toWeb(fs.createReadStream(overlay)) as ReadableStream<Uint8Array>, size);
+    overlayUrl = `${c.endpoint('image')}/v2/images/${img.id}/file`;
+  }
+  const name = o.name ?? `synth-${Date.now().toString(36)}`;
+  const { id, jobId } = await c.createServer({ name, overlayUrl, metadata: o.ports ? { ports: o.ports } : {} });
+  if (jobId) await followJob(c, jobId, 'synthesis');
+  const s = await c.getServer(id);
+  if (o.json) process.stdout.write(JSON.stringify(s) + '\n');
+  else process.stdout.write(table([['ID', 'NAME', 'STATUS', 'BASE', 'PORTS', 'FAULT'], serverLine(s)]));
+  return s;
+}

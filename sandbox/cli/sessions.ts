@@ -1,0 +1,66 @@
+/**
+ * Saved cloudlet logins for the CLI: <config>/cloudlet/sessions.json (mode 0600), holding each
+ * cloudlet's auth URL, user, project and current token (never the password).
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { CloudletClient, normalizeAuthUrl, type ClientOptions } from '../client';
+import { CloudletError } from '../common/errors';
+
+export interface SavedSession { name: string; authUrl: string; user: string; project: string; token: string; expiresAt: string }
+interface SessionFile { current?: string; cloudlets: Record<string, SavedSession> }
+
+export function sessionsFile(): string {
+  const dir = process.env.CLOUDLET_CONFIG_DIR || path.join(process.env.XDG_CONFIG_HOME || path.join(os.homedir(), '.config'), 'cloudlet');
+  return path.join(dir, 'sessions.json');
+}
+
+export function loadSessions(): SessionFile {
+  try { return JSON.parse(fs.readFileSync(sessionsFile(), 'utf8')) as SessionFile; } catch { return { cloudlets: {} }; }
+}
+
+export function saveSession(s: SavedSession, makeCurrent = true): void {
+  const f = loadSessions();
+  f.cloudlets[s.name] = s;
+  if (makeCurrent || !f.current) f.current = s.name;
+  fs.mkdirSync(path.dirname(sessionsFile()), { recursive: true, mode: 0o700 });
+  const tmp = `${sessionsFile()}.${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify(f, null, 2), { mode: 0o600 });
+  fs.renameSync(tmp, sessionsFile());
+}
+
+/** A saved session by name, by URL (any URL of that daemon) or the current one. */
+export function findSession(ref?: string): SavedSession {
+  const f = loadSessions();
+  const all = Object.values(f.cloudlets);
+  if (!ref) {
+    const s = f.current ? f.cloudlets[f.current] : undefined;
+    if (!s) throw new CloudletError('BadInput', 'not logged in to any cloudlet', { hint: 'cloudlet login URL --user NAME --project NAME' });
+    return s;
+  }
+  const byName = f.cloudlets[ref];
+  if (byName) return byName;
+  const origin = safeOrigin(ref);
+  const s = all.find((x) => safeOrigin(x.authUrl) === origin);
+  if (!s) throw new CloudletError('BadInput', `no saved login for ${ref}`, { hint: `cloudlet login ${ref} --user NAME --project NAME` });
+  return s;
+}
+
+function safeOrigin(u: string): string | undefined { try { return new URL(u).origin; } catch { return undefined; } }
+
+/** A client for a saved session; a clear message when its token has expired. */
+export async function clientFor(ref?: string, o: ClientOptions = {}): Promise<CloudletClient> {
+  const s = findSession(ref);
+  if (Date.parse(s.expiresAt) <= Date.now()) {
+    throw new CloudletError('Unauthorized', `the token for ${s.name} has expired`, { hint: `cloudlet login ${s.authUrl} --user ${s.user} --project ${s.project}` });
+  }
+  return CloudletClient.fromToken(s.authUrl, s.token, o);
+}
+
+/** The Keystone URL for what the user typed: a daemon root URL gets /identity/v3. */
+export function authUrlFrom(url: string): string {
+  const u = url.replace(/\/+$/, '');
+  if (/\/v3$/.test(u) || /\/identity$/.test(u)) return normalizeAuthUrl(u);
+  return `${u}/identity/v3`;
+}
