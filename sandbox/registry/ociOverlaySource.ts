@@ -9,18 +9,16 @@ import * as path from 'path';
 import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, ProgressSink } from '../common/progress';
 import { OverlayManifest } from '../overlay/format';
+import type { SegmentSource } from '../overlay/overlayReader';
 import { BlobCache, defaultBlobCacheDir } from './blobCache';
 import { Credentials } from './credentials';
 import { Descriptor, readOverlayArtifact } from './overlayArtifact';
-import { parseOverlayManifest } from './overlayFile';
+import { parseOverlayManifest, writeOverlayFile } from './overlayFile';
 import { mapLimit } from './parallel';
 import { formatReference, manifestRef, parseReference, Reference } from './reference';
 import { RegistryClient, RegistryClientOptions, TransferStats } from './registryClient';
 
-/** Structural twin of the overlay engine's segment source: compressed segment bytes by digest. */
-export interface SegmentSource {
-  getSegment(digest: string): Promise<Buffer>;
-}
+export type { SegmentSource };
 
 export interface OciOverlayOptions extends RegistryClientOptions {
   /** Verified-blob cache (default <store>/cache/blobs). */
@@ -39,8 +37,15 @@ export interface OciOverlay {
   manifest: OverlayManifest;
   manifestBytes: Buffer;
   segments: Descriptor[];
+  /** Sum of the segments' compressed sizes (for size caps before anything is downloaded). */
+  totalBytes: number;
   source: RegistrySegmentSource;
   stats: TransferStats;
+  /**
+   * Writes the overlay file (byte-identical to the published one) to `file`, via `file.partial`:
+   * segments fetched in parallel, verified, cached. For callers that synthesize from a file.
+   */
+  writeTo(file: string, progress?: ProgressSink): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -53,16 +58,19 @@ export class RegistrySegmentSource implements SegmentSource {
   private readonly total: number;
 
   constructor(private readonly client: RegistryClient, private readonly ref: Reference, layers: Descriptor[],
-    private readonly cache: BlobCache, private readonly progress: ProgressSink, private readonly concurrency: number) {
+    private readonly cache: BlobCache, public progress: ProgressSink, private readonly concurrency: number) {
     for (const l of layers) this.sizes.set(l.digest, l.size);
     this.total = layers.reduce((n, l) => n + l.size, 0);
   }
 
   /** A segment's compressed bytes, verified; from the cache when it has them. */
-  getSegment(digest: string): Promise<Buffer> {
+  getSegment(digest: string, expectedSize?: number): Promise<Buffer> {
     const size = this.sizes.get(digest);
     if (size === undefined) {
       return Promise.reject(new CloudletError('BadInput', `segment ${digest} is not part of overlay ${formatReference(this.ref)}`));
+    }
+    if (expectedSize !== undefined && expectedSize !== size) {
+      return Promise.reject(new CloudletError('Corrupt', `segment ${digest}: the overlay manifest says ${expectedSize} bytes, the registry artifact ${size}`));
     }
     let p = this.inflight.get(digest);
     if (!p) {
@@ -131,10 +139,16 @@ export async function openOverlayFromOci(refText: string, opts: OciOverlayOption
     }
     const overlayId = crypto.createHash('sha256').update(manifestBytes).digest('hex');
     const source = new RegistrySegmentSource(client, ref, artifact.layers, cache, opts.progress ?? noProgress, opts.concurrency ?? 4);
+    const digests = artifact.layers.map((l) => l.digest);
     return {
       reference: formatReference({ ...ref, tag: undefined, digest: m.digest }),
       manifestDigest: m.digest, overlayId, baseId: manifest.baseId, manifest, manifestBytes,
-      segments: artifact.layers, source, stats: client.stats,
+      segments: artifact.layers, totalBytes: artifact.layers.reduce((n, l) => n + l.size, 0), source, stats: client.stats,
+      writeTo: async (file, progress) => {
+        if (progress) source.progress = progress;
+        await source.prefetch();
+        await writeOverlayFile(file, manifestBytes!, digests, (d) => source.getSegment(d));
+      },
       close: () => client.close(),
     };
   } catch (e) {

@@ -6,9 +6,8 @@
  */
 import * as fs from 'fs';
 import { CloudletError } from '../common/errors';
-import {
-  CONTAINER_HEADER_SIZE, decodeContainerHeader, encodeContainerHeader, OverlayManifest, overlayIdOf, validateManifest,
-} from '../overlay/format';
+import { encodeContainerHeader, OverlayManifest } from '../overlay/format';
+import { OverlayReader, parseManifest } from '../overlay/overlayReader';
 
 export interface SegmentRange {
   digest: string;
@@ -26,39 +25,26 @@ export interface OverlayFileInfo {
   fileSize: number;
 }
 
+/** Checks overlay manifest bytes (from a pulled config blob); `what` names where they came from. */
 export function parseOverlayManifest(manifestBytes: Buffer, what: string): OverlayManifest {
-  let raw: unknown;
   try {
-    raw = JSON.parse(manifestBytes.toString('utf8'));
-  } catch {
-    throw new CloudletError('Corrupt', `${what}: the overlay manifest is not JSON`);
+    return parseManifest(manifestBytes).manifest;
+  } catch (e) {
+    if (e instanceof CloudletError) throw new CloudletError(e.code, `${what}: ${e.message}`, { hint: e.hint, cause: e });
+    throw e;
   }
-  return validateManifest(raw);
 }
 
+/** Manifest and segment byte ranges of an overlay file (structure checked by OverlayReader). */
 export function readOverlayFile(file: string): OverlayFileInfo {
-  const fd = fs.openSync(file, 'r');
+  const r = OverlayReader.open(file);
   try {
-    const fileSize = fs.fstatSync(fd).size;
-    const header = Buffer.alloc(CONTAINER_HEADER_SIZE);
-    fs.readSync(fd, header, 0, CONTAINER_HEADER_SIZE, 0);
-    const len = decodeContainerHeader(header.subarray(0, Math.min(fileSize, CONTAINER_HEADER_SIZE)));
-    if (CONTAINER_HEADER_SIZE + len > fileSize) throw new CloudletError('Corrupt', `overlay file ${file} is truncated inside its manifest`);
-    const manifestBytes = Buffer.alloc(len);
-    fs.readSync(fd, manifestBytes, 0, len, CONTAINER_HEADER_SIZE);
-    const manifest = parseOverlayManifest(manifestBytes, file);
-    let offset = CONTAINER_HEADER_SIZE + len;
-    const segments: SegmentRange[] = manifest.segments.map((s) => {
-      const r = { digest: s.digest, size: s.size, offset };
-      offset += s.size;
-      return r;
-    });
-    if (offset !== fileSize) {
-      throw new CloudletError('Corrupt', `overlay file ${file} is ${fileSize} bytes but its manifest accounts for ${offset}`);
-    }
-    return { path: file, manifestBytes, manifest, overlayId: overlayIdOf(manifestBytes), baseId: manifest.baseId, segments, fileSize };
+    return {
+      path: file, manifestBytes: r.manifestBytes, manifest: r.manifest, overlayId: r.overlayId, baseId: r.manifest.baseId,
+      segments: r.segmentRanges().map((x) => ({ digest: x.digest, size: x.length, offset: x.offset })), fileSize: r.fileSize,
+    };
   } finally {
-    fs.closeSync(fd);
+    r.close();
   }
 }
 

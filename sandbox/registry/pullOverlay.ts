@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CloudletError } from '../common/errors';
 import { openOverlayFromOci, OciOverlayOptions } from './ociOverlaySource';
-import { readOverlayFile, writeOverlayFile } from './overlayFile';
+import { readOverlayFile } from './overlayFile';
 
 export interface PullReport {
   reference: string;
@@ -25,10 +25,9 @@ export async function pullOverlay(refText: string, outFile: string | undefined, 
   const t0 = Date.now();
   const o = await openOverlayFromOci(refText, opts);
   try {
-    await o.source.prefetch();
     const file = outFile ?? path.join(process.cwd(), `${o.overlayId}.overlay`);
     await fs.promises.mkdir(path.dirname(path.resolve(file)), { recursive: true });
-    await writeOverlayFile(file, o.manifestBytes, o.segments.map((s) => s.digest), (d) => o.source.getSegment(d));
+    await o.writeTo(file);
     const info = readOverlayFile(file);
     if (info.overlayId !== o.overlayId) {
       fs.rmSync(file, { force: true });
