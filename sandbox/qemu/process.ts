@@ -1,0 +1,62 @@
+/**
+ * QEMU processes: started detached (own session, output to a log file) so a CLI command can exit
+ * and a daemon can die without taking the VM down; recognised again later by pid + exact cmdline.
+ */
+import { spawn } from 'child_process';
+import * as fs from 'fs';
+import { CloudletError } from '../common/errors';
+import { missingTool } from './run';
+
+export interface StartedQemu { pid: number; cmdline: string[]; exited: Promise<number | null> }
+
+export function startQemu(binary: string, args: string[], logFile: string): StartedQemu {
+  const fd = fs.openSync(logFile, 'a');
+  try {
+    const child = spawn(binary, args, { detached: true, stdio: ['ignore', fd, fd] });
+    const exited = new Promise<number | null>((resolve, reject) => {
+      child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missingTool(binary) : e));
+      child.once('exit', (code) => resolve(code));
+    });
+    exited.catch(() => undefined);
+    if (child.pid === undefined) {
+      // spawn failed synchronously (e.g. ENOENT): surface the error from the 'error' event
+      return { pid: -1, cmdline: [binary, ...args], exited };
+    }
+    child.unref();
+    return { pid: child.pid, cmdline: [binary, ...args], exited };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** 'ours' = alive and running exactly this command line; 'gone' = no such live process; 'other' = pid reused. */
+export function processState(pid: number | undefined, cmdline: string[] | undefined): 'ours' | 'gone' | 'other' {
+  if (!pid || pid <= 0) return 'gone';
+  let raw: string;
+  try { raw = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { return 'gone'; }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (/\) [ZX] /.test(stat)) return 'gone'; // zombie: exited, waiting to be reaped
+  } catch { return 'gone'; }
+  const args = raw.split('\0');
+  if (args[args.length - 1] === '') args.pop();
+  if (!cmdline) return 'other';
+  return args.length === cmdline.length && args.every((a, i) => a === cmdline[i]) ? 'ours' : 'other';
+}
+
+export async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (processState(pid, undefined) === 'gone') return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return processState(pid, undefined) === 'gone';
+}
+
+/** SIGTERM, then SIGKILL if it lingers. Only call for a pid already checked to be ours. */
+export async function killProcess(pid: number, graceMs = 3000): Promise<void> {
+  try { process.kill(pid, 'SIGTERM'); } catch { return; }
+  if (await waitGone(pid, graceMs)) return;
+  try { process.kill(pid, 'SIGKILL'); } catch { return; }
+  if (!(await waitGone(pid, 5000))) throw new CloudletError('Internal', `QEMU pid ${pid} did not exit after SIGKILL`);
+}

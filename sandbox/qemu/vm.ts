@@ -1,0 +1,65 @@
+/**
+ * Start one QEMU for a VM config and connect QMP: the step base create, resume, launch and the
+ * benchmarks share. The caller owns the folder `dir` (sockets, log, pidfile live there).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { CloudletError } from '../common/errors';
+import { buildQemuArgs, type PortForward, type VmConfig, type VmFiles } from './vmconfig';
+import { startQemu, killProcess, processState, waitGone } from './process';
+import { QmpClient } from './qmp';
+
+export interface RunningVm { pid: number; cmdline: string[]; qmp: QmpClient; files: VmFiles; exited: Promise<number | null> }
+
+/** Socket and log paths of a VM whose files live in `dir`. */
+export function vmFilesIn(dir: string, disk: { path: string; format: 'raw' | 'qcow2' }, ramFile: string, kernel?: { kernel: string; initrd: string }): VmFiles {
+  const f: VmFiles = {
+    disk: disk.path, diskFormat: disk.format, ramFile,
+    kernel: kernel?.kernel, initrd: kernel?.initrd,
+    qmpSocket: path.join(dir, 'qmp.sock'),
+    consoleSocket: path.join(dir, 'console.sock'),
+    consoleLog: path.join(dir, 'console.log'),
+    agentSocket: path.join(dir, 'agent.sock'),
+    pidFile: path.join(dir, 'qemu.pid'),
+  };
+  // sockaddr_un holds 107 bytes: a deep store folder would fail inside QEMU with a vague message.
+  const longest = [f.qmpSocket, f.consoleSocket, f.agentSocket, path.join(dir, 'migrate.sock')].reduce((a, b) => (b.length > a.length ? b : a));
+  if (Buffer.byteLength(longest) > 107) {
+    throw new CloudletError('BadInput', `the store path is too long for unix sockets (${longest})`, { hint: 'use a shorter CLOUDLET_HOME / --data folder' });
+  }
+  return f;
+}
+
+export function logTail(file: string, lines = 15): string {
+  try { return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join('\n'); } catch { return ''; }
+}
+
+export async function startVm(o: {
+  binary: string; dir: string; name: string; cfg: VmConfig; files: VmFiles; accel: 'kvm' | 'tcg';
+  incoming?: boolean; paused?: boolean; ports?: PortForward[];
+}): Promise<RunningVm> {
+  for (const s of [o.files.qmpSocket, o.files.consoleSocket, o.files.agentSocket]) fs.rmSync(s, { force: true });
+  const args = buildQemuArgs(o.cfg, o.files, { name: o.name, accel: o.accel, incoming: o.incoming, paused: o.paused, ports: o.ports });
+  const log = path.join(o.dir, 'qemu.log');
+  const started = startQemu(o.binary, args, log);
+  let early: unknown;
+  const exitedEarly = started.exited.then((code) => { early = code; }, (e) => { early = e; });
+  try {
+    const qmp = await Promise.race([
+      QmpClient.connect(o.files.qmpSocket, 60_000),
+      exitedEarly.then(() => { throw early instanceof Error ? early : new CloudletError('Internal', `QEMU exited at start (code ${String(early)}): ${logTail(log)}`); }),
+    ]);
+    return { pid: started.pid, cmdline: started.cmdline, qmp, files: o.files, exited: started.exited };
+  } catch (e) {
+    if (started.pid > 0 && processState(started.pid, started.cmdline) === 'ours') await killProcess(started.pid, 1000);
+    throw e;
+  }
+}
+
+/** Asks QEMU to quit, then makes sure the process is gone. */
+export async function stopVm(vm: { pid: number; cmdline: string[]; qmp?: QmpClient }, graceMs = 5000): Promise<void> {
+  if (processState(vm.pid, vm.cmdline) !== 'ours') { vm.qmp?.close(); return; }
+  try { await vm.qmp?.execute('quit', undefined, 3000); } catch { /* killed below if needed */ }
+  vm.qmp?.close();
+  if (!(await waitGone(vm.pid, graceMs))) await killProcess(vm.pid);
+}

@@ -1,0 +1,82 @@
+/**
+ * The fixed VM shape of a base and of every sandbox resumed from it, and the QEMU command line
+ * built from it. One function builds the arguments for create, resume and cold boot, so the device
+ * set is always identical (an incoming migration fails on any difference, even a missing serial).
+ */
+export interface VmConfig {
+  machine: string;                 // concrete type, e.g. pc-q35-7.2 (an alias could change meaning)
+  cpuModel: string;                // e.g. qemu64: fixed per base, checked before resume
+  ramBytes: number;                // multiple of 4096
+  vcpus: number;
+  nic: { model: 'virtio-net-pci'; mac: string };
+  /** Present when the guest boots from a kernel + initrd given to QEMU (the bundle then holds both). */
+  kernel?: { append: string };
+}
+
+export interface VmFiles {
+  disk: string;
+  diskFormat: 'raw' | 'qcow2';
+  ramFile: string;
+  kernel?: string;
+  initrd?: string;
+  qmpSocket: string;
+  consoleSocket: string;
+  consoleLog: string;
+  agentSocket: string;
+  pidFile: string;
+}
+
+export interface PortForward { guest: number; host: number }
+
+export interface QemuArgsOptions {
+  name: string;                  // -name, also how a process is recognised when adopting
+  accel: 'kvm' | 'tcg';
+  incoming?: boolean;            // -incoming defer (resume from a device state)
+  paused?: boolean;              // -S
+  ports?: PortForward[];
+}
+
+export const AGENT_PORT_NAME = 'org.cloudlet.agent';
+
+export function buildQemuArgs(cfg: VmConfig, f: VmFiles, o: QemuArgsOptions): string[] {
+  const mib = cfg.ramBytes / (1024 * 1024);
+  const hostfwd = (o.ports ?? []).map((p) => `,hostfwd=tcp:127.0.0.1:${p.host}-:${p.guest}`).join('');
+  const args = [
+    '-name', o.name,
+    '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none',
+    '-machine', `${cfg.machine},memory-backend=mem`,
+    '-accel', o.accel,
+    '-cpu', cfg.cpuModel,
+    '-smp', String(cfg.vcpus),
+    '-m', `${mib}M`,
+    '-object', `memory-backend-file,id=mem,size=${mib}M,mem-path=${f.ramFile},share=on`,
+  ];
+  if (cfg.kernel) {
+    if (!f.kernel || !f.initrd) throw new Error('a kernel-booted VM config needs its kernel and initrd files');
+    args.push('-kernel', f.kernel, '-initrd', f.initrd, '-append', cfg.kernel.append);
+  }
+  args.push(
+    '-drive', `file=${f.disk},format=${f.diskFormat},if=none,id=disk0,cache=writeback,discard=unmap`,
+    '-device', 'virtio-blk-pci,drive=disk0,id=vda',
+    '-netdev', `user,id=net0${hostfwd}`,
+    '-device', `${cfg.nic.model},netdev=net0,mac=${cfg.nic.mac},id=nic0`,
+    '-device', 'virtio-serial-pci,id=vser0',
+    '-chardev', `socket,id=agent0,path=${f.agentSocket},server=on,wait=off`,
+    '-device', `virtserialport,bus=vser0.0,chardev=agent0,name=${AGENT_PORT_NAME},id=agentport`,
+    '-chardev', `socket,id=con0,path=${f.consoleSocket},server=on,wait=off,logfile=${f.consoleLog},logappend=on`,
+    '-serial', 'chardev:con0',
+    '-qmp', `unix:${f.qmpSocket},server=on,wait=off`,
+    '-pidfile', f.pidFile,
+  );
+  if (o.paused) args.push('-S');
+  if (o.incoming) args.push('-incoming', 'defer');
+  return args;
+}
+
+/** A locally administered unicast MAC derived from a seed (stable per base). */
+export function macFromSeed(seed: string): string {
+  let h = 0x811c9dc5;
+  for (const ch of seed) { h ^= ch.charCodeAt(0); h = Math.imul(h, 0x01000193) >>> 0; }
+  const b = [0x52, 0x54, 0x00, (h >>> 16) & 0xff, (h >>> 8) & 0xff, h & 0xff];
+  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
