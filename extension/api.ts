@@ -3,7 +3,7 @@
  * (extension/clientAdapter.ts) wraps sandbox/client, the only way extension/ reaches a daemon;
  * unit tests give a fake. Nothing here imports vscode.
  */
-import type { ProgressEvent } from '../sandbox/common/progress';
+import type { ProgressEvent } from '../sandbox/client/types';
 import type { OverlayComposition } from './protocol';
 
 export interface Credentials {

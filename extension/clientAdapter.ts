@@ -7,8 +7,8 @@ import * as fs from 'fs';
 import { Readable } from 'stream';
 import { CloudletClient, type CallRecord, type Image, type Server } from '../sandbox/client';
 import type { ApiCallRecord, ChangeEvent, CloudletSession, ConsoleStream, Credentials, ImageInfo, JobEnd, OverlayInfo, ServerInfo } from './api';
-import type { ProgressEvent } from '../sandbox/common/progress';
-import { CloudletError } from '../sandbox/common/errors';
+import type { ProgressEvent } from '../sandbox/client/types';
+import { CloudletError } from './errors';
 import { compositionFromManifest } from './state/panels';
 import { OVERLAY_TYPE } from './state/tree';
 

@@ -4,7 +4,7 @@
  * "local". Sessions are made by a `Connector` (the real one wraps sandbox/client).
  */
 import type { ApiCallRecord, CloudletSession, Credentials } from './api';
-import { CloudletError } from '../sandbox/common/errors';
+import { CloudletError } from './errors';
 
 export interface CloudletConfig {
   name: string;

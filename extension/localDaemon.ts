@@ -8,7 +8,7 @@ import * as cp from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { CloudletError } from '../sandbox/common/errors';
+import { CloudletError } from './errors';
 
 export interface LocalDaemonSettings {
   nodePath: string;       // '' = node on PATH

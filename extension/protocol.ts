@@ -3,7 +3,7 @@
  * both directions. webview/ imports it too (webview/tsconfig.json includes it), so it must stay free
  * of runtime imports: types and pure constants only.
  */
-import type { ProgressEvent } from '../sandbox/common/progress';
+import type { ProgressEvent } from '../sandbox/client/types';
 
 export type PanelKind = 'overlay' | 'server';
 
@@ -71,12 +71,23 @@ export interface ServerPanelState {
   updatedAt: number;
 }
 
+/** One slice of the composition chart (computed on the host: extension/state/panels.ts chartSlices). */
+export interface ChartSlice {
+  key: string;
+  label: string;
+  area: CompositionPart['area'];
+  encoding: CompositionPart['encoding'];
+  bytes: number;
+  /** 0..1 of all parts' bytes. */
+  share: number;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Messages.
 
 /** Extension -> webview. */
 export type HostMessage =
-  | { type: 'overlay/state'; state: OverlayPanelState }
+  | { type: 'overlay/state'; state: OverlayPanelState; chart: ChartSlice[] }
   | { type: 'server/state'; state: ServerPanelState }
   | { type: 'progress'; event: ProgressEvent };
 

@@ -1,2 +1,135 @@
-// Browser side of the panels (filled in by the extension work).
-export {};
+/**
+ * Browser side of the panels. Receives the whole panel state from the host (extension/protocol.ts
+ * HostMessage) and renders it; sends WebviewMessage back. Components from @vscode-elements/elements,
+ * colours from VS Code's theme variables (media/panel.css), no inline styles or scripts (CSP).
+ */
+import '@vscode-elements/elements/dist/vscode-button/index.js';
+import '@vscode-elements/elements/dist/vscode-badge/index.js';
+import '@vscode-elements/elements/dist/vscode-progress-bar/index.js';
+import '@vscode-elements/elements/dist/vscode-divider/index.js';
+import type { ChartSlice, HostMessage, OverlayPanelState, PanelKind, PhaseState, ServerPanelState, WebviewMessage } from '../extension/protocol';
+import { renderDonut, renderTimeline } from './charts';
+import { el, formatBytes, formatMs } from './dom';
+
+declare function acquireVsCodeApi(): { postMessage(m: WebviewMessage): void; setState(s: unknown): void; getState(): unknown };
+
+const vscode = acquireVsCodeApi();
+const root = document.getElementById('root')!;
+const kind = (document.body.dataset.panel ?? 'overlay') as PanelKind;
+
+function send(m: WebviewMessage): void { vscode.postMessage(m); }
+
+function badge(text: string, tone: 'ok' | 'warn' | 'err' | 'busy' | 'idle'): HTMLElement {
+  return el('span', { class: `status status-${tone}`, 'data-test': 'status' }, text);
+}
+
+function phaseRows(phases: PhaseState[], running: boolean): HTMLElement {
+  const list = el('ol', { class: 'phases', 'data-test': 'phases' });
+  phases.forEach((p, i) => {
+    const open = p.endedAt === undefined && running && i === phases.length - 1;
+    const dur = p.endedAt !== undefined ? formatMs(p.endedAt - p.startedAt) : open ? 'running' : '';
+    const bytes = p.total ? `${formatBytes(p.done ?? 0)} / ${formatBytes(p.total)}` : p.done ? formatBytes(p.done) : '';
+    const row = el('li', { class: open ? 'phase open' : 'phase' },
+      el('span', { class: 'phase-name' }, p.name),
+      el('span', { class: 'phase-msg' }, p.message ?? ''),
+      el('span', { class: 'phase-bytes' }, bytes),
+      el('span', { class: 'phase-dur' }, dur));
+    if (open) {
+      const bar = document.createElement('vscode-progress-bar') as HTMLElement & { value?: number; max: number };
+      if (p.total) { bar.max = p.total; bar.value = p.done ?? 0; }
+      row.append(bar);
+    }
+    list.append(row);
+  });
+  return list;
+}
+
+function renderOverlay(s: OverlayPanelState, chart: ChartSlice[]): void {
+  const tone = s.status === 'done' ? 'ok' : s.status === 'running' ? 'busy' : s.status === 'failed' ? 'err' : s.status === 'cancelled' ? 'warn' : 'idle';
+  const label = { idle: 'Idle', running: 'Building', done: 'Ready', failed: 'Failed', cancelled: 'Cancelled' }[s.status];
+  const actions = el('div', { class: 'actions' });
+  if (s.status === 'running') {
+    const cancel = el('vscode-button', { secondary: '', 'data-test': 'cancel' }, 'Cancel');
+    cancel.addEventListener('click', () => send({ type: 'overlay/cancel' }));
+    actions.append(cancel);
+  }
+  const publish = el('vscode-button', { 'data-test': 'publish', title: s.canPublish ? 'Publish to the default registry' : 'Publishing is not set up yet' }, s.publishedRef ? 'Publish Again' : 'Publish');
+  if (!(s.status === 'done' && s.canPublish)) publish.setAttribute('disabled', '');
+  publish.addEventListener('click', () => send({ type: 'overlay/publish' }));
+  actions.append(publish);
+
+  const parts: Node[] = [
+    el('header', {}, el('h1', {}, s.title), badge(label, tone), actions),
+  ];
+  if (s.publishedRef) {
+    const copy = el('vscode-button', { secondary: '', 'data-test': 'copy-ref' }, 'Copy');
+    copy.addEventListener('click', () => send({ type: 'copy', text: s.publishedRef! }));
+    parts.push(el('p', { class: 'published' }, 'Published as ', el('code', { 'data-test': 'published-ref' }, s.publishedRef), ' ', copy));
+  }
+  if (s.error) parts.push(el('p', { class: 'error', role: 'alert' }, s.error));
+  if (s.phases.length) parts.push(el('h2', {}, 'Build'), phaseRows(s.phases, s.status === 'running'));
+
+  if (s.composition && chart.length) {
+    const c = s.composition;
+    const ratio = c.compressedBytes > 0 ? (c.rawBytes / c.compressedBytes).toFixed(1) : '–';
+    const legend = el('table', { class: 'legend' },
+      el('thead', {}, el('tr', {}, el('th', {}, ''), el('th', {}, 'Part'), el('th', { class: 'num' }, 'Size'), el('th', { class: 'num' }, 'Share'))),
+      el('tbody', {}, ...chart.map((x) => el('tr', {},
+        el('td', {}, el('span', { class: `swatch enc-${x.encoding} area-${x.area}` })),
+        el('td', {}, x.label),
+        el('td', { class: 'num' }, formatBytes(x.bytes)),
+        el('td', { class: 'num' }, `${(x.share * 100).toFixed(1)}%`)))));
+    parts.push(
+      el('h2', {}, 'What the overlay is made of'),
+      el('div', { class: 'composition', 'data-test': 'chart' }, renderDonut(chart, `${formatBytes(c.compressedBytes)}`, 'compressed'), legend),
+      el('dl', { class: 'facts' },
+        el('dt', {}, 'Changed data'), el('dd', {}, formatBytes(c.rawBytes)),
+        el('dt', {}, 'Overlay size'), el('dd', {}, `${formatBytes(c.compressedBytes)} (${ratio}× smaller)`),
+        el('dt', {}, 'Segments'), el('dd', {}, String(c.segments)),
+        el('dt', {}, 'Base'), el('dd', {}, el('code', {}, c.baseId.slice(0, 16))),
+        el('dt', {}, 'Overlay ID'), el('dd', {}, el('code', {}, c.overlayId.slice(0, 16)))),
+    );
+  } else if (s.status === 'done') {
+    parts.push(el('p', { class: 'muted' }, 'The daemon did not report what this overlay is made of.'));
+  } else if (s.status === 'idle') {
+    parts.push(el('p', { class: 'muted' }, 'Waiting for the build to start…'));
+  }
+  root.replaceChildren(...parts);
+}
+
+function renderServer(s: ServerPanelState): void {
+  const st = s.status.toUpperCase();
+  const tone = st === 'ACTIVE' ? 'ok' : st === 'ERROR' ? 'err' : st === 'BUILD' || st === 'MIGRATING' ? 'busy' : 'warn';
+  const refresh = el('vscode-button', { secondary: '' }, 'Refresh');
+  refresh.addEventListener('click', () => send({ type: 'server/refresh' }));
+  const op = s.operation === 'handoff' ? `Handoff${s.destination ? ` to ${s.destination}` : ''}` : s.operation === 'synthesis' ? 'VM synthesis' : '';
+  const parts: Node[] = [
+    el('header', {}, el('h1', {}, s.name), badge(st, tone), el('div', { class: 'actions' }, refresh)),
+    el('p', { class: 'muted' }, `on ${s.cloudlet}${op ? ` · ${op}` : ''} · id ${s.serverId}`),
+  ];
+  if (s.error) parts.push(el('p', { class: 'error', role: 'alert' }, s.error));
+  const card = (label: string, value: string, test: string, strong = false) =>
+    el('div', { class: strong ? 'card strong' : 'card', 'data-test': test }, el('div', { class: 'card-value' }, value), el('div', { class: 'card-label' }, label));
+  const total = s.totalMs ?? (s.phases.length ? (s.phases[s.phases.length - 1].endedAt ?? s.updatedAt) - s.phases[0].startedAt : undefined);
+  const cards = el('div', { class: 'cards' });
+  if (s.bytesSent !== undefined) cards.append(card('bytes sent', formatBytes(s.bytesSent), 'bytes'));
+  if (total !== undefined) cards.append(card(s.operation === 'handoff' ? 'total handoff time' : 'total time', formatMs(total), 'total'));
+  if (s.downtimeMs !== undefined) cards.append(card('downtime', formatMs(s.downtimeMs), 'downtime', true));
+  if (cards.childElementCount) parts.push(cards);
+  if (s.phases.length) {
+    parts.push(el('h2', {}, s.operation === 'handoff' ? 'Handoff timeline' : 'Synthesis timeline'),
+      el('div', { class: 'timeline', 'data-test': 'timeline' }, renderTimeline(s.phases, s.updatedAt, s.downtimeMs)),
+      phaseRows(s.phases, st === 'BUILD' || st === 'MIGRATING'));
+  } else {
+    parts.push(el('p', { class: 'muted' }, 'No synthesis or handoff has run from this window for this server.'));
+  }
+  root.replaceChildren(...parts);
+}
+
+window.addEventListener('message', (ev: MessageEvent<HostMessage>) => {
+  const m = ev.data;
+  if (m.type === 'overlay/state') renderOverlay(m.state, m.chart);
+  else if (m.type === 'server/state') renderServer(m.state);
+});
+
+send({ type: 'ready', panel: kind });

@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import type { CommandDef } from './registry';
 import { isNode, need, pickCloudlet } from './common';
 import { LOCAL, validateCloudletName, validateUrl } from '../cloudlets';
-import { CloudletError } from '../../sandbox/common/errors';
+import { CloudletError } from '../errors';
 
 export const cloudletCommands: CommandDef[] = [
   {

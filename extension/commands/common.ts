@@ -1,12 +1,12 @@
 /** Pickers and the job runner the command groups share. */
 import * as vscode from 'vscode';
 import type { CloudletSession, ImageInfo, JobEnd, OverlayInfo, ServerInfo } from '../api';
-import type { ProgressEvent } from '../../sandbox/common/progress';
+import type { ProgressEvent } from '../../sandbox/client/types';
 import type { Ext } from '../ext';
 import { LOCAL } from '../cloudlets';
 import type { NodeDesc } from '../state/tree';
 import { formatBytes, isBaseImage, shortId } from '../state/tree';
-import { CloudletError } from '../../sandbox/common/errors';
+import { CloudletError } from '../errors';
 import { tagCloudlet } from './registry';
 
 export function isNode(x: unknown): x is NodeDesc {

@@ -7,7 +7,7 @@ import { checkEnd, isNode, pickCloudlet, pickOverlay, pickServer, runJob, sessio
 import { LOCAL } from '../cloudlets';
 import { initialServerState, serverEnded, serverProgress, serverStatus } from '../state/panels';
 import type { ServerPanel } from '../panels/serverPanel';
-import { CloudletError } from '../../sandbox/common/errors';
+import { CloudletError } from '../errors';
 
 async function targetServer(ext: Ext, node: unknown, placeHolder: string, filter: (s: ServerInfo) => boolean = () => true): Promise<{ cloudlet: string; server: ServerInfo }> {
   if (isNode(node) && node.cloudlet && node.resourceId && (node.kind === 'server' || node.kind === 'sandbox')) {

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import type { HostMessage, OverlayPanelState, WebviewMessage } from '../protocol';
 import { Panel } from './panel';
-import { initialOverlayState } from '../state/panels';
+import { chartSlices, initialOverlayState } from '../state/panels';
 
 export type PublishHandler = (panel: OverlayPanel) => Promise<void>;
 
@@ -15,7 +15,7 @@ export class OverlayPanel extends Panel<OverlayPanelState> {
     super('overlay', 'cloudlet.overlay', `Overlay: ${title}`, extensionUri, { ...initialOverlayState(title), canPublish: !!publish.handler });
   }
 
-  protected message(s: OverlayPanelState): HostMessage { return { type: 'overlay/state', state: s }; }
+  protected message(s: OverlayPanelState): HostMessage { return { type: 'overlay/state', state: s, chart: chartSlices(s.composition) }; }
 
   protected async handle(m: WebviewMessage): Promise<void> {
     if (m.type === 'overlay/cancel') this.cancel?.();

@@ -3,8 +3,8 @@
  * results, so unit tests run them without VS Code or a webview. The panels send the whole state
  * to the webview after each change (extension/protocol.ts types it).
  */
-import type { ProgressEvent } from '../../sandbox/common/progress';
-import type { CompositionPart, OverlayComposition, OverlayPanelState, PhaseState, ServerPanelState } from '../protocol';
+import type { ProgressEvent } from '../../sandbox/client/types';
+import type { ChartSlice, CompositionPart, OverlayComposition, OverlayPanelState, PhaseState, ServerPanelState } from '../protocol';
 import type { HandoffResult, JobEnd } from '../api';
 
 /** Adds a progress event to a phase list: a new phase name closes the previous open phase. */
@@ -93,15 +93,14 @@ export function compositionFromManifest(m: any): OverlayComposition | undefined 
 }
 
 /** Slices of the composition chart: one per (area, encoding), largest first, with its share. */
-export interface ChartSlice { key: string; label: string; area: CompositionPart['area']; encoding: CompositionPart['encoding']; bytes: number; share: number }
-
 const ENC_LABEL: Record<CompositionPart['encoding'], string> = {
   zero: 'zero', 'base-ram': 'copy of base RAM', 'base-disk': 'copy of base disk', self: 'copy within overlay',
   raw: 'raw', delta: 'delta vs base', state: 'device state',
 };
 const AREA_LABEL: Record<CompositionPart['area'], string> = { ram: 'RAM', disk: 'Disk', state: 'State' };
 
-export function chartSlices(c: OverlayComposition): ChartSlice[] {
+export function chartSlices(c: OverlayComposition | undefined): ChartSlice[] {
+  if (!c) return [];
   const total = c.parts.reduce((n, p) => n + p.bytes, 0);
   return c.parts
     .filter((p) => p.bytes > 0)
