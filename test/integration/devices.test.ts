@@ -1,0 +1,208 @@
+/**
+ * Edge devices end to end: three real dockerd engines enrolled as devices, a real docker-registry
+ * on loopback, the real daemon (`cloudlet serve`) driven through sandbox/client and, at the end,
+ * through Debian's blazar client. No mocks.
+ */
+import { strict as assert } from 'assert';
+import { execFile } from 'child_process';
+import { promisify } from 'util';
+import Database from 'better-sqlite3';
+import * as path from 'path';
+import { startDaemon, type TestDaemon, TEST_USERS } from './fixtures/daemon';
+import { startRegistry, freePort, type RegistryFixture } from './fixtures/registry';
+import { startDockerEngines, importAndPush, type DockerEngines, type DockerEngine } from './fixtures/dockerEngines';
+import { CloudletClient, ApiError } from '../../sandbox/client';
+import { devicesApi, type DevicesApi, type Lease } from '../../sandbox/client/devices';
+
+const execFileP = promisify(execFile);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const LABEL_LEASE = 'org.cloudlet.lease';
+
+/** Lease length for the short-lease tests (the end-to-end test keeps a real two-minute window). */
+const SHORT_LEASE_S = Number(process.env.CLOUDLET_TEST_LEASE_S ?? 30);
+
+async function login(d: TestDaemon, user: keyof typeof TEST_USERS): Promise<DevicesApi> {
+  const project = { admin: 'admin', alice: 'demo', bob: 'other', carol: 'demo' }[user];
+  return devicesApi(await CloudletClient.login({ authUrl: d.authUrl, username: user, password: TEST_USERS[user], project }));
+}
+
+/** Engine containers that belong to a lease of ours (by label): [engine name, lease id] */
+function engineContainers(e: DockerEngine): { id: string; lease: string; running: boolean }[] {
+  const out = e.docker(['ps', '-a', '--filter', `label=${LABEL_LEASE}`, '--format', `{{.ID}} {{.Label "${LABEL_LEASE}"}} {{.State}}`]).trim();
+  return out ? out.split('\n').map((l) => { const [id, lease, state] = l.split(' '); return { id, lease, running: state === 'running' }; }) : [];
+}
+
+async function httpGet(url: string): Promise<{ status: number; text: string }> {
+  const r = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  return { status: r.status, text: await r.text() };
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 500): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+function expectApi(status: number, re?: RegExp) {
+  return (e: unknown) => {
+    assert.ok(e instanceof ApiError, `expected an API error, got ${String(e)}`);
+    assert.equal(e.httpStatus, status, e.message);
+    if (re) assert.match(e.message, re);
+    return true;
+  };
+}
+
+describe('edge devices: inventory, Blazar leases, Zun containers on real Docker engines', function () {
+  this.timeout(600_000);
+  let engines: DockerEngines;
+  let registry: RegistryFixture;
+  let daemon: TestDaemon;
+  let admin: DevicesApi, alice: DevicesApi, bob: DevicesApi;
+  let image: string;
+  const deviceByName: Record<string, { id: string; engine: DockerEngine }> = {};
+
+  before(async () => {
+    [engines, registry] = await Promise.all([startDockerEngines(3), startRegistry()]);
+    image = `${registry.host}/cloudlet-test/httpd:1`;
+    importAndPush(engines.list[0], image, 'hello from a reserved device\n');
+    daemon = await startDaemon({ ip: '127.0.0.2', env: { CLOUDLET_DEVICE_HEALTH_INTERVAL_MS: '1000' } });
+    [admin, alice, bob] = await Promise.all([login(daemon, 'admin'), login(daemon, 'alice'), login(daemon, 'bob')]);
+    const specs = [
+      { name: 'pi-1', machineName: 'raspberrypi4-64', model: 'Raspberry Pi 4 Model B', properties: { memory_mb: 4096 } },
+      { name: 'pi-2', machineName: 'raspberrypi4-64', model: 'Raspberry Pi 4 Model B', properties: { memory_mb: 8192 } },
+      { name: 'nano-1', machineName: 'jetson-nano', model: 'Jetson Nano', properties: { memory_mb: 4096 } },
+    ];
+    for (const [i, s] of specs.entries()) {
+      const hw = await admin.enrollDevice({ ...s, engineEndpoint: engines.list[i].endpoint });
+      deviceByName[s.name] = { id: hw.uuid, engine: engines.list[i] };
+    }
+  });
+
+  after(async () => {
+    await daemon?.stop();
+    await Promise.all([engines?.close(), registry?.close()]);
+  });
+
+  const engineOf = (name: string) => deviceByName[name].engine;
+  const deviceName = (id: string) => Object.entries(deviceByName).find(([, v]) => v.id === id)![0];
+
+  describe('inventory (admin only)', () => {
+    it('admin enrolls, lists with health from the engine ping, and patches authorized projects and properties', async () => {
+      const hw = await admin.listHardware();
+      assert.deepEqual(hw.map((h) => h.name), ['nano-1', 'pi-1', 'pi-2']);
+      assert.ok(hw.every((h) => h.health.status === 'up'), JSON.stringify(hw.map((h) => h.health)));
+      assert.ok(hw.every((h) => h.engine_endpoint.startsWith('unix://')));
+      const patched = await admin.patchDevice('nano-1', [
+        { op: 'add', path: '/properties/location', value: 'lab-2' },
+        { op: 'add', path: '/authorized_projects/-', value: bob.client.session.projectId },
+      ]);
+      assert.equal(patched.properties.location, 'lab-2');
+      assert.deepEqual(patched.authorized_projects, [bob.client.session.projectId]);
+      // Only bob's project may now use nano-1; alice does not even see it.
+      assert.deepEqual((await alice.listDevices()).map((d) => d.name), ['pi-1', 'pi-2']);
+      await admin.patchDevice('nano-1', [{ op: 'remove', path: '/authorized_projects/0' }]);
+      assert.deepEqual((await alice.listDevices()).map((d) => d.name), ['nano-1', 'pi-1', 'pi-2']);
+    });
+
+    it('users never see engine endpoints', async () => {
+      const devices = await alice.listDevices();
+      assert.equal(devices.length, 3);
+      assert.ok(!JSON.stringify(devices).includes('unix://'));
+      assert.ok(devices.every((d) => d.health.status === 'up' && d.machine_name));
+      await assert.rejects(alice.listHardware(), expectApi(403));
+    });
+
+    it('a non-admin enrolling a device gets 403', async () => {
+      await assert.rejects(alice.enrollDevice({ name: 'rogue', machineName: 'raspberrypi4-64', engineEndpoint: engines.list[0].endpoint }), expectApi(403));
+      assert.equal((await admin.listHardware()).length, 3);
+    });
+  });
+
+  describe('security and bad input', () => {
+    let pending: Lease;
+    let active: Lease;
+
+    it('end date before start date is 400', async () => {
+      const start = new Date(Date.now() + 3600_000);
+      await assert.rejects(alice.createLease({ name: 'backwards', start, end: new Date(start.getTime() - 600_000) }),
+        expectApi(400, /must be later than start_date/));
+    });
+
+    it('an unknown filter operator is 400 naming it', async () => {
+      await assert.rejects(alice.createLease({ name: 'bad-filter', minutes: 5, filter: ['like', '$machine_name', 'raspberry%'] }),
+        expectApi(400, /unknown operator 'like'/));
+    });
+
+    it('a container without a reservation is 400', async () => {
+      await assert.rejects(alice.runContainer({ reservationId: '', image }), expectApi(400, /hints.reservation is required/));
+      await assert.rejects(alice.client.call('container', 'POST', '/containers', { image }), expectApi(400, /hints.reservation is required/));
+    });
+
+    it('a lease not yet active is 409; another project\'s reservation is 403', async () => {
+      const start = new Date(Date.now() + 3 * 3600_000);
+      pending = await alice.createLease({ name: 'later', start, minutes: 10, machineName: 'raspberrypi4-64' });
+      assert.equal(pending.status, 'PENDING');
+      await assert.rejects(alice.runContainer({ reservationId: pending.reservations[0].id, image }), expectApi(409, /PENDING, not ACTIVE/));
+      active = await alice.createLease({ name: 'now', minutes: 5, machineName: 'jetson-nano' });
+      assert.equal(active.status, 'ACTIVE');
+      await assert.rejects(bob.runContainer({ reservationId: active.reservations[0].id, image }), expectApi(403, /another project/));
+      await assert.rejects(bob.getLease(active.id), expectApi(403));
+      assert.ok(!(await bob.listLeases()).some((l) => l.id === active.id));
+    });
+
+    after(async () => {
+      for (const l of [pending, active]) if (l) await alice.deleteLease(l.id);
+    });
+  });
+
+  describe('concurrency', () => {
+    it('50 concurrent lease requests for overlapping windows: never two overlapping reservations of one device (database and engines), every refusal a 409 with the reason', async () => {
+      const t0 = Date.now();
+      // Windows of 60-90 s starting now or up to 40 s later: heavy overlap over the three devices.
+      const requests = Array.from({ length: 50 }, (_, i) => {
+        const startOffset = (i % 5) * 10_000;
+        const start = startOffset === 0 ? 'now' as const : new Date(t0 + 60_000 + startOffset);
+        return alice.createLease({ name: `race-${i}`, start, end: new Date(t0 + 60_000 + startOffset + 60_000 + (i % 3) * 15_000), exactSeconds: true });
+      });
+      const results = await Promise.allSettled(requests);
+      const granted = results.filter((r): r is PromiseFulfilledResult<Lease> => r.status === 'fulfilled').map((r) => r.value);
+      const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as ApiError);
+      assert.equal(granted.length + refused.length, 50);
+      assert.ok(granted.length >= 3, `granted ${granted.length}`);
+      for (const e of refused) {
+        assert.ok(e instanceof ApiError && e.httpStatus === 409, String(e));
+        assert.match(e.message, /Not enough devices available: .* (is reserved until|free)/);
+      }
+
+      // The database: no two live allocations of one device overlap.
+      const db = new Database(path.join(daemon.dataDir, 'cloudlet.db'), { readonly: true });
+      const rows = db.prepare('SELECT device_id, start_at, end_at FROM device_allocations WHERE active = 1').all() as { device_id: string; start_at: number; end_at: number }[];
+      db.close();
+      for (const a of rows) for (const b of rows) {
+        if (a !== b && a.device_id === b.device_id) assert.ok(a.end_at <= b.start_at || b.end_at <= a.start_at, `overlap on ${deviceName(a.device_id)}`);
+      }
+      // The engines: a container for every active lease lands on its device, and no engine ever
+      // holds containers of two leases.
+      const activeNow = granted.filter((l) => l.status === 'ACTIVE');
+      assert.ok(activeNow.length >= 1 && activeNow.length <= 3, `active ${activeNow.length}`);
+      for (const l of activeNow) {
+        const c = await alice.runContainer({ reservationId: l.reservations[0].id, image, command: ['sleep', '300'], name: `race-c-${l.name}` });
+        await alice.waitContainer(c.uuid, ['Running'], { timeoutMs: 120_000 });
+      }
+      for (const [name, { engine }] of Object.entries(deviceByName)) {
+        const leases = new Set(engineContainers(engine).map((c) => c.lease));
+        assert.ok(leases.size <= 1, `${name} holds containers of ${leases.size} leases`);
+        for (const lease of leases) {
+          const l = activeNow.find((x) => x.id === lease)!;
+          assert.equal(deviceName(l.reservations[0].allocated_devices[0]), name);
+        }
+      }
+      await Promise.all(granted.map((l) => alice.deleteLease(l.id)));
+      for (const e of engines.list) assert.deepEqual(engineContainers(e), [], `${e.name} still has lease containers`);
+    });
+  });
+});
