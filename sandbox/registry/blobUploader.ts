@@ -30,6 +30,11 @@ export interface UploadOptions {
   onProgress?: (bytes: number) => void;
 }
 
+export interface BlobLoader {
+  size: number;
+  load(): Buffer;
+}
+
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 
 function headerValue(v: string | string[] | undefined): string | undefined {
@@ -48,8 +53,10 @@ function receivedFromRange(range: string | undefined, sessionHasData: boolean): 
 export class BlobUploader {
   constructor(private readonly client: RegistryClient, private readonly repo: string) {}
 
-  async upload(data: Buffer, digest: string, opts: UploadOptions = {}): Promise<UploadResult> {
-    const result: UploadResult = { digest, size: data.length, outcome: 'uploaded', bytesSent: 0, resumes: 0, restarts: 0 };
+  /** `data` may be a loader, called only when the blob really has to be sent (HEAD and mount come first). */
+  async upload(data: Buffer | BlobLoader, digest: string, opts: UploadOptions = {}): Promise<UploadResult> {
+    const size = Buffer.isBuffer(data) ? data.length : data.size;
+    const result: UploadResult = { digest, size, outcome: 'uploaded', bytesSent: 0, resumes: 0, restarts: 0 };
     if ((await this.client.blobSize(this.repo, digest)) !== undefined) {
       result.outcome = 'skipped';
       return result;
@@ -60,7 +67,7 @@ export class BlobUploader {
         return result;
       }
     }
-    await this.sendData(data, digest, opts, result);
+    await this.sendData(Buffer.isBuffer(data) ? data : data.load(), digest, opts, result);
     return result;
   }
 

@@ -61,12 +61,15 @@ export async function publishOverlay(file: string, refText: string, opts: Publis
 
     const results: UploadResult[] = await mapLimit(info.segments, opts.concurrency ?? 4, async (seg) => {
       throwIfCancelled(opts.signal);
-      const data = readSegmentBytes(info, seg);
-      // The file is read again here: a segment that no longer matches its name is not published.
-      if (sha256Digest(data) !== seg.digest) {
-        throw new CloudletError('Corrupt', `overlay file ${file}: segment ${seg.digest} does not match its digest; refused to publish`);
-      }
-      const r = await uploader.upload(data, seg.digest, {
+      const load = () => {
+        const data = readSegmentBytes(info, seg);
+        // Read again here: a segment that no longer matches its name is not published.
+        if (sha256Digest(data) !== seg.digest) {
+          throw new CloudletError('Corrupt', `overlay file ${file}: segment ${seg.digest} does not match its digest; refused to publish`);
+        }
+        return data;
+      };
+      const r = await uploader.upload({ size: seg.size, load }, seg.digest, {
         chunkSize: opts.chunkSize, onProgress: tick,
         mountFrom: [...(known.get(seg.digest) ?? []), ...(opts.mountFrom ?? [])],
       });

@@ -52,9 +52,21 @@ function writeAt(qcow2: string, file: string, offset: number, length: number): v
   execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -s ${file} ${offset} ${length}`, qcow2], { stdio: 'pipe' });
 }
 
-export async function makeOverlayPair(dir: string, opts: { ramMiB?: number; diskMiB?: number } = {}): Promise<OverlayPair> {
+export interface PairOptions {
+  ramMiB?: number;    // base/launch RAM (default 8)
+  diskMiB?: number;   // base disk (default 16)
+  heapMiB?: number;   // new RAM pages in the launch state (default 2)
+  appMiB?: number;    // new disk data shared by both versions (default 2)
+  confKiB?: number;   // the file that differs between v1 and v2 (default 256)
+}
+
+export async function makeOverlayPair(dir: string, opts: PairOptions = {}): Promise<OverlayPair> {
   const ramSize = (opts.ramMiB ?? 8) * MiB;
   const diskSize = (opts.diskMiB ?? 16) * MiB;
+  const heap = (opts.heapMiB ?? 2) * MiB;
+  const appSize = (opts.appMiB ?? 2) * MiB;
+  const confSize = (opts.confKiB ?? 256) * 1024;
+  if (ramSize / 2 + heap + 256 * 1024 > ramSize || 2 * MiB + appSize > diskSize - confSize - MiB) throw new Error('makeOverlayPair: sizes do not fit');
   fs.mkdirSync(dir, { recursive: true });
   const ramFile = path.join(dir, 'base-ram.raw');
   const diskFile = path.join(dir, 'base-disk.raw');
@@ -70,22 +82,22 @@ export async function makeOverlayPair(dir: string, opts: { ramMiB?: number; disk
   // Launch RAM: 2 MiB of new pages (the back-end's heap) and a copy of a base-disk block (page cache).
   const launchRam = path.join(dir, 'launch-ram.raw');
   const ram = Buffer.from(baseRam);
-  prng('heap', 2 * MiB).copy(ram, ramSize / 2);
-  fs.readFileSync(diskFile).subarray(0, 256 * 1024).copy(ram, ramSize / 2 + 2 * MiB);
+  prng('heap', heap).copy(ram, ramSize / 2);
+  fs.readFileSync(diskFile).subarray(0, 256 * 1024).copy(ram, ramSize / 2 + heap);
   fs.writeFileSync(launchRam, ram);
   const deviceState = path.join(dir, 'state.bin');
   fs.writeFileSync(deviceState, prng('device-state', 200 * 1024));
 
-  // Launch disks: an installed "app" (2 MiB) and a "config file" (256 KiB) that v2 changes.
+  // Launch disks: an installed "app" and a "config file" near the end of the disk that v2 changes.
   const app = path.join(dir, 'app.bin');
-  fs.writeFileSync(app, prng('app', 2 * MiB));
+  fs.writeFileSync(app, prng('app', appSize));
   const launchDisk = { v1: path.join(dir, 'launch-v1.qcow2'), v2: path.join(dir, 'launch-v2.qcow2') };
   for (const [version, layer] of Object.entries(launchDisk)) {
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', diskFile, '-F', 'raw', layer], { stdio: 'pipe' });
-    writeAt(layer, app, 2 * MiB, 2 * MiB);
+    writeAt(layer, app, 2 * MiB, appSize);
     const conf = path.join(dir, `conf-${version}.bin`);
-    fs.writeFileSync(conf, prng(`config-${version}`, 256 * 1024));
-    writeAt(layer, conf, 12 * MiB, 256 * 1024);
+    fs.writeFileSync(conf, prng(`config-${version}`, confSize));
+    writeAt(layer, conf, diskSize - confSize - MiB, confSize);
   }
 
   const compressor = new SegmentCompressor(1);
