@@ -4,18 +4,9 @@
  */
 import * as vscode from 'vscode';
 import type { ApiCallRecord } from './api';
+import { formatCall } from './state/apiLog';
 
-const SECRET_PARAMS = /([?&](?:token|password|secret|key|sig|signature|x-auth-token)=)[^&]*/gi;
-
-/** A URL as logged: query values that could be secrets replaced, user:password@ dropped. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/[^/@]*@/, '//').replace(SECRET_PARAMS, '$1***');
-}
-
-export function formatCall(c: ApiCallRecord): string {
-  const status = c.status === 'error' ? `failed (${c.error ?? 'network error'})` : String(c.status);
-  return `${c.method.toUpperCase()} ${redactUrl(c.url)} ${status} ${Math.round(c.ms)}ms`;
-}
+export { formatCall, redactUrl } from './state/apiLog';
 
 export class Output implements vscode.Disposable {
   readonly channel: vscode.LogOutputChannel;

@@ -51,7 +51,7 @@ export function classifyError(e: unknown, where?: string): ShownError {
   if (codes.includes('Unauthorized') || status === 401) {
     return { kind: 'unauthorized', message: `Wrong credentials${at}: ${msg}`, actions: ['Update Credentials', 'Show Log'], severity: 'error' };
   }
-  if (codes.some((c) => NET_CODES.has(c)) || (codes.includes('Unavailable') && status !== 503) || /fetch failed|ECONNREFUSED|socket hang up|No cloudlet daemon answers|local daemon/i.test(msg)) {
+  if (codes.some((c) => NET_CODES.has(c)) || (codes.includes('Unavailable') && field(e, 'httpStatus') === undefined) || /fetch failed|ECONNREFUSED|socket hang up|No cloudlet daemon answers|local daemon/i.test(msg)) {
     return { kind: 'unreachable', message: `Cannot reach the cloudlet daemon${at}: ${msg}`, actions: ['Retry', 'Show Log'], severity: 'error' };
   }
   if (/\bbase\b/i.test(msg) && (codes.includes('Mismatch') || codes.includes('NotFound') || status === 400 || status === 404 || status === 409)) {

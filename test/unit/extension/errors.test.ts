@@ -1,0 +1,54 @@
+import { strict as assert } from 'assert';
+import { classifyError } from '../../../extension/state/errors';
+import { ApiError } from '../../../sandbox/client';
+import { CloudletError } from '../../../sandbox/common/errors';
+import { redactUrl, formatCall } from '../../../extension/state/apiLog';
+
+describe('extension error presentation', () => {
+  it('daemon unreachable: a message with Retry', async () => {
+    // What the real client throws when nothing listens: a fetch to a closed loopback port.
+    let err: unknown;
+    try { await fetch('http://127.0.0.1:1/'); } catch (e) { err = new CloudletError('Unavailable', `GET http://127.0.0.1:1/: ${((e as Error).cause as Error).message}`, { hint: 'is the cloudlet running and reachable?' }); }
+    const shown = classifyError(err, 'edge1');
+    assert.equal(shown.kind, 'unreachable');
+    assert.deepEqual(shown.actions, ['Retry', 'Show Log']);
+    assert.match(shown.message, /Cannot reach the cloudlet daemon \(edge1\)/);
+  });
+
+  it('a 503 answer (over capacity) is not "unreachable"', () => {
+    assert.notEqual(classifyError(new ApiError(503, 'compute: no capacity', 'POST', 'u', {})).kind, 'unreachable');
+  });
+
+  it('wrong credentials: Update Credentials', () => {
+    const shown = classifyError(new ApiError(401, 'identity: The request you have made requires authentication.', 'POST', 'u', {}));
+    assert.equal(shown.kind, 'unauthorized');
+    assert.equal(shown.actions[0], 'Update Credentials');
+    assert.match(shown.message, /^Wrong credentials/);
+  });
+
+  it('a cloudlet lacking the base says so', () => {
+    const a = classifyError(new ApiError(400, 'compute: this cloudlet does not have base 1234abcd', 'POST', 'u', {}));
+    assert.equal(a.kind, 'missingBase');
+    assert.match(a.message, /lacks the base VM/);
+    assert.equal(classifyError(new CloudletError('Mismatch', 'Synthesis failed: base abc not found here')).kind, 'missingBase');
+  });
+
+  it('cancelled is information, not an error', () => {
+    const c = classifyError(new CloudletError('Cancelled', 'cancelled'));
+    assert.equal(c.kind, 'cancelled');
+    assert.equal(c.severity, 'info');
+  });
+
+  it('a missing Node/CLI points to the settings', () => {
+    const m = classifyError(new CloudletError('MissingTool', 'No Node.js found on PATH', { hint: 'Install Node.js 20' }));
+    assert.equal(m.kind, 'missingTool');
+    assert.ok(m.actions.includes('Open Settings'));
+    assert.match(m.message, /Install Node\.js 20/);
+  });
+
+  it('the API log line has method, URL, status, time and no secret', () => {
+    assert.equal(formatCall({ method: 'get', url: 'http://127.0.0.2:8774/compute/v2.1/servers/detail', status: 200, ms: 12.4 }), 'GET http://127.0.0.2:8774/compute/v2.1/servers/detail 200 12ms');
+    assert.equal(redactUrl('http://u:pw@127.0.0.1/x?token=abc&limit=2'), 'http://127.0.0.1/x?token=***&limit=2');
+    assert.match(formatCall({ method: 'POST', url: 'http://127.0.0.1:1/identity/v3/auth/tokens', status: 'error', ms: 3, error: 'ECONNREFUSED' }), /failed \(ECONNREFUSED\)/);
+  });
+});
