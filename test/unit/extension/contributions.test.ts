@@ -14,7 +14,7 @@ function handlerIds(): string[] {
       if (f.isDirectory()) walk(p);
       else if (p.endsWith('.ts')) {
         const src = fs.readFileSync(p, 'utf8');
-        if (p.includes(`${path.sep}commands${path.sep}`)) for (const m of src.matchAll(/^\s*id: '(cloudlet\.[\w.]+)'/gm)) ids.push(m[1]);
+        if (p.includes(`${path.sep}commands${path.sep}`)) for (const m of src.matchAll(/(?:^\s*|\{ )id: '(cloudlet\.[\w.]+)'/gm)) ids.push(m[1]);
         for (const m of src.matchAll(/registerCommand\('(cloudlet\.[\w.]+)'/g)) ids.push(m[1]);
       }
     }
