@@ -1,35 +1,64 @@
 /**
- * The VM layer of the compute API. Until the sandbox manager (sandbox/qemu) is wired in, this
- * backend only advertises bases found in <data>/bases and refuses VM work with a clear 503.
+ * The compute API's VM layer over the sandbox manager (sandbox/qemu), the base store
+ * (sandbox/base) and the overlay module: resume, synthesis, overlays, lifecycle, adoption.
+ * Every VM of a daemon is a sandbox in <data>/sandboxes, named after its server.
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import type { VmBackend } from './vmBackend';
-import { CloudletError } from '../common/errors';
-import { storePaths } from '../common/paths';
+import type { OverlayInfo, VmBackend, VmInfo } from './vmBackend';
+import { SandboxManager, type SandboxInfo } from '../qemu/sandboxManager';
+import { OverlayReader } from '../overlay/overlayReader';
+import { createSandboxOverlay, synthesize } from '../overlay/sandboxOverlay';
+import { createLogger } from '../common/log';
 
-export function createVmBackend(dataDir: string): VmBackend {
-  const basesDir = storePaths(dataDir).bases;
-  const unavailable = (): never => { throw new CloudletError('Unavailable', 'this cloudlet has no VM layer yet'); };
-  const bases = () => {
-    if (!fs.existsSync(basesDir)) return [];
-    return fs.readdirSync(basesDir).filter((id) => fs.existsSync(path.join(basesDir, id, 'manifest.json'))).map((baseId) => {
-      const m = JSON.parse(fs.readFileSync(path.join(basesDir, baseId, 'manifest.json'), 'utf8'));
-      return { baseId, name: String(m.name ?? `base-${baseId.slice(0, 12)}`), ramBytes: Number(m.vm?.ramBytes ?? m.ramBytes ?? 0), diskBytes: Number(m.diskBytes ?? 0) };
-    });
-  };
+function vmInfo(s: SandboxInfo): VmInfo {
+  const state = s.status === 'running' || s.status === 'starting' ? 'running' : s.status === 'paused' ? 'paused' : s.status === 'stopped' ? 'stopped' : 'missing';
+  return { id: s.id, state, baseId: s.baseId, ports: Object.fromEntries(s.ports.map((p) => [String(p.guest), `127.0.0.1:${p.host}`])) };
+}
+
+export function createVmBackend(dataDir: string, manager = new SandboxManager({ root: dataDir, log: createLogger('cloudlet-vm') })): VmBackend & { manager: SandboxManager } {
+  const has = (id: string) => { try { manager.bases.get(id); return true; } catch { return false; } };
   return {
-    hasBase: (id) => bases().some((b) => b.baseId === id),
-    bases,
-    resume: async () => unavailable(),
-    inspectOverlay: () => unavailable(),
-    synthesize: async () => unavailable(),
-    makeOverlay: async () => unavailable(),
-    get: () => undefined,
-    pause: async () => unavailable(),
-    unpause: async () => unavailable(),
-    stop: async () => unavailable(),
-    delete: async () => {},
-    adopt: async () => [],
+    manager,
+    hasBase: (id) => /^[0-9a-f]{64}$/.test(id) && has(id),
+    bases: () => manager.bases.list().map((b) => ({
+      baseId: b.id, name: b.name, ramBytes: b.manifest.vm.ramBytes,
+      diskBytes: fs.existsSync(b.disk) ? fs.statSync(b.disk).size : 0,
+    })),
+    async resume(baseId, o, progress) {
+      return vmInfo(await manager.resume(baseId, { name: o.name, ports: o.ports, onProgress: progress }));
+    },
+    inspectOverlay(file): OverlayInfo {
+      const r = OverlayReader.open(file);
+      try { return { overlayId: r.overlayId, baseId: r.manifest.baseId, bytes: r.fileSize }; } finally { r.close(); }
+    },
+    async synthesize(file, o, progress, signal) {
+      const info = this.inspectOverlay(file);
+      const res = await synthesize(manager, info.baseId, file, { name: o.name, ports: o.ports, progress, signal });
+      return vmInfo(res.sandbox);
+    },
+    async makeOverlay(vmId, outFile, progress, signal) {
+      const wasRunning = manager.get(vmId).status === 'running';
+      try {
+        const r = await createSandboxOverlay(manager, vmId, { outDir: path.dirname(outFile), outFile, progress, signal });
+        if (r.path !== outFile) fs.renameSync(r.path, outFile);
+        return { overlayId: r.overlayId, baseId: r.manifest.baseId, bytes: r.bytes };
+      } finally {
+        // The snapshot leaves the VM paused; a running server goes on running.
+        if (wasRunning) await manager.unpause(vmId).catch(() => {});
+      }
+    },
+    get: (vmId) => { try { return vmInfo(manager.get(vmId)); } catch { return undefined; } },
+    pause: async (vmId) => { await manager.pause(vmId); },
+    unpause: async (vmId) => { await manager.unpause(vmId); },
+    stop: async (vmId) => { await manager.stop(vmId); },
+    delete: async (vmId) => { try { manager.get(vmId); } catch { return; } await manager.delete(vmId); },
+    async adopt() {
+      await manager.adopt();
+      return manager.list().map(vmInfo);
+    },
+    async importBase(file, progress) {
+      return (await manager.bases.import(file, progress)).bundle.id;
+    },
   };
 }

@@ -322,7 +322,7 @@ export function computeModule(opts: ComputeOptions): ApiModule {
         if (!owner) await backend.delete(v.id).catch(() => {});
       }
     },
-    async stop() { await handoff?.stop(); },
+    async stop() { await handoff?.stop(); (backend as { manager?: { close(): void } }).manager?.close(); },
   };
 }
 
