@@ -1,4 +1,145 @@
-import type { Command } from 'commander';
+/**
+ * `cloudlet overlay create|info|verify|list`: overlays of local sandboxes, and what they are made of.
+ * (`overlay publish|pull` are added to this group by publish.ts.) Progress goes to stderr; stdout
+ * carries the result (text, or JSON with --json).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { Command } from 'commander';
+import { SingleBar, Presets } from 'cli-progress';
+import { CloudletError } from '../../common/errors';
+import { storePaths } from '../../common/paths';
+import type { ProgressEvent, ProgressSink } from '../../common/progress';
+import { SandboxManager } from '../../qemu/sandboxManager';
+import { formatBytes, formatOverlayInfo, overlayInfo, OverlayReader, verifyOverlay } from '../../overlay';
+import { createSandboxOverlay } from '../../overlay/sandboxOverlay';
 
-/** `cloudlet` commands of group "overlay" (not yet implemented). */
-export function register(_program: Command): void {}
+/** Progress on the console: one bar per phase on a terminal, one line per phase otherwise. */
+export function consoleProgress(label: string): { sink: ProgressSink; stop: () => void } {
+  const tty = process.stderr.isTTY;
+  let bar: SingleBar | undefined;
+  let phase = '';
+  const stop = () => { bar?.stop(); bar = undefined; };
+  const sink = (e: ProgressEvent) => {
+    if (e.phase !== phase) {
+      stop();
+      phase = e.phase;
+      if (!tty || !e.total) process.stderr.write(`${label}: ${e.phase}${e.message ? ` - ${e.message}` : ''}\n`);
+    }
+    if (tty && e.total) {
+      if (!bar) {
+        bar = new SingleBar({ format: `${label}: ${e.phase.padEnd(11)} [{bar}] {percentage}% {doneH}/{totalH}`, stream: process.stderr, hideCursor: true }, Presets.shades_classic);
+        bar.start(e.total, 0, { doneH: '0', totalH: formatBytes(e.total) });
+      }
+      bar.setTotal(e.total);
+      bar.update(e.done ?? 0, { doneH: formatBytes(e.done ?? 0), totalH: formatBytes(e.total) });
+    }
+  };
+  return { sink, stop };
+}
+
+/** Ctrl-C aborts the signal (the job cleans up and throws Cancelled); a second Ctrl-C exits. */
+export function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const onSig = () => {
+    if (ac.signal.aborted) process.exit(130);
+    process.stderr.write('\ncancelling (cleaning up; Ctrl-C again to quit at once)\n');
+    ac.abort();
+  };
+  process.on('SIGINT', onSig);
+  return { signal: ac.signal, dispose: () => process.off('SIGINT', onSig) };
+}
+
+/** An overlay file path, or an overlay ID (or unique prefix of 6+ hex) in the store's overlays/. */
+export function resolveOverlayPath(arg: string): string {
+  if (fs.existsSync(arg)) return arg;
+  if (/^[a-f0-9]{6,64}$/.test(arg)) {
+    const dir = storePaths().overlays;
+    const hits = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith(arg) && f.endsWith('.overlay')) : [];
+    if (hits.length === 1) return path.join(dir, hits[0]);
+    if (hits.length > 1) throw new CloudletError('BadInput', `overlay ID prefix ${arg} matches ${hits.length} overlays; give more digits`);
+  }
+  throw new CloudletError('NotFound', `no overlay file or stored overlay ID "${arg}"`, { hint: 'cloudlet overlay list' });
+}
+
+function intOption(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new CloudletError('BadInput', `${what} must be an integer, not ${JSON.stringify(v)}`);
+  return n;
+}
+
+export function register(program: Command): void {
+  const overlay = program.commands.find((c) => c.name() === 'overlay')
+    ?? program.command('overlay').description('VM overlays: create, inspect, verify, publish and pull');
+
+  overlay.command('create <sandbox>')
+    .description('pause a sandbox, save its state and write the overlay against its base (the sandbox stays paused)')
+    .option('--level <n>', 'zstd level (default 3)')
+    .option('--threads <n>', 'compression threads (default: CPU count)')
+    .option('--out <file>', 'write here instead of the store\'s overlays/<id>.overlay')
+    .option('--json', 'print the result as JSON')
+    .action(async (sandbox: string, o: { level?: string; threads?: string; out?: string; json?: boolean }) => {
+      const manager = new SandboxManager();
+      const { sink, stop } = consoleProgress('overlay');
+      const { signal, dispose } = interruptSignal();
+      try {
+        const r = await createSandboxOverlay(manager, sandbox, {
+          level: o.level ? intOption(o.level, '--level') : undefined, threads: o.threads ? intOption(o.threads, '--threads') : undefined,
+          outFile: o.out, signal, progress: sink,
+        });
+        stop();
+        const info = overlayInfo(r.manifest, { overlayId: r.overlayId, fileBytes: r.bytes });
+        if (o.json) process.stdout.write(JSON.stringify({ overlayId: r.overlayId, path: r.path, bytes: r.bytes, timings: { ...r.timings, snapshotMs: r.snapshotMs }, info }) + '\n');
+        else process.stdout.write(`${r.path}\n${formatOverlayInfo(info)}\ncreated in ${((r.timings.totalMs + r.snapshotMs) / 1000).toFixed(1)} s\n`);
+      } finally {
+        stop(); dispose(); manager.close();
+      }
+    });
+
+  overlay.command('info <overlay>')
+    .description('what an overlay is made of: chunks and bytes by encoding and source, disk vs memory, compressed vs raw')
+    .option('--json', 'print as JSON')
+    .action((arg: string, o: { json?: boolean }) => {
+      const r = OverlayReader.open(resolveOverlayPath(arg));
+      try {
+        const info = overlayInfo(r.manifest, { overlayId: r.overlayId, fileBytes: r.fileSize });
+        process.stdout.write(o.json ? JSON.stringify(info) + '\n' : formatOverlayInfo(info) + '\n');
+      } finally { r.close(); }
+    });
+
+  overlay.command('verify <overlay>')
+    .description('check every segment (digest, sizes, records, bounds); with --base, that it fits that base')
+    .option('--base <base>', 'local base (name or ID) the overlay must be made for')
+    .option('--json', 'print the result as JSON')
+    .action(async (arg: string, o: { base?: string; json?: boolean }) => {
+      const r = OverlayReader.open(resolveOverlayPath(arg));
+      const { sink, stop } = consoleProgress('verify');
+      try {
+        const baseId = o.base ? new SandboxManager().bases.get(o.base).id : undefined;
+        const v = await verifyOverlay(r, r, { baseId, progress: sink });
+        stop();
+        if (o.json) process.stdout.write(JSON.stringify({ overlayId: r.overlayId, ok: true, ...v }) + '\n');
+        else process.stdout.write(`overlay ${r.overlayId}: OK (${v.segments} segments, ${formatBytes(v.compressedBytes)} checked, ${v.chunks.disk} disk and ${v.chunks.ram} memory chunks)\n`);
+      } finally { stop(); r.close(); }
+    });
+
+  overlay.command('list')
+    .description('overlays in the local store')
+    .option('--json', 'print as JSON')
+    .action((o: { json?: boolean }) => {
+      const dir = storePaths().overlays;
+      const rows = (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.overlay')).sort() : []).map((f) => {
+        const file = path.join(dir, f);
+        try {
+          const r = OverlayReader.open(file);
+          r.close();
+          return { overlayId: r.overlayId, baseId: r.manifest.baseId, bytes: r.fileSize, path: file };
+        } catch (e) {
+          return { overlayId: f.replace(/\.overlay$/, ''), baseId: '?', bytes: fs.statSync(file).size, path: file, error: (e as Error).message };
+        }
+      });
+      if (o.json) { process.stdout.write(JSON.stringify(rows) + '\n'); return; }
+      if (!rows.length) { process.stdout.write(`no overlays in ${dir}\n`); return; }
+      for (const r of rows) process.stdout.write(`${r.overlayId.slice(0, 12)}  base ${r.baseId.slice(0, 12)}  ${formatBytes(r.bytes).padStart(10)}  ${r.path}\n`);
+    });
+}

@@ -1,4 +1,40 @@
+/**
+ * `cloudlet synthesize BASE OVERLAY`: VM synthesis in the local sandbox (verify, decode segments in
+ * parallel, build the launch RAM + qcow2, resume). With --cloudlet URL OVERLAY it asks that cloudlet
+ * instead (remote.ts, through sandbox/client).
+ */
 import type { Command } from 'commander';
+import { CloudletError } from '../../common/errors';
+import { SandboxManager } from '../../qemu/sandboxManager';
+import { synthesize } from '../../overlay/sandboxOverlay';
+import { consoleProgress, interruptSignal, resolveOverlayPath } from './overlay';
+import { synthesizeOnCloudlet } from './remote';
 
-/** `cloudlet` commands of group "synthesize" (not yet implemented). */
-export function register(_program: Command): void {}
+export function register(program: Command): void {
+  program.command('synthesize <base> [overlay]')
+    .description('VM synthesis: base + overlay -> the launch VM, resumed (with --cloudlet: synthesize OVERLAY on that cloudlet)')
+    .option('--name <name>', 'sandbox name')
+    .option('--port <guest>', 'extra guest port to forward (repeatable)', (v: string, acc: number[]) => [...acc, Number(v)], [] as number[])
+    .option('--cloudlet <url>', 'synthesize on this cloudlet instead of locally (then the only argument is the overlay)')
+    .option('--json', 'print the sandbox as JSON')
+    .action(async (a: string, b: string | undefined, o: { name?: string; port: number[]; cloudlet?: string; json?: boolean }) => {
+      if (o.cloudlet) {
+        await synthesizeOnCloudlet(o.cloudlet, b ?? a, { name: o.name, ports: o.port.length ? o.port.join(',') : undefined, json: o.json });
+        return;
+      }
+      if (!b) throw new CloudletError('BadInput', 'usage: cloudlet synthesize BASE OVERLAY');
+      for (const p of o.port) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new CloudletError('BadInput', `--port ${p} is not a TCP port`);
+      const manager = new SandboxManager();
+      const { sink, stop } = consoleProgress('synthesis');
+      const { signal, dispose } = interruptSignal();
+      try {
+        const r = await synthesize(manager, a, resolveOverlayPath(b), { name: o.name, ports: o.port, signal, progress: sink });
+        stop();
+        if (o.json) { process.stdout.write(JSON.stringify({ ...r.sandbox, overlayId: r.overlayId, timings: r.timings }) + '\n'); return; }
+        const ports = r.sandbox.ports.map((p) => `127.0.0.1:${p.host} -> guest ${p.guest}`).join(', ') || 'none';
+        process.stdout.write(`sandbox ${r.sandbox.id} running (${r.sandbox.accel}), synthesized in ${(r.timings.totalMs / 1000).toFixed(2)} s (build ${(r.timings.applyMs / 1000).toFixed(2)} s, resume ${(r.timings.launchMs / 1000).toFixed(2)} s)\nports: ${ports}\n`);
+      } finally {
+        stop(); dispose(); manager.close();
+      }
+    });
+}

@@ -1,0 +1,106 @@
+/**
+ * The two overlay operations that involve a VM: make an overlay of a sandbox (snapshot: VM paused,
+ * device state saved, files consistent) and VM synthesis (base + overlay -> launch files ->
+ * SandboxManager.launch: the guest continues where the overlay's sandbox was paused).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { CloudletError, throwIfCancelled } from '../common/errors';
+import { noProgress, ProgressSink } from '../common/progress';
+import type { SandboxInfo, SandboxManager, VmConfig } from '../qemu/sandboxManager';
+import { applyOverlay } from './apply';
+import { OverlayManifest } from './format';
+import { OverlayReader, SegmentSource } from './overlayReader';
+import { createOverlay, CreateOverlayResult } from './overlayWriter';
+import { SegmentCompressor } from './segmentCompressor';
+
+export interface SandboxOverlayOptions {
+  outDir?: string;      // default: the store's overlays/
+  outFile?: string;
+  level?: number;
+  threads?: number;
+  ports?: number[];     // guest ports the back-end serves (carried in the VM config for synthesis)
+  signal?: AbortSignal;
+  progress?: ProgressSink;
+  compressor?: SegmentCompressor;
+}
+
+/** Pauses the sandbox (it stays paused), saves its device state and writes the overlay. */
+export async function createSandboxOverlay(manager: SandboxManager, sandbox: string, opts: SandboxOverlayOptions = {}): Promise<CreateOverlayResult & { snapshotMs: number }> {
+  const progress = opts.progress ?? noProgress;
+  progress({ phase: 'snapshot', message: `pausing ${sandbox} and saving its device state` });
+  const t0 = Date.now();
+  const snap = await manager.snapshot(sandbox);
+  const snapshotMs = Date.now() - t0;
+  throwIfCancelled(opts.signal);
+  const base = manager.bases.get(snap.baseId);
+  const info = manager.get(sandbox);
+  const ports = opts.ports ?? info.ports.map((p) => p.guest);
+  const result = await createOverlay(
+    { baseId: base.id, ramFile: base.ram, diskFile: base.disk, ramDigests: base.ramDigests, diskDigests: base.diskDigests },
+    { ramFile: snap.ramFile, diskLayer: snap.diskLayer, deviceState: snap.deviceState, vmConfig: { ...snap.vmConfig, ports } },
+    { outDir: opts.outDir ?? manager.paths.overlays, outFile: opts.outFile, level: opts.level, threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress },
+  );
+  return { ...result, snapshotMs };
+}
+
+export interface SynthesizeOptions {
+  name?: string;
+  ports?: Array<number | { guest: number; host?: number }>;
+  threads?: number;
+  compressor?: SegmentCompressor;
+  signal?: AbortSignal;
+  progress?: ProgressSink;
+}
+
+export interface SynthesizeResult {
+  sandbox: SandboxInfo;
+  overlayId?: string;
+  timings: { applyMs: number; launchMs: number; totalMs: number };
+}
+
+/** The VM config an overlay carries: the sandbox's VmConfig plus the ports its back-end serves. */
+export function overlayVmConfig(m: OverlayManifest): { vm: VmConfig; ports: number[] } {
+  const c = m.vmConfig as (VmConfig & { ports?: number[] }) | undefined;
+  if (!c || typeof c !== 'object' || typeof c.machine !== 'string' || typeof c.cpuModel !== 'string' || c.ramBytes !== m.ram.size) {
+    throw new CloudletError('BadInput', 'overlay manifest: vmConfig is missing machine, cpuModel or a RAM size equal to the overlay\'s');
+  }
+  const { ports, ...vm } = c;
+  return { vm, ports: Array.isArray(ports) ? ports.filter((p) => Number.isInteger(p) && p > 0 && p < 65536) : [] };
+}
+
+/**
+ * VM synthesis: checks the overlay against the local base, builds the launch files in the store's
+ * tmp/ (segments fetched and decoded in parallel), then resumes them in a new sandbox.
+ */
+export async function synthesize(
+  manager: SandboxManager,
+  baseRef: string,
+  overlay: string | { manifest: OverlayManifest; overlayId?: string; source: SegmentSource },
+  opts: SynthesizeOptions = {},
+): Promise<SynthesizeResult> {
+  const t0 = Date.now();
+  const progress = opts.progress ?? noProgress;
+  const reader = typeof overlay === 'string' ? OverlayReader.open(overlay) : undefined;
+  const o = reader ? { manifest: reader.manifest, overlayId: reader.overlayId, source: reader as SegmentSource } : (overlay as { manifest: OverlayManifest; overlayId?: string; source: SegmentSource });
+  const work = path.join(manager.paths.tmp, `synth-${process.pid}-${Date.now()}`);
+  try {
+    const base = manager.bases.get(baseRef);
+    const { vm, ports } = overlayVmConfig(o.manifest);
+    progress({ phase: 'synthesize', message: `building launch VM of overlay ${o.overlayId?.slice(0, 12) ?? ''} over base ${base.id.slice(0, 12)}` });
+    const built = await applyOverlay(o, o.source, { baseId: base.id, ramFile: base.ram, diskFile: base.disk }, {
+      outDir: path.join(work, 'launch'), threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress,
+    });
+    const applyMs = Date.now() - t0;
+    throwIfCancelled(opts.signal);
+    const t1 = Date.now();
+    const sandbox = await manager.launch({
+      baseId: base.id, diskLayer: built.diskLayer, ramFile: built.ramFile, deviceState: built.deviceState, vmConfig: vm,
+      ports: [...ports, ...(opts.ports ?? [])], name: opts.name, onProgress: progress,
+    });
+    return { sandbox, overlayId: o.overlayId, timings: { applyMs, launchMs: Date.now() - t1, totalMs: Date.now() - t0 } };
+  } finally {
+    reader?.close();
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
