@@ -36,16 +36,22 @@ work=${TMPDIR:-/tmp}/cloudlet-agent.$$
 mkdir -p "$work" || exit 1
 trap 'rm -rf "$work"' EXIT
 
-port=
-while [ -z "$port" ]; do port=$(find_port) || { port=; sleep 1; }; done
-exec 3<>"$port" || exit 1
+# CLOUDLET_AGENT_PORT=- serves stdin/stdout instead (tests run the script under several shells).
+if [ "${CLOUDLET_AGENT_PORT:-}" = - ]; then
+  exec 3<&0 4>&1
+else
+  port=${CLOUDLET_AGENT_PORT:-}
+  while [ -z "$port" ]; do port=$(find_port) || { port=; sleep 1; }; done
+  exec 3<>"$port" || exit 1
+  exec 4>&3
+fi
 
-reply() { printf '%s\n' "$*" >&3; }
+reply() { printf '%s\n' "$*" >&4; }
 
 # Sends file $2 as lines "<tag> <id> <b64>" (tag $1, id $3).
 send_b64() {
   [ -s "$2" ] || return 0
-  base64 <"$2" | sed "s/^/$1 $3 /" >&3
+  base64 <"$2" | sed "s/^/$1 $3 /" >&4
 }
 
 fail() {  # id message
@@ -57,9 +63,9 @@ fail() {  # id message
 do_exec() {  # id timeout b64cmd
   if ! printf '%s' "$3" | base64 -d >"$work/cmd" 2>/dev/null; then fail "$1" "agent: bad base64 command"; return; fi
   if [ "$2" -gt 0 ] 2>/dev/null && command -v timeout >/dev/null 2>&1; then
-    timeout "$2" sh "$work/cmd" </dev/null >"$work/out" 2>"$work/err"
+    timeout "$2" sh "$work/cmd" </dev/null >"$work/out" 2>"$work/err" 3>&- 4>&-
   else
-    sh "$work/cmd" </dev/null >"$work/out" 2>"$work/err"
+    sh "$work/cmd" </dev/null >"$work/out" 2>"$work/err" 3>&- 4>&-
   fi
   st=$?
   send_b64 O "$work/out" "$1"

@@ -7,7 +7,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { projectCache } from '../common/paths';
+import { projectCache, projectRoot } from '../common/paths';
 import { CloudletError } from '../common/errors';
 import { run } from '../qemu/run';
 import { ensureGuestKernel } from './kernel';
@@ -31,7 +31,8 @@ export interface TestGuest {
   readyMarker: string;      // printed on the console when set-up is done
 }
 
-const here = __dirname.endsWith(path.join('sandbox', 'guest')) ? __dirname : path.join(__dirname, '..', '..', 'sandbox', 'guest');
+// Works from the sources (tsx) and from the bundle in dist/ (the scripts are read from the checkout).
+const here = path.join(projectRoot(), 'sandbox', 'guest');
 export function guestSourceDir(): string { return here; }
 export function agentScriptPath(): string { return path.join(here, 'agent.sh'); }
 

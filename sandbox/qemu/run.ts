@@ -30,7 +30,7 @@ export function missingTool(program: string, detail?: string): CloudletError {
 
 export function run(program: string, args: string[], opts: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv; allowFail?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(program, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(program, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
@@ -48,6 +48,6 @@ export function run(program: string, args: string[], opts: { cwd?: string; input
         reject(new CloudletError('Internal', `${program} ${args.join(' ')} failed (exit ${c}${signal ? `, ${signal}` : ''}): ${stderr.trim().slice(-2000)}`));
       } else resolve({ stdout, stderr, code: c });
     });
-    child.stdin.end(opts.input ?? '');
+    if (child.stdin) { child.stdin.on('error', () => undefined); child.stdin.end(opts.input); }
   });
 }

@@ -196,6 +196,7 @@ export class SandboxManager {
     rec.pid = vm.pid;
     rec.cmdline = vm.cmdline;
     writeRecord(o.dir, rec);
+    await failpoint('resume-after-qemu-start', vm.pid);
     const agent = new AgentClient(files.agentSocket);
     this.live.set(o.id, { qmp: vm.qmp, agent });
     try {
@@ -516,6 +517,16 @@ export class SandboxManager {
       accel: r.accel, accelReason: r.accelReason, createdAt: r.createdAt, resumedAt: r.resumedAt, resumeMs: r.resumeMs, error: r.error,
     };
   }
+}
+
+/**
+ * Test hook: with CLOUDLET_FAILPOINT=<name>, stop here forever (the test then kills this process
+ * to check that the next start cleans up). Never set outside tests.
+ */
+async function failpoint(name: string, pid: number): Promise<void> {
+  if (process.env.CLOUDLET_FAILPOINT !== name) return;
+  process.stderr.write(`FAILPOINT ${name} qemu=${pid}\n`);
+  await new Promise(() => undefined);
 }
 
 /** Takes ownership of a prepared file: rename within one filesystem, else copy and remove. */
