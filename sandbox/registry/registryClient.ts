@@ -78,7 +78,7 @@ export class RegistryClient {
   private base?: string;                             // scheme://host, decided on first use
   private basicAuth = false;                         // registry asked for Basic
   private bearer?: AuthChallenge;                    // registry asked for Bearer
-  private readonly tokens = new Map<string, string>(); // scope set -> bearer token
+  private readonly tokens = new Map<string, Promise<string>>(); // scope set -> bearer token (shared by parallel requests)
 
   constructor(registry: string, opts: RegistryClientOptions = {}) {
     this.registry = registry.toLowerCase();
@@ -207,8 +207,13 @@ export class RegistryClient {
     if (this.bearer) {
       // Once the registry has said it wants tokens, get one per scope set before asking.
       const key = scopeKey(scopes);
-      if (!this.tokens.has(key)) this.tokens.set(key, await this.fetchToken(this.bearer, scopes));
-      return `Bearer ${this.tokens.get(key)}`;
+      let token = this.tokens.get(key);
+      if (!token) {
+        token = this.fetchToken(this.bearer, scopes);
+        this.tokens.set(key, token);
+        token.catch(() => this.tokens.delete(key));
+      }
+      return `Bearer ${await token}`;
     }
     if (this.basicAuth && this.credentials) return this.credentials.basicHeader();
     return undefined;
@@ -223,7 +228,10 @@ export class RegistryClient {
     if (challenge?.scheme === 'bearer' && challenge.params.realm) {
       // Keep the realm and service; the scope differs per request.
       this.bearer = { scheme: 'bearer', params: { realm: challenge.params.realm, service: challenge.params.service ?? '' } };
-      this.tokens.set(scopeKey(scopes), await this.fetchToken(challenge, scopes));
+      const token = this.fetchToken(challenge, scopes);
+      this.tokens.set(scopeKey(scopes), token);
+      token.catch(() => this.tokens.delete(scopeKey(scopes)));
+      await token;
       return;
     }
     throw new CloudletError('Unauthorized', `registry ${this.registry} asked for an authentication scheme this client does not speak (${challenge?.scheme ?? 'none'})`);

@@ -132,4 +132,24 @@ describe('registry: overlays as OCI artifacts', function () {
       }
     });
   }
+  describe('token auth: the bearer flow of Docker Hub, GHCR and Harbor, against docker-registry with a token server', () => {
+    let reg: RegistryFixture;
+    before(async () => { reg = await startRegistry({ tokenAuth: true }); });
+    after(async () => { await reg?.close(); });
+
+    it('gets scoped tokens with the password, publishes and pulls; a wrong password is refused clearly', async () => {
+      const dir = fs.mkdtempSync(path.join(work, 'token-'));
+      const conn = { credentials: new Credentials(reg.username!, reg.password!), storeRoot: path.join(dir, 'store') };
+      const pub = await publishOverlay(pair.v1.path, `${reg.host}/apps/counter:v1`, conn);
+      assert.equal(pub.segments.uploaded, pub.segments.total);
+      const out = path.join(dir, 'pulled.overlay');
+      await pullOverlay(`oci://${reg.host}/apps/counter:v1`, out, { ...conn, cacheDir: path.join(dir, 'cache') });
+      assert.ok(fs.readFileSync(out).equals(fs.readFileSync(pair.v1.path)));
+      const scopes = reg.tokenRequests().flat();
+      assert.ok(scopes.includes('repository:apps/counter:pull,push') && scopes.includes('repository:apps/counter:pull'), JSON.stringify(scopes));
+      await assert.rejects(pullOverlay(`${reg.host}/apps/counter:v1`, path.join(dir, 'no.overlay'), {
+        credentials: new Credentials(reg.username!, 'wrong'), cacheDir: path.join(dir, 'cache2'),
+      }), /refused the username or password/);
+    });
+  });
 });
