@@ -103,6 +103,8 @@ export interface CloudletSession {
   watchEvents(onEvent: (e: ChangeEvent) => void, onError: (e: unknown) => void): () => void;
   /** The serial console of a server. */
   openConsole(serverId: string): Promise<ConsoleStream>;
+  /** Copies an overlay image to another cloudlet's image service; returns the URL it synthesizes from there. */
+  copyOverlayTo?(overlayId: string, dest: CloudletSession, onProgress?: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<string>;
   /** Build an overlay from a workspace folder with cloudlet.yaml, as one job. */
   buildFromWorkspace(folder: string, name: string): Promise<{ jobId: string }>;
 }

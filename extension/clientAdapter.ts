@@ -12,6 +12,12 @@ import { CloudletError } from './errors';
 import { compositionFromManifest } from './state/panels';
 import { OVERLAY_TYPE } from './state/tree';
 
+/** The daemon's developer service: serial console and builds from a workspace (sandbox/cloudlet/api/devsandbox.ts). */
+export const SANDBOX_SERVICE = 'cloudlet-sandbox';
+
+/** Overlay container: 8-byte magic "CLDOVRLY", u32 BE version, u32 BE manifest length, manifest JSON (docs/overlay-format.md). */
+const OVERLAY_MAGIC = 'CLDOVRLY';
+
 export function toServerInfo(s: Server): ServerInfo {
   return {
     id: s.id,
@@ -53,7 +59,7 @@ export function toOverlayInfo(i: Image, fileUrl: string): OverlayInfo {
 }
 
 class ClientSession implements CloudletSession {
-  constructor(readonly endpoint: string, private c: CloudletClient) {}
+  constructor(readonly endpoint: string, readonly c: CloudletClient) {}
 
   async handoffTarget(): Promise<{ url: string; token: string }> {
     return { url: this.c.endpoint('compute'), token: this.c.token };
@@ -134,7 +140,48 @@ class ClientSession implements CloudletSession {
   }
 
   async getOverlay(id: string): Promise<OverlayInfo> {
-    return toOverlayInfo(await this.c.getImage(id), this.overlayFileUrl(id));
+    const img = await this.c.getImage(id);
+    const info = toOverlayInfo(img, this.overlayFileUrl(id));
+    if (!info.composition && img.status === 'active') {
+      const manifest = await this.readOverlayManifest(id).catch(() => undefined);
+      const c = manifest ? compositionFromManifest({ ...manifest, overlayId: img.overlay_id ?? id, size: img.size }) : undefined;
+      if (c && c.parts.length) info.composition = c;
+    }
+    return info;
+  }
+
+  /** Reads just the manifest at the head of an overlay image (two ranged GETs). */
+  private async readOverlayManifest(id: string): Promise<Record<string, unknown> | undefined> {
+    const head = new Uint8Array(await (await this.c.downloadImageData(id, { range: [0, 15] })).arrayBuffer());
+    if (head.length < 16 || new TextDecoder().decode(head.subarray(0, 8)) !== OVERLAY_MAGIC) return undefined;
+    const len = new DataView(head.buffer, head.byteOffset).getUint32(12, false);
+    if (len <= 0 || len > 64 * 1024 * 1024) return undefined;
+    const body = await (await this.c.downloadImageData(id, { range: [16, 16 + len - 1] })).arrayBuffer();
+    return JSON.parse(new TextDecoder().decode(body)) as Record<string, unknown>;
+  }
+
+  /**
+   * Copies an overlay image of this daemon to another one's Glance, streaming, so that cloudlet can
+   * synthesize from its own image URL (a daemon sends its token only to itself). Returns the URL there.
+   */
+  async copyOverlayTo(id: string, dest: CloudletSession, onProgress?: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<string> {
+    if (!(dest instanceof ClientSession)) throw new CloudletError('BadInput', 'cannot copy to that cloudlet');
+    const img = await this.c.getImage(id);
+    const created = await dest.c.createImage({ name: img.name, cloudlet_type: OVERLAY_TYPE, is_cloudlet: 'True', base_sha256_uuid: img.base_sha256_uuid ?? '',
+      ...(img.overlay_id ? { overlay_id: String(img.overlay_id) } : {}) });
+    try {
+      const res = await this.c.downloadImageData(id, { signal });
+      const total = Number(res.headers.get('content-length') ?? img.size ?? 0) || undefined;
+      let done = 0;
+      const counted = res.body!.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, ctl) { done += chunk.length; onProgress?.({ phase: 'upload', done, total }); ctl.enqueue(chunk); },
+      }));
+      await dest.c.uploadImageData(created.id, counted, total);
+    } catch (e) {
+      await dest.c.deleteImage(created.id).catch(() => {});
+      throw e;
+    }
+    return `${dest.c.endpoint('image')}/v2/images/${created.id}/file`;
   }
 
   async watchJob(jobId: string, onProgress: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<JobEnd> {
@@ -156,8 +203,9 @@ class ClientSession implements CloudletSession {
 
   async openConsole(serverId: string): Promise<ConsoleStream> {
     const abort = new AbortController();
-    const path = `/servers/${encodeURIComponent(serverId)}/cloudlet-console`;
-    const res = await this.c.request('compute', 'GET', path, { headers: { accept: 'application/octet-stream' }, signal: abort.signal });
+    if (!this.c.hasService(SANDBOX_SERVICE)) throw new CloudletError('BadInput', `${this.endpoint} offers no serial console (no ${SANDBOX_SERVICE} service in its catalog)`);
+    const path = `/servers/${encodeURIComponent(serverId)}/console`;
+    const res = await this.c.request(SANDBOX_SERVICE, 'GET', path, { headers: { accept: 'application/octet-stream' }, signal: abort.signal });
     const dataFns: Array<(t: string) => void> = [];
     const closeFns: Array<(r?: string) => void> = [];
     let closed = false;
@@ -181,7 +229,7 @@ class ClientSession implements CloudletSession {
       const data = pending;
       pending = '';
       if (!data) return;
-      sending = sending.then(() => this.c.request('compute', 'POST', path, { headers: { 'content-type': 'application/octet-stream' }, body: data })
+      sending = sending.then(() => this.c.request(SANDBOX_SERVICE, 'POST', path, { headers: { 'content-type': 'application/octet-stream' }, body: data })
         .then((r) => r.arrayBuffer()).then(() => undefined, (e: unknown) => { for (const f of dataFns) f(`\r\n[input not delivered: ${(e as Error).message}]\r\n`); }));
     };
     return {
@@ -193,7 +241,8 @@ class ClientSession implements CloudletSession {
   }
 
   async buildFromWorkspace(folder: string, name: string): Promise<{ jobId: string }> {
-    const r = await this.c.call<{ job_id?: string; job?: { id: string } }>('cloudlet', 'POST', '/builds', { build: { folder, name } });
+    if (!this.c.hasService(SANDBOX_SERVICE)) throw new CloudletError('BadInput', `${this.endpoint} cannot build from a workspace (no ${SANDBOX_SERVICE} service in its catalog)`);
+    const r = await this.c.call<{ job_id?: string; job?: { id: string } }>(SANDBOX_SERVICE, 'POST', '/builds', { build: { folder, name } });
     const jobId = r.job_id ?? r.job?.id;
     if (!jobId) throw new CloudletError('Internal', 'the daemon did not return a build job');
     return { jobId };

@@ -32,9 +32,24 @@ export const serverCommands: CommandDef[] = [
       const overlay = isNode(node) && node.kind === 'overlay' && node.resourceId
         ? await (await sessionOf(ext, LOCAL)).getOverlay(node.resourceId) : await pickOverlay(ext, 'Overlay to synthesize');
       const cloudlet = isNode(node) && node.kind === 'cloudlet' && node.cloudlet ? node.cloudlet : await pickCloudlet(ext, 'Cloudlet to synthesize on');
-      const url = overlay.publishedRef ?? overlay.url;
-      if (!url) throw new CloudletError('BadInput', `Overlay ${overlay.name} has no URL a cloudlet can fetch it from`);
       const s = await sessionOf(ext, cloudlet);
+      let url = overlay.publishedRef ?? overlay.url;
+      if (!overlay.publishedRef && cloudlet !== LOCAL) {
+        // Not published: send the overlay to the cloudlet's image service first (a daemon gives its token only to itself).
+        const local = await sessionOf(ext, LOCAL);
+        if (local.copyOverlayTo) {
+          url = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Sending overlay ${overlay.name} to ${cloudlet}`, cancellable: true }, (progress, token) => {
+            const abort = new AbortController();
+            token.onCancellationRequested(() => abort.abort());
+            let last = 0;
+            return local.copyOverlayTo!(overlay.id, s, (e) => {
+              const pct = e.total ? Math.floor(((e.done ?? 0) / e.total) * 100) : 0;
+              if (pct > last) { progress.report({ increment: pct - last, message: `${pct}%` }); last = pct; }
+            }, abort.signal);
+          });
+        }
+      }
+      if (!url) throw new CloudletError('BadInput', `Overlay ${overlay.name} has no URL a cloudlet can fetch it from`);
       const existing = new Set((await s.listServers()).map((x) => x.name));
       let name = overlay.name;
       for (let i = 2; existing.has(name); i++) name = `${overlay.name}-${i}`;

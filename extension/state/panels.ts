@@ -43,7 +43,7 @@ export function overlayEnded(s: OverlayPanelState, end: JobEnd, composition?: Ov
 const ENCODINGS: CompositionPart['encoding'][] = ['zero', 'base-ram', 'base-disk', 'self', 'raw', 'delta', 'state'];
 
 function normEncoding(x: string): CompositionPart['encoding'] | undefined {
-  const k = x.toLowerCase().replace(/[_\s]/g, '-');
+  const k = x.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase().replace(/[_\s]/g, '-');
   if ((ENCODINGS as string[]).includes(k)) return k as CompositionPart['encoding'];
   if (k === 'zeros') return 'zero';
   if (k === 'base-memory' || k === 'base-mem' || k === 'copy-base-ram' || k === 'ram-copy') return 'base-ram';
@@ -73,11 +73,13 @@ export function compositionFromManifest(m: any): OverlayComposition | undefined 
   if (Array.isArray(b)) {
     for (const p of b) if (p && typeof p === 'object') push(String(p.area ?? p.kind ?? ''), String(p.encoding ?? p.type ?? ''), p);
   } else if (b && typeof b === 'object') {
-    for (const [area, encs] of Object.entries(b)) {
+    for (const [area, v0] of Object.entries(b)) {
+      // {ram: {zero: n, ...}} or the overlay format's {ram: {chunks, encodings: {zero: n, ...}, ...}}
+      const encs = v0 && typeof v0 === 'object' && (v0 as any).encodings && typeof (v0 as any).encodings === 'object' ? (v0 as any).encodings : v0;
       if (encs && typeof encs === 'object') for (const [enc, v] of Object.entries(encs)) push(area, enc, v);
     }
   }
-  const stateBytes = Number(m.deviceStateBytes ?? m.device_state_bytes ?? m.state?.size ?? m.deviceState?.size ?? 0);
+  const stateBytes = Number(m.deviceStateBytes ?? m.device_state_bytes ?? b?.deviceStateBytes ?? m.state?.size ?? m.deviceState?.size ?? 0);
   if (stateBytes > 0 && !parts.some((p) => p.area === 'state')) parts.push({ area: 'state', encoding: 'state', chunks: 1, bytes: stateBytes });
   const segments = Array.isArray(m.segments) ? m.segments.length : Number(m.segments ?? 0);
   const compressed = Number(m.compressedBytes ?? m.compressed_bytes ?? m.size ??

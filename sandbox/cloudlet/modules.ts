@@ -11,6 +11,7 @@ import { handoffService } from '../handoff/handoffService';
 import { reservationModule } from './api/reservation';
 import { containerModule } from './api/container';
 import { inventoryModule } from './api/inventory';
+import { devSandboxModule } from './api/devsandbox';
 
 export function builtinModules(o: { config: DaemonConfig; dataDir: string }): ApiModule[] {
   const backend = createVmBackend(o.dataDir);
@@ -20,5 +21,7 @@ export function builtinModules(o: { config: DaemonConfig; dataDir: string }): Ap
     imageModule({ maxUploadBytes: o.config.overlay_max_bytes, importBase: backend.importBase ? (f) => backend.importBase!(f, () => {}) : undefined }),
     // Devices (issue 7): reservation (Blazar), container (Zun), inventory (Doni-like).
     reservationModule(), containerModule(), inventoryModule(),
+    // The editor's serial console and builds from a workspace (issue 5).
+    devSandboxModule({ manager: backend.manager }),
   ];
 }

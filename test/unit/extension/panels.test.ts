@@ -35,6 +35,17 @@ describe('extension panel state', () => {
     assert.deepEqual(compositionFromManifest({})!.parts, []);
   });
 
+  it('composition from the overlay format\'s own manifest (breakdown per image with encodings)', () => {
+    const enc = (o: Record<string, number>) => ({ zero: 0, baseRam: 0, baseDisk: 0, self: 0, raw: 0, xor: 0, ...o });
+    const c = compositionFromManifest({ baseId: 'b1', overlayId: 'o1', size: 5000,
+      segments: [{ digest: 'sha256:a', kind: 'chunks', size: 3000 }, { digest: 'sha256:b', kind: 'device-state', size: 2000 }],
+      breakdown: { ram: { chunks: 5, encodings: enc({ raw: 2, baseRam: 3 }), payloadBytes: 8192 }, disk: { chunks: 1, encodings: enc({ xor: 1 }) }, deviceStateBytes: 7000 } })!;
+    assert.deepEqual(c.parts.map((p) => `${p.area}:${p.encoding}:${p.chunks}`), ['ram:base-ram:3', 'ram:raw:2', 'disk:delta:1', 'state:state:1']);
+    assert.equal(c.compressedBytes, 5000);
+    assert.equal(c.segments, 2);
+    assert.equal(c.baseId, 'b1');
+  });
+
   it('chart slices: largest first, shares add up to 1', () => {
     const c = compositionFromManifest({ breakdown: { ram: { raw: 3, zero: 1 }, disk: { self: 4 } }, deviceStateBytes: 4096 })!;
     const slices = chartSlices(c);

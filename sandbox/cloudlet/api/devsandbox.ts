@@ -1,0 +1,153 @@
+/**
+ * Service type "cloudlet-sandbox" (/sandbox/v1): what the editor needs from the local sandbox daemon
+ * beyond OpenStack's API. Added by the extension work (issue 5); remote cloudlets may leave it out.
+ *   GET  /servers/{id}/console   the server VM's serial console output as a stream (octet-stream):
+ *                                the recent console log first, then live output
+ *   POST /servers/{id}/console   keystrokes for the console (raw body), 204
+ *   POST /builds                 {build: {folder, name?}}: cloudlet.yaml in `folder` -> overlay image
+ *                                (a job: resume, copy, install, start, ready, overlay). Admin only: it
+ *                                reads a folder of the daemon's host. A failed or cancelled build
+ *                                leaves no image and no sandbox behind.
+ */
+import * as fs from 'fs';
+import * as net from 'net';
+import * as path from 'path';
+import type { Readable } from 'stream';
+import type { FastifyInstance } from 'fastify';
+import type { ApiModule, DaemonContext } from '../context';
+import { ServerStore } from '../serverStore';
+import { ImageStore } from '../imageStore';
+import { CloudletError } from '../../common/errors';
+import { storePaths } from '../../common/paths';
+import type { SandboxManager } from '../../qemu/sandboxManager';
+import { loadBuildFile } from '../../build/buildFile';
+import { runBuild } from '../../build/build';
+
+/** One connection per VM console, shared by every viewer and typist (QEMU serves one client at a time). */
+class ConsoleHub {
+  private sock: net.Socket | undefined;
+  private readonly viewers = new Set<(b: Buffer) => void>();
+  private connecting: Promise<net.Socket> | undefined;
+  constructor(private readonly socketPath: string, private readonly onEmpty: () => void) {}
+
+  private connect(): Promise<net.Socket> {
+    if (this.sock && !this.sock.destroyed) return Promise.resolve(this.sock);
+    this.connecting ??= new Promise<net.Socket>((resolve, reject) => {
+      const s = net.createConnection(this.socketPath);
+      s.once('connect', () => { this.sock = s; this.connecting = undefined; resolve(s); });
+      s.once('error', (e) => { this.connecting = undefined; reject(new CloudletError('Unavailable', `the VM console is not reachable: ${e.message}`)); });
+      s.on('data', (b: Buffer) => { for (const v of this.viewers) v(b); });
+      s.on('close', () => { if (this.sock === s) this.sock = undefined; });
+    });
+    return this.connecting;
+  }
+
+  async watch(fn: (b: Buffer) => void): Promise<() => void> {
+    await this.connect();
+    this.viewers.add(fn);
+    return () => {
+      this.viewers.delete(fn);
+      if (!this.viewers.size) { this.sock?.end(); this.sock = undefined; this.onEmpty(); }
+    };
+  }
+
+  async write(data: Buffer): Promise<void> {
+    const s = await this.connect();
+    await new Promise<void>((resolve, reject) => s.write(data, (e) => (e ? reject(e) : resolve())));
+    if (!this.viewers.size) { s.end(); this.sock = undefined; this.onEmpty(); }
+  }
+}
+
+function tail(file: string, bytes: number): Buffer {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const n = Math.min(size, bytes);
+      const buf = Buffer.alloc(n);
+      fs.readSync(fd, buf, 0, n, size - n);
+      return buf;
+    } finally { fs.closeSync(fd); }
+  } catch { return Buffer.alloc(0); }
+}
+
+async function readBody(body: unknown, limit: number): Promise<Buffer> {
+  if (Buffer.isBuffer(body)) return body;
+  if (typeof body === 'string') return Buffer.from(body);
+  if (body && typeof (body as Readable).on === 'function') {
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const c of body as Readable) {
+      n += (c as Buffer).length;
+      if (n > limit) throw new CloudletError('BadInput', `console input larger than ${limit} bytes`);
+      parts.push(c as Buffer);
+    }
+    return Buffer.concat(parts);
+  }
+  return Buffer.alloc(0);
+}
+
+export function devSandboxModule(o: { manager: SandboxManager }): ApiModule {
+  const hubs = new Map<string, ConsoleHub>();
+  return {
+    serviceType: 'cloudlet-sandbox',
+    prefix: '/sandbox/v1',
+    migrate: () => {},
+    routes(app: FastifyInstance, ctx: DaemonContext) {
+      const servers = new ServerStore(ctx.db);
+      const images = new ImageStore(ctx.db, ctx.dataDir);
+      app.addContentTypeParser('text/plain', (_req, payload, done) => done(null, payload));
+
+      const consoleOf = (vmId: string) => {
+        const info = o.manager.get(vmId);
+        let hub = hubs.get(vmId);
+        if (!hub) { hub = new ConsoleHub(info.consoleSocket, () => hubs.delete(vmId)); hubs.set(vmId, hub); }
+        return { hub, log: path.join(info.dir, 'console.log') };
+      };
+      const vmOf = (req: any, id: string) => {
+        const r = servers.get(ctx.auth(req), id);
+        if (!r.vm_id || (r.status !== 'ACTIVE' && r.status !== 'PAUSED')) throw new CloudletError('Conflict', `server ${id} has no running VM (status ${r.status})`);
+        return r.vm_id;
+      };
+
+      app.get<{ Params: { id: string } }>('/servers/:id/console', async (req, reply) => {
+        const { hub, log } = consoleOf(vmOf(req, req.params.id));
+        const stop = await hub.watch((b) => { reply.raw.write(b); });
+        reply.hijack();
+        reply.raw.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+        reply.raw.write(tail(log, 2048));
+        await new Promise<void>((resolve) => { req.raw.on('close', resolve); reply.raw.on('close', resolve); });
+        stop();
+      });
+
+      app.post<{ Params: { id: string } }>('/servers/:id/console', async (req, reply) => {
+        const { hub } = consoleOf(vmOf(req, req.params.id));
+        await hub.write(await readBody(req.body, 64 * 1024));
+        return reply.code(204).send();
+      });
+
+      app.post('/builds', async (req, reply) => {
+        const a = ctx.requireAdmin(req);
+        const b = (req.body as any)?.build;
+        if (!b || typeof b.folder !== 'string' || !path.isAbsolute(b.folder)) throw new CloudletError('BadInput', 'build.folder must be an absolute path of a folder with cloudlet.yaml');
+        const spec = loadBuildFile(b.folder);  // schema errors answer 400 at once, with line:col
+        const name = typeof b.name === 'string' && b.name.trim() ? b.name.trim() : (spec.name ?? path.basename(b.folder));
+        const jobId = ctx.jobs.start('build', a.projectId, undefined, async (job) => {
+          const out = path.join(storePaths(ctx.dataDir).tmp, `image-build-${job.id}.overlay`);
+          try {
+            const r = await runBuild(o.manager, spec, { outFile: out, removeSandbox: true, signal: job.signal, progress: (e) => job.progress(e) });
+            // Only now, complete, does the overlay become an image: a cancelled build lists nothing.
+            const img = images.create(a.projectId, { name, disk_format: 'raw', container_format: 'bare', is_cloudlet: 'True', cloudlet_type: 'cloudlet_overlay',
+              base_sha256_uuid: r.overlay.manifest.baseId, overlay_id: r.overlay.overlayId });
+            images.adoptFile(img.id, out);
+            ctx.events.publish('images', { id: img.id, project_id: a.projectId, change: 'active' });
+            return { image_id: img.id, overlay_id: r.overlay.overlayId, bytes: r.overlay.bytes, timings: r.timings };
+          } finally {
+            fs.rmSync(out, { force: true });
+          }
+        });
+        return reply.code(202).send({ job_id: jobId });
+      });
+    },
+  };
+}
