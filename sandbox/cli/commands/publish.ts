@@ -94,7 +94,7 @@ export function register(program: Command): void {
   const overlay = overlayCommand(program);
 
   overlay.command('publish')
-    .description('Publish an overlay to an OCI registry; uploads only the segments the registry lacks')
+    .description('publish an overlay to an OCI registry; uploads only the segments the registry lacks')
     .argument('<overlay>', 'overlay file, or an overlay ID from the local store')
     .argument('<ref>', 'HOST[:PORT]/REPOSITORY[:TAG] (oci:// prefix allowed)')
     .option('--ca <file>', 'PEM CA certificate to trust for the registry (or CLOUDLET_REGISTRY_CA)')
@@ -127,7 +127,7 @@ export function register(program: Command): void {
     });
 
   overlay.command('pull')
-    .description('Download an overlay from an OCI registry (segments in parallel, every digest verified)')
+    .description('download an overlay from an OCI registry (segments in parallel, every digest verified)')
     .argument('<ref>', 'HOST[:PORT]/REPOSITORY:TAG or ...@sha256:DIGEST (oci:// prefix allowed)')
     .option('-o, --output <file>', 'where to write the overlay file (default: the store, named by overlay ID)')
     .option('--ca <file>', 'PEM CA certificate to trust for the registry (or CLOUDLET_REGISTRY_CA)')
@@ -168,7 +168,7 @@ export function register(program: Command): void {
   const registry = program.command('registry').description('OCI registry credentials and published overlays');
 
   registry.command('login')
-    .description(`Check and store registry credentials in the Docker credentials file (${dockerConfigPath()})`)
+    .description(`check and store registry credentials in the Docker credentials file (${dockerConfigPath()})`)
     .argument('<host>', 'HOST[:PORT] of the registry')
     .option('-u, --username <user>', 'user name')
     .option('--password-stdin', 'read the password from stdin')
@@ -191,7 +191,7 @@ export function register(program: Command): void {
     });
 
   registry.command('logout')
-    .description('Remove stored credentials of a registry')
+    .description('remove stored credentials of a registry')
     .argument('<host>', 'HOST[:PORT] of the registry')
     .action((host: string) => {
       const removed = removeCredentials(host.replace(/^oci:\/\//, '').replace(/\/.*$/, ''));
@@ -199,7 +199,7 @@ export function register(program: Command): void {
     });
 
   registry.command('published')
-    .description('Overlays published from this machine')
+    .description('overlays published from this machine')
     .option('--overlay <id>', 'only this overlay (ID or prefix)')
     .option('--json', 'print JSON')
     .action((o: { overlay?: string; json?: boolean }) => {
