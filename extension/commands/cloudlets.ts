@@ -1,6 +1,6 @@
 /** Cloudlet endpoints: add, remove, update credentials; refresh, log, focus. */
 import * as vscode from 'vscode';
-import type { CommandDef } from './registry';
+import { showError, type CommandDef } from './registry';
 import { isNode, need, pickCloudlet } from './common';
 import { LOCAL, validateCloudletName, validateUrl } from '../cloudlets';
 import { CloudletError } from '../errors';
@@ -25,8 +25,8 @@ export const cloudletCommands: CommandDef[] = [
         await s.listServers();
         void vscode.window.showInformationMessage(`Cloudlet ${name} added.`);
       } catch (e) {
-        (e as { cloudlet?: string }).cloudlet = name;
-        throw e;
+        // Added all the same (it may come up later); say what is wrong, Retry re-checks the connection.
+        await showError(ext, e, { where: name, cloudlet: name, retry: () => vscode.commands.executeCommand('cloudlet.refresh') });
       }
     },
   },

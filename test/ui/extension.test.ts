@@ -1,0 +1,201 @@
+/**
+ * The extension in real VS Code (code-server) against real daemons, as a user drives it:
+ * install the .vsix; the Cloudlets container shows the local base; resume it from the palette; a
+ * terminal into the sandbox runs a command; build the sample workspace -> Overlay panel chart;
+ * synthesize on a second daemon -> Server panel ACTIVE; hand off to a third -> downtime shown.
+ * Bad cases: wrong credentials, a cloudlet lacking the base, a daemon that does not answer, a
+ * cancelled build. Screenshots of every step (and of the panels in light and dark) in
+ * artifacts/screenshots/. No mocks: the local daemon is started by the extension itself.
+ */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import type { Browser } from 'playwright-core';
+import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, until, type CodeServer } from './harness';
+import { installTestBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
+
+describe('extension in real VS Code (code-server)', function () {
+  let cs: CodeServer;
+  let browser: Browser;
+  let wb: Workbench;
+  let localData: string;
+  let localPort: number;
+  let workspace: string;
+  let edge1: TestDaemon, edge2: TestDaemon, nobase: TestDaemon;
+  const daemons: TestDaemon[] = [];
+  let failedStep: string | undefined;
+  const screenshots: string[] = [];
+  const shot = async (name: string) => { screenshots.push(await wb.shot(name)); };
+
+  before(async function () {
+    this.timeout(1_200_000);
+    const vsix = ensureVsix();
+    localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-local-'));
+    await installTestBase(localData);
+    localPort = await freePort();
+    [edge1, edge2, nobase] = await Promise.all([
+      startDaemon({ ip: '127.0.0.2', withTestBase: true }),
+      startDaemon({ ip: '127.0.0.3', withTestBase: true }),
+      startDaemon({ ip: '127.0.0.4' }),
+    ]);
+    daemons.push(edge1, edge2, nobase);
+    workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-ws-'));
+    fs.cpSync(path.join(ROOT, 'test/fixtures/sample-backend'), path.join(workspace, 'sample-backend'), { recursive: true });
+    cs = await startCodeServer({
+      workspace: path.join(workspace, 'sample-backend'),
+      vsix,
+      env: { CLOUDLET_FROM_SOURCE: '1' },
+      settings: {
+        'cloudlet.nodePath': process.execPath,
+        'cloudlet.cliPath': path.join(ROOT, 'bin/cloudlet'),
+        'cloudlet.localDaemon.listen': `127.0.0.1:${localPort}`,
+        'cloudlet.localDaemon.dataDir': localData,
+      },
+    });
+    browser = await launchBrowser();
+    wb = await Workbench.open(browser, cs);
+  });
+
+  after(async function () {
+    this.timeout(120_000);
+    await browser?.close().catch(() => {});
+    await cs?.stop().catch(() => {});
+    // The extension host went with code-server; its daemon and VMs (if any survived) go now.
+    if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
+    await Promise.all(daemons.map((d) => d.stop().catch(() => {})));
+    if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
+    if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
+  });
+
+  beforeEach(function () {
+    if (failedStep) this.skip();
+  });
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed') {
+      failedStep = this.currentTest.title;
+      await wb?.shot(`FAILED-${this.currentTest.title.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => {});
+      console.log(cs?.log().split('\n').slice(-30).join('\n'));
+    }
+  });
+
+  async function addCloudlet(name: string, d: TestDaemon | { url: string }, user: string, password: string) {
+    await wb.command('Cloudlet: Add Cloudlet...');
+    await wb.answer(d.url);
+    await wb.answer(name);
+    await wb.answer(`${user}@demo`);
+    await wb.answer(password);
+  }
+
+  it('installs the .vsix: the Cloudlets container shows the local base', async () => {
+    await wb.openCloudlets();
+    for (const v of ['Sandbox', 'Cloudlets', 'Overlays', 'Devices']) await wb.page.locator('.pane-header', { hasText: v }).first().waitFor();
+    await wb.treeRow('Sandbox', 'test-guest').waitFor({ timeout: 120_000 });
+    await shot('container-local-base');
+  });
+
+  it('"Cloudlet: Resume Base VM in Sandbox" from the palette makes a running sandbox node', async () => {
+    await wb.command('Cloudlet: Resume Base VM in Sandbox');
+    const row = wb.treeRow('Sandbox', 'sandbox-test-guest');
+    await until('a running sandbox node', async () => /ACTIVE/.test(await row.innerText().catch(() => '')), 180_000);
+    await wb.page.locator('.statusbar-item', { hasText: 'sandbox-test-guest' }).first().waitFor({ timeout: 30_000 });
+    await shot('sandbox-running');
+  });
+
+  it('the sandbox terminal runs a command and shows its output', async () => {
+    await wb.command('Cloudlet: Open Sandbox Terminal');
+    await wb.page.locator('.terminal-wrapper, .xterm').first().waitFor({ timeout: 60_000 });
+    await until('the console to connect', async () => !/Connecting to the serial console/.test(await wb.terminalText()) || (await wb.terminalText()).split('\n').length > 2, 30_000);
+    await wb.page.locator('.xterm').last().click();
+    await wb.page.keyboard.type('echo cloudlet-$((6*7))\n', { delay: 20 });
+    await until('the command output in the terminal', async () => /cloudlet-42/.test(await wb.terminalText()), 60_000);
+    await shot('sandbox-terminal');
+  });
+
+  it('building from the sample workspace fills the Overlay panel with its chart', async () => {
+    await wb.command('Cloudlet: Build Overlay from Workspace (cloudlet.yaml)');
+    const panel = wb.webview('Overlay');
+    await panel.locator('[data-test=phases]').waitFor({ timeout: 120_000 });
+    await shot('overlay-building');
+    await panel.locator('[data-test=chart]').waitFor({ timeout: 600_000 });
+    assert.match(await panel.locator('[data-test=status]').innerText(), /Ready/);
+    assert.ok((await panel.locator('.legend tbody tr').count()) >= 2, 'the chart has several parts');
+    await wb.treeRow('Overlays', 'sample-backend').waitFor({ timeout: 60_000 });
+    await shot('overlay-panel-dark');
+    await wb.setTheme('Default Light Modern');
+    await shot('overlay-panel-light');
+    await wb.setTheme('Default Dark Modern');
+  });
+
+  it('a cancelled build is reported and leaves nothing half-built in the Overlays view', async () => {
+    await wb.clearNotifications();
+    const before = await wb.viewPane('Overlays').locator('.monaco-list-row').count();
+    await wb.command('Cloudlet: Build Overlay from Workspace (cloudlet.yaml)');
+    const panel = wb.webview('Overlay');
+    await panel.locator('[data-test=cancel]').waitFor({ timeout: 120_000 });
+    await panel.locator('[data-test=cancel]').click();
+    await until('the build to end cancelled', async () => /Cancelled/.test(await panel.locator('[data-test=status]').innerText().catch(() => '')), 180_000);
+    await wb.notification(/cancel/i).waitFor({ timeout: 30_000 });
+    await shot('build-cancelled');
+    await wb.command('Cloudlet: Refresh');
+    await until('the overlay list to settle', async () => (await wb.viewPane('Overlays').locator('.monaco-list-row').count()) === before, 30_000);
+  });
+
+  it('wrong credentials are shown with "Update Credentials", and fixing them connects', async () => {
+    await wb.clearNotifications();
+    await addCloudlet('edge1', edge1, 'alice', 'not-the-password');
+    await wb.notification(/Wrong credentials/).waitFor({ timeout: 60_000 });
+    await wb.treeRow('Cloudlets', /Wrong credentials/).waitFor({ timeout: 30_000 });
+    await shot('wrong-credentials');
+    await wb.clickNotificationButton(/Wrong credentials/, 'Update Credentials');
+    await wb.answer('alice');
+    await wb.answer(TEST_USERS.alice);
+    await wb.treeRow('Cloudlets', /No servers or base VMs yet|test-guest/).first().waitFor({ timeout: 60_000 });
+  });
+
+  it('synthesize on a second daemon: the Server panel reaches ACTIVE', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Synthesize on Cloudlet...');
+    const panel = wb.webview('Server');
+    await panel.locator('[data-test=timeline]').waitFor({ timeout: 300_000 });
+    await until('the server to be ACTIVE', async () => (await panel.locator('[data-test=status]').innerText().catch(() => '')) === 'ACTIVE', 600_000);
+    await wb.treeRow('Cloudlets', 'sample-backend').waitFor({ timeout: 60_000 });
+    await shot('synthesis-active');
+  });
+
+  it('hand off to a third daemon: the Server panel shows the downtime', async () => {
+    await wb.clearNotifications();
+    await addCloudlet('edge2', edge2, 'alice', TEST_USERS.alice);
+    await wb.notification(/Cloudlet edge2 added/).waitFor({ timeout: 60_000 });
+    await wb.command('Cloudlet: Hand Off Server...');
+    await wb.pick('edge1');
+    await wb.pick('edge2');
+    const panel = wb.webview('Server');
+    await panel.locator('[data-test=downtime]').waitFor({ timeout: 600_000 });
+    assert.match(await panel.locator('[data-test=status]').innerText(), /ACTIVE/);
+    await shot('handoff-downtime-dark');
+    await wb.setTheme('Default Light Modern');
+    await shot('handoff-downtime-light');
+    await wb.setTheme('Default Dark Modern');
+  });
+
+  it('a cloudlet that lacks the base: synthesis is refused with a clear message', async () => {
+    await wb.clearNotifications();
+    await addCloudlet('nobase', nobase, 'alice', TEST_USERS.alice);
+    await wb.notification(/Cloudlet nobase added/).waitFor({ timeout: 60_000 });
+    await wb.command('Cloudlet: Synthesize on Cloudlet...');
+    await wb.pick('nobase');
+    await wb.notification(/lacks the base VM/).waitFor({ timeout: 120_000 });
+    await shot('lacks-base');
+  });
+
+  it('a daemon that does not answer: shown in the tree and as a message with Retry', async () => {
+    await wb.clearNotifications();
+    const deadPort = await freePort();
+    await addCloudlet('offline', { url: `http://127.0.0.5:${deadPort}` }, 'alice', 'x');
+    await wb.notification(/Cannot reach the cloudlet daemon/).waitFor({ timeout: 60_000 });
+    await wb.notification(/Cannot reach the cloudlet daemon/).locator('.monaco-button', { hasText: 'Retry' }).waitFor();
+    await wb.treeRow('Cloudlets', /Not reachable/).waitFor({ timeout: 30_000 });
+    await shot('daemon-unreachable');
+  });
+});

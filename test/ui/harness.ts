@@ -1,0 +1,255 @@
+/**
+ * Real VS Code for UI tests: code-server 4.100.3 (VS Code 1.100) from .cache/code-server (made by
+ * scripts/setup-code-server.sh), the packaged .vsix installed with --install-extension, driven by
+ * Playwright in Debian's Chromium. Everything listens on 127.0.0.1; everything started is stopped.
+ * Screenshots go to artifacts/screenshots/ (git-ignored).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { chromium, type Browser, type FrameLocator, type Locator, type Page } from 'playwright-core';
+
+export const ROOT = path.resolve(__dirname, '../..');
+export const SHOTS = path.join(ROOT, 'artifacts', 'screenshots');
+const CS_DIR = process.env.CODE_SERVER_DIR ?? path.join(ROOT, '.cache', 'code-server');
+const CS_ENTRY = path.join(CS_DIR, 'node_modules', 'code-server', 'out', 'node', 'entry.js');
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** Installs code-server when the cache lacks it (idempotent, fast when cached). */
+export function ensureCodeServer(): string {
+  if (!fs.existsSync(CS_ENTRY) || !fs.readdirSync(CS_DIR).some((f) => f.startsWith('.ready-'))) {
+    const r = spawnSync('bash', [path.join(ROOT, 'scripts/setup-code-server.sh')], { stdio: 'inherit', cwd: ROOT });
+    if (r.status !== 0) throw new Error('scripts/setup-code-server.sh failed');
+  }
+  return CS_ENTRY;
+}
+
+let vsix: string | undefined;
+/** `npm run package` once per test run; returns the .vsix path. */
+export function ensureVsix(): string {
+  if (vsix) return vsix;
+  const out = path.join(ROOT, 'artifacts', 'ui', 'cloudlet-toolkit.vsix');
+  const r = spawnSync('bash', [path.join(ROOT, 'scripts/package.sh')], { cwd: ROOT, env: { ...process.env, VSIX_OUT: out }, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`packaging failed:\n${r.stdout}\n${r.stderr}`);
+  vsix = out;
+  return out;
+}
+
+export interface CodeServer {
+  url: string;
+  dir: string;
+  userSettings: string;
+  workspace: string;
+  proc: ChildProcess;
+  log(): string;
+  setSettings(patch: Record<string, unknown>): void;
+  stop(): Promise<void>;
+}
+
+export const BASE_SETTINGS: Record<string, unknown> = {
+  'security.workspace.trust.enabled': false,
+  'workbench.startupEditor': 'none',
+  'workbench.tips.enabled': false,
+  'workbench.welcomePage.walkthroughs.openOnInstall': false,
+  'workbench.colorTheme': 'Default Dark Modern',
+  'telemetry.telemetryLevel': 'off',
+  'terminal.integrated.gpuAcceleration': 'off',
+  'extensions.autoCheckUpdates': false,
+  'extensions.autoUpdate': false,
+  'update.mode': 'none',
+  'window.commandCenter': false,
+  'chat.commandCenter.enabled': false,
+  'workbench.secondarySideBar.defaultVisibility': 'hidden',
+};
+
+export async function startCodeServer(o: { workspace: string; settings: Record<string, unknown>; env?: Record<string, string>; vsix: string }): Promise<CodeServer> {
+  const entry = ensureCodeServer();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-ui-'));
+  const ud = path.join(dir, 'ud');
+  const ext = path.join(dir, 'ext');
+  const userSettings = path.join(ud, 'User', 'settings.json');
+  fs.mkdirSync(path.dirname(userSettings), { recursive: true });
+  let settings = { ...BASE_SETTINGS, ...o.settings };
+  fs.writeFileSync(userSettings, JSON.stringify(settings, null, 2));
+  const common = ['--config', path.join(dir, 'config.yaml'), '--user-data-dir', ud, '--extensions-dir', ext];
+  const inst = spawnSync(process.execPath, [entry, ...common, '--install-extension', o.vsix], { encoding: 'utf8', cwd: dir });
+  if (inst.status !== 0 || !/was successfully installed/.test(inst.stdout + inst.stderr)) {
+    throw new Error(`--install-extension failed (${inst.status}):\n${inst.stdout}\n${inst.stderr}`);
+  }
+  let out = '';
+  const proc = spawn(process.execPath, [entry, ...common, '--bind-addr', '127.0.0.1:0', '--auth', 'none', '--disable-telemetry',
+    '--disable-update-check', '--disable-workspace-trust', '--disable-getting-started-override', o.workspace],
+  { cwd: dir, env: { ...process.env, ...(o.env ?? {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout!.on('data', (b) => { out += b; });
+  proc.stderr!.on('data', (b) => { out += b; });
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setInterval(() => {
+      const m = out.match(/HTTP server listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      if (m) { clearInterval(t); resolve(m[1]); }
+    }, 100);
+    proc.once('exit', (c) => { clearInterval(t); reject(new Error(`code-server exited (${c}):\n${out}`)); });
+  });
+  return {
+    url, dir, userSettings, workspace: o.workspace, proc,
+    log: () => out,
+    setSettings(patch) {
+      settings = { ...settings, ...patch };
+      fs.writeFileSync(userSettings, JSON.stringify(settings, null, 2));
+    },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const gone = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        const k = setTimeout(() => proc.kill('SIGKILL'), 10000);
+        await gone;
+        clearTimeout(k);
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Drives the workbench of one code-server like a user: palette, views, quick inputs, notifications, webviews. */
+export class Workbench {
+  private shotNo = 0;
+  constructor(readonly page: Page, readonly cs: CodeServer) {}
+
+  static async open(browser: Browser, cs: CodeServer): Promise<Workbench> {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.goto(`${cs.url}/?folder=${encodeURIComponent(cs.workspace)}`);
+    await page.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
+    await page.locator('.activitybar').waitFor({ timeout: 60_000 });
+    return new Workbench(page, cs);
+  }
+
+  /** Saves artifacts/screenshots/NN-name.png and returns its path. */
+  async shot(name: string): Promise<string> {
+    fs.mkdirSync(SHOTS, { recursive: true });
+    const file = path.join(SHOTS, `${String(++this.shotNo).padStart(2, '0')}-${name}.png`);
+    await this.page.screenshot({ path: file });
+    return file;
+  }
+
+  /** Runs a command by its palette title, e.g. "Cloudlet: Resume Base VM in Sandbox". */
+  async command(title: string): Promise<void> {
+    const input = this.page.locator('.quick-input-widget .quick-input-box input');
+    for (let attempt = 0; attempt < 3; attempt++) {
+      await this.page.keyboard.press('Escape');
+      await this.page.locator('.monaco-workbench').click({ position: { x: 700, y: 5 } }).catch(() => {});
+      await this.page.keyboard.press('F1');
+      try { await input.waitFor({ state: 'visible', timeout: 5000 }); break; } catch { /* focus was elsewhere: retry */ }
+    }
+    await input.fill(`>${title}`);
+    const row = this.page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
+    await row.waitFor({ timeout: 30_000 });
+    await sleep(200);
+    await row.click();
+  }
+
+  /** Answers an open quick input (input box or quick pick) with `text` and Enter. */
+  async answer(text: string, opts: { pick?: string; timeout?: number } = {}): Promise<void> {
+    const input = this.page.locator('.quick-input-widget:visible .quick-input-box input');
+    await input.waitFor({ state: 'visible', timeout: opts.timeout ?? 30_000 });
+    await input.fill(text);
+    if (opts.pick) {
+      await this.page.locator('.quick-input-widget:visible .quick-input-list .monaco-list-row', { hasText: opts.pick }).first().waitFor({ timeout: 15_000 });
+    }
+    await sleep(150);
+    await input.press('Enter');
+    await sleep(300);
+  }
+
+  /** Picks the quick-pick row whose label contains `label`. */
+  async pick(label: string, timeout = 30_000): Promise<void> {
+    const row = this.page.locator('.quick-input-widget:visible .quick-input-list .monaco-list-row', { hasText: label }).first();
+    await row.waitFor({ timeout });
+    await row.click();
+    await sleep(300);
+  }
+
+  async openCloudlets(): Promise<void> {
+    const item = this.page.locator('.activitybar .action-item a[aria-label^="Cloudlets"], .activitybar .action-item [aria-label^="Cloudlets"]').first();
+    await item.waitFor({ timeout: 60_000 });
+    const pane = this.page.locator('.pane-header', { hasText: 'Sandbox' });
+    if (!(await pane.isVisible().catch(() => false))) await item.click();
+    await pane.waitFor({ timeout: 30_000 });
+  }
+
+  /** A tree row in the view whose title is `view`, by (part of) its label. */
+  treeRow(view: string, label: string | RegExp): Locator {
+    const pane = this.page.locator('.pane', { has: this.page.locator('.pane-header', { hasText: view }) });
+    return pane.locator('.monaco-list-row', { hasText: label });
+  }
+
+  viewPane(view: string): Locator {
+    return this.page.locator('.pane', { has: this.page.locator('.pane-header', { hasText: view }) });
+  }
+
+  notification(text: string | RegExp): Locator {
+    return this.page.locator('.notifications-toasts .notification-toast, .notifications-center .notification-list-item', { hasText: text }).first();
+  }
+
+  async clickNotificationButton(text: string | RegExp, button: string): Promise<void> {
+    await this.notification(text).locator('.monaco-button', { hasText: button }).first().click();
+  }
+
+  async clearNotifications(): Promise<void> {
+    await this.page.keyboard.press('Escape');
+    await this.command('Notifications: Clear All Notifications').catch(() => {});
+    await this.page.keyboard.press('Escape');
+  }
+
+  /** The content frame of the webview panel whose tab title contains `title`. */
+  webview(title: string): FrameLocator {
+    void title;
+    // The active editor's webview: VS Code wraps it in iframe.webview > iframe#active-frame.
+    return this.page.frameLocator('iframe.webview.ready').last().frameLocator('#active-frame');
+  }
+
+  async focusEditorTab(title: string): Promise<void> {
+    await this.page.locator('.tabs-container .tab', { hasText: title }).first().click();
+  }
+
+  /** Text of the visible terminal (DOM renderer: GPU acceleration is off in the test settings). */
+  async terminalText(): Promise<string> {
+    return (await this.page.locator('.terminal-wrapper.active .xterm-rows, .terminal .xterm-rows').last().innerText().catch(() => '')) ?? '';
+  }
+
+  async setTheme(theme: 'Default Light Modern' | 'Default Dark Modern'): Promise<void> {
+    this.cs.setSettings({ 'workbench.colorTheme': theme });
+    const light = theme.includes('Light');
+    await this.page.locator(light ? '.monaco-workbench.vs' : '.monaco-workbench.vs-dark').waitFor({ timeout: 30_000 });
+    await sleep(800);
+  }
+}
+
+/** Polls `fn` until it returns a truthy value (no timing assertion: the mocha timeout bounds it). */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false | null>, timeoutMs = 120_000, everyMs = 500): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try { const v = await fn(); if (v) return v; } catch (e) { last = e; }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const net = await import('net');
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
+  });
+}
