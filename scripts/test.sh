@@ -17,15 +17,15 @@ if has lint; then
 fi
 if has unit; then
   echo "== unit tests"
-  CLOUDLET_TEST_COUNTS=$results/unit.json npx mocha --config test/.mocharc.unit.json
+  CLOUDLET_TEST_COUNTS=$results/unit.json npx mocha --config test/.mocharc.unit.json "test/unit/**/*.test.ts"
 fi
 if has integration; then
   echo "== integration tests (real QEMU, registry, Docker engines, daemons)"
-  CLOUDLET_TEST_COUNTS=$results/integration.json npx mocha --config test/.mocharc.integration.json
+  CLOUDLET_TEST_COUNTS=$results/integration.json npx mocha --config test/.mocharc.integration.json "test/integration/**/*.test.ts"
 fi
 if has ui && [ -f test/.mocharc.ui.json ]; then
   echo "== UI tests (code-server + Playwright)"
-  CLOUDLET_TEST_COUNTS=$results/ui.json npx mocha --config test/.mocharc.ui.json
+  CLOUDLET_TEST_COUNTS=$results/ui.json npx mocha --config test/.mocharc.ui.json "test/ui/**/*.test.ts"
 fi
 
 node -e '
