@@ -82,8 +82,13 @@ export class LeaseScheduler {
     if (matching.length === 0) {
       return new CloudletError('Conflict', `Not enough devices available: reservation ${i + 1} needs ${min} device(s) ${what} and no enrolled device your project may use matches`);
     }
-    const reasons = matching.filter((d) => !free.includes(d)).map((d) =>
-      busy.has(d.id) ? `${d.name} is reserved until ${formatApiDate(busy.get(d.id)!)}` : this.isDown(d.id) ? `${d.name} is unreachable` : `${d.name} is taken by another reservation of this lease`);
+    const reasons = matching.filter((d) => !free.includes(d)).map((d) => {
+      const why: string[] = [];
+      if (busy.has(d.id)) why.push(`reserved until ${formatApiDate(busy.get(d.id)!)}`);
+      if (this.isDown(d.id)) why.push('unreachable');
+      if (!why.length) why.push('taken by another reservation of this lease');
+      return `${d.name} is ${why.join(' and ')}`;
+    });
     return new CloudletError('Conflict',
       `Not enough devices available: reservation ${i + 1} needs ${min} device(s) ${what} ${window}; ${matching.length} match, ${free.length} free (${reasons.join(', ')})`);
   }

@@ -159,6 +159,152 @@ describe('edge devices: inventory, Blazar leases, Zun containers on real Docker 
     });
   });
 
+  describe('end to end', () => {
+    it('reserves one raspberrypi4-64 for two minutes, runs an HTTP server from the local registry on it, answers on loopback, shows logs; when the lease ends the container is gone', async () => {
+      const lease = await alice.createLease({ name: 'two-minutes', minutes: 2, machineName: 'raspberrypi4-64', exactSeconds: true });
+      assert.equal(lease.status, 'ACTIVE');
+      const length = Date.parse(lease.end_date + 'Z') - Date.parse(lease.start_date + 'Z');
+      assert.ok(length > 110_000 && length <= 120_000, `lease length ${length} ms`);
+      const res = lease.reservations[0];
+      assert.equal(res.status, 'active');
+      assert.equal(res.allocated_devices.length, 1);
+      const device = deviceName(res.allocated_devices[0]);
+      assert.match(device, /^pi-/);
+      const port = await freePort('127.0.0.1');
+      const c = await alice.runContainer({
+        reservationId: res.id, image, name: 'web', exposedPorts: [`${port}/tcp`], environment: { GREETING: 'hi' },
+        command: ['sh', '-c', `echo "serving $GREETING on ${port}"; exec httpd -f -vv -p 127.0.0.1:${port} -h /www`],
+      });
+      assert.equal(c.status, 'Creating');
+      const running = await alice.waitContainer(c.uuid, ['Running'], { timeoutMs: 120_000 });
+      assert.equal(running.device_name, device);
+      const page = await until('the HTTP answer', async () => { const r = await httpGet(`http://127.0.0.1:${port}/`); return r.status === 200 && r; }, 30_000);
+      assert.equal(page.text, 'hello from a reserved device\n');
+      const logs = await until('the request in the logs', async () => { const l = await alice.containerLogs(c.uuid); return /serving hi/.test(l) && l; }, 30_000);
+      assert.match(logs, new RegExp(`serving hi on ${port}`));
+      const ex = await alice.execute(c.uuid, 'cat /www/index.html');
+      assert.deepEqual(ex, { output: 'hello from a reserved device\n', exit_code: 0, exec_id: null, url: null });
+      assert.equal(engineContainers(engineOf(device)).filter((x) => x.lease === lease.id && x.running).length, 1);
+
+      const ended = await alice.waitLease(lease.id, ['TERMINATED'], { timeoutMs: 240_000, intervalMs: 2000 });
+      assert.ok(Date.now() >= Date.parse(lease.end_date + 'Z'));
+      assert.equal(ended.reservations[0].status, 'deleted');
+      assert.deepEqual(ended.events.map((e) => `${e.event_type}:${e.status}`), ['start_lease:DONE', 'before_end_lease:DONE', 'end_lease:DONE']);
+      assert.deepEqual(engineContainers(engineOf(device)), [], 'the container is gone from the engine');
+      await assert.rejects(alice.getContainer(c.uuid), expectApi(404));
+      await assert.rejects(httpGet(`http://127.0.0.1:${port}/`));
+      await alice.deleteLease(lease.id);
+    });
+  });
+
+  describe('faults', () => {
+    it('daemon killed during an active lease: after restart the lease goes on and ends on time; a lease that ended meanwhile is ended at once and its containers removed', async () => {
+      const shortS = Math.max(15, Math.round(SHORT_LEASE_S * 0.6));
+      const short = await alice.createLease({ name: 'ends-while-down', start: 'now', end: new Date(Date.now() + shortS * 1000), filter: ['==', '$name', 'pi-1'], exactSeconds: true });
+      const long = await alice.createLease({ name: 'outlives-crash', start: 'now', end: new Date(Date.now() + (shortS + SHORT_LEASE_S) * 1000), filter: ['==', '$name', 'pi-2'], exactSeconds: true });
+      const cs = await alice.runContainer({ reservationId: short.reservations[0].id, image, command: ['sleep', '600'], name: 'crash-short' });
+      const cl = await alice.runContainer({ reservationId: long.reservations[0].id, image, command: ['sleep', '600'], name: 'crash-long' });
+      await Promise.all([alice.waitContainer(cs.uuid), alice.waitContainer(cl.uuid)]);
+
+      await daemon.kill('SIGKILL');
+      const shortEnd = Date.parse(short.end_date + 'Z');
+      await sleep(Math.max(0, shortEnd - Date.now()) + 2000);
+      // Nobody was there to end it: the short lease's container still runs on pi-1.
+      assert.equal(engineContainers(engineOf('pi-1')).filter((c) => c.lease === short.id && c.running).length, 1);
+      assert.ok(Date.now() < Date.parse(long.end_date + 'Z'), 'the long lease must still be running for this test to mean anything');
+
+      await daemon.start();  // returns once the daemon listens, i.e. after its recovery
+      const s = await alice.getLease(short.id);
+      assert.equal(s.status, 'TERMINATED');
+      assert.deepEqual(engineContainers(engineOf('pi-1')), [], 'the ended lease\'s container was removed at restart');
+      await assert.rejects(alice.getContainer(cs.uuid), expectApi(404));
+      const l = await alice.getLease(long.id);
+      assert.equal(l.status, 'ACTIVE');
+      assert.equal((await alice.getContainer(cl.uuid)).status, 'Running');
+      assert.equal((await alice.execute(cl.uuid, 'echo still here')).output, 'still here\n');
+
+      const ended = await alice.waitLease(long.id, ['TERMINATED'], { timeoutMs: 180_000 });
+      const endEvent = ended.events.find((e) => e.event_type === 'end_lease')!;
+      assert.equal(endEvent.status, 'DONE');
+      assert.equal(endEvent.time, long.end_date, 'the end was not moved by the restart');
+      assert.ok(Date.now() >= Date.parse(long.end_date + 'Z'));
+      assert.deepEqual(engineContainers(engineOf('pi-2')), []);
+      await Promise.all([alice.deleteLease(short.id), alice.deleteLease(long.id)]);
+    });
+
+    it('a device engine down: the lease shows degraded and the error names the device; nothing else is affected', async () => {
+      const onPi = await alice.createLease({ name: 'healthy', minutes: 10, filter: ['==', '$name', 'pi-1'] });
+      const onNano = await alice.createLease({ name: 'doomed', minutes: 10, machineName: 'jetson-nano' });
+      const a = await alice.runContainer({ reservationId: onPi.reservations[0].id, image, command: ['sleep', '600'], name: 'healthy-c' });
+      const b = await alice.runContainer({ reservationId: onNano.reservations[0].id, image, command: ['sleep', '600'], name: 'doomed-c' });
+      await Promise.all([alice.waitContainer(a.uuid), alice.waitContainer(b.uuid)]);
+      assert.equal((await alice.getLease(onNano.id)).degraded, false);
+
+      await engineOf('nano-1').stop();
+      const degraded = await until('the lease to show degraded', async () => { const l = await alice.getLease(onNano.id); return l.degraded && l; }, 30_000);
+      assert.match(degraded.degraded_reason!, /device nano-1 is unreachable/);
+      assert.equal(degraded.reservations[0].resources_changed, true);
+      assert.equal(degraded.status, 'ACTIVE');
+      await assert.rejects(alice.containerLogs(b.uuid), expectApi(503, /device nano-1 is unreachable/));
+      await assert.rejects(alice.execute(b.uuid, 'true'), expectApi(503, /nano-1/));
+      await assert.rejects(alice.createLease({ name: 'wants-nano', minutes: 5, machineName: 'jetson-nano' }), expectApi(409, /nano-1 is .*unreachable/));
+      assert.equal((await alice.listDevices()).find((d) => d.name === 'nano-1')!.health.status, 'down');
+
+      // Nothing else is affected.
+      const healthy = await alice.getLease(onPi.id);
+      assert.equal(healthy.degraded, false);
+      assert.equal(healthy.degraded_reason, null);
+      assert.equal((await alice.execute(a.uuid, 'echo fine')).output, 'fine\n');
+      const other = await alice.createLease({ name: 'meanwhile', minutes: 5, filter: ['==', '$name', 'pi-2'] });
+      assert.equal(other.status, 'ACTIVE');
+      assert.equal(other.degraded, false);
+      assert.equal((await alice.listLeases()).filter((l) => l.degraded).map((l) => l.name).join(), 'doomed');
+
+      await engineOf('nano-1').start();
+      await until('the lease to recover', async () => !(await alice.getLease(onNano.id)).degraded, 30_000);
+      for (const l of [onPi, onNano, other]) assert.equal((await alice.endLease(l.id)).status, 'TERMINATED');
+      for (const e of engines.list) assert.deepEqual(engineContainers(e), [], `${e.name} still has lease containers`);
+      for (const l of [onPi, onNano, other]) await alice.deleteLease(l.id);
+    });
+  });
+
+  describe('standard Blazar client (Debian python3-blazarclient)', () => {
+    const openstack = async (args: string[]) => {
+      const env: Record<string, string | undefined> = {
+        ...process.env, OS_AUTH_URL: daemon.authUrl, OS_USERNAME: 'alice', OS_PASSWORD: TEST_USERS.alice, OS_PROJECT_NAME: 'demo',
+        OS_USER_DOMAIN_NAME: 'Default', OS_PROJECT_DOMAIN_NAME: 'Default', OS_IDENTITY_API_VERSION: '3', OS_INTERFACE: 'public',
+        http_proxy: '', https_proxy: '', HTTP_PROXY: '', HTTPS_PROXY: '', no_proxy: '127.0.0.0/8',
+      };
+      const r = await execFileP('/usr/bin/openstack', args, { env, timeout: 120_000 });
+      return r.stdout;
+    };
+    // `lease create` prints "Created a new lease:" before the JSON.
+    const json = (out: string) => JSON.parse(out.slice(out.search(/[[{]/)));
+
+    it('creates, lists, shows and deletes a device lease with `openstack reservation lease ...`', async () => {
+      const end = new Date(Date.now() + 30 * 60_000).toISOString().slice(0, 16).replace('T', ' ');
+      // blazarclient 3.5 only parses --reservation keys it knows for physical:host; mentioning
+      // physical:host in an ignored key makes it parse resource_type=device (see docs/devices.md).
+      const created = json(await openstack(['reservation', 'lease', 'create', '-f', 'json', '--end-date', end,
+        '--reservation', 'resource_type=device,min=1,max=1,resource_properties=["==","$machine_name","raspberrypi4-64"],hypervisor_properties=physical:host',
+        'blazar-cli-lease']));
+      assert.equal(created.name, 'blazar-cli-lease');
+      assert.equal(created.status, 'ACTIVE');
+      const reservations = typeof created.reservations === 'string' ? JSON.parse(created.reservations) : created.reservations;
+      const res = Array.isArray(reservations) ? reservations[0] : reservations;
+      assert.equal(res.resource_type, 'device');
+      assert.match(deviceName(res.allocated_devices[0]), /^pi-/);
+
+      const list = json(await openstack(['reservation', 'lease', 'list', '-f', 'json']));
+      assert.ok(list.some((l: { id: string; name: string }) => l.id === created.id && l.name === 'blazar-cli-lease'), JSON.stringify(list));
+      const shown = json(await openstack(['reservation', 'lease', 'show', '-f', 'json', created.id]));
+      assert.equal(shown.id, created.id);
+      assert.equal(shown.end_date, `${end.replace(' ', 'T')}:00.000000`);
+      await openstack(['reservation', 'lease', 'delete', created.id]);
+      await assert.rejects(alice.getLease(created.id), expectApi(404));
+    });
+  });
+
   describe('concurrency', () => {
     it('50 concurrent lease requests for overlapping windows: never two overlapping reservations of one device (database and engines), every refusal a 409 with the reason', async () => {
       const t0 = Date.now();
