@@ -150,6 +150,9 @@ export async function runBuild(manager: SandboxManager, spec: BuildSpec, opts: B
       });
     }
 
+    // Write dirty page cache back first: the disk layer then holds the installed files (consistent
+    // on its own), and their page-cache copies in RAM dedup against those disk chunks.
+    await manager.exec(sb, 'sync', { timeoutMs: 120_000 });
     progress({ phase: 'snapshot', message: 'pausing and creating the overlay' });
     const overlay = await step('overlayMs', () => createSandboxOverlay(manager, sb, {
       outFile: opts.outFile, level: opts.level, threads: opts.threads, ports: spec.ports, signal: opts.signal, progress,
