@@ -7,7 +7,10 @@ import { strict as assert } from 'assert';
 import { execFile } from 'child_process';
 import { promisify } from 'util';
 import Database from 'better-sqlite3';
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
+import { projectRoot } from '../../sandbox/common/paths';
 import { startDaemon, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import { startRegistry, freePort, type RegistryFixture } from './fixtures/registry';
 import { startDockerEngines, importAndPush, type DockerEngines, type DockerEngine } from './fixtures/dockerEngines';
@@ -265,6 +268,40 @@ describe('edge devices: inventory, Blazar leases, Zun containers on real Docker 
       for (const l of [onPi, onNano, other]) assert.equal((await alice.endLease(l.id)).status, 'TERMINATED');
       for (const e of engines.list) assert.deepEqual(engineContainers(e), [], `${e.name} still has lease containers`);
       for (const l of [onPi, onNano, other]) await alice.deleteLease(l.id);
+    });
+  });
+
+  describe('CLI', () => {
+    it('cloudlet devices | lease create/list/show/extend/end | container run/logs/exec/rm through the client', async () => {
+      const configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-devices-'));
+      const cli = async (args: string[], env: Record<string, string> = {}) => {
+        const r = await execFileP(process.execPath, ['--import', 'tsx', path.join(projectRoot(), 'sandbox/cli/main.ts'), ...args], {
+          env: { ...process.env, CLOUDLET_CLI_MAIN: '1', CLOUDLET_CONFIG_DIR: configDir, ...env }, timeout: 120_000,
+        });
+        return r.stdout;
+      };
+      try {
+        await cli(['login', daemon.url, '--user', 'alice', '--project', 'demo'], { CLOUDLET_PASSWORD: TEST_USERS.alice });
+        const devices = await cli(['devices']);
+        assert.match(devices, /pi-1\s+raspberrypi4-64\s+Raspberry Pi 4 Model B\s+up/);
+        assert.ok(!devices.includes('unix://'));
+        const created = JSON.parse(await cli(['lease', 'create', 'cli-lease', '--machine-name', 'raspberrypi4-64', '--minutes', '10', '--json']));
+        assert.equal(created.status, 'ACTIVE');
+        assert.match(await cli(['lease', 'list']), /cli-lease\s+ACTIVE\s+pi-\d/);
+        assert.match(await cli(['lease', 'show', 'cli-lease']), /event end_lease at .*: UNDONE/);
+        assert.match(await cli(['lease', 'extend', 'cli-lease', '--minutes', '5']), /now ends/);
+        const extended = await alice.getLease(created.id);
+        assert.equal(Date.parse(extended.end_date + 'Z') - Date.parse(created.end_date + 'Z'), 5 * 60_000);
+        const run = await cli(['container', 'run', '--lease', 'cli-lease', '--name', 'cli-c', '-e', 'WHO=cli', image, '--', 'sh', '-c', 'echo hello $WHO; exec sleep 600']);
+        assert.match(run, /cli-c\s+Running\s+pi-\d/);
+        assert.equal(await until('logs', async () => { const l = await cli(['container', 'logs', 'cli-c']); return l.includes('hello cli') && l; }), 'hello cli\n');
+        assert.equal(await cli(['container', 'exec', 'cli-c', '--', 'echo', 'two words']), 'two words\n');
+        assert.match(await cli(['container', 'rm', 'cli-c']), /removed cli-c/);
+        assert.match(await cli(['lease', 'end', 'cli-lease']), /TERMINATED/);
+        await alice.deleteLease(created.id);
+      } finally {
+        fs.rmSync(configDir, { recursive: true, force: true });
+      }
     });
   });
 
