@@ -1,0 +1,302 @@
+/**
+ * `npm run bench -- overlay [--only test|realistic] [--level N]`
+ *
+ * For the test guest and a realistic Debian guest (bench/realisticGuest.ts: systemd, 1 GiB RAM,
+ * 4 GiB disk, python3-flask + nginx-light installed from .debs by `cloudlet build`), on the same
+ * base/launch pair:
+ *   ours     createOverlay (4 KiB dedup across base RAM, base disk and the overlay itself; zstd)
+ *   elijah   the Elijah pipeline: xdelta3 -9 (source window covering the file) of RAM and of disk
+ *            against the base, then xz -9
+ *   synth    synthesize from the overlay on local disk to the back-end's first HTTP response
+ *   boot     cold boot of the launch disk to the same response (realistic guest)
+ * Everything slow is cached under .cache/bench-overlay/ (bases, launch pairs, Elijah results), so
+ * an interrupted run resumes. Last line: one JSON object with every figure and the ratios.
+ */
+import { execFileSync, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as http from 'http';
+import * as os from 'os';
+import * as path from 'path';
+import { projectCache } from '../sandbox/common/paths';
+import { BaseStore } from '../sandbox/base/store';
+import { writeVerifiedStamp } from '../sandbox/base/verify';
+import { parseBuildFile, loadBuildFile } from '../sandbox/build/buildFile';
+import { runBuild } from '../sandbox/build/build';
+import { createOverlay } from '../sandbox/overlay';
+import { synthesize } from '../sandbox/overlay/sandboxOverlay';
+import { chooseAccel } from '../sandbox/qemu/accel';
+import { qemuBinary } from '../sandbox/qemu/host';
+import { freePort } from '../sandbox/qemu/ports';
+import { SandboxManager, type VmConfig } from '../sandbox/qemu/sandboxManager';
+import { startVm, stopVm, vmFilesIn } from '../sandbox/qemu/vm';
+import { ensureTestBase } from '../test/integration/fixtures/testBase';
+import { buildRealisticGuest } from './realisticGuest';
+
+const say = (s: string) => process.stderr.write(`[bench overlay] ${s}\n`);
+const args = process.argv.slice(2);
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+const level = args.includes('--level') ? Number(args[args.indexOf('--level') + 1]) : 3;
+const root = projectCache('bench-overlay');
+
+interface Pair {
+  label: string;
+  home: string;
+  baseId: string;
+  launch: { ramFile: string; diskLayer: string; deviceState: string; vmConfig: VmConfig & { ports: number[] } };
+  httpPort: number;   // guest port of the back-end's HTTP answer
+  httpPath: string;
+}
+
+function httpOk(port: number, p: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: p, timeout: 3000 }, (res) => { res.resume(); resolve(res.statusCode === 200); });
+    req.on('timeout', () => { req.destroy(); resolve(false); });
+    req.on('error', () => resolve(false));
+  });
+}
+
+async function untilHttp(port: number, p: string, timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  while (!(await httpOk(port, p))) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`no HTTP 200 on 127.0.0.1:${port}${p} within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return Date.now() - t0;
+}
+
+/** Builds the launch VM with `cloudlet build` once and keeps its files (paused-sandbox snapshot). */
+async function launchPair(label: string, home: string, baseId: string, workspaceFile: string, httpPort: number, httpPath: string): Promise<Pair> {
+  const dir = path.join(root, label, 'launch');
+  const meta = path.join(dir, 'launch.json');
+  if (!fs.existsSync(meta)) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    const manager = new SandboxManager({ root: home });
+    say(`${label}: building the launch VM with cloudlet build (${workspaceFile})`);
+    const spec = loadBuildFile(workspaceFile);
+    const t0 = Date.now();
+    const r = await runBuild(manager, spec, { base: baseId, progress: (e) => { if (e.message) say(`${label}: ${e.phase}: ${e.message}`); }, log: (l) => say(`${label}:   | ${l.split('\n').slice(-3).join(' / ')}`) });
+    say(`${label}: launch VM built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    const sb = r.sandbox.dir;
+    const stage = `${dir}.partial`;
+    fs.rmSync(stage, { recursive: true, force: true });
+    fs.mkdirSync(stage, { recursive: true });
+    for (const f of ['ram.raw', 'disk.qcow2', 'state.bin']) fs.renameSync(path.join(sb, f), path.join(stage, f));
+    const vmConfig = { ...(r.overlay.manifest.vmConfig as VmConfig & { ports: number[] }) };
+    fs.writeFileSync(path.join(stage, 'launch.json'), JSON.stringify({ baseId, vmConfig }, null, 2));
+    await manager.delete(r.sandbox.id);
+    manager.close();
+    fs.renameSync(stage, dir);
+  }
+  const m = JSON.parse(fs.readFileSync(meta, 'utf8')) as { baseId: string; vmConfig: VmConfig & { ports: number[] } };
+  return {
+    label, home, baseId: m.baseId, httpPort, httpPath,
+    launch: { ramFile: path.join(dir, 'ram.raw'), diskLayer: path.join(dir, 'disk.qcow2'), deviceState: path.join(dir, 'state.bin'), vmConfig: m.vmConfig },
+  };
+}
+
+async function testPair(): Promise<Pair> {
+  const tb = await ensureTestBase();
+  const home = path.join(root, 'test', 'home');
+  const dst = path.join(home, 'bases', tb.baseId);
+  if (!fs.existsSync(path.join(dst, 'manifest.json'))) {
+    fs.rmSync(path.join(root, 'test'), { recursive: true, force: true });
+    fs.mkdirSync(dst, { recursive: true });
+    const src = path.join(tb.home, 'bases', tb.baseId);
+    for (const f of fs.readdirSync(src)) fs.linkSync(path.join(src, f), path.join(dst, f));
+    writeVerifiedStamp(dst, new BaseStore(home).get(tb.baseId).manifest);
+  }
+  return launchPair('test', home, tb.baseId, path.join(__dirname, '..', 'test/fixtures/sample-backend/cloudlet.yaml'), 80, '/cgi-bin/counter');
+}
+
+const FLASK_APP = `from flask import Flask
+import os
+app = Flask(__name__)
+hits = 0
+
+@app.route('/')
+def index():
+    global hits
+    hits += 1
+    return f'hello from flask on a cloudlet: hit {hits}, pid {os.getpid()}\\n'
+
+if __name__ == '__main__':
+    app.run(host='0.0.0.0', port=5000)
+`;
+const FLASK_UNIT = `[Unit]
+Description=bench flask app
+After=network.target
+
+[Service]
+ExecStart=/usr/bin/python3 /srv/app/app.py
+Restart=always
+
+[Install]
+WantedBy=multi-user.target
+`;
+const REALISTIC_YAML = `base: realistic-debian
+name: flask-app
+copy:
+  - from: debs/
+    to: /root/debs
+  - from: app/
+    to: /srv/app
+install:
+  - DEBIAN_FRONTEND=noninteractive dpkg -i /root/debs/*.deb
+  - cp /srv/app/flask-app.service /etc/systemd/system/ && systemctl daemon-reload && systemctl enable flask-app
+start: systemctl start flask-app
+ports: [80, 5000]
+ready:
+  http: { port: 5000, path: / }
+  timeout: 600
+`;
+
+async function realisticPair(): Promise<Pair & { kernel: string; initrd: string }> {
+  const g = buildRealisticGuest(say);
+  const home = path.join(root, 'realistic', 'home');
+  const store = new BaseStore(home);
+  let base = store.list().find((b) => b.name === 'realistic-debian');
+  if (!base) {
+    say('realistic: creating the base (cold boot under TCG, pause, save, digests)');
+    const t0 = Date.now();
+    base = await store.create({
+      name: 'realistic-debian', disk: g.disk, kernel: g.kernel, initrd: g.initrd, append: g.append,
+      ramMiB: 1024, vcpus: 1, cpuModel: 'qemu64', ports: [],
+      readiness: { agent: true, timeoutMs: 900_000 },
+      onProgress: (e) => { if (e.message && !e.total) say(`realistic base: ${e.phase}: ${e.message}`); },
+    });
+    say(`realistic: base ${base.id.slice(0, 12)} created in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  }
+  const ws = path.join(root, 'realistic', 'workspace');
+  if (!fs.existsSync(path.join(ws, 'cloudlet.yaml'))) {
+    fs.mkdirSync(path.join(ws, 'debs'), { recursive: true });
+    fs.mkdirSync(path.join(ws, 'app'), { recursive: true });
+    for (const f of fs.readdirSync(g.debsDir)) fs.copyFileSync(path.join(g.debsDir, f), path.join(ws, 'debs', f));
+    fs.writeFileSync(path.join(ws, 'app', 'app.py'), FLASK_APP);
+    fs.writeFileSync(path.join(ws, 'app', 'flask-app.service'), FLASK_UNIT);
+    parseBuildFile(REALISTIC_YAML, path.join(ws, 'cloudlet.yaml'));
+    fs.writeFileSync(path.join(ws, 'cloudlet.yaml'), REALISTIC_YAML);
+  }
+  const p = await launchPair('realistic', home, base.id, path.join(ws, 'cloudlet.yaml'), 5000, '/');
+  return { ...p, kernel: base.kernel!, initrd: base.initrd! };
+}
+
+function timed(cmd: string, a: string[]): number {
+  const t0 = Date.now();
+  const r = spawnSync(cmd, a, { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (r.status !== 0) throw new Error(`${cmd} ${a.join(' ')}: ${r.stderr.toString().slice(0, 500)}`);
+  return Date.now() - t0;
+}
+
+/** The Elijah pipeline on the pair; cached per pair (it takes minutes on the realistic guest). */
+function elijah(p: Pair, base: { ram: string; disk: string }): Record<string, number> {
+  const dir = path.join(root, p.label, 'elijah');
+  const cached = path.join(dir, 'result.json');
+  if (fs.existsSync(cached)) { say(`${p.label}: Elijah pipeline (cached result)`); return JSON.parse(fs.readFileSync(cached, 'utf8')); }
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  say(`${p.label}: Elijah pipeline: flatten the launch disk, xdelta3 -9 of RAM and disk, xz -9`);
+  const launchDisk = path.join(dir, 'launch-disk.raw');
+  const flattenMs = timed('qemu-img', ['convert', '-O', 'raw', p.launch.diskLayer, launchDisk]);
+  const window = (f: string) => String(Math.min(2 ** 31, Math.max(1 << 20, fs.statSync(f).size)));
+  const xdeltaRamMs = timed('xdelta3', ['-9', '-f', '-B', window(base.ram), '-e', '-s', base.ram, p.launch.ramFile, path.join(dir, 'ram.vcdiff')]);
+  say(`${p.label}: xdelta3 RAM ${(xdeltaRamMs / 1000).toFixed(0)} s`);
+  const xdeltaDiskMs = timed('xdelta3', ['-9', '-f', '-B', window(base.disk), '-e', '-s', base.disk, launchDisk, path.join(dir, 'disk.vcdiff')]);
+  say(`${p.label}: xdelta3 disk ${(xdeltaDiskMs / 1000).toFixed(0)} s`);
+  fs.copyFileSync(p.launch.deviceState, path.join(dir, 'state.bin'));
+  const xzMs = timed('xz', ['-9', '-k', '-f', '-T1', path.join(dir, 'ram.vcdiff')]) + timed('xz', ['-9', '-k', '-f', '-T1', path.join(dir, 'disk.vcdiff')])
+    + timed('xz', ['-9', '-k', '-f', '-T1', path.join(dir, 'state.bin')]);
+  const bytes = ['ram.vcdiff.xz', 'disk.vcdiff.xz', 'state.bin.xz'].reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
+  const r = {
+    bytes, ms: xdeltaRamMs + xdeltaDiskMs + xzMs, xdeltaRamMs, xdeltaDiskMs, xzMs, flattenMs,
+    ramDeltaBytes: fs.statSync(path.join(dir, 'ram.vcdiff')).size, diskDeltaBytes: fs.statSync(path.join(dir, 'disk.vcdiff')).size,
+  };
+  for (const f of ['launch-disk.raw', 'ram.vcdiff', 'disk.vcdiff', 'state.bin']) fs.rmSync(path.join(dir, f), { force: true });
+  fs.writeFileSync(cached, JSON.stringify(r, null, 2));
+  return r;
+}
+
+async function coldBoot(p: Pair & { kernel: string; initrd: string }, baseVm: VmConfig): Promise<number> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cb-'));
+  try {
+    const disk = path.join(dir, 'disk.qcow2');
+    execFileSync('cp', ['--sparse=always', p.launch.diskLayer, disk]);
+    const ram = path.join(dir, 'ram.raw');
+    fs.writeFileSync(ram, '');
+    fs.truncateSync(ram, baseVm.ramBytes);
+    const host = await freePort();
+    const binary = qemuBinary();
+    const { accel } = await chooseAccel(binary, baseVm.cpuModel);
+    const t0 = Date.now();
+    const vm = await startVm({ binary, dir, name: `bench-coldboot-${process.pid}`, cfg: baseVm, files: vmFilesIn(dir, { path: disk, format: 'qcow2' }, ram, { kernel: p.kernel, initrd: p.initrd }), accel, ports: [{ guest: p.httpPort, host }] });
+    try {
+      await untilHttp(host, p.httpPath, 900_000);
+      return Date.now() - t0;
+    } finally {
+      await stopVm(vm);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function measure(p: Pair, withBoot?: { kernel: string; initrd: string }): Promise<Record<string, unknown>> {
+  const manager = new SandboxManager({ root: p.home });
+  const base = manager.bases.get(p.baseId);
+  const outDir = path.join(root, p.label, 'overlays');
+  fs.rmSync(outDir, { recursive: true, force: true });
+  // Ours (page cache warmed the same way for both pipelines: the files were just read by the build).
+  say(`${p.label}: our overlay (zstd level ${level}, ${os.availableParallelism()} threads)`);
+  const ours = await createOverlay(
+    { baseId: base.id, ramFile: base.ram, diskFile: base.disk, ramDigests: base.ramDigests, diskDigests: base.diskDigests },
+    p.launch, { outDir, level },
+  );
+  const bd = ours.manifest.breakdown;
+  const ramBy = bd.ram.encodings;
+  say(`${p.label}: ours ${(ours.bytes / 1e6).toFixed(2)} MB in ${(ours.timings.totalMs / 1000).toFixed(2)} s (scan ${(ours.timings.scanMs / 1000).toFixed(2)} s); RAM ${bd.ram.chunks} changed: ${JSON.stringify(ramBy)}, from overlay disk ${bd.ram.selfFrom.disk}; disk ${bd.disk.chunks} changed: ${JSON.stringify(bd.disk.encodings)}`);
+  const e = elijah(p, { ram: base.ram, disk: base.disk });
+  say(`${p.label}: Elijah ${(e.bytes / 1e6).toFixed(2)} MB in ${(e.ms / 1000).toFixed(0)} s`);
+
+  say(`${p.label}: synthesis to the first HTTP answer`);
+  const t0 = Date.now();
+  const s = await synthesize(manager, base.id, ours.path, { name: `bench-synth-${process.pid}` });
+  const fwd = s.sandbox.ports.find((x) => x.guest === p.httpPort)!;
+  await untilHttp(fwd.host, p.httpPath, 300_000);
+  const synthMs = Date.now() - t0;
+  await manager.delete(s.sandbox.id);
+  manager.close();
+  say(`${p.label}: synthesis ${(synthMs / 1000).toFixed(2)} s (build files ${(s.timings.applyMs / 1000).toFixed(2)} s, resume ${(s.timings.launchMs / 1000).toFixed(2)} s)`);
+  let bootMs: number | undefined;
+  if (withBoot) {
+    say(`${p.label}: cold boot of the launch disk to the first HTTP answer`);
+    bootMs = await coldBoot({ ...p, ...withBoot }, base.manifest.vm);
+    say(`${p.label}: cold boot ${(bootMs / 1000).toFixed(1)} s`);
+  }
+  return {
+    ram_bytes: base.manifest.vm.ramBytes, disk_bytes: fs.statSync(base.disk).size,
+    ours_bytes: ours.bytes, ours_ms: ours.timings.totalMs, ours_scan_ms: ours.timings.scanMs, ours_level: level,
+    ours_ram_changed: bd.ram.chunks, ours_disk_changed: bd.disk.chunks,
+    ours_ram_encodings: ramBy, ours_disk_encodings: bd.disk.encodings, ours_ram_from_overlay_disk: bd.ram.selfFrom.disk,
+    ours_device_state_bytes: bd.deviceStateBytes,
+    elijah_bytes: e.bytes, elijah_ms: e.ms, elijah_xdelta_ram_ms: e.xdeltaRamMs, elijah_xdelta_disk_ms: e.xdeltaDiskMs, elijah_xz_ms: e.xzMs, elijah_flatten_ms: e.flattenMs,
+    synthesis_ms: synthMs, synthesis_apply_ms: s.timings.applyMs, synthesis_launch_ms: s.timings.launchMs,
+    cold_boot_ms: bootMs,
+    ratio_size_vs_elijah: ours.bytes / e.bytes, ratio_speed_vs_elijah: e.ms / ours.timings.totalMs,
+    ratio_synthesis_vs_boot: bootMs ? synthMs / bootMs : undefined,
+  };
+}
+
+async function main(): Promise<void> {
+  const out: Record<string, unknown> = { bench: 'overlay', host_cpus: os.availableParallelism(), level };
+  if (!only || only === 'test') out.test = await measure(await testPair());
+  if (!only || only === 'realistic') {
+    const p = await realisticPair();
+    const r = await measure(p, { kernel: p.kernel, initrd: p.initrd });
+    out.realistic = r;
+    out.ratio_size_vs_elijah = r.ratio_size_vs_elijah;
+    out.ratio_speed_vs_elijah = r.ratio_speed_vs_elijah;
+    out.ratio_synthesis_vs_boot = r.ratio_synthesis_vs_boot;
+  }
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+main().then(() => process.exit(0), (e) => { process.stderr.write(`bench overlay failed: ${(e as Error).stack ?? e}\n`); process.exit(1); });
