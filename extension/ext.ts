@@ -11,7 +11,7 @@ import { NodeTree, type Loaded } from './views/nodeTree';
 import { OverlayPanels } from './panels/overlayPanel';
 import { ServerPanels } from './panels/serverPanel';
 import { classifyError } from './state/errors';
-import { cloudletNodes, overlayNodes, sandboxNodes, sandboxStatus, type CloudletEntry, type ViewCondition } from './state/tree';
+import { cloudletNodes, messageNode, overlayNodes, sandboxNodes, sandboxStatus, type CloudletEntry, type ViewCondition } from './state/tree';
 import { viewsForTopic } from './state/refresh';
 import { autoStart, cloudletConfigStore, debounceMs, localDaemonSettings } from './settings';
 
@@ -124,7 +124,9 @@ export class Ext implements vscode.Disposable {
       return { nodes, condition: nodes.length ? 'ok' : 'empty' };
     } catch (e) {
       this.cloudlets.forget(LOCAL);
-      return { nodes: [], ...conditionOf(e) };
+      const c = conditionOf(e);
+      // A missing Node/CLI shows the welcome content (install hint, settings); other failures a node with Retry.
+      return { nodes: c.condition === 'noDaemon' ? [] : [messageNode('local', `${c.error} (click to retry)`, { icon: 'warning', retry: true })], ...c };
     }
   }
 
@@ -151,7 +153,8 @@ export class Ext implements vscode.Disposable {
       const nodes = overlayNodes(overlays);
       return { nodes, condition: nodes.length ? 'ok' : 'empty' };
     } catch (e) {
-      return { nodes: [], ...conditionOf(e) };
+      const c = conditionOf(e);
+      return { nodes: c.condition === 'noDaemon' ? [] : [messageNode('overlays', `${c.error} (click to retry)`, { icon: 'warning', retry: true })], ...c };
     }
   }
 

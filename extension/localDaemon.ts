@@ -13,6 +13,7 @@ import { CloudletError } from './errors';
 export interface LocalDaemonSettings {
   nodePath: string;       // '' = node on PATH
   cliPath: string;        // '' = cloudlet on PATH
+  nodeArgs: string[];     // before the CLI, e.g. ['--import', 'tsx'] for a source checkout
   listen: string;         // e.g. 127.0.0.1:8774
   dataDir: string;        // '' = ~/.local/share/cloudlet
   extraArgs: string[];
@@ -100,7 +101,7 @@ export class LocalDaemon {
     if (!autoStart) throw new CloudletError('Unavailable', `No cloudlet daemon answers at ${this.url}`, { hint: 'Start it with `cloudlet serve` or enable cloudlet.localDaemon.autoStart' });
     const { node, cli } = resolveTools(s);
     fs.mkdirSync(this.dataDir, { recursive: true });
-    const args = [cli, 'serve', '--listen', s.listen, '--data', this.dataDir, ...s.extraArgs];
+    const args = [...s.nodeArgs, cli, 'serve', '--listen', s.listen, '--data', this.dataDir, ...s.extraArgs];
     this.log(`local daemon: starting ${node} ${args.join(' ')}`);
     const proc = cp.spawn(node, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: false, env: { ...process.env, CLOUDLET_CLI_MAIN: '1' } });
     this.proc = proc;

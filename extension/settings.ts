@@ -10,6 +10,7 @@ export function localDaemonSettings(): LocalDaemonSettings {
   return {
     nodePath: c.get<string>('nodePath', ''),
     cliPath: c.get<string>('cliPath', ''),
+    nodeArgs: c.get<string[]>('nodeArgs', []),
     listen: c.get<string>('localDaemon.listen', '127.0.0.1:8774'),
     dataDir: c.get<string>('localDaemon.dataDir', ''),
     extraArgs: c.get<string[]>('localDaemon.args', []),

@@ -42,7 +42,6 @@ export class NodeTree implements vscode.TreeDataProvider<NodeDesc>, vscode.Dispo
     if (r !== this.last) {
       this.last = r;
       void vscode.commands.executeCommand('setContext', `${this.id}.condition`, r.condition);
-      this.view.message = r.condition === 'ok' || r.condition === 'empty' || r.condition === 'loading' ? undefined : r.error;
       this.loadedEmitter.fire(r);
     }
     return r;

@@ -11,6 +11,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { pathToFileURL } from 'url';
 import type { Browser } from 'playwright-core';
 import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, until, type CodeServer } from './harness';
 import { installTestBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
@@ -48,7 +49,9 @@ describe('extension in real VS Code (code-server)', function () {
       env: { CLOUDLET_FROM_SOURCE: '1' },
       settings: {
         'cloudlet.nodePath': process.execPath,
-        'cloudlet.cliPath': path.join(ROOT, 'bin/cloudlet'),
+        'cloudlet.cliPath': path.join(ROOT, 'sandbox/cli/main.ts'),
+        // A source checkout: the CLI runs through tsx (its bundle may be stale while others work).
+        'cloudlet.nodeArgs': ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href],
         'cloudlet.localDaemon.listen': `127.0.0.1:${localPort}`,
         'cloudlet.localDaemon.dataDir': localData,
       },
