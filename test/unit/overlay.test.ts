@@ -206,6 +206,24 @@ describe('overlay: format, create and apply on generated images', function () {
     });
   });
 
+  it('cancelling creation or synthesis (Ctrl-C) leaves no overlay and no half-built files', async () => {
+    const outDir = path.join(tmp, 'cancelled');
+    const ac = new AbortController();
+    await assert.rejects(createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, {
+      outDir, compressor, signal: ac.signal, progress: (e) => { if (e.phase === 'scan-ram') ac.abort(); },
+    }), (e: unknown) => isCloudletError(e, 'Cancelled'));
+    assert.deepEqual(fs.readdirSync(outDir), []);
+    const r = OverlayReader.open(overlayPath);
+    const ac2 = new AbortController();
+    const launchDir = path.join(tmp, 'cancelled-launch');
+    await assert.rejects(applyOverlay(r, r, { baseId: pair.baseId, ramFile: pair.base.ramFile, diskFile: pair.base.diskFile }, {
+      outDir: launchDir, compressor, signal: ac2.signal, progress: () => ac2.abort(),
+    }), (e: unknown) => isCloudletError(e, 'Cancelled'));
+    r.close();
+    assert.ok(!fs.existsSync(launchDir));
+    assert.deepEqual(fs.readdirSync(tmp).filter((n) => n.startsWith('cancelled-launch')), []);
+  });
+
   it('segment encoding round-trips records and payload', () => {
     const payload = [Buffer.alloc(PAGE, 1), Buffer.alloc(PAGE, 2)];
     const recs = [
