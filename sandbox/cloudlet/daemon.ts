@@ -80,6 +80,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const jobs = new Jobs(db, events, log);
   const interrupted = jobs.recoverInterrupted();
   if (interrupted.length) log.warn(`${interrupted.length} job(s) were cut by the last stop and are marked ERROR`);
+  // tmp/ holds only work in progress of this daemon's jobs, none of which runs now: a crash's
+  // half-built downloads and launch folders go, so nothing partial is ever taken for complete.
+  for (const f of fs.readdirSync(paths.tmp)) fs.rmSync(path.join(paths.tmp, f), { recursive: true, force: true });
 
   const app = Fastify({ bodyLimit: opts.bodyLimit ?? 1024 * 1024, logger: false, forceCloseConnections: true, return503OnClosing: false });
   // Glance's image update media type is JSON Patch; uploads are raw streams the handler consumes.
