@@ -6,12 +6,12 @@ import type { ApiModule } from './context';
 import type { DaemonConfig } from './config';
 import { computeModule } from './api/compute';
 import { imageModule } from './api/image';
-import { createVmBackend } from './sandboxBackend';
-import { handoffService } from '../handoff/handoffService';
 import { reservationModule } from './api/reservation';
 import { containerModule } from './api/container';
 import { inventoryModule } from './api/inventory';
 import { devSandboxModule } from './api/devsandbox';
+import { createVmBackend } from './sandboxBackend';
+import { handoffService } from '../handoff/handoffService';
 
 export function builtinModules(o: { config: DaemonConfig; dataDir: string }): ApiModule[] {
   const backend = createVmBackend(o.dataDir);
@@ -19,9 +19,9 @@ export function builtinModules(o: { config: DaemonConfig; dataDir: string }): Ap
     computeModule({ backend, maxServers: o.config.max_servers, overlayMaxBytes: o.config.overlay_max_bytes,
       handoff: (ctx, servers) => handoffService(ctx, servers, backend) }),
     imageModule({ maxUploadBytes: o.config.overlay_max_bytes, importBase: backend.importBase ? (f) => backend.importBase!(f, () => {}) : undefined }),
-    // Devices (issue 7): reservation (Blazar), container (Zun), inventory (Doni-like).
-    reservationModule(), containerModule(), inventoryModule(),
-    // The editor's serial console and builds from a workspace (issue 5).
+    reservationModule(),
+    containerModule(),
+    inventoryModule(),
     devSandboxModule({ manager: backend.manager }),
   ];
 }

@@ -38,7 +38,7 @@ describe('cloudlet daemon: identity and core', function () {
   });
 
   it('answers 401 with a Keystone error body when there is no token or a bad one', async () => {
-    for (const headers of [{}, { 'x-auth-token': 'gAAAAnot-a-token' }]) {
+    for (const headers of [{}, { 'x-auth-token': 'gAAAAnot-a-token' }] as Record<string, string>[]) {
       const r = await fetch(`${d.url}/cloudlet/v1/jobs`, { headers });
       assert.equal(r.status, 401);
       const b = await r.json() as any;
