@@ -13,7 +13,8 @@ import { compositionFromManifest, overlayEnded, overlayProgress } from '../state
 export function overlayIdOf(result: unknown): string | undefined {
   if (!result || typeof result !== 'object') return undefined;
   const r = result as Record<string, any>;
-  const v = r.overlay_id ?? r.overlayId ?? r['overlay-id'] ?? r.overlay?.id ?? r.image_id ?? r.imageId ?? r.id;
+  // The image id (what Glance and the views know), not the overlay's content hash.
+  const v = r.image_id ?? r.imageId ?? r['overlay-id'] ?? r.overlay?.image_id ?? r.id;
   return typeof v === 'string' ? v : undefined;
 }
 
