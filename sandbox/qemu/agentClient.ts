@@ -116,7 +116,7 @@ export class AgentClient {
       const s = net.createConnection(this.socketPath);
       s.setEncoding('utf8');
       s.once('connect', () => { this.sock = s; this.buf = ''; resolve(); });
-      s.once('error', (e) => { reject(e); });
+      s.on('error', (e) => { reject(e); }); // later errors: 'close' follows and ends the connection
       s.on('data', (d: string) => this.onData(d));
       s.on('close', () => {
         if (this.sock === s) this.sock = undefined;

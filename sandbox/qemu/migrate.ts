@@ -33,7 +33,7 @@ export async function saveDeviceState(qmp: QmpClient, file: string, sockPath: st
       server.close();
       s.on('data', (d: Buffer) => { hash.update(d); bytes += d.length; if (!out.write(d)) { s.pause(); out.once('drain', () => s.resume()); } });
       s.once('end', () => out.end(() => resolve()));
-      s.once('error', reject);
+      s.on('error', reject);
     });
     out.once('error', reject);
   });
@@ -79,7 +79,7 @@ export async function loadDeviceState(qmp: QmpClient, file: string, sockPath: st
   await new Promise<void>((resolve, reject) => {
     const rs = fs.createReadStream(file);
     rs.once('error', reject);
-    sock.once('error', reject);
+    sock.on('error', reject);
     rs.pipe(sock);
     rs.once('end', () => resolve());
   });
@@ -104,8 +104,11 @@ function connectRetry(p: string, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const attempt = () => {
       const s = net.createConnection(p);
-      s.once('connect', () => resolve(s));
-      s.once('error', (e) => {
+      let connected = false;
+      s.once('connect', () => { connected = true; resolve(s); });
+      s.on('error', (e) => {
+        s.destroy();
+        if (connected) return; // the stream's own errors surface through the pipe
         if (Date.now() > deadline) reject(new CloudletError('Timeout', `QEMU did not open ${p} for the incoming state`, { cause: e }));
         else setTimeout(attempt, 20);
       });

@@ -72,7 +72,7 @@ export class QmpClient extends EventEmitter {
       const t = setTimeout(() => { s.destroy(); reject(new Error('QMP greeting timeout')); }, timeoutMs);
       this.greeting = () => { clearTimeout(t); this.sock = s; resolve(); };
       s.on('data', (d: string) => this.onData(d));
-      s.once('error', (e) => { clearTimeout(t); reject(e); });
+      s.on('error', (e) => { clearTimeout(t); reject(e); }); // later errors: 'close' follows
       s.on('close', () => {
         if (this.sock !== s) return;
         this.closed = true;

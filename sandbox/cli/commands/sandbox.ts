@@ -110,7 +110,7 @@ function attachConsole(socketPath: string): Promise<void> {
       sock.destroy();
       resolve();
     };
-    sock.once('error', (e) => reject(new CloudletError('Unavailable', `cannot attach to ${socketPath}: ${e.message}`, { hint: 'another console may be attached' })));
+    sock.on('error', (e) => reject(new CloudletError('Unavailable', `cannot attach to ${socketPath}: ${e.message}`, { hint: 'another console may be attached' })));
     sock.once('connect', () => {
       if (tty) {
         process.stderr.write('[attached to the serial console; Ctrl-] detaches]\r\n');
