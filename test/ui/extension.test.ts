@@ -124,6 +124,7 @@ describe('extension in real VS Code (code-server)', function () {
     assert.match(await panel.locator('[data-test=status]').innerText(), /Ready/);
     assert.ok((await panel.locator('.legend tbody tr').count()) >= 2, 'the chart has several parts');
     await wb.treeRow('Overlays', 'sample-backend').waitFor({ timeout: 60_000 });
+    await wb.closeBottomPanel();
     await shot('overlay-panel-dark');
     await wb.setTheme('Default Light Modern');
     await shot('overlay-panel-light');
@@ -176,6 +177,7 @@ describe('extension in real VS Code (code-server)', function () {
     const panel = wb.webview('Server');
     await panel.locator('[data-test=downtime]').waitFor({ timeout: 600_000 });
     assert.match(await panel.locator('[data-test=status]').innerText(), /ACTIVE/);
+    await wb.closeBottomPanel();
     await shot('handoff-downtime-dark');
     await wb.setTheme('Default Light Modern');
     await shot('handoff-downtime-light');

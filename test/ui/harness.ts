@@ -226,10 +226,17 @@ export class Workbench {
   }
 
   async setTheme(theme: 'Default Light Modern' | 'Default Dark Modern'): Promise<void> {
-    this.cs.setSettings({ 'workbench.colorTheme': theme });
     const light = theme.includes('Light');
+    await this.command('Preferences: Color Theme');
+    await this.answer(theme.replace('Default ', ''), { pick: theme.replace('Default ', '') });
     await this.page.locator(light ? '.monaco-workbench.vs' : '.monaco-workbench.vs-dark').waitFor({ timeout: 30_000 });
-    await sleep(800);
+    await sleep(1000);
+  }
+
+  /** Closes the bottom panel (terminal) so an editor panel gets the whole height for a screenshot. */
+  async closeBottomPanel(): Promise<void> {
+    await this.command('View: Close Panel').catch(() => {});
+    await sleep(300);
   }
 }
 
