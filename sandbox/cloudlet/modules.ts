@@ -17,7 +17,7 @@ export function builtinModules(o: { config: DaemonConfig; dataDir: string }): Ap
   const backend = createVmBackend(o.dataDir);
   return [
     computeModule({ backend, maxServers: o.config.max_servers, overlayMaxBytes: o.config.overlay_max_bytes,
-      handoff: (ctx, servers) => handoffService(ctx, servers, backend) }),
+      handoff: (ctx, servers) => handoffService(ctx, servers, backend, { maxServers: o.config.max_servers }) }),
     imageModule({ maxUploadBytes: o.config.overlay_max_bytes, importBase: backend.importBase ? (f) => backend.importBase!(f, () => {}) : undefined }),
     reservationModule(),
     containerModule(),

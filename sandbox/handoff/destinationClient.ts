@@ -1,0 +1,56 @@
+/** The source's view of a destination's handoff routes (protocol.ts), over fetch with the dest token. */
+import { CloudletError } from '../common/errors';
+import { HANDOFF_PATH, type BeginRequest, type FinishResponse } from './protocol';
+
+const REQUEST_TIMEOUT_MS = 10 * 60_000;
+
+export class DestinationClient {
+  private readonly base: string;
+  constructor(computeUrl: string, private readonly token: string, private readonly signal?: AbortSignal) {
+    this.base = computeUrl.replace(/\/+$/, '') + HANDOFF_PATH;
+  }
+
+  get where(): string { return new URL(this.base).host; }
+
+  async begin(b: BeginRequest): Promise<string> {
+    const r = await this.call<{ session: { id: string } }>('POST', '', JSON.stringify({ handoff: b }), 'application/json');
+    return r.session.id;
+  }
+
+  async round(sid: string, n: number, body: Buffer): Promise<void> {
+    await this.call('PUT', `/${sid}/rounds/${n}`, body, 'application/octet-stream');
+  }
+
+  finish(sid: string): Promise<FinishResponse> { return this.call<FinishResponse>('POST', `/${sid}/finish`, '{}', 'application/json'); }
+
+  async report(sid: string, report: Record<string, unknown>): Promise<void> {
+    await this.call('PUT', `/${sid}/report`, JSON.stringify({ report }), 'application/json');
+  }
+
+  /** Best effort: a destination that is down has nothing to drop. */
+  async abort(sid: string): Promise<void> {
+    await this.call('DELETE', `/${sid}`, undefined, undefined, 10_000).catch(() => undefined);
+  }
+
+  private async call<T>(method: string, path: string, body: string | Buffer | undefined, type: string | undefined, timeoutMs = REQUEST_TIMEOUT_MS): Promise<T> {
+    const signals = [AbortSignal.timeout(timeoutMs), ...(this.signal ? [this.signal] : [])];
+    let res: Response;
+    try {
+      res = await fetch(this.base + path, {
+        method, body, signal: AbortSignal.any(signals),
+        headers: { 'x-auth-token': this.token, accept: 'application/json', ...(type ? { 'content-type': type } : {}) },
+      });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      throw new CloudletError('Unavailable', `destination ${this.where} did not answer ${method} ${HANDOFF_PATH}${path.replace(/\/[0-9a-f-]{36}/, '/…')}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
+    }
+    const text = await res.text().catch(() => '');
+    if (!res.ok) {
+      let msg = text;
+      try { const j = JSON.parse(text); const v = Object.values(j)[0] as { message?: string } | undefined; msg = v?.message ?? text; } catch { /* not JSON */ }
+      const code = res.status === 401 ? 'Unauthorized' : res.status === 403 ? 'Forbidden' : res.status === 404 ? 'NotFound' : res.status === 409 ? 'Conflict' : res.status >= 500 ? 'Unavailable' : 'BadInput';
+      throw new CloudletError(code, `destination ${this.where} refused (${res.status}): ${msg}`);
+    }
+    return (text ? JSON.parse(text) : {}) as T;
+  }
+}

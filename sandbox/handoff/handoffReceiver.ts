@@ -1,0 +1,213 @@
+/**
+ * The destination of a handoff: sessions that receive rounds into a launch folder under tmp/,
+ * then resume the VM (SandboxManager.launch) and create the server in the caller's project. A
+ * session lives in memory only: a daemon restart empties tmp/ and forgets it, and the source,
+ * which has not let go of its VM, resumes it there.
+ */
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import type { Readable } from 'stream';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { AuthContext, DaemonContext } from '../cloudlet/context';
+import type { ServerStore } from '../cloudlet/serverStore';
+import { CloudletError, describeError } from '../common/errors';
+import { storePaths } from '../common/paths';
+import type { SandboxManager, VmConfig } from '../qemu/sandboxManager';
+import type { SegmentCompressor } from '../overlay/segmentCompressor';
+import { RoundApplier } from './roundApplier';
+import { decodeRoundBody, HANDOFF_PATH, type BeginRequest, type FinishResponse } from './protocol';
+
+interface Session {
+  id: string;
+  projectId: string;
+  userId: string;
+  req: BeginRequest;
+  applier: RoundApplier;
+  rounds: number;
+  bytes: number;
+  final: boolean;
+  busy: boolean;
+  serverId?: string;
+  touched: number;
+}
+
+/** Sessions idle this long are dropped (a source that died mid-handoff). */
+const IDLE_MS = 10 * 60_000;
+
+export interface ReceiverDeps {
+  ctx: DaemonContext;
+  servers: ServerStore;
+  manager: SandboxManager;
+  compressor: () => SegmentCompressor;
+  maxServers: number;
+  publish: (id: string, projectId: string, status: string, change: string) => void;
+}
+
+export class HandoffReceiver {
+  private readonly sessions = new Map<string, Session>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly d: ReceiverDeps) {
+    this.timer = setInterval(() => this.sweep(), 60_000).unref();
+  }
+
+  routes(app: FastifyInstance): void {
+    const { ctx } = this.d;
+    app.post(HANDOFF_PATH, async (req, reply) => reply.code(201).send({ session: await this.begin(ctx.auth(req), (req.body as any)?.handoff) }));
+    app.put<{ Params: { sid: string; n: string } }>(`${HANDOFF_PATH}/:sid/rounds/:n`, async (req) => {
+      const s = this.session(ctx.auth(req), req.params.sid);
+      return this.exclusive(s, () => this.round(s, Number(req.params.n), req));
+    });
+    app.post<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/finish`, async (req) => {
+      const s = this.session(ctx.auth(req), req.params.sid);
+      return this.exclusive(s, () => this.finish(s));
+    });
+    app.put<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/report`, async (req, reply) => {
+      const s = this.session(ctx.auth(req), req.params.sid);
+      this.report(s, (req.body as any)?.report);
+      return reply.code(204).send();
+    });
+    app.delete<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid`, async (req, reply) => {
+      const s = this.session(ctx.auth(req), req.params.sid);
+      if (s.serverId) throw new CloudletError('Conflict', `handoff ${s.id} already finished: server ${s.serverId} runs here`);
+      this.drop(s);
+      return reply.code(204).send();
+    });
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    for (const s of this.sessions.values()) this.drop(s);
+  }
+
+  private async begin(a: AuthContext, b: BeginRequest | undefined): Promise<{ id: string }> {
+    if (!b || typeof b !== 'object') throw new CloudletError('BadInput', "handoff begin needs a 'handoff' object");
+    if (typeof b.name !== 'string' || !b.name.trim() || b.name.length > 255) throw new CloudletError('BadInput', 'handoff begin needs name: a non-empty server name of at most 255 characters');
+    if (typeof b.base_id !== 'string' || !/^[0-9a-f]{64}$/.test(b.base_id)) throw new CloudletError('BadInput', 'handoff begin needs base_id: the 64-digit base ID of the VM');
+    const cfg = b.vm_config as unknown as VmConfig | undefined;
+    if (!cfg || typeof cfg.machine !== 'string' || typeof cfg.cpuModel !== 'string' || !Number.isInteger(cfg.ramBytes)) {
+      throw new CloudletError('BadInput', 'handoff begin needs vm_config with machine, cpuModel and ramBytes');
+    }
+    if (!Array.isArray(b.ports) || b.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) throw new CloudletError('BadInput', 'handoff begin needs ports: a list of guest TCP ports');
+    let base;
+    try { base = this.d.manager.bases.get(b.base_id); } catch {
+      throw new CloudletError('BadInput', `this cloudlet does not hold base ${b.base_id}; import that base here before handing a VM of it off to this cloudlet`);
+    }
+    if (base.manifest.vm.ramBytes !== cfg.ramBytes) throw new CloudletError('Mismatch', `the VM has ${cfg.ramBytes} bytes of RAM, base ${b.base_id.slice(0, 12)} here has ${base.manifest.vm.ramBytes}`);
+    if (this.d.servers.countLive() + this.pendingFinishes() >= this.d.maxServers) {
+      throw new CloudletError('Forbidden', `Quota exceeded for instances: this cloudlet runs at most ${this.d.maxServers} servers`);
+    }
+    const id = crypto.randomUUID();
+    const dir = path.join(storePaths(this.d.ctx.dataDir).tmp, `handoff-${id}`);
+    const applier = await RoundApplier.create(dir, { ram: base.ram, disk: base.disk }).catch((e) => { fs.rmSync(dir, { recursive: true, force: true }); throw e; });
+    this.sessions.set(id, { id, projectId: a.projectId, userId: a.userId, req: b, applier, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() });
+    this.d.ctx.log.info(`handoff ${id}: receiving '${b.name}' of base ${b.base_id.slice(0, 12)} for project ${a.projectName}`);
+    return { id };
+  }
+
+  private async round(s: Session, n: number, req: FastifyRequest): Promise<{ round: number; chunks: number; bytes: number }> {
+    if (n !== s.rounds) throw new CloudletError('Conflict', `handoff ${s.id} expects round ${s.rounds}, got ${n}`);
+    if (s.final) throw new CloudletError('Conflict', `handoff ${s.id} already received its final round`);
+    const body = await readBody(req, s.req.vm_config.ramBytes + (256 << 20));
+    const { header, segments } = decodeRoundBody(body);
+    if (header.round !== n) throw new CloudletError('BadInput', `round body says round ${header.round}, the URL ${n}`);
+    const source = { getSegment: async (digest: string) => {
+      const b = segments.get(digest);
+      if (!b) throw new CloudletError('BadInput', `segment ${digest} is not in the round body`);
+      return b;
+    } };
+    const r = await s.applier.apply(header.segments, source, this.d.compressor());
+    s.rounds++;
+    s.bytes += body.length;
+    s.final = header.final;
+    return { round: n, chunks: r.chunks, bytes: body.length };
+  }
+
+  /** Builds the qcow2, resumes the VM, and only then creates the server: nothing claims a VM that does not run. */
+  private async finish(s: Session): Promise<FinishResponse> {
+    if (!s.final) throw new CloudletError('Conflict', `handoff ${s.id} has not received its final round`);
+    if (s.serverId) throw new CloudletError('Conflict', `handoff ${s.id} already finished`);
+    await failpoint('handoff-finish');
+    const disk = s.applier.buildDiskLayer();
+    s.applier.close();
+    const vmName = `ho-${s.id.slice(0, 13)}`;
+    const vm = await this.d.manager.launch({
+      baseId: s.req.base_id, diskLayer: disk, ramFile: s.applier.ramFile, deviceState: s.applier.deviceState,
+      vmConfig: s.req.vm_config as unknown as VmConfig, ports: s.req.ports, name: vmName,
+    });
+    const ports = Object.fromEntries(vm.ports.map((p) => [String(p.guest), `127.0.0.1:${p.host}`]));
+    const row = this.d.servers.insert({ name: s.req.name, project_id: s.projectId, user_id: s.userId, status: 'ACTIVE', image_id: '',
+      flavor_id: s.req.flavor_id ?? '1', base_id: s.req.base_id, metadata: { ...(s.req.metadata ?? {}), handoff_session: s.id }, ports });
+    this.d.servers.update(row.id, { vm_id: vm.id, progress: 100, launched_at: new Date().toISOString() });
+    s.serverId = row.id;
+    fs.rmSync(s.applier.dir, { recursive: true, force: true });
+    this.d.publish(row.id, s.projectId, 'ACTIVE', 'active');
+    this.d.ctx.log.info(`handoff ${s.id}: '${s.req.name}' runs here as server ${row.id} after ${s.rounds} rounds, ${s.bytes} bytes`);
+    return { server: { id: row.id, name: row.name, status: 'ACTIVE', ports } };
+  }
+
+  /** The source's measurements, kept as the server's metadata (Nova metadata values are strings). */
+  private report(s: Session, r: Record<string, unknown> | undefined): void {
+    if (!s.serverId) throw new CloudletError('Conflict', `handoff ${s.id} has not finished`);
+    if (!r || typeof r !== 'object') throw new CloudletError('BadInput', "handoff report needs a 'report' object");
+    const row = this.d.servers.getRow(s.serverId);
+    if (row) {
+      const meta = { ...row.metadata };
+      for (const k of ['total_ms', 'downtime_ms', 'bytes_sent', 'rounds', 'source_server_id', 'source']) if (r[k] !== undefined) meta[`handoff_${k}`] = String(r[k]);
+      this.d.servers.update(row.id, { metadata: meta });
+    }
+    this.sessions.delete(s.id);
+  }
+
+  private session(a: AuthContext, id: string): Session {
+    const s = this.sessions.get(id);
+    if (!s || s.projectId !== a.projectId) throw new CloudletError('NotFound', `handoff session ${id} could not be found`);
+    s.touched = Date.now();
+    return s;
+  }
+
+  private async exclusive<T>(s: Session, fn: () => Promise<T>): Promise<T> {
+    if (s.busy) throw new CloudletError('Conflict', `handoff ${s.id} is busy with another request`);
+    s.busy = true;
+    try { return await fn(); } catch (e) {
+      // A round that failed half-applied leaves the session unusable: drop it, the source starts over.
+      if (!s.serverId) { this.d.ctx.log.warn(`handoff ${s.id}: ${describeError(e)}; session dropped`); this.drop(s); }
+      throw e;
+    } finally { s.busy = false; }
+  }
+
+  private pendingFinishes(): number { return [...this.sessions.values()].filter((s) => !s.serverId).length; }
+
+  private drop(s: Session): void {
+    this.sessions.delete(s.id);
+    s.applier.close();
+    if (!s.serverId) fs.rmSync(s.applier.dir, { recursive: true, force: true });
+  }
+
+  private sweep(): void {
+    for (const s of this.sessions.values()) if (Date.now() - s.touched > IDLE_MS && !s.busy) this.drop(s);
+  }
+}
+
+async function readBody(req: FastifyRequest, max: number): Promise<Buffer> {
+  const body = req.body as Readable | undefined;
+  if (!body || typeof body.pipe !== 'function') throw new CloudletError('BadInput', 'a handoff round is sent as application/octet-stream', { status: 415 });
+  const declared = Number(req.headers['content-length']);
+  if (declared > max) throw new CloudletError('BadInput', `handoff round of ${declared} bytes is over the limit of ${max}`, { status: 413 });
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of body) {
+    n += (c as Buffer).length;
+    if (n > max) throw new CloudletError('BadInput', `handoff round is over the limit of ${max} bytes`, { status: 413 });
+    parts.push(c as Buffer);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Test hook (as in SandboxManager): with CLOUDLET_FAILPOINT=<name>, stop here forever. */
+async function failpoint(name: string): Promise<void> {
+  if (process.env.CLOUDLET_FAILPOINT !== name) return;
+  process.stderr.write(`FAILPOINT ${name}\n`);
+  await new Promise(() => undefined);
+}

@@ -1,0 +1,168 @@
+/**
+ * The source of a handoff. Checks that the destination holds the base (begin) before touching the
+ * VM; while the VM runs, sends what differs from the destination's copy (round 0: everything that
+ * differs from the base, i.e. the overlay of the current state), then rounds of what changed since,
+ * until a round is small or MAX_ROUNDS; then pauses and saves the device state, sends the last
+ * changes with it, and asks the destination to resume. Any failure before the destination reports
+ * the VM running drops the destination's session and resumes the VM here.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { CloudletError, describeError, throwIfCancelled } from '../common/errors';
+import type { ProgressSink } from '../common/progress';
+import type { SandboxManager } from '../qemu/sandboxManager';
+import { readRecord } from '../qemu/sandboxRecord';
+import { DEFAULT_LEVEL } from '../overlay/overlayWriter';
+import { CHUNK_SIZE } from '../overlay/format';
+import { Qcow2Reader } from '../overlay/qcow2Reader';
+import type { SegmentCompressor } from '../overlay/segmentCompressor';
+import { DestinationClient } from './destinationClient';
+import { DirtyPageTracker } from './dirtyPageTracker';
+import { RoundEncoder } from './roundEncoder';
+import { encodeRoundBody, type FinishResponse } from './protocol';
+import type { HandoffReport } from '../client/types';
+
+/** Rounds while the VM runs, at most. */
+export const MAX_ROUNDS = 5;
+/** A running round that changed at most this many chunks ends the iteration (1 MiB). */
+export const SMALL_ROUND_CHUNKS = 256;
+
+export interface SenderOptions {
+  vmId: string;
+  serverId: string;
+  server: { name: string; flavorId: string; metadata: Record<string, string> };
+  handoffUrl: string;
+  destToken: string;
+  destVmName: string;
+  progress: ProgressSink;
+  signal?: AbortSignal;
+}
+
+export class HandoffSender {
+  private readonly phases: Record<string, number> = {};
+  private readonly roundBytes: number[] = [];
+
+  constructor(private readonly manager: SandboxManager, private readonly compressor: SegmentCompressor, private readonly o: SenderOptions) {}
+
+  async run(): Promise<HandoffReport & { destination_ports: Record<string, string> }> {
+    const { manager, o } = this;
+    const t0 = Date.now();
+    const info = manager.get(o.vmId);
+    if (info.status !== 'running') throw new CloudletError('Conflict', `VM ${o.vmId} is ${info.status}, not running`);
+    const rec = readRecord(info.dir);
+    if (!rec) throw new CloudletError('Internal', `VM ${o.vmId} has no state.json`);
+    const base = manager.bases.get(info.baseId);
+    const dest = new DestinationClient(o.handoffUrl, o.destToken, o.signal);
+
+    o.progress({ phase: 'check', message: `asking ${dest.where} whether it holds base ${info.baseId.slice(0, 12)}` });
+    const sid = await dest.begin({
+      name: o.destVmName, base_id: info.baseId, vm_config: rec.vmConfig as unknown as Record<string, unknown> & { ramBytes: number },
+      ports: info.ports.map((p) => p.guest), flavor_id: o.server.flavorId, metadata: o.server.metadata,
+    }).catch((e) => {
+      throw new CloudletError(e instanceof CloudletError ? e.code : 'Internal', `handoff to ${dest.where} refused before the VM was touched: ${describeError(e)}; the VM kept running at the source`);
+    });
+    this.lap('check', t0);
+
+    const ramDigests = fs.readFileSync(base.ramDigests), diskDigests = fs.readFileSync(base.diskDigests);
+    const ram = new DirtyPageTracker(ramDigests, rec.vmConfig.ramBytes / CHUNK_SIZE);
+    const disk = new DirtyPageTracker(diskDigests, Math.ceil(fs.statSync(base.disk).size / CHUNK_SIZE));
+    const enc = new RoundEncoder({ ramFile: base.ram, diskFile: base.disk, ramDigests, diskDigests }, this.compressor, DEFAULT_LEVEL);
+    const ramFile = path.join(info.dir, 'ram.raw'), diskLayer = path.join(info.dir, 'disk.qcow2');
+    const baseDiskFd = fs.openSync(base.disk, 'r');
+    let round = 0, paused = false, tPause = 0;
+    try {
+      // Live rounds: the RAM file is shared with the running guest; the disk layer is read as it is
+      // (a torn read is harmless: the final round compares every chunk again with the VM paused).
+      const tLive = Date.now();
+      for (;;) {
+        throwIfCancelled(o.signal);
+        enc.begin();
+        const diskChanged = await this.scanDisk(diskLayer, baseDiskFd, disk, enc, false);
+        const ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d), o.signal);
+        await this.send(dest, sid, round, false, enc);
+        o.progress({ phase: 'round', done: round + 1, total: MAX_ROUNDS, message: `round ${round}: ${ramChanged} RAM pages, ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
+        round++;
+        if (ramChanged + diskChanged <= SMALL_ROUND_CHUNKS || round >= MAX_ROUNDS) break;
+      }
+      this.lap('live_rounds', tLive);
+      enc.prepare();
+
+      // Stop and copy: pause, device state (also flushes the disk layer), last changes, resume there.
+      tPause = Date.now();
+      paused = true;
+      o.progress({ phase: 'pause', message: 'pausing the VM and saving its device state' });
+      const snap = await manager.snapshot(o.vmId);
+      this.lap('pause_save', tPause);
+      const tFinal = Date.now();
+      enc.begin();
+      const diskChanged = await this.scanDisk(snap.diskLayer, baseDiskFd, disk, enc, true);
+      const ramChanged = await ram.scanFile(snap.ramFile, (i, page, d) => enc.add('ram', i, page, d));
+      await this.send(dest, sid, round, true, enc, fs.readFileSync(snap.deviceState));
+      o.progress({ phase: 'round', done: round + 1, total: MAX_ROUNDS + 1, message: `final round ${round}: ${ramChanged} RAM pages, ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes with the device state` });
+      round++;
+      this.lap('final_round', tFinal);
+      const tResume = Date.now();
+      o.progress({ phase: 'resume', message: `${dest.where} builds the VM and resumes it` });
+      const fin: FinishResponse = await dest.finish(sid);
+      const tRunning = Date.now();
+      this.lap('destination_resume', tResume);
+      const report = {
+        server_id: o.serverId, destination_server_id: fin.server.id, destination: dest.where,
+        total_ms: tRunning - t0, downtime_ms: tRunning - tPause, bytes_sent: this.roundBytes.reduce((a, b) => a + b, 0),
+        rounds: round, round_bytes: this.roundBytes, phases_ms: this.phases, destination_ports: fin.server.ports,
+      };
+      await dest.report(sid, { ...report, source: 'source-cloudlet', source_server_id: o.serverId })
+        .catch((e) => o.progress({ phase: 'report', message: `the destination did not take the report: ${describeError(e)}` }));
+      return report;
+    } catch (e) {
+      await dest.abort(sid);
+      const back = paused ? await this.resumeHere(info.baseId).then(() => 'the VM was resumed at the source', (r) => `resuming it at the source failed too: ${describeError(r)}`)
+        : 'the VM kept running at the source';
+      const code = e instanceof CloudletError ? e.code : 'Internal';
+      throw new CloudletError(code, `handoff to ${dest.where} failed in round ${round}${paused ? ' (after the pause)' : ''}: ${describeError(e)}; ${back}`);
+    } finally {
+      enc.close();
+      fs.closeSync(baseDiskFd);
+    }
+  }
+
+  /** Every chunk the qcow2 layer holds that differs from what the destination has. */
+  private async scanDisk(layerPath: string, baseDiskFd: number, tracker: DirtyPageTracker, enc: RoundEncoder, consistent: boolean): Promise<number> {
+    let layer: Qcow2Reader | undefined;
+    let changed = 0;
+    try {
+      layer = Qcow2Reader.open(layerPath);
+      const buf = Buffer.alloc(CHUNK_SIZE);
+      for (const idx of layer.allocatedChunks()) {
+        layer.readChunk(idx, buf, baseDiskFd);
+        const d = tracker.check(idx, buf);
+        if (d) { changed++; await enc.add('disk', idx, buf, d); }
+      }
+    } catch (e) {
+      // While QEMU writes, the layer's tables may be caught mid-update; the final round reads it flushed.
+      if (consistent) throw e;
+    } finally {
+      layer?.close();
+    }
+    return changed;
+  }
+
+  private async send(dest: DestinationClient, sid: string, round: number, final: boolean, enc: RoundEncoder, deviceState?: Buffer): Promise<void> {
+    const r = await enc.finish(deviceState);
+    const body = encodeRoundBody({ round, final, segments: r.segments }, r.data);
+    await dest.round(sid, round, body);
+    this.roundBytes.push(body.length);
+  }
+
+  /** Unpause (QEMU still there) or restart from the saved state (QEMU gone). */
+  private async resumeHere(baseId: string): Promise<void> {
+    try {
+      await this.manager.unpause(this.o.vmId);
+    } catch (e) {
+      if (this.manager.get(this.o.vmId).status !== 'stopped') throw e;
+      await this.manager.resume(baseId, { name: this.o.vmId });
+    }
+  }
+
+  private lap(name: string, since: number): void { this.phases[name] = Date.now() - since; }
+}

@@ -1,0 +1,138 @@
+/**
+ * The destination's side of the rounds: applies each round's segments onto a RAM file (a copy of
+ * the base RAM at first) and a sparse disk delta, and at the end writes the qcow2 layer over the
+ * base disk. Segments are checked exactly as synthesis checks them (fetchSegment: size, SHA-256,
+ * declared and actual decompressed size) and their records against the header's chunk list.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { CloudletError } from '../common/errors';
+import { cloneFile } from '../qemu/files';
+import { fetchSegment } from '../overlay/apply';
+import { CHUNK_SIZE, decodeSegment, Encoding, expandRuns, SegmentEntry, Target } from '../overlay/format';
+import type { SegmentSource } from '../overlay/overlayReader';
+import { Qcow2Writer } from '../overlay/qcow2Writer';
+import type { SegmentCompressor } from '../overlay/segmentCompressor';
+
+const DISK_DATA = 1, DISK_ZERO = 2;
+
+export class RoundApplier {
+  readonly ramFile: string;
+  readonly diskDelta: string;
+  readonly deviceState: string;
+  private ramFd = -1;
+  private diskFd = -1;
+  private baseFds: Record<Target, number> = { ram: -1, disk: -1 };
+  private readonly disk = new Map<number, number>();
+  private readonly limits: Record<Target, number>;
+  private hasState = false;
+
+  private constructor(readonly dir: string, private readonly base: { ram: string; disk: string }) {
+    this.ramFile = path.join(dir, 'ram.raw');
+    this.diskDelta = path.join(dir, 'disk.delta');
+    this.deviceState = path.join(dir, 'state.bin');
+    this.limits = { ram: fs.statSync(base.ram).size / CHUNK_SIZE, disk: Math.ceil(fs.statSync(base.disk).size / CHUNK_SIZE) };
+  }
+
+  static async create(dir: string, base: { ram: string; disk: string }): Promise<RoundApplier> {
+    fs.mkdirSync(dir, { recursive: true });
+    const a = new RoundApplier(dir, base);
+    await cloneFile(base.ram, a.ramFile);
+    a.ramFd = fs.openSync(a.ramFile, 'r+');
+    a.diskFd = fs.openSync(a.diskDelta, 'w+');
+    a.baseFds = { ram: fs.openSync(base.ram, 'r'), disk: fs.openSync(base.disk, 'r') };
+    return a;
+  }
+
+  get diskSize(): number { return fs.fstatSync(this.baseFds.disk).size; }
+
+  /** Applies one round: chunk segments first, then copies of chunks of this round (they may refer forward). */
+  async apply(segments: SegmentEntry[], source: SegmentSource, compressor: SegmentCompressor): Promise<{ chunks: number }> {
+    const deferred: Array<{ target: Target; index: number; refTarget: Target; ref: number }> = [];
+    const written: Record<Target, Set<number>> = { ram: new Set(), disk: new Set() };
+    const scratch = Buffer.alloc(CHUNK_SIZE);
+    let chunks = 0;
+    const raws = await Promise.all(segments.map((s) => fetchSegment(s, source, compressor)));
+    segments.forEach((entry, k) => {
+      const raw = raws[k];
+      if (entry.kind === 'device-state') { fs.writeFileSync(this.deviceState, raw); this.hasState = true; return; }
+      const target = entry.target;
+      if (target !== 'ram' && target !== 'disk') throw new CloudletError('BadInput', `segment ${entry.digest} has no target image`);
+      const { records, payloadOffsets } = decodeSegment(raw, entry.digest);
+      const expected = expandRuns(entry.chunks ?? []);
+      if (records.length !== expected.length) throw new CloudletError('Corrupt', `segment ${entry.digest} holds ${records.length} records, its entry lists ${expected.length}`);
+      records.forEach((r, i) => {
+        if (r.index !== expected[i] || r.index >= this.limits[target]) throw new CloudletError('Corrupt', `segment ${entry.digest} record ${i}: ${target} chunk ${r.index} is not the listed one or outside the image`);
+        const at = payloadOffsets[i];
+        chunks++;
+        switch (r.encoding) {
+          case Encoding.Zero: this.put(target, r.index, undefined); break;
+          case Encoding.BaseRam: this.put(target, r.index, this.readBase('ram', r.ref, scratch)); break;
+          case Encoding.BaseDisk: this.put(target, r.index, this.readBase('disk', r.ref, scratch)); break;
+          case Encoding.Raw: this.put(target, r.index, raw.subarray(at, at + CHUNK_SIZE)); break;
+          case Encoding.Xor: {
+            const b = this.readBase(target, r.index, scratch);
+            for (let j = 0; j < CHUNK_SIZE; j++) b[j] ^= raw[at + j];
+            this.put(target, r.index, b);
+            break;
+          }
+          case Encoding.Self:
+            if (r.ref >= this.limits[r.refTarget]) throw new CloudletError('Corrupt', `${target} chunk ${r.index} copies ${r.refTarget} chunk ${r.ref}, outside the image`);
+            deferred.push({ target, index: r.index, refTarget: r.refTarget, ref: r.ref });
+            return;
+        }
+        written[target].add(r.index);
+      });
+    });
+    for (const d of deferred) {
+      if (!written[d.refTarget].has(d.ref)) throw new CloudletError('Corrupt', `${d.target} chunk ${d.index} copies ${d.refTarget} chunk ${d.ref}, which this round does not carry`);
+      this.put(d.target, d.index, this.readCurrent(d.refTarget, d.ref, scratch));
+    }
+    return { chunks };
+  }
+
+  /** Writes the qcow2 layer over the base disk holding every disk chunk received; returns its path. */
+  buildDiskLayer(): string {
+    if (!this.hasState) throw new CloudletError('BadInput', 'the handoff never sent the device state (no final round)');
+    const out = path.join(this.dir, 'disk.qcow2');
+    const chunks = [...this.disk.keys()].sort((a, b) => a - b);
+    const w = Qcow2Writer.create(out, { virtualSize: this.diskSize, backingFile: path.resolve(this.base.disk), backingFormat: 'raw', chunks });
+    try {
+      const buf = Buffer.alloc(CHUNK_SIZE);
+      for (const c of chunks) {
+        if (this.disk.get(c) === DISK_ZERO) w.markZero(c);
+        else { fs.readSync(this.diskFd, buf, 0, CHUNK_SIZE, c * CHUNK_SIZE); w.writeChunk(c, buf); }
+      }
+      w.finish();
+    } catch (e) { w.close(); throw e; }
+    fs.fsyncSync(this.ramFd);
+    return out;
+  }
+
+  close(): void {
+    for (const fd of [this.ramFd, this.diskFd, this.baseFds.ram, this.baseFds.disk]) { if (fd >= 0) try { fs.closeSync(fd); } catch { /* closed */ } }
+    this.ramFd = this.diskFd = -1;
+    this.baseFds = { ram: -1, disk: -1 };
+  }
+
+  private put(target: Target, index: number, data: Buffer | undefined): void {
+    if (target === 'ram') { fs.writeSync(this.ramFd, data ?? Buffer.alloc(CHUNK_SIZE), 0, CHUNK_SIZE, index * CHUNK_SIZE); return; }
+    if (!data) { this.disk.set(index, DISK_ZERO); return; }
+    fs.writeSync(this.diskFd, data, 0, CHUNK_SIZE, index * CHUNK_SIZE);
+    this.disk.set(index, DISK_DATA);
+  }
+
+  private readBase(target: Target, index: number, out: Buffer): Buffer {
+    if (index >= this.limits[target]) throw new CloudletError('Corrupt', `round refers to base ${target} chunk ${index}, outside the base`);
+    out.fill(0);
+    fs.readSync(this.baseFds[target], out, 0, CHUNK_SIZE, index * CHUNK_SIZE);
+    return out;
+  }
+
+  private readCurrent(target: Target, index: number, out: Buffer): Buffer {
+    out.fill(0);
+    if (target === 'ram') fs.readSync(this.ramFd, out, 0, CHUNK_SIZE, index * CHUNK_SIZE);
+    else if (this.disk.get(index) === DISK_DATA) fs.readSync(this.diskFd, out, 0, CHUNK_SIZE, index * CHUNK_SIZE);
+    return out;
+  }
+}

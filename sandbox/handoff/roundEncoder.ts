@@ -1,0 +1,90 @@
+/**
+ * Encodes one handoff round with the overlay module's own pieces: ChunkEncoder decides each
+ * chunk's encoding (zero, copy of a base page/chunk, copy of an earlier chunk of this round, raw,
+ * XOR), encodeSegment lays out ~1 MiB segments, SegmentCompressor compresses them on workers.
+ * A fresh ChunkEncoder per round: its "copy of an earlier chunk" references are only valid within
+ * one round (a later round may overwrite the chunk referred to). prepare() builds the next one
+ * ahead, so the final round (VM paused) does not pay for indexing the base digests.
+ */
+import * as fs from 'fs';
+import { ChunkEncoder } from '../overlay/chunkEncoder';
+import {
+  CHUNK_SIZE, ChunkRecord, encodeSegment, SEGMENT_MAX_RECORDS, SEGMENT_TARGET_BYTES, SegmentEntry, Target, toRuns,
+} from '../overlay/format';
+import type { SegmentCompressor } from '../overlay/segmentCompressor';
+
+export interface BaseFiles { ramFile: string; diskFile: string; ramDigests: Buffer; diskDigests: Buffer }
+
+export interface EncodedRound { segments: SegmentEntry[]; data: Buffer[]; chunks: number; bytes: number }
+
+export class RoundEncoder {
+  private next?: ChunkEncoder;
+  private encoder?: ChunkEncoder;
+  private open: Record<Target, { records: ChunkRecord[]; payload: Buffer[] }> = { ram: { records: [], payload: [] }, disk: { records: [], payload: [] } };
+  private jobs: Array<Promise<{ entry: SegmentEntry; data: Buffer }>> = [];
+  private chunks = 0;
+  private readonly fds: Record<Target, number>;
+
+  constructor(private readonly base: BaseFiles, private readonly compressor: SegmentCompressor, private readonly level: number) {
+    this.fds = { ram: fs.openSync(base.ramFile, 'r'), disk: fs.openSync(base.diskFile, 'r') };
+  }
+
+  /** Builds the next round's encoder now (indexing every base digest takes a moment). */
+  prepare(): void {
+    this.next ??= new ChunkEncoder(this.base.ramDigests, this.base.diskDigests, (target, index, out) =>
+      fs.readSync(this.fds[target], out, 0, CHUNK_SIZE, index * CHUNK_SIZE) === CHUNK_SIZE ? out : undefined);
+  }
+
+  begin(): void {
+    this.prepare();
+    this.encoder = this.next;
+    this.next = undefined;
+    this.jobs = [];
+    this.chunks = 0;
+  }
+
+  async add(target: Target, index: number, data: Buffer, digest: Buffer): Promise<void> {
+    const e = this.encoder!.encode(target, index, data, digest);
+    const seg = this.open[target];
+    seg.records.push({ encoding: e.encoding, index, ref: e.ref, refTarget: e.refTarget });
+    if (e.payload) seg.payload.push(e.payload);
+    this.chunks++;
+    if (seg.payload.length * CHUNK_SIZE >= SEGMENT_TARGET_BYTES || seg.records.length >= SEGMENT_MAX_RECORDS) this.flush(target);
+    // Keep the number of segments in flight bounded (memory), without serialising the workers.
+    if (this.jobs.length > this.compressor.threads * 4) await this.jobs[this.jobs.length - this.compressor.threads * 2];
+  }
+
+  /** Ends the round; the device state (final round) goes in whole as its own segment. */
+  async finish(deviceState?: Buffer): Promise<EncodedRound> {
+    this.flush('disk');
+    this.flush('ram');
+    if (deviceState) {
+      const raw = deviceState;
+      this.jobs.push(this.compressor.compress(raw, this.level).then((c) => ({
+        entry: { digest: c.digest, kind: 'device-state', size: c.data.length, rawSize: raw.length } as SegmentEntry, data: c.data,
+      })));
+    }
+    const done = await Promise.all(this.jobs);
+    this.jobs = [];
+    this.encoder = undefined;
+    return { segments: done.map((d) => d.entry), data: done.map((d) => d.data), chunks: this.chunks, bytes: done.reduce((n, d) => n + d.data.length, 0) };
+  }
+
+  close(): void {
+    for (const fd of Object.values(this.fds)) { try { fs.closeSync(fd); } catch { /* closed */ } }
+  }
+
+  private flush(target: Target): void {
+    const seg = this.open[target];
+    if (!seg.records.length) return;
+    this.open[target] = { records: [], payload: [] };
+    const raw = encodeSegment(seg.records, seg.payload);
+    const chunks = toRuns(seg.records.map((r) => r.index));
+    const job = this.compressor.compress(raw, this.level).then((c) => ({
+      entry: { digest: c.digest, kind: 'chunks', target, size: c.data.length, rawSize: raw.length, records: seg.records.length, chunks } as SegmentEntry,
+      data: c.data,
+    }));
+    job.catch(() => { /* surfaced by finish */ });
+    this.jobs.push(job);
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * Live handoff between two real daemons (127.0.0.2 -> 127.0.0.3) with real QEMU: the sample
+ * back-end's in-RAM counter goes on at the destination, the source VM is gone, the report holds
+ * plausible numbers. Faults: a destination without the base refuses before the VM is touched; a
+ * destination killed in the middle (at its finish step) leaves the VM running at the source with
+ * its counter intact.
+ */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import { startDaemon, killProcessesUsing, type TestDaemon, TEST_USERS } from './fixtures/daemon';
+import { sampleOverlay, uploadOverlay, counter } from './fixtures/sampleOverlay';
+import { CloudletClient, type HandoffReport, type Server } from '../../sandbox/client';
+import { TEST_BASE_RAM_MIB } from './fixtures/testBase';
+
+function qemuPidsUnder(dir: string): number[] {
+  const out: number[] = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    let cmd = '';
+    try { cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8'); } catch { continue; }
+    if (cmd.includes('qemu-system') && cmd.includes(dir)) out.push(Number(p));
+  }
+  return out;
+}
+
+const login = (d: TestDaemon, user: keyof typeof TEST_USERS = 'alice') =>
+  CloudletClient.login({ authUrl: d.authUrl, username: user, password: TEST_USERS[user], project: user === 'bob' ? 'other' : 'demo' });
+
+async function synthesize(c: CloudletClient, overlayUrl: string, name: string): Promise<Server> {
+  const { id, jobId } = await c.createServer({ name, overlayUrl });
+  const end = await c.watchJob(jobId!);
+  assert.equal(end.status, 'DONE', `synthesis: ${end.error}`);
+  return c.getServer(id);
+}
+
+const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80'];
+
+describe('handoff between two daemons with real QEMU', function () {
+  this.timeout(900_000);
+  let overlay: string;
+  let a: TestDaemon;
+  const extra: TestDaemon[] = [];
+
+  before(async () => {
+    overlay = await sampleOverlay();
+    a = await startDaemon({ ip: '127.0.0.2', withTestBase: true });
+  });
+  after(async () => {
+    for (const d of [a, ...extra]) { if (d) { await d.stop(); killProcessesUsing(d.dataDir); } }
+  });
+
+  it('moves a running VM: the counter goes on at the destination, the source VM is gone, the report is plausible', async () => {
+    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true });
+    extra.push(b);
+    const ca = await login(a), cb = await login(b);
+    const src = await synthesize(ca, await uploadOverlay(ca, overlay), 'mover');
+    assert.equal(await counter(port80(src)), 42);
+    assert.equal(await counter(port80(src)), 43);
+
+    const events: string[] = [];
+    const { jobId } = await ca.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token, destVmName: 'moved' });
+    const end = await ca.watchJob(jobId, (e) => events.push(e.phase));
+    assert.equal(end.status, 'DONE', `handoff: ${end.error}`);
+    const r = end.result as HandoffReport;
+
+    // Report: present and plausible.
+    assert.ok(r.bytes_sent > 0 && r.bytes_sent < TEST_BASE_RAM_MIB * 1048576, `bytes_sent ${r.bytes_sent}`);
+    assert.ok(r.downtime_ms > 0 && r.downtime_ms < r.total_ms, `downtime ${r.downtime_ms} of ${r.total_ms}`);
+    assert.ok(r.rounds >= 2, `rounds ${r.rounds}`);
+    assert.equal(r.round_bytes.length, r.rounds);
+    assert.equal(r.round_bytes.reduce((x, y) => x + y, 0), r.bytes_sent);
+    assert.ok(events.filter((p) => p === 'round').length === r.rounds, `a progress event per round: ${events.join(',')}`);
+
+    // Source: server gone, no QEMU.
+    await assert.rejects(ca.getServer(src.id), /could not be found|404/);
+    assert.deepEqual(qemuPidsUnder(a.dataDir), []);
+    assert.equal((await ca.listServers()).length, 0);
+
+    // Destination: the server is in the token's project, ACTIVE, with the report in its metadata.
+    const moved = (await cb.listServers()).find((s) => s.name === 'moved');
+    assert.ok(moved, 'the moved server is listed at the destination');
+    assert.equal(moved.id, r.destination_server_id);
+    assert.equal(moved.status, 'ACTIVE');
+    assert.equal(moved.metadata.handoff_bytes_sent, String(r.bytes_sent));
+    assert.equal(moved.metadata.handoff_downtime_ms, String(r.downtime_ms));
+    assert.equal(qemuPidsUnder(b.dataDir).length, 1);
+    assert.equal((await (await login(b, 'bob')).listServers()).length, 0, 'another project does not see it');
+
+    // The in-RAM counter went on.
+    assert.equal(await counter(port80(moved)), 44);
+    await cb.deleteServer(moved.id);
+    assert.deepEqual(qemuPidsUnder(b.dataDir), []);
+  });
+
+  it('a destination without the base refuses before the VM is touched', async () => {
+    const nob = await startDaemon({ ip: '127.0.0.4' });
+    extra.push(nob);
+    const ca = await login(a), cn = await login(nob);
+    const src = await synthesize(ca, await uploadOverlay(ca, overlay, 'nobase'), 'stay');
+    assert.equal(await counter(port80(src)), 42);
+    const { jobId } = await ca.handoff(src.id, { handoffUrl: cn.endpoint('compute'), destToken: cn.token });
+    const end = await ca.watchJob(jobId);
+    assert.equal(end.status, 'ERROR');
+    assert.match(end.error!, /does not hold base [0-9a-f]{64}/);
+    assert.match(end.error!, /kept running at the source/);
+    const s = await ca.getServer(src.id);
+    assert.equal(s.status, 'ACTIVE');
+    assert.equal(s['OS-EXT-STS:task_state'], null);
+    assert.equal(await counter(port80(s)), 43);
+    await ca.deleteServer(src.id);
+  });
+
+  it('the destination killed in the middle of a handoff: the VM still runs at the source, counter intact', async () => {
+    // The failpoint stops the destination at its finish step: every round is in, the source VM is paused.
+    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'handoff-finish' } });
+    extra.push(b);
+    const ca = await login(a), cb = await login(b);
+    const src = await synthesize(ca, await uploadOverlay(ca, overlay, 'cut'), 'survivor');
+    assert.equal(await counter(port80(src)), 42);
+    const { jobId } = await ca.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token });
+    const ended = ca.watchJob(jobId);
+    const deadline = Date.now() + 600_000;
+    while (!b.log().includes('FAILPOINT handoff-finish')) {
+      if (Date.now() > deadline) throw new Error(`the destination never reached its finish step:\n${b.log()}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal((await ca.getServer(src.id))['OS-EXT-STS:task_state'], 'migrating');
+    await b.kill('SIGKILL');
+    const end = await ended;
+    assert.equal(end.status, 'ERROR');
+    assert.match(end.error!, /handoff to 127\.0\.0\.3:\d+ failed/);
+    assert.match(end.error!, /resumed at the source/);
+    const s = await ca.getServer(src.id);
+    assert.equal(s.status, 'ACTIVE');
+    assert.equal(s['OS-EXT-STS:task_state'], null);
+    assert.match(s.metadata.handoff_error ?? '', /failed/);
+    assert.equal(qemuPidsUnder(a.dataDir).length, 1, qemuPidsUnder(a.dataDir).map((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8')).join('\n'));
+    assert.equal(await counter(port80(s)), 43, 'the counter goes on from where it was');
+    assert.equal(await counter(port80(s)), 44);
+    await ca.deleteServer(src.id);
+  });
+});
