@@ -32,9 +32,9 @@ export function createVmBackend(dataDir: string, manager = new SandboxManager({ 
       const r = OverlayReader.open(file);
       try { return { overlayId: r.overlayId, baseId: r.manifest.baseId, bytes: r.fileSize }; } finally { r.close(); }
     },
-    async synthesize(file, o, progress, signal) {
-      const info = this.inspectOverlay(file);
-      const res = await synthesize(manager, info.baseId, file, { name: o.name, ports: o.ports, progress, signal });
+    async synthesize(overlay, o, progress, signal) {
+      const baseId = typeof overlay === 'string' ? this.inspectOverlay(overlay).baseId : overlay.manifest.baseId;
+      const res = await synthesize(manager, baseId, overlay, { name: o.name, ports: o.ports, progress, signal });
       return vmInfo(res.sandbox);
     },
     async makeOverlay(vmId, outFile, progress, signal) {

@@ -4,6 +4,7 @@
  * interface lets the API logic (states, jobs, restart rules) stay independent of QEMU details.
  */
 import type { ProgressSink } from '../common/progress';
+import type { SynthesisInput } from './overlaySource';
 
 export interface VmInfo {
   id: string;
@@ -27,8 +28,8 @@ export interface VmBackend {
   resume(baseId: string, o: { name: string; ports: number[] }, progress: ProgressSink, signal: AbortSignal): Promise<VmInfo>;
   /** Check an overlay file (manifest, structure) and say which base it needs. */
   inspectOverlay(file: string): OverlayInfo;
-  /** Synthesis: apply the overlay file to its base and launch the resulting VM. */
-  synthesize(overlayFile: string, o: { name: string; ports: number[] }, progress: ProgressSink, signal: AbortSignal): Promise<VmInfo>;
+  /** Synthesis: apply the overlay (a file, or a manifest + segment source) to its base and launch the resulting VM. */
+  synthesize(overlay: SynthesisInput, o: { name: string; ports: number[] }, progress: ProgressSink, signal: AbortSignal): Promise<VmInfo>;
   /** Make an overlay of a VM into `outFile`; returns its id and base. */
   makeOverlay(vmId: string, outFile: string, progress: ProgressSink, signal: AbortSignal): Promise<OverlayInfo>;
   get(vmId: string): VmInfo | undefined;

@@ -13,7 +13,8 @@ import type { ApiModule, AuthContext, DaemonContext } from '../context';
 import type { VmBackend } from '../vmBackend';
 import { ServerStore, migrateServers, type ServerRow } from '../serverStore';
 import { ImageStore, migrateImages } from '../imageStore';
-import { checkOverlayUrl, downloadOverlay, fetchOverlayManifest } from '../overlayFetch';
+import { checkOverlayUrl } from '../overlayFetch';
+import { openHttpOverlay, openOciOverlay } from '../overlaySource';
 import { CloudletError, describeError } from '../../common/errors';
 import { storePaths } from '../../common/paths';
 import type { HandoffService } from '../../handoff/service';
@@ -140,28 +141,28 @@ export function computeModule(opts: ComputeOptions): ApiModule {
         let row: ServerRow;
         if (metadata.overlay_url !== undefined) {
           const url = checkOverlayUrl(metadata.overlay_url);
-          if (url.protocol === 'oci:') throw new CloudletError('BadInput', 'overlay_url scheme "oci" is accepted but this cloudlet has no registry access configured; use http(s)');
-          const headers = authHeadersFor(url.href, ctx.publicUrl, a.token);
-          const { manifest, overlayId } = await fetchOverlayManifest(url.href, headers, opts.overlayMaxBytes);
-          if (!backend.hasBase(manifest.baseId)) {
-            throw new CloudletError('BadInput', `overlay ${overlayId.slice(0, 12)} needs base ${manifest.baseId}, which this cloudlet does not hold; import that base first`);
+          const source = url.protocol === 'oci:' ? await openOciOverlay(metadata.overlay_url, ctx.dataDir, opts.overlayMaxBytes) : await openHttpOverlay(url.href, authHeadersFor(url.href, ctx.publicUrl, a.token), opts.overlayMaxBytes);
+          if (!backend.hasBase(source.baseId)) {
+            await source.close();
+            throw new CloudletError('BadInput', `overlay ${source.overlayId.slice(0, 12)} needs base ${source.baseId}, which this cloudlet does not hold; import that base first`);
           }
           row = servers.insert({ name: s.name, project_id: a.projectId, user_id: a.userId, status: 'BUILD', task_state: 'scheduling', image_id: String(s.imageRef ?? ''),
-            flavor_id: flavorId, base_id: manifest.baseId, metadata, ports: {} });
+            flavor_id: flavorId, base_id: source.baseId, metadata, ports: {} });
           const jobId = ctx.jobs.start('synthesis', a.projectId, row.id, async (job) => {
             const tmp = path.join(storePaths(ctx.dataDir).tmp, `overlay-${row.id}`);
             try {
               servers.update(row.id, { task_state: 'downloading' });
               job.progress({ phase: 'download', done: 0 });
-              await downloadOverlay(url.href, headers, tmp, opts.overlayMaxBytes, (done, total) => job.progress({ phase: 'download', done, total }), job.signal);
+              const overlay = await source.prepare(tmp, (done, total) => job.progress({ phase: 'download', done, total }), job.signal);
               servers.update(row.id, { task_state: 'spawning', progress: 50 });
-              const vm = await backend.synthesize(tmp, { name: `srv-${row.id}`, ports }, (e) => job.progress(e), job.signal);
+              const vm = await backend.synthesize(overlay, { name: `srv-${row.id}`, ports }, (e) => job.progress(e), job.signal);
               return activate(row.id, vm.id, vm.ports);
             } catch (e) {
               failServer(row.id, e);
               throw e;
             } finally {
               fs.rmSync(tmp, { force: true });
+              await source.close();
             }
           });
           row = servers.update(row.id, { job_id: jobId });

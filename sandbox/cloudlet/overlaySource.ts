@@ -1,0 +1,55 @@
+/**
+ * Where a synthesis gets its overlay, opened while the create request is answered (so a missing
+ * base or an overlay over the size cap is a 400 before any server exists), prepared in the job:
+ *   http(s): the manifest is read first, the whole file downloaded into tmp in the job;
+ *   oci:     openOverlayFromOci (sandbox/registry): manifest and sizes from the registry, segments
+ *            fetched in parallel and verified by synthesis itself (no temp file), cached by digest.
+ */
+import type { OverlayManifest } from '../overlay/format';
+import type { SegmentSource } from '../overlay/overlayReader';
+import { blobCacheDirFor, openOverlayFromOci, plainHttpSetting, readCaFile } from '../registry';
+import { CloudletError, describeError } from '../common/errors';
+import { downloadOverlay, fetchOverlayManifest } from './overlayFetch';
+
+/** What backend.synthesize takes: an overlay file, or a manifest with a segment source. */
+export type SynthesisInput = string | { manifest: OverlayManifest; overlayId: string; source: SegmentSource };
+
+export interface OverlaySource {
+  overlayId: string;
+  baseId: string;
+  prepare(tmpFile: string, progress: (done: number, total?: number) => void, signal: AbortSignal): Promise<SynthesisInput>;
+  close(): Promise<void>;
+}
+
+export async function openHttpOverlay(url: string, headers: Record<string, string>, maxBytes: number): Promise<OverlaySource> {
+  const { manifest, overlayId } = await fetchOverlayManifest(url, headers, maxBytes);
+  return {
+    overlayId, baseId: manifest.baseId,
+    async prepare(tmp, progress, signal) { await downloadOverlay(url, headers, tmp, maxBytes, progress, signal); return tmp; },
+    async close() {},
+  };
+}
+
+export async function openOciOverlay(ref: string, dataDir: string, maxBytes: number): Promise<OverlaySource> {
+  let oci;
+  try {
+    oci = await openOverlayFromOci(ref, { cacheDir: blobCacheDirFor(dataDir), ca: readCaFile(), plainHttp: plainHttpSetting() });
+  } catch (e) {
+    const code = e instanceof CloudletError && e.status < 500 ? e.code : 'BadInput';
+    throw new CloudletError(code, `overlay_url ${ref}: ${describeError(e)}`);
+  }
+  if (oci.totalBytes > maxBytes) {
+    await oci.close();
+    throw new CloudletError('BadInput', `overlay at ${ref} is ${oci.totalBytes} bytes, over this cloudlet's cap of ${maxBytes} bytes`, { status: 413 });
+  }
+  const o = oci;
+  return {
+    overlayId: o.overlayId, baseId: o.baseId,
+    async prepare(_tmp, progress) {
+      // Synthesis pulls the segments itself; the registry source reports them as download progress.
+      o.source.progress = (e) => progress(e.done ?? 0, e.total ?? o.totalBytes);
+      return { manifest: o.manifest, overlayId: o.overlayId, source: o.source };
+    },
+    close: () => o.close(),
+  };
+}
