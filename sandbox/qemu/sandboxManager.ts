@@ -12,6 +12,7 @@ import { createLogger, type Logger } from '../common/log';
 import { storePaths, type StorePaths } from '../common/paths';
 import { noProgress, type ProgressSink } from '../common/progress';
 import { BaseStore, type BaseBundle } from '../base/store';
+import { hashFile } from '../base/digests';
 import { chooseAccel } from './accel';
 import { AgentClient, type ExecResult } from './agentClient';
 import { cloneFile } from './files';
@@ -293,7 +294,16 @@ export class SandboxManager {
     const r = this.requireLive(ref);
     const dir = this.dirOf(r.id);
     const qmp = await this.qmpOf(r);
-    const saved = await saveDeviceState(qmp, path.join(dir, 'state.bin'), path.join(dir, 'migrate.sock'));
+    const stateFile = path.join(dir, 'state.bin');
+    let saved: { file: string; bytes: number; sha256: string };
+    const st = await qmp.execute('query-status');
+    if (st.status === 'postmigrate' && r.savedState === stateFile && fs.existsSync(stateFile)) {
+      // Nothing ran since the last snapshot (QEMU stays in postmigrate until cont): that state is current.
+      const d = await hashFile(stateFile);
+      saved = { file: stateFile, bytes: d.bytes, sha256: d.sha256 };
+    } else {
+      saved = await saveDeviceState(qmp, stateFile, path.join(dir, 'migrate.sock'));
+    }
     r.savedState = saved.file;
     this.setStatus(r, 'paused');
     return {

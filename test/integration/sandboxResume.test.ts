@@ -123,6 +123,16 @@ describe('sandbox VMs resumed from the test base (real QEMU)', function () {
     assert.equal(r.stdout, 'before-stop\nmem-only\n', 'disk and RAM both continue (tmpfs content survives)');
   });
 
+  it('snapshot then stop without unpausing keeps the snapshot state; the sandbox continues from it', async () => {
+    await th.manager.exec('two', 'echo at-snapshot > /run/mark');
+    const a = await th.manager.snapshot('two');
+    const b = await th.manager.snapshot('two');
+    assert.equal(b.deviceStateSha256, a.deviceStateSha256, 'a second snapshot of a VM that did not run is the same state');
+    await th.manager.stop('two');
+    await th.manager.resume(th.baseId, { name: 'two' });
+    assert.equal((await th.manager.exec('two', 'cat /run/mark')).stdout, 'at-snapshot\n');
+  });
+
   it('delete ends the QEMU and removes the sandbox', async () => {
     const s = th.manager.get('cont');
     await th.manager.delete('cont');
