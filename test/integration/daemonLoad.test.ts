@@ -1,0 +1,88 @@
+/**
+ * Load and isolation with real VMs on one daemon: 8 concurrent syntheses of one overlay all reach
+ * ACTIVE (or end with a clear ERROR/403 when over capacity), each VM answering on its own forwarded
+ * port with its own fresh counter; a 9th request over capacity gets 403. Then project B cannot
+ * see, show, delete or act on a real server of project A.
+ */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import { startDaemon, type TestDaemon, TEST_USERS } from './fixtures/daemon';
+import { sampleOverlay, uploadOverlay, counter, httpGet } from './fixtures/sampleOverlay';
+import { CloudletClient, ApiError, type Server } from '../../sandbox/client';
+
+const N = 8;
+
+describe('cloudlet daemon: load and isolation with real VMs', function () {
+  this.timeout(1_800_000);
+  let d: TestDaemon;
+  let alice: CloudletClient, bob: CloudletClient;
+  let overlayUrl: string;
+  const active: Server[] = [];
+
+  before(async () => {
+    const overlay = await sampleOverlay();
+    d = await startDaemon({ ip: '127.0.0.2', withTestBase: true });
+    alice = await CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
+    bob = await CloudletClient.login({ authUrl: d.authUrl, username: 'bob', password: TEST_USERS.bob, project: 'other' });
+    overlayUrl = await uploadOverlay(alice, overlay);
+  });
+  after(async () => { await d?.stop(); });
+
+  it(`${N} concurrent syntheses of one overlay: each ACTIVE VM answers with its own counter, over capacity is a clear 403/ERROR`, async () => {
+    const created = await Promise.allSettled(Array.from({ length: N }, (_, i) => alice.createServer({ name: `load-${i}`, overlayUrl })));
+    const accepted: Array<{ id: string; jobId?: string }> = [];
+    for (const c of created) {
+      if (c.status === 'fulfilled') accepted.push(c.value);
+      else {
+        assert.ok(c.reason instanceof ApiError && c.reason.httpStatus === 403, String(c.reason));
+        assert.match(c.reason.message, /Quota exceeded for instances/);
+      }
+    }
+    assert.ok(accepted.length > 0, 'no request accepted');
+    const ends = await Promise.all(accepted.map((c) => alice.watchJob(c.jobId!)));
+    for (const [i, e] of ends.entries()) {
+      const s = await alice.getServer(accepted[i].id);
+      if (e.status === 'DONE') { assert.equal(s.status, 'ACTIVE'); active.push(s); } else {
+        assert.equal(s.status, 'ERROR');
+        assert.ok(s.fault?.message && s.fault.message.length > 10, `an ERROR says why: ${JSON.stringify(s.fault)}`);
+      }
+    }
+    assert.equal(active.length, accepted.length, `all accepted syntheses reach ACTIVE on a cloudlet of ${N} servers: ${ends.map((e) => e.error).filter(Boolean).join('; ')}`);
+    const ports = new Set(active.map((s) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80']));
+    assert.equal(ports.size, active.length, 'every VM has its own forwarded port');
+    for (const s of active) {
+      const hp = (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80'];
+      assert.match((await httpGet(hp, '/index.html')).body, /sample back-end/);
+      assert.equal(await counter(hp), 42, `server ${s.name}: its own counter, from the overlay's state`);
+    }
+    if (active.length === N) {
+      await assert.rejects(alice.createServer({ name: 'one-too-many', overlayUrl }), (e: ApiError) => e.httpStatus === 403 && /Quota exceeded/.test(e.message));
+    }
+    const tmp = path.join(d.dataDir, 'tmp');
+    assert.deepEqual(fs.readdirSync(tmp).filter((f) => !f.startsWith('.')), [], 'no work files left in tmp');
+  });
+
+  it('project B cannot see, show, delete or act on a real server of project A', async () => {
+    const s = active[0] ?? await (async () => {
+      const c = await alice.createServer({ name: 'iso', overlayUrl });
+      assert.equal((await alice.watchJob(c.jobId!)).status, 'DONE');
+      return alice.getServer(c.id);
+    })();
+    assert.ok(!(await bob.listServers()).some((x) => x.id === s.id), 'not in B\'s list');
+    const raw = await fetch(`${bob.endpoint('compute')}/servers?all_tenants=1`, { headers: { 'x-auth-token': bob.token } });
+    assert.ok(!((await raw.json()) as { servers: Server[] }).servers.some((x) => x.id === s.id), 'all_tenants is for admins only');
+    const is404 = (e: ApiError) => e.httpStatus === 404;
+    await assert.rejects(bob.getServer(s.id), is404);
+    await assert.rejects(bob.call('compute', 'GET', `/servers/${s.id}/metadata`), is404);
+    await assert.rejects(bob.pauseServer(s.id), is404);
+    await assert.rejects(bob.stopServer(s.id), is404);
+    await assert.rejects(bob.finishOverlay(s.id, 'steal'), is404);
+    await assert.rejects(bob.handoff(s.id, { handoffUrl: bob.endpoint('compute'), destToken: bob.token }), is404);
+    await assert.rejects(bob.deleteServer(s.id), is404);
+    const after = await alice.getServer(s.id);
+    assert.equal(after.status, 'ACTIVE');
+    assert.equal(await counter((after['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80']), 43, 'untouched, still running');
+    for (const x of await alice.listServers()) await alice.deleteServer(x.id);
+  });
+});
