@@ -85,7 +85,7 @@ for (const [label, argv] of SHELLS) {
     });
 
     it('copies a file in, in chunks, with its mode', async () => {
-      const data = Buffer.alloc(10_000).map((_, i) => (i * 7) & 0xff);
+      const data = Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 7) & 0xff));
       const dest = path.join(tmp, 'sub dir', 'f.bin');
       agent.send(`W c1 ${b64(dest)} 750`);
       assert.equal(await agent.next(), 'D c1 0');
