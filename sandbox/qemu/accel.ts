@@ -43,7 +43,7 @@ function probeKvm(qemu: string, kernel: string, cpuModel: string): Promise<{ ok:
       child.kill('SIGKILL');
       resolve({ ok, detail });
     };
-    const timer = setTimeout(() => finish(false, `a test kernel did not boot under KVM within ${PROBE_TIMEOUT_MS / 1000} s (console: ${JSON.stringify(serial.trim().split('\n').pop() ?? '')})`), PROBE_TIMEOUT_MS);
+    const timer = setTimeout(() => finish(false, `a test kernel did not boot under KVM within ${PROBE_TIMEOUT_MS / 1000} s (${serial.trim() ? `last console line: ${JSON.stringify(serial.trim().split('\n').pop())}` : 'no console output; a paravirtual KVM that cannot run stock kernels?'})`), PROBE_TIMEOUT_MS);
     const onData = (d: Buffer) => {
       out += d.toString();
       if (/Freeing unused kernel|Run \/init|Kernel panic|VFS: /.test(out)) finish(true, 'a test kernel booted under KVM');
