@@ -70,8 +70,7 @@ do_exec() {  # id timeout b64cmd
   st=$?
   send_b64 O "$work/out" "$1"
   send_b64 E "$work/err" "$1"
-  rm -f "$work/out" "$work/err" "$work/cmd"
-  reply "D $1 $st"
+  reply "D $1 $st"   # (the files are truncated by the next request's redirections: no rm fork)
 }
 
 copy_path=; copy_mode=; copy_id=
