@@ -1,5 +1,7 @@
 /**
- * What the destination holds, as one SHA-256 per 4 KiB chunk of one image (RAM or disk). It starts
+ * What the destination holds, per 4 KiB chunk of one image: a SHA-256 (DirtyPageTracker, for the
+ * disk: only allocated chunks are ever read) or a byte copy (ShadowPageTracker, for RAM: comparing
+ * bytes is several times faster than hashing every page, which shortens the paused round). It starts
  * as the base's digest list (the destination starts from its copy of the base), and every chunk
  * sent replaces its entry with the digest of the very bytes that were encoded, so "changed since
  * the last round" is exactly "differs from what the destination has", whatever the guest did
@@ -11,6 +13,31 @@ import { CloudletError } from '../common/errors';
 import { CHUNK_SIZE } from '../overlay/format';
 
 const READ_BLOCK = 8 << 20;
+
+/** A copy of the bytes the destination holds: a page compare (memcmp) instead of a SHA-256 per page. */
+export class ShadowPageTracker {
+  private readonly held: Buffer;
+
+  /** `initial` is what the destination starts from (the base RAM file), read whole. */
+  constructor(initial: string, readonly chunks: number) {
+    this.held = Buffer.alloc(chunks * CHUNK_SIZE);
+    const fd = fs.openSync(initial, 'r');
+    try { for (let off = 0; off < this.held.length;) { const n = fs.readSync(fd, this.held, off, this.held.length - off, off); if (n === 0) break; off += n; } } finally { fs.closeSync(fd); }
+  }
+
+  /** Digest of `data` if it differs from what the destination holds (and records it as sent). */
+  check(index: number, data: Buffer): Buffer | undefined {
+    if (index >= this.chunks) throw new CloudletError('Internal', `chunk ${index} is outside the tracked image (${this.chunks} chunks)`);
+    const at = index * CHUNK_SIZE;
+    if (this.held.compare(data, 0, CHUNK_SIZE, at, at + CHUNK_SIZE) === 0) return undefined;
+    data.copy(this.held, at, 0, CHUNK_SIZE);
+    return createHash('sha256').update(data).digest();
+  }
+
+  scanFile(file: string, visit: (index: number, page: Buffer, digest: Buffer) => Promise<void>, signal?: AbortSignal): Promise<number> {
+    return scanFile(this, file, visit, signal);
+  }
+}
 
 export class DirtyPageTracker {
   private readonly held: Buffer;
@@ -29,26 +56,31 @@ export class DirtyPageTracker {
     return digest;
   }
 
-  /** Reads a whole image file in large blocks and visits each changed page. */
-  async scanFile(file: string, visit: (index: number, page: Buffer, digest: Buffer) => Promise<void>, signal?: AbortSignal): Promise<number> {
-    const fd = fs.openSync(file, 'r');
-    const block = Buffer.alloc(READ_BLOCK);
-    let changed = 0;
-    try {
-      const size = Math.min(fs.fstatSync(fd).size, this.chunks * CHUNK_SIZE);
-      for (let off = 0; off < size; off += READ_BLOCK) {
-        if (signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
-        const n = fs.readSync(fd, block, 0, Math.min(READ_BLOCK, size - off), off);
-        for (let p = 0; p + CHUNK_SIZE <= n; p += CHUNK_SIZE) {
-          const page = block.subarray(p, p + CHUNK_SIZE);
-          const idx = (off + p) / CHUNK_SIZE;
-          const d = this.check(idx, page);
-          if (d) { changed++; await visit(idx, page, d); }
-        }
-      }
-    } finally {
-      fs.closeSync(fd);
-    }
-    return changed;
+  scanFile(file: string, visit: (index: number, page: Buffer, digest: Buffer) => Promise<void>, signal?: AbortSignal): Promise<number> {
+    return scanFile(this, file, visit, signal);
   }
+}
+
+/** Reads a whole image file in large blocks and visits each changed page. */
+async function scanFile(t: { chunks: number; check(i: number, d: Buffer): Buffer | undefined }, file: string,
+  visit: (index: number, page: Buffer, digest: Buffer) => Promise<void>, signal?: AbortSignal): Promise<number> {
+  const fd = fs.openSync(file, 'r');
+  const block = Buffer.alloc(READ_BLOCK);
+  let changed = 0;
+  try {
+    const size = Math.min(fs.fstatSync(fd).size, t.chunks * CHUNK_SIZE);
+    for (let off = 0; off < size; off += READ_BLOCK) {
+      if (signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
+      const n = fs.readSync(fd, block, 0, Math.min(READ_BLOCK, size - off), off);
+      for (let p = 0; p + CHUNK_SIZE <= n; p += CHUNK_SIZE) {
+        const page = block.subarray(p, p + CHUNK_SIZE);
+        const idx = (off + p) / CHUNK_SIZE;
+        const d = t.check(idx, page);
+        if (d) { changed++; await visit(idx, page, d); }
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return changed;
 }

@@ -15,6 +15,8 @@ import { CloudletError, describeError } from '../common/errors';
 import { storePaths } from '../common/paths';
 import type { SandboxManager, VmConfig } from '../qemu/sandboxManager';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
+import { chooseAccel } from '../qemu/accel';
+import { checkHostCanRun, hostQemu, qemuBinary } from '../qemu/host';
 import { RoundApplier } from './roundApplier';
 import { decodeRoundBody, HANDOFF_PATH, type BeginRequest, type FinishResponse } from './protocol';
 
@@ -98,6 +100,10 @@ export class HandoffReceiver {
     if (this.d.servers.countLive() + this.pendingFinishes() >= this.d.maxServers) {
       throw new CloudletError('Forbidden', `Quota exceeded for instances: this cloudlet runs at most ${this.d.maxServers} servers`);
     }
+    // What launch checks (base files, host QEMU, accelerator probe) is done now, not in the downtime.
+    await this.d.manager.bases.verifyQuick(b.base_id);
+    const binary = qemuBinary();
+    checkHostCanRun(await hostQemu(binary), cfg, (await chooseAccel(binary, cfg.cpuModel)).accel, `handoff of base ${b.base_id.slice(0, 12)}`);
     const id = crypto.randomUUID();
     const dir = path.join(storePaths(this.d.ctx.dataDir).tmp, `handoff-${id}`);
     const applier = await RoundApplier.create(dir, { ram: base.ram, disk: base.disk }).catch((e) => { fs.rmSync(dir, { recursive: true, force: true }); throw e; });

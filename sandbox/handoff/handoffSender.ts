@@ -17,7 +17,7 @@ import { CHUNK_SIZE } from '../overlay/format';
 import { Qcow2Reader } from '../overlay/qcow2Reader';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { DestinationClient } from './destinationClient';
-import { DirtyPageTracker } from './dirtyPageTracker';
+import { DirtyPageTracker, ShadowPageTracker } from './dirtyPageTracker';
 import { RoundEncoder } from './roundEncoder';
 import { encodeRoundBody, type FinishResponse } from './protocol';
 import type { HandoffReport } from '../client/types';
@@ -64,7 +64,7 @@ export class HandoffSender {
     this.lap('check', t0);
 
     const ramDigests = fs.readFileSync(base.ramDigests), diskDigests = fs.readFileSync(base.diskDigests);
-    const ram = new DirtyPageTracker(ramDigests, rec.vmConfig.ramBytes / CHUNK_SIZE);
+    const ram = new ShadowPageTracker(base.ram, rec.vmConfig.ramBytes / CHUNK_SIZE);
     const disk = new DirtyPageTracker(diskDigests, Math.ceil(fs.statSync(base.disk).size / CHUNK_SIZE));
     const enc = new RoundEncoder({ ramFile: base.ram, diskFile: base.disk, ramDigests, diskDigests }, this.compressor, DEFAULT_LEVEL);
     const ramFile = path.join(info.dir, 'ram.raw'), diskLayer = path.join(info.dir, 'disk.qcow2');
