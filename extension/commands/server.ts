@@ -8,6 +8,7 @@ import { LOCAL } from '../cloudlets';
 import { initialServerState, serverEnded, serverProgress, serverStatus } from '../state/panels';
 import type { ServerPanel } from '../panels/serverPanel';
 import { CloudletError } from '../errors';
+import { isBaseImage, shortId } from '../state/tree';
 
 async function targetServer(ext: Ext, node: unknown, placeHolder: string, filter: (s: ServerInfo) => boolean = () => true): Promise<{ cloudlet: string; server: ServerInfo }> {
   if (isNode(node) && node.cloudlet && node.resourceId && (node.kind === 'server' || node.kind === 'sandbox')) {
@@ -33,6 +34,14 @@ export const serverCommands: CommandDef[] = [
         ? await (await sessionOf(ext, LOCAL)).getOverlay(node.resourceId) : await pickOverlay(ext, 'Overlay to synthesize');
       const cloudlet = isNode(node) && node.kind === 'cloudlet' && node.cloudlet ? node.cloudlet : await pickCloudlet(ext, 'Cloudlet to synthesize on');
       const s = await sessionOf(ext, cloudlet);
+      // The cloudlet must hold the overlay's base: say so before sending anything.
+      if (overlay.baseId) {
+        const bases = (await s.listImages()).filter(isBaseImage).map((b) => b.baseId);
+        if (!bases.includes(overlay.baseId)) {
+          throw new CloudletError('Mismatch', `${cloudlet} does not have base ${shortId(overlay.baseId)} that overlay ${overlay.name} needs`,
+            { hint: 'export the base VM (Cloudlet: Export Base VM...) and import it on that cloudlet first' });
+        }
+      }
       let url = overlay.publishedRef ?? overlay.url;
       if (!overlay.publishedRef && cloudlet !== LOCAL) {
         // Not published: send the overlay to the cloudlet's image service first (a daemon gives its token only to itself).

@@ -235,7 +235,8 @@ export class Workbench {
 
   /** Closes the bottom panel (terminal) so an editor panel gets the whole height for a screenshot. */
   async closeBottomPanel(): Promise<void> {
-    await this.command('View: Close Panel').catch(() => {});
+    if (await this.page.locator('.part.panel.bottom:visible').count()) await this.command('View: Hide Panel').catch(() => {});
+    await this.page.keyboard.press('Escape');
     await sleep(300);
   }
 }
