@@ -136,9 +136,12 @@ export class SandboxManager {
     try {
       progress({ phase: 'prepare', message: 'qcow2 layer and private RAM copy' });
       const disk = path.join(dir, 'disk.qcow2');
-      await run(imgBinary, ['create', '-q', '-f', 'qcow2', '-o', `cluster_size=4096,backing_file=${base.disk},backing_fmt=raw`, disk]);
-      await cloneFile(base.ram, path.join(dir, 'ram.raw'));
-      const ports = await this.resolvePorts([...base.manifest.ports, ...(opts.ports ?? [])]);
+      // Independent steps, run together: the disk layer, the RAM copy, the loopback ports.
+      const [, , ports] = await Promise.all([
+        run(imgBinary, ['create', '-q', '-f', 'qcow2', '-o', `cluster_size=4096,backing_file=${base.disk},backing_fmt=raw`, disk]),
+        cloneFile(base.ram, path.join(dir, 'ram.raw')),
+        this.resolvePorts([...base.manifest.ports, ...(opts.ports ?? [])]),
+      ]);
       return await this.boot({ id, dir, base, vmConfig: base.manifest.vm, deviceState: base.state, ports, binary, accel: accel.accel, accelReason: accel.reason, qemuVersion: host.version, progress });
     } catch (e) {
       await this.discard(id, dir);
