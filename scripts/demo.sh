@@ -40,3 +40,59 @@ echo "   curl http://127.0.0.1:$port/ -> $(curl -s --max-time 20 "http://127.0.0
 
 echo "== done. Sandboxes now:"
 cloudlet sandbox list | sed 's/^/   /'
+
+# =================================================================================================
+# Two cloudlets and a live handoff (section owned by the daemon/handoff work; the part above is the
+# sandbox demo). Build the sample back-end overlay, start two daemons on 127.0.0.2 and 127.0.0.3
+# that hold the base, synthesize on the first, call the back-end, hand it off to the second, call it
+# again: its in-RAM counter goes on. Prints timings and bytes; the daemons and VMs stop at the end.
+# =================================================================================================
+echo "== 6. build the sample back-end overlay (test/fixtures/sample-backend) on base ${base:0:12}"
+t0=$(now); built=$(cloudlet build test/fixtures/sample-backend --base "$base" --rm --json); t1=$(now)
+overlay=$(echo "$built" | json path)
+echo "   overlay $(echo "$built" | json overlayId | cut -c1-12): $(stat -c %s "$overlay") bytes ($(ms "$t0" "$t1") ms)"
+
+echo "== 7. two cloudlets on 127.0.0.2 and 127.0.0.3, each holding the base"
+work=$(mktemp -d /tmp/cloudlet-demo-XXXXXX)
+export CLOUDLET_CONFIG_DIR="$work/cli"   # the CLI's saved logins for this demo only
+pids=()
+stop_cloudlets() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  # VMs outlive a daemon by design (it adopts them on restart): end the ones this demo started.
+  for p in $(pgrep -f "qemu-system.*$work" || true); do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap 'stop_cloudlets; cloudlet sandbox delete demo >/dev/null 2>&1 || true' EXIT
+cloudlet base export "$base" "$work/base.tar" >/dev/null
+cat > "$work/config.yaml" <<YAML
+projects: [demo]
+users:
+  - { name: alice, password: demo-secret, roles: { demo: [admin, member] } }
+YAML
+declare -A url
+for ip in 127.0.0.2 127.0.0.3; do
+  CLOUDLET_HOME="$work/$ip" cloudlet base import "$work/base.tar" >/dev/null
+  node --import tsx sandbox/cli/main.ts serve --listen "$ip:0" --data "$work/$ip" --config "$work/config.yaml" > "$work/$ip.out" 2> "$work/$ip.log" &
+  pids+=($!)
+  for _ in $(seq 1 300); do grep -q '"listening"' "$work/$ip.out" 2>/dev/null && break; sleep 0.1; done
+  url[$ip]=$(head -1 "$work/$ip.out" | json listening)
+  CLOUDLET_PASSWORD=demo-secret cloudlet login "${url[$ip]}" --user alice --project demo --name "$ip" >/dev/null
+  echo "   cloudlet $ip: ${url[$ip]}"
+done
+
+echo "== 8. synthesize the overlay on 127.0.0.2"
+t0=$(now); srv=$(cloudlet synthesize --cloudlet 127.0.0.2 "$overlay" --name counter --json 2>/dev/null | tail -1); t1=$(now)
+hp=$(echo "$srv" | json 'OS-EXT-CLOUDLET:ports.80')
+echo "   server $(echo "$srv" | json id) ACTIVE in $(ms "$t0" "$t1") ms (upload + synthesis), back-end on $hp"
+echo "   curl http://$hp/cgi-bin/counter -> $(curl -s --max-time 20 "http://$hp/cgi-bin/counter")"
+echo "   curl http://$hp/cgi-bin/counter -> $(curl -s --max-time 20 "http://$hp/cgi-bin/counter")"
+
+echo "== 9. hand it off, running, to 127.0.0.3"
+t0=$(now); report=$(cloudlet handoff counter --cloudlet 127.0.0.2 --to 127.0.0.3 --json 2>/dev/null | tail -1); t1=$(now)
+echo "   total $(echo "$report" | json total_ms) ms, downtime $(echo "$report" | json downtime_ms) ms, $(echo "$report" | json bytes_sent) bytes in $(echo "$report" | json rounds) rounds ($(ms "$t0" "$t1") ms as seen by the CLI)"
+echo "   per round (bytes): $(echo "$report" | json round_bytes)"
+moved=$(cloudlet servers --cloudlet 127.0.0.3 --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s).find(x=>x.name==="counter");console.log(v["OS-EXT-CLOUDLET:ports"]["80"])})')
+echo "   servers on 127.0.0.2: $(cloudlet servers --cloudlet 127.0.0.2 --json | json length)"
+echo "   curl http://$moved/cgi-bin/counter (now on 127.0.0.3) -> $(curl -s --max-time 20 "http://$moved/cgi-bin/counter")"
+echo "== done: the counter went on across the handoff; stopping both cloudlets"
