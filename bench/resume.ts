@@ -53,6 +53,8 @@ async function main(): Promise<void> {
   try {
     fs.mkdirSync(path.join(th.home, 'tmp'), { recursive: true });
     await th.manager.bases.verifyQuick(th.baseId); // not part of the figure: done once per base
+    await chooseAccel(qemuBinary()); // nor the KVM probe: once per host boot
+    // Interleaved (resume, boot, resume, boot ...) so both see the same load on a shared machine.
     for (let i = 0; i < runs; i++) {
       const t0 = performance.now();
       const s = await th.manager.resume(th.baseId, { name: `bench-${i}` });
@@ -65,8 +67,6 @@ async function main(): Promise<void> {
       firstExecMs.push(t2 - t1);
       await th.manager.delete(s.id);
       process.stderr.write(`resume run ${i + 1}: ${(t2 - t0).toFixed(0)} ms (QEMU start -> running ${s.resumeMs} ms, first command ${(t2 - t1).toFixed(0)} ms)\n`);
-    }
-    for (let i = 0; i < runs; i++) {
       const ms = await coldBoot(th.home, th.baseId, i);
       bootMs.push(ms);
       process.stderr.write(`cold boot run ${i + 1}: ${ms.toFixed(0)} ms\n`);
