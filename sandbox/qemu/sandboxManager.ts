@@ -205,7 +205,16 @@ export class SandboxManager {
     this.live.set(o.id, { qmp: vm.qmp, agent });
     try {
       await agent.attach();
-      await loadDeviceState(vm.qmp, o.deviceState, path.join(o.dir, 'migrate.sock'));
+      try {
+        await loadDeviceState(vm.qmp, o.deviceState, path.join(o.dir, 'migrate.sock'));
+      } catch (e) {
+        // QEMU exits when an incoming state does not load: say which file, with QEMU's reason.
+        if (e instanceof CloudletError && e.code === 'Unavailable') {
+          await Promise.race([vm.exited.catch(() => undefined), new Promise((r) => setTimeout(r, 3000))]); // for its log
+          throw new CloudletError('Corrupt', `QEMU could not load the device state ${o.deviceState}`, { cause: e });
+        }
+        throw e;
+      }
       await vm.qmp.execute('cont');
     } catch (e) {
       const tail = logTail(path.join(o.dir, 'qemu.log'));

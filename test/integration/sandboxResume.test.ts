@@ -113,6 +113,20 @@ describe('sandbox VMs resumed from the test base (real QEMU)', function () {
     await th.manager.delete('launched');
   });
 
+  it('launch() with a damaged device state is refused, naming the file, and leaves nothing', async () => {
+    const snap = await th.manager.snapshot('two');
+    const work = path.join(th.home, 'tmp', 'badlaunch');
+    fs.mkdirSync(work, { recursive: true });
+    fs.copyFileSync(snap.ramFile, path.join(work, 'ram.raw'));
+    fs.copyFileSync(snap.diskLayer, path.join(work, 'disk.qcow2'));
+    fs.copyFileSync(snap.deviceState, path.join(work, 'state.bin'));
+    await th.manager.unpause('two');
+    fs.truncateSync(path.join(work, 'state.bin'), Math.floor(snap.deviceStateBytes / 2));
+    await assert.rejects(th.manager.launch({ baseId: snap.baseId, diskLayer: path.join(work, 'disk.qcow2'), ramFile: path.join(work, 'ram.raw'), deviceState: path.join(work, 'state.bin'), vmConfig: snap.vmConfig, name: 'badlaunch' }),
+      (e) => isCloudletError(e, 'Corrupt') && e.message.includes(path.join(work, 'state.bin')));
+    assert.ok(!th.manager.list().some((s) => s.id === 'badlaunch'));
+  });
+
   it('stop saves the state; resume with the same name continues it', async () => {
     await th.manager.exec('one', 'echo before-stop > /root/kept; echo mem-only > /run/volatile');
     const stopped = await th.manager.stop('one');
