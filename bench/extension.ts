@@ -101,11 +101,26 @@ async function activationInCodeServer(ours: string, sample: string): Promise<{ o
   const browser = await launchBrowser();
   try {
     const wb = await Workbench.open(browser, cs);
+    try {
+      return await measure(wb);
+    } catch (e) {
+      await wb.shot('bench-failed').catch(() => {});
+      throw e;
+    }
+  } finally {
+    await browser.close();
+    await cs.stop();
+    fs.rmSync(ws, { recursive: true, force: true });
+  }
+}
+
+async function measure(wb: Workbench): Promise<{ ours: Activation; sample: Activation }> {
+  {
     await wb.page.reload();  // pick up the second extension
     await wb.page.locator('.activitybar').waitFor({ timeout: 60_000 });
     await wb.openCloudlets();
     await wb.page.locator('.activitybar .action-item [aria-label^="Sample"]').first().click();
-    await wb.page.locator('.pane-header', { hasText: 'Items' }).waitFor({ timeout: 60_000 });
+    await wb.page.locator('.monaco-list-row', { hasText: 'three' }).first().waitFor({ timeout: 60_000 });
     await wb.command('Developer: Show Running Extensions');
     const row = (name: string) => wb.page.locator('.runtime-extensions-editor .monaco-list-row', { hasText: name }).first();
     const read = async (name: string) => until(`activation time of ${name}`, async () => {
@@ -115,10 +130,6 @@ async function activationInCodeServer(ours: string, sample: string): Promise<{ o
     const [a, b] = [await read('Cloudlet Toolkit'), await read('Sample Tree')];
     await wb.shot('bench-running-extensions');
     return { ours: parseActivation(a), sample: parseActivation(b) };
-  } finally {
-    await browser.close();
-    await cs.stop();
-    fs.rmSync(ws, { recursive: true, force: true });
   }
 }
 
