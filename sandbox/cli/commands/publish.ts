@@ -211,7 +211,7 @@ export function register(program: Command): void {
 }
 
 async function promptLine(question: string): Promise<string> {
-  const readline = await import('readline/promises');
+  const readline = await import('node:readline/promises');
   const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
   try {
     return (await rl.question(question)).trim();
