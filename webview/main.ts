@@ -28,7 +28,9 @@ function phaseRows(phases: PhaseState[], running: boolean): HTMLElement {
   phases.forEach((p, i) => {
     const open = p.endedAt === undefined && running && i === phases.length - 1;
     const dur = p.endedAt !== undefined ? formatMs(p.endedAt - p.startedAt) : open ? 'running' : '';
-    const bytes = p.total ? `${formatBytes(p.done ?? 0)} / ${formatBytes(p.total)}` : p.done ? formatBytes(p.done) : '';
+    // Rounds of a handoff count rounds, every other phase counts bytes.
+    const fmt = /round/i.test(p.name) ? (n: number) => String(n) : formatBytes;
+    const bytes = p.total ? `${fmt(p.done ?? 0)} / ${fmt(p.total)}` : p.done ? fmt(p.done) : '';
     const row = el('li', { class: open ? 'phase open' : 'phase' },
       el('span', { class: 'phase-name' }, p.name),
       el('span', { class: 'phase-msg' }, p.message ?? ''),
