@@ -11,23 +11,9 @@ import type { ProgressEvent } from '../common/progress';
 import type { Logger } from '../common/log';
 import { describeError } from '../common/errors';
 
-export type JobStatus = 'RUNNING' | 'DONE' | 'ERROR' | 'CANCELLED';
-
-export interface JobRecord {
-  id: string;
-  kind: string;
-  project_id: string;
-  resource_id: string | null;
-  status: JobStatus;
-  phase: string | null;
-  message: string | null;
-  done: number | null;
-  total: number | null;
-  error: string | null;
-  result: unknown;
-  created_at: string;
-  updated_at: string;
-}
+// The job row is exactly what the API returns: one type, shared with the client.
+import type { Job as JobRecord, JobStatus } from '../client/types';
+export type { JobRecord, JobStatus };
 
 /** What a job stream carries: progress events, then one terminal event. */
 export type JobStreamEvent =

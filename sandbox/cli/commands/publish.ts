@@ -10,6 +10,7 @@ import { SingleBar, Presets } from 'cli-progress';
 import { CloudletError } from '../../common/errors';
 import { storePaths } from '../../common/paths';
 import { ProgressSink } from '../../common/progress';
+import { resolveOverlayPath } from './overlay';
 import {
   Credentials, defaultBlobCacheDir, dockerConfigPath, listPublications, parseReference, plainHttpSetting, publishOverlay,
   pullOverlay, readCaFile, RegistryClient, removeCredentials, storeCredentials,
@@ -20,17 +21,6 @@ function overlayCommand(program: Command): Command {
     ?? program.command('overlay').description('VM overlays: create, inspect, publish and pull');
 }
 
-/** An overlay file path, or an overlay ID (or unique prefix) from the store's overlays folder. */
-function resolveOverlayFile(arg: string): string {
-  if (fs.existsSync(arg)) return arg;
-  if (/^[a-f0-9]{6,64}$/.test(arg)) {
-    const dir = storePaths().overlays;
-    const hits = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith(arg) && f.endsWith('.overlay')) : [];
-    if (hits.length === 1) return path.join(dir, hits[0]);
-    if (hits.length > 1) throw new CloudletError('BadInput', `overlay ID prefix ${arg} matches ${hits.length} overlays; give more digits`);
-  }
-  throw new CloudletError('NotFound', `no overlay file or stored overlay ID "${arg}"`);
-}
 
 function progressBar(label: string): { sink: ProgressSink; stop: () => void } {
   if (!process.stderr.isTTY) return { sink: () => {}, stop: () => {} };
@@ -106,7 +96,7 @@ export function register(program: Command): void {
       const bar = progressBar('upload');
       const c = cancelOnSigint();
       try {
-        const r = await publishOverlay(resolveOverlayFile(file), ref, {
+        const r = await publishOverlay(resolveOverlayPath(file), ref, {
           ...connection(o), mountFrom: o.mountFrom, chunkSize: o.chunkSize, progress: bar.sink, signal: c.signal,
         });
         bar.stop();
