@@ -54,7 +54,7 @@ export interface CreateOverlayResult {
 }
 
 export const DEFAULT_LEVEL = 3;
-const READ_BLOCK = 8 << 20;
+const READ_BLOCK = 8 << 20; // for copying the segments into the container
 
 function loadDigests(src: string | Buffer, what: string): Buffer {
   const b = typeof src === 'string' ? fs.readFileSync(src) : src;
@@ -160,20 +160,19 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
 
     const ramFd = fs.openSync(launch.ramFile, 'r'); fds.push(ramFd);
     const ramBuilder = new SegmentBuilder('ram', emit);
-    const block = Buffer.alloc(READ_BLOCK);
-    for (let off = 0; off < ramSize; off += READ_BLOCK) {
-      throwIfCancelled(opts.signal);
-      progress({ phase: 'scan-ram', done: off, total: ramSize });
-      const n = Math.min(READ_BLOCK, ramSize - off);
-      readFully(ramFd, block, n, off, launch.ramFile);
-      for (let p = 0; p < n; p += CHUNK_SIZE) {
-        const page = block.subarray(p, p + CHUNK_SIZE);
-        const digest = createHash('sha256').update(page).digest();
-        const idx = (off + p) / CHUNK_SIZE;
-        const bd = encoder.baseDigest('ram', idx);
-        if (bd && bd.equals(digest)) continue;
-        await addChunk(encoder, ramBuilder, breakdown.ram, 'ram', idx, page, digest);
-      }
+    // Every page hashed on the worker threads in parallel; only changed pages are read again here.
+    throwIfCancelled(opts.signal);
+    progress({ phase: 'scan-ram', done: 0, total: ramSize });
+    const launchRamDigests = await compressor.hashChunks(launch.ramFile, ramSize);
+    const page = Buffer.alloc(CHUNK_SIZE);
+    const pages = ramSize / CHUNK_SIZE;
+    for (let idx = 0; idx < pages; idx++) {
+      const at = idx * 32;
+      if (at + 32 <= ramDigests.length && ramDigests.compare(launchRamDigests, at, at + 32, at, at + 32) === 0) continue;
+      if ((idx & 4095) === 0) { throwIfCancelled(opts.signal); progress({ phase: 'scan-ram', done: idx * CHUNK_SIZE, total: ramSize }); }
+      readFully(ramFd, page, CHUNK_SIZE, idx * CHUNK_SIZE, launch.ramFile);
+      const digest = launchRamDigests.subarray(at, at + 32);
+      await addChunk(encoder, ramBuilder, breakdown.ram, 'ram', idx, page, digest);
     }
     await ramBuilder.flush();
     progress({ phase: 'scan-ram', done: ramSize, total: ramSize });

@@ -11,12 +11,31 @@ import { CloudletError } from '../common/errors';
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('worker_threads');
 const { createHash } = require('crypto');
+const fs = require('fs');
 const zstd = require(workerData.zstdPath);
 const cmp = new zstd.Compressor();
 const dec = new zstd.Decompressor();
 let level = null;
 parentPort.on('message', (job) => {
   try {
+    if (job.op === 'hash') {
+      // SHA-256 of every 4 KiB chunk of bytes [start, end) of a file.
+      const fd = fs.openSync(job.file, 'r');
+      try {
+        const n = Math.ceil((job.end - job.start) / 4096);
+        const out = Buffer.alloc(n * 32);
+        const block = Buffer.alloc(8 << 20);
+        for (let pos = job.start, k = 0; pos < job.end; pos += block.length) {
+          const want = Math.min(block.length, job.end - pos);
+          let got = 0;
+          while (got < want) { const r = fs.readSync(fd, block, got, want - got, pos + got); if (r === 0) break; got += r; }
+          if (got < want) block.fill(0, got, want);
+          for (let p = 0; p < want; p += 4096, k++) createHash('sha256').update(block.subarray(p, Math.min(p + 4096, want))).digest().copy(out, k * 32);
+        }
+        parentPort.postMessage({ id: job.id, data: out }, [out.buffer]);
+      } finally { fs.closeSync(fd); }
+      return;
+    }
     const input = Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
     if (job.op === 'compress') {
       if (level !== job.level) { cmp.setParameters({ compressionLevel: job.level, contentSizeFlag: true, checksumFlag: false }); level = job.level; }
@@ -66,7 +85,7 @@ export class SegmentCompressor {
 
   get threads(): number { return this.workers.length; }
 
-  private run(op: 'compress' | 'decompress', data: Buffer, level = 0): Promise<{ data: Buffer; digest?: string }> {
+  private run(op: 'compress' | 'decompress' | 'hash', data: Buffer | undefined, level = 0, extra: Record<string, unknown> = {}): Promise<{ data: Buffer; digest?: string }> {
     if (this.closed) return Promise.reject(new CloudletError('Internal', 'segment compressor is closed'));
     let best = 0;
     for (let i = 1; i < this.workers.length; i++) if (this.busy[i] < this.busy[best]) best = i;
@@ -75,7 +94,7 @@ export class SegmentCompressor {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       // A copy is posted (not transferred): callers may keep using their buffer.
-      this.workers[best].postMessage({ id, op, level, data });
+      this.workers[best].postMessage({ id, op, level, data, ...extra });
     });
   }
 
@@ -88,6 +107,23 @@ export class SegmentCompressor {
   /** Decompresses one frame. Callers check the frame's declared size first (see checkFrameSize). */
   async decompress(data: Buffer): Promise<Buffer> {
     return (await this.run('decompress', data)).data;
+  }
+
+  /**
+   * SHA-256 of every 4 KiB chunk of a file (a short last chunk is hashed as is), computed on all
+   * workers in parallel, each reading its own range: the launch RAM scan's main cost.
+   */
+  async hashChunks(file: string, size: number): Promise<Buffer> {
+    const chunks = Math.ceil(size / 4096);
+    const parts = Math.max(1, Math.min(this.workers.length * 4, Math.ceil(chunks / 1024)));
+    const per = Math.ceil(chunks / parts);
+    const jobs: Promise<{ data: Buffer }>[] = [];
+    for (let i = 0; i < parts; i++) {
+      const start = i * per * 4096;
+      if (start >= size) break;
+      jobs.push(this.run('hash', undefined, 0, { file, start, end: Math.min(size, (i + 1) * per * 4096) }));
+    }
+    return Buffer.concat((await Promise.all(jobs)).map((r) => r.data));
   }
 
   async close(): Promise<void> {
