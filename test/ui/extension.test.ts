@@ -64,6 +64,12 @@ describe('extension in real VS Code (code-server)', function () {
     this.timeout(120_000);
     await browser?.close().catch(() => {});
     await cs?.stop().catch(() => {});
+    // The extension started the local daemon, so its deactivate stops it (code-server's shutdown may
+    // not give the extension host time to: the kill below is the safety net, not the feature).
+    if (localPort) {
+      const up = await fetch(`http://127.0.0.1:${localPort}/`).then(() => true, () => false);
+      console.log(`local daemon after code-server stopped: ${up ? 'still answering' : 'stopped'}`);
+    }
     // The extension host went with code-server; its daemon and VMs (if any survived) go now.
     if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
     await Promise.all(daemons.map((d) => d.stop().catch(() => {})));
@@ -192,6 +198,14 @@ describe('extension in real VS Code (code-server)', function () {
     await wb.pick('nobase');
     await wb.notification(/lacks the base VM/).waitFor({ timeout: 120_000 });
     await shot('lacks-base');
+  });
+
+  it('the walkthrough for the first overlay opens from the palette', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Get Started: Your First Overlay');
+    await wb.page.locator('.gettingStartedContainer, .getting-started-category', { hasText: 'Your first VM overlay' }).first().waitFor({ timeout: 60_000 });
+    await wb.page.locator('text=Resume it in the sandbox').first().waitFor({ timeout: 30_000 });
+    await shot('walkthrough');
   });
 
   it('a daemon that does not answer: shown in the tree and as a message with Retry', async () => {
