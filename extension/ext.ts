@@ -12,7 +12,7 @@ import { OverlayPanels } from './panels/overlayPanel';
 import { ServerPanels } from './panels/serverPanel';
 import { classifyError } from './state/errors';
 import { cloudletNodes, messageNode, overlayNodes, sandboxNodes, sandboxStatus, type CloudletEntry, type ViewCondition } from './state/tree';
-import { viewsForTopic } from './state/refresh';
+import { RefreshScheduler, viewsForTopic } from './state/refresh';
 import { autoStart, cloudletConfigStore, debounceMs, localDaemonSettings } from './settings';
 
 export type ViewName = 'sandbox' | 'cloudlets' | 'overlays' | 'devices';
@@ -34,6 +34,7 @@ export class Ext implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private readonly watchers = new Map<string, () => void>();
   private lastSandboxServers: ServerInfo[] = [];
+  private readonly statusRefresh = new RefreshScheduler(() => void this.refreshStatus(), 500);
 
   constructor(readonly context: vscode.ExtensionContext, connector: Connector) {
     this.localDaemon = new LocalDaemon(localDaemonSettings, (m) => this.output.info(m));
@@ -105,7 +106,8 @@ export class Ext implements vscode.Disposable {
       stopStream = s.watchEvents((e) => {
         attempt = 0;
         for (const v of viewsForTopic(e.topic, name === LOCAL ? 'local' : 'remote')) this.views[v].request();
-        if (name === LOCAL && e.topic === 'servers') this.views.sandbox.request();
+        // The status bar follows the sandbox even while its view is hidden (event-driven, debounced).
+        if (name === LOCAL && e.topic === 'servers' && !this.views.sandbox.view.visible) this.statusRefresh.request();
       }, (err) => {
         this.output.warn(`event stream of ${name} ended: ${classifyError(err).message}`);
         // a token expired or the daemon restarted: a new session next time
@@ -158,6 +160,15 @@ export class Ext implements vscode.Disposable {
     }
   }
 
+  private async refreshStatus(): Promise<void> {
+    try {
+      this.lastSandboxServers = await (await this.session(LOCAL)).listServers();
+      this.updateStatus({ nodes: [], condition: 'ok' });
+    } catch (e) {
+      this.updateStatus({ nodes: [], ...conditionOf(e) });
+    }
+  }
+
   private updateStatus(l: Loaded): void {
     const st = sandboxStatus(l.condition, l.condition === 'ok' || l.condition === 'empty' ? this.lastSandboxServers : []);
     this.status.text = st.text;
@@ -168,6 +179,7 @@ export class Ext implements vscode.Disposable {
   async dispose(): Promise<void> {
     for (const stop of this.watchers.values()) stop();
     this.watchers.clear();
+    this.statusRefresh.dispose();
     for (const d of this.disposables) d.dispose();
     await this.localDaemon.stop();
   }
