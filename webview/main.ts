@@ -46,23 +46,33 @@ function phaseRows(phases: PhaseState[], running: boolean): HTMLElement {
   return list;
 }
 
+/** The Overlay panel's header stays the same DOM across updates, so its buttons can be clicked mid-build. */
+let overlayHeader: { root: HTMLElement; title: HTMLElement; status: HTMLElement; cancel: HTMLElement; publish: HTMLElement } | undefined;
+const overlayBody = el('section', { class: 'body' });
+
 function renderOverlay(s: OverlayPanelState, chart: ChartSlice[]): void {
   const tone = s.status === 'done' ? 'ok' : s.status === 'running' ? 'busy' : s.status === 'failed' ? 'err' : s.status === 'cancelled' ? 'warn' : 'idle';
   const label = { idle: 'Idle', running: 'Building', done: 'Ready', failed: 'Failed', cancelled: 'Cancelled' }[s.status];
-  const actions = el('div', { class: 'actions' });
-  if (s.status === 'running') {
+  if (!overlayHeader) {
     const cancel = el('vscode-button', { secondary: '', 'data-test': 'cancel' }, 'Cancel');
     cancel.addEventListener('click', () => send({ type: 'overlay/cancel' }));
-    actions.append(cancel);
+    const publish = el('vscode-button', { 'data-test': 'publish' }, 'Publish');
+    publish.addEventListener('click', () => send({ type: 'overlay/publish' }));
+    const title = el('h1', {});
+    const status = badge('', 'idle');
+    overlayHeader = { root: el('header', {}, title, status, el('div', { class: 'actions' }, cancel, publish)), title, status, cancel, publish };
+    root.replaceChildren(overlayHeader.root, overlayBody);
   }
-  const publish = el('vscode-button', { 'data-test': 'publish', title: s.canPublish ? 'Publish to the default registry' : 'Publishing is not set up yet' }, s.publishedRef ? 'Publish Again' : 'Publish');
-  if (!(s.status === 'done' && s.canPublish)) publish.setAttribute('disabled', '');
-  publish.addEventListener('click', () => send({ type: 'overlay/publish' }));
-  actions.append(publish);
+  const h = overlayHeader;
+  h.title.textContent = s.title;
+  h.status.textContent = label;
+  h.status.className = `status status-${tone}`;
+  h.cancel.hidden = s.status !== 'running';
+  h.publish.textContent = s.publishedRef ? 'Publish Again' : 'Publish';
+  h.publish.title = s.canPublish ? 'Publish to the default registry' : 'Publishing is not set up yet';
+  h.publish.toggleAttribute('disabled', !(s.status === 'done' && s.canPublish));
 
-  const parts: Node[] = [
-    el('header', {}, el('h1', {}, s.title), badge(label, tone), actions),
-  ];
+  const parts: Node[] = [];
   if (s.publishedRef) {
     const copy = el('vscode-button', { secondary: '', 'data-test': 'copy-ref' }, 'Copy');
     copy.addEventListener('click', () => send({ type: 'copy', text: s.publishedRef! }));
@@ -96,7 +106,7 @@ function renderOverlay(s: OverlayPanelState, chart: ChartSlice[]): void {
   } else if (s.status === 'idle') {
     parts.push(el('p', { class: 'muted' }, 'Waiting for the build to start…'));
   }
-  root.replaceChildren(...parts);
+  overlayBody.replaceChildren(...parts);
 }
 
 function renderServer(s: ServerPanelState): void {
