@@ -1,8 +1,12 @@
 /**
- * The destination of a handoff: sessions that receive rounds into a launch folder under tmp/,
- * then resume the VM (SandboxManager.launch) and create the server in the caller's project. A
- * session lives in memory only: a daemon restart empties tmp/ and forgets it, and the source,
- * which has not let go of its VM, resumes it there.
+ * The destination of a handoff. begin prepares the VM's sandbox (SandboxManager.prepareLaunch: RAM
+ * copy of the base, empty qcow2 layer, ports) and starts its QEMU paused with -incoming defer while
+ * the rounds come in; rounds go straight into that QEMU's RAM file and, after each round that
+ * touched the disk, into its qcow2 layer (held inactive by QEMU until the device state is loaded).
+ * finish then only loads the device state and continues the VM (no files built, no new process, in
+ * the downtime), and creates the server in the caller's project. A session lives in memory only: a
+ * daemon restart empties tmp/ and cleans the half-made sandbox ('starting'), and the source, which
+ * has not let go of its VM, resumes it there.
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -26,6 +30,9 @@ interface Session {
   userId: string;
   req: BeginRequest;
   applier: RoundApplier;
+  /** The prepared sandbox and its QEMU start (begun at session begin, awaited by finish). */
+  vmId: string;
+  qemu: Promise<void>;
   rounds: number;
   bytes: number;
   final: boolean;
@@ -73,14 +80,14 @@ export class HandoffReceiver {
     app.delete<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid`, async (req, reply) => {
       const s = this.session(ctx.auth(req), req.params.sid);
       if (s.serverId) throw new CloudletError('Conflict', `handoff ${s.id} already finished: server ${s.serverId} runs here`);
-      this.drop(s);
+      await this.drop(s);
       return reply.code(204).send();
     });
   }
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    for (const s of this.sessions.values()) this.drop(s);
+    await Promise.all([...this.sessions.values()].map((s) => this.drop(s)));
   }
 
   private async begin(a: AuthContext, b: BeginRequest | undefined): Promise<{ id: string }> {
@@ -106,8 +113,16 @@ export class HandoffReceiver {
     checkHostCanRun(await hostQemu(binary), cfg, (await chooseAccel(binary, cfg.cpuModel)).accel, `handoff of base ${b.base_id.slice(0, 12)}`);
     const id = crypto.randomUUID();
     const dir = path.join(storePaths(this.d.ctx.dataDir).tmp, `handoff-${id}`);
-    const applier = await RoundApplier.create(dir, { ram: base.ram, disk: base.disk }).catch((e) => { fs.rmSync(dir, { recursive: true, force: true }); throw e; });
-    this.sessions.set(id, { id, projectId: a.projectId, userId: a.userId, req: b, applier, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() });
+    const prep = await this.d.manager.prepareLaunch({ baseId: b.base_id, vmConfig: cfg, ports: b.ports, name: `ho-${id.slice(0, 13)}` });
+    const applier = await RoundApplier.create(dir, { ram: base.ram, disk: base.disk }, prep).catch(async (e) => {
+      fs.rmSync(dir, { recursive: true, force: true });
+      await this.d.manager.delete(prep.id).catch(() => undefined);
+      throw e;
+    });
+    // QEMU starts while the rounds come in (it only maps the RAM file and opens the layer inactive).
+    const qemu = this.d.manager.startPrepared(prep.id);
+    qemu.catch((e) => this.d.ctx.log.warn(`handoff ${id}: starting the destination QEMU: ${describeError(e)}`));
+    this.sessions.set(id, { id, projectId: a.projectId, userId: a.userId, req: b, applier, vmId: prep.id, qemu, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() });
     this.d.ctx.log.info(`handoff ${id}: receiving '${b.name}' of base ${b.base_id.slice(0, 12)} for project ${a.projectName}`);
     return { id };
   }
@@ -124,24 +139,22 @@ export class HandoffReceiver {
       return b;
     } };
     const r = await s.applier.apply(header.segments, source, this.d.compressor());
+    s.applier.syncDiskLayer();
     s.rounds++;
     s.bytes += body.length;
     s.final = header.final;
     return { round: n, chunks: r.chunks, bytes: body.length };
   }
 
-  /** Builds the qcow2, resumes the VM, and only then creates the server: nothing claims a VM that does not run. */
+  /** Loads the device state into the waiting QEMU and continues it; only then creates the server: nothing claims a VM that does not run. */
   private async finish(s: Session): Promise<FinishResponse> {
     if (!s.final) throw new CloudletError('Conflict', `handoff ${s.id} has not received its final round`);
     if (s.serverId) throw new CloudletError('Conflict', `handoff ${s.id} already finished`);
+    if (!s.applier.stateReceived) throw new CloudletError('BadInput', 'the handoff never sent the device state (no final round)');
     await failpoint('handoff-finish');
-    const disk = s.applier.buildDiskLayer();
+    await s.qemu;
+    const vm = await this.d.manager.completePrepared(s.vmId, s.applier.deviceState);
     s.applier.close();
-    const vmName = `ho-${s.id.slice(0, 13)}`;
-    const vm = await this.d.manager.launch({
-      baseId: s.req.base_id, diskLayer: disk, ramFile: s.applier.ramFile, deviceState: s.applier.deviceState,
-      vmConfig: s.req.vm_config as unknown as VmConfig, ports: s.req.ports, name: vmName,
-    });
     const ports = Object.fromEntries(vm.ports.map((p) => [String(p.guest), `127.0.0.1:${p.host}`]));
     const row = this.d.servers.insert({ name: s.req.name, project_id: s.projectId, user_id: s.userId, status: 'ACTIVE', image_id: '',
       flavor_id: s.req.flavor_id ?? '1', base_id: s.req.base_id, metadata: { ...(s.req.metadata ?? {}), handoff_session: s.id }, ports });
@@ -178,21 +191,25 @@ export class HandoffReceiver {
     s.busy = true;
     try { return await fn(); } catch (e) {
       // A round that failed half-applied leaves the session unusable: drop it, the source starts over.
-      if (!s.serverId) { this.d.ctx.log.warn(`handoff ${s.id}: ${describeError(e)}; session dropped`); this.drop(s); }
+      if (!s.serverId) { this.d.ctx.log.warn(`handoff ${s.id}: ${describeError(e)}; session dropped`); await this.drop(s); }
       throw e;
     } finally { s.busy = false; }
   }
 
   private pendingFinishes(): number { return [...this.sessions.values()].filter((s) => !s.serverId).length; }
 
-  private drop(s: Session): void {
+  /** Forgets a session; one that did not finish takes its prepared sandbox (and QEMU) with it. */
+  private async drop(s: Session): Promise<void> {
     this.sessions.delete(s.id);
     s.applier.close();
-    if (!s.serverId) fs.rmSync(s.applier.dir, { recursive: true, force: true });
+    if (s.serverId) return;
+    fs.rmSync(s.applier.dir, { recursive: true, force: true });
+    await s.qemu.catch(() => undefined);
+    await this.d.manager.delete(s.vmId).catch((e) => this.d.ctx.log.warn(`handoff ${s.id}: removing the prepared sandbox ${s.vmId}: ${describeError(e)}`));
   }
 
   private sweep(): void {
-    for (const s of this.sessions.values()) if (Date.now() - s.touched > IDLE_MS && !s.busy) this.drop(s);
+    for (const s of this.sessions.values()) if (Date.now() - s.touched > IDLE_MS && !s.busy) void this.drop(s);
   }
 }
 

@@ -20,12 +20,15 @@ import { DestinationClient } from './destinationClient';
 import { DirtyPageTracker, ShadowPageTracker } from './dirtyPageTracker';
 import { RoundEncoder } from './roundEncoder';
 import { encodeRoundBody, type FinishResponse } from './protocol';
+import { saveDeviceStateToMemory } from './deviceState';
 import type { HandoffReport } from '../client/types';
 
 /** Rounds while the VM runs, at most. */
 export const MAX_ROUNDS = 5;
 /** A running round that changed at most this many chunks ends the iteration (1 MiB). */
 export const SMALL_ROUND_CHUNKS = 256;
+/** zstd level of the paused round: few pages, and every millisecond is downtime. */
+export const FINAL_LEVEL = 1;
 
 export interface SenderOptions {
   vmId: string;
@@ -87,20 +90,31 @@ export class HandoffSender {
       this.lap('live_rounds', tLive);
       enc.prepare();
 
-      // Stop and copy: pause, device state (also flushes the disk layer), last changes, resume there.
+      // Stop and copy: pause; the device state streams into memory while the paused RAM is compared
+      // with what the destination holds; the disk layer is read once the save has flushed it.
       tPause = Date.now();
       paused = true;
-      o.progress({ phase: 'pause', message: 'pausing the VM and saving its device state' });
-      const snap = await manager.snapshot(o.vmId);
-      this.lap('pause_save', tPause);
-      const tFinal = Date.now();
+      o.progress({ phase: 'pause', message: 'pausing the VM; saving its device state while comparing its RAM' });
+      await manager.pause(o.vmId);
+      this.lap('pause', tPause);
+      const tScan = Date.now();
+      const qmp = await manager.qmpClient(o.vmId);
+      const saving = saveDeviceStateToMemory(qmp, path.join(info.dir, 'migrate.sock'));
+      saving.catch(() => undefined);
       enc.begin();
-      const diskChanged = await this.scanDisk(snap.diskLayer, baseDiskFd, disk, enc, true);
-      const ramChanged = await ram.scanFile(snap.ramFile, (i, page, d) => enc.add('ram', i, page, d));
-      await this.send(dest, sid, round, true, enc, fs.readFileSync(snap.deviceState));
+      enc.level = FINAL_LEVEL;
+      const ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d));
+      this.lap('final_ram_compare', tScan);
+      const deviceState = await saving;
+      this.lap('final_ram_compare_and_device_state', tScan);
+      const tDisk = Date.now();
+      const diskChanged = await this.scanDisk(diskLayer, baseDiskFd, disk, enc, true);
+      this.lap('final_disk_scan', tDisk);
+      const tSend = Date.now();
+      await this.send(dest, sid, round, true, enc, deviceState);
+      this.lap('final_encode_send_apply', tSend);
       o.progress({ phase: 'round', done: round + 1, total: MAX_ROUNDS + 1, message: `final round ${round}: ${ramChanged} RAM pages, ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes with the device state` });
       round++;
-      this.lap('final_round', tFinal);
       const tResume = Date.now();
       o.progress({ phase: 'resume', message: `${dest.where} builds the VM and resumes it` });
       const fin: FinishResponse = await dest.finish(sid);

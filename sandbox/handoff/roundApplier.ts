@@ -3,6 +3,10 @@
  * the base RAM at first) and a sparse disk delta, and at the end writes the qcow2 layer over the
  * base disk. Segments are checked exactly as synthesis checks them (fetchSegment: size, SHA-256,
  * declared and actual decompressed size) and their records against the header's chunk list.
+ * With a prepared launch (the destination QEMU already started, paused, -incoming defer) the RAM
+ * file is that QEMU's own (mapped shared: writes land in guest RAM) and the qcow2 layer is the one
+ * it holds inactive: syncDiskLayer() rewrites it in place after each round that touched the disk,
+ * or patches only the data clusters when a round changed no chunk's place in the layer.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -26,18 +30,22 @@ export class RoundApplier {
   private readonly disk = new Map<number, number>();
   private readonly limits: Record<Target, number>;
   private hasState = false;
+  /** Where each chunk sits in the qcow2 layer as last written (host offset, or -1: zero flag). */
+  private layerMap?: Map<number, number>;
+  private readonly dirtySinceSync = new Set<number>();
 
-  private constructor(readonly dir: string, private readonly base: { ram: string; disk: string }) {
-    this.ramFile = path.join(dir, 'ram.raw');
+  private constructor(readonly dir: string, private readonly base: { ram: string; disk: string }, readonly diskLayer: string, ramFile?: string) {
+    this.ramFile = ramFile ?? path.join(dir, 'ram.raw');
     this.diskDelta = path.join(dir, 'disk.delta');
     this.deviceState = path.join(dir, 'state.bin');
     this.limits = { ram: fs.statSync(base.ram).size / CHUNK_SIZE, disk: Math.ceil(fs.statSync(base.disk).size / CHUNK_SIZE) };
   }
 
-  static async create(dir: string, base: { ram: string; disk: string }): Promise<RoundApplier> {
+  /** `into`: the RAM file and qcow2 layer of a prepared launch (the RAM file already a copy of the base RAM). */
+  static async create(dir: string, base: { ram: string; disk: string }, into?: { ramFile: string; diskLayer: string }): Promise<RoundApplier> {
     fs.mkdirSync(dir, { recursive: true });
-    const a = new RoundApplier(dir, base);
-    await cloneFile(base.ram, a.ramFile);
+    const a = new RoundApplier(dir, base, into?.diskLayer ?? path.join(dir, 'disk.qcow2'), into?.ramFile);
+    if (!into) await cloneFile(base.ram, a.ramFile);
     a.ramFd = fs.openSync(a.ramFile, 'r+');
     a.diskFd = fs.openSync(a.diskDelta, 'w+');
     a.baseFds = { ram: fs.openSync(base.ram, 'r'), disk: fs.openSync(base.disk, 'r') };
@@ -91,22 +99,48 @@ export class RoundApplier {
     return { chunks };
   }
 
+  get stateReceived(): boolean { return this.hasState; }
+
+  /**
+   * Brings the qcow2 layer up to date with every disk chunk received: nothing to do if no round
+   * touched the disk since the last sync; data clusters overwritten in place if every changed chunk
+   * already has its data cluster in the layer; else the layer is rewritten whole (same file, same
+   * inode: a QEMU holding it inactive re-reads it on activation).
+   */
+  syncDiskLayer(): { mode: 'none' | 'patched' | 'rebuilt'; chunks: number } {
+    const dirty = [...this.dirtySinceSync];
+    this.dirtySinceSync.clear();
+    if (this.layerMap && !dirty.length) return { mode: 'none', chunks: 0 };
+    const buf = Buffer.alloc(CHUNK_SIZE);
+    if (this.layerMap && dirty.every((c) => this.disk.get(c) === DISK_DATA && (this.layerMap!.get(c) ?? -1) >= 0)) {
+      const fd = fs.openSync(this.diskLayer, 'r+');
+      try {
+        for (const c of dirty) { fs.readSync(this.diskFd, buf, 0, CHUNK_SIZE, c * CHUNK_SIZE); fs.writeSync(fd, buf, 0, CHUNK_SIZE, this.layerMap.get(c)!); }
+      } finally { fs.closeSync(fd); }
+      return { mode: 'patched', chunks: dirty.length };
+    }
+    const chunks = [...this.disk.keys()].sort((a, b) => a - b);
+    const map = new Map<number, number>();
+    const w = Qcow2Writer.create(this.diskLayer, { virtualSize: this.diskSize, backingFile: path.resolve(this.base.disk), backingFormat: 'raw', chunks });
+    try {
+      for (const c of chunks) {
+        if (this.disk.get(c) === DISK_ZERO) { w.markZero(c); map.set(c, -1); } else {
+          fs.readSync(this.diskFd, buf, 0, CHUNK_SIZE, c * CHUNK_SIZE);
+          w.writeChunk(c, buf);
+          map.set(c, w.hostOffsetOf(c));
+        }
+      }
+      w.finish();
+    } catch (e) { w.close(); this.layerMap = undefined; throw e; }
+    this.layerMap = map;
+    return { mode: 'rebuilt', chunks: chunks.length };
+  }
+
   /** Writes the qcow2 layer over the base disk holding every disk chunk received; returns its path. */
   buildDiskLayer(): string {
     if (!this.hasState) throw new CloudletError('BadInput', 'the handoff never sent the device state (no final round)');
-    const out = path.join(this.dir, 'disk.qcow2');
-    const chunks = [...this.disk.keys()].sort((a, b) => a - b);
-    const w = Qcow2Writer.create(out, { virtualSize: this.diskSize, backingFile: path.resolve(this.base.disk), backingFormat: 'raw', chunks });
-    try {
-      const buf = Buffer.alloc(CHUNK_SIZE);
-      for (const c of chunks) {
-        if (this.disk.get(c) === DISK_ZERO) w.markZero(c);
-        else { fs.readSync(this.diskFd, buf, 0, CHUNK_SIZE, c * CHUNK_SIZE); w.writeChunk(c, buf); }
-      }
-      w.finish();
-    } catch (e) { w.close(); throw e; }
-    fs.fsyncSync(this.ramFd);
-    return out;
+    this.syncDiskLayer();
+    return this.diskLayer;
   }
 
   close(): void {
@@ -117,6 +151,7 @@ export class RoundApplier {
 
   private put(target: Target, index: number, data: Buffer | undefined): void {
     if (target === 'ram') { fs.writeSync(this.ramFd, data ?? Buffer.alloc(CHUNK_SIZE), 0, CHUNK_SIZE, index * CHUNK_SIZE); return; }
+    this.dirtySinceSync.add(index);
     if (!data) { this.disk.set(index, DISK_ZERO); return; }
     fs.writeSync(this.diskFd, data, 0, CHUNK_SIZE, index * CHUNK_SIZE);
     this.disk.set(index, DISK_DATA);

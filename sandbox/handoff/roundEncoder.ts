@@ -25,7 +25,7 @@ export class RoundEncoder {
   private chunks = 0;
   private readonly fds: Record<Target, number>;
 
-  constructor(private readonly base: BaseFiles, private readonly compressor: SegmentCompressor, private readonly level: number) {
+  constructor(private readonly base: BaseFiles, private readonly compressor: SegmentCompressor, public level: number) {
     this.fds = { ram: fs.openSync(base.ramFile, 'r'), disk: fs.openSync(base.diskFile, 'r') };
   }
 

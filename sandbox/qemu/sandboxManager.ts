@@ -70,6 +70,9 @@ export interface LaunchSpec {
   onProgress?: ProgressSink;
 }
 
+/** A sandbox claimed for a launch whose files are still being written (prepareLaunch). */
+export interface PreparedLaunch { id: string; dir: string; ramFile: string; diskLayer: string; ports: PortForward[] }
+
 export interface SnapshotResult {
   baseId: string;
   ramFile: string;               // the sandbox's RAM file: consistent while the VM stays paused
@@ -173,6 +176,82 @@ export class SandboxManager {
       throw e;
     }
   }
+
+  // ------------------------------------------------ prepared launch (handoff destination)
+
+  /**
+   * A launch whose RAM and disk are still being written (the handoff destination, additive to
+   * launch()): claims the sandbox, clones the base RAM into it, creates an empty qcow2 layer over the
+   * base disk and picks the ports; the sandbox stays 'starting'. startPrepared() then starts QEMU
+   * paused with -incoming defer on those files: the caller goes on writing the RAM file (QEMU maps it
+   * shared) and may rewrite the qcow2 in place (QEMU keeps an incoming image inactive and re-reads
+   * it when the device state load activates it) until completePrepared(), which loads the device
+   * state and continues. delete() discards a prepared sandbox at any point.
+   */
+  async prepareLaunch(spec: { baseId: string; vmConfig: VmConfig; ports?: PortRequest[]; name?: string }): Promise<PreparedLaunch> {
+    const binary = qemuBinary();
+    const base = await this.bases.verifyQuick(spec.baseId);
+    const { accel } = await this.checkHost(binary, spec.vmConfig, `launch of base ${base.id.slice(0, 12)}`);
+    const kernel = spec.vmConfig.kernel ? { kernel: base.kernel!, initrd: base.initrd! } : undefined;
+    if (spec.vmConfig.kernel && (!kernel?.kernel || !kernel.initrd)) throw new CloudletError('Corrupt', `base ${base.id.slice(0, 12)} lacks the kernel/initrd its VM config boots from`);
+    const { id, dir } = this.claim(spec.name);
+    try {
+      const files = this.filesOf(dir, kernel);
+      const [, , ports] = await Promise.all([
+        run(qemuImgBinary(), ['create', '-q', '-f', 'qcow2', '-o', `cluster_size=4096,backing_file=${path.resolve(base.disk)},backing_fmt=raw`, files.disk]),
+        cloneFile(base.ram, files.ramFile),
+        this.resolvePorts([...base.manifest.ports, ...(spec.ports ?? [])]),
+      ]);
+      writeRecord(dir, {
+        id, baseId: base.id, createdAt: new Date().toISOString(), status: 'starting', vmConfig: spec.vmConfig,
+        accel: accel.accel, accelReason: accel.reason, ports, managerPid: process.pid, kernel,
+      });
+      return { id, dir, ramFile: files.ramFile, diskLayer: files.disk, ports };
+    } catch (e) {
+      await this.discard(id, dir);
+      throw e;
+    }
+  }
+
+  /** Starts the QEMU of a prepared launch: paused, -incoming defer, agent attached. */
+  async startPrepared(id: string): Promise<void> {
+    const dir = this.dirOf(id);
+    const rec = readRecord(dir);
+    if (!rec || rec.status !== 'starting' || rec.pid) throw new CloudletError('Conflict', `sandbox '${id}' is not a prepared launch`);
+    const files = this.filesOf(dir, rec.kernel);
+    const vm = await startVm({ binary: qemuBinary(), dir, name: `cloudlet-sandbox-${id}`, cfg: rec.vmConfig, files, accel: rec.accel, incoming: true, paused: true, ports: rec.ports });
+    rec.pid = vm.pid;
+    rec.cmdline = vm.cmdline;
+    writeRecord(dir, rec);
+    const agent = new AgentClient(files.agentSocket);
+    this.live.set(id, { qmp: vm.qmp, agent });
+    await agent.attach();
+  }
+
+  /** Loads the device state into a started prepared launch and continues the VM. */
+  async completePrepared(id: string, deviceState: string): Promise<SandboxInfo> {
+    const dir = this.dirOf(id);
+    const rec = readRecord(dir);
+    const qmp = this.live.get(id)?.qmp;
+    if (!rec || rec.status !== 'starting' || !rec.pid || !qmp) throw new CloudletError('Conflict', `sandbox '${id}' is not a started prepared launch`);
+    checkStateHeader(deviceState);
+    const t0 = Date.now();
+    try {
+      await loadDeviceState(qmp, deviceState, path.join(dir, 'migrate.sock'));
+      await qmp.execute('cont');
+    } catch (e) {
+      const tail = logTail(path.join(dir, 'qemu.log'));
+      throw e instanceof CloudletError && tail ? new CloudletError(e.code, `${e.message}\n${tail}`, { hint: e.hint }) : e;
+    }
+    rec.status = 'running';
+    rec.resumedAt = new Date().toISOString();
+    rec.resumeMs = Date.now() - t0;
+    writeRecord(dir, rec);
+    return this.info(rec);
+  }
+
+  /** The QMP connection of a live sandbox (handoff: stop and device-state save without a file). */
+  async qmpClient(ref: string): Promise<QmpClient> { return this.qmpOf(this.requireLive(ref)); }
 
   private async checkHost(binary: string, cfg: VmConfig, what: string) {
     const host = await hostQemu(binary);

@@ -7,8 +7,10 @@
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
+import * as net from 'net';
+import * as path from 'path';
 import { startDaemon, killProcessesUsing, type TestDaemon, TEST_USERS } from './fixtures/daemon';
-import { sampleOverlay, uploadOverlay, counter } from './fixtures/sampleOverlay';
+import { sampleOverlay, uploadOverlay, counter, httpGet } from './fixtures/sampleOverlay';
 import { CloudletClient, type HandoffReport, type Server } from '../../sandbox/client';
 import { TEST_BASE_RAM_MIB } from './fixtures/testBase';
 
@@ -31,6 +33,32 @@ async function synthesize(c: CloudletClient, overlayUrl: string, name: string): 
   const end = await c.watchJob(jobId!);
   assert.equal(end.status, 'DONE', `synthesis: ${end.error}`);
   return c.getServer(id);
+}
+
+/** The console socket of the one sandbox under a daemon's data folder. */
+function consoleSocketUnder(dir: string): string {
+  const found: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p); else if (e.name === 'console.sock') found.push(p);
+    }
+  };
+  walk(dir);
+  assert.equal(found.length, 1, `one console socket under ${dir}: ${found.join(', ')}`);
+  return found[0];
+}
+
+/** Runs a command in the guest's root shell on the serial console; resolves when `marker` is printed. */
+function consoleRun(sock: string, cmd: string, marker: string, timeoutMs = 120_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.createConnection(sock);
+    let out = '';
+    const t = setTimeout(() => { s.destroy(); reject(new Error(`console: no '${marker}' within ${timeoutMs} ms; got: ${out.slice(-500)}`)); }, timeoutMs);
+    s.on('connect', () => s.write(`\n${cmd}\n`));
+    s.on('data', (d) => { out += d.toString('latin1'); if (out.includes(marker)) { clearTimeout(t); s.end(); resolve(); } });
+    s.on('error', (e) => { clearTimeout(t); reject(e); });
+  });
 }
 
 const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80'];
@@ -56,6 +84,10 @@ describe('handoff between two daemons with real QEMU', function () {
     const src = await synthesize(ca, await uploadOverlay(ca, overlay), 'mover');
     assert.equal(await counter(port80(src)), 42);
     assert.equal(await counter(port80(src)), 43);
+    // A disk write just before the handoff, synced to the virtual disk and dropped from the guest's
+    // page cache: the destination can serve it only if the disk layer came along.
+    const stamp = `handoff-disk-${Date.now()}`;
+    await consoleRun(consoleSocketUnder(a.dataDir), `echo ${stamp} > /srv/www/disk-check.txt && sync && echo 3 > /proc/sys/vm/drop_caches && echo DISK$((40+2))SYNCED`, 'DISK42SYNCED');
 
     const events: string[] = [];
     const { jobId } = await ca.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token, destVmName: 'moved' });
@@ -86,8 +118,11 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.equal(qemuPidsUnder(b.dataDir).length, 1);
     assert.equal((await (await login(b, 'bob')).listServers()).length, 0, 'another project does not see it');
 
-    // The in-RAM counter went on.
+    // The in-RAM counter went on, and the disk write made just before is there.
     assert.equal(await counter(port80(moved)), 44);
+    const page = await httpGet(port80(moved), '/disk-check.txt');
+    assert.equal(page.status, 200, `disk-check.txt at the destination: HTTP ${page.status}`);
+    assert.equal(page.body.trim(), stamp);
     await cb.deleteServer(moved.id);
     assert.deepEqual(qemuPidsUnder(b.dataDir), []);
   });
