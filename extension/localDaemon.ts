@@ -124,7 +124,14 @@ export class LocalDaemon {
         reject(new CloudletError('Unavailable', `the local daemon exited (code ${code}) before listening: ${this.lastOutput.trim().split('\n').slice(-3).join(' / ')}`));
       });
     });
-    proc.once('exit', (code, sig) => { this.log(`local daemon: exited (${code ?? sig})`); if (this.proc === proc) { this.proc = undefined; this.startedByUs = false; } });
+    // If the extension host goes away without deactivate (killed, crashed), the daemon goes with it.
+    const onHostExit = () => { try { proc.kill('SIGTERM'); } catch { /* gone */ } };
+    process.once('exit', onHostExit);
+    proc.once('exit', (code, sig) => {
+      process.off('exit', onHostExit);
+      this.log(`local daemon: exited (${code ?? sig})`);
+      if (this.proc === proc) { this.proc = undefined; this.startedByUs = false; }
+    });
     this.url = url.replace(/\/$/, '');
     this.log(`local daemon: listening on ${this.url} (pid ${proc.pid}, data ${this.dataDir})`);
     return this.url;

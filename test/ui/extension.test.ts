@@ -208,6 +208,23 @@ describe('extension in real VS Code (code-server)', function () {
     await shot('walkthrough');
   });
 
+  it('reloading the window stops the daemon the extension started; the new window starts its own', async () => {
+    const daemonPids = () => fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x)).filter((pid) => {
+      try { const c = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'); return c.includes('serve') && c.includes(localData) && !c.includes('qemu'); } catch { return false; }
+    });
+    const before = daemonPids();
+    assert.equal(before.length, 1, `one local daemon runs (${before.join(', ')})`);
+    await wb.command('Developer: Reload Window');
+    await until('the old daemon to stop (deactivate)', async () => !fs.existsSync(`/proc/${before[0]}`), 60_000);
+    await wb.page.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
+    await wb.openCloudlets();
+    await wb.treeRow('Sandbox', 'sandbox-test-guest').waitFor({ timeout: 120_000 });
+    const after = daemonPids();
+    assert.equal(after.length, 1);
+    assert.notEqual(after[0], before[0]);
+    await shot('after-reload');
+  });
+
   it('a daemon that does not answer: shown in the tree and as a message with Retry', async () => {
     await wb.clearNotifications();
     const deadPort = await freePort();
