@@ -139,16 +139,24 @@ describe('extension in real VS Code (code-server)', function () {
 
   it('a cancelled build is reported and leaves nothing half-built in the Overlays view', async () => {
     await wb.clearNotifications();
+    // A second workspace folder whose install step takes long enough to be cancelled mid-build.
+    const slow = path.join(cs.workspace, 'slow');
+    fs.cpSync(path.join(ROOT, 'test/fixtures/sample-backend'), slow, { recursive: true });
+    const yaml = fs.readFileSync(path.join(slow, 'cloudlet.yaml'), 'utf8').replace(/^name: .*$/m, 'name: slow-backend').replace(/^install:\n/m, 'install:\n  - sleep 120\n');
+    fs.writeFileSync(path.join(slow, 'cloudlet.yaml'), yaml);
     const before = await wb.viewPane('Overlays').locator('.monaco-list-row').count();
     await wb.command('Cloudlet: Build Overlay from Workspace (cloudlet.yaml)');
+    await wb.pick('slow/cloudlet.yaml');
     const panel = wb.webview('Overlay');
-    await panel.locator('[data-test=cancel]').waitFor({ timeout: 120_000 });
+    await until('the slow build to reach its install step', async () => /install/.test(await panel.locator('[data-test=phases]').innerText().catch(() => '')), 180_000);
     await panel.locator('[data-test=cancel]').click();
     await until('the build to end cancelled', async () => /Cancelled/.test(await panel.locator('[data-test=status]').innerText().catch(() => '')), 180_000);
     await wb.notification(/cancel/i).waitFor({ timeout: 30_000 });
     await shot('build-cancelled');
     await wb.command('Cloudlet: Refresh');
     await until('the overlay list to settle', async () => (await wb.viewPane('Overlays').locator('.monaco-list-row').count()) === before, 30_000);
+    assert.equal(await wb.treeRow('Overlays', 'slow').count(), 0);
+    fs.rmSync(slow, { recursive: true, force: true });
   });
 
   it('wrong credentials are shown with "Update Credentials", and fixing them connects', async () => {
