@@ -11,8 +11,14 @@ import * as net from 'net';
 import { CloudletError } from '../common/errors';
 import type { QmpClient } from '../qemu/qmp';
 
-export async function saveDeviceStateToMemory(qmp: QmpClient, sockPath: string, timeoutMs = 60_000): Promise<Buffer> {
+/** Sets x-ignore-shared ahead (one QMP round trip less while paused); harmless to any later save. */
+export async function prepareDeviceStateSave(qmp: QmpClient): Promise<void> {
   await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+}
+
+export async function saveDeviceStateToMemory(qmp: QmpClient, sockPath: string, o: { prepared?: boolean; timeoutMs?: number } = {}): Promise<Buffer> {
+  const timeoutMs = o.timeoutMs ?? 60_000;
+  if (!o.prepared) await prepareDeviceStateSave(qmp);
   fs.rmSync(sockPath, { force: true });
   const parts: Buffer[] = [];
   const server = net.createServer();

@@ -42,20 +42,31 @@ export class ShadowPageTracker {
    */
   async scanFile(file: string, visit: (index: number, page: Buffer, digest: Buffer) => Promise<void>, signal?: AbortSignal): Promise<number> {
     const fd = fs.openSync(file, 'r');
-    const block = Buffer.allocUnsafe(READ_BLOCK);
+    // Two blocks: the next one is read on libuv's pool while this one is compared here.
+    const bufs = [Buffer.allocUnsafe(READ_BLOCK), Buffer.allocUnsafe(READ_BLOCK)];
+    const size = Math.min(fs.fstatSync(fd).size, this.chunks * CHUNK_SIZE);
+    const readAt = (buf: Buffer, off: number) => new Promise<number>((resolve, reject) => {
+      const want = Math.min(READ_BLOCK, size - off);
+      let n = 0;
+      const step = () => fs.read(fd, buf, n, want - n, off + n, (e, r) => {
+        if (e) { reject(e); return; }
+        n += r;
+        if (r === 0 || n >= want) resolve(n); else step();
+      });
+      step();
+    });
+    let pending: Promise<number> | undefined = size > 0 ? readAt(bufs[0], 0) : undefined;
     let changed = 0;
     try {
-      const size = Math.min(fs.fstatSync(fd).size, this.chunks * CHUNK_SIZE);
-      for (let off = 0; off < size; off += READ_BLOCK) {
+      for (let off = 0, k = 0; off < size; off += READ_BLOCK, k++) {
         if (signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
-        // Let sockets run between blocks (the device state streams in while the paused RAM is read).
-        if (off) await new Promise((r) => setImmediate(r));
-        let n = 0;
-        const want = Math.min(READ_BLOCK, size - off);
-        while (n < want) { const r = fs.readSync(fd, block, n, want - n, off + n); if (r === 0) break; n += r; }
-        for (let span = 0; span < n; span += SPAN) {
-          const end = Math.min(span + SPAN, n - (n % CHUNK_SIZE));
-          if (end <= span || this.held.compare(block, span, end, off + span, off + end) === 0) continue;
+        const n = await pending!;
+        const block = bufs[k % 2];
+        pending = off + READ_BLOCK < size ? readAt(bufs[(k + 1) % 2], off + READ_BLOCK) : undefined;
+        const whole = n - (n % CHUNK_SIZE);
+        for (let span = 0; span < whole; span += SPAN) {
+          const end = Math.min(span + SPAN, whole);
+          if (this.held.compare(block, span, end, off + span, off + end) === 0) continue;
           for (let p = span; p < end; p += CHUNK_SIZE) {
             const at = off + p;
             if (this.held.compare(block, p, p + CHUNK_SIZE, at, at + CHUNK_SIZE) === 0) continue;
@@ -67,6 +78,7 @@ export class ShadowPageTracker {
         }
       }
     } finally {
+      await pending?.catch(() => undefined);
       fs.closeSync(fd);
     }
     return changed;

@@ -153,7 +153,7 @@ export class HandoffReceiver {
     if (!s.applier.stateReceived) throw new CloudletError('BadInput', 'the handoff never sent the device state (no final round)');
     await failpoint('handoff-finish');
     await s.qemu;
-    const vm = await this.d.manager.completePrepared(s.vmId, s.applier.deviceState);
+    const vm = await this.d.manager.completePrepared(s.vmId, fs.readFileSync(s.applier.deviceState));
     s.applier.close();
     const ports = Object.fromEntries(vm.ports.map((p) => [String(p.guest), `127.0.0.1:${p.host}`]));
     const row = this.d.servers.insert({ name: s.req.name, project_id: s.projectId, user_id: s.userId, status: 'ACTIVE', image_id: '',

@@ -20,7 +20,7 @@ import { DestinationClient } from './destinationClient';
 import { DirtyPageTracker, ShadowPageTracker } from './dirtyPageTracker';
 import { RoundEncoder } from './roundEncoder';
 import { encodeRoundBody, type FinishResponse } from './protocol';
-import { saveDeviceStateToMemory } from './deviceState';
+import { prepareDeviceStateSave, saveDeviceStateToMemory } from './deviceState';
 import type { HandoffReport } from '../client/types';
 
 /** Rounds while the VM runs, at most. */
@@ -77,6 +77,7 @@ export class HandoffSender {
       // Live rounds: the RAM file is shared with the running guest; the disk layer is read as it is
       // (a torn read is harmless: the final round compares every chunk again with the VM paused).
       const tLive = Date.now();
+      await prepareDeviceStateSave(await manager.qmpClient(o.vmId));
       for (;;) {
         throwIfCancelled(o.signal);
         enc.begin();
@@ -99,7 +100,7 @@ export class HandoffSender {
       this.lap('pause', tPause);
       const tScan = Date.now();
       const qmp = await manager.qmpClient(o.vmId);
-      const saving = saveDeviceStateToMemory(qmp, path.join(info.dir, 'migrate.sock'));
+      const saving = saveDeviceStateToMemory(qmp, path.join(info.dir, 'migrate.sock'), { prepared: true });
       saving.catch(() => undefined);
       enc.begin();
       enc.level = FINAL_LEVEL;

@@ -6,6 +6,7 @@
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
+import * as net from 'net';
 import * as path from 'path';
 import { CloudletError } from '../common/errors';
 import { createLogger, type Logger } from '../common/log';
@@ -20,7 +21,7 @@ import { checkHostCanRun, hostQemu, qemuBinary, qemuImgBinary } from './host';
 import { checkStateHeader, loadDeviceState, saveDeviceState } from './migrate';
 import { checkPortFree, freePort } from './ports';
 import { killProcess, processState } from './process';
-import { QmpClient } from './qmp';
+import { QmpClient, type QmpEvent } from './qmp';
 import { run } from './run';
 import { readRecord, writeRecord, type SandboxRecord, type SandboxStatus } from './sandboxRecord';
 import { logTail, startVm, stopVm, vmFilesIn } from './vm';
@@ -213,7 +214,11 @@ export class SandboxManager {
     }
   }
 
-  /** Starts the QEMU of a prepared launch: paused, -incoming defer, agent attached. */
+  /**
+   * Starts the QEMU of a prepared launch: paused, -incoming defer, agent attached, and already
+   * listening for the device state (x-ignore-shared, migration events on, migrate-incoming on a
+   * unix socket), so completePrepared() only has to stream it in.
+   */
   async startPrepared(id: string): Promise<void> {
     const dir = this.dirOf(id);
     const rec = readRecord(dir);
@@ -226,22 +231,50 @@ export class SandboxManager {
     const agent = new AgentClient(files.agentSocket);
     this.live.set(id, { qmp: vm.qmp, agent });
     await agent.attach();
+    const sock = path.join(dir, 'migrate.sock');
+    fs.rmSync(sock, { force: true });
+    await vm.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }, { capability: 'events', state: true }] });
+    await vm.qmp.execute('migrate-incoming', { uri: `unix:${sock}` });
   }
 
-  /** Loads the device state into a started prepared launch and continues the VM. */
-  async completePrepared(id: string, deviceState: string): Promise<SandboxInfo> {
+  /** Streams the device state (x-ignore-shared) into a started prepared launch and continues the VM. */
+  async completePrepared(id: string, deviceState: Buffer, timeoutMs = 120_000): Promise<SandboxInfo> {
     const dir = this.dirOf(id);
     const rec = readRecord(dir);
     const qmp = this.live.get(id)?.qmp;
     if (!rec || rec.status !== 'starting' || !rec.pid || !qmp) throw new CloudletError('Conflict', `sandbox '${id}' is not a started prepared launch`);
-    checkStateHeader(deviceState);
+    if (deviceState.length < 8 || deviceState.readUInt32BE(0) !== 0x5145564d || deviceState.readUInt32BE(4) !== 3) throw new CloudletError('Corrupt', 'the device state is not a QEMU migration stream (bad header)');
     const t0 = Date.now();
+    let onEvent: ((e: QmpEvent) => void) | undefined;
+    let sock: net.Socket | undefined;
     try {
-      await loadDeviceState(qmp, deviceState, path.join(dir, 'migrate.sock'));
+      const loaded = new Promise<void>((resolve, reject) => {
+        onEvent = (e: QmpEvent) => {
+          if (e.event !== 'MIGRATION') return;
+          const st = String(e.data?.status);
+          if (st === 'completed') resolve();
+          else if (st === 'failed' || st === 'cancelled') reject(new CloudletError('Corrupt', `QEMU could not load the device state (migration ${st})`));
+        };
+        qmp.on('event', onEvent);
+      });
+      loaded.catch(() => undefined);
+      sock = await new Promise<net.Socket>((resolve, reject) => {
+        const c = net.createConnection(path.join(dir, 'migrate.sock'));
+        c.once('connect', () => resolve(c));
+        c.once('error', reject);
+      });
+      sock.on('error', () => undefined); // a failed load closes it; the MIGRATION event says why
+      sock.end(deviceState);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([loaded, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new CloudletError('Timeout', `loading the device state did not finish within ${timeoutMs} ms`)), timeoutMs); })])
+        .finally(() => clearTimeout(timer));
       await qmp.execute('cont');
     } catch (e) {
       const tail = logTail(path.join(dir, 'qemu.log'));
       throw e instanceof CloudletError && tail ? new CloudletError(e.code, `${e.message}\n${tail}`, { hint: e.hint }) : e;
+    } finally {
+      if (onEvent) qmp.off('event', onEvent);
+      sock?.destroy();
     }
     rec.status = 'running';
     rec.resumedAt = new Date().toISOString();
