@@ -14,6 +14,7 @@ import { CHUNK_SIZE } from '../overlay/format';
 
 const READ_BLOCK = 8 << 20;
 const SPAN = 64 << 10;
+const SHADOW_BLOCK = 1 << 20;
 
 /** A copy of the bytes the destination holds: a page compare (memcmp) instead of a SHA-256 per page. */
 export class ShadowPageTracker {
@@ -42,27 +43,19 @@ export class ShadowPageTracker {
    */
   async scanFile(file: string, visit: (index: number, page: Buffer, digest: Buffer) => Promise<void>, signal?: AbortSignal): Promise<number> {
     const fd = fs.openSync(file, 'r');
-    // Two blocks: the next one is read on libuv's pool while this one is compared here.
-    const bufs = [Buffer.allocUnsafe(READ_BLOCK), Buffer.allocUnsafe(READ_BLOCK)];
+    // 1 MiB reads: the block is still in the CPU cache when it is compared (measured here: about
+    // 30 ms for 128 MiB against 35-50 ms with 8-32 MiB reads; reads on libuv's pool were slower).
+    const block = Buffer.allocUnsafe(SHADOW_BLOCK);
     const size = Math.min(fs.fstatSync(fd).size, this.chunks * CHUNK_SIZE);
-    const readAt = (buf: Buffer, off: number) => new Promise<number>((resolve, reject) => {
-      const want = Math.min(READ_BLOCK, size - off);
-      let n = 0;
-      const step = () => fs.read(fd, buf, n, want - n, off + n, (e, r) => {
-        if (e) { reject(e); return; }
-        n += r;
-        if (r === 0 || n >= want) resolve(n); else step();
-      });
-      step();
-    });
-    let pending: Promise<number> | undefined = size > 0 ? readAt(bufs[0], 0) : undefined;
     let changed = 0;
     try {
-      for (let off = 0, k = 0; off < size; off += READ_BLOCK, k++) {
+      for (let off = 0; off < size; off += SHADOW_BLOCK) {
         if (signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
-        const n = await pending!;
-        const block = bufs[k % 2];
-        pending = off + READ_BLOCK < size ? readAt(bufs[(k + 1) % 2], off + READ_BLOCK) : undefined;
+        // Let sockets run now and then (the device state streams in while the paused RAM is read).
+        if (off && off % READ_BLOCK === 0) await new Promise((r) => setImmediate(r));
+        let n = 0;
+        const want = Math.min(SHADOW_BLOCK, size - off);
+        while (n < want) { const r = fs.readSync(fd, block, n, want - n, off + n); if (r === 0) break; n += r; }
         const whole = n - (n % CHUNK_SIZE);
         for (let span = 0; span < whole; span += SPAN) {
           const end = Math.min(span + SPAN, whole);
@@ -78,7 +71,6 @@ export class ShadowPageTracker {
         }
       }
     } finally {
-      await pending?.catch(() => undefined);
       fs.closeSync(fd);
     }
     return changed;
