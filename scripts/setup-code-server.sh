@@ -23,6 +23,8 @@ for tool in chromium rg; do
 done
 
 export npm_config_yes=true npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false
+# node-gyp builds against the installed Node's headers (Debian's nodejs ships them), never downloads them.
+if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
 NPM=(npm --no-audit --no-fund --loglevel=error)
 echo "setup-code-server: installing code-server $VERSION into $DIR (about 320 MB, once)"
 rm -f "$MARKER"
