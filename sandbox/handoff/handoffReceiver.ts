@@ -152,18 +152,22 @@ export class HandoffReceiver {
     if (s.serverId) throw new CloudletError('Conflict', `handoff ${s.id} already finished`);
     if (!s.applier.stateReceived) throw new CloudletError('BadInput', 'the handoff never sent the device state (no final round)');
     await failpoint('handoff-finish');
+    const t0 = Date.now();
     await s.qemu;
+    const tLoad = Date.now();
     const vm = await this.d.manager.completePrepared(s.vmId, fs.readFileSync(s.applier.deviceState));
+    const tRunning = Date.now();
     s.applier.close();
     const ports = Object.fromEntries(vm.ports.map((p) => [String(p.guest), `127.0.0.1:${p.host}`]));
     const row = this.d.servers.insert({ name: s.req.name, project_id: s.projectId, user_id: s.userId, status: 'ACTIVE', image_id: '',
       flavor_id: s.req.flavor_id ?? '1', base_id: s.req.base_id, metadata: { ...(s.req.metadata ?? {}), handoff_session: s.id }, ports });
     this.d.servers.update(row.id, { vm_id: vm.id, progress: 100, launched_at: new Date().toISOString() });
     s.serverId = row.id;
-    fs.rmSync(s.applier.dir, { recursive: true, force: true });
     this.d.publish(row.id, s.projectId, 'ACTIVE', 'active');
     this.d.ctx.log.info(`handoff ${s.id}: '${s.req.name}' runs here as server ${row.id} after ${s.rounds} rounds, ${s.bytes} bytes`);
-    return { server: { id: row.id, name: row.name, status: 'ACTIVE', ports } };
+    const phases = { qemu_wait: tLoad - t0, load_device_state_and_cont: tRunning - tLoad, server_record: Date.now() - tRunning };
+    setImmediate(() => fs.rmSync(s.applier.dir, { recursive: true, force: true }));
+    return { server: { id: row.id, name: row.name, status: 'ACTIVE', ports }, phases_ms: phases };
   }
 
   /** The source's measurements, kept as the server's metadata (Nova metadata values are strings). */

@@ -121,6 +121,7 @@ export class HandoffSender {
       const fin: FinishResponse = await dest.finish(sid);
       const tRunning = Date.now();
       this.lap('destination_resume', tResume);
+      for (const [k, v] of Object.entries(fin.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_${k}`] = v;
       const report = {
         server_id: o.serverId, destination_server_id: fin.server.id, destination: dest.where,
         total_ms: tRunning - t0, downtime_ms: tRunning - tPause, bytes_sent: this.roundBytes.reduce((a, b) => a + b, 0),

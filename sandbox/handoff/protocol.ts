@@ -25,7 +25,11 @@ export interface BeginRequest {
 
 export interface RoundHeader { round: number; final: boolean; segments: SegmentEntry[] }
 
-export interface FinishResponse { server: { id: string; name: string; status: string; ports: Record<string, string> } }
+export interface FinishResponse {
+  server: { id: string; name: string; status: string; ports: Record<string, string> };
+  /** The destination's own timing of finish (optional: older destinations do not send it). */
+  phases_ms?: Record<string, number>;
+}
 
 export function encodeRoundBody(header: RoundHeader, segments: Buffer[]): Buffer {
   const h = Buffer.from(JSON.stringify(header), 'utf8');
