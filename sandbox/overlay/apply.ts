@@ -11,6 +11,7 @@ import { noProgress, ProgressSink } from '../common/progress';
 import {
   CHUNK_SIZE, decodeSegment, Encoding, expandRuns, LIMITS, OverlayManifest, SegmentEntry, Target, validateManifest,
 } from './format';
+import { cloneFile } from '../qemu/files';
 import { checkSegmentDigest, SegmentSource } from './overlayReader';
 import { Qcow2Writer } from './qcow2Writer';
 import { SegmentCompressor, zstdFrameContentSize } from './segmentCompressor';
@@ -100,8 +101,9 @@ export async function applyOverlay(
   let ramCopy: Promise<void> = Promise.resolve();
   try {
     const ramPath = path.join(tmp, LAUNCH_FILES.ram);
-    // The RAM copy runs on the libuv pool while the first segments are fetched and decoded.
-    ramCopy = fs.promises.copyFile(base.ramFile, ramPath, fs.constants.COPYFILE_FICLONE);
+    // A reflink or a copy of only the base RAM's data extents (cp --sparse), running while the
+    // first segments are fetched and decoded.
+    ramCopy = cloneFile(base.ramFile, ramPath);
     ramCopy.catch(() => { /* awaited below */ });
     const baseRamFd = fs.openSync(base.ramFile, 'r'); fds.push(baseRamFd);
     const baseDiskFd = fs.openSync(base.diskFile, 'r'); fds.push(baseDiskFd);
@@ -148,7 +150,10 @@ export async function applyOverlay(
           case Encoding.Raw: put(target, r.index, raw.subarray(at, at + CHUNK_SIZE)); break;
           case Encoding.Xor: {
             const b = readBase(target, r.index, scratch, `xor of ${target} chunk ${r.index}`);
-            for (let k = 0; k < CHUNK_SIZE; k++) b[k] ^= raw[at + k];
+            const bw = new Uint32Array(b.buffer, b.byteOffset, CHUNK_SIZE / 4);
+            const d = raw.subarray(at, at + CHUNK_SIZE);
+            const dw = d.byteOffset % 4 === 0 ? new Uint32Array(d.buffer, d.byteOffset, CHUNK_SIZE / 4) : new Uint32Array(Uint8Array.from(d).buffer);
+            for (let k = 0; k < bw.length; k++) bw[k] ^= dw[k];
             put(target, r.index, b);
             break;
           }
@@ -203,9 +208,10 @@ export async function applyOverlay(
     const state = await fetchSegment(dsEntry, source, compressor, opts.signal);
     fs.writeFileSync(path.join(tmp, LAUNCH_FILES.deviceState), state);
     throwIfCancelled(opts.signal);
-    w.finish();
+    // No fsync: the files go straight to QEMU through the page cache, and a host crash loses the
+    // sandbox anyway (a synthesis is redone from base + overlay).
+    w.finish({ sync: false });
     writer = undefined;
-    fs.fsyncSync(ramFd);
     fs.writeFileSync(path.join(tmp, LAUNCH_FILES.info), JSON.stringify({ overlayId: overlay.overlayId, baseId: manifest.baseId, vmConfig: manifest.vmConfig }, null, 2));
     fs.renameSync(tmp, opts.outDir);
     return {

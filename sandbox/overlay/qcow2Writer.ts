@@ -134,7 +134,7 @@ export class Qcow2Writer {
   }
 
   /** Writes header, refcounts, L1 and L2; every listed chunk must have been written or zeroed. */
-  finish(): void {
+  finish(opts: { sync?: boolean } = {}): void {
     const { layout, chunks, state } = this;
     const pending = state.indexOf(0);
     if (pending >= 0) throw new CloudletError('Internal', `qcow2 writer: disk chunk ${chunks[pending]} was never written`);
@@ -192,7 +192,7 @@ export class Qcow2Writer {
     let end = layout.dataStart;
     for (let k = chunks.length - 1; k >= 0; k--) if (state[k] === 1) { end = layout.dataStart + k + 1; break; }
     fs.ftruncateSync(this.fd, end * CLUSTER);
-    fs.fsyncSync(this.fd);
+    if (opts.sync !== false) fs.fsyncSync(this.fd);
     this.close();
   }
 
