@@ -80,7 +80,8 @@ export async function startCodeServer(o: { workspace: string; settings: Record<s
   let out = '';
   const proc = spawn(process.execPath, [entry, ...common, '--bind-addr', '127.0.0.1:0', '--auth', 'none', '--disable-telemetry',
     '--disable-update-check', '--disable-workspace-trust', '--disable-getting-started-override', o.workspace],
-  { cwd: dir, env: { ...process.env, ...(o.env ?? {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, so stop() ends code-server with its extension hosts and pty host.
+  { cwd: dir, env: { ...process.env, ...(o.env ?? {}) }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   proc.stdout!.on('data', (b) => { out += b; });
   proc.stderr!.on('data', (b) => { out += b; });
   const url = await new Promise<string>((resolve, reject) => {
@@ -98,13 +99,17 @@ export async function startCodeServer(o: { workspace: string; settings: Record<s
       fs.writeFileSync(userSettings, JSON.stringify(settings, null, 2));
     },
     async stop() {
+      const group = (sig: NodeJS.Signals) => { try { process.kill(-proc.pid!, sig); } catch { /* gone */ } };
       if (proc.exitCode === null && proc.signalCode === null) {
         const gone = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGTERM');
-        const k = setTimeout(() => proc.kill('SIGKILL'), 10000);
+        group('SIGTERM');
+        const k = setTimeout(() => group('SIGKILL'), 10000);
         await gone;
         clearTimeout(k);
       }
+      // Extension hosts still shutting down (they run deactivate) get a moment, then the group goes.
+      await sleep(3000);
+      group('SIGKILL');
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
