@@ -1,10 +1,14 @@
 /**
- * `npm run bench -- handoff [--link-mbit 25] [--idle-ms 3000]`: the sample back-end (synthesized
+ * `npm run bench -- handoff [--trials 3] [--link-mbit 25] [--link-trials 1] [--idle-ms 3000]`: the sample back-end (synthesized
  * from the test base's overlay, its in-RAM counter advanced) moved while running
  *   (a) by our handoff between two daemons on loopback (127.0.0.2 -> 127.0.0.3), and
  *   (b) by QEMU's own live migration to a second QEMU on loopback (-incoming, tcp:127.0.0.1),
  * in the same run, from the same overlay state after the same idle time. Then both again through a
  * throttling TCP proxy (default 25 Mbit/s) for total time on an edge-like link (0 to skip).
+ * Each leg runs `--trials` times, interleaved (ours, QEMU, ours, QEMU ...), every trial on a fresh VM
+ * synthesized from the same overlay, so that both sides see the same varying load (the machine is
+ * shared); the figures reported are each side's MEDIAN over its trials, and the ratios are ratios of
+ * those medians. Per-trial figures are kept in `trials_detail` / `link_trials_detail`.
  * Prints bytes sent, downtime and total time for each; last line one JSON object with every figure,
  * ratio_bytes_vs_qemu (target <= 0.25) and ratio_downtime_vs_qemu (<= 1.0).
  */
@@ -26,11 +30,19 @@ import { startThrottleProxy } from './throttleProxy';
 const arg = (name: string, dflt: number) => { const i = process.argv.indexOf(name); return i > 0 ? Number(process.argv[i + 1]) : dflt; };
 const LINK_MBIT = arg('--link-mbit', 25);
 const IDLE_MS = arg('--idle-ms', 3000);
+const TRIALS = Math.max(1, Math.floor(arg('--trials', 3)));
+const LINK_TRIALS = Math.max(1, Math.floor(arg('--link-trials', 1)));
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80'];
 
-interface Move { bytes: number; downtime_ms: number; total_ms: number; rounds?: number }
+interface Move { bytes: number; downtime_ms: number; total_ms: number; rounds?: number; phases_ms?: Record<string, number> }
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const medianMove = (ms: Move[]): Move => ({
+  bytes: median(ms.map((m) => m.bytes)), downtime_ms: median(ms.map((m) => m.downtime_ms)), total_ms: median(ms.map((m) => m.total_ms)),
+  ...(ms[0].rounds !== undefined ? { rounds: median(ms.map((m) => m.rounds ?? 0)) } : {}),
+});
 
 async function ours(a: TestDaemon, b: TestDaemon, overlayUrl: string, via?: (computeUrl: string) => string): Promise<Move> {
   const ca = await CloudletClient.login({ authUrl: a.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
@@ -50,7 +62,7 @@ async function ours(a: TestDaemon, b: TestDaemon, overlayUrl: string, via?: (com
   if (after !== before + 1) throw new Error(`counter at the destination is ${after}, expected ${before + 1}`);
   await cb.deleteServer(moved.id);
   log(`  ours: ${r.bytes_sent} bytes in ${r.rounds} rounds, downtime ${r.downtime_ms} ms, total ${r.total_ms} ms (${JSON.stringify(r.phases_ms)})`);
-  return { bytes: r.bytes_sent, downtime_ms: r.downtime_ms, total_ms: r.total_ms, rounds: r.rounds };
+  return { bytes: r.bytes_sent, downtime_ms: r.downtime_ms, total_ms: r.total_ms, rounds: r.rounds, phases_ms: r.phases_ms };
 }
 
 /** QEMU's migration of the same launch VM (synthesized here) to a second QEMU sharing its disk. */
@@ -111,33 +123,50 @@ async function main(): Promise<void> {
   try {
     const ca = await CloudletClient.login({ authUrl: a.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
     const overlayUrl = await uploadOverlay(ca, overlay);
-    log('loopback:');
-    const o = await ours(a, b, overlayUrl);
-    const q = await qemu(th, overlay, 1);
-    let o25: Move | undefined, q25: Move | undefined;
+    // Interleaved trials: ours, QEMU, ours, QEMU ... each on a fresh VM from the same overlay.
+    let n = 0;
+    const os: Move[] = [], qs: Move[] = [];
+    for (let t = 0; t < TRIALS; t++) {
+      log(`loopback, trial ${t + 1}/${TRIALS}:`);
+      os.push(await ours(a, b, overlayUrl));
+      qs.push(await qemu(th, overlay, ++n));
+    }
+    const o = medianMove(os), q = medianMove(qs);
+    const o25s: Move[] = [], q25s: Move[] = [];
     if (LINK_MBIT > 0) {
-      log(`through a ${LINK_MBIT} Mbit/s proxy:`);
       const bu = new URL(b.url);
-      const proxy = await startThrottleProxy({ host: bu.hostname, port: Number(bu.port) }, LINK_MBIT * 1e6);
-      try {
-        o25 = await ours(a, b, overlayUrl, (u) => u.replace(`${bu.hostname}:${bu.port}`, `127.0.0.1:${proxy.port}`));
-      } finally { await proxy.close(); }
-      q25 = await qemu(th, overlay, 2, true);
+      for (let t = 0; t < LINK_TRIALS; t++) {
+        log(`through a ${LINK_MBIT} Mbit/s proxy, trial ${t + 1}/${LINK_TRIALS}:`);
+        const proxy = await startThrottleProxy({ host: bu.hostname, port: Number(bu.port) }, LINK_MBIT * 1e6);
+        try {
+          o25s.push(await ours(a, b, overlayUrl, (u) => u.replace(`${bu.hostname}:${bu.port}`, `127.0.0.1:${proxy.port}`)));
+        } finally { await proxy.close(); }
+        q25s.push(await qemu(th, overlay, ++n, true));
+      }
     }
     const round3 = (x: number) => Math.round(x * 1000) / 1000;
+    const perTrial = (ox: Move[], qx: Move[]) => ox.map((x, i) => ({
+      ours_bytes: x.bytes, ours_downtime_ms: x.downtime_ms, ours_total_ms: x.total_ms, ours_rounds: x.rounds,
+      ours_paused_ram_ms: x.phases_ms?.final_ram_compare, ours_dirty_source: x.phases_ms?.dirty_log_pages !== undefined ? 'qemu-dirty-log' : 'full-compare',
+      qemu_bytes: qx[i].bytes, qemu_downtime_ms: qx[i].downtime_ms, qemu_total_ms: qx[i].total_ms,
+      ratio_downtime_vs_qemu: round3(x.downtime_ms / Math.max(1, qx[i].downtime_ms)),
+    }));
     const result: Record<string, unknown> = {
-      bench: 'handoff', guest: 'test-guest 128 MiB + sample back-end', idle_ms: IDLE_MS,
+      bench: 'handoff', guest: 'test-guest 128 MiB + sample back-end', idle_ms: IDLE_MS, trials: TRIALS, aggregate: 'median',
       ours_bytes: o.bytes, ours_downtime_ms: o.downtime_ms, ours_total_ms: o.total_ms, ours_rounds: o.rounds,
       qemu_bytes: q.bytes, qemu_downtime_ms: q.downtime_ms, qemu_total_ms: q.total_ms,
       ratio_bytes_vs_qemu: round3(o.bytes / q.bytes), ratio_downtime_vs_qemu: round3(o.downtime_ms / Math.max(1, q.downtime_ms)),
       ratio_total_vs_qemu: round3(o.total_ms / q.total_ms),
       target_ratio_bytes: 0.25, target_ratio_downtime: 1.0,
+      trials_detail: perTrial(os, qs),
     };
-    if (o25 && q25) {
+    if (o25s.length) {
+      const o25 = medianMove(o25s), q25 = medianMove(q25s);
       Object.assign(result, {
-        link_mbit: LINK_MBIT, link_ours_bytes: o25.bytes, link_ours_downtime_ms: o25.downtime_ms, link_ours_total_ms: o25.total_ms,
+        link_mbit: LINK_MBIT, link_trials: LINK_TRIALS, link_ours_bytes: o25.bytes, link_ours_downtime_ms: o25.downtime_ms, link_ours_total_ms: o25.total_ms,
         link_qemu_bytes: q25.bytes, link_qemu_downtime_ms: q25.downtime_ms, link_qemu_total_ms: q25.total_ms,
         ratio_link_total_vs_qemu: round3(o25.total_ms / q25.total_ms), ratio_link_downtime_vs_qemu: round3(o25.downtime_ms / Math.max(1, q25.downtime_ms)),
+        link_trials_detail: perTrial(o25s, q25s),
       });
     }
     result.bench_ms = Date.now() - t0;
