@@ -11,7 +11,7 @@ export const baseCommands: CommandDef[] = [
   {
     id: 'cloudlet.importBase',
     async run(ext) {
-      const files = need(await vscode.window.showOpenDialog({ title: 'Import Base VM', canSelectMany: false, filters: { 'Base VM bundle': ['cloudletbase', 'tar', 'base'], 'All files': ['*'] } }));
+      const files = need(await vscode.window.showOpenDialog({ title: 'Import Base VM', canSelectMany: false, filters: { 'Base VM bundle (cloudlet base export)': ['tar', 'cloudletbase'], 'All files': ['*'] } }));
       const file = files[0].fsPath;
       const name = need(await vscode.window.showInputBox({ title: 'Import Base VM', prompt: 'Name of the base VM', value: path.basename(file).replace(/\.[^.]+$/, ''), ignoreFocusOut: true }));
       const s = await sessionOf(ext, LOCAL);
@@ -29,10 +29,13 @@ export const baseCommands: CommandDef[] = [
     async run(ext) {
       // Creating a base boots a guest from a bootable image and pauses it: a long, interactive job the
       // CLI does best, so it runs in a terminal with the same Node and CLI as the local daemon.
-      const { node, cli } = resolveTools(localDaemonSettings());
+      const settings = localDaemonSettings();
+      const { node, cli } = resolveTools(settings);
       const files = need(await vscode.window.showOpenDialog({ title: 'Create Base VM from a bootable disk image', canSelectMany: false }));
       const name = need(await vscode.window.showInputBox({ title: 'Create Base VM', prompt: 'Name of the base VM', value: path.basename(files[0].fsPath).replace(/\.[^.]+$/, ''), ignoreFocusOut: true }));
-      const t = vscode.window.createTerminal({ name: `Create base ${name}`, shellPath: node, shellArgs: [cli, 'base', 'create', '--name', name, '--disk', files[0].fsPath, '--data', ext.localDaemon.dataDir] });
+      // `cloudlet base create` works on the store in CLOUDLET_HOME: the local daemon's data folder.
+      const t = vscode.window.createTerminal({ name: `Create base ${name}`, shellPath: node, shellArgs: [...settings.nodeArgs, cli, 'base', 'create', '--name', name, '--disk', files[0].fsPath],
+        env: { CLOUDLET_HOME: ext.localDaemon.dataDir, CLOUDLET_CLI_MAIN: '1' } });
       t.show();
     },
   },
@@ -44,7 +47,7 @@ export const baseCommands: CommandDef[] = [
       const base = isNode(node) && node.kind === 'base' && node.resourceId
         ? (await s.listImages()).find((i) => i.id === node.resourceId) ?? missing('base VM')
         : await pickBase(ext, cloudlet, 'Base VM to export');
-      const target = need(await vscode.window.showSaveDialog({ title: 'Export Base VM', defaultUri: vscode.Uri.file(path.join(process.env.HOME ?? '/', `${base.name}.cloudletbase`)) }));
+      const target = need(await vscode.window.showSaveDialog({ title: 'Export Base VM', defaultUri: vscode.Uri.file(path.join(process.env.HOME ?? '/', `${base.name}.tar`)) }));
       await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Exporting ${base.name}`, cancellable: true }, async (progress, token) => {
         const abort = new AbortController();
         token.onCancellationRequested(() => abort.abort());
