@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- handoff [--trials 3] [--link-mbit 25] [--link-trials 1] [--idle-ms 3000]`: the sample back-end (synthesized
+ * `npm run bench -- handoff [--trials 3] [--link-mbit 25] [--link-trials 1] [--idle-ms 3000] [--compare-workers N]`: the sample back-end (synthesized
  * from the test base's overlay, its in-RAM counter advanced) moved while running
  *   (a) by our handoff between two daemons on loopback (127.0.0.2 -> 127.0.0.3), and
  *   (b) by QEMU's own live migration to a second QEMU on loopback (-incoming, tcp:127.0.0.1),
@@ -32,6 +32,8 @@ const LINK_MBIT = arg('--link-mbit', 25);
 const IDLE_MS = arg('--idle-ms', 3000);
 const TRIALS = Math.max(1, Math.floor(arg('--trials', 3)));
 const LINK_TRIALS = Math.max(1, Math.floor(arg('--link-trials', 1)));
+/** Compare workers at the source daemon (CLOUDLET_HANDOFF_COMPARE_WORKERS); -1 = the daemon's default. */
+const COMPARE_WORKERS = arg('--compare-workers', -1);
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80'];
@@ -118,7 +120,7 @@ async function main(): Promise<void> {
   log('handoff bench: sample back-end overlay, two daemons, a QEMU pair');
   const overlay = await sampleOverlay();
   const th = await tempHome();
-  const a = await startDaemon({ ip: '127.0.0.2', withTestBase: true });
+  const a = await startDaemon({ ip: '127.0.0.2', withTestBase: true, ...(COMPARE_WORKERS >= 0 ? { env: { CLOUDLET_HANDOFF_COMPARE_WORKERS: String(COMPARE_WORKERS) } } : {}) });
   const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true });
   try {
     const ca = await CloudletClient.login({ authUrl: a.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
@@ -147,12 +149,13 @@ async function main(): Promise<void> {
     const round3 = (x: number) => Math.round(x * 1000) / 1000;
     const perTrial = (ox: Move[], qx: Move[]) => ox.map((x, i) => ({
       ours_bytes: x.bytes, ours_downtime_ms: x.downtime_ms, ours_total_ms: x.total_ms, ours_rounds: x.rounds,
-      ours_paused_ram_ms: x.phases_ms?.final_ram_compare, ours_dirty_source: x.phases_ms?.dirty_log_pages !== undefined ? 'qemu-dirty-log' : 'full-compare',
+      ours_paused_ram_ms: x.phases_ms?.final_ram_compare, ours_compare_workers: x.phases_ms?.final_ram_compare_workers,
       qemu_bytes: qx[i].bytes, qemu_downtime_ms: qx[i].downtime_ms, qemu_total_ms: qx[i].total_ms,
       ratio_downtime_vs_qemu: round3(x.downtime_ms / Math.max(1, qx[i].downtime_ms)),
     }));
     const result: Record<string, unknown> = {
       bench: 'handoff', guest: 'test-guest 128 MiB + sample back-end', idle_ms: IDLE_MS, trials: TRIALS, aggregate: 'median',
+      compare_workers: COMPARE_WORKERS >= 0 ? COMPARE_WORKERS : 'default',
       ours_bytes: o.bytes, ours_downtime_ms: o.downtime_ms, ours_total_ms: o.total_ms, ours_rounds: o.rounds,
       qemu_bytes: q.bytes, qemu_downtime_ms: q.downtime_ms, qemu_total_ms: q.total_ms,
       ratio_bytes_vs_qemu: round3(o.bytes / q.bytes), ratio_downtime_vs_qemu: round3(o.downtime_ms / Math.max(1, q.downtime_ms)),

@@ -7,6 +7,7 @@
  * the VM running drops the destination's session and resumes the VM here.
  */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { CloudletError, describeError, throwIfCancelled } from '../common/errors';
 import type { ProgressSink } from '../common/progress';
@@ -29,6 +30,16 @@ export const MAX_ROUNDS = 5;
 export const SMALL_ROUND_CHUNKS = 256;
 /** zstd level of the paused round: few pages, and every millisecond is downtime. */
 export const FINAL_LEVEL = 1;
+/**
+ * Worker threads that compare RAM with the copy of what the destination holds (ParallelPageCompare);
+ * 0 = compare in the daemon's own thread. CLOUDLET_HANDOFF_COMPARE_WORKERS overrides (0 forces the
+ * in-thread compare, which is also the fallback when the workers fail).
+ */
+export function compareWorkers(): number {
+  const env = process.env.CLOUDLET_HANDOFF_COMPARE_WORKERS;
+  if (env !== undefined && env !== '' && Number.isFinite(Number(env))) return Math.max(0, Math.min(8, Math.floor(Number(env))));
+  return Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
+}
 
 export interface SenderOptions {
   vmId: string;
@@ -67,7 +78,7 @@ export class HandoffSender {
     this.lap('check', t0);
 
     const ramDigests = fs.readFileSync(base.ramDigests), diskDigests = fs.readFileSync(base.diskDigests);
-    const ram = new ShadowPageTracker(base.ram, rec.vmConfig.ramBytes / CHUNK_SIZE);
+    const ram = new ShadowPageTracker(base.ram, rec.vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers() });
     const disk = new DirtyPageTracker(diskDigests, Math.ceil(fs.statSync(base.disk).size / CHUNK_SIZE));
     const enc = new RoundEncoder({ ramFile: base.ram, diskFile: base.disk, ramDigests, diskDigests }, this.compressor, DEFAULT_LEVEL);
     const ramFile = path.join(info.dir, 'ram.raw'), diskLayer = path.join(info.dir, 'disk.qcow2');
@@ -106,6 +117,9 @@ export class HandoffSender {
       enc.level = FINAL_LEVEL;
       const ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d));
       this.lap('final_ram_compare', tScan);
+      // How the paused compare ran: on N worker threads, or 0 = in the daemon's thread (fallback).
+      this.phases.final_ram_compare_workers = ram.lastScan.method === 'workers' ? compareWorkers() : 0;
+      if (ram.lastScan.fallbackReason) o.progress({ phase: 'round', message: `RAM compared in-thread: ${ram.lastScan.fallbackReason}` });
       const deviceState = await saving;
       this.lap('final_ram_compare_and_device_state', tScan);
       const tDisk = Date.now();
@@ -138,6 +152,7 @@ export class HandoffSender {
       throw new CloudletError(code, `handoff to ${dest.where} failed in round ${round}${paused ? ' (after the pause)' : ''}: ${describeError(e)}; ${back}`);
     } finally {
       enc.close();
+      await ram.close();
       fs.closeSync(baseDiskFd);
     }
   }

@@ -3,12 +3,16 @@
  * back-end's in-RAM counter goes on at the destination, the source VM is gone, the report holds
  * plausible numbers. Faults: a destination without the base refuses before the VM is touched; a
  * destination killed in the middle (at its finish step) leaves the VM running at the source with
- * its counter intact.
+ * its counter intact. The RAM compare runs on worker threads; with them off (the fallback, forced
+ * through CLOUDLET_HANDOFF_COMPARE_WORKERS=0) the in-thread compare moves the VM all the same, and
+ * on a real file both find exactly the same changed pages, also once the workers are gone.
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as net from 'net';
+import * as os from 'os';
 import * as path from 'path';
+import { ShadowPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
 import { startDaemon, killProcessesUsing, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import { sampleOverlay, uploadOverlay, counter, httpGet } from './fixtures/sampleOverlay';
 import { CloudletClient, type HandoffReport, type Server } from '../../sandbox/client';
@@ -102,6 +106,7 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.equal(r.round_bytes.length, r.rounds);
     assert.equal(r.round_bytes.reduce((x, y) => x + y, 0), r.bytes_sent);
     assert.ok(events.filter((p) => p === 'round').length === r.rounds, `a progress event per round: ${events.join(',')}`);
+    assert.ok(Number.isInteger(r.phases_ms.final_ram_compare_workers), `phases_ms.final_ram_compare_workers: ${JSON.stringify(r.phases_ms)}`);
 
     // Source: server gone, no QEMU.
     await assert.rejects(ca.getServer(src.id), /could not be found|404/);
@@ -173,5 +178,73 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.equal(await counter(port80(s)), 43, 'the counter goes on from where it was');
     assert.equal(await counter(port80(s)), 44);
     await ca.deleteServer(src.id);
+  });
+
+  it('with the compare workers off (the fallback), the in-thread RAM compare moves the VM all the same', async () => {
+    const src0 = await startDaemon({ ip: '127.0.0.5', withTestBase: true, env: { CLOUDLET_HANDOFF_COMPARE_WORKERS: '0' } });
+    extra.push(src0);
+    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true });
+    extra.push(b);
+    const c0 = await login(src0), cb = await login(b);
+    const src = await synthesize(c0, await uploadOverlay(c0, overlay, 'inthread'), 'inthread');
+    assert.equal(await counter(port80(src)), 42);
+    assert.equal(await counter(port80(src)), 43);
+    const { jobId } = await c0.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token, destVmName: 'moved-inthread' });
+    const end = await c0.watchJob(jobId);
+    assert.equal(end.status, 'DONE', `handoff: ${end.error}`);
+    const r = end.result as HandoffReport;
+    assert.equal(r.phases_ms.final_ram_compare_workers, 0, JSON.stringify(r.phases_ms));
+    const moved = await cb.getServer(r.destination_server_id);
+    assert.equal(await counter(port80(moved)), 44);
+    await cb.deleteServer(moved.id);
+    assert.deepEqual(qemuPidsUnder(src0.dataDir), []);
+  });
+});
+
+describe('handoff RAM compare: worker threads and the in-thread fallback on a real file', function () {
+  this.timeout(120_000);
+  const PAGES = 4096; // 16 MiB
+  let dir: string;
+  before(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'handoff-cmp-')); });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** A base image, and a copy with some pages changed (single bytes, whole pages, a run across a 64 KiB span edge). */
+  function images(): { base: string; cur: string; changed: number[] } {
+    const base = path.join(dir, 'base.raw'), cur = path.join(dir, 'cur.raw');
+    const b = Buffer.alloc(PAGES * 4096);
+    for (let i = 0; i < b.length; i += 8) b.writeUInt32LE((i * 2654435761) >>> 0, i);
+    fs.writeFileSync(base, b);
+    const changed = [0, 1, 15, 16, 17, 1000, 2047, 2048, 4095];
+    for (const p of changed) b[p * 4096 + (p % 4096)] ^= 0xff;
+    fs.writeFileSync(cur, b);
+    return { base, cur, changed };
+  }
+
+  async function scan(t: ShadowPageTracker, file: string): Promise<number[]> {
+    const got: number[] = [];
+    await t.scanFile(file, async (i, page) => { got.push(i); assert.equal(page.length, 4096); });
+    return got.sort((x, y) => x - y);
+  }
+
+  it('two workers find exactly the pages the in-thread compare finds, then nothing more', async () => {
+    const { base, cur, changed } = images();
+    const inThread = new ShadowPageTracker(base, PAGES);
+    const workers = new ShadowPageTracker(base, PAGES, { workers: 2 });
+    try {
+      assert.deepEqual(await scan(inThread, cur), changed);
+      assert.deepEqual(await scan(workers, cur), changed);
+      assert.equal(workers.lastScan.method, 'workers');
+      assert.deepEqual(await scan(workers, cur), [], 'what was sent is recorded: a second scan finds nothing');
+    } finally { await inThread.close(); await workers.close(); }
+  });
+
+  it('workers gone: the scan falls back to the in-thread compare and still finds every change', async () => {
+    const { base, cur, changed } = images();
+    const t = new ShadowPageTracker(base, PAGES, { workers: 2 });
+    await t.close(); // the workers exit, as if they had crashed
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await scan(t, cur), changed);
+    assert.equal(t.lastScan.method, 'in-thread');
+    assert.match(t.lastScan.fallbackReason ?? '', /exited/);
   });
 });
