@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', '.cache/**', 'artifacts/**', 'out/**', '**/*.mjs', '**/*.js', '**/*.cjs', '.tmp/**', 'bin/**'] },
+  { ignores: ['node_modules/**', 'dist/**', '.cache/**', 'artifacts/**', 'out/**', '**/*.mjs', '**/*.js', '**/*.cjs', '.tmp*/**', 'bin/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
