@@ -5,6 +5,8 @@
  */
 import type { ProgressEvent } from '../sandbox/client/types';
 import type { OverlayComposition } from './protocol';
+import type { DevicesApi } from '../sandbox/client/devices';
+import type { PublishRequest } from '../sandbox/client/publish';
 
 export interface Credentials {
   username: string;
@@ -61,7 +63,10 @@ export interface OverlayInfo {
   url?: string;
   composition?: OverlayComposition;
   createdAt?: string;
+  /** oci://HOST/REPO:TAG it was last published as (Glance property cloudlet_published_ref). */
   publishedRef?: string;
+  /** The same, pinned by digest: oci://HOST/REPO@sha256:... */
+  publishedDigest?: string;
 }
 
 export interface HandoffResult {
@@ -107,6 +112,10 @@ export interface CloudletSession {
   copyOverlayTo?(overlayId: string, dest: CloudletSession, onProgress?: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<string>;
   /** Build an overlay from a workspace folder with cloudlet.yaml, as one job. */
   buildFromWorkspace(folder: string, name: string): Promise<{ jobId: string }>;
+  /** Publish an overlay image of this daemon to an OCI registry, as a job (cloudlet-sandbox service). */
+  publishOverlay?(imageId: string, req: PublishRequest): Promise<{ jobId: string }>;
+  /** Devices, leases and containers, when the cloudlet offers the reservation service. */
+  devices?(): DevicesApi | undefined;
 }
 
 /** One API call, as the output channel shows it. No headers, no bodies: never a secret. */

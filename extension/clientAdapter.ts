@@ -9,6 +9,8 @@ import { CloudletClient, type CallRecord, type Image, type Server } from '../san
 import type { ApiCallRecord, ChangeEvent, CloudletSession, ConsoleStream, Credentials, ImageInfo, JobEnd, OverlayInfo, ServerInfo } from './api';
 import type { ProgressEvent } from '../sandbox/client/types';
 import { CloudletError } from './errors';
+import { devicesApi, type DevicesApi } from '../sandbox/client/devices';
+import { startPublish, type PublishRequest } from '../sandbox/client/publish';
 import { compositionFromManifest } from './state/panels';
 import { OVERLAY_TYPE } from './state/tree';
 
@@ -55,6 +57,7 @@ export function toOverlayInfo(i: Image, fileUrl: string): OverlayInfo {
     composition: composition && composition.parts.length ? composition : undefined,
     createdAt: i.created_at,
     publishedRef: typeof i.cloudlet_published_ref === 'string' ? i.cloudlet_published_ref : undefined,
+    publishedDigest: typeof i.cloudlet_published_digest === 'string' ? i.cloudlet_published_digest : undefined,
   };
 }
 
@@ -238,6 +241,14 @@ class ClientSession implements CloudletSession {
       onClose: (fn) => { closeFns.push(fn); },
       close: () => close(),
     };
+  }
+
+  publishOverlay(imageId: string, req: PublishRequest): Promise<{ jobId: string }> { return startPublish(this.c, imageId, req); }
+
+  private devicesClient: DevicesApi | undefined;
+  devices(): DevicesApi | undefined {
+    if (!this.c.hasService('reservation')) return undefined;
+    return (this.devicesClient ??= devicesApi(this.c));
   }
 
   async buildFromWorkspace(folder: string, name: string): Promise<{ jobId: string }> {

@@ -14,6 +14,51 @@ import { classifyError } from './state/errors';
 import { cloudletNodes, messageNode, overlayNodes, sandboxNodes, sandboxStatus, type CloudletEntry, type ViewCondition } from './state/tree';
 import { RefreshScheduler, viewsForTopic } from './state/refresh';
 import { autoStart, cloudletConfigStore, debounceMs, localDaemonSettings } from './settings';
+import { deviceNodes, reservationTimeline } from './state/devicesTree';
+import { devicesViewNodes, type DeviceGroup } from './state/devicesView';
+import { ReservationsPanel } from './panels/reservationsPanel';
+import { LogsDocuments } from './views/logsDocument';
+import type { ReservationsPanelState } from './protocol';
+
+/** The Reservations panel (one), loaded from every configured cloudlet that offers devices. */
+class Reservations implements vscode.Disposable {
+  panel: ReservationsPanel | undefined;
+  private readonly scheduler = new RefreshScheduler(() => void this.load(), 300);
+  constructor(private readonly ext: Ext) {}
+
+  open(): ReservationsPanel {
+    if (this.panel && !this.panel.isDisposed) { this.panel.reveal(); this.reload(); return this.panel; }
+    const p = new ReservationsPanel(this.ext.context.extensionUri);
+    this.panel = p;
+    p.onRefresh = () => this.reload();
+    p.onDispose(() => { if (this.panel === p) this.panel = undefined; });
+    void this.load();
+    return p;
+  }
+
+  /** Reloads soon when the panel is open (lease and device events, commands). */
+  reload(): void { if (this.panel && !this.panel.isDisposed) this.scheduler.request(); }
+
+  private async load(): Promise<void> {
+    const p = this.panel;
+    if (!p || p.isDisposed) return;
+    p.update({ ...p.current, loading: true });
+    const now = Date.now();
+    const cloudlets: ReservationsPanelState['cloudlets'] = [];
+    for (const c of this.ext.cloudlets.list()) {
+      try {
+        const d = (await this.ext.session(c.name)).devices?.();
+        if (!d) continue;
+        cloudlets.push({ name: c.name, timeline: reservationTimeline(await d.allocations(), now) });
+      } catch (e) {
+        cloudlets.push({ name: c.name, error: classifyError(e).message });
+      }
+    }
+    if (!p.isDisposed) p.update({ cloudlets, loading: false, updatedAt: now });
+  }
+
+  dispose(): void { this.scheduler.dispose(); this.panel?.dispose(); }
+}
 
 export type ViewName = 'sandbox' | 'cloudlets' | 'overlays' | 'devices';
 
@@ -31,6 +76,8 @@ export class Ext implements vscode.Disposable {
   readonly overlayPanels: OverlayPanels;
   readonly serverPanels: ServerPanels;
   readonly status: vscode.StatusBarItem;
+  readonly logs = new LogsDocuments();
+  readonly reservations: Reservations = new Reservations(this);
   private readonly disposables: vscode.Disposable[] = [];
   private readonly watchers = new Map<string, () => void>();
   private lastSandboxServers: ServerInfo[] = [];
@@ -50,7 +97,7 @@ export class Ext implements vscode.Disposable {
       sandbox: new NodeTree('cloudlet.sandbox', () => this.loadSandbox(), ms),
       cloudlets: new NodeTree('cloudlet.cloudlets', () => this.loadCloudlets(), ms),
       overlays: new NodeTree('cloudlet.overlays', () => this.loadOverlays(), ms),
-      devices: new NodeTree('cloudlet.devices', async () => ({ nodes: [], condition: 'empty' }), ms),
+      devices: new NodeTree('cloudlet.devices', () => this.loadDevices(), ms),
     };
     this.overlayPanels = new OverlayPanels(context.extensionUri);
     this.serverPanels = new ServerPanels(context.extensionUri);
@@ -59,10 +106,10 @@ export class Ext implements vscode.Disposable {
     this.status.command = 'cloudlet.focusSandbox';
     this.status.text = '$(vm-outline) Sandbox';
     this.status.show();
-    this.disposables.push(this.output, ...Object.values(this.views), this.overlayPanels, this.serverPanels, this.status,
+    this.disposables.push(this.output, ...Object.values(this.views), this.overlayPanels, this.serverPanels, this.status, this.logs, this.reservations,
       this.views.sandbox.onDidLoad((l) => this.updateStatus(l)),
       vscode.workspace.onDidChangeConfiguration((e) => {
-        if (e.affectsConfiguration('cloudlet.cloudlets')) { this.cloudlets.forget(); this.watchAll(); this.refresh('cloudlets', true); }
+        if (e.affectsConfiguration('cloudlet.cloudlets')) { this.cloudlets.forget(); this.watchAll(); this.refresh('cloudlets', true); this.refresh('devices', true); this.reservations.reload(); }
         if (e.affectsConfiguration('cloudlet.localDaemon') || e.affectsConfiguration('cloudlet.cliPath') || e.affectsConfiguration('cloudlet.nodePath')) {
           this.cloudlets.forget(LOCAL); this.watchAll(); this.refresh(undefined, true);
         }
@@ -106,6 +153,7 @@ export class Ext implements vscode.Disposable {
       stopStream = s.watchEvents((e) => {
         attempt = 0;
         for (const v of viewsForTopic(e.topic, name === LOCAL ? 'local' : 'remote')) this.views[v].request();
+        if (name !== LOCAL && (e.topic === 'leases' || e.topic === 'devices')) this.reservations.reload();
         // The status bar follows the sandbox even while its view is hidden (event-driven, debounced).
         if (name === LOCAL && e.topic === 'servers' && !this.views.sandbox.view.visible) this.statusRefresh.request();
       }, (err) => {
@@ -146,6 +194,25 @@ export class Ext implements vscode.Disposable {
       }
     }));
     return { nodes: cloudletNodes(entries), condition: 'ok' };
+  }
+
+  /** The Devices view: devices, the caller's leases on them and their containers, per configured cloudlet offering devices. */
+  private async loadDevices(): Promise<Loaded> {
+    const configs = this.cloudlets.list();
+    if (!configs.length) return { nodes: [], condition: 'empty' };
+    const groups: DeviceGroup[] = await Promise.all(configs.map(async (c): Promise<DeviceGroup> => {
+      try {
+        const d = (await this.session(c.name)).devices?.();
+        if (!d) return { cloudlet: c.name, noService: true };
+        const [devices, leases, containers] = await Promise.all([d.listDevices(), d.listLeases(), d.listContainers()]);
+        return { cloudlet: c.name, url: c.url, nodes: deviceNodes({ cloudlet: c.name, devices, leases, containers, now: Date.now() }) };
+      } catch (e) {
+        this.cloudlets.forget(c.name);
+        return { cloudlet: c.name, url: c.url, error: conditionOf(e).error };
+      }
+    }));
+    const nodes = devicesViewNodes(groups);
+    return { nodes, condition: nodes.length ? 'ok' : 'empty' };
   }
 
   private async loadOverlays(): Promise<Loaded> {

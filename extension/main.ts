@@ -21,6 +21,10 @@ export function activate(context: vscode.ExtensionContext): CloudletExtensionApi
   const ext = new Ext(context, connect);
   current = ext;
   context.subscriptions.push(...registerCommands(ext, commandGroups));
+  // The Overlay panel's Publish button runs the same command as the tree's inline action.
+  ext.overlayPanels.publish.handler = async (panel) => {
+    if (panel.overlayId) await vscode.commands.executeCommand('cloudlet.publishOverlay', { overlayId: panel.overlayId });
+  };
   ext.watchAll();
   ext.output.info(`activated in ${Date.now() - t0} ms`);
   return { ext };

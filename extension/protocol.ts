@@ -5,7 +5,7 @@
  */
 import type { ProgressEvent } from '../sandbox/client/types';
 
-export type PanelKind = 'overlay' | 'server';
+export type PanelKind = 'overlay' | 'server' | 'reservations';
 
 // ---------------------------------------------------------------------------------------------
 // State shown by the panels (computed on the extension side by extension/state/*, sent whole).
@@ -53,6 +53,8 @@ export interface OverlayPanelState {
   publishedRef?: string;
   /** Whether the Publish button is wired (the publishing work turns it on). */
   canPublish: boolean;
+  /** A publish job is running (Cancel cancels it). */
+  publishing?: boolean;
 }
 
 export interface ServerPanelState {
@@ -68,6 +70,19 @@ export interface ServerPanelState {
   downtimeMs?: number;
   destination?: string;
   error?: string;
+  updatedAt: number;
+}
+
+/** One bar of the Reservations panel: a lease window on a device, as fractions (0..1) of the axis. */
+export interface TimelineBarView { left: number; width: number; label: string; mine: boolean; status: string; start: string; end: string; leaseId: string | null }
+export interface TimelineRowView { device: string; machineName: string; bars: TimelineBarView[] }
+/** Leases per device on a time axis (computed by extension/state/devicesTree.ts reservationTimeline). */
+export interface TimelineView { from: number; to: number; now: number; rows: TimelineRowView[]; ticks: { at: number; label: string }[] }
+
+export interface ReservationsPanelState {
+  /** One time axis per cloudlet that offers devices. */
+  cloudlets: { name: string; timeline?: TimelineView; error?: string }[];
+  loading: boolean;
   updatedAt: number;
 }
 
@@ -89,6 +104,7 @@ export interface ChartSlice {
 export type HostMessage =
   | { type: 'overlay/state'; state: OverlayPanelState; chart: ChartSlice[] }
   | { type: 'server/state'; state: ServerPanelState }
+  | { type: 'reservations/state'; state: ReservationsPanelState }
   | { type: 'progress'; event: ProgressEvent };
 
 /** Webview -> extension. */
@@ -97,10 +113,13 @@ export type WebviewMessage =
   | { type: 'overlay/publish' }
   | { type: 'overlay/cancel' }
   | { type: 'server/refresh' }
+  | { type: 'reservations/refresh' }
+  | { type: 'reservations/reserve' }
   | { type: 'copy'; text: string };
 
 export function isWebviewMessage(m: unknown): m is WebviewMessage {
   if (!m || typeof m !== 'object') return false;
   const t = (m as { type?: unknown }).type;
-  return t === 'ready' || t === 'overlay/publish' || t === 'overlay/cancel' || t === 'server/refresh' || t === 'copy';
+  return t === 'ready' || t === 'overlay/publish' || t === 'overlay/cancel' || t === 'server/refresh' || t === 'copy'
+    || t === 'reservations/refresh' || t === 'reservations/reserve';
 }

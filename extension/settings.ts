@@ -35,3 +35,13 @@ export const cloudletConfigStore: ConfigStore = {
     await vscode.workspace.getConfiguration(SECTION).update('cloudlets', list, vscode.ConfigurationTarget.Global);
   },
 };
+
+/** Where one-click Publish pushes: HOST[:PORT]/REPOSITORY (cloudlet.registry.default). */
+export function registryDefault(): string {
+  return vscode.workspace.getConfiguration(SECTION).get<string>('registry.default', '127.0.0.1:5000/overlays').trim();
+}
+
+/** A PEM file of the CA the registry's TLS certificate is signed by (cloudlet.registry.caFile), or ''. */
+export function registryCaFile(): string {
+  return vscode.workspace.getConfiguration(SECTION).get<string>('registry.caFile', '').trim();
+}

@@ -2,7 +2,7 @@
  * Hand-made SVG charts: a donut of what an overlay is made of, and a phase timeline (Gantt) for
  * synthesis and handoff. Colours come from CSS classes bound to VS Code's chart theme variables.
  */
-import type { ChartSlice, PhaseState } from '../extension/protocol';
+import type { ChartSlice, PhaseState, TimelineView } from '../extension/protocol';
 import { formatMs, svg } from './dom';
 
 
@@ -50,5 +50,33 @@ export function renderTimeline(phases: PhaseState[], now: number, downtimeMs?: n
   root.append(svg('line', { x1: labelW, x2: width - pad, y1: axisY, y2: axisY, class: 'gantt-axis' }));
   root.append(svg('text', { x: labelW, y: axisY + 14, class: 'gantt-tick' }, '0'));
   root.append(svg('text', { x: width - pad, y: axisY + 14, class: 'gantt-tick', 'text-anchor': 'end' }, formatMs(t1 - t0)));
+  return root;
+}
+
+/** Leases per device on a time axis: one row per device, a bar per lease window, a line at now. */
+export function renderLeaseAxis(t: TimelineView): SVGElement {
+  const rowH = 30, labelW = 170, width = 820, pad = 10, top = 22;
+  const x = (f: number) => labelW + f * (width - labelW - pad);
+  const height = top + t.rows.length * rowH + 8;
+  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, width: '100%', class: 'leases', role: 'img' });
+  for (const tick of t.ticks) {
+    root.append(svg('line', { x1: x(tick.at), x2: x(tick.at), y1: top - 4, y2: height - 4, class: 'lease-tick' }));
+    root.append(svg('text', { x: x(tick.at), y: 12, class: 'gantt-tick', 'text-anchor': 'middle' }, tick.label));
+  }
+  t.rows.forEach((r, i) => {
+    const y = top + i * rowH;
+    root.append(svg('rect', { x: labelW, y: y + 2, width: width - labelW - pad, height: rowH - 6, class: 'lease-track', rx: 3 }));
+    root.append(svg('text', { x: 0, y: y + 14, class: 'gantt-label' }, r.device));
+    root.append(svg('text', { x: 0, y: y + 26, class: 'gantt-tick' }, r.machineName));
+    for (const b of r.bars) {
+      const bx = x(b.left), bw = Math.max(3, x(b.left + b.width) - bx);
+      const bar = svg('rect', { x: bx, y: y + 4, width: bw, height: rowH - 10, rx: 3, class: `lease-bar ${b.mine ? 'lease-mine' : 'lease-other'} status-${b.status.toLowerCase()}`, 'data-test': 'lease-bar' });
+      bar.append(svg('title', {}, `${b.label} (${b.status}) ${b.start.slice(0, 16).replace('T', ' ')} – ${b.end.slice(0, 16).replace('T', ' ')} UTC`));
+      root.append(bar);
+      if (bw > 40) root.append(svg('text', { x: bx + 5, y: y + 19, class: 'lease-label' }, b.label));
+    }
+  });
+  const nowF = (t.now - t.from) / (t.to - t.from);
+  root.append(svg('line', { x1: x(nowF), x2: x(nowF), y1: top - 6, y2: height - 2, class: 'lease-now-line' }));
   return root;
 }

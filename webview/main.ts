@@ -7,8 +7,8 @@ import '@vscode-elements/elements/dist/vscode-button/index.js';
 import '@vscode-elements/elements/dist/vscode-badge/index.js';
 import '@vscode-elements/elements/dist/vscode-progress-bar/index.js';
 import '@vscode-elements/elements/dist/vscode-divider/index.js';
-import type { ChartSlice, HostMessage, OverlayPanelState, PanelKind, PhaseState, ServerPanelState, WebviewMessage } from '../extension/protocol';
-import { renderDonut, renderTimeline } from './charts';
+import type { ChartSlice, HostMessage, OverlayPanelState, PanelKind, PhaseState, ReservationsPanelState, ServerPanelState, WebviewMessage } from '../extension/protocol';
+import { renderDonut, renderLeaseAxis, renderTimeline } from './charts';
 import { el, formatBytes, formatMs } from './dom';
 
 declare function acquireVsCodeApi(): { postMessage(m: WebviewMessage): void; setState(s: unknown): void; getState(): unknown };
@@ -51,8 +51,8 @@ let overlayHeader: { root: HTMLElement; title: HTMLElement; status: HTMLElement;
 const overlayBody = el('section', { class: 'body' });
 
 function renderOverlay(s: OverlayPanelState, chart: ChartSlice[]): void {
-  const tone = s.status === 'done' ? 'ok' : s.status === 'running' ? 'busy' : s.status === 'failed' ? 'err' : s.status === 'cancelled' ? 'warn' : 'idle';
-  const label = { idle: 'Idle', running: 'Building', done: 'Ready', failed: 'Failed', cancelled: 'Cancelled' }[s.status];
+  const tone = s.publishing ? 'busy' : s.status === 'done' ? 'ok' : s.status === 'running' ? 'busy' : s.status === 'failed' ? 'err' : s.status === 'cancelled' ? 'warn' : 'idle';
+  const label = s.publishing ? 'Publishing' : { idle: 'Idle', running: 'Building', done: 'Ready', failed: 'Failed', cancelled: 'Cancelled' }[s.status];
   if (!overlayHeader) {
     const cancel = el('vscode-button', { secondary: '', 'data-test': 'cancel' }, 'Cancel');
     cancel.addEventListener('click', () => send({ type: 'overlay/cancel' }));
@@ -67,10 +67,10 @@ function renderOverlay(s: OverlayPanelState, chart: ChartSlice[]): void {
   h.title.textContent = s.title;
   h.status.textContent = label;
   h.status.className = `status status-${tone}`;
-  h.cancel.hidden = s.status !== 'running';
+  h.cancel.hidden = s.status !== 'running' && !s.publishing;
   h.publish.textContent = s.publishedRef ? 'Publish Again' : 'Publish';
   h.publish.title = s.canPublish ? 'Publish to the default registry' : 'Publishing is not set up yet';
-  h.publish.toggleAttribute('disabled', !(s.status === 'done' && s.canPublish));
+  h.publish.toggleAttribute('disabled', !(s.status === 'done' && s.canPublish) || !!s.publishing);
 
   const parts: Node[] = [];
   if (s.publishedRef) {
@@ -79,7 +79,7 @@ function renderOverlay(s: OverlayPanelState, chart: ChartSlice[]): void {
     parts.push(el('p', { class: 'published' }, 'Published as ', el('code', { 'data-test': 'published-ref' }, s.publishedRef), ' ', copy));
   }
   if (s.error) parts.push(el('p', { class: 'error', role: 'alert' }, s.error));
-  if (s.phases.length) parts.push(el('h2', {}, 'Build'), phaseRows(s.phases, s.status === 'running'));
+  if (s.phases.length) parts.push(el('h2', {}, 'Build'), phaseRows(s.phases, s.status === 'running' || !!s.publishing));
 
   if (s.composition && chart.length) {
     const c = s.composition;
@@ -138,10 +138,32 @@ function renderServer(s: ServerPanelState): void {
   root.replaceChildren(...parts);
 }
 
+function renderReservations(s: ReservationsPanelState): void {
+  const refresh = el('vscode-button', { secondary: '', 'data-test': 'refresh' }, 'Refresh');
+  refresh.addEventListener('click', () => send({ type: 'reservations/refresh' }));
+  const reserve = el('vscode-button', { 'data-test': 'reserve' }, 'Reserve Device…');
+  reserve.addEventListener('click', () => send({ type: 'reservations/reserve' }));
+  const parts: Node[] = [
+    el('header', {}, el('h1', {}, 'Reservations'), s.loading ? badge('Loading', 'busy') : badge('Up to date', 'ok'), el('div', { class: 'actions' }, reserve, refresh)),
+    el('p', { class: 'muted' }, `Leases per device, from an hour ago to six hours ahead (UTC). Yours are named; other projects' show as reserved. Updated ${new Date(s.updatedAt).toISOString().slice(11, 19)} UTC.`),
+  ];
+  if (!s.cloudlets.length && !s.loading) parts.push(el('p', { class: 'muted' }, 'No configured cloudlet offers devices.'));
+  for (const c of s.cloudlets) {
+    parts.push(el('h2', {}, c.name));
+    if (c.error) parts.push(el('p', { class: 'error', role: 'alert' }, c.error));
+    else if (c.timeline && c.timeline.rows.length) parts.push(el('div', { class: 'lease-axis', 'data-test': 'lease-axis' }, renderLeaseAxis(c.timeline)));
+    else parts.push(el('p', { class: 'muted' }, 'No device here.'));
+  }
+  parts.push(el('div', { class: 'lease-legend' }, el('span', { class: 'swatch lease-mine' }), ' your lease ', el('span', { class: 'swatch lease-other' }), ' reserved by another project ',
+    el('span', { class: 'swatch lease-now' }), ' now'));
+  root.replaceChildren(...parts);
+}
+
 window.addEventListener('message', (ev: MessageEvent<HostMessage>) => {
   const m = ev.data;
   if (m.type === 'overlay/state') renderOverlay(m.state, m.chart);
   else if (m.type === 'server/state') renderServer(m.state);
+  else if (m.type === 'reservations/state') renderReservations(m.state);
 });
 
 send({ type: 'ready', panel: kind });

@@ -5,5 +5,7 @@ import { baseCommands } from './base';
 import { sandboxCommands } from './sandbox';
 import { overlayCommands } from './overlay';
 import { serverCommands } from './server';
+import { publishCommands } from './publish';
+import { deviceCommands } from './devices';
 
-export const commandGroups: CommandDef[][] = [cloudletCommands, baseCommands, sandboxCommands, overlayCommands, serverCommands];
+export const commandGroups: CommandDef[][] = [cloudletCommands, baseCommands, sandboxCommands, overlayCommands, serverCommands, publishCommands, deviceCommands];

@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import type { CommandDef } from './registry';
 import type { Ext } from '../ext';
 import type { ServerInfo } from '../api';
-import { checkEnd, isNode, pickCloudlet, pickOverlay, pickServer, runJob, sessionOf } from './common';
+import { checkEnd, isNode, need, pickCloudlet, pickOverlay, pickServer, runJob, sessionOf } from './common';
 import { LOCAL } from '../cloudlets';
 import { initialServerState, serverEnded, serverProgress, serverStatus } from '../state/panels';
 import type { ServerPanel } from '../panels/serverPanel';
@@ -42,8 +42,18 @@ export const serverCommands: CommandDef[] = [
             { hint: 'export the base VM (Cloudlet: Export Base VM...) and import it on that cloudlet first' });
         }
       }
-      let url = overlay.publishedRef ?? overlay.url;
-      if (!overlay.publishedRef && cloudlet !== LOCAL) {
+      // A published overlay: the cloudlet pulls it from the registry (by tag or pinned by digest), or it is sent from here.
+      let source: 'ref' | 'digest' | 'send' = 'send';
+      if (overlay.publishedRef) {
+        const items: (vscode.QuickPickItem & { v: 'ref' | 'digest' | 'send' })[] = [
+          { label: overlay.publishedRef, description: 'published reference', detail: 'the cloudlet pulls the overlay from the registry', v: 'ref' },
+          ...(overlay.publishedDigest ? [{ label: overlay.publishedDigest, description: 'pinned by digest', v: 'digest' as const }] : []),
+          { label: 'Send the local copy', description: cloudlet === LOCAL ? 'the sandbox daemon\'s own image' : `stream it from the sandbox to ${cloudlet}`, v: 'send' },
+        ];
+        source = need(await vscode.window.showQuickPick(items, { placeHolder: `Synthesize ${overlay.name} on ${cloudlet} from`, ignoreFocusOut: true })).v;
+      }
+      let url = source === 'ref' ? overlay.publishedRef : source === 'digest' ? overlay.publishedDigest : overlay.url;
+      if (source === 'send' && cloudlet !== LOCAL) {
         // Not published: send the overlay to the cloudlet's image service first (a daemon gives its token only to itself).
         const local = await sessionOf(ext, LOCAL);
         if (local.copyOverlayTo) {

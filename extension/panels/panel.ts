@@ -55,7 +55,7 @@ export abstract class Panel<S> implements vscode.Disposable {
       retainContextWhenHidden: false,
       localResourceRoots: [vscode.Uri.joinPath(extensionUri, 'dist'), vscode.Uri.joinPath(extensionUri, 'media')],
     });
-    this.panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', kind === 'overlay' ? 'overlay.svg' : 'server.svg');
+    this.panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', kind === 'overlay' ? 'overlay.svg' : kind === 'reservations' ? 'cloudlet.svg' : 'server.svg');
     this.panel.webview.html = panelHtml(this.panel.webview, extensionUri, kind, title);
     this.onDispose = this.disposeEmitter.event;
     this.disposables.push(

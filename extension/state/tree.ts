@@ -10,7 +10,7 @@
  */
 import type { ImageInfo, OverlayInfo, ServerInfo } from '../api';
 
-export type NodeKind = 'base' | 'sandbox' | 'cloudlet' | 'image' | 'server' | 'overlay' | 'message';
+export type NodeKind = 'base' | 'sandbox' | 'cloudlet' | 'image' | 'server' | 'overlay' | 'message' | 'device' | 'lease' | 'container';
 
 export interface NodeDesc {
   id: string;

@@ -8,6 +8,13 @@
  *                                (a job: resume, copy, install, start, ready, overlay). Admin only: it
  *                                reads a folder of the daemon's host. A failed or cancelled build
  *                                leaves no image and no sandbox behind.
+ *   POST /overlays/{imageId}/publish  {publish: {reference, username?, password?, ca?}}: pushes the
+ *                                overlay image to an OCI registry (sandbox/registry publishOverlay) as
+ *                                a job with progress; when done the image gets the properties
+ *                                cloudlet_published_ref (oci://HOST/REPO:TAG) and cloudlet_published_digest
+ *                                (oci://HOST/REPO@sha256:...). Credentials are used for this push only:
+ *                                never stored, logged or put in the job. Without them the daemon user's
+ *                                Docker credentials file is used (docs/registry.md).
  */
 import * as fs from 'fs';
 import * as net from 'net';
@@ -22,6 +29,7 @@ import { storePaths } from '../../common/paths';
 import type { SandboxManager } from '../../qemu/sandboxManager';
 import { loadBuildFile } from '../../build/buildFile';
 import { runBuild } from '../../build/build';
+import { Credentials, parseReference, publishOverlay, plainHttpSetting, readCaFile } from '../../registry';
 
 /** One connection per VM console, shared by every viewer and typist (QEMU serves one client at a time). */
 class ConsoleHub {
@@ -145,6 +153,33 @@ export function devSandboxModule(o: { manager: SandboxManager }): ApiModule {
           } finally {
             fs.rmSync(out, { force: true });
           }
+        });
+        return reply.code(202).send({ job_id: jobId });
+      });
+
+      app.post<{ Params: { id: string } }>('/overlays/:id/publish', async (req, reply) => {
+        const a = ctx.auth(req);
+        const img = images.getOwned(a, req.params.id);
+        if (img.properties.cloudlet_type !== 'cloudlet_overlay') throw new CloudletError('BadInput', `image ${img.id} is not an overlay (cloudlet_type ${img.properties.cloudlet_type ?? 'unset'})`);
+        if (img.status !== 'active') throw new CloudletError('Conflict', `overlay ${img.name} is ${img.status}, not active: it has no data to publish yet`);
+        const body = (req.body as any)?.publish ?? req.body ?? {};
+        if (typeof body.reference !== 'string' || !body.reference.trim()) throw new CloudletError('BadInput', 'publish.reference must be HOST[:PORT]/REPOSITORY:TAG');
+        const ref = parseReference(body.reference);  // a bad reference is a 400 now, not a failed job
+        if (ref.digest) throw new CloudletError('BadInput', 'publish.reference needs a tag, not a digest');
+        const hasUser = typeof body.username === 'string' && body.username !== '';
+        if (hasUser !== (typeof body.password === 'string' && body.password !== '')) throw new CloudletError('BadInput', 'publish.username and publish.password go together');
+        // Kept in this closure only: never in the job record, its result or a log line.
+        const credentials = hasUser ? new Credentials(body.username, body.password) : undefined;
+        const ca = typeof body.ca === 'string' && body.ca.trim() ? body.ca : readCaFile();
+        const text = body.reference.trim().replace(/^oci:\/\//, '');
+        const jobId = ctx.jobs.start('publish', a.projectId, img.id, async (job) => {
+          const r = await publishOverlay(images.filePath(img.id), text, {
+            credentials, ca, plainHttp: plainHttpSetting(), signal: job.signal, progress: (e) => job.progress(e), storeRoot: ctx.dataDir,
+          });
+          images.update(img.id, { set: { cloudlet_published_ref: `oci://${r.reference}`, cloudlet_published_digest: `oci://${r.digestReference}` } });
+          ctx.events.publish('images', { id: img.id, project_id: img.owner, change: 'published' });
+          return { image_id: img.id, reference: `oci://${r.reference}`, digest_reference: `oci://${r.digestReference}`, manifest_digest: r.manifestDigest,
+            overlay_id: r.overlayId, segments: r.segments, segment_bytes: r.segmentBytes, bytes_sent: r.bytesSent, retries: r.retries, seconds: r.seconds };
         });
         return reply.code(202).send({ job_id: jobId });
       });

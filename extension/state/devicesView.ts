@@ -1,0 +1,92 @@
+/**
+ * Pure state for the Devices view's roots and the device commands' pickers (no vscode import):
+ * one group per cloudlet that offers devices (flattened when there is only one), the choices of
+ * "Reserve Device..." and the parsing of what the user types.
+ */
+import type { Device, Lease } from '../../sandbox/client/devices';
+import type { NodeDesc } from './tree';
+import { messageNode } from './tree';
+import type { DeviceNodeDesc } from './devicesTree';
+
+export interface DeviceGroup { cloudlet: string; url?: string; nodes?: DeviceNodeDesc[]; error?: string; noService?: boolean }
+
+/** Roots of the Devices view. Cloudlets without the reservation service are left out. */
+export function devicesViewNodes(groups: DeviceGroup[]): NodeDesc[] {
+  const shown = groups.filter((g) => !g.noService);
+  const withDevices = shown.filter((g) => g.error || (g.nodes && g.nodes.length));
+  if (withDevices.length === 1 && !withDevices[0].error) return withDevices[0].nodes as NodeDesc[];
+  return withDevices.map((g): NodeDesc => ({
+    id: `devices/${g.cloudlet}`, kind: 'cloudlet', label: g.cloudlet, description: g.error ? 'not reachable' : `${g.nodes!.length} device${g.nodes!.length === 1 ? '' : 's'}`,
+    tooltip: `${g.cloudlet}${g.url ? `\n${g.url}` : ''}${g.error ? `\n${g.error}` : ''}`, icon: g.error ? 'warning' : 'cloud',
+    contextValue: g.error ? 'devices-cloudlet unreachable' : 'devices-cloudlet', collapsible: 'expanded', cloudlet: g.cloudlet, resourceId: g.cloudlet,
+    children: g.error ? [messageNode(`devices/${g.cloudlet}/error`, `${g.error} (click to retry)`, { icon: 'warning', retry: true })] : (g.nodes as NodeDesc[]),
+  }));
+}
+
+export interface DeviceChoice { label: string; description: string; detail?: string; machineName?: string; deviceName?: string }
+
+/** "Reserve Device..." choices: any device of a machine type, then each device with its state. */
+export function deviceChoices(devices: Device[], leases: Lease[]): DeviceChoice[] {
+  const live = leases.filter((l) => l.status === 'ACTIVE' || l.status === 'PENDING' || l.status === 'STARTING');
+  const mine = (d: Device) => live.some((l) => l.reservations.some((r) => r.allocated_devices.includes(d.id)));
+  const byMachine = new Map<string, Device[]>();
+  for (const d of devices) byMachine.set(d.machine_name, [...(byMachine.get(d.machine_name) ?? []), d]);
+  const out: DeviceChoice[] = [];
+  for (const [m, ds] of [...byMachine].sort((a, b) => a[0].localeCompare(b[0]))) {
+    const up = ds.filter((d) => d.health.status !== 'down').length;
+    out.push({ label: `Any ${m}`, description: `${ds.length} device${ds.length === 1 ? '' : 's'}, ${up} up`, machineName: m });
+  }
+  for (const d of [...devices].sort((a, b) => a.name.localeCompare(b.name))) {
+    out.push({ label: d.name, description: [d.machine_name, d.health.status, mine(d) ? 'reserved by you' : ''].filter(Boolean).join(' · '), detail: d.model ?? undefined, deviceName: d.name });
+  }
+  return out;
+}
+
+/** The resource_properties filter for a choice. */
+export function choiceFilter(c: Pick<DeviceChoice, 'machineName' | 'deviceName'>): { machineName?: string; filter?: unknown[] } {
+  return c.deviceName ? { filter: ['==', '$name', c.deviceName] } : { machineName: c.machineName };
+}
+
+/** "30", "90m", "2h", "1h30m" -> minutes; undefined when not a positive length. */
+export function parseMinutes(text: string): number | undefined {
+  const t = text.trim().toLowerCase();
+  let m: RegExpMatchArray | null;
+  if ((m = t.match(/^(\d+)\s*(m|min|mins|minutes?)?$/))) return Number(m[1]) > 0 ? Number(m[1]) : undefined;
+  if ((m = t.match(/^(\d+)\s*h(?:ours?)?\s*(?:(\d+)\s*m(?:in)?)?$/))) { const v = Number(m[1]) * 60 + Number(m[2] ?? 0); return v > 0 ? v : undefined; }
+  return undefined;
+}
+
+/** "8080, 9000/udp" -> ["8080/tcp", "9000/udp"]; undefined when a part is not a port. */
+export function parsePorts(text: string): string[] | undefined {
+  const parts = text.split(/[,\s]+/).map((p) => p.trim()).filter(Boolean);
+  const out: string[] = [];
+  for (const p of parts) {
+    const m = p.match(/^(\d{1,5})(?:\/(tcp|udp))?$/i);
+    if (!m || Number(m[1]) < 1 || Number(m[1]) > 65535) return undefined;
+    out.push(`${m[1]}/${(m[2] ?? 'tcp').toLowerCase()}`);
+  }
+  return out;
+}
+
+/** "KEY=V OTHER=W" -> {KEY: 'V', OTHER: 'W'}; undefined when a part has no "=". */
+export function parseEnv(text: string): Record<string, string> | undefined {
+  const out: Record<string, string> = {};
+  for (const p of text.split(/\s+/).filter(Boolean)) {
+    const i = p.indexOf('=');
+    if (i <= 0) return undefined;
+    out[p.slice(0, i)] = p.slice(i + 1);
+  }
+  return out;
+}
+
+/** A default lease name: what is reserved and when ("pi-1-1405", "raspberrypi4-64-1405"). */
+export function defaultLeaseName(c: Pick<DeviceChoice, 'machineName' | 'deviceName'>, now: Date): string {
+  const hhmm = now.toISOString().slice(11, 16).replace(':', '');
+  return `${c.deviceName ?? c.machineName ?? 'device'}-${hhmm}`;
+}
+
+/** Leases that can be picked for "Run Container" (ACTIVE) or "End Lease" (not ended). */
+export function leaseLabel(l: Lease, deviceNames: Map<string, string>): { label: string; description: string } {
+  const devs = l.reservations.flatMap((r) => r.allocated_devices).map((id) => deviceNames.get(id) ?? id.slice(0, 8));
+  return { label: l.name, description: `${l.status} · ${devs.join(', ') || 'no device yet'} · until ${l.end_date.slice(0, 16).replace('T', ' ')} UTC` };
+}

@@ -1,0 +1,129 @@
+/**
+ * One-click Publish in real VS Code (code-server), no mocks: the extension starts the local daemon,
+ * builds the sample workspace, the Overlay panel's Publish button pushes the overlay (a job of the
+ * local daemon) to a real docker-registry on loopback, the reference appears on the Overlays tree
+ * item, and "Synthesize on Cloudlet..." offers it: a second daemon (127.0.0.2) pulls the overlay
+ * from the registry and the Server panel reaches ACTIVE. Screenshots in artifacts/screenshots/.
+ */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { pathToFileURL } from 'url';
+import type { Browser } from 'playwright-core';
+import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, until, type CodeServer } from './harness';
+import { installTestBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
+import { startRegistry, type RegistryFixture } from '../integration/fixtures/registry';
+import { CloudletClient } from '../../sandbox/client';
+
+describe('one-click Publish in real VS Code (code-server)', function () {
+  let cs: CodeServer;
+  let browser: Browser;
+  let wb: Workbench;
+  let localData: string;
+  let workspace: string;
+  let edge1: TestDaemon;
+  let registry: RegistryFixture;
+  let failedStep: string | undefined;
+  const screenshots: string[] = [];
+  const shot = async (name: string) => { screenshots.push(await wb.shot(`publish-${name}`)); };
+
+  before(async function () {
+    this.timeout(1_200_000);
+    const vsix = ensureVsix();
+    localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-pub-local-'));
+    await installTestBase(localData);
+    const localPort = await freePort();
+    [edge1, registry] = await Promise.all([startDaemon({ ip: '127.0.0.2', withTestBase: true }), startRegistry()]);
+    workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-pub-ws-'));
+    fs.cpSync(path.join(ROOT, 'test/fixtures/sample-backend'), path.join(workspace, 'sample-backend'), { recursive: true });
+    cs = await startCodeServer({
+      workspace: path.join(workspace, 'sample-backend'),
+      vsix,
+      env: { CLOUDLET_FROM_SOURCE: '1' },
+      settings: {
+        'cloudlet.nodePath': process.execPath,
+        'cloudlet.cliPath': path.join(ROOT, 'sandbox/cli/main.ts'),
+        'cloudlet.nodeArgs': ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href],
+        'cloudlet.localDaemon.listen': `127.0.0.1:${localPort}`,
+        'cloudlet.localDaemon.dataDir': localData,
+        'cloudlet.registry.default': `${registry.host}/overlays`,
+      },
+    });
+    browser = await launchBrowser();
+    wb = await Workbench.open(browser, cs);
+  });
+
+  after(async function () {
+    this.timeout(120_000);
+    await browser?.close().catch(() => {});
+    await cs?.stop().catch(() => {});
+    if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
+    await edge1?.stop().catch(() => {});
+    await registry?.close().catch(() => {});
+    if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
+    if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
+  });
+
+  beforeEach(function () { if (failedStep) this.skip(); });
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed') {
+      failedStep = this.currentTest.title;
+      await wb?.shot(`FAILED-publish-${this.currentTest.title.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => {});
+      console.log(cs?.log().split('\n').slice(-30).join('\n'));
+    }
+  });
+
+  it('builds the sample workspace: the Overlay panel is Ready with Publish enabled', async () => {
+    await wb.openCloudlets();
+    await wb.treeRow('Sandbox', 'test-guest').waitFor({ timeout: 120_000 });
+    await wb.command('Cloudlet: Build Overlay from Workspace (cloudlet.yaml)');
+    const panel = wb.webview('Overlay');
+    await panel.locator('[data-test=chart]').waitFor({ timeout: 600_000 });
+    assert.match(await panel.locator('[data-test=status]').innerText(), /Ready/);
+    await until('Publish to be enabled', async () => (await panel.locator('[data-test=publish]').getAttribute('disabled')) === null, 30_000);
+    await wb.treeRow('Overlays', 'sample-backend').waitFor({ timeout: 60_000 });
+  });
+
+  it('one click on Publish: the reference appears on the panel and the Overlays tree item', async () => {
+    await wb.clearNotifications();
+    await wb.closeBottomPanel();
+    const panel = wb.webview('Overlay');
+    await panel.locator('[data-test=publish]').click();
+    const ref = await until('the published reference in the panel', async () => (await panel.locator('[data-test=published-ref]').innerText().catch(() => '')).trim(), 300_000);
+    assert.match(ref, new RegExp(`^oci://${registry.host.replace(/\./g, '\\.')}/overlays:sample-backend-[0-9a-f]{8}$`));
+    const row = wb.treeRow('Overlays', 'sample-backend');
+    await until('the reference on the tree item', async () => (await row.innerText().catch(() => '')).includes(ref), 60_000);
+    // The registry really holds it: the tag is listed.
+    const tags = await (await fetch(`${registry.url}/v2/overlays/tags/list`)).json() as { tags: string[] };
+    assert.ok(tags.tags.includes(ref.split(':').pop()!), JSON.stringify(tags));
+    await wb.notification(/Published sample-backend as/).waitFor({ timeout: 30_000 });
+    await shot('published-panel');
+    await row.hover();
+    await shot('published-tree-item');
+  });
+
+  it('"Synthesize on Cloudlet..." offers the published reference; the Server panel reaches ACTIVE on 127.0.0.2', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Add Cloudlet...');
+    await wb.answer(edge1.url);
+    await wb.answer('edge1');
+    await wb.answer('alice@demo');
+    await wb.answer(TEST_USERS.alice);
+    await wb.notification(/Cloudlet edge1 added/).waitFor({ timeout: 60_000 });
+    await wb.command('Cloudlet: Synthesize on Cloudlet...');
+    await wb.pick('published reference');
+    const panel = wb.webview('Server');
+    await panel.locator('[data-test=timeline]').waitFor({ timeout: 300_000 });
+    await until('the server to be ACTIVE', async () => (await panel.locator('[data-test=status]').innerText().catch(() => '')) === 'ACTIVE', 600_000);
+    await wb.treeRow('Cloudlets', 'sample-backend').waitFor({ timeout: 60_000 });
+    const alice = await CloudletClient.login({ authUrl: edge1.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
+    const servers = await alice.listServers();
+    const s = servers.find((x) => x.name === 'sample-backend');
+    assert.ok(s, JSON.stringify(servers.map((x) => x.name)));
+    assert.match(s.metadata.overlay_url, new RegExp(`^oci://${registry.host.replace(/\./g, '\\.')}/overlays:`));
+    assert.equal(s.status, 'ACTIVE');
+    await wb.closeBottomPanel();
+    await shot('synthesis-from-registry');
+  });
+});
