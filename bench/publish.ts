@@ -6,35 +6,48 @@
  *
  * Overlay pair, first found:
  *   1. CLOUDLET_BENCH_OVERLAYS=v1.overlay,v2.overlay
- *   2. .cache/bench/overlay/realistic-v1.overlay + realistic-v2.overlay (the overlay bench's realistic guest)
- *   3. .cache/bench/overlay/test-v1.overlay + test-v2.overlay (the test guest)
- *   4. generated: real overlays (sandbox/overlay) of generated images sized like the realistic guest's
- *      changes; said so in the output.
+ *   2. the realistic guest (bench/realisticV2.ts): v1 = the realistic launch VM's overlay as
+ *      bench/overlay makes it; v2 = v1 synthesized, /srv/app/app.py of its Flask app edited and the
+ *      service restarted, sync, pause, overlay. v2 is built here when missing or stale.
+ *   3. only when the realistic guest cannot be built: generated, real overlays (sandbox/overlay) of
+ *      generated images sized like the realistic guest's changes; said so in the output.
+ * Then why v2 sends what it sends (bench/segmentLayout.ts): chunks that really differ per image,
+ * segments changed per kind, and what a content-defined segment layout would have sent.
  * Last line: one JSON object with every figure and ratio_v2_vs_v1_bytes.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { projectCache } from '../sandbox/common/paths';
 import { BlobUploader } from '../sandbox/registry/blobUploader';
 import { sha256Digest } from '../sandbox/registry/digest';
 import { readOverlayFile } from '../sandbox/registry/overlayFile';
 import { publishOverlay, pullOverlay, RegistryClient } from '../sandbox/registry';
 import { startRegistry } from '../test/integration/fixtures/registry';
 import { makeOverlayPair } from '../test/integration/registry/realOverlays';
+import { realisticPair } from './realisticV2';
+import { analyzeLayouts, type LayoutAnalysis } from './segmentLayout';
 
-function findPair(): { v1: string; v2: string; source: string } | undefined {
+interface Pair { v1: string; v2: string; source: string; kind: 'env' | 'realistic' | 'generated'; change: string; v2Built?: unknown }
+
+async function findPair(work: string): Promise<Pair> {
   const env = process.env.CLOUDLET_BENCH_OVERLAYS;
   if (env) {
     const [v1, v2] = env.split(',');
-    return { v1, v2, source: `CLOUDLET_BENCH_OVERLAYS (${env})` };
+    return { v1, v2, kind: 'env', source: `CLOUDLET_BENCH_OVERLAYS (${env})`, change: 'given' };
   }
-  for (const name of ['realistic', 'test']) {
-    const v1 = projectCache('bench', 'overlay', `${name}-v1.overlay`);
-    const v2 = projectCache('bench', 'overlay', `${name}-v2.overlay`);
-    if (fs.existsSync(v1) && fs.existsSync(v2)) return { v1, v2, source: `${name} guest (${path.dirname(v1)})` };
+  try {
+    const r = await realisticPair((m) => console.log(`  ${m}`));
+    return {
+      v1: r.v1, v2: r.v2, kind: 'realistic', change: r.change, v2Built: r.v2Built,
+      source: `realistic guest (Debian 12, systemd, 1 GiB RAM, 4 GiB disk, Flask + nginx-light; base ${r.baseId.slice(0, 12)}): v1 = launch VM overlay, v2 = v1 synthesized + one file changed`,
+    };
+  } catch (e) {
+    console.log(`the realistic guest could not be built (${(e as Error).message}); falling back to generated images`);
   }
-  return undefined;
+  console.log('generating real overlays of generated images (no VM)');
+  console.log('  (shaped like the realistic guest: 24 MiB of new RAM pages, 8 MiB installed files, one 512 KiB file changed in v2)');
+  const g = await makeOverlayPair(path.join(work, 'gen'), { ramMiB: 64, diskMiB: 48, heapMiB: 24, appMiB: 8, confKiB: 512 });
+  return { v1: g.v1.path, v2: g.v2.path, kind: 'generated', change: 'one 512 KiB file of the generated disk', source: 'GENERATED images (no VM): the realistic guest could not be built' };
 }
 
 const mb = (n: number) => Math.round(n / 1e4) / 100;
@@ -43,16 +56,12 @@ async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-bench-publish-'));
   const reg = await startRegistry();
   try {
-    let pair = findPair();
-    if (!pair) {
-      console.log('no realistic or test guest overlay pair in .cache/bench/overlay; generating real overlays of generated images');
-      console.log('  (shaped like the realistic guest: 24 MiB of new RAM pages, 8 MiB installed files, one 512 KiB file changed in v2)');
-      const g = await makeOverlayPair(path.join(work, 'gen'), { ramMiB: 64, diskMiB: 48, heapMiB: 24, appMiB: 8, confKiB: 512 });
-      pair = { v1: g.v1.path, v2: g.v2.path, source: 'generated images (no VM): realistic guest overlay pair not available' };
-    }
+    console.log('overlay pair:');
+    const pair = await findPair(work);
     const i1 = readOverlayFile(pair.v1);
     const i2 = readOverlayFile(pair.v2);
     console.log(`overlays: ${pair.source}`);
+    console.log(`  v2 change: ${pair.change}`);
     console.log(`  v1 ${i1.overlayId.slice(0, 12)} ${mb(i1.fileSize)} MB, ${i1.segments.length} segments`);
     console.log(`  v2 ${i2.overlayId.slice(0, 12)} ${mb(i2.fileSize)} MB, ${i2.segments.length} segments`);
     const storeRoot = path.join(work, 'store');
@@ -77,10 +86,44 @@ async function main(): Promise<void> {
     const identical = fs.readFileSync(pull.file).equals(whole);
     console.log(`pull v2 (cold cache): ${mb(pull.bytesDownloaded)} MB in ${pull.seconds.toFixed(3)} s, identical: ${identical}`);
 
-    const changed = i2.segments.filter((s) => !new Set(i1.segments.map((x) => x.digest)).has(s.digest));
+    const v1Digests = new Set(i1.segments.map((x) => x.digest));
+    const changed = i2.segments.filter((s) => !v1Digests.has(s.digest));
+    // Which segments v2 re-sent, per kind (RAM chunks, disk chunks, device state).
+    const kindOf = (e: { kind: string; target?: string }) => (e.kind === 'chunks' ? e.target! : 'device_state');
+    const byKind: Record<string, { segments: number; changed: number; bytes: number; changedBytes: number }> = {};
+    for (const e of i2.manifest.segments) {
+      const k = (byKind[kindOf(e)] ??= { segments: 0, changed: 0, bytes: 0, changedBytes: 0 });
+      k.segments++; k.bytes += e.size;
+      if (!v1Digests.has(e.digest)) { k.changed++; k.changedBytes += e.size; }
+    }
+    for (const [k, v] of Object.entries(byKind)) console.log(`  v2 ${k}: ${v.changed} of ${v.segments} segments changed, ${mb(v.changedBytes)} of ${mb(v.bytes)} MB`);
+    let layout: LayoutAnalysis | undefined;
+    try {
+      layout = await analyzeLayouts(pair.v1, pair.v2);
+      for (const t of ['ram', 'disk'] as const) {
+        const c = layout.changedChunks[t];
+        console.log(`  ${t}: ${c.differing} chunks really differ between v1 and v2 (of ${c.v2} changed vs the base; ${mb(c.differingPayloadBytes)} MB of payload, ${mb(c.deltaBytes)} MB compressed alone)`);
+      }
+      for (const [name, l] of Object.entries(layout.layouts)) {
+        const up = l.ram.changed_bytes_v2 + l.disk.changed_bytes_v2 + (byKind.device_state?.changedBytes ?? 0);
+        console.log(`  layout ${name}: v2 would upload RAM ${l.ram.changed_segments_v2}/${l.ram.segments_v2} segments ${mb(l.ram.changed_bytes_v2)} MB, disk ${l.disk.changed_segments_v2}/${l.disk.segments_v2} segments ${mb(l.disk.changed_bytes_v2)} MB; with the device state ${mb(up)} MB`);
+      }
+      if (!layout.countRuleReproduced) console.log('  warning: re-cutting with the writer\'s rule did not reproduce the overlays\' segments (writer changed?)');
+    } catch (e) {
+      console.log(`  segment layout analysis failed: ${(e as Error).message}`);
+    }
+    const sim = (name: 'cdc' | 'cdc64') => layout
+      ? layout.layouts[name].ram.changed_bytes_v2 + layout.layouts[name].disk.changed_bytes_v2 + (byKind.device_state?.changedBytes ?? 0)
+      : undefined;
+    const segBytesV1 = i1.segments.reduce((n, x) => n + x.size, 0);
     const result = {
       bench: 'publish',
       overlay_source: pair.source,
+      overlay_kind: pair.kind,
+      v2_change: pair.change,
+      v2_build: pair.v2Built,
+      v1_overlay_id: i1.overlayId,
+      v2_overlay_id: i2.overlayId,
       registry: 'docker-registry (distribution 2.8) on 127.0.0.1, plain HTTP',
       v1_file_bytes: i1.fileSize,
       v2_file_bytes: i2.fileSize,
@@ -88,6 +131,16 @@ async function main(): Promise<void> {
       v2_segments: i2.segments.length,
       v2_changed_segments: changed.length,
       v2_changed_segment_bytes: changed.reduce((n, s) => n + s.size, 0),
+      v2_changed_segments_ram: byKind.ram?.changed, v2_segments_ram: byKind.ram?.segments, v2_changed_segment_bytes_ram: byKind.ram?.changedBytes,
+      v2_changed_segments_disk: byKind.disk?.changed, v2_segments_disk: byKind.disk?.segments, v2_changed_segment_bytes_disk: byKind.disk?.changedBytes,
+      v2_changed_segment_bytes_device_state: byKind.device_state?.changedBytes,
+      v2_differing_chunks_ram: layout?.changedChunks.ram.differing, v2_differing_chunks_disk: layout?.changedChunks.disk.differing,
+      v2_differing_delta_bytes_ram: layout?.changedChunks.ram.deltaBytes, v2_differing_delta_bytes_disk: layout?.changedChunks.disk.deltaBytes,
+      layout_count_reproduced: layout?.countRuleReproduced,
+      sim_cdc_v2_upload_segment_bytes: sim('cdc'),
+      sim_cdc64_v2_upload_segment_bytes: sim('cdc64'),
+      sim_cdc_v2_vs_v1_segment_bytes: sim('cdc') !== undefined ? Math.round((sim('cdc')! / segBytesV1) * 10000) / 10000 : undefined,
+      sim_cdc64_v2_vs_v1_segment_bytes: sim('cdc64') !== undefined ? Math.round((sim('cdc64')! / segBytesV1) * 10000) / 10000 : undefined,
       v1_publish_bytes: p1.bytesSent,
       v1_publish_seconds: p1.seconds,
       v2_publish_bytes: p2.bytesSent,
@@ -110,7 +163,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
+main().then(() => process.exit(0), (e) => {
   console.error(e instanceof Error ? e.message : e);
   process.exit(1);
 });
