@@ -19,6 +19,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import {
   CHUNK_SIZE, ChunkRecord, decodeSegment, encodeSegment, hasPayload, SEGMENT_MAX_RECORDS, SEGMENT_TARGET_BYTES, Target,
+  chunkIndexHash,
 } from '../sandbox/overlay/format';
 import { OverlayReader } from '../sandbox/overlay/overlayReader';
 import { SegmentCompressor } from '../sandbox/overlay/segmentCompressor';
@@ -28,15 +29,8 @@ type Rule = (payloadCount: number, records: number, last: ChunkRecord, target: T
 
 const countRule: Rule = (p, n) => p * CHUNK_SIZE >= SEGMENT_TARGET_BYTES || n >= SEGMENT_MAX_RECORDS;
 
-function indexHash(target: Target, index: number): number {
-  // A cheap, well-mixed 32-bit hash of (image, chunk index) (murmur3 finalizer).
-  let h = (index ^ (target === 'ram' ? 0x9e3779b9 : 0x7f4a7c15)) >>> 0;
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
-  return (h ^ (h >>> 16)) >>> 0;
-}
 const cdcRule = (avg: number): Rule => (p, n, last, target) =>
-  n >= SEGMENT_MAX_RECORDS || p >= 4 * avg || (p >= avg / 4 && hasPayload(last.encoding) && indexHash(target, last.index) % avg === 0);
+  n >= SEGMENT_MAX_RECORDS || p >= 4 * avg || (p >= avg / 4 && hasPayload(last.encoding) && chunkIndexHash(target, last.index) % avg === 0);
 const RULES = { count: countRule, cdc: cdcRule(256), cdc64: cdcRule(64) } as const;
 type RuleName = keyof typeof RULES;
 

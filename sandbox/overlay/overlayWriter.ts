@@ -12,8 +12,8 @@ import { noProgress, ProgressSink } from '../common/progress';
 import { ChunkEncoder } from './chunkEncoder';
 import {
   canonicalJson, CHUNK_SIZE, ChunkRecord, emptyBreakdown, Encoding, ENCODING_NAMES, encodeContainerHeader,
-  encodeSegment, FORMAT_NAME, FORMAT_VERSION, LIMITS, OverlayManifest, overlayIdOf, SEGMENT_MAX_RECORDS,
-  SEGMENT_TARGET_BYTES, SegmentEntry, Target, TargetBreakdown, toRuns,
+  encodeSegment, endsSegment, FORMAT_NAME, FORMAT_VERSION, LIMITS, OverlayManifest, overlayIdOf,
+  SegmentEntry, Target, TargetBreakdown, toRuns,
 } from './format';
 import { Qcow2Reader } from './qcow2Reader';
 import { SegmentCompressor } from './segmentCompressor';
@@ -71,7 +71,7 @@ class SegmentBuilder {
   async add(r: ChunkRecord, data?: Buffer): Promise<void> {
     this.records.push(r);
     if (data) this.payload.push(data);
-    if (this.payload.length * CHUNK_SIZE >= SEGMENT_TARGET_BYTES || this.records.length >= SEGMENT_MAX_RECORDS) await this.flush();
+    if (endsSegment(this.target, r, this.payload.length, this.records.length)) await this.flush();
   }
   async flush(): Promise<void> {
     if (!this.records.length) return;
