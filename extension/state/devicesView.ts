@@ -10,8 +10,21 @@ import type { DeviceNodeDesc } from './devicesTree';
 
 export interface DeviceGroup { cloudlet: string; url?: string; nodes?: DeviceNodeDesc[]; error?: string; noService?: boolean }
 
+/**
+ * VS Code remembers a tree item's expansion by its id, so a device that had no lease (not
+ * collapsible) would stay closed once a lease appears under it. A node with children gets another id.
+ */
+function expandable(n: NodeDesc): NodeDesc {
+  if (!n.children?.length) return n;
+  return { ...n, id: `${n.id}+`, children: n.children.map(expandable) };
+}
+
 /** Roots of the Devices view. Cloudlets without the reservation service are left out. */
 export function devicesViewNodes(groups: DeviceGroup[]): NodeDesc[] {
+  return devicesViewRoots(groups).map(expandable);
+}
+
+function devicesViewRoots(groups: DeviceGroup[]): NodeDesc[] {
   const shown = groups.filter((g) => !g.noService);
   const withDevices = shown.filter((g) => g.error || (g.nodes && g.nodes.length));
   if (withDevices.length === 1 && !withDevices[0].error) return withDevices[0].nodes as NodeDesc[];

@@ -22,6 +22,12 @@ describe('Devices view and device command state', () => {
     assert.deepEqual(two.map((n) => [n.label, n.contextValue]), [['edge1', 'devices-cloudlet'], ['edge2', 'devices-cloudlet unreachable']]);
     assert.equal(two[1].children![0].contextValue, 'message retry');
     assert.deepEqual(devicesViewNodes([{ cloudlet: 'edge1', nodes: [] }]), []);
+    // A device that gets a lease changes id, so VS Code shows it expanded rather than remembering it closed.
+    const withLease = deviceNodes({ cloudlet: 'edge1', devices, leases: [lease('a', 'd1')], containers: [], now: Date.parse('2030-01-01T11:00:00Z') });
+    const roots = devicesViewNodes([{ cloudlet: 'edge1', nodes: withLease }]);
+    assert.notEqual(roots[0].id, devicesViewNodes([{ cloudlet: 'edge1', nodes }])[0].id);
+    assert.equal(roots[0].collapsible, 'expanded');
+    assert.equal(roots[1].id, devicesViewNodes([{ cloudlet: 'edge1', nodes }])[1].id);
   });
 
   it('Reserve Device offers any device of a machine type, then each device with its state', () => {
