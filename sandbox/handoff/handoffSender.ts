@@ -7,7 +7,6 @@
  * the VM running drops the destination's session and resumes the VM here.
  */
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { CloudletError, describeError, throwIfCancelled } from '../common/errors';
 import type { ProgressSink } from '../common/progress';
@@ -32,13 +31,16 @@ export const SMALL_ROUND_CHUNKS = 256;
 export const FINAL_LEVEL = 1;
 /**
  * Worker threads that compare RAM with the copy of what the destination holds (ParallelPageCompare);
- * 0 = compare in the daemon's own thread. CLOUDLET_HANDOFF_COMPARE_WORKERS overrides (0 forces the
- * in-thread compare, which is also the fallback when the workers fail).
+ * 0 = compare in the daemon's own thread (the default, and the fallback when workers fail). Set
+ * CLOUDLET_HANDOFF_COMPARE_WORKERS=N for the source daemon to use N workers. Default 0 because on
+ * the 2 shared cores measured here (bench/RESULTS.md, handoff) 2 workers did not shorten the paused
+ * compare inside the daemon (median 46 ms vs 41 ms in-thread), although alone they halve it (15-20
+ * vs 30 ms): the paused compare competes with QEMU's device-state save and everything else running.
  */
 export function compareWorkers(): number {
   const env = process.env.CLOUDLET_HANDOFF_COMPARE_WORKERS;
   if (env !== undefined && env !== '' && Number.isFinite(Number(env))) return Math.max(0, Math.min(8, Math.floor(Number(env))));
-  return Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
+  return 0;
 }
 
 export interface SenderOptions {

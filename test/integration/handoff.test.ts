@@ -3,9 +3,9 @@
  * back-end's in-RAM counter goes on at the destination, the source VM is gone, the report holds
  * plausible numbers. Faults: a destination without the base refuses before the VM is touched; a
  * destination killed in the middle (at its finish step) leaves the VM running at the source with
- * its counter intact. The RAM compare runs on worker threads; with them off (the fallback, forced
- * through CLOUDLET_HANDOFF_COMPARE_WORKERS=0) the in-thread compare moves the VM all the same, and
- * on a real file both find exactly the same changed pages, also once the workers are gone.
+ * its counter intact. The RAM compare runs in the daemon's thread by default; with worker threads
+ * (CLOUDLET_HANDOFF_COMPARE_WORKERS=2) the VM moves all the same, and on a real file both find
+ * exactly the same changed pages; workers gone, the compare falls back to the in-thread one.
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
@@ -106,7 +106,7 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.equal(r.round_bytes.length, r.rounds);
     assert.equal(r.round_bytes.reduce((x, y) => x + y, 0), r.bytes_sent);
     assert.ok(events.filter((p) => p === 'round').length === r.rounds, `a progress event per round: ${events.join(',')}`);
-    assert.ok(Number.isInteger(r.phases_ms.final_ram_compare_workers), `phases_ms.final_ram_compare_workers: ${JSON.stringify(r.phases_ms)}`);
+    assert.equal(r.phases_ms.final_ram_compare_workers, 0, `in-thread compare by default: ${JSON.stringify(r.phases_ms)}`);
 
     // Source: server gone, no QEMU.
     await assert.rejects(ca.getServer(src.id), /could not be found|404/);
@@ -180,20 +180,20 @@ describe('handoff between two daemons with real QEMU', function () {
     await ca.deleteServer(src.id);
   });
 
-  it('with the compare workers off (the fallback), the in-thread RAM compare moves the VM all the same', async () => {
-    const src0 = await startDaemon({ ip: '127.0.0.5', withTestBase: true, env: { CLOUDLET_HANDOFF_COMPARE_WORKERS: '0' } });
+  it('with the RAM compare on 2 worker threads, the VM moves all the same', async () => {
+    const src0 = await startDaemon({ ip: '127.0.0.5', withTestBase: true, env: { CLOUDLET_HANDOFF_COMPARE_WORKERS: '2' } });
     extra.push(src0);
     const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true });
     extra.push(b);
     const c0 = await login(src0), cb = await login(b);
-    const src = await synthesize(c0, await uploadOverlay(c0, overlay, 'inthread'), 'inthread');
+    const src = await synthesize(c0, await uploadOverlay(c0, overlay, 'workers'), 'workers');
     assert.equal(await counter(port80(src)), 42);
     assert.equal(await counter(port80(src)), 43);
-    const { jobId } = await c0.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token, destVmName: 'moved-inthread' });
+    const { jobId } = await c0.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token, destVmName: 'moved-workers' });
     const end = await c0.watchJob(jobId);
     assert.equal(end.status, 'DONE', `handoff: ${end.error}`);
     const r = end.result as HandoffReport;
-    assert.equal(r.phases_ms.final_ram_compare_workers, 0, JSON.stringify(r.phases_ms));
+    assert.equal(r.phases_ms.final_ram_compare_workers, 2, JSON.stringify(r.phases_ms));
     const moved = await cb.getServer(r.destination_server_id);
     assert.equal(await counter(port80(moved)), 44);
     await cb.deleteServer(moved.id);
