@@ -15,7 +15,7 @@ import { cloudletNodes, messageNode, overlayNodes, sandboxNodes, sandboxStatus, 
 import { RefreshScheduler, viewsForTopic } from './state/refresh';
 import { autoStart, cloudletConfigStore, debounceMs, localDaemonSettings } from './settings';
 import { deviceNodes, reservationTimeline } from './state/devicesTree';
-import { devicesViewNodes, type DeviceGroup } from './state/devicesView';
+import { devicesViewNodes, timelineWindow, type DeviceGroup } from './state/devicesView';
 import { ReservationsPanel } from './panels/reservationsPanel';
 import { LogsDocuments } from './views/logsDocument';
 import type { ReservationsPanelState } from './protocol';
@@ -49,7 +49,9 @@ class Reservations implements vscode.Disposable {
       try {
         const d = (await this.ext.session(c.name)).devices?.();
         if (!d) continue;
-        cloudlets.push({ name: c.name, timeline: reservationTimeline(await d.allocations(), now) });
+        const allocations = await d.allocations();
+        const w = timelineWindow(allocations, now);
+        cloudlets.push({ name: c.name, timeline: reservationTimeline(allocations, now, w.spanMs, w.pastMs, w.tickMs) });
       } catch (e) {
         cloudlets.push({ name: c.name, error: classifyError(e).message });
       }

@@ -55,7 +55,7 @@ export function renderTimeline(phases: PhaseState[], now: number, downtimeMs?: n
 
 /** Leases per device on a time axis: one row per device, a bar per lease window, a line at now. */
 export function renderLeaseAxis(t: TimelineView): SVGElement {
-  const rowH = 30, labelW = 170, width = 820, pad = 10, top = 22;
+  const rowH = 40, labelW = 170, width = 820, pad = 24, top = 22;
   const x = (f: number) => labelW + f * (width - labelW - pad);
   const height = top + t.rows.length * rowH + 8;
   const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, width: '100%', class: 'leases', role: 'img' });
@@ -65,15 +65,15 @@ export function renderLeaseAxis(t: TimelineView): SVGElement {
   }
   t.rows.forEach((r, i) => {
     const y = top + i * rowH;
-    root.append(svg('rect', { x: labelW, y: y + 2, width: width - labelW - pad, height: rowH - 6, class: 'lease-track', rx: 3 }));
-    root.append(svg('text', { x: 0, y: y + 14, class: 'gantt-label' }, r.device));
-    root.append(svg('text', { x: 0, y: y + 26, class: 'gantt-tick' }, r.machineName));
+    root.append(svg('rect', { x: labelW, y: y + 4, width: width - labelW - pad, height: rowH - 10, class: 'lease-track', rx: 3 }));
+    root.append(svg('text', { x: 0, y: y + 17, class: 'gantt-label' }, r.device));
+    root.append(svg('text', { x: 0, y: y + 30, class: 'gantt-tick' }, r.machineName));
     for (const b of r.bars) {
       const bx = x(b.left), bw = Math.max(3, x(b.left + b.width) - bx);
-      const bar = svg('rect', { x: bx, y: y + 4, width: bw, height: rowH - 10, rx: 3, class: `lease-bar ${b.mine ? 'lease-mine' : 'lease-other'} status-${b.status.toLowerCase()}`, 'data-test': 'lease-bar' });
+      const bar = svg('rect', { x: bx, y: y + 7, width: bw, height: rowH - 16, rx: 3, class: `lease-bar ${b.mine ? 'lease-mine' : 'lease-other'} status-${b.status.toLowerCase()}`, 'data-test': 'lease-bar' });
       bar.append(svg('title', {}, `${b.label} (${b.status}) ${b.start.slice(0, 16).replace('T', ' ')} – ${b.end.slice(0, 16).replace('T', ' ')} UTC`));
       root.append(bar);
-      if (bw > 40) root.append(svg('text', { x: bx + 5, y: y + 19, class: 'lease-label' }, b.label));
+      if (bw > 40) root.append(svg('text', { x: bx + 5, y: y + 23, class: 'lease-label' }, b.label));
     }
   });
   const nowF = (t.now - t.from) / (t.to - t.from);

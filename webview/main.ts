@@ -145,7 +145,7 @@ function renderReservations(s: ReservationsPanelState): void {
   reserve.addEventListener('click', () => send({ type: 'reservations/reserve' }));
   const parts: Node[] = [
     el('header', {}, el('h1', {}, 'Reservations'), s.loading ? badge('Loading', 'busy') : badge('Up to date', 'ok'), el('div', { class: 'actions' }, reserve, refresh)),
-    el('p', { class: 'muted' }, `Leases per device, from an hour ago to six hours ahead (UTC). Yours are named; other projects' show as reserved. Updated ${new Date(s.updatedAt).toISOString().slice(11, 19)} UTC.`),
+    el('p', { class: 'muted' }, `Leases per device on a time axis (UTC) reaching to the last reservation ahead. Yours are named; other projects' windows show as reserved. Updated ${new Date(s.updatedAt).toISOString().slice(11, 19)} UTC.`),
   ];
   if (!s.cloudlets.length && !s.loading) parts.push(el('p', { class: 'muted' }, 'No configured cloudlet offers devices.'));
   for (const c of s.cloudlets) {

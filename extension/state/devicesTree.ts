@@ -84,7 +84,7 @@ export interface TimelineRow { device: string; machineName: string; bars: Timeli
 export interface Timeline { from: number; to: number; now: number; rows: TimelineRow[]; ticks: { at: number; label: string }[] }
 
 /** Leases per device on a time axis from `now - past` to `now + span`; bars clipped to the axis. */
-export function reservationTimeline(allocations: DeviceAllocation[], now: number, spanMs = 6 * 3600_000, pastMs = 3600_000): Timeline {
+export function reservationTimeline(allocations: DeviceAllocation[], now: number, spanMs = 6 * 3600_000, pastMs = 3600_000, tickMs = 3600_000): Timeline {
   const from = now - pastMs, to = now + spanMs;
   const frac = (t: number) => (Math.min(Math.max(t, from), to) - from) / (to - from);
   const rows = allocations.map((a) => ({
@@ -97,8 +97,7 @@ export function reservationTimeline(allocations: DeviceAllocation[], now: number
         status: r.status, start: r.start_date, end: r.end_date, leaseId: r.lease_id,
       })),
   }));
-  const hour = 3600_000;
   const ticks: { at: number; label: string }[] = [];
-  for (let t = Math.ceil(from / hour) * hour; t <= to; t += hour) ticks.push({ at: frac(t), label: new Date(t).toISOString().slice(11, 16) });
+  for (let t = Math.ceil(from / tickMs) * tickMs; t <= to; t += tickMs) ticks.push({ at: frac(t), label: new Date(t).toISOString().slice(11, 16) });
   return { from, to, now, rows, ticks };
 }

@@ -3,7 +3,7 @@
  * one group per cloudlet that offers devices (flattened when there is only one), the choices of
  * "Reserve Device..." and the parsing of what the user types.
  */
-import type { Device, Lease } from '../../sandbox/client/devices';
+import type { Device, DeviceAllocation, Lease } from '../../sandbox/client/devices';
 import type { NodeDesc } from './tree';
 import { messageNode } from './tree';
 import type { DeviceNodeDesc } from './devicesTree';
@@ -102,4 +102,17 @@ export function defaultLeaseName(c: Pick<DeviceChoice, 'machineName' | 'deviceNa
 export function leaseLabel(l: Lease, deviceNames: Map<string, string>): { label: string; description: string } {
   const devs = l.reservations.flatMap((r) => r.allocated_devices).map((id) => deviceNames.get(id) ?? id.slice(0, 8));
   return { label: l.name, description: `${l.status} · ${devs.join(', ') || 'no device yet'} · until ${l.end_date.slice(0, 16).replace('T', ' ')} UTC` };
+}
+
+/**
+ * The Reservations panel's time axis: from a quarter of the span before now to the latest end of a
+ * window still to come (at least an hour, at most a day ahead), ticks every 15 min, hour or 3 hours.
+ */
+export function timelineWindow(allocations: DeviceAllocation[], now: number): { spanMs: number; pastMs: number; tickMs: number } {
+  const hour = 3600_000, half = hour / 2;
+  const ends = allocations.flatMap((a) => a.reservations.map((r) => Date.parse(r.end_date + 'Z'))).filter((t) => Number.isFinite(t) && t > now);
+  const ahead = ends.length ? Math.max(...ends) - now : 0;
+  const spanMs = Math.min(24 * hour, Math.max(hour, Math.ceil((ahead * 1.1) / half) * half));
+  const tickMs = spanMs <= 2 * hour ? hour / 4 : spanMs <= 8 * hour ? hour : 3 * hour;
+  return { spanMs, pastMs: spanMs / 4, tickMs };
 }

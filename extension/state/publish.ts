@@ -41,7 +41,7 @@ export const registrySecretKey = (host: string) => `cloudlet.registry/${host}`;
 
 /** A failure that new credentials could fix (the registry said 401/403 or asked for auth). */
 export function isAuthError(message: string | undefined): boolean {
-  return !!message && /\b(401|403)\b|unauthori[sz]ed|authentication required|denied|credentials|forbidden|wrong password|login/i.test(message);
+  return !!message && /\b(401|403)\b|unauthori[sz]ed|authentication required|denied|credentials|forbidden|password|login/i.test(message);
 }
 
 /** Reads credentials kept as JSON {username, password}; anything else counts as none. */

@@ -1,6 +1,6 @@
 import { strict as assert } from 'assert';
-import { choiceFilter, defaultLeaseName, deviceChoices, devicesViewNodes, leaseLabel, parseEnv, parseMinutes, parsePorts } from '../../../extension/state/devicesView';
-import { deviceNodes } from '../../../extension/state/devicesTree';
+import { timelineWindow, choiceFilter, defaultLeaseName, deviceChoices, devicesViewNodes, leaseLabel, parseEnv, parseMinutes, parsePorts } from '../../../extension/state/devicesView';
+import { deviceNodes, reservationTimeline } from '../../../extension/state/devicesTree';
 import type { Device, Lease } from '../../../sandbox/client/devices';
 
 const dev = (id: string, name: string, machine: string, health: 'up' | 'down' = 'up'): Device => ({
@@ -55,5 +55,18 @@ describe('Devices view and device command state', () => {
     assert.deepEqual(parseEnv('A=1 B=x=y'), { A: '1', B: 'x=y' });
     assert.deepEqual(parseEnv(''), {});
     assert.equal(parseEnv('NOEQ'), undefined);
+  });
+
+  it('the Reservations axis reaches the last window ahead: short leases get a short axis with finer ticks', () => {
+    const now = Date.parse('2030-01-01T10:00:00Z');
+    const alloc = (end: string) => [{ resource_id: 'd1', name: 'pi-1', machine_name: 'm', reservations: [{ id: 'r', lease_id: 'l', lease_name: 'x', status: 'ACTIVE', mine: true, start_date: '2030-01-01 09:55', end_date: end }] }];
+    assert.deepEqual(timelineWindow([], now), { spanMs: 3600_000, pastMs: 900_000, tickMs: 900_000 });
+    assert.deepEqual(timelineWindow(alloc('2030-01-01 10:10'), now), { spanMs: 3600_000, pastMs: 900_000, tickMs: 900_000 });
+    assert.equal(timelineWindow(alloc('2030-01-01 15:00'), now).tickMs, 3600_000);
+    assert.equal(timelineWindow(alloc('2030-01-01 15:00'), now).spanMs, 5.5 * 3600_000);
+    assert.deepEqual(timelineWindow(alloc('2030-01-05 10:00'), now), { spanMs: 24 * 3600_000, pastMs: 6 * 3600_000, tickMs: 3 * 3600_000 });
+    const t = reservationTimeline(alloc('2030-01-01 10:10'), now, 3600_000, 900_000, 900_000);
+    assert.equal(t.ticks.length, 6);
+    assert.ok(t.rows[0].bars[0].width > 0.1);
   });
 });

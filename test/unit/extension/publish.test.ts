@@ -19,6 +19,8 @@ describe('one-click Publish state', () => {
   it('credentials are asked for only on auth failures; secrets parse safely', () => {
     assert.ok(isAuthError('registry 127.0.0.1:5000: 401 Unauthorized (user cloudlet)'));
     assert.ok(isAuthError('authentication required'));
+    assert.ok(isAuthError('registry 127.0.0.1:5000 requires a login'));
+    assert.ok(isAuthError('registry 127.0.0.1:5000 refused the username or password for "cloudlet"'));
     assert.ok(!isAuthError('Unavailable: connection refused after 6 attempts'));
     assert.ok(!isAuthError(undefined));
     assert.deepEqual(parseRegistrySecret('{"username":"u","password":"p"}'), { username: 'u', password: 'p' });
