@@ -34,7 +34,7 @@ export const FINAL_LEVEL = 1;
  * 0 = compare in the daemon's own thread (the default, and the fallback when workers fail). Set
  * CLOUDLET_HANDOFF_COMPARE_WORKERS=N for the source daemon to use N workers. Default 0 because on
  * the 2 shared cores measured here (bench/RESULTS.md, handoff) 2 workers did not shorten the paused
- * compare inside the daemon (median 46 ms vs 41 ms in-thread), although alone they halve it (15-20
+ * compare inside the daemon (median 42 ms vs 41 ms in-thread), although alone they nearly halve it (15-18
  * vs 30 ms): the paused compare competes with QEMU's device-state save and everything else running.
  */
 export function compareWorkers(): number {
