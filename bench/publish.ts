@@ -108,7 +108,7 @@ async function main(): Promise<void> {
         const up = l.ram.changed_bytes_v2 + l.disk.changed_bytes_v2 + (byKind.device_state?.changedBytes ?? 0);
         console.log(`  layout ${name}: v2 would upload RAM ${l.ram.changed_segments_v2}/${l.ram.segments_v2} segments ${mb(l.ram.changed_bytes_v2)} MB, disk ${l.disk.changed_segments_v2}/${l.disk.segments_v2} segments ${mb(l.disk.changed_bytes_v2)} MB; with the device state ${mb(up)} MB`);
       }
-      if (!layout.countRuleReproduced) console.log('  warning: re-cutting with the writer\'s rule did not reproduce the overlays\' segments (writer changed?)');
+      if (!layout.writerRuleReproduced) console.log('  warning: re-cutting with the writer\'s rule did not reproduce the overlays\' segments (writer changed?)');
     } catch (e) {
       console.log(`  segment layout analysis failed: ${(e as Error).message}`);
     }
@@ -136,7 +136,7 @@ async function main(): Promise<void> {
       v2_changed_segment_bytes_device_state: byKind.device_state?.changedBytes,
       v2_differing_chunks_ram: layout?.changedChunks.ram.differing, v2_differing_chunks_disk: layout?.changedChunks.disk.differing,
       v2_differing_delta_bytes_ram: layout?.changedChunks.ram.deltaBytes, v2_differing_delta_bytes_disk: layout?.changedChunks.disk.deltaBytes,
-      layout_count_reproduced: layout?.countRuleReproduced,
+      layout_writer_reproduced: layout?.writerRuleReproduced,
       sim_cdc_v2_upload_segment_bytes: sim('cdc'),
       sim_cdc64_v2_upload_segment_bytes: sim('cdc64'),
       sim_cdc_v2_vs_v1_segment_bytes: sim('cdc') !== undefined ? Math.round((sim('cdc')! / segBytesV1) * 10000) / 10000 : undefined,

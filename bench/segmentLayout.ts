@@ -19,7 +19,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import {
   CHUNK_SIZE, ChunkRecord, decodeSegment, encodeSegment, hasPayload, SEGMENT_MAX_RECORDS, SEGMENT_TARGET_BYTES, Target,
-  chunkIndexHash,
+  chunkIndexHash, endsSegment,
 } from '../sandbox/overlay/format';
 import { OverlayReader } from '../sandbox/overlay/overlayReader';
 import { SegmentCompressor } from '../sandbox/overlay/segmentCompressor';
@@ -31,7 +31,10 @@ const countRule: Rule = (p, n) => p * CHUNK_SIZE >= SEGMENT_TARGET_BYTES || n >=
 
 const cdcRule = (avg: number): Rule => (p, n, last, target) =>
   n >= SEGMENT_MAX_RECORDS || p >= 4 * avg || (p >= avg / 4 && hasPayload(last.encoding) && chunkIndexHash(target, last.index) % avg === 0);
-const RULES = { count: countRule, cdc: cdcRule(256), cdc64: cdcRule(64) } as const;
+// `count` is the fixed-count cut the writer used before; `cdc` is the writer's rule now (endsSegment);
+// `cdc64` the same idea with 4x smaller segments.
+const writerRule: Rule = (p, n, last, target) => endsSegment(target, last, p, n);
+const RULES = { count: countRule, cdc: writerRule, cdc64: cdcRule(64) } as const;
 type RuleName = keyof typeof RULES;
 
 async function records(file: string, zstd: SegmentCompressor): Promise<{ level: number; byTarget: Record<Target, Rec[]>; digests: Set<string> }> {
@@ -91,7 +94,7 @@ export interface LayoutAnalysis {
    *  records alone, cut by the writer's rule and compressed (what a v2 stored as a delta on v1 would hold). */
   changedChunks: Record<Target, { v1: number; v2: number; differing: number; differingPayloadBytes: number; deltaBytes: number }>;
   /** The count rule re-cut here gives exactly the real overlays' segment digests. */
-  countRuleReproduced: boolean;
+  writerRuleReproduced: boolean;
   layouts: Record<RuleName, Record<Target, LayoutFigures>>;
 }
 
@@ -115,7 +118,7 @@ export async function analyzeLayouts(v1: string, v2: string): Promise<LayoutAnal
       for (const [name, rule] of Object.entries(RULES) as Array<[RuleName, Rule]>) {
         const sa = await cut(a.byTarget[t], t, rule, a.level, zstd);
         const sb = await cut(b.byTarget[t], t, rule, b.level, zstd);
-        if (name === 'count') {
+        if (name === 'cdc') {
           for (const d of sa.keys()) if (!a.digests.has(d)) reproduced = false;
           for (const d of sb.keys()) if (!b.digests.has(d)) reproduced = false;
         }
@@ -127,7 +130,7 @@ export async function analyzeLayouts(v1: string, v2: string): Promise<LayoutAnal
         };
       }
     }
-    return { changedChunks, countRuleReproduced: reproduced, layouts };
+    return { changedChunks, writerRuleReproduced: reproduced, layouts };
   } finally {
     await zstd.close();
   }
