@@ -25,7 +25,7 @@ import { synthesize } from '../sandbox/overlay/sandboxOverlay';
 import { startDaemon, TEST_USERS, type TestDaemon } from '../test/integration/fixtures/daemon';
 import { counter, sampleOverlay, uploadOverlay } from '../test/integration/fixtures/sampleOverlay';
 import { tempHome, type TempHome } from '../test/integration/fixtures/testBase';
-import { startThrottleProxy } from './throttleProxy';
+import { startThrottleProxy } from './lib/throttleProxy';
 
 const arg = (name: string, dflt: number) => { const i = process.argv.indexOf(name); return i > 0 ? Number(process.argv[i + 1]) : dflt; };
 const LINK_MBIT = arg('--link-mbit', 25);

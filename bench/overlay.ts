@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- overlay [--only test|realistic] [--level N] [--reuse-peer]`
  *
- * For the test guest and a realistic Debian guest (bench/realisticGuest.ts: systemd, 1 GiB RAM,
+ * For the test guest and a realistic Debian guest (bench/lib/realisticGuest.ts: systemd, 1 GiB RAM,
  * 4 GiB disk, python3-flask + nginx-light installed from .debs by `cloudlet build`), on the same
  * base/launch pair:
  *   ours     createOverlay (4 KiB dedup across base RAM, base disk and the overlay itself; zstd)
@@ -30,7 +30,7 @@ import { freePort } from '../sandbox/qemu/ports';
 import { SandboxManager, type VmConfig } from '../sandbox/qemu/sandboxManager';
 import { startVm, stopVm, vmFilesIn } from '../sandbox/qemu/vm';
 import { ensureTestBase } from '../test/integration/fixtures/testBase';
-import { buildRealisticGuest } from './realisticGuest';
+import { buildRealisticGuest } from './lib/realisticGuest';
 
 const say = (s: string) => process.stderr.write(`[bench overlay] ${s}\n`);
 const args = process.argv.slice(2);

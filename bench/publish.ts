@@ -6,12 +6,12 @@
  *
  * Overlay pair, first found:
  *   1. CLOUDLET_BENCH_OVERLAYS=v1.overlay,v2.overlay
- *   2. the realistic guest (bench/realisticV2.ts): v1 = the realistic launch VM's overlay as
+ *   2. the realistic guest (bench/lib/realisticV2.ts): v1 = the realistic launch VM's overlay as
  *      bench/overlay makes it; v2 = v1 synthesized, /srv/app/app.py of its Flask app edited and the
  *      service restarted, sync, pause, overlay. v2 is built here when missing or stale.
  *   3. only when the realistic guest cannot be built: generated, real overlays (sandbox/overlay) of
  *      generated images sized like the realistic guest's changes; said so in the output.
- * Then why v2 sends what it sends (bench/segmentLayout.ts): chunks that really differ per image,
+ * Then why v2 sends what it sends (bench/lib/segmentLayout.ts): chunks that really differ per image,
  * segments changed per kind, and what a content-defined segment layout would have sent.
  * Last line: one JSON object with every figure and ratio_v2_vs_v1_bytes.
  */
@@ -24,8 +24,8 @@ import { readOverlayFile } from '../sandbox/registry/overlayFile';
 import { publishOverlay, pullOverlay, RegistryClient } from '../sandbox/registry';
 import { startRegistry } from '../test/integration/fixtures/registry';
 import { makeOverlayPair } from '../test/integration/registry/realOverlays';
-import { realisticPair } from './realisticV2';
-import { analyzeLayouts, type LayoutAnalysis } from './segmentLayout';
+import { realisticPair } from './lib/realisticV2';
+import { analyzeLayouts, type LayoutAnalysis } from './lib/segmentLayout';
 
 interface Pair { v1: string; v2: string; source: string; kind: 'env' | 'realistic' | 'generated'; change: string; v2Built?: unknown }
 

@@ -8,18 +8,18 @@
  * v2 is cached in .cache/bench/overlay/realistic-v2.overlay with realistic-v2.json recording its inputs
  * (base ID, v1 overlay ID, the edit, the level, this recipe's version); any difference rebuilds it.
  * When v1 or the base is missing, bench/overlay (--only realistic --reuse-peer) is run to make them.
- * Run alone: `node --import tsx bench/realisticV2.ts`.
+ * Run alone: `node --import tsx bench/lib/realisticV2.ts`.
  */
 import { spawnSync } from 'child_process';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
-import { projectCache, projectRoot } from '../sandbox/common/paths';
-import { BaseStore } from '../sandbox/base/store';
-import { createSandboxOverlay, synthesize } from '../sandbox/overlay/sandboxOverlay';
-import { SandboxManager } from '../sandbox/qemu/sandboxManager';
-import { readOverlayFile } from '../sandbox/registry/overlayFile';
+import { projectCache, projectRoot } from '../../sandbox/common/paths';
+import { BaseStore } from '../../sandbox/base/store';
+import { createSandboxOverlay, synthesize } from '../../sandbox/overlay/sandboxOverlay';
+import { SandboxManager } from '../../sandbox/qemu/sandboxManager';
+import { readOverlayFile } from '../../sandbox/registry/overlayFile';
 
 const RECIPE_VERSION = 1;
 const LEVEL = 3;                      // bench/overlay's default level (v1 was made with it)

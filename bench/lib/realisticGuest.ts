@@ -7,12 +7,12 @@
  *   3. disk     guest config (fstab, networkd DHCP, cloudlet agent unit), mke2fs -d into a 4 GiB
  *               sparse raw disk; kernel and initrd taken from the rootfs
  * The base bundle (stage 4: boot, pause, save) is made by the benchmark with BaseStore.
- * Run alone: `node --import tsx bench/realisticGuest.ts` (root, needs debootstrap and e2fsprogs).
+ * Run alone: `node --import tsx bench/lib/realisticGuest.ts` (root, needs debootstrap and e2fsprogs).
  */
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { projectCache, projectRoot } from '../sandbox/common/paths';
+import { projectCache, projectRoot } from '../../sandbox/common/paths';
 
 export const REALISTIC_DISK_BYTES = 4 * 1024 ** 3;
 export const REALISTIC_APPEND = 'root=/dev/vda rw console=ttyS0 net.ifnames=1 quiet';

@@ -13,16 +13,16 @@
  *               the chunk index, so a chunk added to or removed from the change set moves no boundary
  *               outside its own segment (unless it trips min/max).
  *       cdc64   the same with 64 (16..256) payload chunks: about 256 KiB segments, 4x the layers.
- * Analysis only: the overlay format is unchanged. Run alone: node --import tsx bench/segmentLayout.ts V1 V2
+ * Analysis only: the overlay format is unchanged. Run alone: node --import tsx bench/lib/segmentLayout.ts V1 V2
  */
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import {
   CHUNK_SIZE, ChunkRecord, decodeSegment, encodeSegment, hasPayload, SEGMENT_MAX_RECORDS, SEGMENT_TARGET_BYTES, Target,
   chunkIndexHash, endsSegment,
-} from '../sandbox/overlay/format';
-import { OverlayReader } from '../sandbox/overlay/overlayReader';
-import { SegmentCompressor } from '../sandbox/overlay/segmentCompressor';
+} from '../../sandbox/overlay/format';
+import { OverlayReader } from '../../sandbox/overlay/overlayReader';
+import { SegmentCompressor } from '../../sandbox/overlay/segmentCompressor';
 
 interface Rec { r: ChunkRecord; payload?: Buffer }
 type Rule = (payloadCount: number, records: number, last: ChunkRecord, target: Target) => boolean;
@@ -138,6 +138,6 @@ export async function analyzeLayouts(v1: string, v2: string): Promise<LayoutAnal
 
 if (require.main === module) {
   const [v1, v2] = process.argv.slice(2);
-  if (!v1 || !v2 || !fs.existsSync(v1) || !fs.existsSync(v2)) { process.stderr.write('usage: bench/segmentLayout.ts V1.overlay V2.overlay\n'); process.exit(2); }
+  if (!v1 || !v2 || !fs.existsSync(v1) || !fs.existsSync(v2)) { process.stderr.write('usage: bench/lib/segmentLayout.ts V1.overlay V2.overlay\n'); process.exit(2); }
   analyzeLayouts(v1, v2).then((r) => { process.stdout.write(JSON.stringify(r) + '\n'); process.exit(0); }, (e) => { process.stderr.write(`${(e as Error).stack ?? e}\n`); process.exit(1); });
 }
