@@ -70,33 +70,79 @@ export async function saveDeviceState(qmp: QmpClient, file: string, sockPath: st
   }
 }
 
-/** Streams a saved device state into a QEMU started with `-incoming defer` (and -S). */
-export async function loadDeviceState(qmp: QmpClient, file: string, sockPath: string, timeoutMs = 120_000): Promise<void> {
-  await setIgnoreShared(qmp);
-  fs.rmSync(sockPath, { force: true });
-  await qmp.execute('migrate-incoming', { uri: `unix:${sockPath}` });
-  const sock = await connectRetry(sockPath, 10_000);
-  await new Promise<void>((resolve, reject) => {
-    const rs = fs.createReadStream(file);
-    rs.once('error', reject);
-    sock.on('error', reject);
-    rs.pipe(sock);
-    rs.once('end', () => resolve());
-  });
+/** Default deadline of each incoming-migration phase; CLOUDLET_INCOMING_TIMEOUT_MS overrides it. */
+export function incomingTimeoutMs(): number {
+  const v = Number(process.env.CLOUDLET_INCOMING_TIMEOUT_MS);
+  return Number.isFinite(v) && v > 0 ? v : 120_000;
+}
+
+/**
+ * Streams a saved device state into a QEMU started with `-incoming defer` (and -S), and returns once
+ * QEMU has loaded it (status no longer `inmigrate`). Every phase (capabilities, migrate-incoming,
+ * connecting, streaming + loading) shares one deadline; when it passes the load fails with a
+ * Timeout naming the phase and what QEMU reported, and the caller ends the QEMU.
+ *
+ * Completion is judged only by QEMU (query-status / query-migrate), never by our side of the socket:
+ * QEMU closes the connection as soon as it has read the stream, and a paused read stream piped into
+ * a socket that closed never emits 'end' (that wait hung launches for good).
+ */
+export async function loadDeviceState(qmp: QmpClient, file: string, sockPath: string, timeoutMs = incomingTimeoutMs()): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const st = await qmp.execute('query-status');
-    if (st.status !== 'inmigrate') {
-      const m = await qmp.execute('query-migrate');
-      if (m.status === 'failed') throw new CloudletError('Corrupt', `QEMU could not load the device state ${file}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`);
-      break;
+  const left = () => Math.max(1, deadline - Date.now());
+  const inner = () => left() + 1000; // the phase deadline, not a QMP/connect timeout, reports first
+  let phase = 'setting x-ignore-shared';
+  const data = fs.readFileSync(file);
+  const tx = { sent: false, closed: false, error: '' };
+  let sock: net.Socket | undefined;
+  const timedOut = async (): Promise<never> => {
+    const qemu = await describeIncoming(qmp);
+    const stream = !sock ? 'not connected' : tx.sent ? `all ${data.length} bytes sent` : `${data.length} bytes not all sent${tx.closed ? ', QEMU closed the socket' : ''}`;
+    throw new CloudletError('Timeout', `incoming migration: ${phase} did not finish within ${timeoutMs} ms (QEMU: ${qemu}; device state ${file}: ${stream}${tx.error ? `, ${tx.error}` : ''})`);
+  };
+  const step = async <T>(p: Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((r) => { timer = setTimeout(() => r('expired'), left()); });
+    try {
+      const v = await Promise.race([p, expired]);
+      if (v === 'expired') return await timedOut();
+      return v as T;
+    } finally { clearTimeout(timer); }
+  };
+  try {
+    await step(qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] }, inner()));
+    fs.rmSync(sockPath, { force: true });
+    phase = 'migrate-incoming';
+    await step(qmp.execute('migrate-incoming', { uri: `unix:${sockPath}` }, inner()));
+    phase = 'connecting to QEMU\'s migration socket';
+    sock = await step(connectRetry(sockPath, inner()));
+    phase = 'streaming and loading the device state';
+    sock.on('error', (e) => { tx.error = e.message; }); // QEMU closing early: its status says why
+    sock.once('close', () => { tx.closed = true; });
+    if (process.env.CLOUDLET_FAILPOINT === 'incoming-stall') sock.write(data.subarray(0, Math.min(4096, data.length))); // test hook: never ends
+    else sock.end(data, () => { tx.sent = true; });
+    for (;;) {
+      const st = await step(qmp.execute('query-status', undefined, inner()));
+      const m = await step(qmp.execute('query-migrate', undefined, inner()));
+      if (m.status === 'failed' || m.status === 'cancelled') throw new CloudletError('Corrupt', `QEMU could not load the device state ${file}${m['error-desc'] ? `: ${m['error-desc']}` : ` (migration ${m.status})`}`);
+      if (st.status !== 'inmigrate') break;
+      if (Date.now() >= deadline) await timedOut();
+      await new Promise((r) => setTimeout(r, 10));
     }
-    const m = await qmp.execute('query-migrate');
-    if (m.status === 'failed') throw new CloudletError('Corrupt', `QEMU could not load the device state ${file}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`);
-    if (Date.now() > deadline) throw new CloudletError('Timeout', `loading the device state ${file} did not finish within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
+  } finally {
+    sock?.destroy();
+    fs.rmSync(sockPath, { force: true });
   }
-  sock.destroy();
+}
+
+/** What QEMU says about an incoming migration, for error messages (never throws). */
+export async function describeIncoming(qmp: QmpClient): Promise<string> {
+  try {
+    const st = await qmp.execute('query-status', undefined, 2000);
+    const m = await qmp.execute('query-migrate', undefined, 2000);
+    return `status ${st.status}, migration ${m.status ?? 'none'}${m['error-desc'] ? ` (${m['error-desc']})` : ''}`;
+  } catch (e) {
+    return `no answer (${(e as Error).message})`;
+  }
 }
 
 function connectRetry(p: string, timeoutMs: number): Promise<net.Socket> {

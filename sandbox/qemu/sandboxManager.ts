@@ -18,7 +18,7 @@ import { chooseAccel } from './accel';
 import { AgentClient, type ExecResult } from './agentClient';
 import { cloneFile } from './files';
 import { checkHostCanRun, hostQemu, qemuBinary, qemuImgBinary } from './host';
-import { checkStateHeader, loadDeviceState, saveDeviceState } from './migrate';
+import { checkStateHeader, describeIncoming, incomingTimeoutMs, loadDeviceState, saveDeviceState } from './migrate';
 import { checkPortFree, freePort } from './ports';
 import { killProcess, processState } from './process';
 import { QmpClient, type QmpEvent } from './qmp';
@@ -100,9 +100,12 @@ export class SandboxManager {
   readonly bases: BaseStore;
   private readonly log: Logger;
   private readonly live = new Map<string, Live>();
+  /** Deadline of each phase of loading a device state (default: incomingTimeoutMs(), 120 s). */
+  readonly incomingTimeoutMs: number;
 
-  constructor(opts: { root?: string; log?: Logger } = {}) {
+  constructor(opts: { root?: string; log?: Logger; incomingTimeoutMs?: number } = {}) {
     this.paths = storePaths(opts.root);
+    this.incomingTimeoutMs = opts.incomingTimeoutMs ?? incomingTimeoutMs();
     this.bases = new BaseStore(this.paths.root);
     this.log = opts.log ?? createLogger('sandbox');
   }
@@ -238,7 +241,7 @@ export class SandboxManager {
   }
 
   /** Streams the device state (x-ignore-shared) into a started prepared launch and continues the VM. */
-  async completePrepared(id: string, deviceState: Buffer, timeoutMs = 120_000): Promise<SandboxInfo> {
+  async completePrepared(id: string, deviceState: Buffer, timeoutMs = this.incomingTimeoutMs): Promise<SandboxInfo> {
     const dir = this.dirOf(id);
     const rec = readRecord(dir);
     const qmp = this.live.get(id)?.qmp;
@@ -266,8 +269,9 @@ export class SandboxManager {
       sock.on('error', () => undefined); // a failed load closes it; the MIGRATION event says why
       sock.end(deviceState);
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([loaded, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new CloudletError('Timeout', `loading the device state did not finish within ${timeoutMs} ms`)), timeoutMs); })])
-        .finally(() => clearTimeout(timer));
+      const expired = new Promise<'expired'>((resolve) => { timer = setTimeout(() => resolve('expired'), timeoutMs); });
+      const r = await Promise.race([loaded, expired]).finally(() => clearTimeout(timer));
+      if (r === 'expired') throw new CloudletError('Timeout', `incoming migration: loading the device state did not finish within ${timeoutMs} ms (QEMU: ${await describeIncoming(qmp)})`);
       await qmp.execute('cont');
     } catch (e) {
       const tail = logTail(path.join(dir, 'qemu.log'));
@@ -318,7 +322,7 @@ export class SandboxManager {
     try {
       await agent.attach();
       try {
-        await loadDeviceState(vm.qmp, o.deviceState, path.join(o.dir, 'migrate.sock'));
+        await loadDeviceState(vm.qmp, o.deviceState, path.join(o.dir, 'migrate.sock'), this.incomingTimeoutMs);
       } catch (e) {
         // QEMU exits when an incoming state does not load: say which file, with QEMU's reason.
         if (e instanceof CloudletError && e.code === 'Unavailable') {
