@@ -21,9 +21,11 @@ describe('one-click Publish in real VS Code (code-server)', function () {
   let browser: Browser;
   let wb: Workbench;
   let localData: string;
+  let localPort: number;
   let workspace: string;
   let edge1: TestDaemon;
   let registry: RegistryFixture;
+  let secure: RegistryFixture | undefined;
   let failedStep: string | undefined;
   const screenshots: string[] = [];
   const shot = async (name: string) => { screenshots.push(await wb.shot(`publish-${name}`)); };
@@ -33,7 +35,7 @@ describe('one-click Publish in real VS Code (code-server)', function () {
     const vsix = ensureVsix();
     localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-pub-local-'));
     await installTestBase(localData);
-    const localPort = await freePort();
+    localPort = await freePort();
     [edge1, registry] = await Promise.all([startDaemon({ ip: '127.0.0.2', withTestBase: true }), startRegistry()]);
     workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-pub-ws-'));
     fs.cpSync(path.join(ROOT, 'test/fixtures/sample-backend'), path.join(workspace, 'sample-backend'), { recursive: true });
@@ -61,6 +63,7 @@ describe('one-click Publish in real VS Code (code-server)', function () {
     if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
     await edge1?.stop().catch(() => {});
     await registry?.close().catch(() => {});
+    await secure?.close().catch(() => {});
     if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
     if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
   });
@@ -69,7 +72,13 @@ describe('one-click Publish in real VS Code (code-server)', function () {
   afterEach(async function () {
     if (this.currentTest?.state === 'failed') {
       failedStep = this.currentTest.title;
+      await wb?.command('Notifications: Show Notifications').catch(() => {});
       await wb?.shot(`FAILED-publish-${this.currentTest.title.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => {});
+      // What the local daemon's jobs say (publish errors, without credentials).
+      try {
+        const admin = await CloudletClient.login({ authUrl: `http://127.0.0.1:${localPort}/identity/v3`, username: 'admin', password: fs.readFileSync(path.join(localData, 'admin.password'), 'utf8').trim(), project: 'admin' });
+        for (const j of (await admin.listJobs()).slice(-4)) console.log(`job ${j.kind} ${j.status} ${j.error ?? ''}`);
+      } catch (e) { console.log(`no job list: ${(e as Error).message}`); }
       console.log(cs?.log().split('\n').slice(-30).join('\n'));
     }
   });
@@ -125,5 +134,39 @@ describe('one-click Publish in real VS Code (code-server)', function () {
     assert.equal(s.status, 'ACTIVE');
     await wb.closeBottomPanel();
     await shot('synthesis-from-registry');
+  });
+
+  it('a registry that wants a login: credentials are asked for once, kept in SecretStorage, never in settings or logs', async () => {
+    secure = await startRegistry({ auth: true });
+    const host = secure.host;
+    // Change the default registry as a user does, in the Settings editor (VS Code writes settings.json).
+    await wb.command('Preferences: Open Settings (UI)');
+    await wb.page.locator('.settings-editor').waitFor({ timeout: 30_000 });
+    await wb.page.keyboard.type('cloudlet.registry.default', { delay: 10 });
+    const input = wb.page.locator('.settings-editor .setting-item-contents', { hasText: 'Where one-click Publish pushes' }).locator('input').first();
+    await input.waitFor({ timeout: 30_000 });
+    await input.fill(`${host}/team/overlays`);
+    await input.press('Tab');
+    await until('VS Code to save the setting', async () => fs.readFileSync(cs.userSettings, 'utf8').includes(`${host}/team/overlays`), 30_000);
+    await wb.command('View: Close All Editors');
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Publish Overlay');
+    // The publish goes to the new default (the settings change was read) and the registry says 401: asked once.
+    await wb.answer(secure.username!, { timeout: 180_000 });
+    await wb.answer(secure.password!);
+    await wb.notification(new RegExp(`Published sample-backend as oci://${host.replace(/\./g, '\\.')}/team/overlays:`)).waitFor({ timeout: 300_000 });
+    const row = wb.treeRow('Overlays', 'sample-backend');
+    await until('the new reference on the tree item', async () => (await row.innerText().catch(() => '')).includes(`${host}/team/overlays`), 60_000);
+    const tags = await (await fetch(`${secure.url}/v2/team/overlays/tags/list`, { headers: { authorization: `Basic ${Buffer.from(`${secure.username}:${secure.password}`).toString('base64')}` } })).json() as { tags: string[] };
+    assert.equal(tags.tags.length, 1);
+    // The password is nowhere in settings or logs (the extension's output channel, code-server's log).
+    assert.ok(!fs.readFileSync(cs.userSettings, 'utf8').includes(secure.password!));
+    assert.ok(!cs.log().includes(secure.password!));
+    const logs = path.join(path.dirname(path.dirname(cs.userSettings)), 'logs');
+    const files = fs.existsSync(logs) ? fs.readdirSync(logs, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => path.join(d.parentPath, d.name)) : [];
+    console.log(`checked ${files.length} log files, e.g. ${files.filter((f) => /cloudlet/i.test(f)).slice(0, 3).join(', ')}`);
+    for (const f of files) assert.ok(!fs.readFileSync(f, 'utf8').includes(secure.password!), `password in ${f}`);
+    await wb.closeBottomPanel();
+    await shot('published-with-login');
   });
 });
