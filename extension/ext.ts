@@ -19,6 +19,7 @@ import { devicesViewNodes, timelineWindow, type DeviceGroup } from './state/devi
 import { ReservationsPanel } from './panels/reservationsPanel';
 import { LogsDocuments } from './views/logsDocument';
 import type { ReservationsPanelState } from './protocol';
+import type { Container, Device, Lease } from '../sandbox/client/devices';
 
 /** The Reservations panel (one), loaded from every configured cloudlet that offers devices. */
 class Reservations implements vscode.Disposable {
@@ -62,6 +63,8 @@ class Reservations implements vscode.Disposable {
   dispose(): void { this.scheduler.dispose(); this.panel?.dispose(); }
 }
 
+interface DevicesData { cloudlet: string; url?: string; error?: string; noService?: boolean; data?: { devices: Device[]; leases: Lease[]; containers: Container[] } }
+
 export type ViewName = 'sandbox' | 'cloudlets' | 'overlays' | 'devices';
 
 function conditionOf(e: unknown): { condition: ViewCondition; error: string } {
@@ -83,6 +86,9 @@ export class Ext implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private readonly watchers = new Map<string, () => void>();
   private lastSandboxServers: ServerInfo[] = [];
+  private devicesData: DevicesData[] | undefined;
+  private devicesClock: ReturnType<typeof setTimeout> | undefined;
+  private devicesClockOnly = false;
   private readonly statusRefresh = new RefreshScheduler(() => void this.refreshStatus(), 500);
 
   constructor(readonly context: vscode.ExtensionContext, connector: Connector) {
@@ -122,6 +128,7 @@ export class Ext implements vscode.Disposable {
 
   /** Refresh one view or all; `now` skips the debounce (user asked). */
   refresh(view?: ViewName, now = false): void {
+    if (!view || view === 'devices') this.devicesClockOnly = false;
     for (const [name, tree] of Object.entries(this.views)) {
       if (view && name !== view) continue;
       if (now) tree.refreshNow(); else tree.request();
@@ -154,7 +161,10 @@ export class Ext implements vscode.Disposable {
       if (stopped) return;
       stopStream = s.watchEvents((e) => {
         attempt = 0;
-        for (const v of viewsForTopic(e.topic, name === LOCAL ? 'local' : 'remote')) this.views[v].request();
+        for (const v of viewsForTopic(e.topic, name === LOCAL ? 'local' : 'remote')) {
+          if (v === 'devices') this.devicesClockOnly = false;  // a real change: fetch again
+          this.views[v].request();
+        }
         if (name !== LOCAL && (e.topic === 'leases' || e.topic === 'devices')) this.reservations.reload();
         // The status bar follows the sandbox even while its view is hidden (event-driven, debounced).
         if (name === LOCAL && e.topic === 'servers' && !this.views.sandbox.view.visible) this.statusRefresh.request();
@@ -200,19 +210,30 @@ export class Ext implements vscode.Disposable {
 
   /** The Devices view: devices, the caller's leases on them and their containers, per configured cloudlet offering devices. */
   private async loadDevices(): Promise<Loaded> {
+    const recompute = this.devicesClockOnly;
+    this.devicesClockOnly = false;
     const configs = this.cloudlets.list();
-    if (!configs.length) return { nodes: [], condition: 'empty' };
-    const groups: DeviceGroup[] = await Promise.all(configs.map(async (c): Promise<DeviceGroup> => {
-      try {
-        const d = (await this.session(c.name)).devices?.();
-        if (!d) return { cloudlet: c.name, noService: true };
-        const [devices, leases, containers] = await Promise.all([d.listDevices(), d.listLeases(), d.listContainers()]);
-        return { cloudlet: c.name, url: c.url, nodes: deviceNodes({ cloudlet: c.name, devices, leases, containers, now: Date.now() }) };
-      } catch (e) {
-        this.cloudlets.forget(c.name);
-        return { cloudlet: c.name, url: c.url, error: conditionOf(e).error };
-      }
-    }));
+    if (!configs.length) { this.devicesData = []; return { nodes: [], condition: 'empty' }; }
+    // The minute tick only recomputes "time left" from what was fetched last: no API call.
+    if (!recompute || !this.devicesData) {
+      this.devicesData = await Promise.all(configs.map(async (c): Promise<DevicesData> => {
+        try {
+          const d = (await this.session(c.name)).devices?.();
+          if (!d) return { cloudlet: c.name, noService: true };
+          const [devices, leases, containers] = await Promise.all([d.listDevices(), d.listLeases(), d.listContainers()]);
+          return { cloudlet: c.name, url: c.url, data: { devices, leases, containers } };
+        } catch (e) {
+          this.cloudlets.forget(c.name);
+          return { cloudlet: c.name, url: c.url, error: conditionOf(e).error };
+        }
+      }));
+    }
+    const now = Date.now();
+    const groups: DeviceGroup[] = this.devicesData.map((g) => ({ cloudlet: g.cloudlet, url: g.url, error: g.error, noService: g.noService,
+      nodes: g.data ? deviceNodes({ cloudlet: g.cloudlet, ...g.data, now }) : undefined }));
+    const live = this.devicesData.some((g) => g.data?.leases.some((l) => l.status === 'ACTIVE' || l.status === 'PENDING' || l.status === 'STARTING'));
+    if (this.devicesClock) clearTimeout(this.devicesClock);
+    this.devicesClock = live ? setTimeout(() => { this.devicesClockOnly = true; this.views.devices.request(); }, 60_000) : undefined;
     const nodes = devicesViewNodes(groups);
     return { nodes, condition: nodes.length ? 'ok' : 'empty' };
   }
@@ -249,6 +270,7 @@ export class Ext implements vscode.Disposable {
     for (const stop of this.watchers.values()) stop();
     this.watchers.clear();
     this.statusRefresh.dispose();
+    if (this.devicesClock) clearTimeout(this.devicesClock);
     for (const d of this.disposables) d.dispose();
     await this.localDaemon.stop();
   }
