@@ -83,6 +83,7 @@ async function buildDisk(stage: string, out: string): Promise<void> {
   };
   put('etc/inittab', path.join(here, 'files', 'inittab'), 0o644);
   put('etc/rc.sh', path.join(here, 'files', 'rc.sh'), 0o755);
+  put('etc/udhcpc.sh', path.join(here, 'files', 'udhcpc.sh'), 0o755);
   put('etc/counter.sh', path.join(here, 'files', 'counter.sh'), 0o755);
   put('etc/profile', path.join(here, 'files', 'profile'), 0o644);
   put('usr/local/sbin/cloudlet-agent', agentScriptPath(), 0o755);

@@ -230,12 +230,22 @@ export class Workbench {
     return (await this.page.locator('.terminal-wrapper.active .xterm-rows, .terminal .xterm-rows').last().innerText().catch(() => '')) ?? '';
   }
 
+  /**
+   * Switches the color theme and checks it stuck: the theme picker previews the focused row, so the
+   * wanted class can show up and vanish again if Enter lands on another row. Retries until the
+   * workbench keeps the wanted theme for a second.
+   */
   async setTheme(theme: 'Default Light Modern' | 'Default Dark Modern'): Promise<void> {
-    const light = theme.includes('Light');
-    await this.command('Preferences: Color Theme');
-    await this.answer(theme.replace('Default ', ''), { pick: theme.replace('Default ', '') });
-    await this.page.locator(light ? '.monaco-workbench.vs' : '.monaco-workbench.vs-dark').waitFor({ timeout: 30_000 });
-    await sleep(1000);
+    const wanted = theme.includes('Light') ? '.monaco-workbench.vs' : '.monaco-workbench.vs-dark';
+    for (let attempt = 1; ; attempt++) {
+      await this.command('Preferences: Color Theme');
+      await this.answer(theme.replace('Default ', ''), { pick: theme.replace('Default ', '') });
+      await this.page.locator(wanted).waitFor({ timeout: 30_000 }).catch(() => {});
+      await sleep(1000);
+      if (await this.page.locator(wanted).count()) return;
+      if (attempt === 3) throw new Error(`the color theme did not switch to ${theme}`);
+      await this.page.keyboard.press('Escape');
+    }
   }
 
   /** Closes the bottom panel (terminal) so an editor panel gets the whole height for a screenshot. */

@@ -7,10 +7,8 @@ mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 hostname cloudlet-guest
-# User-mode networking (slirp) always hands out 10.0.2.15 with the gateway at 10.0.2.2.
+# User-mode networking (slirp): the address comes from its DHCP server; no route out is set up.
 ip link set lo up
 ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
-ip route add default via 10.0.2.2
-echo "nameserver 10.0.2.3" >/etc/resolv.conf 2>/dev/null
+udhcpc -i eth0 -s /etc/udhcpc.sh -q -n -t 5 -T 1 >/dev/null 2>&1
 echo "cloudlet-guest: ready" >/dev/ttyS0
