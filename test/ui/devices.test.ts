@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Browser } from 'playwright-core';
-import { Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, until, type CodeServer } from './harness';
+import { Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, stepFlow, until, type CodeServer } from './harness';
 import { startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 import { startRegistry, type RegistryFixture } from '../integration/fixtures/registry';
 import { importAndPush, startDockerEngines, type DockerEngines } from '../integration/fixtures/dockerEngines';
@@ -28,7 +28,6 @@ describe('edge devices in real VS Code (code-server)', function () {
   let image: string;
   let alice: DevicesApi;
   let port: number;
-  let failedStep: string | undefined;
   const screenshots: string[] = [];
   const shot = async (name: string) => { screenshots.push(await wb.shot(`devices-${name}`)); };
 
@@ -68,14 +67,7 @@ describe('edge devices in real VS Code (code-server)', function () {
     if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
   });
 
-  beforeEach(function () { if (failedStep) this.skip(); });
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed') {
-      failedStep = this.currentTest.title;
-      await wb?.shot(`FAILED-devices-${this.currentTest.title.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => {});
-      console.log(cs?.log().split('\n').slice(-30).join('\n'));
-    }
-  });
+  stepFlow('devices', () => ({ wb, cs }));
 
   const header = (v: string) => wb.page.locator('.pane-header', { hasText: v }).first();
   const expanded = async (v: string) => (await header(v).getAttribute('aria-expanded')) === 'true';

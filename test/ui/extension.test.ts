@@ -11,9 +11,8 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { pathToFileURL } from 'url';
 import type { Browser } from 'playwright-core';
-import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, until, type CodeServer } from './harness';
+import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, sourceDaemonSettings, startCodeServer, stepFlow, until, type CodeServer } from './harness';
 import { installTestBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 
 describe('extension in real VS Code (code-server)', function () {
@@ -25,7 +24,6 @@ describe('extension in real VS Code (code-server)', function () {
   let workspace: string;
   let edge1: TestDaemon, edge2: TestDaemon, nobase: TestDaemon;
   const daemons: TestDaemon[] = [];
-  let failedStep: string | undefined;
   const screenshots: string[] = [];
   const shot = async (name: string) => { screenshots.push(await wb.shot(name)); };
 
@@ -47,14 +45,7 @@ describe('extension in real VS Code (code-server)', function () {
       workspace: path.join(workspace, 'sample-backend'),
       vsix,
       env: { CLOUDLET_FROM_SOURCE: '1' },
-      settings: {
-        'cloudlet.nodePath': process.execPath,
-        'cloudlet.cliPath': path.join(ROOT, 'sandbox/cli/main.ts'),
-        // A source checkout: the CLI runs through tsx (its bundle may be stale while others work).
-        'cloudlet.nodeArgs': ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href],
-        'cloudlet.localDaemon.listen': `127.0.0.1:${localPort}`,
-        'cloudlet.localDaemon.dataDir': localData,
-      },
+      settings: sourceDaemonSettings(localPort, localData),
     });
     browser = await launchBrowser();
     wb = await Workbench.open(browser, cs);
@@ -77,16 +68,7 @@ describe('extension in real VS Code (code-server)', function () {
     if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
   });
 
-  beforeEach(function () {
-    if (failedStep) this.skip();
-  });
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed') {
-      failedStep = this.currentTest.title;
-      await wb?.shot(`FAILED-${this.currentTest.title.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => {});
-      console.log(cs?.log().split('\n').slice(-30).join('\n'));
-    }
-  });
+  stepFlow('extension', () => ({ wb, cs }));
 
   async function addCloudlet(name: string, d: TestDaemon | { url: string }, user: string, password: string) {
     await wb.command('Cloudlet: Add Cloudlet...');

@@ -8,6 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { pathToFileURL } from 'url';
 import { chromium, type Browser, type FrameLocator, type Locator, type Page } from 'playwright-core';
 
 export const ROOT = path.resolve(__dirname, '../..');
@@ -274,5 +275,35 @@ export async function freePort(): Promise<number> {
     const s = net.createServer();
     s.once('error', reject);
     s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
+  });
+}
+
+/** Settings that run the local daemon from this source checkout (through tsx), on a given port and data folder. */
+export function sourceDaemonSettings(localPort: number, localData: string): Record<string, unknown> {
+  return {
+    'cloudlet.nodePath': process.execPath,
+    'cloudlet.cliPath': path.join(ROOT, 'sandbox/cli/main.ts'),
+    // A source checkout: the CLI runs through tsx (its bundle may be stale while others work).
+    'cloudlet.nodeArgs': ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href],
+    'cloudlet.localDaemon.listen': `127.0.0.1:${localPort}`,
+    'cloudlet.localDaemon.dataDir': localData,
+  };
+}
+
+/**
+ * A UI test file is one user flow whose steps build on each other: once a step fails, the later
+ * ones are skipped (they would fail for the same reason and hide the first cause), and the failed
+ * step leaves a screenshot, what `onFail` prints, and the end of code-server's log.
+ */
+export function stepFlow(name: string, get: () => { wb?: Workbench; cs?: CodeServer }, onFail?: () => Promise<void>): void {
+  let failedStep: string | undefined;
+  beforeEach(function () { if (failedStep) this.skip(); });
+  afterEach(async function () {
+    if (this.currentTest?.state !== 'failed') return;
+    failedStep = this.currentTest.title;
+    const { wb, cs } = get();
+    await wb?.shot(`FAILED-${name}-${this.currentTest.title.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => {});
+    await onFail?.().catch((e) => console.log(`(no more detail: ${(e as Error).message})`));
+    console.log(cs?.log().split('\n').slice(-30).join('\n'));
   });
 }

@@ -9,9 +9,8 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { pathToFileURL } from 'url';
 import type { Browser } from 'playwright-core';
-import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, until, type CodeServer } from './harness';
+import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, sourceDaemonSettings, startCodeServer, stepFlow, until, type CodeServer } from './harness';
 import { installTestBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 import { startRegistry, type RegistryFixture } from '../integration/fixtures/registry';
 import { CloudletClient } from '../../sandbox/client';
@@ -26,7 +25,6 @@ describe('one-click Publish in real VS Code (code-server)', function () {
   let edge1: TestDaemon;
   let registry: RegistryFixture;
   let secure: RegistryFixture | undefined;
-  let failedStep: string | undefined;
   const screenshots: string[] = [];
   const shot = async (name: string) => { screenshots.push(await wb.shot(`publish-${name}`)); };
 
@@ -43,14 +41,7 @@ describe('one-click Publish in real VS Code (code-server)', function () {
       workspace: path.join(workspace, 'sample-backend'),
       vsix,
       env: { CLOUDLET_FROM_SOURCE: '1' },
-      settings: {
-        'cloudlet.nodePath': process.execPath,
-        'cloudlet.cliPath': path.join(ROOT, 'sandbox/cli/main.ts'),
-        'cloudlet.nodeArgs': ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href],
-        'cloudlet.localDaemon.listen': `127.0.0.1:${localPort}`,
-        'cloudlet.localDaemon.dataDir': localData,
-        'cloudlet.registry.default': `${registry.host}/overlays`,
-      },
+      settings: { ...sourceDaemonSettings(localPort, localData), 'cloudlet.registry.default': `${registry.host}/overlays` },
     });
     browser = await launchBrowser();
     wb = await Workbench.open(browser, cs);
@@ -68,19 +59,11 @@ describe('one-click Publish in real VS Code (code-server)', function () {
     if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
   });
 
-  beforeEach(function () { if (failedStep) this.skip(); });
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed') {
-      failedStep = this.currentTest.title;
-      await wb?.command('Notifications: Show Notifications').catch(() => {});
-      await wb?.shot(`FAILED-publish-${this.currentTest.title.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => {});
-      // What the local daemon's jobs say (publish errors, without credentials).
-      try {
-        const admin = await CloudletClient.login({ authUrl: `http://127.0.0.1:${localPort}/identity/v3`, username: 'admin', password: fs.readFileSync(path.join(localData, 'admin.password'), 'utf8').trim(), project: 'admin' });
-        for (const j of (await admin.listJobs()).slice(-4)) console.log(`job ${j.kind} ${j.status} ${j.error ?? ''}`);
-      } catch (e) { console.log(`no job list: ${(e as Error).message}`); }
-      console.log(cs?.log().split('\n').slice(-30).join('\n'));
-    }
+  stepFlow('publish', () => ({ wb, cs }), async () => {
+    await wb?.command('Notifications: Show Notifications').catch(() => {});
+    // What the local daemon's jobs say (publish errors, without credentials).
+    const admin = await CloudletClient.login({ authUrl: `http://127.0.0.1:${localPort}/identity/v3`, username: 'admin', password: fs.readFileSync(path.join(localData, 'admin.password'), 'utf8').trim(), project: 'admin' });
+    for (const j of (await admin.listJobs()).slice(-4)) console.log(`job ${j.kind} ${j.status} ${j.error ?? ''}`);
   });
 
   it('builds the sample workspace: the Overlay panel is Ready with Publish enabled', async () => {
