@@ -25,6 +25,7 @@ if has integration; then
 fi
 if has ui && [ -f test/.mocharc.ui.json ]; then
   echo "== UI tests (code-server + Playwright)"
+  rm -rf artifacts/screenshots   # only this run's screenshots, none left from an earlier one
   CLOUDLET_TEST_COUNTS=$results/ui.json npx mocha --config test/.mocharc.ui.json "test/ui/**/*.test.ts"
 fi
 
