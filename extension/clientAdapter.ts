@@ -108,6 +108,8 @@ class ClientSession implements CloudletSession {
       await this.c.uploadImageData(img.id, Readable.toWeb(src) as ReadableStream<Uint8Array>, size);
     } catch (e) {
       await this.c.deleteImage(img.id).catch(() => {});
+      // The aborted upload fails as a connection error; the user pressed Cancel, so say that.
+      if (signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
       throw e;
     }
     return toImageInfo(await this.c.getImage(img.id));

@@ -5,20 +5,30 @@ import type { LocalDaemonSettings } from './localDaemon';
 
 const SECTION = 'cloudlet';
 
+/**
+ * A setting that decides where credentials go or what the extension runs (cloudlet URLs, the node
+ * and CLI paths, the registry): read from user settings only. A folder's .vscode/settings.json must
+ * not be able to point a saved cloudlet name at its own URL (the stored password would follow) or
+ * make the extension run a program of its choosing.
+ */
+function userSetting<T>(key: string, fallback: T): T {
+  const v = vscode.workspace.getConfiguration(SECTION).inspect<T>(key)?.globalValue;
+  return v === undefined ? fallback : v;
+}
+
 export function localDaemonSettings(): LocalDaemonSettings {
-  const c = vscode.workspace.getConfiguration(SECTION);
   return {
-    nodePath: c.get<string>('nodePath', ''),
-    cliPath: c.get<string>('cliPath', ''),
-    nodeArgs: c.get<string[]>('nodeArgs', []),
-    listen: c.get<string>('localDaemon.listen', '127.0.0.1:8774'),
-    dataDir: c.get<string>('localDaemon.dataDir', ''),
-    extraArgs: c.get<string[]>('localDaemon.args', []),
+    nodePath: userSetting<string>('nodePath', ''),
+    cliPath: userSetting<string>('cliPath', ''),
+    nodeArgs: userSetting<string[]>('nodeArgs', []),
+    listen: userSetting<string>('localDaemon.listen', '127.0.0.1:8774'),
+    dataDir: userSetting<string>('localDaemon.dataDir', ''),
+    extraArgs: userSetting<string[]>('localDaemon.args', []),
   };
 }
 
 export function autoStart(): boolean {
-  return vscode.workspace.getConfiguration(SECTION).get<boolean>('localDaemon.autoStart', true);
+  return userSetting<boolean>('localDaemon.autoStart', true);
 }
 
 export function debounceMs(): number {
@@ -27,7 +37,7 @@ export function debounceMs(): number {
 
 export const cloudletConfigStore: ConfigStore = {
   list(): CloudletConfig[] {
-    const raw = vscode.workspace.getConfiguration(SECTION).get<unknown[]>('cloudlets', []);
+    const raw = userSetting<unknown[]>('cloudlets', []);
     return (Array.isArray(raw) ? raw : []).filter((x): x is CloudletConfig => !!x && typeof x === 'object' && typeof (x as CloudletConfig).name === 'string' && typeof (x as CloudletConfig).url === 'string')
       .map((x) => ({ name: x.name, url: x.url, username: x.username ?? 'admin', project: x.project ?? x.username ?? 'admin' }));
   },
@@ -38,10 +48,10 @@ export const cloudletConfigStore: ConfigStore = {
 
 /** Where one-click Publish pushes: HOST[:PORT]/REPOSITORY (cloudlet.registry.default). */
 export function registryDefault(): string {
-  return vscode.workspace.getConfiguration(SECTION).get<string>('registry.default', '127.0.0.1:5000/overlays').trim();
+  return userSetting<string>('registry.default', '127.0.0.1:5000/overlays').trim();
 }
 
 /** A PEM file of the CA the registry's TLS certificate is signed by (cloudlet.registry.caFile), or ''. */
 export function registryCaFile(): string {
-  return vscode.workspace.getConfiguration(SECTION).get<string>('registry.caFile', '').trim();
+  return userSetting<string>('registry.caFile', '').trim();
 }

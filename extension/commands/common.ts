@@ -73,7 +73,7 @@ export async function runJob(s: CloudletSession, jobId: string | undefined, titl
   if (!jobId) return { status: 'DONE' };
   return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, token) => {
     const abort = new AbortController();
-    const cancel = () => { if (!abort.signal.aborted) { abort.abort(); void s.cancelJob(jobId).catch(() => {}); } };
+    const cancel = () => { if (!abort.signal.aborted) { abort.abort(); void s.cancelJob(jobId).catch((e) => { void vscode.window.showWarningMessage(`Could not cancel the job on the cloudlet (it may still be running): ${(e as Error).message}`); }); } };
     const sub = token.onCancellationRequested(cancel);
     if (external) external.cancel = cancel;
     let lastPct = 0;

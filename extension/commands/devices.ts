@@ -109,7 +109,16 @@ export const deviceCommands: CommandDef[] = [
           ...(ports.length ? { exposedPorts: ports } : {}), ...(Object.keys(env).length ? { environment: env } : {}) });
         ext.refresh('devices');
         progress.report({ message: `pulling and starting ${created.name}` });
-        return d.waitContainer(created.uuid, ['Running', 'Stopped', 'Created'], { signal: abort.signal, timeoutMs: 300_000 });
+        try {
+          return await d.waitContainer(created.uuid, ['Running', 'Stopped', 'Created'], { signal: abort.signal, timeoutMs: 300_000 });
+        } catch (e) {
+          // Cancel means "don't run it": remove the container the device is already pulling/starting.
+          if (abort.signal.aborted) {
+            await d.deleteContainer(created.uuid, { force: true }).catch((err) => ext.output.warn(`could not remove cancelled container ${created.name}: ${(err as Error).message}`));
+            ext.refresh('devices', true);
+          }
+          throw e;
+        }
       });
       ext.refresh('devices', true);
       void vscode.window.showInformationMessage(`Container ${c.name} is ${c.status} on ${c.device_name}.`, 'Show Logs').then((x) => {
