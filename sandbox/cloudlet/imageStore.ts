@@ -172,11 +172,20 @@ export class ImageStore {
 
   /** Register a file already complete on disk (an overlay this daemon made) as the image's data. */
   adoptFile(id: string, file: string): ImageRow {
-    const buf = fs.readFileSync(file);
-    const md5 = crypto.createHash('md5').update(buf).digest('hex');
-    const sha512 = crypto.createHash('sha512').update(buf).digest('hex');
+    // Hashed in chunks: an overlay may be larger than one Buffer can hold (~2 GiB).
+    const md5h = crypto.createHash('md5'), sha512h = crypto.createHash('sha512');
+    const chunk = Buffer.alloc(8 << 20);
+    let size = 0;
+    const fd = fs.openSync(file, 'r');
+    try {
+      for (let n; (n = fs.readSync(fd, chunk, 0, chunk.length, null)) > 0; size += n) {
+        md5h.update(chunk.subarray(0, n));
+        sha512h.update(chunk.subarray(0, n));
+      }
+    } finally { fs.closeSync(fd); }
+    const md5 = md5h.digest('hex'), sha512 = sha512h.digest('hex');
     fs.renameSync(file, this.filePath(id));
-    this.db.prepare("UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_value = ?, updated_at = ? WHERE id = ?").run(buf.length, md5, sha512, now(), id);
+    this.db.prepare("UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_value = ?, updated_at = ? WHERE id = ?").run(size, md5, sha512, now(), id);
     return this.getRow(id)!;
   }
 
