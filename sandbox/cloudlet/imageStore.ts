@@ -63,7 +63,12 @@ export class ImageStore {
     for (const f of fs.readdirSync(this.tmp)) if (f.startsWith('image-')) fs.rmSync(path.join(this.tmp, f), { force: true });
   }
 
-  filePath(id: string): string { return path.join(this.dir, id); }
+  /** Where an image's data lives; only UUID ids, so no id can name a file outside the images folder. */
+  filePath(id: string): string {
+    const file = path.resolve(this.dir, id);
+    if (!isImageId(id) || path.dirname(file) !== path.resolve(this.dir)) throw new CloudletError('BadInput', `Invalid image ID ${JSON.stringify(id)}: not a UUID`);
+    return file;
+  }
 
   create(owner: string, fields: Record<string, unknown>, id: string = crypto.randomUUID()): ImageRow {
     const props: Record<string, string> = {};
@@ -72,7 +77,10 @@ export class ImageStore {
       if (READ_ONLY.has(k)) throw new CloudletError('Forbidden', `Attribute '${k}' is read-only.`);
       props[k] = String(v);
     }
-    if (fields.id !== undefined && typeof fields.id === 'string') id = fields.id;
+    if (fields.id !== undefined) {
+      if (typeof fields.id !== 'string' || !isImageId(fields.id)) throw new CloudletError('BadInput', `Invalid image ID ${JSON.stringify(fields.id)}: it must be a UUID`);
+      id = fields.id;
+    }
     if (this.getRow(id)) throw new CloudletError('Conflict', `Image with identifier ${id} already exists!`);
     const visibility = (fields.visibility as string) ?? 'shared';
     if (!['public', 'private', 'shared', 'community'].includes(visibility)) throw new CloudletError('BadInput', `Invalid visibility value: ${visibility}`);
@@ -194,6 +202,10 @@ export class ImageStore {
     fs.rmSync(this.filePath(id), { force: true });
   }
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Image ids are UUIDs, as in Glance; a client-chosen id must be one too. */
+export function isImageId(id: string): boolean { return UUID.test(id); }
 
 export function canSee(a: AuthContext, r: ImageRow): boolean {
   return a.isAdmin || r.owner === a.projectId || r.visibility === 'public' || r.visibility === 'community';

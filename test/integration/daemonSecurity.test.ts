@@ -114,6 +114,31 @@ describe('cloudlet daemon: security', function () {
     assert.deepEqual(Buffer.from(await r.arrayBuffer()), whole.subarray(10, 100));
     await assert.rejects(alice.downloadImageData(id, { range: [whole.length + 10] }), (e: ApiError) => e.httpStatus === 416);
   });
+
+  it('refuses a client-chosen image id that is not a UUID, and ids that walk out of the images folder', async () => {
+    const img = (p: string, method: string, body?: string, type = 'application/json') => fetch(`${alice.endpoint('image')}${p}`,
+      { method, headers: { 'x-auth-token': alice.token, 'content-type': type }, body });
+    for (const id of ['../x', '../cloudlet.db', 'x/../../y', 'not-a-uuid']) {
+      const r = await img('/v2/images', 'POST', JSON.stringify({ name: 'evil', id }));
+      assert.equal(r.status, 400, id);
+      assert.match(JSON.stringify(await r.json()), /UUID/);
+    }
+    const db = path.join(d.dataDir, 'cloudlet.db');
+    const before = fs.statSync(db).size;
+    for (const enc of ['..%2Fcloudlet.db', '..%2F..%2Fescaped', '%2E%2E%2Fcloudlet.db']) {
+      for (const [method, suffix] of [['GET', ''], ['DELETE', ''], ['GET', '/file']] as const) {
+        const r = await img(`/v2/images/${enc}${suffix}`, method);
+        assert.ok(r.status === 400 || r.status === 404, `${method} ${enc}${suffix}: ${r.status}`);
+      }
+      const put = await img(`/v2/images/${enc}/file`, 'PUT', 'overwritten', 'application/octet-stream');
+      assert.ok(put.status === 400 || put.status === 404, `PUT ${enc}: ${put.status}`);
+    }
+    assert.ok(fs.existsSync(db) && fs.statSync(db).size >= before, 'the database is still there');
+    assert.ok(!fs.existsSync(path.join(d.dataDir, '..', 'escaped')));
+    // A UUID chosen by the client is still fine, as in Glance.
+    const id = '0b5e2f6a-3c1d-4e8f-9a7b-1c2d3e4f5a6b';
+    assert.equal((await alice.createImage({ name: 'chosen', id })).id, id);
+  });
 });
 
 describe('cloudlet daemon: overlay size cap', function () {
