@@ -139,6 +139,20 @@ describe('cloudlet daemon: security', function () {
     const id = '0b5e2f6a-3c1d-4e8f-9a7b-1c2d3e4f5a6b';
     assert.equal((await alice.createImage({ name: 'chosen', id })).id, id);
   });
+
+  it('lets only admins make or fill a base-disk image (POST, PATCH and upload)', async () => {
+    const own = await alice.createImage({ name: 'plain' });
+    const patch = await fetch(`${alice.endpoint('image')}/v2/images/${own.id}`, { method: 'PATCH',
+      headers: { 'x-auth-token': alice.token, 'content-type': 'application/openstack-images-v2.1-json-patch' },
+      body: JSON.stringify([{ op: 'add', path: '/cloudlet_type', value: 'cloudlet_base_disk' }]) });
+    assert.equal(patch.status, 403);
+    assert.equal((await alice.getImage(own.id)).cloudlet_type, undefined, 'type unchanged');
+    // An admin makes a base-disk image in alice's project; alice owns it but may not upload (import) into it.
+    const admin = await CloudletClient.login({ authUrl: d.authUrl, username: 'admin', password: TEST_USERS.admin, project: 'demo' });
+    const base = await admin.createImage({ name: 'base-slot', cloudlet_type: 'cloudlet_base_disk', visibility: 'private' });
+    await assert.rejects(alice.uploadImageData(base.id, new Uint8Array(1000)), (e: ApiError) => e.httpStatus === 403);
+    assert.equal((await admin.getImage(base.id)).status, 'queued', 'nothing imported');
+  });
 });
 
 describe('cloudlet daemon: overlay size cap', function () {

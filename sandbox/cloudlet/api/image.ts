@@ -95,6 +95,7 @@ export function imageModule(opts: ImageModuleOptions): ApiModule {
           else throw new CloudletError('BadInput', `unsupported patch op ${op.op}`);
         }
         if ((set.visibility === 'public') && !a.isAdmin) throw new CloudletError('Forbidden', 'publicizing an image needs the admin role');
+        if (set.cloudlet_type === 'cloudlet_base_disk' && !a.isAdmin) throw new CloudletError('Forbidden', 'importing a base VM needs the admin role');
         const r = store.update(req.params.id, { set, remove });
         ctx.events.publish('images', { id: r.id, project_id: r.owner, change: 'updated' });
         return imageView(r);
@@ -112,6 +113,8 @@ export function imageModule(opts: ImageModuleOptions): ApiModule {
       app.put<{ Params: { id: string } }>('/v2/images/:id/file', async (req, reply) => {
         const a = ctx.auth(req);
         const r = store.getOwned(a, req.params.id);
+        // Uploading a base disk imports it into this cloudlet's base store: admins only, however the image got its type.
+        if (r.properties.cloudlet_type === 'cloudlet_base_disk' && !a.isAdmin) throw new CloudletError('Forbidden', 'importing a base VM needs the admin role');
         const body = req.body as Readable | undefined;
         if (!body || typeof (body as Readable).pipe !== 'function') throw new CloudletError('BadInput', 'image data must be sent as application/octet-stream', { status: 415 });
         const declared = Number(req.headers['content-length']);
