@@ -7,7 +7,7 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { startDaemon, type TestDaemon, TEST_USERS } from './fixtures/daemon';
+import { startDaemon, testConfig, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import { sampleOverlay, uploadOverlay, counter, httpGet } from './fixtures/sampleOverlay';
 import { CloudletClient, ApiError, type Server } from '../../sandbox/client';
 
@@ -83,6 +83,26 @@ describe('cloudlet daemon: load and isolation with real VMs', function () {
     const after = await alice.getServer(s.id);
     assert.equal(after.status, 'ACTIVE');
     assert.equal(await counter((after['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80']), 43, 'untouched, still running');
+    for (const x of await alice.listServers()) await alice.deleteServer(x.id);
+  });
+});
+
+describe('cloudlet daemon: max_servers under concurrent creates', function () {
+  this.timeout(600_000);
+  let d: TestDaemon;
+  after(async () => { await d?.stop(); });
+
+  it('creates that all pass the first quota check while their overlays open: no more than max_servers are accepted', async () => {
+    const overlay = await sampleOverlay();
+    d = await startDaemon({ ip: '127.0.0.2', withTestBase: true, config: testConfig({ max_servers: 2 }) });
+    const alice = await CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
+    const overlayUrl = await uploadOverlay(alice, overlay);
+    const created = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => alice.createServer({ name: `q-${i}`, overlayUrl })));
+    const accepted = created.filter((c) => c.status === 'fulfilled');
+    for (const c of created) {
+      if (c.status === 'rejected') assert.ok(c.reason instanceof ApiError && c.reason.httpStatus === 403 && /Quota exceeded/.test(c.reason.message), String(c.reason));
+    }
+    assert.equal(accepted.length, 2, `accepted ${accepted.length} creates on a cloudlet of 2 servers`);
     for (const x of await alice.listServers()) await alice.deleteServer(x.id);
   });
 });

@@ -135,9 +135,14 @@ export function computeModule(opts: ComputeOptions): ApiModule {
         const flavorId = String(s.flavorRef ?? '1').replace(/^.*\/flavors\//, '');
         if (!FLAVORS.some((f) => f.id === flavorId)) throw new CloudletError('BadInput', `Flavor ${flavorId} could not be found.`);
         const ports = parsePorts(metadata.ports);
-        if (servers.countLive() >= opts.maxServers) {
-          throw new CloudletError('Forbidden', `Quota exceeded for instances: this cloudlet runs at most ${opts.maxServers} servers`);
-        }
+        const quotaCheck = () => {
+          if (servers.countLive() >= opts.maxServers) {
+            throw new CloudletError('Forbidden', `Quota exceeded for instances: this cloudlet runs at most ${opts.maxServers} servers`);
+          }
+        };
+        quotaCheck();
+        // Checked again with the insert, in one transaction: other creates may have run while this one awaited.
+        const insertWithinQuota = ctx.db.transaction((fields: Parameters<typeof servers.insert>[0]) => { quotaCheck(); return servers.insert(fields); });
         let row: ServerRow;
         if (metadata.overlay_url !== undefined) {
           const url = checkOverlayUrl(metadata.overlay_url);
@@ -146,8 +151,10 @@ export function computeModule(opts: ComputeOptions): ApiModule {
             await source.close();
             throw new CloudletError('BadInput', `overlay ${source.overlayId.slice(0, 12)} needs base ${source.baseId}, which this cloudlet does not hold; import that base first`);
           }
-          row = servers.insert({ name: s.name, project_id: a.projectId, user_id: a.userId, status: 'BUILD', task_state: 'scheduling', image_id: String(s.imageRef ?? ''),
-            flavor_id: flavorId, base_id: source.baseId, metadata, ports: {} });
+          try {
+            row = insertWithinQuota({ name: s.name, project_id: a.projectId, user_id: a.userId, status: 'BUILD', task_state: 'scheduling', image_id: String(s.imageRef ?? ''),
+              flavor_id: flavorId, base_id: source.baseId, metadata, ports: {} });
+          } catch (e) { await source.close(); throw e; }
           const jobId = ctx.jobs.start('synthesis', a.projectId, row.id, async (job) => {
             const tmp = path.join(storePaths(ctx.dataDir).tmp, `overlay-${row.id}`);
             try {
@@ -175,7 +182,7 @@ export function computeModule(opts: ComputeOptions): ApiModule {
             throw new CloudletError('BadInput', `image ${imageId} is not a cloudlet base VM (cloudlet_type cloudlet_base_disk); to run an overlay pass metadata.overlay_url`);
           }
           if (!backend.hasBase(baseId)) throw new CloudletError('BadInput', `base ${baseId} of image ${imageId} is not on this cloudlet`);
-          row = servers.insert({ name: s.name, project_id: a.projectId, user_id: a.userId, status: 'BUILD', task_state: 'spawning', image_id: imageId,
+          row = insertWithinQuota({ name: s.name, project_id: a.projectId, user_id: a.userId, status: 'BUILD', task_state: 'spawning', image_id: imageId,
             flavor_id: flavorId, base_id: baseId, metadata, ports: {} });
           const jobId = ctx.jobs.start('resume', a.projectId, row.id, async (job) => {
             try {
