@@ -94,16 +94,21 @@ export class HandoffReceiver {
     if (!b || typeof b !== 'object') throw new CloudletError('BadInput', "handoff begin needs a 'handoff' object");
     if (typeof b.name !== 'string' || !b.name.trim() || b.name.length > 255) throw new CloudletError('BadInput', 'handoff begin needs name: a non-empty server name of at most 255 characters');
     if (typeof b.base_id !== 'string' || !/^[0-9a-f]{64}$/.test(b.base_id)) throw new CloudletError('BadInput', 'handoff begin needs base_id: the 64-digit base ID of the VM');
-    const cfg = b.vm_config as unknown as VmConfig | undefined;
-    if (!cfg || typeof cfg.machine !== 'string' || typeof cfg.cpuModel !== 'string' || !Number.isInteger(cfg.ramBytes)) {
+    const sent = b.vm_config as unknown as VmConfig | undefined;
+    if (!sent || typeof sent.machine !== 'string' || typeof sent.cpuModel !== 'string' || !Number.isInteger(sent.ramBytes)) {
       throw new CloudletError('BadInput', 'handoff begin needs vm_config with machine, cpuModel and ramBytes');
     }
+    // Only the MAC is the VM's own; all else comes from the base held here, never from the caller (it becomes QEMU arguments).
+    const mac = sent.nic?.mac;
+    if (typeof mac !== 'string' || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac)) throw new CloudletError('BadInput', 'handoff begin needs vm_config.nic.mac: a MAC address like 52:54:00:12:34:56');
     if (!Array.isArray(b.ports) || b.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) throw new CloudletError('BadInput', 'handoff begin needs ports: a list of guest TCP ports');
     let base;
     try { base = this.d.manager.bases.get(b.base_id); } catch {
       throw new CloudletError('BadInput', `this cloudlet does not hold base ${b.base_id}; import that base here before handing a VM of it off to this cloudlet`);
     }
-    if (base.manifest.vm.ramBytes !== cfg.ramBytes) throw new CloudletError('Mismatch', `the VM has ${cfg.ramBytes} bytes of RAM, base ${b.base_id.slice(0, 12)} here has ${base.manifest.vm.ramBytes}`);
+    if (base.manifest.vm.ramBytes !== sent.ramBytes) throw new CloudletError('Mismatch', `the VM has ${sent.ramBytes} bytes of RAM, base ${b.base_id.slice(0, 12)} here has ${base.manifest.vm.ramBytes}`);
+    const cfg: VmConfig = { ...base.manifest.vm, nic: { ...base.manifest.vm.nic, mac } };
+    b = { ...b, vm_config: cfg as unknown as BeginRequest['vm_config'] };
     if (this.d.servers.countLive() + this.pendingFinishes() >= this.d.maxServers) {
       throw new CloudletError('Forbidden', `Quota exceeded for instances: this cloudlet runs at most ${this.d.maxServers} servers`);
     }

@@ -3,6 +3,8 @@
  * built from it. One function builds the arguments for create, resume and cold boot, so the device
  * set is always identical (an incoming migration fails on any difference, even a missing serial).
  */
+import { CloudletError } from '../common/errors';
+
 export interface VmConfig {
   machine: string;                 // concrete type, e.g. pc-q35-7.2 (an alias could change meaning)
   cpuModel: string;                // e.g. qemu64: fixed per base, checked before resume
@@ -38,15 +40,25 @@ export interface QemuArgsOptions {
 
 export const AGENT_PORT_NAME = 'org.cloudlet.agent';
 
+/** A value spliced into a QEMU option list: a ',' or '=' in it would add options of the caller's choosing. */
+function optionValue(what: string, v: unknown): string {
+  if (typeof v !== 'string' || !v || /[,=\s]/.test(v)) throw new CloudletError('BadInput', `VM config ${what} ${JSON.stringify(v)} is not a plain QEMU option value (no ',', '=' or spaces)`);
+  return v;
+}
+
 export function buildQemuArgs(cfg: VmConfig, f: VmFiles, o: QemuArgsOptions): string[] {
+  const machine = optionValue('machine', cfg.machine), cpuModel = optionValue('cpuModel', cfg.cpuModel);
+  const nicModel = optionValue('nic.model', cfg.nic?.model), mac = optionValue('nic.mac', cfg.nic?.mac);
+  if (!Number.isInteger(cfg.vcpus) || cfg.vcpus < 1) throw new CloudletError('BadInput', `VM config vcpus ${JSON.stringify(cfg.vcpus)} is not a positive integer`);
+  if (!Number.isInteger(cfg.ramBytes) || cfg.ramBytes <= 0) throw new CloudletError('BadInput', `VM config ramBytes ${JSON.stringify(cfg.ramBytes)} is not a positive integer`);
   const mib = cfg.ramBytes / (1024 * 1024);
   const hostfwd = (o.ports ?? []).map((p) => `,hostfwd=tcp:127.0.0.1:${p.host}-:${p.guest}`).join('');
   const args = [
     '-name', o.name,
     '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none',
-    '-machine', `${cfg.machine},memory-backend=mem`,
+    '-machine', `${machine},memory-backend=mem`,
     '-accel', o.accel,
-    '-cpu', cfg.cpuModel,
+    '-cpu', cpuModel,
     '-smp', String(cfg.vcpus),
     '-m', `${mib}M`,
     '-object', `memory-backend-file,id=mem,size=${mib}M,mem-path=${f.ramFile},share=on`,
@@ -59,7 +71,7 @@ export function buildQemuArgs(cfg: VmConfig, f: VmFiles, o: QemuArgsOptions): st
     '-drive', `file=${f.disk},format=${f.diskFormat},if=none,id=disk0,cache=writeback,discard=unmap`,
     '-device', 'virtio-blk-pci,drive=disk0,id=vda',
     '-netdev', `user,id=net0${hostfwd}`,
-    '-device', `${cfg.nic.model},netdev=net0,mac=${cfg.nic.mac},id=nic0`,
+    '-device', `${nicModel},netdev=net0,mac=${mac},id=nic0`,
     '-device', 'virtio-serial-pci,id=vser0',
     '-chardev', `socket,id=agent0,path=${f.agentSocket},server=on,wait=off`,
     '-device', `virtserialport,bus=vser0.0,chardev=agent0,name=${AGENT_PORT_NAME},id=agentport`,

@@ -16,7 +16,7 @@ import { ShadowPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
 import { startDaemon, killProcessesUsing, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import { sampleOverlay, uploadOverlay, counter, httpGet } from './fixtures/sampleOverlay';
 import { CloudletClient, type HandoffReport, type Server } from '../../sandbox/client';
-import { TEST_BASE_RAM_MIB } from './fixtures/testBase';
+import { TEST_BASE_RAM_MIB, ensureTestBase } from './fixtures/testBase';
 
 function qemuPidsUnder(dir: string): number[] {
   const out: number[] = [];
@@ -148,6 +148,33 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.equal(s['OS-EXT-STS:task_state'], null);
     assert.equal(await counter(port80(s)), 43);
     await ca.deleteServer(src.id);
+  });
+
+  it('a handoff begin takes only the MAC from the caller\'s vm_config: injected QEMU options are refused or ignored', async () => {
+    const ca = await login(a);
+    const { baseId } = await ensureTestBase();
+    const begin = (vm: Record<string, unknown>) => fetch(`${ca.endpoint('compute')}/os-cloudlet-handoff`, { method: 'POST',
+      headers: { 'x-auth-token': ca.token, 'content-type': 'application/json' },
+      body: JSON.stringify({ handoff: { name: 'inj', base_id: baseId, ports: [80], vm_config: { machine: 'pc-q35-7.2', cpuModel: 'qemu64', ramBytes: TEST_BASE_RAM_MIB << 20, vcpus: 1, ...vm } } }) });
+    const bad = await begin({ nic: { model: 'virtio-net-pci', mac: '52:54:00:12:34:56,romfile=/etc/shadow' } });
+    assert.equal(bad.status, 400, await bad.text());
+    assert.deepEqual(qemuPidsUnder(a.dataDir), [], 'no QEMU started');
+    // Everything but the MAC comes from the base here: an injected NIC model or kernel command line never reaches QEMU.
+    const ok = await begin({ nic: { model: 'virtio-net-pci,romfile=/etc/shadow', mac: '52:54:00:12:34:56' }, cpuModel: 'qemu64,x=y', kernel: { append: 'init=/bin/evil' } });
+    assert.equal(ok.status, 201, await ok.clone().text());
+    const sid = ((await ok.json()) as any).session.id as string;
+    try {
+      for (let i = 0; i < 100 && qemuPidsUnder(a.dataDir).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(qemuPidsUnder(a.dataDir).length, 1, 'the destination QEMU waits for the rounds');
+      for (const pid of qemuPidsUnder(a.dataDir)) {
+        const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        assert.ok(!cmd.includes('romfile') && !cmd.includes('x=y') && !cmd.includes('init=/bin/evil'), cmd.replace(/\0/g, ' '));
+        assert.ok(cmd.includes('mac=52:54:00:12:34:56'), 'the caller\'s MAC is kept');
+      }
+    } finally {
+      const del = await fetch(`${ca.endpoint('compute')}/os-cloudlet-handoff/${sid}`, { method: 'DELETE', headers: { 'x-auth-token': ca.token } });
+      assert.equal(del.status, 204);
+    }
   });
 
   it('the destination killed in the middle of a handoff: the VM still runs at the source, counter intact', async () => {

@@ -77,4 +77,18 @@ describe('base bundle formats', () => {
     assert.ok(boot.some((a) => a.includes('share=on')));
     assert.match(macFromSeed('t'), /^52:54:00(:[0-9a-f]{2}){3}$/);
   });
+
+  it('QEMU arguments: refuses VM config values that would inject options (comma, =)', () => {
+    const cfg: VmConfig = { machine: 'pc-q35-7.2', cpuModel: 'qemu64', ramBytes: 128 << 20, vcpus: 1, nic: { model: 'virtio-net-pci', mac: macFromSeed('t') } };
+    const files = { disk: '/d', diskFormat: 'raw' as const, ramFile: '/r', qmpSocket: '/q', consoleSocket: '/c', consoleLog: '/l', agentSocket: '/a', pidFile: '/p' };
+    const bad: VmConfig[] = [
+      { ...cfg, nic: { ...cfg.nic, mac: '52:54:00:12:34:56,romfile=/etc/shadow' } },
+      { ...cfg, nic: { ...cfg.nic, model: 'virtio-net-pci,romfile=/etc/shadow' as 'virtio-net-pci' } },
+      { ...cfg, cpuModel: 'qemu64,x=y' },
+      { ...cfg, machine: 'pc,accel=kvm' },
+      { ...cfg, vcpus: '1,maxcpus=64' as unknown as number },
+    ];
+    for (const c of bad) assert.throws(() => buildQemuArgs(c, files, { name: 'n', accel: 'tcg' }), (e: Error) => e.name === 'CloudletError');
+    assert.ok(buildQemuArgs(cfg, files, { name: 'n', accel: 'tcg' }).length > 0);
+  });
 });
