@@ -7,6 +7,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { startDaemon, type TestDaemon, TEST_USERS } from './fixtures/daemon';
+import Database from 'better-sqlite3';
 import { CloudletClient } from '../../sandbox/client';
 
 function qemuPidsUnder(dir: string): number[] {
@@ -76,5 +77,42 @@ describe('cloudlet daemon: restarts and crashes with VMs', function () {
     const sandboxes = fs.existsSync(path.join(d.dataDir, 'sandboxes')) ? fs.readdirSync(path.join(d.dataDir, 'sandboxes')) : [];
     assert.equal(sandboxes.length, after.status === 'ACTIVE' ? 1 : 0, 'no half-made sandbox');
     await c2.deleteServer(s.id);
+  });
+  it('a daemon stopped while a running server had a task (overlay-finish, handoff after the pause): after restart it is ACTIVE with the same VM', async () => {
+    const c = await login();
+    const base = (await c.listBases())[0];
+    const { id, jobId } = await c.createServer({ name: 'busy', imageRef: base.id });
+    assert.equal((await c.watchJob(jobId!)).status, 'DONE');
+    const pids = qemuPidsUnder(d.dataDir);
+    assert.equal(pids.length, 1);
+    const setRow = (status: string, task: string) => {
+      const db = new Database(path.join(d.dataDir, 'cloudlet.db'));
+      try { db.prepare('UPDATE servers SET status = ?, task_state = ? WHERE id = ?').run(status, task, id); } finally { db.close(); }
+    };
+    // Cut during an overlay-finish: the VM runs on.
+    await d.kill('SIGKILL');
+    setRow('ACTIVE', 'image_snapshot');
+    await d.start();
+    let c2 = await CloudletClient.fromToken(d.authUrl, c.token);
+    let s = await c2.getServer(id);
+    assert.equal(s.status, 'ACTIVE', JSON.stringify(s.fault));
+    assert.deepEqual(qemuPidsUnder(d.dataDir), pids, 'the same QEMU, adopted');
+    // Cut during a handoff after the source paused the VM: the source still owns it and resumes it.
+    await c2.pauseServer(id);
+    await d.kill('SIGKILL');
+    setRow('ACTIVE', 'migrating');
+    await d.start();
+    c2 = await CloudletClient.fromToken(d.authUrl, c.token);
+    s = await c2.getServer(id);
+    assert.equal(s.status, 'ACTIVE', JSON.stringify(s.fault));
+    assert.ok(!s['OS-EXT-STS:task_state'], `task_state cleared: ${s['OS-EXT-STS:task_state']}`);
+    assert.deepEqual(qemuPidsUnder(d.dataDir), pids, 'the same QEMU, adopted');
+    await d.restart();  // adopt reads the VM's real state: running, not paused
+    c2 = await CloudletClient.fromToken(d.authUrl, c.token);
+    assert.equal((await c2.getServer(id)).status, 'ACTIVE', 'the VM was resumed, not only marked ACTIVE');
+    await c2.pauseServer(id);  // the adopted VM answers control
+    assert.equal((await c2.getServer(id)).status, 'PAUSED');
+    await c2.deleteServer(id);
+    assert.deepEqual(qemuPidsUnder(d.dataDir), []);
   });
 });

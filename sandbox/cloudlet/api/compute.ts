@@ -309,13 +309,20 @@ export function computeModule(opts: ComputeOptions): ApiModule {
       const live = new Map((await backend.adopt()).map((v) => [v.id, v]));
       for (const r of servers.list()) {
         const job = r.job_id ? (ctx.jobs as any).get?.(r.job_id) : undefined;
-        const vm = r.vm_id ? live.get(r.vm_id) : undefined;
-        if (r.status === 'BUILD' || r.task_state) {
+        let vm = r.vm_id ? live.get(r.vm_id) : undefined;
+        if (r.status === 'BUILD') {
           // Its job was cut by the stop: whatever it half-built is removed, the server is ERROR.
           if (r.vm_id) await backend.delete(r.vm_id).catch(() => {});
-          if (r.status === 'BUILD') {
-            servers.fail(r.id, `interrupted: the cloudlet daemon stopped while this server was being built${job?.error ? ` (${job.error})` : ''}`);
-            continue;
+          servers.fail(r.id, `interrupted: the cloudlet daemon stopped while this server was being built${job?.error ? ` (${job.error})` : ''}`);
+          continue;
+        }
+        if (r.task_state) {
+          // An operation on a built server (overlay-finish, handoff) was cut: the server keeps its VM.
+          // A handoff pauses the VM for its last round; the source keeps the VM until the destination
+          // confirms, so a handoff cut by the stop resumes it here.
+          if (r.task_state === 'migrating' && r.status === 'ACTIVE' && vm?.state === 'paused') {
+            await backend.unpause(vm.id).catch((e) => ctx.log.warn(`server ${r.id}: resuming its VM after a cut handoff: ${describeError(e)}`));
+            vm = backend.get(vm.id) ?? vm;
           }
           servers.update(r.id, { task_state: null });
         }
