@@ -21,7 +21,13 @@ export class DestinationClient {
     await this.call('PUT', `/${sid}/rounds/${n}`, body, 'application/octet-stream');
   }
 
-  finish(sid: string): Promise<FinishResponse> { return this.call<FinishResponse>('POST', `/${sid}/finish`, '{}', 'application/json'); }
+  /** Not cut by the job's signal: once sent, finish's outcome must be learnt, not abandoned. */
+  finish(sid: string): Promise<FinishResponse> { return this.call<FinishResponse>('POST', `/${sid}/finish`, '{}', 'application/json', REQUEST_TIMEOUT_MS, false); }
+
+  /** Whether the session's VM runs at the destination (see HandoffReceiver.status). */
+  async status(sid: string): Promise<{ state: 'running' | 'finishing' | 'not_running'; finish?: FinishResponse }> {
+    return (await this.call<{ handoff: { state: 'running' | 'finishing' | 'not_running'; finish?: FinishResponse } }>('GET', `/${sid}`, undefined, undefined, 10_000, false)).handoff;
+  }
 
   async report(sid: string, report: Record<string, unknown>): Promise<void> {
     await this.call('PUT', `/${sid}/report`, JSON.stringify({ report }), 'application/json');
@@ -32,8 +38,8 @@ export class DestinationClient {
     await this.call('DELETE', `/${sid}`, undefined, undefined, 10_000).catch(() => undefined);
   }
 
-  private async call<T>(method: string, path: string, body: string | Buffer | undefined, type: string | undefined, timeoutMs = REQUEST_TIMEOUT_MS): Promise<T> {
-    const signals = [AbortSignal.timeout(timeoutMs), ...(this.signal ? [this.signal] : [])];
+  private async call<T>(method: string, path: string, body: string | Buffer | undefined, type: string | undefined, timeoutMs = REQUEST_TIMEOUT_MS, cancellable = true): Promise<T> {
+    const signals = [AbortSignal.timeout(timeoutMs), ...(this.signal && cancellable ? [this.signal] : [])];
     let res: Response;
     try {
       res = await fetch(this.base + path, {

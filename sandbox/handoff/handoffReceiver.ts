@@ -38,6 +38,8 @@ interface Session {
   final: boolean;
   busy: boolean;
   serverId?: string;
+  /** finish's answer, given again to a finish sent twice. */
+  result?: FinishResponse;
   touched: number;
 }
 
@@ -70,8 +72,14 @@ export class HandoffReceiver {
     });
     app.post<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/finish`, async (req) => {
       const s = this.session(ctx.auth(req), req.params.sid);
-      return this.exclusive(s, () => this.finish(s));
+      // A finish sent again (its answer was lost) gets the same answer: the VM runs here once.
+      if (s.result) return s.result;
+      const r = await this.exclusive(s, () => this.finish(s));
+      if (process.env.CLOUDLET_FAILPOINT === 'handoff-finish-response') { process.stderr.write('FAILPOINT handoff-finish-response\n'); req.raw.socket.destroy(); }
+      return r;
     });
+    // Whether the session's VM runs here: what a source asks when it did not get finish's answer.
+    app.get<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid`, async (req) => ({ handoff: this.status(ctx.auth(req), req.params.sid) }));
     app.put<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/report`, async (req, reply) => {
       const s = this.session(ctx.auth(req), req.params.sid);
       this.report(s, (req.body as any)?.report);
@@ -172,7 +180,25 @@ export class HandoffReceiver {
     this.d.ctx.log.info(`handoff ${s.id}: '${s.req.name}' runs here as server ${row.id} after ${s.rounds} rounds, ${s.bytes} bytes`);
     const phases = { qemu_wait: tLoad - t0, load_device_state_and_cont: tRunning - tLoad, server_record: Date.now() - tRunning };
     setImmediate(() => fs.rmSync(s.applier.dir, { recursive: true, force: true }));
-    return { server: { id: row.id, name: row.name, status: 'ACTIVE', ports }, phases_ms: phases };
+    s.result = { server: { id: row.id, name: row.name, status: 'ACTIVE', ports }, phases_ms: phases };
+    return s.result;
+  }
+
+  /**
+   * 'running' (with finish's answer) once the VM runs here; 'finishing' while finish works; else
+   * 'not_running'. A session no longer in memory (dropped, or lost by a restart) is 'running' only
+   * if a live server of the caller's project came from it.
+   */
+  private status(a: AuthContext, id: string): { id: string; state: 'running' | 'finishing' | 'not_running'; finish?: FinishResponse } {
+    const s = this.sessions.get(id);
+    if (s && s.projectId === a.projectId) {
+      s.touched = Date.now();
+      if (s.result) return { id, state: 'running', finish: s.result };
+      return { id, state: s.busy && s.final ? 'finishing' : 'not_running' };
+    }
+    const row = this.d.servers.list(a.projectId).find((r) => r.metadata.handoff_session === id && (r.status === 'ACTIVE' || r.status === 'PAUSED'));
+    if (!row) return { id, state: 'not_running' };
+    return { id, state: 'running', finish: { server: { id: row.id, name: row.name, status: row.status, ports: row.ports } } };
   }
 
   /** The source's measurements, kept as the server's metadata (Nova metadata values are strings). */

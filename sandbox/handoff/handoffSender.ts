@@ -4,7 +4,8 @@
  * differs from the base, i.e. the overlay of the current state), then rounds of what changed since,
  * until a round is small or MAX_ROUNDS; then pauses and saves the device state, sends the last
  * changes with it, and asks the destination to resume. Any failure before the destination reports
- * the VM running drops the destination's session and resumes the VM here.
+ * the VM running drops the destination's session and resumes the VM here; once finish was sent,
+ * the VM is resumed here only after the destination said it does not run it there.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -53,6 +54,15 @@ export interface SenderOptions {
   progress: ProgressSink;
   signal?: AbortSignal;
 }
+
+/** How long a source keeps asking a destination that did not answer finish (CLOUDLET_HANDOFF_CONFIRM_MS, default 2 min). */
+function confirmMs(): number {
+  const env = process.env.CLOUDLET_HANDOFF_CONFIRM_MS;
+  return env && Number.isFinite(Number(env)) && Number(env) >= 0 ? Number(env) : 120_000;
+}
+
+/** finish was sent and the destination never said whether the VM runs there. */
+class OutcomeUnknown extends Error {}
 
 export class HandoffSender {
   private readonly phases: Record<string, number> = {};
@@ -134,7 +144,7 @@ export class HandoffSender {
       round++;
       const tResume = Date.now();
       o.progress({ phase: 'resume', message: `${dest.where} builds the VM and resumes it` });
-      const fin: FinishResponse = await dest.finish(sid);
+      const fin: FinishResponse = await this.finishAndConfirm(dest, sid);
       const tRunning = Date.now();
       this.lap('destination_resume', tResume);
       for (const [k, v] of Object.entries(fin.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_${k}`] = v;
@@ -147,6 +157,11 @@ export class HandoffSender {
         .catch((e) => o.progress({ phase: 'report', message: `the destination did not take the report: ${describeError(e)}` }));
       return report;
     } catch (e) {
+      if (e instanceof OutcomeUnknown) {
+        throw new CloudletError('Unavailable', `handoff to ${dest.where}: finish was sent but whether the VM runs there is unknown (${e.message}); `
+          + `the VM was left paused at the source: unpause it only once the destination is known not to run it`);
+      }
+      // finishAndConfirm throws only once the destination said the VM does not run there.
       await dest.abort(sid);
       const back = paused ? await this.resumeHere(info.baseId).then(() => 'the VM was resumed at the source', (r) => `resuming it at the source failed too: ${describeError(r)}`)
         : 'the VM kept running at the source';
@@ -185,6 +200,34 @@ export class HandoffSender {
     const body = encodeRoundBody({ round, final, segments: r.segments }, r.data);
     await dest.round(sid, round, body);
     this.roundBytes.push(body.length);
+  }
+
+  /**
+   * finish, and if its answer does not come (lost, timeout, destination restarted), the
+   * destination's word on whether the VM runs there: its answer if it runs; the finish error if
+   * it does not (then the source resumes); OutcomeUnknown if the destination never says.
+   */
+  private async finishAndConfirm(dest: DestinationClient, sid: string): Promise<FinishResponse> {
+    try {
+      return await dest.finish(sid);
+    } catch (e) {
+      const deadline = Date.now() + confirmMs();
+      let last = describeError(e);
+      for (;;) {
+        try {
+          const st = await dest.status(sid);
+          if (st.state === 'running' && st.finish) return st.finish;
+          if (st.state === 'not_running') throw e;
+          last = 'the destination is still finishing';
+        } catch (q) {
+          if (q === e) throw e;
+          last = describeError(q);
+        }
+        if (Date.now() >= deadline) throw new OutcomeUnknown(last);
+        this.o.progress({ phase: 'resume', message: `finish at ${dest.where} did not answer (${describeError(e)}); asking whether the VM runs there` });
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
   }
 
   /** Unpause (QEMU still there) or restart from the saved state (QEMU gone). */

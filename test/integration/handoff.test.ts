@@ -193,6 +193,8 @@ describe('handoff between two daemons with real QEMU', function () {
     }
     assert.equal((await ca.getServer(src.id))['OS-EXT-STS:task_state'], 'migrating');
     await b.kill('SIGKILL');
+    // finish was sent: the source resumes only once the destination (back on the same port) says the VM does not run there.
+    await b.start();
     const end = await ended;
     assert.equal(end.status, 'ERROR');
     assert.match(end.error!, /handoff to 127\.0\.0\.3:\d+ failed/);
@@ -205,6 +207,26 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.equal(await counter(port80(s)), 43, 'the counter goes on from where it was');
     assert.equal(await counter(port80(s)), 44);
     await ca.deleteServer(src.id);
+  });
+
+  it('the answer to finish lost after the destination resumed the VM: the source asks, lets go of its copy, the VM runs once', async () => {
+    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'handoff-finish-response' } });
+    extra.push(b);
+    const ca = await login(a), cb = await login(b);
+    const src = await synthesize(ca, await uploadOverlay(ca, overlay, 'lost'), 'lost-answer');
+    assert.equal(await counter(port80(src)), 42);
+    const { jobId } = await ca.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token, destVmName: 'lost-moved' });
+    const end = await ca.watchJob(jobId);
+    assert.ok(b.log().includes('FAILPOINT handoff-finish-response'), 'the destination dropped finish\'s answer');
+    assert.equal(end.status, 'DONE', `handoff: ${end.error}`);
+    const r = end.result as HandoffReport;
+    await assert.rejects(ca.getServer(src.id), /could not be found|404/);
+    assert.deepEqual(qemuPidsUnder(a.dataDir), [], 'the source did not resume its copy');
+    const moved = await cb.getServer(r.destination_server_id);
+    assert.equal(moved.status, 'ACTIVE');
+    assert.equal(qemuPidsUnder(b.dataDir).length, 1);
+    assert.equal(await counter(port80(moved)), 43, 'the VM runs at the destination, from where it was');
+    await cb.deleteServer(moved.id);
   });
 
   it('with the RAM compare on 2 worker threads, the VM moves all the same', async () => {
