@@ -54,7 +54,7 @@ export class Jobs implements JobRegistry {
       id, kind, resourceId, signal: abort.signal,
       progress: (e) => this.progress(id, { ...e, at: e.at ?? Date.now() }),
     };
-    this.events.publish('jobs', { id, kind, resourceId, status: 'RUNNING' });
+    this.events.publish('jobs', { id, kind, resourceId, status: 'RUNNING', project_id: projectId });
     // setImmediate: the caller gets the id (and can answer its HTTP request) before work begins.
     const finished = new Promise<void>((resolve) => setImmediate(() => {
       Promise.resolve().then(() => work(handle)).then(
@@ -117,7 +117,9 @@ export class Jobs implements JobRegistry {
   private finish(id: string, status: JobStatus, error?: string, result?: unknown): void {
     this.running.delete(id);
     this.lastWrite.delete(id);
+    let projectId: string | undefined;
     try {
+      projectId = (this.db.prepare('SELECT project_id FROM jobs WHERE id = ?').get(id) as { project_id: string } | undefined)?.project_id;
       this.db.prepare('UPDATE jobs SET status = ?, error = ?, result = ?, updated_at = ? WHERE id = ?')
         .run(status, error ?? null, result === undefined ? null : JSON.stringify(result), new Date().toISOString(), id);
     } catch (e) {
@@ -125,7 +127,7 @@ export class Jobs implements JobRegistry {
     }
     if (error) this.log.warn(`job ${id} ${status}: ${error}`);
     this.emitter.emit(id, { type: 'end', job: id, status, error, result } satisfies JobStreamEvent);
-    this.events.publish('jobs', { id, status });
+    this.events.publish('jobs', { id, status, project_id: projectId });
   }
 
   private decode(r: any): JobRecord {

@@ -140,6 +140,30 @@ describe('cloudlet daemon: security', function () {
     assert.equal((await alice.createImage({ name: 'chosen', id })).id, id);
   });
 
+  it('sends a project\'s job events to that project (and admins) only, and unowned events to admins only', async () => {
+    const admin = await CloudletClient.login({ authUrl: d.authUrl, username: 'admin', password: TEST_USERS.admin, project: 'admin' });
+    const ac = new AbortController();
+    const seen: Record<string, Array<{ topic: string; data: Record<string, unknown> }>> = { bob: [], admin: [] };
+    const watching = [bob.watchEvents((e) => seen.bob.push(e), ac.signal).catch(() => undefined),
+      admin.watchEvents((e) => seen.admin.push(e), ac.signal).catch(() => undefined)];
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const id = await uploadOverlay(alice, 'events-job');
+      // A cheap job: publishing to a registry nobody listens on fails after a few retries.
+      const r = await fetch(`${d.url}/sandbox/v1/overlays/${id}/publish`, { method: 'POST', headers: { 'x-auth-token': alice.token, 'content-type': 'application/json' },
+        body: JSON.stringify({ publish: { reference: '127.0.0.1:9/nobody/here:v1', username: 'u', password: 'p' } }) });
+      assert.equal(r.status, 202, await r.clone().text());
+      const jobId = ((await r.json()) as any).job_id as string;
+      await alice.watchJob(jobId);
+      await new Promise((res) => setTimeout(res, 300));
+      const jobEvents = (who: string) => seen[who].filter((e) => e.topic === 'jobs' && e.data.id === jobId);
+      assert.deepEqual(jobEvents('bob'), [], 'bob sees nothing of alice\'s job');
+      assert.ok(jobEvents('admin').length >= 2, `admin sees the job start and end: ${JSON.stringify(seen.admin)}`);
+      assert.ok(jobEvents('admin').every((e) => e.data.project_id === alice.session.projectId), `job events name their project: ${JSON.stringify(jobEvents('admin'))}`);
+      assert.deepEqual(seen.bob.filter((e) => e.data.project_id !== bob.session.projectId), [], `bob sees only his project's events: ${JSON.stringify(seen.bob)}`);
+    } finally { ac.abort(); await Promise.all(watching); }
+  });
+
   it('lets only admins make or fill a base-disk image (POST, PATCH and upload)', async () => {
     const own = await alice.createImage({ name: 'plain' });
     const patch = await fetch(`${alice.endpoint('image')}/v2/images/${own.id}`, { method: 'PATCH',

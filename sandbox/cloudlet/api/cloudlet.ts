@@ -63,8 +63,9 @@ export function cloudletModule(jobs: Jobs, events: LocalEventBus): ApiModule {
         const a = ctx.auth(req);
         const sse = openSse(req, reply);
         const unsubscribe = events.subscribe((e) => {
+          // Events of no project (hardware inventory, anything unowned) go to admins only.
           const owner = e.data.project_id;
-          if (owner !== undefined && owner !== a.projectId && !a.isAdmin) return;
+          if (!a.isAdmin && (owner === undefined || owner === null || owner !== a.projectId)) return;
           sse.send('change', e);
         });
         await sse.closed;
