@@ -194,7 +194,10 @@ export class HandoffReceiver {
     if (s && s.projectId === a.projectId) {
       s.touched = Date.now();
       if (s.result) return { id, state: 'running', finish: s.result };
-      return { id, state: s.busy && s.final ? 'finishing' : 'not_running' };
+      if (s.busy) return { id, state: 'finishing' };
+      // 'not_running' is a promise the source acts on (it resumes its copy): a finish arriving late is refused.
+      void this.drop(s);
+      return { id, state: 'not_running' };
     }
     const row = this.d.servers.list(a.projectId).find((r) => r.metadata.handoff_session === id && (r.status === 'ACTIVE' || r.status === 'PAUSED'));
     if (!row) return { id, state: 'not_running' };
