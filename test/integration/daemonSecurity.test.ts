@@ -10,6 +10,7 @@ import { startDaemon, type TestDaemon, testConfig, TEST_USERS } from './fixtures
 import { CloudletClient, ApiError } from '../../sandbox/client';
 import { createOverlay, SegmentCompressor } from '../../sandbox/overlay';
 import { makePair } from '../unit/helpers/generatedImages';
+import { startRegistry } from './fixtures/registry';
 
 describe('cloudlet daemon: security', function () {
   let d: TestDaemon;
@@ -176,6 +177,39 @@ describe('cloudlet daemon: security', function () {
     const base = await admin.createImage({ name: 'base-slot', cloudlet_type: 'cloudlet_base_disk', visibility: 'private' });
     await assert.rejects(alice.uploadImageData(base.id, new Uint8Array(1000)), (e: ApiError) => e.httpStatus === 403);
     assert.equal((await admin.getImage(base.id)).status, 'queued', 'nothing imported');
+  });
+});
+
+describe('cloudlet daemon: publishing with the daemon\'s own registry login', function () {
+  it('lets only admins publish with the daemon user\'s Docker credentials; a member without credentials goes anonymous', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-pubcred-'));
+    const reg = await startRegistry({ auth: true, tls: true });
+    let d: TestDaemon | undefined;
+    try {
+      const pair = makePair(path.join(tmp, 'pair'), { ramPages: 256, diskChunks: 2048 });
+      const compressor = new SegmentCompressor(1);
+      const ov = (await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outDir: path.join(tmp, 'ov'), compressor })).path;
+      await compressor.close?.();
+      const dockerDir = path.join(tmp, 'docker');
+      fs.mkdirSync(dockerDir);
+      fs.writeFileSync(path.join(dockerDir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${reg.username}:${reg.password}`).toString('base64') } } }), { mode: 0o600 });
+      d = await startDaemon({ ip: '127.0.0.2', env: { DOCKER_CONFIG: dockerDir, CLOUDLET_REGISTRY_CA: reg.caFile! } });
+      const publish = async (c: CloudletClient, tag: string) => {
+        const img = await c.createImage({ name: tag, cloudlet_type: 'cloudlet_overlay' });
+        await c.uploadImageData(img.id, new Uint8Array(fs.readFileSync(ov)));
+        const r = await fetch(`${d!.url}/sandbox/v1/overlays/${img.id}/publish`, { method: 'POST', headers: { 'x-auth-token': c.token, 'content-type': 'application/json' },
+          body: JSON.stringify({ publish: { reference: `${reg.host}/team/overlays:${tag}` } }) });
+        assert.equal(r.status, 202, await r.clone().text());
+        return c.watchJob(((await r.json()) as any).job_id);
+      };
+      const member = await CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
+      const m = await publish(member, 'member');
+      assert.equal(m.status, 'ERROR', 'a member without credentials is anonymous, and the registry wants a login');
+      assert.match(m.error ?? '', /401|unauthori[sz]ed|login|credentials/i);
+      const admin = await CloudletClient.login({ authUrl: d.authUrl, username: 'admin', password: TEST_USERS.admin, project: 'admin' });
+      const ad = await publish(admin, 'admin');
+      assert.equal(ad.status, 'DONE', `an admin's publish uses the daemon's login: ${ad.error}`);
+    } finally { await d?.stop(); await reg.close(); fs.rmSync(tmp, { recursive: true, force: true }); }
   });
 });
 

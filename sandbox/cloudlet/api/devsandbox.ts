@@ -169,7 +169,9 @@ export function devSandboxModule(o: { manager: SandboxManager }): ApiModule {
         const hasUser = typeof body.username === 'string' && body.username !== '';
         if (hasUser !== (typeof body.password === 'string' && body.password !== '')) throw new CloudletError('BadInput', 'publish.username and publish.password go together');
         // Kept in this closure only: never in the job record, its result or a log line.
-        const credentials = hasUser ? new Credentials(body.username, body.password) : undefined;
+        // Without a username: an admin's publish may use the daemon user's own Docker credentials
+        // (undefined: looked up); a member's goes anonymous (null), never with the daemon's login.
+        const credentials = hasUser ? new Credentials(body.username, body.password) : a.isAdmin ? undefined : null;
         const ca = typeof body.ca === 'string' && body.ca.trim() ? body.ca : readCaFile();
         const text = body.reference.trim().replace(/^oci:\/\//, '');
         const jobId = ctx.jobs.start('publish', a.projectId, img.id, async (job) => {
