@@ -55,10 +55,15 @@ export async function fetchOverlayManifest(url: string, headers: Record<string, 
   if (buf.length < CONTAINER_HEADER_SIZE) throw new CloudletError('Corrupt', `overlay at ${url} is too short to be an overlay (${buf.length} bytes)`);
   const len = decodeContainerHeader(buf.subarray(0, CONTAINER_HEADER_SIZE));
   const need = CONTAINER_HEADER_SIZE + len;
+  if (need > maxBytes) throw new CloudletError('BadInput', `overlay at ${url} declares a manifest of ${need} bytes, over this cloudlet's cap of ${maxBytes} bytes`, { status: 413 });
   if (buf.length < need) {
     const rest = await get(url, headers, [buf.length, need - 1], signal);
-    if (rest.status !== 206) throw new CloudletError('BadInput', `overlay server at ${url} ignores Range requests; the manifest needs ${need} bytes`);
-    buf = Buffer.concat([buf, Buffer.from(await rest.arrayBuffer())]);
+    if (rest.status !== 206) {
+      await rest.body?.cancel();
+      throw new CloudletError('BadInput', `overlay server at ${url} ignores Range requests; the manifest needs ${need} bytes`);
+    }
+    // Only the bytes asked for, whatever the server sends.
+    buf = Buffer.concat([buf, Buffer.from(await readAtMost(rest, need - buf.length))]);
   }
   const parsed = parseManifest(buf.subarray(CONTAINER_HEADER_SIZE, need));
   return { ...parsed, size };

@@ -4,6 +4,7 @@
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
+import * as http from 'http';
 import * as os from 'os';
 import * as path from 'path';
 import { startDaemon, type TestDaemon, testConfig, TEST_USERS } from './fixtures/daemon';
@@ -11,6 +12,7 @@ import { CloudletClient, ApiError } from '../../sandbox/client';
 import { createOverlay, SegmentCompressor } from '../../sandbox/overlay';
 import { makePair } from '../unit/helpers/generatedImages';
 import { startRegistry } from './fixtures/registry';
+import { fetchOverlayManifest } from '../../sandbox/cloudlet/overlayFetch';
 
 describe('cloudlet daemon: security', function () {
   let d: TestDaemon;
@@ -163,6 +165,40 @@ describe('cloudlet daemon: security', function () {
       assert.ok(jobEvents('admin').every((e) => e.data.project_id === alice.session.projectId), `job events name their project: ${JSON.stringify(jobEvents('admin'))}`);
       assert.deepEqual(seen.bob.filter((e) => e.data.project_id !== bob.session.projectId), [], `bob sees only his project's events: ${JSON.stringify(seen.bob)}`);
     } finally { ac.abort(); await Promise.all(watching); }
+  });
+
+  it('filters servers by name as a plain substring: a pattern that is no valid regex, or a catastrophic one, is just text', async () => {
+    for (const name of ['(', '(a+)+$', '[']) {
+      const r = await fetch(`${alice.endpoint('compute')}/servers/detail?name=${encodeURIComponent(name)}`, { headers: { 'x-auth-token': alice.token } });
+      assert.equal(r.status, 200, `${name}: ${r.status}`);
+      assert.deepEqual(((await r.json()) as any).servers, []);
+    }
+  });
+
+  it('reads an overlay manifest from a Range server taking only the bytes it asked for, whatever the server sends', async () => {
+    const whole = fs.readFileSync(overlayFile);
+    const sent: number[] = [];
+    const srv = http.createServer((req, res) => {
+      const m = /bytes=(\d+)-(\d+)/.exec(req.headers.range ?? '')!;
+      const start = Number(m[1]);
+      if (start === 0) {  // a short first answer, so the manifest needs a second request
+        res.writeHead(206, { 'content-range': `bytes 0-19/${whole.length}`, 'content-length': 20 });
+        res.end(whole.subarray(0, 20));
+        return;
+      }
+      // The second answer goes on for ever past the range asked for.
+      res.writeHead(206, { 'content-range': `bytes ${start}-${m[2]}/${whole.length}` });
+      res.write(whole.subarray(start));
+      const more = () => { if (!res.destroyed) { sent.push(1); res.write(Buffer.alloc(1 << 20), () => setImmediate(more)); } };
+      more();
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(srv.address() as any).port}/ov`;
+      const m = await Promise.race([fetchOverlayManifest(url, {}, 1 << 30),
+        new Promise<never>((_, rej) => setTimeout(() => rej(new Error('still reading the endless answer after 5 s')), 5000))]);
+      assert.equal(m.manifest.baseId, overlayBase);
+    } finally { srv.closeAllConnections(); srv.close(); }
   });
 
   it('lets only admins make or fill a base-disk image (POST, PATCH and upload)', async () => {

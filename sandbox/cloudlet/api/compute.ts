@@ -111,7 +111,9 @@ export function computeModule(opts: ComputeOptions): ApiModule {
       const listed = (req: FastifyRequest, a: AuthContext) => {
         const q = req.query as Record<string, string>;
         let rows = servers.list(a.isAdmin && q.all_tenants ? undefined : a.projectId);
-        if (q.name) { const re = new RegExp(q.name); rows = rows.filter((r) => re.test(r.name)); }
+        // Nova reads name as a regular expression; here it is a plain substring match, so no client
+        // pattern can cost exponential time (ReDoS) or fail to compile.
+        if (q.name) { const part = String(q.name); rows = rows.filter((r) => r.name.includes(part)); }
         if (q.status) rows = rows.filter((r) => r.status === q.status.toUpperCase());
         return rows;
       };
