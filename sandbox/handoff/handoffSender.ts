@@ -53,6 +53,8 @@ export interface SenderOptions {
   destVmName: string;
   progress: ProgressSink;
   signal?: AbortSignal;
+  /** Called once the destination opened the session (before the VM is touched): the source records it to ask after a restart. */
+  onSession?: (sid: string) => void;
 }
 
 /** How long a source keeps asking a destination that did not answer finish (CLOUDLET_HANDOFF_CONFIRM_MS, default 2 min). */
@@ -88,6 +90,7 @@ export class HandoffSender {
       throw new CloudletError(e instanceof CloudletError ? e.code : 'Internal', `handoff to ${dest.where} refused before the VM was touched: ${describeError(e)}; the VM kept running at the source`);
     });
     this.lap('check', t0);
+    o.onSession?.(sid);
 
     const ramDigests = fs.readFileSync(base.ramDigests), diskDigests = fs.readFileSync(base.diskDigests);
     const ram = new ShadowPageTracker(base.ram, rec.vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers() });
@@ -211,6 +214,8 @@ export class HandoffSender {
     try {
       return await dest.finish(sid);
     } catch (e) {
+      // Test hook: the source stops here (to be killed) after finish's answer was lost.
+      await failpoint('handoff-confirm');
       const deadline = Date.now() + confirmMs();
       let last = describeError(e);
       for (;;) {
@@ -241,4 +246,10 @@ export class HandoffSender {
   }
 
   private lap(name: string, since: number): void { this.phases[name] = Date.now() - since; }
+}
+
+async function failpoint(name: string): Promise<void> {
+  if (process.env.CLOUDLET_FAILPOINT !== name) return;
+  process.stderr.write(`FAILPOINT ${name}\n`);
+  await new Promise(() => undefined);
 }

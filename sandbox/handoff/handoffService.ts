@@ -12,6 +12,15 @@ import { CloudletError, describeError } from '../common/errors';
 import type { HandoffService } from './service';
 import { HandoffSender } from './handoffSender';
 import { HandoffReceiver } from './handoffReceiver';
+import { DestinationClient } from './destinationClient';
+import { PendingHandoffs } from './pendingHandoffs';
+import type { ServerRow } from '../cloudlet/serverStore';
+
+/** How long a restarted source asks a destination about a cut handoff (CLOUDLET_HANDOFF_RECOVER_MS, default 30 s). */
+function recoverMs(): number {
+  const env = process.env.CLOUDLET_HANDOFF_RECOVER_MS;
+  return env && Number.isFinite(Number(env)) && Number(env) >= 0 ? Number(env) : 30_000;
+}
 
 export function handoffService(ctx: DaemonContext, servers: ServerStore, backend: VmBackend & { manager?: SandboxManager }, o: { maxServers: number }): HandoffService {
   const manager = backend.manager;
@@ -19,11 +28,70 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
   const shared = () => (compressor ??= new SegmentCompressor());
   const publish = (id: string, projectId: string, status: string, change: string) => ctx.events.publish('servers', { id, project_id: projectId, status, change });
   const receiver = manager ? new HandoffReceiver({ ctx, servers, manager, compressor: shared, maxServers: o.maxServers, publish }) : undefined;
+  const pending = new PendingHandoffs(ctx.db);
+  const stopping = new AbortController();
+  const recovering = new Set<Promise<void>>();
+
+  /** The source VM is gone to the destination: the server goes as a completed handoff. */
+  const handedOff = async (server: ServerRow, vmId: string, extra: Record<string, string>) => {
+    await backend.delete(vmId).catch((e) => ctx.log.warn(`handoff of server ${server.id}: removing the source VM: ${describeError(e)}`));
+    servers.update(server.id, { status: 'DELETED', task_state: null, vm_id: null, metadata: { ...server.metadata, ...extra } });
+    publish(server.id, server.project_id, 'DELETED', 'handed-off');
+  };
+
+  /**
+   * A handoff cut by a restart of this daemon, its VM paused here: ask the destination whether the
+   * VM runs there (bounded); running -> let go of the copy here; not running -> resume it here;
+   * no answer -> leave it paused with a fault saying what to check.
+   */
+  const recoverCut = async (server: ServerRow, vmId: string, p: { handoffUrl: string; destToken: string; sessionId: string }) => {
+    const dest = new DestinationClient(p.handoffUrl, p.destToken, stopping.signal);
+    const deadline = Date.now() + recoverMs();
+    let last = 'no answer yet';
+    for (;;) {
+      if (stopping.signal.aborted) return; // asked again at the next start (the record stays)
+      try {
+        const st = await dest.status(p.sessionId);
+        if (st.state === 'running') {
+          pending.clear(server.id);
+          ctx.log.info(`server ${server.id}: its handoff to ${dest.where} completed while this daemon was down; removing the source VM`);
+          await handedOff(server, vmId, { handoff_to: dest.where, ...(st.finish ? { handoff_destination_server_id: st.finish.server.id } : {}) });
+          return;
+        }
+        if (st.state === 'not_running') {
+          pending.clear(server.id);
+          const why = `handoff to ${dest.where} cut by a restart of the source; the destination does not run the VM`;
+          try {
+            await backend.unpause(vmId);
+          } catch (e) {
+            servers.fail(server.id, `${why}; resuming it at the source failed: ${describeError(e)}`);
+            publish(server.id, server.project_id, 'ERROR', 'handoff-failed');
+            return;
+          }
+          servers.update(server.id, { status: 'ACTIVE', task_state: null, metadata: { ...server.metadata, handoff_error: `${why}; resumed at the source` } });
+          publish(server.id, server.project_id, 'ACTIVE', 'handoff-failed');
+          return;
+        }
+        last = 'the destination is still finishing';
+      } catch (e) {
+        last = describeError(e);
+      }
+      if (Date.now() >= deadline) break;
+      await new Promise((r) => setTimeout(r, 1000).unref());
+    }
+    pending.clear(server.id);
+    const message = `handoff to ${dest.where} was cut by a restart of the source after the VM was paused, and the destination did not say whether it runs the VM (${last}); `
+      + `the VM was left paused here: check the destination (a server from handoff session ${p.sessionId}) and unpause this one by hand only if it does not run there, else delete this one`;
+    servers.update(server.id, { status: 'PAUSED', task_state: null, fault: { code: 503, message, created: new Date().toISOString() },
+      metadata: { ...server.metadata, handoff_error: message.slice(0, 255) } });
+    publish(server.id, server.project_id, 'PAUSED', 'handoff-unknown');
+  };
 
   return {
     start(a, server, req) {
       if (!manager || !server.vm_id) throw new CloudletError('BadInput', 'handoff is not available on this cloudlet', { status: 501 });
       const vmId = server.vm_id;
+      pending.begin(server.id, req.handoffUrl, req.destToken);
       servers.update(server.id, { task_state: 'migrating' });
       publish(server.id, server.project_id, server.status, 'migrating');
       const jobId = ctx.jobs.start('handoff', a.projectId, server.id, async (job) => {
@@ -31,6 +99,7 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
           const sender = new HandoffSender(manager, shared(), {
             vmId, serverId: server.id, server: { name: server.name, flavorId: server.flavor_id, metadata: server.metadata },
             handoffUrl: req.handoffUrl, destToken: req.destToken, destVmName: req.destVmName, progress: (e) => job.progress(e), signal: job.signal,
+            onSession: (sid) => pending.session(server.id, sid),
           });
           const { destination_ports: _ports, ...report } = await sender.run();
           // The destination runs the VM: only now does the source let go of its copy.
@@ -48,13 +117,34 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
             publish(server.id, server.project_id, st === 'running' ? 'ACTIVE' : 'ERROR', 'handoff-failed');
           }
           throw e;
+        } finally {
+          pending.clear(server.id);
         }
       });
       servers.update(server.id, { job_id: jobId });
       return jobId;
     },
+    recover(server, paused) {
+      const p = pending.get(server.id);
+      const vmId = server.vm_id;
+      if (!p || !p.sessionId || !vmId || !paused) {
+        // Cut before the pause (or before the session): the destination never ran the VM; drop its session.
+        pending.clear(server.id);
+        if (p?.sessionId) void new DestinationClient(p.handoffUrl, p.destToken).abort(p.sessionId);
+        return false;
+      }
+      servers.update(server.id, { status: 'PAUSED', task_state: 'migrating' });
+      const sessionId = p.sessionId;
+      const run = recoverCut(server, vmId, { handoffUrl: p.handoffUrl, destToken: p.destToken, sessionId })
+        .catch((e) => ctx.log.warn(`server ${server.id}: settling its cut handoff: ${describeError(e)}`));
+      recovering.add(run);
+      void run.finally(() => recovering.delete(run));
+      return true;
+    },
     routes(app) { receiver?.routes(app); },
     async stop() {
+      stopping.abort();
+      await Promise.all([...recovering]);
       await receiver?.stop();
       await compressor?.close();
     },

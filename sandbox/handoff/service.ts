@@ -10,5 +10,11 @@ export interface HandoffService {
   start(a: AuthContext, server: ServerRow, req: HandoffRequest): string;
   /** Routes of the receiving side, under the compute prefix. */
   routes(app: FastifyInstance, base: (req: FastifyRequest) => string): void;
+  /**
+   * Restart: a server whose handoff was cut by the stop (task_state migrating); `paused`: its VM is
+   * paused here. Returns true if it asks the destination in the background (the server stays
+   * PAUSED, task_state migrating, until the answer); false if the caller resumes the VM as before.
+   */
+  recover?(server: ServerRow, paused: boolean): boolean;
   stop(): Promise<void>;
 }

@@ -229,6 +229,76 @@ describe('handoff between two daemons with real QEMU', function () {
     await cb.deleteServer(moved.id);
   });
 
+  it('the source killed after the destination resumed the VM (finish\'s answer lost): restarted, it asks and lets go of its copy, the VM runs once', async () => {
+    // The destination drops finish's answer after resuming the VM; the source stops right after (to be killed there).
+    const s0 = await startDaemon({ ip: '127.0.0.6', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'handoff-confirm' } });
+    extra.push(s0);
+    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'handoff-finish-response' } });
+    extra.push(b);
+    const c0 = await login(s0), cb = await login(b);
+    const src = await synthesize(c0, await uploadOverlay(c0, overlay, 'crash'), 'source-crash');
+    assert.equal(await counter(port80(src)), 42);
+    await c0.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token, destVmName: 'crash-moved' });
+    const deadline = Date.now() + 600_000;
+    while (!s0.log().includes('FAILPOINT handoff-confirm')) {
+      if (Date.now() > deadline) throw new Error(`the source never lost finish's answer:\n${s0.log()}\n${b.log()}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.ok(b.log().includes('FAILPOINT handoff-finish-response'));
+    assert.equal(qemuPidsUnder(s0.dataDir).length, 1, 'the paused source VM outlives the daemon');
+    // The token for the destination is not in the server's API-visible fields.
+    assert.ok(!JSON.stringify(await c0.getServer(src.id)).includes(cb.token));
+    await s0.kill('SIGKILL');
+    await s0.start();
+    const c1 = await login(s0);
+    const until = Date.now() + 60_000;
+    for (;;) {
+      const gone = await c1.getServer(src.id).then(() => false, (e) => /could not be found|404/.test(String(e)));
+      if (gone) break;
+      if (Date.now() > until) throw new Error(`the source server is still there: ${JSON.stringify(await c1.getServer(src.id))}`);
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    assert.deepEqual(qemuPidsUnder(s0.dataDir), [], 'the source QEMU is gone');
+    const moved = (await cb.listServers()).find((s) => s.name === 'crash-moved');
+    assert.ok(moved, 'the moved server is listed at the destination');
+    assert.equal(moved.status, 'ACTIVE');
+    assert.equal(qemuPidsUnder(b.dataDir).length, 1);
+    assert.equal(await counter(port80(moved)), 43, 'the VM runs at the destination, from where it was');
+    await cb.deleteServer(moved.id);
+  });
+
+  it('the source killed after finish, the destination gone too: restarted, the source leaves its VM paused with a fault saying the outcome is unknown', async () => {
+    const s0 = await startDaemon({ ip: '127.0.0.6', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'handoff-confirm', CLOUDLET_HANDOFF_RECOVER_MS: '3000' } });
+    extra.push(s0);
+    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'handoff-finish-response' } });
+    extra.push(b);
+    const c0 = await login(s0), cb = await login(b);
+    const src = await synthesize(c0, await uploadOverlay(c0, overlay, 'unknown'), 'source-unknown');
+    assert.equal(await counter(port80(src)), 42);
+    await c0.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token, destVmName: 'unknown-moved' });
+    const deadline = Date.now() + 600_000;
+    while (!s0.log().includes('FAILPOINT handoff-confirm')) {
+      if (Date.now() > deadline) throw new Error(`the source never lost finish's answer:\n${s0.log()}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    await s0.kill('SIGKILL');
+    await b.kill('SIGKILL');
+    killProcessesUsing(b.dataDir);
+    await s0.start();
+    const c1 = await login(s0);
+    const until = Date.now() + 60_000;
+    let s = await c1.getServer(src.id);
+    while (s['OS-EXT-STS:task_state'] === 'migrating') {
+      if (Date.now() > until) throw new Error(`still migrating: ${JSON.stringify(s)}`);
+      await new Promise((res) => setTimeout(res, 250));
+      s = await c1.getServer(src.id);
+    }
+    assert.equal(s.status, 'PAUSED', JSON.stringify(s));
+    assert.match(String((s.fault as { message?: string } | undefined)?.message), /did not say whether it runs the VM.*unpause this one by hand only if it does not run there/);
+    assert.equal(qemuPidsUnder(s0.dataDir).length, 1, 'the source VM is kept, paused');
+    await c1.deleteServer(src.id);
+  });
+
   it('with the RAM compare on 2 worker threads, the VM moves all the same', async () => {
     const src0 = await startDaemon({ ip: '127.0.0.5', withTestBase: true, env: { CLOUDLET_HANDOFF_COMPARE_WORKERS: '2' } });
     extra.push(src0);

@@ -322,6 +322,9 @@ export function computeModule(opts: ComputeOptions): ApiModule {
           // An operation on a built server (overlay-finish, handoff) was cut: the server keeps its VM.
           // A handoff pauses the VM for its last round; the source keeps the VM until the destination
           // confirms, so a handoff cut by the stop resumes it here.
+          // If the handoff had sent its last round, the destination may already run the VM: the
+          // handoff service asks it (in the background) before this copy is resumed or removed.
+          if (r.task_state === 'migrating' && handoff?.recover?.(r, r.status === 'ACTIVE' && vm?.state === 'paused')) continue;
           if (r.task_state === 'migrating' && r.status === 'ACTIVE' && vm?.state === 'paused') {
             await backend.unpause(vm.id).catch((e) => ctx.log.warn(`server ${r.id}: resuming its VM after a cut handoff: ${describeError(e)}`));
             vm = backend.get(vm.id) ?? vm;
