@@ -9,17 +9,7 @@ import * as path from 'path';
 import { startDaemon, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import Database from 'better-sqlite3';
 import { CloudletClient } from '../../sandbox/client';
-
-function qemuPidsUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const p of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    let cmd = '';
-    try { cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8'); } catch { continue; }
-    if (cmd.includes('qemu-system') && cmd.includes(dir)) out.push(Number(p));
-  }
-  return out;
-}
+import { qemuPidsUnder } from './fixtures/testBase';
 
 describe('cloudlet daemon: restarts and crashes with VMs', function () {
   let d: TestDaemon;

@@ -16,18 +16,7 @@ import { ShadowPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
 import { startDaemon, killProcessesUsing, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import { sampleOverlay, uploadOverlay, counter, httpGet } from './fixtures/sampleOverlay';
 import { CloudletClient, type HandoffReport, type Server } from '../../sandbox/client';
-import { TEST_BASE_RAM_MIB, ensureTestBase } from './fixtures/testBase';
-
-function qemuPidsUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const p of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    let cmd = '';
-    try { cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8'); } catch { continue; }
-    if (cmd.includes('qemu-system') && cmd.includes(dir)) out.push(Number(p));
-  }
-  return out;
-}
+import { TEST_BASE_RAM_MIB, ensureTestBase, qemuPidsUnder } from './fixtures/testBase';
 
 const login = (d: TestDaemon, user: keyof typeof TEST_USERS = 'alice') =>
   CloudletClient.login({ authUrl: d.authUrl, username: user, password: TEST_USERS[user], project: user === 'bob' ? 'other' : 'demo' });

@@ -11,20 +11,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { isCloudletError } from '../../sandbox/common/errors';
 import { SandboxManager } from '../../sandbox/qemu/sandboxManager';
-import { tempHome, type TempHome } from './fixtures/testBase';
-
-/** Pids of live QEMUs whose command line mentions `dir`. */
-function qemusUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const p of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    let cmd = '';
-    try { cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8'); } catch { continue; }
-    try { if (/\) [ZX] /.test(fs.readFileSync(`/proc/${p}/stat`, 'utf8'))) continue; } catch { continue; }
-    if (cmd.includes('qemu-system') && cmd.includes(dir)) out.push(Number(p));
-  }
-  return out;
-}
+import { tempHome, type TempHome, qemuPidsUnder } from './fixtures/testBase';
 
 describe('incoming migration: device state load (real QEMU)', function () {
   this.timeout(900_000);
@@ -50,7 +37,7 @@ describe('incoming migration: device state load (real QEMU)', function () {
     };
     await Promise.all([worker(), worker(), worker()]);
     assert.equal(done.length, total);
-    assert.deepEqual(qemusUnder(th.home), [], 'every QEMU ended');
+    assert.deepEqual(qemuPidsUnder(th.home), [], 'every QEMU ended');
   });
 
   it('a device state load that never finishes fails at the deadline, ends QEMU and removes the sandbox', async () => {
@@ -70,7 +57,7 @@ describe('incoming migration: device state load (real QEMU)', function () {
       manager.close();
     }
     assert.equal(fs.existsSync(path.join(th.home, 'sandboxes', 'stalled')), false, 'the half-made sandbox is removed');
-    assert.deepEqual(qemusUnder(path.join(th.home, 'sandboxes', 'stalled')), [], 'its QEMU ended');
+    assert.deepEqual(qemuPidsUnder(path.join(th.home, 'sandboxes', 'stalled')), [], 'its QEMU ended');
     // The store still works afterwards.
     const s = await th.manager.resume(th.baseId, { name: 'after-stall' });
     const r = await th.manager.exec(s.id, 'echo ok', { timeoutMs: 60_000 });
