@@ -3,7 +3,7 @@
  * (extension/clientAdapter.ts) wraps sandbox/client, the only way extension/ reaches a daemon;
  * unit tests give a fake. Nothing here imports vscode.
  */
-import type { ProgressEvent } from '../sandbox/client/types';
+import type { Fault, ProgressEvent } from '../sandbox/client/types';
 import type { OverlayComposition } from './protocol';
 import type { DevicesApi } from '../sandbox/client/devices';
 import type { PublishRequest } from '../sandbox/client/publish';
@@ -40,7 +40,8 @@ export interface ServerInfo {
   created?: string;
 }
 
-export type JobEnd = { status: 'DONE' | 'ERROR' | 'CANCELLED'; error?: string; result?: unknown };
+/** How a job ended; a failed one carries the daemon's fault (code, message, hint). */
+export type JobEnd = { status: 'DONE' | 'ERROR' | 'CANCELLED'; error?: string; fault?: Fault; result?: unknown };
 
 export interface ChangeEvent {
   topic: string;

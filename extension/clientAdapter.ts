@@ -8,7 +8,7 @@ import { Readable } from 'stream';
 import { CloudletClient, type CallRecord, type Image, type Server } from '../sandbox/client';
 import type { ApiCallRecord, ChangeEvent, CloudletSession, ConsoleStream, Credentials, ImageInfo, JobEnd, OverlayInfo, ServerInfo } from './api';
 import type { ProgressEvent } from '../sandbox/client/types';
-import { CloudletError } from './errors';
+import { CloudletError } from '../sandbox/client';
 import { devicesApi, type DevicesApi } from '../sandbox/client/devices';
 import { startPublish, type PublishRequest } from '../sandbox/client/publish';
 import { compositionFromManifest } from './state/panels';
@@ -192,7 +192,7 @@ class ClientSession implements CloudletSession {
   async watchJob(jobId: string, onProgress: (e: ProgressEvent) => void, signal?: AbortSignal): Promise<JobEnd> {
     const end = await this.c.watchJob(jobId, onProgress, signal);
     const status = end.status === 'RUNNING' ? 'ERROR' : end.status;
-    return { status, error: end.error, result: end.result };
+    return { status, error: end.error, fault: end.fault, result: end.result };
   }
 
   cancelJob(jobId: string) { return this.c.cancelJob(jobId); }

@@ -4,7 +4,7 @@
  * "local". Sessions are made by a `Connector` (the real one wraps sandbox/client).
  */
 import type { ApiCallRecord, CloudletSession, Credentials } from './api';
-import { CloudletError } from './errors';
+import { CloudletError } from '../sandbox/client';
 
 export interface CloudletConfig {
   name: string;

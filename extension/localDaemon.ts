@@ -8,7 +8,7 @@ import * as cp from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { CloudletError } from './errors';
+import { CloudletError } from '../sandbox/client';
 
 export interface LocalDaemonSettings {
   nodePath: string;       // '' = node on PATH
@@ -111,7 +111,7 @@ export class LocalDaemon {
     proc.stderr!.on('data', keep);
     const url = await new Promise<string>((resolve, reject) => {
       let buf = '';
-      const timer = setTimeout(() => reject(new CloudletError('Timeout', `the local daemon did not start listening: ${this.lastOutput.trim().split('\n').slice(-3).join(' / ')}`)), 60000);
+      const timer = setTimeout(() => reject(new CloudletError('Unavailable', `the local daemon did not start listening: ${this.lastOutput.trim().split('\n').slice(-3).join(' / ')}`)), 60000);
       proc.stdout!.on('data', (b: Buffer) => {
         keep(b);
         buf += b.toString();

@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import { showError, type CommandDef } from './registry';
 import { isNode, need, pickCloudlet } from './common';
 import { LOCAL, validateCloudletName, validateUrl } from '../cloudlets';
-import { CloudletError } from '../errors';
+import { CloudletError } from '../../sandbox/client';
 
 export const cloudletCommands: CommandDef[] = [
   {

@@ -6,7 +6,7 @@ import type { Ext } from '../ext';
 import { LOCAL } from '../cloudlets';
 import type { NodeDesc } from '../state/tree';
 import { formatBytes, isBaseImage, shortId } from '../state/tree';
-import { CloudletError } from '../errors';
+import { CloudletError, jobEndError } from '../../sandbox/client';
 import { tagCloudlet } from './registry';
 
 export function isNode(x: unknown): x is NodeDesc {
@@ -100,14 +100,9 @@ export async function runJob(s: CloudletSession, jobId: string | undefined, titl
   });
 }
 
-/** Turns a failed or cancelled job into the error the registry shows. */
+/** Turns a failed or cancelled job into the error the registry shows, with the code the daemon failed it with. */
 export function checkEnd(end: JobEnd, what: string): void {
-  if (end.status === 'CANCELLED') throw new CloudletError('Cancelled', `${what}: cancelled`);
-  if (end.status === 'ERROR') {
-    const msg = end.error ?? 'unknown error';
-    const code = /\bbase\b.*\b(not found|missing|lacks?|unknown|not present|does not have|mismatch)|\b(lacks?|missing|unknown|no such)\b.*\bbase\b/i.test(msg) ? 'Mismatch' : 'Internal';
-    throw new CloudletError(code, `${what} failed: ${msg}`);
-  }
+  if (end.status !== 'DONE') throw jobEndError({ job: '', ...end }, what);
 }
 
 export function missing(what: string): never {

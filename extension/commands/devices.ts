@@ -8,7 +8,7 @@ import type { CommandDef } from './registry';
 import type { Ext } from '../ext';
 import type { Container, DevicesApi, Lease } from '../../sandbox/client/devices';
 import { isNode, need, sessionOf } from './common';
-import { CloudletError } from '../errors';
+import { CloudletError } from '../../sandbox/client';
 import { choiceFilter, defaultLeaseName, deviceChoices, leaseLabel, parseEnv, parseMinutes, parsePorts } from '../state/devicesView';
 
 export async function devicesOf(ext: Ext, cloudlet: string): Promise<DevicesApi> {

@@ -12,7 +12,7 @@ import type { JobEnd, OverlayInfo } from '../api';
 import type { PublishJobResult } from '../../sandbox/client/publish';
 import { checkEnd, isNode, need, pickOverlay, runJob, sessionOf } from './common';
 import { LOCAL } from '../cloudlets';
-import { CloudletError } from '../errors';
+import { CloudletError } from '../../sandbox/client';
 import { registryCaFile, registryDefault } from '../settings';
 import { isAuthError, overlayPublishEnded, overlayPublishing, parseRegistrySecret, publishReference, registryHostOf, registrySecretKey } from '../state/publish';
 import { formatBytes } from '../state/tree';
@@ -60,7 +60,7 @@ export async function publishOverlayFlow(ext: Ext, overlay: OverlayInfo): Promis
     if (panel) panel.cancel = () => external.cancel?.();
     end = await runJob(s, jobId, `Publishing ${overlay.name} to ${ref}`, (e) => panel?.update(overlayPublishing(panel.current, e)), external);
     if (panel) panel.cancel = undefined;
-    if (end.status === 'ERROR' && isAuthError(end.error) && attempt < 2) {
+    if (isAuthError(end) && attempt < 2) {
       panel?.update(overlayPublishEnded(panel.current, end));
       creds = await askCredentials(ext, host, creds ? 'The registry refused these credentials' : 'The registry needs credentials');
       continue;

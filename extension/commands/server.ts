@@ -7,7 +7,7 @@ import { checkEnd, isNode, need, pickCloudlet, pickOverlay, pickServer, runJob, 
 import { LOCAL } from '../cloudlets';
 import { initialServerState, serverEnded, serverProgress, serverStatus } from '../state/panels';
 import type { ServerPanel } from '../panels/serverPanel';
-import { CloudletError } from '../errors';
+import { CloudletError } from '../../sandbox/client';
 import { isBaseImage, shortId } from '../state/tree';
 
 async function targetServer(ext: Ext, node: unknown, placeHolder: string, filter: (s: ServerInfo) => boolean = () => true): Promise<{ cloudlet: string; server: ServerInfo }> {
@@ -38,7 +38,7 @@ export const serverCommands: CommandDef[] = [
       if (overlay.baseId) {
         const bases = (await s.listImages()).filter(isBaseImage).map((b) => b.baseId);
         if (!bases.includes(overlay.baseId)) {
-          throw new CloudletError('Mismatch', `${cloudlet} does not have base ${shortId(overlay.baseId)} that overlay ${overlay.name} needs`,
+          throw new CloudletError('MissingBase', `${cloudlet} does not have base ${shortId(overlay.baseId)} that overlay ${overlay.name} needs`,
             { hint: 'export the base VM (Cloudlet: Export Base VM...) and import it on that cloudlet first' });
         }
       }

@@ -39,6 +39,10 @@ export function errorMessage(e: unknown): string {
   return String(e);
 }
 
+/**
+ * By codes only, never by words of a message: the CloudletError code (the daemon's, rebuilt by the
+ * client), Node's network error codes along the cause chain, and the HTTP status as a last resort.
+ */
 export function classifyError(e: unknown, where?: string): ShownError {
   const codes = causeCodes(e);
   const status = Number(field(e, 'status') ?? field(e, 'statusCode') ?? 0);
@@ -51,10 +55,11 @@ export function classifyError(e: unknown, where?: string): ShownError {
   if (codes.includes('Unauthorized') || status === 401) {
     return { kind: 'unauthorized', message: `Wrong credentials${at}: ${msg}`, actions: ['Update Credentials', 'Show Log'], severity: 'error' };
   }
-  if (codes.some((c) => NET_CODES.has(c)) || (codes.includes('Unavailable') && field(e, 'httpStatus') === undefined) || /fetch failed|ECONNREFUSED|socket hang up|No cloudlet daemon answers|local daemon/i.test(msg)) {
+  // Unavailable without an HTTP status: no answer at all (a 503 is an answer: the daemon runs).
+  if (codes.some((c) => NET_CODES.has(c)) || (codes.includes('Unavailable') && field(e, 'httpStatus') === undefined)) {
     return { kind: 'unreachable', message: `Cannot reach the cloudlet daemon${at}: ${msg}`, actions: ['Retry', 'Show Log'], severity: 'error' };
   }
-  if (/\bbase\b/i.test(msg) && (codes.includes('Mismatch') || codes.includes('NotFound') || status === 400 || status === 404 || status === 409)) {
+  if (codes.includes('MissingBase')) {
     return { kind: 'missingBase', message: `The cloudlet lacks the base VM${at}: ${msg}`, actions: ['Show Log'], severity: 'error' };
   }
   if (codes.includes('Conflict') || status === 409) return { kind: 'conflict', message: msg + at, actions: ['Retry', 'Show Log'], severity: 'warning' };

@@ -39,9 +39,9 @@ export function registryHostOf(ref: string): string {
 /** Key of a registry's credentials in VS Code's SecretStorage. */
 export const registrySecretKey = (host: string) => `cloudlet.registry/${host}`;
 
-/** A failure that new credentials could fix (the registry said 401/403 or asked for auth). */
-export function isAuthError(message: string | undefined): boolean {
-  return !!message && /\b(401|403)\b|unauthori[sz]ed|authentication required|denied|credentials|forbidden|password|login/i.test(message);
+/** A failure that new credentials could fix: the registry refused or asked for a login (by the job's error code). */
+export function isAuthError(end: JobEnd): boolean {
+  return end.status === 'ERROR' && (end.fault?.code === 'Unauthorized' || end.fault?.code === 'Forbidden');
 }
 
 /** Reads credentials kept as JSON {username, password}; anything else counts as none. */

@@ -28,7 +28,7 @@ export async function followJob(client: CloudletClient, jobId: string, label: st
   try {
     const end = await client.watchJob(jobId, onProgress, ac.signal);
     if (started) bar.stop();
-    if (end.status !== 'DONE') throw new CloudletError('Internal', `${label} ${end.status}: ${end.error ?? 'no detail'}`);
+    if (end.status !== 'DONE') throw new CloudletError(end.status === 'CANCELLED' ? 'Cancelled' : end.fault?.code ?? 'Internal', `${label} ${end.status}: ${end.error ?? 'no detail'}`);
     return end;
   } finally {
     if (started) bar.stop();

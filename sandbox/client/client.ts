@@ -5,7 +5,7 @@
  * Every service URL comes from the Keystone catalog returned at login: services may live on
  * different hosts, so nothing here derives one service's address from another's.
  */
-import { CloudletError } from '../common/errors';
+import { CloudletError, codeForStatus, isErrorCode, type ErrorCode } from '../common/errors';
 import { readSse } from './sse';
 import type { CatalogEntry, ChangeEvent, Flavor, Image, Job, JobEnd, ProgressEvent, Server } from './types';
 
@@ -43,17 +43,31 @@ export interface Session {
   catalog: CatalogEntry[];
 }
 
-/** An HTTP error from a cloudlet/OpenStack service, with the message parsed out of its error body. */
+/**
+ * An HTTP error from a cloudlet/OpenStack service: the CloudletError the daemon threw, rebuilt from
+ * the error body's `cloudlet_error` (code, hint); from the status alone when a service sends none.
+ */
 export class ApiError extends CloudletError {
   constructor(readonly httpStatus: number, message: string, readonly method: string, readonly url: string, readonly body: unknown) {
-    super(statusCode(httpStatus), message, { status: httpStatus });
+    const sent = cloudletFault(body);
+    super(sent?.code ?? codeForStatus(httpStatus), message, { status: httpStatus, hint: sent?.hint });
     this.name = 'ApiError';
   }
 }
 
-function statusCode(s: number) {
-  return s === 400 ? 'BadInput' : s === 401 ? 'Unauthorized' : s === 403 ? 'Forbidden' : s === 404 ? 'NotFound'
-    : s === 409 ? 'Conflict' : s === 503 ? 'Unavailable' : s === 504 ? 'Timeout' : 'Internal';
+/** The `cloudlet_error` part of a daemon's error body, if the body has a valid one. */
+function cloudletFault(body: unknown): { code: ErrorCode; hint?: string } | undefined {
+  const f = body && typeof body === 'object' ? (body as { cloudlet_error?: unknown }).cloudlet_error : undefined;
+  if (!f || typeof f !== 'object') return undefined;
+  const { code, hint } = f as { code?: unknown; hint?: unknown };
+  return isErrorCode(code) ? { code, hint: typeof hint === 'string' && hint ? hint : undefined } : undefined;
+}
+
+/** The error a job that did not end DONE stands for, with the code it failed with (the daemon's fault). */
+export function jobEndError(end: JobEnd, what: string): CloudletError {
+  if (end.status === 'CANCELLED') return new CloudletError('Cancelled', `${what}: cancelled`);
+  const f = end.fault;
+  return new CloudletError(f?.code ?? 'Internal', `${what} failed: ${f?.message ?? end.error ?? 'no detail'}`, { hint: f?.hint });
 }
 
 /** The message inside any OpenStack error body (Nova, Keystone, Glance, Blazar, Zun, Ironic). */
@@ -234,7 +248,7 @@ export class CloudletClient {
       }
       if (signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
       const j = await this.getJob(id);
-      if (j.status !== 'RUNNING') return { job: j.id, status: j.status, error: j.error ?? undefined, result: j.result ?? undefined };
+      if (j.status !== 'RUNNING') return { job: j.id, status: j.status, error: j.error ?? undefined, fault: j.fault ?? undefined, result: j.result ?? undefined };
       await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
     }
   }
@@ -287,7 +301,7 @@ export class CloudletClient {
       const text = await res.text().catch(() => '');
       let parsed: unknown = text;
       try { parsed = JSON.parse(text); } catch { /* not JSON */ }
-      const message = openstackErrorMessage(parsed) ?? `${res.status} ${res.statusText}`;
+      const message = withoutHint(openstackErrorMessage(parsed) ?? `${res.status} ${res.statusText}`, cloudletFault(parsed)?.hint);
       this.opts.onCall?.({ method, service, url: logged, status: res.status, ms, error: message });
       throw new ApiError(res.status, `${service}: ${message}`, method, logged, parsed);
     }
@@ -297,6 +311,11 @@ export class CloudletClient {
 }
 
 function enc(s: string): string { return encodeURIComponent(s); }
+
+/** The daemon puts the hint into the OpenStack message too (for OpenStack clients); the error carries it once. */
+function withoutHint(message: string, hint: string | undefined): string {
+  return hint && message.endsWith(` (${hint})`) ? message.slice(0, -hint.length - 3) : message;
+}
 
 export function normalizeAuthUrl(u: string): string {
   const s = u.replace(/\/+$/, '');

@@ -1,5 +1,6 @@
 /** Shapes the daemon (and OpenStack) send, as far as the client reads them. */
 import type { ProgressEvent } from '../common/progress';
+import type { ErrorCode, Fault } from '../common/errors';
 
 export interface CatalogEndpoint { id?: string; interface: string; region?: string; region_id?: string; url: string }
 export interface CatalogEntry { id?: string; type: string; name: string; endpoints: CatalogEndpoint[] }
@@ -19,7 +20,8 @@ export interface Server {
   created: string;
   updated: string;
   progress?: number;
-  fault?: { code: number; message: string; created: string };
+  /** Nova's fault; `cloudlet_error` is the error's own code and hint. */
+  fault?: { code: number; message: string; created: string; cloudlet_error?: { code: ErrorCode; hint?: string } };
   'OS-EXT-STS:vm_state'?: string;
   'OS-EXT-STS:task_state'?: string | null;
   'OS-EXT-STS:power_state'?: number;
@@ -65,13 +67,16 @@ export interface Job {
   message: string | null;
   done: number | null;
   total: number | null;
+  /** What went wrong, for people: the message and, on a line after it, the hint. */
   error: string | null;
+  /** The same as the error it was: code, message, hint (rebuild it with errorOfFault). */
+  fault: Fault | null;
   result: unknown;
   created_at: string;
   updated_at: string;
 }
 
-export interface JobEnd { job: string; status: JobStatus; error?: string; result?: unknown }
+export interface JobEnd { job: string; status: JobStatus; error?: string; fault?: Fault; result?: unknown }
 
 export interface ChangeEvent { topic: 'servers' | 'images' | 'leases' | 'containers' | 'devices' | 'jobs'; data: Record<string, unknown>; at: number }
 
@@ -88,4 +93,4 @@ export interface HandoffReport {
   phases_ms: Record<string, number>;
 }
 
-export type { ProgressEvent };
+export type { ProgressEvent, ErrorCode, Fault };

@@ -13,11 +13,11 @@ import { type DaemonConfig, loadConfig } from './config';
 import { IdentityStore, migrateIdentity } from './identityStore';
 import { Jobs, migrateJobs } from './jobs';
 import { LocalEventBus } from './events';
-import { errorBodyFor, keystoneError } from './errorBodies';
+import { errorBodyFor } from './errorBodies';
 import { identityModule } from './api/identity';
 import { cloudletModule } from './api/cloudlet';
 import { builtinModules } from './modules';
-import { CloudletError, describeError } from '../common/errors';
+import { CloudletError, codeForStatus, describeError, type ErrorCode } from '../common/errors';
 import { createLogger, type Logger } from '../common/log';
 import { storePaths } from '../common/paths';
 
@@ -123,14 +123,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await app.register(async (scoped) => {
       scoped.setErrorHandler((err, req, reply) => sendError(m.serviceType, err as Error, req, reply, log));
       scoped.setNotFoundHandler((req, reply) => {
-        const body = errorBodyFor(m.serviceType, 404, `no such resource: ${req.method} ${req.url.split('?')[0]}`);
+        const body = errorBodyFor(m.serviceType, 404, `no such resource: ${req.method} ${req.url.split('?')[0]}`, { code: 'NotFound' });
         void reply.code(404).send(body);
       });
       m.routes(scoped, ctx);
     }, { prefix: m.prefix });
   }
   app.setErrorHandler((err, req, reply) => sendError('identity', err as Error, req, reply, log));
-  app.setNotFoundHandler((req, reply) => void reply.code(404).send(keystoneError(404, `no such resource: ${req.method} ${req.url.split('?')[0]}`)));
+  app.setNotFoundHandler((req, reply) => void reply.code(404).send(errorBodyFor('identity', 404, `no such resource: ${req.method} ${req.url.split('?')[0]}`, { code: 'NotFound' })));
   // The root lists where each service lives, like a devstack host's landing page.
   app.get('/', async () => ({ cloudlet: true, services: Object.fromEntries(modules.map((m) => [m.serviceType, serviceUrl(m.serviceType)])) }));
 
@@ -181,24 +181,27 @@ function authenticate(identity: IdentityStore, req: FastifyRequest): AuthContext
 }
 
 function sendError(serviceType: string, err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply, log: Logger): void {
-  let status: number;
-  let message: string;
-  if (err instanceof CloudletError) {
-    status = err.status;
-    message = err.hint ? `${err.message} (${err.hint})` : err.message;
-  } else if ((err as FastifyError).validation) {
-    status = 400; message = `invalid request: ${err.message}`;
-  } else if (typeof (err as FastifyError).statusCode === 'number' && (err as FastifyError).statusCode! < 500) {
-    status = (err as FastifyError).statusCode!;
-    const code = (err as FastifyError).code;
-    message = code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError ? `malformed request body: ${err.message}` : err.message;
-  } else {
-    status = 500; message = 'internal error; see the daemon log';
-    log.error(`${req.method} ${req.url}: ${describeError(err)}`, (err as Error).stack ?? '');
-  }
-  if (status === 499) status = 409;  // cancelled: no client-closed status in OpenStack
+  const { status, code, message, hint } = errorAnswer(err, req, log);
+  // OpenStack clients show only the message: the hint goes into it as well as beside it.
+  const shown = hint ? `${message} (${hint})` : message;
   // keystonemiddleware answers 401 for every service with the Keystone body and this header.
-  const body = status === 401 ? keystoneError(401, message) : errorBodyFor(serviceType, status, message);
+  const body = errorBodyFor(status === 401 ? 'identity' : serviceType, status, shown, { code, hint });
   if (status === 401) void reply.header('www-authenticate', `Keystone uri="${req.protocol}://${req.host}/identity"`);
   void reply.code(status).send(body);
+}
+
+/** Status, code, message and hint of any error a route threw; what is no client error is logged and hidden. */
+function errorAnswer(err: FastifyError | Error, req: FastifyRequest, log: Logger): { status: number; code: ErrorCode; message: string; hint?: string } {
+  if (err instanceof CloudletError) {
+    // cancelled: no client-closed status in OpenStack
+    return { status: err.status === 499 ? 409 : err.status, code: err.code, message: err.message, hint: err.hint };
+  }
+  const fe = err as FastifyError;
+  if (fe.validation) return { status: 400, code: 'BadInput', message: `invalid request: ${err.message}` };
+  if (typeof fe.statusCode === 'number' && fe.statusCode < 500) {
+    const malformed = fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError;
+    return { status: fe.statusCode, code: codeForStatus(fe.statusCode), message: malformed ? `malformed request body: ${err.message}` : err.message };
+  }
+  log.error(`${req.method} ${req.url}: ${describeError(err)}`, err.stack ?? '');
+  return { status: 500, code: 'Internal', message: 'internal error; see the daemon log' };
 }

@@ -1,7 +1,10 @@
 /**
  * OpenStack error bodies, one shape per service, as the upstream services send them, so that
- * standard clients (novaclient, openstacksdk, blazarclient, zunclient) show our messages.
+ * standard clients (novaclient, openstacksdk, blazarclient, zunclient) show our messages. Each
+ * body also carries `cloudlet_error: {code, hint?}` (after the upstream keys, an object without a
+ * `message`, so OpenStack clients pass over it): how sandbox/client rebuilds the same error.
  */
+import type { ErrorCode } from '../common/errors';
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
@@ -51,8 +54,7 @@ export function inventoryError(status: number, message: string): Record<string, 
   return { error_message: JSON.stringify({ faultstring: message, faultcode: status < 500 ? 'Client' : 'Server', debuginfo: null }) };
 }
 
-/** The body for an error of `status` from the service of type `serviceType`. */
-export function errorBodyFor(serviceType: string, status: number, message: string): Record<string, unknown> {
+function upstreamBody(serviceType: string, status: number, message: string): Record<string, unknown> {
   switch (serviceType) {
     case 'compute': return novaError(status, message);
     case 'image': return glanceError(status, message);
@@ -61,4 +63,9 @@ export function errorBodyFor(serviceType: string, status: number, message: strin
     case 'inventory': return inventoryError(status, message);
     default: return keystoneError(status, message);
   }
+}
+
+/** The body for an error of `status` from the service of type `serviceType`, with its code and hint. */
+export function errorBodyFor(serviceType: string, status: number, message: string, extra: { code: ErrorCode; hint?: string }): Record<string, unknown> {
+  return { ...upstreamBody(serviceType, status, message), cloudlet_error: { code: extra.code, ...(extra.hint ? { hint: extra.hint } : {}) } };
 }

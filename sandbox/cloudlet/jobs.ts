@@ -1,7 +1,8 @@
 /**
  * Background jobs persisted in SQLite, each with a live progress stream. A job's row is its truth:
- * RUNNING while its work runs, then DONE (with result) or ERROR (with message). At start-up a row
- * still RUNNING was cut by a crash and becomes ERROR ("interrupted"), so nothing claims to be done.
+ * RUNNING while its work runs, then DONE (with result) or ERROR (with message and fault: code and
+ * hint). At start-up a row still RUNNING was cut by a crash and becomes ERROR ("interrupted"), so
+ * nothing claims to be done.
  */
 import * as crypto from 'crypto';
 import { EventEmitter } from 'events';
@@ -9,7 +10,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { EventBus, JobHandle, JobRegistry } from './context';
 import type { ProgressEvent } from '../common/progress';
 import type { Logger } from '../common/log';
-import { describeError } from '../common/errors';
+import { describeError, faultOf, type Fault } from '../common/errors';
 
 // The job row is exactly what the API returns: one type, shared with the client.
 import type { Job as JobRecord, JobStatus } from '../client/types';
@@ -18,13 +19,17 @@ export type { JobRecord, JobStatus };
 /** What a job stream carries: progress events, then one terminal event. */
 export type JobStreamEvent =
   | { type: 'progress'; job: string; event: ProgressEvent }
-  | { type: 'end'; job: string; status: JobStatus; error?: string; result?: unknown };
+  | { type: 'end'; job: string; status: JobStatus; error?: string; fault?: Fault; result?: unknown };
 
 export function migrateJobs(db: BetterSqlite3.Database): void {
   db.exec(`CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, project_id TEXT NOT NULL, resource_id TEXT,
     status TEXT NOT NULL, phase TEXT, message TEXT, done REAL, total REAL, error TEXT, result TEXT,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL)`);
+  const cols = (db.prepare('PRAGMA table_info(jobs)').all() as Array<{ name: string }>).map((c) => c.name);
+  if (!cols.includes('fault')) db.exec('ALTER TABLE jobs ADD COLUMN fault TEXT');
 }
+
+const INTERRUPTED: Fault = { code: 'Internal', message: 'interrupted: the daemon stopped while this job ran' };
 
 export class Jobs implements JobRegistry {
   private emitter = new EventEmitter();
@@ -40,7 +45,7 @@ export class Jobs implements JobRegistry {
   recoverInterrupted(): JobRecord[] {
     const cut = this.db.prepare("SELECT * FROM jobs WHERE status = 'RUNNING'").all() as any[];
     const now = new Date().toISOString();
-    this.db.prepare("UPDATE jobs SET status = 'ERROR', error = 'interrupted: the daemon stopped while this job ran', updated_at = ? WHERE status = 'RUNNING'").run(now);
+    this.db.prepare("UPDATE jobs SET status = 'ERROR', error = ?, fault = ?, updated_at = ? WHERE status = 'RUNNING'").run(INTERRUPTED.message, JSON.stringify(INTERRUPTED), now);
     return cut.map((r) => this.decode({ ...r, status: 'ERROR' }));
   }
 
@@ -59,7 +64,7 @@ export class Jobs implements JobRegistry {
     const finished = new Promise<void>((resolve) => setImmediate(() => {
       Promise.resolve().then(() => work(handle)).then(
         (result) => this.finish(id, abort.signal.aborted ? 'CANCELLED' : 'DONE', undefined, result),
-        (err) => this.finish(id, abort.signal.aborted ? 'CANCELLED' : 'ERROR', describeError(err)),
+        (err) => this.finish(id, abort.signal.aborted ? 'CANCELLED' : 'ERROR', err),
       ).finally(resolve);
     }));
     this.running.set(id, { abort, finished });
@@ -114,23 +119,25 @@ export class Jobs implements JobRegistry {
       .run(e.phase, e.message ?? null, e.done ?? null, e.total ?? null, new Date(now).toISOString(), id);
   }
 
-  private finish(id: string, status: JobStatus, error?: string, result?: unknown): void {
+  private finish(id: string, status: JobStatus, err?: unknown, result?: unknown): void {
+    const fault = err === undefined ? undefined : faultOf(err);
+    const error = err === undefined ? undefined : describeError(err);
     this.running.delete(id);
     this.lastWrite.delete(id);
     let projectId: string | undefined;
     try {
       projectId = (this.db.prepare('SELECT project_id FROM jobs WHERE id = ?').get(id) as { project_id: string } | undefined)?.project_id;
-      this.db.prepare('UPDATE jobs SET status = ?, error = ?, result = ?, updated_at = ? WHERE id = ?')
-        .run(status, error ?? null, result === undefined ? null : JSON.stringify(result), new Date().toISOString(), id);
+      this.db.prepare('UPDATE jobs SET status = ?, error = ?, fault = ?, result = ?, updated_at = ? WHERE id = ?')
+        .run(status, error ?? null, fault ? JSON.stringify(fault) : null, result === undefined ? null : JSON.stringify(result), new Date().toISOString(), id);
     } catch (e) {
       this.log.warn(`job ${id}: could not record its end: ${describeError(e)}`);  // DB closed at shutdown
     }
     if (error) this.log.warn(`job ${id} ${status}: ${error}`);
-    this.emitter.emit(id, { type: 'end', job: id, status, error, result } satisfies JobStreamEvent);
+    this.emitter.emit(id, { type: 'end', job: id, status, error, fault, result } satisfies JobStreamEvent);
     this.events.publish('jobs', { id, status, project_id: projectId });
   }
 
   private decode(r: any): JobRecord {
-    return { ...r, result: r.result ? JSON.parse(r.result) : null };
+    return { ...r, result: r.result ? JSON.parse(r.result) : null, fault: r.fault ? JSON.parse(r.fault) : null };
   }
 }

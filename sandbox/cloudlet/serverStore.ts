@@ -2,9 +2,20 @@
 import * as crypto from 'crypto';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { AuthContext } from './context';
-import { CloudletError } from '../common/errors';
+import { CloudletError, faultOf, type ErrorCode } from '../common/errors';
 
 export type ServerStatus = 'BUILD' | 'ACTIVE' | 'PAUSED' | 'SHUTOFF' | 'ERROR' | 'DELETED';
+
+/** Nova's fault (code is an HTTP status) plus the error's own code and hint. */
+export interface ServerFault { code: number; message: string; created: string; cloudlet_error: { code: ErrorCode; hint?: string } }
+
+/** The fault of what made a server fail: an error (its status, code and hint) or a sentence (Internal, 500). */
+export function serverFault(e: unknown, status?: number): ServerFault {
+  const f = typeof e === 'string' ? faultOf(new CloudletError('Internal', e)) : faultOf(e);
+  const code = status ?? (e instanceof CloudletError ? e.status : 500);
+  return { code: code === 499 ? 409 : code, message: f.hint ? `${f.message}\n  hint: ${f.hint}` : f.message, created: new Date().toISOString(),
+    cloudlet_error: { code: f.code, ...(f.hint ? { hint: f.hint } : {}) } };
+}
 
 export interface ServerRow {
   id: string;
@@ -20,7 +31,7 @@ export interface ServerRow {
   metadata: Record<string, string>;
   ports: Record<string, string>;
   job_id: string | null;
-  fault: { code: number; message: string; created: string } | null;
+  fault: ServerFault | null;
   progress: number;
   created_at: string;
   updated_at: string;
@@ -85,8 +96,9 @@ export class ServerStore {
     return this.db.prepare('SELECT * FROM servers WHERE id = ?').get(id) ? decode(this.db.prepare('SELECT * FROM servers WHERE id = ?').get(id)) : (undefined as never);
   }
 
-  fail(id: string, message: string, code = 500): ServerRow {
-    return this.update(id, { status: 'ERROR', task_state: null, fault: { code, message, created: new Date().toISOString() } });
+  /** ERROR, with the fault of `e` (an error, or a sentence saying what happened). */
+  fail(id: string, e: unknown): ServerRow {
+    return this.update(id, { status: 'ERROR', task_state: null, fault: serverFault(e) });
   }
 }
 

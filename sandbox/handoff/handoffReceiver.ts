@@ -112,7 +112,7 @@ export class HandoffReceiver {
     if (!Array.isArray(b.ports) || b.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) throw new CloudletError('BadInput', 'handoff begin needs ports: a list of guest TCP ports');
     let base;
     try { base = this.d.manager.bases.get(b.base_id); } catch {
-      throw new CloudletError('BadInput', `this cloudlet does not hold base ${b.base_id}; import that base here before handing a VM of it off to this cloudlet`);
+      throw new CloudletError('MissingBase', `this cloudlet does not hold base ${b.base_id}; import that base here before handing a VM of it off to this cloudlet`);
     }
     if (base.manifest.vm.ramBytes !== sent.ramBytes) throw new CloudletError('Mismatch', `the VM has ${sent.ramBytes} bytes of RAM, base ${b.base_id.slice(0, 12)} here has ${base.manifest.vm.ramBytes}`);
     const cfg: VmConfig = { ...base.manifest.vm, nic: { ...base.manifest.vm.nic, mac } };

@@ -4,7 +4,7 @@
  * routes. The source server is removed only after the destination reported the VM running.
  */
 import type { DaemonContext } from '../cloudlet/context';
-import type { ServerStore } from '../cloudlet/serverStore';
+import { serverFault, type ServerStore } from '../cloudlet/serverStore';
 import type { VmBackend } from '../cloudlet/vmBackend';
 import type { SandboxManager } from '../qemu/sandboxManager';
 import { SegmentCompressor } from '../overlay/segmentCompressor';
@@ -82,7 +82,7 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
     pending.clear(server.id);
     const message = `handoff to ${dest.where} was cut by a restart of the source after the VM was paused, and the destination did not say whether it runs the VM (${last}); `
       + `the VM was left paused here: check the destination (a server from handoff session ${p.sessionId}) and unpause this one by hand only if it does not run there, else delete this one`;
-    servers.update(server.id, { status: 'PAUSED', task_state: null, fault: { code: 503, message, created: new Date().toISOString() },
+    servers.update(server.id, { status: 'PAUSED', task_state: null, fault: serverFault(new CloudletError('Unavailable', message)),
       metadata: { ...server.metadata, handoff_error: message.slice(0, 255) } });
     publish(server.id, server.project_id, 'PAUSED', 'handoff-unknown');
   };

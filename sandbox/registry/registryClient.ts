@@ -143,7 +143,7 @@ export class RegistryClient {
   private translateNetworkError(e: unknown): unknown {
     const code = errorCode(e) ?? '';
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
-      return new CloudletError('Forbidden', `the TLS certificate of registry ${this.registry} is not trusted (${code})`, {
+      return new CloudletError('Unavailable', `the TLS certificate of registry ${this.registry} is not trusted (${code})`, {
         hint: 'pass the registry\'s CA certificate with --ca FILE (or CLOUDLET_REGISTRY_CA)', cause: e,
       });
     }

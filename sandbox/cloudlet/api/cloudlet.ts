@@ -17,7 +17,7 @@ import { CloudletError } from '../../common/errors';
 export function jobView(j: JobRecord) {
   return {
     id: j.id, kind: j.kind, resource_id: j.resource_id, project_id: j.project_id, status: j.status,
-    phase: j.phase, message: j.message, done: j.done, total: j.total, error: j.error, result: j.result,
+    phase: j.phase, message: j.message, done: j.done, total: j.total, error: j.error, fault: j.fault, result: j.result,
     created_at: j.created_at, updated_at: j.updated_at,
   };
 }
@@ -46,13 +46,13 @@ export function cloudletModule(jobs: Jobs, events: LocalEventBus): ApiModule {
         // The current state first, so a late subscriber still sees where the job is.
         if (j.phase) sse.send('progress', { job: j.id, event: { phase: j.phase, message: j.message ?? undefined, done: j.done ?? undefined, total: j.total ?? undefined } });
         const finish = (rec: JobRecord) => {
-          sse.send('end', { job: rec.id, status: rec.status, error: rec.error ?? undefined, result: rec.result ?? undefined });
+          sse.send('end', { job: rec.id, status: rec.status, error: rec.error ?? undefined, fault: rec.fault ?? undefined, result: rec.result ?? undefined });
           sse.close();
         };
         if (!jobs.isRunning(j.id)) { finish(j); return; }
         const unsubscribe = jobs.subscribe(j.id, (e: JobStreamEvent) => {
           if (e.type === 'progress') sse.send('progress', { job: e.job, event: e.event });
-          else { sse.send('end', { job: e.job, status: e.status, error: e.error, result: e.result }); sse.close(); }
+          else { sse.send('end', { job: e.job, status: e.status, error: e.error, fault: e.fault, result: e.result }); sse.close(); }
         });
         // The job may have ended between the check and the subscription.
         if (!jobs.isRunning(j.id)) finish(jobs.get(j.id)!);

@@ -151,7 +151,7 @@ export function computeModule(opts: ComputeOptions): ApiModule {
           const source = url.protocol === 'oci:' ? await openOciOverlay(metadata.overlay_url, ctx.dataDir, opts.overlayMaxBytes) : await openHttpOverlay(url.href, authHeadersFor(url.href, ctx.publicUrl, a.token), opts.overlayMaxBytes);
           if (!backend.hasBase(source.baseId)) {
             await source.close();
-            throw new CloudletError('BadInput', `overlay ${source.overlayId.slice(0, 12)} needs base ${source.baseId}, which this cloudlet does not hold; import that base first`);
+            throw new CloudletError('MissingBase', `overlay ${source.overlayId.slice(0, 12)} needs base ${source.baseId}, which this cloudlet does not hold; import that base first`);
           }
           try {
             row = insertWithinQuota({ name: s.name, project_id: a.projectId, user_id: a.userId, status: 'BUILD', task_state: 'scheduling', image_id: String(s.imageRef ?? ''),
@@ -183,7 +183,7 @@ export function computeModule(opts: ComputeOptions): ApiModule {
           if (img.properties.cloudlet_type !== 'cloudlet_base_disk' || !baseId) {
             throw new CloudletError('BadInput', `image ${imageId} is not a cloudlet base VM (cloudlet_type cloudlet_base_disk); to run an overlay pass metadata.overlay_url`);
           }
-          if (!backend.hasBase(baseId)) throw new CloudletError('BadInput', `base ${baseId} of image ${imageId} is not on this cloudlet`);
+          if (!backend.hasBase(baseId)) throw new CloudletError('MissingBase', `base ${baseId} of image ${imageId} is not on this cloudlet`);
           row = insertWithinQuota({ name: s.name, project_id: a.projectId, user_id: a.userId, status: 'BUILD', task_state: 'spawning', image_id: imageId,
             flavor_id: flavorId, base_id: baseId, metadata, ports: {} });
           const jobId = ctx.jobs.start('resume', a.projectId, row.id, async (job) => {
@@ -212,7 +212,7 @@ export function computeModule(opts: ComputeOptions): ApiModule {
       };
       const failServer = (id: string, e: unknown) => {
         if (!servers.getRow(id)) return;
-        const r = servers.fail(id, describeError(e), e instanceof CloudletError ? e.status : 500);
+        const r = servers.fail(id, e);
         publish(r, 'error');
       };
 

@@ -158,7 +158,7 @@ function sendFile(req: FastifyRequest, reply: FastifyReply, file: string, r: Ima
     let end = m && m[2] !== '' ? Number(m[2]) : size - 1;
     if (m && m[1] === '' && m[2] !== '') { start = Math.max(0, size - Number(m[2])); end = size - 1; }
     if (!m || !(start >= 0) || start >= size || end < start) {
-      return reply.code(416).header('content-range', `bytes */${size}`).send({ code: '416 Requested Range Not Satisfiable', title: 'Requested Range Not Satisfiable', message: `range ${range} is outside 0-${size - 1}` });
+      return reply.code(416).header('content-range', `bytes */${size}`).send({ code: '416 Requested Range Not Satisfiable', title: 'Requested Range Not Satisfiable', message: `range ${range} is outside 0-${size - 1}`, cloudlet_error: { code: 'BadInput' } });
     }
     end = Math.min(end, size - 1);
     return reply.code(206).header('content-type', 'application/octet-stream').header('content-range', `bytes ${start}-${end}/${size}`).header('content-length', end - start + 1)

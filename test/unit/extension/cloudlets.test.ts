@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import { Cloudlets, secretKey, type CloudletConfig, type Connector } from '../../../extension/cloudlets';
 import type { CloudletSession, Credentials } from '../../../extension/api';
-import { CloudletError } from '../../../extension/errors';
+import { CloudletError } from '../../../sandbox/client';
 
 function setup(opts: { failLogin?: (c: Credentials) => boolean } = {}) {
   let list: CloudletConfig[] = [];

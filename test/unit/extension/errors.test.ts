@@ -26,11 +26,15 @@ describe('extension error presentation', () => {
     assert.match(shown.message, /^Wrong credentials/);
   });
 
-  it('a cloudlet lacking the base says so', () => {
-    const a = classifyError(new ApiError(400, 'compute: this cloudlet does not have base 1234abcd', 'POST', 'u', {}));
+  it('a cloudlet lacking the base says so, by the code the daemon sent (not by the words)', () => {
+    const body = { badRequest: { code: 400, message: 'this cloudlet does not have base 1234abcd' }, cloudlet_error: { code: 'MissingBase' } };
+    const a = classifyError(new ApiError(400, 'compute: this cloudlet does not have base 1234abcd', 'POST', 'u', body));
     assert.equal(a.kind, 'missingBase');
     assert.match(a.message, /lacks the base VM/);
-    assert.equal(classifyError(new CloudletError('Mismatch', 'Synthesis failed: base abc not found here')).kind, 'missingBase');
+    assert.equal(classifyError(new CloudletError('MissingBase', 'Synthesis failed: needs base abc')).kind, 'missingBase');
+    // The same words without the code are just an error: no guessing from messages.
+    assert.equal(classifyError(new ApiError(400, 'compute: this cloudlet does not have base 1234abcd', 'POST', 'u', {})).kind, 'other');
+    assert.equal(classifyError(new CloudletError('Mismatch', 'Synthesis failed: base abc not found here')).kind, 'other');
   });
 
   it('cancelled is information, not an error', () => {

@@ -2,6 +2,8 @@ import { strict as assert } from 'assert';
 import { isAuthError, overlayPublishEnded, overlayPublishing, parseRegistrySecret, parseTarget, publishReference, publishTag, registryHostOf, registrySecretKey } from '../../../extension/state/publish';
 import { initialOverlayState } from '../../../extension/state/panels';
 import type { OverlayPanelState } from '../../../extension/protocol';
+import type { JobEnd } from '../../../extension/api';
+import type { ErrorCode } from '../../../sandbox/client';
 
 describe('one-click Publish state', () => {
   it('the default registry setting gives HOST/REPO:NAME-ID references', () => {
@@ -17,12 +19,13 @@ describe('one-click Publish state', () => {
   });
 
   it('credentials are asked for only on auth failures; secrets parse safely', () => {
-    assert.ok(isAuthError('registry 127.0.0.1:5000: 401 Unauthorized (user cloudlet)'));
-    assert.ok(isAuthError('authentication required'));
-    assert.ok(isAuthError('registry 127.0.0.1:5000 requires a login'));
-    assert.ok(isAuthError('registry 127.0.0.1:5000 refused the username or password for "cloudlet"'));
-    assert.ok(!isAuthError('Unavailable: connection refused after 6 attempts'));
-    assert.ok(!isAuthError(undefined));
+    const failed = (code: ErrorCode, message: string): JobEnd => ({ status: 'ERROR', error: message, fault: { code, message } });
+    assert.ok(isAuthError(failed('Unauthorized', 'registry 127.0.0.1:5000 requires a login')));
+    assert.ok(isAuthError(failed('Forbidden', 'push: registry 127.0.0.1:5000 denied access (HTTP 403)')));
+    assert.ok(!isAuthError(failed('Unavailable', 'connection refused after 6 attempts (401 retries)')));
+    assert.ok(!isAuthError(failed('Unavailable', 'the TLS certificate of registry 127.0.0.1:5000 is not trusted')));
+    assert.ok(!isAuthError({ status: 'ERROR', error: '401 Unauthorized' }));
+    assert.ok(!isAuthError({ status: 'CANCELLED' }));
     assert.deepEqual(parseRegistrySecret('{"username":"u","password":"p"}'), { username: 'u', password: 'p' });
     for (const bad of [undefined, '', 'not json', '{"username":""}', '{"password":"p"}']) assert.equal(parseRegistrySecret(bad), undefined);
   });
