@@ -17,20 +17,17 @@ import { OVERLAY_TYPE } from './state/tree';
 /** The daemon's developer service: serial console and builds from a workspace (sandbox/cloudlet/api/devsandbox.ts). */
 export const SANDBOX_SERVICE = 'cloudlet-sandbox';
 
-/** Overlay container: 8-byte magic "CLDOVRLY", u32 BE version, u32 BE manifest length, manifest JSON (docs/overlay-format.md). */
-const OVERLAY_MAGIC = 'CLDOVRLY';
-
 export function toServerInfo(s: Server): ServerInfo {
   return {
     id: s.id,
     name: s.name,
     status: s.status,
     imageId: typeof s.image === 'object' && s.image ? s.image.id : undefined,
-    baseId: s['OS-EXT-CLOUDLET:base_id'],
+    baseId: s['OS-EXT-CLOUDLET:base_id'] ?? undefined,
     overlayUrl: s.metadata?.overlay_url,
     ports: s['OS-EXT-CLOUDLET:ports'],
     jobId: s['OS-EXT-CLOUDLET:job_id'] ?? undefined,
-    created: s.created,
+    created: s.created ?? undefined,
   };
 }
 
@@ -38,26 +35,16 @@ export function toImageInfo(i: Image): ImageInfo {
   return { id: i.id, name: i.name, status: i.status, size: i.size ?? undefined, cloudletType: i.cloudlet_type, baseId: i.base_sha256_uuid };
 }
 
-function parseJson(v: unknown): unknown {
-  if (typeof v !== 'string') return v;
-  try { return JSON.parse(v); } catch { return undefined; }
-}
-
 export function toOverlayInfo(i: Image, fileUrl: string): OverlayInfo {
-  const manifest = parseJson(i.cloudlet_overlay_manifest ?? i.overlay_manifest ?? i.cloudlet_overlay_breakdown);
-  const composition = manifest && typeof manifest === 'object'
-    ? compositionFromManifest({ overlayId: i.cloudlet_overlay_id ?? i.id, baseId: i.base_sha256_uuid, size: i.size, ...(manifest as object) })
-    : undefined;
   return {
     id: i.id,
     name: i.name,
     baseId: i.base_sha256_uuid ?? '',
     size: i.size ?? 0,
     url: fileUrl,
-    composition: composition && composition.parts.length ? composition : undefined,
     createdAt: i.created_at,
-    publishedRef: typeof i.cloudlet_published_ref === 'string' ? i.cloudlet_published_ref : undefined,
-    publishedDigest: typeof i.cloudlet_published_digest === 'string' ? i.cloudlet_published_digest : undefined,
+    publishedRef: i.cloudlet_published_ref,
+    publishedDigest: i.cloudlet_published_digest,
   };
 }
 
@@ -147,22 +134,12 @@ class ClientSession implements CloudletSession {
   async getOverlay(id: string): Promise<OverlayInfo> {
     const img = await this.c.getImage(id);
     const info = toOverlayInfo(img, this.overlayFileUrl(id));
-    if (!info.composition && img.status === 'active') {
-      const manifest = await this.readOverlayManifest(id).catch(() => undefined);
-      const c = manifest ? compositionFromManifest({ ...manifest, overlayId: img.overlay_id ?? id, size: img.size }) : undefined;
+    if (img.status === 'active') {
+      const m = await this.c.readOverlayManifest(id).catch(() => undefined);
+      const c = m ? compositionFromManifest({ ...m.manifest, overlayId: m.overlayId, size: img.size }) : undefined;
       if (c && c.parts.length) info.composition = c;
     }
     return info;
-  }
-
-  /** Reads just the manifest at the head of an overlay image (two ranged GETs). */
-  private async readOverlayManifest(id: string): Promise<Record<string, unknown> | undefined> {
-    const head = new Uint8Array(await (await this.c.downloadImageData(id, { range: [0, 15] })).arrayBuffer());
-    if (head.length < 16 || new TextDecoder().decode(head.subarray(0, 8)) !== OVERLAY_MAGIC) return undefined;
-    const len = new DataView(head.buffer, head.byteOffset).getUint32(12, false);
-    if (len <= 0 || len > 64 * 1024 * 1024) return undefined;
-    const body = await (await this.c.downloadImageData(id, { range: [16, 16 + len - 1] })).arrayBuffer();
-    return JSON.parse(new TextDecoder().decode(body)) as Record<string, unknown>;
   }
 
   /**

@@ -7,7 +7,9 @@
  */
 import { CloudletError, codeForStatus, isErrorCode, type ErrorCode } from '../common/errors';
 import { readSse } from './sse';
-import type { CatalogEntry, ChangeEvent, Flavor, Image, Job, JobEnd, ProgressEvent, Server } from './types';
+import { HEAD_READ_BYTES, manifestFromHead } from '../overlay/manifestHead';
+import { LIMITS, type OverlayManifest } from '../overlay/format';
+import type { CatalogEntry, ChangeEvent, Flavor, Image, ImagePage, Job, JobEnd, ProgressEvent, Server, ServerCreated } from './types';
 
 /** One API call, for the extension's output channel. Never holds tokens, passwords or bodies. */
 export interface CallRecord { method: string; service: string; url: string; status: number; ms: number; error?: string }
@@ -160,7 +162,7 @@ export class CloudletClient {
    */
   async createServer(o: { name: string; imageRef?: string; flavorRef?: string; overlayUrl?: string; metadata?: Record<string, string> }): Promise<{ id: string; jobId?: string }> {
     const metadata = { ...(o.metadata ?? {}), ...(o.overlayUrl ? { overlay_url: o.overlayUrl } : {}) };
-    const r = await this.call<{ server: { id: string; 'OS-EXT-CLOUDLET:job_id'?: string } }>('compute', 'POST', '/servers', {
+    const r = await this.call<{ server: ServerCreated }>('compute', 'POST', '/servers', {
       server: { name: o.name, imageRef: o.imageRef ?? '', flavorRef: o.flavorRef ?? '1', metadata },
     });
     return { id: r.server.id, jobId: r.server['OS-EXT-CLOUDLET:job_id'] ?? undefined };
@@ -197,7 +199,7 @@ export class CloudletClient {
     const out: Image[] = [];
     let next: string | undefined = `/v2/images?${new URLSearchParams({ limit: '200', ...filters })}`;
     while (next) {
-      const page: { images: Image[]; next?: string } = await this.call('image', 'GET', next);
+      const page: ImagePage = await this.call('image', 'GET', next);
       out.push(...page.images);
       next = page.next;
     }
@@ -221,6 +223,12 @@ export class CloudletClient {
     if (o.range) headers.range = `bytes=${o.range[0]}-${o.range[1] ?? ''}`;
     return this.request('image', 'GET', `/v2/images/${enc(id)}/file`, { headers, signal: o.signal });
   }
+  /** The manifest of an overlay image, read from its head with two ranged downloads (not the whole file). */
+  async readOverlayManifest(id: string, signal?: AbortSignal): Promise<{ manifest: OverlayManifest; overlayId: string }> {
+    const range = async (start: number, end: number) => Buffer.from(await readAtMost(await this.downloadImageData(id, { range: [start, end], signal }), end - start + 1));
+    return manifestFromHead(await range(0, HEAD_READ_BYTES - 1), range, { where: `image ${id}`, maxBytes: HEAD_READ_BYTES + LIMITS.manifestBytes });
+  }
+
   /** Bases this cloudlet holds (images with cloudlet_type cloudlet_base_disk): their base IDs. */
   async listBases(): Promise<Image[]> { return this.listImages({ cloudlet_type: 'cloudlet_base_disk' }); }
 
@@ -311,6 +319,21 @@ export class CloudletClient {
 }
 
 function enc(s: string): string { return encodeURIComponent(s); }
+
+/** At most `n` bytes of a response body (a server may send more than a Range asked for). */
+async function readAtMost(res: Response, n: number): Promise<Uint8Array> {
+  const reader = res.body!.getReader();
+  const parts: Uint8Array[] = [];
+  let got = 0;
+  while (got < n) {
+    const r = await reader.read();
+    if (r.done) break;
+    parts.push(r.value);
+    got += r.value.length;
+  }
+  await reader.cancel().catch(() => {});
+  return Buffer.concat(parts).subarray(0, n);
+}
 
 /** The daemon puts the hint into the OpenStack message too (for OpenStack clients); the error carries it once. */
 function withoutHint(message: string, hint: string | undefined): string {

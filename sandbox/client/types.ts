@@ -5,9 +5,17 @@ import type { ErrorCode, Fault } from '../common/errors';
 export interface CatalogEndpoint { id?: string; interface: string; region?: string; region_id?: string; url: string }
 export interface CatalogEntry { id?: string; type: string; name: string; endpoints: CatalogEndpoint[] }
 
-export type ServerStatus = 'BUILD' | 'ACTIVE' | 'PAUSED' | 'SHUTOFF' | 'ERROR' | 'DELETED' | string;
+export type ServerStatus = 'BUILD' | 'ACTIVE' | 'PAUSED' | 'SHUTOFF' | 'ERROR' | 'DELETED';
 
-/** Nova v2.1 server plus the daemon's OS-EXT-CLOUDLET:* fields. */
+export interface Link { rel: string; href: string }
+
+/** Nova's fault of a server in ERROR; `cloudlet_error` is the error's own code and hint. */
+export interface ServerFault { code: number; message: string; created: string; cloudlet_error?: { code: ErrorCode; hint?: string } }
+
+/**
+ * Nova v2.1 server (GET /servers/{id}, /servers/detail) plus the daemon's OS-EXT-CLOUDLET:* fields.
+ * The daemon builds exactly this (sandbox/cloudlet/servers/serverView.ts); clients read it.
+ */
 export interface Server {
   id: string;
   name: string;
@@ -15,45 +23,110 @@ export interface Server {
   tenant_id: string;
   user_id: string;
   metadata: Record<string, string>;
-  image: { id: string } | '';
-  flavor: { id: string };
-  created: string;
-  updated: string;
-  progress?: number;
-  /** Nova's fault; `cloudlet_error` is the error's own code and hint. */
-  fault?: { code: number; message: string; created: string; cloudlet_error?: { code: ErrorCode; hint?: string } };
-  'OS-EXT-STS:vm_state'?: string;
-  'OS-EXT-STS:task_state'?: string | null;
-  'OS-EXT-STS:power_state'?: number;
+  hostId: string;
+  image: { id: string; links: Link[] } | '';
+  flavor: { id: string; links: Link[] };
+  created: string | null;
+  updated: string | null;
+  addresses: Record<string, never>;
+  accessIPv4: string;
+  accessIPv6: string;
+  links: Link[];
+  'OS-DCF:diskConfig': 'MANUAL';
+  progress: number;
+  'OS-EXT-AZ:availability_zone': string;
+  config_drive: string;
+  key_name: null;
+  'OS-SRV-USG:launched_at': string | null;
+  'OS-SRV-USG:terminated_at': null;
+  'OS-EXT-STS:task_state': string | null;
+  'OS-EXT-STS:vm_state': string;
+  'OS-EXT-STS:power_state': number;
+  security_groups: Array<{ name: string }>;
+  'os-extended-volumes:volumes_attached': never[];
+  fault?: ServerFault;
   /** The job building or moving this server (synthesis, handoff, overlay), when there is one. */
-  'OS-EXT-CLOUDLET:job_id'?: string | null;
+  'OS-EXT-CLOUDLET:job_id': string | null;
   /** Base VM this server runs on. */
-  'OS-EXT-CLOUDLET:base_id'?: string;
+  'OS-EXT-CLOUDLET:base_id': string | null;
   /** Guest port -> "host:port" on the cloudlet where it is forwarded. */
-  'OS-EXT-CLOUDLET:ports'?: Record<string, string>;
-  [k: string]: unknown;
+  'OS-EXT-CLOUDLET:ports': Record<string, string>;
 }
 
-export interface Flavor { id: string; name: string; ram: number; vcpus: number; disk: number; [k: string]: unknown }
+/** GET /servers: a server in short. */
+export interface ServerSummary { id: string; name: string; links: Link[] }
 
-/** Glance v2 image; cloudlet properties are top-level, as Glance puts custom properties. */
-export interface Image {
+/** POST /servers answer (202): Nova's reservation plus the job that builds the server. */
+export interface ServerCreated {
+  id: string;
+  links: Link[];
+  adminPass: string;
+  'OS-DCF:diskConfig': 'MANUAL';
+  security_groups: Array<{ name: string }>;
+  'OS-EXT-CLOUDLET:job_id': string | null;
+  /** Present for a synthesis (metadata.overlay_url), as OpenStack++ answers it. */
+  synthesis?: { return: 'started'; job_id: string | null };
+}
+
+export interface Flavor {
   id: string;
   name: string;
-  status: 'queued' | 'saving' | 'active' | 'killed' | 'deleted' | 'pending_delete' | 'importing' | string;
-  visibility: string;
+  ram: number;
+  vcpus: number;
+  disk: number;
+  'OS-FLV-EXT-DATA:ephemeral': number;
+  'OS-FLV-DISABLED:disabled': boolean;
+  'os-flavor-access:is_public': boolean;
+  swap: string;
+  rxtx_factor: number;
+  links: Link[];
+}
+
+/** The Glance properties this toolkit sets and reads (custom properties are strings, at the top level). */
+export interface CloudletImageProperties {
+  /** 'True' on every cloudlet image (OpenStack++). */
+  is_cloudlet?: string;
+  cloudlet_type?: 'cloudlet_base_disk' | 'cloudlet_base_memory' | 'cloudlet_base_disk_hash' | 'cloudlet_base_memory_hash' | 'cloudlet_overlay' | string;
+  /** The base ID a base holds or an overlay needs. */
+  base_sha256_uuid?: string;
+  /** An overlay's ID (SHA-256 of its manifest). */
+  overlay_id?: string;
+  /** oci://HOST/REPO:TAG an overlay was last published as, and the same pinned by digest. */
+  cloudlet_published_ref?: string;
+  cloudlet_published_digest?: string;
+}
+
+/**
+ * Glance v2 image (GET /v2/images/{id}); custom properties are top-level, as Glance puts them.
+ * Other custom properties a client set travel too; these are the ones this toolkit knows.
+ */
+export interface Image extends CloudletImageProperties {
+  id: string;
+  name: string;
+  status: 'queued' | 'saving' | 'active' | 'killed' | 'deleted' | 'importing';
+  visibility: 'public' | 'private' | 'shared' | 'community';
+  protected: boolean;
+  os_hidden: boolean;
   size: number | null;
+  virtual_size: null;
   checksum: string | null;
+  os_hash_algo: 'sha512' | null;
+  os_hash_value: string | null;
   disk_format: string | null;
   container_format: string | null;
+  min_disk: number;
+  min_ram: number;
   owner: string;
   created_at: string;
   updated_at: string;
-  is_cloudlet?: string;
-  cloudlet_type?: string;
-  base_sha256_uuid?: string;
-  [k: string]: unknown;
+  tags: string[];
+  self: string;
+  file: string;
+  schema: string;
 }
+
+/** GET /v2/images: one page. */
+export interface ImagePage { images: Image[]; first: string; schema: string; next?: string }
 
 export type JobStatus = 'RUNNING' | 'DONE' | 'ERROR' | 'CANCELLED';
 

@@ -12,15 +12,14 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { AuthContext } from './context';
 import { CloudletError } from '../common/errors';
 import { storePaths } from '../common/paths';
-
-export type CloudletType = 'cloudlet_base_disk' | 'cloudlet_base_memory' | 'cloudlet_base_disk_hash' | 'cloudlet_base_memory_hash' | 'cloudlet_overlay';
+import type { CloudletImageProperties, Image } from '../client/types';
 
 export interface ImageRow {
   id: string;
   name: string;
   owner: string;
-  visibility: 'public' | 'private' | 'shared' | 'community';
-  status: 'queued' | 'saving' | 'active' | 'killed' | 'deleted' | 'importing';
+  visibility: Image['visibility'];
+  status: Image['status'];
   size: number | null;
   checksum: string | null;
   os_hash_value: string | null;
@@ -214,9 +213,9 @@ export function canSee(a: AuthContext, r: ImageRow): boolean {
 function now(): string { return new Date().toISOString(); }
 
 /** Glance v2 JSON of an image: core fields plus custom properties at the top level. */
-export function imageView(r: ImageRow): Record<string, unknown> {
+export function imageView(r: ImageRow): Image {
   return {
-    ...r.properties,
+    ...(r.properties as CloudletImageProperties),
     id: r.id, name: r.name, status: r.status, visibility: r.visibility, protected: !!r.protected, os_hidden: false,
     size: r.size, virtual_size: null, checksum: r.checksum, os_hash_algo: r.os_hash_value ? 'sha512' : null, os_hash_value: r.os_hash_value,
     disk_format: r.disk_format, container_format: r.container_format, min_disk: r.min_disk, min_ram: r.min_ram,

@@ -5,8 +5,7 @@
  */
 import * as fs from 'fs';
 import { CloudletError } from '../common/errors';
-import { CONTAINER_HEADER_SIZE, decodeContainerHeader } from '../overlay/format';
-import { parseManifest } from '../overlay/overlayReader';
+import { HEAD_READ_BYTES, manifestFromHead } from '../overlay/manifestHead';
 import type { OverlayManifest } from '../overlay/format';
 
 export function checkOverlayUrl(raw: unknown): URL {
@@ -45,27 +44,22 @@ function totalSize(res: Response): number | undefined {
 
 /** Reads the manifest of a remote overlay; checks the size cap on the way. */
 export async function fetchOverlayManifest(url: string, headers: Record<string, string>, maxBytes: number, signal?: AbortSignal): Promise<{ manifest: OverlayManifest; overlayId: string; size?: number }> {
-  const first = await get(url, headers, [0, 65535], signal);
+  const first = await get(url, headers, [0, HEAD_READ_BYTES - 1], signal);
   const size = totalSize(first);
   if (size !== undefined && size > maxBytes) {
     await first.body?.cancel();
     throw new CloudletError('BadInput', `overlay at ${url} is ${size} bytes, over this cloudlet's cap of ${maxBytes} bytes`, { status: 413 });
   }
-  let buf = Buffer.from(await readAtMost(first, 65536));
-  if (buf.length < CONTAINER_HEADER_SIZE) throw new CloudletError('Corrupt', `overlay at ${url} is too short to be an overlay (${buf.length} bytes)`);
-  const len = decodeContainerHeader(buf.subarray(0, CONTAINER_HEADER_SIZE));
-  const need = CONTAINER_HEADER_SIZE + len;
-  if (need > maxBytes) throw new CloudletError('BadInput', `overlay at ${url} declares a manifest of ${need} bytes, over this cloudlet's cap of ${maxBytes} bytes`, { status: 413 });
-  if (buf.length < need) {
-    const rest = await get(url, headers, [buf.length, need - 1], signal);
+  const head = Buffer.from(await readAtMost(first, HEAD_READ_BYTES));
+  const parsed = await manifestFromHead(head, async (start, end) => {
+    const rest = await get(url, headers, [start, end], signal);
     if (rest.status !== 206) {
       await rest.body?.cancel();
-      throw new CloudletError('BadInput', `overlay server at ${url} ignores Range requests; the manifest needs ${need} bytes`);
+      throw new CloudletError('BadInput', `overlay server at ${url} ignores Range requests; the manifest needs ${end + 1} bytes`);
     }
     // Only the bytes asked for, whatever the server sends.
-    buf = Buffer.concat([buf, Buffer.from(await readAtMost(rest, need - buf.length))]);
-  }
-  const parsed = parseManifest(buf.subarray(CONTAINER_HEADER_SIZE, need));
+    return Buffer.from(await readAtMost(rest, end - start + 1));
+  }, { where: url, maxBytes });
   return { ...parsed, size };
 }
 

@@ -2,12 +2,10 @@
 import * as crypto from 'crypto';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { AuthContext } from './context';
-import { CloudletError, faultOf, type ErrorCode } from '../common/errors';
+import { CloudletError, faultOf } from '../common/errors';
+import type { ServerFault, ServerStatus } from '../client/types';
 
-export type ServerStatus = 'BUILD' | 'ACTIVE' | 'PAUSED' | 'SHUTOFF' | 'ERROR' | 'DELETED';
-
-/** Nova's fault (code is an HTTP status) plus the error's own code and hint. */
-export interface ServerFault { code: number; message: string; created: string; cloudlet_error: { code: ErrorCode; hint?: string } }
+export type { ServerFault, ServerStatus };
 
 /** The fault of what made a server fail: an error (its status, code and hint) or a sentence (Internal, 500). */
 export function serverFault(e: unknown, status?: number): ServerFault {

@@ -13,8 +13,9 @@ import type { JobRecord, Jobs, JobStreamEvent } from '../jobs';
 import type { LocalEventBus } from '../events';
 import { openSse } from '../sse';
 import { CloudletError } from '../../common/errors';
+import type { Job } from '../../client/types';
 
-export function jobView(j: JobRecord) {
+export function jobView(j: JobRecord): Job {
   return {
     id: j.id, kind: j.kind, resource_id: j.resource_id, project_id: j.project_id, status: j.status,
     phase: j.phase, message: j.message, done: j.done, total: j.total, error: j.error, fault: j.fault, result: j.result,

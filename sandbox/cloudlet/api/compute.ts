@@ -16,6 +16,7 @@ import { ImageStore, migrateImages } from '../imageStore';
 import { checkOverlayUrl } from '../overlayFetch';
 import { openHttpOverlay, openOciOverlay } from '../overlaySource';
 import { CloudletError, describeError } from '../../common/errors';
+import type { Server, ServerCreated } from '../../client/types';
 import { storePaths } from '../../common/paths';
 import type { HandoffService } from '../../handoff/service';
 
@@ -40,7 +41,7 @@ const VM_STATE: Record<string, [string, number]> = {
 
 function nova(t: string | null): string | null { return t ? t.replace(/\.\d+Z$/, 'Z') : null; }
 
-export function serverView(r: ServerRow, base: string): Record<string, unknown> {
+export function serverView(r: ServerRow, base: string): Server {
   const [vmState, power] = VM_STATE[r.status] ?? ['error', 0];
   const self = `${base}/servers/${r.id}`;
   return {
@@ -195,11 +196,12 @@ export function computeModule(opts: ComputeOptions): ApiModule {
           row = servers.update(row.id, { job_id: jobId });
         }
         publish(row, 'created');
-        return reply.code(202).header('location', `${base(req)}/servers/${row.id}`).send({ server: {
+        const created: ServerCreated = {
           id: row.id, links: serverView(row, base(req)).links, adminPass: '', 'OS-DCF:diskConfig': 'MANUAL', security_groups: [{ name: 'default' }],
           'OS-EXT-CLOUDLET:job_id': row.job_id,
           ...(metadata.overlay_url ? { synthesis: { return: 'started', job_id: row.job_id } } : {}),
-        } });
+        };
+        return reply.code(202).header('location', `${base(req)}/servers/${row.id}`).send({ server: created });
       });
 
       const activate = (id: string, vmId: string, ports: Record<string, string>) => {

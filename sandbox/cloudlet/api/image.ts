@@ -10,6 +10,7 @@ import type { ApiModule, DaemonContext } from '../context';
 import { ImageStore, imageView, migrateImages, type ImageRow } from '../imageStore';
 import { CloudletError } from '../../common/errors';
 import { OverlayReader } from '../../overlay/overlayReader';
+import type { ImagePage } from '../../client/types';
 
 export interface ImageModuleOptions {
   /** Largest image upload accepted (bytes). */
@@ -55,7 +56,7 @@ export function imageModule(opts: ImageModuleOptions): ApiModule {
           rows = rows.slice(i + 1);
         }
         const page = rows.slice(0, limit);
-        const body: Record<string, unknown> = { images: page.map(imageView), first: '/v2/images', schema: '/v2/schemas/images' };
+        const body: ImagePage = { images: page.map(imageView), first: '/v2/images', schema: '/v2/schemas/images' };
         if (rows.length > limit) {
           const params = new URLSearchParams({ ...q, marker: page[page.length - 1].id });
           body.next = `/v2/images?${params}`;
