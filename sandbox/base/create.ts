@@ -14,7 +14,7 @@ import { chooseAccel } from '../qemu/accel';
 import { AgentClient } from '../qemu/agentClient';
 import { cloneFile } from '../qemu/files';
 import { checkHostCanRun, hostQemu, qemuBinary, resolveMachine } from '../qemu/host';
-import { saveDeviceState } from '../qemu/migrate';
+import { saveDeviceStateToFile } from '../qemu/deviceState';
 import { logTail, startVm, stopVm, vmFilesIn, type RunningVm } from '../qemu/vm';
 import { macFromSeed, type VmConfig } from '../qemu/vmconfig';
 import { hashFile } from './digests';
@@ -116,7 +116,7 @@ export async function createBase(store: StorePaths, o: CreateBaseOptions): Promi
     progress({ phase: 'save', message: 'pausing and saving device state' });
     // The agent stays connected while saving: a resume that connects before loading the state
     // then finds the port as the guest left it, and the agent answers without a reconnect poll.
-    const saved = await saveDeviceState(vm.qmp, path.join(dir, 'state.bin'), path.join(dir, 'migrate.sock'));
+    const saved = await saveDeviceStateToFile(vm.qmp, path.join(dir, 'state.bin'), { socket: path.join(dir, 'migrate.sock') });
     await stopVm(vm);
     agent?.close();
     vm = undefined;

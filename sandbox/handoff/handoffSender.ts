@@ -21,7 +21,7 @@ import { DestinationClient } from './destinationClient';
 import { DirtyPageTracker, ShadowPageTracker } from './dirtyPageTracker';
 import { RoundEncoder } from './roundEncoder';
 import { encodeRoundBody, type FinishResponse } from './protocol';
-import { prepareDeviceStateSave, saveDeviceStateToMemory } from './deviceState';
+import { enableDeviceStateMigration, saveDeviceStateToBuffer } from '../qemu/deviceState';
 import type { HandoffReport } from '../client/types';
 
 /** Rounds while the VM runs, at most. */
@@ -103,7 +103,7 @@ export class HandoffSender {
       // Live rounds: the RAM file is shared with the running guest; the disk layer is read as it is
       // (a torn read is harmless: the final round compares every chunk again with the VM paused).
       const tLive = Date.now();
-      await prepareDeviceStateSave(await manager.qmpClient(o.vmId));
+      await enableDeviceStateMigration(await manager.qmpClient(o.vmId));
       for (;;) {
         throwIfCancelled(o.signal);
         enc.begin();
@@ -126,7 +126,7 @@ export class HandoffSender {
       this.lap('pause', tPause);
       const tScan = Date.now();
       const qmp = await manager.qmpClient(o.vmId);
-      const saving = saveDeviceStateToMemory(qmp, path.join(info.dir, 'migrate.sock'), { prepared: true });
+      const saving = saveDeviceStateToBuffer(qmp, { socket: path.join(info.dir, 'migrate.sock'), capabilitiesSet: true, timeoutMs: 60_000 }).then((s) => s.data);
       saving.catch(() => undefined);
       enc.begin();
       enc.level = FINAL_LEVEL;

@@ -48,11 +48,15 @@ export class QmpClient extends EventEmitter {
 
   constructor(readonly socketPath: string) { super(); }
 
-  /** Connects (retrying until QEMU has created the socket) and negotiates capabilities. */
-  static async connect(socketPath: string, timeoutMs = 30_000): Promise<QmpClient> {
+  /**
+   * Connects (retrying until QEMU has created the socket) and negotiates capabilities. `signal`
+   * stops the retries at once (a QEMU that exited will never answer: nothing may keep waiting).
+   */
+  static async connect(socketPath: string, timeoutMs = 30_000, signal?: AbortSignal): Promise<QmpClient> {
     const c = new QmpClient(socketPath);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      if (signal?.aborted) throw new CloudletError('Unavailable', `stopped connecting to QMP socket ${socketPath}`, { cause: signal.reason });
       try {
         await c.open(Math.max(1000, deadline - Date.now()));
         break;
@@ -61,6 +65,7 @@ export class QmpClient extends EventEmitter {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
+    if (signal?.aborted) { c.close(); throw new CloudletError('Unavailable', `stopped connecting to QMP socket ${socketPath}`, { cause: signal.reason }); }
     await c.execute('qmp_capabilities', undefined, 10_000);
     return c;
   }

@@ -6,7 +6,6 @@
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as path from 'path';
 import { CloudletError } from '../common/errors';
 import { createLogger, type Logger } from '../common/log';
@@ -18,10 +17,10 @@ import { chooseAccel } from './accel';
 import { AgentClient, type ExecResult } from './agentClient';
 import { cloneFile } from './files';
 import { checkHostCanRun, hostQemu, qemuBinary, qemuImgBinary } from './host';
-import { checkStateHeader, describeIncoming, incomingTimeoutMs, loadDeviceState, saveDeviceState } from './migrate';
+import { checkDeviceStateHeader, incomingTimeoutMs, listenForDeviceState, loadDeviceState, saveDeviceStateToFile } from './deviceState';
 import { checkPortFree, freePort } from './ports';
 import { killProcess, processState } from './process';
-import { QmpClient, type QmpEvent } from './qmp';
+import { QmpClient } from './qmp';
 import { run } from './run';
 import { readRecord, writeRecord, type SandboxRecord, type SandboxStatus } from './sandboxRecord';
 import { logTail, startVm, stopVm, vmFilesIn } from './vm';
@@ -135,7 +134,7 @@ export class SandboxManager {
     const binary = qemuBinary();
     const imgBinary = qemuImgBinary();
     const base = await this.bases.verifyQuick(baseRef);
-    checkStateHeader(base.state);
+    checkDeviceStateHeader(base.state);
     const { host, accel } = await this.checkHost(binary, base.manifest.vm, `base ${base.id.slice(0, 12)}`);
     const existing = opts.name ? this.existingFor(opts.name, base.id) : undefined;
     if (existing) return this.restart(existing, binary, accel, progress);
@@ -164,7 +163,7 @@ export class SandboxManager {
     for (const [what, f] of [['disk layer', spec.diskLayer], ['RAM file', spec.ramFile], ['device state', spec.deviceState]] as const) {
       if (!fs.existsSync(f)) throw new CloudletError('BadInput', `${what} ${f} does not exist`);
     }
-    checkStateHeader(spec.deviceState);
+    checkDeviceStateHeader(spec.deviceState);
     if (fs.statSync(spec.ramFile).size !== spec.vmConfig.ramBytes) {
       throw new CloudletError('Corrupt', `RAM file ${spec.ramFile} is ${fs.statSync(spec.ramFile).size} bytes, the VM config says ${spec.vmConfig.ramBytes}`);
     }
@@ -234,10 +233,7 @@ export class SandboxManager {
     const agent = new AgentClient(files.agentSocket);
     this.live.set(id, { qmp: vm.qmp, agent });
     await agent.attach();
-    const sock = path.join(dir, 'migrate.sock');
-    fs.rmSync(sock, { force: true });
-    await vm.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }, { capability: 'events', state: true }] });
-    await vm.qmp.execute('migrate-incoming', { uri: `unix:${sock}` });
+    await listenForDeviceState(vm.qmp, path.join(dir, 'migrate.sock'));
   }
 
   /** Streams the device state (x-ignore-shared) into a started prepared launch and continues the VM. */
@@ -246,39 +242,13 @@ export class SandboxManager {
     const rec = readRecord(dir);
     const qmp = this.live.get(id)?.qmp;
     if (!rec || rec.status !== 'starting' || !rec.pid || !qmp) throw new CloudletError('Conflict', `sandbox '${id}' is not a started prepared launch`);
-    if (deviceState.length < 8 || deviceState.readUInt32BE(0) !== 0x5145564d || deviceState.readUInt32BE(4) !== 3) throw new CloudletError('Corrupt', 'the device state is not a QEMU migration stream (bad header)');
     const t0 = Date.now();
-    let onEvent: ((e: QmpEvent) => void) | undefined;
-    let sock: net.Socket | undefined;
     try {
-      const loaded = new Promise<void>((resolve, reject) => {
-        onEvent = (e: QmpEvent) => {
-          if (e.event !== 'MIGRATION') return;
-          const st = String(e.data?.status);
-          if (st === 'completed') resolve();
-          else if (st === 'failed' || st === 'cancelled') reject(new CloudletError('Corrupt', `QEMU could not load the device state (migration ${st})`));
-        };
-        qmp.on('event', onEvent);
-      });
-      loaded.catch(() => undefined);
-      sock = await new Promise<net.Socket>((resolve, reject) => {
-        const c = net.createConnection(path.join(dir, 'migrate.sock'));
-        c.once('connect', () => resolve(c));
-        c.once('error', reject);
-      });
-      sock.on('error', () => undefined); // a failed load closes it; the MIGRATION event says why
-      sock.end(deviceState);
-      let timer: NodeJS.Timeout | undefined;
-      const expired = new Promise<'expired'>((resolve) => { timer = setTimeout(() => resolve('expired'), timeoutMs); });
-      const r = await Promise.race([loaded, expired]).finally(() => clearTimeout(timer));
-      if (r === 'expired') throw new CloudletError('Timeout', `incoming migration: loading the device state did not finish within ${timeoutMs} ms (QEMU: ${await describeIncoming(qmp)})`);
+      await loadDeviceState(qmp, deviceState, { socket: path.join(dir, 'migrate.sock'), timeoutMs, listening: true });
       await qmp.execute('cont');
     } catch (e) {
       const tail = logTail(path.join(dir, 'qemu.log'));
       throw e instanceof CloudletError && tail ? new CloudletError(e.code, `${e.message}\n${tail}`, { hint: e.hint }) : e;
-    } finally {
-      if (onEvent) qmp.off('event', onEvent);
-      sock?.destroy();
     }
     rec.status = 'running';
     rec.resumedAt = new Date().toISOString();
@@ -322,13 +292,10 @@ export class SandboxManager {
     try {
       await agent.attach();
       try {
-        await loadDeviceState(vm.qmp, o.deviceState, path.join(o.dir, 'migrate.sock'), this.incomingTimeoutMs);
+        await loadDeviceState(vm.qmp, o.deviceState, { socket: path.join(o.dir, 'migrate.sock'), timeoutMs: this.incomingTimeoutMs });
       } catch (e) {
-        // QEMU exits when an incoming state does not load: say which file, with QEMU's reason.
-        if (e instanceof CloudletError && e.code === 'Unavailable') {
-          await Promise.race([vm.exited.catch(() => undefined), new Promise((r) => setTimeout(r, 3000))]); // for its log
-          throw new CloudletError('Corrupt', `QEMU could not load the device state ${o.deviceState}`, { cause: e });
-        }
+        // QEMU exits when an incoming state does not load: wait for its last words in the log.
+        if (e instanceof CloudletError && e.code === 'Corrupt') await Promise.race([vm.exited.catch(() => undefined), new Promise((r) => setTimeout(r, 3000))]);
         throw e;
       }
       await vm.qmp.execute('cont');
@@ -430,7 +397,7 @@ export class SandboxManager {
       const d = await hashFile(stateFile);
       saved = { file: stateFile, bytes: d.bytes, sha256: d.sha256 };
     } else {
-      saved = await saveDeviceState(qmp, stateFile, path.join(dir, 'migrate.sock'));
+      saved = await saveDeviceStateToFile(qmp, stateFile, { socket: path.join(dir, 'migrate.sock') });
     }
     r.savedState = saved.file;
     this.setStatus(r, 'paused');

@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CloudletError } from '../common/errors';
 import { buildQemuArgs, type PortForward, type VmConfig, type VmFiles } from './vmconfig';
-import { startQemu, killProcess, processState, waitGone } from './process';
+import { startQemu, killProcess, processState, waitGone, type StartedQemu } from './process';
 import { QmpClient } from './qmp';
 
 export interface RunningVm { pid: number; cmdline: string[]; qmp: QmpClient; files: VmFiles; exited: Promise<number | null> }
@@ -37,22 +37,29 @@ export function logTail(file: string, lines = 15): string {
 export async function startVm(o: {
   binary: string; dir: string; name: string; cfg: VmConfig; files: VmFiles; accel: 'kvm' | 'tcg';
   incoming?: boolean; paused?: boolean; ports?: PortForward[];
+  /** Called as soon as the process exists (before anything is awaited): the caller records its pid. */
+  onSpawn?: (p: StartedQemu) => void;
 }): Promise<RunningVm> {
   for (const s of [o.files.qmpSocket, o.files.consoleSocket, o.files.agentSocket]) fs.rmSync(s, { force: true });
   const args = buildQemuArgs(o.cfg, o.files, { name: o.name, accel: o.accel, incoming: o.incoming, paused: o.paused, ports: o.ports });
   const log = path.join(o.dir, 'qemu.log');
   const started = startQemu(o.binary, args, log);
+  o.onSpawn?.(started);
   let early: unknown;
   const exitedEarly = started.exited.then((code) => { early = code; }, (e) => { early = e; });
+  // The race against QEMU's exit ends the QMP retries too: a lost race must not keep the process waiting.
+  const giveUp = new AbortController();
   try {
     const qmp = await Promise.race([
-      QmpClient.connect(o.files.qmpSocket, 60_000),
+      QmpClient.connect(o.files.qmpSocket, 60_000, giveUp.signal),
       exitedEarly.then(() => { throw early instanceof Error ? early : new CloudletError('Internal', `QEMU exited at start (code ${String(early)}): ${logTail(log)}`); }),
     ]);
     return { pid: started.pid, cmdline: started.cmdline, qmp, files: o.files, exited: started.exited };
   } catch (e) {
     if (started.pid > 0 && processState(started.pid, started.cmdline) === 'ours') await killProcess(started.pid, 1000);
     throw e;
+  } finally {
+    giveUp.abort();
   }
 }
 
