@@ -19,7 +19,6 @@ import { chooseAccel } from '../sandbox/qemu/accel';
 import { qemuBinary } from '../sandbox/qemu/host';
 import { freePort } from '../sandbox/qemu/ports';
 import { QmpClient } from '../sandbox/qemu/qmp';
-import { readRecord } from '../sandbox/qemu/sandboxRecord';
 import { logTail, startVm, stopVm, vmFilesIn } from '../sandbox/qemu/vm';
 import { synthesize } from '../sandbox/overlay/sandboxOverlay';
 import { startDaemon, TEST_USERS, type TestDaemon } from '../test/integration/fixtures/daemon';
@@ -72,15 +71,17 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
   const name = `qm-src-${n}`;
   const r = await synthesize(th.manager, th.baseId, overlay, { name });
   const before = await counter(`127.0.0.1:${r.sandbox.ports.find((p) => p.guest === 80)!.host}`);
-  const rec = readRecord(r.sandbox.dir)!;
+  const layout = th.manager.layout(name);
+  const kernel = th.manager.bases.get(th.baseId).kernel;
+  const initrd = th.manager.bases.get(th.baseId).initrd;
   th.manager.close(); // QMP takes one client: let go of the manager's connection
   const src = await QmpClient.connect(r.sandbox.qmpSocket, 10_000);
   const dir = fs.mkdtempSync(path.join(th.home, 'qm-dst-'));
-  const files = vmFilesIn(dir, { path: path.join(r.sandbox.dir, 'disk.qcow2'), format: 'qcow2' }, path.join(dir, 'ram.raw'), rec.kernel);
+  const files = vmFilesIn(dir, { path: layout.files.disk, format: 'qcow2' }, path.join(dir, 'ram.raw'), layout.vmConfig.kernel ? { kernel: kernel!, initrd: initrd! } : undefined);
   const binary = qemuBinary();
-  const { accel } = await chooseAccel(binary, rec.vmConfig.cpuModel);
+  const { accel } = await chooseAccel(binary, layout.vmConfig.cpuModel);
   const fwd = await freePort();
-  const dst = await startVm({ binary, dir, name: `cloudlet-bench-qm-dst-${n}`, cfg: rec.vmConfig, files, accel, incoming: true, paused: true, ports: [{ guest: 80, host: fwd }] });
+  const dst = await startVm({ binary, name: `cloudlet-bench-qm-dst-${n}`, cfg: layout.vmConfig, files, accel, incoming: true, paused: true, ports: [{ guest: 80, host: fwd }] });
   let proxy: { close(): Promise<void> } | undefined;
   try {
     const inPort = await freePort();

@@ -27,7 +27,7 @@ import { synthesize } from '../sandbox/overlay/sandboxOverlay';
 import { chooseAccel } from '../sandbox/qemu/accel';
 import { qemuBinary } from '../sandbox/qemu/host';
 import { freePort } from '../sandbox/qemu/ports';
-import { SandboxManager, type VmConfig } from '../sandbox/qemu/sandboxManager';
+import { SandboxManager, type VmConfig } from '../sandbox/sandboxes/sandboxManager';
 import { startVm, stopVm, vmFilesIn } from '../sandbox/qemu/vm';
 import { ensureTestBase } from '../test/integration/fixtures/testBase';
 import { buildRealisticGuest } from './lib/realisticGuest';
@@ -229,7 +229,7 @@ async function coldBoot(p: Pair & { kernel: string; initrd: string }, baseVm: Vm
     const binary = qemuBinary();
     const { accel } = await chooseAccel(binary, baseVm.cpuModel);
     const t0 = Date.now();
-    const vm = await startVm({ binary, dir, name: `bench-coldboot-${process.pid}`, cfg: baseVm, files: vmFilesIn(dir, { path: disk, format: 'qcow2' }, ram, { kernel: p.kernel, initrd: p.initrd }), accel, ports: [{ guest: p.httpPort, host }] });
+    const vm = await startVm({ binary, name: `bench-coldboot-${process.pid}`, cfg: baseVm, files: vmFilesIn(dir, { path: disk, format: 'qcow2' }, ram, { kernel: p.kernel, initrd: p.initrd }), accel, ports: [{ guest: p.httpPort, host }] });
     try {
       await untilHttp(host, p.httpPath, 900_000);
       return Date.now() - t0;

@@ -30,7 +30,7 @@ async function coldBoot(home: string, baseId: string, i: number): Promise<number
   const binary = qemuBinary();
   const { accel } = await chooseAccel(binary);
   const t0 = performance.now();
-  const vm = await startVm({ binary, dir, name: `cloudlet-bench-boot-${i}`, cfg: base.manifest.vm, files, accel });
+  const vm = await startVm({ binary, name: `cloudlet-bench-boot-${i}`, cfg: base.manifest.vm, files, accel });
   const agent = new AgentClient(files.agentSocket);
   try {
     const r = await agent.exec('true', { timeoutMs: 300_000 });

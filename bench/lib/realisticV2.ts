@@ -18,7 +18,7 @@ import * as path from 'path';
 import { projectCache, projectRoot } from '../../sandbox/common/paths';
 import { BaseStore } from '../../sandbox/base/store';
 import { createSandboxOverlay, synthesize } from '../../sandbox/overlay/sandboxOverlay';
-import { SandboxManager } from '../../sandbox/qemu/sandboxManager';
+import { SandboxManager } from '../../sandbox/sandboxes/sandboxManager';
 import { readOverlayFile } from '../../sandbox/registry/overlayFile';
 
 const RECIPE_VERSION = 1;

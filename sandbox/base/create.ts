@@ -108,7 +108,7 @@ export async function createBase(store: StorePaths, o: CreateBaseOptions): Promi
       o.kernel ? { kernel: path.join(dir, 'kernel'), initrd: path.join(dir, 'initrd') } : undefined);
     progress({ phase: 'boot', message: `booting ${o.name} (${accel})` });
     const t0 = Date.now();
-    vm = await startVm({ binary, dir, name: `cloudlet-base-create-${path.basename(dir)}`, cfg, files, accel });
+    vm = await startVm({ binary, name: `cloudlet-base-create-${path.basename(dir)}`, cfg, files, accel });
     agent = readiness.agent ? new AgentClient(files.agentSocket) : undefined;
     await waitReady(vm, agent, readiness, o.signal);
     const readyAfterMs = Date.now() - t0;
@@ -116,7 +116,7 @@ export async function createBase(store: StorePaths, o: CreateBaseOptions): Promi
     progress({ phase: 'save', message: 'pausing and saving device state' });
     // The agent stays connected while saving: a resume that connects before loading the state
     // then finds the port as the guest left it, and the agent answers without a reconnect poll.
-    const saved = await saveDeviceStateToFile(vm.qmp, path.join(dir, 'state.bin'), { socket: path.join(dir, 'migrate.sock') });
+    const saved = await saveDeviceStateToFile(vm.qmp, path.join(dir, 'state.bin'), { socket: files.migrateSocket });
     await stopVm(vm);
     agent?.close();
     vm = undefined;

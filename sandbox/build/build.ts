@@ -10,7 +10,7 @@ import * as http from 'http';
 import * as path from 'path';
 import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, ProgressSink } from '../common/progress';
-import type { SandboxInfo, SandboxManager } from '../qemu/sandboxManager';
+import type { SandboxInfo, SandboxManager } from '../sandboxes/sandboxManager';
 import type { CreateOverlayResult } from '../overlay';
 import { createSandboxOverlay } from '../overlay/sandboxOverlay';
 import { BuildSpec } from './buildFile';

@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { OverlayInfo, VmBackend, VmInfo } from './vmBackend';
-import { SandboxManager, type SandboxInfo } from '../qemu/sandboxManager';
+import { SandboxManager, type SandboxInfo } from '../sandboxes/sandboxManager';
 import { OverlayReader } from '../overlay/overlayReader';
 import { createSandboxOverlay, synthesize } from '../overlay/sandboxOverlay';
 import { createLogger } from '../common/log';

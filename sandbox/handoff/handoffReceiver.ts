@@ -17,10 +17,8 @@ import type { AuthContext, DaemonContext } from '../cloudlet/context';
 import type { ServerStore } from '../cloudlet/serverStore';
 import { CloudletError, describeError } from '../common/errors';
 import { storePaths } from '../common/paths';
-import type { SandboxManager, VmConfig } from '../qemu/sandboxManager';
+import type { SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
-import { chooseAccel } from '../qemu/accel';
-import { checkHostCanRun, hostQemu, qemuBinary } from '../qemu/host';
 import { RoundApplier } from './roundApplier';
 import { decodeRoundBody, HANDOFF_PATH, type BeginRequest, type FinishResponse } from './protocol';
 
@@ -120,14 +118,11 @@ export class HandoffReceiver {
     if (this.d.servers.countLive() + this.pendingFinishes() >= this.d.maxServers) {
       throw new CloudletError('Forbidden', `Quota exceeded for instances: this cloudlet runs at most ${this.d.maxServers} servers`);
     }
-    // What launch checks (base files, host QEMU, accelerator probe) is done now, not in the downtime.
-    await this.d.manager.bases.verifyQuick(b.base_id);
-    const binary = qemuBinary();
-    checkHostCanRun(await hostQemu(binary), cfg, (await chooseAccel(binary, cfg.cpuModel)).accel, `handoff of base ${b.base_id.slice(0, 12)}`);
+    // prepareLaunch checks what a launch needs (base files, host QEMU, accelerator) now, not in the downtime.
     const id = crypto.randomUUID();
     const dir = path.join(storePaths(this.d.ctx.dataDir).tmp, `handoff-${id}`);
     const prep = await this.d.manager.prepareLaunch({ baseId: b.base_id, vmConfig: cfg, ports: b.ports, name: `ho-${id.slice(0, 13)}` });
-    const applier = await RoundApplier.create(dir, { ram: base.ram, disk: base.disk }, prep).catch(async (e) => {
+    const applier = await RoundApplier.create(dir, { ram: base.ram, disk: base.disk }, { ramFile: prep.files.ram, diskLayer: prep.files.disk }).catch(async (e) => {
       fs.rmSync(dir, { recursive: true, force: true });
       await this.d.manager.delete(prep.id).catch(() => undefined);
       throw e;

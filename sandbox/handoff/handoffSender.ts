@@ -8,11 +8,9 @@
  * the VM is resumed here only after the destination said it does not run it there.
  */
 import * as fs from 'fs';
-import * as path from 'path';
 import { CloudletError, describeError, throwIfCancelled } from '../common/errors';
 import type { ProgressSink } from '../common/progress';
-import type { SandboxManager } from '../qemu/sandboxManager';
-import { readRecord } from '../qemu/sandboxRecord';
+import type { SandboxManager } from '../sandboxes/sandboxManager';
 import { DEFAULT_LEVEL } from '../overlay/overlayWriter';
 import { CHUNK_SIZE } from '../overlay/format';
 import { Qcow2Reader } from '../overlay/qcow2Reader';
@@ -77,14 +75,13 @@ export class HandoffSender {
     const t0 = Date.now();
     const info = manager.get(o.vmId);
     if (info.status !== 'running') throw new CloudletError('Conflict', `VM ${o.vmId} is ${info.status}, not running`);
-    const rec = readRecord(info.dir);
-    if (!rec) throw new CloudletError('Internal', `VM ${o.vmId} has no state.json`);
+    const { files, vmConfig } = manager.layout(o.vmId);
     const base = manager.bases.get(info.baseId);
     const dest = new DestinationClient(o.handoffUrl, o.destToken, o.signal);
 
     o.progress({ phase: 'check', message: `asking ${dest.where} whether it holds base ${info.baseId.slice(0, 12)}` });
     const sid = await dest.begin({
-      name: o.destVmName, base_id: info.baseId, vm_config: rec.vmConfig as unknown as Record<string, unknown> & { ramBytes: number },
+      name: o.destVmName, base_id: info.baseId, vm_config: vmConfig as unknown as Record<string, unknown> & { ramBytes: number },
       ports: info.ports.map((p) => p.guest), flavor_id: o.server.flavorId, metadata: o.server.metadata,
     }).catch((e) => {
       throw new CloudletError(e instanceof CloudletError ? e.code : 'Internal', `handoff to ${dest.where} refused before the VM was touched: ${describeError(e)}; the VM kept running at the source`);
@@ -93,10 +90,10 @@ export class HandoffSender {
     o.onSession?.(sid);
 
     const ramDigests = fs.readFileSync(base.ramDigests), diskDigests = fs.readFileSync(base.diskDigests);
-    const ram = new ShadowPageTracker(base.ram, rec.vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers() });
+    const ram = new ShadowPageTracker(base.ram, vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers() });
     const disk = new DirtyPageTracker(diskDigests, Math.ceil(fs.statSync(base.disk).size / CHUNK_SIZE));
     const enc = new RoundEncoder({ ramFile: base.ram, diskFile: base.disk, ramDigests, diskDigests }, this.compressor, DEFAULT_LEVEL);
-    const ramFile = path.join(info.dir, 'ram.raw'), diskLayer = path.join(info.dir, 'disk.qcow2');
+    const ramFile = files.ram, diskLayer = files.disk;
     const baseDiskFd = fs.openSync(base.disk, 'r');
     let round = 0, paused = false, tPause = 0;
     try {
@@ -126,7 +123,7 @@ export class HandoffSender {
       this.lap('pause', tPause);
       const tScan = Date.now();
       const qmp = await manager.qmpClient(o.vmId);
-      const saving = saveDeviceStateToBuffer(qmp, { socket: path.join(info.dir, 'migrate.sock'), capabilitiesSet: true, timeoutMs: 60_000 }).then((s) => s.data);
+      const saving = saveDeviceStateToBuffer(qmp, { socket: files.migrateSocket, capabilitiesSet: true, timeoutMs: 60_000 }).then((s) => s.data);
       saving.catch(() => undefined);
       enc.begin();
       enc.level = FINAL_LEVEL;

@@ -6,7 +6,7 @@
 import type { DaemonContext } from '../cloudlet/context';
 import { serverFault, type ServerStore } from '../cloudlet/serverStore';
 import type { VmBackend } from '../cloudlet/vmBackend';
-import type { SandboxManager } from '../qemu/sandboxManager';
+import type { SandboxManager } from '../sandboxes/sandboxManager';
 import { SegmentCompressor } from '../overlay/segmentCompressor';
 import { CloudletError, describeError } from '../common/errors';
 import type { HandoffService } from './service';

@@ -7,8 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, ProgressSink } from '../common/progress';
-import type { SandboxInfo, SandboxManager, SnapshotResult, VmConfig } from '../qemu/sandboxManager';
-import { readRecord } from '../qemu/sandboxRecord';
+import type { SandboxInfo, SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
 import { applyOverlay } from './apply';
 import { OverlayManifest } from './format';
 import { OverlayReader, SegmentSource } from './overlayReader';
@@ -26,33 +25,12 @@ export interface SandboxOverlayOptions {
   compressor?: SegmentCompressor;
 }
 
-/**
- * SandboxManager.snapshot, except that a sandbox still paused by its last snapshot (QEMU refuses a
- * second migration then: the VM has not run since) reuses that snapshot's files, which are
- * unchanged. So overlays of one paused sandbox are made from identical inputs.
- */
-async function snapshotOnce(manager: SandboxManager, sandbox: string): Promise<SnapshotResult> {
-  try {
-    return await manager.snapshot(sandbox);
-  } catch (e) {
-    if (!/paused due to previous migration/.test((e as Error).message)) throw e;
-    const info = manager.get(sandbox);
-    const rec = readRecord(info.dir);
-    if (!rec?.savedState || !fs.existsSync(rec.savedState)) throw e;
-    const st = fs.statSync(rec.savedState);
-    return {
-      baseId: rec.baseId, ramFile: path.join(info.dir, 'ram.raw'), diskLayer: path.join(info.dir, 'disk.qcow2'),
-      deviceState: rec.savedState, deviceStateBytes: st.size, deviceStateSha256: '', vmConfig: rec.vmConfig,
-    };
-  }
-}
-
 /** Pauses the sandbox (it stays paused), saves its device state and writes the overlay. */
 export async function createSandboxOverlay(manager: SandboxManager, sandbox: string, opts: SandboxOverlayOptions = {}): Promise<CreateOverlayResult & { snapshotMs: number }> {
   const progress = opts.progress ?? noProgress;
   progress({ phase: 'snapshot', message: `pausing ${sandbox} and saving its device state` });
   const t0 = Date.now();
-  const snap = await snapshotOnce(manager, sandbox);
+  const snap = await manager.snapshot(sandbox);
   const snapshotMs = Date.now() - t0;
   throwIfCancelled(opts.signal);
   const base = manager.bases.get(snap.baseId);

@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CloudletError } from '../common/errors';
+import { chooseAccel, type AccelChoice } from './accel';
 import { missingTool, run } from './run';
 
 /** Finds a program: an explicit override (env var) first, else PATH. */
@@ -88,4 +89,12 @@ export function checkHostCanRun(host: HostQemu, cfg: { cpuModel: string; machine
       hint: 'resume it with the QEMU version that created it',
     });
   }
+}
+
+/** The host check every VM start makes before anything is claimed: QEMU, accelerator, CPU model and machine. */
+export async function checkHostFor(cfg: { cpuModel: string; machine: string }, what: string, binary = qemuBinary()): Promise<{ host: HostQemu; accel: AccelChoice }> {
+  const host = await hostQemu(binary);
+  const accel = await chooseAccel(binary, cfg.cpuModel);
+  checkHostCanRun(host, cfg, accel.accel, what);
+  return { host, accel };
 }

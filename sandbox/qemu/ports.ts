@@ -20,3 +20,28 @@ export function checkPortFree(port: number, host = '127.0.0.1'): Promise<void> {
     s.listen(port, host, () => s.close(() => resolve()));
   });
 }
+
+export interface PortForward { guest: number; host: number }
+
+/** Port request: a guest port (host port picked free) or an explicit pair. */
+export type PortRequest = number | { guest: number; host?: number };
+
+/** Forwards for requests (first request per guest port wins); explicit host ports must be free. */
+export async function resolvePorts(reqs: PortRequest[]): Promise<PortForward[]> {
+  const out: PortForward[] = [];
+  for (const q of reqs) {
+    const guest = typeof q === 'number' ? q : q.guest;
+    if (!Number.isInteger(guest) || guest < 1 || guest > 65535) throw new CloudletError('BadInput', `bad guest port ${guest}`);
+    if (out.some((p) => p.guest === guest)) continue;
+    const want = typeof q === 'number' ? undefined : q.host;
+    if (want) { await checkPortFree(want); out.push({ guest, host: want }); } else out.push({ guest, host: await freePort() });
+  }
+  return out;
+}
+
+/** The same forwards again where their host ports are still free, else new free ones (a restart). */
+export async function reclaimPorts(ports: PortForward[]): Promise<PortForward[]> {
+  const out: PortForward[] = [];
+  for (const p of ports) { try { await checkPortFree(p.host); out.push(p); } catch { out.push({ guest: p.guest, host: await freePort() }); } }
+  return out;
+}

@@ -60,3 +60,21 @@ export async function killProcess(pid: number, graceMs = 3000): Promise<void> {
   try { process.kill(pid, 'SIGKILL'); } catch { return; }
   if (!(await waitGone(pid, 5000))) throw new CloudletError('Internal', `QEMU pid ${pid} did not exit after SIGKILL`);
 }
+
+/** Live processes (zombies excluded) whose argv `match` accepts, read from /proc. */
+export function findProcesses(match: (argv: string[]) => boolean): Array<{ pid: number; cmdline: string[] }> {
+  const out: Array<{ pid: number; cmdline: string[] }> = [];
+  let entries: string[] = [];
+  try { entries = fs.readdirSync('/proc'); } catch { return out; }
+  for (const p of entries) {
+    if (!/^\d+$/.test(p)) continue;
+    let argv: string[];
+    try {
+      argv = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (argv[argv.length - 1] === '') argv.pop();
+      if (!match(argv) || /\) [ZX] /.test(fs.readFileSync(`/proc/${p}/stat`, 'utf8'))) continue;
+    } catch { continue; }
+    out.push({ pid: Number(p), cmdline: argv });
+  }
+  return out;
+}

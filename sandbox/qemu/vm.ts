@@ -1,6 +1,6 @@
 /**
  * Start one QEMU for a VM config and connect QMP: the step base create, resume, launch and the
- * benchmarks share. The caller owns the folder `dir` (sockets, log, pidfile live there).
+ * benchmarks share. The caller owns the folder of `files` (sockets, log, pidfile live there).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -11,7 +11,7 @@ import { QmpClient } from './qmp';
 
 export interface RunningVm { pid: number; cmdline: string[]; qmp: QmpClient; files: VmFiles; exited: Promise<number | null> }
 
-/** Socket and log paths of a VM whose files live in `dir`. */
+/** Socket and log paths of a VM whose files live in `dir` (the names every VM folder uses). */
 export function vmFilesIn(dir: string, disk: { path: string; format: 'raw' | 'qcow2' }, ramFile: string, kernel?: { kernel: string; initrd: string }): VmFiles {
   const f: VmFiles = {
     disk: disk.path, diskFormat: disk.format, ramFile,
@@ -20,10 +20,12 @@ export function vmFilesIn(dir: string, disk: { path: string; format: 'raw' | 'qc
     consoleSocket: path.join(dir, 'console.sock'),
     consoleLog: path.join(dir, 'console.log'),
     agentSocket: path.join(dir, 'agent.sock'),
+    migrateSocket: path.join(dir, 'migrate.sock'),
     pidFile: path.join(dir, 'qemu.pid'),
+    qemuLog: path.join(dir, 'qemu.log'),
   };
   // sockaddr_un holds 107 bytes: a deep store folder would fail inside QEMU with a vague message.
-  const longest = [f.qmpSocket, f.consoleSocket, f.agentSocket, path.join(dir, 'migrate.sock')].reduce((a, b) => (b.length > a.length ? b : a));
+  const longest = [f.qmpSocket, f.consoleSocket, f.agentSocket, f.migrateSocket].reduce((a, b) => (b.length > a.length ? b : a));
   if (Buffer.byteLength(longest) > 107) {
     throw new CloudletError('BadInput', `the store path is too long for unix sockets (${longest})`, { hint: 'use a shorter CLOUDLET_HOME / --data folder' });
   }
@@ -35,14 +37,14 @@ export function logTail(file: string, lines = 15): string {
 }
 
 export async function startVm(o: {
-  binary: string; dir: string; name: string; cfg: VmConfig; files: VmFiles; accel: 'kvm' | 'tcg';
+  binary: string; name: string; cfg: VmConfig; files: VmFiles; accel: 'kvm' | 'tcg';
   incoming?: boolean; paused?: boolean; ports?: PortForward[];
   /** Called as soon as the process exists (before anything is awaited): the caller records its pid. */
   onSpawn?: (p: StartedQemu) => void;
 }): Promise<RunningVm> {
   for (const s of [o.files.qmpSocket, o.files.consoleSocket, o.files.agentSocket]) fs.rmSync(s, { force: true });
   const args = buildQemuArgs(o.cfg, o.files, { name: o.name, accel: o.accel, incoming: o.incoming, paused: o.paused, ports: o.ports });
-  const log = path.join(o.dir, 'qemu.log');
+  const log = o.files.qemuLog;
   const started = startQemu(o.binary, args, log);
   o.onSpawn?.(started);
   let early: unknown;

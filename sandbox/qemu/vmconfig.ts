@@ -4,6 +4,9 @@
  * set is always identical (an incoming migration fails on any difference, even a missing serial).
  */
 import { CloudletError } from '../common/errors';
+import type { PortForward } from './ports';
+
+export type { PortForward } from './ports';
 
 export interface VmConfig {
   machine: string;                 // concrete type, e.g. pc-q35-7.2 (an alias could change meaning)
@@ -25,10 +28,13 @@ export interface VmFiles {
   consoleSocket: string;
   consoleLog: string;
   agentSocket: string;
+  /** Where the device-state stream goes (qemu/deviceState.ts); not a QEMU argument. */
+  migrateSocket: string;
   pidFile: string;
+  /** QEMU's stdout and stderr; not a QEMU argument. */
+  qemuLog: string;
 }
 
-export interface PortForward { guest: number; host: number }
 
 export interface QemuArgsOptions {
   name: string;                  // -name, also how a process is recognised when adopting

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'child_process';
 import * as path from 'path';
 import { projectRoot } from '../../sandbox/common/paths';
 import { processState } from '../../sandbox/qemu/process';
-import { SandboxManager } from '../../sandbox/qemu/sandboxManager';
+import { SandboxManager } from '../../sandbox/sandboxes/sandboxManager';
 import { tempHome, type TempHome } from './fixtures/testBase';
 
 /** Starts `cloudlet sandbox resume` or a long-lived manager in a child; resolves when `marker` shows on stderr. */

@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { isCloudletError } from '../../sandbox/common/errors';
 import { BaseStore } from '../../sandbox/base/store';
-import { SandboxManager } from '../../sandbox/qemu/sandboxManager';
+import { SandboxManager } from '../../sandbox/sandboxes/sandboxManager';
 import { readTarIndex } from '../../sandbox/base/tarFile';
 import { ensureTestBase, flipByte, killQemusUnder, replaceWithCopy, tempHome, type TempHome } from './fixtures/testBase';
 

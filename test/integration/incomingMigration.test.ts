@@ -10,7 +10,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { isCloudletError } from '../../sandbox/common/errors';
-import { SandboxManager } from '../../sandbox/qemu/sandboxManager';
+import { SandboxManager } from '../../sandbox/sandboxes/sandboxManager';
 import { tempHome, type TempHome, qemuPidsUnder } from './fixtures/testBase';
 
 describe('incoming migration: device state load (real QEMU)', function () {

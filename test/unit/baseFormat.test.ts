@@ -67,7 +67,7 @@ describe('base bundle formats', () => {
 
   it('QEMU arguments: same device set for boot and resume, only -incoming/-S added', () => {
     const cfg: VmConfig = { machine: 'pc-q35-7.2', cpuModel: 'qemu64', ramBytes: 128 << 20, vcpus: 1, nic: { model: 'virtio-net-pci', mac: macFromSeed('t') } };
-    const files = { disk: '/d', diskFormat: 'raw' as const, ramFile: '/r', qmpSocket: '/q', consoleSocket: '/c', consoleLog: '/l', agentSocket: '/a', pidFile: '/p' };
+    const files = { disk: '/d', diskFormat: 'raw' as const, ramFile: '/r', qmpSocket: '/q', consoleSocket: '/c', consoleLog: '/l', agentSocket: '/a', migrateSocket: '/m', pidFile: '/p', qemuLog: '/g' };
     const boot = buildQemuArgs(cfg, files, { name: 'n', accel: 'tcg' });
     const resume = buildQemuArgs(cfg, files, { name: 'n', accel: 'tcg', incoming: true, paused: true, ports: [{ guest: 80, host: 8080 }] });
     const devices = (a: string[]) => a.filter((_, i) => a[i - 1] === '-device');
@@ -80,7 +80,7 @@ describe('base bundle formats', () => {
 
   it('QEMU arguments: refuses VM config values that would inject options (comma, =)', () => {
     const cfg: VmConfig = { machine: 'pc-q35-7.2', cpuModel: 'qemu64', ramBytes: 128 << 20, vcpus: 1, nic: { model: 'virtio-net-pci', mac: macFromSeed('t') } };
-    const files = { disk: '/d', diskFormat: 'raw' as const, ramFile: '/r', qmpSocket: '/q', consoleSocket: '/c', consoleLog: '/l', agentSocket: '/a', pidFile: '/p' };
+    const files = { disk: '/d', diskFormat: 'raw' as const, ramFile: '/r', qmpSocket: '/q', consoleSocket: '/c', consoleLog: '/l', agentSocket: '/a', migrateSocket: '/m', pidFile: '/p', qemuLog: '/g' };
     const bad: VmConfig[] = [
       { ...cfg, nic: { ...cfg.nic, mac: '52:54:00:12:34:56,romfile=/etc/shadow' } },
       { ...cfg, nic: { ...cfg.nic, model: 'virtio-net-pci,romfile=/etc/shadow' as 'virtio-net-pci' } },

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { CloudletError } from '../../common/errors';
 import { buildTestGuest } from '../../guest/build';
 import { BaseStore, summarize } from '../../base/store';
-import { SandboxManager } from '../../qemu/sandboxManager';
+import { SandboxManager } from '../../sandboxes/sandboxManager';
 import type { ProgressEvent } from '../../common/progress';
 
 let lastProgress = 0;

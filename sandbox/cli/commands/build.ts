@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { CloudletError } from '../../common/errors';
-import { SandboxManager } from '../../qemu/sandboxManager';
+import { SandboxManager } from '../../sandboxes/sandboxManager';
 import { formatOverlayInfo, overlayInfo } from '../../overlay';
 import { loadBuildFile } from '../../build/buildFile';
 import { runBuild } from '../../build/build';

@@ -10,7 +10,7 @@ import { SingleBar, Presets } from 'cli-progress';
 import { CloudletError } from '../../common/errors';
 import { storePaths } from '../../common/paths';
 import type { ProgressEvent, ProgressSink } from '../../common/progress';
-import { SandboxManager } from '../../qemu/sandboxManager';
+import { SandboxManager } from '../../sandboxes/sandboxManager';
 import { formatBytes, formatOverlayInfo, overlayInfo, OverlayReader, verifyOverlay } from '../../overlay';
 import { createSandboxOverlay } from '../../overlay/sandboxOverlay';
 

@@ -1,7 +1,7 @@
 import * as net from 'net';
 import type { Command } from 'commander';
 import { CloudletError } from '../../common/errors';
-import { SandboxManager, type PortRequest, type SandboxInfo } from '../../qemu/sandboxManager';
+import { SandboxManager, type PortRequest, type SandboxInfo } from '../../sandboxes/sandboxManager';
 import { progressLine } from './base';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];

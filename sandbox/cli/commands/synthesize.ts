@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { CloudletError } from '../../common/errors';
-import { SandboxManager } from '../../qemu/sandboxManager';
+import { SandboxManager } from '../../sandboxes/sandboxManager';
 import { synthesize } from '../../overlay/sandboxOverlay';
 import { consoleProgress, interruptSignal, resolveOverlayPath } from './overlay';
 import { synthesizeOnCloudlet } from './remote';

@@ -26,7 +26,7 @@ import { ServerStore } from '../serverStore';
 import { ImageStore } from '../imageStore';
 import { CloudletError } from '../../common/errors';
 import { storePaths } from '../../common/paths';
-import type { SandboxManager } from '../../qemu/sandboxManager';
+import type { SandboxManager } from '../../sandboxes/sandboxManager';
 import { loadBuildFile } from '../../build/buildFile';
 import { runBuild } from '../../build/build';
 import { Credentials, parseReference, publishOverlay, plainHttpSetting, readCaFile } from '../../registry';

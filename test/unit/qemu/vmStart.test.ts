@@ -28,7 +28,7 @@ describe('startVm: a QEMU that exits at start', function () {
     const files = vmFilesIn(dir, { path: path.join(dir, 'disk.raw'), format: 'raw' }, ram);
     let spawned = 0;
     await assert.rejects(
-      startVm({ binary: qemuBinary(), dir, name: 'cl-vmstart-test', cfg, files, accel: 'tcg', onSpawn: (p) => { spawned = p.pid; } }),
+      startVm({ binary: qemuBinary(), name: 'cl-vmstart-test', cfg, files, accel: 'tcg', onSpawn: (p) => { spawned = p.pid; } }),
       (e: Error) => /exited at start/.test(e.message) && /4096/.test(e.message),
     );
     assert.ok(spawned > 0, 'onSpawn saw the pid before anything was awaited');

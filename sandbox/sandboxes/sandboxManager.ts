@@ -1,0 +1,374 @@
+/**
+ * Sandbox VMs of one store root: resume a base (qcow2 over the base disk + private RAM copy +
+ * incoming device state), launch from given files (VM synthesis), a prepared launch (handoff
+ * destination), exec/copy through the guest agent, pause/unpause, snapshot, stop, delete, and
+ * adopt QEMU processes left by a process that died. Each sandbox lives in sandboxes/<id>/ (see
+ * layout.ts) with its record (record.ts); files come from prepareFiles.ts, QEMU starts in start.ts.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { CloudletError } from '../common/errors';
+import { createLogger, type Logger } from '../common/log';
+import { storePaths, type StorePaths } from '../common/paths';
+import { noProgress, type ProgressSink } from '../common/progress';
+import { BaseStore, type BaseBundle } from '../base/store';
+import { hashFile } from '../base/digests';
+import type { ExecResult } from '../qemu/agentClient';
+import { checkDeviceStateHeader, incomingTimeoutMs, listenForDeviceState, saveDeviceStateToFile } from '../qemu/deviceState';
+import { checkHostFor } from '../qemu/host';
+import { reclaimPorts, resolvePorts, type PortForward, type PortRequest } from '../qemu/ports';
+import { processState } from '../qemu/process';
+import type { QmpClient } from '../qemu/qmp';
+import type { VmConfig } from '../qemu/vmconfig';
+import { adoptAll, type AdoptReport } from './adopt';
+import { sandboxFiles, type SandboxFiles } from './layout';
+import { LiveVms } from './liveVms';
+import { checkLaunchFiles, kernelFilesFor, prepareFiles, type FileSources } from './prepareFiles';
+import { claimFolder, NAME_RE, readRecord, writeRecord, type SandboxRecord, type SandboxStatus } from './record';
+import { failpoint, runFromState, startSandboxQemu } from './start';
+import type { LaunchSpec, PreparedLaunch, ResumeOptions, SandboxInfo, SandboxLayout, SnapshotResult } from './types';
+
+export type { SandboxStatus } from './record';
+export type { AdoptReport } from './adopt';
+export type { SandboxFiles } from './layout';
+export type { PortForward, PortRequest } from '../qemu/ports';
+export type { VmConfig } from '../qemu/vmconfig';
+export type { ExecResult } from '../qemu/agentClient';
+export type * from './types';
+
+export class SandboxManager {
+  readonly paths: StorePaths;
+  readonly bases: BaseStore;
+  private readonly log: Logger;
+  private readonly live = new LiveVms();
+  /** Deadline of loading a device state (default: incomingTimeoutMs(), 120 s). */
+  readonly incomingTimeoutMs: number;
+
+  constructor(opts: { root?: string; log?: Logger; incomingTimeoutMs?: number } = {}) {
+    this.paths = storePaths(opts.root);
+    this.incomingTimeoutMs = opts.incomingTimeoutMs ?? incomingTimeoutMs();
+    this.bases = new BaseStore(this.paths.root);
+    this.log = opts.log ?? createLogger('sandbox');
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  list(): SandboxInfo[] {
+    if (!fs.existsSync(this.paths.sandboxes)) return [];
+    const out: SandboxInfo[] = [];
+    for (const id of fs.readdirSync(this.paths.sandboxes).sort()) {
+      if (!NAME_RE.test(id)) continue; // claims in progress (.claim-*)
+      const r = readRecord(this.dirOf(id));
+      if (r) out.push(this.info(this.refresh(r)));
+    }
+    return out;
+  }
+
+  get(ref: string): SandboxInfo { return this.info(this.refresh(this.record(ref))); }
+
+  /** The sandbox's files and VM shape (handoff and overlays read its RAM and disk layer). */
+  layout(ref: string): SandboxLayout {
+    const r = this.record(ref);
+    return { id: r.id, baseId: r.baseId, files: this.filesOf(r.id), vmConfig: r.vmConfig };
+  }
+
+  /** Base IDs in use by sandboxes of this store (for `base delete`). */
+  usersOfBase(baseId: string): string[] { return this.list().filter((s) => s.baseId === baseId).map((s) => s.id); }
+
+  // ---------------------------------------------------------------- start
+
+  /** Resumes a base in a new sandbox (or a stopped sandbox of that base given by name). */
+  async resume(baseRef: string, opts: ResumeOptions = {}): Promise<SandboxInfo> {
+    const base = await this.bases.verifyQuick(baseRef);
+    checkDeviceStateHeader(base.state);
+    const existing = opts.name ? this.existingFor(opts.name, base.id) : undefined;
+    if (existing) return this.restart(existing, base, opts.onProgress ?? noProgress);
+    return this.start({ base, vmConfig: base.manifest.vm, state: base.state, src: { from: 'base' }, ports: opts.ports, name: opts.name, progress: opts.onProgress, what: `base ${base.id.slice(0, 12)}` });
+  }
+
+  /** Starts a sandbox from files the caller prepared (VM synthesis). */
+  async launch(spec: LaunchSpec): Promise<SandboxInfo> {
+    const base = await this.bases.verifyQuick(spec.baseId);
+    const src: FileSources = { from: 'launch', diskLayer: spec.diskLayer, ramFile: spec.ramFile };
+    checkLaunchFiles(src, spec.vmConfig);
+    if (!fs.existsSync(spec.deviceState)) throw new CloudletError('BadInput', `device state ${spec.deviceState} does not exist`);
+    checkDeviceStateHeader(spec.deviceState);
+    return this.start({ base, vmConfig: spec.vmConfig, state: spec.deviceState, src, ports: spec.ports, name: spec.name, progress: spec.onProgress, what: `launch of base ${base.id.slice(0, 12)}` });
+  }
+
+  /** Claim, files, ports, then the one VM-start path; a failure leaves nothing behind. */
+  private async start(o: { base: BaseBundle; vmConfig: VmConfig; state: string; src: FileSources; ports?: PortRequest[]; name?: string; progress?: ProgressSink; what: string }): Promise<SandboxInfo> {
+    const progress = o.progress ?? noProgress;
+    const { accel } = await checkHostFor(o.vmConfig, o.what);
+    const kernel = kernelFilesFor(o.base, o.vmConfig);
+    const rec = this.claim(o.name, o.base, o.vmConfig, accel, kernel);
+    const files = this.filesOf(rec.id);
+    try {
+      progress({ phase: 'prepare', message: o.src.from === 'base' ? 'qcow2 layer and private RAM copy' : 'taking the launch files' });
+      const [, ports] = await Promise.all([prepareFiles(o.base, o.vmConfig, files, o.src), resolvePorts([...o.base.manifest.ports, ...(o.ports ?? [])])]);
+      return await this.boot({ ...rec, ports }, files, o.state, progress);
+    } catch (e) {
+      await this.discard(rec.id);
+      throw e;
+    }
+  }
+
+  /** A stopped sandbox continues from its own saved state; on failure it stays stopped (its files are kept). */
+  private async restart(r: SandboxRecord, base: BaseBundle, progress: ProgressSink): Promise<SandboxInfo> {
+    const { accel } = await checkHostFor(r.vmConfig, `base ${base.id.slice(0, 12)}`);
+    const rec: SandboxRecord = { ...r, status: 'starting', accel: accel.accel, accelReason: accel.reason, ports: await reclaimPorts(r.ports),
+      managerPid: process.pid, pid: undefined, cmdline: undefined, error: undefined, kernel: kernelFilesFor(base, r.vmConfig) };
+    try {
+      return await this.boot(rec, this.filesOf(r.id), r.savedState!, progress);
+    } catch (e) {
+      await this.live.end(r.id, this.filesOf(r.id));
+      writeRecord(this.dirOf(r.id), { ...(readRecord(this.dirOf(r.id)) ?? rec), status: 'stopped', pid: undefined, cmdline: undefined, error: String((e as Error).message) });
+      throw e;
+    }
+  }
+
+  /** QEMU with -incoming defer, agent attached, device state loaded, then cont. */
+  private async boot(rec: SandboxRecord, files: SandboxFiles, state: string, progress: ProgressSink): Promise<SandboxInfo> {
+    writeRecord(files.dir, { ...rec, status: 'starting' });
+    progress({ phase: 'resume', message: `starting QEMU (${rec.accel})` });
+    const t0 = Date.now();
+    const vm = await startSandboxQemu(this.live, rec, files);
+    await failpoint('resume-after-qemu-start', ` qemu=${vm.pid}`);
+    const running = await runFromState(rec, files, vm.qmp, state, { timeoutMs: this.incomingTimeoutMs, exited: vm.exited, since: t0 });
+    progress({ phase: 'running', message: `${rec.id} running after ${running.resumeMs} ms` });
+    return this.info(running);
+  }
+
+  // ------------------------------------------------ prepared launch (handoff destination)
+
+  /**
+   * A launch whose RAM and disk are still being written (the handoff destination): claims the
+   * sandbox, makes the same files as a resume (base RAM copy, empty qcow2 layer) and picks the
+   * ports; the sandbox stays 'starting'. startPrepared() then starts QEMU paused with -incoming
+   * defer on those files: the caller goes on writing the RAM file (QEMU maps it shared) and may
+   * rewrite the qcow2 in place (QEMU keeps an incoming image inactive and re-reads it when the
+   * device state load activates it) until completePrepared(), which loads the device state and
+   * continues. delete() discards a prepared sandbox at any point.
+   */
+  async prepareLaunch(spec: { baseId: string; vmConfig: VmConfig; ports?: PortRequest[]; name?: string }): Promise<PreparedLaunch> {
+    const base = await this.bases.verifyQuick(spec.baseId);
+    const { accel } = await checkHostFor(spec.vmConfig, `launch of base ${base.id.slice(0, 12)}`);
+    const rec = this.claim(spec.name, base, spec.vmConfig, accel, kernelFilesFor(base, spec.vmConfig));
+    const files = this.filesOf(rec.id);
+    try {
+      const [, ports] = await Promise.all([prepareFiles(base, spec.vmConfig, files, { from: 'base' }), resolvePorts([...base.manifest.ports, ...(spec.ports ?? [])])]);
+      writeRecord(files.dir, { ...rec, ports });
+      return { id: rec.id, files, ports };
+    } catch (e) {
+      await this.discard(rec.id);
+      throw e;
+    }
+  }
+
+  /** Starts the QEMU of a prepared launch, already listening for the device state on its migration socket. */
+  async startPrepared(id: string): Promise<void> {
+    const rec = readRecord(this.dirOf(id));
+    if (!rec || rec.status !== 'starting' || rec.pid) throw new CloudletError('Conflict', `sandbox '${id}' is not a prepared launch`);
+    const files = this.filesOf(id);
+    const vm = await startSandboxQemu(this.live, rec, files);
+    await listenForDeviceState(vm.qmp, files.migrateSocket);
+  }
+
+  /** Streams the device state into a started prepared launch and continues the VM. */
+  async completePrepared(id: string, deviceState: Buffer, timeoutMs = this.incomingTimeoutMs): Promise<SandboxInfo> {
+    const rec = readRecord(this.dirOf(id));
+    const qmp = this.live.openQmp(id);
+    if (!rec || rec.status !== 'starting' || !rec.pid || !qmp) throw new CloudletError('Conflict', `sandbox '${id}' is not a started prepared launch`);
+    return this.info(await runFromState(rec, this.filesOf(id), qmp, deviceState, { timeoutMs, listening: true }));
+  }
+
+  /** The QMP connection of a live sandbox (handoff: stop and device-state save without a file). */
+  async qmpClient(ref: string): Promise<QmpClient> { return this.live.qmp(ref, this.filesOf(this.requireLive(ref).id)); }
+
+  // ---------------------------------------------------------------- use
+
+  async exec(ref: string, cmd: string, opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
+    const r = this.requireLive(ref, true);
+    return this.live.agent(r.id, this.filesOf(r.id)).exec(cmd, opts);
+  }
+
+  async copyIn(ref: string, hostPath: string, guestPath: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+    if (!fs.existsSync(hostPath)) throw new CloudletError('BadInput', `${hostPath} does not exist`);
+    const r = this.requireLive(ref, true);
+    await this.live.agent(r.id, this.filesOf(r.id)).copyIn(hostPath, guestPath, opts);
+  }
+
+  async pause(ref: string): Promise<SandboxInfo> {
+    const r = this.requireLive(ref);
+    await (await this.live.qmp(r.id, this.filesOf(r.id))).execute('stop');
+    return this.setStatus(r, 'paused');
+  }
+
+  async unpause(ref: string): Promise<SandboxInfo> {
+    const r = this.requireLive(ref);
+    await (await this.live.qmp(r.id, this.filesOf(r.id))).execute('cont');
+    return this.setStatus(r, 'running');
+  }
+
+  /** Adds a loopback forward to a running sandbox (QEMU's hostfwd_add). */
+  async addPort(ref: string, guest: number, hostPort?: number): Promise<SandboxInfo> {
+    const r = this.requireLive(ref);
+    const [p] = await resolvePorts([{ guest, host: hostPort }]);
+    const out = await (await this.live.qmp(r.id, this.filesOf(r.id))).hmp(`hostfwd_add net0 tcp:127.0.0.1:${p.host}-:${p.guest}`);
+    if (out.trim()) throw new CloudletError('Internal', `hostfwd_add: ${out.trim()}`);
+    r.ports.push(p);
+    writeRecord(this.dirOf(r.id), r);
+    return this.info(r);
+  }
+
+  /**
+   * Pauses the VM and saves its device state (x-ignore-shared; this also flushes the disk layer).
+   * The VM stays paused, so ramFile and diskLayer can be read consistently; unpause() continues it.
+   * A VM that has not run since its last save (QEMU stays in postmigrate until cont, and refuses a
+   * second migration) gives that save again: overlays of one paused sandbox have identical inputs.
+   */
+  async snapshot(ref: string): Promise<SnapshotResult> {
+    const r = this.requireLive(ref);
+    const files = this.filesOf(r.id);
+    const qmp = await this.live.qmp(r.id, files);
+    let saved: { file: string; bytes: number; sha256: string };
+    const st = await qmp.execute('query-status');
+    if (st.status === 'postmigrate' && r.savedState && fs.existsSync(r.savedState)) {
+      const d = await hashFile(r.savedState);
+      saved = { file: r.savedState, bytes: d.bytes, sha256: d.sha256 };
+    } else {
+      saved = await saveDeviceStateToFile(qmp, files.savedState, { socket: files.migrateSocket });
+    }
+    r.savedState = saved.file;
+    this.setStatus(r, 'paused');
+    return {
+      baseId: r.baseId, ramFile: files.ram, diskLayer: files.disk,
+      deviceState: saved.file, deviceStateBytes: saved.bytes, deviceStateSha256: saved.sha256, vmConfig: r.vmConfig,
+    };
+  }
+
+  /** Saves the state (so `resume BASE --name ID` continues it later) and ends QEMU. */
+  async stop(ref: string, opts: { save?: boolean } = {}): Promise<SandboxInfo> {
+    const r = this.refresh(this.record(ref));
+    const dir = this.dirOf(r.id);
+    if (r.status === 'running' || r.status === 'paused') {
+      if (opts.save !== false) {
+        try { await this.snapshot(r.id); } catch (e) {
+          this.log.warn(`sandbox ${r.id}: could not save its state before stopping (${(e as Error).message}); it cannot be continued`);
+          r.savedState = undefined;
+        }
+      }
+      const fresh = readRecord(dir) ?? r;
+      await this.live.end(r.id, this.filesOf(r.id));
+      Object.assign(r, { savedState: fresh.savedState });
+    }
+    writeRecord(dir, { ...r, status: 'stopped', pid: undefined, cmdline: undefined });
+    return this.info({ ...r, status: 'stopped', pid: undefined });
+  }
+
+  /** Ends the QEMU (if any) and removes the sandbox folder. */
+  async delete(ref: string): Promise<string> {
+    const r = this.record(ref);
+    await this.discard(r.id);
+    return r.id;
+  }
+
+  // ---------------------------------------------------------------- restarts
+
+  /** Reconciles records with live QEMU processes after a start (see adopt.ts); each report says what was done. */
+  async adopt(): Promise<AdoptReport[]> {
+    return adoptAll({ sandboxes: this.paths.sandboxes, live: this.live, log: this.log, discard: (id) => this.discard(id) });
+  }
+
+  /**
+   * Lets go of every connection without stopping any VM (a CLI command finishing, a daemon
+   * shutting down cleanly). Sandboxes started here are marked as deliberately unmanaged, so the
+   * next process attaches to them quietly instead of reporting an orphan.
+   */
+  close(): void {
+    this.live.releaseAll((id) => {
+      const r = readRecord(this.dirOf(id));
+      if (r && r.managerPid === process.pid) writeRecord(this.dirOf(id), { ...r, managerPid: 0 });
+    });
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private dirOf(id: string): string { return path.join(this.paths.sandboxes, id); }
+
+  private filesOf(id: string): SandboxFiles { return sandboxFiles(this.dirOf(id)); }
+
+  private claim(name: string | undefined, base: BaseBundle, vmConfig: VmConfig, accel: { accel: 'kvm' | 'tcg'; reason: string }, kernel: SandboxRecord['kernel']): SandboxRecord {
+    const initial = {
+      baseId: base.id, createdAt: new Date().toISOString(), status: 'starting' as const, vmConfig,
+      accel: accel.accel, accelReason: accel.reason, ports: [] as PortForward[], managerPid: process.pid, kernel,
+    };
+    const { id } = claimFolder(this.paths.sandboxes, name, initial);
+    return { id, ...initial };
+  }
+
+  private record(ref: string): SandboxRecord {
+    if (!NAME_RE.test(ref)) throw new CloudletError('BadInput', `'${ref}' is not a sandbox name`);
+    const r = readRecord(this.dirOf(ref));
+    if (!r) throw new CloudletError('NotFound', `no sandbox '${ref}' in ${this.paths.sandboxes}`, { hint: 'cloudlet sandbox list' });
+    return r;
+  }
+
+  /** The record with its status corrected if its QEMU died (no write: adopt() does that). */
+  private refresh(r: SandboxRecord): SandboxRecord {
+    if ((r.status === 'running' || r.status === 'paused') && processState(r.pid, r.cmdline) !== 'ours') {
+      return { ...r, status: 'stopped', error: r.error ?? `QEMU pid ${r.pid} is gone` };
+    }
+    return r;
+  }
+
+  private requireLive(ref: string, running = false): SandboxRecord {
+    const r = this.refresh(this.record(ref));
+    if (r.status !== 'running' && r.status !== 'paused') {
+      throw new CloudletError('Conflict', `sandbox '${r.id}' is ${r.status}`, { hint: r.status === 'stopped' ? `cloudlet sandbox resume ${r.baseId.slice(0, 12)} --name ${r.id}` : undefined });
+    }
+    if (running && r.status === 'paused') throw new CloudletError('Conflict', `sandbox '${r.id}' is paused`, { hint: `cloudlet sandbox pause --resume ${r.id}` });
+    return r;
+  }
+
+  /** A stopped sandbox given by name restarts from its own saved state; a live one is refused. */
+  private existingFor(name: string, baseId: string): SandboxRecord | undefined {
+    const dir = this.dirOf(name);
+    if (!fs.existsSync(dir)) return undefined;
+    const r = readRecord(dir);
+    if (!r) throw new CloudletError('Conflict', `sandbox folder ${dir} exists but has no state.json`, { hint: `cloudlet sandbox delete ${name}` });
+    const cur = this.refresh(r);
+    if (cur.status === 'running' || cur.status === 'paused' || cur.status === 'starting') {
+      throw new CloudletError('Conflict', `sandbox '${name}' is already ${cur.status} (QEMU pid ${cur.pid}); a second resume would fork it`, {
+        hint: `use it (cloudlet sandbox exec ${name} ...), stop it, or resume under another --name`,
+      });
+    }
+    if (cur.baseId !== baseId) throw new CloudletError('Conflict', `sandbox '${name}' belongs to base ${cur.baseId.slice(0, 12)}`, { hint: 'choose another --name' });
+    if (!cur.savedState || !fs.existsSync(cur.savedState)) {
+      throw new CloudletError('Conflict', `sandbox '${name}' is stopped without a saved state and cannot continue`, { hint: `cloudlet sandbox delete ${name}` });
+    }
+    return cur;
+  }
+
+  private setStatus(r: SandboxRecord, status: SandboxStatus): SandboxInfo {
+    const dir = this.dirOf(r.id);
+    const cur = readRecord(dir) ?? r;
+    const next = { ...cur, status, savedState: r.savedState ?? cur.savedState };
+    writeRecord(dir, next);
+    return this.info(next);
+  }
+
+  private async discard(id: string): Promise<void> {
+    await this.live.end(id, this.filesOf(id)).catch(() => undefined);
+    fs.rmSync(this.dirOf(id), { recursive: true, force: true });
+  }
+
+  private info(r: SandboxRecord): SandboxInfo {
+    const f = this.filesOf(r.id);
+    return {
+      id: r.id, name: r.id, baseId: r.baseId, status: r.status, pid: r.pid, dir: f.dir, ports: r.ports,
+      consoleSocket: f.consoleSocket, agentSocket: f.agentSocket, qmpSocket: f.qmpSocket,
+      accel: r.accel, accelReason: r.accelReason, createdAt: r.createdAt, resumedAt: r.resumedAt, resumeMs: r.resumeMs, error: r.error,
+    };
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The one VM-start path of sandboxes (resume, restart, synthesis launch, handoff destination):
+ * QEMU paused with -incoming defer, its pid in the record before anything can crash, the guest
+ * agent attached; then the device state loaded, `cont`, and the record marked running.
+ */
+import { CloudletError } from '../common/errors';
+import { AgentClient } from '../qemu/agentClient';
+import { loadDeviceState } from '../qemu/deviceState';
+import { qemuBinary } from '../qemu/host';
+import type { QmpClient } from '../qemu/qmp';
+import { logTail, startVm, type RunningVm } from '../qemu/vm';
+import { qemuNameOf, vmFilesOf, type SandboxFiles } from './layout';
+import type { LiveVms } from './liveVms';
+import { writeRecord, type SandboxRecord } from './record';
+
+/** Starts the sandbox's QEMU, paused, waiting for a device state; the agent is attached. */
+export async function startSandboxQemu(live: LiveVms, rec: SandboxRecord, files: SandboxFiles): Promise<RunningVm> {
+  const vm = await startVm({
+    binary: qemuBinary(), name: qemuNameOf(rec.id), cfg: rec.vmConfig, files: vmFilesOf(files, rec.kernel),
+    accel: rec.accel, incoming: true, paused: true, ports: rec.ports,
+    // Recorded at spawn, not after QMP answers: a crash in between must not leave an untracked QEMU.
+    onSpawn: (p) => { if (p.pid > 0) { rec.pid = p.pid; rec.cmdline = p.cmdline; writeRecord(files.dir, rec); } },
+  });
+  const agent = new AgentClient(files.agentSocket);
+  live.set(rec.id, { qmp: vm.qmp, agent });
+  await agent.attach();
+  return vm;
+}
+
+/**
+ * Loads the device state into the waiting QEMU, continues the VM and marks the record running.
+ * `listening`: the QEMU already waits on its migration socket (listenForDeviceState); `since`:
+ * when QEMU was started (the record's resumeMs counts from there).
+ */
+export async function runFromState(rec: SandboxRecord, files: SandboxFiles, qmp: QmpClient, state: string | Buffer,
+  o: { timeoutMs: number; listening?: boolean; exited?: Promise<unknown>; since?: number }): Promise<SandboxRecord> {
+  const t0 = o.since ?? Date.now();
+  try {
+    try {
+      await loadDeviceState(qmp, state, { socket: files.migrateSocket, timeoutMs: o.timeoutMs, listening: o.listening });
+    } catch (e) {
+      // QEMU exits when an incoming state does not load: wait for its last words in the log.
+      if (o.exited && e instanceof CloudletError && e.code === 'Corrupt') await Promise.race([o.exited.catch(() => undefined), new Promise((r) => setTimeout(r, 3000))]);
+      throw e;
+    }
+    await qmp.execute('cont');
+  } catch (e) {
+    const tail = logTail(files.qemuLog);
+    throw e instanceof CloudletError && tail ? new CloudletError(e.code, `${e.message}\n${tail}`, { hint: e.hint }) : e;
+  }
+  const running: SandboxRecord = { ...rec, status: 'running', resumedAt: new Date().toISOString(), resumeMs: Date.now() - t0 };
+  writeRecord(files.dir, running);
+  return running;
+}
+
+/**
+ * Test hook: with CLOUDLET_FAILPOINT=<name>, stop here forever (the test then kills this process
+ * to check that the next start cleans up). Never set outside tests.
+ */
+export async function failpoint(name: string, detail = ''): Promise<void> {
+  if (process.env.CLOUDLET_FAILPOINT !== name) return;
+  process.stderr.write(`FAILPOINT ${name}${detail}\n`);
+  await new Promise(() => undefined);
+}
