@@ -6,7 +6,6 @@
  * layout.ts) with its record (record.ts); files come from prepareFiles.ts, QEMU starts in start.ts.
  */
 import * as fs from 'fs';
-import * as path from 'path';
 import { CloudletError } from '../common/errors';
 import { createLogger, type Logger } from '../common/log';
 import { storePaths, type StorePaths } from '../common/paths';
@@ -16,15 +15,15 @@ import { hashFile } from '../base/digests';
 import type { ExecResult } from '../qemu/agentClient';
 import { checkDeviceStateHeader, incomingTimeoutMs, listenForDeviceState, saveDeviceStateToFile } from '../qemu/deviceState';
 import { checkHostFor } from '../qemu/host';
-import { reclaimPorts, resolvePorts, type PortForward, type PortRequest } from '../qemu/ports';
-import { processState } from '../qemu/process';
+import { reclaimPorts, resolvePorts, type PortRequest } from '../qemu/ports';
 import type { QmpClient } from '../qemu/qmp';
 import type { VmConfig } from '../qemu/vmconfig';
 import { adoptAll, type AdoptReport } from './adopt';
-import { sandboxFiles, type SandboxFiles } from './layout';
+import type { SandboxFiles } from './layout';
 import { LiveVms } from './liveVms';
 import { checkLaunchFiles, kernelFilesFor, prepareFiles, type FileSources } from './prepareFiles';
-import { claimFolder, NAME_RE, readRecord, writeRecord, type SandboxRecord, type SandboxStatus } from './record';
+import { readRecord, writeRecord, type SandboxRecord } from './record';
+import { SandboxRecords } from './records';
 import { failpoint, runFromState, startSandboxQemu } from './start';
 import type { LaunchSpec, PreparedLaunch, ResumeOptions, SandboxInfo, SandboxLayout, SnapshotResult } from './types';
 
@@ -41,6 +40,7 @@ export class SandboxManager {
   readonly bases: BaseStore;
   private readonly log: Logger;
   private readonly live = new LiveVms();
+  private readonly records: SandboxRecords;
   /** Deadline of loading a device state (default: incomingTimeoutMs(), 120 s). */
   readonly incomingTimeoutMs: number;
 
@@ -48,27 +48,19 @@ export class SandboxManager {
     this.paths = storePaths(opts.root);
     this.incomingTimeoutMs = opts.incomingTimeoutMs ?? incomingTimeoutMs();
     this.bases = new BaseStore(this.paths.root);
+    this.records = new SandboxRecords(this.paths.sandboxes);
     this.log = opts.log ?? createLogger('sandbox');
   }
 
   // ---------------------------------------------------------------- queries
 
-  list(): SandboxInfo[] {
-    if (!fs.existsSync(this.paths.sandboxes)) return [];
-    const out: SandboxInfo[] = [];
-    for (const id of fs.readdirSync(this.paths.sandboxes).sort()) {
-      if (!NAME_RE.test(id)) continue; // claims in progress (.claim-*)
-      const r = readRecord(this.dirOf(id));
-      if (r) out.push(this.info(this.refresh(r)));
-    }
-    return out;
-  }
+  list(): SandboxInfo[] { return this.records.list().map((r) => this.info(r)); }
 
-  get(ref: string): SandboxInfo { return this.info(this.refresh(this.record(ref))); }
+  get(ref: string): SandboxInfo { return this.info(this.records.refresh(this.records.get(ref))); }
 
   /** The sandbox's files and VM shape (handoff and overlays read its RAM and disk layer). */
   layout(ref: string): SandboxLayout {
-    const r = this.record(ref);
+    const r = this.records.get(ref);
     return { id: r.id, baseId: r.baseId, files: this.filesOf(r.id), vmConfig: r.vmConfig };
   }
 
@@ -81,7 +73,7 @@ export class SandboxManager {
   async resume(baseRef: string, opts: ResumeOptions = {}): Promise<SandboxInfo> {
     const base = await this.bases.verifyQuick(baseRef);
     checkDeviceStateHeader(base.state);
-    const existing = opts.name ? this.existingFor(opts.name, base.id) : undefined;
+    const existing = opts.name ? this.records.stoppedFor(opts.name, base.id) : undefined;
     if (existing) return this.restart(existing, base, opts.onProgress ?? noProgress);
     return this.start({ base, vmConfig: base.manifest.vm, state: base.state, src: { from: 'base' }, ports: opts.ports, name: opts.name, progress: opts.onProgress, what: `base ${base.id.slice(0, 12)}` });
   }
@@ -101,7 +93,7 @@ export class SandboxManager {
     const progress = o.progress ?? noProgress;
     const { accel } = await checkHostFor(o.vmConfig, o.what);
     const kernel = kernelFilesFor(o.base, o.vmConfig);
-    const rec = this.claim(o.name, o.base, o.vmConfig, accel, kernel);
+    const rec = this.records.claim(o.name, o.base, o.vmConfig, accel, kernel);
     const files = this.filesOf(rec.id);
     try {
       progress({ phase: 'prepare', message: o.src.from === 'base' ? 'qcow2 layer and private RAM copy' : 'taking the launch files' });
@@ -153,7 +145,7 @@ export class SandboxManager {
   async prepareLaunch(spec: { baseId: string; vmConfig: VmConfig; ports?: PortRequest[]; name?: string }): Promise<PreparedLaunch> {
     const base = await this.bases.verifyQuick(spec.baseId);
     const { accel } = await checkHostFor(spec.vmConfig, `launch of base ${base.id.slice(0, 12)}`);
-    const rec = this.claim(spec.name, base, spec.vmConfig, accel, kernelFilesFor(base, spec.vmConfig));
+    const rec = this.records.claim(spec.name, base, spec.vmConfig, accel, kernelFilesFor(base, spec.vmConfig));
     const files = this.filesOf(rec.id);
     try {
       const [, ports] = await Promise.all([prepareFiles(base, spec.vmConfig, files, { from: 'base' }), resolvePorts([...base.manifest.ports, ...(spec.ports ?? [])])]);
@@ -183,36 +175,36 @@ export class SandboxManager {
   }
 
   /** The QMP connection of a live sandbox (handoff: stop and device-state save without a file). */
-  async qmpClient(ref: string): Promise<QmpClient> { return this.live.qmp(ref, this.filesOf(this.requireLive(ref).id)); }
+  async qmpClient(ref: string): Promise<QmpClient> { return this.live.qmp(ref, this.filesOf(this.records.requireLive(ref).id)); }
 
   // ---------------------------------------------------------------- use
 
   async exec(ref: string, cmd: string, opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
-    const r = this.requireLive(ref, true);
+    const r = this.records.requireLive(ref, true);
     return this.live.agent(r.id, this.filesOf(r.id)).exec(cmd, opts);
   }
 
   async copyIn(ref: string, hostPath: string, guestPath: string, opts: { timeoutMs?: number } = {}): Promise<void> {
     if (!fs.existsSync(hostPath)) throw new CloudletError('BadInput', `${hostPath} does not exist`);
-    const r = this.requireLive(ref, true);
+    const r = this.records.requireLive(ref, true);
     await this.live.agent(r.id, this.filesOf(r.id)).copyIn(hostPath, guestPath, opts);
   }
 
   async pause(ref: string): Promise<SandboxInfo> {
-    const r = this.requireLive(ref);
+    const r = this.records.requireLive(ref);
     await (await this.live.qmp(r.id, this.filesOf(r.id))).execute('stop');
-    return this.setStatus(r, 'paused');
+    return this.info(this.records.setStatus(r, 'paused'));
   }
 
   async unpause(ref: string): Promise<SandboxInfo> {
-    const r = this.requireLive(ref);
+    const r = this.records.requireLive(ref);
     await (await this.live.qmp(r.id, this.filesOf(r.id))).execute('cont');
-    return this.setStatus(r, 'running');
+    return this.info(this.records.setStatus(r, 'running'));
   }
 
   /** Adds a loopback forward to a running sandbox (QEMU's hostfwd_add). */
   async addPort(ref: string, guest: number, hostPort?: number): Promise<SandboxInfo> {
-    const r = this.requireLive(ref);
+    const r = this.records.requireLive(ref);
     const [p] = await resolvePorts([{ guest, host: hostPort }]);
     const out = await (await this.live.qmp(r.id, this.filesOf(r.id))).hmp(`hostfwd_add net0 tcp:127.0.0.1:${p.host}-:${p.guest}`);
     if (out.trim()) throw new CloudletError('Internal', `hostfwd_add: ${out.trim()}`);
@@ -228,7 +220,7 @@ export class SandboxManager {
    * second migration) gives that save again: overlays of one paused sandbox have identical inputs.
    */
   async snapshot(ref: string): Promise<SnapshotResult> {
-    const r = this.requireLive(ref);
+    const r = this.records.requireLive(ref);
     const files = this.filesOf(r.id);
     const qmp = await this.live.qmp(r.id, files);
     let saved: { file: string; bytes: number; sha256: string };
@@ -240,7 +232,7 @@ export class SandboxManager {
       saved = await saveDeviceStateToFile(qmp, files.savedState, { socket: files.migrateSocket });
     }
     r.savedState = saved.file;
-    this.setStatus(r, 'paused');
+    this.records.setStatus(r, 'paused');
     return {
       baseId: r.baseId, ramFile: files.ram, diskLayer: files.disk,
       deviceState: saved.file, deviceStateBytes: saved.bytes, deviceStateSha256: saved.sha256, vmConfig: r.vmConfig,
@@ -249,7 +241,7 @@ export class SandboxManager {
 
   /** Saves the state (so `resume BASE --name ID` continues it later) and ends QEMU. */
   async stop(ref: string, opts: { save?: boolean } = {}): Promise<SandboxInfo> {
-    const r = this.refresh(this.record(ref));
+    const r = this.records.refresh(this.records.get(ref));
     const dir = this.dirOf(r.id);
     if (r.status === 'running' || r.status === 'paused') {
       if (opts.save !== false) {
@@ -268,7 +260,7 @@ export class SandboxManager {
 
   /** Ends the QEMU (if any) and removes the sandbox folder. */
   async delete(ref: string): Promise<string> {
-    const r = this.record(ref);
+    const r = this.records.get(ref);
     await this.discard(r.id);
     return r.id;
   }
@@ -294,81 +286,14 @@ export class SandboxManager {
 
   // ---------------------------------------------------------------- helpers
 
-  private dirOf(id: string): string { return path.join(this.paths.sandboxes, id); }
+  private dirOf(id: string): string { return this.records.dirOf(id); }
 
-  private filesOf(id: string): SandboxFiles { return sandboxFiles(this.dirOf(id)); }
+  private filesOf(id: string): SandboxFiles { return this.records.filesOf(id); }
 
-  private claim(name: string | undefined, base: BaseBundle, vmConfig: VmConfig, accel: { accel: 'kvm' | 'tcg'; reason: string }, kernel: SandboxRecord['kernel']): SandboxRecord {
-    const initial = {
-      baseId: base.id, createdAt: new Date().toISOString(), status: 'starting' as const, vmConfig,
-      accel: accel.accel, accelReason: accel.reason, ports: [] as PortForward[], managerPid: process.pid, kernel,
-    };
-    const { id } = claimFolder(this.paths.sandboxes, name, initial);
-    return { id, ...initial };
-  }
-
-  private record(ref: string): SandboxRecord {
-    if (!NAME_RE.test(ref)) throw new CloudletError('BadInput', `'${ref}' is not a sandbox name`);
-    const r = readRecord(this.dirOf(ref));
-    if (!r) throw new CloudletError('NotFound', `no sandbox '${ref}' in ${this.paths.sandboxes}`, { hint: 'cloudlet sandbox list' });
-    return r;
-  }
-
-  /** The record with its status corrected if its QEMU died (no write: adopt() does that). */
-  private refresh(r: SandboxRecord): SandboxRecord {
-    if ((r.status === 'running' || r.status === 'paused') && processState(r.pid, r.cmdline) !== 'ours') {
-      return { ...r, status: 'stopped', error: r.error ?? `QEMU pid ${r.pid} is gone` };
-    }
-    return r;
-  }
-
-  private requireLive(ref: string, running = false): SandboxRecord {
-    const r = this.refresh(this.record(ref));
-    if (r.status !== 'running' && r.status !== 'paused') {
-      throw new CloudletError('Conflict', `sandbox '${r.id}' is ${r.status}`, { hint: r.status === 'stopped' ? `cloudlet sandbox resume ${r.baseId.slice(0, 12)} --name ${r.id}` : undefined });
-    }
-    if (running && r.status === 'paused') throw new CloudletError('Conflict', `sandbox '${r.id}' is paused`, { hint: `cloudlet sandbox pause --resume ${r.id}` });
-    return r;
-  }
-
-  /** A stopped sandbox given by name restarts from its own saved state; a live one is refused. */
-  private existingFor(name: string, baseId: string): SandboxRecord | undefined {
-    const dir = this.dirOf(name);
-    if (!fs.existsSync(dir)) return undefined;
-    const r = readRecord(dir);
-    if (!r) throw new CloudletError('Conflict', `sandbox folder ${dir} exists but has no state.json`, { hint: `cloudlet sandbox delete ${name}` });
-    const cur = this.refresh(r);
-    if (cur.status === 'running' || cur.status === 'paused' || cur.status === 'starting') {
-      throw new CloudletError('Conflict', `sandbox '${name}' is already ${cur.status} (QEMU pid ${cur.pid}); a second resume would fork it`, {
-        hint: `use it (cloudlet sandbox exec ${name} ...), stop it, or resume under another --name`,
-      });
-    }
-    if (cur.baseId !== baseId) throw new CloudletError('Conflict', `sandbox '${name}' belongs to base ${cur.baseId.slice(0, 12)}`, { hint: 'choose another --name' });
-    if (!cur.savedState || !fs.existsSync(cur.savedState)) {
-      throw new CloudletError('Conflict', `sandbox '${name}' is stopped without a saved state and cannot continue`, { hint: `cloudlet sandbox delete ${name}` });
-    }
-    return cur;
-  }
-
-  private setStatus(r: SandboxRecord, status: SandboxStatus): SandboxInfo {
-    const dir = this.dirOf(r.id);
-    const cur = readRecord(dir) ?? r;
-    const next = { ...cur, status, savedState: r.savedState ?? cur.savedState };
-    writeRecord(dir, next);
-    return this.info(next);
-  }
+  private info(r: SandboxRecord): SandboxInfo { return this.records.info(r); }
 
   private async discard(id: string): Promise<void> {
     await this.live.end(id, this.filesOf(id)).catch(() => undefined);
     fs.rmSync(this.dirOf(id), { recursive: true, force: true });
-  }
-
-  private info(r: SandboxRecord): SandboxInfo {
-    const f = this.filesOf(r.id);
-    return {
-      id: r.id, name: r.id, baseId: r.baseId, status: r.status, pid: r.pid, dir: f.dir, ports: r.ports,
-      consoleSocket: f.consoleSocket, agentSocket: f.agentSocket, qmpSocket: f.qmpSocket,
-      accel: r.accel, accelReason: r.accelReason, createdAt: r.createdAt, resumedAt: r.resumedAt, resumeMs: r.resumeMs, error: r.error,
-    };
   }
 }
