@@ -4,6 +4,8 @@
  */
 import { createHash } from 'crypto';
 import { CloudletError } from '../common/errors';
+import { checkManifestSchema } from './manifestSchema';
+import type { VmConfig } from '../qemu/vmconfig';
 
 export const CHUNK_SIZE = 4096;
 export const FORMAT_NAME = 'cloudlet-overlay';
@@ -103,6 +105,9 @@ export interface SegmentEntry {
   chunks?: Array<[number, number]>;     // for kind "chunks": [first index, count] runs, ascending
 }
 
+/** The launch VM's configuration (its base's) and the guest ports its back-end serves. */
+export type OverlayVmConfig = VmConfig & { ports?: number[] };
+
 export interface OverlayManifest {
   format: typeof FORMAT_NAME;
   version: typeof FORMAT_VERSION;
@@ -112,7 +117,7 @@ export interface OverlayManifest {
   disk: { size: number };               // virtual size of the launch disk
   base: { ramSize: number; diskSize: number };
   compression: { algorithm: 'zstd'; level: number };
-  vmConfig: unknown;
+  vmConfig: OverlayVmConfig;
   segments: SegmentEntry[];
   breakdown: Record<Target, TargetBreakdown> & { deviceStateBytes: number };
 }
@@ -278,6 +283,7 @@ function checkName(what: string, value: unknown, pattern: RegExp): void {
 export function validateManifest(raw: unknown): OverlayManifest {
   const bad = (why: string) => new CloudletError('BadInput', `overlay manifest: ${why}`);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('not a JSON object');
+  checkManifestSchema(raw);
   const m = raw as Record<string, unknown>;
   if (m.format !== FORMAT_NAME) throw bad(`format is ${JSON.stringify(m.format)}, expected "${FORMAT_NAME}"`);
   if (m.version !== FORMAT_VERSION) throw bad(`version ${JSON.stringify(m.version)} is not supported (expected ${FORMAT_VERSION})`);
@@ -326,8 +332,34 @@ export function validateManifest(raw: unknown): OverlayManifest {
     if (count !== seg.records) throw bad(`segment ${seg.digest} lists ${count} chunks but declares ${seg.records} records`);
   }
   if (deviceStates !== 1) throw bad(`expected exactly one device-state segment, found ${deviceStates}`);
-  if (typeof m.breakdown !== 'object' || m.breakdown === null) throw bad('breakdown is missing');
-  return m as unknown as OverlayManifest;
+  const typed = m as unknown as OverlayManifest;
+  if (typed.vmConfig.ramBytes !== ram.size) throw bad(`vmConfig.ramBytes ${typed.vmConfig.ramBytes} differs from ram.size ${ram.size}`);
+  checkBreakdown(typed, bad);
+  return typed;
+}
+
+/** The breakdown is what `overlay info` shows: its totals must be the segments' (a lying manifest is refused). */
+function checkBreakdown(m: OverlayManifest, bad: (why: string) => CloudletError): void {
+  for (const t of TARGETS) {
+    const b = m.breakdown[t];
+    const segs = m.segments.filter((s) => s.kind === 'chunks' && s.target === t);
+    const sum = (f: (s: SegmentEntry) => number) => segs.reduce((n, s) => n + f(s), 0);
+    const encoded = ENCODING_NAMES.reduce((n, e) => n + b.encodings[e], 0);
+    const expect: Array<[string, number, number]> = [
+      ['chunks', b.chunks, sum((s) => s.records!)],
+      ['segments', b.segments, segs.length],
+      ['segmentRawBytes', b.segmentRawBytes, sum((s) => s.rawSize)],
+      ['compressedBytes', b.compressedBytes, sum((s) => s.size)],
+      ['payloadBytes', b.payloadBytes, (b.encodings.raw + b.encodings.xor) * CHUNK_SIZE],
+      ['encodings (total)', encoded, b.chunks],
+      ['selfFrom (total)', b.selfFrom.ram + b.selfFrom.disk, b.encodings.self],
+    ];
+    for (const [field, got, want] of expect) {
+      if (got !== want) throw bad(`breakdown.${t}.${field} is ${got}, the segments make it ${want}`);
+    }
+  }
+  const ds = m.segments.find((s) => s.kind === 'device-state')!;
+  if (m.breakdown.deviceStateBytes !== ds.rawSize) throw bad(`breakdown.deviceStateBytes is ${m.breakdown.deviceStateBytes}, the device-state segment holds ${ds.rawSize}`);
 }
 
 /** Expands a segment's runs into the ascending list of chunk indices. */

@@ -13,7 +13,7 @@ import { ChunkEncoder } from './chunkEncoder';
 import {
   canonicalJson, CHUNK_SIZE, ChunkRecord, emptyBreakdown, Encoding, ENCODING_NAMES, encodeContainerHeader,
   encodeSegment, endsSegment, FORMAT_NAME, FORMAT_VERSION, LIMITS, OverlayManifest, overlayIdOf,
-  SegmentEntry, Target, TargetBreakdown, toRuns,
+  OverlayVmConfig, SegmentEntry, Target, TargetBreakdown, toRuns,
 } from './format';
 import { Qcow2Reader } from './qcow2Reader';
 import { SegmentCompressor } from './segmentCompressor';
@@ -31,7 +31,7 @@ export interface LaunchImages {
   ramFile: string;       // launch RAM, page-aligned, same size as the base's
   diskLayer: string;     // the sandbox's qcow2 layer over the base disk
   deviceState: string;   // QEMU device state (RAM excluded)
-  vmConfig: unknown;     // JSON-serialisable VM configuration, carried in the manifest
+  vmConfig: OverlayVmConfig; // the launch VM's configuration, carried in the manifest
 }
 
 export interface CreateOverlayOptions {
@@ -193,7 +193,7 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
     const manifest: OverlayManifest = {
       format: FORMAT_NAME, version: FORMAT_VERSION, baseId: base.baseId, chunkSize: CHUNK_SIZE,
       ram: { size: ramSize }, disk: { size: diskSize }, base: { ramSize: baseRamSize, diskSize: baseDiskSize },
-      compression: { algorithm: 'zstd', level }, vmConfig: launch.vmConfig ?? {}, segments,
+      compression: { algorithm: 'zstd', level }, vmConfig: launch.vmConfig, segments,
       breakdown: { ...breakdown, deviceStateBytes: deviceState.length },
     };
     // Two segments with the same bytes would share a name; the format lists each name once.

@@ -9,7 +9,7 @@ import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, ProgressSink } from '../common/progress';
 import type { SandboxInfo, SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
 import { applyOverlay } from './apply';
-import { OverlayManifest } from './format';
+import { canonicalJson, OverlayManifest } from './format';
 import { OverlayReader, SegmentSource } from './overlayReader';
 import { createOverlay, CreateOverlayResult } from './overlayWriter';
 import { SegmentCompressor } from './segmentCompressor';
@@ -59,14 +59,25 @@ export interface SynthesizeResult {
   timings: { applyMs: number; launchMs: number; totalMs: number };
 }
 
-/** The VM config an overlay carries: the sandbox's VmConfig plus the ports its back-end serves. */
+/** The VM config an overlay carries (checked by the manifest schema): the sandbox's VmConfig plus the ports its back-end serves. */
 export function overlayVmConfig(m: OverlayManifest): { vm: VmConfig; ports: number[] } {
-  const c = m.vmConfig as (VmConfig & { ports?: number[] }) | undefined;
-  if (!c || typeof c !== 'object' || typeof c.machine !== 'string' || typeof c.cpuModel !== 'string' || c.ramBytes !== m.ram.size) {
-    throw new CloudletError('BadInput', 'overlay manifest: vmConfig is missing machine, cpuModel or a RAM size equal to the overlay\'s');
+  const { ports, ...vm } = m.vmConfig;
+  return { vm, ports: ports ?? [] };
+}
+
+/**
+ * An overlay resumes the VM of its base: its VM config may not ask for another (more vCPUs, another
+ * machine type or CPU model, other devices). Only the MAC may differ (a handed-off server keeps its
+ * source's, as the handoff destination does).
+ */
+function checkSameVm(vm: VmConfig, baseVm: VmConfig, baseId: string): void {
+  const a = vm as unknown as Record<string, unknown>, b = baseVm as unknown as Record<string, unknown>;
+  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    const mine = k === 'nic' ? { ...vm.nic, mac: baseVm.nic.mac } : a[k];
+    if (canonicalJson(mine ?? null) !== canonicalJson(b[k] ?? null)) {
+      throw new CloudletError('Mismatch', `overlay manifest: vmConfig.${k} ${JSON.stringify(a[k])} differs from base ${baseId.slice(0, 12)}'s ${JSON.stringify(b[k])}; an overlay resumes its base's VM`);
+    }
   }
-  const { ports, ...vm } = c;
-  return { vm, ports: Array.isArray(ports) ? ports.filter((p) => Number.isInteger(p) && p > 0 && p < 65536) : [] };
 }
 
 /**
@@ -87,6 +98,7 @@ export async function synthesize(
   try {
     const base = manager.bases.get(baseRef);
     const { vm, ports } = overlayVmConfig(o.manifest);
+    checkSameVm(vm, base.manifest.vm, base.id);
     progress({ phase: 'synthesize', message: `building launch VM of overlay ${o.overlayId?.slice(0, 12) ?? ''} over base ${base.id.slice(0, 12)}` });
     const built = await applyOverlay(o, o.source, { baseId: base.id, ramFile: base.ram, diskFile: base.disk }, {
       outDir: path.join(work, 'launch'), threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress,

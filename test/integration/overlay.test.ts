@@ -13,7 +13,8 @@ import { isCloudletError } from '../../sandbox/common/errors';
 import { projectRoot } from '../../sandbox/common/paths';
 import { loadBuildFile } from '../../sandbox/build/buildFile';
 import { runBuild, BuildResult } from '../../sandbox/build/build';
-import { OverlayReader } from '../../sandbox/overlay';
+import { canonicalJson, OverlayReader, type OverlayManifest } from '../../sandbox/overlay';
+import { CONTAINER_HEADER_SIZE, encodeContainerHeader } from '../../sandbox/overlay/format';
 import { createSandboxOverlay, synthesize } from '../../sandbox/overlay/sandboxOverlay';
 import { tempHome, TempHome, flipByte } from './fixtures/testBase';
 
@@ -94,6 +95,16 @@ describe('overlay: build, create, synthesize with real QEMU', function () {
     const trunc = path.join(th.home, 'truncated.overlay');
     fs.writeFileSync(trunc, fs.readFileSync(built.overlay.path).subarray(0, 5000));
     await assert.rejects(synthesize(th.manager, th.baseId, trunc, { name: 'synth-bad' }), /truncated/);
+    // A well-formed overlay asking for another VM than its base's (issue 11: 4096 vCPUs reached QEMU).
+    const greedy = path.join(th.home, 'greedy.overlay');
+    const r2 = OverlayReader.open(built.overlay.path);
+    const m = JSON.parse(r2.manifestBytes.toString()) as OverlayManifest;
+    const segments = fs.readFileSync(built.overlay.path).subarray(CONTAINER_HEADER_SIZE + r2.manifestBytes.length);
+    r2.close();
+    m.vmConfig.vcpus = 64;
+    const mb = Buffer.from(canonicalJson(m));
+    fs.writeFileSync(greedy, Buffer.concat([encodeContainerHeader(mb), mb, segments]));
+    await assert.rejects(synthesize(th.manager, th.baseId, greedy, { name: 'synth-bad' }), (e: unknown) => isCloudletError(e, 'Mismatch') && /vmConfig\.vcpus 64 differs from base/.test(e.message));
     assert.deepEqual(th.manager.list().map((s) => s.id), [], 'a sandbox was started');
     const tmp = th.manager.paths.tmp;
     assert.deepEqual(fs.existsSync(tmp) ? fs.readdirSync(tmp) : [], [], 'half-built files left in tmp/');

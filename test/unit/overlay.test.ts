@@ -21,6 +21,8 @@ function rewrite(src: string, dest: string, change: (m: OverlayManifest, segs: M
   for (const s of r.segmentRanges()) segs.set(s.digest, file.subarray(s.offset, s.offset + s.length));
   r.close();
   change(m, segs);
+  // A careful forger keeps the breakdown's compressed totals in line with the segments it swapped in.
+  for (const t of ['ram', 'disk'] as const) m.breakdown[t].compressedBytes = m.segments.filter((s) => s.kind === 'chunks' && s.target === t).reduce((n, s) => n + s.size, 0);
   const mb = Buffer.from(canonicalJson(m));
   fs.writeFileSync(dest, Buffer.concat([encodeContainerHeader(mb), mb, ...m.segments.map((s) => segs.get(s.digest) ?? Buffer.alloc(0))]));
   return dest;
@@ -163,14 +165,14 @@ describe('overlay: format, create and apply on generated images', function () {
 
     it('path-like names', async () => {
       const f = rewrite(overlayPath, path.join(tmp, 'pathlike.overlay'), (m) => { m.baseId = '../../../etc/passwd'; });
-      await expectRefused(f, 'BadInput', /baseId "..\/..\/..\/etc\/passwd" is a path-like name/);
+      await expectRefused(f, 'BadInput', /baseId "..\/..\/..\/etc\/passwd" is not of the form/);
       const g = rewrite(overlayPath, path.join(tmp, 'pathlike2.overlay'), (m, segs) => {
         const s = m.segments[0];
         const data = segs.get(s.digest)!;
         s.digest = 'sha256:../../x';
         segs.set(s.digest, data);
       });
-      await expectRefused(g, 'BadInput', /segment 0 digest "sha256:..\/..\/x" is a path-like name/);
+      await expectRefused(g, 'BadInput', /segments\[0\]\.digest "sha256:..\/..\/x" is not of the form/);
     });
 
     it('sizes past sane limits (decompression bomb)', async () => {
@@ -182,7 +184,7 @@ describe('overlay: format, create and apply on generated images', function () {
         m.segments[0] = { ...m.segments[0], digest: name, size: bomb.length, rawSize: 200 << 20 };
         segs.set(name, bomb);
       });
-      await expectRefused(f, 'BadInput', /declares 209715200 decompressed bytes, past the limit of 67108864 \(refused as a possible decompression bomb\)/);
+      await expectRefused(f, 'BadInput', /segments\[0\]\.rawSize 209715200 is over the limit of 67108864/);
       // Lied about in the manifest: the frame header gives it away before decompression.
       const g = rewrite(overlayPath, path.join(tmp, 'bomb2.overlay'), (m, segs) => {
         m.segments[0] = { ...m.segments[0], digest: name, size: bomb.length };

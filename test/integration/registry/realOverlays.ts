@@ -10,6 +10,7 @@ import * as path from 'path';
 import { CHUNK_SIZE } from '../../../sandbox/overlay/format';
 import { createOverlay, CreateOverlayResult } from '../../../sandbox/overlay/overlayWriter';
 import { SegmentCompressor } from '../../../sandbox/overlay/segmentCompressor';
+import { testVmConfig } from '../../unit/helpers/generatedImages';
 
 const MiB = 1 << 20;
 
@@ -103,7 +104,7 @@ export async function makeOverlayPair(dir: string, opts: PairOptions = {}): Prom
   const compressor = new SegmentCompressor(1);
   try {
     const make = (version: 'v1' | 'v2') => createOverlay(base, {
-      ramFile: launchRam, diskLayer: launchDisk[version], deviceState, vmConfig: { test: 'registry' },
+      ramFile: launchRam, diskLayer: launchDisk[version], deviceState, vmConfig: testVmConfig(ramSize),
     }, { outFile: path.join(dir, `${version}.overlay`), compressor });
     const v1 = await make('v1');
     const v2 = await make('v2');

@@ -6,8 +6,14 @@ import { execFileSync } from 'child_process';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import type { OverlayVmConfig } from '../../../sandbox/overlay/format';
 
 export const PAGE = 4096;
+
+/** The VM config a test overlay carries (a manifest must hold a complete one). */
+export function testVmConfig(ramBytes: number): OverlayVmConfig {
+  return { machine: 'pc-q35-7.2', cpuModel: 'qemu64', ramBytes, vcpus: 1, nic: { model: 'virtio-net-pci', mac: '52:54:00:12:34:56' }, ports: [80] };
+}
 
 /** Deterministic pseudo-random bytes (xorshift32). */
 export function prng(seed: number, n: number): Buffer {
@@ -35,7 +41,7 @@ export interface GeneratedPair {
   dir: string;
   baseId: string;
   base: { ramFile: string; diskFile: string; ramDigests: string; diskDigests: string };
-  launch: { ramFile: string; diskRaw: string; diskLayer: string; deviceState: string; vmConfig: unknown };
+  launch: { ramFile: string; diskRaw: string; diskLayer: string; deviceState: string; vmConfig: OverlayVmConfig };
   ram: Buffer;   // expected launch RAM
   disk: Buffer;  // expected launch disk
 }
@@ -91,7 +97,7 @@ export function makePair(dir: string, opts: { clusterSize?: number; ramPages?: n
   return {
     dir, baseId,
     base: { ramFile: f('base-ram.raw'), diskFile: f('base-disk.raw'), ramDigests: f('base-ram.digests'), diskDigests: f('base-disk.digests') },
-    launch: { ramFile: f('launch-ram.raw'), diskRaw: f('launch-disk.raw'), diskLayer: f('layer.qcow2'), deviceState: f('state.bin'), vmConfig: { machine: 'q35', cpu: 'qemu64', memMiB: ramPages / 256, ports: [{ guest: 80 }] } },
+    launch: { ramFile: f('launch-ram.raw'), diskRaw: f('launch-disk.raw'), diskLayer: f('layer.qcow2'), deviceState: f('state.bin'), vmConfig: testVmConfig(ramPages * PAGE) },
     ram, disk,
   };
 }
