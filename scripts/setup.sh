@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything a fresh Debian 12 machine lacks (run as root), idempotent and cached:
-#   apt packages, npm dependencies, the test guest's kernel (.cache/guest), code-server for UI tests.
+#   apt packages, npm dependencies, the test guest's kernel (.cache/guest), the fleet tests' Keystone
+#   database (.cache/keystone), code-server for UI tests.
 #   --demo      then runs `npm run demo` (the README's first command)
 #   --no-ui     skip code-server (UI tests then fail to start)
 set -euo pipefail
@@ -15,6 +16,7 @@ APT_PACKAGES=(
   docker.io                             # Docker engines that act as edge devices
   docker-registry apache2-utils openssl # the reference OCI registry, htpasswd and TLS for its tests
   python3-openstackclient python3-blazarclient  # standard OpenStack clients used against the daemon
+  python3-keystone uwsgi-core uwsgi-plugin-python3  # a real Keystone (22.x) for the fleet tests
   sqlite3 curl jq debootstrap
   chromium libkrb5-dev libxkbfile-dev libsecret-1-dev libx11-dev ripgrep  # code-server + Playwright
 )
@@ -33,6 +35,9 @@ fi
 npm run build
 
 [ -x scripts/setup-guest.sh ] && bash scripts/setup-guest.sh
+# The fleet tests' Keystone database (db_sync, bootstrap, users), made once into .cache/keystone/.
+echo "setup: Keystone database for the fleet tests"
+node --import tsx -e 'require("./test/integration/fixtures/keystone").keystoneTemplate().then((d) => console.log(`keystone in ${d}`)).catch((e) => { console.error(e); process.exit(1); })'
 [ "$ui" = 1 ] && [ -x scripts/setup-code-server.sh ] && bash scripts/setup-code-server.sh
 
 echo "setup: done"

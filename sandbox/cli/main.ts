@@ -15,6 +15,7 @@ import * as build from './commands/build';
 import * as synthesize from './commands/synthesize';
 import * as serve from './commands/serve';
 import * as remote from './commands/remote';
+import * as region from './commands/region';
 import * as publish from './commands/publish';
 import * as devices from './commands/devices';
 
@@ -28,7 +29,7 @@ export function createProgram(): Command {
     .version(packageVersion())
     .showHelpAfterError();
   // Order matters only where a group extends another's command (publish adds to `overlay`).
-  for (const group of [guest, base, sandbox, overlay, build, synthesize, serve, remote, publish, devices]) {
+  for (const group of [guest, base, sandbox, overlay, build, synthesize, serve, remote, region, publish, devices]) {
     group.register(program);
   }
   return program;

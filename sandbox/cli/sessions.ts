@@ -1,11 +1,13 @@
 /**
  * Saved cloudlet logins for the CLI: <config>/cloudlet/sessions.json (mode 0600), holding each
  * cloudlet's auth URL, user, project and current token (never the password).
+ * A login to a fleet's Keystone is one saved session whose catalog has several regions; one of
+ * its cloudlets is named NAME/REGION (e.g. fleet/edge2), all on the one token.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { CloudletClient, normalizeAuthUrl, type ClientOptions } from '../client';
+import { CloudletClient, type ClientOptions } from '../client';
 import { CloudletError } from '../common/errors';
 
 export interface SavedSession { name: string; authUrl: string; user: string; project: string; token: string; expiresAt: string }
@@ -30,8 +32,15 @@ export function saveSession(s: SavedSession, makeCurrent = true): void {
   fs.renameSync(tmp, sessionsFile());
 }
 
+/** "fleet/edge2" -> the saved session "fleet", region edge2; a URL or a plain name has no region. */
+export function splitRegionRef(ref: string): { ref: string; region?: string } {
+  const m = /^([\w.-]+)\/([A-Za-z0-9][\w.-]*)$/.exec(ref);
+  return m ? { ref: m[1], region: m[2] } : { ref };
+}
+
 /** A saved session by name, by URL (any URL of that daemon) or the current one. */
 export function findSession(ref?: string): SavedSession {
+  if (ref) ref = splitRegionRef(ref).ref;
   const f = loadSessions();
   const all = Object.values(f.cloudlets);
   if (!ref) {
@@ -49,18 +58,19 @@ export function findSession(ref?: string): SavedSession {
 
 function safeOrigin(u: string): string | undefined { try { return new URL(u).origin; } catch { return undefined; } }
 
-/** A client for a saved session; a clear message when its token has expired. */
+/** A client for a saved session (in its region for NAME/REGION); a clear message when its token has expired. */
 export async function clientFor(ref?: string, o: ClientOptions = {}): Promise<CloudletClient> {
   const s = findSession(ref);
   if (Date.parse(s.expiresAt) <= Date.now()) {
     throw new CloudletError('Unauthorized', `the token for ${s.name} has expired`, { hint: `cloudlet login ${s.authUrl} --user ${s.user} --project ${s.project}` });
   }
-  return CloudletClient.fromToken(s.authUrl, s.token, o);
+  const c = await CloudletClient.fromToken(s.authUrl, s.token, o);
+  const region = ref ? splitRegionRef(ref).region : undefined;
+  return region ? c.inRegion(region) : c;
 }
 
-/** The Keystone URL for what the user typed: a daemon root URL gets /identity/v3. */
-export function authUrlFrom(url: string): string {
-  const u = url.replace(/\/+$/, '');
-  if (/\/v3$/.test(u) || /\/identity$/.test(u)) return normalizeAuthUrl(u);
-  return `${u}/identity/v3`;
+/** The NAME/REGION names of a session's cloudlets: one per region when its catalog has several. */
+export function cloudletNames(name: string, c: CloudletClient): string[] {
+  const regions = c.regions();
+  return regions.length > 1 ? regions.map((r) => `${name}/${r}`) : [name];
 }

@@ -21,6 +21,11 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Interface to pick in the catalog. Default 'public'. */
   interface?: string;
+  /**
+   * Region to pick in the catalog (a fleet: one Keystone, each cloudlet a region). Default: the
+   * first endpoint of the interface, whatever its region.
+   */
+  region?: string;
 }
 
 export interface LoginOptions extends ClientOptions {
@@ -124,16 +129,49 @@ export class CloudletClient {
   /** True when the token has less than `marginMs` left. */
   expiresSoon(marginMs = 60_000): boolean { return Date.parse(this.session.expiresAt) - Date.now() < marginMs; }
 
-  hasService(type: Service): boolean { return this.session.catalog.some((c) => c.type === type); }
+  /** The region this client's calls go to, when one was chosen. */
+  get region(): string | undefined { return this.opts.region; }
+
+  hasService(type: Service): boolean { return this.endpoints(type).length > 0; }
 
   /** The catalog URL of a service type (no trailing slash). */
   endpoint(type: Service): string {
-    if (type === 'identity' && !this.hasService('identity')) return this.session.authUrl.replace(/\/v3$/, '');
-    const entry = this.session.catalog.find((c) => c.type === type);
+    if (type === 'identity' && !this.session.catalog.some((c) => c.type === 'identity')) return this.session.authUrl.replace(/\/v3$/, '');
+    const eps = type === 'identity' ? this.endpoints(type, true) : this.endpoints(type);
     const want = this.opts.interface ?? 'public';
-    const ep = entry?.endpoints.find((e) => e.interface === want) ?? entry?.endpoints[0];
-    if (!ep) throw new CloudletError('NotFound', `the catalog of ${this.session.authUrl} has no ${type} service`);
+    const ep = eps.find((e) => e.interface === want) ?? eps[0];
+    if (!ep) {
+      throw new CloudletError('NotFound', `the catalog of ${this.session.authUrl} has no ${type} service${this.opts.region ? ` in region ${this.opts.region}` : ''}`);
+    }
     return ep.url.replace(/\/$/, '');
+  }
+
+  /**
+   * The regions of the catalog that offer `type` (default compute), sorted: in a fleet, one per
+   * cloudlet. A daemon that is its own Keystone has one.
+   */
+  regions(type: Service = 'compute'): string[] {
+    const out = new Set<string>();
+    for (const e of this.session.catalog.filter((c) => c.type === type).flatMap((c) => c.endpoints)) {
+      const r = e.region_id ?? e.region;
+      if (r) out.add(r);
+    }
+    return [...out].sort();
+  }
+
+  /** A client on the same login (same token, no new login) whose calls go to `region`. */
+  inRegion(region: string): CloudletClient {
+    if (!this.regions().includes(region)) {
+      throw new CloudletError('NotFound', `region ${region} is not in the catalog of ${this.session.authUrl}`, { hint: `regions there: ${this.regions().join(', ') || 'none'}` });
+    }
+    return new CloudletClient(this.session, { ...this.opts, region });
+  }
+
+  /** The endpoints of a service type in this client's region (any region when none was chosen, or `anyRegion`). */
+  private endpoints(type: Service, anyRegion = false) {
+    const all = this.session.catalog.filter((c) => c.type === type).flatMap((c) => c.endpoints);
+    const r = this.opts.region;
+    return r && !anyRegion ? all.filter((e) => (e.region_id ?? e.region) === r) : all;
   }
 
   // ---- generic calls ------------------------------------------------------------------------
@@ -302,6 +340,10 @@ export class CloudletClient {
       const msg = (e as Error).name === 'TimeoutError' ? 'timed out' : ((e as Error & { cause?: Error }).cause?.message ?? (e as Error).message);
       this.opts.onCall?.({ method, service, url: logged, status: 0, ms: Date.now() - t0, error: msg });
       if (signal?.aborted && o.signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
+      if (service === 'identity') {
+        throw new CloudletError('Unavailable', `the identity service (Keystone) at ${this.session.authUrl} is not reachable: ${msg}`,
+          { hint: 'logging in needs it; tokens already held keep working where a cloudlet validated them recently' });
+      }
       throw new CloudletError('Unavailable', `${method} ${logged}: ${msg}`, { hint: 'is the cloudlet running and reachable?' });
     }
     const ms = Date.now() - t0;
@@ -338,6 +380,26 @@ async function readAtMost(res: Response, n: number): Promise<Uint8Array> {
 /** The daemon puts the hint into the OpenStack message too (for OpenStack clients); the error carries it once. */
 function withoutHint(message: string, hint: string | undefined): string {
   return hint && message.endsWith(` (${hint})`) ? message.slice(0, -hint.length - 3) : message;
+}
+
+/**
+ * The Keystone v3 URL behind what a user typed: a Keystone URL (.../v3), a Keystone root (its
+ * version document names v3), or a cloudlet daemon's root, whose service list names its identity
+ * (the daemon itself, or the fleet's Keystone). Falls back to URL/identity/v3 when nothing answers.
+ */
+export async function discoverAuthUrl(url: string, o: { timeoutMs?: number } = {}): Promise<string> {
+  const u = url.replace(/\/+$/, '');
+  if (/\/v3$/.test(u)) return u;
+  if (/\/identity$/.test(u)) return `${u}/v3`;
+  try {
+    const res = await fetch(`${u}/`, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(o.timeoutMs ?? 15_000) });
+    const j = (await res.json()) as { cloudlet?: boolean; services?: Record<string, string>; versions?: { values?: { id?: string; links?: { rel?: string; href?: string }[] }[] } };
+    if (j.cloudlet && typeof j.services?.identity === 'string') return normalizeAuthUrl(j.services.identity);
+    const v3 = j.versions?.values?.find((v) => typeof v.id === 'string' && v.id.startsWith('v3'));
+    const href = v3?.links?.find((l) => l.rel === 'self')?.href;
+    if (href) return normalizeAuthUrl(href);
+  } catch { /* not answering, or not JSON: guess below */ }
+  return `${u}/identity/v3`;
 }
 
 export function normalizeAuthUrl(u: string): string {

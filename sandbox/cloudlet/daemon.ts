@@ -8,18 +8,20 @@ import * as http from 'http';
 import * as path from 'path';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import Database from 'better-sqlite3';
-import type { ApiModule, AuthContext, DaemonContext } from './context';
+import type { ApiModule, DaemonContext } from './context';
 import { type DaemonConfig, loadConfig } from './config';
-import { IdentityStore, migrateIdentity } from './identityStore';
+import { createIdentityProvider, type IdentityProvider } from './identityProvider';
+import { callerOf, resolveCaller } from './requestAuth';
+import { registerSelf } from './selfRegistration';
 import { Jobs, migrateJobs } from './jobs';
 import { LocalEventBus } from './events';
 import { errorBodyFor } from './errorBodies';
-import { identityModule } from './api/identity';
 import { cloudletModule } from './api/cloudlet';
 import { builtinModules } from './modules';
 import { CloudletError, codeForStatus, describeError, type ErrorCode } from '../common/errors';
 import { createLogger, type Logger } from '../common/log';
 import { storePaths } from '../common/paths';
+import { SERVICE_NAMES } from '../client/regions';
 
 export interface DaemonOptions {
   host: string;
@@ -45,7 +47,7 @@ export interface Daemon {
   port: number;
   ctx: DaemonContext;
   app: FastifyInstance;
-  identity: IdentityStore;
+  identity: IdentityProvider;
   jobs: Jobs;
   events: LocalEventBus;
   config: DaemonConfig;
@@ -54,11 +56,6 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-const SERVICE_NAMES: Record<string, string> = {
-  identity: 'keystone', compute: 'nova', image: 'glance', reservation: 'blazar', container: 'zun',
-  inventory: 'doni', cloudlet: 'cloudlet',
-};
-
 export function serviceName(type: string): string { return SERVICE_NAMES[type] ?? type; }
 
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
@@ -66,16 +63,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const paths = storePaths(opts.dataDir);
   for (const d of [paths.root, paths.tmp]) fs.mkdirSync(d, { recursive: true });
   const config = opts.config ?? loadConfig(opts.configFile, opts.dataDir);
+  const region = config.region ?? 'RegionOne';
 
   const db = new Database(path.join(opts.dataDir, 'cloudlet.db'));
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
-  migrateIdentity(db);
   migrateJobs(db);
-  const identity = new IdentityStore(db, config.token_ttl_seconds);
-  identity.sync(config);
+  const identity = createIdentityProvider(db, config, log);
   const events = new LocalEventBus();
   const jobs = new Jobs(db, events, log);
   const interrupted = jobs.recoverInterrupted();
@@ -94,9 +90,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const ctx: DaemonContext = {
     db, dataDir: opts.dataDir, log, jobs, events,
     get publicUrl() { return state.url; },
-    auth: (req) => authenticate(identity, req),
+    auth: callerOf,
     requireAdmin: (req) => {
-      const a = authenticate(identity, req);
+      const a = callerOf(req);
       if (!a.isAdmin) throw new CloudletError('Forbidden', 'this call needs the admin role');
       return a;
     },
@@ -107,21 +103,24 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   };
 
   const modules: ApiModule[] = [
-    identityModule(identity, () => catalog()),
+    ...(identity.apiModule ? [identity.apiModule(() => catalog())] : []),
     cloudletModule(jobs, events),
     ...(opts.modules ?? builtinModules({ config, dataDir: opts.dataDir })),
   ];
   const catalog = () => modules.map((m) => ({
     id: m.serviceType, type: m.serviceType, name: serviceName(m.serviceType),
     endpoints: ['public', 'internal'].map((iface) => ({
-      id: `${m.serviceType}-${iface}`, interface: iface, region: 'RegionOne', region_id: 'RegionOne', url: serviceUrl(m.serviceType),
+      id: `${m.serviceType}-${iface}`, interface: iface, region, region_id: region, url: serviceUrl(m.serviceType),
     })),
   }));
 
   for (const m of modules) m.migrate(db);
+  // Every request's caller is resolved before its route runs (an external Keystone is a network call).
+  app.addHook('onRequest', resolveCaller(identity));
+  const authUrl = (req: FastifyRequest) => identity.externalAuthUrl ?? `${req.protocol}://${req.host}/identity/v3`;
   for (const m of modules) {
     await app.register(async (scoped) => {
-      scoped.setErrorHandler((err, req, reply) => sendError(m.serviceType, err as Error, req, reply, log));
+      scoped.setErrorHandler((err, req, reply) => sendError(m.serviceType, err as Error, req, reply, log, authUrl(req)));
       scoped.setNotFoundHandler((req, reply) => {
         const body = errorBodyFor(m.serviceType, 404, `no such resource: ${req.method} ${req.url.split('?')[0]}`, { code: 'NotFound' });
         void reply.code(404).send(body);
@@ -129,10 +128,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       m.routes(scoped, ctx);
     }, { prefix: m.prefix });
   }
-  app.setErrorHandler((err, req, reply) => sendError('identity', err as Error, req, reply, log));
+  app.setErrorHandler((err, req, reply) => sendError('identity', err as Error, req, reply, log, authUrl(req)));
   app.setNotFoundHandler((req, reply) => void reply.code(404).send(errorBodyFor('identity', 404, `no such resource: ${req.method} ${req.url.split('?')[0]}`, { code: 'NotFound' })));
   // The root lists where each service lives, like a devstack host's landing page.
-  app.get('/', async () => ({ cloudlet: true, services: Object.fromEntries(modules.map((m) => [m.serviceType, serviceUrl(m.serviceType)])) }));
+  // In a fleet, identity is the external Keystone: clients given this URL find where to log in.
+  app.get('/', async () => ({ cloudlet: true, region, identity_provider: identity.kind,
+    services: { ...Object.fromEntries(modules.map((m) => [m.serviceType, serviceUrl(m.serviceType)])), ...(identity.externalAuthUrl ? { identity: identity.externalAuthUrl } : {}) } }));
 
   await app.listen({ host: opts.host, port: opts.port });
   const port = (app.server.address() as { port: number }).port;
@@ -145,18 +146,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     extraServers.push(s);
   }
   for (const m of modules) await m.start?.(ctx);
-  log.info(`listening on ${state.url} (data ${opts.dataDir})`);
+  log.info(`listening on ${state.url} (data ${opts.dataDir}; identity ${identity.externalAuthUrl ?? 'embedded'}, region ${region})`);
+  const selfRegistration = config.identity?.provider === 'keystone' && config.identity.register_region
+    ? registerSelf(config.identity, region, Object.fromEntries(modules.map((m) => [m.serviceType, serviceUrl(m.serviceType)])), log) : undefined;
 
   let closing: Promise<void> | undefined;
   return {
     url: state.url, port, ctx, app, identity, jobs, events, config, serviceUrl,
     close: () => closing ??= (async () => {
+      selfRegistration?.stop();
       await jobs.stopAll();
       for (const m of [...modules].reverse()) {
         try { await m.stop?.(); } catch (e) { log.warn(`stopping ${m.serviceType}: ${describeError(e)}`); }
       }
       for (const s of extraServers) { s.closeAllConnections(); await new Promise((r) => s.close(r)); }
       await app.close();
+      identity.close?.();
       db.close();
     })(),
   };
@@ -170,23 +175,13 @@ export function splitHostPort(addr: string): [string, number] {
   return [host, port];
 }
 
-function authenticate(identity: IdentityStore, req: FastifyRequest): AuthContext {
-  const cached = (req as any).cloudletAuth as AuthContext | undefined;
-  if (cached) return cached;
-  const header = req.headers['x-auth-token'];
-  const a = identity.validate(Array.isArray(header) ? header[0] : header);
-  if (!a) throw new CloudletError('Unauthorized', 'The request you have made requires authentication.');
-  (req as any).cloudletAuth = a;
-  return a;
-}
-
-function sendError(serviceType: string, err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply, log: Logger): void {
+function sendError(serviceType: string, err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply, log: Logger, authUrl: string): void {
   const { status, code, message, hint } = errorAnswer(err, req, log);
   // OpenStack clients show only the message: the hint goes into it as well as beside it.
   const shown = hint ? `${message} (${hint})` : message;
   // keystonemiddleware answers 401 for every service with the Keystone body and this header.
   const body = errorBodyFor(status === 401 ? 'identity' : serviceType, status, shown, { code, hint });
-  if (status === 401) void reply.header('www-authenticate', `Keystone uri="${req.protocol}://${req.host}/identity"`);
+  if (status === 401) void reply.header('www-authenticate', `Keystone uri="${authUrl.replace(/\/v3$/, '')}"`);
   void reply.code(status).send(body);
 }
 

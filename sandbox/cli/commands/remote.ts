@@ -5,9 +5,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Command } from 'commander';
-import { CloudletClient, type HandoffReport, type Server } from '../../client';
+import { CloudletClient, discoverAuthUrl, type HandoffReport, type Server } from '../../client';
 import { CloudletError, describeError } from '../../common/errors';
-import { authUrlFrom, clientFor, findSession, loadSessions, saveSession } from '../sessions';
+import { clientFor, cloudletNames, loadSessions, saveSession } from '../sessions';
 import { followJob } from '../progressBar';
 
 function readPassword(): string {
@@ -28,16 +28,18 @@ function serverLine(s: Server): string[] {
 
 export function register(program: Command): void {
   program.command('login <url>')
-    .description('log in to a cloudlet (password from CLOUDLET_PASSWORD or stdin) and remember the token')
+    .description('log in to a cloudlet, or to a fleet\'s Keystone (password from CLOUDLET_PASSWORD or stdin), and remember the token')
     .requiredOption('--user <name>', 'user name')
     .requiredOption('--project <name>', 'project to scope the token to')
     .option('--name <name>', 'name to save this cloudlet under (default: its host:port)')
     .action(async (url: string, o: { user: string; project: string; name?: string }) => {
-      const authUrl = authUrlFrom(url);
+      const authUrl = await discoverAuthUrl(url);
       const c = await CloudletClient.login({ authUrl, username: o.user, password: readPassword(), project: o.project });
       const name = o.name ?? new URL(authUrl).host;
       saveSession({ name, authUrl, user: o.user, project: o.project, token: c.token, expiresAt: c.session.expiresAt });
-      process.stdout.write(`logged in to ${name} as ${o.user} (project ${o.project}), token valid until ${c.session.expiresAt}\n`);
+      const regions = c.regions();
+      process.stdout.write(`logged in to ${name} as ${o.user} (project ${o.project}), token valid until ${c.session.expiresAt}\n`
+        + (regions.length > 1 ? `cloudlets (regions): ${cloudletNames(name, c).join(', ')}\n` : ''));
     });
 
   program.command('cloudlets')
@@ -47,14 +49,21 @@ export function register(program: Command): void {
       const f = loadSessions();
       const out: Record<string, unknown>[] = [];
       for (const s of Object.values(f.cloudlets)) {
-        const row: Record<string, unknown> = { name: s.name, current: f.current === s.name, auth_url: s.authUrl, user: s.user, project: s.project, expires_at: s.expiresAt };
-        try {
-          const c = await clientFor(s.name);
-          row.services = c.session.catalog.map((e) => e.type);
-          row.bases = (await c.listBases()).map((b) => b.base_sha256_uuid);
-          row.state = 'ok';
-        } catch (e) { row.state = describeError(e).split('\n')[0]; }
-        out.push(row);
+        const common = { current: f.current === s.name, auth_url: s.authUrl, user: s.user, project: s.project, expires_at: s.expiresAt };
+        let c: CloudletClient;
+        try { c = await clientFor(s.name); } catch (e) { out.push({ name: s.name, ...common, state: describeError(e).split('\n')[0] }); continue; }
+        // A fleet login: each region of its catalog is a cloudlet.
+        const regions = c.regions();
+        for (const name of cloudletNames(s.name, c)) {
+          const rc = regions.length > 1 ? c.inRegion(name.slice(s.name.length + 1)) : c;
+          const row: Record<string, unknown> = { name, ...common, region: rc.region ?? regions[0] };
+          try {
+            row.services = [...new Set(rc.session.catalog.filter((e) => rc.hasService(e.type)).map((e) => e.type))];
+            row.bases = (await rc.listBases()).map((b) => b.base_sha256_uuid);
+            row.state = 'ok';
+          } catch (e) { row.state = describeError(e).split('\n')[0]; }
+          out.push(row);
+        }
       }
       if (o.json) { process.stdout.write(JSON.stringify(out, null, 2) + '\n'); return; }
       if (!out.length) { process.stdout.write('no cloudlets: cloudlet login URL --user NAME --project NAME\n'); return; }
@@ -75,15 +84,17 @@ export function register(program: Command): void {
     });
 
   program.command('handoff <server>')
-    .description('move a running server to another cloudlet (log in to both first)')
-    .requiredOption('--to <url|name>', 'destination cloudlet')
+    .description('move a running server to another cloudlet (log in to both first; within a fleet, your one login serves both)')
+    .requiredOption('--to <url|name>', 'destination cloudlet: a saved login, NAME/REGION, or a region of the source\'s fleet')
     .option('--cloudlet <name|url>', 'source cloudlet (default: the current one)')
     .option('--name <name>', 'name of the server at the destination')
     .option('--json', 'print the report as JSON')
     .action(async (server: string, o: { to: string; cloudlet?: string; name?: string; json?: boolean }) => {
       const src = await clientFor(o.cloudlet);
-      const dst = await clientFor(findSession(o.to).name);
+      const dst = await destinationClient(src, o.to);
       const id = await resolveServer(src, server);
+      // Within a fleet dst.token is the user's own token (one Keystone): the destination checks it
+      // like any call of that user; nothing is minted or logged in to on the user's behalf.
       const { jobId } = await src.handoff(id, { handoffUrl: dst.endpoint('compute'), destToken: dst.token, destVmName: o.name });
       const end = await followJob(src, jobId, 'handoff');
       const r = end.result as HandoffReport;
@@ -91,6 +102,12 @@ export function register(program: Command): void {
       process.stdout.write(`handed off to ${r.destination} as ${r.destination_server_id}: ${(r.total_ms / 1000).toFixed(2)} s total, `
         + `${(r.bytes_sent / 1e6).toFixed(2)} MB in ${r.rounds} rounds, downtime ${r.downtime_ms} ms\n`);
     });
+}
+
+/** The destination of a handoff: a region of the source's own fleet login, or another saved login. */
+async function destinationClient(src: CloudletClient, to: string): Promise<CloudletClient> {
+  if (src.regions().includes(to) && !loadSessions().cloudlets[to]) return src.inRegion(to);
+  return clientFor(to);
 }
 
 async function resolveServer(c: CloudletClient, ref: string): Promise<string> {

@@ -1,0 +1,50 @@
+/**
+ * Where a daemon's callers come from. Two providers sit behind the daemon's one auth hook:
+ * - embedded: the daemon is its own Keystone (users in its config, tokens in its SQLite); the
+ *   default for the local sandbox and a single cloudlet;
+ * - keystone: an external Keystone v3 validates every token, the way keystonemiddleware does
+ *   (keystoneIdentity.ts); the daemon is then one region of a fleet.
+ * Validation is asynchronous (an external Keystone is a network call), so the daemon resolves the
+ * caller in an onRequest hook and `ctx.auth(req)` only reads what the hook found (requestAuth.ts).
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import type { ApiModule, AuthContext } from './context';
+import type { DaemonConfig } from './config';
+import { IdentityStore, migrateIdentity } from './identityStore';
+import { identityModule } from './api/identity';
+import { KeystoneIdentity } from './keystoneIdentity';
+import type { Logger } from '../common/log';
+
+export interface IdentityProvider {
+  readonly kind: 'embedded' | 'keystone';
+  /**
+   * The caller holding `token`; undefined when the token is unknown, expired or revoked.
+   * Throws Forbidden when the token is valid but gives no role on this cloudlet, Unavailable when
+   * the identity service cannot be asked.
+   */
+  validate(token: string): Promise<AuthContext | undefined>;
+  /** The Keystone v3 URL clients get tokens from, when it is not this daemon's own /identity/v3. */
+  readonly externalAuthUrl?: string;
+  /** The /identity routes, when this daemon is its own Keystone. */
+  apiModule?(catalog: () => unknown[]): ApiModule;
+  close?(): void;
+}
+
+/** The daemon's own Keystone: users and projects from its config, tokens in its database. */
+export class EmbeddedIdentity implements IdentityProvider {
+  readonly kind = 'embedded';
+  readonly store: IdentityStore;
+  constructor(db: BetterSqlite3.Database, config: DaemonConfig) {
+    migrateIdentity(db);
+    this.store = new IdentityStore(db, config.token_ttl_seconds);
+    this.store.sync(config);
+  }
+  async validate(token: string): Promise<AuthContext | undefined> { return this.store.validate(token); }
+  apiModule(catalog: () => unknown[]): ApiModule { return identityModule(this.store, catalog); }
+}
+
+export function createIdentityProvider(db: BetterSqlite3.Database, config: DaemonConfig, log: Logger): IdentityProvider {
+  const k = config.identity;
+  if (k?.provider === 'keystone') return new KeystoneIdentity(k, log);
+  return new EmbeddedIdentity(db, config);
+}
