@@ -1,9 +1,10 @@
 /**
  * A fleet under one real Keystone (Debian's keystone 22.x under uWSGI, SQLite, 127.0.0.1) and two
  * cloudlet daemons as its regions (edge1 on 127.0.0.2, registered by the operator command; edge2 on
- * 127.0.0.3, registering itself): one login for both, the standard openstack CLI per region,
- * keystonemiddleware's rules (roles, revocation within the cache bound, Keystone down), a handoff
- * on the user's own token with the destination's check, and the nearest cloudlet.
+ * 127.0.0.3, registering itself, reached through a proxy on 127.0.0.4 that adds 2 x 15 ms): one
+ * login for both, the standard openstack CLI per region, keystonemiddleware's rules (roles,
+ * revocation within the cache bound, Keystone down), the nearest cloudlet (edge1; an unreachable
+ * edge3 shown), and a handoff edge1 -> edge2 on the user's own token with the destination's check.
  */
 import { strict as assert } from 'assert';
 import { execFile } from 'child_process';
@@ -12,19 +13,26 @@ import * as os from 'os';
 import * as path from 'path';
 import { promisify } from 'util';
 import { startDaemon, killProcessesUsing, type TestDaemon } from './fixtures/daemon';
-import { startKeystone, fleetConfig, FLEET_USERS, type FleetUser, type TestKeystone } from './fixtures/keystone';
-import { CloudletClient } from '../../sandbox/client';
+import { startKeystone, fleetConfig, freePort, FLEET_USERS, type FleetUser, type TestKeystone } from './fixtures/keystone';
+import { startLatencyProxy, type LatencyProxy } from './fixtures/latencyProxy';
+import { sampleOverlay, counter } from './fixtures/sampleOverlay';
+import { CloudletClient, type HandoffReport, type Server } from '../../sandbox/client';
+import { registerRegion } from '../../sandbox/client/regions';
 import { projectRoot } from '../../sandbox/common/paths';
 
 const execFileP = promisify(execFile);
 /** The cache bound the daemons run with here (identity.cache_seconds). */
 const CACHE_SECONDS = 5;
+/** One way, edge2's proxy. */
+const EDGE2_DELAY_MS = 15;
+const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80'];
 
 describe('fleet: one real Keystone, cloudlets as regions', function () {
   this.timeout(600_000);
   let ks: TestKeystone;
   let edge1: TestDaemon;
   let edge2: TestDaemon;
+  let proxy: LatencyProxy;
   let configDir: string;
 
   const login = (user: FleetUser) => CloudletClient.login({ authUrl: ks.authUrl, username: user, password: FLEET_USERS[user].password, project: FLEET_USERS[user].project });
@@ -48,15 +56,20 @@ describe('fleet: one real Keystone, cloudlets as regions', function () {
   before(async () => {
     configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-fleet-'));
     ks = await startKeystone();
+    // edge2 is "farther": everyone reaches it through the delaying proxy, which its catalog URLs name.
+    const edge2Port = await freePort('127.0.0.3');
+    proxy = await startLatencyProxy({ listen: '127.0.0.4', target: '127.0.0.3', targetPort: edge2Port, delayMs: EDGE2_DELAY_MS });
     [edge1, edge2] = await Promise.all([
       startDaemon({ ip: '127.0.0.2', withTestBase: true, config: fleetConfig(ks, 'edge1', { member_roles: ['member', 'edge-only'], cache_seconds: CACHE_SECONDS }) }),
-      startDaemon({ ip: '127.0.0.3', withTestBase: true, config: fleetConfig(ks, 'edge2', {
+      startDaemon({ ip: '127.0.0.3', port: edge2Port, withTestBase: true, args: ['--public-url', proxy.url], config: fleetConfig(ks, 'edge2', {
         username: 'cloudlet-registrar', password: FLEET_USERS['cloudlet-registrar'].password, register_region: true, cache_seconds: CACHE_SECONDS }) }),
     ]);
     // edge1 by the operator command, with the admin's openrc variables; edge2 registers itself.
     const registered = await cli(['region', 'register', 'edge1', edge1.url], {
       OS_AUTH_URL: ks.authUrl, OS_USERNAME: 'admin', OS_PASSWORD: FLEET_USERS.admin.password, OS_PROJECT_NAME: 'admin' });
     assert.match(registered, /edge1\s+compute\s+http:\/\/127\.0\.0\.2:\d+\/compute\/v2\.1\s+\(created\)/);
+    // The CLI's login to the fleet, used by the nearest and handoff tests.
+    await cli(['login', ks.authUrl, '--user', 'alice', '--project', 'demo', '--name', 'fleet'], { CLOUDLET_PASSWORD: FLEET_USERS.alice.password });
     const deadline = Date.now() + 60_000;
     while (!(await login('alice')).regions().includes('edge2')) {
       if (Date.now() > deadline) throw new Error(`edge2 did not register itself:\n${edge2.log().slice(-2000)}`);
@@ -65,6 +78,7 @@ describe('fleet: one real Keystone, cloudlets as regions', function () {
   });
   after(async () => {
     for (const d of [edge1, edge2]) if (d) { await d.stop(); killProcessesUsing(d.dataDir); }
+    await proxy?.close();
     await ks?.close();
     fs.rmSync(configDir, { recursive: true, force: true });
   });
@@ -170,5 +184,65 @@ describe('fleet: one real Keystone, cloudlets as regions', function () {
     assert.deepEqual(rows.map((r) => [r.name, r.region, r.state, r.bases.length]), [['fleet/edge1', 'edge1', 'ok', 1], ['fleet/edge2', 'edge2', 'ok', 1]]);
     assert.deepEqual(JSON.parse(await cli(['servers', '--cloudlet', 'fleet/edge2', '--json'])), []);
     await assert.rejects(cli(['servers', '--cloudlet', 'fleet/edge7']), /region edge7 is not in the catalog/);
+  });
+
+  it('synthesizes on the nearest cloudlet holding the base: probes, medians, the table; an unreachable region shown and skipped', async () => {
+    const admin = await login('admin');
+    const nowhere = `http://127.0.0.5:${await freePort('127.0.0.5')}`;  // nothing listens there
+    await registerRegion(admin, 'edge3', { compute: `${nowhere}/compute/v2.1`, image: `${nowhere}/image`, cloudlet: `${nowhere}/cloudlet/v1` });
+    try {
+      const out = await cli(['synthesize', '--nearest', await sampleOverlay(), '--cloudlet', 'fleet', '--name', 'near', '--json']);
+      const r = JSON.parse(out.trim().split('\n').pop()!) as { nearest: string; rows: { name: string; state: string; medianMs?: number; samplesMs: number[]; holdsBase?: boolean; note?: string }[]; server: Server };
+      assert.equal(r.nearest, 'fleet/edge1');
+      const row = (n: string) => r.rows.find((x) => x.name === n)!;
+      assert.deepEqual(r.rows.map((x) => [x.name, x.state]), [['fleet/edge1', 'nearest'], ['fleet/edge2', 'farther'], ['fleet/edge3', 'unreachable']]);
+      assert.equal(row('fleet/edge1').samplesMs.length, 5);
+      assert.equal(row('fleet/edge2').samplesMs.length, 5);
+      assert.ok(row('fleet/edge2').medianMs! >= 2 * EDGE2_DELAY_MS, `edge2's median ${row('fleet/edge2').medianMs} ms includes the proxy's 2 x ${EDGE2_DELAY_MS} ms`);
+      assert.ok(row('fleet/edge1').medianMs! < row('fleet/edge2').medianMs!);
+      assert.match(row('fleet/edge3').note!, /ECONNREFUSED/);
+      assert.equal(r.server.status, 'ACTIVE');
+      assert.equal(await counter(port80(r.server)), 42);
+      // The table, as a user sees it.
+      const shown = await cli(['synthesize', '--nearest', await sampleOverlay(), '--cloudlet', 'fleet', '--name', 'near2', '--probes', '3']);
+      assert.match(shown, /^CLOUDLET\s+BASE\s+MEDIAN RTT\s+PROBES\s+STATE$/m);
+      assert.match(shown, /^fleet\/edge1\s+yes\s+[\d.]+ ms\s+3\/3 answered .*nearest$/m);
+      assert.match(shown, /^fleet\/edge3\s+\?\s+-\s+-\s+unreachable: /m);
+      assert.match(shown, /^synthesizing on fleet\/edge1$/m);
+      const alice = (await login('alice')).inRegion('edge1');
+      const near2 = (await alice.listServers()).find((x) => x.name === 'near2')!;
+      await alice.deleteServer(near2.id);
+    } finally {
+      assert.match(await cli(['region', 'remove', 'edge3'], {
+        OS_AUTH_URL: ks.authUrl, OS_USERNAME: 'admin', OS_PASSWORD: FLEET_USERS.admin.password, OS_PROJECT_NAME: 'admin' }), /region edge3 removed \(\d+ endpoints\)/);
+    }
+    assert.deepEqual((await login('alice')).regions(), ['edge1', 'edge2']);
+  });
+
+  it('hands a server off within the fleet on the user\'s own token; the destination checks the user may run servers there', async () => {
+    const alice = await login('alice');
+    const near = (await alice.inRegion('edge1').listServers()).find((x) => x.name === 'near')!;
+    assert.equal(await counter(port80(near)), 43);
+    const report = JSON.parse(await cli(['handoff', 'near', '--cloudlet', 'fleet/edge1', '--to', 'edge2', '--name', 'near-moved', '--json'])) as HandoffReport;
+    assert.ok(report.bytes_sent > 0 && report.downtime_ms > 0, JSON.stringify(report));
+    const moved = await alice.inRegion('edge2').getServer(report.destination_server_id);
+    assert.deepEqual([moved.name, moved.status, moved.tenant_id], ['near-moved', 'ACTIVE', alice.session.projectId]);
+    assert.equal(await counter(port80(moved)), 44, 'the back-end goes on at edge2');
+    assert.deepEqual((await alice.inRegion('edge1').listServers()).map((x) => x.name), []);
+
+    // erin's role is admitted at edge1 only: her own token is refused at edge2, so the VM stays at edge1.
+    const erin = await login('erin');
+    const e1 = erin.inRegion('edge1');
+    const base = (await e1.listBases())[0];
+    const { id, jobId } = await e1.createServer({ name: 'erins', imageRef: base.id });
+    assert.equal((await e1.watchJob(jobId!)).status, 'DONE');
+    const h = await e1.handoff(id, { handoffUrl: erin.inRegion('edge2').endpoint('compute'), destToken: erin.token });
+    const end = await e1.watchJob(h.jobId);
+    assert.equal(end.status, 'ERROR');
+    assert.match(String(end.error), /refused \(403\).*erin has no role in project demo/);
+    const after = await e1.getServer(id);
+    assert.equal(after.status, 'ACTIVE');
+    assert.deepEqual((await alice.inRegion('edge2').listServers()).map((x) => x.name), ['near-moved']);
+    await e1.deleteServer(id);
   });
 });

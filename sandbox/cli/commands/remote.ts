@@ -122,7 +122,7 @@ async function resolveServer(c: CloudletClient, ref: string): Promise<string> {
  * `cloudlet synthesize --cloudlet URL OVERLAY`: OVERLAY is an http(s)/oci URL the cloudlet fetches
  * itself, or a local overlay file first uploaded to the cloudlet's image service.
  */
-export async function synthesizeOnCloudlet(cloudlet: string, overlay: string, o: { name?: string; ports?: string; json?: boolean } = {}): Promise<Server> {
+export async function synthesizeOnCloudlet(cloudlet: string, overlay: string, o: { name?: string; ports?: string; json?: boolean; quiet?: boolean } = {}): Promise<Server> {
   const c = await clientFor(cloudlet);
   let overlayUrl = overlay;
   if (!/^(https?|oci):\/\//.test(overlay)) {
@@ -139,6 +139,6 @@ export async function synthesizeOnCloudlet(cloudlet: string, overlay: string, o:
   if (jobId) await followJob(c, jobId, 'synthesis');
   const s = await c.getServer(id);
   if (o.json) process.stdout.write(JSON.stringify(s) + '\n');
-  else process.stdout.write(table([['ID', 'NAME', 'STATUS', 'BASE', 'PORTS', 'FAULT'], serverLine(s)]));
+  else if (!o.quiet) process.stdout.write(table([['ID', 'NAME', 'STATUS', 'BASE', 'PORTS', 'FAULT'], serverLine(s)]));
   return s;
 }

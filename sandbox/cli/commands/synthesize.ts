@@ -9,15 +9,24 @@ import { SandboxManager } from '../../sandboxes/sandboxManager';
 import { synthesize } from '../../overlay/sandboxOverlay';
 import { consoleProgress, interruptSignal, resolveOverlayPath } from './overlay';
 import { synthesizeOnCloudlet } from './remote';
+import { synthesizeOnNearest } from './nearest';
 
 export function register(program: Command): void {
   program.command('synthesize <base> [overlay]')
     .description('VM synthesis: base + overlay -> the launch VM, resumed (with --cloudlet: synthesize OVERLAY on that cloudlet)')
     .option('--name <name>', 'sandbox name')
     .option('--port <guest>', 'extra guest port to forward (repeatable)', (v: string, acc: number[]) => [...acc, Number(v)], [] as number[])
-    .option('--cloudlet <url>', 'synthesize on this cloudlet instead of locally (then the only argument is the overlay)')
+    .option('--cloudlet <url>', 'synthesize on this cloudlet instead of locally (then the only argument is the overlay); with --nearest: choose among this login\'s cloudlets')
+    .option('--nearest', 'synthesize OVERLAY on the nearest cloudlet holding its base (round-trip probes, median; the table is shown)')
+    .option('--probes <n>', 'with --nearest: round trips per cloudlet', (v: string) => Number(v), 5)
     .option('--json', 'print the sandbox as JSON')
-    .action(async (a: string, b: string | undefined, o: { name?: string; port: number[]; cloudlet?: string; json?: boolean }) => {
+    .action(async (a: string, b: string | undefined, o: { name?: string; port: number[]; cloudlet?: string; nearest?: boolean; probes: number; json?: boolean }) => {
+      if (o.nearest) {
+        if (b) throw new CloudletError('BadInput', 'usage: cloudlet synthesize --nearest OVERLAY');
+        if (!Number.isInteger(o.probes) || o.probes < 1 || o.probes > 50) throw new CloudletError('BadInput', '--probes takes 1 to 50');
+        await synthesizeOnNearest(a, { cloudlet: o.cloudlet, name: o.name, ports: o.port.length ? o.port.join(',') : undefined, json: o.json, probes: o.probes });
+        return;
+      }
       if (o.cloudlet) {
         await synthesizeOnCloudlet(o.cloudlet, b ?? a, { name: o.name, ports: o.port.length ? o.port.join(',') : undefined, json: o.json });
         return;
