@@ -47,6 +47,8 @@ export interface DaemonContext {
   dataDir: string;
   /** Base URL of this daemon as others reach it, e.g. http://127.0.0.2:8774 */
   publicUrl: string;
+  /** The catalog URL of a service type: what links and discovery documents name (never the Host header). */
+  serviceUrl(type: string): string;
   log: Logger;
   jobs: JobRegistry;
   events: EventBus;

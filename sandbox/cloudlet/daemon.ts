@@ -90,6 +90,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const ctx: DaemonContext = {
     db, dataDir: opts.dataDir, log, jobs, events,
     get publicUrl() { return state.url; },
+    serviceUrl: (type) => serviceUrl(type),
     auth: callerOf,
     requireAdmin: (req) => {
       const a = callerOf(req);
@@ -117,10 +118,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   for (const m of modules) m.migrate(db);
   // Every request's caller is resolved before its route runs (an external Keystone is a network call).
   app.addHook('onRequest', resolveCaller(identity));
-  const authUrl = (req: FastifyRequest) => identity.externalAuthUrl ?? `${req.protocol}://${req.host}/identity/v3`;
+  // Where a 401 sends clients: the configured URL, never the request's Host header.
+  const authUrl = () => identity.externalAuthUrl ?? `${serviceUrl('identity')}/v3`;
   for (const m of modules) {
     await app.register(async (scoped) => {
-      scoped.setErrorHandler((err, req, reply) => sendError(m.serviceType, err as Error, req, reply, log, authUrl(req)));
+      scoped.setErrorHandler((err, req, reply) => sendError(m.serviceType, err as Error, req, reply, log, authUrl()));
       scoped.setNotFoundHandler((req, reply) => {
         const body = errorBodyFor(m.serviceType, 404, `no such resource: ${req.method} ${req.url.split('?')[0]}`, { code: 'NotFound' });
         void reply.code(404).send(body);
@@ -128,7 +130,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       m.routes(scoped, ctx);
     }, { prefix: m.prefix });
   }
-  app.setErrorHandler((err, req, reply) => sendError('identity', err as Error, req, reply, log, authUrl(req)));
+  app.setErrorHandler((err, req, reply) => sendError('identity', err as Error, req, reply, log, authUrl()));
   app.setNotFoundHandler((req, reply) => void reply.code(404).send(errorBodyFor('identity', 404, `no such resource: ${req.method} ${req.url.split('?')[0]}`, { code: 'NotFound' })));
   // The root lists where each service lives, like a devstack host's landing page.
   // In a fleet, identity is the external Keystone: clients given this URL find where to log in.

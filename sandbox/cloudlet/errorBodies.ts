@@ -8,7 +8,7 @@ import type { ErrorCode } from '../common/errors';
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
-  409: 'Conflict', 413: 'Request Entity Too Large', 415: 'Unsupported Media Type', 416: 'Requested Range Not Satisfiable',
+  409: 'Conflict', 413: 'Request Entity Too Large', 429: 'Too Many Requests', 415: 'Unsupported Media Type', 416: 'Requested Range Not Satisfiable',
   499: 'Client Closed Request', 500: 'Internal Server Error', 501: 'Not Implemented', 503: 'Service Unavailable',
   504: 'Gateway Timeout',
 };

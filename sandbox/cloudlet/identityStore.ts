@@ -2,12 +2,15 @@
  * Users, projects, role assignments and tokens in SQLite. Config is the source of truth for who
  * exists; it is synced in at start (stable ids kept by name). Tokens are stored as SHA-256 of the
  * token only, with their expiry, so validity rules survive a restart and a leaked DB gives no token.
+ * Password logins are throttled per user name and source address (loginThrottle.ts), hashed off
+ * the event loop, and cost one scrypt whether or not the user exists (no timing oracle).
  */
 import * as crypto from 'crypto';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { AuthContext } from './context';
 import type { DaemonConfig } from './config';
-import { hashPassword, isPasswordHash, verifyPassword } from './passwords';
+import { hashPassword, isPasswordHash, passwordHasher, verifyPasswordSync } from './passwords';
+import { LoginThrottle, type LoginLimits } from './loginThrottle';
 import { CloudletError } from '../common/errors';
 
 export function migrateIdentity(db: BetterSqlite3.Database): void {
@@ -25,8 +28,21 @@ const sha256 = (s: string) => crypto.createHash('sha256').update(s).digest('hex'
 
 export interface IssuedToken extends AuthContext { issuedAt: string; auditId: string }
 
+/** A login refused by the throttle: 429 with Retry-After `retryAfter` seconds. */
+export class LoginThrottledError extends CloudletError {
+  constructor(readonly retryAfter: number) {
+    super('Throttled', 'Too many failed logins for this user or from this address.', { hint: `try again in ${retryAfter} s` });
+  }
+}
+
 export class IdentityStore {
-  constructor(private db: BetterSqlite3.Database, private ttlSeconds: number) {}
+  private readonly throttle: LoginThrottle;
+  /** What an unknown or disabled user's password is checked against: the same work as a real one. */
+  private readonly decoyHash = hashPassword(crypto.randomBytes(16).toString('base64'));
+
+  constructor(private db: BetterSqlite3.Database, private ttlSeconds: number, opts: { loginLimits?: LoginLimits } = {}) {
+    this.throttle = new LoginThrottle(opts.loginLimits);
+  }
 
   /** Brings users/projects/roles in line with the config; keeps ids of names seen before. */
   sync(config: DaemonConfig): void {
@@ -44,7 +60,7 @@ export class IdentityStore {
           hash = u.password_hash;
         } else {
           // Keep the stored hash when the plaintext still matches: no needless re-hash each start.
-          hash = row && verifyPassword(u.password!, row.password_hash) ? row.password_hash : hashPassword(u.password!);
+          hash = row && verifyPasswordSync(u.password!, row.password_hash) ? row.password_hash : hashPassword(u.password!);
         }
         const id = row?.id ?? newId();
         this.db.prepare('INSERT INTO users (id, name, password_hash, enabled) VALUES (?, ?, ?, 1) ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash, enabled = 1').run(id, u.name, hash);
@@ -71,12 +87,24 @@ export class IdentityStore {
     return this.db.prepare('SELECT id, name FROM projects ORDER BY name').all() as { id: string; name: string }[];
   }
 
-  /** Password auth scoped to a project (by name or id). Throws 401 for any mismatch, without saying which. */
-  issue(userName: string, password: string, project: { name?: string; id?: string } | undefined): IssuedToken {
+  /**
+   * Password auth scoped to a project (by name or id), from source address `source`. Throws 401 for
+   * any mismatch without saying which, LoginThrottledError (429) past the failure limits.
+   */
+  async issue(userName: string, password: string, project: { name?: string; id?: string } | undefined, source: string): Promise<IssuedToken> {
     const unauthorized = () => new CloudletError('Unauthorized', 'The request you have made requires authentication.');
+    const wait = this.throttle.retryAfter(userName, source);
+    if (wait) throw new LoginThrottledError(wait);
     const user = this.db.prepare('SELECT id, name, password_hash, enabled FROM users WHERE name = ?').get(userName) as
       { id: string; name: string; password_hash: string; enabled: number } | undefined;
-    if (!user || !user.enabled || !verifyPassword(password, user.password_hash)) throw unauthorized();
+    const known = !!user && !!user.enabled;
+    // Always one scrypt: an unknown name takes as long as a wrong password.
+    const ok = await passwordHasher.verify(password, known ? user.password_hash : this.decoyHash);
+    if (!known || !ok) {
+      this.throttle.failed(userName, source);
+      throw unauthorized();
+    }
+    this.throttle.succeeded(userName);
     let proj: { id: string; name: string } | undefined;
     if (project?.id) proj = this.db.prepare('SELECT id, name FROM projects WHERE id = ?').get(project.id) as any;
     else if (project?.name) proj = this.db.prepare('SELECT id, name FROM projects WHERE name = ?').get(project.name) as any;
@@ -104,6 +132,11 @@ export class IdentityStore {
     const ctx = this.context(row.user_id, row.user_name, row.project_id, row.project_name, row.expires_at, token);
     if (!ctx.roles.length) return undefined;
     return { ...ctx, issuedAt: row.issued_at, auditId: row.audit_id };
+  }
+
+  /** Keystone's rule for X-Subject-Token: the token's own user, or an admin or service role. */
+  maySee(caller: AuthContext, subject: AuthContext): boolean {
+    return caller.userId === subject.userId || caller.isAdmin || caller.roles.includes('service');
   }
 
   revoke(token: string): void {

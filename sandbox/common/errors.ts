@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'Unauthorized',  // (401)
   'Forbidden',     // (403), also "quota exceeded" as Nova answers it
   'Unavailable',   // over capacity, a peer or device down, a daemon not reachable (503)
+  'Throttled',     // too many attempts (failed logins): try again after Retry-After seconds (429)
   'MissingTool',   // a host program is missing (QEMU, qemu-img ...): hint has the apt command
   'Cancelled',
   'Timeout',
@@ -24,7 +25,7 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 
 const STATUS: Record<ErrorCode, number> = {
   BadInput: 400, NotFound: 404, Conflict: 409, Corrupt: 400, Mismatch: 400, MissingBase: 400, Unauthorized: 401,
-  Forbidden: 403, Unavailable: 503, MissingTool: 500, Cancelled: 499, Timeout: 504, Internal: 500,
+  Forbidden: 403, Unavailable: 503, Throttled: 429, MissingTool: 500, Cancelled: 499, Timeout: 504, Internal: 500,
 };
 
 export function isErrorCode(x: unknown): x is ErrorCode {
@@ -39,6 +40,7 @@ export function codeForStatus(status: number): ErrorCode {
     case 403: return 'Forbidden';
     case 404: return 'NotFound';
     case 409: return 'Conflict';
+    case 429: return 'Throttled';
     case 499: return 'Cancelled';
     case 502: case 503: return 'Unavailable';
     case 504: return 'Timeout';

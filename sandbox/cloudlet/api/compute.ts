@@ -81,7 +81,7 @@ export function computeModule(opts: ComputeOptions): ApiModule {
       servers = new ServerStore(ctx.db);
       images = new ImageStore(ctx.db, ctx.dataDir);
       handoff = opts.handoff?.(ctx, servers);
-      const base = (req: FastifyRequest) => `${req.protocol}://${req.host}${prefix}`;
+      const base = (_req: FastifyRequest) => ctx.serviceUrl('compute');
       const publish = (r: ServerRow, change: string) => ctx.events.publish('servers', { id: r.id, project_id: r.project_id, status: r.status, change });
       const version = (req: FastifyRequest) => ({
         id: 'v2.1', status: 'CURRENT', version: '2.1', min_version: '2.1', updated: '2013-07-23T11:33:21Z',

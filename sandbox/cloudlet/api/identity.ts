@@ -1,19 +1,24 @@
 /**
  * Keystone v3, the subset clients need: version discovery, password auth scoped to a project
  * (token in X-Subject-Token, catalog in the body), token validation and revocation, the caller's
- * projects. Domains are a fixed "Default".
+ * projects. Domains are a fixed "Default". Every login attempt is audit-logged with its source
+ * address; a token is read or revoked through X-Subject-Token only by its own user or an admin or
+ * service role, as Keystone's policy has it.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ApiModule, DaemonContext } from '../context';
-import type { IdentityStore, IssuedToken } from '../identityStore';
+import { LoginThrottledError, type IdentityStore, type IssuedToken } from '../identityStore';
 import { CloudletError } from '../../common/errors';
 
 const DOMAIN = { id: 'default', name: 'Default' };
 
-function base(req: FastifyRequest, ctx: DaemonContext, prefix: string): string {
-  // Discovery links point where the client called us (the catalog URL may be another address).
-  return req.host ? `${req.protocol}://${req.host}${prefix}` : ctx.publicUrl + prefix;
+/** Where discovery links point: the catalog's identity URL, never the request's Host header. */
+function base(ctx: DaemonContext): string {
+  return ctx.serviceUrl('identity');
 }
+
+/** A client-chosen name in a log line: quoted, control characters escaped, cut short. */
+const logged = (name: string) => JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}...` : name);
 
 export function identityModule(store: IdentityStore, catalog: () => unknown[]): ApiModule {
   const prefix = '/identity';
@@ -35,20 +40,14 @@ export function identityModule(store: IdentityStore, catalog: () => unknown[]): 
       ...(withCatalog ? { catalog: catalog() } : {}),
     },
   });
-  const validated = (req: FastifyRequest) => {
-    const h = req.headers['x-subject-token'];
-    const t = store.validate(Array.isArray(h) ? h[0] : h);
-    if (!t) throw new CloudletError('NotFound', 'Could not find token.');
-    return t;
-  };
   return {
     serviceType: 'identity',
     prefix,
     migrate: () => {},
     routes(app: FastifyInstance, ctx: DaemonContext) {
-      app.get('/', async (req, reply) => reply.code(300).send({ versions: { values: [version(base(req, ctx, prefix))] } }));
-      app.get('/v3', async (req) => ({ version: version(base(req, ctx, prefix)) }));
-      app.get('/v3/', async (req) => ({ version: version(base(req, ctx, prefix)) }));
+      app.get('/', async (_req, reply) => reply.code(300).send({ versions: { values: [version(base(ctx))] } }));
+      app.get('/v3', async () => ({ version: version(base(ctx)) }));
+      app.get('/v3/', async () => ({ version: version(base(ctx)) }));
 
       app.post('/v3/auth/tokens', async (req, reply) => {
         const auth = (req.body as any)?.auth;
@@ -61,19 +60,40 @@ export function identityModule(store: IdentityStore, catalog: () => unknown[]): 
           throw new CloudletError('BadInput', 'auth.identity.password.user needs name and password');
         }
         const scope = auth.scope?.project as { name?: string; id?: string } | undefined;
-        const t = store.issue(user.name, user.password, scope);
+        let t: IssuedToken;
+        try {
+          t = await store.issue(user.name, user.password, scope, req.ip);
+        } catch (e) {
+          if (e instanceof LoginThrottledError) {
+            ctx.log.warn(`audit: login of user ${logged(user.name)} from ${req.ip} refused: too many failures, throttled for ${e.retryAfter} s`);
+            void reply.header('retry-after', String(e.retryAfter));
+          } else ctx.log.warn(`audit: login of user ${logged(user.name)} from ${req.ip} failed: ${(e as Error).message}`);
+          throw e;
+        }
+        ctx.log.info(`audit: login of user ${logged(t.userName)} from ${req.ip} to project ${logged(t.projectName)}: token ${t.auditId}`);
         const noCatalog = (req.query as Record<string, string>).nocatalog !== undefined;
         return reply.code(201).header('x-subject-token', t.token).send(tokenBody(t, !noCatalog));
       });
+      /** The X-Subject-Token's token, if the caller may see it (its own user, or an admin or service role). */
+      const subjectOf = (req: FastifyRequest) => {
+        const caller = ctx.auth(req);
+        const h = req.headers['x-subject-token'];
+        const t = store.validate(Array.isArray(h) ? h[0] : h);
+        if (!t) throw new CloudletError('NotFound', 'Could not find token.');
+        if (!store.maySee(caller, t)) {
+          throw new CloudletError('Forbidden', 'You are not authorized to perform the requested action: another user\'s token needs the admin or service role.');
+        }
+        return { caller, t };
+      };
       app.get('/v3/auth/tokens', async (req, reply) => {
-        ctx.auth(req);
-        const t = validated(req);
+        const { t } = subjectOf(req);
         const noCatalog = (req.query as Record<string, string>).nocatalog !== undefined;
         return reply.header('x-subject-token', t.token).send(tokenBody(t, !noCatalog));
       });
       app.delete('/v3/auth/tokens', async (req, reply) => {
-        ctx.auth(req);
-        store.revoke(validated(req).token);
+        const { caller, t } = subjectOf(req);
+        store.revoke(t.token);
+        ctx.log.info(`audit: token ${t.auditId} of user ${logged(t.userName)} revoked by ${logged(caller.userName)} from ${req.ip}`);
         return reply.code(204).send();
       });
       app.get('/v3/auth/catalog', async (req) => { ctx.auth(req); return { catalog: catalog() }; });

@@ -30,8 +30,8 @@ export function imageModule(opts: ImageModuleOptions): ApiModule {
     migrate: (db) => migrateImages(db),
     routes(app: FastifyInstance, ctx: DaemonContext) {
       store = new ImageStore(ctx.db, ctx.dataDir);
-      const versions = (req: FastifyRequest) => {
-        const href = `${req.protocol}://${req.host}${prefix}/v2/`;
+      const versions = (_req: FastifyRequest) => {
+        const href = `${ctx.serviceUrl('image')}/v2/`;
         return { versions: ['v2.9', 'v2.8', 'v2.7', 'v2.6', 'v2.5', 'v2.4', 'v2.3', 'v2.2', 'v2.1', 'v2.0'].map((id, i) => ({ id, status: i === 0 ? 'CURRENT' : 'SUPPORTED', links: [{ rel: 'self', href }] })) };
       };
       app.get('/', async (req, reply) => reply.code(300).send(versions(req)));
