@@ -7,6 +7,7 @@ import * as path from 'path';
 import { CloudletError } from '../common/errors';
 import { chooseAccel, type AccelChoice } from './accel';
 import { missingTool, run } from './run';
+import { parseCpuModel } from './vmconfig';
 
 /** Finds a program: an explicit override (env var) first, else PATH. */
 function findProgram(name: string, override?: string): string {
@@ -30,6 +31,7 @@ export interface HostQemu {
   binary: string;
   version: string;                    // e.g. 7.2.22
   cpuModels: Set<string>;
+  cpuFlags: Set<string>;              // "Recognized CPUID flags" of -cpu help
   machines: Map<string, string>;      // name or alias -> concrete machine type (q35 -> pc-q35-7.2)
 }
 
@@ -46,9 +48,14 @@ export async function hostQemu(binary = qemuBinary()): Promise<HostQemu> {
   const version = /version\s+([0-9][0-9.]*)/.exec(ver.stdout)?.[1];
   if (!version) throw new CloudletError('Internal', `cannot read the QEMU version from: ${ver.stdout.trim()}`);
   const cpuModels = new Set<string>();
+  const cpuFlags = new Set<string>();
+  let inFlags = false;
   for (const line of cpus.stdout.split('\n')) {
     const m = /^x86\s+(\S+)/.exec(line);
     if (m) cpuModels.add(m[1]);
+    if (/^Recognized CPUID flags:/.test(line)) inFlags = true;
+    else if (inFlags && /^\s+\S/.test(line)) for (const f of line.trim().split(/\s+/)) cpuFlags.add(f);
+    else if (inFlags) inFlags = false;
   }
   const map = new Map<string, string>();
   for (const line of machines.stdout.split('\n')) {
@@ -56,7 +63,7 @@ export async function hostQemu(binary = qemuBinary()): Promise<HostQemu> {
     if (!m || line.startsWith('Supported machines')) continue;
     map.set(m[1], m[2] ?? m[1]);
   }
-  const h: HostQemu = { binary, version, cpuModels, machines: map };
+  const h: HostQemu = { binary, version, cpuModels, cpuFlags, machines: map };
   cache.set(binary, h);
   return h;
 }
@@ -73,10 +80,16 @@ export function resolveMachine(host: HostQemu, name: string): string {
  * crash or reboot the guest instead of resuming it, so we stop before QEMU starts.
  */
 export function checkHostCanRun(host: HostQemu, cfg: { cpuModel: string; machine: string }, accel: string, what: string): void {
-  const model = cfg.cpuModel.split(',')[0];
+  const { model, flags } = parseCpuModel(cfg.cpuModel);
   if (!host.cpuModels.has(model)) {
     throw new CloudletError('Mismatch', `${what} needs CPU model '${model}', which this host's QEMU ${host.version} cannot provide`, {
       hint: `the base fixes its CPU model; resume it on a host whose 'qemu-system-x86_64 -cpu help' lists ${model}, or re-create the base here`,
+    });
+  }
+  const unknown = flags.map((f) => f.slice(1)).filter((f) => host.cpuFlags.size && !host.cpuFlags.has(f));
+  if (unknown.length) {
+    throw new CloudletError('Mismatch', `${what} needs CPU feature${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}, which this host's QEMU ${host.version} does not know`, {
+      hint: "the flags QEMU knows are listed under 'Recognized CPUID flags' in 'qemu-system-x86_64 -cpu help'",
     });
   }
   if ((model === 'host' || model === 'max') && accel !== 'kvm') {

@@ -42,6 +42,8 @@ export interface QemuArgsOptions {
   incoming?: boolean;            // -incoming defer (resume from a device state)
   paused?: boolean;              // -S
   ports?: PortForward[];
+  /** SMBIOS system serial number (a cloud-init NoCloud seed address); only at base creation. */
+  smbiosSerial?: string;
 }
 
 export const AGENT_PORT_NAME = 'org.cloudlet.agent';
@@ -52,8 +54,37 @@ function optionValue(what: string, v: unknown): string {
   return v;
 }
 
+export interface CpuModel { model: string; flags: string[] }
+
+/**
+ * A CPU model as QEMU's -cpu takes it: a named model from `qemu-system-x86_64 -cpu help`, then
+ * optional feature flags, `+name` to add one and `-name` to remove one (e.g. qemu64,+ssse3,-svm).
+ * Anything else (a '=' property, a second model, spaces) is refused: the string reaches QEMU's
+ * option parser. Whether this host knows the model and flags is checked by checkHostCanRun.
+ */
+export function parseCpuModel(text: unknown): CpuModel {
+  if (typeof text !== 'string' || !text || text.length > 1024) throw new CloudletError('BadInput', `CPU model ${JSON.stringify(text)} is not a CPU model name`);
+  const [model, ...flags] = text.split(',');
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(model)) {
+    throw new CloudletError('BadInput', `CPU model ${JSON.stringify(model)} is not a model name`, { hint: 'a name from `qemu-system-x86_64 -cpu help`, e.g. qemu64 or Haswell-v4' });
+  }
+  const seen = new Map<string, string>();
+  for (const f of flags) {
+    if (!/^[+-][a-z0-9][a-z0-9_.-]{0,63}$/.test(f)) {
+      throw new CloudletError('BadInput', `${JSON.stringify(f)} in CPU model ${JSON.stringify(text)} is not a feature flag`, { hint: 'write +name to add a CPU feature and -name to remove one, e.g. qemu64,+ssse3,+sse4.2' });
+    }
+    const name = f.slice(1);
+    const prev = seen.get(name);
+    if (prev && prev !== f[0]) throw new CloudletError('BadInput', `CPU model ${JSON.stringify(text)} both adds and removes ${name}`);
+    seen.set(name, f[0]);
+  }
+  return { model, flags: [...new Set(flags)] };
+}
+
+export function formatCpuModel(c: CpuModel): string { return [c.model, ...c.flags].join(','); }
+
 export function buildQemuArgs(cfg: VmConfig, f: VmFiles, o: QemuArgsOptions): string[] {
-  const machine = optionValue('machine', cfg.machine), cpuModel = optionValue('cpuModel', cfg.cpuModel);
+  const machine = optionValue('machine', cfg.machine), cpuModel = formatCpuModel(parseCpuModel(cfg.cpuModel));
   const nicModel = optionValue('nic.model', cfg.nic?.model), mac = optionValue('nic.mac', cfg.nic?.mac);
   if (!Number.isInteger(cfg.vcpus) || cfg.vcpus < 1) throw new CloudletError('BadInput', `VM config vcpus ${JSON.stringify(cfg.vcpus)} is not a positive integer`);
   if (!Number.isInteger(cfg.ramBytes) || cfg.ramBytes <= 0) throw new CloudletError('BadInput', `VM config ramBytes ${JSON.stringify(cfg.ramBytes)} is not a positive integer`);
@@ -86,6 +117,11 @@ export function buildQemuArgs(cfg: VmConfig, f: VmFiles, o: QemuArgsOptions): st
     '-qmp', `unix:${f.qmpSocket},server=on,wait=off`,
     '-pidfile', f.pidFile,
   );
+  if (o.smbiosSerial !== undefined) {
+    // Firmware tables only, read by the guest at boot: no device state, so resume need not repeat it.
+    if (!/^[A-Za-z0-9;:/.=_-]{1,200}$/.test(o.smbiosSerial)) throw new CloudletError('BadInput', `SMBIOS serial ${JSON.stringify(o.smbiosSerial)} has characters QEMU would parse`);
+    args.push('-smbios', `type=1,serial=${o.smbiosSerial}`);
+  }
   if (o.paused) args.push('-S');
   if (o.incoming) args.push('-incoming', 'defer');
   return args;
