@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- overlay [--only test|realistic] [--level N] [--reuse-peer]`
  *
- * For the test guest and a realistic Debian guest (bench/lib/realisticGuest.ts: systemd, 1 GiB RAM,
+ * For the test guest and the Debian 12 base (sandbox/guest/debian.ts, the shared cached base: systemd, 1 GiB RAM,
  * 4 GiB disk, python3-flask + nginx-light installed from .debs by `cloudlet build`), on the same
  * base/launch pair:
  *   ours     createOverlay (4 KiB dedup across base RAM, base disk and the overlay itself; zstd)
@@ -19,7 +19,6 @@ import * as os from 'os';
 import * as path from 'path';
 import { projectCache } from '../sandbox/common/paths';
 import { BaseStore } from '../sandbox/base/store';
-import { writeVerifiedStamp } from '../sandbox/base/verify';
 import { parseBuildFile, loadBuildFile } from '../sandbox/build/buildFile';
 import { runBuild } from '../sandbox/build/build';
 import { createOverlay } from '../sandbox/overlay';
@@ -29,8 +28,8 @@ import { qemuBinary } from '../sandbox/qemu/host';
 import { freePort } from '../sandbox/qemu/ports';
 import { SandboxManager, type VmConfig } from '../sandbox/sandboxes/sandboxManager';
 import { startVm, stopVm, vmFilesIn } from '../sandbox/qemu/vm';
-import { ensureTestBase } from '../test/integration/fixtures/testBase';
-import { buildRealisticGuest } from './lib/realisticGuest';
+import { fetchDebs } from '../sandbox/guest/debian';
+import { DEBIAN_BASE_NAME, ensureDebianBase, ensureTestBase, linkBaseInto } from '../test/integration/fixtures/testBase';
 
 const say = (s: string) => process.stderr.write(`[bench overlay] ${s}\n`);
 const args = process.argv.slice(2);
@@ -70,7 +69,8 @@ async function untilHttp(port: number, p: string, timeoutMs: number): Promise<nu
 async function launchPair(label: string, home: string, baseId: string, workspaceFile: string, httpPort: number, httpPath: string): Promise<Pair> {
   const dir = path.join(root, label, 'launch');
   const meta = path.join(dir, 'launch.json');
-  if (!fs.existsSync(meta)) {
+  const stale = fs.existsSync(meta) && (JSON.parse(fs.readFileSync(meta, 'utf8')) as { baseId: string }).baseId !== baseId;
+  if (!fs.existsSync(meta) || stale) {
     fs.rmSync(dir, { recursive: true, force: true });
     const manager = new SandboxManager({ root: home });
     say(`${label}: building the launch VM with cloudlet build (${workspaceFile})`);
@@ -99,14 +99,7 @@ async function launchPair(label: string, home: string, baseId: string, workspace
 async function testPair(): Promise<Pair> {
   const tb = await ensureTestBase();
   const home = path.join(root, 'test', 'home');
-  const dst = path.join(home, 'bases', tb.baseId);
-  if (!fs.existsSync(path.join(dst, 'manifest.json'))) {
-    fs.rmSync(path.join(root, 'test'), { recursive: true, force: true });
-    fs.mkdirSync(dst, { recursive: true });
-    const src = path.join(tb.home, 'bases', tb.baseId);
-    for (const f of fs.readdirSync(src)) fs.linkSync(path.join(src, f), path.join(dst, f));
-    writeVerifiedStamp(dst, new BaseStore(home).get(tb.baseId).manifest);
-  }
+  linkBaseInto(home, tb);
   return launchPair('test', home, tb.baseId, path.join(__dirname, '..', 'test/fixtures/sample-backend/cloudlet.yaml'), 80, '/cgi-bin/counter');
 }
 
@@ -135,7 +128,7 @@ Restart=always
 [Install]
 WantedBy=multi-user.target
 `;
-const REALISTIC_YAML = `base: realistic-debian
+const REALISTIC_YAML = `base: ${DEBIAN_BASE_NAME}
 name: flask-app
 copy:
   - from: debs/
@@ -153,26 +146,20 @@ ready:
 `;
 
 async function realisticPair(): Promise<Pair & { kernel: string; initrd: string }> {
-  const g = buildRealisticGuest(say);
+  // The Debian 12 base every test and benchmark shares (sandbox/guest/debian.ts, cached in .cache).
+  const deb = await ensureDebianBase();
   const home = path.join(root, 'realistic', 'home');
   const store = new BaseStore(home);
-  let base = store.list().find((b) => b.name === 'realistic-debian');
-  if (!base) {
-    say('realistic: creating the base (cold boot under TCG, pause, save, digests)');
-    const t0 = Date.now();
-    base = await store.create({
-      name: 'realistic-debian', disk: g.disk, kernel: g.kernel, initrd: g.initrd, append: g.append,
-      ramMiB: 1024, vcpus: 1, cpuModel: 'qemu64', ports: [],
-      readiness: { agent: true, timeoutMs: 900_000 },
-      onProgress: (e) => { if (e.message && !e.total) say(`realistic base: ${e.phase}: ${e.message}`); },
-    });
-    say(`realistic: base ${base.id.slice(0, 12)} created in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  }
+  for (const b of store.list()) if (b.id !== deb.baseId) store.delete(b.id, { force: true }); // an older base
+  linkBaseInto(home, deb);
+  const base = store.get(deb.baseId);
+  const debsDir = await fetchDebs(deb.guest, ['python3-flask', 'nginx-light'], { onProgress: (e) => { if (e.message) say(`realistic: ${e.message}`); } });
   const ws = path.join(root, 'realistic', 'workspace');
   if (!fs.existsSync(path.join(ws, 'cloudlet.yaml')) || fs.readFileSync(path.join(ws, 'cloudlet.yaml'), 'utf8') !== REALISTIC_YAML) {
+    fs.rmSync(path.join(ws, 'debs'), { recursive: true, force: true });
     fs.mkdirSync(path.join(ws, 'debs'), { recursive: true });
     fs.mkdirSync(path.join(ws, 'app'), { recursive: true });
-    for (const f of fs.readdirSync(g.debsDir)) fs.copyFileSync(path.join(g.debsDir, f), path.join(ws, 'debs', f));
+    for (const f of fs.readdirSync(debsDir)) fs.copyFileSync(path.join(debsDir, f), path.join(ws, 'debs', f));
     fs.writeFileSync(path.join(ws, 'app', 'app.py'), FLASK_APP);
     fs.writeFileSync(path.join(ws, 'app', 'flask-app.service'), FLASK_UNIT);
     parseBuildFile(REALISTIC_YAML, path.join(ws, 'cloudlet.yaml'));

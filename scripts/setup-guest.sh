@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Builds the tiny test guest (Debian kernel via apt-get download + busybox initramfs + ext4 disk)
-# into .cache/guest/ (idempotent: a cached guest with the same inputs is kept), then the cached
-# test base in .cache/test-base/ that integration tests share. Called by scripts/setup.sh.
+# Builds the guests and the cached bases that integration tests, benchmarks and the demo share,
+# each kept when its inputs did not change (idempotent):
+#   the tiny test guest (Debian kernel via apt-get download + busybox initramfs + ext4 disk) in
+#   .cache/guest/ and its base in .cache/test-base/;
+#   the Debian 12 guest (debootstrap bookworm + kernel, systemd, guest agent; needs root) in
+#   .cache/debian/ and its base in .cache/debian-base/ (first time: several minutes).
+# Called by scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "setup-guest: test guest"
 node --import tsx sandbox/cli/main.ts guest build
 echo "setup-guest: test base (cached for integration tests)"
 node --import tsx -e 'require("./test/integration/fixtures/testBase").ensureTestBase().then((b) => console.log(`test base ${b.baseId} in ${b.home}`)).catch((e) => { console.error(e); process.exit(1); })'
+echo "setup-guest: Debian 12 base (cached for integration tests and benchmarks)"
+node --import tsx -e 'require("./test/integration/fixtures/testBase").ensureDebianBase().then((b) => console.log(`Debian base ${b.baseId} in ${b.home}`)).catch((e) => { console.error(e); process.exit(1); })'

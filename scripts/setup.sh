@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything a fresh Debian 12 machine lacks (run as root), idempotent and cached:
-#   apt packages, npm dependencies, the test guest's kernel (.cache/guest), the fleet tests' Keystone
-#   database (.cache/keystone), code-server for UI tests.
+#   apt packages, npm dependencies, the test guest and its base (.cache/guest, .cache/test-base), the
+#   Debian 12 base (.cache/debian, .cache/debian-base: built once, several minutes), the fleet tests'
+#   Keystone database (.cache/keystone), code-server for UI tests.
 #   --demo      then runs `npm run demo` (the README's first command)
 #   --no-ui     skip code-server (UI tests then fail to start)
 set -euo pipefail
@@ -17,7 +18,8 @@ APT_PACKAGES=(
   docker-registry apache2-utils openssl # the reference OCI registry, htpasswd and TLS for its tests
   python3-openstackclient python3-blazarclient  # standard OpenStack clients used against the daemon
   python3-keystone uwsgi-core uwsgi-plugin-python3  # a real Keystone (22.x) for the fleet tests
-  sqlite3 curl jq debootstrap
+  sqlite3 curl jq
+  debootstrap fdisk grub-pc-bin  # Debian guests from packages; the BIOS-bootable cloud-image test fixture
   chromium libkrb5-dev libxkbfile-dev libsecret-1-dev libx11-dev ripgrep  # code-server + Playwright
 )
 missing=()

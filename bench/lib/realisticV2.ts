@@ -20,6 +20,7 @@ import { BaseStore } from '../../sandbox/base/store';
 import { createSandboxOverlay, synthesize } from '../../sandbox/overlay/sandboxOverlay';
 import { SandboxManager } from '../../sandbox/sandboxes/sandboxManager';
 import { readOverlayFile } from '../../sandbox/registry/overlayFile';
+import { DEBIAN_BASE_NAME } from '../../test/integration/fixtures/testBase';
 
 const RECIPE_VERSION = 1;
 const LEVEL = 3;                      // bench/overlay's default level (v1 was made with it)
@@ -62,7 +63,7 @@ async function untilAnswer(port: number, ok: (body: string) => boolean, timeoutM
 
 function realisticBase(home: string): string | undefined {
   if (!fs.existsSync(path.join(home, 'bases'))) return undefined;
-  return new BaseStore(home).list().find((b) => b.name === 'realistic-debian')?.id;
+  return new BaseStore(home).list().find((b) => b.name === DEBIAN_BASE_NAME)?.id;
 }
 
 /** Returns the realistic v1/v2 pair, building what is missing; throws when the realistic guest cannot be built. */

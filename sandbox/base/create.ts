@@ -17,6 +17,7 @@ import { checkHostCanRun, hostQemu, qemuBinary, resolveMachine } from '../qemu/h
 import { saveDeviceStateToFile } from '../qemu/deviceState';
 import { logTail, startVm, stopVm, vmFilesIn, type RunningVm } from '../qemu/vm';
 import { macFromSeed, type VmConfig } from '../qemu/vmconfig';
+import { NoCloudServer, type NoCloudOptions } from '../guest/noCloud';
 import { hashFile } from './digests';
 import { BASE_FORMAT, BASE_FORMAT_VERSION, computeBaseId, type BaseManifest, type BundleFileName, type FileEntry } from './manifest';
 import { writeVerifiedStamp } from './verify';
@@ -26,6 +27,8 @@ const log = createLogger('base');
 export interface CreateBaseOptions {
   name: string;
   disk: string;                    // raw disk image; copied into the bundle (the source is not changed)
+  /** The disk is a temporary file made for this base (a converted image): moved in, not copied. */
+  moveDisk?: boolean;
   kernel?: string;                 // boot with -kernel/-initrd/-append (both kept in the bundle)
   initrd?: string;
   append?: string;
@@ -37,31 +40,98 @@ export interface CreateBaseOptions {
   ports?: number[];                // guest TCP ports to forward on resume
   /** Ready when the console printed the marker and/or the guest agent answers. */
   readiness?: { consoleMarker?: string; agent?: boolean; timeoutMs?: number };
+  /** Firmware-booted images: a cloud-init NoCloud seed that installs the agent (see guest/noCloud.ts). */
+  noCloud?: NoCloudOptions;
+  /** Where the base came from (recorded in the manifest for people; not part of the base ID). */
+  origin?: Record<string, unknown>;
   onProgress?: ProgressSink;
   signal?: AbortSignal;
 }
 
-async function waitReady(vm: RunningVm, agent: AgentClient | undefined, r: { consoleMarker?: string; timeoutMs: number }, signal?: AbortSignal): Promise<void> {
+/** Bump when base creation changes what the saved guest is (cached test bases include it in their key). */
+export const CREATE_RECIPE = 2;
+
+/** Waits, in the guest, for cloud-init and systemd to finish booting (each only if present). */
+const SETTLE = [
+  'if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1; cloud-init status 2>/dev/null; fi',
+  'if [ -d /run/systemd/system ]; then systemctl is-system-running --wait >/dev/null 2>&1; fi',
+  'true',
+].join('; ');
+
+/** A check polled while the guest boots: an error it returns ends the wait at once. */
+type ReadyWatch = (console: string) => CloudletError | undefined;
+
+async function waitReady(vm: RunningVm, agent: AgentClient | undefined, r: { consoleMarker?: string; timeoutMs: number; watch?: ReadyWatch }, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + r.timeoutMs;
   let exited = false;
   void vm.exited.then(() => { exited = true; }, () => { exited = true; });
-  if (r.consoleMarker) {
-    for (;;) {
-      throwIfCancelled(signal);
-      if (exited) throw new CloudletError('Internal', `the guest stopped before it was ready. Console:\n${logTail(vm.files.consoleLog)}`);
-      let text = '';
-      try { text = fs.readFileSync(vm.files.consoleLog, 'utf8'); } catch { /* not yet */ }
-      if (text.includes(r.consoleMarker)) break;
-      if (Date.now() > deadline) {
-        throw new CloudletError('Timeout', `the guest did not print "${r.consoleMarker}" within ${r.timeoutMs / 1000} s. Console:\n${logTail(vm.files.consoleLog)}`);
-      }
-      await new Promise((res) => setTimeout(res, 100));
+  let agentOk = !agent;
+  let agentErr: unknown;
+  agent?.ping(r.timeoutMs).then(() => { agentOk = true; }, (e) => { agentErr = e; });
+  const consoleNow = () => { try { return fs.readFileSync(vm.files.consoleLog, 'utf8'); } catch { return ''; } };
+  for (;;) {
+    throwIfCancelled(signal);
+    const text = consoleNow();
+    const markerOk = !r.consoleMarker || text.includes(r.consoleMarker);
+    if (markerOk && agentOk) return;
+    if (exited) throw new CloudletError('Internal', `the guest stopped before it was ready. Last console lines:\n${logTail(vm.files.consoleLog)}`);
+    const refused = r.watch?.(text);
+    if (refused) throw refused;
+    if (Date.now() > deadline || agentErr) {
+      const what = !markerOk ? `did not print "${r.consoleMarker}"` : 'guest agent did not answer';
+      throw new CloudletError('Timeout', `the guest ${what} within ${r.timeoutMs / 1000} s. Last console lines:\n${logTail(vm.files.consoleLog)}`, {
+        cause: agentErr, hint: 'a guest that never becomes ready: check the console lines above; --timeout gives a slow guest longer',
+      });
     }
+    await new Promise((res) => setTimeout(res, 200));
   }
-  if (agent) {
-    try { await agent.ping(Math.max(1000, deadline - Date.now())); } catch (e) {
-      throw new CloudletError('Timeout', `the guest agent did not answer within ${r.timeoutMs / 1000} s. Console:\n${logTail(vm.files.consoleLog)}`, { cause: e });
+}
+
+/** Gives up early on an image that came up to a login prompt without asking for its seed: no cloud-init. */
+function noCloudWatch(seed: NoCloudServer, agent: boolean, consoleLog: string): ReadyWatch {
+  // A guest that already has the agent answers soon after its login prompt; give it that time.
+  const graceMs = Number(process.env.CLOUDLET_SEED_GRACE_MS) || 45_000;
+  let promptAt = 0;
+  return (text) => {
+    if (seed.seeded || !agent) return undefined;
+    if (!promptAt && /login:\s*$/m.test(text)) promptAt = Date.now();
+    if (promptAt && Date.now() - promptAt > graceMs) {
+      return new CloudletError('BadInput', `the image booted to a login prompt but has neither cloud-init (it never fetched its NoCloud seed) nor the cloudlet guest agent. Last console lines:\n${logTail(consoleLog)}`, {
+        hint: 'use an image with cloud-init (Debian and Ubuntu cloud images have it), install the agent in the image (docs/guests.md), or create the base with --no-agent --ready-marker TEXT (a line its console prints when it is ready)',
+      });
     }
+    return undefined;
+  };
+}
+
+/** Refuses a base whose CPU flags QEMU had to drop (it warns and runs without them, e.g. under TCG). */
+function droppedCpuFlags(cpuModel: string, qemuLog: string): string[] {
+  let text = '';
+  try { text = fs.readFileSync(qemuLog, 'utf8'); } catch { return []; }
+  const added = cpuModel.split(',').slice(1).filter((f) => f.startsWith('+')).map((f) => f.slice(1));
+  return added.filter((f) => new RegExp(`doesn't support requested feature: \\S+\\.${f.replace(/[.]/g, '\\.')} \\[`).test(text));
+}
+
+function processAlive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+/** Base creations interrupted so hard they could not clean up (killed): their QEMU and folder. */
+function sweepInterrupted(store: StorePaths): void {
+  if (!fs.existsSync(store.tmp)) return;
+  for (const f of fs.readdirSync(store.tmp)) {
+    const m = /^base-(\d+)-/.exec(f);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || processAlive(pid)) continue;
+    const dir = path.join(store.tmp, f);
+    try {
+      const qpid = Number(fs.readFileSync(path.join(dir, 'qemu.pid'), 'utf8'));
+      const cmd = fs.readFileSync(`/proc/${qpid}/cmdline`, 'utf8');
+      if (cmd.includes(dir)) process.kill(qpid, 'SIGKILL');
+    } catch { /* no QEMU left */ }
+    fs.rmSync(dir, { recursive: true, force: true });
+    log.info(`removed ${dir}, left by an interrupted base create (pid ${pid})`);
   }
 }
 
@@ -88,15 +158,24 @@ export async function createBase(store: StorePaths, o: CreateBaseOptions): Promi
   };
   const { accel } = await chooseAccel(binary, cfg.cpuModel);
   checkHostCanRun(host, cfg, accel, `base ${o.name}`);
+  if (o.noCloud && o.kernel) throw new CloudletError('BadInput', 'a NoCloud seed is for images that boot through their own boot loader, not with --kernel');
   const readiness = { consoleMarker: o.readiness?.consoleMarker, agent: o.readiness?.agent ?? true, timeoutMs: o.readiness?.timeoutMs ?? 300_000 };
+  if (!readiness.agent && !readiness.consoleMarker) {
+    throw new CloudletError('BadInput', 'without the guest agent, say when the guest is ready with a console marker', { hint: '--no-agent --ready-marker TEXT' });
+  }
+  const seed = o.noCloud ? new NoCloudServer({ ...o.noCloud, agent: o.noCloud.agent ?? readiness.agent }) : undefined;
 
   fs.mkdirSync(store.tmp, { recursive: true });
-  const dir = fs.mkdtempSync(path.join(store.tmp, 'base-'));
+  sweepInterrupted(store);
+  const dir = fs.mkdtempSync(path.join(store.tmp, `base-${process.pid}-`));
   let vm: RunningVm | undefined;
   let agent: AgentClient | undefined;
   try {
-    progress({ phase: 'copy-disk', message: `copying ${o.disk}` });
-    await cloneFile(o.disk, path.join(dir, 'disk.raw'));
+    if (o.moveDisk) fs.renameSync(o.disk, path.join(dir, 'disk.raw'));
+    else {
+      progress({ phase: 'copy-disk', message: `copying ${o.disk}` });
+      await cloneFile(o.disk, path.join(dir, 'disk.raw'));
+    }
     if (o.kernel && o.initrd) {
       fs.copyFileSync(o.kernel, path.join(dir, 'kernel'));
       fs.copyFileSync(o.initrd, path.join(dir, 'initrd'));
@@ -106,11 +185,26 @@ export async function createBase(store: StorePaths, o: CreateBaseOptions): Promi
     fs.truncateSync(ram, cfg.ramBytes); // sparse, page-aligned: QEMU maps it as guest RAM
     const files = vmFilesIn(dir, { path: path.join(dir, 'disk.raw'), format: 'raw' }, ram,
       o.kernel ? { kernel: path.join(dir, 'kernel'), initrd: path.join(dir, 'initrd') } : undefined);
-    progress({ phase: 'boot', message: `booting ${o.name} (${accel})` });
+    if (seed) await seed.start();
+    progress({ phase: 'boot', message: `booting ${o.name} (${accel}${o.kernel ? '' : ', firmware and the image\'s boot loader'}${seed ? ', cloud-init seed offered' : ''})` });
     const t0 = Date.now();
-    vm = await startVm({ binary, name: `cloudlet-base-create-${path.basename(dir)}`, cfg, files, accel });
+    vm = await startVm({ binary, name: `cloudlet-base-create-${path.basename(dir)}`, cfg, files, accel, smbiosSerial: seed?.smbiosSerial });
+    const dropped = droppedCpuFlags(cfg.cpuModel, files.qemuLog);
+    if (dropped.length) {
+      throw new CloudletError('Mismatch', `this host cannot give the guest CPU feature${dropped.length > 1 ? 's' : ''} ${dropped.join(', ')} under ${accel}: the base would not have the CPU it names`, { hint: 'leave those flags out, or create the base on a host with KVM and such a CPU' });
+    }
     agent = readiness.agent ? new AgentClient(files.agentSocket) : undefined;
-    await waitReady(vm, agent, readiness, o.signal);
+    await waitReady(vm, agent, { ...readiness, watch: seed ? noCloudWatch(seed, readiness.agent, files.consoleLog) : undefined }, o.signal);
+    if (agent) {
+      // The agent answers before the guest has finished booting (cloud-init's last stage starts it on
+      // cloud images; systemd may still be starting units). A base saved then would go on booting in
+      // every VM made from it: slower first commands, larger overlays. Let the boot finish first.
+      progress({ phase: 'settle', message: 'agent answers; waiting for the boot to finish (systemd, cloud-init)' });
+      const left = Math.max(30_000, readiness.timeoutMs - (Date.now() - t0));
+      const r = await agent.exec(SETTLE, { timeoutMs: left });
+      if (/status: error/.test(r.stdout)) log.warn(`cloud-init reported errors in base ${o.name}: ${r.stdout.trim()}`);
+    }
+    seed?.close();
     const readyAfterMs = Date.now() - t0;
     const guest = agent ? await guestFacts(agent) : undefined;
     progress({ phase: 'save', message: 'pausing and saving device state' });
@@ -142,6 +236,7 @@ export async function createBase(store: StorePaths, o: CreateBaseOptions): Promi
       format: BASE_FORMAT, formatVersion: BASE_FORMAT_VERSION, baseId, name: o.name,
       createdAt: new Date().toISOString(), vm: cfg, qemu: { version: host.version, accel }, chunkSize: 4096,
       files: entries, ports: o.ports ?? [], readiness: { ...readiness, readyAfterMs }, guest,
+      ...(o.origin ? { origin: o.origin } : {}),
     };
     fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
     for (const f of fs.readdirSync(dir)) if (f.endsWith('.log') || f === 'migrate.sock') fs.rmSync(path.join(dir, f), { force: true });
@@ -154,9 +249,11 @@ export async function createBase(store: StorePaths, o: CreateBaseOptions): Promi
     progress({ phase: 'done', message: baseId });
     return baseId;
   } catch (e) {
+    seed?.close();
     agent?.close();
     if (vm) await stopVm(vm).catch(() => undefined);
     fs.rmSync(dir, { recursive: true, force: true });
+    if (o.moveDisk) fs.rmSync(o.disk, { force: true });
     throw e;
   }
 }

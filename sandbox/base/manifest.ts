@@ -34,6 +34,8 @@ export interface BaseManifest {
   readiness: { consoleMarker?: string; agent: boolean; timeoutMs: number; readyAfterMs?: number };
   /** Facts read from the guest just before it was paused (boot id, uptime, counter), when it has an agent. */
   guest?: { bootId?: string; uptime?: number; counter?: number };
+  /** Where the base came from (test guest, Debian suite and packages, image file): for people, not checked. */
+  origin?: Record<string, unknown>;
 }
 
 export function computeBaseId(diskDigestsSha256: string, ramDigestsSha256: string): string {

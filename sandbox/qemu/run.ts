@@ -18,6 +18,10 @@ const PACKAGE_OF: Record<string, string> = {
   'dpkg-deb': 'dpkg',
   'apt-get': 'apt',
   'apt-cache': 'apt',
+  'debootstrap': 'debootstrap',
+  'chroot': 'coreutils',
+  'sfdisk': 'fdisk',
+  'grub-mkimage': 'grub-pc-bin',
 };
 
 export function missingTool(program: string, detail?: string): CloudletError {
@@ -28,24 +32,58 @@ export function missingTool(program: string, detail?: string): CloudletError {
   });
 }
 
-export function run(program: string, args: string[], opts: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv; allowFail?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
+export interface RunOptions {
+  cwd?: string;
+  input?: string;
+  env?: NodeJS.ProcessEnv;
+  allowFail?: boolean;
+  timeoutMs?: number;
+  /** Abort ends the program and its children (own process group) and rejects with Cancelled. */
+  signal?: AbortSignal;
+  /** Each complete line of stdout and stderr as it arrives (progress of long builds). */
+  onLine?: (line: string) => void;
+}
+
+export function run(program: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(program, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    if (opts.signal?.aborted) { reject(new CloudletError('Cancelled', 'cancelled')); return; }
+    const child = spawn(program, args, {
+      cwd: opts.cwd, env: opts.env ?? process.env, stdio: [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      detached: opts.signal !== undefined, // a group of its own, so an abort reaches the children too
+    });
     let stdout = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
-    if (opts.timeoutMs) timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
-    child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+    let cancelled = false;
+    const killGroup = () => {
+      try { if (child.pid) process.kill(opts.signal ? -child.pid : child.pid, 'SIGKILL'); } catch { /* already gone */ }
+    };
+    const onAbort = () => { cancelled = true; killGroup(); };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    if (opts.timeoutMs) timer = setTimeout(killGroup, opts.timeoutMs);
+    const lines = (() => {
+      let partial = '';
+      return (d: string) => {
+        if (!opts.onLine) return;
+        const parts = (partial + d).split(/\r\n|\r|\n/); // \r: progress lines that redraw
+        partial = parts.pop() ?? '';
+        for (const l of parts) if (l.trim()) opts.onLine(l);
+      };
+    })();
+    child.stdout?.on('data', (d: Buffer) => { const t = d.toString(); stdout += t; lines(t); });
+    child.stderr?.on('data', (d: Buffer) => { const t = d.toString(); stderr += t; lines(t); });
+    const done = () => { if (timer) clearTimeout(timer); opts.signal?.removeEventListener('abort', onAbort); };
     child.on('error', (e: NodeJS.ErrnoException) => {
-      if (timer) clearTimeout(timer);
+      done();
       reject(e.code === 'ENOENT' ? missingTool(program) : e);
     });
     child.on('close', (code, signal) => {
-      if (timer) clearTimeout(timer);
+      done();
+      if (cancelled) { reject(new CloudletError('Cancelled', 'cancelled')); return; }
       const c = code ?? (signal ? 128 : 1);
       if (c !== 0 && !opts.allowFail) {
-        reject(new CloudletError('Internal', `${program} ${args.join(' ')} failed (exit ${c}${signal ? `, ${signal}` : ''}): ${stderr.trim().slice(-2000)}`));
+        const out = (stderr.trim() || stdout.trim()).slice(-2000);
+        reject(new CloudletError('Internal', `${program} ${args.join(' ')} failed (exit ${c}${signal ? `, ${signal}` : ''}): ${out}`));
       } else resolve({ stdout, stderr, code: c });
     });
     if (child.stdin) { child.stdin.on('error', () => undefined); child.stdin.end(opts.input); }

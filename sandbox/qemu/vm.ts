@@ -32,18 +32,25 @@ export function vmFilesIn(dir: string, disk: { path: string; format: 'raw' | 'qc
   return f;
 }
 
+/** The last lines of a log or console file, without terminal escape sequences and carriage returns. */
 export function logTail(file: string, lines = 15): string {
-  try { return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join('\n'); } catch { return ''; }
+  let text: string;
+  try { text = fs.readFileSync(file, 'utf8'); } catch { return ''; }
+  // eslint-disable-next-line no-control-regex
+  text = text.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]/g, '').replace(/\r+\n/g, '\n').replace(/\r/g, '\n');
+  return text.split('\n').map((l) => l.trimEnd()).filter((l) => l).slice(-lines).join('\n');
 }
 
 export async function startVm(o: {
   binary: string; name: string; cfg: VmConfig; files: VmFiles; accel: 'kvm' | 'tcg';
   incoming?: boolean; paused?: boolean; ports?: PortForward[];
+  /** SMBIOS serial number (a cloud-init NoCloud seed address), only when a base is created. */
+  smbiosSerial?: string;
   /** Called as soon as the process exists (before anything is awaited): the caller records its pid. */
   onSpawn?: (p: StartedQemu) => void;
 }): Promise<RunningVm> {
   for (const s of [o.files.qmpSocket, o.files.consoleSocket, o.files.agentSocket]) fs.rmSync(s, { force: true });
-  const args = buildQemuArgs(o.cfg, o.files, { name: o.name, accel: o.accel, incoming: o.incoming, paused: o.paused, ports: o.ports });
+  const args = buildQemuArgs(o.cfg, o.files, { name: o.name, accel: o.accel, incoming: o.incoming, paused: o.paused, ports: o.ports, smbiosSerial: o.smbiosSerial });
   const log = o.files.qemuLog;
   const started = startQemu(o.binary, args, log);
   o.onSpawn?.(started);

@@ -30,7 +30,7 @@ describe('CPU models', () => {
 
   it('QEMU gets exactly the model and flags (-cpu qemu64,+ssse3)', () => {
     const cfg: VmConfig = { machine: 'pc-q35-7.2', cpuModel: 'qemu64,+ssse3,-svm', ramBytes: 128 << 20, vcpus: 1, nic: { model: 'virtio-net-pci', mac: macFromSeed('t') } };
-    const files = { disk: '/d', diskFormat: 'raw' as const, ramFile: '/r', qmpSocket: '/q', consoleSocket: '/c', consoleLog: '/l', agentSocket: '/a', pidFile: '/p' };
+    const files = { disk: '/d', diskFormat: 'raw' as const, ramFile: '/r', qmpSocket: '/q', consoleSocket: '/c', consoleLog: '/l', agentSocket: '/a', migrateSocket: '/m', pidFile: '/p', qemuLog: '/ql' };
     const args = buildQemuArgs(cfg, files, { name: 'n', accel: 'tcg' });
     assert.equal(args[args.indexOf('-cpu') + 1], 'qemu64,+ssse3,-svm');
     assert.throws(() => buildQemuArgs({ ...cfg, cpuModel: 'qemu64,+ssse3,romfile=/etc/shadow' }, files, { name: 'n', accel: 'tcg' }), (e) => isCloudletError(e, 'BadInput'));

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { CloudletError } from '../../common/errors';
-import { buildTestGuest } from '../../guest/build';
+import { readSshKey } from '../../guest/noCloud';
+import { createBaseFrom, parseSize, type BaseSource } from '../../base/sources';
 import { BaseStore, summarize } from '../../base/store';
 import { SandboxManager } from '../../sandboxes/sandboxManager';
 import type { ProgressEvent } from '../../common/progress';
@@ -23,38 +24,75 @@ export function register(program: Command): void {
   const base = program.command('base').description('base VM bundles (disk, RAM, device state, digests, manifest)');
 
   base.command('create')
-    .description('boot an image, wait until ready, pause and save it as a base')
+    .description('make a base: build or take a guest, boot it, wait until ready, pause and save it')
     .requiredOption('--name <name>', 'base name')
-    .option('--test-guest', 'use the tiny test guest (built if needed)')
-    .option('--disk <file>', 'raw disk image to boot (copied)')
-    .option('--kernel <file>', 'kernel to boot with (needs --initrd)')
+    .option('--test-guest', 'the tiny busybox test guest (built from Debian packages if needed)')
+    .option('--debian <suite>', 'a Debian guest built from Debian packages (bookworm = Debian 12; needs root)')
+    .option('--image <file>', 'a qcow2, raw or vmdk disk image (e.g. a cloud image), booted through its own boot loader')
+    .option('--disk <file|size>', 'a raw disk image to boot (copied); with --debian or --image: the disk size, e.g. 4G')
+    .option('--package <name>', 'with --debian: an extra Debian package to install (repeat)', collect, [])
+    .option('--hostname <name>', 'with --image: the guest\'s host name (default: from --name)')
+    .option('--user <name>', 'with --image: a user cloud-init creates (sudo, and --ssh-key)')
+    .option('--ssh-key <file>', 'with --image: an SSH public key file to authorise')
+    .option('--kernel <file>', 'with --disk FILE: kernel to boot with (needs --initrd)')
     .option('--initrd <file>', 'initrd')
     .option('--append <cmdline>', 'kernel command line')
-    .option('--ram <MiB>', 'guest RAM in MiB', '256')
+    .option('--ram <MiB>', 'guest RAM in MiB (default: 128 test guest, 1024 Debian and images, 256 disk)')
     .option('--vcpus <n>', 'virtual CPUs', '1')
-    .option('--cpu <model>', 'fixed CPU model (must exist on every host that resumes it)', 'qemu64')
+    .option('--cpu <model>', 'CPU model with optional +feat/-feat flags, e.g. qemu64,+ssse3 (every host that resumes the base must provide it)', 'qemu64')
     .option('--port <guestPort>', 'guest TCP port to forward on resume (repeat)', collect, [])
     .option('--ready-marker <text>', 'ready when the serial console prints this')
-    .option('--no-agent', 'do not wait for the guest agent')
-    .option('--timeout <s>', 'readiness timeout in seconds', '300')
+    .option('--no-agent', 'do not wait for the guest agent (then give --ready-marker)')
+    .option('--timeout <s>', 'readiness timeout in seconds (default 300; 900 for Debian and images)')
     .option('--json', 'print JSON')
     .action(async (o: Record<string, any>) => {
-      let { disk, kernel, initrd, append, readyMarker } = o;
-      if (o.testGuest) {
-        const g = await buildTestGuest({ log: (s) => process.stderr.write(`${s}\n`) });
-        disk = g.disk; kernel = g.kernel; initrd = g.initrd; append ??= g.append; readyMarker ??= g.readyMarker;
-        if (o.ram === '256') o.ram = '128';
-        if (!o.port.length) o.port = ['80'];
+      const kinds = ['testGuest', 'debian', 'image'].filter((k) => o[k] !== undefined);
+      if (kinds.length > 1) throw new CloudletError('BadInput', 'give one of --test-guest, --debian SUITE, --image FILE, --disk FILE');
+      const sized = o.debian !== undefined || o.image !== undefined;
+      const diskBytes = sized && o.disk !== undefined ? parseSize(o.disk) : undefined;
+      const only = (flag: string, value: unknown, allowed: boolean, where: string) => {
+        if (value !== undefined && !(Array.isArray(value) && !value.length) && !allowed) throw new CloudletError('BadInput', `${flag} goes with ${where}`);
+      };
+      only('--package', o.package, o.debian !== undefined, '--debian');
+      for (const [flag, v] of [['--hostname', o.hostname], ['--user', o.user], ['--ssh-key', o.sshKey]] as const) only(flag, v, o.image !== undefined, '--image');
+      for (const [flag, v] of [['--kernel', o.kernel], ['--initrd', o.initrd]] as const) only(flag, v, !sized && !o.testGuest, '--disk FILE');
+      let src: BaseSource;
+      if (o.testGuest) src = { kind: 'test-guest' };
+      else if (o.debian !== undefined) src = { kind: 'debian', suite: o.debian, packages: o.package, diskBytes };
+      else if (o.image !== undefined) {
+        src = { kind: 'image', file: o.image, diskBytes, hostname: o.hostname, user: o.user, sshKey: o.sshKey ? readSshKey(o.sshKey) : undefined };
+      } else if (o.disk !== undefined) src = { kind: 'disk', disk: o.disk, kernel: o.kernel, initrd: o.initrd, append: o.append };
+      else throw new CloudletError('BadInput', 'give one of --test-guest, --debian SUITE, --image FILE, --disk FILE');
+      const num = (v: unknown, what: string) => {
+        if (v === undefined) return undefined;
+        const n = Number(v);
+        if (!Number.isInteger(n) || n <= 0) throw new CloudletError('BadInput', `${what} ${JSON.stringify(v)} is not a positive whole number`);
+        return n;
+      };
+      const readiness = {
+        ...(o.readyMarker !== undefined ? { consoleMarker: String(o.readyMarker) } : {}),
+        ...(o.agent === false ? { agent: false } : {}),
+        ...(o.timeout !== undefined ? { timeoutMs: num(o.timeout, '--timeout')! * 1000 } : {}),
+      };
+      // Ctrl-C (or a terminal closing) ends the build or the boot cleanly: nothing is left in the store.
+      const ac = new AbortController();
+      const onSignal = () => { if (ac.signal.aborted) process.exit(130); ac.abort(); };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      process.on('SIGHUP', onSignal);
+      try {
+        const b = await createBaseFrom(new BaseStore(), src, {
+          name: o.name, ramMiB: num(o.ram, '--ram'), vcpus: num(o.vcpus, '--vcpus'), cpuModel: o.cpu,
+          ports: o.port.length ? (o.port as string[]).map((p) => num(p, '--port')!) : undefined,
+          readiness, onProgress: o.json ? undefined : progressLine, signal: ac.signal,
+        });
+        if (o.json) process.stdout.write(JSON.stringify({ ...summarize(b), readyAfterMs: b.manifest.readiness.readyAfterMs, origin: b.manifest.origin }, null, 2) + '\n');
+        else process.stdout.write(`${b.id}\n`);
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        process.off('SIGHUP', onSignal);
       }
-      if (!disk) throw new CloudletError('BadInput', 'give --disk FILE (and --kernel/--initrd), or --test-guest');
-      const b = await new BaseStore().create({
-        name: o.name, disk, kernel, initrd, append, ramMiB: Number(o.ram), vcpus: Number(o.vcpus), cpuModel: o.cpu,
-        ports: (o.port as string[]).map(Number),
-        readiness: { consoleMarker: readyMarker, agent: o.agent, timeoutMs: Number(o.timeout) * 1000 },
-        onProgress: o.json ? undefined : progressLine,
-      });
-      if (o.json) process.stdout.write(JSON.stringify({ ...summarize(b), readyAfterMs: b.manifest.readiness.readyAfterMs }, null, 2) + '\n');
-      else process.stdout.write(`${b.id}\n`);
     });
 
   base.command('list').description('list local bases').option('--json', 'print JSON').action((o: { json?: boolean }) => {
