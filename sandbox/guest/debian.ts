@@ -28,7 +28,7 @@ import { agentScriptPath, guestSourceDir } from './build';
 import { ensureStage, removeBuildDir, stageKey, type StageContext } from './stages';
 
 /** Bump a stage's recipe version when it changes in a way its inputs do not show (later stages follow). */
-const RECIPE = { bootstrap: 1, packages: 1, system: 2, disk: 1, debs: 1 };
+const RECIPE = { bootstrap: 1, packages: 1, system: 3, disk: 1, debs: 1 };
 /** Suites the builder accepts (bookworm is the one the tests and benchmarks run). */
 export const DEBIAN_SUITES = ['bullseye', 'bookworm', 'trixie'] as const;
 export const DEBIAN_DEFAULT_DISK_BYTES = 4 * 1024 ** 3;
@@ -65,6 +65,7 @@ export interface DebianGuest {
   diskBytes: number;
   dir: string;              // the disk stage's folder
   rootfs: string;           // the configured tree the disk was made from (read-only: a cache)
+  stages: string[];         // the stage folders it was made from, first to last
   /** agent flavor: boot these with -kernel/-initrd/-append */
   disk?: string;
   kernel?: string;
@@ -219,6 +220,9 @@ async function configure(c: StageContext, from: string, flavor: DebianFlavor): P
   // apt's daily timers would fetch lists and churn disk and RAM in every VM made from the base;
   // e2scrub checks LVM snapshots (there are none) and costs a minute of boot under TCG.
   for (const t of ['apt-daily.timer', 'apt-daily-upgrade.timer', 'e2scrub_all.timer', 'e2scrub_reap.service']) linkIn(rootfs, `etc/systemd/system/${t}`, '/dev/null');
+  // Under TCG on a busy host udev can take minutes to announce ttyS0 and the agent's port: past
+  // systemd's default 90 s, the serial console's getty would fail for good.
+  writeIn(rootfs, 'etc/systemd/system.conf.d/50-slow-devices.conf', '[Manager]\nDefaultDeviceTimeoutSec=900\n');
   if (flavor === 'agent') {
     writeIn(rootfs, 'etc/systemd/network/20-wired.network', '[Match]\nName=en*\n\n[Network]\nDHCP=ipv4\n');
     linkIn(rootfs, 'etc/systemd/system/multi-user.target.wants/systemd-networkd.service', '/lib/systemd/system/systemd-networkd.service');
@@ -338,7 +342,7 @@ export async function buildDebianGuest(spec: DebianSpec, o: DebianBuildOptions =
 
   const g: DebianGuest = {
     key: k4, suite: s.suite, flavor: s.flavor, packages: s.packages, diskBytes: s.diskBytes,
-    dir: st4.dir, rootfs: path.join(st3.dir, 'rootfs'),
+    dir: st4.dir, rootfs: path.join(st3.dir, 'rootfs'), stages: [...new Set([st1.dir, st2.dir, st3.dir, st4.dir])],
   };
   if (s.flavor === 'agent') {
     Object.assign(g, { disk: path.join(st4.dir, 'disk.raw'), kernel: path.join(st4.dir, 'vmlinuz'), initrd: path.join(st4.dir, 'initrd.img'), append: DEBIAN_APPEND });

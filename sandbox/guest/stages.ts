@@ -47,9 +47,28 @@ export function loopsUnder(dir: string): string[] {
   return out;
 }
 
-/** Removes a build folder: unmounts what is mounted inside, detaches its loop devices, then rm -rf on one filesystem. */
+/** Processes chrooted into, or working in, `dir` (apt and dpkg of a builder that was killed). */
+export function processesIn(dir: string): number[] {
+  const root = path.resolve(dir);
+  const out: number[] = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+    for (const link of ['root', 'cwd']) {
+      let target = '';
+      try { target = fs.readlinkSync(`/proc/${p}/${link}`); } catch { continue; }
+      if (target === root || target.startsWith(`${root}/`)) { out.push(Number(p)); break; }
+    }
+  }
+  return out;
+}
+
+/**
+ * Removes a build folder: ends processes still working in it, unmounts what is mounted inside,
+ * detaches its loop devices, then rm -rf on one filesystem (never into a mount it missed).
+ */
 export async function removeBuildDir(dir: string): Promise<void> {
   if (!fs.existsSync(dir)) return;
+  for (const pid of processesIn(dir)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
   for (const m of mountsUnder(dir)) await run('umount', ['-l', m], { allowFail: true });
   for (const l of loopsUnder(dir)) await run('losetup', ['-d', l], { allowFail: true });
   if (mountsUnder(dir).length) throw new Error(`cannot remove ${dir}: something is still mounted inside it`);
