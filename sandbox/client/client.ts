@@ -5,7 +5,7 @@
  * Every service URL comes from the Keystone catalog returned at login: services may live on
  * different hosts, so nothing here derives one service's address from another's.
  */
-import { CloudletError, codeForStatus, isErrorCode, type ErrorCode } from '../common/errors';
+import { CloudletError, codeForStatus, isCloudletError, isErrorCode, type ErrorCode } from '../common/errors';
 import { readSse } from './sse';
 import { HEAD_READ_BYTES, manifestFromHead } from '../overlay/manifestHead';
 import { LIMITS, type OverlayManifest } from '../overlay/format';
@@ -89,6 +89,11 @@ export function openstackErrorMessage(body: unknown): string | undefined {
   const first = b[Object.keys(b)[0]];
   if (first && typeof first === 'object' && typeof first.message === 'string') return first.message;
   return undefined;
+}
+
+/** A stream the daemon ended because the token it was opened with expired or was revoked. */
+function tokenEnded(d: { reason?: unknown }, doing: string): CloudletError {
+  return new CloudletError('Unauthorized', `the token ${d.reason === 'revoked' ? 'was revoked' : 'expired'} while ${doing}`, { hint: 'log in again' });
 }
 
 type FetchBody = NonNullable<RequestInit['body']>;
@@ -288,9 +293,10 @@ export class CloudletClient {
           const d = JSON.parse(m.data);
           if (m.event === 'progress') onProgress(d.event as ProgressEvent);
           else if (m.event === 'end') return d as JobEnd;
+          else if (m.event === 'token-ended') throw tokenEnded(d, `following job ${id} (it goes on)`);
         }
       } catch (e) {
-        if (signal?.aborted || e instanceof ApiError || attempt >= 5) throw e;
+        if (signal?.aborted || e instanceof ApiError || isCloudletError(e, 'Unauthorized') || attempt >= 5) throw e;
       }
       if (signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
       const j = await this.getJob(id);
@@ -302,7 +308,10 @@ export class CloudletClient {
   /** Follow the change events of this project until `signal` aborts (for event-driven refresh). */
   async watchEvents(onEvent: (e: ChangeEvent) => void, signal: AbortSignal): Promise<void> {
     const res = await this.request('cloudlet', 'GET', '/events', { headers: { accept: 'text/event-stream' }, signal });
-    for await (const m of readSse(res.body!, signal)) if (m.event === 'change') onEvent(JSON.parse(m.data) as ChangeEvent);
+    for await (const m of readSse(res.body!, signal)) {
+      if (m.event === 'change') onEvent(JSON.parse(m.data) as ChangeEvent);
+      else if (m.event === 'token-ended') throw tokenEnded(JSON.parse(m.data), 'watching events');
+    }
   }
 
   /** Poll a server until it leaves BUILD (or reaches `want`); returns it. */

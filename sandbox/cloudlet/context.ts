@@ -56,6 +56,8 @@ export interface DaemonContext {
   auth(req: FastifyRequest): AuthContext;
   /** Same, and 403 unless the caller has the admin role. */
   requireAdmin(req: FastifyRequest): AuthContext;
+  /** Whether a caller's token is still good now (not expired or revoked): long streams ask again. */
+  stillValid(caller: AuthContext): Promise<boolean>;
 }
 
 export interface ApiModule {

@@ -97,6 +97,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       if (!a.isAdmin) throw new CloudletError('Forbidden', 'this call needs the admin role');
       return a;
     },
+    stillValid: async (a) => {
+      const now = await identity.validate(a.token);
+      return !!now && now.userId === a.userId && now.projectId === a.projectId;
+    },
   };
   const serviceUrl = (type: string): string => {
     const mod = modules.find((m) => m.serviceType === type);

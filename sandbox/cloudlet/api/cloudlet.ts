@@ -6,6 +6,7 @@
  *   GET    /jobs/{id}/events     SSE: `progress` events, then one `end` event, then the stream closes
  *   DELETE /jobs/{id}            cancel
  *   GET    /events               SSE: `change` events {topic, data, at} for the caller's project
+ * A stream ends with `token-ended` {reason} when the caller's token expires or is revoked (sse.ts).
  */
 import type { FastifyInstance } from 'fastify';
 import type { ApiModule, AuthContext, DaemonContext } from '../context';
@@ -42,8 +43,9 @@ export function cloudletModule(jobs: Jobs, events: LocalEventBus): ApiModule {
         return reply.code(202).send();
       });
       app.get<{ Params: { id: string } }>('/jobs/:id/events', async (req, reply) => {
-        const j = visible(ctx.auth(req), req.params.id);
-        const sse = openSse(req, reply);
+        const a = ctx.auth(req);
+        const j = visible(a, req.params.id);
+        const sse = openSse(req, reply, { expiresAt: a.expiresAt, stillValid: () => ctx.stillValid(a) });
         // The current state first, so a late subscriber still sees where the job is.
         if (j.phase) sse.send('progress', { job: j.id, event: { phase: j.phase, message: j.message ?? undefined, done: j.done ?? undefined, total: j.total ?? undefined } });
         const finish = (rec: JobRecord) => {
@@ -62,7 +64,7 @@ export function cloudletModule(jobs: Jobs, events: LocalEventBus): ApiModule {
       });
       app.get('/events', async (req, reply) => {
         const a = ctx.auth(req);
-        const sse = openSse(req, reply);
+        const sse = openSse(req, reply, { expiresAt: a.expiresAt, stillValid: () => ctx.stillValid(a) });
         const unsubscribe = events.subscribe((e) => {
           // Events of no project (hardware inventory, anything unowned) go to admins only.
           const owner = e.data.project_id;
