@@ -1,6 +1,6 @@
 /**
  * The typed client of a cloudlet (or of a real OpenStack cloud): what the CLI and the VS Code
- * extension use. Pure JS over the global fetch; no native modules, bundleable for the extension host.
+ * extension use. Pure JS over undici (transport.ts: TLS trust); no native modules, bundleable for the extension host.
  *
  * Every service URL comes from the Keystone catalog returned at login: services may live on
  * different hosts, so nothing here derives one service's address from another's.
@@ -10,6 +10,7 @@ import { readSse } from './sse';
 import { HEAD_READ_BYTES, manifestFromHead } from '../overlay/manifestHead';
 import { LIMITS, type OverlayManifest } from '../overlay/format';
 import type { CatalogEntry, ChangeEvent, Flavor, Image, ImagePage, Job, JobEnd, ProgressEvent, Server, ServerCreated } from './types';
+import { CertificateError, fetchFailure, transportFetch, type TlsTrust } from './transport';
 
 /** One API call, for the extension's output channel. Never holds tokens, passwords or bodies. */
 export interface CallRecord { method: string; service: string; url: string; status: number; ms: number; error?: string }
@@ -26,6 +27,8 @@ export interface ClientOptions {
    * first endpoint of the interface, whatever its region.
    */
   region?: string;
+  /** How to trust HTTPS servers: the system store (default), a CA, or a pinned certificate fingerprint. */
+  tls?: TlsTrust;
 }
 
 export interface LoginOptions extends ClientOptions {
@@ -296,7 +299,7 @@ export class CloudletClient {
           else if (m.event === 'token-ended') throw tokenEnded(d, `following job ${id} (it goes on)`);
         }
       } catch (e) {
-        if (signal?.aborted || e instanceof ApiError || isCloudletError(e, 'Unauthorized') || attempt >= 5) throw e;
+        if (signal?.aborted || e instanceof ApiError || isCloudletError(e, 'Unauthorized') || e instanceof CertificateError || attempt >= 5) throw e;
       }
       if (signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
       const j = await this.getJob(id);
@@ -344,10 +347,11 @@ export class CloudletClient {
     const logged = url.replace(/\?.*$/, '');  // query strings may carry filters; keep the log short
     let res: Response;
     try {
-      res = await fetch(url, { method, headers, body, signal, ...(o.duplex ? { duplex: o.duplex } : {}) } as RequestInit);
+      res = await transportFetch(url, { method, headers, body, signal, ...(o.duplex ? { duplex: o.duplex } : {}) }, this.opts.tls);
     } catch (e) {
-      const msg = (e as Error).name === 'TimeoutError' ? 'timed out' : ((e as Error & { cause?: Error }).cause?.message ?? (e as Error).message);
+      const msg = e instanceof CertificateError ? e.message : fetchFailure(e, url);
       this.opts.onCall?.({ method, service, url: logged, status: 0, ms: Date.now() - t0, error: msg });
+      if (e instanceof CertificateError) throw e;
       if (signal?.aborted && o.signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
       if (service === 'identity') {
         throw new CloudletError('Unavailable', `the identity service (Keystone) at ${this.session.authUrl} is not reachable: ${msg}`,

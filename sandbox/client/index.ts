@@ -5,3 +5,4 @@ export { readSse, type SseMessage } from './sse';
 // One error type on both sides of the wire: what the daemon threw, the client (and extension) rebuild.
 export { CloudletError, ERROR_CODES, codeForStatus, describeError, errorOfFault, faultOf, isCloudletError, isErrorCode } from '../common/errors';
 export type { ErrorCode, Fault } from '../common/errors';
+export * from './transport';

@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import { CloudletError } from '../common/errors';
 import { HEAD_READ_BYTES, manifestFromHead } from '../overlay/manifestHead';
+import { CertificateError, fetchFailure, transportFetch, type TlsTrust } from '../client/transport';
 import type { OverlayManifest } from '../overlay/format';
 
 export function checkOverlayUrl(raw: unknown): URL {
@@ -19,12 +20,13 @@ export function checkOverlayUrl(raw: unknown): URL {
   return u;
 }
 
-async function get(url: string, headers: Record<string, string>, range?: [number, number], signal?: AbortSignal): Promise<Response> {
+async function get(url: string, headers: Record<string, string>, range?: [number, number], signal?: AbortSignal, trust?: TlsTrust): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(url, { headers: { ...headers, ...(range ? { range: `bytes=${range[0]}-${range[1]}` } : {}) }, signal, redirect: 'follow' });
+    res = await transportFetch(url, { headers: { ...headers, ...(range ? { range: `bytes=${range[0]}-${range[1]}` } : {}) }, signal, redirect: 'follow' }, trust);
   } catch (e) {
-    throw new CloudletError('BadInput', `overlay_url ${url} cannot be fetched: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+    if (e instanceof CertificateError) throw new CloudletError('Untrusted', `overlay_url ${url}: ${e.message}`, { hint: e.hint });
+    throw new CloudletError('BadInput', `overlay_url ${url} cannot be fetched: ${fetchFailure(e, url)}`);
   }
   if (res.status >= 400) {
     await res.body?.cancel();
@@ -43,8 +45,8 @@ function totalSize(res: Response): number | undefined {
 }
 
 /** Reads the manifest of a remote overlay; checks the size cap on the way. */
-export async function fetchOverlayManifest(url: string, headers: Record<string, string>, maxBytes: number, signal?: AbortSignal): Promise<{ manifest: OverlayManifest; overlayId: string; size?: number }> {
-  const first = await get(url, headers, [0, HEAD_READ_BYTES - 1], signal);
+export async function fetchOverlayManifest(url: string, headers: Record<string, string>, maxBytes: number, signal?: AbortSignal, trust?: TlsTrust): Promise<{ manifest: OverlayManifest; overlayId: string; size?: number }> {
+  const first = await get(url, headers, [0, HEAD_READ_BYTES - 1], signal, trust);
   const size = totalSize(first);
   if (size !== undefined && size > maxBytes) {
     await first.body?.cancel();
@@ -52,7 +54,7 @@ export async function fetchOverlayManifest(url: string, headers: Record<string, 
   }
   const head = Buffer.from(await readAtMost(first, HEAD_READ_BYTES));
   const parsed = await manifestFromHead(head, async (start, end) => {
-    const rest = await get(url, headers, [start, end], signal);
+    const rest = await get(url, headers, [start, end], signal, trust);
     if (rest.status !== 206) {
       await rest.body?.cancel();
       throw new CloudletError('BadInput', `overlay server at ${url} ignores Range requests; the manifest needs ${end + 1} bytes`);
@@ -79,8 +81,8 @@ async function readAtMost(res: Response, n: number): Promise<Uint8Array> {
 
 /** Downloads the whole overlay into `dest` (via dest.partial), at most `maxBytes`. */
 export async function downloadOverlay(url: string, headers: Record<string, string>, dest: string, maxBytes: number,
-  onBytes: (done: number, total?: number) => void, signal?: AbortSignal): Promise<number> {
-  const res = await get(url, headers, undefined, signal);
+  onBytes: (done: number, total?: number) => void, signal?: AbortSignal, trust?: TlsTrust): Promise<number> {
+  const res = await get(url, headers, undefined, signal, trust);
   const total = totalSize(res);
   if (total !== undefined && total > maxBytes) {
     await res.body?.cancel();

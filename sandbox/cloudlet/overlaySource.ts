@@ -10,6 +10,7 @@ import type { SegmentSource } from '../overlay/overlayReader';
 import { blobCacheDirFor, openOverlayFromOci, plainHttpSetting, readCaFile } from '../registry';
 import { CloudletError, describeError } from '../common/errors';
 import { downloadOverlay, fetchOverlayManifest } from './overlayFetch';
+import type { TlsTrust } from '../client/transport';
 
 /** What backend.synthesize takes: an overlay file, or a manifest with a segment source. */
 export type SynthesisInput = string | { manifest: OverlayManifest; overlayId: string; source: SegmentSource };
@@ -21,11 +22,12 @@ export interface OverlaySource {
   close(): Promise<void>;
 }
 
-export async function openHttpOverlay(url: string, headers: Record<string, string>, maxBytes: number): Promise<OverlaySource> {
-  const { manifest, overlayId } = await fetchOverlayManifest(url, headers, maxBytes);
+/** `trust`: how to verify an https URL's certificate (the daemon's peer trust, or a pin the caller gave). */
+export async function openHttpOverlay(url: string, headers: Record<string, string>, maxBytes: number, trust?: TlsTrust): Promise<OverlaySource> {
+  const { manifest, overlayId } = await fetchOverlayManifest(url, headers, maxBytes, undefined, trust);
   return {
     overlayId, baseId: manifest.baseId,
-    async prepare(tmp, progress, signal) { await downloadOverlay(url, headers, tmp, maxBytes, progress, signal); return tmp; },
+    async prepare(tmp, progress, signal) { await downloadOverlay(url, headers, tmp, maxBytes, progress, signal, trust); return tmp; },
     async close() {},
   };
 }

@@ -1,12 +1,14 @@
 /** The source's view of a destination's handoff routes (protocol.ts), over fetch with the dest token. */
 import { CloudletError } from '../common/errors';
+import { CertificateError, fetchFailure, transportFetch, type TlsTrust } from '../client/transport';
 import { HANDOFF_PATH, type BeginRequest, type FinishResponse } from './protocol';
 
 const REQUEST_TIMEOUT_MS = 10 * 60_000;
 
 export class DestinationClient {
   private readonly base: string;
-  constructor(computeUrl: string, private readonly token: string, private readonly signal?: AbortSignal) {
+  /** `trust`: how to verify the destination's certificate (the daemon's peer trust, or a pin the caller gave). */
+  constructor(computeUrl: string, private readonly token: string, private readonly signal?: AbortSignal, private readonly trust?: TlsTrust) {
     this.base = computeUrl.replace(/\/+$/, '') + HANDOFF_PATH;
   }
 
@@ -42,13 +44,13 @@ export class DestinationClient {
     const signals = [AbortSignal.timeout(timeoutMs), ...(this.signal && cancellable ? [this.signal] : [])];
     let res: Response;
     try {
-      res = await fetch(this.base + path, {
+      res = await transportFetch(this.base + path, {
         method, body, signal: AbortSignal.any(signals),
         headers: { 'x-auth-token': this.token, accept: 'application/json', ...(type ? { 'content-type': type } : {}) },
-      });
+      }, this.trust);
     } catch (e) {
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      throw new CloudletError('Unavailable', `destination ${this.where} did not answer ${method} ${HANDOFF_PATH}${path.replace(/\/[0-9a-f-]{36}/, '/…')}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
+      if (e instanceof CertificateError) throw new CloudletError('Untrusted', `handoff destination: ${e.message}`, { hint: e.hint });
+      throw new CloudletError('Unavailable', `destination ${this.where} did not answer ${method} ${HANDOFF_PATH}${path.replace(/\/[0-9a-f-]{36}/, '/…')}: ${fetchFailure(e, this.base)}`);
     }
     const text = await res.text().catch(() => '');
     if (!res.ok) {

@@ -3,18 +3,10 @@
  * (a PEM file), plain HTTP from --plain-http or CLOUDLET_REGISTRY_PLAIN_HTTP=1 (never silently for
  * non-loopback hosts otherwise).
  */
-import * as fs from 'fs';
-import { CloudletError } from '../common/errors';
+import { readCaFile as readPemFile } from '../client/transport';
 
 export function readCaFile(file: string | undefined = process.env.CLOUDLET_REGISTRY_CA || undefined): string | undefined {
-  if (!file) return undefined;
-  try {
-    const pem = fs.readFileSync(file, 'utf8');
-    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it');
-    return pem;
-  } catch (e) {
-    throw new CloudletError('BadInput', `cannot use ${file} as a CA certificate: ${(e as Error).message}`);
-  }
+  return file ? readPemFile(file) : undefined;
 }
 
 export function plainHttpSetting(flag?: boolean): boolean | 'auto' {
