@@ -1,16 +1,17 @@
 /**
  * Saved cloudlet logins for the CLI: <config>/cloudlet/sessions.json (mode 0600), holding each
- * cloudlet's auth URL, user, project and current token (never the password).
+ * cloudlet's auth URL, user, project, current token (never the password) and how its TLS
+ * certificate is trusted (a CA file, or a pinned fingerprint; neither: the system store).
  * A login to a fleet's Keystone is one saved session whose catalog has several regions; one of
  * its cloudlets is named NAME/REGION (e.g. fleet/edge2), all on the one token.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { CloudletClient, type ClientOptions } from '../client';
+import { CloudletClient, readCaFile, type ClientOptions, type TlsTrust } from '../client';
 import { CloudletError } from '../common/errors';
 
-export interface SavedSession { name: string; authUrl: string; user: string; project: string; token: string; expiresAt: string }
+export interface SavedSession { name: string; authUrl: string; user: string; project: string; token: string; expiresAt: string; caFile?: string; fingerprint?: string }
 interface SessionFile { current?: string; cloudlets: Record<string, SavedSession> }
 
 export function sessionsFile(): string {
@@ -64,9 +65,16 @@ export async function clientFor(ref?: string, o: ClientOptions = {}): Promise<Cl
   if (Date.parse(s.expiresAt) <= Date.now()) {
     throw new CloudletError('Unauthorized', `the token for ${s.name} has expired`, { hint: `cloudlet login ${s.authUrl} --user ${s.user} --project ${s.project}` });
   }
-  const c = await CloudletClient.fromToken(s.authUrl, s.token, o);
+  const c = await CloudletClient.fromToken(s.authUrl, s.token, { ...o, tls: trustOf(s) });
   const region = ref ? splitRegionRef(ref).region : undefined;
   return region ? c.inRegion(region) : c;
+}
+
+/** How a saved cloudlet's certificate is verified: its pinned fingerprint, its CA file, or the system store. */
+export function trustOf(s: { caFile?: string; fingerprint?: string }): TlsTrust {
+  if (s.fingerprint) return { fingerprint: s.fingerprint };
+  if (s.caFile) return { ca: readCaFile(s.caFile) };
+  return {};
 }
 
 /** The NAME/REGION names of a session's cloudlets: one per region when its catalog has several. */

@@ -230,10 +230,11 @@ export class CloudletClient {
 
   /**
    * Move this server's running VM to another cloudlet. `handoffUrl` is the destination's compute
-   * endpoint, `destToken` a token valid there (see `CloudletClient.login` against it).
+   * endpoint, `destToken` a token valid there (see `CloudletClient.login` against it),
+   * `destFingerprint` the destination's certificate when the caller pinned it (a self-signed cloudlet).
    */
-  async handoff(id: string, o: { handoffUrl: string; destToken: string; destVmName?: string }): Promise<{ jobId: string }> {
-    const r = await this.serverAction<{ job_id: string }>(id, { 'cloudlet-handoff': { handoff_url: o.handoffUrl, dest_token: o.destToken, dest_vmname: o.destVmName } });
+  async handoff(id: string, o: { handoffUrl: string; destToken: string; destVmName?: string; destFingerprint?: string }): Promise<{ jobId: string }> {
+    const r = await this.serverAction<{ job_id: string }>(id, { 'cloudlet-handoff': { handoff_url: o.handoffUrl, dest_token: o.destToken, dest_vmname: o.destVmName, dest_tls_fingerprint: o.destFingerprint } });
     return { jobId: r.job_id };
   }
 
@@ -400,18 +401,21 @@ function withoutHint(message: string, hint: string | undefined): string {
  * version document names v3), or a cloudlet daemon's root, whose service list names its identity
  * (the daemon itself, or the fleet's Keystone). Falls back to URL/identity/v3 when nothing answers.
  */
-export async function discoverAuthUrl(url: string, o: { timeoutMs?: number } = {}): Promise<string> {
+export async function discoverAuthUrl(url: string, o: { timeoutMs?: number; tls?: TlsTrust } = {}): Promise<string> {
   const u = url.replace(/\/+$/, '');
   if (/\/v3$/.test(u)) return u;
   if (/\/identity$/.test(u)) return `${u}/v3`;
   try {
-    const res = await fetch(`${u}/`, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(o.timeoutMs ?? 15_000) });
+    const res = await transportFetch(`${u}/`, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(o.timeoutMs ?? 15_000) }, o.tls);
     const j = (await res.json()) as { cloudlet?: boolean; services?: Record<string, string>; versions?: { values?: { id?: string; links?: { rel?: string; href?: string }[] }[] } };
     if (j.cloudlet && typeof j.services?.identity === 'string') return normalizeAuthUrl(j.services.identity);
     const v3 = j.versions?.values?.find((v) => typeof v.id === 'string' && v.id.startsWith('v3'));
     const href = v3?.links?.find((l) => l.rel === 'self')?.href;
     if (href) return normalizeAuthUrl(href);
-  } catch { /* not answering, or not JSON: guess below */ }
+  } catch (e) {
+    if (e instanceof CertificateError) throw e;  // a refused certificate is said as such, not guessed past
+    /* not answering, or not JSON: guess below */
+  }
   return `${u}/identity/v3`;
 }
 

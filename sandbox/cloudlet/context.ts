@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Logger } from '../common/log';
 import type { ProgressEvent } from '../common/progress';
+import type { TlsTrust } from '../client/transport';
 
 /** Who is calling, from a validated X-Auth-Token. */
 export interface AuthContext {
@@ -49,6 +50,8 @@ export interface DaemonContext {
   publicUrl: string;
   /** The catalog URL of a service type: what links and discovery documents name (never the Host header). */
   serviceUrl(type: string): string;
+  /** How this daemon verifies other cloudlets it calls (handoff destinations, overlay_url): system store, --peer-ca, itself. */
+  peerTrust: TlsTrust;
   log: Logger;
   jobs: JobRegistry;
   events: EventBus;

@@ -5,6 +5,7 @@
  */
 import * as fs from 'fs';
 import * as http from 'http';
+import * as https from 'https';
 import * as path from 'path';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import Database from 'better-sqlite3';
@@ -22,6 +23,7 @@ import { CloudletError, codeForStatus, describeError, type ErrorCode } from '../
 import { createLogger, type Logger } from '../common/log';
 import { storePaths } from '../common/paths';
 import { SERVICE_NAMES } from '../client/regions';
+import { listenError, prepareListen, type ListenOptions } from './listen';
 
 export interface DaemonOptions {
   host: string;
@@ -29,8 +31,10 @@ export interface DaemonOptions {
   dataDir: string;
   configFile?: string;
   config?: DaemonConfig;         // instead of configFile (tests)
-  /** Base URL others use to reach this daemon; default http://host:port */
+  /** Base URL others use to reach this daemon; default http(s)://host:port */
   publicUrl?: string;
+  /** TLS (certificate files or self-signed), plain HTTP off loopback, trust for calls to other cloudlets. */
+  listen?: ListenOptions;
   /** Per service type, a different base URL in the catalog (e.g. image on another address). */
   serviceUrls?: Record<string, string>;
   /** Extra addresses to listen on as well, "HOST:PORT" (e.g. the address of serviceUrls' image). */
@@ -51,6 +55,8 @@ export interface Daemon {
   jobs: Jobs;
   events: LocalEventBus;
   config: DaemonConfig;
+  /** SHA-256 fingerprint of the TLS certificate it serves (undefined: plain HTTP). */
+  fingerprint?: string;
   /** The catalog URL of a service type. */
   serviceUrl(type: string): string;
   close(): Promise<void>;
@@ -60,6 +66,12 @@ export function serviceName(type: string): string { return SERVICE_NAMES[type] ?
 
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = opts.log ?? createLogger(`cloudlet@${opts.host}`);
+  const extraAddrs = (opts.extraListen ?? []).map(splitHostPort);
+  // Certificates, the plain-HTTP policy, the data folder's owner and free ports: before any state is touched.
+  const edge = await prepareListen({
+    ...opts.listen, dataDir: opts.dataDir, publicUrl: opts.publicUrl, log,
+    hosts: [{ host: opts.host, port: opts.port }, ...extraAddrs.map(([host, port]) => ({ host, port }))],
+  });
   const paths = storePaths(opts.dataDir);
   for (const d of [paths.root, paths.tmp]) fs.mkdirSync(d, { recursive: true });
   const config = opts.config ?? loadConfig(opts.configFile, opts.dataDir);
@@ -80,7 +92,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // half-built downloads and launch folders go, so nothing partial is ever taken for complete.
   for (const f of fs.readdirSync(paths.tmp)) fs.rmSync(path.join(paths.tmp, f), { recursive: true, force: true });
 
-  const app = Fastify({ bodyLimit: opts.bodyLimit ?? 1024 * 1024, logger: false, forceCloseConnections: true, return503OnClosing: false });
+  const app = Fastify({
+    bodyLimit: opts.bodyLimit ?? 1024 * 1024, logger: false, forceCloseConnections: true, return503OnClosing: false,
+    ...(edge.tls ? { https: edge.tls } : {}),
+  }) as unknown as FastifyInstance;
   // Glance's image update media type is JSON Patch; uploads are raw streams the handler consumes.
   app.addContentTypeParser(['application/openstack-images-v2.1-json-patch', 'application/json-patch+json'],
     { parseAs: 'string' }, (req, body, done) => app.getDefaultJsonParser('error', 'ignore')(req, body as string, done));
@@ -88,7 +103,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   const state = { url: '' };
   const ctx: DaemonContext = {
-    db, dataDir: opts.dataDir, log, jobs, events,
+    db, dataDir: opts.dataDir, log, jobs, events, peerTrust: edge.peerTrust,
     get publicUrl() { return state.url; },
     serviceUrl: (type) => serviceUrl(type),
     auth: callerOf,
@@ -141,24 +156,32 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   app.get('/', async () => ({ cloudlet: true, region, identity_provider: identity.kind,
     services: { ...Object.fromEntries(modules.map((m) => [m.serviceType, serviceUrl(m.serviceType)])), ...(identity.externalAuthUrl ? { identity: identity.externalAuthUrl } : {}) } }));
 
-  await app.listen({ host: opts.host, port: opts.port });
-  const port = (app.server.address() as { port: number }).port;
-  state.url = (opts.publicUrl ?? `http://${opts.host}:${port}`).replace(/\/$/, '');
   const extraServers: http.Server[] = [];
-  for (const addr of opts.extraListen ?? []) {
-    const [h, p] = splitHostPort(addr);
-    const s = http.createServer((req, res) => app.routing(req, res));
-    await new Promise<void>((resolve, reject) => { s.once('error', reject); s.listen(p, h, () => resolve()); });
-    extraServers.push(s);
+  try {
+    await app.listen({ host: opts.host, port: opts.port }).catch((e: NodeJS.ErrnoException) => { throw listenError(e, opts.host, opts.port); });
+    for (const [h, p] of extraAddrs) {
+      const handler = (req: http.IncomingMessage, res: http.ServerResponse) => app.routing(req, res);
+      const s = edge.tls ? https.createServer(edge.tls, handler) : http.createServer(handler);
+      extraServers.push(s);
+      await new Promise<void>((resolve, reject) => { s.once('error', (e) => reject(listenError(e, h, p))); s.listen(p, h, () => resolve()); });
+    }
+  } catch (e) {
+    for (const s of extraServers) s.close();
+    await app.close().catch(() => undefined);
+    db.close();
+    throw e;
   }
+  const port = (app.server.address() as { port: number }).port;
+  const hostInUrl = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  state.url = (opts.publicUrl ?? `${edge.scheme}://${hostInUrl}:${port}`).replace(/\/$/, '');
   for (const m of modules) await m.start?.(ctx);
-  log.info(`listening on ${state.url} (data ${opts.dataDir}; identity ${identity.externalAuthUrl ?? 'embedded'}, region ${region})`);
+  log.info(`listening on ${state.url} (data ${opts.dataDir}; identity ${identity.externalAuthUrl ?? 'embedded'}, region ${region})${edge.fingerprint ? `, TLS certificate SHA-256 ${edge.fingerprint}` : ''}`);
   const selfRegistration = config.identity?.provider === 'keystone' && config.identity.register_region
     ? registerSelf(config.identity, region, Object.fromEntries(modules.map((m) => [m.serviceType, serviceUrl(m.serviceType)])), log) : undefined;
 
   let closing: Promise<void> | undefined;
   return {
-    url: state.url, port, ctx, app, identity, jobs, events, config, serviceUrl,
+    url: state.url, port, ctx, app, identity, jobs, events, config, serviceUrl, fingerprint: edge.fingerprint,
     close: () => closing ??= (async () => {
       selfRegistration?.stop();
       await jobs.stopAll();

@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import { CloudletError } from '../common/errors';
 import { HEAD_READ_BYTES, manifestFromHead } from '../overlay/manifestHead';
-import { CertificateError, fetchFailure, transportFetch, type TlsTrust } from '../client/transport';
+import { CertificateError, fetchFailure, normalizeFingerprint, transportFetch, type TlsTrust } from '../client/transport';
 import type { OverlayManifest } from '../overlay/format';
 
 export function checkOverlayUrl(raw: unknown): URL {
@@ -18,6 +18,17 @@ export function checkOverlayUrl(raw: unknown): URL {
     throw new CloudletError('BadInput', `overlay_url scheme "${scheme}" is not supported: use http, https or oci`);
   }
   return u;
+}
+
+/**
+ * How to verify an https overlay_url: the certificate pinned by metadata.overlay_tls_fingerprint
+ * (a self-signed cloudlet the caller trusts), else the daemon's own trust for its peers.
+ */
+export function overlayUrlTrust(metadata: Record<string, unknown>, peerTrust: TlsTrust): TlsTrust {
+  const fp = metadata.overlay_tls_fingerprint;
+  if (fp === undefined) return peerTrust;
+  if (typeof fp !== 'string') throw new CloudletError('BadInput', 'metadata.overlay_tls_fingerprint must be a SHA-256 fingerprint string');
+  return { fingerprint: normalizeFingerprint(fp) };
 }
 
 async function get(url: string, headers: Record<string, string>, range?: [number, number], signal?: AbortSignal, trust?: TlsTrust): Promise<Response> {

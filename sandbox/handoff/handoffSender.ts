@@ -21,6 +21,7 @@ import { RoundEncoder } from './roundEncoder';
 import { encodeRoundBody, type FinishResponse } from './protocol';
 import { enableDeviceStateMigration, saveDeviceStateToBuffer } from '../qemu/deviceState';
 import type { HandoffReport } from '../client/types';
+import type { TlsTrust } from '../client/transport';
 
 /** Rounds while the VM runs, at most. */
 export const MAX_ROUNDS = 5;
@@ -49,6 +50,8 @@ export interface SenderOptions {
   handoffUrl: string;
   destToken: string;
   destVmName: string;
+  /** How to verify the destination's certificate. */
+  destTrust?: TlsTrust;
   progress: ProgressSink;
   signal?: AbortSignal;
   /** Called once the destination opened the session (before the VM is touched): the source records it to ask after a restart. */
@@ -77,7 +80,7 @@ export class HandoffSender {
     if (info.status !== 'running') throw new CloudletError('Conflict', `VM ${o.vmId} is ${info.status}, not running`);
     const { files, vmConfig } = manager.layout(o.vmId);
     const base = manager.bases.get(info.baseId);
-    const dest = new DestinationClient(o.handoffUrl, o.destToken, o.signal);
+    const dest = new DestinationClient(o.handoffUrl, o.destToken, o.signal, o.destTrust);
 
     o.progress({ phase: 'check', message: `asking ${dest.where} whether it holds base ${info.baseId.slice(0, 12)}` });
     const sid = await dest.begin({

@@ -14,6 +14,7 @@ import { HandoffSender } from './handoffSender';
 import { HandoffReceiver } from './handoffReceiver';
 import { DestinationClient } from './destinationClient';
 import { PendingHandoffs } from './pendingHandoffs';
+import type { TlsTrust } from '../client/transport';
 import type { ServerRow } from '../cloudlet/serverStore';
 
 /** How long a restarted source asks a destination about a cut handoff (CLOUDLET_HANDOFF_RECOVER_MS, default 30 s). */
@@ -44,8 +45,11 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
    * VM runs there (bounded); running -> let go of the copy here; not running -> resume it here;
    * no answer -> leave it paused with a fault saying what to check.
    */
-  const recoverCut = async (server: ServerRow, vmId: string, p: { handoffUrl: string; destToken: string; sessionId: string }) => {
-    const dest = new DestinationClient(p.handoffUrl, p.destToken, stopping.signal);
+  /** The destination's pinned certificate if the caller gave one, else the daemon's trust for its peers. */
+  const destTrust = (fingerprint?: string): TlsTrust => (fingerprint ? { fingerprint } : ctx.peerTrust);
+
+  const recoverCut = async (server: ServerRow, vmId: string, p: { handoffUrl: string; destToken: string; sessionId: string; destFingerprint?: string }) => {
+    const dest = new DestinationClient(p.handoffUrl, p.destToken, stopping.signal, destTrust(p.destFingerprint));
     const deadline = Date.now() + recoverMs();
     let last = 'no answer yet';
     for (;;) {
@@ -91,14 +95,14 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
     start(a, server, req) {
       if (!manager || !server.vm_id) throw new CloudletError('BadInput', 'handoff is not available on this cloudlet', { status: 501 });
       const vmId = server.vm_id;
-      pending.begin(server.id, req.handoffUrl, req.destToken);
+      pending.begin(server.id, req.handoffUrl, req.destToken, req.destFingerprint);
       servers.update(server.id, { task_state: 'migrating' });
       publish(server.id, server.project_id, server.status, 'migrating');
       const jobId = ctx.jobs.start('handoff', a.projectId, server.id, async (job) => {
         try {
           const sender = new HandoffSender(manager, shared(), {
             vmId, serverId: server.id, server: { name: server.name, flavorId: server.flavor_id, metadata: server.metadata },
-            handoffUrl: req.handoffUrl, destToken: req.destToken, destVmName: req.destVmName, progress: (e) => job.progress(e), signal: job.signal,
+            handoffUrl: req.handoffUrl, destToken: req.destToken, destVmName: req.destVmName, destTrust: destTrust(req.destFingerprint), progress: (e) => job.progress(e), signal: job.signal,
             onSession: (sid) => pending.session(server.id, sid),
           });
           const { destination_ports: _ports, ...report } = await sender.run();
@@ -130,12 +134,12 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
       if (!p || !p.sessionId || !vmId || !paused) {
         // Cut before the pause (or before the session): the destination never ran the VM; drop its session.
         pending.clear(server.id);
-        if (p?.sessionId) void new DestinationClient(p.handoffUrl, p.destToken).abort(p.sessionId);
+        if (p?.sessionId) void new DestinationClient(p.handoffUrl, p.destToken, undefined, destTrust(p.destFingerprint)).abort(p.sessionId);
         return false;
       }
       servers.update(server.id, { status: 'PAUSED', task_state: 'migrating' });
       const sessionId = p.sessionId;
-      const run = recoverCut(server, vmId, { handoffUrl: p.handoffUrl, destToken: p.destToken, sessionId })
+      const run = recoverCut(server, vmId, { handoffUrl: p.handoffUrl, destToken: p.destToken, sessionId, destFingerprint: p.destFingerprint })
         .catch((e) => ctx.log.warn(`server ${server.id}: settling its cut handoff: ${describeError(e)}`));
       recovering.add(run);
       void run.finally(() => recovering.delete(run));

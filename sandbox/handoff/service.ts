@@ -3,7 +3,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AuthContext } from '../cloudlet/context';
 import type { ServerRow } from '../cloudlet/serverStore';
 
-export interface HandoffRequest { handoffUrl: string; destToken: string; destVmName: string }
+/** destFingerprint: the destination's certificate, pinned by the caller (else the daemon's peer trust verifies it). */
+export interface HandoffRequest { handoffUrl: string; destToken: string; destVmName: string; destFingerprint?: string }
 
 export interface HandoffService {
   /** Starts moving `server` to another cloudlet; returns the job id. */

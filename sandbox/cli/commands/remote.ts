@@ -5,9 +5,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Command } from 'commander';
-import { CloudletClient, discoverAuthUrl, type HandoffReport, type Server } from '../../client';
+import { CertificateError, CloudletClient, discoverAuthUrl, normalizeFingerprint, readCaFile, type HandoffReport, type Server } from '../../client';
 import { CloudletError, describeError } from '../../common/errors';
-import { clientFor, cloudletNames, loadSessions, saveSession } from '../sessions';
+import { clientFor, cloudletNames, loadSessions, saveSession, trustOf } from '../sessions';
 import { followJob } from '../progressBar';
 
 function readPassword(): string {
@@ -32,13 +32,29 @@ export function register(program: Command): void {
     .requiredOption('--user <name>', 'user name')
     .requiredOption('--project <name>', 'project to scope the token to')
     .option('--name <name>', 'name to save this cloudlet under (default: its host:port)')
-    .action(async (url: string, o: { user: string; project: string; name?: string }) => {
-      const authUrl = await discoverAuthUrl(url);
-      const c = await CloudletClient.login({ authUrl, username: o.user, password: readPassword(), project: o.project });
+    .option('--ca-file <file>', 'trust HTTPS certificates signed by this CA (PEM) instead of the system store (default: OS_CACERT)')
+    .option('--fingerprint <sha256>', 'trust only the HTTPS certificate with this SHA-256 fingerprint (a self-signed cloudlet: `cloudlet serve` prints it)')
+    .action(async (url: string, o: { user: string; project: string; name?: string; caFile?: string; fingerprint?: string }) => {
+      if (o.caFile && o.fingerprint) throw new CloudletError('BadInput', '--ca-file and --fingerprint: give one');
+      const trust = { caFile: o.caFile ?? (o.fingerprint ? undefined : process.env.OS_CACERT || undefined), fingerprint: o.fingerprint ? normalizeFingerprint(o.fingerprint) : undefined };
+      if (trust.caFile) readCaFile(trust.caFile);  // a clear error now, not at the first call
+      let c: CloudletClient;
+      let authUrl: string;
+      try {
+        authUrl = await discoverAuthUrl(url, { tls: trustOf(trust) });
+        c = await CloudletClient.login({ authUrl, username: o.user, password: readPassword(), project: o.project, tls: trustOf(trust) });
+      } catch (e) {
+        if (e instanceof CertificateError && e.problem === 'unknown-issuer' && e.presented) {
+          throw new CloudletError('Untrusted', e.message, { hint: `if ${e.host} is a self-signed cloudlet and \`cloudlet serve\` printed this fingerprint there, `
+            + `log in with --fingerprint ${e.presented.fingerprint}; if a private CA signed it, --ca-file CA.pem` });
+        }
+        throw e;
+      }
       const name = o.name ?? new URL(authUrl).host;
-      saveSession({ name, authUrl, user: o.user, project: o.project, token: c.token, expiresAt: c.session.expiresAt });
+      saveSession({ name, authUrl, user: o.user, project: o.project, token: c.token, expiresAt: c.session.expiresAt, ...(trust.caFile ? { caFile: path.resolve(trust.caFile) } : {}), ...(trust.fingerprint ? { fingerprint: trust.fingerprint } : {}) });
       const regions = c.regions();
-      process.stdout.write(`logged in to ${name} as ${o.user} (project ${o.project}), token valid until ${c.session.expiresAt}\n`
+      process.stdout.write(`logged in to ${name} as ${o.user} (project ${o.project}), token valid until ${c.session.expiresAt}`
+        + `${trust.fingerprint ? `, certificate pinned (SHA-256 ${trust.fingerprint})` : trust.caFile ? `, certificates checked against ${trust.caFile}` : ''}\n`
         + (regions.length > 1 ? `cloudlets (regions): ${cloudletNames(name, c).join(', ')}\n` : ''));
     });
 
@@ -95,7 +111,7 @@ export function register(program: Command): void {
       const id = await resolveServer(src, server);
       // Within a fleet dst.token is the user's own token (one Keystone): the destination checks it
       // like any call of that user; nothing is minted or logged in to on the user's behalf.
-      const { jobId } = await src.handoff(id, { handoffUrl: dst.endpoint('compute'), destToken: dst.token, destVmName: o.name });
+      const { jobId } = await src.handoff(id, { handoffUrl: dst.endpoint('compute'), destToken: dst.token, destVmName: o.name, destFingerprint: undefined });
       const end = await followJob(src, jobId, 'handoff');
       const r = end.result as HandoffReport;
       if (o.json) { process.stdout.write(JSON.stringify(r) + '\n'); return; }
@@ -135,7 +151,9 @@ export async function synthesizeOnCloudlet(cloudlet: string, overlay: string, o:
     overlayUrl = `${c.endpoint('image')}/v2/images/${img.id}/file`;
   }
   const name = o.name ?? `synth-${Date.now().toString(36)}`;
-  const { id, jobId } = await c.createServer({ name, overlayUrl, metadata: o.ports ? { ports: o.ports } : {} });
+  // An overlay on another saved cloudlet with a pinned certificate: the synthesizing daemon pins it too.
+  const pinned = overlayUrl.startsWith('https:') ? Object.values(loadSessions().cloudlets).find((s) => s.fingerprint && new URL(s.authUrl).origin === new URL(overlayUrl).origin)?.fingerprint : undefined;
+  const { id, jobId } = await c.createServer({ name, overlayUrl, metadata: { ...(o.ports ? { ports: o.ports } : {}), ...(pinned ? { overlay_tls_fingerprint: pinned } : {}) } });
   if (jobId) await followJob(c, jobId, 'synthesis');
   const s = await c.getServer(id);
   if (o.json) process.stdout.write(JSON.stringify(s) + '\n');

@@ -13,11 +13,12 @@ import type { ApiModule, AuthContext, DaemonContext } from '../context';
 import type { VmBackend } from '../vmBackend';
 import { ServerStore, migrateServers, type ServerRow } from '../serverStore';
 import { ImageStore, migrateImages } from '../imageStore';
-import { checkOverlayUrl } from '../overlayFetch';
+import { checkOverlayUrl, overlayUrlTrust } from '../overlayFetch';
 import { openHttpOverlay, openOciOverlay } from '../overlaySource';
 import { CloudletError, describeError } from '../../common/errors';
 import type { Server, ServerCreated } from '../../client/types';
 import { storePaths } from '../../common/paths';
+import { normalizeFingerprint } from '../../client/transport';
 import type { HandoffService } from '../../handoff/service';
 
 export interface ComputeOptions {
@@ -149,7 +150,7 @@ export function computeModule(opts: ComputeOptions): ApiModule {
         let row: ServerRow;
         if (metadata.overlay_url !== undefined) {
           const url = checkOverlayUrl(metadata.overlay_url);
-          const source = url.protocol === 'oci:' ? await openOciOverlay(metadata.overlay_url, ctx.dataDir, opts.overlayMaxBytes) : await openHttpOverlay(url.href, authHeadersFor(url.href, ctx.publicUrl, a.token), opts.overlayMaxBytes);
+          const source = url.protocol === 'oci:' ? await openOciOverlay(metadata.overlay_url, ctx.dataDir, opts.overlayMaxBytes) : await openHttpOverlay(url.href, authHeadersFor(url.href, ctx.publicUrl, a.token), opts.overlayMaxBytes, overlayUrlTrust(metadata, ctx.peerTrust));
           if (!backend.hasBase(source.baseId)) {
             await source.close();
             throw new CloudletError('MissingBase', `overlay ${source.overlayId.slice(0, 12)} needs base ${source.baseId}, which this cloudlet does not hold; import that base first`);
@@ -289,7 +290,9 @@ export function computeModule(opts: ComputeOptions): ApiModule {
             const p = body![action] ?? {};
             if (typeof p.handoff_url !== 'string' || !/^https?:\/\//.test(p.handoff_url)) throw new CloudletError('BadInput', 'cloudlet-handoff needs handoff_url: the destination compute endpoint (http or https)');
             if (typeof p.dest_token !== 'string' || !p.dest_token) throw new CloudletError('BadInput', 'cloudlet-handoff needs dest_token: a token valid at the destination');
-            const jobId = handoff.start(a, r, { handoffUrl: p.handoff_url, destToken: p.dest_token, destVmName: typeof p.dest_vmname === 'string' ? p.dest_vmname : r.name });
+            if (p.dest_tls_fingerprint !== undefined && typeof p.dest_tls_fingerprint !== 'string') throw new CloudletError('BadInput', 'cloudlet-handoff: dest_tls_fingerprint must be a SHA-256 fingerprint string');
+            const destFingerprint = p.dest_tls_fingerprint === undefined ? undefined : normalizeFingerprint(p.dest_tls_fingerprint);
+            const jobId = handoff.start(a, r, { handoffUrl: p.handoff_url, destToken: p.dest_token, destVmName: typeof p.dest_vmname === 'string' ? p.dest_vmname : r.name, destFingerprint });
             return reply.code(202).send({ job_id: jobId });
           }
           default:
