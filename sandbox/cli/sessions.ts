@@ -1,7 +1,7 @@
 /**
  * Saved cloudlet logins for the CLI: <config>/cloudlet/sessions.json (mode 0600), holding each
  * cloudlet's auth URL, user, project, current token (never the password) and how its TLS
- * certificate is trusted (a CA file, or a pinned fingerprint; neither: the system store).
+ * certificate is trusted (a CA file, pinned fingerprints by host; neither: the system store).
  * A login to a fleet's Keystone is one saved session whose catalog has several regions; one of
  * its cloudlets is named NAME/REGION (e.g. fleet/edge2), all on the one token.
  */
@@ -11,7 +11,7 @@ import * as path from 'path';
 import { CloudletClient, readCaFile, type ClientOptions, type TlsTrust } from '../client';
 import { CloudletError } from '../common/errors';
 
-export interface SavedSession { name: string; authUrl: string; user: string; project: string; token: string; expiresAt: string; caFile?: string; fingerprint?: string }
+export interface SavedSession { name: string; authUrl: string; user: string; project: string; token: string; expiresAt: string; caFile?: string; pins?: Record<string, string> }
 interface SessionFile { current?: string; cloudlets: Record<string, SavedSession> }
 
 export function sessionsFile(): string {
@@ -70,11 +70,9 @@ export async function clientFor(ref?: string, o: ClientOptions = {}): Promise<Cl
   return region ? c.inRegion(region) : c;
 }
 
-/** How a saved cloudlet's certificate is verified: its pinned fingerprint, its CA file, or the system store. */
-export function trustOf(s: { caFile?: string; fingerprint?: string }): TlsTrust {
-  if (s.fingerprint) return { fingerprint: s.fingerprint };
-  if (s.caFile) return { ca: readCaFile(s.caFile) };
-  return {};
+/** How a saved cloudlet's certificates are verified: pinned ones by host, else its CA file, else the system store. */
+export function trustOf(s: { caFile?: string; pins?: Record<string, string> }): TlsTrust {
+  return { ...(s.caFile ? { ca: readCaFile(s.caFile) } : {}), ...(s.pins && Object.keys(s.pins).length ? { pins: s.pins } : {}) };
 }
 
 /** The NAME/REGION names of a session's cloudlets: one per region when its catalog has several. */

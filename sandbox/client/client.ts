@@ -133,6 +133,8 @@ export class CloudletClient {
   }
 
   get token(): string { return this.session.token; }
+  /** How this client verifies certificates (to pass a pinned peer on, e.g. a handoff destination's). */
+  get trust(): TlsTrust | undefined { return this.opts.tls; }
   get isAdmin(): boolean { return this.session.roles.includes('admin'); }
   /** True when the token has less than `marginMs` left. */
   expiresSoon(marginMs = 60_000): boolean { return Date.parse(this.session.expiresAt) - Date.now() < marginMs; }

@@ -2,9 +2,10 @@
  * Every HTTP(S) connection a client makes to a cloudlet, a Keystone or another cloudlet's service
  * goes through `transportFetch`: undici's fetch over one Agent per trust setting, built here only.
  *
- * Trust is one of: the system store (Node's roots plus the operating system's CA bundle), a CA file
- * (PEM, instead of the system store), or a pinned SHA-256 fingerprint of the server's certificate
- * (that certificate only, whoever signed it: a self-signed cloudlet trusted on first use).
+ * Trust is the system store (Node's roots plus the operating system's CA bundle) or a CA file (PEM,
+ * instead of the system store), and per host a pinned SHA-256 fingerprint of its certificate (that
+ * certificate only, whoever signed it: a self-signed cloudlet trusted on first use). Pins are per
+ * host because one login may reach several hosts (a fleet's Keystone and its cloudlets).
  * A certificate that fails becomes a `CertificateError` saying why, with the fingerprint of the
  * certificate the server presented, so a caller can show it and ask (trust on first use).
  * Pure JS (undici, node:tls): bundleable into the extension host.
@@ -26,8 +27,23 @@ export interface TlsTrust {
   ca?: string;
   /** With `ca`: trust the system store as well (a daemon trusting public CAs, its peers' CA and itself). */
   alsoSystem?: boolean;
-  /** SHA-256 fingerprint of the server's certificate: only that certificate is accepted. */
-  fingerprint?: string;
+  /** Pinned certificates by host ("HOST:PORT", see hostKey): that host must present exactly this SHA-256 fingerprint. */
+  pins?: Record<string, string>;
+}
+
+/** "HOST:PORT" of a URL (port 443 when https names none), the key of `TlsTrust.pins`. */
+export function hostKey(url: string): string {
+  const u = new URL(url);
+  return hostPortKey(u.hostname, u.port || (u.protocol === 'http:' ? '80' : '443'));
+}
+
+function hostPortKey(hostname: string, port: string | number): string {
+  return `${hostname.replace(/^\[|\]$/g, '').toLowerCase()}:${port}`;
+}
+
+/** `trust` with the certificate of `url`'s host pinned to `fingerprint`. */
+export function withPin(trust: TlsTrust, url: string, fingerprint: string): TlsTrust {
+  return { ...trust, pins: { ...trust.pins, [hostKey(url)]: normalizeFingerprint(fingerprint) } };
 }
 
 /** Why a server's certificate was refused. */
@@ -94,12 +110,15 @@ const agents = new Map<string, Agent>();
 
 /** The undici dispatcher for a trust setting (one per setting, kept: connections are reused). */
 export function dispatcherFor(trust: TlsTrust = {}): Dispatcher {
-  const pin = trust.fingerprint ? normalizeFingerprint(trust.fingerprint) : undefined;
-  const key = JSON.stringify([trust.ca ?? '', !!trust.alsoSystem, pin ?? '']);
+  const pins = new Map(Object.entries(trust.pins ?? {}).map(([host, fp]) => {
+    const [h, p] = [host.slice(0, host.lastIndexOf(':')), host.slice(host.lastIndexOf(':') + 1)];
+    return [hostPortKey(h, p), normalizeFingerprint(fp)];
+  }));
+  const key = JSON.stringify([trust.ca ?? '', !!trust.alsoSystem, [...pins].sort()]);
   let agent = agents.get(key);
   if (!agent) {
     const ca = trust.ca ? (trust.alsoSystem ? [...systemCertificates(), trust.ca] : [trust.ca]) : systemCertificates();
-    agent = new (undici().Agent)({ connect: verifyingConnector(ca, pin) });
+    agent = new (undici().Agent)({ connect: verifyingConnector(ca, pins) });
     agents.set(key, agent);
   }
   return agent;
@@ -109,8 +128,9 @@ export function dispatcherFor(trust: TlsTrust = {}): Dispatcher {
  * Node verifies the chain and the name (rejectUnauthorized off, so the verdict and the certificate
  * reach us instead of a bare error); this connector then accepts or refuses the socket.
  */
-function verifyingConnector(ca: string[], pin: string | undefined): buildConnector.connector {
-  const connect = undici().buildConnector({ ca, rejectUnauthorized: false, ...(pin ? { maxCachedSessions: 0 } : {}) });
+function verifyingConnector(ca: string[], pins: Map<string, string>): buildConnector.connector {
+  // No TLS session resumption with pins: every connection shows its certificate afresh.
+  const connect = undici().buildConnector({ ca, rejectUnauthorized: false, ...(pins.size ? { maxCachedSessions: 0 } : {}) });
   return (opts, callback) => connect(opts, (err, socket) => {
     if (err || !socket) { callback(err ?? new Error('no socket'), null); return; }
     if (opts.protocol !== 'https:') { callback(null, socket as net.Socket); return; }
@@ -118,6 +138,7 @@ function verifyingConnector(ca: string[], pin: string | undefined): buildConnect
     const peer = s.getPeerCertificate();
     const presented = peer && peer.fingerprint256 ? describePeer(peer) : undefined;
     const host = `${opts.hostname}${opts.port ? `:${opts.port}` : ''}`;
+    const pin = pins.get(hostPortKey(opts.hostname, opts.port || '443'));
     let refusal: CertificateError | undefined;
     if (pin) {
       if (presented?.fingerprint !== pin) refusal = new CertificateError('changed', host, presented, pin);

@@ -83,7 +83,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
   migrateJobs(db);
-  const identity = createIdentityProvider(db, config, log);
+  const identity = createIdentityProvider(db, config, log, edge.peerTrust);
   const events = new LocalEventBus();
   const jobs = new Jobs(db, events, log);
   const interrupted = jobs.recoverInterrupted();
@@ -177,7 +177,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   for (const m of modules) await m.start?.(ctx);
   log.info(`listening on ${state.url} (data ${opts.dataDir}; identity ${identity.externalAuthUrl ?? 'embedded'}, region ${region})${edge.fingerprint ? `, TLS certificate SHA-256 ${edge.fingerprint}` : ''}`);
   const selfRegistration = config.identity?.provider === 'keystone' && config.identity.register_region
-    ? registerSelf(config.identity, region, Object.fromEntries(modules.map((m) => [m.serviceType, serviceUrl(m.serviceType)])), log) : undefined;
+    ? registerSelf(config.identity, region, Object.fromEntries(modules.map((m) => [m.serviceType, serviceUrl(m.serviceType)])), log, edge.peerTrust) : undefined;
 
   let closing: Promise<void> | undefined;
   return {

@@ -14,6 +14,7 @@ import { IdentityStore, migrateIdentity } from './identityStore';
 import { identityModule } from './api/identity';
 import { KeystoneIdentity } from './keystoneIdentity';
 import type { Logger } from '../common/log';
+import { transportFetch, type TlsTrust } from '../client/transport';
 
 export interface IdentityProvider {
   readonly kind: 'embedded' | 'keystone';
@@ -43,8 +44,9 @@ export class EmbeddedIdentity implements IdentityProvider {
   apiModule(catalog: () => unknown[]): ApiModule { return identityModule(this.store, catalog); }
 }
 
-export function createIdentityProvider(db: BetterSqlite3.Database, config: DaemonConfig, log: Logger): IdentityProvider {
+/** `trust`: how an external Keystone's certificate is verified (the daemon's peer trust). */
+export function createIdentityProvider(db: BetterSqlite3.Database, config: DaemonConfig, log: Logger, trust: TlsTrust = {}): IdentityProvider {
   const k = config.identity;
-  if (k?.provider === 'keystone') return new KeystoneIdentity(k, log);
+  if (k?.provider === 'keystone') return new KeystoneIdentity(k, log, { fetch: ((url: string, init?: RequestInit) => transportFetch(url, init, trust)) as typeof fetch });
   return new EmbeddedIdentity(db, config);
 }

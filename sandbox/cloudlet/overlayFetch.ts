@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import { CloudletError } from '../common/errors';
 import { HEAD_READ_BYTES, manifestFromHead } from '../overlay/manifestHead';
-import { CertificateError, fetchFailure, normalizeFingerprint, transportFetch, type TlsTrust } from '../client/transport';
+import { CertificateError, fetchFailure, transportFetch, withPin, type TlsTrust } from '../client/transport';
 import type { OverlayManifest } from '../overlay/format';
 
 export function checkOverlayUrl(raw: unknown): URL {
@@ -24,11 +24,11 @@ export function checkOverlayUrl(raw: unknown): URL {
  * How to verify an https overlay_url: the certificate pinned by metadata.overlay_tls_fingerprint
  * (a self-signed cloudlet the caller trusts), else the daemon's own trust for its peers.
  */
-export function overlayUrlTrust(metadata: Record<string, unknown>, peerTrust: TlsTrust): TlsTrust {
+export function overlayUrlTrust(url: string, metadata: Record<string, unknown>, peerTrust: TlsTrust): TlsTrust {
   const fp = metadata.overlay_tls_fingerprint;
   if (fp === undefined) return peerTrust;
   if (typeof fp !== 'string') throw new CloudletError('BadInput', 'metadata.overlay_tls_fingerprint must be a SHA-256 fingerprint string');
-  return { fingerprint: normalizeFingerprint(fp) };
+  return withPin(peerTrust, url, fp);
 }
 
 async function get(url: string, headers: Record<string, string>, range?: [number, number], signal?: AbortSignal, trust?: TlsTrust): Promise<Response> {

@@ -6,18 +6,19 @@
  */
 import type { KeystoneIdentityConfig } from './config';
 import { CloudletClient } from '../client/client';
+import type { TlsTrust } from '../client/transport';
 import { registerRegion } from '../client/regions';
 import { describeError } from '../common/errors';
 import type { Logger } from '../common/log';
 
-export function registerSelf(cfg: KeystoneIdentityConfig, region: string, services: Record<string, string>, log: Logger): { stop(): void } {
+export function registerSelf(cfg: KeystoneIdentityConfig, region: string, services: Record<string, string>, log: Logger, trust: TlsTrust = {}): { stop(): void } {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   const attempt = async (n: number) => {
     if (stopped) return;
     try {
       const admin = await CloudletClient.login({ authUrl: cfg.auth_url, username: cfg.username, password: cfg.password, project: cfg.project,
-        userDomain: cfg.user_domain, projectDomain: cfg.project_domain });
+        userDomain: cfg.user_domain, projectDomain: cfg.project_domain, tls: trust });
       const changes = await registerRegion(admin, region, services);
       const changed = changes.filter((c) => c.change !== 'unchanged').length;
       log.info(`region ${region}: ${changed ? `${changed} endpoint(s) registered or updated` : 'endpoints already registered'} in ${cfg.auth_url}`);

@@ -14,7 +14,7 @@ import { HandoffSender } from './handoffSender';
 import { HandoffReceiver } from './handoffReceiver';
 import { DestinationClient } from './destinationClient';
 import { PendingHandoffs } from './pendingHandoffs';
-import type { TlsTrust } from '../client/transport';
+import { withPin, type TlsTrust } from '../client/transport';
 import type { ServerRow } from '../cloudlet/serverStore';
 
 /** How long a restarted source asks a destination about a cut handoff (CLOUDLET_HANDOFF_RECOVER_MS, default 30 s). */
@@ -46,10 +46,10 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
    * no answer -> leave it paused with a fault saying what to check.
    */
   /** The destination's pinned certificate if the caller gave one, else the daemon's trust for its peers. */
-  const destTrust = (fingerprint?: string): TlsTrust => (fingerprint ? { fingerprint } : ctx.peerTrust);
+  const destTrust = (url: string, fingerprint?: string): TlsTrust => (fingerprint ? withPin(ctx.peerTrust, url, fingerprint) : ctx.peerTrust);
 
   const recoverCut = async (server: ServerRow, vmId: string, p: { handoffUrl: string; destToken: string; sessionId: string; destFingerprint?: string }) => {
-    const dest = new DestinationClient(p.handoffUrl, p.destToken, stopping.signal, destTrust(p.destFingerprint));
+    const dest = new DestinationClient(p.handoffUrl, p.destToken, stopping.signal, destTrust(p.handoffUrl, p.destFingerprint));
     const deadline = Date.now() + recoverMs();
     let last = 'no answer yet';
     for (;;) {
@@ -102,7 +102,7 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
         try {
           const sender = new HandoffSender(manager, shared(), {
             vmId, serverId: server.id, server: { name: server.name, flavorId: server.flavor_id, metadata: server.metadata },
-            handoffUrl: req.handoffUrl, destToken: req.destToken, destVmName: req.destVmName, destTrust: destTrust(req.destFingerprint), progress: (e) => job.progress(e), signal: job.signal,
+            handoffUrl: req.handoffUrl, destToken: req.destToken, destVmName: req.destVmName, destTrust: destTrust(req.handoffUrl, req.destFingerprint), progress: (e) => job.progress(e), signal: job.signal,
             onSession: (sid) => pending.session(server.id, sid),
           });
           const { destination_ports: _ports, ...report } = await sender.run();
@@ -134,7 +134,7 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
       if (!p || !p.sessionId || !vmId || !paused) {
         // Cut before the pause (or before the session): the destination never ran the VM; drop its session.
         pending.clear(server.id);
-        if (p?.sessionId) void new DestinationClient(p.handoffUrl, p.destToken, undefined, destTrust(p.destFingerprint)).abort(p.sessionId);
+        if (p?.sessionId) void new DestinationClient(p.handoffUrl, p.destToken, undefined, destTrust(p.handoffUrl, p.destFingerprint)).abort(p.sessionId);
         return false;
       }
       servers.update(server.id, { status: 'PAUSED', task_state: 'migrating' });

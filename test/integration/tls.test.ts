@@ -19,7 +19,7 @@ import * as path from 'path';
 import type { AddressInfo } from 'net';
 import { projectRoot } from '../../sandbox/common/paths';
 import { makeCertificate, type MadeCertificate } from '../../sandbox/cloudlet/certificate';
-import { CertificateError, CloudletClient, type HandoffReport, type Server } from '../../sandbox/client';
+import { CertificateError, CloudletClient, hostKey, type HandoffReport, type Server } from '../../sandbox/client';
 import { startDaemon, killProcessesUsing, TEST_USERS, type TestDaemon } from './fixtures/daemon';
 import { sampleOverlay, uploadOverlay, counter } from './fixtures/sampleOverlay';
 import { qemuPidsUnder } from './fixtures/testBase';
@@ -255,7 +255,7 @@ describe('HTTPS daemon: a self-signed certificate, pinned by its fingerprint', f
     assert.ok(first.stderr.includes(`--fingerprint ${d.fingerprint}`), `the hint names the fingerprint to pin:\n${first.stderr}`);
     const ok = await cli(['login', d.url, '--user', 'alice', '--project', 'demo', '--fingerprint', d.fingerprint!.replace(/:/g, '').toLowerCase()], { env });
     assert.equal(ok.code, 0, ok.stderr);
-    assert.match(ok.stdout, new RegExp(`certificate pinned \\(SHA-256 ${d.fingerprint}\\)`));
+    assert.match(ok.stdout, new RegExp(`certificate of 127\\.0\\.0\\.2:${d.port} pinned \\(SHA-256 ${d.fingerprint}\\)`));
     assert.equal((await cli(['servers'], { env })).code, 0);
 
     // The daemon gets a new certificate (or someone answers in its place): the pin refuses it.
@@ -267,7 +267,7 @@ describe('HTTPS daemon: a self-signed certificate, pinned by its fingerprint', f
     const changed = await cli(['servers'], { env });
     assert.equal(changed.code, 1);
     assert.match(changed.stderr, new RegExp(`has CHANGED since it was trusted: pinned ${old}, presented ${d.fingerprint}`));
-    await assert.rejects(CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo', tls: { fingerprint: old } }),
+    await assert.rejects(CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo', tls: { pins: { [hostKey(d.url)]: old } } }),
       (e: unknown) => e instanceof CertificateError && e.problem === 'changed' && e.presented?.fingerprint === d.fingerprint);
   });
 });

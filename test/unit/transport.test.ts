@@ -7,7 +7,7 @@ import * as https from 'https';
 import * as http from 'http';
 import type { AddressInfo } from 'net';
 import { makeCertificate, type MadeCertificate } from '../../sandbox/cloudlet/certificate';
-import { CertificateError, fetchFailure, normalizeFingerprint, transportFetch } from '../../sandbox/client/transport';
+import { CertificateError, fetchFailure, hostKey, normalizeFingerprint, transportFetch, withPin } from '../../sandbox/client/transport';
 import { isCloudletError } from '../../sandbox/common/errors';
 
 const DAY = 86_400_000;
@@ -82,7 +82,7 @@ describe('client transport (TLS trust)', () => {
     const s1 = await serve(first);
     const port = new URL(s1.url).port;
     try {
-      const res = await transportFetch(`${s1.url}/`, {}, { fingerprint: first.fingerprint.replace(/:/g, '').toLowerCase() });
+      const res = await transportFetch(`${s1.url}/`, {}, { pins: { [`127.0.0.1:${port}`]: first.fingerprint.replace(/:/g, '').toLowerCase() } });
       assert.equal(res.status, 200);
     } finally { await s1.close(); }
 
@@ -91,7 +91,7 @@ describe('client transport (TLS trust)', () => {
     const s2 = https.createServer({ cert: second.certPem, key: second.keyPem }, (_q, r) => r.end('{}'));
     await new Promise<void>((r) => s2.listen(Number(port), '127.0.0.1', r));
     try {
-      const e = await refusal(transportFetch(`https://127.0.0.1:${port}/`, {}, { fingerprint: first.fingerprint }));
+      const e = await refusal(transportFetch(`https://127.0.0.1:${port}/`, {}, { pins: { [`127.0.0.1:${port}`]: first.fingerprint } }));
       assert.equal(e.problem, 'changed');
       assert.equal(e.pinned, first.fingerprint);
       assert.equal(e.presented?.fingerprint, second.fingerprint);
@@ -99,6 +99,21 @@ describe('client transport (TLS trust)', () => {
       // A pin is exclusive: even a certificate the trusted CA signed is not the pinned one.
       assert.ok(isCloudletError(e, 'Untrusted'));
     } finally { await new Promise((r) => { s2.closeAllConnections(); s2.close(r); }); }
+  });
+
+  it('pins are per host: a pinned host needs its certificate, the others are verified against the CAs', async () => {
+    const self = await makeCertificate({ commonName: 'self', ipAddresses: ['127.0.0.1'] });
+    const [pinned, signed] = [await serve(self), await serve(await issued())];
+    try {
+      const trust = { ca: ca.certPem, pins: { [hostKey(pinned.url)]: self.fingerprint } };
+      assert.equal((await transportFetch(`${pinned.url}/`, {}, trust)).status, 200);
+      assert.equal((await transportFetch(`${signed.url}/`, {}, trust)).status, 200, 'the CA-signed host is not affected by the other host\'s pin');
+      // The same pin on the signed host: its (valid, CA-signed) certificate is not the pinned one.
+      const e = await refusal(transportFetch(`${signed.url}/`, {}, withPin({ ca: ca.certPem }, signed.url, self.fingerprint)));
+      assert.equal(e.problem, 'changed');
+      assert.equal(hostKey('https://[::1]/x'), '::1:443');
+      assert.equal(hostKey('https://Example.ORG:8774/'), 'example.org:8774');
+    } finally { await pinned.close(); await signed.close(); }
   });
 
   it('says when plain HTTP meets an HTTPS port and HTTPS meets a plain one', async () => {

@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Command } from 'commander';
-import { CertificateError, CloudletClient, discoverAuthUrl, normalizeFingerprint, readCaFile, type HandoffReport, type Server } from '../../client';
+import { CertificateError, CloudletClient, discoverAuthUrl, hostKey, normalizeFingerprint, readCaFile, type HandoffReport, type Server } from '../../client';
 import { CloudletError, describeError } from '../../common/errors';
 import { clientFor, cloudletNames, loadSessions, saveSession, trustOf } from '../sessions';
 import { followJob } from '../progressBar';
@@ -33,10 +33,11 @@ export function register(program: Command): void {
     .requiredOption('--project <name>', 'project to scope the token to')
     .option('--name <name>', 'name to save this cloudlet under (default: its host:port)')
     .option('--ca-file <file>', 'trust HTTPS certificates signed by this CA (PEM) instead of the system store (default: OS_CACERT)')
-    .option('--fingerprint <sha256>', 'trust only the HTTPS certificate with this SHA-256 fingerprint (a self-signed cloudlet: `cloudlet serve` prints it)')
+    .option('--fingerprint <sha256>', 'trust only the HTTPS certificate with this SHA-256 fingerprint at URL\'s host (a self-signed cloudlet: `cloudlet serve` prints it)')
     .action(async (url: string, o: { user: string; project: string; name?: string; caFile?: string; fingerprint?: string }) => {
       if (o.caFile && o.fingerprint) throw new CloudletError('BadInput', '--ca-file and --fingerprint: give one');
-      const trust = { caFile: o.caFile ?? (o.fingerprint ? undefined : process.env.OS_CACERT || undefined), fingerprint: o.fingerprint ? normalizeFingerprint(o.fingerprint) : undefined };
+      const fingerprint = o.fingerprint ? normalizeFingerprint(o.fingerprint) : undefined;
+      const trust = { caFile: o.caFile ?? (fingerprint ? undefined : process.env.OS_CACERT || undefined), pins: fingerprint ? { [hostKey(url)]: fingerprint } : undefined };
       if (trust.caFile) readCaFile(trust.caFile);  // a clear error now, not at the first call
       let c: CloudletClient;
       let authUrl: string;
@@ -51,10 +52,10 @@ export function register(program: Command): void {
         throw e;
       }
       const name = o.name ?? new URL(authUrl).host;
-      saveSession({ name, authUrl, user: o.user, project: o.project, token: c.token, expiresAt: c.session.expiresAt, ...(trust.caFile ? { caFile: path.resolve(trust.caFile) } : {}), ...(trust.fingerprint ? { fingerprint: trust.fingerprint } : {}) });
+      saveSession({ name, authUrl, user: o.user, project: o.project, token: c.token, expiresAt: c.session.expiresAt, ...(trust.caFile ? { caFile: path.resolve(trust.caFile) } : {}), ...(trust.pins ? { pins: trust.pins } : {}) });
       const regions = c.regions();
       process.stdout.write(`logged in to ${name} as ${o.user} (project ${o.project}), token valid until ${c.session.expiresAt}`
-        + `${trust.fingerprint ? `, certificate pinned (SHA-256 ${trust.fingerprint})` : trust.caFile ? `, certificates checked against ${trust.caFile}` : ''}\n`
+        + `${fingerprint ? `, certificate of ${hostKey(url)} pinned (SHA-256 ${fingerprint})` : trust.caFile ? `, certificates checked against ${trust.caFile}` : ''}\n`
         + (regions.length > 1 ? `cloudlets (regions): ${cloudletNames(name, c).join(', ')}\n` : ''));
     });
 
@@ -111,7 +112,7 @@ export function register(program: Command): void {
       const id = await resolveServer(src, server);
       // Within a fleet dst.token is the user's own token (one Keystone): the destination checks it
       // like any call of that user; nothing is minted or logged in to on the user's behalf.
-      const { jobId } = await src.handoff(id, { handoffUrl: dst.endpoint('compute'), destToken: dst.token, destVmName: o.name, destFingerprint: undefined });
+      const { jobId } = await src.handoff(id, { handoffUrl: dst.endpoint('compute'), destToken: dst.token, destVmName: o.name, destFingerprint: dst.trust?.pins?.[hostKey(dst.endpoint('compute'))] });
       const end = await followJob(src, jobId, 'handoff');
       const r = end.result as HandoffReport;
       if (o.json) { process.stdout.write(JSON.stringify(r) + '\n'); return; }
@@ -152,7 +153,7 @@ export async function synthesizeOnCloudlet(cloudlet: string, overlay: string, o:
   }
   const name = o.name ?? `synth-${Date.now().toString(36)}`;
   // An overlay on another saved cloudlet with a pinned certificate: the synthesizing daemon pins it too.
-  const pinned = overlayUrl.startsWith('https:') ? Object.values(loadSessions().cloudlets).find((s) => s.fingerprint && new URL(s.authUrl).origin === new URL(overlayUrl).origin)?.fingerprint : undefined;
+  const pinned = overlayUrl.startsWith('https:') ? Object.values(loadSessions().cloudlets).map((s) => s.pins?.[hostKey(overlayUrl)]).find(Boolean) : undefined;
   const { id, jobId } = await c.createServer({ name, overlayUrl, metadata: { ...(o.ports ? { ports: o.ports } : {}), ...(pinned ? { overlay_tls_fingerprint: pinned } : {}) } });
   if (jobId) await followJob(c, jobId, 'synthesis');
   const s = await c.getServer(id);

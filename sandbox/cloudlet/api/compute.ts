@@ -150,7 +150,7 @@ export function computeModule(opts: ComputeOptions): ApiModule {
         let row: ServerRow;
         if (metadata.overlay_url !== undefined) {
           const url = checkOverlayUrl(metadata.overlay_url);
-          const source = url.protocol === 'oci:' ? await openOciOverlay(metadata.overlay_url, ctx.dataDir, opts.overlayMaxBytes) : await openHttpOverlay(url.href, authHeadersFor(url.href, ctx.publicUrl, a.token), opts.overlayMaxBytes, overlayUrlTrust(metadata, ctx.peerTrust));
+          const source = url.protocol === 'oci:' ? await openOciOverlay(metadata.overlay_url, ctx.dataDir, opts.overlayMaxBytes) : await openHttpOverlay(url.href, authHeadersFor(url.href, ctx.publicUrl, a.token), opts.overlayMaxBytes, overlayUrlTrust(url.href, metadata, ctx.peerTrust));
           if (!backend.hasBase(source.baseId)) {
             await source.close();
             throw new CloudletError('MissingBase', `overlay ${source.overlayId.slice(0, 12)} needs base ${source.baseId}, which this cloudlet does not hold; import that base first`);
