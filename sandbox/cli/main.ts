@@ -18,6 +18,7 @@ import * as remote from './commands/remote';
 import * as region from './commands/region';
 import * as publish from './commands/publish';
 import * as devices from './commands/devices';
+import * as service from './commands/service';
 
 function packageVersion(): string {
   return (JSON.parse(fs.readFileSync(path.join(projectRoot(), 'package.json'), 'utf8')) as { version: string }).version;
@@ -29,7 +30,7 @@ export function createProgram(): Command {
     .version(packageVersion())
     .showHelpAfterError();
   // Order matters only where a group extends another's command (publish adds to `overlay`).
-  for (const group of [guest, base, sandbox, overlay, build, synthesize, serve, remote, region, publish, devices]) {
+  for (const group of [guest, base, sandbox, overlay, build, synthesize, serve, remote, region, publish, devices, service]) {
     group.register(program);
   }
   return program;
