@@ -151,7 +151,7 @@ async function main() {
   try {
     log('bench extension: packaging the extension (production bundles)');
     const ours = path.join(work, 'cloudlet-toolkit.vsix');
-    run('bash', [path.join(ROOT, 'scripts/package.sh')], ROOT, { VSIX_OUT: ours });
+    run('bash', [path.join(ROOT, 'scripts/package.sh'), 'vsix'], ROOT, { VSIX_OUT: ours });
     const extBytes = fs.statSync(path.join(ROOT, 'dist/extension.js')).size;
     const webviewBytes = fs.statSync(path.join(ROOT, 'dist/webview.js')).size;
     const vsixBytes = fs.statSync(ours).size;

@@ -1,29 +1,11 @@
-// Builds the three bundles with esbuild:
-//  dist/cloudlet.js   the CLI and daemon (system Node; native modules stay external)
-//  dist/extension.js  the VS Code extension host side (cjs, `vscode` external, no native modules)
-//  dist/webview.js    the browser side of the panels
+// Builds the three bundles with esbuild (options in scripts/bundles.mjs): dist/cloudlet.js,
+// dist/extension.js, dist/webview.js. --production minifies.
 import * as esbuild from 'esbuild';
 import { existsSync } from 'fs';
+import { cliBundle, extensionBundle, webviewBundle } from './bundles.mjs';
 
 const production = process.argv.includes('--production');
-const common = { bundle: true, sourcemap: !production, minify: production, logLevel: 'warning' };
-const builds = [
-  esbuild.build({
-    ...common, entryPoints: ['sandbox/cli/main.ts'], outfile: 'dist/cloudlet.js', platform: 'node',
-    target: 'node20', format: 'cjs', define: { 'process.env.CLOUDLET_CLI_MAIN': '"1"' },
-    external: ['better-sqlite3', 'zstd-napi', 'dockerode', 'cpu-features', 'ssh2'],
-  }),
-];
-if (existsSync('extension/main.ts')) {
-  builds.push(esbuild.build({
-    ...common, entryPoints: ['extension/main.ts'], outfile: 'dist/extension.js', platform: 'node',
-    target: 'node20', format: 'cjs', external: ['vscode'],
-  }));
-}
-if (existsSync('webview/main.ts')) {
-  builds.push(esbuild.build({
-    ...common, entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js', platform: 'browser',
-    target: 'es2022', format: 'iife',
-  }));
-}
+const builds = [esbuild.build(cliBundle(production))];
+if (existsSync('extension/main.ts')) builds.push(esbuild.build({ ...extensionBundle(production), metafile: false }));
+if (existsSync('webview/main.ts')) builds.push(esbuild.build(webviewBundle(production)));
 await Promise.all(builds);

@@ -42,7 +42,12 @@ export function projectRoot(): string {
   return process.cwd();
 }
 
-/** Project-local cache for downloads and built test guests (git-ignored). */
+/**
+ * Cache for downloads and built test guests: <checkout>/.cache (git-ignored) in a source checkout;
+ * for an installed package (no sources; its folder may be root's) the user's ~/.cache/cloudlet.
+ */
 export function projectCache(...parts: string[]): string {
-  return path.join(projectRoot(), '.cache', ...parts);
+  const root = projectRoot();
+  if (fs.existsSync(path.join(root, 'sandbox', 'cli'))) return path.join(root, '.cache', ...parts);
+  return path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'cloudlet', ...parts);
 }

@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Browser } from 'playwright-core';
-import { Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, stepFlow, until, type CodeServer } from './harness';
+import { Workbench, ensureVsix, freePort, useInstalledCli, launchBrowser, startCodeServer, stepFlow, until, type CodeServer } from './harness';
 import { startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 import { startRegistry, type RegistryFixture } from '../integration/fixtures/registry';
 import { importAndPush, startDockerEngines, type DockerEngines } from '../integration/fixtures/dockerEngines';
@@ -34,6 +34,7 @@ describe('edge devices in real VS Code (code-server)', function () {
   before(async function () {
     this.timeout(900_000);
     const vsix = ensureVsix();
+    await useInstalledCli();
     [engines, registry] = await Promise.all([startDockerEngines(2), startRegistry()]);
     image = `${registry.host}/cloudlet-ui/httpd:1`;
     importAndPush(engines.list[0], image, 'hello from a reserved device\n');

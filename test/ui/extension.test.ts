@@ -12,7 +12,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Browser } from 'playwright-core';
-import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, sourceDaemonSettings, startCodeServer, stepFlow, until, type CodeServer } from './harness';
+import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, installedDaemonSettings, useInstalledCli, startCodeServer, stepFlow, until, type CodeServer } from './harness';
 import { installTestBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 
 describe('extension in real VS Code (code-server)', function () {
@@ -30,6 +30,7 @@ describe('extension in real VS Code (code-server)', function () {
   before(async function () {
     this.timeout(1_200_000);
     const vsix = ensureVsix();
+    const cli = await useInstalledCli();
     localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-local-'));
     await installTestBase(localData);
     localPort = await freePort();
@@ -44,8 +45,7 @@ describe('extension in real VS Code (code-server)', function () {
     cs = await startCodeServer({
       workspace: path.join(workspace, 'sample-backend'),
       vsix,
-      env: { CLOUDLET_FROM_SOURCE: '1' },
-      settings: sourceDaemonSettings(localPort, localData),
+      settings: installedDaemonSettings(cli, localPort, localData),
     });
     browser = await launchBrowser();
     wb = await Workbench.open(browser, cs);

@@ -8,8 +8,8 @@ import { spawn, spawnSync, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { pathToFileURL } from 'url';
 import { chromium, type Browser, type FrameLocator, type Locator, type Page } from 'playwright-core';
+import { ensureInstalledCli } from '../integration/fixtures/install';
 
 export const ROOT = path.resolve(__dirname, '../..');
 export const SHOTS = path.join(ROOT, 'artifacts', 'screenshots');
@@ -31,7 +31,7 @@ let vsix: string | undefined;
 export function ensureVsix(): string {
   if (vsix) return vsix;
   const out = path.join(ROOT, 'artifacts', 'ui', 'cloudlet-toolkit.vsix');
-  const r = spawnSync('bash', [path.join(ROOT, 'scripts/package.sh')], { cwd: ROOT, env: { ...process.env, VSIX_OUT: out }, encoding: 'utf8' });
+  const r = spawnSync('bash', [path.join(ROOT, 'scripts/package.sh'), 'vsix'], { cwd: ROOT, env: { ...process.env, VSIX_OUT: out }, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`packaging failed:\n${r.stdout}\n${r.stderr}`);
   vsix = out;
   return out;
@@ -278,13 +278,22 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Settings that run the local daemon from this source checkout (through tsx), on a given port and data folder. */
-export function sourceDaemonSettings(localPort: number, localData: string): Record<string, unknown> {
+/**
+ * The UI tests run against the packaged install, not the checkout: `npm run package -- cli`
+ * installed into an empty prefix (test/integration/fixtures/install.ts). Every daemon the tests
+ * start (fixtures/daemon.ts) runs from it too; returns its `cloudlet`.
+ */
+export async function useInstalledCli(): Promise<string> {
+  const { bin } = await ensureInstalledCli();
+  process.env.CLOUDLET_TEST_CLI = bin;
+  return bin;
+}
+
+/** Settings that run the local daemon from the installed CLI (useInstalledCli), on a given port and data folder. */
+export function installedDaemonSettings(cli: string, localPort: number, localData: string): Record<string, unknown> {
   return {
     'cloudlet.nodePath': process.execPath,
-    'cloudlet.cliPath': path.join(ROOT, 'sandbox/cli/main.ts'),
-    // A source checkout: the CLI runs through tsx (its bundle may be stale while others work).
-    'cloudlet.nodeArgs': ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href],
+    'cloudlet.cliPath': cli,
     'cloudlet.localDaemon.listen': `127.0.0.1:${localPort}`,
     'cloudlet.localDaemon.dataDir': localData,
   };

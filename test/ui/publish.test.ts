@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Browser } from 'playwright-core';
-import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, sourceDaemonSettings, startCodeServer, stepFlow, until, type CodeServer } from './harness';
+import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, installedDaemonSettings, useInstalledCli, startCodeServer, stepFlow, until, type CodeServer } from './harness';
 import { installTestBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 import { startRegistry, type RegistryFixture } from '../integration/fixtures/registry';
 import { CloudletClient } from '../../sandbox/client';
@@ -31,6 +31,7 @@ describe('one-click Publish in real VS Code (code-server)', function () {
   before(async function () {
     this.timeout(1_200_000);
     const vsix = ensureVsix();
+    const cli = await useInstalledCli();
     localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-pub-local-'));
     await installTestBase(localData);
     localPort = await freePort();
@@ -40,8 +41,7 @@ describe('one-click Publish in real VS Code (code-server)', function () {
     cs = await startCodeServer({
       workspace: path.join(workspace, 'sample-backend'),
       vsix,
-      env: { CLOUDLET_FROM_SOURCE: '1' },
-      settings: { ...sourceDaemonSettings(localPort, localData), 'cloudlet.registry.default': `${registry.host}/overlays` },
+      settings: { ...installedDaemonSettings(cli, localPort, localData), 'cloudlet.registry.default': `${registry.host}/overlays` },
     });
     browser = await launchBrowser();
     wb = await Workbench.open(browser, cs);
