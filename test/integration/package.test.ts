@@ -17,7 +17,7 @@ const ROOT = projectRoot();
 const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 describe('packaging: the .vsix and the installable CLI/daemon tarball', function () {
-  this.timeout(1_800_000);
+  this.timeout(3_600_000);
   let tmp: string;
   before(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-pkg-')); });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
