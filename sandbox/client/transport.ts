@@ -15,6 +15,7 @@ import type * as net from 'net';
 import * as tls from 'tls';
 import type { Agent, buildConnector, Dispatcher } from 'undici';
 import { CloudletError } from '../common/errors';
+import type { AddressPolicy } from '../common/addressPolicy';
 
 // Loaded on first use, not at import: undici is most of the extension bundle's size, and the bundle's
 // module wrappers run a module's body only when it is first required, so activation does not pay it.
@@ -108,18 +109,28 @@ export function systemCertificates(): string[] {
 
 const agents = new Map<string, Agent>();
 
-/** The undici dispatcher for a trust setting (one per setting, kept: connections are reused). */
-export function dispatcherFor(trust: TlsTrust = {}): Dispatcher {
+const guardedAgents = new WeakMap<AddressPolicy, Map<string, Agent>>();
+
+/**
+ * The undici dispatcher for a trust setting (one per setting, kept: connections are reused), and,
+ * for URLs a caller chose (overlay_url), the address ranges its connections may reach.
+ */
+export function dispatcherFor(trust: TlsTrust = {}, addresses?: AddressPolicy): Dispatcher {
   const pins = new Map(Object.entries(trust.pins ?? {}).map(([host, fp]) => {
     const [h, p] = [host.slice(0, host.lastIndexOf(':')), host.slice(host.lastIndexOf(':') + 1)];
     return [hostPortKey(h, p), normalizeFingerprint(fp)];
   }));
   const key = JSON.stringify([trust.ca ?? '', !!trust.alsoSystem, [...pins].sort()]);
-  let agent = agents.get(key);
+  let cache = agents;
+  if (addresses) {
+    cache = guardedAgents.get(addresses) ?? new Map();
+    guardedAgents.set(addresses, cache);
+  }
+  let agent = cache.get(key);
   if (!agent) {
     const ca = trust.ca ? (trust.alsoSystem ? [...systemCertificates(), trust.ca] : [trust.ca]) : systemCertificates();
-    agent = new (undici().Agent)({ connect: verifyingConnector(ca, pins) });
-    agents.set(key, agent);
+    agent = new (undici().Agent)({ connect: verifyingConnector(ca, pins, addresses) });
+    cache.set(key, agent);
   }
   return agent;
 }
@@ -128,10 +139,11 @@ export function dispatcherFor(trust: TlsTrust = {}): Dispatcher {
  * Node verifies the chain and the name (rejectUnauthorized off, so the verdict and the certificate
  * reach us instead of a bare error); this connector then accepts or refuses the socket.
  */
-function verifyingConnector(ca: string[], pins: Map<string, string>): buildConnector.connector {
+function verifyingConnector(ca: string[], pins: Map<string, string>, addresses?: AddressPolicy): buildConnector.connector {
   // No TLS session resumption with pins: every connection shows its certificate afresh.
-  const connect = undici().buildConnector({ ca, rejectUnauthorized: false, ...(pins.size ? { maxCachedSessions: 0 } : {}) });
-  return (opts, callback) => connect(opts, (err, socket) => {
+  const connect = undici().buildConnector({ ca, rejectUnauthorized: false, ...(pins.size ? { maxCachedSessions: 0 } : {}),
+    ...(addresses ? { lookup: addresses.lookup } : {}) } as buildConnector.BuildOptions);
+  const verifying: buildConnector.connector = (opts, callback) => connect(opts, (err, socket) => {
     if (err || !socket) { callback(err ?? new Error('no socket'), null); return; }
     if (opts.protocol !== 'https:') { callback(null, socket as net.Socket); return; }
     const s = socket as tls.TLSSocket;
@@ -148,6 +160,7 @@ function verifyingConnector(ca: string[], pins: Map<string, string>): buildConne
     if (refusal) { s.destroy(); callback(refusal, null); return; }
     callback(null, socket as net.Socket);
   });
+  return addresses ? addresses.guard(verifying) : verifying;
 }
 
 function problemOf(code: string): CertificateProblem {
@@ -196,10 +209,10 @@ type FetchInit = RequestInit & { duplex?: 'half' };
  * fetch with this trust. Errors: a refused certificate throws its CertificateError; anything else
  * is fetch's own TypeError (its `cause` says what failed), for the caller to word.
  */
-export async function transportFetch(url: string, init: FetchInit = {}, trust?: TlsTrust): Promise<Response> {
+export async function transportFetch(url: string, init: FetchInit = {}, trust?: TlsTrust, addresses?: AddressPolicy): Promise<Response> {
   try {
     const { fetch } = undici();
-    return await fetch(url, { ...(init as object), dispatcher: dispatcherFor(trust) } as Parameters<typeof fetch>[1]) as unknown as Response;
+    return await fetch(url, { ...(init as object), dispatcher: dispatcherFor(trust, addresses) } as Parameters<typeof fetch>[1]) as unknown as Response;
   } catch (e) {
     const cause = (e as { cause?: unknown }).cause;
     if (cause instanceof CertificateError) throw cause;

@@ -37,6 +37,7 @@ import * as path from 'path';
 import * as crypto from 'crypto';
 import * as YAML from 'yaml';
 import { CloudletError } from '../common/errors';
+import { AddressPolicy, DEFAULT_OVERLAY_NETWORKS } from '../common/addressPolicy';
 
 export interface UserConfig {
   name: string;
@@ -68,6 +69,8 @@ export interface DaemonConfig {
   overlay_max_bytes: number;
   projects: string[];
   users: UserConfig[];
+  /** Address ranges an overlay_url may lead to (default: public and loopback). */
+  overlay_url_networks?: string[];
   /** This cloudlet's region name in the catalog (default RegionOne). */
   region?: string;
   /** Default: embedded. */
@@ -111,8 +114,18 @@ export function parseConfig(text: string, source = 'config', dir = process.cwd()
   }
   return {
     token_ttl_seconds: num('token_ttl_seconds'), max_servers: num('max_servers'), overlay_max_bytes: num('overlay_max_bytes'),
-    projects: [...projects], users, region, identity,
+    projects: [...projects], users, region, identity, overlay_url_networks: parseNetworks(raw.overlay_url_networks, source),
   };
+}
+
+/** overlay_url_networks: address ranges (CIDR or public, loopback, private, link-local); checked by building the policy. */
+function parseNetworks(raw: unknown, source: string): string[] {
+  if (raw === undefined || raw === null) return [...DEFAULT_OVERLAY_NETWORKS];
+  if (!Array.isArray(raw) || raw.some((x) => typeof x !== 'string')) {
+    throw new CloudletError('BadInput', `${source}: overlay_url_networks must be a list of address ranges (CIDR, or public, loopback, private, link-local)`);
+  }
+  new AddressPolicy(raw as string[], `${source}: overlay_url_networks`);
+  return raw as string[];
 }
 
 function parseIdentity(raw: unknown, source: string, dir: string): IdentityConfig {

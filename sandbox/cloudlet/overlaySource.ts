@@ -9,8 +9,8 @@ import type { OverlayManifest } from '../overlay/format';
 import type { SegmentSource } from '../overlay/overlayReader';
 import { blobCacheDirFor, openOverlayFromOci, plainHttpSetting, readCaFile } from '../registry';
 import { CloudletError, describeError } from '../common/errors';
-import { downloadOverlay, fetchOverlayManifest } from './overlayFetch';
-import type { TlsTrust } from '../client/transport';
+import { defaultOverlayPolicy, downloadOverlay, fetchOverlayManifest, outsideRanges, unreadable, type OverlayFetchOptions } from './overlayFetch';
+import { isAddressRefusal } from '../common/addressPolicy';
 
 /** What backend.synthesize takes: an overlay file, or a manifest with a segment source. */
 export type SynthesisInput = string | { manifest: OverlayManifest; overlayId: string; source: SegmentSource };
@@ -22,21 +22,28 @@ export interface OverlaySource {
   close(): Promise<void>;
 }
 
-/** `trust`: how to verify an https URL's certificate (the daemon's peer trust, or a pin the caller gave). */
-export async function openHttpOverlay(url: string, headers: Record<string, string>, maxBytes: number, trust?: TlsTrust): Promise<OverlaySource> {
-  const { manifest, overlayId } = await fetchOverlayManifest(url, headers, maxBytes, undefined, trust);
+/** `o.trust`: how to verify an https URL's certificate; `o.policy`: the address ranges it may lead to (default: public and loopback). */
+export async function openHttpOverlay(url: string, headers: Record<string, string>, maxBytes: number, o: OverlayFetchOptions = {}): Promise<OverlaySource> {
+  const { manifest, overlayId } = await fetchOverlayManifest(url, headers, maxBytes, undefined, o);
   return {
     overlayId, baseId: manifest.baseId,
-    async prepare(tmp, progress, signal) { await downloadOverlay(url, headers, tmp, maxBytes, progress, signal, trust); return tmp; },
+    async prepare(tmp, progress, signal) { await downloadOverlay(url, headers, tmp, maxBytes, progress, signal, o); return tmp; },
     async close() {},
   };
 }
 
-export async function openOciOverlay(ref: string, dataDir: string, maxBytes: number): Promise<OverlaySource> {
+export async function openOciOverlay(ref: string, dataDir: string, maxBytes: number, fo: OverlayFetchOptions = {}): Promise<OverlaySource> {
   let oci;
+  let reached = false;
   try {
-    oci = await openOverlayFromOci(ref, { cacheDir: blobCacheDirFor(dataDir), ca: readCaFile(), plainHttp: plainHttpSetting() });
+    oci = await openOverlayFromOci(ref, {
+      cacheDir: blobCacheDirFor(dataDir), ca: readCaFile(), plainHttp: plainHttpSetting(),
+      addressPolicy: fo.policy ?? defaultOverlayPolicy(), onRegistryReached: () => { reached = true; },
+    });
   } catch (e) {
+    if (isAddressRefusal(e)) throw outsideRanges(ref);
+    // Until a registry answered, nothing is told about what did (see overlayFetch.ts).
+    if (!reached) throw unreadable(ref, describeError(e), fo);
     const code = e instanceof CloudletError && e.status < 500 ? e.code : 'BadInput';
     throw new CloudletError(code, `overlay_url ${ref}: ${describeError(e)}`);
   }

@@ -27,6 +27,8 @@ export interface OciOverlayOptions extends RegistryClientOptions {
   progress?: ProgressSink;
   /** Parallel segment downloads (default 4). */
   concurrency?: number;
+  /** Called once the registry answered its API's ping: what fails after that is about the overlay. */
+  onRegistryReached?: () => void;
 }
 
 export interface OciOverlay {
@@ -119,6 +121,7 @@ export async function openOverlayFromOci(refText: string, opts: OciOverlayOption
   try {
     throwIfCancelled(opts.signal);
     await client.ping();
+    opts.onRegistryReached?.();
     const m = await client.getManifest(ref.repository, manifestRef(ref));
     const artifact = readOverlayArtifact(m.body, m.mediaType, what);
     const cache = new BlobCache(opts.cacheDir ?? defaultBlobCacheDir());

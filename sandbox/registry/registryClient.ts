@@ -6,6 +6,8 @@
  */
 import * as crypto from 'crypto';
 import { Agent, Dispatcher, request } from 'undici';
+import type { AddressPolicy } from '../common/addressPolicy';
+import { guardedAgent } from '../common/guardedAgent';
 import { CloudletError, throwIfCancelled } from '../common/errors';
 import { createLogger, Logger } from '../common/log';
 import { AuthChallenge, parseAuthChallenge } from './authChallenge';
@@ -24,6 +26,8 @@ export interface RegistryClientOptions {
   retry?: Partial<RetryPolicy>;
   signal?: AbortSignal;
   log?: Logger;
+  /** Only these addresses may be connected to (a daemon pulling for a caller's overlay_url). */
+  addressPolicy?: AddressPolicy;
 }
 
 /** Counters every command reports: what went over the wire and how often we had to retry. */
@@ -87,13 +91,10 @@ export class RegistryClient {
     this.retryPolicy = { ...DEFAULT_RETRY, ...opts.retry };
     this.signal = opts.signal;
     this.log = opts.log ?? createLogger('registry');
-    this.agent = new Agent({
-      connect: opts.ca ? { ca: opts.ca } : {},
-      keepAliveTimeout: 10_000,
-      connections: 8,
-      headersTimeout: 60_000,
-      bodyTimeout: 60_000,
-    });
+    const agentOptions = { keepAliveTimeout: 10_000, connections: 8, headersTimeout: 60_000, bodyTimeout: 60_000 };
+    this.agent = opts.addressPolicy
+      ? guardedAgent(opts.addressPolicy, { ...agentOptions, ca: opts.ca })
+      : new Agent({ connect: opts.ca ? { ca: opts.ca } : {}, ...agentOptions });
   }
 
   async close(): Promise<void> {

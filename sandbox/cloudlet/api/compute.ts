@@ -15,6 +15,7 @@ import { ServerStore, migrateServers, type ServerRow } from '../serverStore';
 import { ImageStore, migrateImages } from '../imageStore';
 import { checkOverlayUrl, overlayUrlTrust } from '../overlayFetch';
 import { openHttpOverlay, openOciOverlay } from '../overlaySource';
+import type { AddressPolicy } from '../../common/addressPolicy';
 import { CloudletError, describeError } from '../../common/errors';
 import type { Server, ServerCreated } from '../../client/types';
 import { storePaths } from '../../common/paths';
@@ -25,6 +26,8 @@ export interface ComputeOptions {
   backend: VmBackend;
   maxServers: number;
   overlayMaxBytes: number;
+  /** Where an overlay_url may lead (default: public and loopback addresses). */
+  overlayNetworks?: AddressPolicy;
   handoff?: (ctx: DaemonContext, servers: ServerStore) => HandoffService;
 }
 
@@ -150,7 +153,9 @@ export function computeModule(opts: ComputeOptions): ApiModule {
         let row: ServerRow;
         if (metadata.overlay_url !== undefined) {
           const url = checkOverlayUrl(metadata.overlay_url);
-          const source = url.protocol === 'oci:' ? await openOciOverlay(metadata.overlay_url, ctx.dataDir, opts.overlayMaxBytes) : await openHttpOverlay(url.href, authHeadersFor(url.href, ctx.publicUrl, a.token), opts.overlayMaxBytes, overlayUrlTrust(url.href, metadata, ctx.peerTrust));
+          const fetchOptions = { trust: overlayUrlTrust(url.href, metadata, ctx.peerTrust), policy: opts.overlayNetworks, log: ctx.log };
+          const source = url.protocol === 'oci:' ? await openOciOverlay(metadata.overlay_url, ctx.dataDir, opts.overlayMaxBytes, fetchOptions)
+            : await openHttpOverlay(url.href, authHeadersFor(url.href, ctx.publicUrl, a.token), opts.overlayMaxBytes, fetchOptions);
           if (!backend.hasBase(source.baseId)) {
             await source.close();
             throw new CloudletError('MissingBase', `overlay ${source.overlayId.slice(0, 12)} needs base ${source.baseId}, which this cloudlet does not hold; import that base first`);
