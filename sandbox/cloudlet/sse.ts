@@ -70,7 +70,7 @@ export function openSse(req: FastifyRequest, reply: FastifyReply, caller: SseCal
       let ok = false;
       try { ok = await caller.stillValid(); } catch { /* an identity service that cannot answer vouches for nothing */ }
       if (done) return;
-      if (!ok) { tokenEnded('revoked'); return; }
+      if (!ok) { tokenEnded(Date.now() >= expiry ? 'expired' : 'revoked'); return; }
       write();
     });
   };
