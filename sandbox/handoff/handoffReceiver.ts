@@ -20,7 +20,8 @@ import { storePaths } from '../common/paths';
 import type { SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { RoundApplier } from './roundApplier';
-import { decodeRoundBody, HANDOFF_PATH, type BeginRequest, type FinishResponse } from './protocol';
+import { openRound } from './roundReader';
+import { HANDOFF_PATH, type BeginRequest, type FinishResponse } from './protocol';
 
 interface Session {
   id: string;
@@ -138,20 +139,15 @@ export class HandoffReceiver {
   private async round(s: Session, n: number, req: FastifyRequest): Promise<{ round: number; chunks: number; bytes: number }> {
     if (n !== s.rounds) throw new CloudletError('Conflict', `handoff ${s.id} expects round ${s.rounds}, got ${n}`);
     if (s.final) throw new CloudletError('Conflict', `handoff ${s.id} already received its final round`);
-    const body = await readBody(req, s.req.vm_config.ramBytes + (256 << 20));
-    const { header, segments } = decodeRoundBody(body);
-    if (header.round !== n) throw new CloudletError('BadInput', `round body says round ${header.round}, the URL ${n}`);
-    const source = { getSegment: async (digest: string) => {
-      const b = segments.get(digest);
-      if (!b) throw new CloudletError('BadInput', `segment ${digest} is not in the round body`);
-      return b;
-    } };
-    const r = await s.applier.apply(header.segments, source, this.d.compressor());
+    const body = roundBody(req, s.req.vm_config.ramBytes + (256 << 20), () => { s.touched = Date.now(); });
+    // Checked before a segment byte is read (roundReader.ts); segments are applied as they arrive.
+    const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20) });
+    const r = await s.applier.apply(rs.segments(), this.d.compressor());
     s.applier.syncDiskLayer();
     s.rounds++;
-    s.bytes += body.length;
-    s.final = header.final;
-    return { round: n, chunks: r.chunks, bytes: body.length };
+    s.bytes += rs.received;
+    s.final = rs.header.final;
+    return { round: n, chunks: r.chunks, bytes: rs.received };
   }
 
   /** Loads the device state into the waiting QEMU and continues it; only then creates the server: nothing claims a VM that does not run. */
@@ -246,19 +242,13 @@ export class HandoffReceiver {
   }
 }
 
-async function readBody(req: FastifyRequest, max: number): Promise<Buffer> {
+/** The round's body stream, refused early if it is not a stream or declares a length over `max`; `onData` per chunk. */
+function roundBody(req: FastifyRequest, max: number, onData: () => void): AsyncIterable<Buffer> {
   const body = req.body as Readable | undefined;
   if (!body || typeof body.pipe !== 'function') throw new CloudletError('BadInput', 'a handoff round is sent as application/octet-stream', { status: 415 });
   const declared = Number(req.headers['content-length']);
   if (declared > max) throw new CloudletError('BadInput', `handoff round of ${declared} bytes is over the limit of ${max}`, { status: 413 });
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of body) {
-    n += (c as Buffer).length;
-    if (n > max) throw new CloudletError('BadInput', `handoff round is over the limit of ${max} bytes`, { status: 413 });
-    parts.push(c as Buffer);
-  }
-  return Buffer.concat(parts);
+  return (async function* () { for await (const c of body) { onData(); yield c as Buffer; } })();
 }
 
 /** Test hook (as in SandboxManager): with CLOUDLET_FAILPOINT=<name>, stop here forever. */

@@ -14,11 +14,19 @@ import { CloudletError } from '../common/errors';
 import { cloneFile } from '../qemu/files';
 import { fetchSegment } from '../overlay/apply';
 import { CHUNK_SIZE, decodeSegment, Encoding, expandRuns, SegmentEntry, Target } from '../overlay/format';
-import type { SegmentSource } from '../overlay/overlayReader';
 import { Qcow2Writer } from '../overlay/qcow2Writer';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 
 const DISK_DATA = 1, DISK_ZERO = 2;
+/** Compressed plus decompressed bytes of the segments being decompressed at once. */
+const IN_FLIGHT_BYTES = 96 << 20;
+
+interface RoundState {
+  deferred: Array<{ target: Target; index: number; refTarget: Target; ref: number }>;
+  written: Record<Target, Set<number>>;
+  scratch: Buffer;
+  chunks: number;
+}
 
 export class RoundApplier {
   readonly ramFile: string;
@@ -54,50 +62,75 @@ export class RoundApplier {
 
   get diskSize(): number { return fs.fstatSync(this.baseFds.disk).size; }
 
-  /** Applies one round: chunk segments first, then copies of chunks of this round (they may refer forward). */
-  async apply(segments: SegmentEntry[], source: SegmentSource, compressor: SegmentCompressor): Promise<{ chunks: number }> {
-    const deferred: Array<{ target: Target; index: number; refTarget: Target; ref: number }> = [];
-    const written: Record<Target, Set<number>> = { ram: new Set(), disk: new Set() };
-    const scratch = Buffer.alloc(CHUNK_SIZE);
-    let chunks = 0;
-    const raws = await Promise.all(segments.map((s) => fetchSegment(s, source, compressor)));
-    segments.forEach((entry, k) => {
-      const raw = raws[k];
-      if (entry.kind === 'device-state') { fs.writeFileSync(this.deviceState, raw); this.hasState = true; return; }
-      const target = entry.target;
-      if (target !== 'ram' && target !== 'disk') throw new CloudletError('BadInput', `segment ${entry.digest} has no target image`);
-      const { records, payloadOffsets } = decodeSegment(raw, entry.digest);
-      const expected = expandRuns(entry.chunks ?? []);
-      if (records.length !== expected.length) throw new CloudletError('Corrupt', `segment ${entry.digest} holds ${records.length} records, its entry lists ${expected.length}`);
-      records.forEach((r, i) => {
-        if (r.index !== expected[i] || r.index >= this.limits[target]) throw new CloudletError('Corrupt', `segment ${entry.digest} record ${i}: ${target} chunk ${r.index} is not the listed one or outside the image`);
-        const at = payloadOffsets[i];
-        chunks++;
-        switch (r.encoding) {
-          case Encoding.Zero: this.put(target, r.index, undefined); break;
-          case Encoding.BaseRam: this.put(target, r.index, this.readBase('ram', r.ref, scratch)); break;
-          case Encoding.BaseDisk: this.put(target, r.index, this.readBase('disk', r.ref, scratch)); break;
-          case Encoding.Raw: this.put(target, r.index, raw.subarray(at, at + CHUNK_SIZE)); break;
-          case Encoding.Xor: {
-            const b = this.readBase(target, r.index, scratch);
-            for (let j = 0; j < CHUNK_SIZE; j++) b[j] ^= raw[at + j];
-            this.put(target, r.index, b);
-            break;
-          }
-          case Encoding.Self:
-            if (r.ref >= this.limits[r.refTarget]) throw new CloudletError('Corrupt', `${target} chunk ${r.index} copies ${r.refTarget} chunk ${r.ref}, outside the image`);
-            deferred.push({ target, index: r.index, refTarget: r.refTarget, ref: r.ref });
-            return;
-        }
-        written[target].add(r.index);
-      });
-    });
-    for (const d of deferred) {
-      if (!written[d.refTarget].has(d.ref)) throw new CloudletError('Corrupt', `${d.target} chunk ${d.index} copies ${d.refTarget} chunk ${d.ref}, which this round does not carry`);
-      this.put(d.target, d.index, this.readCurrent(d.refTarget, d.ref, scratch));
+  /**
+   * Applies one round as its segments arrive (decompressed on the compressor's workers, a bounded
+   * number and size at once, applied in arrival order); copies of chunks of this round (they may
+   * refer forward) last. The entries were checked by checkRoundHeader: runs inside the images,
+   * ascending, counts bounded.
+   */
+  async apply(segments: AsyncIterable<{ entry: SegmentEntry; data: Buffer }>, compressor: SegmentCompressor): Promise<{ chunks: number }> {
+    const round: RoundState = { deferred: [], written: { ram: new Set(), disk: new Set() }, scratch: Buffer.alloc(CHUNK_SIZE), chunks: 0 };
+    const queue: Array<{ entry: SegmentEntry; raw: Promise<Buffer>; bytes: number }> = [];
+    let inFlight = 0;
+    const applyOldest = async () => {
+      const q = queue.shift()!;
+      inFlight -= q.bytes;
+      this.applySegment(q.entry, await q.raw, round);
+    };
+    try {
+      for await (const { entry, data } of segments) {
+        const bytes = entry.size + entry.rawSize;
+        while (queue.length && (queue.length > compressor.threads || inFlight + bytes > IN_FLIGHT_BYTES)) await applyOldest();
+        const raw = fetchSegment(entry, { getSegment: async () => data }, compressor);
+        raw.catch(() => undefined); // surfaced when applied
+        queue.push({ entry, raw, bytes });
+        inFlight += bytes;
+      }
+      while (queue.length) await applyOldest();
+    } finally {
+      queue.length = 0;
     }
-    return { chunks };
+    for (const d of round.deferred) {
+      if (!round.written[d.refTarget].has(d.ref)) throw new CloudletError('Corrupt', `${d.target} chunk ${d.index} copies ${d.refTarget} chunk ${d.ref}, which this round does not carry`);
+      this.put(d.target, d.index, this.readCurrent(d.refTarget, d.ref, round.scratch));
+    }
+    return { chunks: round.chunks };
   }
+
+  private applySegment(entry: SegmentEntry, raw: Buffer, round: RoundState): void {
+    if (entry.kind === 'device-state') { fs.writeFileSync(this.deviceState, raw); this.hasState = true; return; }
+    const target = entry.target;
+    if (target !== 'ram' && target !== 'disk') throw new CloudletError('BadInput', `segment ${entry.digest} has no target image`);
+    const { records, payloadOffsets } = decodeSegment(raw, entry.digest);
+    const expected = expandRuns(entry.chunks ?? []);
+    if (records.length !== expected.length) throw new CloudletError('Corrupt', `segment ${entry.digest} holds ${records.length} records, its entry lists ${expected.length}`);
+    const scratch = round.scratch;
+    records.forEach((r, i) => {
+      if (r.index !== expected[i] || r.index >= this.limits[target]) throw new CloudletError('Corrupt', `segment ${entry.digest} record ${i}: ${target} chunk ${r.index} is not the listed one or outside the image`);
+      const at = payloadOffsets[i];
+      round.chunks++;
+      switch (r.encoding) {
+        case Encoding.Zero: this.put(target, r.index, undefined); break;
+        case Encoding.BaseRam: this.put(target, r.index, this.readBase('ram', r.ref, scratch)); break;
+        case Encoding.BaseDisk: this.put(target, r.index, this.readBase('disk', r.ref, scratch)); break;
+        case Encoding.Raw: this.put(target, r.index, raw.subarray(at, at + CHUNK_SIZE)); break;
+        case Encoding.Xor: {
+          const b = this.readBase(target, r.index, scratch);
+          for (let j = 0; j < CHUNK_SIZE; j++) b[j] ^= raw[at + j];
+          this.put(target, r.index, b);
+          break;
+        }
+        case Encoding.Self:
+          if (r.ref >= this.limits[r.refTarget]) throw new CloudletError('Corrupt', `${target} chunk ${r.index} copies ${r.refTarget} chunk ${r.ref}, outside the image`);
+          round.deferred.push({ target, index: r.index, refTarget: r.refTarget, ref: r.ref });
+          return;
+      }
+      round.written[target].add(r.index);
+    });
+  }
+
+  /** Chunks of the VM's RAM and disk: what a round's runs must stay inside. */
+  get chunkLimits(): Record<Target, number> { return { ...this.limits }; }
 
   get stateReceived(): boolean { return this.hasState; }
 

@@ -271,12 +271,12 @@ function isInt(x: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): x is number 
 }
 
 /** Names that end up in file names or URLs must not be able to walk a path. */
-function checkName(what: string, value: unknown, pattern: RegExp): void {
-  if (typeof value !== 'string') throw new CloudletError('BadInput', `overlay manifest: ${what} is missing or not a string`);
+function checkName(what: string, value: unknown, pattern: RegExp, doc = 'overlay manifest'): void {
+  if (typeof value !== 'string') throw new CloudletError('BadInput', `${doc}: ${what} is missing or not a string`);
   if (/[/\\]|\.\.|\0/.test(value)) {
-    throw new CloudletError('BadInput', `overlay manifest: ${what} ${JSON.stringify(value.slice(0, 80))} is a path-like name (it contains "/", "\\", ".." or NUL); refused`);
+    throw new CloudletError('BadInput', `${doc}: ${what} ${JSON.stringify(value.slice(0, 80))} is a path-like name (it contains "/", "\\", ".." or NUL); refused`);
   }
-  if (!pattern.test(value)) throw new CloudletError('BadInput', `overlay manifest: ${what} ${JSON.stringify(value.slice(0, 80))} is not of the form ${pattern.source}`);
+  if (!pattern.test(value)) throw new CloudletError('BadInput', `${doc}: ${what} ${JSON.stringify(value.slice(0, 80))} is not of the form ${pattern.source}`);
 }
 
 /** Checks the manifest's shape and internal consistency; returns it typed. Throws BadInput/Corrupt. */
@@ -299,13 +299,29 @@ export function validateManifest(raw: unknown): OverlayManifest {
   if (!comp || comp.algorithm !== 'zstd' || !isInt(comp.level, -131072, 22)) throw bad('compression must be {algorithm: "zstd", level}');
   if (!Array.isArray(m.segments) || m.segments.length > LIMITS.segments) throw bad('segments must be a list');
   const chunkLimit: Record<Target, number> = { ram: ram.size / CHUNK_SIZE, disk: Math.ceil(disk.size / CHUNK_SIZE) };
+  const deviceStates = checkSegmentEntries(m.segments as unknown[], chunkLimit, 'overlay manifest');
+  if (deviceStates !== 1) throw bad(`expected exactly one device-state segment, found ${deviceStates}`);
+  const typed = m as unknown as OverlayManifest;
+  if (typed.vmConfig.ramBytes !== ram.size) throw bad(`vmConfig.ramBytes ${typed.vmConfig.ramBytes} differs from ram.size ${ram.size}`);
+  checkBreakdown(typed, bad);
+  return typed;
+}
+
+/**
+ * What a schema cannot say about a list of segment entries (an overlay manifest's, a handoff
+ * round's): digests unique, sizes in range, chunk runs inside the images (`chunkLimit` chunks) and
+ * ascending per image (each chunk stored once), run totals equal to the record counts. Runs are
+ * checked as numbers, never expanded. Returns the number of device-state segments.
+ */
+export function checkSegmentEntries(segments: unknown[], chunkLimit: Record<Target, number>, what: string): number {
+  const bad = (why: string) => new CloudletError('BadInput', `${what}: ${why}`);
   const lastIndex: Record<Target, number> = { ram: -1, disk: -1 };
   let deviceStates = 0;
   const names = new Set<string>();
-  for (const [i, s] of (m.segments as unknown[]).entries()) {
+  for (const [i, s] of segments.entries()) {
     if (typeof s !== 'object' || s === null) throw bad(`segment ${i} is not an object`);
     const seg = s as Record<string, unknown>;
-    checkName(`segment ${i} digest`, seg.digest, SEGMENT_DIGEST);
+    checkName(`segment ${i} digest`, seg.digest, SEGMENT_DIGEST, what);
     if (names.has(seg.digest as string)) throw bad(`segment ${seg.digest} is listed twice`);
     names.add(seg.digest as string);
     if (!isInt(seg.size, 1, LIMITS.segmentBytes)) throw bad(`segment ${seg.digest} size ${JSON.stringify(seg.size)} is outside 1..${LIMITS.segmentBytes}`);
@@ -316,26 +332,22 @@ export function validateManifest(raw: unknown): OverlayManifest {
     if (seg.kind !== 'chunks') throw bad(`segment ${seg.digest} has unknown kind ${JSON.stringify(seg.kind)}`);
     if (seg.target !== 'ram' && seg.target !== 'disk') throw bad(`segment ${seg.digest} target must be "ram" or "disk"`);
     const target = seg.target;
-    if (!isInt(seg.records, 1, SEGMENT_MAX_RECORDS) || !Array.isArray(seg.chunks)) throw bad(`segment ${seg.digest} has no record count or chunk list`);
+    if (!isInt(seg.records, 1, SEGMENT_MAX_RECORDS) || !Array.isArray(seg.chunks) || seg.chunks.length > SEGMENT_MAX_RECORDS) throw bad(`segment ${seg.digest} has no record count or chunk list`);
     let count = 0;
     for (const run of seg.chunks as unknown[]) {
-      if (!Array.isArray(run) || run.length !== 2 || !isInt(run[0]) || !isInt(run[1], 1)) throw bad(`segment ${seg.digest} has a malformed chunk run ${JSON.stringify(run)}`);
+      if (!Array.isArray(run) || run.length !== 2 || !isInt(run[0]) || !isInt(run[1], 1, SEGMENT_MAX_RECORDS)) throw bad(`segment ${seg.digest} has a malformed chunk run ${JSON.stringify(run)}`);
       const [first, n] = run as [number, number];
       if (first + n > chunkLimit[target]) {
-        throw new CloudletError('Corrupt', `overlay manifest: segment ${seg.digest} names ${target} chunks ${first}..${first + n - 1}, outside the ${target} image (${chunkLimit[target]} chunks)`);
+        throw new CloudletError('Corrupt', `${what}: segment ${seg.digest} names ${target} chunks ${first}..${first + n - 1}, outside the ${target} image (${chunkLimit[target]} chunks)`);
       }
-      // Chunks are listed in ascending order across the overlay: each chunk is stored once.
+      // Chunks are listed in ascending order: each chunk is stored once.
       if (first <= lastIndex[target]) throw bad(`segment ${seg.digest} lists ${target} chunk ${first} out of order or twice`);
       lastIndex[target] = first + n - 1;
       count += n;
     }
     if (count !== seg.records) throw bad(`segment ${seg.digest} lists ${count} chunks but declares ${seg.records} records`);
   }
-  if (deviceStates !== 1) throw bad(`expected exactly one device-state segment, found ${deviceStates}`);
-  const typed = m as unknown as OverlayManifest;
-  if (typed.vmConfig.ramBytes !== ram.size) throw bad(`vmConfig.ramBytes ${typed.vmConfig.ramBytes} differs from ram.size ${ram.size}`);
-  checkBreakdown(typed, bad);
-  return typed;
+  return deviceStates;
 }
 
 /** The breakdown is what `overlay info` shows: its totals must be the segments' (a lying manifest is refused). */

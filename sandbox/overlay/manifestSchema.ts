@@ -36,9 +36,29 @@ export function manifestSchema(): Record<string, unknown> {
     kernel: obj({ append: { type: 'string', maxLength: 4096 } }),
     ports: { type: 'array', maxItems: 64, uniqueItems: true, items: { type: 'integer', minimum: 1, maximum: 65535 } },
   }, ['kernel', 'ports']);
+  return obj({
+    format: { const: FORMAT_NAME },
+    version: { const: FORMAT_VERSION },
+    baseId: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+    chunkSize: { const: CHUNK_SIZE },
+    ram: obj({ size: { type: 'integer', minimum: CHUNK_SIZE, maximum: LIMITS.ramBytes, multipleOf: CHUNK_SIZE } }),
+    disk: obj({ size: uint(LIMITS.diskBytes) }),
+    base: obj({ ramSize: uint(LIMITS.ramBytes), diskSize: uint(LIMITS.diskBytes) }),
+    compression: obj({ algorithm: { const: 'zstd' }, level: { type: 'integer', minimum: -131072, maximum: 22 } }),
+    vmConfig,
+    segments: { type: 'array', minItems: 1, maxItems: LIMITS.segments, items: segmentEntrySchema() },
+    breakdown: obj({ ram: targetBreakdown, disk: targetBreakdown, deviceStateBytes: uint(LIMITS.segmentRawBytes) }),
+  });
+}
+
+/**
+ * One segment entry (digest, kind, sizes, target image and chunk runs): the same schema for an
+ * overlay manifest's segments and a handoff round's (sandbox/handoff/roundHeader.ts).
+ */
+export function segmentEntrySchema(): Record<string, unknown> {
   // The fields first, then what each kind needs: allOf is checked in order, so a bad `kind` is
   // reported as itself rather than as the fields of the other kind.
-  const segmentEntry = {
+  return {
     allOf: [
       obj({
         digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' },
@@ -62,28 +82,20 @@ export function manifestSchema(): Record<string, unknown> {
       },
     ],
   };
-  return obj({
-    format: { const: FORMAT_NAME },
-    version: { const: FORMAT_VERSION },
-    baseId: { type: 'string', pattern: '^[0-9a-f]{64}$' },
-    chunkSize: { const: CHUNK_SIZE },
-    ram: obj({ size: { type: 'integer', minimum: CHUNK_SIZE, maximum: LIMITS.ramBytes, multipleOf: CHUNK_SIZE } }),
-    disk: obj({ size: uint(LIMITS.diskBytes) }),
-    base: obj({ ramSize: uint(LIMITS.ramBytes), diskSize: uint(LIMITS.diskBytes) }),
-    compression: obj({ algorithm: { const: 'zstd' }, level: { type: 'integer', minimum: -131072, maximum: 22 } }),
-    vmConfig,
-    segments: { type: 'array', minItems: 1, maxItems: LIMITS.segments, items: segmentEntry },
-    breakdown: obj({ ram: targetBreakdown, disk: targetBreakdown, deviceStateBytes: uint(LIMITS.segmentRawBytes) }),
-  });
+}
+
+/** Compiles a schema of this module's style (the manifest's, a handoff round header's). */
+export function compileFormatSchema(schema: Record<string, unknown>): ValidateFunction {
+  // strictTuples off: a chunk run is a fixed pair by minItems = maxItems = 2, not by additionalItems;
+  // strictRequired off: `then` requires fields its parent schema defines.
+  return new Ajv({ strict: true, strictTuples: false, strictRequired: false, allErrors: false, verbose: true }).compile(schema);
 }
 
 let check: ValidateFunction | undefined;
 
 /** Throws BadInput naming the first field that is missing, unknown, of the wrong type or out of range. */
 export function checkManifestSchema(raw: unknown): void {
-  // strictTuples off: a chunk run is a fixed pair by minItems = maxItems = 2, not by additionalItems;
-  // strictRequired off: `then` requires fields its parent schema defines.
-  check ??= new Ajv({ strict: true, strictTuples: false, strictRequired: false, allErrors: false, verbose: true }).compile(manifestSchema());
+  check ??= compileFormatSchema(manifestSchema());
   if (check(raw)) return;
   throw new CloudletError('BadInput', `overlay manifest: ${describeSchemaError(check.errors![0], 'the manifest')}`);
 }
