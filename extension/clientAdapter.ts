@@ -5,7 +5,7 @@
  */
 import * as fs from 'fs';
 import { Readable } from 'stream';
-import { CloudletClient, type CallRecord, type Image, type Server } from '../sandbox/client';
+import { CloudletClient, discoverAuthUrl, type CallRecord, type Image, type Server } from '../sandbox/client';
 import type { ApiCallRecord, ChangeEvent, CloudletSession, ConsoleStream, Credentials, ImageInfo, JobEnd, OverlayInfo, ServerInfo } from './api';
 import type { ProgressEvent } from '../sandbox/client/types';
 import { CloudletError } from '../sandbox/client';
@@ -243,10 +243,16 @@ export function toApiCall(c: CallRecord): ApiCallRecord {
   return { method: c.method, url: c.url, status: c.status === 0 ? 'error' : c.status, ms: c.ms, error: c.error };
 }
 
-/** Connector over sandbox/client: password login against the daemon's Keystone. */
-export async function connect(url: string, creds: Credentials, onCall: (c: ApiCallRecord) => void): Promise<CloudletSession> {
+/**
+ * Connector over sandbox/client: password login against the Keystone behind `url` (the daemon's
+ * own, or a fleet's: discoverAuthUrl), HTTPS checked against the system store and the cloudlet's
+ * pinned certificates. A refused certificate throws the client's CertificateError (code Untrusted,
+ * with the presented fingerprint), which Add Cloudlet turns into a trust-on-first-use question.
+ */
+export async function connect(url: string, creds: Credentials, onCall: (c: ApiCallRecord) => void, pins?: Record<string, string>): Promise<CloudletSession> {
   const base = url.replace(/\/+$/, '');
-  const authUrl = /\/identity(\/v3)?$/.test(base) || /\/v3$/.test(base) ? base : `${base}/identity/v3`;
-  const client = await CloudletClient.login({ authUrl, username: creds.username, password: creds.password, project: creds.project, onCall: (c) => onCall(toApiCall(c)) });
+  const tls = pins && Object.keys(pins).length ? { pins } : undefined;
+  const authUrl = /\/identity(\/v3)?$/.test(base) || /\/v3$/.test(base) ? base : await discoverAuthUrl(base, { tls });
+  const client = await CloudletClient.login({ authUrl, username: creds.username, password: creds.password, project: creds.project, tls, onCall: (c) => onCall(toApiCall(c)) });
   return new ClientSession(base, client);
 }

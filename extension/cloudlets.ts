@@ -11,9 +11,11 @@ export interface CloudletConfig {
   url: string;
   username: string;
   project: string;
+  /** HTTPS certificates trusted on first use: "HOST:PORT" -> SHA-256 fingerprint (not secret). */
+  pins?: Record<string, string>;
 }
 
-export type Connector = (url: string, creds: Credentials, onCall: (c: ApiCallRecord) => void) => Promise<CloudletSession>;
+export type Connector = (url: string, creds: Credentials, onCall: (c: ApiCallRecord) => void, pins?: Record<string, string>) => Promise<CloudletSession>;
 
 export interface SecretStore {
   get(key: string): Thenable<string | undefined> | Promise<string | undefined>;
@@ -77,6 +79,13 @@ export class Cloudlets {
     this.forget(name);
   }
 
+  /** Trusts the certificate `fingerprint` at `host` ("HOST:PORT") for cloudlet `name` (trust on first use). */
+  async pin(name: string, host: string, fingerprint: string): Promise<void> {
+    const list = this.list().map((c) => (c.name === name ? { ...c, pins: { ...c.pins, [host]: fingerprint } } : c));
+    await this.config.save(list);
+    this.forget(name);
+  }
+
   async remove(name: string): Promise<void> {
     await this.config.save(this.list().filter((c) => c.name !== name));
     await this.secrets.delete(secretKey(name));
@@ -111,6 +120,6 @@ export class Cloudlets {
     if (!c) throw new CloudletError('NotFound', `No cloudlet named ${name} is configured`);
     const password = await this.secrets.get(secretKey(name));
     if (password === undefined) throw new CloudletError('Unauthorized', `No password stored for cloudlet ${name}`, { hint: 'Run "Cloudlet: Add Cloudlet..." again' });
-    return this.connector(c.url, { username: c.username, password, project: c.project }, this.onCall);
+    return this.connector(c.url, { username: c.username, password, project: c.project }, this.onCall, c.pins);
   }
 }

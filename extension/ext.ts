@@ -5,7 +5,7 @@
 import * as vscode from 'vscode';
 import type { CloudletSession, ServerInfo } from './api';
 import { Cloudlets, LOCAL, type Connector } from './cloudlets';
-import { LocalDaemon } from './localDaemon';
+import { LocalDaemon, MissingToolError } from './localDaemon';
 import { Output } from './output';
 import { NodeTree, type Loaded } from './views/nodeTree';
 import { OverlayPanels } from './panels/overlayPanel';
@@ -18,6 +18,7 @@ import { deviceNodes, reservationTimeline } from './state/devicesTree';
 import { devicesViewNodes, timelineWindow, type DeviceGroup } from './state/devicesView';
 import { ReservationsPanel } from './panels/reservationsPanel';
 import { LogsDocuments } from './views/logsDocument';
+import { refusalOf, sayChanged } from './commands/trust';
 import type { ReservationsPanelState } from './protocol';
 import type { Container, Device, Lease } from '../sandbox/client/devices';
 
@@ -69,7 +70,7 @@ export type ViewName = 'sandbox' | 'cloudlets' | 'overlays' | 'devices';
 
 function conditionOf(e: unknown): { condition: ViewCondition; error: string } {
   const shown = classifyError(e);
-  const condition: ViewCondition = shown.kind === 'unauthorized' ? 'unauthorized' : shown.kind === 'missingTool' ? 'noDaemon' : 'unreachable';
+  const condition: ViewCondition = shown.kind === 'unauthorized' || shown.kind === 'untrusted' ? shown.kind : shown.kind === 'missingTool' ? 'noDaemon' : 'unreachable';
   return { condition, error: shown.message };
 }
 
@@ -86,10 +87,13 @@ export class Ext implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private readonly watchers = new Map<string, () => void>();
   private lastSandboxServers: ServerInfo[] = [];
+  private readonly saidChanged = new Set<string>();
   private devicesData: DevicesData[] | undefined;
   private devicesClock: ReturnType<typeof setTimeout> | undefined;
   private devicesClockOnly = false;
   private readonly statusRefresh = new RefreshScheduler(() => void this.refreshStatus(), 500);
+  /** Why the local daemon is not usable (the status bar's click and the Sandbox view's welcome say it). */
+  sandboxProblem: { missing?: MissingToolError['missing']; message: string } | undefined;
 
   constructor(readonly context: vscode.ExtensionContext, connector: Connector) {
     this.localDaemon = new LocalDaemon(localDaemonSettings, (m) => this.output.info(m));
@@ -182,11 +186,13 @@ export class Ext implements vscode.Disposable {
       const s = await this.session(LOCAL);
       const [images, servers] = await Promise.all([s.listImages(), s.listServers()]);
       this.lastSandboxServers = servers;
+      this.setSandboxProblem(undefined);
       const nodes = sandboxNodes(images, servers);
       return { nodes, condition: nodes.length ? 'ok' : 'empty' };
     } catch (e) {
       this.cloudlets.forget(LOCAL);
       const c = conditionOf(e);
+      this.setSandboxProblem({ missing: e instanceof MissingToolError ? e.missing : undefined, message: c.error });
       // A missing Node/CLI shows the welcome content (install hint, settings); other failures a node with Retry.
       return { nodes: c.condition === 'noDaemon' ? [] : [messageNode('local', `${c.error} (click to retry)`, { icon: 'warning', retry: true })], ...c };
     }
@@ -202,6 +208,9 @@ export class Ext implements vscode.Disposable {
         return { name: c.name, url: c.url, condition: 'ok', images, servers };
       } catch (e) {
         this.cloudlets.forget(c.name);
+        const r = refusalOf(e);
+        // A changed certificate is said once per window, loudly (a modal), not only in the tree.
+        if (r?.problem === 'changed' && !this.saidChanged.has(c.name)) { this.saidChanged.add(c.name); void sayChanged(r, c.name); }
         return { name: c.name, url: c.url, ...conditionOf(e) };
       }
     }));
@@ -250,11 +259,18 @@ export class Ext implements vscode.Disposable {
     }
   }
 
+  private setSandboxProblem(p: Ext['sandboxProblem']): void {
+    this.sandboxProblem = p;
+    // Picks the Sandbox view's welcome that names the missing tool (package.json viewsWelcome).
+    void vscode.commands.executeCommand('setContext', 'cloudlet.missingTool', p?.missing ?? '');
+  }
+
   private async refreshStatus(): Promise<void> {
     try {
       this.lastSandboxServers = await (await this.session(LOCAL)).listServers();
       this.updateStatus({ nodes: [], condition: 'ok' });
     } catch (e) {
+      this.setSandboxProblem({ missing: e instanceof MissingToolError ? e.missing : undefined, message: conditionOf(e).error });
       this.updateStatus({ nodes: [], ...conditionOf(e) });
     }
   }
@@ -263,7 +279,7 @@ export class Ext implements vscode.Disposable {
     const st = sandboxStatus(l.condition, l.condition === 'ok' || l.condition === 'empty' ? this.lastSandboxServers : []);
     this.status.text = st.text;
     this.status.tooltip = st.tooltip;
-    this.status.command = l.condition === 'unreachable' || l.condition === 'noDaemon' ? 'cloudlet.refresh' : 'cloudlet.focusSandbox';
+    this.status.command = l.condition === 'unreachable' || l.condition === 'noDaemon' ? 'cloudlet.showDaemonStatus' : 'cloudlet.focusSandbox';
   }
 
   async dispose(): Promise<void> {

@@ -9,6 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { CloudletError } from '../sandbox/client';
+import type { MissingTool } from './state/install';
 
 export interface LocalDaemonSettings {
   nodePath: string;       // '' = node on PATH
@@ -19,7 +20,16 @@ export interface LocalDaemonSettings {
   extraArgs: string[];
 }
 
-export const INSTALL_HINT = 'Install Node.js 20 or newer (e.g. `apt-get install nodejs`) and the Cloudlet Toolkit CLI (`npm install -g cloudlet-toolkit`), or set "cloudlet.nodePath" and "cloudlet.cliPath".';
+export const INSTALL_HINT = 'Install Node.js 20 or newer and the Cloudlet Toolkit CLI from its tarball: npm install -g --allow-scripts=better-sqlite3,zstd-napi ./cloudlet-toolkit-X.Y.Z.tgz; '
+  + 'or run "Cloudlet: Locate CLI..." to pick an installed cloudlet. "Cloudlet: Show Install Steps" has the details.';
+
+/** A MissingTool error that says which tool is missing (`missing`), for the views and the status bar. */
+export class MissingToolError extends CloudletError {
+  constructor(readonly missing: MissingTool, message: string) {
+    super('MissingTool', message, { hint: INSTALL_HINT });
+    this.name = 'MissingToolError';
+  }
+}
 
 export function defaultDataDir(): string {
   return process.env.CLOUDLET_HOME || path.join(os.homedir(), '.local', 'share', 'cloudlet');
@@ -39,11 +49,13 @@ export function which(name: string, envPath = process.env.PATH ?? ''): string | 
 export function resolveTools(s: LocalDaemonSettings, envPath?: string): { node: string; cli: string } {
   const node = s.nodePath || which('node', envPath);
   if (!node || !fs.existsSync(node)) {
-    throw new CloudletError('MissingTool', s.nodePath ? `cloudlet.nodePath points to ${s.nodePath}, which does not exist` : 'No Node.js found on PATH to run the local cloudlet daemon', { hint: INSTALL_HINT });
+    throw s.nodePath ? new MissingToolError('nodePath', `cloudlet.nodePath points to ${s.nodePath}, which does not exist`)
+      : new MissingToolError('node', 'No Node.js found on PATH to run the local cloudlet daemon');
   }
   let cli = s.cliPath || which('cloudlet', envPath);
   if (!cli || !fs.existsSync(cli)) {
-    throw new CloudletError('MissingTool', s.cliPath ? `cloudlet.cliPath points to ${s.cliPath}, which does not exist` : 'The cloudlet CLI is not on PATH', { hint: INSTALL_HINT });
+    throw s.cliPath ? new MissingToolError('cliPath', `cloudlet.cliPath points to ${s.cliPath}, which does not exist`)
+      : new MissingToolError('cli', 'The cloudlet CLI is not on PATH');
   }
   cli = fs.realpathSync(cli);
   return { node, cli };

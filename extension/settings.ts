@@ -39,7 +39,8 @@ export const cloudletConfigStore: ConfigStore = {
   list(): CloudletConfig[] {
     const raw = userSetting<unknown[]>('cloudlets', []);
     return (Array.isArray(raw) ? raw : []).filter((x): x is CloudletConfig => !!x && typeof x === 'object' && typeof (x as CloudletConfig).name === 'string' && typeof (x as CloudletConfig).url === 'string')
-      .map((x) => ({ name: x.name, url: x.url, username: x.username ?? 'admin', project: x.project ?? x.username ?? 'admin' }));
+      .map((x) => ({ name: x.name, url: x.url, username: x.username ?? 'admin', project: x.project ?? x.username ?? 'admin',
+        ...(x.pins && typeof x.pins === 'object' ? { pins: Object.fromEntries(Object.entries(x.pins).filter(([, v]) => typeof v === 'string')) } : {}) }));
   },
   async save(list: CloudletConfig[]): Promise<void> {
     await vscode.workspace.getConfiguration(SECTION).update('cloudlets', list, vscode.ConfigurationTarget.Global);

@@ -7,5 +7,6 @@ import { overlayCommands } from './overlay';
 import { serverCommands } from './server';
 import { publishCommands } from './publish';
 import { deviceCommands } from './devices';
+import { setupCommands } from './setup';
 
-export const commandGroups: CommandDef[][] = [cloudletCommands, baseCommands, sandboxCommands, overlayCommands, serverCommands, publishCommands, deviceCommands];
+export const commandGroups: CommandDef[][] = [cloudletCommands, baseCommands, sandboxCommands, overlayCommands, serverCommands, publishCommands, deviceCommands, setupCommands];

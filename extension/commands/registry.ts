@@ -16,10 +16,12 @@ export async function showError(ext: Ext, e: unknown, opts: { where?: string; cl
   ext.output.error(`${opts.where ? opts.where + ': ' : ''}${shown.message}`);
   const actions = shown.actions.filter((a) => a !== 'Retry' || opts.retry);
   const show = shown.severity === 'info' ? vscode.window.showInformationMessage : shown.severity === 'warning' ? vscode.window.showWarningMessage : vscode.window.showErrorMessage;
-  void Promise.resolve(show(shown.message, ...actions)).then(async (choice) => {
+  const shownAt = shown.modal ? show(shown.message, { modal: true }, ...actions) : show(shown.message, ...actions);
+  void Promise.resolve(shownAt).then(async (choice) => {
     if (choice === 'Retry') { if (opts.cloudlet) ext.cloudlets.forget(opts.cloudlet); await opts.retry?.(); }
     else if (choice === 'Update Credentials') await vscode.commands.executeCommand('cloudlet.updateCredentials', opts.cloudlet);
     else if (choice === 'Show Log') ext.output.channel.show(true);
+    else if (choice === 'Trust Certificate...') await vscode.commands.executeCommand('cloudlet.trustCertificate', opts.cloudlet);
     else if (choice === 'Open Settings') await vscode.commands.executeCommand('workbench.action.openSettings', 'cloudlet.');
   });
   return shown;

@@ -2,14 +2,16 @@
  * How an error is shown to the user: which kind, which words, which action buttons. Pure, so unit
  * tests check the bad cases (daemon unreachable, wrong credentials, missing base, cancelled).
  */
-export type ErrorKind = 'unreachable' | 'unauthorized' | 'missingBase' | 'cancelled' | 'missingTool' | 'conflict' | 'notFound' | 'other';
+export type ErrorKind = 'unreachable' | 'unauthorized' | 'untrusted' | 'missingBase' | 'cancelled' | 'missingTool' | 'conflict' | 'notFound' | 'other';
 
 export interface ShownError {
   kind: ErrorKind;
   message: string;
   /** Buttons, in order. 'Retry' re-runs the command; 'Update Credentials' opens the credentials flow. */
-  actions: Array<'Retry' | 'Update Credentials' | 'Show Log' | 'Open Settings'>;
+  actions: Array<'Retry' | 'Update Credentials' | 'Show Log' | 'Open Settings' | 'Trust Certificate...'>;
   severity: 'error' | 'warning' | 'info';
+  /** Said in a modal dialog, not a toast (a changed certificate: someone may be in the middle). */
+  modal?: boolean;
 }
 
 const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EPIPE']);
@@ -50,6 +52,14 @@ export function classifyError(e: unknown, where?: string): ShownError {
   const at = where ? ` (${where})` : '';
   if (codes.includes('Cancelled') || field(e, 'name') === 'AbortError') {
     return { kind: 'cancelled', message: `Cancelled${at}.`, actions: [], severity: 'info' };
+  }
+  if (codes.includes('Untrusted')) {
+    // sandbox/client's CertificateError: `problem` says why, `presented` is the certificate shown.
+    if (field(e, 'problem') === 'changed') {
+      return { kind: 'untrusted', message: `Certificate REFUSED${at}: ${msg}`, actions: ['Show Log'], severity: 'error', modal: true };
+    }
+    const askable = field(e, 'problem') === 'unknown-issuer' && !!field(e, 'presented');
+    return { kind: 'untrusted', message: `Certificate not trusted${at}: ${msg}`, actions: askable ? ['Trust Certificate...', 'Show Log'] : ['Show Log'], severity: 'error' };
   }
   if (codes.includes('MissingTool')) return { kind: 'missingTool', message: msg, actions: ['Open Settings', 'Show Log'], severity: 'error' };
   if (codes.includes('Unauthorized') || status === 401) {

@@ -33,7 +33,7 @@ export interface NodeDesc {
 }
 
 /** What a view shows when it cannot show data. Drives the views-welcome `when` context keys too. */
-export type ViewCondition = 'loading' | 'ok' | 'empty' | 'unreachable' | 'unauthorized' | 'noDaemon';
+export type ViewCondition = 'loading' | 'ok' | 'empty' | 'unreachable' | 'unauthorized' | 'untrusted' | 'noDaemon';
 
 export const BASE_TYPE = 'cloudlet_base_disk';
 export const OVERLAY_TYPE = 'cloudlet_overlay';
@@ -148,14 +148,14 @@ export interface CloudletEntry {
 export function cloudletNodes(entries: CloudletEntry[]): NodeDesc[] {
   return entries.map((c) => {
     const ok = c.condition === 'ok' || c.condition === 'empty';
-    const state = ok ? 'connected' : c.condition === 'unauthorized' ? 'unauthorized' : c.condition === 'loading' ? 'loading' : 'unreachable';
+    const state = ok ? 'connected' : c.condition === 'unauthorized' || c.condition === 'untrusted' || c.condition === 'loading' ? c.condition : 'unreachable';
     const children: NodeDesc[] = [];
     if (ok) {
       for (const s of [...(c.servers ?? [])].sort((a, b) => a.name.localeCompare(b.name))) children.push(serverNode(s, c.name, 'server'));
       for (const i of (c.images ?? []).filter(isBaseImage)) children.push(baseNode(i, c.name));
       if (!children.length) children.push(messageNode(`${c.name}/empty`, 'No servers or base VMs yet'));
     } else if (c.condition !== 'loading') {
-      const what = c.condition === 'unauthorized' ? 'Wrong credentials' : 'Not reachable';
+      const what = c.condition === 'unauthorized' ? 'Wrong credentials' : c.condition === 'untrusted' ? 'Certificate refused' : 'Not reachable';
       children.push(messageNode(`${c.name}/error`, `${what}: ${c.error ?? ''} (click to retry)`, { icon: 'warning', retry: true }));
     }
     return {
@@ -193,7 +193,8 @@ export function overlayNodes(overlays: OverlayInfo[]): NodeDesc[] {
 
 /** The Sandbox status bar item's text and tooltip, from the local daemon's sandbox VMs. */
 export function sandboxStatus(condition: ViewCondition, servers: ServerInfo[]): { text: string; tooltip: string } {
-  if (condition === 'unreachable' || condition === 'noDaemon') return { text: '$(warning) Sandbox: daemon down', tooltip: 'The local cloudlet daemon is not reachable. Click to retry.' };
+  if (condition === 'noDaemon') return { text: '$(warning) Sandbox: set-up needed', tooltip: 'The local cloudlet daemon cannot start: a tool is missing. Click for what and how to fix it.' };
+  if (condition === 'unreachable') return { text: '$(warning) Sandbox: daemon down', tooltip: 'The local cloudlet daemon is not reachable. Click for the reason and the fix.' };
   if (condition === 'loading') return { text: '$(loading~spin) Sandbox', tooltip: 'Connecting to the local cloudlet daemon' };
   const running = servers.filter((s) => s.status.toUpperCase() === 'ACTIVE');
   const paused = servers.filter((s) => serverState(s.status) === 'paused');

@@ -1,6 +1,6 @@
 import { strict as assert } from 'assert';
 import { classifyError } from '../../../extension/state/errors';
-import { ApiError } from '../../../sandbox/client';
+import { ApiError, CertificateError } from '../../../sandbox/client';
 import { CloudletError } from '../../../sandbox/common/errors';
 import { redactUrl, formatCall } from '../../../extension/state/apiLog';
 
@@ -13,6 +13,20 @@ describe('extension error presentation', () => {
     assert.equal(shown.kind, 'unreachable');
     assert.deepEqual(shown.actions, ['Retry', 'Show Log']);
     assert.match(shown.message, /Cannot reach the cloudlet daemon \(edge1\)/);
+  });
+
+  it('a refused certificate: an unknown issuer offers "Trust Certificate...", a changed one is modal with nothing to click through', () => {
+    const presented = { fingerprint: 'AB:CD', subject: 'CN=edge1', issuer: 'CN=edge1', validFrom: '', validTo: '', names: [] };
+    const unknown = classifyError(new CertificateError('unknown-issuer', '127.0.0.2:8774', presented), 'edge1');
+    assert.equal(unknown.kind, 'untrusted');
+    assert.deepEqual(unknown.actions, ['Trust Certificate...', 'Show Log']);
+    assert.ok(!unknown.modal);
+    const changed = classifyError(new CertificateError('changed', '127.0.0.2:8774', presented, '01:02'), 'edge1');
+    assert.equal(changed.kind, 'untrusted');
+    assert.equal(changed.modal, true);
+    assert.deepEqual(changed.actions, ['Show Log']);
+    assert.match(changed.message, /REFUSED.*CHANGED/);
+    assert.deepEqual(classifyError(new CertificateError('expired', 'h:1', presented)).actions, ['Show Log']);
   });
 
   it('a 503 answer (over capacity) is not "unreachable"', () => {

@@ -4,7 +4,8 @@ import * as http from 'http';
 import type * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { INSTALL_HINT, LocalDaemon, daemonUrl, probe, resolveTools, which, type LocalDaemonSettings } from '../../../extension/localDaemon';
+import { INSTALL_HINT, LocalDaemon, daemonUrl, probe, resolveTools, which, type LocalDaemonSettings, type MissingToolError } from '../../../extension/localDaemon';
+import { installStepsMarkdown, missingToolSummary } from '../../../extension/state/install';
 
 const settings = (o: Partial<LocalDaemonSettings> = {}): LocalDaemonSettings => ({ nodePath: '', cliPath: '', nodeArgs: [], listen: '127.0.0.1:1', dataDir: '', extraArgs: [], ...o });
 
@@ -32,6 +33,23 @@ describe('extension local daemon discovery', () => {
     exe('node');
     assert.throws(() => resolveTools(settings(), dir), (e: any) => e.code === 'MissingTool' && /cloudlet CLI is not on PATH/.test(e.message));
     assert.throws(() => resolveTools(settings({ nodePath: path.join(dir, 'gone') }), dir), /cloudlet\.nodePath points to .*gone/);
+  });
+
+  it('the error names which tool is missing, and the hint the install command that works', () => {
+    const missing = (s: LocalDaemonSettings) => { try { resolveTools(s, dir); } catch (e) { return (e as MissingToolError).missing; } return 'none'; };
+    assert.equal(missing(settings()), 'node');
+    const node = exe('node');
+    assert.equal(missing(settings()), 'cli');
+    assert.equal(missing(settings({ nodePath: node, cliPath: path.join(dir, 'gone') })), 'cliPath');
+    assert.equal(missing(settings({ nodePath: path.join(dir, 'gone') })), 'nodePath');
+    assert.match(INSTALL_HINT, /npm install -g --allow-scripts=better-sqlite3,zstd-napi \.\/cloudlet-toolkit-X\.Y\.Z\.tgz/);
+    assert.doesNotMatch(INSTALL_HINT, /npm install -g cloudlet-toolkit\b/);
+    assert.doesNotMatch(INSTALL_HINT, /`/, 'no raw backticks in a toast');
+    const md = installStepsMarkdown('1.2.3', 'cli');
+    assert.match(md, /npm install -g --allow-scripts=better-sqlite3,zstd-napi \.\/cloudlet-toolkit-1\.2\.3\.tgz/);
+    assert.match(md, /npm run package/);
+    assert.match(md, /Missing now:.*cloudlet CLI is not on PATH/);
+    assert.match(missingToolSummary('node'), /Node\.js \(20 or newer\) is not on PATH/);
   });
 
   it('probe says no to a port where nothing or something else listens', async () => {

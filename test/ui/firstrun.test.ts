@@ -1,0 +1,150 @@
+/**
+ * A new user's first run in real VS Code (code-server), through the editor alone: an empty profile
+ * and no `cloudlet` on PATH. The Sandbox view says exactly what is missing; the status bar's click
+ * gives the reason and the fix; the install steps name the command that works; "Locate CLI..." picks
+ * the installed CLI in the file dialog and the local daemon starts from it. Then an HTTPS cloudlet
+ * with a self-signed certificate: its fingerprint is shown and asked once, the pin is saved, and
+ * after the cloudlet's certificate changes the connection is refused loudly (issue 15, issue 17.3).
+ */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import type { Browser } from 'playwright-core';
+import { Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, stepFlow, until, useInstalledCli, type CodeServer } from './harness';
+import { killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
+
+describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trusted on first use', function () {
+  let cs: CodeServer;
+  let browser: Browser;
+  let wb: Workbench;
+  let workspace: string;
+  let localData: string;
+  let cli: string;
+  let edge1: TestDaemon;
+  let version: string;
+  const screenshots: string[] = [];
+  const shot = async (name: string) => { screenshots.push(await wb.shot(`firstrun-${name}`)); };
+  const dialog = () => wb.page.locator('.monaco-dialog-box').first();
+
+  before(async function () {
+    this.timeout(1_200_000);
+    const vsix = ensureVsix();
+    cli = await useInstalledCli();
+    version = (JSON.parse(fs.readFileSync(path.join(__dirname, '../../package.json'), 'utf8')) as { version: string }).version;
+    edge1 = await startDaemon({ ip: '127.0.0.2', args: ['--tls-self-signed'] });
+    assert.ok(edge1.fingerprint, 'the daemon printed its certificate fingerprint');
+    workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-first-ws-'));
+    localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-first-local-'));
+    // PATH without any `cloudlet`: node and the system tools only.
+    const pathDirs = [path.dirname(process.execPath), '/usr/local/bin', '/usr/bin', '/bin'].filter((d) => !fs.existsSync(path.join(d, 'cloudlet')));
+    cs = await startCodeServer({
+      workspace,
+      vsix,
+      env: { PATH: [...new Set(pathDirs)].join(path.delimiter) },
+      // An empty profile but for where the local daemon listens and keeps its data (not the user's own).
+      settings: { 'cloudlet.localDaemon.listen': `127.0.0.1:${await freePort()}`, 'cloudlet.localDaemon.dataDir': localData },
+    });
+    browser = await launchBrowser();
+    wb = await Workbench.open(browser, cs);
+  });
+
+  after(async function () {
+    this.timeout(120_000);
+    await browser?.close().catch(() => {});
+    await cs?.stop().catch(() => {});
+    await edge1?.stop().catch(() => {});
+    if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
+    if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
+    if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
+  });
+
+  stepFlow('firstrun', () => ({ wb, cs }));
+
+  it('17.3: no CLI on PATH: the Sandbox view names what is missing and offers the install steps and "Locate CLI..."', async () => {
+    await wb.openCloudlets();
+    const welcome = wb.viewPane('Sandbox').locator('.welcome-view-content');
+    await welcome.filter({ hasText: 'Missing: the cloudlet CLI' }).waitFor({ timeout: 120_000 });
+    assert.match(await welcome.innerText(), /npm install -g --allow-scripts=better-sqlite3,zstd-napi \.\/cloudlet-toolkit-X\.Y\.Z\.tgz/);
+    assert.doesNotMatch(await welcome.innerText(), /npm install -g cloudlet-toolkit\b/);
+    for (const b of ['Show Install Steps', 'Locate CLI...', 'Retry']) await welcome.locator('.monaco-button', { hasText: b }).first().waitFor();
+    await shot('missing-cli');
+  });
+
+  it('17.3: the status bar says set-up is needed; its click gives the reason and the fix', async () => {
+    const item = wb.page.locator('.statusbar-item', { hasText: 'Sandbox: set-up needed' }).first();
+    await item.waitFor({ timeout: 60_000 });
+    await item.click();
+    await dialog().waitFor({ timeout: 30_000 });
+    const text = await dialog().innerText();
+    assert.match(text, /cloudlet CLI is not on PATH/);
+    assert.match(text, /Fix:/);
+    await shot('status-reason');
+    await dialog().locator('.monaco-button', { hasText: 'Show Install Steps' }).click();
+    const editor = wb.page.locator('.editor-instance .view-lines').first();
+    await until('the install steps', async () => (await editor.innerText().catch(() => '')).includes('allow-scripts'), 60_000);
+    const steps = (await editor.innerText()).replace(/\u00a0/g, ' ');
+    assert.ok(steps.includes(`npm install -g --allow-scripts=better-sqlite3,zstd-napi ./cloudlet-toolkit-${version}.tgz`), steps);
+    assert.match(steps, /npm run package/);
+    await shot('install-steps');
+    await wb.command('View: Close All Editors');
+  });
+
+  it('15.2/17.3: "Locate CLI..." picks the installed CLI in the file dialog; the local daemon starts from it', async () => {
+    await wb.viewPane('Sandbox').locator('.welcome-view-content .monaco-button', { hasText: 'Locate CLI...' }).first().click();
+    await wb.answer(cli);
+    await wb.notification(/Using the cloudlet CLI/).waitFor({ timeout: 120_000 });
+    // The sandbox is up and empty: the welcome that offers a base VM.
+    await wb.viewPane('Sandbox').locator('.welcome-view-content', { hasText: 'No base VM in the local sandbox yet' }).waitFor({ timeout: 180_000 });
+    const user = JSON.parse(fs.readFileSync(cs.userSettings, 'utf8')) as Record<string, unknown>;
+    assert.equal(user['cloudlet.cliPath'], cli);
+    assert.ok(fs.existsSync(path.join(localData, 'admin.password')), 'the daemon made its data folder');
+    await wb.page.locator('.statusbar-item', { hasText: /\$\(vm-outline\)|Sandbox/ }).first().waitFor();
+    assert.equal(await wb.page.locator('.statusbar-item', { hasText: 'set-up needed' }).count(), 0);
+    await shot('cli-located');
+  });
+
+  it('15.1/17.7: Add Cloudlet to an HTTPS cloudlet shows its certificate fingerprint, asks once, and pins it', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Add Cloudlet...');
+    await wb.answer(edge1.url);
+    await dialog().waitFor({ timeout: 60_000 });
+    const text = await dialog().innerText();
+    assert.match(text, /not signed by a CA this editor trusts/);
+    assert.ok(text.includes(edge1.fingerprint!), `the dialog shows the fingerprint ${edge1.fingerprint}:\n${text}`);
+    await shot('tofu-question');
+    await dialog().locator('.monaco-button', { hasText: 'Trust This Certificate' }).click();
+    await wb.answer('edge1');
+    // 17.7: where credentials come from is said in the input itself.
+    const prompt = wb.page.locator('.quick-input-widget:visible .quick-input-message');
+    await until('the user name prompt', async () => /operator/.test(await prompt.innerText().catch(() => '')), 30_000);
+    await wb.answer('alice@demo');
+    await until('the password prompt explains', async () => /secret storage.*operator/.test(await prompt.innerText().catch(() => '')), 30_000);
+    await wb.answer(TEST_USERS.alice);
+    await wb.notification(/Cloudlet edge1 added \(its certificate is pinned\)/).waitFor({ timeout: 120_000 });
+    await wb.treeRow('Cloudlets', /No servers or base VMs yet/).first().waitFor({ timeout: 60_000 });
+    const user = JSON.parse(fs.readFileSync(cs.userSettings, 'utf8')) as { 'cloudlet.cloudlets': { name: string; pins?: Record<string, string> }[] };
+    const saved = user['cloudlet.cloudlets'].find((c) => c.name === 'edge1');
+    assert.deepEqual(Object.values(saved?.pins ?? {}), [edge1.fingerprint]);
+    assert.equal(await dialog().count(), 0, 'asked once: no second question for the login');
+    await shot('tofu-pinned');
+  });
+
+  it('15.1: after the cloudlet\'s certificate changes, the connection is refused loudly (no question)', async () => {
+    await wb.clearNotifications();
+    const old = edge1.fingerprint;
+    await edge1.kill('SIGTERM');
+    fs.rmSync(path.join(edge1.dataDir, 'tls'), { recursive: true, force: true });
+    await edge1.start();
+    assert.notEqual(edge1.fingerprint, old, 'the daemon made a new certificate');
+    await wb.command('Cloudlet: Refresh');
+    await dialog().waitFor({ timeout: 120_000 });
+    const text = await dialog().innerText();
+    assert.match(text, /REFUSED.*CHANGED/s);
+    assert.ok(text.includes(old!) && text.includes(edge1.fingerprint!), text);
+    assert.equal(await dialog().locator('.monaco-button', { hasText: /Trust/ }).count(), 0);
+    await shot('certificate-changed');
+    await wb.page.keyboard.press('Escape');
+    await wb.treeRow('Cloudlets', /Certificate refused/).first().waitFor({ timeout: 60_000 });
+  });
+});
