@@ -80,8 +80,12 @@ export interface HandoffResult {
 /** One signed-in connection to a cloudlet daemon. Every call is logged by the implementation. */
 export interface CloudletSession {
   readonly endpoint: string;
-  /** The compute endpoint other cloudlets use as handoff_url, and a token for it. */
-  handoffTarget(): Promise<{ url: string; token: string }>;
+  /** The compute endpoint other cloudlets use as handoff_url, a token for it, and its pinned certificate if any. */
+  handoffTarget(): Promise<{ url: string; token: string; fingerprint?: string }>;
+  /** A fleet login (one Keystone): the regions of its catalog, each a cloudlet. One region or none: []. */
+  regions?(): string[];
+  /** The same login, in one region of the fleet (no new login: the user's own token). */
+  inRegion?(region: string): CloudletSession;
   listImages(signal?: AbortSignal): Promise<ImageInfo[]>;
   listServers(signal?: AbortSignal): Promise<ServerInfo[]>;
   getServer(id: string, signal?: AbortSignal): Promise<ServerInfo>;
@@ -89,7 +93,7 @@ export interface CloudletSession {
   resumeBase(imageId: string, name: string): Promise<{ server: ServerInfo; jobId?: string }>;
   /** VM synthesis: server create with metadata.overlay_url. */
   synthesize(overlayUrl: string, name: string): Promise<{ server: ServerInfo; jobId?: string }>;
-  handoff(serverId: string, dest: { url: string; token: string }, destName: string): Promise<{ jobId?: string }>;
+  handoff(serverId: string, dest: { url: string; token: string; fingerprint?: string }, destName: string): Promise<{ jobId?: string }>;
   /** `cloudlet-overlay-finish`: make an overlay of this (paused) VM. */
   createOverlay(serverId: string, name: string): Promise<{ jobId?: string; overlayId?: string }>;
   pause(serverId: string): Promise<void>;

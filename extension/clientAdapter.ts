@@ -5,7 +5,7 @@
  */
 import * as fs from 'fs';
 import { Readable } from 'stream';
-import { CloudletClient, discoverAuthUrl, type CallRecord, type Image, type Server } from '../sandbox/client';
+import { CloudletClient, discoverAuthUrl, hostKey, type CallRecord, type Image, type Server } from '../sandbox/client';
 import type { ApiCallRecord, ChangeEvent, CloudletSession, ConsoleStream, Credentials, ImageInfo, JobEnd, OverlayInfo, ServerInfo } from './api';
 import type { ProgressEvent } from '../sandbox/client/types';
 import { CloudletError } from '../sandbox/client';
@@ -51,9 +51,15 @@ export function toOverlayInfo(i: Image, fileUrl: string): OverlayInfo {
 class ClientSession implements CloudletSession {
   constructor(readonly endpoint: string, readonly c: CloudletClient) {}
 
-  async handoffTarget(): Promise<{ url: string; token: string }> {
-    return { url: this.c.endpoint('compute'), token: this.c.token };
+  async handoffTarget(): Promise<{ url: string; token: string; fingerprint?: string }> {
+    const url = this.c.endpoint('compute');
+    return { url, token: this.c.token, fingerprint: this.c.trust?.pins?.[hostKey(url)] };
   }
+
+  regions(): string[] { const r = this.c.regions(); return r.length > 1 ? r : []; }
+  inRegion(region: string): CloudletSession { return new ClientSession(this.endpoint, this.c.inRegion(region)); }
+  /** The client itself, for sandbox/client helpers that take one (nearest cloudlet). */
+  get client(): CloudletClient { return this.c; }
 
   async listImages(): Promise<ImageInfo[]> { return (await this.c.listImages()).map(toImageInfo); }
   async listServers(): Promise<ServerInfo[]> { return (await this.c.listServers()).map(toServerInfo); }
@@ -69,8 +75,8 @@ class ClientSession implements CloudletSession {
     return { server: await this.getServer(r.id), jobId: r.jobId };
   }
 
-  async handoff(serverId: string, dest: { url: string; token: string }, destName: string): Promise<{ jobId?: string }> {
-    return this.c.handoff(serverId, { handoffUrl: dest.url, destToken: dest.token, destVmName: destName });
+  async handoff(serverId: string, dest: { url: string; token: string; fingerprint?: string }, destName: string): Promise<{ jobId?: string }> {
+    return this.c.handoff(serverId, { handoffUrl: dest.url, destToken: dest.token, destVmName: destName, destFingerprint: dest.fingerprint });
   }
 
   async createOverlay(serverId: string, name: string): Promise<{ jobId?: string; overlayId?: string }> {
@@ -237,6 +243,11 @@ class ClientSession implements CloudletSession {
     if (!jobId) throw new CloudletError('Internal', 'the daemon did not return a build job');
     return { jobId };
   }
+}
+
+/** The sandbox/client client behind a session (for helpers that take one: the nearest cloudlet). */
+export function clientOf(s: CloudletSession): CloudletClient | undefined {
+  return s instanceof ClientSession ? s.client : undefined;
 }
 
 export function toApiCall(c: CallRecord): ApiCallRecord {

@@ -13,6 +13,11 @@ export interface CloudletConfig {
   project: string;
   /** HTTPS certificates trusted on first use: "HOST:PORT" -> SHA-256 fingerprint (not secret). */
   pins?: Record<string, string>;
+  /** A fleet login: the regions its Keystone's catalog had at the last login (each shown as NAME/REGION). */
+  regions?: string[];
+  /** Set on the entries list() makes of a fleet's regions: the login they belong to and their region. */
+  fleet?: string;
+  region?: string;
 }
 
 export type Connector = (url: string, creds: Credentials, onCall: (c: ApiCallRecord) => void, pins?: Record<string, string>) => Promise<CloudletSession>;
@@ -60,42 +65,62 @@ export class Cloudlets {
     private readonly onCall: (c: ApiCallRecord) => void,
   ) {}
 
-  list(): CloudletConfig[] { return this.config.list(); }
+  /**
+   * The cloudlets to show and pick: each configured one, except that a fleet login (several regions
+   * in its catalog) stands for its regions, named LOGIN/REGION.
+   */
+  list(): CloudletConfig[] {
+    return this.config.list().flatMap((c) => (c.regions && c.regions.length > 1
+      ? c.regions.map((r) => ({ ...c, name: `${c.name}/${r}`, fleet: c.name, region: r, regions: undefined }))
+      : [c]));
+  }
 
-  find(name: string): CloudletConfig | undefined { return this.config.list().find((c) => c.name === name); }
+  /** A configured login by its name, or by the name of one of its regions (LOGIN/REGION). */
+  find(name: string): CloudletConfig | undefined {
+    return this.config.list().find((c) => c.name === name) ?? this.list().find((c) => c.name === name);
+  }
+
+  /** The login a cloudlet name belongs to (a region's fleet login, or itself). */
+  loginOf(name: string): string { return this.find(name)?.fleet ?? name; }
 
   async add(c: CloudletConfig, password: string): Promise<void> {
-    const problem = validateCloudletName(c.name, this.list()) ?? validateUrl(c.url);
+    const problem = validateCloudletName(c.name, this.config.list()) ?? validateUrl(c.url);
     if (problem) throw new CloudletError('BadInput', problem);
     await this.secrets.store(secretKey(c.name), password);
-    await this.config.save([...this.list(), { ...c, url: c.url.replace(/\/$/, '') }]);
+    await this.config.save([...this.config.list(), { ...c, url: c.url.replace(/\/$/, '') }]);
     this.forget(c.name);
   }
 
   async updateCredentials(name: string, username: string, password: string): Promise<void> {
-    const list = this.list().map((c) => (c.name === name ? { ...c, username } : c));
-    await this.secrets.store(secretKey(name), password);
+    const login = this.loginOf(name);
+    const list = this.config.list().map((c) => (c.name === login ? { ...c, username } : c));
+    await this.secrets.store(secretKey(login), password);
     await this.config.save(list);
-    this.forget(name);
+    this.forget();
   }
 
   /** Trusts the certificate `fingerprint` at `host` ("HOST:PORT") for cloudlet `name` (trust on first use). */
   async pin(name: string, host: string, fingerprint: string): Promise<void> {
-    const list = this.list().map((c) => (c.name === name ? { ...c, pins: { ...c.pins, [host]: fingerprint } } : c));
+    const login = this.loginOf(name);
+    const list = this.config.list().map((c) => (c.name === login ? { ...c, pins: { ...c.pins, [host]: fingerprint } } : c));
     await this.config.save(list);
-    this.forget(name);
+    this.forget();
   }
 
+  /** Removes a configured cloudlet (for a fleet region: the whole fleet login). */
   async remove(name: string): Promise<void> {
-    await this.config.save(this.list().filter((c) => c.name !== name));
-    await this.secrets.delete(secretKey(name));
-    this.forget(name);
+    const login = this.loginOf(name);
+    await this.config.save(this.config.list().filter((c) => c.name !== login));
+    await this.secrets.delete(secretKey(login));
+    this.forget();
   }
 
   /** Drops a cached session (after a 401, a settings change, a retry). */
   forget(name?: string): void {
-    if (name === undefined) this.sessions.clear();
-    else this.sessions.delete(name);
+    if (name === undefined) { this.sessions.clear(); return; }
+    // A fleet's regions share its login: a region's expired token is the login's.
+    const login = this.loginOf(name);
+    for (const k of [...this.sessions.keys()]) if (k === name || k === login || k.startsWith(`${login}/`)) this.sessions.delete(k);
   }
 
   /** A signed-in session; logs in on first use. A failed login is not cached. */
@@ -118,8 +143,25 @@ export class Cloudlets {
     }
     const c = this.find(name);
     if (!c) throw new CloudletError('NotFound', `No cloudlet named ${name} is configured`);
+    // A region of a fleet: the fleet's one login, in that region (the user's own token there too).
+    if (c.fleet && c.region) {
+      const fleet = await this.session(c.fleet);
+      if (!fleet.inRegion) throw new CloudletError('BadInput', `${c.fleet} is not a fleet login`);
+      return fleet.inRegion(c.region);
+    }
     const password = await this.secrets.get(secretKey(name));
     if (password === undefined) throw new CloudletError('Unauthorized', `No password stored for cloudlet ${name}`, { hint: 'Run "Cloudlet: Add Cloudlet..." again' });
-    return this.connector(c.url, { username: c.username, password, project: c.project }, this.onCall, c.pins);
+    const s = await this.connector(c.url, { username: c.username, password, project: c.project }, this.onCall, c.pins);
+    await this.noteRegions(c.name, s.regions?.() ?? []);
+    return s;
+  }
+
+  /** Keeps a login's regions in its settings entry (the views list them), when they changed. */
+  private async noteRegions(name: string, regions: string[]): Promise<void> {
+    const list = this.config.list();
+    const c = list.find((x) => x.name === name);
+    const now = [...regions].sort();
+    if (!c || JSON.stringify(c.regions ?? []) === JSON.stringify(now)) return;
+    await this.config.save(list.map((x) => (x.name === name ? { ...x, regions: now.length ? now : undefined } : x)));
   }
 }

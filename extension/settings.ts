@@ -40,7 +40,8 @@ export const cloudletConfigStore: ConfigStore = {
     const raw = userSetting<unknown[]>('cloudlets', []);
     return (Array.isArray(raw) ? raw : []).filter((x): x is CloudletConfig => !!x && typeof x === 'object' && typeof (x as CloudletConfig).name === 'string' && typeof (x as CloudletConfig).url === 'string')
       .map((x) => ({ name: x.name, url: x.url, username: x.username ?? 'admin', project: x.project ?? x.username ?? 'admin',
-        ...(x.pins && typeof x.pins === 'object' ? { pins: Object.fromEntries(Object.entries(x.pins).filter(([, v]) => typeof v === 'string')) } : {}) }));
+        ...(x.pins && typeof x.pins === 'object' ? { pins: Object.fromEntries(Object.entries(x.pins).filter(([, v]) => typeof v === 'string')) } : {}),
+        ...(Array.isArray(x.regions) ? { regions: x.regions.filter((r): r is string => typeof r === 'string' && /^[\w.-]+$/.test(r)) } : {}) }));
   },
   async save(list: CloudletConfig[]): Promise<void> {
     await vscode.workspace.getConfiguration(SECTION).update('cloudlets', list, vscode.ConfigurationTarget.Global);

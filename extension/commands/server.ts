@@ -2,12 +2,15 @@
 import * as vscode from 'vscode';
 import type { CommandDef } from './registry';
 import type { Ext } from '../ext';
-import type { ServerInfo } from '../api';
+import type { OverlayInfo, ServerInfo } from '../api';
 import { checkEnd, isNode, need, pickCloudlet, pickOverlay, pickServer, runJob, sessionOf } from './common';
 import { LOCAL } from '../cloudlets';
 import { initialServerState, serverEnded, serverProgress, serverStatus } from '../state/panels';
 import type { ServerPanel } from '../panels/serverPanel';
 import { CloudletError } from '../../sandbox/client';
+import { findNearest, nearestTable, rankByRtt, type Candidate, type NearestRow } from '../../sandbox/client/nearest';
+import { clientOf } from '../clientAdapter';
+import { classifyError } from '../state/errors';
 import { isBaseImage, shortId } from '../state/tree';
 
 async function targetServer(ext: Ext, node: unknown, placeHolder: string, filter: (s: ServerInfo) => boolean = () => true): Promise<{ cloudlet: string; server: ServerInfo }> {
@@ -26,6 +29,113 @@ function openServerPanel(ext: Ext, cloudlet: string, server: ServerInfo): Server
   return p;
 }
 
+/** Synthesis of `overlay` on `cloudlet`, followed in the Server panel. */
+async function synthesizeOn(ext: Ext, overlay: OverlayInfo, cloudlet: string): Promise<void> {
+  const s = await sessionOf(ext, cloudlet);
+  // The cloudlet must hold the overlay's base: say so before sending anything.
+  if (overlay.baseId) {
+    const bases = (await s.listImages()).filter(isBaseImage).map((b) => b.baseId);
+    if (!bases.includes(overlay.baseId)) {
+      throw new CloudletError('MissingBase', `${cloudlet} does not have base ${shortId(overlay.baseId)} that overlay ${overlay.name} needs`,
+        { hint: 'export the base VM (Cloudlet: Export Base VM...) and import it on that cloudlet first' });
+    }
+  }
+  // A published overlay: the cloudlet pulls it from the registry (by tag or pinned by digest), or it is sent from here.
+  let source: 'ref' | 'digest' | 'send' = 'send';
+  if (overlay.publishedRef) {
+    const items: (vscode.QuickPickItem & { v: 'ref' | 'digest' | 'send' })[] = [
+      { label: overlay.publishedRef, description: 'published reference', detail: 'the cloudlet pulls the overlay from the registry', v: 'ref' },
+      ...(overlay.publishedDigest ? [{ label: overlay.publishedDigest, description: 'pinned by digest', v: 'digest' as const }] : []),
+      { label: 'Send the local copy', description: cloudlet === LOCAL ? 'the sandbox daemon\'s own image' : `stream it from the sandbox to ${cloudlet}`, v: 'send' },
+    ];
+    source = need(await vscode.window.showQuickPick(items, { placeHolder: `Synthesize ${overlay.name} on ${cloudlet} from`, ignoreFocusOut: true })).v;
+  }
+  let url = source === 'ref' ? overlay.publishedRef : source === 'digest' ? overlay.publishedDigest : overlay.url;
+  if (source === 'send' && cloudlet !== LOCAL) {
+    // Not published: send the overlay to the cloudlet's image service first (a daemon gives its token only to itself).
+    const local = await sessionOf(ext, LOCAL);
+    if (local.copyOverlayTo) {
+      url = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Sending overlay ${overlay.name} to ${cloudlet}`, cancellable: true }, (progress, token) => {
+        const abort = new AbortController();
+        token.onCancellationRequested(() => abort.abort());
+        let last = 0;
+        return local.copyOverlayTo!(overlay.id, s, (e) => {
+          const pct = e.total ? Math.floor(((e.done ?? 0) / e.total) * 100) : 0;
+          if (pct > last) { progress.report({ increment: pct - last, message: `${pct}%` }); last = pct; }
+        }, abort.signal);
+      });
+    }
+  }
+  if (!url) throw new CloudletError('BadInput', `Overlay ${overlay.name} has no URL a cloudlet can fetch it from`);
+  const existing = new Set((await s.listServers()).map((x) => x.name));
+  let name = overlay.name;
+  for (let i = 2; existing.has(name); i++) name = `${overlay.name}-${i}`;
+  const { server, jobId } = await s.synthesize(url, name);
+  const panel = openServerPanel(ext, cloudlet, server);
+  panel.update({ ...panel.current, operation: 'synthesis', phases: [] });
+  ext.refresh('cloudlets');
+  const end = await runJob(s, jobId, `Synthesizing ${overlay.name} on ${cloudlet}`, (e) => panel.update(serverProgress(panel.current, 'synthesis', e)));
+  const after = await s.getServer(server.id).catch(() => undefined);
+  panel.update(serverEnded(panel.current, end, { status: after?.status ?? (end.status === 'DONE' ? 'ACTIVE' : 'ERROR') }));
+  ext.refresh('cloudlets', true);
+  checkEnd(end, `Synthesis on ${cloudlet}`);
+  if (after && after.status !== 'ACTIVE') throw new CloudletError('Internal', `Synthesis on ${cloudlet} ended with the server ${after.status}`);
+  void vscode.window.showInformationMessage(`${name} is running on ${cloudlet}.`);
+}
+
+/**
+ * Elijah's discovery by round-trip time (sandbox/client/nearest.ts, as `cloudlet synthesize
+ * --nearest`): every configured cloudlet (a fleet's regions each) is asked whether it holds the
+ * overlay's base, those that do are probed several times, and the table goes to the log and into a
+ * quick pick with the nearest first and preselected. Unreachable ones and ties are shown as such.
+ */
+async function pickNearest(ext: Ext, overlay: OverlayInfo): Promise<string> {
+  const names = ext.cloudlets.list().map((c) => c.name);
+  if (!names.length) throw new CloudletError('NotFound', 'No cloudlet is configured', { hint: 'Add Cloudlet... (a fleet\'s Keystone URL adds every region)' });
+  const result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Finding the nearest cloudlet for ${overlay.name}`, cancellable: true }, async (progress, token) => {
+    const abort = new AbortController();
+    token.onCancellationRequested(() => abort.abort());
+    const candidates: Candidate[] = [];
+    const failed: NearestRow[] = [];
+    await Promise.all(names.map(async (name) => {
+      try {
+        const client = clientOf(await sessionOf(ext, name));
+        if (client) candidates.push({ name, client });
+      } catch (e) {
+        failed.push({ name, samplesMs: [], failures: 0, state: 'unreachable', note: classifyError(e).message.split('\n')[0] });
+      }
+    }));
+    const measured = candidates.length ? await findNearest(candidates, overlay.baseId, { signal: abort.signal, onPhase: (m) => progress.report({ message: m }) }) : { rows: [] };
+    return rankByRtt([...measured.rows, ...failed]);
+  });
+  ext.output.info(`nearest cloudlet for ${overlay.name} (base ${shortId(overlay.baseId)}):\n${nearestTable(result)}`);
+  const items = result.rows.map((r) => ({
+    label: `${r.state === 'nearest' ? '$(star-full) ' : ''}${r.name}`,
+    description: [r.medianMs !== undefined ? `median ${r.medianMs.toFixed(2)} ms` : '', r.samplesMs.length || r.failures ? `${r.samplesMs.length}/${r.samplesMs.length + r.failures} probes answered` : ''].filter(Boolean).join(' · '),
+    detail: `${r.state}${r.holdsBase === false ? ' (does not hold the base)' : ''}${r.note ? `: ${r.note}` : ''}`,
+    name: r.name, ok: r.state === 'nearest' || r.state === 'tie' || r.state === 'farther',
+  }));
+  if (!result.nearest) {
+    throw new CloudletError('MissingBase', `No cloudlet that holds base ${shortId(overlay.baseId)} answered (${result.rows.map((r) => `${r.name}: ${r.state}`).join(', ')})`,
+      { hint: 'copy the base to a cloudlet first; the round-trip table is in the log' });
+  }
+  const pick = await new Promise<(typeof items)[number] | undefined>((resolve) => {
+    const qp = vscode.window.createQuickPick<(typeof items)[number]>();
+    qp.title = `Nearest cloudlet for ${overlay.name}: ${result.nearest}`;
+    qp.placeholder = 'Round-trip times (median of several probes). Enter synthesizes on the selected cloudlet.';
+    qp.items = items;
+    qp.activeItems = items.filter((i) => i.name === result.nearest);
+    qp.ignoreFocusOut = true;
+    let done = false;
+    qp.onDidAccept(() => { done = true; resolve(qp.selectedItems[0] ?? qp.activeItems[0]); qp.dispose(); });
+    qp.onDidHide(() => { if (!done) resolve(undefined); qp.dispose(); });
+    qp.show();
+  });
+  const chosen = need(pick);
+  if (!chosen.ok) throw new CloudletError('BadInput', `${chosen.name} cannot synthesize ${overlay.name}: ${chosen.detail}`);
+  return chosen.name;
+}
+
 export const serverCommands: CommandDef[] = [
   {
     id: 'cloudlet.synthesize',
@@ -33,56 +143,16 @@ export const serverCommands: CommandDef[] = [
       const overlay = isNode(node) && node.kind === 'overlay' && node.resourceId
         ? await (await sessionOf(ext, LOCAL)).getOverlay(node.resourceId) : await pickOverlay(ext, 'Overlay to synthesize');
       const cloudlet = isNode(node) && node.kind === 'cloudlet' && node.cloudlet ? node.cloudlet : await pickCloudlet(ext, 'Cloudlet to synthesize on');
-      const s = await sessionOf(ext, cloudlet);
-      // The cloudlet must hold the overlay's base: say so before sending anything.
-      if (overlay.baseId) {
-        const bases = (await s.listImages()).filter(isBaseImage).map((b) => b.baseId);
-        if (!bases.includes(overlay.baseId)) {
-          throw new CloudletError('MissingBase', `${cloudlet} does not have base ${shortId(overlay.baseId)} that overlay ${overlay.name} needs`,
-            { hint: 'export the base VM (Cloudlet: Export Base VM...) and import it on that cloudlet first' });
-        }
-      }
-      // A published overlay: the cloudlet pulls it from the registry (by tag or pinned by digest), or it is sent from here.
-      let source: 'ref' | 'digest' | 'send' = 'send';
-      if (overlay.publishedRef) {
-        const items: (vscode.QuickPickItem & { v: 'ref' | 'digest' | 'send' })[] = [
-          { label: overlay.publishedRef, description: 'published reference', detail: 'the cloudlet pulls the overlay from the registry', v: 'ref' },
-          ...(overlay.publishedDigest ? [{ label: overlay.publishedDigest, description: 'pinned by digest', v: 'digest' as const }] : []),
-          { label: 'Send the local copy', description: cloudlet === LOCAL ? 'the sandbox daemon\'s own image' : `stream it from the sandbox to ${cloudlet}`, v: 'send' },
-        ];
-        source = need(await vscode.window.showQuickPick(items, { placeHolder: `Synthesize ${overlay.name} on ${cloudlet} from`, ignoreFocusOut: true })).v;
-      }
-      let url = source === 'ref' ? overlay.publishedRef : source === 'digest' ? overlay.publishedDigest : overlay.url;
-      if (source === 'send' && cloudlet !== LOCAL) {
-        // Not published: send the overlay to the cloudlet's image service first (a daemon gives its token only to itself).
-        const local = await sessionOf(ext, LOCAL);
-        if (local.copyOverlayTo) {
-          url = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Sending overlay ${overlay.name} to ${cloudlet}`, cancellable: true }, (progress, token) => {
-            const abort = new AbortController();
-            token.onCancellationRequested(() => abort.abort());
-            let last = 0;
-            return local.copyOverlayTo!(overlay.id, s, (e) => {
-              const pct = e.total ? Math.floor(((e.done ?? 0) / e.total) * 100) : 0;
-              if (pct > last) { progress.report({ increment: pct - last, message: `${pct}%` }); last = pct; }
-            }, abort.signal);
-          });
-        }
-      }
-      if (!url) throw new CloudletError('BadInput', `Overlay ${overlay.name} has no URL a cloudlet can fetch it from`);
-      const existing = new Set((await s.listServers()).map((x) => x.name));
-      let name = overlay.name;
-      for (let i = 2; existing.has(name); i++) name = `${overlay.name}-${i}`;
-      const { server, jobId } = await s.synthesize(url, name);
-      const panel = openServerPanel(ext, cloudlet, server);
-      panel.update({ ...panel.current, operation: 'synthesis', phases: [] });
-      ext.refresh('cloudlets');
-      const end = await runJob(s, jobId, `Synthesizing ${overlay.name} on ${cloudlet}`, (e) => panel.update(serverProgress(panel.current, 'synthesis', e)));
-      const after = await s.getServer(server.id).catch(() => undefined);
-      panel.update(serverEnded(panel.current, end, { status: after?.status ?? (end.status === 'DONE' ? 'ACTIVE' : 'ERROR') }));
-      ext.refresh('cloudlets', true);
-      checkEnd(end, `Synthesis on ${cloudlet}`);
-      if (after && after.status !== 'ACTIVE') throw new CloudletError('Internal', `Synthesis on ${cloudlet} ended with the server ${after.status}`);
-      void vscode.window.showInformationMessage(`${name} is running on ${cloudlet}.`);
+      await synthesizeOn(ext, overlay, cloudlet);
+    },
+  },
+  {
+    id: 'cloudlet.synthesizeNearest',
+    async run(ext, node?: unknown) {
+      const overlay = isNode(node) && node.kind === 'overlay' && node.resourceId
+        ? await (await sessionOf(ext, LOCAL)).getOverlay(node.resourceId) : await pickOverlay(ext, 'Overlay to synthesize on the nearest cloudlet');
+      const cloudlet = await pickNearest(ext, overlay);
+      await synthesizeOn(ext, overlay, cloudlet);
     },
   },
   {

@@ -54,6 +54,32 @@ describe('extension cloudlet list and sessions', () => {
     assert.equal(logins.length, 4);
   });
 
+  it('a fleet login stands for its regions (LOGIN/REGION), each a session of the one login in that region', async () => {
+    let list: CloudletConfig[] = [];
+    let logins = 0;
+    const regionOf = new Map<CloudletSession, string>();
+    const fleet = { endpoint: 'http://127.0.0.1:5000/v3', regions: () => ['edge2', 'edge1'],
+      inRegion: (r: string) => { const x = { endpoint: fleet.endpoint } as unknown as CloudletSession; regionOf.set(x, r); return x; } } as unknown as CloudletSession;
+    const m = new Cloudlets(async () => { logins++; return fleet; }, { list: () => list, save: async (l) => { list = l; } },
+      { get: async () => 'pw', store: async () => {}, delete: async () => {} }, { url: async () => '', credentials: () => undefined }, () => {});
+    await m.add({ name: 'fleet', url: 'http://127.0.0.1:5000/v3', username: 'alice', project: 'demo' }, 'pw');
+    assert.deepEqual(m.list().map((c) => c.name), ['fleet'], 'before the first login it is one entry');
+    await m.session('fleet');
+    assert.deepEqual(list[0].regions, ['edge1', 'edge2'], 'the regions are kept in the settings entry');
+    assert.deepEqual(m.list().map((c) => c.name), ['fleet/edge1', 'fleet/edge2']);
+    assert.equal(m.find('fleet/edge2')?.fleet, 'fleet');
+    m.forget();
+    const e2 = await m.session('fleet/edge2');
+    const e1 = await m.session('fleet/edge1');
+    assert.equal(regionOf.get(e2), 'edge2');
+    assert.equal(regionOf.get(e1), 'edge1');
+    assert.equal(logins, 2, 'one login for both regions');
+    await m.pin('fleet/edge1', 'keystone:5000', 'AB');
+    assert.deepEqual(list[0].pins, { 'keystone:5000': 'AB' }, 'a pin goes to the fleet login');
+    await m.remove('fleet/edge2');
+    assert.deepEqual(list, [], 'removing a region removes the fleet login');
+  });
+
   it('the local daemon is the cloudlet named "local"', async () => {
     const { m, logins } = setup();
     await m.session('local');
