@@ -71,7 +71,10 @@ export async function inspectImage(given: string, signal?: AbortSignal): Promise
     const c = await run(qemuImgBinary(), ['check', '-f', 'qcow2', file], { allowFail: true, signal });
     // 0: clean; 3: leaked clusters only (harmless, common in downloaded images); anything else: damaged.
     if (c.code !== 0 && c.code !== 3) {
-      const why = `${c.stdout}\n${c.stderr}`.trim().split('\n').filter(Boolean).slice(0, 4).join('; ');
+      // qemu-img check: a count on stdout ("3 errors were found on the image."), the errors on stderr.
+      const count = /\d+ errors? (were|was) found on the image/.exec(c.stdout)?.[0];
+      const first = c.stderr.split('\n').find((l) => /^ERROR/.test(l.trim()))?.trim();
+      const why = [count, first].filter(Boolean).join('; ') || `${c.stdout}\n${c.stderr}`.trim().split('\n').filter(Boolean).slice(0, 4).join('; ');
       throw new CloudletError('Corrupt', `${name} is a damaged qcow2 image: ${why}`);
     }
   }
