@@ -40,6 +40,11 @@ export interface BaseCommon {
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
+/** Refuses a base name that is not letters, digits, '.', '_' and '-' (at most 64). */
+export function checkBaseName(name: string): void {
+  if (!NAME.test(name)) throw new CloudletError('BadInput', `base name ${JSON.stringify(name)}: letters, digits, '.', '_' and '-', at most 64`);
+}
+
 /** Sizes as people write them: 4G, 512M, 4GiB, 1.5G, or bytes. */
 export function parseSize(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$/i.exec(text);
@@ -52,7 +57,7 @@ export function parseSize(text: string): number {
 
 /** Turns a source into the options of BaseStore.create (building or converting what it needs). */
 export async function resolveSource(store: BaseStore, src: BaseSource, c: BaseCommon): Promise<CreateBaseOptions> {
-  if (!NAME.test(c.name)) throw new CloudletError('BadInput', `base name ${JSON.stringify(c.name)}: letters, digits, '.', '_' and '-', at most 64`);
+  checkBaseName(c.name);
   const common = {
     name: c.name, vcpus: c.vcpus, cpuModel: c.cpuModel, onProgress: c.onProgress, signal: c.signal,
   };

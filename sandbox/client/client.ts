@@ -9,7 +9,7 @@ import { CloudletError, codeForStatus, isCloudletError, isErrorCode, type ErrorC
 import { readSse } from './sse';
 import { HEAD_READ_BYTES, manifestFromHead } from '../overlay/manifestHead';
 import { LIMITS, type OverlayManifest } from '../overlay/format';
-import type { CatalogEntry, ChangeEvent, Flavor, Image, ImagePage, Job, JobEnd, ProgressEvent, Server, ServerCreated } from './types';
+import type { CatalogEntry, ChangeEvent, CreateBaseRequest, Flavor, Image, ImagePage, Job, JobEnd, ProgressEvent, Server, ServerCreated } from './types';
 import { CertificateError, fetchFailure, transportFetch, type TlsTrust } from './transport';
 
 /** One API call, for the extension's output channel. Never holds tokens, passwords or bodies. */
@@ -237,6 +237,17 @@ export class CloudletClient {
    */
   async handoff(id: string, o: { handoffUrl: string; destToken: string; destVmName?: string; destFingerprint?: string }): Promise<{ jobId: string }> {
     const r = await this.serverAction<{ job_id: string }>(id, { 'cloudlet-handoff': { handoff_url: o.handoffUrl, dest_token: o.destToken, dest_vmname: o.destVmName, dest_tls_fingerprint: o.destFingerprint } });
+    return { jobId: r.job_id };
+  }
+
+  /**
+   * A new base VM on this cloudlet, made by its daemon as a job (POST /sandbox/v1/bases, admin):
+   * the test guest, a Debian suite built from Debian packages, or a disk image file of the
+   * cloudlet's host. Follow it with watchJob (progress), cancel it with cancelJob; the job's result
+   * is {base_id, name, image_id, ready_after_ms, origin}.
+   */
+  async createBase(o: CreateBaseRequest): Promise<{ jobId: string }> {
+    const r = await this.call<{ job_id: string }>('cloudlet-sandbox', 'POST', '/bases', { base: o });
     return { jobId: r.job_id };
   }
 

@@ -167,3 +167,28 @@ export interface HandoffReport {
 }
 
 export type { ProgressEvent, ErrorCode, Fault };
+
+/** POST /sandbox/v1/bases body (sandbox/cloudlet/api/baseCreate.ts): what a new base VM is made from. */
+export interface CreateBaseRequest {
+  name: string;
+  source: 'test-guest' | 'debian' | 'image';
+  /** debian: the suite (default bookworm) and extra packages */
+  suite?: string;
+  packages?: string[];
+  /** debian and image: disk size in bytes (whole MiB) */
+  disk_bytes?: number;
+  /** image: absolute path of a qcow2, raw or vmdk file on the cloudlet's host; cloud-init's host name, user and SSH key line */
+  image?: string;
+  hostname?: string;
+  user?: string;
+  ssh_key?: string;
+  ram_mib?: number;
+  vcpus?: number;
+  cpu_model?: string;
+  ready_marker?: string;
+  no_agent?: boolean;
+  timeout_s?: number;
+}
+
+/** The result of a finished base-create job. */
+export interface CreateBaseResult { base_id: string; name: string; image_id: string; ready_after_ms?: number; origin?: Record<string, unknown> }

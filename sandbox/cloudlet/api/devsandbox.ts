@@ -15,6 +15,8 @@
  *                                (oci://HOST/REPO@sha256:...). Credentials are used for this push only:
  *                                never stored, logged or put in the job. Without them the daemon user's
  *                                Docker credentials file is used (docs/registry.md).
+ *   POST /bases                  {base: {name, source: test-guest | debian | image, ...}}: a new base VM
+ *                                as a job with progress (admin only; see baseCreate.ts)
  */
 import * as fs from 'fs';
 import * as net from 'net';
@@ -30,6 +32,7 @@ import type { SandboxManager } from '../../sandboxes/sandboxManager';
 import { loadBuildFile } from '../../build/buildFile';
 import { runBuild } from '../../build/build';
 import { Credentials, parseReference, publishOverlay, plainHttpSetting, readCaFile } from '../../registry';
+import { baseCreateRoute } from './baseCreate';
 
 /** One connection per VM console, shared by every viewer and typist (QEMU serves one client at a time). */
 class ConsoleHub {
@@ -156,6 +159,8 @@ export function devSandboxModule(o: { manager: SandboxManager }): ApiModule {
         });
         return reply.code(202).send({ job_id: jobId });
       });
+
+      baseCreateRoute(app, ctx, { bases: o.manager.bases, images });
 
       app.post<{ Params: { id: string } }>('/overlays/:id/publish', async (req, reply) => {
         const a = ctx.auth(req);
