@@ -9,6 +9,7 @@ import * as https from 'https';
 import * as path from 'path';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import Database from 'better-sqlite3';
+import type { ErrorObject } from 'ajv';
 import type { ApiModule, DaemonContext } from './context';
 import { type DaemonConfig, loadConfig } from './config';
 import { createIdentityProvider, type IdentityProvider } from './identityProvider';
@@ -24,6 +25,8 @@ import { createLogger, type Logger } from '../common/log';
 import { storePaths } from '../common/paths';
 import { SERVICE_NAMES } from '../client/regions';
 import { listenError, prepareListen, type ListenOptions } from './listen';
+import { installValidation, validationAnswer, type RouteShape } from './validation';
+import { cloudletSchemas } from './api/schemas/cloudlet';
 
 export interface DaemonOptions {
   host: string;
@@ -55,6 +58,8 @@ export interface Daemon {
   jobs: Jobs;
   events: LocalEventBus;
   config: DaemonConfig;
+  /** Every route registered, with its schemas (what the unit test of the validation rule lists). */
+  routes: RouteShape[];
   /** SHA-256 fingerprint of the TLS certificate it serves (undefined: plain HTTP). */
   fingerprint?: string;
   /** The catalog URL of a service type. */
@@ -96,9 +101,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     bodyLimit: opts.bodyLimit ?? 1024 * 1024, logger: false, forceCloseConnections: true, return503OnClosing: false,
     ...(edge.tls ? { https: edge.tls } : {}),
   }) as unknown as FastifyInstance;
-  // Glance's image update media type is JSON Patch; uploads are raw streams the handler consumes.
-  app.addContentTypeParser(['application/openstack-images-v2.1-json-patch', 'application/json-patch+json'],
-    { parseAs: 'string' }, (req, body, done) => app.getDefaultJsonParser('error', 'ignore')(req, body as string, done));
+  // Every route declares its schemas (strict ajv, no coercion); JSON bodies have a depth cap.
+  // The compute routes (servers, handoff) get theirs next: until then they are not checked.
+  const routes = installValidation(app, ['/compute/v2.1']);
+  // Uploads are raw streams the handler consumes.
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
 
   const state = { url: '' };
@@ -153,7 +159,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   app.setNotFoundHandler((req, reply) => void reply.code(404).send(errorBodyFor('identity', 404, `no such resource: ${req.method} ${req.url.split('?')[0]}`, { code: 'NotFound' })));
   // The root lists where each service lives, like a devstack host's landing page.
   // In a fleet, identity is the external Keystone: clients given this URL find where to log in.
-  app.get('/', async () => ({ cloudlet: true, region, identity_provider: identity.kind,
+  app.get('/', { schema: cloudletSchemas.root }, async () => ({ cloudlet: true, region, identity_provider: identity.kind,
     services: { ...Object.fromEntries(modules.map((m) => [m.serviceType, serviceUrl(m.serviceType)])), ...(identity.externalAuthUrl ? { identity: identity.externalAuthUrl } : {}) } }));
 
   const extraServers: http.Server[] = [];
@@ -181,7 +187,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   let closing: Promise<void> | undefined;
   return {
-    url: state.url, port, ctx, app, identity, jobs, events, config, serviceUrl, fingerprint: edge.fingerprint,
+    url: state.url, port, ctx, app, identity, jobs, events, config, routes, serviceUrl, fingerprint: edge.fingerprint,
     close: () => closing ??= (async () => {
       selfRegistration?.stop();
       await jobs.stopAll();
@@ -221,7 +227,7 @@ function errorAnswer(err: FastifyError | Error, req: FastifyRequest, log: Logger
     return { status: err.status === 499 ? 409 : err.status, code: err.code, message: err.message, hint: err.hint };
   }
   const fe = err as FastifyError;
-  if (fe.validation) return { status: 400, code: 'BadInput', message: `invalid request: ${err.message}` };
+  if (fe.validation) return { status: 400, code: 'BadInput', ...validationAnswer(fe.validation as ErrorObject[], fe.validationContext) };
   if (typeof fe.statusCode === 'number' && fe.statusCode < 500) {
     const malformed = fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError;
     return { status: fe.statusCode, code: codeForStatus(fe.statusCode), message: malformed ? `malformed request body: ${err.message}` : err.message };

@@ -45,6 +45,21 @@ const CORE = new Set(['name', 'visibility', 'disk_format', 'container_format', '
 const READ_ONLY = new Set(['id', 'owner', 'status', 'size', 'virtual_size', 'checksum', 'os_hash_algo', 'os_hash_value',
   'created_at', 'updated_at', 'self', 'file', 'schema', 'direct_url', 'locations', 'tags', 'os_hidden']);
 
+/**
+ * A field's value as given, or BadInput: nothing is converted (an array is no visibility, "abc" no
+ * size). The API's schema refuses the same first; this keeps every other caller honest too.
+ */
+function checked(k: string, v: unknown): unknown {
+  const ok = CORE.has(k)
+    ? k === 'min_disk' || k === 'min_ram' ? Number.isSafeInteger(v) && (v as number) >= 0
+      : k === 'protected' ? typeof v === 'boolean'
+      : k === 'visibility' ? typeof v === 'string' && ['public', 'private', 'shared', 'community'].includes(v)
+      : v === null || typeof v === 'string'
+    : typeof v === 'string';
+  if (!ok) throw new CloudletError('BadInput', `Invalid value for image field ${k}: ${JSON.stringify(v)?.slice(0, 80)}`);
+  return v;
+}
+
 export class ImageStore {
   readonly dir: string;
   private tmp: string;
@@ -74,8 +89,9 @@ export class ImageStore {
     for (const [k, v] of Object.entries(fields)) {
       if (CORE.has(k) || k === 'id' || v === undefined) continue;
       if (READ_ONLY.has(k)) throw new CloudletError('Forbidden', `Attribute '${k}' is read-only.`);
-      props[k] = String(v);
+      props[k] = checked(k, v) as string;
     }
+    for (const k of CORE) if (fields[k] !== undefined) checked(k, fields[k]);
     if (fields.id !== undefined) {
       if (typeof fields.id !== 'string' || !isImageId(fields.id)) throw new CloudletError('BadInput', `Invalid image ID ${JSON.stringify(fields.id)}: it must be a UUID`);
       id = fields.id;
@@ -126,7 +142,7 @@ export class ImageStore {
     const core: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(changes.set ?? {})) {
       if (READ_ONLY.has(k)) throw new CloudletError('Forbidden', `Attribute '${k}' is read-only.`);
-      if (CORE.has(k)) core[k] = v; else props[k] = String(v);
+      if (CORE.has(k)) core[k] = checked(k, v); else props[k] = checked(k, v) as string;
     }
     for (const k of changes.remove ?? []) {
       if (CORE.has(k) || READ_ONLY.has(k)) throw new CloudletError('Forbidden', `Attribute '${k}' is read-only.`);

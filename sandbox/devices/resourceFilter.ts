@@ -6,6 +6,7 @@
  * reserved) and evaluated against every candidate device by the scheduler.
  */
 import { CloudletError } from '../common/errors';
+import { jsonDepth } from '../common/jsonDepth';
 
 export const COMPARISONS = ['==', '!=', '<', '>', '<=', '>='] as const;
 export const JUNCTIONS = ['and', 'or'] as const;
@@ -30,28 +31,41 @@ function bad(message: string): CloudletError {
   });
 }
 
+/** A client's value in a message: JSON, cut short (it may be as large as the body). */
+function short(v: unknown): string {
+  let t: string;
+  try { t = JSON.stringify(v) ?? String(v); } catch { t = '(a value nested too deeply to show)'; }
+  return t.length > 80 ? `${t.slice(0, 80)}...` : t;
+}
+
 /** Parses the JSON text (or an already parsed array). Empty string / [] / null mean "any device". */
 export function parseResourceFilter(input: unknown): ResourceFilter {
   let tree = input;
   if (typeof input === 'string') {
     if (input.trim() === '') return { kind: 'all' };
+    // Checked on the text: a deep enough value would overflow the stack of whatever walks it next.
+    if (jsonDepth(input, MAX_FILTER_DEPTH) > MAX_FILTER_DEPTH) throw bad(`conditions nest deeper than ${MAX_FILTER_DEPTH} levels`);
     try {
       tree = JSON.parse(input);
     } catch {
-      throw bad(`not valid JSON: ${input}`);
+      throw bad(`not valid JSON: ${input.length > 80 ? `${input.slice(0, 80)}...` : input}`);
     }
   }
   if (tree === null || tree === undefined || (Array.isArray(tree) && tree.length === 0)) return { kind: 'all' };
-  return parseNode(tree);
+  return parseNode(tree, 1);
 }
 
-function parseNode(node: unknown): ResourceFilter {
-  if (!Array.isArray(node) || node.length === 0) throw bad(`expected [operator, ...] but got ${JSON.stringify(node)}`);
+/** How deep and/or may nest: real filters use two or three levels; a deeper one would only cost stack. */
+export const MAX_FILTER_DEPTH = 16;
+
+function parseNode(node: unknown, depth: number): ResourceFilter {
+  if (depth > MAX_FILTER_DEPTH) throw bad(`conditions nest deeper than ${MAX_FILTER_DEPTH} levels`);
+  if (!Array.isArray(node) || node.length === 0) throw bad(`expected [operator, ...] but got ${short(node)}`);
   const [op, ...args] = node as unknown[];
-  if (typeof op !== 'string') throw bad(`operator must be a string, got ${JSON.stringify(op)}`);
+  if (typeof op !== 'string') throw bad(`operator must be a string, got ${short(op)}`);
   if ((JUNCTIONS as readonly string[]).includes(op)) {
     if (args.length === 0) throw bad(`'${op}' needs at least one condition`);
-    return { kind: 'junction', op: op as Junction, parts: args.map(parseNode) };
+    return { kind: 'junction', op: op as Junction, parts: args.map((a) => parseNode(a, depth + 1)) };
   }
   if ((COMPARISONS as readonly string[]).includes(op)) {
     if (args.length !== 2) throw bad(`'${op}' takes exactly two operands, got ${args.length}`);
@@ -63,7 +77,7 @@ function parseNode(node: unknown): ResourceFilter {
 function parseOperand(x: unknown): Operand {
   if (typeof x === 'string' && x.startsWith('$') && x.length > 1) return { ref: x.slice(1) };
   if (x === null || ['string', 'number', 'boolean'].includes(typeof x)) return { value: x as Scalar };
-  throw bad(`operand must be a string, number, boolean or $attribute, got ${JSON.stringify(x)}`);
+  throw bad(`operand must be a string, number, boolean or $attribute, got ${short(x)}`);
 }
 
 function resolve(o: Operand, attrs: DeviceAttributes): { found: boolean; value: unknown } {

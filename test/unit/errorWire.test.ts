@@ -2,6 +2,7 @@ import { strict as assert } from 'assert';
 import type { ApiModule } from '../../sandbox/cloudlet/context';
 import { ApiError, CloudletError, ERROR_CODES, type ErrorCode } from '../../sandbox/client';
 import { startUnitDaemon, type UnitDaemon } from './helpers/inProcessDaemon';
+import { NO_BODY, NO_QUERY, params } from '../../sandbox/cloudlet/api/schemas/common';
 
 /** A module whose routes throw the error their URL names, as a route and as a job. */
 function throwing(serviceType: string, prefix: string): ApiModule {
@@ -9,18 +10,18 @@ function throwing(serviceType: string, prefix: string): ApiModule {
     serviceType, prefix, migrate: () => {},
     routes(app, ctx) {
       app.get<{ Params: { code: ErrorCode } }>('/throw/:code', {
-        schema: { params: { type: 'object', properties: { code: { type: 'string', enum: [...ERROR_CODES] } }, required: ['code'] } },
+        schema: { querystring: NO_QUERY, params: params(['code', { type: 'string', enum: [...ERROR_CODES] }]) },
       }, async (req) => {
         ctx.auth(req);
         throw new CloudletError(req.params.code, `thrown ${req.params.code}`, { hint: `fix ${req.params.code}` });
       });
       app.post<{ Params: { code: ErrorCode } }>('/jobs/:code', {
-        schema: { params: { type: 'object', properties: { code: { type: 'string', enum: [...ERROR_CODES] } }, required: ['code'] } },
+        schema: { querystring: NO_QUERY, params: params(['code', { type: 'string', enum: [...ERROR_CODES] }]), body: NO_BODY },
       }, async (req) => {
         const a = ctx.auth(req);
         return { job_id: ctx.jobs.start('test', a.projectId, undefined, async () => { throw new CloudletError(req.params.code, 'job broke', { hint: 'try again' }); }) };
       });
-      app.get('/crash', { schema: {} }, async () => { throw new TypeError('secret internals at /home/daemon'); });
+      app.get('/crash', { schema: { querystring: NO_QUERY } }, async () => { throw new TypeError('secret internals at /home/daemon'); });
     },
   };
 }

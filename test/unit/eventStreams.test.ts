@@ -8,12 +8,13 @@ import type { ApiModule } from '../../sandbox/cloudlet/context';
 import { readSse, type SseMessage } from '../../sandbox/client/sse';
 import { isCloudletError } from '../../sandbox/common/errors';
 import { startUnitDaemon, UNIT_USERS, type UnitDaemon } from './helpers/inProcessDaemon';
+import { NO_BODY, NO_QUERY } from '../../sandbox/cloudlet/api/schemas/common';
 
 /** A job that reports progress every 50 ms until cancelled. */
 const ticker: ApiModule = {
   serviceType: 'compute', prefix: '/compute/v2.1', migrate: () => {},
   routes(app, ctx) {
-    app.post('/tick', async (req) => {
+    app.post('/tick', { schema: { querystring: NO_QUERY, body: NO_BODY } }, async (req) => {
       const a = ctx.auth(req);
       return { job_id: ctx.jobs.start('tick', a.projectId, undefined, async (job) => {
         for (let i = 0; !job.signal.aborted; i++) {

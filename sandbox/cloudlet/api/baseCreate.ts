@@ -24,6 +24,7 @@ import type { BaseStore } from '../../base/store';
 import { normaliseDebianSpec } from '../../guest/debian';
 import { validateNoCloud } from '../../guest/noCloud';
 import { parseCpuModel } from '../../qemu/vmconfig';
+import { devSandboxSchemas } from './schemas/devsandbox';
 
 type Common = Omit<BaseCommon, 'onProgress' | 'signal' | 'guestCache'>;
 
@@ -104,7 +105,7 @@ export function parseBaseCreate(body: unknown): { src: BaseSource; common: Commo
 }
 
 export function baseCreateRoute(app: FastifyInstance, ctx: DaemonContext, o: { bases: BaseStore; images: ImageStore }): void {
-  app.post('/bases', async (req, reply) => {
+  app.post('/bases', { schema: devSandboxSchemas.createBase }, async (req, reply) => {
     const a = ctx.requireAdmin(req);
     const { src, common } = parseBaseCreate(req.body);
     const jobId = ctx.jobs.start('base-create', a.projectId, undefined, async (job) => {

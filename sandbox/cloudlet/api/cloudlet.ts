@@ -15,6 +15,7 @@ import type { LocalEventBus } from '../events';
 import { openSse } from '../sse';
 import { CloudletError } from '../../common/errors';
 import type { Job } from '../../client/types';
+import { cloudletSchemas as S } from './schemas/cloudlet';
 
 export function jobView(j: JobRecord): Job {
   return {
@@ -35,14 +36,14 @@ export function cloudletModule(jobs: Jobs, events: LocalEventBus): ApiModule {
     prefix: '/cloudlet/v1',
     migrate: () => {},
     routes(app: FastifyInstance, ctx: DaemonContext) {
-      app.get('/jobs', async (req) => ({ jobs: jobs.list(ctx.auth(req).projectId).map(jobView) }));
-      app.get<{ Params: { id: string } }>('/jobs/:id', async (req) => ({ job: jobView(visible(ctx.auth(req), req.params.id)) }));
-      app.delete<{ Params: { id: string } }>('/jobs/:id', async (req, reply) => {
+      app.get('/jobs', { schema: S.listJobs }, async (req) => ({ jobs: jobs.list(ctx.auth(req).projectId).map(jobView) }));
+      app.get<{ Params: { id: string } }>('/jobs/:id', { schema: S.showJob }, async (req) => ({ job: jobView(visible(ctx.auth(req), req.params.id)) }));
+      app.delete<{ Params: { id: string } }>('/jobs/:id', { schema: S.cancelJob }, async (req, reply) => {
         visible(ctx.auth(req), req.params.id);
         if (!jobs.cancel(req.params.id)) throw new CloudletError('Conflict', `job ${req.params.id} is not running`);
         return reply.code(202).send();
       });
-      app.get<{ Params: { id: string } }>('/jobs/:id/events', async (req, reply) => {
+      app.get<{ Params: { id: string } }>('/jobs/:id/events', { schema: S.jobEvents }, async (req, reply) => {
         const a = ctx.auth(req);
         const j = visible(a, req.params.id);
         const sse = openSse(req, reply, { expiresAt: a.expiresAt, stillValid: () => ctx.stillValid(a) });
@@ -62,7 +63,7 @@ export function cloudletModule(jobs: Jobs, events: LocalEventBus): ApiModule {
         await sse.closed;
         unsubscribe();
       });
-      app.get('/events', async (req, reply) => {
+      app.get('/events', { schema: S.events }, async (req, reply) => {
         const a = ctx.auth(req);
         const sse = openSse(req, reply, { expiresAt: a.expiresAt, stillValid: () => ctx.stillValid(a) });
         const unsubscribe = events.subscribe((e) => {

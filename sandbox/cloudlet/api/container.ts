@@ -11,6 +11,7 @@ import { migrateDevices } from '../../devices/schema';
 import { devicesFor, type DevicesService } from '../../devices/devicesService';
 import { containerToZun, type Caller, type ContainerRow } from '../../devices/containerService';
 import { CloudletError } from '../../common/errors';
+import { containerSchemas as S } from './schemas/container';
 
 export const MIN_VERSION = '1.1';
 export const MAX_VERSION = '1.41';
@@ -62,31 +63,31 @@ export function containerModule(): ApiModule {
       const base = () => `${ctx.publicUrl}/container/v1`;
       const show = (c: ContainerRow) => containerToZun(c, s.inventory.find(c.device_id)?.name ?? c.device_id, base());
 
-      app.post('/containers', async (req, reply) => {
+      app.post('/containers', { schema: S.create }, async (req, reply) => {
         const q = req.query as Record<string, string>;
         const c = await s.containers.create(caller(req), req.body, truthy(q.run));
         return reply.code(202).send(show(c));
       });
-      app.get('/containers', async (req) => {
+      app.get('/containers', { schema: S.list }, async (req) => {
         const c = caller(req);
         const q = req.query as Record<string, string>;
         const rows = s.containers.list(c, truthy(q.all_projects));
         const fresh = await Promise.all(rows.map((r) => s.containers.get(c, r.id).catch(() => r)));
         return { containers: fresh.map(show), next: null };
       });
-      app.get<IdParams>('/containers/:id', async (req) => show(await s.containers.get(caller(req), req.params.id)));
-      app.post<IdParams>('/containers/:id/start', async (req, reply) => {
+      app.get<IdParams>('/containers/:id', { schema: S.show }, async (req) => show(await s.containers.get(caller(req), req.params.id)));
+      app.post<IdParams>('/containers/:id/start', { schema: S.start }, async (req, reply) => {
         await s.containers.start(caller(req), req.params.id);
         return reply.code(202).send();
       });
-      app.post<IdParams>('/containers/:id/stop', async (req, reply) => {
+      app.post<IdParams>('/containers/:id/stop', { schema: S.stop }, async (req, reply) => {
         const q = req.query as Record<string, string>;
         const t = q.timeout !== undefined ? Number(q.timeout) : 10;
         if (!Number.isFinite(t) || t < 0) throw new CloudletError('BadInput', 'timeout must be a number of seconds');
         await s.containers.stop(caller(req), req.params.id, t);
         return reply.code(202).send();
       });
-      app.get<IdParams>('/containers/:id/logs', async (req, reply) => {
+      app.get<IdParams>('/containers/:id/logs', { schema: S.logs }, async (req, reply) => {
         const q = req.query as Record<string, string>;
         const tail = q.tail === undefined || q.tail === 'all' ? undefined : Number(q.tail);
         if (tail !== undefined && !(Number.isInteger(tail) && tail >= 0)) throw new CloudletError('BadInput', 'tail must be a whole number or "all"');
@@ -97,13 +98,13 @@ export function containerModule(): ApiModule {
         // Zun answers with the log text as a JSON string.
         return reply.type('application/json').send(JSON.stringify(text));
       });
-      app.post<IdParams>('/containers/:id/execute', async (req) => {
+      app.post<IdParams>('/containers/:id/execute', { schema: S.execute }, async (req) => {
         const q = req.query as Record<string, string>;
         const b = (req.body ?? {}) as Record<string, unknown>;
         const r = await s.containers.execute(caller(req), req.params.id, b.command ?? q.command);
         return { output: r.output, exit_code: r.exit_code, exec_id: null, url: null };
       });
-      app.delete<IdParams>('/containers/:id', async (req, reply) => {
+      app.delete<IdParams>('/containers/:id', { schema: S.remove }, async (req, reply) => {
         const q = req.query as Record<string, string>;
         await s.containers.delete(caller(req), req.params.id, { force: truthy(q.force), stop: truthy(q.stop) });
         return reply.code(204).send();

@@ -33,6 +33,7 @@ import { loadBuildFile } from '../../build/buildFile';
 import { runBuild } from '../../build/build';
 import { Credentials, parseReference, publishOverlay, plainHttpSetting, readCaFile } from '../../registry';
 import { baseCreateRoute } from './baseCreate';
+import { devSandboxSchemas as S } from './schemas/devsandbox';
 
 /** One connection per VM console, shared by every viewer and typist (QEMU serves one client at a time). */
 class ConsoleHub {
@@ -121,7 +122,7 @@ export function devSandboxModule(o: { manager: SandboxManager }): ApiModule {
         return r.vm_id;
       };
 
-      app.get<{ Params: { id: string } }>('/servers/:id/console', async (req, reply) => {
+      app.get<{ Params: { id: string } }>('/servers/:id/console', { schema: S.console }, async (req, reply) => {
         const { hub, log } = consoleOf(vmOf(req, req.params.id));
         const stop = await hub.watch((b) => { reply.raw.write(b); });
         reply.hijack();
@@ -131,13 +132,13 @@ export function devSandboxModule(o: { manager: SandboxManager }): ApiModule {
         stop();
       });
 
-      app.post<{ Params: { id: string } }>('/servers/:id/console', async (req, reply) => {
+      app.post<{ Params: { id: string } }>('/servers/:id/console', { schema: S.typeConsole }, async (req, reply) => {
         const { hub } = consoleOf(vmOf(req, req.params.id));
         await hub.write(await readBody(req.body, 64 * 1024));
         return reply.code(204).send();
       });
 
-      app.post('/builds', async (req, reply) => {
+      app.post('/builds', { schema: S.build }, async (req, reply) => {
         const a = ctx.requireAdmin(req);
         const b = (req.body as any)?.build;
         if (!b || typeof b.folder !== 'string' || !path.isAbsolute(b.folder)) throw new CloudletError('BadInput', 'build.folder must be an absolute path of a folder with cloudlet.yaml');
@@ -162,7 +163,7 @@ export function devSandboxModule(o: { manager: SandboxManager }): ApiModule {
 
       baseCreateRoute(app, ctx, { bases: o.manager.bases, images });
 
-      app.post<{ Params: { id: string } }>('/overlays/:id/publish', async (req, reply) => {
+      app.post<{ Params: { id: string } }>('/overlays/:id/publish', { schema: S.publish }, async (req, reply) => {
         const a = ctx.auth(req);
         const img = images.getOwned(a, req.params.id);
         if (img.properties.cloudlet_type !== 'cloudlet_overlay') throw new CloudletError('BadInput', `image ${img.id} is not an overlay (cloudlet_type ${img.properties.cloudlet_type ?? 'unset'})`);

@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ApiModule, DaemonContext } from '../context';
 import { LoginThrottledError, type IdentityStore, type IssuedToken } from '../identityStore';
 import { CloudletError } from '../../common/errors';
+import { identitySchemas as S } from './schemas/identity';
 
 const DOMAIN = { id: 'default', name: 'Default' };
 
@@ -45,11 +46,11 @@ export function identityModule(store: IdentityStore, catalog: () => unknown[]): 
     prefix,
     migrate: () => {},
     routes(app: FastifyInstance, ctx: DaemonContext) {
-      app.get('/', async (_req, reply) => reply.code(300).send({ versions: { values: [version(base(ctx))] } }));
-      app.get('/v3', async () => ({ version: version(base(ctx)) }));
-      app.get('/v3/', async () => ({ version: version(base(ctx)) }));
+      app.get('/', { schema: S.versions }, async (_req, reply) => reply.code(300).send({ versions: { values: [version(base(ctx))] } }));
+      app.get('/v3', { schema: S.versions }, async () => ({ version: version(base(ctx)) }));
+      app.get('/v3/', { schema: S.versions }, async () => ({ version: version(base(ctx)) }));
 
-      app.post('/v3/auth/tokens', async (req, reply) => {
+      app.post('/v3/auth/tokens', { schema: S.issueToken }, async (req, reply) => {
         const auth = (req.body as any)?.auth;
         const methods: unknown = auth?.identity?.methods;
         if (!Array.isArray(methods) || !methods.includes('password')) {
@@ -85,23 +86,23 @@ export function identityModule(store: IdentityStore, catalog: () => unknown[]): 
         }
         return { caller, t };
       };
-      app.get('/v3/auth/tokens', async (req, reply) => {
+      app.get('/v3/auth/tokens', { schema: S.showToken }, async (req, reply) => {
         const { t } = subjectOf(req);
         const noCatalog = (req.query as Record<string, string>).nocatalog !== undefined;
         return reply.header('x-subject-token', t.token).send(tokenBody(t, !noCatalog));
       });
-      app.delete('/v3/auth/tokens', async (req, reply) => {
+      app.delete('/v3/auth/tokens', { schema: S.revokeToken }, async (req, reply) => {
         const { caller, t } = subjectOf(req);
         store.revoke(t.token);
         ctx.log.info(`audit: token ${t.auditId} of user ${logged(t.userName)} revoked by ${logged(caller.userName)} from ${req.ip}`);
         return reply.code(204).send();
       });
-      app.get('/v3/auth/catalog', async (req) => { ctx.auth(req); return { catalog: catalog() }; });
-      app.get('/v3/auth/projects', async (req) => {
+      app.get('/v3/auth/catalog', { schema: S.catalog }, async (req) => { ctx.auth(req); return { catalog: catalog() }; });
+      app.get('/v3/auth/projects', { schema: S.authProjects }, async (req) => {
         const a = ctx.auth(req);
         return { projects: [{ id: a.projectId, name: a.projectName, domain_id: DOMAIN.id, enabled: true, is_domain: false, parent_id: DOMAIN.id }] };
       });
-      app.get('/v3/projects', async (req) => {
+      app.get('/v3/projects', { schema: S.projects }, async (req) => {
         const a = ctx.requireAdmin(req);
         void a;
         return { projects: store.projects().map((p) => ({ ...p, domain_id: DOMAIN.id, enabled: true, is_domain: false, parent_id: DOMAIN.id })) };

@@ -11,6 +11,7 @@ import { ImageStore, imageView, migrateImages, type ImageRow } from '../imageSto
 import { CloudletError } from '../../common/errors';
 import { OverlayReader } from '../../overlay/overlayReader';
 import type { ImagePage } from '../../client/types';
+import { imageSchemas as S } from './schemas/image';
 
 export interface ImageModuleOptions {
   /** Largest image upload accepted (bytes). */
@@ -34,11 +35,11 @@ export function imageModule(opts: ImageModuleOptions): ApiModule {
         const href = `${ctx.serviceUrl('image')}/v2/`;
         return { versions: ['v2.9', 'v2.8', 'v2.7', 'v2.6', 'v2.5', 'v2.4', 'v2.3', 'v2.2', 'v2.1', 'v2.0'].map((id, i) => ({ id, status: i === 0 ? 'CURRENT' : 'SUPPORTED', links: [{ rel: 'self', href }] })) };
       };
-      app.get('/', async (req, reply) => reply.code(300).send(versions(req)));
-      app.get('/versions', async (req) => versions(req));
-      app.get('/v2', async (req) => versions(req));
+      app.get('/', { schema: S.versions }, async (req, reply) => reply.code(300).send(versions(req)));
+      app.get('/versions', { schema: S.versions }, async (req) => versions(req));
+      app.get('/v2', { schema: S.versions }, async (req) => versions(req));
 
-      app.get('/v2/images', async (req) => {
+      app.get('/v2/images', { schema: S.list }, async (req) => {
         const a = ctx.auth(req);
         const q = req.query as Record<string, string>;
         let rows = store.list(a);
@@ -64,7 +65,7 @@ export function imageModule(opts: ImageModuleOptions): ApiModule {
         return body;
       });
 
-      app.post('/v2/images', async (req, reply) => {
+      app.post('/v2/images', { schema: S.create }, async (req, reply) => {
         const a = ctx.auth(req);
         const b = req.body as Record<string, unknown> | undefined;
         if (!b || typeof b !== 'object' || Array.isArray(b)) throw new CloudletError('BadInput', 'request body must be a JSON object of image fields');
@@ -79,9 +80,9 @@ export function imageModule(opts: ImageModuleOptions): ApiModule {
         return reply.code(201).header('location', `${ctx.publicUrl}${prefix}/v2/images/${r.id}`).send(imageView(r));
       });
 
-      app.get<{ Params: { id: string } }>('/v2/images/:id', async (req) => imageView(store.get(ctx.auth(req), req.params.id)));
+      app.get<{ Params: { id: string } }>('/v2/images/:id', { schema: S.show }, async (req) => imageView(store.get(ctx.auth(req), req.params.id)));
 
-      app.patch<{ Params: { id: string } }>('/v2/images/:id', async (req) => {
+      app.patch<{ Params: { id: string } }>('/v2/images/:id', { schema: S.update }, async (req) => {
         const a = ctx.auth(req);
         store.getOwned(a, req.params.id);
         const ops = req.body as Array<{ op: string; path: string; value?: unknown }>;
@@ -102,7 +103,7 @@ export function imageModule(opts: ImageModuleOptions): ApiModule {
         return imageView(r);
       });
 
-      app.delete<{ Params: { id: string } }>('/v2/images/:id', async (req, reply) => {
+      app.delete<{ Params: { id: string } }>('/v2/images/:id', { schema: S.remove }, async (req, reply) => {
         const a = ctx.auth(req);
         const r = store.getOwned(a, req.params.id);
         if (r.protected) throw new CloudletError('Forbidden', `Image ${r.id} is protected and cannot be deleted.`);
@@ -111,7 +112,7 @@ export function imageModule(opts: ImageModuleOptions): ApiModule {
         return reply.code(204).send();
       });
 
-      app.put<{ Params: { id: string } }>('/v2/images/:id/file', async (req, reply) => {
+      app.put<{ Params: { id: string } }>('/v2/images/:id/file', { schema: S.upload }, async (req, reply) => {
         const a = ctx.auth(req);
         const r = store.getOwned(a, req.params.id);
         // Uploading a base disk imports it into this cloudlet's base store: admins only, however the image got its type.
@@ -125,7 +126,7 @@ export function imageModule(opts: ImageModuleOptions): ApiModule {
         return reply.code(204).send();
       });
 
-      app.get<{ Params: { id: string } }>('/v2/images/:id/file', async (req, reply) => {
+      app.get<{ Params: { id: string } }>('/v2/images/:id/file', { schema: S.download }, async (req, reply) => {
         const r = store.get(ctx.auth(req), req.params.id);
         const file = store.filePath(r.id);
         if (r.status !== 'active' || !fs.existsSync(file)) return reply.code(204).send();

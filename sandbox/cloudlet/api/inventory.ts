@@ -8,6 +8,7 @@ import type { ApiModule, DaemonContext } from '../context';
 import { migrateDevices } from '../../devices/schema';
 import { devicesFor, type DevicesService } from '../../devices/devicesService';
 import { adminView, type EnrollInput } from '../../devices/deviceInventory';
+import { inventorySchemas as S } from './schemas/inventory';
 
 type IdParams = { Params: { id: string } };
 
@@ -25,28 +26,28 @@ export function inventoryModule(): ApiModule {
         ctx.requireAdmin(req);
         return { hardware: await Promise.all(s.inventory.list().map((d) => view(d.id))) };
       };
-      app.get('/hardware', list);
-      app.get('/hardware/', list);
+      app.get('/hardware', { schema: S.list }, list);
+      app.get('/hardware/', { schema: S.list }, list);
       const enroll = async (req: Parameters<DaemonContext['auth']>[0], reply: import('fastify').FastifyReply) => {
         const a = ctx.requireAdmin(req);
         const d = s.inventory.enroll((req.body ?? {}) as EnrollInput, a.projectId);
         ctx.events.publish('devices', { id: d.id, name: d.name, action: 'enrolled' });
         return reply.code(201).send(await view(d.id));
       };
-      app.post('/hardware', enroll);
-      app.post('/hardware/', enroll);
-      app.get<IdParams>('/hardware/:id', async (req) => {
+      app.post('/hardware', { schema: S.enroll }, enroll);
+      app.post('/hardware/', { schema: S.enroll }, enroll);
+      app.get<IdParams>('/hardware/:id', { schema: S.show }, async (req) => {
         ctx.requireAdmin(req);
         return view(s.inventory.get(req.params.id).id);
       });
-      app.patch<IdParams>('/hardware/:id', async (req) => {
+      app.patch<IdParams>('/hardware/:id', { schema: S.update }, async (req) => {
         ctx.requireAdmin(req);
         const d = s.inventory.patch(req.params.id, req.body);
         s.health.forget(d.id);
         ctx.events.publish('devices', { id: d.id, name: d.name, action: 'updated' });
         return view(d.id);
       });
-      app.delete<IdParams>('/hardware/:id', async (req, reply) => {
+      app.delete<IdParams>('/hardware/:id', { schema: S.remove }, async (req, reply) => {
         ctx.requireAdmin(req);
         const d = s.inventory.get(req.params.id);
         s.inventory.remove(d.id);
@@ -54,7 +55,7 @@ export function inventoryModule(): ApiModule {
         ctx.events.publish('devices', { id: d.id, name: d.name, action: 'removed' });
         return reply.code(204).send();
       });
-      app.post<IdParams>('/hardware/:id/sync', async (req) => {
+      app.post<IdParams>('/hardware/:id/sync', { schema: S.sync }, async (req) => {
         ctx.requireAdmin(req);
         const d = s.inventory.get(req.params.id);
         s.health.forget(d.id);

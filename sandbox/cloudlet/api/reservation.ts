@@ -13,6 +13,7 @@ import { parseLeaseCreate, parseLeaseUpdate } from '../../devices/leaseRequest';
 import { publicView, usableBy } from '../../devices/deviceInventory';
 import { formatLeaseDate } from '../../devices/leaseDates';
 import { CloudletError } from '../../common/errors';
+import { reservationSchemas as S } from './schemas/reservation';
 
 type IdParams = { Params: { id: string } };
 
@@ -33,12 +34,12 @@ export function reservationModule(): ApiModule {
         return a.isAdmin && ['1', 'true', 'True'].includes(q.all_projects ?? '');
       };
 
-      app.get('/leases', async (req) => {
+      app.get('/leases', { schema: S.listLeases }, async (req) => {
         const a = ctx.auth(req);
         const rows = s.leases.list(allProjects(req, a) ? null : a.projectId);
         return { leases: await Promise.all(rows.map(body)) };
       });
-      app.post('/leases', async (req, reply) => {
+      app.post('/leases', { schema: S.createLease }, async (req, reply) => {
         const a = ctx.auth(req);
         const r = parseLeaseCreate(req.body, Date.now());
         const id = s.scheduler.create(r, { projectId: a.projectId, userId: a.userId });
@@ -48,11 +49,11 @@ export function reservationModule(): ApiModule {
         await s.clock.tick();
         return reply.code(201).send({ lease: await body(s.leases.findLease(id)!) });
       });
-      app.get<IdParams>('/leases/:id', async (req) => {
+      app.get<IdParams>('/leases/:id', { schema: S.showLease }, async (req) => {
         const a = ctx.auth(req);
         return { lease: await body(s.leases.leaseFor(req.params.id, a.projectId, a.isAdmin)) };
       });
-      app.put<IdParams>('/leases/:id', async (req) => {
+      app.put<IdParams>('/leases/:id', { schema: S.updateLease }, async (req) => {
         const a = ctx.auth(req);
         const l = s.leases.leaseFor(req.params.id, a.projectId, a.isAdmin);
         const raw = (req.body ?? {}) as Record<string, unknown>;
@@ -64,7 +65,7 @@ export function reservationModule(): ApiModule {
         await s.clock.tick();
         return { lease: await body(s.leases.findLease(l.id)!) };
       });
-      app.delete<IdParams>('/leases/:id', async (req, reply) => {
+      app.delete<IdParams>('/leases/:id', { schema: S.deleteLease }, async (req, reply) => {
         const a = ctx.auth(req);
         const l = s.leases.leaseFor(req.params.id, a.projectId, a.isAdmin);
         await s.lifecycle.delete(l.id);
@@ -74,22 +75,22 @@ export function reservationModule(): ApiModule {
 
       // ---- devices as project members see them (no engine endpoints) ----
       const visible = (a: AuthContext) => s.inventory.list().filter((d) => a.isAdmin || usableBy(d, a.projectId));
-      app.get('/devices', async (req) => {
+      app.get('/devices', { schema: S.listDevices }, async (req) => {
         const a = ctx.auth(req);
         const list = visible(a);
         return { devices: await Promise.all(list.map(async (d) => publicView(d, await s.health.check(d.id)))) };
       });
-      app.get('/devices/allocations', async (req) => {
+      app.get('/devices/allocations', { schema: S.allocations }, async (req) => {
         const a = ctx.auth(req);
         return { allocations: allocations(s, a, visible(a).map((d) => d.id)) };
       });
-      app.get<IdParams>('/devices/:id', async (req) => {
+      app.get<IdParams>('/devices/:id', { schema: S.showDevice }, async (req) => {
         const a = ctx.auth(req);
         const d = visible(a).find((x) => x.id === req.params.id || x.name === req.params.id);
         if (!d) throw new CloudletError('NotFound', `device ${req.params.id} not found`);
         return { device: publicView(d, await s.health.check(d.id)) };
       });
-      app.get<IdParams>('/devices/:id/allocation', async (req) => {
+      app.get<IdParams>('/devices/:id/allocation', { schema: S.deviceAllocation }, async (req) => {
         const a = ctx.auth(req);
         const d = visible(a).find((x) => x.id === req.params.id || x.name === req.params.id);
         if (!d) throw new CloudletError('NotFound', `device ${req.params.id} not found`);

@@ -45,4 +45,12 @@ describe('ResourceFilter', () => {
       assert.throws(() => parseResourceFilter(bad), (e: unknown) => isCloudletError(e, 'BadInput'), bad);
     }
   });
+  it('a filter nested 5,000 levels deep is a BadInput, not a stack overflow (issue 11.7)', () => {
+    const deep = '["and", '.repeat(5000) + '["==", "$name", "pi-1"]' + ']'.repeat(5000);
+    for (const f of [deep, JSON.parse(deep)]) {
+      assert.throws(() => parseResourceFilter(f), (e: unknown) => isCloudletError(e, 'BadInput') && /deeper than 16 levels/.test(e.message));
+    }
+    const ok = '["and", '.repeat(15) + '["==", "$name", "pi-1"]' + ']'.repeat(15);
+    assert.ok(matchesFilter(parseResourceFilter(ok), pi4));
+  });
 });

@@ -31,7 +31,8 @@ export interface UnitDaemon {
   close(): Promise<void>;
 }
 
-export async function startUnitDaemon(modules: ApiModule[], config: Partial<DaemonConfig> = {}): Promise<UnitDaemon> {
+/** `modules` undefined: every built-in module (a real VM backend over the empty data folder). */
+export async function startUnitDaemon(modules: ApiModule[] | undefined, config: Partial<DaemonConfig> = {}): Promise<UnitDaemon> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-unit-'));
   const logs: string[] = [];
   const daemon = await startDaemon({
