@@ -68,6 +68,9 @@ export function installValidation(app: FastifyInstance, exempt: string[] = []): 
   const parse = app.getDefaultJsonParser('error', 'error');
   const capped: FastifyBodyParser<string | Buffer> = (req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
+    // An empty body sent as JSON is no body (novaclient's actions, zunclient's start/stop send
+    // Content-Type: application/json with nothing): the route's schema sees null, as without a type.
+    if (text.trim() === '') { done(null, undefined); return; }
     if (jsonDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
       done(new CloudletError('BadInput', `request body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels`), undefined);
       return;

@@ -66,6 +66,14 @@ describe('route schemas', function () {
     assert.match(missing.json().error.message, /^Invalid input for field\/attribute auth\.identity\.password\.user\.password\. /);
   });
 
+  it('an empty body sent as JSON is no body: a route taking none accepts it, one needing a body refuses it', async () => {
+    const none = await d.inject('alice', { method: 'DELETE', url: '/cloudlet/v1/jobs/nope', headers: { 'content-type': 'application/json' }, payload: '' });
+    assert.equal(none.statusCode, 404, none.body);
+    const needed = await d.inject('alice', { method: 'POST', url: '/image/v2/images', headers: { 'content-type': 'application/json' }, payload: ' ' });
+    assert.equal(needed.statusCode, 400);
+    assert.equal(needed.json().cloudlet_error.code, 'BadInput');
+  });
+
   it('a body nesting deeper than the cap is refused before it is parsed; the depth count skips strings', async () => {
     const deep = '['.repeat(MAX_JSON_DEPTH + 1) + ']'.repeat(MAX_JSON_DEPTH + 1);
     const r = await d.inject('alice', { method: 'POST', url: '/image/v2/images', headers: { 'content-type': 'application/json' }, payload: `{"name": ${deep}}` });
