@@ -8,6 +8,8 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { Logger } from '../common/log';
 import type { ProgressEvent } from '../common/progress';
 import type { TlsTrust } from '../client/transport';
+import type { Job, JobStatus } from '../client/types';
+import type { Fault } from '../common/errors';
 
 /** Who is calling, from a validated X-Auth-Token. */
 export interface AuthContext {
@@ -30,10 +32,26 @@ export interface JobHandle {
   signal: AbortSignal;
 }
 
+/** What a job stream carries: progress events, then one terminal event. */
+export type JobStreamEvent =
+  | { type: 'progress'; job: string; event: ProgressEvent }
+  | { type: 'end'; job: string; status: JobStatus; error?: string; fault?: Fault; result?: unknown };
+
+/** The daemon's jobs (sandbox/cloudlet/jobs.ts implements it): what modules may do with them. */
 export interface JobRegistry {
   /** Runs `work` in the background, persisted in the jobs table; returns at once with the job id. */
   start(kind: string, projectId: string, resourceId: string | undefined,
         work: (job: JobHandle) => Promise<unknown>): string;
+  get(id: string): Job | undefined;
+  /** A project's jobs (all with undefined), newest first. */
+  list(projectId: string | undefined, limit?: number): Job[];
+  /** Asks a running job to stop (its signal aborts); false if it is not running here. */
+  cancel(id: string): boolean;
+  /** Resolves when the job has finished (at once if it is not running in this process). */
+  wait(id: string): Promise<Job | undefined>;
+  /** Subscribe to one job's stream; returns the unsubscribe function. */
+  subscribe(id: string, fn: (e: JobStreamEvent) => void): () => void;
+  isRunning(id: string): boolean;
 }
 
 /** Change notifications for event-driven refresh (the extension's trees, the CLI's --watch). */

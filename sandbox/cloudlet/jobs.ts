@@ -7,19 +7,15 @@
 import * as crypto from 'crypto';
 import { EventEmitter } from 'events';
 import type BetterSqlite3 from 'better-sqlite3';
-import type { EventBus, JobHandle, JobRegistry } from './context';
+import type { EventBus, JobHandle, JobRegistry, JobStreamEvent } from './context';
 import type { ProgressEvent } from '../common/progress';
 import type { Logger } from '../common/log';
 import { describeError, faultOf, type Fault } from '../common/errors';
+export type { JobStreamEvent };
 
 // The job row is exactly what the API returns: one type, shared with the client.
 import type { Job as JobRecord, JobStatus } from '../client/types';
 export type { JobRecord, JobStatus };
-
-/** What a job stream carries: progress events, then one terminal event. */
-export type JobStreamEvent =
-  | { type: 'progress'; job: string; event: ProgressEvent }
-  | { type: 'end'; job: string; status: JobStatus; error?: string; fault?: Fault; result?: unknown };
 
 export function migrateJobs(db: BetterSqlite3.Database): void {
   db.exec(`CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, project_id TEXT NOT NULL, resource_id TEXT,

@@ -11,7 +11,7 @@ import { containerModule } from './api/container';
 import { inventoryModule } from './api/inventory';
 import { devSandboxModule } from './api/devsandbox';
 import { createVmBackend } from './sandboxBackend';
-import { handoffService } from '../handoff/handoffService';
+import { createHandoffService } from '../handoff/handoffService';
 import { AddressPolicy, DEFAULT_OVERLAY_NETWORKS } from '../common/addressPolicy';
 
 export function builtinModules(o: { config: DaemonConfig; dataDir: string }): ApiModule[] {
@@ -19,7 +19,7 @@ export function builtinModules(o: { config: DaemonConfig; dataDir: string }): Ap
   return [
     computeModule({ backend, maxServers: o.config.max_servers, overlayMaxBytes: o.config.overlay_max_bytes,
       overlayNetworks: new AddressPolicy(o.config.overlay_url_networks ?? DEFAULT_OVERLAY_NETWORKS),
-      handoff: (ctx, servers) => handoffService(ctx, servers, backend, { maxServers: o.config.max_servers }) }),
+      handoff: (ctx, lifecycle) => createHandoffService(ctx, lifecycle, backend) }),
     imageModule({ maxUploadBytes: o.config.overlay_max_bytes, importBase: backend.importBase ? (f) => backend.importBase!(f, () => {}) : undefined }),
     reservationModule(),
     containerModule(),

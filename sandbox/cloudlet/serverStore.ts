@@ -81,6 +81,11 @@ export class ServerStore {
     return (this.db.prepare("SELECT COUNT(*) AS n FROM servers WHERE status IN ('BUILD', 'ACTIVE', 'PAUSED')").get() as { n: number }).n;
   }
 
+  /** The server (not DELETED or ERROR) whose VM is `vmId`, if any. */
+  ownerOfVm(vmId: string): string | undefined {
+    return (this.db.prepare("SELECT id FROM servers WHERE vm_id = ? AND status NOT IN ('DELETED', 'ERROR')").get(vmId) as { id: string } | undefined)?.id;
+  }
+
   update(id: string, fields: Partial<Omit<ServerRow, 'id'>>): ServerRow {
     const sets: string[] = [];
     const vals: unknown[] = [];

@@ -14,7 +14,8 @@ import * as path from 'path';
 import type { Readable } from 'stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AuthContext, DaemonContext } from '../cloudlet/context';
-import type { ServerStore } from '../cloudlet/serverStore';
+import type { ServerLifecycle } from '../cloudlet/servers/serverLifecycle';
+import type { AdmissionSlot } from '../cloudlet/servers/admission';
 import { CloudletError, describeError } from '../common/errors';
 import { storePaths } from '../common/paths';
 import type { SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
@@ -32,6 +33,8 @@ interface Session {
   /** The prepared sandbox and its QEMU start (begun at session begin, awaited by finish). */
   vmId: string;
   qemu: Promise<void>;
+  /** The session's place under max_servers, from begin until its server row is written or it ends. */
+  slot: AdmissionSlot;
   rounds: number;
   bytes: number;
   final: boolean;
@@ -47,11 +50,10 @@ const IDLE_MS = 10 * 60_000;
 
 export interface ReceiverDeps {
   ctx: DaemonContext;
-  servers: ServerStore;
+  /** Owns the server rows and the admission rule (max_servers) this side's sessions count against. */
+  lifecycle: ServerLifecycle;
   manager: SandboxManager;
   compressor: () => SegmentCompressor;
-  maxServers: number;
-  publish: (id: string, projectId: string, status: string, change: string) => void;
 }
 
 export class HandoffReceiver {
@@ -116,22 +118,23 @@ export class HandoffReceiver {
     if (base.manifest.vm.ramBytes !== sent.ramBytes) throw new CloudletError('Mismatch', `the VM has ${sent.ramBytes} bytes of RAM, base ${b.base_id.slice(0, 12)} here has ${base.manifest.vm.ramBytes}`);
     const cfg: VmConfig = { ...base.manifest.vm, nic: { ...base.manifest.vm.nic, mac } };
     b = { ...b, vm_config: cfg as unknown as BeginRequest['vm_config'] };
-    if (this.d.servers.countLive() + this.pendingFinishes() >= this.d.maxServers) {
-      throw new CloudletError('Forbidden', `Quota exceeded for instances: this cloudlet runs at most ${this.d.maxServers} servers`);
-    }
+    // The session's VM counts against max_servers from here (checked and held before any await).
+    const slot = this.d.lifecycle.admission.reserve();
     // prepareLaunch checks what a launch needs (base files, host QEMU, accelerator) now, not in the downtime.
     const id = crypto.randomUUID();
     const dir = path.join(storePaths(this.d.ctx.dataDir).tmp, `handoff-${id}`);
-    const prep = await this.d.manager.prepareLaunch({ baseId: b.base_id, vmConfig: cfg, ports: b.ports, name: `ho-${id.slice(0, 13)}` });
+    const prep = await this.d.manager.prepareLaunch({ baseId: b.base_id, vmConfig: cfg, ports: b.ports, name: `ho-${id.slice(0, 13)}` })
+      .catch((e) => { slot.release(); throw e; });
     const applier = await RoundApplier.create(dir, { ram: base.ram, disk: base.disk }, { ramFile: prep.files.ram, diskLayer: prep.files.disk }).catch(async (e) => {
       fs.rmSync(dir, { recursive: true, force: true });
       await this.d.manager.delete(prep.id).catch(() => undefined);
+      slot.release();
       throw e;
     });
     // QEMU starts while the rounds come in (it only maps the RAM file and opens the layer inactive).
     const qemu = this.d.manager.startPrepared(prep.id);
     qemu.catch((e) => this.d.ctx.log.warn(`handoff ${id}: starting the destination QEMU: ${describeError(e)}`));
-    this.sessions.set(id, { id, projectId: a.projectId, userId: a.userId, req: b, applier, vmId: prep.id, qemu, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() });
+    this.sessions.set(id, { id, projectId: a.projectId, userId: a.userId, req: b, applier, vmId: prep.id, qemu, slot, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() });
     this.d.ctx.log.info(`handoff ${id}: receiving '${b.name}' of base ${b.base_id.slice(0, 12)} for project ${a.projectName}`);
     return { id };
   }
@@ -163,11 +166,9 @@ export class HandoffReceiver {
     const tRunning = Date.now();
     s.applier.close();
     const ports = Object.fromEntries(vm.ports.map((p) => [String(p.guest), `127.0.0.1:${p.host}`]));
-    const row = this.d.servers.insert({ name: s.req.name, project_id: s.projectId, user_id: s.userId, status: 'ACTIVE', image_id: '',
-      flavor_id: s.req.flavor_id ?? '1', base_id: s.req.base_id, metadata: { ...(s.req.metadata ?? {}), handoff_session: s.id }, ports });
-    this.d.servers.update(row.id, { vm_id: vm.id, progress: 100, launched_at: new Date().toISOString() });
+    const row = this.d.lifecycle.arrivedByHandoff(s.slot, { name: s.req.name, projectId: s.projectId, userId: s.userId, flavorId: s.req.flavor_id ?? '1',
+      baseId: s.req.base_id, metadata: { ...(s.req.metadata ?? {}), handoff_session: s.id }, vmId: vm.id, ports });
     s.serverId = row.id;
-    this.d.publish(row.id, s.projectId, 'ACTIVE', 'active');
     this.d.ctx.log.info(`handoff ${s.id}: '${s.req.name}' runs here as server ${row.id} after ${s.rounds} rounds, ${s.bytes} bytes`);
     const phases = { qemu_wait: tLoad - t0, load_device_state_and_cont: tRunning - tLoad, server_record: Date.now() - tRunning };
     setImmediate(() => fs.rmSync(s.applier.dir, { recursive: true, force: true }));
@@ -190,7 +191,7 @@ export class HandoffReceiver {
       void this.drop(s);
       return { id, state: 'not_running' };
     }
-    const row = this.d.servers.list(a.projectId).find((r) => r.metadata.handoff_session === id && (r.status === 'ACTIVE' || r.status === 'PAUSED'));
+    const row = this.d.lifecycle.servers.list(a.projectId).find((r) => r.metadata.handoff_session === id && (r.status === 'ACTIVE' || r.status === 'PAUSED'));
     if (!row) return { id, state: 'not_running' };
     return { id, state: 'running', finish: { server: { id: row.id, name: row.name, status: row.status, ports: row.ports } } };
   }
@@ -199,12 +200,9 @@ export class HandoffReceiver {
   private report(s: Session, r: Record<string, unknown> | undefined): void {
     if (!s.serverId) throw new CloudletError('Conflict', `handoff ${s.id} has not finished`);
     if (!r || typeof r !== 'object') throw new CloudletError('BadInput', "handoff report needs a 'report' object");
-    const row = this.d.servers.getRow(s.serverId);
-    if (row) {
-      const meta = { ...row.metadata };
-      for (const k of ['total_ms', 'downtime_ms', 'bytes_sent', 'rounds', 'source_server_id', 'source']) if (r[k] !== undefined) meta[`handoff_${k}`] = String(r[k]);
-      this.d.servers.update(row.id, { metadata: meta });
-    }
+    const extra: Record<string, string> = {};
+    for (const k of ['total_ms', 'downtime_ms', 'bytes_sent', 'rounds', 'source_server_id', 'source']) if (r[k] !== undefined) extra[`handoff_${k}`] = String(r[k]);
+    this.d.lifecycle.annotate(s.serverId, extra);
     this.sessions.delete(s.id);
   }
 
@@ -225,8 +223,6 @@ export class HandoffReceiver {
     } finally { s.busy = false; }
   }
 
-  private pendingFinishes(): number { return [...this.sessions.values()].filter((s) => !s.serverId).length; }
-
   /** Forgets a session; one that did not finish takes its prepared sandbox (and QEMU) with it. */
   private async drop(s: Session): Promise<void> {
     this.sessions.delete(s.id);
@@ -234,7 +230,8 @@ export class HandoffReceiver {
     if (s.serverId) return;
     fs.rmSync(s.applier.dir, { recursive: true, force: true });
     await s.qemu.catch(() => undefined);
-    await this.d.manager.delete(s.vmId).catch((e) => this.d.ctx.log.warn(`handoff ${s.id}: removing the prepared sandbox ${s.vmId}: ${describeError(e)}`));
+    // The slot is given back once the prepared sandbox is gone (else a new VM could start beside it).
+    await this.d.manager.delete(s.vmId).finally(() => s.slot.release()).catch((e) => this.d.ctx.log.warn(`handoff ${s.id}: removing the prepared sandbox ${s.vmId}: ${describeError(e)}`));
   }
 
   private sweep(): void {

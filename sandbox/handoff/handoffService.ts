@@ -2,20 +2,39 @@
  * Handoff between two cloudlets (ARCHITECTURE.md "Handoff"): the compute API's cloudlet-handoff
  * action runs a HandoffSender as a job (source side); the HandoffReceiver serves the destination
  * routes. The source server is removed only after the destination reported the VM running.
+ * Server rows are the ServerLifecycle's: this service tells it what happened, it writes them.
  */
-import type { DaemonContext } from '../cloudlet/context';
-import { serverFault, type ServerStore } from '../cloudlet/serverStore';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { AuthContext, DaemonContext } from '../cloudlet/context';
+import type { ServerRow } from '../cloudlet/serverStore';
+import type { ServerLifecycle } from '../cloudlet/servers/serverLifecycle';
 import type { VmBackend } from '../cloudlet/vmBackend';
 import type { SandboxManager } from '../sandboxes/sandboxManager';
 import { SegmentCompressor } from '../overlay/segmentCompressor';
 import { CloudletError, describeError } from '../common/errors';
-import type { HandoffService } from './service';
 import { HandoffSender } from './handoffSender';
 import { HandoffReceiver } from './handoffReceiver';
 import { DestinationClient } from './destinationClient';
 import { PendingHandoffs } from './pendingHandoffs';
 import { withPin, type TlsTrust } from '../client/transport';
-import type { ServerRow } from '../cloudlet/serverStore';
+
+/** destFingerprint: the destination's certificate, pinned by the caller (else the daemon's peer trust verifies it). */
+export interface HandoffRequest { handoffUrl: string; destToken: string; destVmName: string; destFingerprint?: string }
+
+/** What the compute API mounts: the source side (start, recover) and the destination's routes. */
+export interface HandoffService {
+  /** Starts moving `server` to another cloudlet; returns the job id. */
+  start(a: AuthContext, server: ServerRow, req: HandoffRequest): string;
+  /** Routes of the receiving side, under the compute prefix. */
+  routes(app: FastifyInstance, base: (req: FastifyRequest) => string): void;
+  /**
+   * Restart: a server whose handoff was cut by the stop (task_state migrating); `paused`: its VM is
+   * paused here. Returns true if it asks the destination in the background (the server stays
+   * PAUSED, task_state migrating, until the answer); false if the caller resumes the VM as before.
+   */
+  recover?(server: ServerRow, paused: boolean): boolean;
+  stop(): Promise<void>;
+}
 
 /** How long a restarted source asks a destination about a cut handoff (CLOUDLET_HANDOFF_RECOVER_MS, default 30 s). */
 function recoverMs(): number {
@@ -23,22 +42,14 @@ function recoverMs(): number {
   return env && Number.isFinite(Number(env)) && Number(env) >= 0 ? Number(env) : 30_000;
 }
 
-export function handoffService(ctx: DaemonContext, servers: ServerStore, backend: VmBackend & { manager?: SandboxManager }, o: { maxServers: number }): HandoffService {
+export function createHandoffService(ctx: DaemonContext, lifecycle: ServerLifecycle, backend: VmBackend & { manager?: SandboxManager }): HandoffService {
   const manager = backend.manager;
   let compressor: SegmentCompressor | undefined;
   const shared = () => (compressor ??= new SegmentCompressor());
-  const publish = (id: string, projectId: string, status: string, change: string) => ctx.events.publish('servers', { id, project_id: projectId, status, change });
-  const receiver = manager ? new HandoffReceiver({ ctx, servers, manager, compressor: shared, maxServers: o.maxServers, publish }) : undefined;
+  const receiver = manager ? new HandoffReceiver({ ctx, lifecycle, manager, compressor: shared }) : undefined;
   const pending = new PendingHandoffs(ctx.db);
   const stopping = new AbortController();
   const recovering = new Set<Promise<void>>();
-
-  /** The source VM is gone to the destination: the server goes as a completed handoff. */
-  const handedOff = async (server: ServerRow, vmId: string, extra: Record<string, string>) => {
-    await backend.delete(vmId).catch((e) => ctx.log.warn(`handoff of server ${server.id}: removing the source VM: ${describeError(e)}`));
-    servers.update(server.id, { status: 'DELETED', task_state: null, vm_id: null, metadata: { ...server.metadata, ...extra } });
-    publish(server.id, server.project_id, 'DELETED', 'handed-off');
-  };
 
   /**
    * A handoff cut by a restart of this daemon, its VM paused here: ask the destination whether the
@@ -59,7 +70,7 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
         if (st.state === 'running') {
           pending.clear(server.id);
           ctx.log.info(`server ${server.id}: its handoff to ${dest.where} completed while this daemon was down; removing the source VM`);
-          await handedOff(server, vmId, { handoff_to: dest.where, ...(st.finish ? { handoff_destination_server_id: st.finish.server.id } : {}) });
+          await lifecycle.handedOff(server, vmId, { handoff_to: dest.where, ...(st.finish ? { handoff_destination_server_id: st.finish.server.id } : {}) });
           return;
         }
         if (st.state === 'not_running') {
@@ -68,12 +79,10 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
           try {
             await backend.unpause(vmId);
           } catch (e) {
-            servers.fail(server.id, `${why}; resuming it at the source failed: ${describeError(e)}`);
-            publish(server.id, server.project_id, 'ERROR', 'handoff-failed');
+            lifecycle.fail(server.id, `${why}; resuming it at the source failed: ${describeError(e)}`, 'handoff-failed');
             return;
           }
-          servers.update(server.id, { status: 'ACTIVE', task_state: null, metadata: { ...server.metadata, handoff_error: `${why}; resumed at the source` } });
-          publish(server.id, server.project_id, 'ACTIVE', 'handoff-failed');
+          lifecycle.handoffEnded(server, 'ACTIVE', `${why}; resumed at the source`);
           return;
         }
         last = 'the destination is still finishing';
@@ -86,9 +95,7 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
     pending.clear(server.id);
     const message = `handoff to ${dest.where} was cut by a restart of the source after the VM was paused, and the destination did not say whether it runs the VM (${last}); `
       + `the VM was left paused here: check the destination (a server from handoff session ${p.sessionId}) and unpause this one by hand only if it does not run there, else delete this one`;
-    servers.update(server.id, { status: 'PAUSED', task_state: null, fault: serverFault(new CloudletError('Unavailable', message)),
-      metadata: { ...server.metadata, handoff_error: message.slice(0, 255) } });
-    publish(server.id, server.project_id, 'PAUSED', 'handoff-unknown');
+    lifecycle.handoffEnded(server, 'PAUSED', message, { change: 'handoff-unknown', fault: new CloudletError('Unavailable', message) });
   };
 
   return {
@@ -96,8 +103,7 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
       if (!manager || !server.vm_id) throw new CloudletError('BadInput', 'handoff is not available on this cloudlet', { status: 501 });
       const vmId = server.vm_id;
       pending.begin(server.id, req.handoffUrl, req.destToken, req.destFingerprint);
-      servers.update(server.id, { task_state: 'migrating' });
-      publish(server.id, server.project_id, server.status, 'migrating');
+      lifecycle.migrating(server);
       const jobId = ctx.jobs.start('handoff', a.projectId, server.id, async (job) => {
         try {
           const sender = new HandoffSender(manager, shared(), {
@@ -107,25 +113,19 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
           });
           const { destination_ports: _ports, ...report } = await sender.run();
           // The destination runs the VM: only now does the source let go of its copy.
-          await backend.delete(vmId).catch((e) => ctx.log.warn(`handoff of server ${server.id}: removing the source VM: ${describeError(e)}`));
-          const meta = { ...server.metadata, handoff_to: report.destination, handoff_destination_server_id: report.destination_server_id,
-            handoff_total_ms: String(report.total_ms), handoff_downtime_ms: String(report.downtime_ms), handoff_bytes_sent: String(report.bytes_sent), handoff_rounds: String(report.rounds) };
-          servers.update(server.id, { status: 'DELETED', task_state: null, vm_id: null, metadata: meta });
-          publish(server.id, server.project_id, 'DELETED', 'handed-off');
+          await lifecycle.handedOff(server, vmId, { handoff_to: report.destination, handoff_destination_server_id: report.destination_server_id,
+            handoff_total_ms: String(report.total_ms), handoff_downtime_ms: String(report.downtime_ms), handoff_bytes_sent: String(report.bytes_sent), handoff_rounds: String(report.rounds) });
           return report;
         } catch (e) {
-          if (servers.getRow(server.id)) {
-            const st = backend.get(vmId)?.state;
-            servers.update(server.id, { task_state: null, status: st === 'paused' ? 'PAUSED' : st === 'running' ? 'ACTIVE' : 'ERROR',
-              metadata: { ...server.metadata, handoff_error: describeError(e).slice(0, 255) } });
-            publish(server.id, server.project_id, st === 'running' ? 'ACTIVE' : 'ERROR', 'handoff-failed');
-          }
+          // The VM stays here, in whatever state the attempt left it.
+          const st = backend.get(vmId)?.state;
+          lifecycle.handoffEnded(server, st === 'paused' ? 'PAUSED' : st === 'running' ? 'ACTIVE' : 'ERROR', describeError(e));
           throw e;
         } finally {
           pending.clear(server.id);
         }
       });
-      servers.update(server.id, { job_id: jobId });
+      lifecycle.attachJob(server.id, jobId);
       return jobId;
     },
     recover(server, paused) {
@@ -137,7 +137,7 @@ export function handoffService(ctx: DaemonContext, servers: ServerStore, backend
         if (p?.sessionId) void new DestinationClient(p.handoffUrl, p.destToken, undefined, destTrust(p.handoffUrl, p.destFingerprint)).abort(p.sessionId);
         return false;
       }
-      servers.update(server.id, { status: 'PAUSED', task_state: 'migrating' });
+      lifecycle.migrating(server, 'PAUSED');
       const sessionId = p.sessionId;
       const run = recoverCut(server, vmId, { handoffUrl: p.handoffUrl, destToken: p.destToken, sessionId, destFingerprint: p.destFingerprint })
         .catch((e) => ctx.log.warn(`server ${server.id}: settling its cut handoff: ${describeError(e)}`));

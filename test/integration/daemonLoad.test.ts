@@ -2,7 +2,9 @@
  * Load and isolation with real VMs on one daemon: 8 concurrent syntheses of one overlay all reach
  * ACTIVE (or end with a clear ERROR/403 when over capacity), each VM answering on its own forwarded
  * port with its own fresh counter; a 9th request over capacity gets 403. Then project B cannot
- * see, show, delete or act on a real server of project A.
+ * see, show, delete or act on a real server of project A. max_servers holds under parallel creates,
+ * and handoff sessions (each a waiting QEMU) count against it: 20 parallel begins with 2 free
+ * slots open 2 sessions, and creates are refused while they are pending (issue 11.2).
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
@@ -10,6 +12,7 @@ import * as path from 'path';
 import { startDaemon, testConfig, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import { sampleOverlay, uploadOverlay, counter, httpGet } from './fixtures/sampleOverlay';
 import { CloudletClient, ApiError, type Server } from '../../sandbox/client';
+import { TEST_BASE_RAM_MIB, ensureTestBase, qemuPidsUnder } from './fixtures/testBase';
 
 const N = 8;
 
@@ -104,5 +107,41 @@ describe('cloudlet daemon: max_servers under concurrent creates', function () {
     }
     assert.equal(accepted.length, 2, `accepted ${accepted.length} creates on a cloudlet of 2 servers`);
     for (const x of await alice.listServers()) await alice.deleteServer(x.id);
+  });
+
+  it('20 parallel handoff begins with 2 free slots open at most 2 sessions; while they are pending, creates are refused (issue 11.2)', async () => {
+    const overlay = await sampleOverlay();
+    d ??= await startDaemon({ ip: '127.0.0.2', withTestBase: true, config: testConfig({ max_servers: 2 }) });
+    const alice = await CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
+    for (const x of await alice.listServers()) await alice.deleteServer(x.id);
+    const overlayUrl = await uploadOverlay(alice, overlay, 'sessions');
+    const { baseId } = await ensureTestBase();
+    const handoffUrl = `${alice.endpoint('compute')}/os-cloudlet-handoff`;
+    const headers = { 'x-auth-token': alice.token, 'content-type': 'application/json' };
+    const begins = await Promise.all(Array.from({ length: 20 }, (_, i) => fetch(handoffUrl, { method: 'POST', headers, body: JSON.stringify({ handoff: {
+      name: `in-${i}`, base_id: baseId, ports: [80],
+      vm_config: { machine: 'pc-q35-7.2', cpuModel: 'qemu64', ramBytes: TEST_BASE_RAM_MIB << 20, vcpus: 1, nic: { model: 'virtio-net-pci', mac: '52:54:00:12:34:56' } },
+    } }) }).then(async (r) => ({ status: r.status, body: await r.json() as any }))));
+    const sessions = begins.filter((b) => b.status === 201).map((b) => b.body.session.id as string);
+    try {
+      for (const b of begins.filter((x) => x.status !== 201)) {
+        assert.equal(b.status, 403, JSON.stringify(b.body));
+        assert.match(b.body.forbidden.message, /Quota exceeded for instances/);
+      }
+      assert.equal(sessions.length, 2, `${sessions.length} sessions opened on a cloudlet of 2 servers`);
+      // Each pending session holds a VM (its QEMU waits for the rounds): server creates are refused meanwhile.
+      await assert.rejects(alice.createServer({ name: 'while-pending', overlayUrl }), (e: ApiError) => e.httpStatus === 403 && /Quota exceeded/.test(e.message));
+      assert.ok(qemuPidsUnder(d.dataDir).length <= 2, `QEMUs: ${qemuPidsUnder(d.dataDir).length}`);
+    } finally {
+      for (const sid of sessions) {
+        const del = await fetch(`${handoffUrl}/${sid}`, { method: 'DELETE', headers: { 'x-auth-token': alice.token } });
+        assert.equal(del.status, 204);
+      }
+    }
+    // The sessions gave their places back.
+    const c = await alice.createServer({ name: 'after-sessions', overlayUrl });
+    assert.equal((await alice.watchJob(c.jobId!)).status, 'DONE');
+    await alice.deleteServer(c.id);
+    assert.deepEqual(qemuPidsUnder(d.dataDir), []);
   });
 });

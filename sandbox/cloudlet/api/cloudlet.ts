@@ -9,8 +9,8 @@
  * A stream ends with `token-ended` {reason} when the caller's token expires or is revoked (sse.ts).
  */
 import type { FastifyInstance } from 'fastify';
-import type { ApiModule, AuthContext, DaemonContext } from '../context';
-import type { JobRecord, Jobs, JobStreamEvent } from '../jobs';
+import type { ApiModule, AuthContext, DaemonContext, JobRegistry, JobStreamEvent } from '../context';
+import type { JobRecord } from '../jobs';
 import type { LocalEventBus } from '../events';
 import { openSse } from '../sse';
 import { CloudletError } from '../../common/errors';
@@ -25,7 +25,7 @@ export function jobView(j: JobRecord): Job {
   };
 }
 
-export function cloudletModule(jobs: Jobs, events: LocalEventBus): ApiModule {
+export function cloudletModule(jobs: JobRegistry, events: LocalEventBus): ApiModule {
   const visible = (a: AuthContext, id: string) => {
     const j = jobs.get(id);
     if (!j || (j.project_id !== a.projectId && !a.isAdmin)) throw new CloudletError('NotFound', `job ${id} not found`);

@@ -31,9 +31,12 @@ export interface UnitDaemon {
   close(): Promise<void>;
 }
 
-/** `modules` undefined: every built-in module (a real VM backend over the empty data folder). */
-export async function startUnitDaemon(modules: ApiModule[] | undefined, config: Partial<DaemonConfig> = {}): Promise<UnitDaemon> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-unit-'));
+/**
+ * `modules` undefined: every built-in module (a real VM backend over the empty data folder).
+ * `o.dataDir`: a data folder a daemon used before (a restart); removed by close like a new one.
+ */
+export async function startUnitDaemon(modules: ApiModule[] | undefined, config: Partial<DaemonConfig> = {}, o: { dataDir?: string } = {}): Promise<UnitDaemon> {
+  const dataDir = o.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-unit-'));
   const logs: string[] = [];
   const daemon = await startDaemon({
     host: '127.0.0.1', port: 0, dataDir, modules,

@@ -1,0 +1,98 @@
+/**
+ * Pure parsers of the compute API's request bodies: what a route hands to the ServerLifecycle is
+ * checked and typed here, with Nova's wording for what is wrong. No state, no I/O.
+ */
+import { CloudletError } from '../../common/errors';
+import { normalizeFingerprint } from '../../client/transport';
+import { findFlavor } from './flavors';
+
+export interface ServerCreateRequest {
+  name: string;
+  metadata: Record<string, string>;
+  flavorId: string;
+  /** Guest TCP ports to forward (metadata.ports). */
+  ports: number[];
+  /** imageRef as given (an id or a Glance URL), '' when absent. */
+  imageRef: string;
+  /** The image id in imageRef. */
+  imageId: string;
+  /** metadata.overlay_url: a synthesis instead of a base resume. */
+  overlayUrl?: string;
+}
+
+export interface HandoffAction { handoffUrl: string; destToken: string; destVmName?: string; destFingerprint?: string }
+
+export type ServerAction =
+  | { action: 'pause' | 'unpause' | 'os-stop' }
+  | { action: 'cloudlet-overlay-finish'; overlayName?: string }
+  | { action: 'cloudlet-handoff'; handoff: HandoffAction };
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A comma-separated list of guest TCP ports ('' or absent: none). */
+export function parsePorts(v: string | undefined): number[] {
+  if (v === undefined || v === '') return [];
+  const items = v.split(',').map((s) => s.trim());
+  const ports = items.map((s) => (/^\d{1,5}$/.test(s) ? Number(s) : NaN));
+  if (ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) throw new CloudletError('BadInput', `metadata.ports must be a comma-separated list of guest TCP ports, got ${v}`);
+  return ports;
+}
+
+function parseMetadata(v: unknown): Record<string, string> {
+  if (v === undefined) return {};
+  if (!isObject(v)) throw new CloudletError('BadInput', 'Invalid input for field/attribute metadata: an object of string values is required');
+  const metadata: Record<string, string> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (typeof x !== 'string') throw new CloudletError('BadInput', `Invalid input for field/attribute metadata: value of ${k} must be a string`);
+    metadata[k] = x;
+  }
+  return metadata;
+}
+
+/** POST /servers: {"server": {name, flavorRef?, imageRef?, metadata?}}. */
+export function parseServerCreate(body: unknown): ServerCreateRequest {
+  const s = isObject(body) ? body.server : undefined;
+  if (!isObject(s)) throw new CloudletError('BadInput', "Invalid input for field/attribute server. Value: missing 'server' object");
+  if (typeof s.name !== 'string' || !s.name.trim() || s.name.length > 255) throw new CloudletError('BadInput', 'Invalid input for field/attribute name: a non-empty name of at most 255 characters is required');
+  const metadata = parseMetadata(s.metadata);
+  const flavorId = String(s.flavorRef ?? '1').replace(/^.*\/flavors\//, '');
+  if (!findFlavor(flavorId)) throw new CloudletError('BadInput', `Flavor ${flavorId} could not be found.`);
+  const imageRef = s.imageRef === undefined || s.imageRef === null ? '' : String(s.imageRef);
+  return {
+    name: s.name, metadata, flavorId, ports: parsePorts(metadata.ports), imageRef, imageId: imageRef.replace(/^.*\/images\//, ''),
+    ...(metadata.overlay_url !== undefined ? { overlayUrl: metadata.overlay_url } : {}),
+  };
+}
+
+function parseHandoff(p: unknown): HandoffAction {
+  const h = isObject(p) ? p : {};
+  if (typeof h.handoff_url !== 'string' || !/^https?:\/\//.test(h.handoff_url)) throw new CloudletError('BadInput', 'cloudlet-handoff needs handoff_url: the destination compute endpoint (http or https)');
+  if (typeof h.dest_token !== 'string' || !h.dest_token) throw new CloudletError('BadInput', 'cloudlet-handoff needs dest_token: a token valid at the destination');
+  if (h.dest_tls_fingerprint !== undefined && typeof h.dest_tls_fingerprint !== 'string') throw new CloudletError('BadInput', 'cloudlet-handoff: dest_tls_fingerprint must be a SHA-256 fingerprint string');
+  return {
+    handoffUrl: h.handoff_url, destToken: h.dest_token,
+    ...(typeof h.dest_vmname === 'string' ? { destVmName: h.dest_vmname } : {}),
+    ...(h.dest_tls_fingerprint !== undefined ? { destFingerprint: normalizeFingerprint(h.dest_tls_fingerprint) } : {}),
+  };
+}
+
+/** POST /servers/{id}/action: a body with exactly one key, the action's name. */
+export function parseServerAction(body: unknown): ServerAction {
+  const keys = isObject(body) ? Object.keys(body) : [];
+  if (keys.length !== 1) throw new CloudletError('BadInput', 'an action body has exactly one key, the action name');
+  const action = keys[0];
+  const arg = (body as Record<string, unknown>)[action];
+  switch (action) {
+    case 'pause': case 'unpause': case 'os-stop':
+      return { action };
+    case 'cloudlet-overlay-finish': {
+      const name = isObject(arg) ? arg['overlay-name'] : undefined;
+      if (name !== undefined && (typeof name !== 'string' || !name.trim() || name.length > 255)) throw new CloudletError('BadInput', 'cloudlet-overlay-finish: overlay-name must be a non-empty string of at most 255 characters');
+      return { action, ...(name !== undefined ? { overlayName: name } : {}) };
+    }
+    case 'cloudlet-handoff':
+      return { action, handoff: parseHandoff(arg) };
+    default:
+      throw new CloudletError('BadInput', `action ${action} is not supported here`);
+  }
+}
