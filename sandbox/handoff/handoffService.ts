@@ -4,10 +4,10 @@
  * routes. The source server is removed only after the destination reported the VM running.
  * Server rows are the ServerLifecycle's: this service tells it what happened, it writes them.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { AuthContext, DaemonContext } from '../cloudlet/context';
+import type { DaemonContext } from '../cloudlet/context';
 import type { ServerRow } from '../cloudlet/serverStore';
 import type { ServerLifecycle } from '../cloudlet/servers/serverLifecycle';
+import type { HandoffService } from '../cloudlet/servers/serverHandoff';
 import type { VmBackend } from '../cloudlet/vmBackend';
 import type { SandboxManager } from '../sandboxes/sandboxManager';
 import { SegmentCompressor } from '../overlay/segmentCompressor';
@@ -17,24 +17,6 @@ import { HandoffReceiver } from './handoffReceiver';
 import { DestinationClient } from './destinationClient';
 import { PendingHandoffs } from './pendingHandoffs';
 import { withPin, type TlsTrust } from '../client/transport';
-
-/** destFingerprint: the destination's certificate, pinned by the caller (else the daemon's peer trust verifies it). */
-export interface HandoffRequest { handoffUrl: string; destToken: string; destVmName: string; destFingerprint?: string }
-
-/** What the compute API mounts: the source side (start, recover) and the destination's routes. */
-export interface HandoffService {
-  /** Starts moving `server` to another cloudlet; returns the job id. */
-  start(a: AuthContext, server: ServerRow, req: HandoffRequest): string;
-  /** Routes of the receiving side, under the compute prefix. */
-  routes(app: FastifyInstance, base: (req: FastifyRequest) => string): void;
-  /**
-   * Restart: a server whose handoff was cut by the stop (task_state migrating); `paused`: its VM is
-   * paused here. Returns true if it asks the destination in the background (the server stays
-   * PAUSED, task_state migrating, until the answer); false if the caller resumes the VM as before.
-   */
-  recover?(server: ServerRow, paused: boolean): boolean;
-  stop(): Promise<void>;
-}
 
 /** How long a restarted source asks a destination about a cut handoff (CLOUDLET_HANDOFF_RECOVER_MS, default 30 s). */
 function recoverMs(): number {

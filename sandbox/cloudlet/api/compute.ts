@@ -14,7 +14,7 @@ import type { VmBackend } from '../vmBackend';
 import { ServerStore, migrateServers } from '../serverStore';
 import { ImageStore, migrateImages } from '../imageStore';
 import type { AddressPolicy } from '../../common/addressPolicy';
-import type { HandoffService } from '../../handoff/handoffService';
+import type { HandoffService } from '../servers/serverHandoff';
 import { Admission } from '../servers/admission';
 import { ServerLifecycle } from '../servers/serverLifecycle';
 import { advertiseBases } from '../servers/serverRecovery';

@@ -19,7 +19,7 @@ import { openHttpOverlay, openOciOverlay, type OverlaySource } from '../overlayS
 import type { AddressPolicy } from '../../common/addressPolicy';
 import { CloudletError, describeError } from '../../common/errors';
 import { storePaths } from '../../common/paths';
-import type { HandoffService } from '../../handoff/handoffService';
+import type { HandoffService } from './serverHandoff';
 import type { Admission, AdmissionSlot } from './admission';
 import type { HandoffAction, ServerCreateRequest } from './serverRequest';
 import { vmStateOf } from './serverView';

@@ -3,12 +3,15 @@
  * true (a build cut by the stop is ERROR, a cut operation is cleared, a VM that ended is ERROR),
  * and remove VMs no server owns. Called through ServerLifecycle.reconcile.
  */
-import type { ServerLifecycleDeps } from './serverLifecycle';
-import type { ServerRow } from '../serverStore';
+import type { DaemonContext } from '../context';
+import type { ServerRow, ServerStore } from '../serverStore';
 import type { VmBackend, VmInfo } from '../vmBackend';
 import type { ImageStore } from '../imageStore';
-import type { HandoffService } from '../../handoff/handoffService';
+import type { HandoffService } from './serverHandoff';
 import { describeError } from '../../common/errors';
+
+/** What reconciling needs (a part of the lifecycle's dependencies). */
+export interface RecoveryDeps { ctx: DaemonContext; backend: VmBackend; servers: ServerStore }
 
 /** Bases held by the VM layer are advertised as public base images (one per base ID). */
 export function advertiseBases(images: ImageStore, backend: VmBackend): void {
@@ -20,7 +23,7 @@ export function advertiseBases(images: ImageStore, backend: VmBackend): void {
   }
 }
 
-export async function reconcileAfterRestart(d: ServerLifecycleDeps, handoff: HandoffService | undefined): Promise<void> {
+export async function reconcileAfterRestart(d: RecoveryDeps, handoff: HandoffService | undefined): Promise<void> {
   const { backend, servers } = d;
   const live = new Map((await backend.adopt()).map((v) => [v.id, v]));
   for (const r of servers.list()) {
@@ -43,7 +46,7 @@ export async function reconcileAfterRestart(d: ServerLifecycleDeps, handoff: Han
 }
 
 /** Its job was cut by the stop: whatever it half-built is removed, the server is ERROR. */
-async function failCutBuild(d: ServerLifecycleDeps, r: ServerRow): Promise<void> {
+async function failCutBuild(d: RecoveryDeps, r: ServerRow): Promise<void> {
   const job = r.job_id ? d.ctx.jobs.get(r.job_id) : undefined;
   if (r.vm_id) await d.backend.delete(r.vm_id).catch(() => {});
   d.servers.fail(r.id, `interrupted: the cloudlet daemon stopped while this server was being built${job?.error ? ` (${job.error})` : ''}`);
@@ -56,7 +59,7 @@ async function failCutBuild(d: ServerLifecycleDeps, r: ServerRow): Promise<void>
  * the destination may already run the VM: the handoff service asks it (in the background) before
  * this copy is resumed or removed ('handoff': the row is the handoff service's to settle).
  */
-async function settleCutOperation(d: ServerLifecycleDeps, handoff: HandoffService | undefined, r: ServerRow, vm: VmInfo | undefined): Promise<VmInfo | undefined | 'handoff'> {
+async function settleCutOperation(d: RecoveryDeps, handoff: HandoffService | undefined, r: ServerRow, vm: VmInfo | undefined): Promise<VmInfo | undefined | 'handoff'> {
   const pausedByHandoff = r.task_state === 'migrating' && r.status === 'ACTIVE' && vm?.state === 'paused';
   if (r.task_state === 'migrating' && handoff?.recover?.(r, pausedByHandoff)) return 'handoff';
   if (pausedByHandoff && vm) {

@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import { computeModule } from '../../../sandbox/cloudlet/api/compute';
 import { imageModule } from '../../../sandbox/cloudlet/api/image';
 import type { ServerLifecycle } from '../../../sandbox/cloudlet/servers/serverLifecycle';
-import type { HandoffService } from '../../../sandbox/handoff/handoffService';
+import type { HandoffService } from '../../../sandbox/cloudlet/servers/serverHandoff';
 import { CloudletError } from '../../../sandbox/common/errors';
 import { startUnitDaemon, type UnitDaemon } from '../helpers/inProcessDaemon';
 import { FAKE_BASE, FakeVmBackend } from './fakeVmBackend';
