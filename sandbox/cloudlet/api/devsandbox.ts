@@ -19,13 +19,12 @@
  *                                as a job with progress (admin only; see baseCreate.ts)
  */
 import * as fs from 'fs';
-import * as net from 'net';
 import * as path from 'path';
-import type { Readable } from 'stream';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ApiModule, DaemonContext } from '../context';
 import { ServerStore } from '../serverStore';
 import { ImageStore } from '../imageStore';
+import { ConsoleHub, readBody, tail } from '../consoleHub';
 import { CloudletError } from '../../common/errors';
 import { storePaths } from '../../common/paths';
 import type { SandboxManager } from '../../sandboxes/sandboxManager';
@@ -35,70 +34,6 @@ import { Credentials, parseReference, publishOverlay, plainHttpSetting, readCaFi
 import { baseCreateRoute } from './baseCreate';
 import { devSandboxSchemas as S } from './schemas/devsandbox';
 
-/** One connection per VM console, shared by every viewer and typist (QEMU serves one client at a time). */
-class ConsoleHub {
-  private sock: net.Socket | undefined;
-  private readonly viewers = new Set<(b: Buffer) => void>();
-  private connecting: Promise<net.Socket> | undefined;
-  constructor(private readonly socketPath: string, private readonly onEmpty: () => void) {}
-
-  private connect(): Promise<net.Socket> {
-    if (this.sock && !this.sock.destroyed) return Promise.resolve(this.sock);
-    this.connecting ??= new Promise<net.Socket>((resolve, reject) => {
-      const s = net.createConnection(this.socketPath);
-      s.once('connect', () => { this.sock = s; this.connecting = undefined; resolve(s); });
-      s.once('error', (e) => { this.connecting = undefined; reject(new CloudletError('Unavailable', `the VM console is not reachable: ${e.message}`)); });
-      s.on('data', (b: Buffer) => { for (const v of this.viewers) v(b); });
-      s.on('close', () => { if (this.sock === s) this.sock = undefined; });
-    });
-    return this.connecting;
-  }
-
-  async watch(fn: (b: Buffer) => void): Promise<() => void> {
-    await this.connect();
-    this.viewers.add(fn);
-    return () => {
-      this.viewers.delete(fn);
-      if (!this.viewers.size) { this.sock?.end(); this.sock = undefined; this.onEmpty(); }
-    };
-  }
-
-  async write(data: Buffer): Promise<void> {
-    const s = await this.connect();
-    await new Promise<void>((resolve, reject) => s.write(data, (e) => (e ? reject(e) : resolve())));
-    if (!this.viewers.size) { s.end(); this.sock = undefined; this.onEmpty(); }
-  }
-}
-
-function tail(file: string, bytes: number): Buffer {
-  try {
-    const fd = fs.openSync(file, 'r');
-    try {
-      const size = fs.fstatSync(fd).size;
-      const n = Math.min(size, bytes);
-      const buf = Buffer.alloc(n);
-      fs.readSync(fd, buf, 0, n, size - n);
-      return buf;
-    } finally { fs.closeSync(fd); }
-  } catch { return Buffer.alloc(0); }
-}
-
-async function readBody(body: unknown, limit: number): Promise<Buffer> {
-  if (Buffer.isBuffer(body)) return body;
-  if (typeof body === 'string') return Buffer.from(body);
-  if (body && typeof (body as Readable).on === 'function') {
-    const parts: Buffer[] = [];
-    let n = 0;
-    for await (const c of body as Readable) {
-      n += (c as Buffer).length;
-      if (n > limit) throw new CloudletError('BadInput', `console input larger than ${limit} bytes`);
-      parts.push(c as Buffer);
-    }
-    return Buffer.concat(parts);
-  }
-  return Buffer.alloc(0);
-}
-
 export function devSandboxModule(o: { manager: SandboxManager }): ApiModule {
   const hubs = new Map<string, ConsoleHub>();
   return {
@@ -106,91 +41,102 @@ export function devSandboxModule(o: { manager: SandboxManager }): ApiModule {
     prefix: '/sandbox/v1',
     migrate: () => {},
     routes(app: FastifyInstance, ctx: DaemonContext) {
-      const servers = new ServerStore(ctx.db);
       const images = new ImageStore(ctx.db, ctx.dataDir);
       app.addContentTypeParser('text/plain', (_req, payload, done) => done(null, payload));
-
-      const consoleOf = (vmId: string) => {
-        const info = o.manager.get(vmId);
-        let hub = hubs.get(vmId);
-        if (!hub) { hub = new ConsoleHub(info.consoleSocket, () => hubs.delete(vmId)); hubs.set(vmId, hub); }
-        return { hub, log: path.join(info.dir, 'console.log') };
-      };
-      const vmOf = (req: any, id: string) => {
-        const r = servers.get(ctx.auth(req), id);
-        if (!r.vm_id || (r.status !== 'ACTIVE' && r.status !== 'PAUSED')) throw new CloudletError('Conflict', `server ${id} has no running VM (status ${r.status})`);
-        return r.vm_id;
-      };
-
-      app.get<{ Params: { id: string } }>('/servers/:id/console', { schema: S.console }, async (req, reply) => {
-        const { hub, log } = consoleOf(vmOf(req, req.params.id));
-        const stop = await hub.watch((b) => { reply.raw.write(b); });
-        reply.hijack();
-        reply.raw.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
-        reply.raw.write(tail(log, 2048));
-        await new Promise<void>((resolve) => { req.raw.on('close', resolve); reply.raw.on('close', resolve); });
-        stop();
-      });
-
-      app.post<{ Params: { id: string } }>('/servers/:id/console', { schema: S.typeConsole }, async (req, reply) => {
-        const { hub } = consoleOf(vmOf(req, req.params.id));
-        await hub.write(await readBody(req.body, 64 * 1024));
-        return reply.code(204).send();
-      });
-
-      app.post('/builds', { schema: S.build }, async (req, reply) => {
-        const a = ctx.requireAdmin(req);
-        const b = (req.body as any)?.build;
-        if (!b || typeof b.folder !== 'string' || !path.isAbsolute(b.folder)) throw new CloudletError('BadInput', 'build.folder must be an absolute path of a folder with cloudlet.yaml');
-        const spec = loadBuildFile(b.folder);  // schema errors answer 400 at once, with line:col
-        const name = typeof b.name === 'string' && b.name.trim() ? b.name.trim() : (spec.name ?? path.basename(b.folder));
-        const jobId = ctx.jobs.start('build', a.projectId, undefined, async (job) => {
-          const out = path.join(storePaths(ctx.dataDir).tmp, `image-build-${job.id}.overlay`);
-          try {
-            const r = await runBuild(o.manager, spec, { outFile: out, removeSandbox: true, signal: job.signal, progress: (e) => job.progress(e) });
-            // Only now, complete, does the overlay become an image: a cancelled build lists nothing.
-            const img = images.create(a.projectId, { name, disk_format: 'raw', container_format: 'bare', is_cloudlet: 'True', cloudlet_type: 'cloudlet_overlay',
-              base_sha256_uuid: r.overlay.manifest.baseId, overlay_id: r.overlay.overlayId });
-            images.adoptFile(img.id, out);
-            ctx.events.publish('images', { id: img.id, project_id: a.projectId, change: 'active' });
-            return { image_id: img.id, overlay_id: r.overlay.overlayId, bytes: r.overlay.bytes, timings: r.timings };
-          } finally {
-            fs.rmSync(out, { force: true });
-          }
-        });
-        return reply.code(202).send({ job_id: jobId });
-      });
-
+      consoleRoutes(app, ctx, o.manager, hubs);
+      buildRoutes(app, ctx, o.manager, images);
       baseCreateRoute(app, ctx, { bases: o.manager.bases, images });
-
-      app.post<{ Params: { id: string } }>('/overlays/:id/publish', { schema: S.publish }, async (req, reply) => {
-        const a = ctx.auth(req);
-        const img = images.getOwned(a, req.params.id);
-        if (img.properties.cloudlet_type !== 'cloudlet_overlay') throw new CloudletError('BadInput', `image ${img.id} is not an overlay (cloudlet_type ${img.properties.cloudlet_type ?? 'unset'})`);
-        if (img.status !== 'active') throw new CloudletError('Conflict', `overlay ${img.name} is ${img.status}, not active: it has no data to publish yet`);
-        const body = (req.body as any)?.publish ?? req.body ?? {};
-        if (typeof body.reference !== 'string' || !body.reference.trim()) throw new CloudletError('BadInput', 'publish.reference must be HOST[:PORT]/REPOSITORY:TAG');
-        const ref = parseReference(body.reference);  // a bad reference is a 400 now, not a failed job
-        if (ref.digest) throw new CloudletError('BadInput', 'publish.reference needs a tag, not a digest');
-        const hasUser = typeof body.username === 'string' && body.username !== '';
-        if (hasUser !== (typeof body.password === 'string' && body.password !== '')) throw new CloudletError('BadInput', 'publish.username and publish.password go together');
-        // Kept in this closure only: never in the job record, its result or a log line.
-        // Without a username: an admin's publish may use the daemon user's own Docker credentials
-        // (undefined: looked up); a member's goes anonymous (null), never with the daemon's login.
-        const credentials = hasUser ? new Credentials(body.username, body.password) : a.isAdmin ? undefined : null;
-        const ca = typeof body.ca === 'string' && body.ca.trim() ? body.ca : readCaFile();
-        const text = body.reference.trim().replace(/^oci:\/\//, '');
-        const jobId = ctx.jobs.start('publish', a.projectId, img.id, async (job) => {
-          const r = await publishOverlay(images.filePath(img.id), text, {
-            credentials, ca, plainHttp: plainHttpSetting(), signal: job.signal, progress: (e) => job.progress(e), storeRoot: ctx.dataDir,
-          });
-          images.update(img.id, { set: { cloudlet_published_ref: `oci://${r.reference}`, cloudlet_published_digest: `oci://${r.digestReference}` } });
-          ctx.events.publish('images', { id: img.id, project_id: img.owner, change: 'published' });
-          return { image_id: img.id, reference: `oci://${r.reference}`, digest_reference: `oci://${r.digestReference}`, manifest_digest: r.manifestDigest,
-            overlay_id: r.overlayId, segments: r.segments, segment_bytes: r.segmentBytes, bytes_sent: r.bytesSent, retries: r.retries, seconds: r.seconds };
-        });
-        return reply.code(202).send({ job_id: jobId });
-      });
+      publishRoutes(app, ctx, images);
     },
   };
+}
+
+/** The console of a server's VM: its output as a stream (recent log, then live), keystrokes in. */
+function consoleRoutes(app: FastifyInstance, ctx: DaemonContext, manager: SandboxManager, hubs: Map<string, ConsoleHub>): void {
+  const servers = new ServerStore(ctx.db);
+  const consoleOf = (vmId: string) => {
+    const info = manager.get(vmId);
+    let hub = hubs.get(vmId);
+    if (!hub) { hub = new ConsoleHub(info.consoleSocket, () => hubs.delete(vmId)); hubs.set(vmId, hub); }
+    return { hub, log: path.join(info.dir, 'console.log') };
+  };
+  const vmOf = (req: FastifyRequest, id: string) => {
+    const r = servers.get(ctx.auth(req), id);
+    if (!r.vm_id || (r.status !== 'ACTIVE' && r.status !== 'PAUSED')) throw new CloudletError('Conflict', `server ${id} has no running VM (status ${r.status})`);
+    return r.vm_id;
+  };
+
+  app.get<{ Params: { id: string } }>('/servers/:id/console', { schema: S.console }, async (req, reply) => {
+    const { hub, log } = consoleOf(vmOf(req, req.params.id));
+    const stop = await hub.watch((b) => { reply.raw.write(b); });
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+    reply.raw.write(tail(log, 2048));
+    await new Promise<void>((resolve) => { req.raw.on('close', resolve); reply.raw.on('close', resolve); });
+    stop();
+  });
+
+  app.post<{ Params: { id: string } }>('/servers/:id/console', { schema: S.typeConsole }, async (req, reply) => {
+    const { hub } = consoleOf(vmOf(req, req.params.id));
+    await hub.write(await readBody(req.body, 64 * 1024));
+    return reply.code(204).send();
+  });
+}
+
+/** Builds an overlay image from a folder with cloudlet.yaml (admin: it reads the daemon host's files). */
+function buildRoutes(app: FastifyInstance, ctx: DaemonContext, manager: SandboxManager, images: ImageStore): void {
+  app.post('/builds', { schema: S.build }, async (req, reply) => {
+    const a = ctx.requireAdmin(req);
+    const b = (req.body as any)?.build;
+    if (!b || typeof b.folder !== 'string' || !path.isAbsolute(b.folder)) throw new CloudletError('BadInput', 'build.folder must be an absolute path of a folder with cloudlet.yaml');
+    const spec = loadBuildFile(b.folder);  // schema errors answer 400 at once, with line:col
+    const name = typeof b.name === 'string' && b.name.trim() ? b.name.trim() : (spec.name ?? path.basename(b.folder));
+    const jobId = ctx.jobs.start('build', a.projectId, undefined, async (job) => {
+      const out = path.join(storePaths(ctx.dataDir).tmp, `image-build-${job.id}.overlay`);
+      try {
+        const r = await runBuild(manager, spec, { outFile: out, removeSandbox: true, signal: job.signal, progress: (e) => job.progress(e) });
+        // Only now, complete, does the overlay become an image: a cancelled build lists nothing.
+        const img = images.create(a.projectId, { name, disk_format: 'raw', container_format: 'bare', is_cloudlet: 'True', cloudlet_type: 'cloudlet_overlay',
+          base_sha256_uuid: r.overlay.manifest.baseId, overlay_id: r.overlay.overlayId });
+        images.adoptFile(img.id, out);
+        ctx.events.publish('images', { id: img.id, project_id: a.projectId, change: 'active' });
+        return { image_id: img.id, overlay_id: r.overlay.overlayId, bytes: r.overlay.bytes, timings: r.timings };
+      } finally {
+        fs.rmSync(out, { force: true });
+      }
+    });
+    return reply.code(202).send({ job_id: jobId });
+  });
+}
+
+/** Pushes an overlay image to an OCI registry (a job); credentials live in the job's closure only. */
+function publishRoutes(app: FastifyInstance, ctx: DaemonContext, images: ImageStore): void {
+  app.post<{ Params: { id: string } }>('/overlays/:id/publish', { schema: S.publish }, async (req, reply) => {
+    const a = ctx.auth(req);
+    const img = images.getOwned(a, req.params.id);
+    if (img.properties.cloudlet_type !== 'cloudlet_overlay') throw new CloudletError('BadInput', `image ${img.id} is not an overlay (cloudlet_type ${img.properties.cloudlet_type ?? 'unset'})`);
+    if (img.status !== 'active') throw new CloudletError('Conflict', `overlay ${img.name} is ${img.status}, not active: it has no data to publish yet`);
+    const body = (req.body as any)?.publish ?? req.body ?? {};
+    if (typeof body.reference !== 'string' || !body.reference.trim()) throw new CloudletError('BadInput', 'publish.reference must be HOST[:PORT]/REPOSITORY:TAG');
+    const ref = parseReference(body.reference);  // a bad reference is a 400 now, not a failed job
+    if (ref.digest) throw new CloudletError('BadInput', 'publish.reference needs a tag, not a digest');
+    const hasUser = typeof body.username === 'string' && body.username !== '';
+    if (hasUser !== (typeof body.password === 'string' && body.password !== '')) throw new CloudletError('BadInput', 'publish.username and publish.password go together');
+    // Kept in this closure only: never in the job record, its result or a log line.
+    // Without a username: an admin's publish may use the daemon user's own Docker credentials
+    // (undefined: looked up); a member's goes anonymous (null), never with the daemon's login.
+    const credentials = hasUser ? new Credentials(body.username, body.password) : a.isAdmin ? undefined : null;
+    const ca = typeof body.ca === 'string' && body.ca.trim() ? body.ca : readCaFile();
+    const text = body.reference.trim().replace(/^oci:\/\//, '');
+    const jobId = ctx.jobs.start('publish', a.projectId, img.id, async (job) => {
+      const r = await publishOverlay(images.filePath(img.id), text, {
+        credentials, ca, plainHttp: plainHttpSetting(), signal: job.signal, progress: (e) => job.progress(e), storeRoot: ctx.dataDir,
+      });
+      images.update(img.id, { set: { cloudlet_published_ref: `oci://${r.reference}`, cloudlet_published_digest: `oci://${r.digestReference}` } });
+      ctx.events.publish('images', { id: img.id, project_id: img.owner, change: 'published' });
+      return { image_id: img.id, reference: `oci://${r.reference}`, digest_reference: `oci://${r.digestReference}`, manifest_digest: r.manifestDigest,
+        overlay_id: r.overlayId, segments: r.segments, segment_bytes: r.segmentBytes, bytes_sent: r.bytesSent, retries: r.retries, seconds: r.seconds };
+    });
+    return reply.code(202).send({ job_id: jobId });
+  });
 }
