@@ -11,7 +11,7 @@ import { NodeTree, type Loaded } from './views/nodeTree';
 import { OverlayPanels } from './panels/overlayPanel';
 import { ServerPanels } from './panels/serverPanel';
 import { classifyError } from './state/errors';
-import { cloudletNodes, messageNode, overlayNodes, sandboxNodes, sandboxStatus, type CloudletEntry, type ViewCondition } from './state/tree';
+import { cloudletNodes, isBaseImage, messageNode, overlayNodes, sandboxNodes, sandboxStatus, type CloudletEntry, type ViewCondition } from './state/tree';
 import { RefreshScheduler, viewsForTopic } from './state/refresh';
 import { autoStart, cloudletConfigStore, debounceMs, localDaemonSettings } from './settings';
 import { deviceNodes, reservationTimeline } from './state/devicesTree';
@@ -19,6 +19,7 @@ import { devicesViewNodes, timelineWindow, type DeviceGroup } from './state/devi
 import { ReservationsPanel } from './panels/reservationsPanel';
 import { LogsDocuments } from './views/logsDocument';
 import { refusalOf, sayChanged } from './commands/trust';
+import { walkthroughDone } from './commands/common';
 import type { ReservationsPanelState } from './protocol';
 import type { Container, Device, Lease } from '../sandbox/client/devices';
 
@@ -187,6 +188,8 @@ export class Ext implements vscode.Disposable {
       const [images, servers] = await Promise.all([s.listImages(), s.listServers()]);
       this.lastSandboxServers = servers;
       this.setSandboxProblem(undefined);
+      walkthroughDone('setup');
+      if (images.some(isBaseImage)) walkthroughDone('base');
       const nodes = sandboxNodes(images, servers);
       return { nodes, condition: nodes.length ? 'ok' : 'empty' };
     } catch (e) {

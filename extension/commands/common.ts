@@ -105,6 +105,14 @@ export function checkEnd(end: JobEnd, what: string): void {
   if (end.status !== 'DONE') throw jobEndError({ job: '', ...end }, what);
 }
 
+/**
+ * A walkthrough step done: its completion event is this context key (package.json walkthroughs),
+ * set only when the step's action succeeded (never by merely running its command).
+ */
+export function walkthroughDone(step: 'setup' | 'base' | 'resumed' | 'built' | 'synthesized'): void {
+  void vscode.commands.executeCommand('setContext', `cloudlet.done.${step}`, true);
+}
+
 export function missing(what: string): never {
   throw new CloudletError('NotFound', `${what} not found (it may have been removed; refresh the view)`);
 }

@@ -3,11 +3,13 @@ import * as path from 'path';
 import * as vscode from 'vscode';
 import type { CommandDef } from './registry';
 import type { Ext } from '../ext';
-import type { ServerInfo } from '../api';
-import { checkEnd, isNode, need, pickServer, runJob, sessionOf } from './common';
+import type { CloudletSession, ServerInfo } from '../api';
+import { checkEnd, isNode, need, pickServer, runJob, sessionOf, walkthroughDone } from './common';
 import { LOCAL } from '../cloudlets';
 import { SerialConsoleTerminal } from '../terminal';
-import { serverState } from '../state/tree';
+import { isBaseImage, serverState, shortId } from '../state/tree';
+import { baseMatches, yamlBase } from '../state/cloudletYaml';
+import { CloudletError } from '../../sandbox/client';
 import { overlayEnded, overlayProgress } from '../state/panels';
 import { finishOverlayPanel } from './overlay';
 
@@ -18,6 +20,34 @@ async function targetSandbox(ext: Ext, node: unknown, placeHolder: string, filte
 }
 
 const terminals = new Map<string, vscode.Terminal>();
+
+/**
+ * Before a build: when cloudlet.yaml names a base the sandbox does not have, a quick pick of the
+ * local bases writes the choice into the file (an edit, undoable), instead of a failed build.
+ */
+async function ensureYamlBase(s: CloudletSession, file: vscode.Uri): Promise<void> {
+  const doc = await vscode.workspace.openTextDocument(file);
+  const b = yamlBase(doc.getText());
+  if (!b) return;  // the build says what is missing
+  const bases = (await s.listImages()).filter(isBaseImage);
+  if (bases.some((x) => baseMatches(x, b.value))) return;
+  if (!bases.length) {
+    throw new CloudletError('MissingBase', `cloudlet.yaml names base "${b.value}", and the sandbox has no base VM yet`, { hint: 'run "Cloudlet: Create Base VM..." (Test guest is the one the samples use)' });
+  }
+  const pick = need(await vscode.window.showQuickPick(bases.map((x) => ({ label: x.name, description: shortId(x.baseId), x })),
+    { title: `cloudlet.yaml names base "${b.value}", which the sandbox does not have`, placeHolder: 'Use this local base (written into cloudlet.yaml)', ignoreFocusOut: true }));
+  await setYamlBase(doc, pick.x.name);
+}
+
+/** Writes `base: NAME` into a cloudlet.yaml document and saves it. */
+export async function setYamlBase(doc: vscode.TextDocument, name: string): Promise<void> {
+  const b = yamlBase(doc.getText());
+  if (!b) return;
+  const edit = new vscode.WorkspaceEdit();
+  edit.replace(doc.uri, new vscode.Range(b.line, b.start, b.line, b.end), name);
+  await vscode.workspace.applyEdit(edit);
+  await doc.save();
+}
 
 export const sandboxCommands: CommandDef[] = [
   {
@@ -73,6 +103,7 @@ export const sandboxCommands: CommandDef[] = [
       const folder = path.dirname(file.fsPath);
       const name = path.basename(folder);
       const s = await sessionOf(ext, LOCAL);
+      await ensureYamlBase(s, file);
       const key = `build:${folder}`;
       const panel = ext.overlayPanels.open(key, name);
       panel.update({ ...panel.current, title: name, status: 'running', phases: [], error: undefined, composition: undefined });
@@ -88,6 +119,7 @@ export const sandboxCommands: CommandDef[] = [
         checkEnd(end, `Build of ${name}`);
       }
       await finishOverlayPanel(ext, s, panel, end, key);
+      walkthroughDone('built');
     },
   },
 ];

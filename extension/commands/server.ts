@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import type { CommandDef } from './registry';
 import type { Ext } from '../ext';
 import type { OverlayInfo, ServerInfo } from '../api';
-import { checkEnd, isNode, need, pickCloudlet, pickOverlay, pickServer, runJob, sessionOf } from './common';
+import { checkEnd, isNode, need, pickCloudlet, pickOverlay, pickServer, runJob, sessionOf, walkthroughDone } from './common';
 import { LOCAL } from '../cloudlets';
 import { initialServerState, serverEnded, serverProgress, serverStatus } from '../state/panels';
 import type { ServerPanel } from '../panels/serverPanel';
@@ -80,6 +80,7 @@ async function synthesizeOn(ext: Ext, overlay: OverlayInfo, cloudlet: string): P
   ext.refresh('cloudlets', true);
   checkEnd(end, `Synthesis on ${cloudlet}`);
   if (after && after.status !== 'ACTIVE') throw new CloudletError('Internal', `Synthesis on ${cloudlet} ended with the server ${after.status}`);
+  walkthroughDone('synthesized');
   void vscode.window.showInformationMessage(`${name} is running on ${cloudlet}.`);
 }
 

@@ -5,13 +5,15 @@
  * the installed CLI in the file dialog and the local daemon starts from it. Then an HTTPS cloudlet
  * with a self-signed certificate: its fingerprint is shown and asked once, the pin is saved, and
  * after the cloudlet's certificate changes the connection is refused loudly (issue 15, issue 17.3).
+ * Create Base VM... with its three kinds: a bad disk image fails with the CLI's words in a
+ * notification and the log; the test guest becomes a base in the Sandbox view (issue 12.3, 17.1).
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { Browser } from 'playwright-core';
-import { Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, stepFlow, until, useInstalledCli, type CodeServer } from './harness';
+import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, stepFlow, until, useInstalledCli, type CodeServer } from './harness';
 import { killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 
 describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trusted on first use', function () {
@@ -23,6 +25,7 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
   let cli: string;
   let edge1: TestDaemon;
   let version: string;
+  let xdg: string;
   const screenshots: string[] = [];
   const shot = async (name: string) => { screenshots.push(await wb.shot(`firstrun-${name}`)); };
   const dialog = () => wb.page.locator('.monaco-dialog-box').first();
@@ -36,12 +39,16 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     assert.ok(edge1.fingerprint, 'the daemon printed its certificate fingerprint');
     workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-first-ws-'));
     localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-first-local-'));
+    // The installed CLI keeps built guests in XDG_CACHE_HOME/cloudlet: the checkout's (set-up built them once).
+    xdg = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-first-xdg-'));
+    fs.mkdirSync(path.join(xdg, 'cloudlet'));
+    for (const g of ['guest', 'debian']) if (fs.existsSync(path.join(ROOT, '.cache', g))) fs.symlinkSync(path.join(ROOT, '.cache', g), path.join(xdg, 'cloudlet', g));
     // PATH without any `cloudlet`: node and the system tools only.
     const pathDirs = [path.dirname(process.execPath), '/usr/local/bin', '/usr/bin', '/bin'].filter((d) => !fs.existsSync(path.join(d, 'cloudlet')));
     cs = await startCodeServer({
       workspace,
       vsix,
-      env: { PATH: [...new Set(pathDirs)].join(path.delimiter) },
+      env: { PATH: [...new Set(pathDirs)].join(path.delimiter), XDG_CACHE_HOME: xdg },
       // An empty profile but for where the local daemon listens and keeps its data (not the user's own).
       settings: { 'cloudlet.localDaemon.listen': `127.0.0.1:${await freePort()}`, 'cloudlet.localDaemon.dataDir': localData },
     });
@@ -56,6 +63,7 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     await edge1?.stop().catch(() => {});
     if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
     if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
+    if (xdg) fs.rmSync(xdg, { recursive: true, force: true });
     if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
   });
 
@@ -102,6 +110,40 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     await wb.page.locator('.statusbar-item', { hasText: /\$\(vm-outline\)|Sandbox/ }).first().waitFor();
     assert.equal(await wb.page.locator('.statusbar-item', { hasText: 'set-up needed' }).count(), 0);
     await shot('cli-located');
+  });
+
+  it('12.3/17.1: Create Base VM... offers the test guest, Debian 12 and a disk image; a bad image fails in a notification and the log', async () => {
+    await wb.clearNotifications();
+    const junk = path.join(workspace, 'not-a-disk.qcow2');
+    fs.writeFileSync(junk, 'this is not a disk image\n'.repeat(100));
+    await wb.command('Cloudlet: Create Base VM...');
+    for (const k of ['Test guest', 'Debian 12', 'Disk image file...']) await wb.page.locator('.quick-input-widget:visible .quick-input-list .monaco-list-row', { hasText: k }).first().waitFor({ timeout: 30_000 });
+    await shot('create-base-kinds');
+    await wb.pick('Disk image file...');
+    await wb.answer(junk);
+    await wb.answer('junk');
+    const failed = wb.notification(/Creating base VM junk .* failed/);
+    await failed.waitFor({ timeout: 300_000 });
+    assert.doesNotMatch(await failed.innerText(), /^exit code \d+$/m, 'the CLI\'s own words, not only an exit code');
+    await failed.locator('.monaco-button', { hasText: 'Show Log' }).click();
+    await until('the failure in the log', async () => /create base junk failed \(exit \d+\)/.test(await wb.page.locator('.output-view, .panel .monaco-editor').last().innerText().catch(() => '')), 60_000);
+    await shot('create-base-failed');
+    assert.equal(await wb.treeRow('Sandbox', 'junk').count(), 0, 'nothing half-made in the sandbox');
+    await wb.closeBottomPanel();
+  });
+
+  it('12.3/17.1: Create Base VM... Test guest: progress with Cancel, then the base is in the Sandbox view', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Create Base VM...');
+    await wb.pick('Test guest');
+    await wb.answer('test-guest');
+    const progress = wb.notification(/Creating base VM test-guest/);
+    await progress.waitFor({ timeout: 60_000 });
+    await progress.locator('.monaco-button', { hasText: 'Cancel' }).first().waitFor({ timeout: 30_000 });
+    await shot('create-base-progress');
+    await wb.treeRow('Sandbox', 'test-guest').first().waitFor({ timeout: 900_000 });
+    await wb.notification(/Base VM test-guest created/).waitFor({ timeout: 60_000 });
+    await shot('create-base-done');
   });
 
   it('15.1/17.7: Add Cloudlet to an HTTPS cloudlet shows its certificate fingerprint, asks once, and pins it', async () => {
