@@ -82,6 +82,8 @@ export interface CloudletSession {
   readonly endpoint: string;
   /** The compute endpoint other cloudlets use as handoff_url, a token for it, and its pinned certificate if any. */
   handoffTarget(): Promise<{ url: string; token: string; fingerprint?: string }>;
+  /** Whether this login has the admin role (adding a base VM to a cloudlet needs it). */
+  isAdmin?(): boolean;
   /** A fleet login (one Keystone): the regions of its catalog, each a cloudlet. One region or none: []. */
   regions?(): string[];
   /** The same login, in one region of the fleet (no new login: the user's own token). */

@@ -56,6 +56,7 @@ class ClientSession implements CloudletSession {
     return { url, token: this.c.token, fingerprint: this.c.trust?.pins?.[hostKey(url)] };
   }
 
+  isAdmin(): boolean { return this.c.isAdmin; }
   regions(): string[] { const r = this.c.regions(); return r.length > 1 ? r : []; }
   inRegion(region: string): CloudletSession { return new ClientSession(this.endpoint, this.c.inRegion(region)); }
   /** The client itself, for sandbox/client helpers that take one (nearest cloudlet). */
@@ -110,6 +111,11 @@ class ClientSession implements CloudletSession {
 
   async exportBase(imageId: string, file: string, signal?: AbortSignal, onProgress?: (e: ProgressEvent) => void): Promise<void> {
     const res = await this.c.downloadImageData(imageId, { signal });
+    // A daemon keeps a base VM in its base store, not as image data: its image API answers 204.
+    if (res.status === 204 || !res.body) {
+      throw new CloudletError('NotFound', `${this.endpoint} serves no data for base image ${imageId} over its image API`,
+        { hint: 'export a base where its files are: "Cloudlet: Export Base VM..." on the sandbox, or cloudlet base export on that host' });
+    }
     const total = Number(res.headers.get('content-length') ?? 0) || undefined;
     const tmp = `${file}.part`;
     const out = fs.createWriteStream(tmp);

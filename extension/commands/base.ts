@@ -1,16 +1,15 @@
 /** Base VMs: import (bundle file), create (test guest, Debian 12 or a disk image, through the CLI), export, resume in the sandbox. */
-import * as cp from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
 import type { Ext } from '../ext';
+import type { CloudletSession, ImageInfo } from '../api';
+import { isBaseImage, shortId } from '../state/tree';
 import { CloudletError } from '../../sandbox/client';
 import type { CommandDef } from './registry';
 import { checkEnd, isNode, missing, need, pickBase, runJob, sessionOf, walkthroughDone } from './common';
 import { LOCAL } from '../cloudlets';
-import { resolveTools } from '../localDaemon';
-import { localDaemonSettings } from '../settings';
-import { parseProgressLine } from '../state/cliOutput';
+import { runCli, scratchHome } from './cli';
 
 const BASE_KINDS: (vscode.QuickPickItem & { v: 'test' | 'debian' | 'image'; args: string[]; name: string })[] = [
   { label: 'Test guest', description: 'busybox, 128 MiB: about a minute', detail: 'The tiny guest the tour and the tests use (built from Debian packages once, then cached).', v: 'test', args: ['--test-guest'], name: 'test-guest' },
@@ -26,60 +25,77 @@ const BASE_KINDS: (vscode.QuickPickItem & { v: 'test' | 'debian' | 'image'; args
  * guest that never became ready included), the whole output in the log.
  */
 async function createBase(ext: Ext, name: string, kindArgs: string[], what: string): Promise<void> {
-  const settings = localDaemonSettings();
-  const { node, cli } = resolveTools(settings);
   const s = await sessionOf(ext, LOCAL);
-  fs.mkdirSync(ext.localDaemon.dataDir, { recursive: true });
-  const scratch = fs.mkdtempSync(path.join(ext.localDaemon.dataDir, '.create-base-'));
-  const run = (args: string[], progress: vscode.Progress<{ message?: string; increment?: number }>, signal: AbortSignal) => new Promise<void>((resolve, reject) => {
-    ext.output.info(`create base: ${node} ${[...settings.nodeArgs, cli, ...args].join(' ')}`);
-    const p = cp.spawn(node, [...settings.nodeArgs, cli, ...args], { env: { ...process.env, CLOUDLET_HOME: scratch, CLOUDLET_CLI_MAIN: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let tail = '';
-    let buf = '';
-    let lastPct = 0;
-    const onAbort = () => p.kill('SIGTERM');
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.stdout.on('data', (b: Buffer) => { tail = (tail + b.toString()).slice(-20_000); });
-    p.stderr.on('data', (b: Buffer) => {
-      tail = (tail + b.toString()).slice(-20_000);
-      buf += b.toString();
-      const lines = buf.split('\n');
-      buf = lines.pop() ?? '';
-      for (const line of lines) {
-        ext.output.info(`create base ${name}: ${line.trim()}`);
-        const e = parseProgressLine(line);
-        if (!e) continue;
-        const inc = e.pct !== undefined && e.pct > lastPct ? e.pct - lastPct : undefined;
-        if (e.pct !== undefined) lastPct = e.pct === 100 ? 0 : Math.max(lastPct, e.pct);
-        progress.report({ message: `${e.phase}${e.message ? `: ${e.message}` : ''}${e.pct !== undefined ? ` ${e.pct}%` : ''}`, increment: inc });
-      }
-    });
-    p.once('error', (e) => reject(new CloudletError('MissingTool', `could not run ${node}: ${e.message}`)));
-    p.once('close', (code) => {
-      signal.removeEventListener('abort', onAbort);
-      if (signal.aborted) { reject(new CloudletError('Cancelled', 'cancelled')); return; }
-      if (code === 0) { resolve(); return; }
-      const said = tail.trim().split('\n').filter((l) => !parseProgressLine(l));
-      const err = said.findIndex((l) => l.startsWith('cloudlet: '));
-      const text = (err >= 0 ? said.slice(err) : said.slice(-15)).join('\n').replace(/^cloudlet: /, '');
-      ext.output.error(`create base ${name} failed (exit ${code}):\n${tail.trim().split('\n').slice(-40).join('\n')}`);
-      reject(new CloudletError('Internal', `Creating base VM ${name} (${what}) failed: ${text || `exit code ${code}`}`));
-    });
-  });
+  const scratch = scratchHome(ext);
   try {
     await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Creating base VM ${name} (${what})`, cancellable: true }, async (progress, token) => {
       const abort = new AbortController();
       token.onCancellationRequested(() => abort.abort());
-      await run(['base', 'create', '--name', name, ...kindArgs], progress, abort.signal);
-      progress.report({ message: 'export: into one bundle for the sandbox daemon' });
+      const say = (m: string) => progress.report({ message: m });
+      await runCli(ext, ['base', 'create', '--name', name, ...kindArgs], { home: scratch, what: `Creating base VM ${name} (${what})`, progress, signal: abort.signal });
+      say('export: into one bundle for the sandbox daemon');
       const bundle = path.join(scratch, `${name}.tar`);
-      await run(['base', 'export', name, bundle], progress, abort.signal);
-      progress.report({ message: 'import: into the sandbox daemon (every digest checked)' });
-      await s.importBase(bundle, name, abort.signal, (e) => progress.report({ message: `import ${e.total ? Math.floor(((e.done ?? 0) / e.total) * 100) : 0}%` }));
+      await runCli(ext, ['base', 'export', name, bundle], { home: scratch, what: `Exporting base VM ${name}`, progress, signal: abort.signal });
+      say('import: into the sandbox daemon (every digest checked)');
+      await s.importBase(bundle, name, abort.signal, (e) => say(`import ${e.total ? Math.floor(((e.done ?? 0) / e.total) * 100) : 0}%`));
     });
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+/**
+ * Copies a sandbox base to cloudlets: the CLI writes its bundle once (a scratch file next to the
+ * daemon's data), each target imports it through its image API with progress (every digest checked
+ * there), then the target must list the same base ID. Adding a base needs the admin role there:
+ * said before anything is sent when the login is not admin.
+ */
+async function copyBase(ext: Ext, base: ImageInfo, targets: string[]): Promise<void> {
+  const sessions: { name: string; s: CloudletSession }[] = [];
+  for (const name of targets) {
+    const s = await sessionOf(ext, name);
+    if ((await s.listImages()).some((i) => isBaseImage(i) && i.baseId === base.baseId)) {
+      void vscode.window.showInformationMessage(`${name} already has base VM ${base.name} (${shortId(base.baseId)}).`);
+      continue;
+    }
+    if (s.isAdmin && !s.isAdmin()) {
+      throw new CloudletError('Forbidden', `Only an admin of ${name} can add a base VM to it, and your login there is not one`,
+        { hint: 'ask its operator to add the base (cloudlet base import on that host), or use "Update Credentials..." with an admin user' });
+    }
+    sessions.push({ name, s });
+  }
+  if (!sessions.length) return;
+  const scratch = scratchHome(ext);
+  try {
+    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Copying base VM ${base.name} to ${sessions.map((x) => x.name).join(', ')}`, cancellable: true }, async (progress, token) => {
+      const abort = new AbortController();
+      token.onCancellationRequested(() => abort.abort());
+      const bundle = path.join(scratch, `${base.name}.tar`);
+      progress.report({ message: 'export: the sandbox\'s bundle' });
+      await runCli(ext, ['base', 'export', base.baseId!, bundle], { home: ext.localDaemon.dataDir, what: `Exporting base VM ${base.name}`, signal: abort.signal });
+      for (const { name, s } of sessions) {
+        let last = -1;
+        const got = await s.importBase(bundle, base.name, abort.signal, (e) => {
+          const pct = e.total ? Math.floor(((e.done ?? 0) / e.total) * 100) : 0;
+          if (pct !== last) { last = pct; progress.report({ message: `${name}: sending ${pct}%` }); }
+        });
+        progress.report({ message: `${name}: checking` });
+        if (got.baseId !== base.baseId) throw new CloudletError('Internal', `${name} imported the bundle as base ${shortId(got.baseId)}, not ${shortId(base.baseId)}`);
+        ext.output.info(`base ${base.name} (${base.baseId}) copied to ${name}, verified there`);
+      }
+    });
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+  ext.refresh('cloudlets', true);
+  void vscode.window.showInformationMessage(`Base VM ${base.name} is on ${sessions.map((x) => x.name).join(' and ')} (verified there).`);
+}
+
+/** Copies the sandbox's base `baseId` to `cloudlet` (a failed synthesis's button). */
+export async function copyBaseById(ext: Ext, baseId: string, cloudlet: string): Promise<void> {
+  const base = (await (await sessionOf(ext, LOCAL)).listImages()).find((b) => isBaseImage(b) && b.baseId === baseId);
+  if (!base) throw new CloudletError('NotFound', `the sandbox does not have base ${shortId(baseId)} either`, { hint: 'import or create it in the sandbox first' });
+  await copyBase(ext, base, [cloudlet]);
 }
 
 export const baseCommands: CommandDef[] = [
@@ -134,9 +150,32 @@ export const baseCommands: CommandDef[] = [
       await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Exporting ${base.name}`, cancellable: true }, async (progress, token) => {
         const abort = new AbortController();
         token.onCancellationRequested(() => abort.abort());
-        await s.exportBase(base.id, target.fsPath, abort.signal, (e) => progress.report({ message: `${e.phase}${e.total ? ` ${Math.floor(((e.done ?? 0) / e.total) * 100)}%` : ''}` }));
+        // The sandbox's bases are files in its data folder: the CLI writes the bundle (a daemon's image API has no base data).
+        if (cloudlet === LOCAL && base.baseId) {
+          await runCli(ext, ['base', 'export', base.baseId, target.fsPath], { home: ext.localDaemon.dataDir, what: `Exporting base VM ${base.name}`, progress, signal: abort.signal });
+        } else {
+          await s.exportBase(base.id, target.fsPath, abort.signal, (e) => progress.report({ message: `${e.phase}${e.total ? ` ${Math.floor(((e.done ?? 0) / e.total) * 100)}%` : ''}` }));
+        }
       });
       void vscode.window.showInformationMessage(`Base VM ${base.name} exported to ${target.fsPath}.`);
+    },
+  },
+  {
+    id: 'cloudlet.copyBaseToCloudlet',
+    async run(ext, arg?: unknown) {
+      const local = await sessionOf(ext, LOCAL);
+      // From a Sandbox base node, from a failed synthesis ({ baseId, cloudlet }), or picked.
+      const given = arg && typeof arg === 'object' && typeof (arg as { baseId?: unknown }).baseId === 'string' ? arg as { baseId: string; cloudlet?: string } : undefined;
+      const bases = (await local.listImages()).filter(isBaseImage);
+      const base = isNode(arg) && arg.kind === 'base' && arg.resourceId ? bases.find((b) => b.id === arg.resourceId) ?? missing('base VM')
+        : given ? bases.find((b) => b.baseId === given.baseId) ?? missing(`base ${shortId(given.baseId)} in the sandbox`)
+          : await pickBase(ext, LOCAL, 'Base VM to copy to a cloudlet');
+      const configured = ext.cloudlets.list();
+      if (!configured.length) throw new CloudletError('NotFound', 'No cloudlet is configured', { hint: 'Run "Cloudlet: Add Cloudlet..." first' });
+      const targets = given?.cloudlet ? [given.cloudlet] : need(await vscode.window.showQuickPick(configured.map((c) => ({ label: c.name, description: c.url, picked: false, name: c.name })),
+        { title: `Copy base VM ${base.name} to`, placeHolder: 'One or more cloudlets', canPickMany: true, ignoreFocusOut: true })).map((x) => x.name);
+      if (!targets.length) return;
+      await copyBase(ext, base, targets);
     },
   },
   {

@@ -10,6 +10,7 @@ import type { ServerPanel } from '../panels/serverPanel';
 import { CloudletError } from '../../sandbox/client';
 import { findNearest, nearestTable, rankByRtt, type Candidate, type NearestRow } from '../../sandbox/client/nearest';
 import { clientOf } from '../clientAdapter';
+import { copyBaseById } from './base';
 import { classifyError } from '../state/errors';
 import { isBaseImage, shortId } from '../state/tree';
 
@@ -36,8 +37,14 @@ async function synthesizeOn(ext: Ext, overlay: OverlayInfo, cloudlet: string): P
   if (overlay.baseId) {
     const bases = (await s.listImages()).filter(isBaseImage).map((b) => b.baseId);
     if (!bases.includes(overlay.baseId)) {
-      throw new CloudletError('MissingBase', `${cloudlet} does not have base ${shortId(overlay.baseId)} that overlay ${overlay.name} needs`,
-        { hint: 'export the base VM (Cloudlet: Export Base VM...) and import it on that cloudlet first' });
+      // Said with the fix as a button: copy the sandbox's base there, then synthesize.
+      const msg = `The cloudlet lacks the base VM (${cloudlet}): it does not have base ${shortId(overlay.baseId)} that overlay ${overlay.name} needs. Copy it there from the sandbox first.`;
+      ext.output.error(msg);
+      const choice = await vscode.window.showErrorMessage(msg, 'Copy Base to Cloudlet...', 'Show Log');
+      if (choice === 'Show Log') ext.output.channel.show(true);
+      if (choice !== 'Copy Base to Cloudlet...') return;
+      await copyBaseById(ext, overlay.baseId, cloudlet);
+      return synthesizeOn(ext, overlay, cloudlet);
     }
   }
   // A published overlay: the cloudlet pulls it from the registry (by tag or pinned by digest), or it is sent from here.

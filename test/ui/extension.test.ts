@@ -188,6 +188,9 @@ describe('extension in real VS Code (code-server)', function () {
     await wb.command('Cloudlet: Synthesize on Cloudlet...');
     await wb.pick('nobase');
     await wb.notification(/lacks the base VM/).waitFor({ timeout: 120_000 });
+    // 17.2: the fix is offered as a button; alice is no admin there, which is said before anything is sent.
+    await wb.clickNotificationButton(/lacks the base VM/, 'Copy Base to Cloudlet...');
+    await wb.notification(/Only an admin of nobase can add a base VM/).waitFor({ timeout: 60_000 });
     await shot('lacks-base');
   });
 

@@ -126,7 +126,7 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     await failed.waitFor({ timeout: 300_000 });
     assert.doesNotMatch(await failed.innerText(), /^exit code \d+$/m, 'the CLI\'s own words, not only an exit code');
     await failed.locator('.monaco-button', { hasText: 'Show Log' }).click();
-    await until('the failure in the log', async () => /create base junk failed \(exit \d+\)/.test(await wb.page.locator('.output-view, .panel .monaco-editor').last().innerText().catch(() => '')), 60_000);
+    await until('the failure in the log', async () => /Creating base VM junk .* failed \(exit \d+\)/.test(await wb.page.locator('.output-view, .panel .monaco-editor').last().innerText().catch(() => '')), 60_000);
     await shot('create-base-failed');
     assert.equal(await wb.treeRow('Sandbox', 'junk').count(), 0, 'nothing half-made in the sandbox');
     await wb.closeBottomPanel();
@@ -170,6 +170,22 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     assert.deepEqual(Object.values(saved?.pins ?? {}), [edge1.fingerprint]);
     assert.equal(await dialog().count(), 0, 'asked once: no second question for the login');
     await shot('tofu-pinned');
+  });
+
+  it('17.2: Copy Base to Cloudlet... is explained as admin-only for a member; as admin it copies the base, verified there', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Copy Base to Cloudlet...');
+    await wb.notification(/Only an admin of edge1 can add a base VM/).waitFor({ timeout: 60_000 });
+    await shot('copy-base-not-admin');
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Update Credentials...');
+    await wb.answer('admin');
+    await wb.answer(TEST_USERS.admin);
+    await wb.treeRow('Cloudlets', /No servers or base VMs yet/).first().waitFor({ timeout: 60_000 });
+    await wb.command('Cloudlet: Copy Base to Cloudlet...');
+    await wb.notification(/Base VM test-guest is on edge1 \(verified there\)/).waitFor({ timeout: 600_000 });
+    await wb.treeRow('Cloudlets', 'test-guest').first().waitFor({ timeout: 60_000 });
+    await shot('copy-base-done');
   });
 
   it('15.1: after the cloudlet\'s certificate changes, the connection is refused loudly (no question)', async () => {
