@@ -70,6 +70,8 @@ export interface ServerPanelState {
   downtimeMs?: number;
   destination?: string;
   error?: string;
+  /** Where its back-end answers (forwarded ports as http:// URLs). */
+  urls?: string[];
   updatedAt: number;
 }
 
@@ -113,6 +115,7 @@ export type WebviewMessage =
   | { type: 'overlay/publish' }
   | { type: 'overlay/cancel' }
   | { type: 'server/refresh' }
+  | { type: 'server/action'; action: 'open' | 'handoff' | 'delete' }
   | { type: 'reservations/refresh' }
   | { type: 'reservations/reserve' }
   | { type: 'copy'; text: string };
@@ -120,6 +123,7 @@ export type WebviewMessage =
 export function isWebviewMessage(m: unknown): m is WebviewMessage {
   if (!m || typeof m !== 'object') return false;
   const t = (m as { type?: unknown }).type;
+  if (t === 'server/action') return ['open', 'handoff', 'delete'].includes((m as { action?: unknown }).action as string);
   return t === 'ready' || t === 'overlay/publish' || t === 'overlay/cancel' || t === 'server/refresh' || t === 'copy'
     || t === 'reservations/refresh' || t === 'reservations/reserve';
 }

@@ -114,11 +114,23 @@ function renderServer(s: ServerPanelState): void {
   const tone = st === 'ACTIVE' ? 'ok' : st === 'ERROR' ? 'err' : st === 'BUILD' || st === 'MIGRATING' ? 'busy' : 'warn';
   const refresh = el('vscode-button', { secondary: '' }, 'Refresh');
   refresh.addEventListener('click', () => send({ type: 'server/refresh' }));
+  const button = (label: string, action: 'open' | 'handoff' | 'delete', secondary = true) => {
+    const b = el('vscode-button', { ...(secondary ? { secondary: '' } : {}), 'data-test': action }, label);
+    b.addEventListener('click', () => send({ type: 'server/action', action }));
+    return b;
+  };
+  const busy = st === 'BUILD' || st === 'MIGRATING';
+  const actions: Node[] = [];
+  if (s.urls?.length && st === 'ACTIVE') actions.push(button('Open in Browser', 'open', false));
+  if (st === 'ACTIVE') actions.push(button('Hand Off…', 'handoff'));
+  if (!busy && st !== 'DELETED') actions.push(button('Delete…', 'delete'));
+  actions.push(refresh);
   const op = s.operation === 'handoff' ? `Handoff${s.destination ? ` to ${s.destination}` : ''}` : s.operation === 'synthesis' ? 'VM synthesis' : '';
   const parts: Node[] = [
-    el('header', {}, el('h1', {}, s.name), badge(st, tone), el('div', { class: 'actions' }, refresh)),
+    el('header', {}, el('h1', {}, s.name), badge(st, tone), el('div', { class: 'actions' }, ...actions)),
     el('p', { class: 'muted' }, `on ${s.cloudlet}${op ? ` · ${op}` : ''} · id ${s.serverId}`),
   ];
+  if (s.urls?.length) parts.push(el('p', { 'data-test': 'urls' }, `Back-end at ${s.urls.join(', ')}`));
   if (s.error) parts.push(el('p', { class: 'error', role: 'alert' }, s.error));
   const card = (label: string, value: string, test: string, strong = false) =>
     el('div', { class: strong ? 'card strong' : 'card', 'data-test': test }, el('div', { class: 'card-value' }, value), el('div', { class: 'card-label' }, label));

@@ -13,6 +13,7 @@ import { clientOf } from '../clientAdapter';
 import { copyBaseById } from './base';
 import { classifyError } from '../state/errors';
 import { isBaseImage, shortId } from '../state/tree';
+import { serverUrls } from '../state/urls';
 
 async function targetServer(ext: Ext, node: unknown, placeHolder: string, filter: (s: ServerInfo) => boolean = () => true): Promise<{ cloudlet: string; server: ServerInfo }> {
   if (isNode(node) && node.cloudlet && node.resourceId && (node.kind === 'server' || node.kind === 'sandbox')) {
@@ -22,10 +23,31 @@ async function targetServer(ext: Ext, node: unknown, placeHolder: string, filter
   return { cloudlet, server: await pickServer(ext, cloudlet, placeHolder, filter) };
 }
 
+/** The URLs a server's back-end answers at (its forwarded ports, on its cloudlet's host). */
+export function urlsOf(ext: Ext, cloudlet: string, server: ServerInfo): string[] {
+  return serverUrls(server, cloudlet === LOCAL ? ext.localDaemon.url : ext.cloudlets.find(cloudlet)?.url);
+}
+
+async function pickUrl(ext: Ext, node: unknown): Promise<{ url: string; server: ServerInfo; cloudlet: string }> {
+  const { cloudlet, server } = await targetServer(ext, node, 'Server whose back-end to open', (x) => Object.keys(x.ports ?? {}).length > 0);
+  const urls = urlsOf(ext, cloudlet, server);
+  if (!urls.length) throw new CloudletError('NotFound', `${server.name} forwards no TCP port`, { hint: 'ports: in cloudlet.yaml name the ports its back-end listens on' });
+  const url = urls.length === 1 ? urls[0] : need(await vscode.window.showQuickPick(urls, { placeHolder: `Which port of ${server.name}` }));
+  return { url, server, cloudlet };
+}
+
 function openServerPanel(ext: Ext, cloudlet: string, server: ServerInfo): ServerPanel {
-  const p = ext.serverPanels.open(cloudlet, initialServerState(server.id, server.name, cloudlet, server.status));
+  const p = ext.serverPanels.open(cloudlet, { ...initialServerState(server.id, server.name, cloudlet, server.status), urls: urlsOf(ext, cloudlet, server) });
   p.onRefresh = () => {
-    void sessionOf(ext, cloudlet).then((s) => s.getServer(p.current.serverId)).then((x) => p.update(serverStatus(p.current, x.status)), () => {});
+    const where = p.current.cloudlet;
+    void sessionOf(ext, where).then((s) => s.getServer(p.current.serverId))
+      .then((x) => p.update({ ...serverStatus(p.current, x.status), urls: urlsOf(ext, where, x) }), () => {});
+  };
+  // The panel's buttons run the tree's commands on the server the panel shows now (after a handoff: at its destination).
+  p.onAction = (action) => {
+    const node = { kind: 'server', contextValue: 'server', id: p.current.serverId, label: p.current.name, icon: '', collapsible: 'none', cloudlet: p.current.cloudlet, resourceId: p.current.serverId };
+    const command = action === 'open' ? 'cloudlet.openInBrowser' : action === 'handoff' ? 'cloudlet.handoff' : 'cloudlet.deleteServer';
+    void vscode.commands.executeCommand(command, node);
   };
   return p;
 }
@@ -188,6 +210,36 @@ export const serverCommands: CommandDef[] = [
       ext.refresh('cloudlets', true);
       ext.refresh('sandbox');
       checkEnd(end, `Handoff of ${server.name} to ${dest}`);
+      // Its address moved with it: say where it answers now (the old forwarded port is gone).
+      const moved = destId ? await (await sessionOf(ext, dest)).getServer(destId).catch(() => undefined) : undefined;
+      const before = urlsOf(ext, cloudlet, server);
+      const now = moved ? urlsOf(ext, dest, moved) : [];
+      if (moved) panel.update({ ...panel.current, urls: now });
+      const took = typeof r.downtime_ms === 'number' ? ` (downtime ${r.downtime_ms} ms)` : '';
+      const text = now.length
+        ? `${server.name} moved to ${dest}${took}: it answers at ${now.join(', ')} now${before.length ? `; ${before.join(', ')} no longer does` : ''}.`
+        : `${server.name} moved to ${dest}${took}.`;
+      ext.output.info(text);
+      void vscode.window.showInformationMessage(text, ...(now.length ? ['Open in Browser', 'Copy URL'] : [])).then(async (c) => {
+        if (c === 'Open in Browser') await vscode.env.openExternal(vscode.Uri.parse(now[0]));
+        else if (c === 'Copy URL') await vscode.env.clipboard.writeText(now[0]);
+      });
+    },
+  },
+  {
+    id: 'cloudlet.openInBrowser',
+    async run(ext, node?: unknown) {
+      const { url } = await pickUrl(ext, node);
+      ext.output.info(`open ${url}`);
+      await vscode.env.openExternal(vscode.Uri.parse(url));
+    },
+  },
+  {
+    id: 'cloudlet.copyUrl',
+    async run(ext, node?: unknown) {
+      const { url, server } = await pickUrl(ext, node);
+      await vscode.env.clipboard.writeText(url);
+      void vscode.window.showInformationMessage(`Copied ${url} (${server.name}).`);
     },
   },
   {

@@ -5,6 +5,8 @@ import { Panel } from './panel';
 
 export class ServerPanel extends Panel<ServerPanelState> {
   onRefresh: (() => void) | undefined;
+  /** Open in Browser, Hand Off, Delete: the same commands as the tree's. */
+  onAction: ((action: 'open' | 'handoff' | 'delete') => void) | undefined;
 
   constructor(extensionUri: vscode.Uri, initial: ServerPanelState) {
     super('server', 'cloudlet.server', `Server: ${initial.name}`, extensionUri, initial);
@@ -14,6 +16,7 @@ export class ServerPanel extends Panel<ServerPanelState> {
 
   protected handle(m: WebviewMessage): void {
     if (m.type === 'server/refresh') this.onRefresh?.();
+    else if (m.type === 'server/action') this.onAction?.(m.action);
   }
 }
 

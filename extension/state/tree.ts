@@ -102,6 +102,8 @@ export function serverNode(s: ServerInfo, cloudlet: string, kind: 'sandbox' | 's
   const ic = serverIcon(s.status);
   const words = [kind, serverState(s.status)];
   if (cloudlet === 'local') words.push('local');
+  // "web": it has a forwarded TCP port, so Open in Browser and Copy URL apply.
+  if (Object.keys(s.ports ?? {}).some((p) => !/\/udp$/i.test(p))) words.push('web');
   const ports = portsText(s.ports);
   return {
     id: `${cloudlet}/${kind}/${s.id}`,

@@ -161,6 +161,9 @@ describe('extension in real VS Code (code-server)', function () {
     await panel.locator('[data-test=timeline]').waitFor({ timeout: 300_000 });
     await until('the server to be ACTIVE', async () => (await panel.locator('[data-test=status]').innerText().catch(() => '')) === 'ACTIVE', 600_000);
     await wb.treeRow('Cloudlets', 'sample-backend').waitFor({ timeout: 60_000 });
+    // 17.6: the forwarded address is in the panel, with Open in Browser, Hand Off and Delete.
+    assert.match(await panel.locator('[data-test=urls]').innerText(), /http:\/\/127\.0\.0\.2:\d+\//);
+    for (const b of ['open', 'handoff', 'delete']) await panel.locator(`[data-test=${b}]`).waitFor({ timeout: 30_000 });
     await shot('synthesis-active');
   });
 
@@ -174,6 +177,9 @@ describe('extension in real VS Code (code-server)', function () {
     const panel = wb.webview('Server');
     await panel.locator('[data-test=downtime]').waitFor({ timeout: 600_000 });
     assert.match(await panel.locator('[data-test=status]').innerText(), /ACTIVE/);
+    // 17.6: the new address is said (the old forwarded port died with the source VM).
+    await wb.notification(/sample-backend moved to edge2 .*answers at http:\/\/127\.0\.0\.3:\d+\/ now/).waitFor({ timeout: 60_000 });
+    assert.match(await panel.locator('[data-test=urls]').innerText(), /127\.0\.0\.3/);
     await wb.closeBottomPanel();
     await shot('handoff-downtime-dark');
     await wb.setTheme('Default Light Modern');

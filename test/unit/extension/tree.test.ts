@@ -1,6 +1,7 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
+import { serverUrls } from '../../../extension/state/urls';
 import { cloudletNodes, formatBytes, overlayNodes, sandboxNodes, sandboxStatus, serverState, type NodeDesc } from '../../../extension/state/tree';
 import type { ImageInfo, ServerInfo } from '../../../extension/api';
 
@@ -23,12 +24,20 @@ const running: ServerInfo = { id: 's1', name: 'sandbox-tiny', status: 'ACTIVE', 
 const paused: ServerInfo = { id: 's2', name: 'another', status: 'PAUSED' };
 
 describe('extension tree state', () => {
+  it('17.6: forwarded ports become URLs (TCP only, lowest guest port first, a wildcard host is the cloudlet\'s)', () => {
+    assert.deepEqual(serverUrls({ ports: { '8080/tcp': '127.0.0.1:40001', '80': '127.0.0.1:40000', '53/udp': '127.0.0.1:40002' } }),
+      ['http://127.0.0.1:40000/', 'http://127.0.0.1:40001/']);
+    assert.deepEqual(serverUrls({ ports: { '80': '0.0.0.0:40000' } }, 'https://edge1.example.org:8774'), ['http://edge1.example.org:40000/']);
+    assert.deepEqual(serverUrls({ ports: { '80': 'nonsense' } }), []);
+    assert.deepEqual(serverUrls({}), []);
+  });
+
   it('the Sandbox view lists local bases (not overlays) then sandbox VMs', () => {
     const nodes = sandboxNodes([overlayImg, base], [running, paused]);
     assert.deepEqual(nodes.map((n) => [n.kind, n.label]), [['base', 'tiny'], ['sandbox', 'another'], ['sandbox', 'sandbox-tiny']]);
     assert.equal(nodes[0].contextValue, 'base local');
     assert.match(nodes[0].description!, /^abababababab · 3\.0 MiB$/);
-    assert.equal(nodes[2].contextValue, 'sandbox running local');
+    assert.equal(nodes[2].contextValue, 'sandbox running local web', 'web: it has a forwarded port');
     assert.equal(nodes[2].icon, 'vm-running');
     assert.match(nodes[2].description!, /8080\/tcp → 127\.0\.0\.1:40001/);
     assert.equal(nodes[1].contextValue, 'sandbox paused local');
@@ -37,13 +46,15 @@ describe('extension tree state', () => {
   it('contextValue drives the menus: each state gets the actions that apply', () => {
     const [b, p, r] = sandboxNodes([base], [running, paused]);
     assert.deepEqual(menuFor(b.contextValue, true), ['cloudlet.resumeBase']);
-    assert.deepEqual(menuFor(r.contextValue, true), ['cloudlet.createOverlay', 'cloudlet.openTerminal', 'cloudlet.pauseSandbox']);
+    assert.deepEqual(menuFor(r.contextValue, true), ['cloudlet.createOverlay', 'cloudlet.openInBrowser', 'cloudlet.openTerminal', 'cloudlet.pauseSandbox']);
+    assert.ok(menuFor(r.contextValue, false).includes('cloudlet.copyUrl'));
     assert.deepEqual(menuFor(p.contextValue, true), ['cloudlet.createOverlay', 'cloudlet.openTerminal', 'cloudlet.unpauseSandbox']);
     assert.ok(menuFor(r.contextValue, false).includes('cloudlet.stopSandbox'));
     const [remote] = cloudletNodes([{ name: 'edge1', url: 'http://127.0.0.2:8774', condition: 'ok', servers: [running], images: [base] }]);
     const server = remote.children!.find((c) => c.kind === 'server')!;
-    assert.equal(server.contextValue, 'server running');
-    assert.deepEqual(menuFor(server.contextValue, true), ['cloudlet.handoff', 'cloudlet.showServer']);
+    assert.equal(server.contextValue, 'server running web');
+    assert.deepEqual(menuFor(server.contextValue, true), ['cloudlet.handoff', 'cloudlet.openInBrowser', 'cloudlet.showServer']);
+    assert.deepEqual(menuFor(p.contextValue, false).filter((x) => /Browser|Url/.test(x)), [], 'no URL without a forwarded port');
     const stopped = cloudletNodes([{ name: 'e', url: 'u', condition: 'ok', servers: [{ id: 'x', name: 'x', status: 'SHUTOFF' }] }])[0].children![0];
     assert.deepEqual(menuFor(stopped.contextValue, true), ['cloudlet.showServer'], 'no handoff of a stopped server');
     assert.deepEqual(menuFor(remote.contextValue, true), ['cloudlet.synthesize']);
