@@ -3,7 +3,7 @@
  * (extension/clientAdapter.ts) wraps sandbox/client, the only way extension/ reaches a daemon;
  * unit tests give a fake. Nothing here imports vscode.
  */
-import type { Fault, ProgressEvent } from '../sandbox/client/types';
+import type { CreateBaseRequest, Fault, ProgressEvent } from '../sandbox/client/types';
 import type { OverlayComposition } from './protocol';
 import type { DevicesApi } from '../sandbox/client/devices';
 import type { PublishRequest } from '../sandbox/client/publish';
@@ -82,6 +82,8 @@ export interface CloudletSession {
   readonly endpoint: string;
   /** The compute endpoint other cloudlets use as handoff_url, a token for it, and its pinned certificate if any. */
   handoffTarget(): Promise<{ url: string; token: string; fingerprint?: string }>;
+  /** Creates a base VM on the daemon's host as a job (cloudlet-sandbox POST /bases; admin). */
+  createBase?(req: CreateBaseRequest): Promise<{ jobId: string }>;
   /** Whether this login has the admin role (adding a base VM to a cloudlet needs it). */
   isAdmin?(): boolean;
   /** A fleet login (one Keystone): the regions of its catalog, each a cloudlet. One region or none: []. */

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import { Readable } from 'stream';
 import { CloudletClient, discoverAuthUrl, hostKey, type CallRecord, type Image, type Server } from '../sandbox/client';
 import type { ApiCallRecord, ChangeEvent, CloudletSession, ConsoleStream, Credentials, ImageInfo, JobEnd, OverlayInfo, ServerInfo } from './api';
-import type { ProgressEvent } from '../sandbox/client/types';
+import type { CreateBaseRequest, ProgressEvent } from '../sandbox/client/types';
 import { CloudletError } from '../sandbox/client';
 import { devicesApi, type DevicesApi } from '../sandbox/client/devices';
 import { startPublish, type PublishRequest } from '../sandbox/client/publish';
@@ -57,6 +57,10 @@ class ClientSession implements CloudletSession {
   }
 
   isAdmin(): boolean { return this.c.isAdmin; }
+  createBase(req: CreateBaseRequest): Promise<{ jobId: string }> {
+    if (!this.c.hasService(SANDBOX_SERVICE)) throw new CloudletError('BadInput', `${this.endpoint} cannot create base VMs (no ${SANDBOX_SERVICE} service in its catalog)`);
+    return this.c.createBase(req);
+  }
   regions(): string[] { const r = this.c.regions(); return r.length > 1 ? r : []; }
   inRegion(region: string): CloudletSession { return new ClientSession(this.endpoint, this.c.inRegion(region)); }
   /** The client itself, for sandbox/client helpers that take one (nearest cloudlet). */

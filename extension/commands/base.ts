@@ -4,6 +4,7 @@ import * as path from 'path';
 import * as vscode from 'vscode';
 import type { Ext } from '../ext';
 import type { CloudletSession, ImageInfo } from '../api';
+import type { CreateBaseRequest } from '../../sandbox/client/types';
 import { isBaseImage, shortId } from '../state/tree';
 import { CloudletError } from '../../sandbox/client';
 import type { CommandDef } from './registry';
@@ -11,37 +12,26 @@ import { checkEnd, isNode, missing, need, pickBase, runJob, sessionOf, walkthrou
 import { LOCAL } from '../cloudlets';
 import { runCli, scratchHome } from './cli';
 
-const BASE_KINDS: (vscode.QuickPickItem & { v: 'test' | 'debian' | 'image'; args: string[]; name: string })[] = [
-  { label: 'Test guest', description: 'busybox, 128 MiB: about a minute', detail: 'The tiny guest the tour and the tests use (built from Debian packages once, then cached).', v: 'test', args: ['--test-guest'], name: 'test-guest' },
-  { label: 'Debian 12', description: 'built from Debian packages: several minutes the first time', detail: 'Debian bookworm with systemd, DHCP, a serial login and the guest agent (building needs root or fakeroot-capable tools).', v: 'debian', args: ['--debian', 'bookworm'], name: 'deb12' },
-  { label: 'Disk image file...', description: 'qcow2, raw or vmdk', detail: 'A cloud image (Debian, Ubuntu) is booted through its own boot loader; cloud-init installs the guest agent.', v: 'image', args: [], name: '' },
+const BASE_KINDS: (vscode.QuickPickItem & { v: CreateBaseRequest['source']; name: string })[] = [
+  { label: 'Test guest', description: 'busybox, 128 MiB: about a minute', detail: 'The tiny guest the tour and the tests use (built from Debian packages once, then cached).', v: 'test-guest', name: 'test-guest' },
+  { label: 'Debian 12', description: 'built from Debian packages: several minutes the first time', detail: 'Debian bookworm with systemd, DHCP, a serial login and the guest agent.', v: 'debian', name: 'deb12' },
+  { label: 'Disk image file...', description: 'qcow2, raw or vmdk', detail: 'A cloud image (Debian, Ubuntu) is booted through its own boot loader; cloud-init installs the guest agent.', v: 'image', name: '' },
 ];
 
 /**
- * Runs `cloudlet base create` (the same Node and CLI as the local daemon) in a scratch home next to
- * the daemon's data, then `cloudlet base export` and an import through the daemon's image API, so
- * the running daemon lists the base at once (every digest checked on the way in). Progress and
- * Cancel in a notification; a failure throws with the CLI's own words (the last console lines of a
- * guest that never became ready included), the whole output in the log.
+ * A base-create job of the local daemon (POST /sandbox/v1/bases): progress and Cancel in a
+ * notification (Cancel cancels the job: nothing is left in the base store), the new base listed at
+ * once. A failure is thrown with the daemon's fault, whose message ends with the guest's last
+ * console lines when it never became ready (the registry shows it and writes it to the log).
  */
-async function createBase(ext: Ext, name: string, kindArgs: string[], what: string): Promise<void> {
+async function createBase(ext: Ext, req: CreateBaseRequest, what: string): Promise<void> {
   const s = await sessionOf(ext, LOCAL);
-  const scratch = scratchHome(ext);
-  try {
-    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Creating base VM ${name} (${what})`, cancellable: true }, async (progress, token) => {
-      const abort = new AbortController();
-      token.onCancellationRequested(() => abort.abort());
-      const say = (m: string) => progress.report({ message: m });
-      await runCli(ext, ['base', 'create', '--name', name, ...kindArgs], { home: scratch, what: `Creating base VM ${name} (${what})`, progress, signal: abort.signal });
-      say('export: into one bundle for the sandbox daemon');
-      const bundle = path.join(scratch, `${name}.tar`);
-      await runCli(ext, ['base', 'export', name, bundle], { home: scratch, what: `Exporting base VM ${name}`, progress, signal: abort.signal });
-      say('import: into the sandbox daemon (every digest checked)');
-      await s.importBase(bundle, name, abort.signal, (e) => say(`import ${e.total ? Math.floor(((e.done ?? 0) / e.total) * 100) : 0}%`));
-    });
-  } finally {
-    fs.rmSync(scratch, { recursive: true, force: true });
-  }
+  if (!s.createBase) throw new CloudletError('BadInput', 'The local daemon cannot create base VMs (no POST /sandbox/v1/bases)', { hint: 'update the cloudlet CLI' });
+  const { jobId } = await s.createBase(req);
+  ext.refresh('sandbox');
+  const end = await runJob(s, jobId, `Creating base VM ${req.name} (${what})`);
+  if (end.status === 'ERROR') ext.output.error(`Creating base VM ${req.name} (${what}) failed:\n${end.fault?.message ?? end.error ?? ''}`);
+  checkEnd(end, `Creating base VM ${req.name} (${what})`);
 }
 
 /**
@@ -120,20 +110,20 @@ export const baseCommands: CommandDef[] = [
     id: 'cloudlet.createBase',
     async run(ext) {
       const kind = need(await vscode.window.showQuickPick(BASE_KINDS, { title: 'Create Base VM (1/2)', placeHolder: 'What the base VM runs', ignoreFocusOut: true }));
-      let args: string[] = kind.args;
+      let image: string | undefined;
       let suggested = kind.name;
       if (kind.v === 'image') {
         const files = need(await vscode.window.showOpenDialog({ title: 'Create Base VM from a disk image (qcow2, raw or vmdk; a cloud image with cloud-init)', canSelectMany: false,
           filters: { 'Disk images': ['qcow2', 'img', 'raw', 'vmdk'], 'All files': ['*'] } }));
-        args = ['--image', files[0].fsPath];
-        suggested = path.basename(files[0].fsPath).replace(/\.[^.]+$/, '').replace(/[^\w.-]/g, '-');
+        image = files[0].fsPath;
+        suggested = path.basename(image).replace(/\.[^.]+$/, '').replace(/[^\w.-]/g, '-');
       }
       const name = need(await vscode.window.showInputBox({ title: 'Create Base VM (2/2)', prompt: 'Name of the base VM', value: suggested, ignoreFocusOut: true,
         validateInput: (v) => (/^[\w.-]+$/.test(v) ? undefined : 'Letters, digits, dot, dash, underscore') }));
-      await createBase(ext, name, args, kind.label);
+      await createBase(ext, { name, source: kind.v, ...(kind.v === 'debian' ? { suite: 'bookworm' } : {}), ...(image ? { image } : {}) }, kind.label);
       ext.refresh('sandbox', true);
       walkthroughDone('base');
-      void vscode.window.showInformationMessage(`Base VM ${name} created and imported into the sandbox.`, 'Resume It').then((c) => {
+      void vscode.window.showInformationMessage(`Base VM ${name} created in the sandbox.`, 'Resume It').then((c) => {
         if (c) void vscode.commands.executeCommand('cloudlet.resumeBase');
       });
     },
