@@ -164,6 +164,13 @@ export class Ext implements vscode.Disposable {
     };
     this.session(name).then((s) => {
       if (stopped) return;
+      // Reconnected after the stream broke (a daemon restart, a network gap): what changed meanwhile
+      // sent no events, so the views of this cloudlet list everything again.
+      if (attempt > 0) {
+        this.output.info(`event stream of ${name} is back: listing again`);
+        for (const v of (name === LOCAL ? ['sandbox', 'overlays'] : ['cloudlets', 'devices']) as ViewName[]) this.views[v].request();
+        if (name === LOCAL) this.statusRefresh.request();
+      }
       stopStream = s.watchEvents((e) => {
         attempt = 0;
         for (const v of viewsForTopic(e.topic, name === LOCAL ? 'local' : 'remote')) {

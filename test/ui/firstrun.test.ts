@@ -15,6 +15,7 @@ import * as path from 'path';
 import type { Browser } from 'playwright-core';
 import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, stepFlow, until, useInstalledCli, type CodeServer } from './harness';
 import { killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
+import { CloudletClient } from '../../sandbox/client';
 
 describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trusted on first use', function () {
   let cs: CodeServer;
@@ -187,6 +188,16 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     await wb.notification(/Base VM test-guest is on edge1 \(verified there\)/).waitFor({ timeout: 600_000 });
     await wb.treeRow('Cloudlets', 'test-guest').first().waitFor({ timeout: 60_000 });
     await shot('copy-base-done');
+  });
+
+  it('17.4: a change made while the event stream was down shows once the cloudlet is back, without Refresh', async () => {
+    await edge1.restart();
+    // Right after the restart, before the extension's stream reconnects (it waits 2 s and more): the base image goes.
+    const admin = await CloudletClient.login({ authUrl: edge1.authUrl, username: 'admin', password: TEST_USERS.admin, project: 'admin', tls: edge1.trust });
+    for (const b of await admin.listBases()) await admin.deleteImage(b.id);
+    await until('edge1 listed again without its base', async () => (await wb.treeRow('Cloudlets', /No servers or base VMs yet/).count()) > 0
+      && (await wb.treeRow('Cloudlets', 'test-guest').count()) === 0, 180_000);
+    await shot('relisted-after-restart');
   });
 
   it('15.1: after the cloudlet\'s certificate changes, the connection is refused loudly (no question)', async () => {
