@@ -13,7 +13,7 @@ import { ServerPanels } from './panels/serverPanel';
 import { classifyError } from './state/errors';
 import { cloudletNodes, isBaseImage, messageNode, overlayNodes, sandboxNodes, sandboxStatus, type CloudletEntry, type ViewCondition } from './state/tree';
 import { RefreshScheduler, viewsForTopic } from './state/refresh';
-import { autoStart, cloudletConfigStore, debounceMs, localDaemonSettings } from './settings';
+import { autoStart, cloudletConfigStore, debounceMs, localDaemonSettings, onWindowClose } from './settings';
 import { deviceNodes, reservationTimeline } from './state/devicesTree';
 import { devicesViewNodes, timelineWindow, type DeviceGroup } from './state/devicesView';
 import { ReservationsPanel } from './panels/reservationsPanel';
@@ -298,6 +298,24 @@ export class Ext implements vscode.Disposable {
     this.statusRefresh.dispose();
     if (this.devicesClock) clearTimeout(this.devicesClock);
     for (const d of this.disposables) d.dispose();
+    await this.leaveSandboxes();
     await this.localDaemon.stop();
+  }
+
+  /** On window close: running sandbox VMs keep running or are paused (cloudlet.sandbox.onWindowClose), and the log says which. */
+  private async leaveSandboxes(): Promise<void> {
+    const running = this.lastSandboxServers.filter((x) => x.status === 'ACTIVE');
+    if (!running.length) return;
+    if (onWindowClose() !== 'pause') {
+      this.output.info(`window closing: ${running.map((x) => x.name).join(', ')} keep running (cloudlet.sandbox.onWindowClose = keepRunning)`);
+      return;
+    }
+    try {
+      const s = await Promise.race([this.session(LOCAL), new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timed out')), 2000))]);
+      await Promise.all(running.map((x) => s.pause(x.id)));
+      this.output.info(`window closing: paused ${running.map((x) => x.name).join(', ')} (cloudlet.sandbox.onWindowClose = pause)`);
+    } catch (e) {
+      this.output.warn(`window closing: could not pause the sandbox VMs: ${classifyError(e).message}`);
+    }
   }
 }

@@ -50,7 +50,18 @@ export const cloudletConfigStore: ConfigStore = {
 
 /** Where one-click Publish pushes: HOST[:PORT]/REPOSITORY (cloudlet.registry.default). */
 export function registryDefault(): string {
-  return userSetting<string>('registry.default', '127.0.0.1:5000/overlays').trim();
+  return userSetting<string>('registry.default', '').trim();
+}
+
+/** The registry the user chose (cloudlet.registry.default in user settings), or undefined: ask on first publish. */
+export function registryChosen(): string | undefined {
+  const v = userSetting<string | undefined>('registry.default', undefined);
+  return typeof v === 'string' && v.trim() ? v.trim() : undefined;
+}
+
+/** What happens to running sandbox VMs when the window closes (cloudlet.sandbox.onWindowClose). */
+export function onWindowClose(): 'keepRunning' | 'pause' {
+  return userSetting<string>('sandbox.onWindowClose', 'keepRunning') === 'pause' ? 'pause' : 'keepRunning';
 }
 
 /** A PEM file of the CA the registry's TLS certificate is signed by (cloudlet.registry.caFile), or ''. */

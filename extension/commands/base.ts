@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
 import type { Ext } from '../ext';
+import { onWindowClose } from '../settings';
 import type { CloudletSession, ImageInfo } from '../api';
 import type { CreateBaseRequest } from '../../sandbox/client/types';
 import { isBaseImage, shortId } from '../state/tree';
@@ -185,7 +186,8 @@ export const baseCommands: CommandDef[] = [
       checkEnd(end, `Resume of ${base.name}`);
       walkthroughDone('resumed');
       const now = await s.getServer(server.id).catch(() => server);
-      void vscode.window.showInformationMessage(`Sandbox VM ${now.name} is ${now.status === 'ACTIVE' ? 'running' : now.status}.`, 'Open Terminal').then((c) => {
+      const onClose = onWindowClose() === 'pause' ? 'It is paused when this window closes' : 'It keeps running when this window closes';
+      void vscode.window.showInformationMessage(`Sandbox VM ${now.name} is ${now.status === 'ACTIVE' ? 'running' : now.status}. ${onClose} (setting cloudlet.sandbox.onWindowClose).`, 'Open Terminal').then((c) => {
         if (c) void vscode.commands.executeCommand('cloudlet.openTerminal', { kind: 'sandbox', contextValue: 'sandbox running', cloudlet: LOCAL, resourceId: now.id, label: now.name, id: now.id, icon: '', collapsible: 'none' });
       });
     },

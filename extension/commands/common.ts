@@ -102,7 +102,8 @@ export async function runJob(s: CloudletSession, jobId: string | undefined, titl
 
 /** Turns a failed or cancelled job into the error the registry shows, with the code the daemon failed it with. */
 export function checkEnd(end: JobEnd, what: string): void {
-  if (end.status !== 'DONE') throw jobEndError({ job: '', ...end }, what);
+  // fromJob: the daemon answered and ran the job; an "unreachable" fault names what the job could not reach.
+  if (end.status !== 'DONE') throw Object.assign(jobEndError({ job: '', ...end }, what), { fromJob: true });
 }
 
 /**

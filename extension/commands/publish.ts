@@ -13,7 +13,7 @@ import type { PublishJobResult } from '../../sandbox/client/publish';
 import { checkEnd, isNode, need, pickOverlay, runJob, sessionOf } from './common';
 import { LOCAL } from '../cloudlets';
 import { CloudletError } from '../../sandbox/client';
-import { registryCaFile, registryDefault } from '../settings';
+import { registryCaFile, registryChosen, registryDefault } from '../settings';
 import { isAuthError, overlayPublishEnded, overlayPublishing, parseRegistrySecret, publishReference, registryHostOf, registrySecretKey } from '../state/publish';
 import { formatBytes } from '../state/tree';
 
@@ -25,6 +25,15 @@ async function askCredentials(ext: Ext, host: string, why?: string): Promise<{ u
   await ext.context.secrets.store(registrySecretKey(host), JSON.stringify(creds));
   ext.output.info(`registry credentials of ${creds.username} for ${host} stored in secret storage`);
   return creds;
+}
+
+/** First publish: where to, asked once and remembered (cloudlet.registry.default in user settings). */
+async function askRegistry(): Promise<string> {
+  const value = need(await vscode.window.showInputBox({ title: 'Publish: which registry?', prompt: 'OCI registry and repository to publish overlays to, HOST[:PORT]/REPOSITORY (remembered as cloudlet.registry.default)',
+    placeHolder: 'registry.example.org/overlays', ignoreFocusOut: true,
+    validateInput: (v) => (publishReference(v.trim(), 'x', '') ? undefined : 'HOST[:PORT]/REPOSITORY, e.g. registry.example.org/overlays or 127.0.0.1:5000/overlays') })).trim();
+  await vscode.workspace.getConfiguration('cloudlet').update('registry.default', value, vscode.ConfigurationTarget.Global);
+  return value;
 }
 
 function readCa(): string | undefined {
@@ -39,7 +48,7 @@ function readCa(): string | undefined {
 export async function publishOverlayFlow(ext: Ext, overlay: OverlayInfo): Promise<string> {
   const s = await sessionOf(ext, LOCAL);
   if (!s.publishOverlay) throw new CloudletError('BadInput', 'The local daemon cannot publish overlays');
-  const target = registryDefault();
+  const target = registryChosen() ?? await askRegistry();
   const ref = publishReference(target, overlay.name, overlay.id);
   if (!ref) throw new CloudletError('BadInput', `cloudlet.registry.default is not a registry and repository: ${JSON.stringify(target)}`, { hint: 'set it to HOST[:PORT]/REPOSITORY, e.g. 127.0.0.1:5000/overlays' });
   const host = registryHostOf(ref);

@@ -67,6 +67,8 @@ export function classifyError(e: unknown, where?: string): ShownError {
   }
   // Unavailable without an HTTP status: no answer at all (a 503 is an answer: the daemon runs).
   if (codes.some((c) => NET_CODES.has(c)) || (codes.includes('Unavailable') && field(e, 'httpStatus') === undefined)) {
+    // A job's fault: the daemon answered; its message names what it could not reach (a registry, a peer).
+    if (field(e, 'fromJob')) return { kind: 'other', message: `${msg}${at}`, actions: ['Retry', 'Show Log'], severity: 'error' };
     return { kind: 'unreachable', message: `Cannot reach the cloudlet daemon${at}: ${msg}`, actions: ['Retry', 'Show Log'], severity: 'error' };
   }
   if (codes.includes('MissingBase')) {

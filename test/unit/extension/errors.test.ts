@@ -29,6 +29,14 @@ describe('extension error presentation', () => {
     assert.deepEqual(classifyError(new CertificateError('expired', 'h:1', presented)).actions, ['Show Log']);
   });
 
+  it('17.10: a job that could not reach a registry names the registry, not "the cloudlet daemon"', () => {
+    const e = Object.assign(new CloudletError('Unavailable', 'Publishing app failed: cannot reach the registry 127.0.0.1:5000 (ECONNREFUSED)'), { fromJob: true });
+    const shown = classifyError(e, 'publishOverlay');
+    assert.doesNotMatch(shown.message, /cloudlet daemon/);
+    assert.match(shown.message, /registry 127\.0\.0\.1:5000/);
+    assert.notEqual(shown.kind, 'unreachable');
+  });
+
   it('a 503 answer (over capacity) is not "unreachable"', () => {
     assert.notEqual(classifyError(new ApiError(503, 'compute: no capacity', 'POST', 'u', {})).kind, 'unreachable');
   });
