@@ -284,6 +284,8 @@ export async function freePort(): Promise<number> {
  * start (fixtures/daemon.ts) runs from it too; returns its `cloudlet`.
  */
 export async function useInstalledCli(): Promise<string> {
+  // CLOUDLET_UI_CLI: an install made before (a helper iterating on the UI; the default run installs).
+  if (process.env.CLOUDLET_UI_CLI) { process.env.CLOUDLET_TEST_CLI = process.env.CLOUDLET_UI_CLI; return process.env.CLOUDLET_UI_CLI; }
   const { bin } = await ensureInstalledCli();
   process.env.CLOUDLET_TEST_CLI = bin;
   return bin;
