@@ -14,9 +14,18 @@ export class DestinationClient {
 
   get where(): string { return new URL(this.base).host; }
 
-  async begin(b: BeginRequest): Promise<string> {
-    const r = await this.call<{ session: { id: string } }>('POST', '', JSON.stringify({ handoff: b }), 'application/json');
-    return r.session.id;
+  /** Opens a session; `heartbeatMs`: how often the destination wants to hear from this source between requests. */
+  async begin(b: BeginRequest): Promise<{ id: string; heartbeatMs: number }> {
+    const r = await this.call<{ session: { id: string; heartbeat_ms?: unknown } }>('POST', '', JSON.stringify({ handoff: b }), 'application/json');
+    const id = r?.session?.id;
+    if (typeof id !== 'string' || !/^[0-9a-f-]{36}$/.test(id)) throw new CloudletError('BadInput', `destination ${this.where} answered begin without a session id`);
+    const hb = r.session.heartbeat_ms;
+    return { id, heartbeatMs: typeof hb === 'number' && Number.isInteger(hb) && hb >= 100 && hb <= 60_000 ? hb : 5000 };
+  }
+
+  /** "Still here": a destination ends a session whose source is silent for a while (best effort). */
+  async heartbeat(sid: string): Promise<void> {
+    await this.call('PUT', `/${sid}/heartbeat`, undefined, undefined, 10_000);
   }
 
   async round(sid: string, n: number, body: Buffer): Promise<void> {

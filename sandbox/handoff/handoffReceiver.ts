@@ -42,11 +42,25 @@ interface Session {
   serverId?: string;
   /** finish's answer, given again to a finish sent twice. */
   result?: FinishResponse;
+  /** Last word from the source (a request, a heartbeat, round bytes arriving). */
   touched: number;
+  /** Ends the round upload in progress (a source gone silent in the middle of one). */
+  cut?: () => void;
 }
 
-/** Sessions idle this long are dropped (a source that died mid-handoff). */
+/** A finished session waiting for the source's report is forgotten after this long. */
 const IDLE_MS = 10 * 60_000;
+
+/**
+ * A session whose source said nothing (no request, no heartbeat, no round bytes) for this long is
+ * ended with its QEMU: the source died or lost the network (CLOUDLET_HANDOFF_SILENCE_MS, default 30 s:
+ * a source blocks its event loop for a few seconds reading a large base RAM before its first round).
+ * Sources heartbeat at a third of it (begin's answer says how often).
+ */
+export function silenceMs(): number {
+  const env = Number(process.env.CLOUDLET_HANDOFF_SILENCE_MS);
+  return Number.isInteger(env) && env >= 300 ? env : 30_000;
+}
 
 export interface ReceiverDeps {
   ctx: DaemonContext;
@@ -59,9 +73,10 @@ export interface ReceiverDeps {
 export class HandoffReceiver {
   private readonly sessions = new Map<string, Session>();
   private readonly timer: NodeJS.Timeout;
+  private readonly silence = silenceMs();
 
   constructor(private readonly d: ReceiverDeps) {
-    this.timer = setInterval(() => this.sweep(), 60_000).unref();
+    this.timer = setInterval(() => this.sweep(), Math.min(1000, this.silence / 3)).unref();
   }
 
   routes(app: FastifyInstance): void {
@@ -80,6 +95,11 @@ export class HandoffReceiver {
       return r;
     });
     // Whether the session's VM runs here: what a source asks when it did not get finish's answer.
+    // The source's "still here" while it works between requests (see silenceMs).
+    app.put<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/heartbeat`, async (req, reply) => {
+      this.session(ctx.auth(req), req.params.sid);
+      return reply.code(204).send();
+    });
     app.get<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid`, async (req) => ({ handoff: this.status(ctx.auth(req), req.params.sid) }));
     app.put<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/report`, async (req, reply) => {
       const s = this.session(ctx.auth(req), req.params.sid);
@@ -99,7 +119,7 @@ export class HandoffReceiver {
     await Promise.all([...this.sessions.values()].map((s) => this.drop(s)));
   }
 
-  private async begin(a: AuthContext, b: BeginRequest | undefined): Promise<{ id: string }> {
+  private async begin(a: AuthContext, b: BeginRequest | undefined): Promise<{ id: string; heartbeat_ms: number }> {
     if (!b || typeof b !== 'object') throw new CloudletError('BadInput', "handoff begin needs a 'handoff' object");
     if (typeof b.name !== 'string' || !b.name.trim() || b.name.length > 255) throw new CloudletError('BadInput', 'handoff begin needs name: a non-empty server name of at most 255 characters');
     if (typeof b.base_id !== 'string' || !/^[0-9a-f]{64}$/.test(b.base_id)) throw new CloudletError('BadInput', 'handoff begin needs base_id: the 64-digit base ID of the VM');
@@ -136,21 +156,25 @@ export class HandoffReceiver {
     qemu.catch((e) => this.d.ctx.log.warn(`handoff ${id}: starting the destination QEMU: ${describeError(e)}`));
     this.sessions.set(id, { id, projectId: a.projectId, userId: a.userId, req: b, applier, vmId: prep.id, qemu, slot, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() });
     this.d.ctx.log.info(`handoff ${id}: receiving '${b.name}' of base ${b.base_id.slice(0, 12)} for project ${a.projectName}`);
-    return { id };
+    return { id, heartbeat_ms: Math.floor(this.silence / 3) };
   }
 
   private async round(s: Session, n: number, req: FastifyRequest): Promise<{ round: number; chunks: number; bytes: number }> {
     if (n !== s.rounds) throw new CloudletError('Conflict', `handoff ${s.id} expects round ${s.rounds}, got ${n}`);
     if (s.final) throw new CloudletError('Conflict', `handoff ${s.id} already received its final round`);
     const body = roundBody(req, s.req.vm_config.ramBytes + (256 << 20), () => { s.touched = Date.now(); });
-    // Checked before a segment byte is read (roundReader.ts); segments are applied as they arrive.
-    const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20) });
-    const r = await s.applier.apply(rs.segments(), this.d.compressor());
+    s.cut = () => req.raw.destroy(new Error('the source went silent'));
+    let r;
+    try {
+      // Checked before a segment byte is read (roundReader.ts); segments are applied as they arrive.
+      const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20) });
+      r = { ...(await s.applier.apply(rs.segments(), this.d.compressor())), received: rs.received, final: rs.header.final };
+    } finally { s.cut = undefined; }
     s.applier.syncDiskLayer();
     s.rounds++;
-    s.bytes += rs.received;
-    s.final = rs.header.final;
-    return { round: n, chunks: r.chunks, bytes: rs.received };
+    s.bytes += r.received;
+    s.final = r.final;
+    return { round: n, chunks: r.chunks, bytes: r.received };
   }
 
   /** Loads the device state into the waiting QEMU and continues it; only then creates the server: nothing claims a VM that does not run. */
@@ -234,8 +258,17 @@ export class HandoffReceiver {
     await this.d.manager.delete(s.vmId).finally(() => s.slot.release()).catch((e) => this.d.ctx.log.warn(`handoff ${s.id}: removing the prepared sandbox ${s.vmId}: ${describeError(e)}`));
   }
 
+  /** Ends sessions whose source went silent (their QEMU with them); forgets finished ones never reported. */
   private sweep(): void {
-    for (const s of this.sessions.values()) if (Date.now() - s.touched > IDLE_MS && !s.busy) void this.drop(s);
+    const now = Date.now();
+    for (const s of this.sessions.values()) {
+      const quiet = now - s.touched;
+      if (s.serverId) { if (quiet > IDLE_MS && !s.busy) this.sessions.delete(s.id); continue; }
+      if (quiet <= this.silence) continue;
+      if (s.busy) { s.cut?.(); continue; } // a stalled round upload: its failure drops the session
+      this.d.ctx.log.warn(`handoff ${s.id}: no word from the source for ${quiet} ms; session ended, its VM removed`);
+      void this.drop(s);
+    }
   }
 }
 

@@ -10,7 +10,7 @@
 import * as fs from 'fs';
 import { CloudletError, describeError, throwIfCancelled } from '../common/errors';
 import type { ProgressSink } from '../common/progress';
-import type { SandboxManager } from '../sandboxes/sandboxManager';
+import type { SandboxInfo, SandboxManager } from '../sandboxes/sandboxManager';
 import { DEFAULT_LEVEL } from '../overlay/overlayWriter';
 import { CHUNK_SIZE } from '../overlay/format';
 import { Qcow2Reader } from '../overlay/qcow2Reader';
@@ -78,12 +78,11 @@ export class HandoffSender {
     const t0 = Date.now();
     const info = manager.get(o.vmId);
     if (info.status !== 'running') throw new CloudletError('Conflict', `VM ${o.vmId} is ${info.status}, not running`);
-    const { files, vmConfig } = manager.layout(o.vmId);
-    const base = manager.bases.get(info.baseId);
+    const { vmConfig } = manager.layout(o.vmId);
     const dest = new DestinationClient(o.handoffUrl, o.destToken, o.signal, o.destTrust);
 
     o.progress({ phase: 'check', message: `asking ${dest.where} whether it holds base ${info.baseId.slice(0, 12)}` });
-    const sid = await dest.begin({
+    const { id: sid, heartbeatMs } = await dest.begin({
       name: o.destVmName, base_id: info.baseId, vm_config: vmConfig as unknown as Record<string, unknown> & { ramBytes: number },
       ports: info.ports.map((p) => p.guest), flavor_id: o.server.flavorId, metadata: o.server.metadata,
     }).catch((e) => {
@@ -91,7 +90,20 @@ export class HandoffSender {
     });
     this.lap('check', t0);
     o.onSession?.(sid);
+    // Heartbeats from here to the end: a destination ends a session whose source went silent.
+    const beat = keepAlive(dest, sid, heartbeatMs);
+    try {
+      return await this.move(dest, sid, info, t0);
+    } finally {
+      beat.stop();
+    }
+  }
 
+  /** Rounds, pause, final round, finish: the handoff once the destination holds a session. */
+  private async move(dest: DestinationClient, sid: string, info: SandboxInfo, t0: number): Promise<HandoffReport & { destination_ports: Record<string, string> }> {
+    const { manager, o } = this;
+    const { files, vmConfig } = manager.layout(o.vmId);
+    const base = manager.bases.get(info.baseId);
     const ramDigests = fs.readFileSync(base.ramDigests), diskDigests = fs.readFileSync(base.diskDigests);
     const ram = new ShadowPageTracker(base.ram, vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers() });
     const disk = new DirtyPageTracker(diskDigests, Math.ceil(fs.statSync(base.disk).size / CHUNK_SIZE));
@@ -100,6 +112,8 @@ export class HandoffSender {
     const baseDiskFd = fs.openSync(base.disk, 'r');
     let round = 0, paused = false, tPause = 0;
     try {
+      // Test hook: the source stops here (to be killed) with the destination's session open.
+      await failpoint('handoff-after-check');
       // Live rounds: the RAM file is shared with the running guest; the disk layer is read as it is
       // (a torn read is harmless: the final round compares every chunk again with the VM paused).
       const tLive = Date.now();
@@ -246,6 +260,17 @@ export class HandoffSender {
   }
 
   private lap(name: string, since: number): void { this.phases[name] = Date.now() - since; }
+}
+
+/** Heartbeats to the destination every `ms` until stopped (one at a time; a lost one is not retried). */
+function keepAlive(dest: DestinationClient, sid: string, ms: number): { stop(): void } {
+  let inFlight = false;
+  const t = setInterval(() => {
+    if (inFlight) return;
+    inFlight = true;
+    dest.heartbeat(sid).catch(() => undefined).finally(() => { inFlight = false; });
+  }, ms);
+  return { stop: () => clearInterval(t) };
 }
 
 async function failpoint(name: string): Promise<void> {

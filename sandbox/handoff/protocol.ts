@@ -3,6 +3,7 @@
  * destination's compute prefix and need a token of the destination's project:
  *   POST   /os-cloudlet-handoff                 begin: {handoff: {name, base_id, vm_config, ports, flavor_id, metadata}}
  *   PUT    /os-cloudlet-handoff/{sid}/rounds/{n} one round (octet-stream, see encodeRoundBody)
+ *   PUT    /os-cloudlet-handoff/{sid}/heartbeat  the source is still there (a silent session is dropped)
  *   POST   /os-cloudlet-handoff/{sid}/finish     build launch files, resume, create the server
  *   PUT    /os-cloudlet-handoff/{sid}/report     the source's measurements, kept in the server's metadata
  *   DELETE /os-cloudlet-handoff/{sid}            abort: drop everything the session received

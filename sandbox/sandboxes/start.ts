@@ -19,8 +19,12 @@ export async function startSandboxQemu(live: LiveVms, rec: SandboxRecord, files:
     binary: qemuBinary(), name: qemuNameOf(rec.id), cfg: rec.vmConfig, files: vmFilesOf(files, rec.kernel),
     accel: rec.accel, incoming: true, paused: true, ports: rec.ports,
     // Recorded at spawn, not after QMP answers: a crash in between must not leave an untracked QEMU.
-    onSpawn: (p) => { if (p.pid > 0) { rec.pid = p.pid; rec.cmdline = p.cmdline; writeRecord(files.dir, rec); } },
+    onSpawn: (p) => {
+      // Test hook 'qemu-spawned': the crash window between QEMU's spawn and its pid in the record.
+      if (p.pid > 0 && process.env.CLOUDLET_FAILPOINT !== 'qemu-spawned') { rec.pid = p.pid; rec.cmdline = p.cmdline; writeRecord(files.dir, rec); }
+    },
   });
+  await failpoint('qemu-spawned', ` qemu=${vm.pid}`);
   const agent = new AgentClient(files.agentSocket);
   live.set(rec.id, { qmp: vm.qmp, agent });
   await agent.attach();

@@ -2,7 +2,11 @@
  * A handoff destination facing hostile or vanishing peers, with real daemons and QEMU: a round
  * whose header lists a run of 4e9 chunks (with a real, correctly hashed segment) is refused with a
  * 400 before anything is expanded, the daemon keeps answering and its memory stays flat, and the
- * session's QEMU is gone; seeded hostile rounds all end the same way.
+ * session's QEMU is gone. Vanishing peers: a source killed after the destination opened the session
+ * (its heartbeats stop) leaves no QEMU there after a few seconds of silence (it used to run ~10 min);
+ * a destination killed while it sets up the session's VM (QEMU spawned, its pid not yet recorded)
+ * comes back with no QEMU, no sandbox folder and an empty tmp/, and the source VM runs on; a daemon
+ * killed in the same window of a synthesis comes back with the server in ERROR and no orphan QEMU.
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
@@ -10,7 +14,8 @@ import * as path from 'path';
 import { compress } from 'zstd-napi';
 import { startDaemon, killProcessesUsing, type TestDaemon } from './fixtures/daemon';
 import { TEST_BASE_RAM_MIB, ensureTestBase, qemuPidsUnder } from './fixtures/testBase';
-import { CloudletClient } from '../../sandbox/client';
+import { CloudletClient, type Server } from '../../sandbox/client';
+import { sampleOverlay, uploadOverlay, counter } from './fixtures/sampleOverlay';
 import { encodeSegment, Encoding, segmentName } from '../../sandbox/overlay/format';
 
 const MAC = '52:54:00:12:34:56';
@@ -86,5 +91,88 @@ describe('handoff destination against hostile and vanishing sources (real daemon
     assert.deepEqual(fs.readdirSync(path.join(b.dataDir, 'sandboxes')), [], 'no sandbox left');
     const again = await put(sid, 0, roundBody({ round: 0, final: false, segments: [] }));
     assert.equal(again.status, 404, 'the session is gone');
+  });
+
+  describe('vanishing peers and crashes in the VM-start window', function () {
+    let overlay: string;
+    const extra: TestDaemon[] = [];
+    before(async () => { overlay = await sampleOverlay(); });
+    afterEach(async () => { for (const d of extra.splice(0)) { await d.stop(); killProcessesUsing(d.dataDir); } });
+
+    const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80'];
+    const synthesize = async (cl: CloudletClient, name: string) => {
+      const { id, jobId } = await cl.createServer({ name, overlayUrl: await uploadOverlay(cl, overlay, name) });
+      const end = await cl.watchJob(jobId!);
+      assert.equal(end.status, 'DONE', `synthesis: ${end.error}`);
+      return cl.getServer(id);
+    };
+    const waitLog = (d: TestDaemon, line: string) => waitFor(`'${line}' in the log of ${d.url}`, () => d.log().includes(line), 300_000);
+    const leftovers = (d: TestDaemon) => ({
+      qemu: qemuPidsUnder(d.dataDir).length,
+      sandboxes: fs.existsSync(path.join(d.dataDir, 'sandboxes')) ? fs.readdirSync(path.join(d.dataDir, 'sandboxes')) : [],
+      tmp: fs.readdirSync(path.join(d.dataDir, 'tmp')).filter((f) => !f.startsWith('.')),
+    });
+
+    it('a source killed right after the destination opened the session: the destination ends it after a few seconds of silence', async () => {
+      const dest = await startDaemon({ ip: '127.0.0.4', withTestBase: true, env: { CLOUDLET_HANDOFF_SILENCE_MS: '5000' } });
+      const src = await startDaemon({ ip: '127.0.0.5', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'handoff-after-check' } });
+      extra.push(dest, src);
+      const cs = await login(src), cd = await login(dest);
+      const vm = await synthesize(cs, 'goes-silent');
+      await cs.handoff(vm.id, { handoffUrl: cd.endpoint('compute'), destToken: cd.token });
+      await waitLog(src, 'FAILPOINT handoff-after-check');
+      await waitFor('the session QEMU at the destination', () => qemuPidsUnder(dest.dataDir).length === 1, 60_000);
+      // The source is alive (stopped at the failpoint) and heartbeats: its session outlives the silence limit.
+      await new Promise((r) => setTimeout(r, 12_000));
+      assert.equal(qemuPidsUnder(dest.dataDir).length, 1, `a source that heartbeats keeps its session:\n${dest.log()}\n${src.log()}`);
+      await src.kill('SIGKILL');
+      const t0 = Date.now();
+      await waitFor('the destination to end the silent session', () => qemuPidsUnder(dest.dataDir).length === 0, 30_000);
+      assert.ok(Date.now() - t0 < 20_000, `ended after ${Date.now() - t0} ms of silence`);
+      await waitFor('its sandbox and files removed', () => leftovers(dest).sandboxes.length === 0 && leftovers(dest).tmp.length === 0, 10_000);
+      assert.match(dest.log(), /no word from the source/);
+    });
+
+    it('the destination killed while it starts the session VM (QEMU spawned, pid not recorded): restarted, nothing is left there; the source VM runs on', async () => {
+      const dest = await startDaemon({ ip: '127.0.0.4', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'qemu-spawned' } });
+      const src = await startDaemon({ ip: '127.0.0.5', withTestBase: true });
+      extra.push(dest, src);
+      const cs = await login(src), cd = await login(dest);
+      const vm = await synthesize(cs, 'stays');
+      assert.equal(await counter(port80(vm)), 42);
+      const { jobId } = await cs.handoff(vm.id, { handoffUrl: cd.endpoint('compute'), destToken: cd.token });
+      await waitLog(dest, 'FAILPOINT qemu-spawned');
+      const [rec] = fs.readdirSync(path.join(dest.dataDir, 'sandboxes')).map((id) => JSON.parse(fs.readFileSync(path.join(dest.dataDir, 'sandboxes', id, 'state.json'), 'utf8')));
+      assert.equal(rec.status, 'starting');
+      assert.equal(rec.pid, undefined, 'killed in the window before the pid is recorded');
+      assert.equal(qemuPidsUnder(dest.dataDir).length, 1);
+      await dest.kill('SIGKILL');
+      const end = await cs.watchJob(jobId);
+      assert.equal(end.status, 'ERROR');
+      assert.match(end.error!, /kept running at the source/);
+      await dest.start();
+      assert.deepEqual(leftovers(dest), { qemu: 0, sandboxes: [], tmp: [] });
+      assert.match(dest.log(), /ended QEMU pid \d+, whose start was interrupted/);
+      const s = await cs.getServer(vm.id);
+      assert.equal(s.status, 'ACTIVE');
+      assert.equal(await counter(port80(s)), 43);
+    });
+
+    it('a daemon killed while a synthesis starts its VM (QEMU spawned, pid not recorded): restarted, the server is ERROR and no QEMU is left', async () => {
+      const d = await startDaemon({ ip: '127.0.0.4', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'qemu-spawned' } });
+      extra.push(d);
+      const cl = await login(d);
+      const { id } = await cl.createServer({ name: 'cut-at-spawn', overlayUrl: await uploadOverlay(cl, overlay, 'cut-at-spawn') });
+      await waitLog(d, 'FAILPOINT qemu-spawned');
+      assert.equal(qemuPidsUnder(d.dataDir).length, 1);
+      await d.kill('SIGKILL');
+      assert.equal(qemuPidsUnder(d.dataDir).length, 1, 'QEMU outlives the killed daemon (detached)');
+      await d.start();
+      assert.deepEqual(leftovers(d), { qemu: 0, sandboxes: [], tmp: [] });
+      const c2 = await CloudletClient.fromToken(d.authUrl, cl.token);
+      const s = await c2.getServer(id);
+      assert.equal(s.status, 'ERROR');
+      assert.match(s.fault!.message, /interrupted/);
+    });
   });
 });
