@@ -13,51 +13,13 @@ import { CloudletError } from '../../sandbox/common/errors';
 import { CHUNK_SIZE, type SegmentEntry } from '../../sandbox/overlay/format';
 import { Qcow2Reader } from '../../sandbox/overlay/qcow2Reader';
 import { SegmentCompressor } from '../../sandbox/overlay/segmentCompressor';
-import { encodeRoundBody, type RoundHeader } from '../../sandbox/handoff/protocol';
+import type { RoundHeader } from '../../sandbox/handoff/protocol';
 import { RoundApplier } from '../../sandbox/handoff/roundApplier';
-import { RoundEncoder } from '../../sandbox/handoff/roundEncoder';
 import { openRound, type RoundLimits } from '../../sandbox/handoff/roundReader';
 import { makePair, PAGE, type GeneratedPair } from './helpers/generatedImages';
+import { bodyOf, encodeRounds, pieces } from './helpers/handoffRounds';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
-
-/** The rounds a source would send for the pair: round 0 all of RAM and disk, round 1 (final) the device state. */
-export async function encodeRounds(pair: GeneratedPair, compressor: SegmentCompressor): Promise<Buffer[]> {
-  const enc = new RoundEncoder({ ramFile: pair.base.ramFile, diskFile: pair.base.diskFile,
-    ramDigests: fs.readFileSync(pair.base.ramDigests), diskDigests: fs.readFileSync(pair.base.diskDigests) }, compressor, 3);
-  const { createHash } = await import('crypto');
-  const dg = (b: Buffer) => createHash('sha256').update(b).digest();
-  try {
-    enc.begin();
-    for (let i = 0; i < pair.disk.length / PAGE; i++) {
-      const c = pair.disk.subarray(i * PAGE, (i + 1) * PAGE);
-      if (!c.equals(fs.readFileSync(pair.base.diskFile).subarray(i * PAGE, (i + 1) * PAGE))) await enc.add('disk', i, Buffer.from(c), dg(c));
-    }
-    const baseRam = fs.readFileSync(pair.base.ramFile);
-    for (let i = 0; i < pair.ram.length / PAGE; i++) {
-      const c = pair.ram.subarray(i * PAGE, (i + 1) * PAGE);
-      if (!c.equals(baseRam.subarray(i * PAGE, (i + 1) * PAGE))) await enc.add('ram', i, Buffer.from(c), dg(c));
-    }
-    const r0 = await enc.finish();
-    enc.begin();
-    const r1 = await enc.finish(fs.readFileSync(pair.launch.deviceState));
-    return [encodeRoundBody({ round: 0, final: false, segments: r0.segments }, r0.data), encodeRoundBody({ round: 1, final: true, segments: r1.segments }, r1.data)];
-  } finally { enc.close(); }
-}
-
-/** A body of a header and segment bytes, split in small pieces as a network would deliver it. */
-export function bodyOf(header: unknown, segments: Buffer = Buffer.alloc(0)): Readable {
-  const h = Buffer.from(JSON.stringify(header));
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(h.length);
-  return pieces(Buffer.concat([len, h, segments]));
-}
-
-export function pieces(b: Buffer, size = 65536): Readable {
-  const parts: Buffer[] = [];
-  for (let o = 0; o < b.length; o += size) parts.push(b.subarray(o, o + size));
-  return Readable.from(parts);
-}
 
 describe('handoff rounds at the destination: parser and applier', function () {
   this.timeout(60_000);
