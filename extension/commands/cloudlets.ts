@@ -5,6 +5,7 @@ import { isNode, need, pickCloudlet } from './common';
 import { LOCAL, validateCloudletName, validateUrl } from '../cloudlets';
 import { CloudletError, discoverAuthUrl } from '../../sandbox/client';
 import { askable, askToTrust, pinKey, refusalOf, withTrust } from './trust';
+import { showDoc } from './setup';
 
 const CREDENTIALS_WHERE = 'Users come from the cloudlet\'s operator (the daemon\'s --config file, or the fleet\'s Keystone).';
 
@@ -97,9 +98,8 @@ export const cloudletCommands: CommandDef[] = [
   },
   {
     id: 'cloudlet.explainCredentials',
-    async run() {
-      const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: CREDENTIALS_DOC });
-      await vscode.window.showTextDocument(doc, { preview: true });
+    async run(ext) {
+      await showDoc(ext, 'credentials.md', CREDENTIALS_DOC);
     },
   },
   {

@@ -42,14 +42,30 @@ async function pickExecutable(title: string, openLabel: string): Promise<string>
   return file;
 }
 
+const docs = new Map<string, string>();
+let docProvider: vscode.Disposable | undefined;
+
+/**
+ * Shows generated Markdown read-only (scheme cloudlet-doc: never a dirty untitled file that asks to be
+ * saved), rendered by the Markdown preview when it is there.
+ */
+export async function showDoc(ext: Ext, name: string, markdown: string): Promise<void> {
+  if (!docProvider) {
+    docProvider = vscode.workspace.registerTextDocumentContentProvider('cloudlet-doc', { provideTextDocumentContent: (uri) => docs.get(uri.path) ?? '' });
+    ext.context.subscriptions.push(docProvider, { dispose: () => { docProvider = undefined; } });
+  }
+  const uri = vscode.Uri.from({ scheme: 'cloudlet-doc', path: `/${name}` });
+  docs.set(uri.path, markdown);
+  const doc = await vscode.workspace.openTextDocument(uri);
+  await vscode.languages.setTextDocumentLanguage(doc, 'markdown');
+  await vscode.window.showTextDocument(doc, { preview: true });
+}
+
 export const setupCommands: CommandDef[] = [
   {
     id: 'cloudlet.showInstallSteps',
     async run(ext) {
-      const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: installStepsMarkdown(version(ext), ext.sandboxProblem?.missing) });
-      await vscode.window.showTextDocument(doc, { preview: true });
-      // The rendered view beside it when the Markdown preview is there (it is in VS Code and code-server).
-      await vscode.commands.executeCommand('markdown.showPreview', doc.uri).then(undefined, () => undefined);
+      await showDoc(ext, 'install-steps.md', installStepsMarkdown(version(ext), ext.sandboxProblem?.missing));
     },
   },
   {
