@@ -93,6 +93,10 @@ export const sandboxCommands: CommandDef[] = [
   {
     id: 'cloudlet.buildFromWorkspace',
     async run(ext, uri?: unknown) {
+      if (!vscode.workspace.isTrusted) {
+        throw new CloudletError('Forbidden', 'Restricted Mode: building runs the install steps of this folder\'s cloudlet.yaml, so it needs a trusted folder',
+          { hint: 'Workspaces: Manage Workspace Trust, then build again; everything else works in Restricted Mode' });
+      }
       const files = uri instanceof vscode.Uri && uri.fsPath.endsWith('cloudlet.yaml') ? [uri] : await vscode.workspace.findFiles('**/cloudlet.yaml', '**/node_modules/**', 20);
       if (!files.length) {
         const pick = await vscode.window.showErrorMessage('No cloudlet.yaml in this workspace: it says which base VM to resume and how to install the back-end.', 'Open Walkthrough');
