@@ -78,4 +78,20 @@ describe('extension contributions', () => {
     const items = pkg.contributes.configuration.properties['cloudlet.cloudlets'].items.properties;
     assert.ok(!Object.keys(items).some((k) => /pass|secret|token/i.test(k)));
   });
+
+  it('17.8: walkthrough steps complete on success context keys only, never on merely running a command; there is a set-up step', () => {
+    const steps = pkg.contributes.walkthroughs[0].steps as { id: string; completionEvents: string[]; description: string }[];
+    assert.equal(steps[0].id, 'setup');
+    for (const s of steps) {
+      assert.ok(s.completionEvents.length && s.completionEvents.every((e) => /^onContext:cloudlet\.done\./.test(e)), `${s.id}: ${s.completionEvents}`);
+    }
+    assert.match(steps.find((s) => s.id === 'base')!.description, /command:cloudlet\.createBase/);
+  });
+
+  it('17.11: Restricted Mode is declared (limited, saying what works) and the user-only settings are restricted', () => {
+    const u = pkg.capabilities.untrustedWorkspaces;
+    assert.equal(u.supported, 'limited');
+    assert.match(u.description, /Build Overlay from Workspace/);
+    for (const k of ['cloudlet.cliPath', 'cloudlet.nodePath', 'cloudlet.cloudlets', 'cloudlet.registry.default']) assert.ok(u.restrictedConfigurations.includes(k), k);
+  });
 });
