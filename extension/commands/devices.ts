@@ -62,6 +62,47 @@ const live = (l: Lease) => l.status === 'ACTIVE' || l.status === 'PENDING' || l.
 
 export const deviceCommands: CommandDef[] = [
   {
+    id: 'cloudlet.enrollDevice',
+    async run(ext, node?: unknown) {
+      const cloudlet = isNode(node) && node.cloudlet ? node.cloudlet : await pickDeviceCloudlet(ext, 'Enroll a device on which cloudlet');
+      const s = await sessionOf(ext, cloudlet);
+      if (s.isAdmin && !s.isAdmin()) {
+        throw new CloudletError('Forbidden', `Only an admin of ${cloudlet} can enroll devices, and your login there is not one`,
+          { hint: 'ask its operator, or use "Update Credentials..." with an admin user' });
+      }
+      const d = await devicesOf(ext, cloudlet);
+      const title = (n: number) => `Enroll Device on ${cloudlet} (${n}/4)`;
+      const engine = need(await vscode.window.showInputBox({ title: title(1), prompt: 'Docker engine of the device, as the cloudlet reaches it: tcp://HOST:PORT or unix:///path/docker.sock (the daemon talks to it; a TLS-protected engine is reached through a local socket proxy)',
+        placeHolder: 'tcp://192.0.2.10:2375', ignoreFocusOut: true, validateInput: (v) => (/^(tcp|http):\/\/[^:/]+:\d+\/?$|^unix:\/\/\//.test(v.trim()) ? undefined : 'tcp://HOST:PORT or unix:///path') })).trim();
+      const name = need(await vscode.window.showInputBox({ title: title(2), prompt: 'Device name', placeHolder: 'pi-1', ignoreFocusOut: true,
+        validateInput: (v) => (/^[\w.-]{1,64}$/.test(v.trim()) ? undefined : 'Letters, digits, dot, dash, underscore') })).trim();
+      const machineName = need(await vscode.window.showInputBox({ title: title(3), prompt: 'Machine name (what users reserve "any" of)', placeHolder: 'raspberrypi4-64', ignoreFocusOut: true,
+        validateInput: (v) => (/^[\w.-]{1,64}$/.test(v.trim()) ? undefined : 'Letters, digits, dot, dash, underscore') })).trim();
+      const propsText = need(await vscode.window.showInputBox({ title: title(4), prompt: 'Properties (KEY=VALUE ..., optional), e.g. camera=yes gpu=none', ignoreFocusOut: true,
+        validateInput: (v) => (parseEnv(v) ? undefined : 'KEY=VALUE separated by spaces') }));
+      const properties = parseEnv(propsText) ?? {};
+      const device = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Enrolling ${name} on ${cloudlet}: checking its Docker engine` }, async (progress) => {
+        const hw = await d.enrollDevice({ name, machineName, engineEndpoint: engine, properties });
+        // The daemon checks the engine (its health check pings it); wait for the first verdict.
+        const deadline = Date.now() + 30_000;
+        for (;;) {
+          const now = (await d.listHardware()).find((x) => x.uuid === hw.uuid);
+          const status = now?.health?.status ?? 'unknown';
+          progress.report({ message: status });
+          if (status !== 'unknown' || Date.now() > deadline) return { hw, status, error: now?.health?.error };
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      });
+      ext.refresh('devices', true);
+      if (device.status !== 'up') {
+        const c = await vscode.window.showWarningMessage(`${name} is enrolled on ${cloudlet}, but its Docker engine at ${engine} ${device.status === 'down' ? `does not answer${device.error ? `: ${device.error}` : ''}` : 'was not checked yet'}.`, 'Remove It', 'Keep It');
+        if (c === 'Remove It') { await d.removeDevice(device.hw.uuid); ext.refresh('devices', true); }
+        return;
+      }
+      void vscode.window.showInformationMessage(`${name} (${machineName}) is enrolled on ${cloudlet}; its Docker engine answers.`);
+    },
+  },
+  {
     id: 'cloudlet.reserveDevice',
     async run(ext, node?: unknown) {
       const cloudlet = isNode(node) && node.cloudlet ? node.cloudlet : await pickDeviceCloudlet(ext, 'Reserve a device of which cloudlet');

@@ -26,14 +26,22 @@ export function devicesViewNodes(groups: DeviceGroup[]): NodeDesc[] {
 
 function devicesViewRoots(groups: DeviceGroup[]): NodeDesc[] {
   const shown = groups.filter((g) => !g.noService);
-  const withDevices = shown.filter((g) => g.error || (g.nodes && g.nodes.length));
-  if (withDevices.length === 1 && !withDevices[0].error) return withDevices[0].nodes as NodeDesc[];
-  return withDevices.map((g): NodeDesc => ({
-    id: `devices/${g.cloudlet}`, kind: 'cloudlet', label: g.cloudlet, description: g.error ? 'not reachable' : `${g.nodes!.length} device${g.nodes!.length === 1 ? '' : 's'}`,
-    tooltip: `${g.cloudlet}${g.url ? `\n${g.url}` : ''}${g.error ? `\n${g.error}` : ''}`, icon: g.error ? 'warning' : 'cloud',
-    contextValue: g.error ? 'devices-cloudlet unreachable' : 'devices-cloudlet', collapsible: 'expanded', cloudlet: g.cloudlet, resourceId: g.cloudlet,
-    children: g.error ? [messageNode(`devices/${g.cloudlet}/error`, `${g.error} (click to retry)`, { icon: 'warning', retry: true })] : (g.nodes as NodeDesc[]),
-  }));
+  const withDevices = shown.filter((g) => !g.error && g.nodes && g.nodes.length);
+  if (shown.length === 1 && withDevices.length === 1) return withDevices[0].nodes as NodeDesc[];
+  // Each cloudlet that lends devices is a group, also an empty one: it says so (an admin enrolls them).
+  return shown.map((g): NodeDesc => {
+    const empty = !g.error && !(g.nodes && g.nodes.length);
+    const children: NodeDesc[] = g.error ? [messageNode(`devices/${g.cloudlet}/error`, `${g.error} (click to retry)`, { icon: 'warning', retry: true })]
+      : empty ? [messageNode(`devices/${g.cloudlet}/none`, 'No devices enrolled', { tooltip: `${g.cloudlet} lends out no device yet. An admin of it enrolls devices (Enroll Device...).` })]
+        : (g.nodes as NodeDesc[]);
+    return {
+      id: `devices/${g.cloudlet}`, kind: 'cloudlet', label: g.cloudlet,
+      description: g.error ? 'not reachable' : empty ? 'no devices enrolled' : `${g.nodes!.length} device${g.nodes!.length === 1 ? '' : 's'}`,
+      tooltip: `${g.cloudlet}${g.url ? `\n${g.url}` : ''}${g.error ? `\n${g.error}` : ''}`, icon: g.error ? 'warning' : 'cloud',
+      contextValue: g.error ? 'devices-cloudlet unreachable' : 'devices-cloudlet', collapsible: 'expanded', cloudlet: g.cloudlet, resourceId: g.cloudlet,
+      children,
+    };
+  });
 }
 
 export interface DeviceChoice { label: string; description: string; detail?: string; machineName?: string; deviceName?: string }

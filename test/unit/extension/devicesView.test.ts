@@ -21,7 +21,11 @@ describe('Devices view and device command state', () => {
     const two = devicesViewNodes([{ cloudlet: 'edge1', nodes }, { cloudlet: 'edge2', error: 'Cannot reach' }]);
     assert.deepEqual(two.map((n) => [n.label, n.contextValue]), [['edge1', 'devices-cloudlet'], ['edge2', 'devices-cloudlet unreachable']]);
     assert.equal(two[1].children![0].contextValue, 'message retry');
-    assert.deepEqual(devicesViewNodes([{ cloudlet: 'edge1', nodes: [] }]), []);
+    // 17.9: a cloudlet with the service but no device says so, per cloudlet.
+    const none = devicesViewNodes([{ cloudlet: 'edge1', nodes: [] }, { cloudlet: 'plain', noService: true }]);
+    assert.deepEqual(none.map((n) => [n.label, n.description]), [['edge1', 'no devices enrolled']]);
+    assert.equal(none[0].children![0].label, 'No devices enrolled');
+    assert.deepEqual(devicesViewNodes([{ cloudlet: 'edge1', nodes }, { cloudlet: 'edge2', nodes: [] }]).map((n) => n.label), ['edge1', 'edge2']);
     // A device that gets a lease changes id, so VS Code shows it expanded rather than remembering it closed.
     const withLease = deviceNodes({ cloudlet: 'edge1', devices, leases: [lease('a', 'd1')], containers: [], now: Date.parse('2030-01-01T11:00:00Z') });
     const roots = devicesViewNodes([{ cloudlet: 'edge1', nodes: withLease }]);
