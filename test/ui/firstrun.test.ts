@@ -109,12 +109,19 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
 
   it('15.2/17.3: "Locate CLI..." picks the installed CLI in the file dialog; the local daemon starts from it', async () => {
     await wb.viewPane('Sandbox').locator('.welcome-view-content .monaco-button', { hasText: 'Locate CLI...' }).first().click();
-    await wb.answer(cli);
+    // code-server's file dialog is a path input: type the file (its real path: the bin entry is a symlink), let it settle, accept.
+    const picked = fs.realpathSync(cli);
+    const input = wb.page.locator('.quick-input-widget:visible .quick-input-box input');
+    await input.waitFor({ timeout: 30_000 });
+    await input.fill(picked);
+    await wb.page.locator('.quick-input-widget:visible .quick-input-list .monaco-list-row', { hasText: path.basename(picked) }).first().waitFor({ timeout: 30_000 });
+    await new Promise((r) => setTimeout(r, 1000));
+    await input.press('Enter');
     await wb.notification(/Using the cloudlet CLI/).waitFor({ timeout: 120_000 });
     // The sandbox is up and empty: the welcome that offers a base VM.
     await wb.viewPane('Sandbox').locator('.welcome-view-content', { hasText: 'No base VM in the local sandbox yet' }).waitFor({ timeout: 180_000 });
     const user = JSON.parse(fs.readFileSync(cs.userSettings, 'utf8')) as Record<string, unknown>;
-    assert.equal(user['cloudlet.cliPath'], cli);
+    assert.equal(user['cloudlet.cliPath'], picked);
     assert.ok(fs.existsSync(path.join(localData, 'admin.password')), 'the daemon made its data folder');
     await wb.page.locator('.statusbar-item', { hasText: /\$\(vm-outline\)|Sandbox/ }).first().waitFor();
     assert.equal(await wb.page.locator('.statusbar-item', { hasText: 'set-up needed' }).count(), 0);
