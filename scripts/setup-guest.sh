@@ -4,7 +4,9 @@
 #   the tiny test guest (Debian kernel via apt-get download + busybox initramfs + ext4 disk) in
 #   .cache/guest/ and its base in .cache/test-base/;
 #   the Debian 12 guest (debootstrap bookworm + kernel, systemd, guest agent; needs root) in
-#   .cache/debian/ and its base in .cache/debian-base/ (first time: several minutes).
+#   .cache/debian/ and its base in .cache/debian-base/ (first time: several minutes);
+#   two disk images built from the same packages (MBR, grub, qcow2; one with cloud-init, one
+#   without) in .cache/debian/, for the base create --image tests.
 # Called by scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,3 +16,5 @@ echo "setup-guest: test base (cached for integration tests)"
 node --import tsx -e 'require("./test/integration/fixtures/testBase").ensureTestBase().then((b) => console.log(`test base ${b.baseId} in ${b.home}`)).catch((e) => { console.error(e); process.exit(1); })'
 echo "setup-guest: Debian 12 base (cached for integration tests and benchmarks)"
 node --import tsx -e 'require("./test/integration/fixtures/testBase").ensureDebianBase().then((b) => console.log(`Debian base ${b.baseId} in ${b.home}`)).catch((e) => { console.error(e); process.exit(1); })'
+echo "setup-guest: cloud images built from Debian packages (the base create --image tests import them like downloaded ones)"
+node --import tsx -e 'const { ensureCloudImage } = require("./test/integration/fixtures/cloudImage"); (async () => { for (const f of ["cloud-image", "bare-image"]) console.log(`${f}: ${(await ensureCloudImage(f)).image}`); })().catch((e) => { console.error(e); process.exit(1); })'
