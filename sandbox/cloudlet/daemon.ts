@@ -102,8 +102,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ...(edge.tls ? { https: edge.tls } : {}),
   }) as unknown as FastifyInstance;
   // Every route declares its schemas (strict ajv, no coercion); JSON bodies have a depth cap.
-  // The compute routes (servers, handoff) get theirs next: until then they are not checked.
-  const routes = installValidation(app, ['/compute/v2.1']);
+  const routes = installValidation(app);
   // Uploads are raw streams the handler consumes.
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
 

@@ -23,6 +23,7 @@ import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { RoundApplier } from './roundApplier';
 import { openRound } from './roundReader';
 import { HANDOFF_PATH, type BeginRequest, type FinishResponse } from './protocol';
+import { handoffSchemas as S } from '../cloudlet/api/schemas/handoff';
 
 interface Session {
   id: string;
@@ -81,12 +82,12 @@ export class HandoffReceiver {
 
   routes(app: FastifyInstance): void {
     const { ctx } = this.d;
-    app.post(HANDOFF_PATH, async (req, reply) => reply.code(201).send({ session: await this.begin(ctx.auth(req), (req.body as any)?.handoff) }));
-    app.put<{ Params: { sid: string; n: string } }>(`${HANDOFF_PATH}/:sid/rounds/:n`, async (req) => {
+    app.post(HANDOFF_PATH, { schema: S.begin }, async (req, reply) => reply.code(201).send({ session: await this.begin(ctx.auth(req), (req.body as any)?.handoff) }));
+    app.put<{ Params: { sid: string; n: string } }>(`${HANDOFF_PATH}/:sid/rounds/:n`, { schema: S.round }, async (req) => {
       const s = this.session(ctx.auth(req), req.params.sid);
       return this.exclusive(s, () => this.round(s, Number(req.params.n), req));
     });
-    app.post<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/finish`, async (req) => {
+    app.post<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/finish`, { schema: S.finish }, async (req) => {
       const s = this.session(ctx.auth(req), req.params.sid);
       // A finish sent again (its answer was lost) gets the same answer: the VM runs here once.
       if (s.result) return s.result;
@@ -96,17 +97,17 @@ export class HandoffReceiver {
     });
     // Whether the session's VM runs here: what a source asks when it did not get finish's answer.
     // The source's "still here" while it works between requests (see silenceMs).
-    app.put<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/heartbeat`, async (req, reply) => {
+    app.put<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/heartbeat`, { schema: S.heartbeat }, async (req, reply) => {
       this.session(ctx.auth(req), req.params.sid);
       return reply.code(204).send();
     });
-    app.get<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid`, async (req) => ({ handoff: this.status(ctx.auth(req), req.params.sid) }));
-    app.put<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/report`, async (req, reply) => {
+    app.get<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid`, { schema: S.status }, async (req) => ({ handoff: this.status(ctx.auth(req), req.params.sid) }));
+    app.put<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/report`, { schema: S.report }, async (req, reply) => {
       const s = this.session(ctx.auth(req), req.params.sid);
       this.report(s, (req.body as any)?.report);
       return reply.code(204).send();
     });
-    app.delete<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid`, async (req, reply) => {
+    app.delete<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid`, { schema: S.abort }, async (req, reply) => {
       const s = this.session(ctx.auth(req), req.params.sid);
       if (s.serverId) throw new CloudletError('Conflict', `handoff ${s.id} already finished: server ${s.serverId} runs here`);
       await this.drop(s);

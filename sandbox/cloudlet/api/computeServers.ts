@@ -9,6 +9,7 @@ import type { ServerCreated } from '../../client/types';
 import type { ServerLifecycle } from '../servers/serverLifecycle';
 import { parseServerAction, parseServerCreate } from '../servers/serverRequest';
 import { serverLinks, serverView } from '../servers/serverView';
+import { computeSchemas as S } from './schemas/compute';
 
 type Base = (req: FastifyRequest) => string;
 type IdParams = { Params: { id: string } };
@@ -25,14 +26,14 @@ function listed(lifecycle: ServerLifecycle, req: FastifyRequest, a: AuthContext)
 }
 
 export function serverRoutes(app: FastifyInstance, ctx: DaemonContext, lifecycle: ServerLifecycle, base: Base): void {
-  app.get('/servers', async (req) => ({
+  app.get('/servers', { schema: S.listServers }, async (req) => ({
     servers: listed(lifecycle, req, ctx.auth(req)).map((r) => ({ id: r.id, name: r.name, links: serverLinks(r.id, base(req)) })),
   }));
-  app.get('/servers/detail', async (req) => ({ servers: listed(lifecycle, req, ctx.auth(req)).map((r) => serverView(r, base(req))) }));
-  app.get<IdParams>('/servers/:id', async (req) => ({ server: serverView(lifecycle.get(ctx.auth(req), req.params.id), base(req)) }));
-  app.get<IdParams>('/servers/:id/metadata', async (req) => ({ metadata: lifecycle.get(ctx.auth(req), req.params.id).metadata }));
+  app.get('/servers/detail', { schema: S.listServers }, async (req) => ({ servers: listed(lifecycle, req, ctx.auth(req)).map((r) => serverView(r, base(req))) }));
+  app.get<IdParams>('/servers/:id', { schema: S.showServer }, async (req) => ({ server: serverView(lifecycle.get(ctx.auth(req), req.params.id), base(req)) }));
+  app.get<IdParams>('/servers/:id/metadata', { schema: S.serverMetadata }, async (req) => ({ metadata: lifecycle.get(ctx.auth(req), req.params.id).metadata }));
 
-  app.post('/servers', async (req, reply) => {
+  app.post('/servers', { schema: S.createServer }, async (req, reply) => {
     const a = ctx.auth(req);
     const r = await lifecycle.create(a, parseServerCreate(req.body));
     const created: ServerCreated = {
@@ -43,12 +44,12 @@ export function serverRoutes(app: FastifyInstance, ctx: DaemonContext, lifecycle
     return reply.code(202).header('location', `${base(req)}/servers/${r.id}`).send({ server: created });
   });
 
-  app.delete<IdParams>('/servers/:id', async (req, reply) => {
+  app.delete<IdParams>('/servers/:id', { schema: S.deleteServer }, async (req, reply) => {
     await lifecycle.delete(lifecycle.get(ctx.auth(req), req.params.id));
     return reply.code(204).send();
   });
 
-  app.post<IdParams>('/servers/:id/action', async (req, reply) => {
+  app.post<IdParams>('/servers/:id/action', { schema: S.action }, async (req, reply) => {
     const a = ctx.auth(req);
     const r = lifecycle.get(a, req.params.id);
     const act = parseServerAction(req.body);

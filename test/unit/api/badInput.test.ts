@@ -69,6 +69,36 @@ describe('bad input answers 400 and changes nothing', function () {
     });
   });
 
+  describe('server create and actions (issue 11.3)', () => {
+    it('metadata "abc", ports "1e3", non-string metadata values and a name list are 400 naming the field; no server is made', async () => {
+      const cases: Array<[unknown, RegExp]> = [
+        [{ server: { name: 'x', metadata: 'abc' } }, /server\.metadata must be an object/],
+        [{ server: { name: 'x', metadata: { ports: '1e3' } } }, /server\.metadata\.ports/],
+        [{ server: { name: 'x', metadata: { ports: '80,8080x' } } }, /server\.metadata\.ports/],
+        [{ server: { name: 'x', metadata: { a: 1 } } }, /server\.metadata\.a must be a string/],
+        [{ server: { name: ['x'] } }, /server\.name must be a string/],
+        [{ server: { name: 'x', flavorRef: { id: 1 } } }, /server\.flavorRef/],
+        [{ server: { name: 'x' }, extra: 1 }, /extra is not a known field/],
+      ];
+      for (const [body, hint] of cases) {
+        const r = await d.inject('alice', { method: 'POST', url: '/compute/v2.1/servers', payload: body as object });
+        assert.equal(r.statusCode, 400, `${JSON.stringify(body)}: ${r.body}`);
+        assert.equal(r.json().badRequest.code, 400);
+        assert.match(r.json().cloudlet_error.hint, hint, JSON.stringify(body));
+      }
+      assert.deepEqual((await d.inject('alice', { method: 'GET', url: '/compute/v2.1/servers' })).json().servers, []);
+    });
+
+    it('an action body is one known action with its own argument', async () => {
+      for (const body of [{}, { pause: null, unpause: null }, { reboot: { type: 'SOFT' } }, { pause: 'now' }, { 'cloudlet-handoff': { handoff_url: 'ftp://x', dest_token: 't' } }, { 'cloudlet-overlay-finish': { 'overlay-name': 7 } }]) {
+        const r = await d.inject('alice', { method: 'POST', url: '/compute/v2.1/servers/00000000-0000-0000-0000-000000000000/action', payload: body });
+        assert.equal(r.statusCode, 400, `${JSON.stringify(body)}: ${r.body}`);
+      }
+      // well-formed: the server's absence is what answers
+      assert.equal((await d.inject('alice', { method: 'POST', url: '/compute/v2.1/servers/00000000-0000-0000-0000-000000000000/action', payload: { pause: null } })).statusCode, 404);
+    });
+  });
+
   describe('image create (issue 11.7)', () => {
     it('min_disk "abc" and disk_format {"a": 1} are 400, not 500; no image is left', async () => {
       const before = (await d.inject('alice', { method: 'GET', url: '/image/v2/images' })).json().images.length;
