@@ -2,10 +2,12 @@
  * API fuzz (issue 11): every route with a declared body or query gets seeded hostile input made
  * from its own schema (test/fuzz/schemaFuzz.ts), as a member and as an admin, against a daemon with
  * every built-in module. Each answer must be a clean client error or success in the service's
- * body (never a 5xx, never a body without cloudlet_error), and the daemon must answer afterwards.
+ * body (never a 5xx, never a body without cloudlet_error), the daemon must answer afterwards and no
+ * process (QEMU) may have been started over its data folder.
  * Replay a failure with FUZZ_SEED=<the printed seed>.
  */
 import { strict as assert } from 'assert';
+import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
 import type { InjectOptions } from 'fastify';
@@ -73,6 +75,7 @@ describe('API fuzz: schema-made hostile bodies and queries', function () {
     assert.equal(alive.statusCode, 200);
     assert.ok(alive.json().images.some((x: { id: string }) => x.id === made.json().id));
     assert.ok(!d.logs.some((l) => /internal error|TypeError|RangeError/.test(l)), d.logs.filter((l) => /Error/.test(l)).slice(0, 3).join('\n'));
+    assert.deepEqual(processesUsing(d.dataDir), [], 'no process (QEMU) was started over the data folder');
   });
 });
 
@@ -109,4 +112,11 @@ function fuzzRequest(route: RouteShape, r: Random, ids: string[]): { options: In
 /** Percent-encoding that also takes lone surrogates (as the bytes of invalid UTF-8: what a hostile client sends). */
 function enc(v: string): string {
   try { return encodeURIComponent(v); } catch { return '%ED%A0%80'; }
+}
+
+/** Pids of processes whose command line names `dir` (a QEMU of this daemon would). */
+function processesUsing(dir: string): number[] {
+  return fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try { return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dir); } catch { return false; }
+  }).map(Number);
 }
