@@ -25,6 +25,8 @@ export class AgentClient {
   private pending?: Pending;
   private queue: Promise<unknown> = Promise.resolve();
   private seq = 0;
+  /** Bumped by close(): waits begun before it give up. */
+  private generation = 0;
   private readonly tag = Math.random().toString(36).slice(2, 8);
 
   constructor(private readonly socketPath: string) {}
@@ -80,7 +82,13 @@ export class AgentClient {
     });
   }
 
+  /** Ends the connection; a ping or command still waiting for the agent gives up at once (Cancelled). */
   close(): void {
+    this.generation++;
+    this.drop();
+  }
+
+  private drop(): void {
     this.sock?.destroy();
     this.sock = undefined;
   }
@@ -96,14 +104,17 @@ export class AgentClient {
   /** Connects (again) if needed and pings until the agent answers: the VM may just have resumed. */
   private async ready(deadline: number): Promise<void> {
     let lastErr: unknown;
+    const generation = this.generation;
     while (Date.now() < deadline) {
+      // Closed meanwhile (the VM is gone): retrying until the deadline would only keep the process alive.
+      if (generation !== this.generation) throw new CloudletError('Cancelled', `the connection to the guest agent on ${this.socketPath} was closed`);
       try {
         if (!this.sock) await this.connect();
         const r = await this.request('P', [], Math.min(deadline, Date.now() + 5_000));
         if (r.status === 0) return;
       } catch (e) {
         lastErr = e;
-        if (!isTimeout(e)) { this.close(); await sleep(200); }
+        if (!isTimeout(e)) { this.drop(); await sleep(200); }
       }
     }
     throw new CloudletError('Timeout', `the guest agent did not answer on ${this.socketPath}`, {
