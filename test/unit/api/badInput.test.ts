@@ -130,6 +130,19 @@ describe('bad input answers 400 and changes nothing', function () {
     });
     after(() => { engine?.close(); });
 
+    it('a device patch takes values of each field\'s type only, and no object internals as paths', async () => {
+      const patchDevice = (ops: unknown) => d.inject('admin', { method: 'PATCH', url: '/inventory/v1/hardware/pi-1', headers: { 'content-type': 'application/json-patch+json' }, payload: JSON.stringify(ops) });
+      for (const ops of [[{ op: 'replace', path: '/name', value: ['pi-9'] }], [{ op: 'replace', path: '/authorized_projects', value: 'demo' }],
+        [{ op: 'add', path: '/authorized_projects/-', value: { id: 'x' } }], [{ op: 'replace', path: '/properties', value: [] }],
+        [{ op: 'add', path: '/properties/__proto__', value: { admin: true } }], [{ op: 'replace', path: '/project_id', value: 'x' }]]) {
+        const r = await patchDevice(ops);
+        assert.equal(r.statusCode, 400, `${JSON.stringify(ops)}: ${r.body}`);
+      }
+      const shown = await d.inject('admin', { method: 'GET', url: '/inventory/v1/hardware/pi-1' });
+      assert.equal(shown.json().name, 'pi-1');
+      assert.deepEqual(shown.json().authorized_projects, []);
+    });
+
     it('an update whose body is a string or a number is 400 and the lease stays as it was', async () => {
       const was = (await d.inject('alice', { method: 'GET', url: `/reservation/v1/leases/${leaseId}` })).json().lease;
       for (const payload of ['"str"', '123', '[]', 'null', '{"lease": "x"}', '{"end_date": 5}']) {
