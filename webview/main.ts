@@ -85,7 +85,7 @@ function renderOverlay(s: OverlayPanelState, chart: ChartSlice[]): void {
     const c = s.composition;
     const ratio = c.compressedBytes > 0 ? (c.rawBytes / c.compressedBytes).toFixed(1) : '–';
     const legend = el('table', { class: 'legend' },
-      el('thead', {}, el('tr', {}, el('th', {}, ''), el('th', {}, 'Part'), el('th', { class: 'num' }, 'Size'), el('th', { class: 'num' }, 'Share'))),
+      el('thead', {}, el('tr', {}, el('th', {}, ''), el('th', {}, 'Part'), el('th', { class: 'num' }, 'Changed data'), el('th', { class: 'num' }, 'Share'))),
       el('tbody', {}, ...chart.map((x) => el('tr', {},
         el('td', {}, el('span', { class: `swatch enc-${x.encoding} area-${x.area}` })),
         el('td', {}, x.label),
@@ -93,7 +93,7 @@ function renderOverlay(s: OverlayPanelState, chart: ChartSlice[]): void {
         el('td', { class: 'num' }, `${(x.share * 100).toFixed(1)}%`)))));
     parts.push(
       el('h2', {}, 'What the overlay is made of'),
-      el('div', { class: 'composition', 'data-test': 'chart' }, renderDonut(chart, `${formatBytes(c.compressedBytes)}`, 'compressed'), legend),
+      el('div', { class: 'composition', 'data-test': 'chart' }, renderDonut(chart, `${formatBytes(c.rawBytes)}`, 'changed data'), legend),
       el('dl', { class: 'facts' },
         el('dt', {}, 'Changed data'), el('dd', {}, formatBytes(c.rawBytes)),
         el('dt', {}, 'Overlay size'), el('dd', {}, `${formatBytes(c.compressedBytes)} (${ratio}× smaller)`),
