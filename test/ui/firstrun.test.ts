@@ -70,6 +70,18 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
 
   stepFlow('firstrun', () => ({ wb, cs }));
 
+  /** Answers code-server's file dialog (a path input prefilled with a folder) like a user: select all, type, Enter. */
+  async function pickFile(file: string): Promise<void> {
+    const input = wb.page.locator('.quick-input-widget:visible .quick-input-box input');
+    await input.waitFor({ timeout: 30_000 });
+    await input.click();
+    await wb.page.keyboard.press('Control+a');
+    await wb.page.keyboard.type(file, { delay: 5 });
+    await until('the dialog to show the file', async () => (await input.inputValue()) === file, 30_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    await input.press('Enter');
+  }
+
   it('17.3: no CLI on PATH: the Sandbox view names what is missing and offers the install steps and "Locate CLI..."', async () => {
     await wb.openCloudlets();
     const welcome = wb.viewPane('Sandbox').locator('.welcome-view-content');
@@ -109,14 +121,9 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
 
   it('15.2/17.3: "Locate CLI..." picks the installed CLI in the file dialog; the local daemon starts from it', async () => {
     await wb.viewPane('Sandbox').locator('.welcome-view-content .monaco-button', { hasText: 'Locate CLI...' }).first().click();
-    // code-server's file dialog is a path input: type the file (its real path: the bin entry is a symlink), let it settle, accept.
+    // code-server's file dialog is a path input: type the file (its real path: the bin entry is a symlink).
     const picked = fs.realpathSync(cli);
-    const input = wb.page.locator('.quick-input-widget:visible .quick-input-box input');
-    await input.waitFor({ timeout: 30_000 });
-    await input.fill(picked);
-    await wb.page.locator('.quick-input-widget:visible .quick-input-list .monaco-list-row', { hasText: path.basename(picked) }).first().waitFor({ timeout: 30_000 });
-    await new Promise((r) => setTimeout(r, 1000));
-    await input.press('Enter');
+    await pickFile(picked);
     await wb.notification(/Using the cloudlet CLI/).waitFor({ timeout: 120_000 });
     // The sandbox is up and empty: the welcome that offers a base VM.
     await wb.viewPane('Sandbox').locator('.welcome-view-content', { hasText: 'No base VM in the local sandbox yet' }).waitFor({ timeout: 180_000 });
@@ -136,7 +143,7 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     for (const k of ['Test guest', 'Debian 12', 'Disk image file...']) await wb.page.locator('.quick-input-widget:visible .quick-input-list .monaco-list-row', { hasText: k }).first().waitFor({ timeout: 30_000 });
     await shot('create-base-kinds');
     await wb.pick('Disk image file...');
-    await wb.answer(junk);
+    await pickFile(junk);
     await wb.answer('junk');
     const failed = wb.notification(/Creating base VM junk .* failed/);
     await failed.waitFor({ timeout: 300_000 });
