@@ -21,6 +21,7 @@ import { errorBodyFor } from './errorBodies';
 import { cloudletModule } from './api/cloudlet';
 import { builtinModules } from './modules';
 import { CloudletError, codeForStatus, describeError, type ErrorCode } from '../common/errors';
+import { hideHostPaths, registerDataRoot } from '../common/hostErrors';
 import { createLogger, type Logger } from '../common/log';
 import { storePaths } from '../common/paths';
 import { SERVICE_NAMES } from '../client/regions';
@@ -78,6 +79,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     hosts: [{ host: opts.host, port: opts.port }, ...extraAddrs.map(([host, port]) => ({ host, port }))],
   });
   const paths = storePaths(opts.dataDir);
+  registerDataRoot(opts.dataDir);  // answers show paths in it as DATA/...
   for (const d of [paths.root, paths.tmp]) fs.mkdirSync(d, { recursive: true });
   const config = opts.config ?? loadConfig(opts.configFile, opts.dataDir);
   const region = config.region ?? 'RegionOne';
@@ -223,7 +225,7 @@ function sendError(serviceType: string, err: FastifyError | Error, req: FastifyR
 function errorAnswer(err: FastifyError | Error, req: FastifyRequest, log: Logger): { status: number; code: ErrorCode; message: string; hint?: string } {
   if (err instanceof CloudletError) {
     // cancelled: no client-closed status in OpenStack
-    return { status: err.status === 499 ? 409 : err.status, code: err.code, message: err.message, hint: err.hint };
+    return { status: err.status === 499 ? 409 : err.status, code: err.code, message: hideHostPaths(err.message), hint: err.hint && hideHostPaths(err.hint) };
   }
   const fe = err as FastifyError;
   if (fe.validation) return { status: 400, code: 'BadInput', ...validationAnswer(fe.validation as ErrorObject[], fe.validationContext) };

@@ -11,6 +11,7 @@ import type { EventBus, JobHandle, JobRegistry, JobStreamEvent } from './context
 import type { ProgressEvent } from '../common/progress';
 import type { Logger } from '../common/log';
 import { describeError, faultOf, type Fault } from '../common/errors';
+import { hideHostPaths } from '../common/hostErrors';
 export type { JobStreamEvent };
 
 // The job row is exactly what the API returns: one type, shared with the client.
@@ -116,8 +117,10 @@ export class Jobs implements JobRegistry {
   }
 
   private finish(id: string, status: JobStatus, err?: unknown, result?: unknown): void {
-    const fault = err === undefined ? undefined : faultOf(err);
-    const error = err === undefined ? undefined : describeError(err);
+    // What the job's caller sees names no path of the daemon host (the log has them).
+    const raw = err === undefined ? undefined : faultOf(err);
+    const fault = raw && { ...raw, message: hideHostPaths(raw.message), ...(raw.hint ? { hint: hideHostPaths(raw.hint) } : {}) };
+    const error = err === undefined ? undefined : hideHostPaths(describeError(err));
     this.running.delete(id);
     this.lastWrite.delete(id);
     let projectId: string | undefined;

@@ -3,13 +3,15 @@ import * as crypto from 'crypto';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { AuthContext } from './context';
 import { CloudletError, faultOf } from '../common/errors';
+import { hideHostPaths } from '../common/hostErrors';
 import type { ServerFault, ServerStatus } from '../client/types';
 
 export type { ServerFault, ServerStatus };
 
-/** The fault of what made a server fail: an error (its status, code and hint) or a sentence (Internal, 500). */
+/** The fault of what made a server fail: an error (its status, code and hint) or a sentence (Internal, 500); no host path shown. */
 export function serverFault(e: unknown, status?: number): ServerFault {
-  const f = typeof e === 'string' ? faultOf(new CloudletError('Internal', e)) : faultOf(e);
+  const raw = typeof e === 'string' ? faultOf(new CloudletError('Internal', e)) : faultOf(e);
+  const f = { ...raw, message: hideHostPaths(raw.message), ...(raw.hint ? { hint: hideHostPaths(raw.hint) } : {}) };
   const code = status ?? (e instanceof CloudletError ? e.status : 500);
   return { code: code === 499 ? 409 : code, message: f.hint ? `${f.message}\n  hint: ${f.hint}` : f.message, created: new Date().toISOString(),
     cloudlet_error: { code: f.code, ...(f.hint ? { hint: f.hint } : {}) } };

@@ -169,7 +169,7 @@ export class HandoffReceiver {
     try {
       // Checked before a segment byte is read (roundReader.ts); segments are applied as they arrive.
       const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20) });
-      r = { ...(await s.applier.apply(rs.segments(), this.d.compressor())), received: rs.received, final: rs.header.final };
+      r = { ...(await s.applier.apply(rs.segments(), this.d.compressor(), n)), received: rs.received, final: rs.header.final };
     } finally { s.cut = undefined; }
     s.applier.syncDiskLayer();
     s.rounds++;

@@ -11,6 +11,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CloudletError } from '../common/errors';
+import { onDiskFull } from '../common/hostErrors';
 import { cloneFile } from '../qemu/files';
 import { fetchSegment } from '../overlay/apply';
 import { CHUNK_SIZE, decodeSegment, Encoding, expandRuns, SegmentEntry, Target } from '../overlay/format';
@@ -41,6 +42,8 @@ export class RoundApplier {
   /** Where each chunk sits in the qcow2 layer as last written (host offset, or -1: zero flag). */
   private layerMap?: Map<number, number>;
   private readonly dirtySinceSync = new Set<number>();
+  /** What the applier is doing, for a disk-full error. */
+  private stage = 'receiving a handoff';
 
   private constructor(readonly dir: string, private readonly base: { ram: string; disk: string }, readonly diskLayer: string, ramFile?: string) {
     this.ramFile = ramFile ?? path.join(dir, 'ram.raw');
@@ -68,7 +71,8 @@ export class RoundApplier {
    * refer forward) last. The entries were checked by checkRoundHeader: runs inside the images,
    * ascending, counts bounded.
    */
-  async apply(segments: AsyncIterable<{ entry: SegmentEntry; data: Buffer }>, compressor: SegmentCompressor): Promise<{ chunks: number }> {
+  async apply(segments: AsyncIterable<{ entry: SegmentEntry; data: Buffer }>, compressor: SegmentCompressor, roundNo = 0): Promise<{ chunks: number }> {
+    this.stage = `applying handoff round ${roundNo}`;
     const round: RoundState = { deferred: [], written: { ram: new Set(), disk: new Set() }, scratch: Buffer.alloc(CHUNK_SIZE), chunks: 0 };
     const queue: Array<{ entry: SegmentEntry; raw: Promise<Buffer>; bytes: number }> = [];
     let inFlight = 0;
@@ -98,7 +102,7 @@ export class RoundApplier {
   }
 
   private applySegment(entry: SegmentEntry, raw: Buffer, round: RoundState): void {
-    if (entry.kind === 'device-state') { fs.writeFileSync(this.deviceState, raw); this.hasState = true; return; }
+    if (entry.kind === 'device-state') { onDiskFull(this.deviceState, this.stage, () => fs.writeFileSync(this.deviceState, raw)); this.hasState = true; return; }
     const target = entry.target;
     if (target !== 'ram' && target !== 'disk') throw new CloudletError('BadInput', `segment ${entry.digest} has no target image`);
     const { records, payloadOffsets } = decodeSegment(raw, entry.digest);
@@ -141,6 +145,10 @@ export class RoundApplier {
    * inode: a QEMU holding it inactive re-reads it on activation).
    */
   syncDiskLayer(): { mode: 'none' | 'patched' | 'rebuilt'; chunks: number } {
+    return onDiskFull(this.diskLayer, `${this.stage}: writing the disk layer`, () => this.syncLayer());
+  }
+
+  private syncLayer(): { mode: 'none' | 'patched' | 'rebuilt'; chunks: number } {
     const dirty = [...this.dirtySinceSync];
     this.dirtySinceSync.clear();
     if (this.layerMap && !dirty.length) return { mode: 'none', chunks: 0 };
@@ -183,10 +191,10 @@ export class RoundApplier {
   }
 
   private put(target: Target, index: number, data: Buffer | undefined): void {
-    if (target === 'ram') { fs.writeSync(this.ramFd, data ?? Buffer.alloc(CHUNK_SIZE), 0, CHUNK_SIZE, index * CHUNK_SIZE); return; }
+    if (target === 'ram') { onDiskFull(this.ramFile, this.stage, () => fs.writeSync(this.ramFd, data ?? Buffer.alloc(CHUNK_SIZE), 0, CHUNK_SIZE, index * CHUNK_SIZE)); return; }
     this.dirtySinceSync.add(index);
     if (!data) { this.disk.set(index, DISK_ZERO); return; }
-    fs.writeSync(this.diskFd, data, 0, CHUNK_SIZE, index * CHUNK_SIZE);
+    onDiskFull(this.diskDelta, this.stage, () => fs.writeSync(this.diskFd, data, 0, CHUNK_SIZE, index * CHUNK_SIZE));
     this.disk.set(index, DISK_DATA);
   }
 

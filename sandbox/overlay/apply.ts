@@ -7,6 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CloudletError, throwIfCancelled } from '../common/errors';
+import { onDiskFull, onDiskFullAsync } from '../common/hostErrors';
 import { noProgress, ProgressSink } from '../common/progress';
 import {
   CHUNK_SIZE, decodeSegment, Encoding, expandRuns, LIMITS, OverlayManifest, SegmentEntry, Target, validateManifest,
@@ -44,6 +45,9 @@ export interface ApplyResult {
 }
 
 export const LAUNCH_FILES = { ram: 'ram.raw', disk: 'disk.qcow2', deviceState: 'state.bin', info: 'overlay.json' };
+
+/** The stage a disk-full error names while launch chunks are written. */
+const WRITING = 'synthesis: writing the launch RAM and disk';
 
 interface Deferred { target: Target; index: number; refTarget: Target; ref: number }
 
@@ -103,7 +107,7 @@ export async function applyOverlay(
     const ramPath = path.join(tmp, LAUNCH_FILES.ram);
     // A reflink or a copy of only the base RAM's data extents (cp --sparse), running while the
     // first segments are fetched and decoded.
-    ramCopy = cloneFile(base.ramFile, ramPath);
+    ramCopy = onDiskFullAsync(ramPath, 'synthesis: copying the base RAM', cloneFile(base.ramFile, ramPath));
     ramCopy.catch(() => { /* awaited below */ });
     const baseRamFd = fs.openSync(base.ramFile, 'r'); fds.push(baseRamFd);
     const baseDiskFd = fs.openSync(base.diskFile, 'r'); fds.push(baseDiskFd);
@@ -126,9 +130,10 @@ export async function applyOverlay(
       fs.readSync(target === 'ram' ? baseRamFd : baseDiskFd, out, 0, CHUNK_SIZE, index * CHUNK_SIZE);
       return out;
     };
+    const diskPath = path.join(tmp, LAUNCH_FILES.disk);
     const put = (target: Target, index: number, data: Buffer) => {
-      if (target === 'ram') { fs.writeSync(ramFd, data, 0, CHUNK_SIZE, index * CHUNK_SIZE); ramStored[index] = 1; }
-      else { w.writeChunk(index, data); diskStored[w.positionOf(index)] = 1; }
+      if (target === 'ram') { onDiskFull(ramPath, WRITING, () => fs.writeSync(ramFd, data, 0, CHUNK_SIZE, index * CHUNK_SIZE)); ramStored[index] = 1; }
+      else { onDiskFull(diskPath, WRITING, () => w.writeChunk(index, data)); diskStored[w.positionOf(index)] = 1; }
     };
 
     const applySegment = (entry: SegmentEntry, raw: Buffer) => {
@@ -199,18 +204,18 @@ export async function applyOverlay(
       const stored = d.refTarget === 'ram' ? ramStored[d.ref] === 1 : (w.positionOf(d.ref) >= 0 && diskStored[w.positionOf(d.ref)] === 1);
       if (!stored) throw new CloudletError('Corrupt', `${d.target} chunk ${d.index} copies ${d.refTarget} chunk ${d.ref}, which this overlay does not store`);
       const data = d.refTarget === 'ram' ? (fs.readSync(ramFd, scratch, 0, CHUNK_SIZE, d.ref * CHUNK_SIZE), scratch) : w.readChunk(d.ref, scratch);
-      if (d.target === 'ram') fs.writeSync(ramFd, data, 0, CHUNK_SIZE, d.index * CHUNK_SIZE);
-      else w.writeChunk(d.index, data);
+      if (d.target === 'ram') onDiskFull(ramPath, WRITING, () => fs.writeSync(ramFd, data, 0, CHUNK_SIZE, d.index * CHUNK_SIZE));
+      else onDiskFull(diskPath, WRITING, () => w.writeChunk(d.index, data));
     }
     const fetchDecodeMs = Date.now() - tFetch;
 
     const dsEntry = manifest.segments.find((s) => s.kind === 'device-state')!;
     const state = await fetchSegment(dsEntry, source, compressor, opts.signal);
-    fs.writeFileSync(path.join(tmp, LAUNCH_FILES.deviceState), state);
+    onDiskFull(path.join(tmp, LAUNCH_FILES.deviceState), 'synthesis: writing the device state', () => fs.writeFileSync(path.join(tmp, LAUNCH_FILES.deviceState), state));
     throwIfCancelled(opts.signal);
     // No fsync: the files go straight to QEMU through the page cache, and a host crash loses the
     // sandbox anyway (a synthesis is redone from base + overlay).
-    w.finish({ sync: false });
+    onDiskFull(diskPath, 'synthesis: finishing the disk layer', () => w.finish({ sync: false }));
     writer = undefined;
     fs.writeFileSync(path.join(tmp, LAUNCH_FILES.info), JSON.stringify({ overlayId: overlay.overlayId, baseId: manifest.baseId, vmConfig: manifest.vmConfig }, null, 2));
     fs.renameSync(tmp, opts.outDir);

@@ -7,6 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CloudletError } from '../common/errors';
+import { onDiskFullAsync } from '../common/hostErrors';
 import type { BaseBundle } from '../base/store';
 import { cloneFile } from '../qemu/files';
 import { qemuImgBinary } from '../qemu/host';
@@ -46,7 +47,8 @@ export async function prepareFiles(base: BaseBundle, cfg: VmConfig, files: Sandb
     return kernel;
   }
   // Independent steps, run together: the disk layer (instant) and the RAM copy (reflink or sparse copy).
-  await Promise.all([createDiskLayer(files.disk, base.disk), cloneFile(base.ram, files.ram)]);
+  await Promise.all([onDiskFullAsync(files.disk, 'creating the VM\'s disk layer', createDiskLayer(files.disk, base.disk)),
+    onDiskFullAsync(files.ram, 'copying the base RAM for the VM', cloneFile(base.ram, files.ram))]);
   return kernel;
 }
 

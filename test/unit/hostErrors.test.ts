@@ -1,0 +1,106 @@
+/**
+ * Host errors as users see them (issue 11.11): server faults and API answers carry no absolute path
+ * of the daemon host (data-folder paths as DATA/..., others as their last component); a full disk
+ * is reported naming the file and the stage, checked on a real 512 KiB tmpfs for a handoff round
+ * and for a synthesis (apply), each leaving no partial folder.
+ */
+import { strict as assert } from 'assert';
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { CloudletError } from '../../sandbox/common/errors';
+import { diskFullError, hideHostPaths, registerDataRoot } from '../../sandbox/common/hostErrors';
+import { serverFault } from '../../sandbox/cloudlet/serverStore';
+import { applyOverlay, createOverlay, OverlayReader, SegmentCompressor } from '../../sandbox/overlay';
+import { CHUNK_SIZE } from '../../sandbox/overlay/format';
+import { RoundApplier } from '../../sandbox/handoff/roundApplier';
+import { openRound } from '../../sandbox/handoff/roundReader';
+import { makePair, type GeneratedPair } from './helpers/generatedImages';
+import { encodeRounds, pieces } from './helpers/handoffRounds';
+
+describe('host errors: no host paths in faults, a full disk named by file and stage', function () {
+  this.timeout(120_000);
+
+  it('hides host paths: data-folder paths as DATA/..., other absolute paths by their last component; API paths and URLs stay', () => {
+    registerDataRoot('/srv/cloudlet-data');
+    const msg = 'RAM file /srv/cloudlet-data/sandboxes/sb-1/ram.raw is 5 bytes; QEMU (/usr/bin/qemu-system-x86_64): could not open \'/home/op/.cache/kernel\'; '
+      + 'see /tmp/cloudlet-xyz/qemu.log, no such resource: GET /compute/v2.1/servers, http://127.0.0.1:8774/image/v2/images/abc';
+    const shown = hideHostPaths(msg);
+    assert.equal(shown, 'RAM file DATA/sandboxes/sb-1/ram.raw is 5 bytes; QEMU (…/qemu-system-x86_64): could not open \'…/kernel\'; '
+      + 'see …/qemu.log, no such resource: GET /compute/v2.1/servers, http://127.0.0.1:8774/image/v2/images/abc');
+    assert.equal(hideHostPaths('data=/srv/cloudlet-data'), 'data=DATA');
+  });
+
+  it('a server fault shows no host path, in its message or its hint', () => {
+    const f = serverFault(new CloudletError('Corrupt', 'device state /var/lib/cloudlet/tmp/synth-1/state.bin is truncated', { hint: 'delete /var/lib/cloudlet/tmp/synth-1 and retry' }));
+    assert.doesNotMatch(JSON.stringify(f), /\/var\/lib/);
+    assert.match(f.message, /device state …\/state\.bin is truncated/);
+    assert.match(f.cloudlet_error?.hint ?? '', /delete …\/synth-1 and retry/);
+  });
+
+  it('maps ENOSPC (an errno or a tool saying so) to Unavailable/507 naming file and stage; other errors pass unchanged', () => {
+    const e = diskFullError(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }), 'DATA/tmp/x/ram.raw', 'applying handoff round 2');
+    assert.ok(e instanceof CloudletError);
+    assert.equal(e.status, 507);
+    assert.equal(e.message, 'no space left on the device while applying handoff round 2: writing DATA/tmp/x/ram.raw failed');
+    assert.ok(diskFullError(new CloudletError('Internal', 'cp: error writing \'x\': No space left on device'), 'x', 's') instanceof CloudletError);
+    const other = new Error('EIO');
+    assert.equal(diskFullError(other, 'f', 's'), other);
+  });
+
+  describe('on a full filesystem (512 KiB tmpfs)', () => {
+    let tmp: string, small: string;
+    let pair: GeneratedPair;
+    let compressor: SegmentCompressor;
+    before(function () {
+      tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'host-errors-'));
+      small = path.join(tmp, 'small');
+      fs.mkdirSync(small);
+      try { execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', small], { stdio: 'pipe' }); } catch (e) {
+        console.log(`      cannot mount a tmpfs here (${(e as Error).message.split('\n')[0]}): skipped`);
+        this.skip();
+      }
+      pair = makePair(path.join(tmp, 'pair'));
+      compressor = new SegmentCompressor(2);
+    });
+    after(async () => {
+      await compressor?.close();
+      try { execFileSync('umount', [small], { stdio: 'pipe' }); } catch { /* not mounted */ }
+      fs.rmSync(tmp, { recursive: true, force: true });
+    });
+
+    it('a handoff round that does not fit: refused naming the file and the round', async () => {
+      const rounds = await encodeRounds(pair, compressor);
+      const dir = path.join(small, 'session');
+      fs.mkdirSync(dir);
+      const ramFile = path.join(dir, 'ram.raw');
+      fs.writeFileSync(ramFile, '');
+      fs.truncateSync(ramFile, pair.ram.length);  // sparse, as a prepared launch's copy on a reflink filesystem
+      const a = await RoundApplier.create(dir, { ram: pair.base.ramFile, disk: pair.base.diskFile }, { ramFile, diskLayer: path.join(dir, 'disk.qcow2') });
+      try {
+        const rs = await openRound(pieces(rounds[0]), 0, { chunks: { ram: pair.ram.length / CHUNK_SIZE, disk: pair.disk.length / CHUNK_SIZE }, maxBytes: 1 << 30 });
+        await assert.rejects(a.apply(rs.segments(), compressor), (e: unknown) => {
+          assert.ok(e instanceof CloudletError, String(e));
+          assert.equal(e.status, 507);
+          assert.match(e.message, /^no space left on the device while applying handoff round 0: writing .*\/session\/(ram\.raw|disk\.delta) failed$/);
+          return true;
+        });
+      } finally { a.close(); fs.rmSync(dir, { recursive: true, force: true }); }
+    });
+
+    it('a synthesis whose launch files do not fit: refused naming the file and the stage, no partial folder left', async () => {
+      const made = await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outDir: path.join(tmp, 'overlays'), compressor });
+      const r = OverlayReader.open(made.path);
+      try {
+        await assert.rejects(applyOverlay(r, r, { baseId: pair.baseId, ramFile: pair.base.ramFile, diskFile: pair.base.diskFile }, { outDir: path.join(small, 'launch'), compressor }), (e: unknown) => {
+          assert.ok(e instanceof CloudletError, String(e));
+          assert.equal(e.status, 507);
+          assert.match(e.message, /^no space left on the device while (synthesis: .*): writing .*launch\.partial-[^/]+\/(ram\.raw|disk\.qcow2|state\.bin) failed$/);
+          return true;
+        });
+      } finally { r.close(); }
+      assert.deepEqual(fs.readdirSync(small), [], 'nothing left on the full filesystem');
+    });
+  });
+});
