@@ -90,6 +90,9 @@ export function validationAnswer(errors: ErrorObject[], context: string | undefi
   const p = e.params as Record<string, unknown>;
   const leaf = (p.missingProperty ?? p.additionalProperty) as string | undefined;
   const field = leaf === undefined ? fieldName(e.instancePath, '') : fieldName(`${e.instancePath}/${leaf}`, '');
-  const problem = describeSchemaError(e, `the ${part}`);
+  // NO_BODY's anyOf (null or {}) would read "must be a null": say what it means.
+  const noBody = errors.find((x) => x.keyword === 'anyOf' && (x.parentSchema as { description?: string } | undefined)?.description === 'no body');
+  const problem = !noBody ? describeSchemaError(e, `the ${part}`)
+    : noBody.instancePath ? `${fieldName(noBody.instancePath, '')} takes no argument (null or {})` : 'this call takes no body';
   return { message: field ? `Invalid input for field/attribute ${field}. ${problem}` : `Invalid input: ${problem}`, hint: `${part}: ${problem}` };
 }

@@ -66,6 +66,11 @@ describe('route schemas', function () {
   it('an empty body sent as JSON is no body: a route taking none accepts it, one needing a body refuses it', async () => {
     const none = await d.inject('alice', { method: 'DELETE', url: '/cloudlet/v1/jobs/nope', headers: { 'content-type': 'application/json' }, payload: '' });
     assert.equal(none.statusCode, 404, none.body);
+    const some = await d.inject('alice', { method: 'DELETE', url: '/cloudlet/v1/jobs/nope', payload: { a: 1 } });
+    assert.equal(some.statusCode, 400);
+    assert.equal(some.json().cloudlet_error.hint, 'request body: this call takes no body');
+    const pause = await d.inject('alice', { method: 'POST', url: '/compute/v2.1/servers/x/action', payload: { pause: { now: true } } });
+    assert.equal(pause.json().cloudlet_error.hint, 'request body: pause takes no argument (null or {})');
     const needed = await d.inject('alice', { method: 'POST', url: '/image/v2/images', headers: { 'content-type': 'application/json' }, payload: ' ' });
     assert.equal(needed.statusCode, 400);
     assert.equal(needed.json().cloudlet_error.code, 'BadInput');
