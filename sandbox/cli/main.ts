@@ -43,6 +43,9 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     process.stderr.write(`cloudlet: ${describeError(e)}\n`);
     if (process.env.CLOUDLET_LOG === 'debug' && e instanceof Error) process.stderr.write(`${e.stack}\n`);
     process.exitCode = isCloudletError(e, 'Cancelled') ? 130 : isCloudletError(e) && e.code === 'BadInput' ? 2 : 1;
+    // The error is said: a timer of the failed work (a wait for a guest that is gone) must not keep
+    // the command alive until its own deadline. unref: a process that ends by itself is not cut short.
+    setTimeout(() => process.exit(), 1000).unref();
   }
 }
 
