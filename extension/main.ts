@@ -8,6 +8,7 @@ import { Ext } from './ext';
 import { connect } from './clientAdapter';
 import { commandGroups } from './commands';
 import { registerCommands } from './commands/registry';
+import { registerYamlQuickFix } from './commands/sandbox';
 
 let current: Ext | undefined;
 
@@ -20,7 +21,7 @@ export function activate(context: vscode.ExtensionContext): CloudletExtensionApi
   const t0 = Date.now();
   const ext = new Ext(context, connect);
   current = ext;
-  context.subscriptions.push(...registerCommands(ext, commandGroups));
+  context.subscriptions.push(...registerCommands(ext, commandGroups), registerYamlQuickFix(ext));
   // The Overlay panel's Publish button runs the same command as the tree's inline action.
   ext.overlayPanels.publish.handler = async (panel) => {
     if (panel.overlayId) await vscode.commands.executeCommand('cloudlet.publishOverlay', { overlayId: panel.overlayId });

@@ -39,6 +39,27 @@ async function ensureYamlBase(s: CloudletSession, file: vscode.Uri): Promise<voi
   await setYamlBase(doc, pick.x.name);
 }
 
+/**
+ * The quick fix on a cloudlet.yaml's base line: when it names a base the sandbox does not have,
+ * "Use local base NAME" for each local base (the same edit as the build's quick pick).
+ */
+export function registerYamlQuickFix(ext: Ext): vscode.Disposable {
+  return vscode.languages.registerCodeActionsProvider({ pattern: '**/cloudlet.yaml' }, {
+    async provideCodeActions(doc, range) {
+      const b = yamlBase(doc.getText());
+      if (!b || range.start.line > b.line || range.end.line < b.line) return [];
+      const bases = await sessionOf(ext, LOCAL).then((s) => s.listImages()).then((l) => l.filter(isBaseImage), () => []);
+      if (!bases.length || bases.some((x) => baseMatches(x, b.value))) return [];
+      return bases.map((x) => {
+        const a = new vscode.CodeAction(`Use local base ${x.name} (${shortId(x.baseId)})`, vscode.CodeActionKind.QuickFix);
+        a.edit = new vscode.WorkspaceEdit();
+        a.edit.replace(doc.uri, new vscode.Range(b.line, b.start, b.line, b.end), x.name);
+        return a;
+      });
+    },
+  }, { providedCodeActionKinds: [vscode.CodeActionKind.QuickFix] });
+}
+
 /** Writes `base: NAME` into a cloudlet.yaml document and saves it. */
 export async function setYamlBase(doc: vscode.TextDocument, name: string): Promise<void> {
   const b = yamlBase(doc.getText());
