@@ -126,7 +126,7 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     await pickFile(picked);
     await wb.notification(/Using the cloudlet CLI/).waitFor({ timeout: 120_000 });
     // The sandbox is up and empty: the welcome that offers a base VM.
-    await wb.viewPane('Sandbox').locator('.welcome-view-content', { hasText: 'No base VM in the local sandbox yet' }).waitFor({ timeout: 180_000 });
+    await wb.viewPane('Sandbox').locator('.welcome-view-content', { hasText: 'No base VM in the sandbox yet' }).waitFor({ timeout: 180_000 });
     const user = JSON.parse(fs.readFileSync(cs.userSettings, 'utf8')) as Record<string, unknown>;
     assert.equal(user['cloudlet.cliPath'], picked);
     assert.ok(fs.existsSync(path.join(localData, 'admin.password')), 'the daemon made its data folder');
@@ -149,7 +149,7 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     await failed.waitFor({ timeout: 300_000 });
     assert.doesNotMatch(await failed.innerText(), /exit code \d+/, 'the daemon\'s words, not an exit code');
     await failed.locator('.monaco-button', { hasText: 'Show Log' }).click();
-    await until('the failure in the log', async () => /Creating base VM junk .* failed/.test(await wb.page.locator('.output-view, .panel .monaco-editor').last().innerText().catch(() => '')), 60_000);
+    await until('the failure in the log', async () => /Creating base VM junk .* failed/.test(await wb.page.locator('.part.panel').first().innerText().catch(() => '')), 60_000);
     await shot('create-base-failed');
     assert.equal(await wb.treeRow('Sandbox', 'junk').count(), 0, 'nothing half-made in the sandbox');
     await wb.closeBottomPanel();
