@@ -16,7 +16,9 @@ APT_PACKAGES=(
   zstd xz-utils xdelta3                 # peers measured by the benchmarks
   docker.io                             # Docker engines that act as edge devices
   docker-registry apache2-utils openssl # the reference OCI registry, htpasswd and TLS for its tests
+  skopeo                                # a generic OCI tool reading the overlay artifact (registryOverlay test)
   python3-openstackclient python3-blazarclient  # standard OpenStack clients used against the daemon
+  python3-glanceclient python3-novaclient python3-zunclient python3-openstacksdk python3-keystoneauth1  # issue 14's client tests
   python3-keystone uwsgi-core uwsgi-plugin-python3  # a real Keystone (22.x) for the fleet tests
   sqlite3 curl jq
   debootstrap fdisk grub-pc-bin  # Debian guests from packages; the BIOS-bootable cloud-image test fixture

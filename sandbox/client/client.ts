@@ -41,6 +41,20 @@ export interface LoginOptions extends ClientOptions {
   projectDomain?: string;
 }
 
+/**
+ * Login with a Keystone application credential instead of a password: its id, or its name with
+ * the owning user's name. The token is scoped to the credential's project, with its roles.
+ */
+export interface ApplicationCredentialLoginOptions extends ClientOptions {
+  authUrl: string;
+  applicationCredentialId?: string;
+  applicationCredentialName?: string;
+  /** The credential's user, when it is named by `applicationCredentialName`. */
+  username?: string;
+  userDomain?: string;
+  secret: string;
+}
+
 export interface Session {
   authUrl: string;
   token: string;
@@ -51,6 +65,8 @@ export interface Session {
   projectName: string;
   roles: string[];
   catalog: CatalogEntry[];
+  /** The application credential the token was made from (such a login renews with it, not a password). */
+  applicationCredential?: { id: string; name: string };
 }
 
 /**
@@ -108,15 +124,27 @@ export class CloudletClient {
 
   /** Password login scoped to a project: token + catalog. */
   static async login(o: LoginOptions): Promise<CloudletClient> {
+    return CloudletClient.issue(o, {
+      identity: { methods: ['password'], password: { user: { name: o.username, domain: { name: o.userDomain ?? 'Default' }, password: o.password } } },
+      scope: { project: { name: o.project, domain: { name: o.projectDomain ?? 'Default' } } },
+    });
+  }
+
+  /** Application credential login: token + catalog, on the credential's project (no scope is sent). */
+  static async loginWithApplicationCredential(o: ApplicationCredentialLoginOptions): Promise<CloudletClient> {
+    if (!o.secret || !(o.applicationCredentialId || (o.applicationCredentialName && o.username))) {
+      throw new CloudletError('BadInput', 'an application credential login needs its secret and its id, or its name and its user');
+    }
+    const credential = o.applicationCredentialId
+      ? { id: o.applicationCredentialId, secret: o.secret }
+      : { name: o.applicationCredentialName, user: { name: o.username, domain: { name: o.userDomain ?? 'Default' } }, secret: o.secret };
+    return CloudletClient.issue(o, { identity: { methods: ['application_credential'], application_credential: credential } });
+  }
+
+  private static async issue(o: ClientOptions & { authUrl: string }, auth: Record<string, unknown>): Promise<CloudletClient> {
     const authUrl = normalizeAuthUrl(o.authUrl);
     const tmp = new CloudletClient({ authUrl, token: '', expiresAt: '', userId: '', userName: '', projectId: '', projectName: '', roles: [], catalog: [] }, o);
-    const body = {
-      auth: {
-        identity: { methods: ['password'], password: { user: { name: o.username, domain: { name: o.userDomain ?? 'Default' }, password: o.password } } },
-        scope: { project: { name: o.project, domain: { name: o.projectDomain ?? 'Default' } } },
-      },
-    };
-    const res = await tmp.fetchRaw('identity', 'POST', `${authUrl}/auth/tokens`, { json: body, anonymous: true });
+    const res = await tmp.fetchRaw('identity', 'POST', `${authUrl}/auth/tokens`, { json: { auth }, anonymous: true });
     const token = res.headers.get('x-subject-token');
     const j = (await res.json()) as { token: any };
     if (!token) throw new CloudletError('Internal', `${authUrl}: no X-Subject-Token in the answer to a login`);
@@ -442,5 +470,6 @@ function sessionFrom(authUrl: string, token: string, t: any): Session {
     authUrl, token, expiresAt: t.expires_at,
     userId: t.user?.id, userName: t.user?.name, projectId: t.project?.id, projectName: t.project?.name,
     roles: (t.roles ?? []).map((r: { name: string }) => r.name), catalog: t.catalog ?? [],
+    ...(t.application_credential?.id ? { applicationCredential: { id: String(t.application_credential.id), name: String(t.application_credential.name ?? '') } } : {}),
   };
 }

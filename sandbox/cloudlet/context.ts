@@ -89,6 +89,11 @@ export interface ApiModule {
   migrate(db: BetterSqlite3.Database): void;
   /** Registers routes on a Fastify instance already scoped to `prefix`. */
   routes(app: FastifyInstance, ctx: DaemonContext): void;
+  /**
+   * Routes at the service's root, the prefix's parent (`/compute` for `/compute/v2.1`): the version
+   * list clients read before they pick a version. Same error bodies as `routes`.
+   */
+  rootRoutes?(app: FastifyInstance, ctx: DaemonContext): void;
   /** After routes: start timers (lease events), adopt processes, reconcile state after a restart. */
   start?(ctx: DaemonContext): Promise<void>;
   stop?(): Promise<void>;

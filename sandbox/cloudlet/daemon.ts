@@ -17,7 +17,7 @@ import { callerOf, resolveCaller } from './requestAuth';
 import { registerSelf } from './selfRegistration';
 import { Jobs, migrateJobs } from './jobs';
 import { LocalEventBus } from './events';
-import { errorBodyFor } from './errorBodies';
+import { errorBodyFor, glanceHtmlError, wantsJson } from './errorBodies';
 import { cloudletModule } from './api/cloudlet';
 import { builtinModules } from './modules';
 import { CloudletError, codeForStatus, describeError, type ErrorCode } from '../common/errors';
@@ -106,7 +106,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // Every route declares its schemas (strict ajv, no coercion); JSON bodies have a depth cap.
   const routes = installValidation(app);
   // Uploads are raw streams the handler consumes.
-  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+  // An empty one is no body: glanceclient sends its DELETEs and tag PUTs as empty octet-streams.
+  app.addContentTypeParser('application/octet-stream', (req, payload, done) => {
+    const empty = req.headers['content-length'] === '0' && !req.headers['transfer-encoding'];
+    done(null, empty ? undefined : payload);
+  });
 
   const state = { url: '' };
   const ctx: DaemonContext = {
@@ -149,12 +153,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   for (const m of modules) {
     await app.register(async (scoped) => {
       scoped.setErrorHandler((err, req, reply) => sendError(m.serviceType, err as Error, req, reply, log, authUrl()));
-      scoped.setNotFoundHandler((req, reply) => {
-        const body = errorBodyFor(m.serviceType, 404, `no such resource: ${req.method} ${req.url.split('?')[0]}`, { code: 'NotFound' });
-        void reply.code(404).send(body);
-      });
+      scoped.setNotFoundHandler((req, reply) => sendError(m.serviceType, new CloudletError('NotFound', `no such resource: ${req.method} ${req.url.split('?')[0]}`), req, reply, log, authUrl()));
       m.routes(scoped, ctx);
     }, { prefix: m.prefix });
+    if (m.rootRoutes) {
+      await app.register(async (scoped) => {
+        scoped.setErrorHandler((err, req, reply) => sendError(m.serviceType, err as Error, req, reply, log, authUrl()));
+        m.rootRoutes!(scoped, ctx);
+      }, { prefix: m.prefix.replace(/\/[^/]+$/, '') });
+    }
   }
   app.setErrorHandler((err, req, reply) => sendError('identity', err as Error, req, reply, log, authUrl()));
   app.setNotFoundHandler((req, reply) => void reply.code(404).send(errorBodyFor('identity', 404, `no such resource: ${req.method} ${req.url.split('?')[0]}`, { code: 'NotFound' })));
@@ -218,6 +225,11 @@ function sendError(serviceType: string, err: FastifyError | Error, req: FastifyR
   // keystonemiddleware answers 401 for every service with the Keystone body and this header.
   const body = errorBodyFor(status === 401 ? 'identity' : serviceType, status, shown, { code, hint });
   if (status === 401) void reply.header('www-authenticate', `Keystone uri="${authUrl.replace(/\/v3$/, '')}"`);
+  // Glance answers a client that did not ask for JSON (glanceclient) in HTML, as webob does.
+  if (serviceType === 'image' && status !== 401 && !wantsJson(req.headers.accept)) {
+    void reply.code(status).type('text/html; charset=UTF-8').send(glanceHtmlError(status, shown, { code, hint }));
+    return;
+  }
   void reply.code(status).send(body);
 }
 

@@ -39,6 +39,32 @@ export function glanceError(status: number, message: string): Record<string, unk
   return { code: `${status} ${statusTitle(status)}`, title: statusTitle(status), message };
 }
 
+const escapeHtml = (t: string) => t.replace(/[&<>]/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/**
+ * Glance as webob renders a fault for a client that did not ask for JSON (glanceclient sends
+ * an Accept of any type, and reads HTML faults line by line, tags stripped). The `cloudlet_error` rides in
+ * an HTML comment on a line of its own, which that reading drops.
+ */
+export function glanceHtmlError(status: number, message: string, extra: { code: ErrorCode; hint?: string }): string {
+  const head = `${status} ${statusTitle(status)}`;
+  const fault = JSON.stringify({ code: extra.code, ...(extra.hint ? { hint: extra.hint } : {}) }).replace(/--/g, '\\u002d-');
+  return `<html>\n <head>\n  <title>${head}</title>\n </head>\n <body>\n  <h1>${head}</h1>\n  ${escapeHtml(message).replace(/\n/g, '<br />')}<br /><br />\n`
+    + `<!-- cloudlet_error: ${fault} -->\n </body>\n</html>`;
+}
+
+/**
+ * Whether a request takes a JSON fault: webob's choice between text/html and application/json for
+ * an Accept header; without one (scripts, our tests' injected requests) JSON, where webob would pick HTML.
+ */
+export function wantsJson(accept: string | undefined): boolean {
+  if (!accept) return true;
+  const offers = accept.split(',').map((p) => p.trim().split(';')[0].toLowerCase());
+  const json = offers.findIndex((o) => o === 'application/json' || o === 'application/*');
+  const html = offers.findIndex((o) => o === 'text/html' || o === 'text/*' || o === '*/*');
+  return json >= 0 && (html < 0 || json < html);
+}
+
 /** Blazar: {"error_code": 404, "error_message": "...", "error_name": "..."} */
 export function blazarError(status: number, message: string, name?: string): Record<string, unknown> {
   return { error_code: status, error_message: message, error_name: name ?? statusTitle(status).replace(/ /g, '') };

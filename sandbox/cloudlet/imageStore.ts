@@ -29,6 +29,7 @@ export interface ImageRow {
   min_ram: number;
   protected: number;
   properties: Record<string, string>;
+  tags: string[];
   created_at: string;
   updated_at: string;
 }
@@ -38,7 +39,13 @@ export function migrateImages(db: BetterSqlite3.Database): void {
     status TEXT NOT NULL, size INTEGER, checksum TEXT, os_hash_value TEXT, disk_format TEXT, container_format TEXT,
     min_disk INTEGER NOT NULL DEFAULT 0, min_ram INTEGER NOT NULL DEFAULT 0, protected INTEGER NOT NULL DEFAULT 0,
     properties TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL, updated_at TEXT NOT NULL)`);
+  const cols = (db.prepare('PRAGMA table_info(images)').all() as { name: string }[]).map((c) => c.name);
+  if (!cols.includes('tags')) db.exec(`ALTER TABLE images ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'`);
 }
+
+/** Glance's limits on image tags (image_tag_quota, the schema's maxLength). */
+export const MAX_TAGS = 128;
+export const MAX_TAG_LENGTH = 255;
 
 /** Fields of an image a client may set; anything else not reserved is a custom property. */
 const CORE = new Set(['name', 'visibility', 'disk_format', 'container_format', 'min_disk', 'min_ram', 'protected']);
@@ -87,7 +94,7 @@ export class ImageStore {
   create(owner: string, fields: Record<string, unknown>, id: string = crypto.randomUUID()): ImageRow {
     const props: Record<string, string> = {};
     for (const [k, v] of Object.entries(fields)) {
-      if (CORE.has(k) || k === 'id' || v === undefined) continue;
+      if (CORE.has(k) || k === 'id' || k === 'tags' || v === undefined) continue;
       if (READ_ONLY.has(k)) throw new CloudletError('Forbidden', `Attribute '${k}' is read-only.`);
       props[k] = checked(k, v) as string;
     }
@@ -104,12 +111,13 @@ export class ImageStore {
       VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)`).run(id, String(fields.name ?? ''), owner, visibility,
       (fields.disk_format as string) ?? null, (fields.container_format as string) ?? null, Number(fields.min_disk ?? 0), Number(fields.min_ram ?? 0),
       fields.protected ? 1 : 0, JSON.stringify(props), t, t);
+    if (fields.tags !== undefined) this.setTags(id, checkTags(fields.tags));
     return this.getRow(id)!;
   }
 
   getRow(id: string): ImageRow | undefined {
     const r = this.db.prepare('SELECT * FROM images WHERE id = ?').get(id) as any;
-    return r ? { ...r, properties: JSON.parse(r.properties) } : undefined;
+    return r ? { ...r, properties: JSON.parse(r.properties), tags: JSON.parse(r.tags) } : undefined;
   }
 
   /** An image the caller may see, else 404 (not 403: others' images do not exist for them). */
@@ -127,7 +135,7 @@ export class ImageStore {
   }
 
   list(a: AuthContext | undefined): ImageRow[] {
-    const rows = (this.db.prepare('SELECT * FROM images ORDER BY created_at DESC, id').all() as any[]).map((r) => ({ ...r, properties: JSON.parse(r.properties) } as ImageRow));
+    const rows = (this.db.prepare('SELECT * FROM images ORDER BY created_at DESC, id').all() as any[]).map((r) => ({ ...r, properties: JSON.parse(r.properties), tags: JSON.parse(r.tags) } as ImageRow));
     return a ? rows.filter((r) => canSee(a, r)) : rows;
   }
 
@@ -154,6 +162,24 @@ export class ImageStore {
       .run(String(merged.name), String(merged.visibility), merged.disk_format ?? null, merged.container_format ?? null, Number(merged.min_disk), Number(merged.min_ram),
         merged.protected ? 1 : 0, JSON.stringify(props), now(), id);
     return this.getRow(id)!;
+  }
+
+  /** Replaces an image's tags (already checked with checkTags). */
+  setTags(id: string, tags: string[]): ImageRow {
+    this.db.prepare('UPDATE images SET tags = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(tags), now(), id);
+    return this.getRow(id)!;
+  }
+
+  /** Adds one tag (Glance: adding a tag it has is no change); 413 past MAX_TAGS. */
+  addTag(id: string, tag: string): ImageRow {
+    const r = this.getRow(id)!;
+    return r.tags.includes(tag) ? r : this.setTags(id, checkTags([...r.tags, tag]));
+  }
+
+  removeTag(id: string, tag: string): ImageRow {
+    const r = this.getRow(id)!;
+    if (!r.tags.includes(tag)) throw new CloudletError('NotFound', `Tag ${tag} not found.`);
+    return this.setTags(id, r.tags.filter((t) => t !== tag));
   }
 
   setStatus(id: string, status: ImageRow['status']): void {
@@ -228,6 +254,19 @@ export function canSee(a: AuthContext, r: ImageRow): boolean {
 
 function now(): string { return new Date().toISOString(); }
 
+/** Tags as Glance takes them: strings of 1-255 characters, no '/', at most MAX_TAGS, duplicates dropped. */
+export function checkTags(v: unknown): string[] {
+  if (!Array.isArray(v)) throw new CloudletError('BadInput', 'tags must be a list of strings');
+  const tags = [...new Set(v)];
+  for (const t of tags) {
+    if (typeof t !== 'string' || !t || t.length > MAX_TAG_LENGTH || t.includes('/')) {
+      throw new CloudletError('BadInput', `Invalid tag ${JSON.stringify(t)}: a tag is 1-${MAX_TAG_LENGTH} characters without '/'`);
+    }
+  }
+  if (tags.length > MAX_TAGS) throw new CloudletError('BadInput', `Maximum number of tags exceeded: at most ${MAX_TAGS}`, { status: 413 });
+  return tags;
+}
+
 /** Glance v2 JSON of an image: core fields plus custom properties at the top level. */
 export function imageView(r: ImageRow): Image {
   return {
@@ -235,7 +274,7 @@ export function imageView(r: ImageRow): Image {
     id: r.id, name: r.name, status: r.status, visibility: r.visibility, protected: !!r.protected, os_hidden: false,
     size: r.size, virtual_size: null, checksum: r.checksum, os_hash_algo: r.os_hash_value ? 'sha512' : null, os_hash_value: r.os_hash_value,
     disk_format: r.disk_format, container_format: r.container_format, min_disk: r.min_disk, min_ram: r.min_ram,
-    owner: r.owner, created_at: r.created_at.replace(/\.\d+Z$/, 'Z'), updated_at: r.updated_at.replace(/\.\d+Z$/, 'Z'), tags: [],
+    owner: r.owner, created_at: r.created_at.replace(/\.\d+Z$/, 'Z'), updated_at: r.updated_at.replace(/\.\d+Z$/, 'Z'), tags: r.tags ?? [],
     self: `/v2/images/${r.id}`, file: `/v2/images/${r.id}/file`, schema: '/v2/schemas/image',
   };
 }

@@ -16,7 +16,10 @@ export function fieldName(instancePath: string, root: string): string {
 }
 
 const article = (t: string) => (/^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`);
-const shown = (v: unknown) => JSON.stringify(v)?.slice(0, 80) ?? String(v);
+const shown = (v: unknown) => {
+  // A body handed over as a stream (an octet-stream sent where JSON was due) is no JSON value.
+  try { return JSON.stringify(v)?.slice(0, 80) ?? String(v); } catch { return 'a byte stream'; }
+};
 
 /** One ajv error as "<field> <problem>"; `root` names the whole document (e.g. "the manifest"). */
 export function describeSchemaError(e: ErrorObject, root: string): string {

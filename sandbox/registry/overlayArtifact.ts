@@ -7,7 +7,7 @@
 import { CloudletError } from '../common/errors';
 import { isDigest } from './digest';
 import {
-  ANNOTATION_BASE_ID, ANNOTATION_OVERLAY_ID, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, OCI_INDEX, OCI_MANIFEST,
+  ANNOTATION_BASE_ID, ANNOTATION_OVERLAY_ID, ANNOTATION_TITLE, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, OCI_INDEX, OCI_MANIFEST,
   OVERLAY_ARTIFACT_TYPE, OVERLAY_CONFIG, OVERLAY_SEGMENT,
 } from './mediaTypes';
 
@@ -26,6 +26,11 @@ export interface OverlayArtifact {
   layers: Descriptor[];    // segments, in overlay order
 }
 
+/** A segment's file name in generic OCI tools: the overlay's short ID and the segment's place. */
+export function segmentTitle(overlayId: string, index: number): string {
+  return `overlay-${overlayId.slice(0, 12)}-segment-${String(index).padStart(4, '0')}.zst`;
+}
+
 export function buildOverlayManifest(a: { overlayId: string; baseId: string; configSize: number;
   segments: { digest: string; size: number }[] }): Buffer {
   const manifest = {
@@ -33,7 +38,8 @@ export function buildOverlayManifest(a: { overlayId: string; baseId: string; con
     mediaType: OCI_MANIFEST,
     artifactType: OVERLAY_ARTIFACT_TYPE,
     config: { mediaType: OVERLAY_CONFIG, digest: `sha256:${a.overlayId}`, size: a.configSize },
-    layers: a.segments.map((s) => ({ mediaType: OVERLAY_SEGMENT, digest: s.digest, size: s.size })),
+    // A file name per layer, so generic tools (oras pull) write the segments to files in order.
+    layers: a.segments.map((s, i) => ({ mediaType: OVERLAY_SEGMENT, digest: s.digest, size: s.size, annotations: { [ANNOTATION_TITLE]: segmentTitle(a.overlayId, i) } })),
     // No timestamps: the same overlay always gives the same manifest digest.
     annotations: { [ANNOTATION_OVERLAY_ID]: a.overlayId, [ANNOTATION_BASE_ID]: a.baseId },
   };

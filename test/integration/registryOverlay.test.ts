@@ -13,6 +13,7 @@ import { changedSegments, makeOverlayPair, OverlayPair } from './registry/realOv
 import { runCli } from './registry/cli';
 import { applyOverlay } from '../../sandbox/overlay/apply';
 import { BlobCache, Credentials, openOverlayFromOci, publishOverlay, pullOverlay } from '../../sandbox/registry';
+import { segmentTitle } from '../../sandbox/registry/overlayArtifact';
 
 
 describe('registry: overlays as OCI artifacts', function () {
@@ -63,6 +64,24 @@ describe('registry: overlays as OCI artifacts', function () {
         assert.equal(byDigest.segments.fromCache, byDigest.segments.total);
         assert.equal(byDigest.bytesDownloaded, 0);
       });
+
+      if (!secure) {
+        it('is friendly to generic OCI tools: skopeo reads it, every layer has an org.opencontainers.image.title file name (oras pull writes those)', async () => {
+          const { execFileSync } = await import('child_process');
+          const raw = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/apps/counter:v1`], { encoding: 'utf8' }));
+          const titles = raw.layers.map((l: { annotations?: Record<string, string> }) => l.annotations?.['org.opencontainers.image.title']);
+          assert.deepEqual(titles, pair.v1.manifest.segments.map((_s, i) => segmentTitle(pair.v1.overlayId, i)));
+          assert.equal(new Set(titles).size, titles.length, 'titles are distinct file names');
+          for (const t of titles) assert.match(t, /^[A-Za-z0-9._-]+$/, 'a plain file name, no path');
+          // skopeo copies the artifact out (blobs by digest); each layer's blob is the segment its title names.
+          const out = path.join(dir, 'skopeo-dir');
+          execFileSync('skopeo', ['copy', '--src-tls-verify=false', `docker://${reg.host}/apps/counter:v1`, `dir:${out}`], { stdio: 'pipe' });
+          raw.layers.forEach((l: { digest: string }, i: number) => {
+            assert.equal(l.digest, pair.v1.manifest.segments[i].digest);
+            assert.ok(fs.existsSync(path.join(out, l.digest.replace(/^sha256:/, ''))), `blob of ${titles[i]} copied`);
+          });
+        });
+      }
 
       it('synthesizes from the oci:// reference: segments fetched in parallel and verified rebuild the launch VM files', async () => {
         const o = await openOverlayFromOci(`oci://${reg.host}/apps/counter:v1`, { ...conn, cacheDir: path.join(dir, 'synth-cache') });

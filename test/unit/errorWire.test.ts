@@ -50,9 +50,15 @@ describe('error codes on the wire', () => {
     assert.equal(nova.statusCode, 400);
     assert.deepEqual(Object.keys(nova.json()), ['badRequest', 'cloudlet_error']);
     assert.deepEqual(nova.json(), { badRequest: { code: 400, message: 'thrown Corrupt (fix Corrupt)' }, cloudlet_error: { code: 'Corrupt', hint: 'fix Corrupt' } });
-    const glance = (await d.inject('alice', { method: 'GET', url: '/image/throw/Mismatch' })).json();
+    const glance = (await d.inject('alice', { method: 'GET', url: '/image/throw/Mismatch', headers: { accept: 'application/json' } })).json();
     assert.equal(glance.code, '400 Bad Request');
     assert.deepEqual(glance.cloudlet_error, { code: 'Mismatch', hint: 'fix Mismatch' });
+    // Without an Accept of JSON (glanceclient), Glance answers in HTML as webob renders it; the code rides in a comment.
+    const html = await d.inject('alice', { method: 'GET', url: '/image/throw/Mismatch', headers: { accept: '*/*' } });
+    assert.equal(html.statusCode, 400);
+    assert.match(String(html.headers['content-type']), /^text\/html/);
+    assert.match(html.body, /<h1>400 Bad Request<\/h1>\n {2}thrown Mismatch \(fix Mismatch\)<br \/><br \/>/);
+    assert.match(html.body, /<!-- cloudlet_error: \{"code":"Mismatch","hint":"fix Mismatch"\} -->/);
     const blazar = (await d.inject('alice', { method: 'GET', url: '/reservation/v1/throw/Conflict' })).json();
     assert.equal(blazar.error_code, 409);
     assert.deepEqual(blazar.cloudlet_error, { code: 'Conflict', hint: 'fix Conflict' });

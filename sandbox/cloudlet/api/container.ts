@@ -110,6 +110,13 @@ export function containerModule(): ApiModule {
         return reply.code(204).send();
       });
     },
+    // Zun's root document: zunclient reads it (at the endpoint minus /v1) to settle on a microversion.
+    rootRoutes(app: FastifyInstance, ctx: DaemonContext) {
+      app.get('/', { schema: S.root }, async () => {
+        const v1 = { id: 'v1', links: [{ href: `${ctx.serviceUrl('container')}/`, rel: 'self' }], status: 'CURRENT', max_version: MAX_VERSION, min_version: MIN_VERSION };
+        return { name: 'OpenStack Zun API', description: 'Zun is an OpenStack project which aims to provide containers service.', versions: [v1], default_version: v1 };
+      });
+    },
     async start(ctx: DaemonContext) { await devicesFor(ctx).start(); },
     async stop() { await svc?.stop(); },
   };

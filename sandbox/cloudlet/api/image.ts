@@ -5,7 +5,8 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ApiModule, DaemonContext } from '../context';
-import { ImageStore, imageView, migrateImages, type ImageRow } from '../imageStore';
+import { checkTags, ImageStore, imageView, migrateImages, type ImageRow } from '../imageStore';
+import { IMAGE_SCHEMA, IMAGES_SCHEMA } from './imageSchemaDocuments';
 import { CloudletError } from '../../common/errors';
 import type { ImagePage } from '../../client/types';
 import { imageSchemas as S } from './schemas/image';
@@ -13,6 +14,8 @@ import { imageDataRoutes, type ImageDataOptions } from './imageData';
 
 /** The upload cap and the base importer (imageData.ts). */
 export type ImageModuleOptions = ImageDataOptions;
+
+type TagParams = { Params: { id: string; tag: string } };
 
 const FILTERS_IGNORED = new Set(['limit', 'marker', 'sort', 'sort_key', 'sort_dir', 'member_status', 'os_hidden']);
 
@@ -28,6 +31,7 @@ export function imageModule(opts: ImageModuleOptions): ApiModule {
       versionRoutes(app, ctx);
       imageRoutes(app, ctx, store, prefix);
       imageDataRoutes(app, ctx, store, opts);
+      tagAndSchemaRoutes(app, ctx, store);
     },
     async start() { store.recover(); },
   };
@@ -72,8 +76,10 @@ function imageRoutes(app: FastifyInstance, ctx: DaemonContext, store: ImageStore
     if (!Array.isArray(ops)) throw new CloudletError('BadInput', 'body must be a JSON Patch array');
     const set: Record<string, unknown> = {};
     const remove: string[] = [];
+    let tags: string[] | undefined;
     for (const op of ops) {
       const key = String(op.path ?? '').replace(/^\//, '');
+      if (key === 'tags' && (op.op === 'add' || op.op === 'replace')) { tags = checkTags(op.value); continue; }
       if (!key || key.includes('/')) throw new CloudletError('BadInput', `unsupported patch path ${op.path}`);
       if (op.op === 'add' || op.op === 'replace') set[key] = op.value;
       else if (op.op === 'remove') remove.push(key);
@@ -81,6 +87,7 @@ function imageRoutes(app: FastifyInstance, ctx: DaemonContext, store: ImageStore
     }
     if ((set.visibility === 'public') && !a.isAdmin) throw new CloudletError('Forbidden', 'publicizing an image needs the admin role');
     if (set.cloudlet_type === 'cloudlet_base_disk' && !a.isAdmin) throw new CloudletError('Forbidden', 'importing a base VM needs the admin role');
+    if (tags) store.setTags(req.params.id, tags);
     const r = store.update(req.params.id, { set, remove });
     ctx.events.publish('images', { id: r.id, project_id: r.owner, change: 'updated' });
     return imageView(r);
@@ -96,10 +103,30 @@ function imageRoutes(app: FastifyInstance, ctx: DaemonContext, store: ImageStore
   });
 }
 
+/** Tags one at a time (glance image-tag-update/-delete, openstack image set --tag); the schemas every image names. */
+function tagAndSchemaRoutes(app: FastifyInstance, ctx: DaemonContext, store: ImageStore): void {
+  app.put<TagParams>('/v2/images/:id/tags/:tag', { schema: S.tag }, async (req, reply) => {
+    const r = store.getOwned(ctx.auth(req), req.params.id);
+    store.addTag(r.id, req.params.tag);
+    ctx.events.publish('images', { id: r.id, project_id: r.owner, change: 'updated' });
+    return reply.code(204).send();
+  });
+  app.delete<TagParams>('/v2/images/:id/tags/:tag', { schema: S.tag }, async (req, reply) => {
+    const r = store.getOwned(ctx.auth(req), req.params.id);
+    store.removeTag(r.id, req.params.tag);
+    ctx.events.publish('images', { id: r.id, project_id: r.owner, change: 'updated' });
+    return reply.code(204).send();
+  });
+  // "schema": "/v2/schemas/image" in every image; glanceclient reads these before any call.
+  app.get('/v2/schemas/image', { schema: S.schemaDocument }, async (req) => { ctx.auth(req); return IMAGE_SCHEMA; });
+  app.get('/v2/schemas/images', { schema: S.schemaDocument }, async (req) => { ctx.auth(req); return IMAGES_SCHEMA; });
+}
+
 /** One page of the images listed, filtered by field or property (Glance's list query). */
 function imagePage(rows: ImageRow[], q: Record<string, string>): ImagePage {
   for (const [k, v] of Object.entries(q)) {
     if (FILTERS_IGNORED.has(k)) continue;
+    if (k === 'tag') { rows = rows.filter((r) => r.tags.includes(v)); continue; }
     rows = rows.filter((r) => {
       const val = k in r && k !== 'properties' ? (r as any)[k] : r.properties[k];
       return String(val) === v;

@@ -26,6 +26,8 @@ const createBody = {
 const CONTAINER = params('id');
 
 export const containerSchemas = {
+  /** Zun's root document (at the service root, /container). */
+  root: { querystring: NO_QUERY },
   create: { querystring: query({ run: FLAG }), body: createBody },
   list: { querystring: query({ all_projects: FLAG }, true) },
   show: { querystring: NO_QUERY, params: CONTAINER },

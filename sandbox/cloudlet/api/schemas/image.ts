@@ -45,6 +45,7 @@ const patchBody = jsonPatch({
 });
 
 const IMAGE = params('id');
+const TAG = params('id', ['tag', { type: 'string', minLength: 1, maxLength: 255, pattern: '^[^/]+$' }]);
 
 export const imageSchemas = {
   versions: { querystring: NO_QUERY },
@@ -56,4 +57,11 @@ export const imageSchemas = {
   remove: { querystring: NO_QUERY, params: IMAGE, body: NO_BODY },
   upload: { querystring: NO_QUERY, params: IMAGE, body: RAW_BODY },
   download: { querystring: NO_QUERY, params: IMAGE },
+  /**
+   * PUT/DELETE /v2/images/{id}/tags/{tag}: a tag is 1-255 characters without '/' (it is a path segment).
+   * glanceclient sends both as an empty application/octet-stream, which is no body (daemon.ts).
+   */
+  tag: { querystring: NO_QUERY, params: TAG, body: NO_BODY },
+  /** GET /v2/schemas/image(s). */
+  schemaDocument: { querystring: NO_QUERY },
 };
