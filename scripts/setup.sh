@@ -2,7 +2,8 @@
 # Installs everything a fresh Debian 12 machine lacks (run as root), idempotent and cached:
 #   apt packages, npm dependencies, the test guest and its base (.cache/guest, .cache/test-base), the
 #   Debian 12 base (.cache/debian, .cache/debian-base: built once, several minutes), the fleet tests'
-#   Keystone database (.cache/keystone), code-server for UI tests.
+#   Keystone database (.cache/keystone), code-server for UI tests, Node 22 and 24 with better-sqlite3
+#   built for each (.cache/node22, .cache/node24: the unit suite runs under them too).
 #   --demo      then runs `npm run demo` (the README's first command)
 #   --no-ui     skip code-server (UI tests then fail to start)
 set -euo pipefail
@@ -37,6 +38,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 npm run build
+bash scripts/node-runtimes.sh install
 
 [ -x scripts/setup-guest.sh ] && bash scripts/setup-guest.sh
 # The fleet tests' Keystone database (db_sync, bootstrap, users), made once into .cache/keystone/.

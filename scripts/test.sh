@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The README's test command (`npm test`): lint + typecheck, unit, integration, then UI tests in real
 # VS Code (code-server). Prints one closing line "N passed, N failed" summed over every suite.
-# CLOUDLET_TEST_SUITES=unit,integration narrows the run (default: all).
+# CLOUDLET_TEST_SUITES=unit,integration narrows the run (default: all). node22, node24: the unit suite
+# again under that Node (scripts/node-runtimes.sh; in the default run once setup has installed it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-suites="${CLOUDLET_TEST_SUITES:-lint,unit,integration,ui}"
+majors=$(bash scripts/node-runtimes.sh majors)
+default=lint,unit,integration,ui
+for v in $majors; do bash scripts/node-runtimes.sh installed "$v" && default+=",node$v"; done
+suites="${CLOUDLET_TEST_SUITES:-$default}"
 results=artifacts/test-results
 rm -rf "$results"; mkdir -p "$results"
 lint_failed=0
@@ -19,6 +23,14 @@ if has unit; then
   echo "== unit tests"
   CLOUDLET_TEST_COUNTS=$results/unit.json npx mocha --config test/.mocharc.unit.json "test/unit/**/*.test.ts"
 fi
+for v in $majors; do
+  if has "node$v"; then
+    echo "== unit tests under Node $v"
+    bash scripts/node-runtimes.sh test "$v" "$results/unit-node$v.json"
+    # A run that never got to count (runtime missing, crash) is a failure, not silence.
+    [ -f "$results/unit-node$v.json" ] || echo '{"passed":0,"failed":1,"skipped":0,"failures":["the unit suite did not run under Node '"$v"'"]}' > "$results/unit-node$v.json"
+  fi
+done
 if has integration; then
   echo "== integration tests (real QEMU, registry, Docker engines, daemons)"
   CLOUDLET_TEST_COUNTS=$results/integration.json npx mocha --config test/.mocharc.integration.json "test/integration/**/*.test.ts"

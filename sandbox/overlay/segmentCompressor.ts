@@ -16,6 +16,11 @@ const zstd = require(workerData.zstdPath);
 const cmp = new zstd.Compressor();
 const dec = new zstd.Decompressor();
 let level = null;
+// Only a buffer that owns its whole ArrayBuffer is transferred. A small result may be a slice of
+// Node's shared Buffer pool, which Node 22+ refuses to transfer (DataCloneError): it goes as a copy.
+function transferable(b) {
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : new Uint8Array(b);
+}
 parentPort.on('message', (job) => {
   try {
     if (job.op === 'hash') {
@@ -39,11 +44,11 @@ parentPort.on('message', (job) => {
     const input = Buffer.from(job.data.buffer, job.data.byteOffset, job.data.byteLength);
     if (job.op === 'compress') {
       if (level !== job.level) { cmp.setParameters({ compressionLevel: job.level, contentSizeFlag: true, checksumFlag: false }); level = job.level; }
-      const out = cmp.compress(input);
+      const out = transferable(cmp.compress(input));
       const digest = createHash('sha256').update(out).digest('hex');
       parentPort.postMessage({ id: job.id, data: out, digest }, [out.buffer]);
     } else {
-      const out = dec.decompress(input);
+      const out = transferable(dec.decompress(input));
       parentPort.postMessage({ id: job.id, data: out }, [out.buffer]);
     }
   } catch (e) {
