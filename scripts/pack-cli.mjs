@@ -4,7 +4,8 @@
 //   bin/cloudlet       the command (checks the Node version, then runs the bundle)
 //   sandbox/guest/     the test-guest builder's files (scripts and configs; no sources)
 //   package.json       bin, engines, and as dependencies only the external modules: the native
-//                      ones (better-sqlite3, zstd-napi) are built for the installing Node at install
+//                      ones (better-sqlite3 12 for Node 20, zstd-napi) are built for the installing Node
+//                      at install; better-sqlite3 13 (alias better-sqlite3-napi) is prebuilt Node-API
 //   README.md
 // Fails when the bundle would load a package the tarball does not depend on.
 import * as esbuild from 'esbuild';

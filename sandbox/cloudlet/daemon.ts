@@ -8,7 +8,7 @@ import * as http from 'http';
 import * as https from 'https';
 import * as path from 'path';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import Database from 'better-sqlite3';
+import Database from '../common/sqlite';
 import type { ErrorObject } from 'ajv';
 import type { ApiModule, DaemonContext } from './context';
 import { type DaemonConfig, loadConfig } from './config';

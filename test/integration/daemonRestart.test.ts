@@ -7,7 +7,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { startDaemon, type TestDaemon, TEST_USERS } from './fixtures/daemon';
-import Database from 'better-sqlite3';
+import Database from '../../sandbox/common/sqlite';
 import { CloudletClient } from '../../sandbox/client';
 import { qemuPidsUnder } from './fixtures/testBase';
 

@@ -6,7 +6,7 @@
 import { strict as assert } from 'assert';
 import { execFile } from 'child_process';
 import { promisify } from 'util';
-import Database from 'better-sqlite3';
+import Database from '../../sandbox/common/sqlite';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';

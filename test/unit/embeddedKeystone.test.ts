@@ -7,7 +7,7 @@
 import { strict as assert } from 'assert';
 import * as crypto from 'crypto';
 import { monitorEventLoopDelay } from 'perf_hooks';
-import Database from 'better-sqlite3';
+import Database from '../../sandbox/common/sqlite';
 import { DEFAULTS, type DaemonConfig } from '../../sandbox/cloudlet/config';
 import { IdentityStore, migrateIdentity } from '../../sandbox/cloudlet/identityStore';
 import { addressKey, LoginThrottle } from '../../sandbox/cloudlet/loginThrottle';

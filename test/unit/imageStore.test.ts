@@ -3,7 +3,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import Database from 'better-sqlite3';
+import Database from '../../sandbox/common/sqlite';
 import { ImageStore, migrateImages } from '../../sandbox/cloudlet/imageStore';
 
 describe('ImageStore', () => {

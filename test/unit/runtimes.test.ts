@@ -7,6 +7,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { SegmentCompressor } from '../../sandbox/overlay';
+import Database, { sqliteDriver, sqliteDriverFor } from '../../sandbox/common/sqlite';
 
 const root = path.join(__dirname, '../..');
 
@@ -41,6 +42,26 @@ describe('Node runtimes: declared and tested alike', () => {
       }
     } finally {
       await c.close();
+    }
+  });
+
+  it('SQLite: better-sqlite3 12 on Node 20, the Node-API build (13) from Node 22 on, and it works here', () => {
+    assert.equal(sqliteDriverFor(20), 'better-sqlite3');
+    assert.equal(sqliteDriverFor(22), 'better-sqlite3-napi');
+    assert.equal(sqliteDriverFor(24), 'better-sqlite3-napi');
+    const major = Number(process.versions.node.split('.')[0]);
+    assert.equal(sqliteDriver, sqliteDriverFor(major));
+    const version = (JSON.parse(fs.readFileSync(path.join(path.dirname(require.resolve(`${sqliteDriver}/package.json`)), 'package.json'), 'utf8')) as { version: string }).version;
+    assert.equal(version.split('.')[0], major >= 22 ? '13' : '12', `${sqliteDriver} ${version} under Node ${process.version}`);
+    const db = new Database(':memory:');
+    try {
+      db.exec('CREATE TABLE t (a INTEGER)');
+      const insert = db.prepare('INSERT INTO t VALUES (?)');
+      db.transaction(() => { for (let i = 0; i < 1000; i++) insert.run(i); })();
+      // Many short-lived statements, left to the garbage collector as the stores leave theirs.
+      for (let i = 0; i < 2000; i++) assert.equal((db.prepare('SELECT count(*) AS n FROM t WHERE a >= ?').get(i % 1000) as { n: number }).n, 1000 - (i % 1000));
+    } finally {
+      db.close();
     }
   });
 });

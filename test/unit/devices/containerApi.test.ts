@@ -1,5 +1,5 @@
 import { strict as assert } from 'assert';
-import Database from 'better-sqlite3';
+import Database from '../../../sandbox/common/sqlite';
 import { parseContainerCreate, splitCommand } from '../../../sandbox/devices/containerRequest';
 import { demuxDockerStream } from '../../../sandbox/devices/containerDriver';
 import { requestedVersion } from '../../../sandbox/cloudlet/api/container';

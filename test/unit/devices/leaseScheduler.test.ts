@@ -1,5 +1,5 @@
 import { strict as assert } from 'assert';
-import Database from 'better-sqlite3';
+import Database from '../../../sandbox/common/sqlite';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
