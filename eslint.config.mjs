@@ -2,6 +2,8 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+const SQLITE_DRIVER = { name: 'better-sqlite3', allowTypeImports: true, message: 'import Database from sandbox/common/sqlite: better-sqlite3 12 serves only Node 20' };
+
 export default tseslint.config(
   { ignores: ['node_modules/**', 'dist/**', '.cache/**', 'artifacts/**', 'out/**', '**/*.mjs', '**/*.js', '**/*.cjs', '.tmp*/**', 'bin/**'] },
   js.configs.recommended,
@@ -13,9 +15,13 @@ export default tseslint.config(
     },
   },
   {
-    // sandbox/ runs without VS Code.
+    // sandbox/ runs without VS Code; SQLite comes from sandbox/common/sqlite (the driver for the running Node).
     files: ['sandbox/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { paths: ['vscode'] }] },
+    rules: { 'no-restricted-imports': ['error', { paths: ['vscode', SQLITE_DRIVER] }] },
+  },
+  {
+    files: ['test/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { paths: [SQLITE_DRIVER] }] },
   },
   {
     // extension/ reaches cloudlets only through sandbox/client and stays free of native modules.

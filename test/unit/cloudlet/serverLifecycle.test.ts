@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'assert';
 import * as path from 'path';
-import Database from 'better-sqlite3';
+import Database from '../../../sandbox/common/sqlite';
 import { computeModule } from '../../../sandbox/cloudlet/api/compute';
 import { imageModule } from '../../../sandbox/cloudlet/api/image';
 import type { ServerLifecycle } from '../../../sandbox/cloudlet/servers/serverLifecycle';
