@@ -132,7 +132,7 @@ export class Workbench {
 
   static async open(browser: Browser, cs: CodeServer): Promise<Workbench> {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-    await page.goto(`${cs.url}/?folder=${encodeURIComponent(cs.workspace)}`);
+    await page.goto(`${cs.url}/?folder=${encodeURIComponent(cs.workspace)}`, { timeout: 120_000 });
     await page.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
     await page.locator('.activitybar').waitFor({ timeout: 60_000 });
     return new Workbench(page, cs);
