@@ -11,6 +11,7 @@ import { Transform, type Readable } from 'stream';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { AuthContext } from './context';
 import { CloudletError } from '../common/errors';
+import { onDiskFullAsync } from '../common/hostErrors';
 import { storePaths } from '../common/paths';
 import type { CloudletImageProperties, Image } from '../client/types';
 
@@ -199,13 +200,13 @@ export class ImageStore {
     const sha512 = crypto.createHash('sha512');
     let size = 0;
     try {
-      await pipeline(data, new Transform({
+      await onDiskFullAsync(tmp, 'image upload: writing the image data', pipeline(data, new Transform({
         transform(chunk: Buffer, _enc, cb) {
           size += chunk.length;
           if (size > maxBytes) { cb(new CloudletError('BadInput', `image data over the limit of ${maxBytes} bytes`, { status: 413 })); return; }
           md5.update(chunk); sha512.update(chunk); cb(null, chunk);
         },
-      }), fs.createWriteStream(tmp));
+      }), fs.createWriteStream(tmp)));
       const props = check ? await check(tmp) : undefined;
       fs.renameSync(tmp, this.filePath(id));
       this.db.prepare("UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_value = ?, updated_at = ? WHERE id = ?")

@@ -11,6 +11,7 @@ import { blobCacheDirFor, openOverlayFromOci, plainHttpSetting, readCaFile } fro
 import { CloudletError, describeError } from '../common/errors';
 import { defaultOverlayPolicy, downloadOverlay, fetchOverlayManifest, outsideRanges, unreadable, type OverlayFetchOptions } from './overlayFetch';
 import { isAddressRefusal } from '../common/addressPolicy';
+import { onDiskFullAsync } from '../common/hostErrors';
 
 /** What backend.synthesize takes: an overlay file, or a manifest with a segment source. */
 export type SynthesisInput = string | { manifest: OverlayManifest; overlayId: string; source: SegmentSource };
@@ -27,7 +28,10 @@ export async function openHttpOverlay(url: string, headers: Record<string, strin
   const { manifest, overlayId } = await fetchOverlayManifest(url, headers, maxBytes, undefined, o);
   return {
     overlayId, baseId: manifest.baseId,
-    async prepare(tmp, progress, signal) { await downloadOverlay(url, headers, tmp, maxBytes, progress, signal, o); return tmp; },
+    async prepare(tmp, progress, signal) {
+      await onDiskFullAsync(tmp, 'synthesis: downloading the overlay', downloadOverlay(url, headers, tmp, maxBytes, progress, signal, o));
+      return tmp;
+    },
     async close() {},
   };
 }

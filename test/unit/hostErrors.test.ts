@@ -12,6 +12,9 @@ import * as path from 'path';
 import { CloudletError } from '../../sandbox/common/errors';
 import { diskFullError, hideHostPaths, registerDataRoot } from '../../sandbox/common/hostErrors';
 import { serverFault } from '../../sandbox/cloudlet/serverStore';
+import { ImageStore, migrateImages } from '../../sandbox/cloudlet/imageStore';
+import Database from '../../sandbox/common/sqlite';
+import { Readable } from 'stream';
 import { applyOverlay, createOverlay, OverlayReader, SegmentCompressor } from '../../sandbox/overlay';
 import { CHUNK_SIZE } from '../../sandbox/overlay/format';
 import { RoundApplier } from '../../sandbox/handoff/roundApplier';
@@ -101,6 +104,24 @@ describe('host errors: no host paths in faults, a full disk named by file and st
         });
       } finally { r.close(); }
       assert.deepEqual(fs.readdirSync(small), [], 'nothing left on the full filesystem');
+    });
+
+    it('an image upload that does not fit: refused naming the file and the stage, the image back to queued, no temp file left', async () => {
+      const db = new Database(':memory:');
+      migrateImages(db);
+      const store = new ImageStore(db, path.join(small, 'data'));
+      const row = store.create('p1', { name: 'big', disk_format: 'raw', container_format: 'bare' });
+      const data = Readable.from((function* () { for (let i = 0; i < 16; i++) yield Buffer.alloc(64 << 10, i + 1); })());
+      try {
+        await assert.rejects(store.upload(row.id, data, 1 << 30), (e: unknown) => {
+          assert.ok(e instanceof CloudletError, String(e));
+          assert.equal(e.status, 507);
+          assert.match(e.message, /^no space left on the device while image upload: writing the image data: writing .*image-[^/]+ failed$/);
+          return true;
+        });
+        assert.equal(store.getRow(row.id)?.status, 'queued');
+        assert.deepEqual(fs.readdirSync(path.join(small, 'data', 'images')), []);
+      } finally { db.close(); fs.rmSync(path.join(small, 'data'), { recursive: true, force: true }); }
     });
   });
 });
