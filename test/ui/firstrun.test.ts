@@ -149,7 +149,8 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     await failed.waitFor({ timeout: 300_000 });
     assert.doesNotMatch(await failed.innerText(), /exit code \d+/, 'the daemon\'s words, not an exit code');
     await failed.locator('.monaco-button', { hasText: 'Show Log' }).click();
-    await until('the failure in the log', async () => /Creating base VM junk .* failed/.test(await wb.page.locator('.part.panel').first().innerText().catch(() => '')), 60_000);
+    // Monaco renders spaces as no-break spaces.
+    await until('the failure in the log', async () => /Creating base VM junk .* failed/.test((await wb.page.locator('.part.panel').first().innerText().catch(() => '')).replace(/\u00a0/g, ' ')), 60_000);
     await shot('create-base-failed');
     assert.equal(await wb.treeRow('Sandbox', 'junk').count(), 0, 'nothing half-made in the sandbox');
     await wb.closeBottomPanel();
