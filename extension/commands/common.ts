@@ -106,13 +106,8 @@ export function checkEnd(end: JobEnd, what: string): void {
   if (end.status !== 'DONE') throw Object.assign(jobEndError({ job: '', ...end }, what), { fromJob: true });
 }
 
-/**
- * A walkthrough step done: its completion event is this context key (package.json walkthroughs),
- * set only when the step's action succeeded (never by merely running its command).
- */
-export function walkthroughDone(step: 'setup' | 'base' | 'resumed' | 'built' | 'synthesized'): void {
-  void vscode.commands.executeCommand('setContext', `cloudlet.done.${step}`, true);
-}
+/** A walkthrough step done (extension/walkthrough.ts). */
+export { walkthroughDone } from '../walkthrough';
 
 export function missing(what: string): never {
   throw new CloudletError('NotFound', `${what} not found (it may have been removed; refresh the view)`);
