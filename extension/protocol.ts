@@ -1,11 +1,11 @@
 /**
  * The one file that types every message between the extension host and the panels' webviews, in
  * both directions. webview/ imports it too (webview/tsconfig.json includes it), so it must stay free
- * of runtime imports: types and pure constants only.
+ * of imports: types and pure constants only.
  */
-import type { ProgressEvent } from '../sandbox/client/types';
 
-export type PanelKind = 'overlay' | 'server' | 'reservations';
+export const PANEL_KINDS = ['overlay', 'server', 'reservations'] as const;
+export type PanelKind = typeof PANEL_KINDS[number];
 
 // ---------------------------------------------------------------------------------------------
 // State shown by the panels (computed on the extension side by extension/state/*, sent whole).
@@ -106,24 +106,47 @@ export interface ChartSlice {
 export type HostMessage =
   | { type: 'overlay/state'; state: OverlayPanelState; chart: ChartSlice[] }
   | { type: 'server/state'; state: ServerPanelState }
-  | { type: 'reservations/state'; state: ReservationsPanelState }
-  | { type: 'progress'; event: ProgressEvent };
+  | { type: 'reservations/state'; state: ReservationsPanelState };
 
-/** Webview -> extension. */
-export type WebviewMessage =
-  | { type: 'ready'; panel: PanelKind }
-  | { type: 'overlay/publish' }
-  | { type: 'overlay/cancel' }
-  | { type: 'server/refresh' }
-  | { type: 'server/action'; action: 'open' | 'handoff' | 'delete' }
-  | { type: 'reservations/refresh' }
-  | { type: 'reservations/reserve' }
-  | { type: 'copy'; text: string };
+/** What the Server panel's buttons ask for. */
+export const SERVER_ACTIONS = ['open', 'handoff', 'delete'] as const;
+export type ServerAction = typeof SERVER_ACTIONS[number];
 
+/** Webview -> extension: the fields each message type carries. */
+interface WebviewPayloads {
+  ready: { panel: PanelKind };
+  'overlay/publish': object;
+  'overlay/cancel': object;
+  'server/refresh': object;
+  'server/action': { action: ServerAction };
+  'reservations/refresh': object;
+  'reservations/reserve': object;
+  copy: { text: string };
+}
+
+export type WebviewMessage = { [T in keyof WebviewPayloads]: { type: T } & WebviewPayloads[T] }[keyof WebviewPayloads];
+
+const noFields = () => true;
+
+/**
+ * The one list of webview -> extension messages, each with the check of its fields; `satisfies`
+ * makes the compiler hold it to WebviewPayloads (a type missing here, or one too many, fails tsc).
+ */
+const WEBVIEW_MESSAGES = {
+  ready: (m) => (PANEL_KINDS as readonly unknown[]).includes(m.panel),
+  'overlay/publish': noFields,
+  'overlay/cancel': noFields,
+  'server/refresh': noFields,
+  'server/action': (m) => (SERVER_ACTIONS as readonly unknown[]).includes(m.action),
+  'reservations/refresh': noFields,
+  'reservations/reserve': noFields,
+  copy: (m) => typeof m.text === 'string',
+} satisfies { [T in keyof WebviewPayloads]: (m: Record<string, unknown>) => boolean };
+
+/** What a webview posted is untrusted: a known type with the fields that type needs, or nothing. */
 export function isWebviewMessage(m: unknown): m is WebviewMessage {
   if (!m || typeof m !== 'object') return false;
-  const t = (m as { type?: unknown }).type;
-  if (t === 'server/action') return ['open', 'handoff', 'delete'].includes((m as { action?: unknown }).action as string);
-  return t === 'ready' || t === 'overlay/publish' || t === 'overlay/cancel' || t === 'server/refresh' || t === 'copy'
-    || t === 'reservations/refresh' || t === 'reservations/reserve';
+  const fields = m as Record<string, unknown>;
+  const t = fields.type;
+  return typeof t === 'string' && Object.hasOwn(WEBVIEW_MESSAGES, t) && WEBVIEW_MESSAGES[t as keyof WebviewPayloads](fields);
 }
