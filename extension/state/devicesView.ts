@@ -7,6 +7,7 @@ import type { Device, DeviceAllocation, Lease } from '../../sandbox/client/devic
 import type { NodeDesc } from './tree';
 import { messageNode } from './tree';
 import type { DeviceNodeDesc } from './devicesTree';
+import { isTcpPort } from '../../sandbox/client';
 
 export interface DeviceGroup { cloudlet: string; url?: string; nodes?: DeviceNodeDesc[]; error?: string; noService?: boolean }
 
@@ -83,7 +84,7 @@ export function parsePorts(text: string): string[] | undefined {
   const out: string[] = [];
   for (const p of parts) {
     const m = p.match(/^(\d{1,5})(?:\/(tcp|udp))?$/i);
-    if (!m || Number(m[1]) < 1 || Number(m[1]) > 65535) return undefined;
+    if (!m || !isTcpPort(Number(m[1]))) return undefined;
     out.push(`${m[1]}/${(m[2] ?? 'tcp').toLowerCase()}`);
   }
   return out;

@@ -9,6 +9,7 @@
  * package.json's menus match them with regexes such as `viewItem =~ /^sandbox\b.*\brunning\b/`.
  */
 import type { ImageInfo, OverlayInfo, ServerInfo } from '../api';
+import { formatBytes } from '../../sandbox/client';
 
 export type NodeKind = 'base' | 'sandbox' | 'cloudlet' | 'image' | 'server' | 'overlay' | 'message' | 'device' | 'lease' | 'container';
 
@@ -46,13 +47,7 @@ export function shortId(id: string | undefined, n = 12): string {
   return id ? id.replace(/^sha256:/, '').slice(0, n) : '';
 }
 
-export function formatBytes(n: number | undefined): string {
-  if (n === undefined || !Number.isFinite(n)) return '';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n, u = 0;
-  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
-  return `${u === 0 ? v : v.toFixed(v >= 100 ? 0 : 1)} ${units[u]}`;
-}
+export { formatBytes };
 
 const STATUS_ICON: Record<string, { icon: string; color?: string }> = {
   ACTIVE: { icon: 'vm-running', color: 'testing.iconPassed' },

@@ -21,6 +21,7 @@ import { NoCloudServer, type NoCloudOptions } from '../guest/noCloud';
 import { hashFile } from './digests';
 import { BASE_FORMAT, BASE_FORMAT_VERSION, computeBaseId, type BaseManifest, type BundleFileName, type FileEntry } from './manifest';
 import { writeVerifiedStamp } from './verify';
+import { envNumber } from '../common/env';
 
 const log = createLogger('base');
 
@@ -90,7 +91,7 @@ async function waitReady(vm: RunningVm, agent: AgentClient | undefined, r: { con
 /** Gives up early on an image that came up to a login prompt without asking for its seed: no cloud-init. */
 function noCloudWatch(seed: NoCloudServer, agent: boolean, consoleLog: string): ReadyWatch {
   // A guest that already has the agent answers soon after its login prompt; give it that time.
-  const graceMs = Number(process.env.CLOUDLET_SEED_GRACE_MS) || 45_000;
+  const graceMs = envNumber('CLOUDLET_SEED_GRACE_MS', 45_000, 1);
   let promptAt = 0;
   return (text) => {
     if (seed.seeded || !agent) return undefined;

@@ -6,3 +6,6 @@ export { readSse, type SseMessage } from './sse';
 export { CloudletError, ERROR_CODES, codeForStatus, describeError, errorOfFault, faultOf, isCloudletError, isErrorCode } from '../common/errors';
 export type { ErrorCode, Fault } from '../common/errors';
 export * from './transport';
+// Pure helpers the editor shares with the CLI and daemon.
+export { formatBytes } from '../common/bytes';
+export { isTcpPort } from '../common/tcpPort';

@@ -28,6 +28,7 @@ import { SERVICE_NAMES } from '../client/regions';
 import { listenError, prepareListen, type ListenOptions } from './listen';
 import { installValidation, validationAnswer, type RouteShape } from './validation';
 import { cloudletSchemas } from './api/schemas/cloudlet';
+import { isTcpPort } from '../common/tcpPort';
 
 export interface DaemonOptions {
   host: string;
@@ -214,7 +215,7 @@ export function splitHostPort(addr: string): [string, number] {
   const i = addr.lastIndexOf(':');
   const host = i > 0 ? addr.slice(0, i).replace(/^\[|\]$/g, '') : addr;
   const port = i > 0 ? Number(addr.slice(i + 1)) : NaN;
-  if (!host || !Number.isInteger(port) || port < 0 || port > 65535) throw new CloudletError('BadInput', `not an ADDR:PORT: ${addr}`);
+  if (!host || (port !== 0 && !isTcpPort(port))) throw new CloudletError('BadInput', `not an ADDR:PORT: ${addr}`);
   return [host, port];
 }
 

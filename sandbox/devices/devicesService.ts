@@ -12,6 +12,7 @@ import { LeaseLifecycle } from './leaseLifecycle';
 import { LeaseClock } from './leaseClock';
 import { ContainerService } from './containerService';
 import { ContainerDriver } from './containerDriver';
+import { envNumber } from '../common/env';
 
 export interface DevicesOptions {
   /** Background engine ping period (ms); CLOUDLET_DEVICE_HEALTH_INTERVAL_MS, default 10 s. */
@@ -35,7 +36,7 @@ export class DevicesService {
     this.leases = new LeaseStore(db);
     this.health = new DeviceHealth({
       inventory: this.inventory, driver: (id) => this.driver(id), log: ctx.log,
-      intervalMs: opts.healthIntervalMs ?? Number(process.env.CLOUDLET_DEVICE_HEALTH_INTERVAL_MS ?? 10_000),
+      intervalMs: opts.healthIntervalMs ?? envNumber('CLOUDLET_DEVICE_HEALTH_INTERVAL_MS', 10_000, 1),
       // An engine that comes back gets the containers of ended leases removed.
       onUp: (id) => { void this.containers.sweepDevice(id); },
     });

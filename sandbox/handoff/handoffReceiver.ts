@@ -24,6 +24,8 @@ import { RoundApplier } from './roundApplier';
 import { openRound } from './roundReader';
 import { HANDOFF_PATH, type BeginRequest, type FinishResponse } from './protocol';
 import { handoffSchemas as S } from '../cloudlet/api/schemas/handoff';
+import { failpoint, failpointHit } from '../common/failpoint';
+import { isTcpPort } from '../common/tcpPort';
 
 interface Session {
   id: string;
@@ -92,7 +94,7 @@ export class HandoffReceiver {
       // A finish sent again (its answer was lost) gets the same answer: the VM runs here once.
       if (s.result) return s.result;
       const r = await this.exclusive(s, () => this.finish(s));
-      if (process.env.CLOUDLET_FAILPOINT === 'handoff-finish-response') { process.stderr.write('FAILPOINT handoff-finish-response\n'); req.raw.socket.destroy(); }
+      if (failpointHit('handoff-finish-response')) req.raw.socket.destroy();
       return r;
     });
     // Whether the session's VM runs here: what a source asks when it did not get finish's answer.
@@ -131,7 +133,7 @@ export class HandoffReceiver {
     // Only the MAC is the VM's own; all else comes from the base held here, never from the caller (it becomes QEMU arguments).
     const mac = sent.nic?.mac;
     if (typeof mac !== 'string' || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac)) throw new CloudletError('BadInput', 'handoff begin needs vm_config.nic.mac: a MAC address like 52:54:00:12:34:56');
-    if (!Array.isArray(b.ports) || b.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) throw new CloudletError('BadInput', 'handoff begin needs ports: a list of guest TCP ports');
+    if (!Array.isArray(b.ports) || b.ports.some((p) => !isTcpPort(p))) throw new CloudletError('BadInput', 'handoff begin needs ports: a list of guest TCP ports');
     let base;
     try { base = this.d.manager.bases.get(b.base_id); } catch {
       throw new CloudletError('MissingBase', `this cloudlet does not hold base ${b.base_id}; import that base here before handing a VM of it off to this cloudlet`);
@@ -280,11 +282,4 @@ function roundBody(req: FastifyRequest, max: number, onData: () => void): AsyncI
   const declared = Number(req.headers['content-length']);
   if (declared > max) throw new CloudletError('BadInput', `handoff round of ${declared} bytes is over the limit of ${max}`, { status: 413 });
   return (async function* () { for await (const c of body) { onData(); yield c as Buffer; } })();
-}
-
-/** Test hook (as in SandboxManager): with CLOUDLET_FAILPOINT=<name>, stop here forever. */
-async function failpoint(name: string): Promise<void> {
-  if (process.env.CLOUDLET_FAILPOINT !== name) return;
-  process.stderr.write(`FAILPOINT ${name}\n`);
-  await new Promise(() => undefined);
 }

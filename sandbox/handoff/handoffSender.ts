@@ -22,6 +22,8 @@ import { encodeRoundBody, type FinishResponse } from './protocol';
 import { enableDeviceStateMigration, saveDeviceStateToBuffer } from '../qemu/deviceState';
 import type { HandoffReport } from '../client/types';
 import type { TlsTrust } from '../client/transport';
+import { failpoint } from '../common/failpoint';
+import { envNumber } from '../common/env';
 
 /** Rounds while the VM runs, at most. */
 export const MAX_ROUNDS = 5;
@@ -38,9 +40,7 @@ export const FINAL_LEVEL = 1;
  * vs 30 ms): the paused compare competes with QEMU's device-state save and everything else running.
  */
 export function compareWorkers(): number {
-  const env = process.env.CLOUDLET_HANDOFF_COMPARE_WORKERS;
-  if (env !== undefined && env !== '' && Number.isFinite(Number(env))) return Math.max(0, Math.min(8, Math.floor(Number(env))));
-  return 0;
+  return Math.max(0, Math.min(8, Math.floor(envNumber('CLOUDLET_HANDOFF_COMPARE_WORKERS', 0))));
 }
 
 export interface SenderOptions {
@@ -60,8 +60,7 @@ export interface SenderOptions {
 
 /** How long a source keeps asking a destination that did not answer finish (CLOUDLET_HANDOFF_CONFIRM_MS, default 2 min). */
 function confirmMs(): number {
-  const env = process.env.CLOUDLET_HANDOFF_CONFIRM_MS;
-  return env && Number.isFinite(Number(env)) && Number(env) >= 0 ? Number(env) : 120_000;
+  return envNumber('CLOUDLET_HANDOFF_CONFIRM_MS', 120_000, 0);
 }
 
 /** finish was sent and the destination never said whether the VM runs there. */
@@ -271,10 +270,4 @@ function keepAlive(dest: DestinationClient, sid: string, ms: number): { stop(): 
     dest.heartbeat(sid).catch(() => undefined).finally(() => { inFlight = false; });
   }, ms);
   return { stop: () => clearInterval(t) };
-}
-
-async function failpoint(name: string): Promise<void> {
-  if (process.env.CLOUDLET_FAILPOINT !== name) return;
-  process.stderr.write(`FAILPOINT ${name}\n`);
-  await new Promise(() => undefined);
 }

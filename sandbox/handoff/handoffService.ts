@@ -17,11 +17,11 @@ import { HandoffReceiver } from './handoffReceiver';
 import { DestinationClient } from './destinationClient';
 import { PendingHandoffs } from './pendingHandoffs';
 import { withPin, type TlsTrust } from '../client/transport';
+import { envNumber } from '../common/env';
 
 /** How long a restarted source asks a destination about a cut handoff (CLOUDLET_HANDOFF_RECOVER_MS, default 30 s). */
 function recoverMs(): number {
-  const env = process.env.CLOUDLET_HANDOFF_RECOVER_MS;
-  return env && Number.isFinite(Number(env)) && Number(env) >= 0 ? Number(env) : 30_000;
+  return envNumber('CLOUDLET_HANDOFF_RECOVER_MS', 30_000, 0);
 }
 
 export function createHandoffService(ctx: DaemonContext, lifecycle: ServerLifecycle, backend: VmBackend & { manager?: SandboxManager }): HandoffService {

@@ -15,7 +15,7 @@ export { applyOverlay, fetchSegment, LAUNCH_FILES } from './apply';
 export type { ApplyBase, ApplyOptions, ApplyResult } from './apply';
 export { verifyOverlay } from './verify';
 export type { VerifyResult } from './verify';
-export { overlayInfo, formatOverlayInfo, formatBytes } from './info';
+export { overlayInfo, formatOverlayInfo } from './info';
 export type { OverlayInfo, TargetInfo } from './info';
 export { SegmentCompressor } from './segmentCompressor';
 export type { OverlayManifest, SegmentEntry, Target } from './format';

@@ -4,6 +4,7 @@
  * image properties all use this shape.
  */
 import { CHUNK_SIZE, ENCODING_NAMES, EncodingName, OverlayManifest, Target } from './format';
+import { formatBytes } from '../common/bytes';
 
 export interface CountBytes { chunks: number; bytes: number }
 
@@ -66,14 +67,6 @@ export function overlayInfo(m: OverlayManifest, extra: { overlayId?: string; fil
       fileBytes: extra.fileBytes,
     },
   };
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024, u = 0;
-  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }
 
 const pct = (a: number, b: number) => (b ? `${((100 * a) / b).toFixed(1)}%` : '-');

@@ -19,6 +19,8 @@ import * as fs from 'fs';
 import * as net from 'net';
 import { CloudletError } from '../common/errors';
 import type { QmpClient, QmpEvent } from './qmp';
+import { failpointHit } from '../common/failpoint';
+import { envNumber } from '../common/env';
 
 /** QEMU's migration stream starts with "QEVM" and version 3. */
 const STREAM_MAGIC = 0x5145564d;
@@ -35,8 +37,7 @@ export interface StreamOptions {
 
 /** Default deadline of a device-state load; CLOUDLET_INCOMING_TIMEOUT_MS overrides it. */
 export function incomingTimeoutMs(): number {
-  const v = Number(process.env.CLOUDLET_INCOMING_TIMEOUT_MS);
-  return Number.isFinite(v) && v > 0 ? v : 120_000;
+  return envNumber('CLOUDLET_INCOMING_TIMEOUT_MS', 120_000, 1);
 }
 
 /** Quick sanity check of a device state (file or bytes): QEMU's stream magic and version. */
@@ -201,7 +202,7 @@ export async function loadDeviceState(qmp: QmpClient, from: string | Buffer, o: 
     phase = 'streaming and loading the device state';
     sock.on('error', (e) => { tx.error = e.message; }); // QEMU closing early: the migration's end says why
     sock.once('close', () => { tx.closed = true; });
-    if (process.env.CLOUDLET_FAILPOINT === 'incoming-stall') sock.write(data.subarray(0, Math.min(4096, data.length))); // test hook: never ends
+    if (failpointHit('incoming-stall')) sock.write(data.subarray(0, Math.min(4096, data.length))); // test hook: never ends
     else sock.end(data, () => { tx.sent = true; });
     await watch.completed(deadline, undefined, timedOut);
   } finally {

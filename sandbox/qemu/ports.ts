@@ -1,6 +1,7 @@
 /** Loopback ports for forwards: a free one picked by the kernel, or a requested one checked free. */
 import * as net from 'net';
 import { CloudletError } from '../common/errors';
+import { isTcpPort } from '../common/tcpPort';
 
 export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -31,7 +32,7 @@ export async function resolvePorts(reqs: PortRequest[]): Promise<PortForward[]> 
   const out: PortForward[] = [];
   for (const q of reqs) {
     const guest = typeof q === 'number' ? q : q.guest;
-    if (!Number.isInteger(guest) || guest < 1 || guest > 65535) throw new CloudletError('BadInput', `bad guest port ${guest}`);
+    if (!isTcpPort(guest)) throw new CloudletError('BadInput', `bad guest port ${guest}`);
     if (out.some((p) => p.guest === guest)) continue;
     const want = typeof q === 'number' ? undefined : q.host;
     if (want) { await checkPortFree(want); out.push({ guest, host: want }); } else out.push({ guest, host: await freePort() });

@@ -24,7 +24,8 @@ import { LiveVms } from './liveVms';
 import { checkLaunchFiles, kernelFilesFor, prepareFiles, type FileSources } from './prepareFiles';
 import { readRecord, writeRecord, type SandboxRecord } from './record';
 import { SandboxRecords } from './records';
-import { failpoint, runFromState, startSandboxQemu } from './start';
+import { runFromState, startSandboxQemu } from './start';
+import { failpoint } from '../common/failpoint';
 import type { LaunchSpec, PreparedLaunch, ResumeOptions, SandboxInfo, SandboxLayout, SnapshotResult } from './types';
 
 export type { SandboxStatus } from './record';

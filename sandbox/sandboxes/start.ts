@@ -57,12 +57,3 @@ export async function runFromState(rec: SandboxRecord, files: SandboxFiles, qmp:
   return running;
 }
 
-/**
- * Test hook: with CLOUDLET_FAILPOINT=<name>, stop here forever (the test then kills this process
- * to check that the next start cleans up). Never set outside tests.
- */
-export async function failpoint(name: string, detail = ''): Promise<void> {
-  if (process.env.CLOUDLET_FAILPOINT !== name) return;
-  process.stderr.write(`FAILPOINT ${name}${detail}\n`);
-  await new Promise(() => undefined);
-}

@@ -5,6 +5,7 @@ import { createBaseFrom, parseSize, type BaseSource } from '../../base/sources';
 import { BaseStore, summarize } from '../../base/store';
 import { SandboxManager } from '../../sandboxes/sandboxManager';
 import type { ProgressEvent } from '../../common/progress';
+import { formatBytes } from '../../common/bytes';
 
 let lastProgress = 0;
 /** Progress on stderr, at most a few lines a second for byte counts. */
@@ -16,7 +17,6 @@ export function progressLine(e: ProgressEvent): void {
   } else process.stderr.write(`  ${e.phase}: ${e.message ?? ''}\n`);
 }
 
-const mib = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MiB`;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** `cloudlet base create|list|show|verify|export|import|delete` over the store in CLOUDLET_HOME. */
@@ -101,7 +101,7 @@ export function register(program: Command): void {
     if (!all.length) { process.stdout.write('no bases (cloudlet base create --test-guest --name test)\n'); return; }
     process.stdout.write('BASE ID       NAME                 CPU       RAM       DISK      PORTS\n');
     for (const b of all) {
-      process.stdout.write(`${b.baseId.slice(0, 12)}  ${b.name.padEnd(20)} ${b.cpuModel.padEnd(9)} ${mib(b.ramBytes).padEnd(9)} ${mib(b.diskBytes).padEnd(9)} ${b.ports.join(',') || '-'}\n`);
+      process.stdout.write(`${b.baseId.slice(0, 12)}  ${b.name.padEnd(20)} ${b.cpuModel.padEnd(9)} ${formatBytes(b.ramBytes).padEnd(9)} ${formatBytes(b.diskBytes).padEnd(9)} ${b.ports.join(',') || '-'}\n`);
     }
   });
 
@@ -111,7 +111,7 @@ export function register(program: Command): void {
     const m = b.manifest;
     process.stdout.write([
       `base     ${m.baseId}`, `name     ${m.name}`, `created  ${m.createdAt} (QEMU ${m.qemu.version}, ${m.qemu.accel})`,
-      `vm       ${m.vm.machine}, cpu ${m.vm.cpuModel}, ${m.vm.vcpus} vCPU, ${mib(m.vm.ramBytes)} RAM, ${m.vm.nic.model} ${m.vm.nic.mac}`,
+      `vm       ${m.vm.machine}, cpu ${m.vm.cpuModel}, ${m.vm.vcpus} vCPU, ${formatBytes(m.vm.ramBytes)} RAM, ${m.vm.nic.model} ${m.vm.nic.mac}`,
       `ports    ${m.ports.join(', ') || '-'}`, `folder   ${b.dir}`, 'files:',
       ...Object.entries(m.files).map(([n, f]) => `  ${n.padEnd(13)} ${String(f!.bytes).padStart(12)}  ${f!.sha256}`),
     ].join('\n') + '\n');
@@ -121,14 +121,14 @@ export function register(program: Command): void {
     .action(async (ref: string, o: { json?: boolean }) => {
       const b = await new BaseStore().verify(ref);
       if (o.json) process.stdout.write(JSON.stringify({ baseId: b.id, ok: true }) + '\n');
-      else process.stdout.write(`base ${b.id}: ok (${Object.keys(b.manifest.files).length} files, ${mib(b.bytes)})\n`);
+      else process.stdout.write(`base ${b.id}: ok (${Object.keys(b.manifest.files).length} files, ${formatBytes(b.bytes)})\n`);
     });
 
   base.command('export <base> <file>').description('write the base to one file (a tar archive, manifest first)').option('--json', 'print JSON')
     .action(async (ref: string, file: string, o: { json?: boolean }) => {
       const r = await new BaseStore().export(ref, file, o.json ? undefined : progressLine);
       if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
-      else process.stdout.write(`exported ${r.baseId} to ${r.file} (${mib(r.bytes)})\n`);
+      else process.stdout.write(`exported ${r.baseId} to ${r.file} (${formatBytes(r.bytes)})\n`);
     });
 
   base.command('import <file>').description('import an exported base; every digest is checked first').option('--json', 'print JSON')

@@ -11,7 +11,8 @@ import { CloudletError } from '../../common/errors';
 import { storePaths } from '../../common/paths';
 import type { ProgressEvent, ProgressSink } from '../../common/progress';
 import { SandboxManager } from '../../sandboxes/sandboxManager';
-import { formatBytes, formatOverlayInfo, overlayInfo, OverlayReader, verifyOverlay } from '../../overlay';
+import { formatOverlayInfo, overlayInfo, OverlayReader, verifyOverlay } from '../../overlay';
+import { formatBytes } from '../../common/bytes';
 import { createSandboxOverlay } from '../../overlay/sandboxOverlay';
 
 /** Progress on the console: one bar per phase on a terminal, one line per phase otherwise. */

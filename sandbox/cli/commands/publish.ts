@@ -15,6 +15,7 @@ import {
   Credentials, defaultBlobCacheDir, dockerConfigPath, listPublications, parseReference, plainHttpSetting, publishOverlay,
   pullOverlay, readCaFile, RegistryClient, removeCredentials, storeCredentials,
 } from '../../registry';
+import { formatBytes } from '../../common/bytes';
 
 function overlayCommand(program: Command): Command {
   return program.commands.find((c) => c.name() === 'overlay')
@@ -33,10 +34,6 @@ function progressBar(label: string): { sink: ProgressSink; stop: () => void } {
     },
     stop: () => { if (started) bar.stop(); },
   };
-}
-
-function mib(n: number): string {
-  return `${(n / 1048576).toFixed(2)} MiB`;
 }
 
 async function readPasswordFromStdin(): Promise<string> {
@@ -106,7 +103,7 @@ export function register(program: Command): void {
           `  reference  ${r.reference}`,
           `  digest     ${r.digestReference}`,
           `  segments   ${r.segments.total}: ${r.segments.uploaded} uploaded, ${r.segments.skipped} already there, ${r.segments.mounted} mounted`,
-          `  bytes      ${mib(r.segmentBytes.uploaded)} sent, ${mib(r.segmentBytes.skipped + r.segmentBytes.mounted)} skipped of ${mib(r.segmentBytes.total)}`,
+          `  bytes      ${formatBytes(r.segmentBytes.uploaded)} sent, ${formatBytes(r.segmentBytes.skipped + r.segmentBytes.mounted)} skipped of ${formatBytes(r.segmentBytes.total)}`,
           `  time       ${r.seconds.toFixed(2)} s${r.retries ? `, ${r.retries} retries` : ''}`,
           '',
         ].join('\n'));
@@ -145,7 +142,7 @@ export function register(program: Command): void {
           `pulled overlay ${r.overlayId}`,
           `  from      ${r.reference}`,
           `  file      ${r.file}`,
-          `  segments  ${r.segments.total}: ${r.segments.downloaded} downloaded (${mib(r.bytesDownloaded)}), ${r.segments.fromCache} from cache`,
+          `  segments  ${r.segments.total}: ${r.segments.downloaded} downloaded (${formatBytes(r.bytesDownloaded)}), ${r.segments.fromCache} from cache`,
           `  time      ${r.seconds.toFixed(2)} s${r.retries ? `, ${r.retries} retries` : ''}`,
           '',
         ].join('\n'));

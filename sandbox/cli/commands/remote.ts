@@ -9,6 +9,7 @@ import { CertificateError, CloudletClient, discoverAuthUrl, hostKey, normalizeFi
 import { CloudletError, describeError } from '../../common/errors';
 import { clientFor, cloudletNames, loadSessions, saveSession, trustOf } from '../sessions';
 import { followJob } from '../progressBar';
+import { formatBytes } from '../../common/bytes';
 
 function readPassword(): string {
   if (process.env.CLOUDLET_PASSWORD) return process.env.CLOUDLET_PASSWORD;
@@ -117,7 +118,7 @@ export function register(program: Command): void {
       const r = end.result as HandoffReport;
       if (o.json) { process.stdout.write(JSON.stringify(r) + '\n'); return; }
       process.stdout.write(`handed off to ${r.destination} as ${r.destination_server_id}: ${(r.total_ms / 1000).toFixed(2)} s total, `
-        + `${(r.bytes_sent / 1e6).toFixed(2)} MB in ${r.rounds} rounds, downtime ${r.downtime_ms} ms\n`);
+        + `${formatBytes(r.bytes_sent)} in ${r.rounds} rounds, downtime ${r.downtime_ms} ms\n`);
     });
 }
 
@@ -146,7 +147,7 @@ export async function synthesizeOnCloudlet(cloudlet: string, overlay: string, o:
     if (!fs.existsSync(overlay)) throw new CloudletError('NotFound', `overlay file ${overlay} not found`);
     const size = fs.statSync(overlay).size;
     const img = await c.createImage({ name: path.basename(overlay), cloudlet_type: 'cloudlet_overlay', is_cloudlet: 'True' });
-    process.stderr.write(`uploading ${path.basename(overlay)} (${(size / 1e6).toFixed(1)} MB) to ${c.endpoint('image')}\n`);
+    process.stderr.write(`uploading ${path.basename(overlay)} (${formatBytes(size)}) to ${c.endpoint('image')}\n`);
     const { Readable } = await import('stream');
     await c.uploadImageData(img.id, Readable.toWeb(fs.createReadStream(overlay)) as ReadableStream<Uint8Array>, size);
     overlayUrl = `${c.endpoint('image')}/v2/images/${img.id}/file`;

@@ -10,6 +10,7 @@ import { synthesize } from '../../overlay/sandboxOverlay';
 import { consoleProgress, interruptSignal, resolveOverlayPath } from './overlay';
 import { synthesizeOnCloudlet } from './remote';
 import { synthesizeOnNearest } from './nearest';
+import { isTcpPort } from '../../common/tcpPort';
 
 export function register(program: Command): void {
   program.command('synthesize <base> [overlay]')
@@ -32,7 +33,7 @@ export function register(program: Command): void {
         return;
       }
       if (!b) throw new CloudletError('BadInput', 'usage: cloudlet synthesize BASE OVERLAY');
-      for (const p of o.port) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new CloudletError('BadInput', `--port ${p} is not a TCP port`);
+      for (const p of o.port) if (!isTcpPort(p)) throw new CloudletError('BadInput', `--port ${p} is not a TCP port`);
       const manager = new SandboxManager();
       const { sink, stop } = consoleProgress('synthesis');
       const { signal, dispose } = interruptSignal();
