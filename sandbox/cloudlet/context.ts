@@ -23,6 +23,20 @@ export interface AuthContext {
   token: string;
 }
 
+/** Who validates callers' tokens (identityProvider.ts makes one; requestAuth.ts asks it). */
+export interface IdentityProvider {
+  readonly kind: 'embedded' | 'keystone';
+  /**
+   * The caller holding `token`; undefined when the token is unknown, expired or revoked.
+   * Throws Forbidden when the token is valid but gives no role on this cloudlet, Unavailable when
+   * the identity service cannot be asked.
+   */
+  validate(token: string): Promise<AuthContext | undefined>;
+  /** The Keystone v3 URL clients get tokens from, when it is not this daemon's own /identity/v3. */
+  readonly externalAuthUrl?: string;
+  close?(): void;
+}
+
 /** A background job (synthesis, handoff, overlay build, image import ...) with an SSE stream. */
 export interface JobHandle {
   id: string;

@@ -12,13 +12,14 @@ import Database from '../common/sqlite';
 import type { ErrorObject } from 'ajv';
 import type { ApiModule, DaemonContext } from './context';
 import { type DaemonConfig, loadConfig } from './config';
-import { createIdentityProvider, type IdentityProvider } from './identityProvider';
+import { createIdentityProvider, EmbeddedIdentity, type IdentityProvider } from './identityProvider';
 import { callerOf, resolveCaller } from './requestAuth';
 import { registerSelf } from './selfRegistration';
 import { Jobs, migrateJobs } from './jobs';
 import { LocalEventBus } from './events';
 import { errorBodyFor, glanceHtmlError, wantsJson } from './errorBodies';
 import { cloudletModule } from './api/cloudlet';
+import { identityModule } from './api/identity';
 import { builtinModules } from './modules';
 import { CloudletError, codeForStatus, describeError, type ErrorCode } from '../common/errors';
 import { hideHostPaths, registerDataRoot } from '../common/hostErrors';
@@ -135,7 +136,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   };
 
   const modules: ApiModule[] = [
-    ...(identity.apiModule ? [identity.apiModule(() => catalog())] : []),
+    // The daemon is its own Keystone unless an external one validates tokens.
+    ...(identity instanceof EmbeddedIdentity ? [identityModule(identity.store, () => catalog())] : []),
     cloudletModule(jobs, events),
     ...(opts.modules ?? builtinModules({ config, dataDir: opts.dataDir })),
   ];

@@ -8,30 +8,16 @@
  * caller in an onRequest hook and `ctx.auth(req)` only reads what the hook found (requestAuth.ts).
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { ApiModule, AuthContext } from './context';
+import type { AuthContext, IdentityProvider } from './context';
 import type { DaemonConfig } from './config';
 import { IdentityStore, migrateIdentity } from './identityStore';
-import { identityModule } from './api/identity';
 import { KeystoneIdentity } from './keystoneIdentity';
 import type { Logger } from '../common/log';
 import { transportFetch, type TlsTrust } from '../client/transport';
 
-export interface IdentityProvider {
-  readonly kind: 'embedded' | 'keystone';
-  /**
-   * The caller holding `token`; undefined when the token is unknown, expired or revoked.
-   * Throws Forbidden when the token is valid but gives no role on this cloudlet, Unavailable when
-   * the identity service cannot be asked.
-   */
-  validate(token: string): Promise<AuthContext | undefined>;
-  /** The Keystone v3 URL clients get tokens from, when it is not this daemon's own /identity/v3. */
-  readonly externalAuthUrl?: string;
-  /** The /identity routes, when this daemon is its own Keystone. */
-  apiModule?(catalog: () => unknown[]): ApiModule;
-  close?(): void;
-}
+export type { IdentityProvider } from './context';
 
-/** The daemon's own Keystone: users and projects from its config, tokens in its database. */
+/** The daemon's own Keystone: users and projects from its config, tokens in its database (its /identity routes: api/identity.ts). */
 export class EmbeddedIdentity implements IdentityProvider {
   readonly kind = 'embedded';
   readonly store: IdentityStore;
@@ -41,7 +27,6 @@ export class EmbeddedIdentity implements IdentityProvider {
     this.store.sync(config);
   }
   async validate(token: string): Promise<AuthContext | undefined> { return this.store.validate(token); }
-  apiModule(catalog: () => unknown[]): ApiModule { return identityModule(this.store, catalog); }
 }
 
 /** `trust`: how an external Keystone's certificate is verified (the daemon's peer trust). */

@@ -11,9 +11,8 @@
  * - Keystone unreachable: cached validations keep working until they run out, anything else is 503.
  */
 import * as crypto from 'crypto';
-import type { AuthContext } from './context';
 import type { KeystoneIdentityConfig } from './config';
-import type { IdentityProvider } from './identityProvider';
+import type { AuthContext, IdentityProvider } from './context';
 import { CloudletError } from '../common/errors';
 import type { Logger } from '../common/log';
 

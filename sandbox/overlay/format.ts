@@ -5,11 +5,10 @@
 import { createHash } from 'crypto';
 import { CloudletError } from '../common/errors';
 import { checkManifestSchema } from './manifestSchema';
+import { CHUNK_SIZE, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, SEGMENT_MAX_RECORDS, TARGETS, type EncodingName, type Target } from './formatConstants';
 import type { VmConfig } from '../qemu/vmconfig';
 
-export const CHUNK_SIZE = 4096;
-export const FORMAT_NAME = 'cloudlet-overlay';
-export const FORMAT_VERSION = 1;
+export { CHUNK_SIZE, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, SEGMENT_MAX_RECORDS, TARGETS, type EncodingName, type Target } from './formatConstants';
 
 /** Container: 8-byte magic, u32 BE version, u32 BE manifest length, manifest, segments. */
 export const CONTAINER_MAGIC = Buffer.from('CLDOVRLY', 'ascii');
@@ -21,8 +20,6 @@ export const RECORD_SIZE = 12;
 
 /** Target segment payload before compression (the "about 1 MiB" of the design). */
 export const SEGMENT_TARGET_BYTES = 1 << 20;
-/** A segment never holds more records than this (zero/copy records carry no payload). */
-export const SEGMENT_MAX_RECORDS = 16384;
 /** Average data chunks per segment: SEGMENT_TARGET_BYTES of 4 KiB chunks. */
 export const SEGMENT_AVG_DATA_CHUNKS = SEGMENT_TARGET_BYTES / 4096;
 
@@ -47,16 +44,6 @@ export function endsSegment(target: 'ram' | 'disk', last: ChunkRecord, dataChunk
     && chunkIndexHash(target, last.index) % SEGMENT_AVG_DATA_CHUNKS === 0;
 }
 
-// Sanity limits checked before anything is allocated (decompression bombs, absurd manifests).
-export const LIMITS = {
-  manifestBytes: 64 << 20,
-  segmentRawBytes: 64 << 20,   // declared and actual decompressed size of one segment
-  segmentBytes: 80 << 20,      // compressed size of one segment
-  ramBytes: 2 ** 40,           // 1 TiB of guest RAM
-  diskBytes: 2 ** 44,          // 16 TiB: chunk indices stay below 2^32
-  segments: 1 << 22,
-};
-
 /** How a changed chunk is stored. The numeric values are the on-disk record codes. */
 export enum Encoding {
   Zero = 0,      // all zero bytes
@@ -66,12 +53,8 @@ export enum Encoding {
   Raw = 4,       // 4096 payload bytes
   Xor = 5,       // 4096 payload bytes XOR the base chunk at the same offset of the same image
 }
-export const ENCODING_NAMES = ['zero', 'baseRam', 'baseDisk', 'self', 'raw', 'xor'] as const;
-export type EncodingName = (typeof ENCODING_NAMES)[number];
 
-export type Target = 'ram' | 'disk';
 export const TARGET_CODES: Record<Target, number> = { ram: 0, disk: 1 };
-export const TARGETS: Target[] = ['ram', 'disk'];
 
 export function hasPayload(e: Encoding): boolean {
   return e === Encoding.Raw || e === Encoding.Xor;

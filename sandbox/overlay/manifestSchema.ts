@@ -8,7 +8,7 @@
 import Ajv, { type ValidateFunction } from 'ajv';
 import { CloudletError } from '../common/errors';
 import { describeSchemaError } from '../common/schemaError';
-import { CHUNK_SIZE, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, SEGMENT_MAX_RECORDS, TARGETS } from './format';
+import { CHUNK_SIZE, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, SEGMENT_MAX_RECORDS, TARGETS } from './formatConstants';
 
 const uint = (maximum = Number.MAX_SAFE_INTEGER) => ({ type: 'integer', minimum: 0, maximum });
 /** An object of exactly these fields, all required but `optional`. */
@@ -17,7 +17,7 @@ const obj = (properties: Record<string, unknown>, optional: string[] = []) => ({
   required: Object.keys(properties).filter((k) => !optional.includes(k)),
 });
 
-/** Built on first use: format.ts imports this module, so its constants are not defined yet at load. */
+/** Built on first use (the schema is large and most processes never read a manifest). */
 export function manifestSchema(): Record<string, unknown> {
   const targetBreakdown = obj({
     chunks: uint(),

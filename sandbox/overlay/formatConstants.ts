@@ -1,0 +1,23 @@
+/**
+ * The overlay format's constants and names, apart from format.ts so that the manifest's JSON Schema
+ * (manifestSchema.ts), which format.ts runs, can use them without an import cycle. format.ts
+ * re-exports them: import them from there.
+ */
+export const CHUNK_SIZE = 4096;
+export const FORMAT_NAME = 'cloudlet-overlay';
+export const FORMAT_VERSION = 1;
+/** A segment never holds more records than this (zero/copy records carry no payload). */
+export const SEGMENT_MAX_RECORDS = 16384;
+// Sanity limits checked before anything is allocated (decompression bombs, absurd manifests).
+export const LIMITS = {
+  manifestBytes: 64 << 20,
+  segmentRawBytes: 64 << 20,   // declared and actual decompressed size of one segment
+  segmentBytes: 80 << 20,      // compressed size of one segment
+  ramBytes: 2 ** 40,           // 1 TiB of guest RAM
+  diskBytes: 2 ** 44,          // 16 TiB: chunk indices stay below 2^32
+  segments: 1 << 22,
+};
+export const ENCODING_NAMES = ['zero', 'baseRam', 'baseDisk', 'self', 'raw', 'xor'] as const;
+export type EncodingName = (typeof ENCODING_NAMES)[number];
+export type Target = 'ram' | 'disk';
+export const TARGETS: Target[] = ['ram', 'disk'];
