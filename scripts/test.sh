@@ -19,7 +19,8 @@ has() { [[ ",$suites," == *",$1,"* ]]; }
 
 if has lint; then
   echo "== lint and typecheck"
-  if ! npx eslint . || ! npx tsc -p . --noEmit || ! npx tsc -p webview --noEmit; then lint_failed=1; fi
+  # eslint: code rules and route sizes; lint:deps (dependency-cruiser): layer order of sandbox/, no import cycles.
+  if ! npx eslint . || ! npm run --silent lint:deps || ! npx tsc -p . --noEmit || ! npx tsc -p webview --noEmit; then lint_failed=1; fi
 fi
 if has unit; then
   echo "== unit tests"
