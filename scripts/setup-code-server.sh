@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs code-server 4.100.3 (real VS Code 1.100 in a browser) into .cache/code-server for the UI
-# tests, following ../shared/design/ENVIRONMENT.md "Real VS Code for UI tests". Idempotent: a marker
-# file makes a second run return at once. Non-interactive (CI runs it with no stdin).
+# tests (docs/extension.md, test/ui/harness.ts). Idempotent: a marker file makes a second run
+# return at once. Non-interactive (CI runs it with no stdin).
 # npm 11 blocks dependency install scripts unless approved, so everything is installed with
 # --ignore-scripts and the native modules code-server needs are rebuilt by name (an explicit
 # `npm rebuild NAME` runs their build), never downloading prebuilt binaries from outside the registry.

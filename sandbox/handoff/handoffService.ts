@@ -1,5 +1,5 @@
 /**
- * Handoff between two cloudlets (ARCHITECTURE.md "Handoff"): the compute API's cloudlet-handoff
+ * Handoff between two cloudlets (docs/api.md "Handoff"): the compute API's cloudlet-handoff
  * action runs a HandoffSender as a job (source side); the HandoffReceiver serves the destination
  * routes. The source server is removed only after the destination reported the VM running.
  * Server rows are the ServerLifecycle's: this service tells it what happened, it writes them.
