@@ -5,7 +5,8 @@
  * accepts that certificate only, and a changed one is refused (a modal error, never a question).
  */
 import * as vscode from 'vscode';
-import type { Ext } from '../ext';
+import type { Cloudlets } from '../cloudlets';
+import type { Output } from '../output';
 
 /** What sandbox/client's CertificateError carries (read structurally: code Untrusted). */
 export interface Refusal {
@@ -57,8 +58,9 @@ export async function sayChanged(r: Refusal, forWhat: string): Promise<void> {
 /**
  * Runs `attempt` (a login or a call) for cloudlet `name`; each unknown certificate on the way (the
  * cloudlet's, a fleet Keystone's) is shown and, when the user trusts it, pinned and tried again.
+ * Takes the two references it needs, not Ext: ext.ts imports this file (no import cycle).
  */
-export async function withTrust<T>(ext: Ext, name: string, attempt: () => Promise<T>): Promise<T> {
+export async function withTrust<T>(ext: { cloudlets: Cloudlets; output: Output }, name: string, attempt: () => Promise<T>): Promise<T> {
   for (let round = 0; ; round++) {
     try {
       return await attempt();
