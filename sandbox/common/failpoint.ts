@@ -4,9 +4,14 @@
  * "FAILPOINT <name>", the line the tests wait for. Never set outside tests.
  */
 
+/** Whether the failpoint `name` is set (says nothing: for a step before the one that announces it). */
+export function failpointSet(name: string): boolean {
+  return process.env.CLOUDLET_FAILPOINT === name;
+}
+
 /** Whether the failpoint `name` is set; if so, announces it (the caller then misbehaves its own way). */
 export function failpointHit(name: string, detail = ''): boolean {
-  if (process.env.CLOUDLET_FAILPOINT !== name) return false;
+  if (!failpointSet(name)) return false;
   process.stderr.write(`FAILPOINT ${name}${detail}\n`);
   return true;
 }

@@ -26,6 +26,7 @@ import { HANDOFF_PATH, type BeginRequest, type FinishResponse } from './protocol
 import { handoffSchemas as S } from '../cloudlet/api/schemas/handoff';
 import { failpoint, failpointHit } from '../common/failpoint';
 import { isTcpPort } from '../common/tcpPort';
+import { envNumber } from '../common/env';
 
 interface Session {
   id: string;
@@ -61,8 +62,7 @@ const IDLE_MS = 10 * 60_000;
  * Sources heartbeat at a third of it (begin's answer says how often).
  */
 export function silenceMs(): number {
-  const env = Number(process.env.CLOUDLET_HANDOFF_SILENCE_MS);
-  return Number.isInteger(env) && env >= 300 ? env : 30_000;
+  return Math.floor(envNumber('CLOUDLET_HANDOFF_SILENCE_MS', 30_000, 300));
 }
 
 export interface ReceiverDeps {

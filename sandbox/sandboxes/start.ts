@@ -12,6 +12,7 @@ import { logTail, startVm, type RunningVm } from '../qemu/vm';
 import { qemuNameOf, vmFilesOf, type SandboxFiles } from './layout';
 import type { LiveVms } from './liveVms';
 import { writeRecord, type SandboxRecord } from './record';
+import { failpoint, failpointSet } from '../common/failpoint';
 
 /** Starts the sandbox's QEMU, paused, waiting for a device state; the agent is attached. */
 export async function startSandboxQemu(live: LiveVms, rec: SandboxRecord, files: SandboxFiles): Promise<RunningVm> {
@@ -21,7 +22,7 @@ export async function startSandboxQemu(live: LiveVms, rec: SandboxRecord, files:
     // Recorded at spawn, not after QMP answers: a crash in between must not leave an untracked QEMU.
     onSpawn: (p) => {
       // Test hook 'qemu-spawned': the crash window between QEMU's spawn and its pid in the record.
-      if (p.pid > 0 && process.env.CLOUDLET_FAILPOINT !== 'qemu-spawned') { rec.pid = p.pid; rec.cmdline = p.cmdline; writeRecord(files.dir, rec); }
+      if (p.pid > 0 && !failpointSet('qemu-spawned')) { rec.pid = p.pid; rec.cmdline = p.cmdline; writeRecord(files.dir, rec); }
     },
   });
   await failpoint('qemu-spawned', ` qemu=${vm.pid}`);
