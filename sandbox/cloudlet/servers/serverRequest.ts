@@ -5,6 +5,7 @@
 import { CloudletError } from '../../common/errors';
 import { normalizeFingerprint } from '../../client/transport';
 import { findFlavor } from './flavors';
+import { isTcpPort } from '../../common/tcpPort';
 
 export interface ServerCreateRequest {
   name: string;
@@ -34,7 +35,7 @@ export function parsePorts(v: string | undefined): number[] {
   if (v === undefined || v === '') return [];
   const items = v.split(',').map((s) => s.trim());
   const ports = items.map((s) => (/^\d{1,5}$/.test(s) ? Number(s) : NaN));
-  if (ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) throw new CloudletError('BadInput', `metadata.ports must be a comma-separated list of guest TCP ports, got ${v}`);
+  if (ports.some((p) => !isTcpPort(p))) throw new CloudletError('BadInput', `metadata.ports must be a comma-separated list of guest TCP ports, got ${v}`);
   return ports;
 }
 
