@@ -15,7 +15,8 @@ const layers = [
   ['overlay'],
   ['build', 'client'],
   ['registry'],
-  // The daemon's core: context, stores, jobs, events, identity, the server lifecycle.
+  // The daemon's core: context, stores, jobs, events, identity, the server lifecycle, and the routes'
+  // schemas (api/schemas/: pure data, also used by handoff's receiver routes).
   ['cloudlet-core'],
   // Services the daemon plugs in.
   ['devices', 'handoff'],
@@ -26,7 +27,7 @@ const layers = [
 ];
 
 /** Path patterns of a layer member (a folder of sandbox/, or one of the two halves of sandbox/cloudlet). */
-const DAEMON = '^sandbox/cloudlet/(api/|modules\\.ts$|daemon\\.ts$)';
+const DAEMON = '^sandbox/cloudlet/(api/(?!schemas/)|modules\\.ts$|daemon\\.ts$)';
 function pathOf(name) {
   if (name === 'cloudlet-daemon') return { path: DAEMON };
   if (name === 'cloudlet-core') return { path: '^sandbox/cloudlet/', pathNot: DAEMON };
