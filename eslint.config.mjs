@@ -36,11 +36,10 @@ export default tseslint.config(
   },
   {
     // Routes only parse and answer: small files, small functions (the work lives in services).
-    // A warning until the compute split lands (sandbox/cloudlet/servers/); then an error.
     files: ['sandbox/cloudlet/api/**/*.ts'],
     rules: {
-      'max-lines': ['warn', { max: 200, skipBlankLines: false, skipComments: false }],
-      'max-lines-per-function': ['warn', { max: 80, skipBlankLines: false, skipComments: false }],
+      'max-lines': ['error', { max: 200, skipBlankLines: false, skipComments: false }],
+      'max-lines-per-function': ['error', { max: 80, skipBlankLines: false, skipComments: false }],
     },
   },
 );
