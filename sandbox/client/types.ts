@@ -9,6 +9,9 @@ export type ServerStatus = 'BUILD' | 'ACTIVE' | 'PAUSED' | 'SHUTOFF' | 'ERROR' |
 
 export interface Link { rel: string; href: string }
 
+/** One of a server's addresses, as Nova lists them. */
+export interface ServerAddress { version: 4 | 6; addr: string; 'OS-EXT-IPS:type': 'fixed' | 'floating'; 'OS-EXT-IPS-MAC:mac_addr': string }
+
 /** Nova's fault of a server in ERROR; `cloudlet_error` is the error's own code and hint. */
 export interface ServerFault { code: number; message: string; created: string; cloudlet_error?: { code: ErrorCode; hint?: string } }
 
@@ -28,7 +31,8 @@ export interface Server {
   flavor: { id: string; links: Link[] };
   created: string | null;
   updated: string | null;
-  addresses: Record<string, never>;
+  /** ACTIVE/PAUSED/SHUTOFF servers: one network named for the cloudlet, the address its ports are forwarded on. */
+  addresses: Record<string, ServerAddress[]>;
   accessIPv4: string;
   accessIPv6: string;
   links: Link[];

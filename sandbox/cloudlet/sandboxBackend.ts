@@ -10,6 +10,7 @@ import { SandboxManager, type SandboxInfo } from '../sandboxes/sandboxManager';
 import { OverlayReader } from '../overlay/overlayReader';
 import { createSandboxOverlay, synthesize } from '../overlay/sandboxOverlay';
 import { createLogger } from '../common/log';
+import { tail } from './consoleHub';
 
 function vmInfo(s: SandboxInfo): VmInfo {
   const state = s.status === 'running' || s.status === 'starting' ? 'running' : s.status === 'paused' ? 'paused' : s.status === 'stopped' ? 'stopped' : 'missing';
@@ -52,6 +53,9 @@ export function createVmBackend(dataDir: string, manager = new SandboxManager({ 
     pause: async (vmId) => { await manager.pause(vmId); },
     unpause: async (vmId) => { await manager.unpause(vmId); },
     stop: async (vmId) => { await manager.stop(vmId); },
+    start: async (vmId) => vmInfo(await manager.resume(manager.get(vmId).baseId, { name: vmId })),
+    reboot: async (vmId) => { await (await manager.qmpClient(vmId)).execute('system_reset'); },
+    consoleLog: (vmId, maxBytes) => tail(manager.layout(vmId).files.consoleLog, maxBytes).toString('utf8'),
     delete: async (vmId) => { try { manager.get(vmId); } catch { return; } await manager.delete(vmId); },
     async adopt() {
       await manager.adopt();

@@ -36,6 +36,12 @@ export interface VmBackend {
   pause(vmId: string): Promise<void>;
   unpause(vmId: string): Promise<void>;
   stop(vmId: string): Promise<void>;
+  /** Continues a stopped VM from the state its stop saved (its forwarded ports may change). */
+  start(vmId: string): Promise<VmInfo>;
+  /** Resets the VM: it boots again from its disk (a soft reboot is done the same way). */
+  reboot(vmId: string): Promise<void>;
+  /** The last `maxBytes` of the VM's serial console output ('' when there is none). */
+  consoleLog(vmId: string, maxBytes: number): string;
   delete(vmId: string): Promise<void>;
   /** After a daemon restart: reattach to VMs still running; returns what is known. */
   adopt(): Promise<VmInfo[]>;

@@ -149,6 +149,70 @@ print(json.dumps({'project': s.get_project_id(), 'token': bool(s.get_token()), '
     });
   });
 
+  describe('nova', () => {
+    it('openstack server create --wait keeps an address; stop/start, reboot --soft/--hard, set --property, console log, limits, quota, zones, keypairs, versions', async () => {
+      const alice = userEnv('alice', 'demo');
+      const base = (await osJson(alice, 'image', 'list')).find((i: { Status: string }) => i.Status === 'active');
+      assert.ok(base, 'the base is advertised as an image');
+      const created = await osJson(alice, 'server', 'create', '--image', base.ID, '--flavor', 'cloudlet.small', '--wait', 'nova-vm');
+      assert.equal(created.status, 'ACTIVE');
+      const listed = await osJson(alice, 'server', 'list');
+      assert.match(JSON.stringify(listed[0].Networks), /cloudlet-127\.0\.0\.2.*127\.0\.0\.1/, 'server list shows how it is reached');
+
+      await ok('openstack', ['server', 'stop', 'nova-vm'], alice);
+      assert.equal((await osJson(alice, 'server', 'show', 'nova-vm')).status, 'SHUTOFF');
+      await ok('openstack', ['server', 'start', 'nova-vm'], alice);
+      assert.equal((await osJson(alice, 'server', 'show', 'nova-vm')).status, 'ACTIVE');
+      await ok('openstack', ['server', 'reboot', '--hard', '--wait', 'nova-vm'], alice);
+      await ok('openstack', ['server', 'reboot', '--soft', '--wait', 'nova-vm'], alice);
+      assert.equal((await osJson(alice, 'server', 'show', 'nova-vm')).status, 'ACTIVE');
+      await ok('openstack', ['server', 'set', '--property', 'role=web', 'nova-vm'], alice);
+      assert.match(JSON.stringify((await osJson(alice, 'server', 'show', 'nova-vm')).properties), /role.*web/);
+      await ok('openstack', ['server', 'unset', '--property', 'role', 'nova-vm'], alice);
+      // After a hard reboot the serial console shows the guest booting again.
+      const log = await ok('openstack', ['console', 'log', 'show', '--lines', '200', 'nova-vm'], alice);
+      assert.match(log, /Linux version|cloudlet|login|init/i);
+
+      const limits = await osJson(alice, 'limits', 'show', '--absolute');
+      assert.ok(limits.some((l: { Name: string; Value: number }) => l.Name === 'totalInstancesUsed' && l.Value === 1), JSON.stringify(limits));
+      const quota = await osJson(alice, 'quota', 'show');
+      assert.ok(JSON.stringify(quota).includes('instances'), JSON.stringify(quota));
+      assert.deepEqual((await osJson(alice, 'availability', 'zone', 'list', '--compute')).map((z: { 'Zone Name': string }) => z['Zone Name']), ['nova']);
+      await ok('openstack', ['keypair', 'create', '--private-key', path.join(tmp, 'k.pem'), 'ci-key'], alice);
+      assert.deepEqual((await osJson(alice, 'keypair', 'list')).map((k: { Name: string }) => k.Name), ['ci-key']);
+      assert.match(fs.readFileSync(path.join(tmp, 'k.pem'), 'utf8'), /BEGIN RSA PRIVATE KEY/);
+      await ok('openstack', ['keypair', 'delete', 'ci-key'], alice);
+
+      assert.match(await ok('nova', ['version-list'], alice), /v2\.1\s*\|\s*CURRENT/);
+      const tooNew = await run('openstack', ['--os-compute-api-version', '2.79', 'server', 'list'], alice);
+      assert.notEqual(tooNew.code, 0);
+      assert.match(tooNew.stderr, /406|not supported/i);
+
+      await ok('openstack', ['server', 'delete', '--wait', 'nova-vm'], alice);
+    });
+
+    it('openstacksdk cloud layer: create_server(wait=True) returns the ACTIVE server with its address (the Ansible path), delete_server', async () => {
+      const alice = userEnv('alice', 'demo');
+      const script = `
+import json, sys, openstack
+conn = openstack.connect(auth_url=sys.argv[1], username='alice', password=sys.argv[2], project_name='demo',
+                         user_domain_name='Default', project_domain_name='Default', interface='public')
+image = [i for i in conn.list_images() if i.status == 'active' and i.get('cloudlet_type') == 'cloudlet_base_disk'][0]
+s = conn.create_server('sdk-vm', image=image.id, flavor='cloudlet.small', wait=True, timeout=600)
+out = {'status': s.status, 'addresses': s.addresses, 'private_v4': s.private_v4, 'interface_ip': s.interface_ip}
+out['listed'] = [x.name for x in conn.list_servers()]
+out['deleted'] = conn.delete_server(s.id, wait=True, timeout=300)
+print(json.dumps(out))
+`;
+      const out = JSON.parse(await ok('/usr/bin/python3', ['-c', script, d.authUrl, TEST_USERS.alice], alice));
+      assert.equal(out.status, 'ACTIVE');
+      assert.deepEqual(Object.values(out.addresses).flat().map((a) => (a as { addr: string }).addr), ['127.0.0.1']);
+      assert.equal(out.interface_ip, '127.0.0.1');
+      assert.deepEqual(out.listed, ['sdk-vm']);
+      assert.equal(out.deleted, true);
+    });
+  });
+
   describe('zun', () => {
     it('zun list and openstack appcontainer list negotiate the microversion from the root document', async () => {
       const alice = userEnv('alice', 'demo');

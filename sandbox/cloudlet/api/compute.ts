@@ -2,7 +2,8 @@
  * Nova v2.1 (/compute/v2.1): servers, flavors and the cloudlet actions.
  * - create with imageRef = a base image: resume the base VM (no boot);
  * - create with metadata.overlay_url: VM synthesis (fetch, verify, apply, launch) as a job;
- * - actions: pause, unpause, os-stop, cloudlet-overlay-finish, cloudlet-handoff.
+ * - actions: pause, unpause, os-stop, os-start, reboot, os-getConsoleOutput, cloudlet-overlay-finish, cloudlet-handoff;
+ * - metadata items, limits, quota sets, availability zones, key pairs (computeMetadata.ts, computeInfo.ts).
  * Status values and OS-EXT-STS fields as upstream. Each long operation is a job whose id is in
  * the server's OS-EXT-CLOUDLET:job_id, its progress on /cloudlet/v1/jobs/{id}/events.
  * The routes (computeServers.ts, computeFlavors.ts) parse and answer; a server's state is the
@@ -20,6 +21,8 @@ import { ServerLifecycle } from '../servers/serverLifecycle';
 import { advertiseBases } from '../servers/serverRecovery';
 import { flavorRoutes, versionRoutes } from './computeFlavors';
 import { serverRoutes } from './computeServers';
+import { metadataRoutes } from './computeMetadata';
+import { computeInfoRoutes, computeRootRoutes, requestedComputeVersion } from './computeInfo';
 
 
 export interface ComputeOptions {
@@ -47,14 +50,19 @@ export function computeModule(opts: ComputeOptions): ApiModule {
         overlay: { maxBytes: opts.overlayMaxBytes, networks: opts.overlayNetworks } });
       lifecycle.handoff = opts.handoff?.(ctx, lifecycle);
       const base = (_req: FastifyRequest) => ctx.serviceUrl('compute');
+      // Microversions: only 2.1 (406 for any other, 400 when malformed), checked before the route.
+      app.addHook('onRequest', async (req) => { requestedComputeVersion(req.headers); });
       app.addHook('onSend', async (_req, reply) => {
         reply.header('openstack-api-version', 'compute 2.1').header('x-openstack-nova-api-version', '2.1').header('vary', 'OpenStack-API-Version, X-OpenStack-Nova-API-Version');
       });
       versionRoutes(app, base);
       flavorRoutes(app, ctx, base);
       serverRoutes(app, ctx, lifecycle, base);
+      metadataRoutes(app, ctx, lifecycle);
+      computeInfoRoutes(app, ctx, lifecycle);
       lifecycle.handoff?.routes(app, base);
     },
+    rootRoutes: computeRootRoutes,
     async start() {
       images.recover();
       advertiseBases(images, backend);

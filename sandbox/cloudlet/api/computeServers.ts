@@ -60,6 +60,14 @@ export function serverRoutes(app: FastifyInstance, ctx: DaemonContext, lifecycle
       }
       case 'cloudlet-handoff':
         return reply.code(202).send({ job_id: lifecycle.startHandoff(a, r, act.handoff) });
+      case 'os-start':
+        await lifecycle.start(r);
+        return reply.code(202).send();
+      case 'reboot':
+        await lifecycle.power(r, act.hard ? 'reboot-hard' : 'reboot-soft');
+        return reply.code(202).send();
+      case 'os-getConsoleOutput':
+        return { output: lifecycle.consoleOutput(r, act.length) };
       default:
         await lifecycle.power(r, act.action);
         return reply.code(202).send();

@@ -40,6 +40,9 @@ const POWER_ACTIONS = {
   pause: { from: ['ACTIVE'], to: 'PAUSED', change: 'paused', run: (b: VmBackend, vm: string) => b.pause(vm) },
   unpause: { from: ['PAUSED'], to: 'ACTIVE', change: 'active', run: (b: VmBackend, vm: string) => b.unpause(vm) },
   'os-stop': { from: ['ACTIVE', 'PAUSED'], to: 'SHUTOFF', change: 'stopped', run: (b: VmBackend, vm: string) => b.stop(vm) },
+  // Nova allows a hard reboot from more states than a soft one; both reset the VM here.
+  'reboot-soft': { from: ['ACTIVE'], to: 'ACTIVE', change: 'rebooted', run: (b: VmBackend, vm: string) => b.reboot(vm) },
+  'reboot-hard': { from: ['ACTIVE', 'PAUSED'], to: 'ACTIVE', change: 'rebooted', run: (b: VmBackend, vm: string) => b.reboot(vm) },
 } as const satisfies Record<string, { from: readonly ServerStatus[]; to: ServerStatus; change: string; run: (b: VmBackend, vm: string) => Promise<void> }>;
 
 export type PowerAction = keyof typeof POWER_ACTIONS;
@@ -169,6 +172,41 @@ export class ServerLifecycle {
       throw new CloudletError('Conflict', `Cannot '${action}' instance ${r.id} while it is in vm_state ${vmStateOf(r.status)}${r.task_state ? ` (task_state ${r.task_state})` : ''}`);
     }
     return r.vm_id;
+  }
+
+  /** os-start: a stopped server's VM continues from the state its stop saved. */
+  async start(r: ServerRow): Promise<void> {
+    const vm = await this.d.backend.start(this.vmFor(r, 'os-start', ['SHUTOFF']));
+    this.publish(this.d.servers.update(r.id, { status: 'ACTIVE', ports: vm.ports }), 'active');
+  }
+
+  /**
+   * Server metadata writes (Nova's /servers/{id}/metadata): merged into what is there, or replacing
+   * it (`replace`), or one key removed. At most `max` items; the server's own keys (overlay_url,
+   * ports, handoff_*) are ordinary items, as in Nova, and changing them changes nothing of the VM.
+   */
+  setMetadata(r: ServerRow, items: Record<string, string>, o: { replace: boolean; max: number }): Record<string, string> {
+    const metadata = o.replace ? { ...items } : { ...r.metadata, ...items };
+    if (Object.keys(metadata).length > o.max) throw new CloudletError('Forbidden', `Quota exceeded for metadata_items: at most ${o.max} metadata items per server`);
+    this.publish(this.d.servers.update(r.id, { metadata }), 'updated');
+    return metadata;
+  }
+
+  deleteMetadata(r: ServerRow, key: string): void {
+    if (!(key in r.metadata)) throw new CloudletError('NotFound', `Metadata item was not found: ${key}`);
+    const { [key]: _gone, ...metadata } = r.metadata;
+    this.publish(this.d.servers.update(r.id, { metadata }), 'updated');
+  }
+
+  /** os-getConsoleOutput: the last `lines` lines (all when undefined) of the VM's serial console. */
+  consoleOutput(r: ServerRow, lines: number | undefined): string {
+    if (!r.vm_id || !['ACTIVE', 'PAUSED', 'SHUTOFF'].includes(r.status)) {
+      throw new CloudletError('Conflict', `Cannot 'os-getConsoleOutput' instance ${r.id} while it is in vm_state ${vmStateOf(r.status)}`);
+    }
+    const text = this.d.backend.consoleLog(r.vm_id, 1 << 20);
+    if (lines === undefined) return text;
+    const all = text.split('\n');
+    return lines === 0 ? '' : all.slice(-lines - (all[all.length - 1] === '' ? 1 : 0)).join('\n');
   }
 
   async power(r: ServerRow, action: PowerAction): Promise<void> {

@@ -24,7 +24,9 @@ export interface ServerCreateRequest {
 export interface HandoffAction { handoffUrl: string; destToken: string; destVmName?: string; destFingerprint?: string }
 
 export type ServerAction =
-  | { action: 'pause' | 'unpause' | 'os-stop' }
+  | { action: 'pause' | 'unpause' | 'os-stop' | 'os-start' }
+  | { action: 'reboot'; hard: boolean }
+  | { action: 'os-getConsoleOutput'; length?: number }
   | { action: 'cloudlet-overlay-finish'; overlayName?: string }
   | { action: 'cloudlet-handoff'; handoff: HandoffAction };
 
@@ -84,8 +86,21 @@ export function parseServerAction(body: unknown): ServerAction {
   const action = keys[0];
   const arg = (body as Record<string, unknown>)[action];
   switch (action) {
-    case 'pause': case 'unpause': case 'os-stop':
+    case 'pause': case 'unpause': case 'os-stop': case 'os-start':
       return { action };
+    case 'reboot': {
+      const type = isObject(arg) ? arg.type : undefined;
+      if (type !== 'SOFT' && type !== 'HARD') throw new CloudletError('BadInput', "Invalid input for field/attribute type. Value: reboot needs type SOFT or HARD");
+      return { action, hard: type === 'HARD' };
+    }
+    case 'os-getConsoleOutput': {
+      // novaclient sends length as a number or null (all), some clients as a string of digits.
+      const length = isObject(arg) ? arg.length : undefined;
+      if (length === undefined || length === null || length === -1 || length === '-1') return { action };
+      const n = typeof length === 'string' && /^\d{1,9}$/.test(length) ? Number(length) : length;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new CloudletError('BadInput', 'Invalid input for field/attribute length: a whole number of lines, or null for all');
+      return { action, length: n };
+    }
     case 'cloudlet-overlay-finish': {
       const name = isObject(arg) ? arg['overlay-name'] : undefined;
       if (name !== undefined && (typeof name !== 'string' || !name.trim() || name.length > 255)) throw new CloudletError('BadInput', 'cloudlet-overlay-finish: overlay-name must be a non-empty string of at most 255 characters');

@@ -60,6 +60,12 @@ export class FakeVmBackend implements VmBackend {
   async pause(vmId: string): Promise<void> { this.setState('pause', vmId, 'paused'); }
   async unpause(vmId: string): Promise<void> { this.setState('unpause', vmId, 'running'); }
   async stop(vmId: string): Promise<void> { this.setState('stop', vmId, 'stopped'); }
+  async start(vmId: string): Promise<VmInfo> {
+    this.setState('start', vmId, 'running');
+    return { ...this.vms.get(vmId)! };
+  }
+  async reboot(vmId: string): Promise<void> { this.setState('reboot', vmId, 'running'); }
+  consoleLog(vmId: string, maxBytes: number): string { return `console of ${vmId}\n`.slice(-maxBytes); }
   async delete(vmId: string): Promise<void> { this.calls.push(`delete ${vmId}`); this.vms.delete(vmId); }
 
   async adopt(): Promise<VmInfo[]> {

@@ -113,7 +113,7 @@ describe('ServerLifecycle: the compute API state machine over a fake VmBackend',
   it('action bodies: exactly one known key, else 400 before anything changes', async () => {
     const created = (await a.create('bodies')).json().server;
     await a.wait(created['OS-EXT-CLOUDLET:job_id']);
-    for (const body of [{}, { pause: null, unpause: null }, { reboot: { type: 'HARD' } }, { 'cloudlet-handoff': { handoff_url: 'ftp://x', dest_token: 't' } },
+    for (const body of [{}, { pause: null, unpause: null }, { reboot: { type: 'GENTLE' } }, { evacuate: {} }, { 'cloudlet-handoff': { handoff_url: 'ftp://x', dest_token: 't' } },
       { 'cloudlet-overlay-finish': { 'overlay-name': ['x'] } }]) {
       const res = await a.action(created.id, body);
       assert.equal(res.statusCode, 400, `${JSON.stringify(body)}: ${res.body}`);

@@ -55,7 +55,12 @@ const NO_ARGUMENT = NO_BODY;
 const actionBody = {
   type: 'object', minProperties: 1, maxProperties: 1, additionalProperties: false,
   properties: {
-    pause: NO_ARGUMENT, unpause: NO_ARGUMENT, 'os-stop': NO_ARGUMENT,
+    pause: NO_ARGUMENT, unpause: NO_ARGUMENT, 'os-stop': NO_ARGUMENT, 'os-start': NO_ARGUMENT,
+    reboot: { type: 'object', required: ['type'], additionalProperties: false, properties: { type: { enum: ['SOFT', 'HARD'] } } },
+    // length: lines from the end, a number or a string of digits; null or -1 for all.
+    'os-getConsoleOutput': {
+      anyOf: [{ type: 'null' }, { type: 'object', additionalProperties: false, properties: { length: { anyOf: [{ type: 'null' }, { type: 'integer', minimum: -1, maximum: 1000000 }, { type: 'string', pattern: '^-?[0-9]{1,7}$' }] } } }],
+    },
     'cloudlet-overlay-finish': {
       anyOf: [{ type: 'null' }, { type: 'object', additionalProperties: false, properties: { 'overlay-name': { type: 'string', minLength: 1, maxLength: 255 } } }],
     },
