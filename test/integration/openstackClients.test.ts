@@ -197,7 +197,7 @@ print(json.dumps({'project': s.get_project_id(), 'token': bool(s.get_token()), '
 import json, sys, openstack
 conn = openstack.connect(auth_url=sys.argv[1], username='alice', password=sys.argv[2], project_name='demo',
                          user_domain_name='Default', project_domain_name='Default', interface='public')
-image = [i for i in conn.list_images() if i.status == 'active' and i.get('cloudlet_type') == 'cloudlet_base_disk'][0]
+image = [i for i in conn.list_images() if i.status == 'active' and (i.properties or {}).get('cloudlet_type') == 'cloudlet_base_disk'][0]
 s = conn.create_server('sdk-vm', image=image.id, flavor='cloudlet.small', wait=True, timeout=600)
 out = {'status': s.status, 'addresses': s.addresses, 'private_v4': s.private_v4, 'interface_ip': s.interface_ip}
 out['listed'] = [x.name for x in conn.list_servers()]

@@ -90,7 +90,7 @@ describe('bad input answers 400 and changes nothing', function () {
     });
 
     it('an action body is one known action with its own argument', async () => {
-      for (const body of [{}, { pause: null, unpause: null }, { reboot: { type: 'SOFT' } }, { pause: 'now' }, { 'cloudlet-handoff': { handoff_url: 'ftp://x', dest_token: 't' } }, { 'cloudlet-overlay-finish': { 'overlay-name': 7 } }]) {
+      for (const body of [{}, { pause: null, unpause: null }, { evacuate: {} }, { reboot: { type: 'GENTLE' } }, { pause: 'now' }, { 'cloudlet-handoff': { handoff_url: 'ftp://x', dest_token: 't' } }, { 'cloudlet-overlay-finish': { 'overlay-name': 7 } }]) {
         const r = await d.inject('alice', { method: 'POST', url: '/compute/v2.1/servers/00000000-0000-0000-0000-000000000000/action', payload: body });
         assert.equal(r.statusCode, 400, `${JSON.stringify(body)}: ${r.body}`);
       }

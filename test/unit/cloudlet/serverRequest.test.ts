@@ -37,7 +37,8 @@ describe('serverRequest: server create and action bodies', () => {
     assert.deepEqual(parseServerAction({ 'cloudlet-handoff': { handoff_url: 'https://d/compute/v2.1', dest_token: 't', dest_vmname: 'moved' } }),
       { action: 'cloudlet-handoff', handoff: { handoffUrl: 'https://d/compute/v2.1', destToken: 't', destVmName: 'moved' } });
     for (const body of [undefined, {}, [], { pause: null, unpause: null }]) assert.throws(() => parseServerAction(body), badInput(/exactly one key/));
-    assert.throws(() => parseServerAction({ reboot: { type: 'HARD' } }), badInput(/action reboot is not supported/));
+    assert.throws(() => parseServerAction({ evacuate: { host: 'x' } }), badInput(/action evacuate is not supported/));
+    assert.throws(() => parseServerAction({ reboot: { type: 'GENTLE' } }), badInput(/SOFT or HARD/));
     assert.throws(() => parseServerAction({ 'cloudlet-handoff': { handoff_url: 'file:///etc', dest_token: 't' } }), badInput(/handoff_url/));
     assert.throws(() => parseServerAction({ 'cloudlet-handoff': { handoff_url: 'http://d' } }), badInput(/dest_token/));
     assert.throws(() => parseServerAction({ 'cloudlet-handoff': { handoff_url: 'http://d', dest_token: 't', dest_tls_fingerprint: 5 } }), badInput(/dest_tls_fingerprint/));
