@@ -163,7 +163,7 @@ export const baseCommands: CommandDef[] = [
           : await pickBase(ext, LOCAL, 'Base VM to copy to a cloudlet');
       const configured = ext.cloudlets.list();
       if (!configured.length) throw new CloudletError('NotFound', 'No cloudlet is configured', { hint: 'Run "Cloudlet: Add Cloudlet..." first' });
-      const targets = given?.cloudlet ? [given.cloudlet] : need(await vscode.window.showQuickPick(configured.map((c) => ({ label: c.name, description: c.url, picked: false, name: c.name })),
+      const targets = given?.cloudlet ? [given.cloudlet] : configured.length === 1 ? [configured[0].name] : need(await vscode.window.showQuickPick(configured.map((c) => ({ label: c.name, description: c.url, picked: false, name: c.name })),
         { title: `Copy base VM ${base.name} to`, placeHolder: 'One or more cloudlets', canPickMany: true, ignoreFocusOut: true })).map((x) => x.name);
       if (!targets.length) return;
       await copyBase(ext, base, targets);
