@@ -144,6 +144,8 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     await shot('create-base-kinds');
     await wb.pick('Disk image file...');
     await pickFile(junk);
+    // The name input, not the file dialog still closing.
+    await wb.page.locator('.quick-input-widget:visible .quick-input-title', { hasText: 'Create Base VM (2/2)' }).waitFor({ timeout: 30_000 });
     await wb.answer('junk');
     const failed = wb.notification(/Creating base VM junk .* failed/);
     await failed.waitFor({ timeout: 300_000 });
