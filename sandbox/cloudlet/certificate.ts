@@ -38,6 +38,17 @@ export function certificateFingerprint(certPem: string): string {
   return new crypto.X509Certificate(certPem).fingerprint256;
 }
 
+/**
+ * A serial number from 16 random bytes that DER encodes as they are: positive (top bit clear) and
+ * with a non-zero first byte, since a leading 0x00 before a byte under 0x80 is padding OpenSSL
+ * refuses ("illegal padding"; 1 random serial in 512 had it).
+ */
+export function certificateSerial(random: Buffer): Buffer {
+  const serial = Buffer.from(random);
+  serial[0] = (serial[0] & 0x7f) | 0x40;
+  return serial;
+}
+
 export async function makeCertificate(req: CertificateRequest): Promise<MadeCertificate> {
   const keys = req.keyPem
     ? { privateKey: await importKey(req.keyPem), publicKey: await publicOf(req.keyPem) }
@@ -47,9 +58,7 @@ export async function makeCertificate(req: CertificateRequest): Promise<MadeCert
 
   const cert = new pkijs.Certificate();
   cert.version = 2;
-  const serial = crypto.randomBytes(16);
-  serial[0] &= 0x7f;  // positive
-  cert.serialNumber = new asn1js.Integer({ valueHex: bufferOf(serial) });
+  cert.serialNumber = new asn1js.Integer({ valueHex: bufferOf(certificateSerial(crypto.randomBytes(16))) });
   cert.subject.typesAndValues.push(new pkijs.AttributeTypeAndValue({ type: OID.commonName, value: new asn1js.Utf8String({ value: req.commonName }) }));
   cert.issuer = issuerCert ? issuerCert.subject : cert.subject;
   const now = Date.now();

@@ -6,7 +6,7 @@ import { strict as assert } from 'assert';
 import * as https from 'https';
 import * as http from 'http';
 import type { AddressInfo } from 'net';
-import { makeCertificate, type MadeCertificate } from '../../sandbox/cloudlet/certificate';
+import { certificateSerial, makeCertificate, type MadeCertificate } from '../../sandbox/cloudlet/certificate';
 import { CertificateError, fetchFailure, hostKey, normalizeFingerprint, transportFetch, withPin } from '../../sandbox/client/transport';
 import { isCloudletError } from '../../sandbox/common/errors';
 
@@ -131,6 +131,15 @@ describe('client transport (TLS trust)', () => {
       assert.ok(e);
       assert.match(fetchFailure(e, url), /does not speak TLS/);
     } finally { await new Promise((r) => { plain.closeAllConnections(); plain.close(r); }); }
+  });
+
+  it('certificate serials are positive with no leading zero byte, so OpenSSL never refuses their padding', () => {
+    // The random bytes that made 1 certificate in 512 unreadable: 0x00 then a byte under 0x80.
+    for (const first of [Buffer.from([0x00, 0x01]), Buffer.from([0x80, 0x00]), Buffer.from([0xff, 0xff])]) {
+      const s = certificateSerial(Buffer.concat([first, Buffer.alloc(14, 7)]));
+      assert.equal(s.length, 16);
+      assert.ok(s[0] > 0 && s[0] < 0x80, `first byte ${s[0]}`);
+    }
   });
 
   it('normalizes fingerprints and rejects what is not one', () => {
