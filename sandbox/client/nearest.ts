@@ -9,6 +9,7 @@
  */
 import type { CloudletClient } from './client';
 import { CloudletError } from '../common/errors';
+import { transportFetch, type TlsTrust } from './transport';
 
 export interface Candidate { name: string; client: CloudletClient }
 
@@ -88,10 +89,13 @@ function byStateThenName(a: NearestRow, b: NearestRow): number {
   return order[a.state] - order[b.state] || a.name.localeCompare(b.name);
 }
 
-/** One HTTP round trip to `url` (the connection is kept alive after the first), in ms. */
-async function probe(url: string, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+/**
+ * One HTTP round trip to `url` (the connection is kept alive after the first), in ms; through the
+ * cloudlet client's TLS trust, so a region with a pinned or CA-signed certificate can be measured.
+ */
+async function probe(url: string, trust: TlsTrust | undefined, timeoutMs: number, signal?: AbortSignal): Promise<number> {
   const t0 = performance.now();
-  const res = await fetch(url, { headers: { accept: 'application/json' }, signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs) });
+  const res = await transportFetch(url, { headers: { accept: 'application/json' }, signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs) }, trust);
   await res.arrayBuffer();
   return performance.now() - t0;
 }
@@ -102,8 +106,10 @@ export async function findNearest(candidates: Candidate[], baseId: string, o: Ne
   const n = Math.max(1, Math.min(50, o.probes ?? 5));
   const timeoutMs = o.timeoutMs ?? 3000;
   o.onPhase?.(`asking ${candidates.length} cloudlet(s) which hold base ${baseId.slice(0, 12)}`);
+  const trustOf = new Map<NearestRow, TlsTrust | undefined>();
   const rows: NearestRow[] = await Promise.all(candidates.map(async (c): Promise<NearestRow> => {
     const row: NearestRow = { name: c.name, samplesMs: [], failures: 0, state: 'unreachable' };
+    trustOf.set(row, c.client.trust);
     try {
       row.url = c.client.endpoint('compute') + '/';
       const askMs = Math.max(timeoutMs, 10_000);
@@ -121,11 +127,11 @@ export async function findNearest(candidates: Candidate[], baseId: string, o: Ne
   if (probed.length) {
     o.onPhase?.(`probing ${probed.map((r) => r.name).join(', ')}: ${n} round trips each`);
     // A first request per cloudlet opens the connection (TCP, TLS): not counted.
-    await Promise.all(probed.map((r) => probe(r.url!, timeoutMs, o.signal).catch(() => undefined)));
+    await Promise.all(probed.map((r) => probe(r.url!, trustOf.get(r), timeoutMs, o.signal).catch(() => undefined)));
     for (let i = 0; i < n; i++) {
       for (const r of probed) {
         if (o.signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
-        try { r.samplesMs.push(await probe(r.url!, timeoutMs, o.signal)); } catch (e) {
+        try { r.samplesMs.push(await probe(r.url!, trustOf.get(r), timeoutMs, o.signal)); } catch (e) {
           if (o.signal?.aborted) throw new CloudletError('Cancelled', 'cancelled');
           r.failures++;
           r.note = firstLine(e);

@@ -1,6 +1,10 @@
 /** The nearest-cloudlet choice from measured round trips: medians, ties, failures, unreachable and base-less cloudlets. */
 import { strict as assert } from 'assert';
-import { median, nearestTable, rankByRtt, type NearestRow } from '../../sandbox/client/nearest';
+import * as https from 'https';
+import type { AddressInfo } from 'net';
+import { findNearest, median, nearestTable, rankByRtt, type Candidate, type NearestRow } from '../../sandbox/client/nearest';
+import { makeCertificate } from '../../sandbox/cloudlet/certificate';
+import type { TlsTrust } from '../../sandbox/client/transport';
 
 const row = (name: string, samplesMs: number[], o: Partial<NearestRow> = {}): NearestRow => ({ name, samplesMs, failures: 0, holdsBase: true, state: 'unreachable', url: `http://${name}/`, ...o });
 
@@ -55,5 +59,27 @@ describe('nearest cloudlet by round-trip time', () => {
     const r = rankByRtt([row('nobase', [], { holdsBase: false }), row('down', [], { holdsBase: undefined })]);
     assert.equal(r.nearest, undefined);
     assert.equal(r.rows.length, 2);
+  });
+
+  it('probes a self-signed HTTPS region through its client\'s trust: measured when pinned, unreachable without the pin', async function () {
+    this.timeout(20_000);
+    const cert = await makeCertificate({ commonName: 'edge', ipAddresses: ['127.0.0.1'] });
+    const server = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (_req, res) => { res.setHeader('content-type', 'application/json'); res.end('{"versions":[]}'); });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const region = (name: string, trust: TlsTrust | undefined): Candidate => ({
+      name,
+      // Only what findNearest uses of a CloudletClient: the endpoint, the base list, the trust.
+      client: { endpoint: () => `https://127.0.0.1:${port}/compute/v2.1`, listBases: async () => [{ base_sha256_uuid: 'b1' }], trust } as unknown as Candidate['client'],
+    });
+    try {
+      const pin = { pins: { [`127.0.0.1:${port}`]: cert.fingerprint.replace(/:/g, '').toLowerCase() } };
+      const r = await findNearest([region('pinned', pin), region('unpinned', undefined)], 'b1', { probes: 3, timeoutMs: 3000 });
+      assert.equal(r.nearest, 'pinned');
+      const byName = Object.fromEntries(r.rows.map((x) => [x.name, x]));
+      assert.equal(byName.pinned.samplesMs.length, 3);
+      assert.equal(byName.unpinned.state, 'unreachable');
+      assert.equal(byName.unpinned.samplesMs.length, 0);
+    } finally { server.closeAllConnections(); await new Promise((r) => server.close(r)); }
   });
 });
