@@ -81,7 +81,8 @@ describe('cloudlet daemon: security', function () {
     const nb = (await nova.json()) as any;
     assert.equal(nb.badRequest.code, 400);
     assert.match(nb.badRequest.message, /JSON/);
-    const glance = await fetch(`${alice.endpoint('image')}/v2/images`, { method: 'POST', headers: { 'x-auth-token': alice.token, 'content-type': 'application/json' }, body: '[1,' });
+    // Glance answers in JSON to a client that asks for it (and in HTML, as webob does, to one that does not).
+    const glance = await fetch(`${alice.endpoint('image')}/v2/images`, { method: 'POST', headers: { 'x-auth-token': alice.token, 'content-type': 'application/json', accept: 'application/json' }, body: '[1,' });
     assert.equal(glance.status, 400);
     const gb = (await glance.json()) as any;
     assert.equal(gb.code, '400 Bad Request');
@@ -120,7 +121,7 @@ describe('cloudlet daemon: security', function () {
 
   it('refuses a client-chosen image id that is not a UUID, and ids that walk out of the images folder', async () => {
     const img = (p: string, method: string, body?: string, type = 'application/json') => fetch(`${alice.endpoint('image')}${p}`,
-      { method, headers: { 'x-auth-token': alice.token, 'content-type': type }, body });
+      { method, headers: { 'x-auth-token': alice.token, 'content-type': type, accept: 'application/json' }, body });
     for (const id of ['../x', '../cloudlet.db', 'x/../../y', 'not-a-uuid']) {
       const r = await img('/v2/images', 'POST', JSON.stringify({ name: 'evil', id }));
       assert.equal(r.status, 400, id);

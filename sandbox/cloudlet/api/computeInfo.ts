@@ -113,8 +113,7 @@ export function computeInfoRoutes(app: FastifyInstance, ctx: DaemonContext, life
   app.post('/os-keypairs', { schema: S.createKeypair }, async (req) => {
     const a = ctx.auth(req);
     const b = (req.body as { keypair: { name: string; public_key?: string } }).keypair;
-    if (keypairs.list(a.userId).length >= MAX_KEYPAIRS) throw new CloudletError('Forbidden', `Quota exceeded, too many key pairs (at most ${MAX_KEYPAIRS}).`);
-    const k = keypairs.create(a.userId, b.name, b.public_key);
+    const k = await keypairs.create(a.userId, b.name, b.public_key, MAX_KEYPAIRS);
     return { keypair: { ...keypairView(k), user_id: k.userId, ...(k.privateKey ? { private_key: k.privateKey } : {}) } };
   });
   app.delete<{ Params: { name: string } }>('/os-keypairs/:name', { schema: S.deleteKeypair }, async (req, reply) => {

@@ -28,7 +28,7 @@ export function metadataRoutes(app: FastifyInstance, ctx: DaemonContext, lifecyc
 
   app.get<KeyParams>('/servers/:id/metadata/:key', { schema: S.metadataItem }, async (req) => {
     const r = lifecycle.get(ctx.auth(req), req.params.id);
-    if (!(req.params.key in r.metadata)) throw new CloudletError('NotFound', `Metadata item was not found: ${req.params.key}`);
+    if (!Object.hasOwn(r.metadata, req.params.key)) throw new CloudletError('NotFound', `Metadata item was not found: ${req.params.key}`);
     return { meta: { [req.params.key]: r.metadata[req.params.key] } };
   });
   app.put<KeyParams>('/servers/:id/metadata/:key', { schema: S.setMetadataItem }, async (req) => {

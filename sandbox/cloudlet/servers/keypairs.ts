@@ -5,6 +5,9 @@
  * and shown but not injected into a guest.
  */
 import * as crypto from 'crypto';
+import { promisify } from 'util';
+
+const generateKeyPair = promisify(crypto.generateKeyPair);
 import type BetterSqlite3 from 'better-sqlite3';
 import { CloudletError } from '../../common/errors';
 
@@ -45,8 +48,9 @@ export function fingerprintOf(blob: Buffer): string {
 }
 
 /** A new RSA pair: the OpenSSH public key line and the private key in PEM (PKCS#1, what ssh reads). */
-export function generateRsaPair(comment: string): { publicKey: string; privateKey: string } {
-  const { publicKey, privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+export async function generateRsaPair(comment: string): Promise<{ publicKey: string; privateKey: string }> {
+  // Off the event loop: a 2048-bit RSA pair takes tens of ms, and a loop of creates must not stall the daemon.
+  const { publicKey, privateKey } = await generateKeyPair('rsa', { modulusLength: 2048 });
   const jwk = publicKey.export({ format: 'jwk' }) as { n: string; e: string };
   const blob = Buffer.concat([sshString(Buffer.from('ssh-rsa')), mpint(Buffer.from(jwk.e, 'base64url')), mpint(Buffer.from(jwk.n, 'base64url'))]);
   return { publicKey: `ssh-rsa ${blob.toString('base64')} ${comment}`, privateKey: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString() };
@@ -68,16 +72,25 @@ export class KeypairStore {
     return fromRow(r);
   }
 
-  /** Imports `publicKey`, or makes a pair; the private key is in the answer only when made here. */
-  create(userId: string, name: string, publicKey?: string): Keypair & { privateKey?: string } {
+  /**
+   * Imports `publicKey`, or makes a pair; the private key is in the answer only when made here. At
+   * most `max` pairs per user: checked with the insert in one synchronous step, after the key is made.
+   */
+  async create(userId: string, name: string, publicKey: string | undefined, max: number): Promise<Keypair & { privateKey?: string }> {
+    this.refuse(userId, name, max);
+    const made = publicKey === undefined ? await generateRsaPair(`Generated-by-Nova`) : undefined;
+    const line = (publicKey ?? made!.publicKey).trim();
+    const fingerprint = fingerprintOf(publicKeyBlob(line));
+    this.refuse(userId, name, max);
+    this.db.prepare('INSERT INTO keypairs VALUES (?, ?, ?, ?, ?)').run(userId, name, line, fingerprint, new Date().toISOString());
+    return { ...this.get(userId, name), ...(made ? { privateKey: made.privateKey } : {}) };
+  }
+
+  private refuse(userId: string, name: string, max: number): void {
     if (this.db.prepare('SELECT 1 FROM keypairs WHERE user_id = ? AND name = ?').get(userId, name)) {
       throw new CloudletError('Conflict', `Key pair '${name}' already exists.`);
     }
-    const made = publicKey === undefined ? generateRsaPair(`Generated-by-Nova`) : undefined;
-    const line = (publicKey ?? made!.publicKey).trim();
-    const fingerprint = fingerprintOf(publicKeyBlob(line));
-    this.db.prepare('INSERT INTO keypairs VALUES (?, ?, ?, ?, ?)').run(userId, name, line, fingerprint, new Date().toISOString());
-    return { ...this.get(userId, name), ...(made ? { privateKey: made.privateKey } : {}) };
+    if (this.list(userId).length >= max) throw new CloudletError('Forbidden', `Quota exceeded, too many key pairs (at most ${max}).`);
   }
 
   delete(userId: string, name: string): void {

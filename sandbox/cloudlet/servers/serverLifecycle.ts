@@ -22,6 +22,7 @@ import { storePaths } from '../../common/paths';
 import type { HandoffService } from './serverHandoff';
 import type { Admission, AdmissionSlot } from './admission';
 import type { HandoffAction, ServerCreateRequest } from './serverRequest';
+import { isDaemonKey, refuseDaemonKeys } from './serverRequest';
 import { vmStateOf } from './serverView';
 import { reconcileAfterRestart } from './serverRecovery';
 
@@ -37,13 +38,13 @@ export interface ServerLifecycleDeps {
 
 /** The power actions: from which statuses, to which, and what the VM layer does. */
 const POWER_ACTIONS = {
-  pause: { from: ['ACTIVE'], to: 'PAUSED', change: 'paused', run: (b: VmBackend, vm: string) => b.pause(vm) },
-  unpause: { from: ['PAUSED'], to: 'ACTIVE', change: 'active', run: (b: VmBackend, vm: string) => b.unpause(vm) },
-  'os-stop': { from: ['ACTIVE', 'PAUSED'], to: 'SHUTOFF', change: 'stopped', run: (b: VmBackend, vm: string) => b.stop(vm) },
+  pause: { from: ['ACTIVE'], to: 'PAUSED', change: 'paused', task: 'pausing', run: (b: VmBackend, vm: string) => b.pause(vm) },
+  unpause: { from: ['PAUSED'], to: 'ACTIVE', change: 'active', task: 'unpausing', run: (b: VmBackend, vm: string) => b.unpause(vm) },
+  'os-stop': { from: ['ACTIVE', 'PAUSED'], to: 'SHUTOFF', change: 'stopped', task: 'powering-off', run: (b: VmBackend, vm: string) => b.stop(vm) },
   // Nova allows a hard reboot from more states than a soft one; both reset the VM here.
-  'reboot-soft': { from: ['ACTIVE'], to: 'ACTIVE', change: 'rebooted', run: (b: VmBackend, vm: string) => b.reboot(vm) },
-  'reboot-hard': { from: ['ACTIVE', 'PAUSED'], to: 'ACTIVE', change: 'rebooted', run: (b: VmBackend, vm: string) => b.reboot(vm) },
-} as const satisfies Record<string, { from: readonly ServerStatus[]; to: ServerStatus; change: string; run: (b: VmBackend, vm: string) => Promise<void> }>;
+  'reboot-soft': { from: ['ACTIVE'], to: 'ACTIVE', change: 'rebooted', task: 'reboot_started', run: (b: VmBackend, vm: string) => b.reboot(vm) },
+  'reboot-hard': { from: ['ACTIVE', 'PAUSED'], to: 'ACTIVE', change: 'rebooted', task: 'reboot_started_hard', run: (b: VmBackend, vm: string) => b.reboot(vm) },
+} as const satisfies Record<string, { from: readonly ServerStatus[]; to: ServerStatus; change: string; task: string; run: (b: VmBackend, vm: string) => Promise<void> }>;
 
 export type PowerAction = keyof typeof POWER_ACTIONS;
 
@@ -174,10 +175,30 @@ export class ServerLifecycle {
     return r.vm_id;
   }
 
-  /** os-start: a stopped server's VM continues from the state its stop saved. */
+  /**
+   * os-start: a stopped server's VM continues from the state its stop saved. A stopped server holds
+   * no place under max_servers, so starting it passes the admission rule like any other VM start.
+   */
   async start(r: ServerRow): Promise<void> {
-    const vm = await this.d.backend.start(this.vmFor(r, 'os-start', ['SHUTOFF']));
-    this.publish(this.d.servers.update(r.id, { status: 'ACTIVE', ports: vm.ports }), 'active');
+    const vmId = this.vmFor(r, 'os-start', ['SHUTOFF']);
+    const slot = this.d.admission.reserve();
+    this.d.servers.update(r.id, { task_state: 'powering-on' });
+    let vm;
+    try { vm = await this.d.backend.start(vmId); } catch (e) { slot.release(); this.endTask(r.id); throw e; }
+    const ports = vm.ports;
+    this.d.admission.convert(slot, () => this.settle(r.id, { status: 'ACTIVE', ports }, 'active'));
+  }
+
+  /** After an action's wait: its outcome, unless the server was deleted meanwhile (a delete wins). */
+  private settle(id: string, fields: Partial<ServerRow>, change: string): void {
+    const now = this.d.servers.getRow(id);
+    if (!now || now.status === 'DELETED') return;
+    this.publish(this.d.servers.update(id, { ...fields, task_state: null }), change);
+  }
+
+  private endTask(id: string): void {
+    const now = this.d.servers.getRow(id);
+    if (now && now.status !== 'DELETED') this.d.servers.update(id, { task_state: null });
   }
 
   /**
@@ -186,14 +207,18 @@ export class ServerLifecycle {
    * ports, handoff_*) are ordinary items, as in Nova, and changing them changes nothing of the VM.
    */
   setMetadata(r: ServerRow, items: Record<string, string>, o: { replace: boolean; max: number }): Record<string, string> {
-    const metadata = o.replace ? { ...items } : { ...r.metadata, ...items };
+    refuseDaemonKeys(Object.keys(items));
+    // handoff_* keys are the daemon's record of where the VM came from: a replace keeps them.
+    const kept = Object.fromEntries(Object.entries(r.metadata).filter(([k]) => isDaemonKey(k)));
+    const metadata = o.replace ? { ...items, ...kept } : { ...r.metadata, ...items };
     if (Object.keys(metadata).length > o.max) throw new CloudletError('Forbidden', `Quota exceeded for metadata_items: at most ${o.max} metadata items per server`);
     this.publish(this.d.servers.update(r.id, { metadata }), 'updated');
     return metadata;
   }
 
   deleteMetadata(r: ServerRow, key: string): void {
-    if (!(key in r.metadata)) throw new CloudletError('NotFound', `Metadata item was not found: ${key}`);
+    refuseDaemonKeys([key]);
+    if (!Object.hasOwn(r.metadata, key)) throw new CloudletError('NotFound', `Metadata item was not found: ${key}`);
     const { [key]: _gone, ...metadata } = r.metadata;
     this.publish(this.d.servers.update(r.id, { metadata }), 'updated');
   }
@@ -209,10 +234,13 @@ export class ServerLifecycle {
     return lines === 0 ? '' : all.slice(-lines - (all[all.length - 1] === '' ? 1 : 0)).join('\n');
   }
 
+  /** Pause, unpause, stop, reboot: the server is busy (task_state) while its VM acts, so no other action or a handoff runs meanwhile. */
   async power(r: ServerRow, action: PowerAction): Promise<void> {
     const p = POWER_ACTIONS[action];
-    await p.run(this.d.backend, this.vmFor(r, action, p.from));
-    this.publish(this.d.servers.update(r.id, { status: p.to }), p.change);
+    const vmId = this.vmFor(r, action, p.from);
+    this.d.servers.update(r.id, { task_state: p.task });
+    try { await p.run(this.d.backend, vmId); } catch (e) { this.endTask(r.id); throw e; }
+    this.settle(r.id, { status: p.to }, p.change);
   }
 
   /** cloudlet-overlay-finish: an overlay image of the server's VM, made by a job; the server keeps running. */

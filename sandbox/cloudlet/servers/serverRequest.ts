@@ -41,6 +41,14 @@ export function parsePorts(v: string | undefined): number[] {
   return ports;
 }
 
+/** handoff_* metadata is written by the daemon only (a handoff's session and outcome); clients may read it. */
+export function isDaemonKey(key: string): boolean { return key.startsWith('handoff_'); }
+
+export function refuseDaemonKeys(keys: string[]): void {
+  const bad = keys.find(isDaemonKey);
+  if (bad) throw new CloudletError('Forbidden', `Metadata item ${bad} is set by the cloudlet (handoff_* keys are read-only)`);
+}
+
 function parseMetadata(v: unknown): Record<string, string> {
   if (v === undefined) return {};
   if (!isObject(v)) throw new CloudletError('BadInput', 'Invalid input for field/attribute metadata: an object of string values is required');
@@ -49,6 +57,7 @@ function parseMetadata(v: unknown): Record<string, string> {
     if (typeof x !== 'string') throw new CloudletError('BadInput', `Invalid input for field/attribute metadata: value of ${k} must be a string`);
     metadata[k] = x;
   }
+  refuseDaemonKeys(Object.keys(metadata));
   return metadata;
 }
 

@@ -187,6 +187,32 @@ describe('ServerLifecycle: the compute API state machine over a fake VmBackend',
     assert.equal((await a.create('fits')).statusCode, 202);
     assert.equal((await a.create('over-again')).statusCode, 403);
   });
+  it('os-start passes the admission rule: stopping servers and creating others cannot start more than max_servers VMs', async () => {
+    const first = await Promise.all(['s-0', 's-1', 's-2'].map(async (n) => (await a.create(n)).json().server));
+    for (const s of first) await a.wait(s['OS-EXT-CLOUDLET:job_id']);
+    for (const s of first) assert.equal((await a.action(s.id, { 'os-stop': null })).statusCode, 202);
+    const more = await Promise.all(['m-0', 'm-1', 'm-2'].map(async (n) => (await a.create(n)).json().server));
+    for (const s of more) await a.wait(s['OS-EXT-CLOUDLET:job_id']);
+    const start = await a.action(first[0].id, { 'os-start': null });
+    assert.equal(start.statusCode, 403, start.body);
+    assert.match(start.json().forbidden.message, /Quota exceeded for instances/);
+    assert.equal((await a.show(first[0].id)).status, 'SHUTOFF');
+    assert.equal((await a.call('DELETE', `/servers/${more[0].id}`)).statusCode, 204);
+    assert.equal((await a.action(first[0].id, { 'os-start': null })).statusCode, 202);
+    const s = await a.show(first[0].id);
+    assert.deepEqual([s.status, s['OS-EXT-STS:task_state']], ['ACTIVE', null]);
+  });
+
+  it('handoff_* metadata is the daemon\'s: refused at create and in metadata writes, kept by a replace', async () => {
+    const refused = await a.call('POST', '/servers', { server: { name: 'fake-arrival', imageRef: 'x', metadata: { handoff_session: 'abc' } } });
+    assert.equal(refused.statusCode, 403, refused.body);
+    const created = (await a.create('meta')).json().server;
+    await a.wait(created['OS-EXT-CLOUDLET:job_id']);
+    const write = await a.call('POST', `/servers/${created.id}/metadata`, { metadata: { handoff_session: 'abc' } });
+    assert.equal(write.statusCode, 403, write.body);
+    assert.match(write.body, /handoff_\* keys are read-only/);
+    assert.equal((await a.call('GET', `/servers/${created.id}/metadata/constructor`)).statusCode, 404);
+  });
 });
 
 describe('ServerLifecycle: reconcile after a restart (fake VmBackend)', () => {
