@@ -105,7 +105,8 @@ async function synthesizeOn(ext: Ext, overlay: OverlayInfo, cloudlet: string): P
   ext.refresh('cloudlets');
   const end = await runJob(s, jobId, `Synthesizing ${overlay.name} on ${cloudlet}`, (e) => panel.update(serverProgress(panel.current, 'synthesis', e)));
   const after = await s.getServer(server.id).catch(() => undefined);
-  panel.update(serverEnded(panel.current, end, { status: after?.status ?? (end.status === 'DONE' ? 'ACTIVE' : 'ERROR') }));
+  // The forwarded ports exist once the VM runs: the panel's URLs (and Open in Browser) come from the server now.
+  panel.update({ ...serverEnded(panel.current, end, { status: after?.status ?? (end.status === 'DONE' ? 'ACTIVE' : 'ERROR') }), ...(after ? { urls: urlsOf(ext, cloudlet, after) } : {}) });
   ext.refresh('cloudlets', true);
   checkEnd(end, `Synthesis on ${cloudlet}`);
   if (after && after.status !== 'ACTIVE') throw new CloudletError('Internal', `Synthesis on ${cloudlet} ended with the server ${after.status}`);
