@@ -22,7 +22,8 @@ import { BaseStore } from '../sandbox/base/store';
 import { parseBuildFile, loadBuildFile } from '../sandbox/build/buildFile';
 import { runBuild } from '../sandbox/build/build';
 import { createOverlay } from '../sandbox/overlay';
-import { synthesize } from '../sandbox/overlay/sandboxOverlay';
+import { createSandboxOverlay, synthesize } from '../sandbox/overlay/sandboxOverlay';
+import { dedupXz } from './lib/dedupXz';
 import { chooseAccel } from '../sandbox/qemu/accel';
 import { qemuBinary } from '../sandbox/qemu/host';
 import { freePort } from '../sandbox/qemu/ports';
@@ -39,11 +40,17 @@ const level = args.includes('--level') ? Number(args[args.indexOf('--level') + 1
 const reusePeer = args.includes('--reuse-peer');
 const root = projectCache('bench-overlay');
 
+type LaunchFiles = { ramFile: string; diskLayer: string; deviceState: string; vmConfig: VmConfig & { ports: number[] } };
+
 interface Pair {
   label: string;
   home: string;
   baseId: string;
-  launch: { ramFile: string; diskLayer: string; deviceState: string; vmConfig: VmConfig & { ports: number[] } };
+  /** The default build's launch VM (both discards). */
+  launch: LaunchFiles;
+  /** The same guest before any discard (the unoptimised pair the Elijah peer gets). */
+  raw: LaunchFiles;
+  discard: DiscardSteps;
   httpPort: number;   // guest port of the back-end's HTTP answer
   httpPath: string;
 }
@@ -65,35 +72,68 @@ async function untilHttp(port: number, p: string, timeoutMs: number): Promise<nu
   return Date.now() - t0;
 }
 
-/** Builds the launch VM with `cloudlet build` once and keeps its files (paused-sandbox snapshot). */
+interface DiscardSteps {
+  /** Overlay bytes (level 3) of the build's sandbox before any discard, after the disk discard, after both. */
+  none_bytes: number; disk_bytes: number; both_bytes: number;
+  memory_zeroed_bytes?: number; disk_freed_bytes?: number; skipped: string[]; discard_ms: number;
+}
+
+/**
+ * Builds the launch VM with `cloudlet build` once and keeps its files (paused-sandbox snapshot).
+ * The build runs with discards off; its sandbox is then snapshotted as it is (launch-raw: the
+ * Elijah peer's input, the unoptimised pair), given the disk discard (overlay measured), then the
+ * memory discard, and snapshotted again (launch: what the default build makes, same order as
+ * createSandboxOverlay). So each discard's effect is measured on one and the same guest.
+ */
 async function launchPair(label: string, home: string, baseId: string, workspaceFile: string, httpPort: number, httpPath: string): Promise<Pair> {
   const dir = path.join(root, label, 'launch');
+  const rawDir = path.join(root, label, 'launch-raw');
   const meta = path.join(dir, 'launch.json');
-  const stale = fs.existsSync(meta) && (JSON.parse(fs.readFileSync(meta, 'utf8')) as { baseId: string }).baseId !== baseId;
-  if (!fs.existsSync(meta) || stale) {
+  const stale = fs.existsSync(meta) && (JSON.parse(fs.readFileSync(meta, 'utf8')) as { baseId: string; discard?: unknown }).baseId !== baseId;
+  const old = fs.existsSync(meta) && !(JSON.parse(fs.readFileSync(meta, 'utf8')) as { discard?: unknown }).discard;
+  if (!fs.existsSync(meta) || stale || old) {
     fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(rawDir, { recursive: true, force: true });
     const manager = new SandboxManager({ root: home });
-    say(`${label}: building the launch VM with cloudlet build (${workspaceFile})`);
-    const spec = loadBuildFile(workspaceFile);
+    say(`${label}: building the launch VM with cloudlet build (${workspaceFile}), discards off`);
+    const spec = { ...loadBuildFile(workspaceFile), discard: { memory: false, disk: false } };
     const t0 = Date.now();
     const r = await runBuild(manager, spec, { base: baseId, progress: (e) => { if (e.message) say(`${label}: ${e.phase}: ${e.message}`); }, log: (l) => say(`${label}:   | ${l.split('\n').slice(-3).join(' / ')}`) });
     say(`${label}: launch VM built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     const sb = r.sandbox.dir;
-    const stage = `${dir}.partial`;
-    fs.rmSync(stage, { recursive: true, force: true });
-    fs.mkdirSync(stage, { recursive: true });
-    for (const f of ['ram.raw', 'disk.qcow2', 'state.bin']) fs.renameSync(path.join(sb, f), path.join(stage, f));
+    const keep = (into: string) => {
+      const stage = `${into}.partial`;
+      fs.rmSync(stage, { recursive: true, force: true });
+      fs.mkdirSync(stage, { recursive: true });
+      for (const f of ['ram.raw', 'disk.qcow2', 'state.bin']) execFileSync('cp', ['--sparse=always', path.join(sb, f), path.join(stage, f)]);
+      return stage;
+    };
+    const rawStage = keep(rawDir);
+    const scratch = path.join(root, label, 'steps');
+    fs.rmSync(scratch, { recursive: true, force: true });
+    await manager.unpause(r.sandbox.id);
+    const disk = await createSandboxOverlay(manager, r.sandbox.id, { outFile: path.join(scratch, 'disk.overlay'), level: 3, discard: { memory: false, disk: true } });
+    await manager.unpause(r.sandbox.id);
+    const both = await createSandboxOverlay(manager, r.sandbox.id, { outFile: path.join(scratch, 'both.overlay'), level: 3, discard: { memory: true, disk: false } });
+    fs.rmSync(scratch, { recursive: true, force: true });
+    const steps: DiscardSteps = {
+      none_bytes: r.overlay.bytes, disk_bytes: disk.bytes, both_bytes: both.bytes,
+      memory_zeroed_bytes: both.discard?.memoryZeroedBytes, disk_freed_bytes: disk.discard?.diskFreedBytes,
+      skipped: [...(disk.discard?.skipped ?? []), ...(both.discard?.skipped ?? [])], discard_ms: (disk.discard?.ms ?? 0) + (both.discard?.ms ?? 0),
+    };
+    say(`${label}: discards: ${JSON.stringify(steps)}`);
+    const stage = keep(dir);
     const vmConfig = { ...(r.overlay.manifest.vmConfig as VmConfig & { ports: number[] }) };
-    fs.writeFileSync(path.join(stage, 'launch.json'), JSON.stringify({ baseId, vmConfig }, null, 2));
+    fs.writeFileSync(path.join(stage, 'launch.json'), JSON.stringify({ baseId, vmConfig, discard: steps }, null, 2));
+    fs.writeFileSync(path.join(rawStage, 'launch.json'), JSON.stringify({ baseId, vmConfig }, null, 2));
     await manager.delete(r.sandbox.id);
     manager.close();
+    fs.renameSync(rawStage, rawDir);
     fs.renameSync(stage, dir);
   }
-  const m = JSON.parse(fs.readFileSync(meta, 'utf8')) as { baseId: string; vmConfig: VmConfig & { ports: number[] } };
-  return {
-    label, home, baseId: m.baseId, httpPort, httpPath,
-    launch: { ramFile: path.join(dir, 'ram.raw'), diskLayer: path.join(dir, 'disk.qcow2'), deviceState: path.join(dir, 'state.bin'), vmConfig: m.vmConfig },
-  };
+  const m = JSON.parse(fs.readFileSync(meta, 'utf8')) as { baseId: string; vmConfig: VmConfig & { ports: number[] }; discard: DiscardSteps };
+  const files = (d: string) => ({ ramFile: path.join(d, 'ram.raw'), diskLayer: path.join(d, 'disk.qcow2'), deviceState: path.join(d, 'state.bin'), vmConfig: m.vmConfig });
+  return { label, home, baseId: m.baseId, httpPort, httpPath, launch: files(dir), raw: files(rawDir), discard: m.discard };
 }
 
 async function testPair(): Promise<Pair> {
@@ -176,7 +216,7 @@ function timed(cmd: string, a: string[]): number {
   return Date.now() - t0;
 }
 
-/** The Elijah pipeline on the pair; cached per pair (it takes minutes on the realistic guest). */
+/** The Elijah pipeline on the unoptimised pair (no discards); cached per pair for --reuse-peer (it takes minutes). */
 function elijah(p: Pair, base: { ram: string; disk: string }): Record<string, number> {
   const dir = path.join(root, p.label, 'elijah');
   const cached = path.join(dir, 'result.json');
@@ -185,13 +225,13 @@ function elijah(p: Pair, base: { ram: string; disk: string }): Record<string, nu
   fs.mkdirSync(dir, { recursive: true });
   say(`${p.label}: Elijah pipeline: flatten the launch disk, xdelta3 -9 of RAM and disk, xz -9`);
   const launchDisk = path.join(dir, 'launch-disk.raw');
-  const flattenMs = timed('qemu-img', ['convert', '-O', 'raw', p.launch.diskLayer, launchDisk]);
+  const flattenMs = timed('qemu-img', ['convert', '-O', 'raw', p.raw.diskLayer, launchDisk]);
   const window = (f: string) => String(Math.min(2 ** 31, Math.max(1 << 20, fs.statSync(f).size)));
-  const xdeltaRamMs = timed('xdelta3', ['-9', '-f', '-B', window(base.ram), '-e', '-s', base.ram, p.launch.ramFile, path.join(dir, 'ram.vcdiff')]);
+  const xdeltaRamMs = timed('xdelta3', ['-9', '-f', '-B', window(base.ram), '-e', '-s', base.ram, p.raw.ramFile, path.join(dir, 'ram.vcdiff')]);
   say(`${p.label}: xdelta3 RAM ${(xdeltaRamMs / 1000).toFixed(0)} s`);
   const xdeltaDiskMs = timed('xdelta3', ['-9', '-f', '-B', window(base.disk), '-e', '-s', base.disk, launchDisk, path.join(dir, 'disk.vcdiff')]);
   say(`${p.label}: xdelta3 disk ${(xdeltaDiskMs / 1000).toFixed(0)} s`);
-  fs.copyFileSync(p.launch.deviceState, path.join(dir, 'state.bin'));
+  fs.copyFileSync(p.raw.deviceState, path.join(dir, 'state.bin'));
   const xzMs = timed('xz', ['-9', '-k', '-f', '-T1', path.join(dir, 'ram.vcdiff')]) + timed('xz', ['-9', '-k', '-f', '-T1', path.join(dir, 'disk.vcdiff')])
     + timed('xz', ['-9', '-k', '-f', '-T1', path.join(dir, 'state.bin')]);
   const bytes = ['ram.vcdiff.xz', 'disk.vcdiff.xz', 'state.bin.xz'].reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
@@ -236,14 +276,17 @@ async function measure(p: Pair, withBoot?: { kernel: string; initrd: string }): 
   // Both pipelines start from a warm page cache: read the launch files and base RAM once first
   // (the peer, measured after ours, would otherwise get the cache ours warmed).
   for (const f of [p.launch.ramFile, p.launch.diskLayer, base.ram, base.ramDigests, base.diskDigests]) execFileSync('cat', [f], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const baseImages = { baseId: base.id, ramFile: base.ram, diskFile: base.disk, ramDigests: base.ramDigests, diskDigests: base.diskDigests };
+  const noDiscard = await createOverlay(baseImages, p.raw, { outDir: path.join(outDir, 'raw'), level });
+  say(`${p.label}: ours without discards ${(noDiscard.bytes / 1e6).toFixed(2)} MB; discards at build: ${JSON.stringify(p.discard)}`);
   say(`${p.label}: our overlay (zstd level ${level}, ${os.availableParallelism()} threads)`);
-  const ours = await createOverlay(
-    { baseId: base.id, ramFile: base.ram, diskFile: base.disk, ramDigests: base.ramDigests, diskDigests: base.diskDigests },
-    p.launch, { outDir, level },
-  );
+  const ours = await createOverlay(baseImages, p.launch, { outDir, level });
   const bd = ours.manifest.breakdown;
   const ramBy = bd.ram.encodings;
   say(`${p.label}: ours ${(ours.bytes / 1e6).toFixed(2)} MB in ${(ours.timings.totalMs / 1000).toFixed(2)} s (scan ${(ours.timings.scanMs / 1000).toFixed(2)} s); RAM ${bd.ram.chunks} changed: ${JSON.stringify(ramBy)}, from overlay disk ${bd.ram.selfFrom.disk}; disk ${bd.disk.chunks} changed: ${JSON.stringify(bd.disk.encodings)}`);
+  say(`${p.label}: dedup + xz -9 peer on the same pair`);
+  const dx = dedupXz({ ramDigests: base.ramDigests, diskDigests: base.diskDigests, disk: base.disk }, p.launch, path.join(root, p.label, 'dedup-xz'));
+  say(`${p.label}: dedup + xz -9 ${(dx.bytes / 1e6).toFixed(2)} MB in ${(dx.ms / 1000).toFixed(0)} s (unique ${(dx.uniqueBytes / 1e6).toFixed(1)} MB; ${JSON.stringify(dx.counts)})`);
   const e = elijah(p, { ram: base.ram, disk: base.disk });
   say(`${p.label}: Elijah ${(e.bytes / 1e6).toFixed(2)} MB in ${(e.ms / 1000).toFixed(0)} s`);
 
@@ -273,10 +316,17 @@ async function measure(p: Pair, withBoot?: { kernel: string; initrd: string }): 
     ours_ram_changed: bd.ram.chunks, ours_disk_changed: bd.disk.chunks,
     ours_ram_encodings: ramBy, ours_disk_encodings: bd.disk.encodings, ours_ram_from_overlay_disk: bd.ram.selfFrom.disk,
     ours_device_state_bytes: bd.deviceStateBytes,
+    ours_no_discard_bytes: noDiscard.bytes,
+    discard_steps_bytes: { none: p.discard.none_bytes, disk: p.discard.disk_bytes, both: p.discard.both_bytes },
+    discard_disk_removed_bytes: p.discard.none_bytes - p.discard.disk_bytes,
+    discard_memory_removed_bytes: p.discard.disk_bytes - p.discard.both_bytes,
+    discard_memory_zeroed_bytes: p.discard.memory_zeroed_bytes, discard_disk_freed_bytes: p.discard.disk_freed_bytes, discard_skipped: p.discard.skipped,
+    dedup_xz_bytes: dx.bytes, dedup_xz_ms: dx.ms, dedup_xz_unique_bytes: dx.uniqueBytes, dedup_xz_counts: dx.counts,
     elijah_bytes: e.bytes, elijah_ms: e.ms, elijah_xdelta_ram_ms: e.xdeltaRamMs, elijah_xdelta_disk_ms: e.xdeltaDiskMs, elijah_xz_ms: e.xzMs, elijah_flatten_ms: e.flattenMs,
     synthesis_ms: synthMs, synthesis_apply_ms: s.timings.applyMs, synthesis_launch_ms: s.timings.launchMs,
     cold_boot_ms: bootMs,
     ratio_size_vs_elijah: ours.bytes / e.bytes, ratio_speed_vs_elijah: e.ms / ours.timings.totalMs,
+    ratio_size_vs_dedup_xz: ours.bytes / dx.bytes,
     ratio_synthesis_vs_boot: bootMs ? synthMs / bootMs : undefined,
   };
 }
@@ -290,6 +340,9 @@ async function main(): Promise<void> {
     out.realistic = r;
     out.ratio_size_vs_elijah = r.ratio_size_vs_elijah;
     out.ratio_speed_vs_elijah = r.ratio_speed_vs_elijah;
+    out.ratio_size_vs_dedup_xz = r.ratio_size_vs_dedup_xz;
+    out.discard_memory_removed_bytes = r.discard_memory_removed_bytes;
+    out.discard_disk_removed_bytes = r.discard_disk_removed_bytes;
     out.ratio_synthesis_vs_boot = r.ratio_synthesis_vs_boot;
   }
   process.stdout.write(JSON.stringify(out) + '\n');

@@ -11,8 +11,7 @@ import * as path from 'path';
 import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, ProgressSink } from '../common/progress';
 import type { SandboxInfo, SandboxManager } from '../sandboxes/sandboxManager';
-import type { CreateOverlayResult } from '../overlay';
-import { createSandboxOverlay } from '../overlay/sandboxOverlay';
+import { createSandboxOverlay, type SandboxOverlayResult } from '../overlay/sandboxOverlay';
 import { BuildSpec } from './buildFile';
 
 export interface BuildOptions {
@@ -32,7 +31,7 @@ export interface BuildOptions {
 export interface BuildResult {
   sandbox: SandboxInfo;
   kept: boolean;
-  overlay: CreateOverlayResult;
+  overlay: SandboxOverlayResult;
   timings: Record<'resumeMs' | 'copyMs' | 'installMs' | 'startMs' | 'readyMs' | 'overlayMs' | 'totalMs', number>;
 }
 
@@ -155,7 +154,7 @@ export async function runBuild(manager: SandboxManager, spec: BuildSpec, opts: B
     await manager.exec(sb, 'sync', { timeoutMs: 120_000 });
     progress({ phase: 'snapshot', message: 'pausing and creating the overlay' });
     const overlay = await step('overlayMs', () => createSandboxOverlay(manager, sb, {
-      outFile: opts.outFile, level: opts.level, threads: opts.threads, ports: spec.ports, signal: opts.signal, progress,
+      outFile: opts.outFile, level: opts.level, threads: opts.threads, ports: spec.ports, signal: opts.signal, progress, discard: spec.discard,
     }));
     ok = true;
     timings.totalMs = Date.now() - t0;

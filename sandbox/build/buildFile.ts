@@ -14,12 +14,16 @@
  *   ready:                      # readiness: an HTTP answer on a port, or a command that exits 0
  *     http: { port: 80, path: /, status: 200 }
  *     timeout: 60               # seconds
+ *   discard:                    # before the snapshot: leave out what the guest freed (default: both on)
+ *     memory: true              #   free guest memory zeroed (no page cache evicted)
+ *     disk: true                #   fstrim: freed disk blocks leave the disk layer
  */
 import Ajv, { ErrorObject } from 'ajv';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Document, isNode, LineCounter, parseDocument } from 'yaml';
 import { CloudletError } from '../common/errors';
+import { DEFAULT_DISCARD, type DiscardOptions } from '../overlay/discard';
 
 export interface BuildCopy { from: string; to: string }
 export interface BuildSpec {
@@ -30,6 +34,8 @@ export interface BuildSpec {
   start?: string;
   ports: number[];
   ready?: { http?: { port: number; path: string; status: number }; command?: string; timeout: number };
+  /** Discards before the snapshot (sandbox/overlay/discard.ts); both on unless the file says otherwise. */
+  discard: DiscardOptions;
   /** The folder the file was read from; `copy[].from` is relative to it. */
   workspace: string;
 }
@@ -67,6 +73,10 @@ const schema = {
         command: { type: 'string', minLength: 1 },
         timeout: { type: 'number', exclusiveMinimum: 0, maximum: 3600 },
       },
+    },
+    discard: {
+      type: 'object', additionalProperties: false,
+      properties: { memory: { type: 'boolean' }, disk: { type: 'boolean' } },
     },
   },
 } as const;
@@ -134,11 +144,12 @@ export function parseBuildFile(text: string, file: string): BuildSpec {
     }
     throw new CloudletError('BadInput', `${file} has ${msgs.length} problem${msgs.length > 1 ? 's' : ''}:\n${msgs.join('\n')}`);
   }
-  const d = data as Omit<BuildSpec, 'workspace' | 'copy' | 'install' | 'ports'> & Partial<BuildSpec>;
+  const d = data as Omit<BuildSpec, 'workspace' | 'copy' | 'install' | 'ports' | 'discard'> & Partial<Omit<BuildSpec, 'discard'>> & { discard?: Partial<DiscardOptions> };
   const workspace = path.dirname(path.resolve(file));
   const spec: BuildSpec = {
     base: d.base, name: d.name, copy: d.copy ?? [], install: d.install ?? [], start: d.start, ports: d.ports ?? [],
     ready: d.ready ? { ...d.ready, timeout: d.ready.timeout ?? 120, http: d.ready.http ? { port: d.ready.http.port, path: d.ready.http.path ?? '/', status: d.ready.http.status ?? 200 } : undefined } : undefined,
+    discard: { ...DEFAULT_DISCARD, ...(d.discard ?? {}) },
     workspace,
   };
   // Cross-field checks the schema cannot express, still pointing at a line.

@@ -9,6 +9,7 @@ import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, ProgressSink } from '../common/progress';
 import type { SandboxInfo, SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
 import { applyOverlay } from './apply';
+import { DEFAULT_DISCARD, discardFreeSpace, type DiscardOptions, type DiscardReport } from './discard';
 import { canonicalJson, OverlayManifest } from './format';
 import { OverlayReader, SegmentSource } from './overlayReader';
 import { createOverlay, CreateOverlayResult } from './overlayWriter';
@@ -23,11 +24,24 @@ export interface SandboxOverlayOptions {
   signal?: AbortSignal;
   progress?: ProgressSink;
   compressor?: SegmentCompressor;
+  /** Discards run first when the sandbox is running and its base has an agent (default: both). */
+  discard?: DiscardOptions;
 }
 
-/** Pauses the sandbox (it stays paused), saves its device state and writes the overlay. */
-export async function createSandboxOverlay(manager: SandboxManager, sandbox: string, opts: SandboxOverlayOptions = {}): Promise<CreateOverlayResult & { snapshotMs: number }> {
+export type SandboxOverlayResult = CreateOverlayResult & { snapshotMs: number; discard?: DiscardReport };
+
+/**
+ * Leaves out what the guest freed (discard.ts), pauses the sandbox (it stays paused), saves its
+ * device state and writes the overlay. A paused sandbox is taken as it is: no discard.
+ */
+export async function createSandboxOverlay(manager: SandboxManager, sandbox: string, opts: SandboxOverlayOptions = {}): Promise<SandboxOverlayResult> {
   const progress = opts.progress ?? noProgress;
+  const wanted = opts.discard ?? DEFAULT_DISCARD;
+  let discard: DiscardReport | undefined;
+  if ((wanted.memory || wanted.disk) && manager.get(sandbox).status === 'running' && manager.bases.get(manager.layout(sandbox).baseId).manifest.readiness.agent) {
+    discard = await discardFreeSpace(manager, sandbox, wanted, progress);
+    throwIfCancelled(opts.signal);
+  }
   progress({ phase: 'snapshot', message: `pausing ${sandbox} and saving its device state` });
   const t0 = Date.now();
   const snap = await manager.snapshot(sandbox);
@@ -41,7 +55,7 @@ export async function createSandboxOverlay(manager: SandboxManager, sandbox: str
     { ramFile: snap.ramFile, diskLayer: snap.diskLayer, deviceState: snap.deviceState, vmConfig: { ...snap.vmConfig, ports } },
     { outDir: opts.outDir ?? manager.paths.overlays, outFile: opts.outFile, level: opts.level, threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress },
   );
-  return { ...result, snapshotMs };
+  return { ...result, snapshotMs, discard };
 }
 
 export interface SynthesizeOptions {

@@ -1,0 +1,89 @@
+/**
+ * Semantic-gap discards before a snapshot: what the guest no longer uses should not travel in the
+ * overlay. Both run through the guest agent, need no extra device (bases keep their format) and
+ * leave the page cache alone:
+ *   disk    `fstrim /`: ext4 sends its free extents as discards; the virtio disk runs with
+ *           discard=unmap over a 4 KiB-cluster qcow2 layer, which turns them into zero clusters
+ *           (stored as `zero`, or not at all where the base was zero too).
+ *   memory  one short-lived process takes the guest's free memory (MemFree minus twice each zone's
+ *           high watermark, so kswapd never wakes and no page cache is evicted), the kernel hands
+ *           it out zeroed, and on exit it goes back to the free lists as zeros.
+ * Why not virtio-balloon free page reporting: a new device is a new base format (every base
+ * rebuilt), it reports only free 2 MiB blocks, later and asynchronously; see the notes in
+ * docs/overlay-format.md ("Discards").
+ */
+import { CloudletError } from '../common/errors';
+import type { ProgressSink } from '../common/progress';
+import type { SandboxManager } from '../sandboxes/sandboxManager';
+import { Qcow2Reader } from './qcow2Reader';
+
+export interface DiscardOptions { memory: boolean; disk: boolean }
+export const DEFAULT_DISCARD: DiscardOptions = { memory: true, disk: true };
+
+export interface DiscardReport {
+  /** Free guest memory the discard zeroed (bytes); undefined when not asked or not possible. */
+  memoryZeroedBytes?: number;
+  /** Disk layer bytes that held data before `fstrim` and no longer do. */
+  diskFreedBytes?: number;
+  /** Why a discard was skipped (old guest without fstrim, no agent...): the overlay is still correct. */
+  skipped: string[];
+  ms: number;
+}
+
+/**
+ * KiB of free memory one process may take without waking kswapd: per zone (DMA excluded, user pages
+ * do not come from it) free pages minus twice the high watermark, minus 8 MiB of slack.
+ * POSIX sh + awk (busybox or Debian). Prints one number.
+ */
+export const FREE_MEMORY_KIB_SCRIPT =
+  `awk '/^Node/{z=$4} $1=="pages"&&$2=="free"{f[z]=$3} $1=="high"{h[z]=$2} ` +
+  `END{s=0; for(z in f) if(z!="DMA"){a=f[z]-2*h[z]; if(a>0)s+=a}; s=s*4-8192; if(s<0)s=0; print s}' /proc/zoneinfo`;
+
+/** Guest command for the memory discard: zero-fill `kib` KiB of free memory in one process. */
+export function zeroFreeMemoryCommand(): string {
+  // dd's buffer is one allocation of bs bytes, filled by one read of /dev/zero: every page is
+  // faulted in (zeroed by the kernel) and held until dd exits.
+  return `k=$(${FREE_MEMORY_KIB_SCRIPT}) && [ "$k" -gt 0 ] && dd if=/dev/zero of=/dev/null bs=\${k}k count=1 2>/dev/null; echo "\${k:-0}"`;
+}
+
+/** Parses the memory discard's output (the KiB it zeroed). */
+export function parseZeroedKib(stdout: string): number {
+  const last = stdout.trim().split('\n').pop() ?? '';
+  if (!/^\d{1,12}$/.test(last)) throw new CloudletError('Internal', `memory discard: unexpected guest output ${JSON.stringify(stdout.slice(0, 200))}`);
+  return Number(last);
+}
+
+function dataBytes(layer: string): number {
+  const r = Qcow2Reader.open(layer);
+  try {
+    return r.clusters().filter((c) => c.hostOffset >= 0).length * r.info.clusterSize;
+  } finally { r.close(); }
+}
+
+/**
+ * Runs the discards asked for in a running sandbox with an agent. Failures of the guest side
+ * (no fstrim, a kernel without discard) are reported in `skipped`, never fatal: an overlay without
+ * the discard is only larger.
+ */
+export async function discardFreeSpace(manager: SandboxManager, sandbox: string, opts: DiscardOptions, progress?: ProgressSink): Promise<DiscardReport> {
+  const t0 = Date.now();
+  const report: DiscardReport = { skipped: [], ms: 0 };
+  if (!opts.memory && !opts.disk) return report;
+  const layer = manager.layout(sandbox).files.disk;
+  if (opts.disk) {
+    progress?.({ phase: 'discard', message: 'disk: fstrim (freed blocks leave the disk layer)' });
+    const before = dataBytes(layer);
+    // sync: the freed blocks of deleted files are free only once their metadata is written.
+    const r = await manager.exec(sandbox, 'sync && fstrim / && sync', { timeoutMs: 300_000 });
+    if (r.exitCode !== 0) report.skipped.push(`disk: fstrim failed (${(r.stderr || `status ${r.exitCode}`).trim().split('\n').pop()})`);
+    else report.diskFreedBytes = Math.max(0, before - dataBytes(layer));
+  }
+  if (opts.memory) {
+    progress?.({ phase: 'discard', message: 'memory: zeroing free guest memory' });
+    const r = await manager.exec(sandbox, zeroFreeMemoryCommand(), { timeoutMs: 300_000 });
+    if (r.exitCode !== 0) report.skipped.push(`memory: status ${r.exitCode} ${r.stderr.trim().split('\n').pop() ?? ''}`.trim());
+    else report.memoryZeroedBytes = parseZeroedKib(r.stdout) * 1024;
+  }
+  report.ms = Date.now() - t0;
+  return report;
+}
