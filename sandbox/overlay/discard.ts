@@ -20,6 +20,17 @@ import { Qcow2Reader } from './qcow2Reader';
 export interface DiscardOptions { memory: boolean; disk: boolean }
 export const DEFAULT_DISCARD: DiscardOptions = { memory: true, disk: true };
 
+/** `--discard both|memory|disk|none` of `cloudlet overlay create`. */
+export function parseDiscardOption(text: string): DiscardOptions {
+  switch (text) {
+    case 'both': return { memory: true, disk: true };
+    case 'memory': return { memory: true, disk: false };
+    case 'disk': return { memory: false, disk: true };
+    case 'none': return { memory: false, disk: false };
+    default: throw new CloudletError('BadInput', `--discard ${JSON.stringify(text)} is not one of both, memory, disk, none`);
+  }
+}
+
 export interface DiscardReport {
   /** Free guest memory the discard zeroed (bytes); undefined when not asked or not possible. */
   memoryZeroedBytes?: number;
@@ -30,20 +41,32 @@ export interface DiscardReport {
   ms: number;
 }
 
+const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+
+/** One line for people: "discards: freed memory left out 612.0 MiB, freed disk blocks 10.2 MiB". */
+export function formatDiscard(d: DiscardReport): string {
+  const parts: string[] = [];
+  if (d.memoryZeroedBytes !== undefined) parts.push(`freed memory left out ${mib(d.memoryZeroedBytes)}`);
+  if (d.diskFreedBytes !== undefined) parts.push(`freed disk blocks left out ${mib(d.diskFreedBytes)}`);
+  for (const s of d.skipped) parts.push(`skipped ${s}`);
+  return `discards: ${parts.join(', ') || 'none'}`;
+}
+
 /**
  * KiB of free memory one process may take without waking kswapd: per zone (DMA excluded, user pages
  * do not come from it) free pages minus twice the high watermark, minus 8 MiB of slack.
  * POSIX sh + awk (busybox or Debian). Prints one number.
  */
-export const FREE_MEMORY_KIB_SCRIPT =
-  `awk '/^Node/{z=$4} $1=="pages"&&$2=="free"{f[z]=$3} $1=="high"{h[z]=$2} ` +
-  `END{s=0; for(z in f) if(z!="DMA"){a=f[z]-2*h[z]; if(a>0)s+=a}; s=s*4-8192; if(s<0)s=0; print s}' /proc/zoneinfo`;
+export function freeMemoryKibScript(zoneinfo = '/proc/zoneinfo'): string {
+  return `awk '/^Node/{z=$4} $1=="pages"&&$2=="free"{f[z]=$3} $1=="high"{h[z]=$2} ` +
+    `END{s=0; for(z in f) if(z!="DMA"){a=f[z]-2*h[z]; if(a>0)s+=a}; s=s*4-8192; if(s<0)s=0; print s}' ${zoneinfo}`;
+}
 
-/** Guest command for the memory discard: zero-fill `kib` KiB of free memory in one process. */
+/** Guest command for the memory discard; prints the KiB it zeroed. */
 export function zeroFreeMemoryCommand(): string {
   // dd's buffer is one allocation of bs bytes, filled by one read of /dev/zero: every page is
   // faulted in (zeroed by the kernel) and held until dd exits.
-  return `k=$(${FREE_MEMORY_KIB_SCRIPT}) && [ "$k" -gt 0 ] && dd if=/dev/zero of=/dev/null bs=\${k}k count=1 2>/dev/null; echo "\${k:-0}"`;
+  return `k=$(${freeMemoryKibScript()}) || exit 1; if [ "$k" -gt 0 ]; then dd if=/dev/zero of=/dev/null bs=\${k}k count=1 2>/dev/null || exit 1; fi; echo "$k"`;
 }
 
 /** Parses the memory discard's output (the KiB it zeroed). */

@@ -46,4 +46,13 @@ describe('cloudlet.yaml', () => {
     refused('base: b\nports: [80]\nready:\n  http: { port: 8080 }\n', /cloudlet\.yaml:4:17: ready\.http\.port 8080 is not in ports/);
     refused('', /the file is empty/);
   });
+
+  it('discard: both on by default, each switch on its own, anything else refused at its line', () => {
+    assert.deepEqual(parseBuildFile('base: b\n', file()).discard, { memory: true, disk: true });
+    assert.deepEqual(parseBuildFile('base: b\ndiscard: { memory: false }\n', file()).discard, { memory: false, disk: true });
+    assert.deepEqual(parseBuildFile('base: b\ndiscard:\n  disk: false\n  memory: false\n', file()).discard, { memory: false, disk: false });
+    refused('base: b\ndiscard: { memory: "yes" }\n', /cloudlet\.yaml:2:20: discard\.memory: must be a boolean/);
+    refused('base: b\ndiscard:\n  swap: true\n', /cloudlet\.yaml:3:3: discard: unknown key "swap"/);
+    refused('base: b\ndiscard: true\n', /cloudlet\.yaml:2:10: discard: must be an object/);
+  });
 });

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { CloudletError } from '../../common/errors';
 import { SandboxManager } from '../../sandboxes/sandboxManager';
 import { formatOverlayInfo, overlayInfo } from '../../overlay';
+import { formatDiscard } from '../../overlay/discard';
 import { loadBuildFile } from '../../build/buildFile';
 import { runBuild } from '../../build/build';
 import { consoleProgress, interruptSignal } from './overlay';
@@ -39,13 +40,14 @@ export function register(program: Command): void {
         });
         stop();
         const info = overlayInfo(r.overlay.manifest, { overlayId: r.overlay.overlayId, fileBytes: r.overlay.bytes });
-        if (o.json) { process.stdout.write(JSON.stringify({ overlayId: r.overlay.overlayId, path: r.overlay.path, sandbox: r.kept ? r.sandbox.id : undefined, timings: r.timings, info }) + '\n'); return; }
+        if (o.json) { process.stdout.write(JSON.stringify({ overlayId: r.overlay.overlayId, path: r.overlay.path, sandbox: r.kept ? r.sandbox.id : undefined, timings: r.timings, discard: r.overlay.discard, info }) + '\n'); return; }
         const t = r.timings;
         process.stdout.write([
           `built ${spec.name ?? 'app'} on base ${info.baseId.slice(0, 12)} in ${secs(t.totalMs)}`,
           `  resume ${secs(t.resumeMs)}, copy ${secs(t.copyMs)}, install ${secs(t.installMs)}, start ${secs(t.startMs)}, ready ${secs(t.readyMs)}, overlay ${secs(t.overlayMs)}`,
           `overlay ${r.overlay.path}`,
           formatOverlayInfo(info),
+          ...(r.overlay.discard ? [formatDiscard(r.overlay.discard)] : []),
           r.kept ? `sandbox ${r.sandbox.id} kept (paused); remove it with: cloudlet sandbox delete ${r.sandbox.id}` : 'build sandbox removed',
           '',
         ].join('\n'));

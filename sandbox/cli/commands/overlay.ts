@@ -14,6 +14,7 @@ import { SandboxManager } from '../../sandboxes/sandboxManager';
 import { formatOverlayInfo, overlayInfo, OverlayReader, verifyOverlay } from '../../overlay';
 import { formatBytes } from '../../common/bytes';
 import { createSandboxOverlay } from '../../overlay/sandboxOverlay';
+import { formatDiscard, parseDiscardOption } from '../../overlay/discard';
 
 /** Progress on the console: one bar per phase on a terminal, one line per phase otherwise. */
 export function consoleProgress(label: string): { sink: ProgressSink; stop: () => void } {
@@ -78,20 +79,22 @@ export function register(program: Command): void {
     .option('--level <n>', 'zstd level (default 3)')
     .option('--threads <n>', 'compression threads (default: CPU count)')
     .option('--out <file>', 'write here instead of the store\'s overlays/<id>.overlay')
+    .option('--discard <what>', 'before pausing a running sandbox, leave out what the guest freed: both, memory, disk or none', 'both')
     .option('--json', 'print the result as JSON')
-    .action(async (sandbox: string, o: { level?: string; threads?: string; out?: string; json?: boolean }) => {
+    .action(async (sandbox: string, o: { level?: string; threads?: string; out?: string; discard: string; json?: boolean }) => {
+      const discard = parseDiscardOption(o.discard);
       const manager = new SandboxManager();
       const { sink, stop } = consoleProgress('overlay');
       const { signal, dispose } = interruptSignal();
       try {
         const r = await createSandboxOverlay(manager, sandbox, {
           level: o.level ? intOption(o.level, '--level') : undefined, threads: o.threads ? intOption(o.threads, '--threads') : undefined,
-          outFile: o.out, signal, progress: sink,
+          outFile: o.out, signal, progress: sink, discard,
         });
         stop();
         const info = overlayInfo(r.manifest, { overlayId: r.overlayId, fileBytes: r.bytes });
-        if (o.json) process.stdout.write(JSON.stringify({ overlayId: r.overlayId, path: r.path, bytes: r.bytes, timings: { ...r.timings, snapshotMs: r.snapshotMs }, info }) + '\n');
-        else process.stdout.write(`${r.path}\n${formatOverlayInfo(info)}\ncreated in ${((r.timings.totalMs + r.snapshotMs) / 1000).toFixed(1)} s\n`);
+        if (o.json) process.stdout.write(JSON.stringify({ overlayId: r.overlayId, path: r.path, bytes: r.bytes, timings: { ...r.timings, snapshotMs: r.snapshotMs }, discard: r.discard, info }) + '\n');
+        else process.stdout.write(`${r.path}\n${formatOverlayInfo(info)}\n${r.discard ? `${formatDiscard(r.discard)}\n` : ''}created in ${((r.timings.totalMs + r.snapshotMs) / 1000).toFixed(1)} s\n`);
       } finally {
         stop(); dispose(); manager.close();
       }
