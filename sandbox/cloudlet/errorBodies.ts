@@ -70,9 +70,12 @@ export function blazarError(status: number, message: string, name?: string): Rec
   return { error_code: status, error_message: message, error_name: name ?? statusTitle(status).replace(/ /g, '') };
 }
 
-/** Zun: {"errors": [{status, code, title, detail, request_id, links}]} */
+/**
+ * Zun: {"errors": [{status, code, title, detail, request_id, links}]}. Zun's title is the fault's
+ * message (zunclient prints only the title: "ERROR: <title> (HTTP 400)").
+ */
 export function zunError(status: number, message: string): Record<string, unknown> {
-  return { errors: [{ request_id: '', code: '', status, title: statusTitle(status), detail: message, links: [] }] };
+  return { errors: [{ request_id: '', code: '', status, title: message.split('\n')[0] || statusTitle(status), detail: message, links: [] }] };
 }
 
 /** Doni / Ironic (WSME): {"error_message": "{\"faultstring\": ..., \"faultcode\": ...}"} */

@@ -85,12 +85,27 @@ export class ContainerService implements ContainerReaper {
   }
 
   private row(id: string): ContainerRow | undefined {
-    return this.d.db.prepare('SELECT * FROM device_containers WHERE id = ? OR (name = ? AND status != ?)').get(id, id, 'Deleting') as ContainerRow | undefined;
+    return this.d.db.prepare('SELECT * FROM device_containers WHERE id = ?').get(id) as ContainerRow | undefined;
+  }
+
+  /**
+   * The container a caller names by id or by name. Names are looked up in the caller's project
+   * (two projects may both have a "web"); an admin asking with all_projects also finds others'.
+   */
+  private named(caller: Caller, id: string, allProjects = false): ContainerRow | undefined {
+    const byId = this.row(id);
+    if (byId) return byId;
+    const byName = this.d.db.prepare(`SELECT * FROM device_containers WHERE name = ? AND status != 'Deleting' ORDER BY created_at`).all(id) as ContainerRow[];
+    const own = byName.filter((c) => c.project_id === caller.projectId);
+    if (own.length > 1 || (own.length === 0 && allProjects && caller.isAdmin && byName.length > 1)) {
+      throw new CloudletError('Conflict', `several containers are named ${id}: use the id`);
+    }
+    return own[0] ?? (allProjects && caller.isAdmin ? byName[0] : undefined);
   }
 
   /** A container the caller may act on, with its device, after the reservation checks. */
   private async mine(caller: Caller, id: string): Promise<{ c: ContainerRow; device: Device }> {
-    const c = this.row(id);
+    const c = this.named(caller, id);
     if (!c || c.status === 'Deleting') throw new CloudletError('NotFound', `container ${id} not found`);
     if (c.project_id !== caller.projectId) throw new CloudletError('Forbidden', `container ${id} belongs to another project`);
     const { deviceIds } = this.authorize(caller, c.reservation_id);
@@ -188,8 +203,8 @@ export class ContainerService implements ContainerReaper {
   }
 
   /** Show: the stored row, its status refreshed from the engine when the device answers. */
-  async get(caller: Caller, id: string): Promise<ContainerRow> {
-    const c = this.row(id);
+  async get(caller: Caller, id: string, allProjects = false): Promise<ContainerRow> {
+    const c = this.named(caller, id, allProjects);
     if (!c || c.status === 'Deleting') throw new CloudletError('NotFound', `container ${id} not found`);
     if (c.project_id !== caller.projectId && !caller.isAdmin) throw new CloudletError('Forbidden', `container ${id} belongs to another project`);
     await this.refresh(c);
@@ -241,7 +256,7 @@ export class ContainerService implements ContainerReaper {
 
   /** Zun's rule: a running container needs force (or stop) to be deleted. */
   async delete(caller: Caller, id: string, o: { force?: boolean; stop?: boolean }): Promise<void> {
-    const c0 = this.row(id);
+    const c0 = this.named(caller, id);
     if (!c0 || c0.status === 'Deleting') throw new CloudletError('NotFound', `container ${id} not found`);
     if (c0.project_id !== caller.projectId) throw new CloudletError('Forbidden', `container ${id} belongs to another project`);
     const { c, device } = await this.mine(caller, id);

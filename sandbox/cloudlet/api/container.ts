@@ -75,7 +75,10 @@ export function containerModule(): ApiModule {
         const fresh = await Promise.all(rows.map((r) => s.containers.get(c, r.id).catch(() => r)));
         return { containers: fresh.map(show), next: null };
       });
-      app.get<IdParams>('/containers/:id', { schema: S.show }, async (req) => show(await s.containers.get(caller(req), req.params.id)));
+      app.get<IdParams>('/containers/:id', { schema: S.show }, async (req) => {
+        const q = req.query as Record<string, string>;
+        return show(await s.containers.get(caller(req), req.params.id, truthy(q.all_projects)));
+      });
       app.post<IdParams>('/containers/:id/start', { schema: S.start }, async (req, reply) => {
         await s.containers.start(caller(req), req.params.id);
         return reply.code(202).send();

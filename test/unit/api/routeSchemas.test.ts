@@ -76,6 +76,26 @@ describe('route schemas', function () {
     assert.equal(needed.json().cloudlet_error.code, 'BadInput');
   });
 
+  it('zunclient\'s requests pass the schemas (all_projects on show and delete, empty action bodies); a Zun error\'s title is its message', async () => {
+    const json = { 'content-type': 'application/json', 'openstack-api-version': 'container 1.40' };
+    const show = await d.inject('alice', { method: 'GET', url: '/container/v1/containers/nope?all_projects=False', headers: json });
+    assert.equal(show.statusCode, 404, show.body);
+    // zunclient prints only the title: "ERROR: container nope not found (HTTP 404)".
+    assert.equal(show.json().errors[0].title, 'container nope not found');
+    assert.equal(show.json().errors[0].detail, 'container nope not found');
+    const del = await d.inject('alice', { method: 'DELETE', url: '/container/v1/containers/nope?force=False&stop=True&all_projects=False', headers: json });
+    assert.equal(del.statusCode, 404, del.body);
+    for (const action of ['start', 'stop?timeout=10']) {
+      const r = await d.inject('alice', { method: 'POST', url: `/container/v1/containers/nope/${action}`, headers: { ...json, 'content-length': '0' }, payload: '' });
+      assert.equal(r.statusCode, 404, `${action}: ${r.body}`);
+    }
+    const exec = await d.inject('alice', { method: 'POST', url: '/container/v1/containers/nope/execute?command=echo+hi&run=True&interactive=False', headers: { ...json, 'content-length': '0' }, payload: '' });
+    assert.equal(exec.statusCode, 404, exec.body);
+    const unknown = await d.inject('alice', { method: 'GET', url: '/container/v1/containers/nope?verbose=1', headers: json });
+    assert.equal(unknown.statusCode, 400);
+    assert.match(unknown.json().errors[0].title, /^Invalid input for field\/attribute verbose. verbose is not a known field/);
+  });
+
   it('a body nesting deeper than the cap is refused before it is parsed; the depth count skips strings', async () => {
     const deep = '['.repeat(MAX_JSON_DEPTH + 1) + ']'.repeat(MAX_JSON_DEPTH + 1);
     const r = await d.inject('alice', { method: 'POST', url: '/image/v2/images', headers: { 'content-type': 'application/json' }, payload: `{"name": ${deep}}` });

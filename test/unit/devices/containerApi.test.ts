@@ -7,6 +7,7 @@ import { parseEngineEndpoint } from '../../../sandbox/devices/engineEndpoint';
 import { migrateDevices } from '../../../sandbox/devices/schema';
 import { DeviceInventory, adminView, publicView, deviceAttributes } from '../../../sandbox/devices/deviceInventory';
 import { isCloudletError } from '../../../sandbox/common/errors';
+import { ContainerService, type ContainerServiceDeps } from '../../../sandbox/devices/containerService';
 
 describe('container API pieces', () => {
   it('splits command lines like a shell (quotes, escapes)', () => {
@@ -72,5 +73,30 @@ describe('DeviceInventory', () => {
     assert.ok(!JSON.stringify(publicView(p)).includes('unix://'));
     inv.remove('pi-1');
     assert.equal(inv.list().length, 0);
+  });
+});
+
+describe('ContainerService: names', () => {
+  it('a name is looked up in the caller\'s project; an admin with all_projects also finds others\'; ids find any (then the project check)', async () => {
+    const db = new Database(':memory:');
+    migrateDevices(db);
+    // get() of a container without an engine id reads only the database: no device is reached.
+    const svc = new ContainerService({ db } as unknown as ContainerServiceDeps);
+    const add = (id: string, name: string, project: string, created: number) => db.prepare(
+      `INSERT INTO device_containers VALUES (?, ?, ?, 'u', 'r', 'l', 'd', NULL, 'img', '{}', 'Stopped', NULL, ?, ?)`).run(id, name, project, created, created);
+    add('c-bob', 'web', 'other', 1);
+    add('c-alice', 'web', 'demo', 2);
+    add('c-only-bob', 'db', 'other', 3);
+    const alice = { projectId: 'demo', userId: 'a', isAdmin: false };
+    const admin = { projectId: 'admin', userId: 'x', isAdmin: true };
+    assert.equal((await svc.get(alice, 'web')).id, 'c-alice', 'not bob\'s older "web"');
+    await assert.rejects(svc.get(alice, 'db'), (e: unknown) => isCloudletError(e, 'NotFound'), 'another project\'s name is not found');
+    await assert.rejects(svc.get(alice, 'db', true), (e: unknown) => isCloudletError(e, 'NotFound'), 'all_projects is for admins');
+    await assert.rejects(svc.get(alice, 'c-only-bob'), (e: unknown) => isCloudletError(e, 'Forbidden'));
+    await assert.rejects(svc.get(admin, 'db'), (e: unknown) => isCloudletError(e, 'NotFound'));
+    assert.equal((await svc.get(admin, 'db', true)).id, 'c-only-bob');
+    await assert.rejects(svc.get(admin, 'web', true), (e: unknown) => isCloudletError(e, 'Conflict') && /use the id/.test(e.message));
+    add('c-alice-2', 'web', 'demo', 4);
+    await assert.rejects(svc.get(alice, 'web'), (e: unknown) => isCloudletError(e, 'Conflict'));
   });
 });

@@ -30,7 +30,8 @@ export const containerSchemas = {
   root: { querystring: NO_QUERY },
   create: { querystring: query({ run: FLAG }), body: createBody },
   list: { querystring: query({ all_projects: FLAG }, true) },
-  show: { querystring: NO_QUERY, params: CONTAINER },
+  /** zunclient sends all_projects=False with show and delete. */
+  show: { querystring: query({ all_projects: FLAG }), params: CONTAINER },
   start: { querystring: NO_QUERY, params: CONTAINER, body: NO_BODY },
   stop: { querystring: query({ timeout: { type: 'string', pattern: '^[0-9]{1,6}(\\.[0-9]{1,3})?$' } }), params: CONTAINER, body: NO_BODY },
   logs: {
@@ -43,5 +44,5 @@ export const containerSchemas = {
     params: CONTAINER,
     body: { anyOf: [{ type: 'null' }, { type: 'object', properties: { command: { type: 'string', maxLength: 32768 } }, additionalProperties: false }] },
   },
-  remove: { querystring: query({ force: FLAG, stop: FLAG }), params: CONTAINER, body: NO_BODY },
+  remove: { querystring: query({ force: FLAG, stop: FLAG, all_projects: FLAG }), params: CONTAINER, body: NO_BODY },
 };
