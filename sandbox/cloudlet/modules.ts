@@ -16,14 +16,16 @@ import { AddressPolicy, DEFAULT_OVERLAY_NETWORKS } from '../common/addressPolicy
 
 export function builtinModules(o: { config: DaemonConfig; dataDir: string }): ApiModule[] {
   const backend = createVmBackend(o.dataDir);
+  const compute = computeModule({ backend, maxServers: o.config.max_servers, overlayMaxBytes: o.config.overlay_max_bytes,
+    overlayNetworks: new AddressPolicy(o.config.overlay_url_networks ?? DEFAULT_OVERLAY_NETWORKS),
+    handoff: (ctx, lifecycle) => createHandoffService(ctx, lifecycle, backend) });
   return [
-    computeModule({ backend, maxServers: o.config.max_servers, overlayMaxBytes: o.config.overlay_max_bytes,
-      overlayNetworks: new AddressPolicy(o.config.overlay_url_networks ?? DEFAULT_OVERLAY_NETWORKS),
-      handoff: (ctx, lifecycle) => createHandoffService(ctx, lifecycle, backend) }),
+    compute,
     imageModule({ maxUploadBytes: o.config.overlay_max_bytes, importBase: backend.importBase ? (f) => backend.importBase!(f, () => {}) : undefined }),
     reservationModule(),
     containerModule(),
     inventoryModule(),
-    devSandboxModule({ manager: backend.manager }),
+    // Base creation boots a VM: it counts against compute's max_servers rule like servers and handoffs.
+    devSandboxModule({ manager: backend.manager, admission: () => compute.admission }),
   ];
 }

@@ -12,13 +12,16 @@
  *      never got ready: its message ends with the last console lines). Cancelling the job
  *      (DELETE /cloudlet/v1/jobs/ID) ends the build or the boot; nothing is left in the base store.
  * The new base is advertised at once as a public base image (cloudlet_type cloudlet_base_disk).
+ * Its VM counts against max_servers (servers/admission.ts) for the whole job: at the limit the
+ * request is refused (403, code Forbidden, as Nova's quota) before a job starts.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import type { FastifyInstance } from 'fastify';
-import type { DaemonContext } from '../context';
+import type { DaemonContext, JobHandle } from '../context';
 import type { ImageStore } from '../imageStore';
-import { CloudletError } from '../../common/errors';
+import { CloudletError, isCloudletError } from '../../common/errors';
+import type { Admission, AdmissionSlot } from '../servers/admission';
 import { checkBaseName, createBaseFrom, type BaseCommon, type BaseSource } from '../../base/sources';
 import type { BaseStore } from '../../base/store';
 import { normaliseDebianSpec } from '../../guest/debian';
@@ -104,22 +107,45 @@ export function parseBaseCreate(body: unknown): { src: BaseSource; common: Commo
   };
 }
 
-export function baseCreateRoute(app: FastifyInstance, ctx: DaemonContext, o: { bases: BaseStore; images: ImageStore }): void {
+/** The admission rule's refusal, said for a base: which limit, and what frees a place. */
+function holdVmPlace(admission: Admission, name: string): AdmissionSlot {
+  try {
+    return admission.reserve();
+  } catch (e) {
+    if (!isCloudletError(e)) throw e;
+    throw new CloudletError(e.code, `cannot create base ${name} now: this cloudlet already runs its limit of ${admission.maxServers} VMs (max_servers; servers, handoffs and base creations count)`,
+      { status: e.status, hint: 'stop or delete a server, or wait for a running base creation to end, then try again (or raise max_servers in the daemon config)' });
+  }
+}
+
+export function baseCreateRoute(app: FastifyInstance, ctx: DaemonContext, o: { bases: BaseStore; images: ImageStore; admission: () => Admission }): void {
+  /** The job: the base, then its public base image (advertised like those found at start, compute.ts). */
+  const create = async (job: JobHandle, src: BaseSource, common: Common) => {
+    const b = await createBaseFrom(o.bases, src, { ...common, onProgress: (e) => job.progress(e), signal: job.signal });
+    let img = o.images.basesWithId(b.id)[0];
+    if (!img) {
+      img = o.images.create('admin', { name: b.name, visibility: 'public', disk_format: 'raw', container_format: 'bare', is_cloudlet: 'True',
+        cloudlet_type: 'cloudlet_base_disk', base_sha256_uuid: b.id, min_ram: Math.ceil(b.manifest.vm.ramBytes / 1048576) });
+      o.images.setStatus(img.id, 'active');
+      ctx.events.publish('images', { id: img.id, project_id: 'admin', change: 'active' });
+    }
+    return { base_id: b.id, name: b.name, image_id: img.id, ready_after_ms: b.manifest.readiness.readyAfterMs, origin: b.manifest.origin };
+  };
+
   app.post('/bases', { schema: devSandboxSchemas.createBase }, async (req, reply) => {
     const a = ctx.requireAdmin(req);
     const { src, common } = parseBaseCreate(req.body);
-    const jobId = ctx.jobs.start('base-create', a.projectId, undefined, async (job) => {
-      const b = await createBaseFrom(o.bases, src, { ...common, onProgress: (e) => job.progress(e), signal: job.signal });
-      // Advertised like the bases the daemon found at start (compute.ts): one public image per base ID.
-      let img = o.images.basesWithId(b.id)[0];
-      if (!img) {
-        img = o.images.create('admin', { name: b.name, visibility: 'public', disk_format: 'raw', container_format: 'bare', is_cloudlet: 'True',
-          cloudlet_type: 'cloudlet_base_disk', base_sha256_uuid: b.id, min_ram: Math.ceil(b.manifest.vm.ramBytes / 1048576) });
-        o.images.setStatus(img.id, 'active');
-        ctx.events.publish('images', { id: img.id, project_id: 'admin', change: 'active' });
-      }
-      return { base_id: b.id, name: b.name, image_id: img.id, ready_after_ms: b.manifest.readiness.readyAfterMs, origin: b.manifest.origin };
-    });
+    // The base's VM holds a place under max_servers from now until its job ends, however it ends.
+    const slot = holdVmPlace(o.admission(), common.name);
+    let jobId: string;
+    try {
+      jobId = ctx.jobs.start('base-create', a.projectId, undefined, async (job) => {
+        try { return await create(job, src, common); } finally { slot.release(); }
+      });
+    } catch (e) {
+      slot.release();
+      throw e;
+    }
     return reply.code(202).send({ job_id: jobId });
   });
 }

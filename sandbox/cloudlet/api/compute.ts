@@ -34,12 +34,16 @@ export interface ComputeOptions {
   handoff?: (ctx: DaemonContext, lifecycle: ServerLifecycle) => HandoffService;
 }
 
-export function computeModule(opts: ComputeOptions): ApiModule {
+/** The compute module; `admission` is its max_servers rule, for other modules that start VMs (after routes). */
+export type ComputeModule = ApiModule & { readonly admission: Admission };
+
+export function computeModule(opts: ComputeOptions): ComputeModule {
   let lifecycle: ServerLifecycle;
   let images: ImageStore;
   const backend = opts.backend;
 
   return {
+    get admission() { return lifecycle.admission; },
     serviceType: 'compute',
     prefix: '/compute/v2.1',
     migrate: (db) => { migrateServers(db); migrateImages(db); },

@@ -16,7 +16,8 @@
  *                                never stored, logged or put in the job. Without them the daemon user's
  *                                Docker credentials file is used (docs/registry.md).
  *   POST /bases                  {base: {name, source: test-guest | debian | image, ...}}: a new base VM
- *                                as a job with progress (admin only; see baseCreate.ts)
+ *                                as a job with progress (admin only; its VM counts against max_servers;
+                                see baseCreate.ts)
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -32,9 +33,10 @@ import { loadBuildFile } from '../../build/buildFile';
 import { runBuild } from '../../build/build';
 import { Credentials, parseReference, publishOverlay, plainHttpSetting, readCaFile } from '../../registry';
 import { baseCreateRoute } from './baseCreate';
+import type { Admission } from '../servers/admission';
 import { devSandboxSchemas as S } from './schemas/devsandbox';
 
-export function devSandboxModule(o: { manager: SandboxManager }): ApiModule {
+export function devSandboxModule(o: { manager: SandboxManager; admission: () => Admission }): ApiModule {
   const hubs = new Map<string, ConsoleHub>();
   return {
     serviceType: 'cloudlet-sandbox',
@@ -45,7 +47,7 @@ export function devSandboxModule(o: { manager: SandboxManager }): ApiModule {
       app.addContentTypeParser('text/plain', (_req, payload, done) => done(null, payload));
       consoleRoutes(app, ctx, o.manager, hubs);
       buildRoutes(app, ctx, o.manager, images);
-      baseCreateRoute(app, ctx, { bases: o.manager.bases, images });
+      baseCreateRoute(app, ctx, { bases: o.manager.bases, images, admission: o.admission });
       publishRoutes(app, ctx, images);
     },
   };
