@@ -8,10 +8,22 @@ import type { OverlayComposition } from './protocol';
 import type { DevicesApi } from '../sandbox/client/devices';
 import type { PublishRequest } from '../sandbox/client/publish';
 
+/** An application credential (Keystone's), named by its ID, or by its name and its owner (`username`). */
+export interface ApplicationCredentialRef {
+  id?: string;
+  name?: string;
+}
+
+/**
+ * A login: a user's password in a project, or (with `applicationCredential`) an application
+ * credential whose secret is `password` (the credential fixes the project; `username` is its owner
+ * when it is named by name).
+ */
 export interface Credentials {
   username: string;
   password: string;
   project: string;
+  applicationCredential?: ApplicationCredentialRef;
 }
 
 export interface ImageInfo {

@@ -265,7 +265,7 @@ export function toApiCall(c: CallRecord): ApiCallRecord {
 }
 
 /**
- * Connector over sandbox/client: password login against the Keystone behind `url` (the daemon's
+ * Connector over sandbox/client: password (or application credential) login against the Keystone behind `url` (the daemon's
  * own, or a fleet's: discoverAuthUrl), HTTPS checked against the system store and the cloudlet's
  * pinned certificates. A refused certificate throws the client's CertificateError (code Untrusted,
  * with the presented fingerprint), which Add Cloudlet turns into a trust-on-first-use question.
@@ -274,6 +274,11 @@ export async function connect(url: string, creds: Credentials, onCall: (c: ApiCa
   const base = url.replace(/\/+$/, '');
   const tls = pins && Object.keys(pins).length ? { pins } : undefined;
   const authUrl = /\/identity(\/v3)?$/.test(base) || /\/v3$/.test(base) ? base : await discoverAuthUrl(base, { tls });
-  const client = await CloudletClient.login({ authUrl, username: creds.username, password: creds.password, project: creds.project, tls, onCall: (c) => onCall(toApiCall(c)) });
+  const common = { authUrl, tls, onCall: (c: CallRecord) => onCall(toApiCall(c)) };
+  const app = creds.applicationCredential;
+  const client = app
+    ? await CloudletClient.loginWithApplicationCredential({ ...common, applicationCredentialId: app.id, applicationCredentialName: app.id ? undefined : app.name,
+      username: app.id ? undefined : creds.username, secret: creds.password })
+    : await CloudletClient.login({ ...common, username: creds.username, password: creds.password, project: creds.project });
   return new ClientSession(base, client);
 }

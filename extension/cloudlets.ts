@@ -1,16 +1,21 @@
 /**
  * Which cloudlets the user works with and a signed-in session for each. Endpoints live in settings
- * (`cloudlet.cloudlets`), passwords in SecretStorage; the local sandbox daemon is the cloudlet named
- * "local". Sessions are made by a `Connector` (the real one wraps sandbox/client).
+ * (`cloudlet.cloudlets`), passwords and application credential secrets in SecretStorage; the local
+ * sandbox daemon is the cloudlet named "local". Sessions are made by a `Connector` (the real one
+ * wraps sandbox/client).
  */
-import type { ApiCallRecord, CloudletSession, Credentials } from './api';
+import type { ApiCallRecord, ApplicationCredentialRef, CloudletSession, Credentials } from './api';
 import { CloudletError } from '../sandbox/client';
 
 export interface CloudletConfig {
   name: string;
   url: string;
+  /** The user (a password login), or the owner of an application credential named by name. */
   username: string;
+  /** The project of a password login ('' for an application credential: it fixes the project). */
   project: string;
+  /** Log in with this application credential (its secret in SecretStorage) instead of a password. */
+  applicationCredential?: ApplicationCredentialRef;
   /** HTTPS certificates trusted on first use: "HOST:PORT" -> SHA-256 fingerprint (not secret). */
   pins?: Record<string, string>;
   /** A fleet login: the regions its Keystone's catalog had at the last login (each shown as NAME/REGION). */
@@ -54,6 +59,32 @@ export function validateUrl(url: string): string | undefined {
   }
 }
 
+/** An application credential reference from settings (hostile until checked), or undefined. */
+export function applicationCredentialOf(x: unknown): ApplicationCredentialRef | undefined {
+  if (!x || typeof x !== 'object') return undefined;
+  const { id, name } = x as Record<string, unknown>;
+  const ok = (v: unknown): v is string => typeof v === 'string' && v.trim().length > 0 && v.length <= 255;
+  if (ok(id)) return { id: id.trim() };
+  if (ok(name)) return { name };
+  return undefined;
+}
+
+/** What is missing from a login's settings for it to log in, or undefined. */
+export function validateLogin(c: Pick<CloudletConfig, 'username' | 'applicationCredential'>): string | undefined {
+  const a = c.applicationCredential;
+  if (!a) return c.username.trim() ? undefined : 'A user name is needed';
+  if (a.id?.trim()) return /\s/.test(a.id.trim()) ? 'An application credential ID has no spaces' : undefined;
+  if (!a.name?.trim()) return 'An application credential is named by its ID, or by its name and its user';
+  return c.username.trim() ? undefined : `The user who owns application credential ${a.name} is needed`;
+}
+
+/** The login a saved cloudlet makes with its stored secret (a password, or an application credential's secret). */
+export function credentialsOf(c: CloudletConfig, secret: string): Credentials {
+  return c.applicationCredential
+    ? { username: c.username, password: secret, project: '', applicationCredential: c.applicationCredential }
+    : { username: c.username, password: secret, project: c.project };
+}
+
 export class Cloudlets {
   private sessions = new Map<string, Promise<CloudletSession>>();
 
@@ -83,17 +114,26 @@ export class Cloudlets {
   /** The login a cloudlet name belongs to (a region's fleet login, or itself). */
   loginOf(name: string): string { return this.find(name)?.fleet ?? name; }
 
+  /** Saves a cloudlet; `password` is the user's password or the application credential's secret. */
   async add(c: CloudletConfig, password: string): Promise<void> {
-    const problem = validateCloudletName(c.name, this.config.list()) ?? validateUrl(c.url);
+    const problem = validateCloudletName(c.name, this.config.list()) ?? validateUrl(c.url) ?? validateLogin(c)
+      ?? (c.applicationCredential && !password ? 'The application credential\'s secret is needed' : undefined);
     if (problem) throw new CloudletError('BadInput', problem);
     await this.secrets.store(secretKey(c.name), password);
     await this.config.save([...this.config.list(), { ...c, url: c.url.replace(/\/$/, '') }]);
     this.forget(c.name);
   }
 
-  async updateCredentials(name: string, username: string, password: string): Promise<void> {
+  /** A new login for a saved cloudlet: a user (password) or an application credential, with its secret. */
+  async updateCredentials(name: string, who: Pick<CloudletConfig, 'username' | 'applicationCredential'> & { project?: string }, password: string): Promise<void> {
+    const problem = validateLogin(who);
+    if (problem) throw new CloudletError('BadInput', problem);
     const login = this.loginOf(name);
-    const list = this.config.list().map((c) => (c.name === login ? { ...c, username } : c));
+    const list = this.config.list().map((c) => {
+      if (c.name !== login) return c;
+      const { applicationCredential: _old, ...rest } = c;
+      return who.applicationCredential ? { ...rest, username: who.username, project: '', applicationCredential: who.applicationCredential } : { ...rest, username: who.username, project: who.project ?? (c.project || who.username) };
+    });
     await this.secrets.store(secretKey(login), password);
     await this.config.save(list);
     this.forget();
@@ -149,9 +189,10 @@ export class Cloudlets {
       if (!fleet.inRegion) throw new CloudletError('BadInput', `${c.fleet} is not a fleet login`);
       return fleet.inRegion(c.region);
     }
-    const password = await this.secrets.get(secretKey(name));
-    if (password === undefined) throw new CloudletError('Unauthorized', `No password stored for cloudlet ${name}`, { hint: 'Run "Cloudlet: Add Cloudlet..." again' });
-    const s = await this.connector(c.url, { username: c.username, password, project: c.project }, this.onCall, c.pins);
+    // An expired token lands here again (forget() after a 401): the stored secret logs in anew.
+    const secret = await this.secrets.get(secretKey(name));
+    if (secret === undefined) throw new CloudletError('Unauthorized', `No ${c.applicationCredential ? 'application credential secret' : 'password'} stored for cloudlet ${name}`, { hint: 'Run "Cloudlet: Update Credentials..."' });
+    const s = await this.connector(c.url, credentialsOf(c, secret), this.onCall, c.pins);
     await this.noteRegions(c.name, s.regions?.() ?? []);
     return s;
   }

@@ -1,6 +1,6 @@
 /** The extension's settings (package.json "contributes.configuration"), read in one place. */
 import * as vscode from 'vscode';
-import type { CloudletConfig, ConfigStore } from './cloudlets';
+import { applicationCredentialOf, type CloudletConfig, type ConfigStore } from './cloudlets';
 import type { LocalDaemonSettings } from './localDaemon';
 
 const SECTION = 'cloudlet';
@@ -40,6 +40,7 @@ export const cloudletConfigStore: ConfigStore = {
     const raw = userSetting<unknown[]>('cloudlets', []);
     return (Array.isArray(raw) ? raw : []).filter((x): x is CloudletConfig => !!x && typeof x === 'object' && typeof (x as CloudletConfig).name === 'string' && typeof (x as CloudletConfig).url === 'string')
       .map((x) => ({ name: x.name, url: x.url, username: x.username ?? 'admin', project: x.project ?? x.username ?? 'admin',
+        ...(applicationCredentialOf(x.applicationCredential) ? { applicationCredential: applicationCredentialOf(x.applicationCredential) } : {}),
         ...(x.pins && typeof x.pins === 'object' ? { pins: Object.fromEntries(Object.entries(x.pins).filter(([, v]) => typeof v === 'string')) } : {}),
         ...(Array.isArray(x.regions) ? { regions: x.regions.filter((r): r is string => typeof r === 'string' && /^[\w.-]+$/.test(r)) } : {}) }));
   },

@@ -6,41 +6,7 @@ import { LOCAL, validateCloudletName, validateUrl } from '../cloudlets';
 import { CloudletError, discoverAuthUrl } from '../../sandbox/client';
 import { askable, askToTrust, pinKey, refusalOf, withTrust } from './trust';
 import { showDoc } from './setup';
-
-const CREDENTIALS_WHERE = 'Users come from the cloudlet\'s operator (the daemon\'s --config file, or the fleet\'s Keystone).';
-
-const CREDENTIALS_DOC = [
-  '# Where cloudlet credentials come from',
-  '',
-  '- **The local sandbox** needs none from you: its daemon writes a random password for its `admin` user to',
-  '  `admin.password` in its data folder (`~/.local/share/cloudlet` by default) on first start, and the extension reads it.',
-  '- **A remote cloudlet** (`cloudlet serve` or `cloudlet service install` on another host) has the users of its',
-  '  `--config FILE` (`users:` with name, password and roles per project); its `admin.password` holds the admin\'s password.',
-  '  Ask its operator for a user; give it as `user@project` when the project has another name.',
-  '- **A fleet** (cloudlets as regions of one Keystone): your Keystone user and project. One login shows every region.',
-  '',
-  'Passwords are kept in VS Code\'s secret storage, never in settings. "Cloudlet: Update Credentials..." changes them.',
-  '',
-].join('\n');
-
-/** The password input, with a (?) button that explains where credentials come from. */
-function askPassword(title: string, username: string): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const box = vscode.window.createInputBox();
-    box.title = title;
-    box.prompt = `Password of ${username} (kept in VS Code's secret storage). ${CREDENTIALS_WHERE} (?) explains.`;
-    box.password = true;
-    box.ignoreFocusOut = true;
-    const help: vscode.QuickInputButton = { iconPath: new vscode.ThemeIcon('question'), tooltip: 'Where do credentials come from?' };
-    box.buttons = [help];
-    let done = false;
-    const finish = (v: string | undefined) => { if (!done) { done = true; resolve(v); box.dispose(); } };
-    box.onDidTriggerButton((b) => { if (b === help) void vscode.commands.executeCommand('cloudlet.explainCredentials'); });
-    box.onDidAccept(() => finish(box.value));
-    box.onDidHide(() => finish(undefined));
-    box.show();
-  });
-}
+import { askLogin, CREDENTIALS_DOC } from './login';
 
 /** Asks about the certificate of an https:// URL no trusted CA signed; returns the pins the user accepted. */
 async function firstUseTrust(url: string): Promise<Record<string, string>> {
@@ -68,10 +34,12 @@ export const cloudletCommands: CommandDef[] = [
       const pins = url.startsWith('https:') ? await firstUseTrust(url) : {};
       const suggested = (() => { try { return new URL(url).hostname.replace(/[^\w.-]/g, '-'); } catch { return ''; } })();
       const name = need(await vscode.window.showInputBox({ title: 'Add Cloudlet (2/4)', prompt: 'A name for it', value: existing.some((c) => c.name === suggested) ? '' : suggested, ignoreFocusOut: true, validateInput: (v) => validateCloudletName(v, existing) }));
-      const username = need(await vscode.window.showInputBox({ title: 'Add Cloudlet (3/4)', prompt: `User name (and project as user@project). ${CREDENTIALS_WHERE}`, value: 'admin', ignoreFocusOut: true, validateInput: (v) => (v.trim() ? undefined : 'A user name is needed') }));
-      const password = need(await askPassword(`Add Cloudlet (4/4)`, username));
-      const [user, project] = username.includes('@') ? username.split('@', 2) : [username, username];
-      await ext.cloudlets.add({ name, url, username: user, project, ...(Object.keys(pins).length ? { pins } : {}) }, password);
+      // A user and password, or (the user input's key button) an application credential.
+      const login = await askLogin((n) => `Add Cloudlet (${n}/4)`, { username: 'admin' });
+      const who = login.applicationCredential
+        ? { username: login.username, project: '', applicationCredential: login.applicationCredential }
+        : { username: login.username, project: login.project ?? login.username };
+      await ext.cloudlets.add({ name, url, ...who, ...(Object.keys(pins).length ? { pins } : {}) }, login.secret);
       ext.watchAll();
       ext.refresh('cloudlets', true);
       // Check the credentials now, so a typo shows at once (with "Update Credentials").
@@ -120,9 +88,8 @@ export const cloudletCommands: CommandDef[] = [
       if (name === LOCAL) throw new CloudletError('BadInput', 'The local daemon\'s credentials come from its data folder (admin.password)');
       const c = ext.cloudlets.find(name);
       if (!c) throw new CloudletError('NotFound', `No cloudlet named ${name}`);
-      const username = need(await vscode.window.showInputBox({ title: `Credentials of ${name}`, prompt: 'User name', value: c.username, ignoreFocusOut: true }));
-      const password = need(await askPassword(`Credentials of ${name}`, username));
-      await ext.cloudlets.updateCredentials(name, username, password);
+      const login = await askLogin(() => `Credentials of ${name}`, c);
+      await ext.cloudlets.updateCredentials(name, login, login.secret);
       ext.watchAll();
       ext.refresh('cloudlets', true);
     },

@@ -1,5 +1,5 @@
 import { strict as assert } from 'assert';
-import { Cloudlets, secretKey, type CloudletConfig, type Connector } from '../../../extension/cloudlets';
+import { Cloudlets, applicationCredentialOf, secretKey, validateLogin, type CloudletConfig, type Connector } from '../../../extension/cloudlets';
 import type { CloudletSession, Credentials } from '../../../extension/api';
 import { CloudletError } from '../../../sandbox/client';
 
@@ -44,7 +44,7 @@ describe('extension cloudlet list and sessions', () => {
     await assert.rejects(m.session('e'), /wrong password/);
     await assert.rejects(m.session('e'), /wrong password/);
     assert.equal(logins.length, 2, 'a failed login is retried next time');
-    await m.updateCredentials('e', 'a', 'right');
+    await m.updateCredentials('e', { username: 'a' }, 'right');
     await m.session('e'); await m.session('e');
     assert.equal(logins.length, 3);
     assert.equal(logins[2].creds.password, 'right');
@@ -78,6 +78,47 @@ describe('extension cloudlet list and sessions', () => {
     assert.deepEqual(list[0].pins, { 'keystone:5000': 'AB' }, 'a pin goes to the fleet login');
     await m.remove('fleet/edge2');
     assert.deepEqual(list, [], 'removing a region removes the fleet login');
+  });
+
+  it('14.5: an application credential login keeps its secret in secret storage and logs in with it again after a 401', async () => {
+    const { m, secrets, logins, list } = setup();
+    await m.add({ name: 'ci', url: 'http://127.0.0.1:5000/v3', username: '', project: '', applicationCredential: { id: 'a1b2c3' } }, 'app-secret');
+    assert.deepEqual(list(), [{ name: 'ci', url: 'http://127.0.0.1:5000/v3', username: '', project: '', applicationCredential: { id: 'a1b2c3' } }]);
+    assert.ok(!JSON.stringify(list()).includes('app-secret'), 'the secret is not in the settings');
+    assert.equal(secrets.get(secretKey('ci')), 'app-secret');
+    await m.session('ci');
+    assert.deepEqual(logins[0].creds, { username: '', password: 'app-secret', project: '', applicationCredential: { id: 'a1b2c3' } });
+    // An expired token (a 401 makes the views forget the session): the stored secret logs in anew.
+    m.forget('ci');
+    await m.session('ci');
+    assert.equal(logins.length, 2);
+    assert.deepEqual(logins[1].creds, logins[0].creds);
+    // Switching the login to a user's password drops the credential; the project comes back.
+    await m.updateCredentials('ci', { username: 'alice', project: 'demo' }, 'pw');
+    await m.session('ci');
+    assert.deepEqual(logins[2].creds, { username: 'alice', password: 'pw', project: 'demo' });
+    assert.equal(list()[0].applicationCredential, undefined);
+    // ... and back to a credential named by name and owner.
+    await m.updateCredentials('ci', { username: 'alice', applicationCredential: { name: 'ci-cred' } }, 's2');
+    await m.session('ci');
+    assert.deepEqual(logins[3].creds, { username: 'alice', password: 's2', project: '', applicationCredential: { name: 'ci-cred' } });
+  });
+
+  it('14.5: an application credential needs its ID, or its name and owner, and a secret; settings are checked', async () => {
+    const { m, list } = setup();
+    const app = (a: CloudletConfig['applicationCredential'], username = '') => ({ name: 'c', url: 'http://127.0.0.2:1', username, project: '', applicationCredential: a });
+    await assert.rejects(m.add(app({}), 's'), /by its ID, or by its name and its user/);
+    await assert.rejects(m.add(app({ name: 'ci' }), 's'), /user who owns application credential ci/);
+    await assert.rejects(m.add(app({ id: 'a b' }), 's'), /no spaces/);
+    await assert.rejects(m.add(app({ id: 'abc' }), ''), /secret is needed/);
+    await assert.rejects(m.updateCredentials('c', { username: '', applicationCredential: { name: 'x' } }, 's'), /user who owns/);
+    assert.deepEqual(list(), [], 'nothing half-saved');
+    assert.equal(validateLogin({ username: 'alice' }), undefined);
+    assert.equal(validateLogin({ username: ' ' }), 'A user name is needed');
+    // From settings.json (hostile): only a string id or name survives.
+    assert.deepEqual(applicationCredentialOf({ id: ' abc ', name: 'n' }), { id: 'abc' });
+    assert.deepEqual(applicationCredentialOf({ id: 3, name: 'n' }), { name: 'n' });
+    for (const bad of [undefined, null, 'abc', {}, { id: '' }, { name: 'x'.repeat(256) }]) assert.equal(applicationCredentialOf(bad), undefined, JSON.stringify(bad));
   });
 
   it('the local daemon is the cloudlet named "local"', async () => {
