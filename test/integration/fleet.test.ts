@@ -12,9 +12,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { promisify } from 'util';
-import { startDaemon, killProcessesUsing, type TestDaemon } from './fixtures/daemon';
-import { startKeystone, fleetConfig, freePort, FLEET_USERS, type FleetUser, type TestKeystone } from './fixtures/keystone';
-import { startLatencyProxy, type LatencyProxy } from './fixtures/latencyProxy';
+import type { TestDaemon } from './fixtures/daemon';
+import { freePort, FLEET_USERS, type FleetUser, type TestKeystone } from './fixtures/keystone';
+import { startFleet, waitForRegions, type Fleet } from './fixtures/fleet';
 import { sampleOverlay, counter } from './fixtures/sampleOverlay';
 import { CloudletClient, type HandoffReport, type Server } from '../../sandbox/client';
 import { registerRegion } from '../../sandbox/client/regions';
@@ -29,10 +29,10 @@ const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, stri
 
 describe('fleet: one real Keystone, cloudlets as regions', function () {
   this.timeout(600_000);
+  let fleet: Fleet;
   let ks: TestKeystone;
   let edge1: TestDaemon;
   let edge2: TestDaemon;
-  let proxy: LatencyProxy;
   let configDir: string;
 
   const login = (user: FleetUser) => CloudletClient.login({ authUrl: ks.authUrl, username: user, password: FLEET_USERS[user].password, project: FLEET_USERS[user].project });
@@ -55,31 +55,19 @@ describe('fleet: one real Keystone, cloudlets as regions', function () {
 
   before(async () => {
     configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-fleet-'));
-    ks = await startKeystone();
     // edge2 is "farther": everyone reaches it through the delaying proxy, which its catalog URLs name.
-    const edge2Port = await freePort('127.0.0.3');
-    proxy = await startLatencyProxy({ listen: '127.0.0.4', target: '127.0.0.3', targetPort: edge2Port, delayMs: EDGE2_DELAY_MS });
-    [edge1, edge2] = await Promise.all([
-      startDaemon({ ip: '127.0.0.2', withTestBase: true, config: fleetConfig(ks, 'edge1', { member_roles: ['member', 'edge-only'], cache_seconds: CACHE_SECONDS }) }),
-      startDaemon({ ip: '127.0.0.3', port: edge2Port, withTestBase: true, args: ['--public-url', proxy.url], config: fleetConfig(ks, 'edge2', {
-        username: 'cloudlet-registrar', password: FLEET_USERS['cloudlet-registrar'].password, register_region: true, cache_seconds: CACHE_SECONDS }) }),
-    ]);
+    fleet = await startFleet({ edge1RegistersItself: false, edge1Identity: { member_roles: ['member', 'edge-only'] }, cacheSeconds: CACHE_SECONDS, delayMs: EDGE2_DELAY_MS });
+    ({ ks, edge1, edge2 } = fleet);
     // edge1 by the operator command, with the admin's openrc variables; edge2 registers itself.
     const registered = await cli(['region', 'register', 'edge1', edge1.url], {
       OS_AUTH_URL: ks.authUrl, OS_USERNAME: 'admin', OS_PASSWORD: FLEET_USERS.admin.password, OS_PROJECT_NAME: 'admin' });
     assert.match(registered, /edge1\s+compute\s+http:\/\/127\.0\.0\.2:\d+\/compute\/v2\.1\s+\(created\)/);
     // The CLI's login to the fleet, used by the nearest and handoff tests.
     await cli(['login', ks.authUrl, '--user', 'alice', '--project', 'demo', '--name', 'fleet'], { CLOUDLET_PASSWORD: FLEET_USERS.alice.password });
-    const deadline = Date.now() + 60_000;
-    while (!(await login('alice')).regions().includes('edge2')) {
-      if (Date.now() > deadline) throw new Error(`edge2 did not register itself:\n${edge2.log().slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    await waitForRegions(ks, ['edge2'], () => edge2.log());
   });
   after(async () => {
-    for (const d of [edge1, edge2]) if (d) { await d.stop(); killProcessesUsing(d.dataDir); }
-    await proxy?.close();
-    await ks?.close();
+    await fleet?.close();
     fs.rmSync(configDir, { recursive: true, force: true });
   });
 
