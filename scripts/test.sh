@@ -5,6 +5,8 @@
 # again under that Node (scripts/node-runtimes.sh; in the default run once setup has installed it).
 # debian: the whole flow and the image imports on Debian guests (test/integration/debian*.test.ts);
 # not in the default run: under TCG on 2 cores they take longer than the default run's 30 minutes.
+# fleet-ui: the editor against a fleet under the real Keystone (test/ui/fleet*.test.ts); not in the
+# default run either (about 3-5 minutes more on 2 cores, past the default run's 30 minutes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 majors=$(bash scripts/node-runtimes.sh majors)
@@ -45,7 +47,11 @@ fi
 if has ui && [ -f test/.mocharc.ui.json ]; then
   echo "== UI tests (code-server + Playwright)"
   rm -rf artifacts/screenshots   # only this run's screenshots, none left from an earlier one
-  CLOUDLET_TEST_COUNTS=$results/ui.json npx mocha --config test/.mocharc.ui.json "test/ui/**/*.test.ts"
+  CLOUDLET_TEST_COUNTS=$results/ui.json npx mocha --config test/.mocharc.ui.json --ignore "test/ui/fleet*.test.ts" "test/ui/**/*.test.ts"
+fi
+if has fleet-ui; then
+  echo "== UI tests against a fleet (real Keystone, two cloudlets as regions)"
+  CLOUDLET_TEST_COUNTS=$results/fleet-ui.json npx mocha --config test/.mocharc.ui.json "test/ui/fleet*.test.ts"
 fi
 
 node -e '
