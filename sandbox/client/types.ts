@@ -167,6 +167,12 @@ export interface HandoffReport {
   bytes_sent: number;
   rounds: number;
   round_bytes: number[];
+  /** RAM pages and disk chunks sent per round (older sources do not send them). */
+  round_pages?: number[];
+  round_disk_chunks?: number[];
+  /** How written pages were found: QEMU's migration as dirty log, or the full RAM compare (fallback, with its reason). */
+  tracking?: 'qemu-migration' | 'full-compare';
+  tracking_fallback?: string;
   phases_ms: Record<string, number>;
 }
 

@@ -39,6 +39,13 @@ export class ShadowPageTracker {
     try { for (let off = 0; off < this.held.length;) { const n = fs.readSync(fd, this.held, off, this.held.length - off, off); if (n === 0) break; off += n; } } finally { fs.closeSync(fd); }
   }
 
+  /** Whether `data` differs from what the destination holds (nothing recorded). */
+  differs(index: number, data: Buffer): boolean {
+    if (index >= this.chunks) throw new CloudletError('Internal', `chunk ${index} is outside the tracked image (${this.chunks} chunks)`);
+    const at = index * CHUNK_SIZE;
+    return this.held.compare(data, 0, CHUNK_SIZE, at, at + CHUNK_SIZE) !== 0;
+  }
+
   /** Digest of `data` if it differs from what the destination holds (and records it as sent). */
   check(index: number, data: Buffer): Buffer | undefined {
     if (index >= this.chunks) throw new CloudletError('Internal', `chunk ${index} is outside the tracked image (${this.chunks} chunks)`);

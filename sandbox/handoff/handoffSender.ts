@@ -8,6 +8,7 @@
  * the VM is resumed here only after the destination said it does not run it there.
  */
 import * as fs from 'fs';
+import * as path from 'path';
 import { CloudletError, describeError, throwIfCancelled } from '../common/errors';
 import type { ProgressSink } from '../common/progress';
 import type { SandboxInfo, SandboxManager } from '../sandboxes/sandboxManager';
@@ -24,6 +25,10 @@ import type { HandoffReport } from '../client/types';
 import type { TlsTrust } from '../client/transport';
 import { failpoint } from '../common/failpoint';
 import { envNumber } from '../common/env';
+import { MigrationTracker } from './migrationTracker';
+import { createLogger } from '../common/log';
+
+const log = createLogger('handoff');
 
 /** Rounds while the VM runs, at most. */
 export const MAX_ROUNDS = 5;
@@ -58,6 +63,17 @@ export interface SenderOptions {
   onSession?: (sid: string) => void;
 }
 
+export type TrackingMethod = 'qemu-migration' | 'full-compare';
+
+/**
+ * How the source finds the pages written since the last round: 'migration' (default: QEMU's own
+ * live migration into a local socket, MigrationTracker) or 'compare' (compare the whole RAM file
+ * with the copy of what the destination holds; also the fallback). CLOUDLET_HANDOFF_TRACKER.
+ */
+export function trackerChoice(): 'migration' | 'compare' {
+  return process.env.CLOUDLET_HANDOFF_TRACKER === 'compare' ? 'compare' : 'migration';
+}
+
 /** How long a source keeps asking a destination that did not answer finish (CLOUDLET_HANDOFF_CONFIRM_MS, default 2 min). */
 function confirmMs(): number {
   return envNumber('CLOUDLET_HANDOFF_CONFIRM_MS', 120_000, 0);
@@ -69,6 +85,9 @@ class OutcomeUnknown extends Error {}
 export class HandoffSender {
   private readonly phases: Record<string, number> = {};
   private readonly roundBytes: number[] = [];
+  private readonly roundPages: number[] = [];
+  private readonly roundDisk: number[] = [];
+  private tracking: { method: TrackingMethod; fallback?: string } = { method: 'qemu-migration' };
 
   constructor(private readonly manager: SandboxManager, private readonly compressor: SegmentCompressor, private readonly o: SenderOptions) {}
 
@@ -110,53 +129,111 @@ export class HandoffSender {
     const ramFile = files.ram, diskLayer = files.disk;
     const baseDiskFd = fs.openSync(base.disk, 'r');
     let round = 0, paused = false, tPause = 0;
+    let tracker: MigrationTracker | undefined;
     try {
       // Test hook: the source stops here (to be killed) with the destination's session open.
       await failpoint('handoff-after-check');
-      // Live rounds: the RAM file is shared with the running guest; the disk layer is read as it is
-      // (a torn read is harmless: the final round compares every chunk again with the VM paused).
+      // Live rounds. Tracking by QEMU's own migration (MigrationTracker) unless it is off or fails;
+      // then (or with CLOUDLET_HANDOFF_TRACKER=compare) the full compare of the RAM file.
       const tLive = Date.now();
-      await enableDeviceStateMigration(await manager.qmpClient(o.vmId));
-      for (;;) {
-        throwIfCancelled(o.signal);
-        enc.begin();
-        const diskChanged = await this.scanDisk(diskLayer, baseDiskFd, disk, enc, false);
-        const ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d), o.signal);
-        await this.send(dest, sid, round, false, enc);
-        o.progress({ phase: 'round', done: round + 1, total: MAX_ROUNDS, message: `round ${round}: ${ramChanged} RAM pages, ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
-        round++;
-        if (ramChanged + diskChanged <= SMALL_ROUND_CHUNKS || round >= MAX_ROUNDS) break;
+      const qmp = await manager.qmpClient(o.vmId);
+      if (trackerChoice() === 'compare') this.tracking = { method: 'full-compare', fallback: 'CLOUDLET_HANDOFF_TRACKER=compare' };
+      else {
+        try {
+          tracker = await MigrationTracker.start(qmp, path.join(path.dirname(files.migrateSocket), 'track.sock'), ram);
+        } catch (e) {
+          this.fallBack(`QEMU's migration could not be started as the tracker: ${describeError(e)}`);
+        }
+      }
+      if (tracker) {
+        for (;;) {
+          throwIfCancelled(o.signal);
+          await tracker.wait(SMALL_ROUND_CHUNKS, 1000);
+          if (tracker.failure) break;
+          if (tracker.completing) break;
+          if (!tracker.pendingPages) continue;
+          enc.begin();
+          const diskChanged = await this.scanDisk(diskLayer, baseDiskFd, disk, enc, false);
+          const pages = tracker.take();
+          for (const p of pages) await enc.add('ram', p.index, p.data, p.digest);
+          await this.send(dest, sid, round, false, enc, pages.length, diskChanged);
+          o.progress({ phase: 'round', done: round + 1, message: `round ${round}: ${pages.length} RAM pages (QEMU's dirty log), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
+          round++;
+        }
+        if (tracker.failure && tracker.stoppedAt === undefined) {
+          // The VM never stopped: cancel QEMU's migration (the VM runs on) and compare instead.
+          const why = describeError(tracker.failure);
+          await tracker.cancel();
+          await tracker.close();
+          tracker = undefined;
+          this.fallBack(`QEMU's migration stream could not be used: ${why}`);
+        } else if (tracker.failure) throw tracker.failure;
+      }
+      if (!tracker) {
+        await enableDeviceStateMigration(qmp);
+        for (;;) {
+          throwIfCancelled(o.signal);
+          enc.begin();
+          const diskChanged = await this.scanDisk(diskLayer, baseDiskFd, disk, enc, false);
+          const ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d), o.signal);
+          await this.send(dest, sid, round, false, enc, ramChanged, diskChanged);
+          o.progress({ phase: 'round', done: round + 1, total: MAX_ROUNDS, message: `round ${round}: ${ramChanged} RAM pages (full compare), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
+          round++;
+          if (ramChanged + diskChanged <= SMALL_ROUND_CHUNKS || round >= MAX_ROUNDS) break;
+        }
       }
       this.lap('live_rounds', tLive);
       enc.prepare();
 
-      // Stop and copy: pause; the device state streams into memory while the paused RAM is compared
-      // with what the destination holds; the disk layer is read once the save has flushed it.
-      tPause = Date.now();
-      paused = true;
-      o.progress({ phase: 'pause', message: 'pausing the VM; saving its device state while comparing its RAM' });
-      await manager.pause(o.vmId);
-      this.lap('pause', tPause);
-      const tScan = Date.now();
-      const qmp = await manager.qmpClient(o.vmId);
-      const saving = saveDeviceStateToBuffer(qmp, { socket: files.migrateSocket, capabilitiesSet: true, timeoutMs: 60_000 }).then((s) => s.data);
-      saving.catch(() => undefined);
-      enc.begin();
-      enc.level = FINAL_LEVEL;
-      const ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d));
-      this.lap('final_ram_compare', tScan);
-      // How the paused compare ran: on N worker threads, or 0 = in the daemon's thread (fallback).
-      this.phases.final_ram_compare_workers = ram.lastScan.method === 'workers' ? compareWorkers() : 0;
-      if (ram.lastScan.fallbackReason) o.progress({ phase: 'round', message: `RAM compared in-thread: ${ram.lastScan.fallbackReason}` });
-      const deviceState = await saving;
-      this.lap('final_ram_compare_and_device_state', tScan);
+      let ramChanged: number;
+      let deviceState: Buffer;
+      if (tracker) {
+        // QEMU stopped the VM by itself (its downtime budget) and sent its last pages; the device
+        // state follows in the same stream.
+        paused = true;
+        tPause = tracker.stoppedAt ?? Date.now();
+        o.progress({ phase: 'pause', message: 'QEMU paused the VM; its last pages and device state arrive' });
+        const tEnd = Date.now();
+        this.phases.pause_final_pages = Math.max(0, Math.round(tEnd - tPause));
+        await tracker.ended(60_000);
+        this.phases.pause_device_state = Date.now() - tEnd;
+        await manager.pause(o.vmId); // the record says paused (QEMU already is)
+        const tScan = Date.now();
+        deviceState = tracker.deviceState();
+        enc.begin();
+        enc.level = FINAL_LEVEL;
+        const pages = tracker.take();
+        for (const p of pages) await enc.add('ram', p.index, p.data, p.digest);
+        ramChanged = pages.length;
+        this.lap('pause_tracking', tScan);
+      } else {
+        // Stop and copy: pause; the device state streams into memory while the paused RAM is compared
+        // with what the destination holds; the disk layer is read once the save has flushed it.
+        tPause = Date.now();
+        paused = true;
+        o.progress({ phase: 'pause', message: 'pausing the VM; saving its device state while comparing its RAM' });
+        await manager.pause(o.vmId);
+        this.lap('pause', tPause);
+        const tScan = Date.now();
+        const saving = saveDeviceStateToBuffer(qmp, { socket: files.migrateSocket, capabilitiesSet: true, timeoutMs: 60_000 }).then((s) => s.data);
+        saving.catch(() => undefined);
+        enc.begin();
+        enc.level = FINAL_LEVEL;
+        ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d));
+        this.lap('final_ram_compare', tScan);
+        // How the paused compare ran: on N worker threads, or 0 = in the daemon's thread (fallback).
+        this.phases.final_ram_compare_workers = ram.lastScan.method === 'workers' ? compareWorkers() : 0;
+        if (ram.lastScan.fallbackReason) o.progress({ phase: 'round', message: `RAM compared in-thread: ${ram.lastScan.fallbackReason}` });
+        deviceState = await saving;
+        this.lap('final_ram_compare_and_device_state', tScan);
+      }
       const tDisk = Date.now();
       const diskChanged = await this.scanDisk(diskLayer, baseDiskFd, disk, enc, true);
       this.lap('final_disk_scan', tDisk);
       const tSend = Date.now();
-      await this.send(dest, sid, round, true, enc, deviceState);
+      await this.send(dest, sid, round, true, enc, ramChanged, diskChanged, deviceState);
       this.lap('final_encode_send_apply', tSend);
-      o.progress({ phase: 'round', done: round + 1, total: MAX_ROUNDS + 1, message: `final round ${round}: ${ramChanged} RAM pages, ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes with the device state` });
+      o.progress({ phase: 'round', done: round + 1, message: `final round ${round}: ${ramChanged} RAM pages, ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes with the device state` });
       round++;
       const tResume = Date.now();
       o.progress({ phase: 'resume', message: `${dest.where} builds the VM and resumes it` });
@@ -166,8 +243,10 @@ export class HandoffSender {
       for (const [k, v] of Object.entries(fin.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_${k}`] = v;
       const report = {
         server_id: o.serverId, destination_server_id: fin.server.id, destination: dest.where,
-        total_ms: tRunning - t0, downtime_ms: tRunning - tPause, bytes_sent: this.roundBytes.reduce((a, b) => a + b, 0),
-        rounds: round, round_bytes: this.roundBytes, phases_ms: this.phases, destination_ports: fin.server.ports,
+        total_ms: tRunning - t0, downtime_ms: Math.round(tRunning - tPause), bytes_sent: this.roundBytes.reduce((a, b) => a + b, 0),
+        rounds: round, round_bytes: this.roundBytes, round_pages: this.roundPages, round_disk_chunks: this.roundDisk,
+        tracking: this.tracking.method, ...(this.tracking.fallback ? { tracking_fallback: this.tracking.fallback } : {}),
+        phases_ms: this.phases, destination_ports: fin.server.ports,
       };
       await dest.report(sid, { ...report, source: 'source-cloudlet', source_server_id: o.serverId })
         .catch((e) => o.progress({ phase: 'report', message: `the destination did not take the report: ${describeError(e)}` }));
@@ -178,12 +257,16 @@ export class HandoffSender {
           + `the VM was left paused at the source: unpause it only once the destination is known not to run it`);
       }
       // finishAndConfirm throws only once the destination said the VM does not run there.
+      // A tracking migration still running is cancelled first (else QEMU could stop the VM later).
+      await tracker?.cancel().catch(() => undefined);
+      if (tracker?.stoppedAt !== undefined) paused = true;
       await dest.abort(sid);
       const back = paused ? await this.resumeHere(info.baseId).then(() => 'the VM was resumed at the source', (r) => `resuming it at the source failed too: ${describeError(r)}`)
         : 'the VM kept running at the source';
       const code = e instanceof CloudletError ? e.code : 'Internal';
       throw new CloudletError(code, `handoff to ${dest.where} failed in round ${round}${paused ? ' (after the pause)' : ''}: ${describeError(e)}; ${back}`);
     } finally {
+      await tracker?.close();
       enc.close();
       await ram.close();
       fs.closeSync(baseDiskFd);
@@ -211,11 +294,20 @@ export class HandoffSender {
     return changed;
   }
 
-  private async send(dest: DestinationClient, sid: string, round: number, final: boolean, enc: RoundEncoder, deviceState?: Buffer): Promise<void> {
+  private async send(dest: DestinationClient, sid: string, round: number, final: boolean, enc: RoundEncoder, pages: number, diskChunks: number, deviceState?: Buffer): Promise<void> {
     const r = await enc.finish(deviceState);
     const body = encodeRoundBody({ round, final, segments: r.segments }, r.data);
     await dest.round(sid, round, body);
     this.roundBytes.push(body.length);
+    this.roundPages.push(pages);
+    this.roundDisk.push(diskChunks);
+  }
+
+  /** Tracking falls back to the full compare: said in the log, the progress and the report. */
+  private fallBack(reason: string): void {
+    this.tracking = { method: 'full-compare', fallback: reason };
+    log.warn(`handoff of ${this.o.vmId}: dirty tracking falls back to the full RAM compare: ${reason}`);
+    this.o.progress({ phase: 'round', message: `tracking falls back to the full RAM compare: ${reason}` });
   }
 
   /**

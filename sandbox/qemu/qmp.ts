@@ -26,6 +26,7 @@ export interface QmpCommands {
   'query-version': [undefined, QueryVersion];
   'query-migrate': [undefined, QueryMigrate];
   'migrate-set-capabilities': [{ capabilities: { capability: string; state: boolean }[] }, Record<string, never>];
+  'migrate-set-parameters': [{ 'max-bandwidth'?: number; 'downtime-limit'?: number }, Record<string, never>];
   'migrate': [{ uri: string }, Record<string, never>];
   'migrate-incoming': [{ uri: string }, Record<string, never>];
   'migrate_cancel': [undefined, Record<string, never>];

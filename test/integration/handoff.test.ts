@@ -95,7 +95,13 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.equal(r.round_bytes.length, r.rounds);
     assert.equal(r.round_bytes.reduce((x, y) => x + y, 0), r.bytes_sent);
     assert.ok(events.filter((p) => p === 'round').length === r.rounds, `a progress event per round: ${events.join(',')}`);
-    assert.equal(r.phases_ms.final_ram_compare_workers, 0, `in-thread compare by default: ${JSON.stringify(r.phases_ms)}`);
+    // Written pages found by QEMU's own migration (no fallback), pages listed per round.
+    assert.equal(r.tracking, 'qemu-migration', `tracking ${r.tracking}: ${r.tracking_fallback}`);
+    assert.equal(r.tracking_fallback, undefined);
+    assert.equal(r.round_pages?.length, r.rounds);
+    assert.ok(r.round_pages!.every((n) => Number.isInteger(n) && n >= 0), `round_pages ${r.round_pages}`);
+    assert.ok(r.round_pages![r.rounds - 1] < 2048, `the paused round sends only the last written pages: ${r.round_pages}`);
+    assert.equal(r.phases_ms.final_ram_compare, undefined, `no full compare: ${JSON.stringify(r.phases_ms)}`);
 
     // Source: server gone, no QEMU.
     await assert.rejects(ca.getServer(src.id), /could not be found|404/);
@@ -288,8 +294,8 @@ describe('handoff between two daemons with real QEMU', function () {
     await c1.deleteServer(src.id);
   });
 
-  it('with the RAM compare on 2 worker threads, the VM moves all the same', async () => {
-    const src0 = await startDaemon({ ip: '127.0.0.5', withTestBase: true, env: { CLOUDLET_HANDOFF_COMPARE_WORKERS: '2' } });
+  it('the full RAM compare forced (CLOUDLET_HANDOFF_TRACKER=compare), on 2 worker threads: the VM moves all the same, the report names the fallback', async () => {
+    const src0 = await startDaemon({ ip: '127.0.0.5', withTestBase: true, env: { CLOUDLET_HANDOFF_COMPARE_WORKERS: '2', CLOUDLET_HANDOFF_TRACKER: 'compare' } });
     extra.push(src0);
     const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true });
     extra.push(b);
@@ -302,6 +308,9 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.equal(end.status, 'DONE', `handoff: ${end.error}`);
     const r = end.result as HandoffReport;
     assert.equal(r.phases_ms.final_ram_compare_workers, 2, JSON.stringify(r.phases_ms));
+    assert.equal(r.tracking, 'full-compare');
+    assert.match(r.tracking_fallback ?? '', /CLOUDLET_HANDOFF_TRACKER=compare/);
+    assert.ok(r.round_pages!.length === r.rounds && r.round_pages![0] > 0, `round_pages ${r.round_pages}`);
     const moved = await cb.getServer(r.destination_server_id);
     assert.equal(await counter(port80(moved)), 44);
     await cb.deleteServer(moved.id);

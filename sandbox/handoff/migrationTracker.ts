@@ -1,0 +1,224 @@
+/**
+ * The handoff's dirty-page tracker: QEMU's own live migration, run into a unix socket served here.
+ * QEMU tracks the pages the guest writes (its dirty bitmap, exact for every write: vCPUs, devices,
+ * DMA), sends every page once and then each page written since, and stops the VM by itself when
+ * what is left fits its downtime budget; then it sends the last pages and the device state. Each
+ * RAM page that arrives is compared with the copy of what the destination holds (ShadowPageTracker)
+ * and kept only if it differs, so a round costs what the guest wrote, not the size of its RAM, and
+ * the paused part costs only the pages written in QEMU's last iteration.
+ *
+ * Pages are recorded as sent only when the sender takes them for a round (take()): if the stream
+ * turns out unusable midway, the tracker is cancelled (the VM runs on), what was not sent is
+ * dropped, and the shadow still says exactly what the destination holds (the full compare can take
+ * over). Memory is bounded: above PENDING_LIMIT bytes of unsent pages the socket is paused, which
+ * slows QEMU down until the next round is taken.
+ */
+import * as fs from 'fs';
+import * as net from 'net';
+import { CloudletError, describeError } from '../common/errors';
+import type { QmpClient, QmpEvent } from '../qemu/qmp';
+import { MigrationStreamParser, PAGE_SIZE, buildIgnoreSharedState } from '../qemu/migrationStream';
+import type { ShadowPageTracker } from './dirtyPageTracker';
+import { envNumber } from '../common/env';
+
+/** The RAM block that is the shared RAM file (memory-backend-file id=mem). */
+export const SHARED_BLOCK = 'mem';
+const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
+/** Unsent pages kept in memory at most before the socket is paused (64 MiB). */
+const PENDING_LIMIT = 64 << 20;
+
+/** QEMU's downtime budget for the tracker's migration, in ms (CLOUDLET_HANDOFF_DOWNTIME_MS, default 20). */
+export function trackerDowntimeMs(): number { return envNumber('CLOUDLET_HANDOFF_DOWNTIME_MS', 20, 1); }
+
+/**
+ * The downtime budget after `elapsedMs` of migration: the configured one for 10 s, then doubled
+ * every 5 s up to 2 s, so that a guest writing faster than the budget allows still converges.
+ */
+export function downtimeBudget(initialMs: number, elapsedMs: number): number {
+  if (elapsedMs < 10_000) return initialMs;
+  const steps = Math.floor((elapsedMs - 10_000) / 5000) + 1;
+  return Math.min(Math.max(2000, initialMs), initialMs * 2 ** steps);
+}
+
+export interface TakenPage { index: number; data: Buffer; digest: Buffer }
+
+export class MigrationTracker {
+  /** Wall-clock ms at which QEMU stopped the VM (its STOP event), once it did. */
+  stoppedAt?: number;
+  /** Set when the stream could not be used (the caller falls back); the migration is then cancelled. */
+  failure?: Error;
+  private readonly parser: MigrationStreamParser;
+  private readonly pending = new Map<number, Buffer | undefined>();
+  private pendingBytes = 0;
+  private readonly otherBlocks = new Map<string, Map<number, Buffer | undefined>>();
+  private readonly server = net.createServer();
+  private sock?: net.Socket;
+  private waiters: Array<() => void> = [];
+  private streamEnded = false;
+  private qemuStatus = 'setup';
+  private readonly startedAt = Date.now();
+  private budgetTimer?: NodeJS.Timeout;
+  private readonly onEvent = (e: QmpEvent) => {
+    if (e.event === 'STOP' && this.stoppedAt === undefined) {
+      this.stoppedAt = e.timestamp ? e.timestamp.seconds * 1000 + e.timestamp.microseconds / 1000 : Date.now();
+    }
+    if (e.event === 'MIGRATION') {
+      this.qemuStatus = String(e.data?.status);
+      if (this.qemuStatus === 'failed') this.fail(new CloudletError('Internal', 'QEMU reports the tracking migration failed'));
+      this.wake();
+    }
+  };
+
+  private constructor(private readonly qmp: QmpClient, private readonly socket: string, private readonly shadow: ShadowPageTracker) {
+    this.parser = new MigrationStreamParser({
+      page: (block, offset, data) => this.onPage(block, offset, data),
+      completing: () => this.wake(),
+    });
+  }
+
+  /** Starts QEMU's migration of the running VM into `socket` (served here). */
+  static async start(qmp: QmpClient, socket: string, shadow: ShadowPageTracker, o: { downtimeMs?: number } = {}): Promise<MigrationTracker> {
+    const t = new MigrationTracker(qmp, socket, shadow);
+    const downtime = o.downtimeMs ?? trackerDowntimeMs();
+    try {
+      await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: false }, { capability: 'events', state: true }] });
+      // The socket is local: QEMU's default 128 MiB/s cap would only slow the first pass.
+      await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 8 << 30, 'downtime-limit': downtime });
+      fs.rmSync(socket, { force: true });
+      t.server.once('connection', (s) => t.attach(s));
+      await new Promise<void>((resolve, reject) => { t.server.once('error', reject); t.server.listen(socket, () => resolve()); });
+      qmp.on('event', t.onEvent);
+      qmp.once('close', () => t.fail(new CloudletError('Unavailable', 'QEMU exited (QMP closed) during the tracking migration')));
+      await qmp.execute('migrate', { uri: `unix:${socket}` });
+      t.budgetTimer = setInterval(() => {
+        const ms = downtimeBudget(downtime, Date.now() - t.startedAt);
+        if (!t.parser.completing) qmp.execute('migrate-set-parameters', { 'downtime-limit': ms }).catch(() => undefined);
+      }, 5000);
+      t.budgetTimer.unref();
+    } catch (e) {
+      await t.close();
+      throw e;
+    }
+    return t;
+  }
+
+  /** QEMU stopped the VM and is sending its last pages and the device state. */
+  get completing(): boolean { return this.parser.completing; }
+  /** Unsent pages that differ from the destination's copy. */
+  get pendingPages(): number { return this.pending.size; }
+
+  /** Resolves when at least `pages` differing pages wait, the VM stopped, the tracker failed, or after `ms`. */
+  async wait(pages: number, ms: number): Promise<void> {
+    if (this.pending.size >= pages || this.completing || this.failure) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      const check = () => { if (this.pending.size >= pages || this.completing || this.failure) done(); else this.waiters.push(check); };
+      function done() { clearTimeout(t); resolve(); }
+      this.waiters.push(check);
+    });
+  }
+
+  /** Resolves once the whole stream arrived and QEMU said the migration completed. */
+  async ended(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(this.streamEnded && this.qemuStatus === 'completed')) {
+      if (this.failure) throw this.failure;
+      if (Date.now() > deadline) throw new CloudletError('Timeout', `the tracking migration did not complete within ${timeoutMs} ms (QEMU: ${this.qemuStatus}, stream ${this.streamEnded ? 'ended' : 'open'})`);
+      await new Promise<void>((r) => { const t = setTimeout(r, 200); this.waiters.push(() => { clearTimeout(t); r(); }); });
+    }
+  }
+
+  /**
+   * The pages to send now, each recorded as sent in the shadow copy (ascending order). A page that
+   * changed back to what the destination holds is no longer pending (dropped on arrival).
+   */
+  take(): TakenPage[] {
+    const out: TakenPage[] = [];
+    for (const index of [...this.pending.keys()].sort((a, b) => a - b)) {
+      const data = this.pending.get(index) ?? ZERO_PAGE;
+      const digest = this.shadow.check(index, data);
+      if (digest) out.push({ index, data, digest });
+    }
+    this.pending.clear();
+    this.pendingBytes = 0;
+    this.sock?.resume();
+    return out;
+  }
+
+  /** The device-state stream for the destination (x-ignore-shared format), once ended() resolved. */
+  deviceState(): Buffer { return buildIgnoreSharedState(this.parser, SHARED_BLOCK, this.otherBlocks); }
+
+  /** Stops the migration if it still runs (the VM keeps running) and waits until QEMU let go of it. */
+  async cancel(): Promise<void> {
+    if (this.qemuStatus === 'completed' || this.qemuStatus === 'cancelled' || this.qemuStatus === 'failed') return;
+    await this.qmp.execute('migrate_cancel').catch(() => undefined);
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      const m = await this.qmp.execute('query-migrate').catch(() => undefined);
+      if (!m || m.status === 'cancelled' || m.status === 'failed' || m.status === 'completed' || m.status === 'none') return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.budgetTimer) clearInterval(this.budgetTimer);
+    this.qmp.off('event', this.onEvent);
+    this.sock?.destroy();
+    this.server.close();
+    fs.rmSync(this.socket, { force: true });
+    this.pending.clear();
+    this.otherBlocks.clear();
+  }
+
+  private attach(s: net.Socket): void {
+    this.sock = s;
+    this.server.close();
+    s.on('data', (d: Buffer) => {
+      if (this.failure) return;
+      try {
+        this.parser.push(d);
+      } catch (e) {
+        this.fail(e as Error);
+        return;
+      }
+      if (this.pendingBytes > PENDING_LIMIT && !this.completing) s.pause();
+      this.wake();
+    });
+    s.once('end', () => {
+      try { this.parser.end(); this.streamEnded = true; } catch (e) { this.fail(e as Error); }
+      this.wake();
+    });
+    s.on('error', (e) => this.fail(new CloudletError('Internal', `tracking migration stream: ${describeError(e)}`)));
+  }
+
+  private onPage(block: string, offset: number, data: Buffer | undefined): void {
+    if (block !== SHARED_BLOCK) {
+      let m = this.otherBlocks.get(block);
+      if (!m) this.otherBlocks.set(block, (m = new Map()));
+      m.set(offset, data ? Buffer.from(data) : undefined);
+      return;
+    }
+    const index = offset / PAGE_SIZE;
+    const had = this.pending.get(index);
+    if (had) this.pendingBytes -= PAGE_SIZE;
+    if (!this.shadow.differs(index, data ?? ZERO_PAGE)) {
+      this.pending.delete(index);
+      return;
+    }
+    this.pending.set(index, data ? Buffer.from(data) : undefined);
+    if (data) this.pendingBytes += PAGE_SIZE;
+  }
+
+  private fail(e: Error): void {
+    if (this.failure || (this.streamEnded && this.qemuStatus === 'completed')) return;
+    this.failure = e;
+    this.sock?.destroy();
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}

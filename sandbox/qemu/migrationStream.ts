@@ -1,0 +1,279 @@
+/**
+ * QEMU's live-migration stream (QEMU 7.2, precopy, no compression/xbzrle/multifd/postcopy), read as
+ * a dirty-page log. A handoff runs QEMU's own migration into a unix socket we serve: QEMU tracks the
+ * pages the guest writes, sends them again each iteration and decides by itself when to stop the VM
+ * (its downtime budget); this parser hands every RAM page to the caller as it arrives, and keeps
+ * what a destination needs besides RAM: the stream's header and configuration, the RAM section's
+ * block list, and everything after the RAM section's END (the device state, the EOF, the VM
+ * description). buildIgnoreSharedState() then writes the device-state stream an incoming QEMU with
+ * x-ignore-shared loads: the shared guest RAM ("mem") left out, the small non-shared blocks (ROMs,
+ * option ROMs) in full, the device sections as QEMU sent them.
+ *
+ * Layout (migration/savevm.c, migration/ram.c): "QEVM" u32 3; 0x07 configuration (u32 len, name,
+ * subsections 0x05); sections: 0x01 START (u32 id, u8 len, idstr, u32 instance, u32 version, body),
+ * 0x02 PART / 0x03 END (u32 id, body), each followed by the footer 0x7e u32 id. A RAM body is records
+ * of u64 (offset | flags): MEM_SIZE 0x04 (block list), ZERO 0x02 (+1 byte), PAGE 0x08 (+4096 bytes),
+ * EOS 0x10 (end of body); CONTINUE 0x20 means "same block as the record before", otherwise u8 len +
+ * idstr follow the u64. Anything else (another iterative section, compression, a command) is refused
+ * with a message: the caller then falls back to comparing the whole RAM.
+ */
+import { CloudletError } from '../common/errors';
+
+export const PAGE_SIZE = 4096;
+const MAGIC = 0x5145564d;
+const VERSION = 3;
+const SEC = { EOF: 0x00, START: 0x01, PART: 0x02, END: 0x03, FULL: 0x04, SUBSECTION: 0x05, CONFIGURATION: 0x07, FOOTER: 0x7e } as const;
+const F = { ZERO: 0x02, MEM_SIZE: 0x04, PAGE: 0x08, EOS: 0x10, CONTINUE: 0x20 } as const;
+const KNOWN_FLAGS = F.ZERO | F.MEM_SIZE | F.PAGE | F.EOS | F.CONTINUE;
+/** An idstr or name longer than this is not a stream we understand. */
+const MAX_NAME = 255;
+
+export interface RamBlock { id: string; length: number; addr?: bigint }
+
+export interface StreamHandler {
+  /** One RAM page: `data` is its 4096 bytes, or undefined for a zero page. `final`: sent after the VM stopped. */
+  page(block: string, offset: number, data: Buffer | undefined, final: boolean): void;
+  /** QEMU stopped the VM and started the RAM section's END (the last pages, then the device state follow). */
+  completing?(): void;
+}
+
+class NeedMore extends Error {}
+
+/** Reads from a byte window; throws NeedMore when the item is not all there yet (the caller rewinds). */
+class Cursor {
+  pos = 0;
+  constructor(readonly buf: Buffer) {}
+  need(n: number): void { if (this.pos + n > this.buf.length) throw new NeedMore(); }
+  u8(): number { this.need(1); return this.buf[this.pos++]; }
+  u32(): number { this.need(4); const v = this.buf.readUInt32BE(this.pos); this.pos += 4; return v; }
+  u64(): bigint { this.need(8); const v = this.buf.readBigUInt64BE(this.pos); this.pos += 8; return v; }
+  bytes(n: number): Buffer { this.need(n); const b = this.buf.subarray(this.pos, this.pos + n); this.pos += n; return b; }
+  name(what: string): string {
+    const n = this.u8();
+    if (n === 0) throw corrupt(`empty ${what}`);
+    return this.bytes(n).toString('latin1');
+  }
+}
+
+function corrupt(msg: string): CloudletError { return new CloudletError('Corrupt', `QEMU migration stream: ${msg}`); }
+function unsupported(msg: string): CloudletError { return new CloudletError('Internal', `QEMU migration stream: not understood: ${msg}`); }
+
+type State = 'magic' | 'section' | 'ram' | 'footer' | 'tail';
+
+export class MigrationStreamParser {
+  /** The 8 header bytes and the raw configuration section (0x07 ...), as QEMU sent them. */
+  header?: Buffer;
+  configuration?: { name: string; subsections: { name: string; version: number; body: Buffer }[] };
+  ram?: { sectionId: number; instance: number; version: number; blocks: RamBlock[] };
+  /** Everything after the RAM section's END footer: device sections, EOF, VM description. */
+  readonly tail: Buffer[] = [];
+  /** RAM pages parsed so far (zero and data), for progress. */
+  pages = 0;
+  private state: State = 'magic';
+  private rest: Buffer = Buffer.alloc(0);
+  private kind: 'setup' | 'iterate' | 'complete' = 'setup';
+  private block?: string;
+  private ended = false;
+  private readonly lengths = new Map<string, number>();
+
+  constructor(private readonly h: StreamHandler, private readonly o: { ignoreShared?: boolean } = {}) {}
+
+  /** True once the RAM section's END was parsed (the VM is stopped; the rest is device state). */
+  get completing(): boolean { return this.state === 'tail'; }
+
+  /** Parses as much of `chunk` (appended to what was left over) as forms whole items. */
+  push(chunk: Buffer): void {
+    if (this.ended) throw corrupt('data after the end');
+    if (this.state === 'tail') { this.tail.push(Buffer.from(chunk)); return; }
+    const buf = this.rest.length ? Buffer.concat([this.rest, chunk]) : chunk;
+    const c = new Cursor(buf);
+    let mark = 0;
+    try {
+      while (c.pos < buf.length) {
+        if ((this.state as State) === 'tail') { this.tail.push(Buffer.from(buf.subarray(c.pos))); c.pos = buf.length; mark = c.pos; break; }
+        this.step(c);
+        mark = c.pos;
+      }
+    } catch (e) {
+      if (!(e instanceof NeedMore)) throw e;
+    }
+    // Copy the remainder: `chunk` may be a pooled buffer the socket reuses.
+    this.rest = Buffer.from(buf.subarray(mark));
+  }
+
+  /** The stream ended: it must have reached the device state (tail) with nothing half-read. */
+  end(): void {
+    this.ended = true;
+    if (this.state !== 'tail') throw corrupt(`ended before the device state (${this.rest.length} bytes of an unfinished item, state ${this.state})`);
+    const t = Buffer.concat(this.tail);
+    if (!t.length || t.indexOf(SEC.EOF) < 0) throw corrupt('ended without its EOF marker');
+    this.tail.length = 0;
+    this.tail.push(t);
+  }
+
+  private step(c: Cursor): void {
+    switch (this.state) {
+      case 'magic': {
+        const m = c.u32(), v = c.u32();
+        if (m !== MAGIC || v !== VERSION) throw corrupt(`not a QEMU stream (magic ${m.toString(16)}, version ${v})`);
+        this.header = Buffer.from(c.buf.subarray(c.pos - 8, c.pos));
+        this.state = 'section';
+        return;
+      }
+      case 'section': return this.section(c);
+      case 'ram': return this.ramRecord(c);
+      case 'footer': {
+        const t = c.u8();
+        if (t !== SEC.FOOTER) throw corrupt(`expected a section footer, got byte ${t}`);
+        const id = c.u32();
+        if (id !== this.ram!.sectionId) throw corrupt(`footer of section ${id} after section ${this.ram!.sectionId}`);
+        this.state = this.kind === 'complete' ? 'tail' : 'section';
+        if (this.state === 'tail') this.h.completing?.();
+        return;
+      }
+      default: throw corrupt(`unexpected state ${this.state}`);
+    }
+  }
+
+  private section(c: Cursor): void {
+    const t = c.u8();
+    if (t === SEC.CONFIGURATION) {
+      if (this.configuration || this.ram) throw corrupt('a second configuration section');
+      const len = c.u32();
+      if (len > MAX_NAME) throw corrupt(`machine name of ${len} bytes`);
+      const name = c.bytes(len).toString('latin1');
+      const subsections: { name: string; version: number; body: Buffer }[] = [];
+      for (;;) {
+        c.need(1); // whether a subsection follows
+        if (c.buf[c.pos] !== SEC.SUBSECTION) break;
+        c.pos++;
+        const sub = c.name('subsection name');
+        const version = c.u32();
+        const start = c.pos;
+        if (sub === 'configuration/target-page-bits') c.u32();
+        else if (sub === 'configuration/capabilities') { const n = c.u32(); if (n > 64) throw corrupt(`${n} capabilities`); for (let i = 0; i < n; i++) c.name('capability'); }
+        else if (sub === 'configuration/uuid') c.bytes(16);
+        else throw unsupported(`unknown configuration subsection ${sub}`);
+        subsections.push({ name: sub, version, body: Buffer.from(c.buf.subarray(start, c.pos)) });
+      }
+      this.configuration = { name, subsections };
+      return;
+    }
+    if (t === SEC.START) {
+      const id = c.u32(), idstr = c.name('section name'), instance = c.u32(), version = c.u32();
+      if (idstr !== 'ram') throw unsupported(`iterative section ${idstr} (only RAM is understood)`);
+      if (this.ram) throw corrupt('a second RAM section');
+      this.ram = { sectionId: id, instance, version, blocks: [] };
+      this.kind = 'setup';
+      this.block = undefined;
+      this.state = 'ram';
+      return;
+    }
+    if (t === SEC.PART || t === SEC.END) {
+      const id = c.u32();
+      if (!this.ram || id !== this.ram.sectionId) throw unsupported(`section ${id} is not the RAM section`);
+      this.kind = t === SEC.END ? 'complete' : 'iterate';
+      this.state = 'ram';
+      return;
+    }
+    throw unsupported(`section type ${t} before the RAM section ended`);
+  }
+
+  private ramRecord(c: Cursor): void {
+    const v = c.u64();
+    const flags = Number(v & 0xfffn);
+    const offset = v & ~0xfffn;
+    if (flags & ~KNOWN_FLAGS) throw unsupported(`RAM record flags 0x${flags.toString(16)} (compression, xbzrle or RDMA are not understood)`);
+    if (flags & F.EOS) {
+      if (flags !== F.EOS) throw corrupt(`EOS with flags ${flags.toString(16)}`);
+      this.state = 'footer';
+      return;
+    }
+    if (flags & F.MEM_SIZE) {
+      if (this.kind !== 'setup' || this.ram!.blocks.length) throw corrupt('block list outside the RAM setup');
+      let left = offset;
+      const blocks: RamBlock[] = [];
+      while (left > 0n) {
+        const id = c.name('RAM block name');
+        const length = c.u64();
+        const addr = this.o.ignoreShared ? c.u64() : undefined;
+        if (length === 0n || length > left || length % BigInt(PAGE_SIZE)) throw corrupt(`RAM block ${id} of ${length} bytes (${left} left of the total)`);
+        left -= length;
+        blocks.push({ id, length: Number(length), ...(addr !== undefined ? { addr } : {}) });
+      }
+      this.ram!.blocks = blocks;
+      for (const b of blocks) this.lengths.set(b.id, b.length);
+      return;
+    }
+    if (!(flags & (F.ZERO | F.PAGE)) || (flags & F.ZERO && flags & F.PAGE)) throw unsupported(`RAM record flags 0x${flags.toString(16)}`);
+    let block = this.block;
+    if (!(flags & F.CONTINUE)) block = c.name('RAM block name');
+    if (block === undefined) throw corrupt('a RAM page continues no block');
+    const len = this.lengths.get(block);
+    if (len === undefined) throw corrupt(`page of unknown RAM block ${block}`);
+    if (offset + BigInt(PAGE_SIZE) > BigInt(len)) throw corrupt(`page at ${offset} outside RAM block ${block} (${len} bytes)`);
+    let data: Buffer | undefined;
+    if (flags & F.ZERO) {
+      const fill = c.u8();
+      if (fill !== 0) throw unsupported(`page filled with byte ${fill}`);
+    } else {
+      data = c.bytes(PAGE_SIZE);
+    }
+    this.block = block;
+    this.pages++;
+    this.h.page(block, Number(offset), data, this.kind === 'complete');
+  }
+}
+
+// -------------------------------------------------------------------------------- writing
+
+function u32(v: number): Buffer { const b = Buffer.alloc(4); b.writeUInt32BE(v); return b; }
+function u64(v: bigint): Buffer { const b = Buffer.alloc(8); b.writeBigUInt64BE(v); return b; }
+function name(s: string): Buffer { const n = Buffer.from(s, 'latin1'); return Buffer.concat([Buffer.from([n.length]), n]); }
+
+/**
+ * The device-state stream of a parsed migration for an incoming QEMU with x-ignore-shared: the
+ * same header and configuration plus the capabilities subsection naming x-ignore-shared (the
+ * destination checks it), the RAM setup with each block's guest address (0 for `shared`: its
+ * memory backend is not mapped directly), one END section with every page of the other blocks
+ * (`pages`, zero pages as ZERO records), and the device sections exactly as QEMU sent them.
+ */
+export function buildIgnoreSharedState(p: MigrationStreamParser, shared: string, pages: Map<string, Map<number, Buffer | undefined>>): Buffer {
+  if (!p.header || !p.configuration || !p.ram || !p.completing) throw new CloudletError('Internal', 'the migration stream is not complete');
+  const { sectionId, instance, version, blocks } = p.ram;
+  if (!blocks.some((b) => b.id === shared)) throw corrupt(`no RAM block ${shared}`);
+  const out: Buffer[] = [p.header];
+  const subs = p.configuration.subsections.filter((s) => s.name !== 'configuration/capabilities');
+  out.push(Buffer.from([SEC.CONFIGURATION]), u32(Buffer.byteLength(p.configuration.name, 'latin1')), Buffer.from(p.configuration.name, 'latin1'));
+  const sub = (n: string, ver: number, body: Buffer) => out.push(Buffer.from([SEC.SUBSECTION]), name(n), u32(ver), body);
+  // QEMU writes its subsections in this order: target-page-bits, capabilities, uuid.
+  const tpb = subs.find((s) => s.name === 'configuration/target-page-bits');
+  if (tpb) sub(tpb.name, tpb.version, tpb.body);
+  sub('configuration/capabilities', 1, Buffer.concat([u32(1), name('x-ignore-shared')]));
+  for (const s of subs) if (s !== tpb) sub(s.name, s.version, s.body);
+  // RAM setup.
+  const total = blocks.reduce((n, b) => n + BigInt(b.length), 0n);
+  out.push(Buffer.from([SEC.START]), u32(sectionId), name('ram'), u32(instance), u32(version));
+  out.push(u64(total | BigInt(F.MEM_SIZE)));
+  for (const b of blocks) out.push(name(b.id), u64(BigInt(b.length)), u64(b.addr ?? 0n));
+  out.push(u64(BigInt(F.EOS)), Buffer.from([SEC.FOOTER]), u32(sectionId));
+  // Every page of the non-shared blocks, then the device state.
+  out.push(Buffer.from([SEC.END]), u32(sectionId));
+  for (const b of blocks) {
+    if (b.id === shared) continue;
+    const got = pages.get(b.id);
+    let first = true;
+    for (let off = 0; off < b.length; off += PAGE_SIZE) {
+      if (!got?.has(off)) throw corrupt(`page ${off} of RAM block ${b.id} never arrived`);
+      const data = got.get(off);
+      const flags = (data ? F.PAGE : F.ZERO) | (first ? 0 : F.CONTINUE);
+      out.push(u64(BigInt(off) | BigInt(flags)));
+      if (first) out.push(name(b.id));
+      out.push(data ?? Buffer.from([0]));
+      first = false;
+    }
+  }
+  out.push(u64(BigInt(F.EOS)), Buffer.from([SEC.FOOTER]), u32(sectionId));
+  out.push(...p.tail);
+  return Buffer.concat(out);
+}

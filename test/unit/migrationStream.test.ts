@@ -1,0 +1,123 @@
+/**
+ * QEMU's migration stream as a dirty-page log (sandbox/qemu/migrationStream.ts): a stream laid out
+ * as QEMU 7.2 writes it, fed in every kind of split, gives each page once with its block, offset and
+ * phase, and the device-state stream built from it parses back in x-ignore-shared form with the
+ * device sections unchanged. Streams that are not what the parser understands are refused by name.
+ */
+import { strict as assert } from 'assert';
+import { CloudletError } from '../../sandbox/common/errors';
+import { buildIgnoreSharedState, MigrationStreamParser, PAGE_SIZE } from '../../sandbox/qemu/migrationStream';
+import { downtimeBudget } from '../../sandbox/handoff/migrationTracker';
+
+const u32 = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(v); return b; };
+const u64 = (v: number) => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(v)); return b; };
+const name = (s: string) => Buffer.concat([Buffer.from([s.length]), Buffer.from(s, 'latin1')]);
+const page = (fill: number) => Buffer.alloc(PAGE_SIZE, fill);
+
+const MEM = 4 * PAGE_SIZE, ROM = 2 * PAGE_SIZE;
+const DEVICE_TAIL = Buffer.concat([Buffer.from([0x04]), u32(9), name('timer'), u32(0), u32(2), Buffer.from('device-bytes'), Buffer.from([0x7e]), u32(9), Buffer.from([0x00]), Buffer.from([0x06]), u32(2), Buffer.from('{}')]);
+
+/** A stream as QEMU writes it: setup, two iterations, the END after the stop, device sections. */
+function stream(o: { flags?: number; blockName?: string; offset?: number } = {}): Buffer {
+  const ram = (kind: number) => Buffer.concat([Buffer.from([kind]), u32(3)]);
+  const footer = Buffer.concat([Buffer.from([0x7e]), u32(3)]);
+  return Buffer.concat([
+    u32(0x5145564d), u32(3),
+    Buffer.from([0x07]), u32(11), Buffer.from('pc-q35-7.2x'),
+    Buffer.from([0x01]), u32(3), name('ram'), u32(0), u32(4),
+    u64((MEM + ROM) | 0x04), name('mem'), u64(MEM), name('pc.rom'), u64(ROM), u64(0x10), footer,
+    ram(0x02),
+    u64(0 | 0x08), name('mem'), page(1),
+    u64(PAGE_SIZE | 0x02 | 0x20), Buffer.from([0]),
+    u64((o.offset ?? 2 * PAGE_SIZE) | (o.flags ?? 0x08) | 0x20), page(3),
+    u64(0 | 0x08), name(o.blockName ?? 'pc.rom'), page(7),
+    u64(PAGE_SIZE | 0x02 | 0x20), Buffer.from([0]),
+    u64(0x10), footer,
+    ram(0x02), u64(0x10), footer,
+    ram(0x03),
+    u64(3 * PAGE_SIZE | 0x08), name('mem'), page(4),
+    u64(0 | 0x08 | 0x20), page(5),
+    u64(0x10), footer,
+    DEVICE_TAIL,
+  ]);
+}
+
+interface Seen { block: string; offset: number; fill: number | 'zero'; final: boolean }
+function parse(data: Buffer, cuts: number[], o: { ignoreShared?: boolean } = {}): { p: MigrationStreamParser; seen: Seen[]; completingAt: number } {
+  const seen: Seen[] = [];
+  let completingAt = -1;
+  const p = new MigrationStreamParser({
+    page: (block, offset, d, final) => seen.push({ block, offset, fill: d ? d[0] : 'zero', final }),
+    completing: () => { completingAt = seen.length; },
+  }, o);
+  let at = 0;
+  for (const c of [...cuts, data.length]) { if (c > at) p.push(data.subarray(at, c)); at = Math.max(at, c); }
+  p.end();
+  return { p, seen, completingAt };
+}
+
+describe('QEMU migration stream parser (dirty-page log)', () => {
+  const expected: Seen[] = [
+    { block: 'mem', offset: 0, fill: 1, final: false },
+    { block: 'mem', offset: PAGE_SIZE, fill: 'zero', final: false },
+    { block: 'mem', offset: 2 * PAGE_SIZE, fill: 3, final: false },
+    { block: 'pc.rom', offset: 0, fill: 7, final: false },
+    { block: 'pc.rom', offset: PAGE_SIZE, fill: 'zero', final: false },
+    { block: 'mem', offset: 3 * PAGE_SIZE, fill: 4, final: true },
+    { block: 'mem', offset: 0, fill: 5, final: true },
+  ];
+
+  it('gives every page with block, offset and phase, whole or cut into pieces of any size', () => {
+    const data = stream();
+    const whole = parse(data, []);
+    assert.deepEqual(whole.seen, expected);
+    assert.equal(whole.completingAt, expected.length, 'completing once the END section\'s pages are all in');
+    assert.deepEqual(whole.p.ram?.blocks, [{ id: 'mem', length: MEM }, { id: 'pc.rom', length: ROM }]);
+    assert.deepEqual(whole.p.tail, [DEVICE_TAIL]);
+    for (const step of [3, 7, 100, 4095, 4097]) {
+      const cuts: number[] = [];
+      for (let c = step; c < data.length; c += step) cuts.push(c);
+      const r = parse(data, cuts);
+      assert.deepEqual(r.seen, expected, `pieces of ${step} bytes`);
+      assert.deepEqual(Buffer.concat(r.p.tail), DEVICE_TAIL);
+    }
+  });
+
+  it('builds the x-ignore-shared device state: capabilities, block list with addresses, every other-block page, device sections unchanged', () => {
+    const { p } = parse(stream(), []);
+    const rom = new Map<number, Buffer | undefined>([[0, page(7)], [PAGE_SIZE, undefined]]);
+    const built = buildIgnoreSharedState(p, 'mem', new Map([['pc.rom', rom]]));
+    const back = parse(built, [], { ignoreShared: true });
+    assert.deepEqual(back.p.configuration?.subsections.map((s) => s.name), ['configuration/capabilities']);
+    assert.ok(back.p.configuration!.subsections[0].body.includes(Buffer.from('x-ignore-shared')));
+    assert.deepEqual(back.p.ram?.blocks, [{ id: 'mem', length: MEM, addr: 0n }, { id: 'pc.rom', length: ROM, addr: 0n }]);
+    assert.deepEqual(back.seen, [{ block: 'pc.rom', offset: 0, fill: 7, final: true }, { block: 'pc.rom', offset: PAGE_SIZE, fill: 'zero', final: true }]);
+    assert.deepEqual(Buffer.concat(back.p.tail), DEVICE_TAIL);
+    // A page of another block that never arrived: refused, not a state with a hole.
+    assert.throws(() => buildIgnoreSharedState(p, 'mem', new Map([['pc.rom', new Map([[0, page(7)]])]])), /page 4096 of RAM block pc.rom never arrived/);
+  });
+
+  it('refuses what it does not understand, by name', () => {
+    const refuse = (data: Buffer, re: RegExp) => assert.throws(() => parse(data, []), (e: unknown) => e instanceof CloudletError && re.test(e.message));
+    const good = stream();
+    const bad = Buffer.from(good); bad.writeUInt32BE(0x12345678, 0);
+    refuse(bad, /not a QEMU stream/);
+    refuse(stream({ flags: 0x100 }), /flags 0x120 \(compression, xbzrle or RDMA/);
+    refuse(stream({ flags: 0x40 }), /flags 0x60 \(compression/);
+    refuse(stream({ blockName: 'nowhere' }), /unknown RAM block nowhere/);
+    refuse(stream({ offset: MEM }), /outside RAM block mem/);
+    refuse(good.subarray(0, good.length - DEVICE_TAIL.length), /without its EOF marker/);
+    refuse(good.subarray(0, 200), /ended before the device state/);
+    const block = Buffer.concat([good.subarray(0, 8), Buffer.from([0x01]), u32(5), name('block'), u32(0), u32(1)]);
+    refuse(block, /iterative section block/);
+  });
+
+  it('downtime budget: as configured for 10 s, then doubled every 5 s up to 2 s', () => {
+    assert.equal(downtimeBudget(20, 0), 20);
+    assert.equal(downtimeBudget(20, 9_999), 20);
+    assert.equal(downtimeBudget(20, 10_000), 40);
+    assert.equal(downtimeBudget(20, 15_000), 80);
+    assert.equal(downtimeBudget(20, 60_000), 2000);
+    assert.equal(downtimeBudget(5000, 60_000), 5000);
+  });
+});
