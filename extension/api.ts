@@ -87,6 +87,11 @@ export interface HandoffResult {
   downtimeMs?: number;
   bytesSent?: number;
   destServerId?: string;
+  /** How the source found written pages ('qemu-migration' or 'full-compare'), and why it fell back. */
+  tracking?: string;
+  trackingFallback?: string;
+  /** RAM pages sent per round, the last one while the VM was paused. */
+  roundPages?: number[];
 }
 
 /** One signed-in connection to a cloudlet daemon. Every call is logged by the implementation. */

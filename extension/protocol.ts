@@ -68,6 +68,10 @@ export interface ServerPanelState {
   bytesSent?: number;
   totalMs?: number;
   downtimeMs?: number;
+  /** A handoff's dirty-page tracking ('qemu-migration' | 'full-compare'), its fallback reason, RAM pages per round. */
+  tracking?: string;
+  trackingFallback?: string;
+  roundPages?: number[];
   destination?: string;
   error?: string;
   /** Where its back-end answers (forwarded ports as http:// URLs). */

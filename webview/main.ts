@@ -139,7 +139,13 @@ function renderServer(s: ServerPanelState): void {
   if (s.bytesSent !== undefined) cards.append(card('bytes sent', formatBytes(s.bytesSent), 'bytes'));
   if (total !== undefined) cards.append(card(s.operation === 'handoff' ? 'total handoff time' : 'total time', formatMs(total), 'total'));
   if (s.downtimeMs !== undefined) cards.append(card('downtime', formatMs(s.downtimeMs), 'downtime', true));
+  if (s.tracking) cards.append(card('dirty-page tracking', s.tracking === 'qemu-migration' ? 'QEMU migration' : 'full RAM compare', 'tracking'));
   if (cards.childElementCount) parts.push(cards);
+  if (s.trackingFallback) parts.push(el('p', { class: 'muted', 'data-test': 'tracking-fallback' }, `Tracking fell back to the full RAM compare: ${s.trackingFallback}`));
+  if (s.roundPages?.length) {
+    const last = s.roundPages.length - 1;
+    parts.push(el('p', { 'data-test': 'round-pages' }, `RAM pages sent per round: ${s.roundPages.map((n, i) => (i === last ? `${n} (VM paused)` : String(n))).join(' · ')}`));
+  }
   if (s.phases.length) {
     parts.push(el('h2', {}, s.operation === 'handoff' ? 'Handoff timeline' : 'Synthesis timeline'),
       el('div', { class: 'timeline', 'data-test': 'timeline' }, renderTimeline(s.phases, s.updatedAt, s.downtimeMs)),

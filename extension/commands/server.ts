@@ -194,7 +194,7 @@ export const serverCommands: CommandDef[] = [
       const src = await sessionOf(ext, cloudlet);
       const target = await (await sessionOf(ext, dest)).handoffTarget();
       const panel = openServerPanel(ext, cloudlet, server);
-      panel.update({ ...panel.current, operation: 'handoff', phases: [], destination: dest, downtimeMs: undefined, totalMs: undefined, bytesSent: undefined, error: undefined });
+      panel.update({ ...panel.current, operation: 'handoff', phases: [], destination: dest, downtimeMs: undefined, totalMs: undefined, bytesSent: undefined, error: undefined, tracking: undefined, trackingFallback: undefined, roundPages: undefined });
       const { jobId } = await src.handoff(server.id, target, server.name);
       const end = await runJob(src, jobId, `Handing ${server.name} off to ${dest}`, (e) => panel.update(serverProgress(panel.current, 'handoff', e)));
       let status = end.status === 'DONE' ? 'ACTIVE' : undefined;

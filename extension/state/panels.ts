@@ -141,6 +141,9 @@ export function handoffResult(r: unknown): HandoffResult {
     downtimeMs: num('downtimeMs', 'downtime_ms') ?? (typeof h.downtime_s === 'number' ? h.downtime_s * 1000 : undefined),
     bytesSent: num('bytesSent', 'bytes_sent', 'bytes'),
     destServerId: typeof h.destServerId === 'string' ? h.destServerId : typeof h.dest_server_id === 'string' ? h.dest_server_id : undefined,
+    ...(typeof h.tracking === 'string' ? { tracking: h.tracking } : {}),
+    ...(typeof h.tracking_fallback === 'string' ? { trackingFallback: h.tracking_fallback } : {}),
+    ...(Array.isArray(h.round_pages) && h.round_pages.every((n: unknown) => Number.isInteger(n)) ? { roundPages: h.round_pages as number[] } : {}),
   };
 }
 
@@ -154,6 +157,7 @@ export function serverEnded(s: ServerPanelState, end: JobEnd, opts: { status?: s
   if (s.operation === 'handoff') {
     const r = handoffResult(end.result);
     next.totalMs = r.totalMs; next.downtimeMs = r.downtimeMs; next.bytesSent = r.bytesSent ?? s.bytesSent;
+    next.tracking = r.tracking; next.trackingFallback = r.trackingFallback; next.roundPages = r.roundPages;
     next.destination = opts.destination ?? s.destination;
   }
   if (opts.status) next.status = opts.status;

@@ -22,7 +22,7 @@ import type { SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { RoundApplier } from './roundApplier';
 import { openRound } from './roundReader';
-import { HANDOFF_PATH, type BeginRequest, type FinishResponse } from './protocol';
+import { fileSha256, HANDOFF_PATH, verifyRamEnabled, type BeginRequest, type FinishResponse } from './protocol';
 import { handoffSchemas as S } from '../cloudlet/api/schemas/handoff';
 import { failpoint, failpointHit } from '../common/failpoint';
 import { isTcpPort } from '../common/tcpPort';
@@ -186,6 +186,7 @@ export class HandoffReceiver {
     if (s.serverId) throw new CloudletError('Conflict', `handoff ${s.id} already finished`);
     if (!s.applier.stateReceived) throw new CloudletError('BadInput', 'the handoff never sent the device state (no final round)');
     await failpoint('handoff-finish');
+    const ramSha256 = verifyRamEnabled() ? fileSha256(s.applier.ramFile) : undefined;
     const t0 = Date.now();
     await s.qemu;
     const tLoad = Date.now();
@@ -199,7 +200,7 @@ export class HandoffReceiver {
     this.d.ctx.log.info(`handoff ${s.id}: '${s.req.name}' runs here as server ${row.id} after ${s.rounds} rounds, ${s.bytes} bytes`);
     const phases = { qemu_wait: tLoad - t0, load_device_state_and_cont: tRunning - tLoad, server_record: Date.now() - tRunning };
     setImmediate(() => fs.rmSync(s.applier.dir, { recursive: true, force: true }));
-    s.result = { server: { id: row.id, name: row.name, status: 'ACTIVE', ports }, phases_ms: phases };
+    s.result = { server: { id: row.id, name: row.name, status: 'ACTIVE', ports }, phases_ms: phases, ...(ramSha256 ? { ram_sha256: ramSha256 } : {}) };
     return s.result;
   }
 

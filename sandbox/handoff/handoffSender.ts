@@ -19,7 +19,7 @@ import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { DestinationClient } from './destinationClient';
 import { DirtyPageTracker, ShadowPageTracker } from './dirtyPageTracker';
 import { RoundEncoder } from './roundEncoder';
-import { encodeRoundBody, type FinishResponse } from './protocol';
+import { encodeRoundBody, fileSha256, verifyRamEnabled, type FinishResponse } from './protocol';
 import { enableDeviceStateMigration, saveDeviceStateToBuffer } from '../qemu/deviceState';
 import type { HandoffReport } from '../client/types';
 import type { TlsTrust } from '../client/transport';
@@ -235,6 +235,7 @@ export class HandoffSender {
       this.lap('final_encode_send_apply', tSend);
       o.progress({ phase: 'round', done: round + 1, message: `final round ${round}: ${ramChanged} RAM pages, ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes with the device state` });
       round++;
+      const sourceRam = verifyRamEnabled() ? fileSha256(ramFile) : undefined;
       const tResume = Date.now();
       o.progress({ phase: 'resume', message: `${dest.where} builds the VM and resumes it` });
       const fin: FinishResponse = await this.finishAndConfirm(dest, sid);
@@ -247,6 +248,7 @@ export class HandoffSender {
         rounds: round, round_bytes: this.roundBytes, round_pages: this.roundPages, round_disk_chunks: this.roundDisk,
         tracking: this.tracking.method, ...(this.tracking.fallback ? { tracking_fallback: this.tracking.fallback } : {}),
         phases_ms: this.phases, destination_ports: fin.server.ports,
+        ...(sourceRam ? { ram_sha256: { source: sourceRam, destination: fin.ram_sha256 ?? 'not sent' } } : {}),
       };
       await dest.report(sid, { ...report, source: 'source-cloudlet', source_server_id: o.serverId })
         .catch((e) => o.progress({ phase: 'report', message: `the destination did not take the report: ${describeError(e)}` }));

@@ -11,6 +11,8 @@
  * then the compressed segments in header order. Segments use the overlay format unchanged; the
  * destination checks the header as strictly as an overlay manifest before reading on (roundReader.ts).
  */
+import * as crypto from 'crypto';
+import * as fs from 'fs';
 import type { SegmentEntry } from '../overlay/format';
 
 export const HANDOFF_PATH = '/os-cloudlet-handoff';
@@ -30,6 +32,24 @@ export interface FinishResponse {
   server: { id: string; name: string; status: string; ports: Record<string, string> };
   /** The destination's own timing of finish (optional: older destinations do not send it). */
   phases_ms?: Record<string, number>;
+  /** SHA-256 of the RAM file before the load, only with CLOUDLET_HANDOFF_VERIFY_RAM=1 (tests). */
+  ram_sha256?: string;
+}
+
+/**
+ * Test hook (CLOUDLET_HANDOFF_VERIFY_RAM=1 on both daemons): the source hashes its paused RAM file
+ * after the final round, the destination its RAM file before loading the device state; the report
+ * carries both. Costs a read of the whole RAM inside the downtime: never set in production.
+ */
+export function verifyRamEnabled(): boolean { return process.env.CLOUDLET_HANDOFF_VERIFY_RAM === '1'; }
+
+/** SHA-256 (hex) of a whole file, read in 8 MiB blocks. */
+export function fileSha256(file: string): string {
+  const h = crypto.createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  const buf = Buffer.allocUnsafe(8 << 20);
+  try { for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n)); } finally { fs.closeSync(fd); }
+  return h.digest('hex');
 }
 
 export function encodeRoundBody(header: RoundHeader, segments: Buffer[]): Buffer {

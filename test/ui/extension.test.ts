@@ -180,6 +180,9 @@ describe('extension in real VS Code (code-server)', function () {
     const panel = wb.webview('Server');
     await panel.locator('[data-test=downtime]').waitFor({ timeout: 600_000 });
     assert.match(await panel.locator('[data-test=status]').innerText(), /ACTIVE/);
+    // 18.4: how written pages were found, and the RAM pages each round sent.
+    assert.match(await panel.locator('[data-test=tracking]').innerText(), /QEMU migration/);
+    assert.match(await panel.locator('[data-test=round-pages]').innerText(), /RAM pages sent per round: (\d+ · )*\d+ \(VM paused\)/);
     // 17.6: the new address is said (the old forwarded port died with the source VM).
     await wb.notification(/sample-backend moved to edge2 .*answers at http:\/\/127\.0\.0\.1:\d+\/ now/).waitFor({ timeout: 60_000 });
     const moved = await panel.locator('[data-test=urls]').innerText();

@@ -77,6 +77,10 @@ describe('extension panel state', () => {
     const failed = serverEnded(s, { status: 'ERROR', error: 'destination lacks base' }, { status: 'ACTIVE' });
     assert.equal(failed.error, 'destination lacks base');
     assert.deepEqual(handoffResult({ handoff: { downtimeMs: 5, totalMs: 9, bytesSent: 1 } }), { downtimeMs: 5, totalMs: 9, bytesSent: 1, destServerId: undefined });
+    // Issue 18.4: the tracking method and the RAM pages per round come from the report; junk is dropped.
+    const tracked = serverEnded(s, { status: 'DONE', result: { downtime_ms: 90, tracking: 'full-compare', tracking_fallback: 'CLOUDLET_HANDOFF_TRACKER=compare', round_pages: [900, 40, 3] } }, { status: 'ACTIVE' });
+    assert.deepEqual([tracked.tracking, tracked.trackingFallback, tracked.roundPages], ['full-compare', 'CLOUDLET_HANDOFF_TRACKER=compare', [900, 40, 3]]);
+    assert.equal(handoffResult({ round_pages: [1, 'x'] }).roundPages, undefined);
     assert.equal(handoffResult({ downtime_s: 0.5 }).downtimeMs, 500);
   });
 });
