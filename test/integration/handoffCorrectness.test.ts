@@ -60,7 +60,7 @@ function consoleRun(sock: string, cmd: string, marker: string, timeoutMs = 180_0
 // i % 256 of /tmp/pat/ram (tmpfs: guest RAM), appends i to /srv/www/writes.log (virtual disk),
 // then records i in /tmp/pat/last. The pattern of step i is staged in a file first: dd from a pipe
 // may write a short block.
-const WRITER = 'mkdir -p /tmp/pat && rm -f /tmp/pat/* /srv/www/writes.log && dd if=/dev/zero of=/tmp/pat/ram bs=65536 count=256 2>/dev/null && '
+const WRITER = 'mkdir -p /tmp/pat; rm -f /tmp/pat/* /srv/www/writes.log; dd if=/dev/zero of=/tmp/pat/ram bs=65536 count=256 2>/dev/null; '
   + '( i=0; while :; do i=$((i+1)); v=$(printf %010d $i); printf "%-4095s\\n" $v $v $v $v $v $v $v $v $v $v $v $v $v $v $v $v > /tmp/pat/step; '
   + 'dd if=/tmp/pat/step of=/tmp/pat/ram bs=65536 seek=$((i%256)) count=1 conv=notrunc 2>/dev/null; echo $v >> /srv/www/writes.log; echo $i > /tmp/pat/last; done ) '
   + '>/dev/null 2>&1 & echo $! > /tmp/pat/pid; echo WRITER$((40+2))UP';
