@@ -1,7 +1,8 @@
 /**
- * Issue 12.4: the whole flow on the Debian 12 base (systemd, 1 GiB; cached in .cache/debian-base,
- * built once per machine by scripts/setup.sh), as a user runs it with the `cloudlet` CLI and real
- * QEMU: sandbox resume (the booted guest goes on), its terminal (exec and the serial console),
+ * Issue 12.4: the whole flow on the Debian 12 base (systemd, 1 GiB; built with `--package python3`
+ * so the build installs Flask, not Python: cached in .cache/debian-py3, built once per
+ * machine by scripts/setup.sh), as a user runs it with the `cloudlet` CLI and real QEMU: sandbox
+ * resume (the booted guest goes on), its terminal (exec and the serial console),
  * `cloudlet build` of a Flask back-end installed offline from .deb files copied in, the overlay,
  * publish to the reference OCI registry, synthesis from oci:// on a daemon on 127.0.0.2 with Flask
  * answering over HTTP, handoff to 127.0.0.3 with the hit counter held in Flask's memory going on,
@@ -51,12 +52,12 @@ describe('the whole flow on the Debian 12 base (CLI, real QEMU, registry, two da
   };
 
   before(async () => {
-    th = await tempHome({ base: 'debian' });
+    th = await tempHome({ base: 'debian-python3' });
     workspace = path.join(th.home, 'flask-backend');
     await flaskWorkspace(workspace);
     reg = await startRegistry();
-    a = await startDaemon({ ip: '127.0.0.2', withDebianBase: true });
-    b = await startDaemon({ ip: '127.0.0.3', withDebianBase: true });
+    a = await startDaemon({ ip: '127.0.0.2', withDebianBase: 'python3' });
+    b = await startDaemon({ ip: '127.0.0.3', withDebianBase: 'python3' });
   });
   after(async () => {
     process.stderr.write(`debian flow timings (ms): ${JSON.stringify(timings)}\n`);
