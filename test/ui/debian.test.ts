@@ -1,0 +1,101 @@
+/**
+ * Issue 12.4 in real VS Code (code-server), no mocks: the local daemon holds the Debian 12 base
+ * with python3 (debian-12-python3, cached, built once per machine by scripts/setup.sh), the Flask workspace (test/fixtures/
+ * flask-backend with its .deb files) is built from the editor into an overlay, and "Synthesize on
+ * Cloudlet..." sends it to a second daemon (127.0.0.2) holding the same base: the Server panel
+ * reaches ACTIVE and Flask answers over HTTP on the server's forwarded port, its hit counter going on.
+ */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import type { Browser } from 'playwright-core';
+import { Workbench, ensureVsix, freePort, launchBrowser, installedDaemonSettings, useInstalledCli, startCodeServer, stepFlow, until, type CodeServer } from './harness';
+import { installDebianBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
+import { FLASK_PORT, FLASK_TEXT, flaskWorkspace } from '../integration/fixtures/flaskBackend';
+import { httpGet } from '../integration/fixtures/sampleOverlay';
+import { DEBIAN_VARIANTS } from '../integration/fixtures/testBase';
+import { CloudletClient } from '../../sandbox/client';
+
+describe('the Debian 12 base in real VS Code: build the Flask back-end, synthesize it on a cloudlet', function () {
+  let cs: CodeServer;
+  let browser: Browser;
+  let wb: Workbench;
+  let localData: string;
+  let workspace: string;
+  let edge1: TestDaemon;
+  const screenshots: string[] = [];
+  const shot = async (name: string) => { screenshots.push(await wb.shot(`debian-${name}`)); };
+
+  before(async function () {
+    this.timeout(1_800_000);
+    const vsix = ensureVsix();
+    const cli = await useInstalledCli();
+    localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-deb-local-'));
+    await installDebianBase(localData, 'python3');
+    workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-deb-ws-'));
+    await flaskWorkspace(path.join(workspace, 'flask-backend'));
+    edge1 = await startDaemon({ ip: '127.0.0.2', withDebianBase: 'python3' });
+    cs = await startCodeServer({ workspace: path.join(workspace, 'flask-backend'), vsix, settings: installedDaemonSettings(cli, await freePort(), localData) });
+    browser = await launchBrowser();
+    wb = await Workbench.open(browser, cs);
+  });
+
+  after(async function () {
+    this.timeout(120_000);
+    await browser?.close().catch(() => {});
+    await cs?.stop().catch(() => {});
+    if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
+    await edge1?.stop().catch(() => {});
+    if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
+    if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
+  });
+
+  stepFlow('debian', () => ({ wb, cs }), async () => {
+    await wb?.command('Notifications: Show Notifications').catch(() => {});
+  });
+
+  it('the Sandbox view lists the Debian base; building the workspace installs Flask from its .deb files: the Overlay panel is Ready', async () => {
+    await wb.openCloudlets();
+    await wb.treeRow('Sandbox', DEBIAN_VARIANTS.python3.name).waitFor({ timeout: 120_000 });
+    await wb.command('Cloudlet: Build Overlay from Workspace (cloudlet.yaml)');
+    const panel = wb.webview('Overlay');
+    await panel.locator('[data-test=chart]').waitFor({ timeout: 1_200_000 });
+    assert.match(await panel.locator('[data-test=status]').innerText(), /Ready/);
+    await wb.treeRow('Overlays', 'flask-backend').waitFor({ timeout: 60_000 });
+    await wb.closeBottomPanel();
+    await shot('overlay-built');
+  });
+
+  it('"Synthesize on Cloudlet..." sends it to 127.0.0.2: the Server panel reaches ACTIVE and Flask answers over HTTP', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Add Cloudlet...');
+    await wb.answer(edge1.url);
+    await wb.answer('edge1');
+    await wb.answer('alice@demo');
+    await wb.answer(TEST_USERS.alice);
+    await wb.notification(/Cloudlet edge1 added/).waitFor({ timeout: 60_000 });
+    await wb.command('Cloudlet: Synthesize on Cloudlet...');
+    const panel = wb.webview('Server');
+    await panel.locator('[data-test=timeline]').waitFor({ timeout: 600_000 });
+    await until('the server to be ACTIVE', async () => (await panel.locator('[data-test=status]').innerText().catch(() => '')) === 'ACTIVE', 900_000);
+    await wb.treeRow('Cloudlets', 'flask-backend').waitFor({ timeout: 60_000 });
+    // The panel's address is Flask's forwarded port: what Open in Browser would open answers.
+    const urls = await panel.locator('[data-test=urls]').innerText();
+    const shown = /http:\/\/(127\.0\.0\.1:\d+)\//.exec(urls);
+    assert.ok(shown, `the Server panel shows the back-end's address: ${urls}`);
+    assert.match((await httpGet(shown[1], '/', 60_000)).body, new RegExp(FLASK_TEXT));
+    const alice = await CloudletClient.login({ authUrl: edge1.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
+    const s = (await alice.listServers()).find((x) => x.name === 'flask-backend');
+    assert.ok(s, 'the server is on edge1');
+    assert.equal(s.status, 'ACTIVE');
+    const at = (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)[String(FLASK_PORT)];
+    assert.ok(at, JSON.stringify(s['OS-EXT-CLOUDLET:ports']));
+    const a = JSON.parse((await httpGet(at, '/counter', 60_000)).body) as { hits: number; pid: number };
+    const b = JSON.parse((await httpGet(at, '/counter', 60_000)).body) as { hits: number; pid: number };
+    assert.equal(b.hits, a.hits + 1);
+    assert.equal(b.pid, a.pid);
+    await wb.closeBottomPanel();
+    await shot('synthesized-on-edge1');
+  });
+});
