@@ -11,6 +11,7 @@ import { OverlayReader } from '../overlay/overlayReader';
 import { createSandboxOverlay, synthesize } from '../overlay/sandboxOverlay';
 import { createLogger } from '../common/log';
 import { tail } from './consoleHub';
+import { watchListing } from '../base/storeWatch';
 
 function vmInfo(s: SandboxInfo): VmInfo {
   const state = s.status === 'running' || s.status === 'starting' ? 'running' : s.status === 'paused' ? 'paused' : s.status === 'stopped' ? 'stopped' : 'missing';
@@ -22,6 +23,10 @@ export function createVmBackend(dataDir: string, manager = new SandboxManager({ 
   return {
     manager,
     hasBase: (id) => /^[0-9a-f]{64}$/.test(id) && has(id),
+    watchBases(onChange) {
+      const w = watchListing(manager.bases.paths.bases, onChange, { debounceMs: 300, rescanMs: Number(process.env.CLOUDLET_BASE_RESCAN_MS) || 10_000 });
+      return () => w.close();
+    },
     bases: () => manager.bases.list().map((b) => ({
       baseId: b.id, name: b.name, ramBytes: b.manifest.vm.ramBytes,
       diskBytes: fs.existsSync(b.disk) ? fs.statSync(b.disk).size : 0,

@@ -47,4 +47,6 @@ export interface VmBackend {
   adopt(): Promise<VmInfo[]>;
   /** Import an exported base bundle file; returns its base ID. */
   importBase?(file: string, progress: ProgressSink): Promise<string>;
+  /** Calls `onChange` when bases arrive or leave by any way (another process included); returns the stop. */
+  watchBases?(onChange: () => void): () => void;
 }

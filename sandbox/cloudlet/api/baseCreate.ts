@@ -20,6 +20,7 @@ import * as path from 'path';
 import type { FastifyInstance } from 'fastify';
 import type { DaemonContext, JobHandle } from '../context';
 import type { ImageStore } from '../imageStore';
+import { advertiseBase } from '../baseImages';
 import { CloudletError, isCloudletError } from '../../common/errors';
 import type { Admission, AdmissionSlot } from '../servers/admission';
 import { checkBaseName, createBaseFrom, type BaseCommon, type BaseSource } from '../../base/sources';
@@ -119,15 +120,14 @@ function holdVmPlace(admission: Admission, name: string): AdmissionSlot {
 }
 
 export function baseCreateRoute(app: FastifyInstance, ctx: DaemonContext, o: { bases: BaseStore; images: ImageStore; admission: () => Admission }): void {
-  /** The job: the base, then its public base image (advertised like those found at start, compute.ts). */
+  /** The job: the base, then its public base image (baseImages.ts). */
   const create = async (job: JobHandle, src: BaseSource, common: Common) => {
     const b = await createBaseFrom(o.bases, src, { ...common, onProgress: (e) => job.progress(e), signal: job.signal });
+    // The bases folder's watcher (baseImages.ts) may have advertised it already.
     let img = o.images.basesWithId(b.id)[0];
     if (!img) {
-      img = o.images.create('admin', { name: b.name, visibility: 'public', disk_format: 'raw', container_format: 'bare', is_cloudlet: 'True',
-        cloudlet_type: 'cloudlet_base_disk', base_sha256_uuid: b.id, min_ram: Math.ceil(b.manifest.vm.ramBytes / 1048576) });
-      o.images.setStatus(img.id, 'active');
-      ctx.events.publish('images', { id: img.id, project_id: 'admin', change: 'active' });
+      img = advertiseBase(o.images, { baseId: b.id, name: b.name, ramBytes: b.manifest.vm.ramBytes });
+      ctx.events.publish('images', { id: img.id, project_id: img.owner, visibility: 'public', change: 'active' });
     }
     return { base_id: b.id, name: b.name, image_id: img.id, ready_after_ms: b.manifest.readiness.readyAfterMs, origin: b.manifest.origin };
   };

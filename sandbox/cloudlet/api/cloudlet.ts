@@ -67,9 +67,11 @@ export function cloudletModule(jobs: JobRegistry, events: LocalEventBus): ApiMod
         const a = ctx.auth(req);
         const sse = openSse(req, reply, { expiresAt: a.expiresAt, stillValid: () => ctx.stillValid(a) });
         const unsubscribe = events.subscribe((e) => {
-          // Events of no project (hardware inventory, anything unowned) go to admins only.
+          // Events of no project (hardware inventory, anything unowned) go to admins only; a public
+          // image's (a base) to everyone, who all see it.
           const owner = e.data.project_id;
-          if (!a.isAdmin && (owner === undefined || owner === null || owner !== a.projectId)) return;
+          const forAll = e.topic === 'images' && e.data.visibility === 'public';
+          if (!a.isAdmin && !forAll && (owner === undefined || owner === null || owner !== a.projectId)) return;
           sse.send('change', e);
         });
         await sse.closed;

@@ -18,7 +18,7 @@ import type { AddressPolicy } from '../../common/addressPolicy';
 import type { HandoffService } from '../servers/serverHandoff';
 import { Admission } from '../servers/admission';
 import { ServerLifecycle } from '../servers/serverLifecycle';
-import { advertiseBases } from '../servers/serverRecovery';
+import { syncBaseImages } from '../baseImages';
 import { flavorRoutes, versionRoutes } from './computeFlavors';
 import { serverRoutes } from './computeServers';
 import { metadataRoutes } from './computeMetadata';
@@ -40,6 +40,7 @@ export type ComputeModule = ApiModule & { readonly admission: Admission };
 export function computeModule(opts: ComputeOptions): ComputeModule {
   let lifecycle: ServerLifecycle;
   let images: ImageStore;
+  let stopWatchingBases: (() => void) | undefined;
   const backend = opts.backend;
 
   return {
@@ -67,11 +68,17 @@ export function computeModule(opts: ComputeOptions): ComputeModule {
       lifecycle.handoff?.routes(app, base);
     },
     rootRoutes: computeRootRoutes,
-    async start() {
+    async start(ctx: DaemonContext) {
       images.recover();
-      advertiseBases(images, backend);
+      syncBaseImages(images, backend);
+      // Bases added or removed outside the API (the CLI on this data folder) show up without a restart.
+      stopWatchingBases = backend.watchBases?.(() => {
+        for (const c of syncBaseImages(images, backend)) {
+          ctx.events.publish('images', { id: c.image.id, project_id: c.image.owner, visibility: c.image.visibility, change: c.change });
+        }
+      });
       await lifecycle.reconcile();
     },
-    async stop() { await lifecycle.handoff?.stop(); (backend as { manager?: { close(): void } }).manager?.close(); },
+    async stop() { stopWatchingBases?.(); await lifecycle.handoff?.stop(); (backend as { manager?: { close(): void } }).manager?.close(); },
   };
 }

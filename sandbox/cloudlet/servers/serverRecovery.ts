@@ -6,22 +6,11 @@
 import type { DaemonContext } from '../context';
 import type { ServerRow, ServerStore } from '../serverStore';
 import type { VmBackend, VmInfo } from '../vmBackend';
-import type { ImageStore } from '../imageStore';
 import type { HandoffService } from './serverHandoff';
 import { describeError } from '../../common/errors';
 
 /** What reconciling needs (a part of the lifecycle's dependencies). */
 export interface RecoveryDeps { ctx: DaemonContext; backend: VmBackend; servers: ServerStore }
-
-/** Bases held by the VM layer are advertised as public base images (one per base ID). */
-export function advertiseBases(images: ImageStore, backend: VmBackend): void {
-  for (const b of backend.bases()) {
-    if (images.basesWithId(b.baseId).length) continue;
-    const img = images.create('admin', { name: b.name, visibility: 'public', disk_format: 'raw', container_format: 'bare', is_cloudlet: 'True',
-      cloudlet_type: 'cloudlet_base_disk', base_sha256_uuid: b.baseId, min_ram: Math.ceil(b.ramBytes / 1048576) });
-    images.setStatus(img.id, 'active');
-  }
-}
 
 export async function reconcileAfterRestart(d: RecoveryDeps, handoff: HandoffService | undefined): Promise<void> {
   const { backend, servers } = d;
