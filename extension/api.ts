@@ -107,6 +107,8 @@ export interface CloudletSession {
   regions?(): string[];
   /** The same login, in one region of the fleet (no new login: the user's own token). */
   inRegion?(region: string): CloudletSession;
+  /** The compute endpoint this session's servers run behind (a fleet region's host, not the Keystone's). */
+  computeEndpoint?(): string;
   listImages(signal?: AbortSignal): Promise<ImageInfo[]>;
   listServers(signal?: AbortSignal): Promise<ServerInfo[]>;
   getServer(id: string, signal?: AbortSignal): Promise<ServerInfo>;

@@ -63,6 +63,7 @@ class ClientSession implements CloudletSession {
   }
   regions(): string[] { const r = this.c.regions(); return r.length > 1 ? r : []; }
   inRegion(region: string): CloudletSession { return new ClientSession(this.endpoint, this.c.inRegion(region)); }
+  computeEndpoint(): string { return this.c.endpoint('compute'); }
   /** The client itself, for sandbox/client helpers that take one (nearest cloudlet). */
   get client(): CloudletClient { return this.c; }
 

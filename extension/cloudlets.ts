@@ -87,6 +87,8 @@ export function credentialsOf(c: CloudletConfig, secret: string): Credentials {
 
 export class Cloudlets {
   private sessions = new Map<string, Promise<CloudletSession>>();
+  /** A fleet region's compute endpoint, noted at its first session: where its servers' ports are. */
+  private regionEndpoints = new Map<string, string>();
 
   constructor(
     private readonly connector: Connector,
@@ -109,6 +111,14 @@ export class Cloudlets {
   /** A configured login by its name, or by the name of one of its regions (LOGIN/REGION). */
   find(name: string): CloudletConfig | undefined {
     return this.config.list().find((c) => c.name === name) ?? this.list().find((c) => c.name === name);
+  }
+
+  /**
+   * The URL whose host a cloudlet's servers answer on (forwarded ports bound to a wildcard address):
+   * its own URL, or for a fleet region its compute endpoint (the Keystone's host is not the region's).
+   */
+  hostUrl(name: string): string | undefined {
+    return this.regionEndpoints.get(name) ?? this.find(name)?.url;
   }
 
   /** The login a cloudlet name belongs to (a region's fleet login, or itself). */
@@ -187,7 +197,10 @@ export class Cloudlets {
     if (c.fleet && c.region) {
       const fleet = await this.session(c.fleet);
       if (!fleet.inRegion) throw new CloudletError('BadInput', `${c.fleet} is not a fleet login`);
-      return fleet.inRegion(c.region);
+      const s = fleet.inRegion(c.region);
+      const compute = (() => { try { return s.computeEndpoint?.(); } catch { return undefined; } })();
+      if (compute) this.regionEndpoints.set(name, compute);
+      return s;
     }
     // An expired token lands here again (forget() after a 401): the stored secret logs in anew.
     const secret = await this.secrets.get(secretKey(name));

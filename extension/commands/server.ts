@@ -25,7 +25,7 @@ async function targetServer(ext: Ext, node: unknown, placeHolder: string, filter
 
 /** The URLs a server's back-end answers at (its forwarded ports, on its cloudlet's host). */
 export function urlsOf(ext: Ext, cloudlet: string, server: ServerInfo): string[] {
-  return serverUrls(server, cloudlet === LOCAL ? ext.localDaemon.url : ext.cloudlets.find(cloudlet)?.url);
+  return serverUrls(server, cloudlet === LOCAL ? ext.localDaemon.url : ext.cloudlets.hostUrl(cloudlet));
 }
 
 async function pickUrl(ext: Ext, node: unknown): Promise<{ url: string; server: ServerInfo; cloudlet: string }> {

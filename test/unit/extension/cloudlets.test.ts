@@ -59,7 +59,7 @@ describe('extension cloudlet list and sessions', () => {
     let logins = 0;
     const regionOf = new Map<CloudletSession, string>();
     const fleet = { endpoint: 'http://127.0.0.1:5000/v3', regions: () => ['edge2', 'edge1'],
-      inRegion: (r: string) => { const x = { endpoint: fleet.endpoint } as unknown as CloudletSession; regionOf.set(x, r); return x; } } as unknown as CloudletSession;
+      inRegion: (r: string) => { const x = { endpoint: fleet.endpoint, computeEndpoint: () => `http://${r}.example:8774/compute/v2.1` } as unknown as CloudletSession; regionOf.set(x, r); return x; } } as unknown as CloudletSession;
     const m = new Cloudlets(async () => { logins++; return fleet; }, { list: () => list, save: async (l) => { list = l; } },
       { get: async () => 'pw', store: async () => {}, delete: async () => {} }, { url: async () => '', credentials: () => undefined }, () => {});
     await m.add({ name: 'fleet', url: 'http://127.0.0.1:5000/v3', username: 'alice', project: 'demo' }, 'pw');
@@ -74,6 +74,9 @@ describe('extension cloudlet list and sessions', () => {
     assert.equal(regionOf.get(e2), 'edge2');
     assert.equal(regionOf.get(e1), 'edge1');
     assert.equal(logins, 2, 'one login for both regions');
+    // A region's servers answer on the region's host, not the Keystone's (wildcard-bound forwards).
+    assert.equal(m.hostUrl('fleet/edge2'), 'http://edge2.example:8774/compute/v2.1');
+    assert.equal(m.hostUrl('fleet'), 'http://127.0.0.1:5000/v3');
     await m.pin('fleet/edge1', 'keystone:5000', 'AB');
     assert.deepEqual(list[0].pins, { 'keystone:5000': 'AB' }, 'a pin goes to the fleet login');
     await m.remove('fleet/edge2');
