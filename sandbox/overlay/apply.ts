@@ -63,14 +63,18 @@ export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, c
   if (declared > LIMITS.segmentRawBytes || declared !== entry.rawSize) {
     throw new CloudletError('Corrupt', `segment ${entry.digest} would decompress to ${declared} bytes (manifest: ${entry.rawSize}, limit ${LIMITS.segmentRawBytes}); refused as a possible decompression bomb`);
   }
-  let raw: Buffer;
+  let raw: Buffer, rawDigest: string;
   try {
-    raw = await compressor.decompress(buf);
+    ({ data: raw, rawDigest } = await compressor.decompressNamed(buf));
   } catch (e) {
     throw new CloudletError('Corrupt', `segment ${entry.digest} does not decompress: ${(e as Error).message}`);
   }
   if (raw.length !== entry.rawSize) {
     throw new CloudletError('Corrupt', `segment ${entry.digest} decompressed to ${raw.length} bytes, the manifest says ${entry.rawSize}; refused`);
+  }
+  // The content name the overlay ID covers (the compressed name alone is not in the ID).
+  if (entry.rawDigest !== undefined && entry.rawDigest !== rawDigest) {
+    throw new CloudletError('Corrupt', `segment ${entry.digest} decompresses to content ${rawDigest}, the manifest says ${entry.rawDigest}; refused`);
   }
   return raw;
 }

@@ -84,6 +84,8 @@ export interface SegmentEntry {
   target?: Target;                      // for kind "chunks"
   size: number;                         // compressed bytes
   rawSize: number;                      // decompressed bytes
+  /** "sha256:<hex>" of the decompressed bytes: names the content whatever the compression (overlay ID). */
+  rawDigest?: string;
   records?: number;                     // for kind "chunks"
   chunks?: Array<[number, number]>;     // for kind "chunks": [first index, count] runs, ascending
 }
@@ -140,9 +142,28 @@ export function segmentName(compressed: Uint8Array): string {
   return `sha256:${sha256Hex(compressed)}`;
 }
 
-/** The overlay ID: SHA-256 of the canonical manifest bytes. */
-export function overlayIdOf(manifestBytes: Uint8Array): string {
-  return sha256Hex(manifestBytes);
+/**
+ * The overlay ID names the content, not its compression. When every segment carries `rawDigest`
+ * (every overlay written since issue 13): SHA-256 of "cloudlet-overlay-content/1\n" + the canonical
+ * JSON of the manifest without what compression decides (`compression`, each segment's `digest`
+ * and `size`, each breakdown's `compressedBytes`). A build-profile overlay and its wire-profile
+ * re-compression therefore have the same ID. Older manifests (no rawDigest): SHA-256 of the
+ * manifest bytes, as before.
+ */
+export function overlayIdOf(manifest: OverlayManifest, manifestBytes: Uint8Array): string {
+  if (!manifest.segments.length || !manifest.segments.every((s) => typeof s.rawDigest === 'string')) return sha256Hex(manifestBytes);
+  return sha256Hex(`cloudlet-overlay-content/1\n${canonicalJson(contentView(manifest))}`);
+}
+
+/** The manifest without its compression-dependent fields (what the overlay ID hashes). */
+export function contentView(m: OverlayManifest): Record<string, unknown> {
+  const { compression: _c, segments, breakdown, ...rest } = m;
+  const noCompressed = ({ compressedBytes: _b, ...t }: TargetBreakdown) => t;
+  return {
+    ...rest,
+    segments: segments.map(({ digest: _d, size: _s, ...seg }) => seg),
+    breakdown: { ram: noCompressed(breakdown.ram), disk: noCompressed(breakdown.disk), deviceStateBytes: breakdown.deviceStateBytes },
+  };
 }
 
 export function encodeContainerHeader(manifestBytes: Uint8Array): Buffer {
@@ -305,6 +326,7 @@ export function checkSegmentEntries(segments: unknown[], chunkLimit: Record<Targ
     if (typeof s !== 'object' || s === null) throw bad(`segment ${i} is not an object`);
     const seg = s as Record<string, unknown>;
     checkName(`segment ${i} digest`, seg.digest, SEGMENT_DIGEST, what);
+    if (seg.rawDigest !== undefined) checkName(`segment ${i} rawDigest`, seg.rawDigest, SEGMENT_DIGEST, what);
     if (names.has(seg.digest as string)) throw bad(`segment ${seg.digest} is listed twice`);
     names.add(seg.digest as string);
     if (!isInt(seg.size, 1, LIMITS.segmentBytes)) throw bad(`segment ${seg.digest} size ${JSON.stringify(seg.size)} is outside 1..${LIMITS.segmentBytes}`);

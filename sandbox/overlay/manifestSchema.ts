@@ -66,13 +66,14 @@ export function segmentEntrySchema(): Record<string, unknown> {
         target: { enum: TARGETS },
         size: { type: 'integer', minimum: 1, maximum: LIMITS.segmentBytes },
         rawSize: uint(LIMITS.segmentRawBytes),
+        rawDigest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' },
         records: { type: 'integer', minimum: 1, maximum: SEGMENT_MAX_RECORDS },
         chunks: {
           type: 'array', minItems: 1, maxItems: SEGMENT_MAX_RECORDS,
           // [first chunk index, count]
           items: { type: 'array', minItems: 2, maxItems: 2, items: [uint(2 ** 32 - 1), { type: 'integer', minimum: 1, maximum: SEGMENT_MAX_RECORDS }] },
         },
-      }, ['target', 'records', 'chunks']),
+      }, ['target', 'records', 'chunks', 'rawDigest']),
       // Chunk segments say which image and which chunks; the device state says neither.
       {
         type: 'object',

@@ -25,7 +25,8 @@ export function parseManifest(bytes: Buffer): { manifest: OverlayManifest; overl
   } catch (e) {
     throw new CloudletError('Corrupt', `overlay manifest is not valid JSON (${(e as Error).message}); the file is damaged or truncated`);
   }
-  return { manifest: validateManifest(raw), overlayId: overlayIdOf(bytes) };
+  const manifest = validateManifest(raw);
+  return { manifest, overlayId: overlayIdOf(manifest, bytes) };
 }
 
 /** Where each segment sits in a container whose manifest is `manifestLength` bytes. */

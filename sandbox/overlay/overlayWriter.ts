@@ -116,12 +116,12 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
     const segments: SegmentEntry[] = [];
     const breakdown: Record<Target, TargetBreakdown> = { ram: emptyBreakdown(), disk: emptyBreakdown() };
     // Compression runs on the workers while the scan continues; results are written in segment order.
-    const queue: Array<{ entry: SegmentEntry; b: TargetBreakdown; job: Promise<{ data: Buffer; digest: string }> }> = [];
+    const queue: Array<{ entry: SegmentEntry; b: TargetBreakdown; job: Promise<{ data: Buffer; digest: string; rawDigest: string }> }> = [];
     const maxInflight = compressor.threads * 2 + 1;
     const writeOldest = async () => {
       const { entry, b, job } = queue.shift()!;
       const c = await job;
-      entry.digest = c.digest; entry.size = c.data.length;
+      entry.digest = c.digest; entry.size = c.data.length; entry.rawDigest = c.rawDigest;
       b.compressedBytes += c.data.length;
       fs.writeSync(segFd, c.data);
     };
@@ -185,7 +185,7 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
     // One small segment needed before anything else at resume: worth zstd's strongest setting
     // (about 0.1 s for a typical 0.7 MB state).
     const ds = await compressor.compress(deviceState, Math.max(level, DEVICE_STATE_LEVEL));
-    const dsEntry: SegmentEntry = { digest: ds.digest, kind: 'device-state', size: ds.data.length, rawSize: deviceState.length };
+    const dsEntry: SegmentEntry = { digest: ds.digest, kind: 'device-state', size: ds.data.length, rawSize: deviceState.length, rawDigest: ds.rawDigest };
     while (queue.length) await writeOldest();
     fs.writeSync(segFd, ds.data);
     segments.push(dsEntry);
@@ -199,7 +199,7 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
     // Two segments with the same bytes would share a name; the format lists each name once.
     dedupeSegmentNames(manifest);
     const manifestBytes = Buffer.from(canonicalJson(manifest), 'utf8');
-    const overlayId = overlayIdOf(manifestBytes);
+    const overlayId = overlayIdOf(manifest, manifestBytes);
     throwIfCancelled(opts.signal);
     progress({ phase: 'write', message: 'writing the overlay file' });
     const outFd = fs.openSync(outTmp, 'w'); fds.push(outFd);

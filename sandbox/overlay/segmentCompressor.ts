@@ -46,10 +46,12 @@ parentPort.on('message', (job) => {
       if (level !== job.level) { cmp.setParameters({ compressionLevel: job.level, contentSizeFlag: true, checksumFlag: false }); level = job.level; }
       const out = transferable(cmp.compress(input));
       const digest = createHash('sha256').update(out).digest('hex');
-      parentPort.postMessage({ id: job.id, data: out, digest }, [out.buffer]);
+      const rawDigest = createHash('sha256').update(input).digest('hex');
+      parentPort.postMessage({ id: job.id, data: out, digest, rawDigest }, [out.buffer]);
     } else {
       const out = transferable(dec.decompress(input));
-      parentPort.postMessage({ id: job.id, data: out }, [out.buffer]);
+      const rawDigest = createHash('sha256').update(out).digest('hex');
+      parentPort.postMessage({ id: job.id, data: out, rawDigest }, [out.buffer]);
     }
   } catch (e) {
     parentPort.postMessage({ id: job.id, error: String(e && e.message || e) });
@@ -57,9 +59,11 @@ parentPort.on('message', (job) => {
 });
 `;
 
-interface Pending { resolve: (v: { data: Buffer; digest?: string }) => void; reject: (e: Error) => void }
+interface Result { data: Buffer; digest?: string; rawDigest?: string }
+interface Pending { resolve: (v: Result) => void; reject: (e: Error) => void }
 
-export interface CompressedSegment { data: Buffer; digest: string }
+/** Compressed bytes, their name, and the name of the bytes before compression (both "sha256:<hex>"). */
+export interface CompressedSegment { data: Buffer; digest: string; rawDigest: string }
 
 export class SegmentCompressor {
   private readonly workers: Worker[] = [];
@@ -72,14 +76,14 @@ export class SegmentCompressor {
     const zstdPath = require.resolve('zstd-napi');
     for (let i = 0; i < threads; i++) {
       const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstdPath } });
-      w.on('message', (m: { id: number; data?: Uint8Array; digest?: string; error?: string }) => {
+      w.on('message', (m: { id: number; data?: Uint8Array; digest?: string; rawDigest?: string; error?: string }) => {
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
         // Idle workers do not keep the process alive; busy ones do.
         if (--this.busy[i] === 0) w.unref();
         if (m.error !== undefined) p.reject(new CloudletError('Corrupt', `zstd: ${m.error}`));
-        else p.resolve({ data: Buffer.from(m.data!.buffer, m.data!.byteOffset, m.data!.byteLength), digest: m.digest });
+        else p.resolve({ data: Buffer.from(m.data!.buffer, m.data!.byteOffset, m.data!.byteLength), digest: m.digest, rawDigest: m.rawDigest });
       });
       w.on('error', (e) => { for (const p of this.pending.values()) p.reject(e); this.pending.clear(); });
       w.unref();
@@ -90,7 +94,7 @@ export class SegmentCompressor {
 
   get threads(): number { return this.workers.length; }
 
-  private run(op: 'compress' | 'decompress' | 'hash', data: Buffer | undefined, level = 0, extra: Record<string, unknown> = {}): Promise<{ data: Buffer; digest?: string }> {
+  private run(op: 'compress' | 'decompress' | 'hash', data: Buffer | undefined, level = 0, extra: Record<string, unknown> = {}): Promise<Result> {
     if (this.closed) return Promise.reject(new CloudletError('Internal', 'segment compressor is closed'));
     let best = 0;
     for (let i = 1; i < this.workers.length; i++) if (this.busy[i] < this.busy[best]) best = i;
@@ -106,12 +110,18 @@ export class SegmentCompressor {
   /** zstd at `level`, content size in the frame header; returns bytes and their SHA-256 name. */
   async compress(data: Buffer, level: number): Promise<CompressedSegment> {
     const r = await this.run('compress', data, level);
-    return { data: r.data, digest: `sha256:${r.digest}` };
+    return { data: r.data, digest: `sha256:${r.digest}`, rawDigest: `sha256:${r.rawDigest}` };
   }
 
   /** Decompresses one frame. Callers check the frame's declared size first (see checkFrameSize). */
   async decompress(data: Buffer): Promise<Buffer> {
     return (await this.run('decompress', data)).data;
+  }
+
+  /** Decompresses one frame; also the SHA-256 name of the result, computed on the worker. */
+  async decompressNamed(data: Buffer): Promise<{ data: Buffer; rawDigest: string }> {
+    const r = await this.run('decompress', data);
+    return { data: r.data, rawDigest: `sha256:${r.rawDigest}` };
   }
 
   /**

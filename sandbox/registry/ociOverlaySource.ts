@@ -4,11 +4,10 @@
  * segments as a SegmentSource: fetched in parallel, each digest verified while it streams, cached
  * by digest. This is what synthesis uses for `oci://` overlay URLs.
  */
-import * as crypto from 'crypto';
 import * as path from 'path';
 import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, ProgressSink } from '../common/progress';
-import { OverlayManifest } from '../overlay/format';
+import { OverlayManifest, overlayIdOf } from '../overlay/format';
 import type { SegmentSource } from '../overlay/overlayReader';
 import { BlobCache, defaultBlobCacheDir } from './blobCache';
 import { Credentials } from './credentials';
@@ -140,7 +139,10 @@ export async function openOverlayFromOci(refText: string, opts: OciOverlayOption
     if (artifact.baseId && artifact.baseId !== manifest.baseId) {
       throw new CloudletError('Corrupt', `${what}: the base ID annotation (${artifact.baseId}) differs from the overlay manifest's (${manifest.baseId})`);
     }
-    const overlayId = crypto.createHash('sha256').update(manifestBytes).digest('hex');
+    const overlayId = overlayIdOf(manifest, manifestBytes);
+    if (overlayId !== artifact.overlayId) {
+      throw new CloudletError('Corrupt', `${what}: the overlay manifest's ID is ${overlayId}, the artifact says ${artifact.overlayId}`);
+    }
     const source = new RegistrySegmentSource(client, ref, artifact.layers, cache, opts.progress ?? noProgress, opts.concurrency ?? 4);
     const digests = artifact.layers.map((l) => l.digest);
     return {

@@ -1,6 +1,8 @@
 /**
  * The OCI form of an overlay: an image manifest (1.1) with artifactType, the overlay manifest as the
- * config blob (its digest is the overlay ID) and one layer per segment, in the overlay's order.
+ * config blob and one layer per segment, in the overlay's order. The overlay ID (which names the
+ * content, not the compression: sandbox/overlay/format.ts overlayIdOf) is an annotation; for
+ * overlays written before issue 13 it equals the config digest.
  * `readOverlayArtifact` is the gate on the pull side: anything else (a container image, an index,
  * a foreign artifact) is refused with a message that says what it is.
  */
@@ -19,7 +21,7 @@ export interface Descriptor {
 }
 
 export interface OverlayArtifact {
-  configDigest: string;    // sha256:<overlayId>
+  configDigest: string;    // sha256 of the overlay manifest bytes
   configSize: number;
   overlayId: string;
   baseId: string;
@@ -31,13 +33,13 @@ export function segmentTitle(overlayId: string, index: number): string {
   return `overlay-${overlayId.slice(0, 12)}-segment-${String(index).padStart(4, '0')}.zst`;
 }
 
-export function buildOverlayManifest(a: { overlayId: string; baseId: string; configSize: number;
+export function buildOverlayManifest(a: { overlayId: string; baseId: string; configDigest: string; configSize: number;
   segments: { digest: string; size: number }[] }): Buffer {
   const manifest = {
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,
     artifactType: OVERLAY_ARTIFACT_TYPE,
-    config: { mediaType: OVERLAY_CONFIG, digest: `sha256:${a.overlayId}`, size: a.configSize },
+    config: { mediaType: OVERLAY_CONFIG, digest: a.configDigest, size: a.configSize },
     // A file name per layer, so generic tools (oras pull) write the segments to files in order.
     layers: a.segments.map((s, i) => ({ mediaType: OVERLAY_SEGMENT, digest: s.digest, size: s.size, annotations: { [ANNOTATION_TITLE]: segmentTitle(a.overlayId, i) } })),
     // No timestamps: the same overlay always gives the same manifest digest.
@@ -74,7 +76,10 @@ export function readOverlayArtifact(body: Buffer, mediaType: string, what: strin
       throw bad(`layer ${JSON.stringify(l?.digest ?? l).slice(0, 80)} is not an overlay segment`);
     }
   }
-  const overlayId = m.config.digest.slice('sha256:'.length);
+  const annotated = m.annotations?.[ANNOTATION_OVERLAY_ID];
+  if (annotated !== undefined && !/^[0-9a-f]{64}$/.test(annotated)) throw bad(`its overlay ID annotation ${JSON.stringify(String(annotated).slice(0, 80))} is not 64 hex digits`);
+  // The manifest's own ID is computed and compared once the config blob is fetched (ociOverlaySource).
+  const overlayId = annotated ?? m.config.digest.slice('sha256:'.length);
   return {
     configDigest: m.config.digest, configSize: m.config.size, overlayId,
     baseId: m.annotations?.[ANNOTATION_BASE_ID] ?? '', layers: m.layers,

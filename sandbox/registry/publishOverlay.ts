@@ -3,7 +3,11 @@
  * repository already has is skipped (HEAD), one another repository of the registry is known to hold is
  * mounted, only the rest is uploaded. The report says exactly how many bytes went and how many did not.
  */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { CloudletError, throwIfCancelled } from '../common/errors';
+import { PROFILE_LEVELS, recompressOverlay, type ProfileName } from '../overlay/recompress';
 import { noProgress, ProgressSink } from '../common/progress';
 import { BlobUploader, UploadResult } from './blobUploader';
 import { formatReference, parseReference } from './reference';
@@ -24,6 +28,13 @@ export interface PublishOptions extends RegistryClientOptions {
   progress?: ProgressSink;
   /** Store root for the publication history (default: CLOUDLET_HOME). */
   storeRoot?: string;
+  /**
+   * wire: re-compress the segments for size first (sandbox/overlay/recompress.ts; same overlay ID),
+   * unless the file already is at that level; build (default here): publish the file as it is.
+   */
+  profile?: ProfileName;
+  /** Where the re-compressed file is written while it is pushed (default: the OS temp folder). */
+  tmpDir?: string;
 }
 
 export interface PublishReport {
@@ -39,12 +50,34 @@ export interface PublishReport {
   /** Every request body written: segments, config, manifest, and any re-sent bytes after failures. */
   bytesSent: number;
   retries: number;
+  profile: ProfileName;
+  /** Present when the segments were re-compressed for the wire before the push. */
+  recompressed?: { fromBytes: number; toBytes: number; seconds: number };
   resumes: number;
   restarts: number;
   seconds: number;
 }
 
 export async function publishOverlay(file: string, refText: string, opts: PublishOptions = {}): Promise<PublishReport> {
+  const profile = opts.profile ?? 'build';
+  if (profile !== 'wire' || readOverlayFile(file).manifest.compression.level >= PROFILE_LEVELS.wire) {
+    return { ...(await publishFile(file, refText, opts)), profile };
+  }
+  parseReference(refText); // a bad reference fails before minutes of compression
+  const dir = opts.tmpDir ?? os.tmpdir();
+  fs.mkdirSync(dir, { recursive: true });
+  const wireFile = path.join(dir, `wire-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.overlay`);
+  try {
+    opts.progress?.({ phase: 'recompress', message: `re-compressing the segments for the wire (zstd ${PROFILE_LEVELS.wire})` });
+    const rc = await recompressOverlay(file, wireFile, { level: PROFILE_LEVELS.wire, signal: opts.signal, progress: opts.progress });
+    const r = await publishFile(wireFile, refText, opts);
+    return { ...r, profile, recompressed: { fromBytes: rc.sourceBytes, toBytes: rc.bytes, seconds: rc.ms / 1000 } };
+  } finally {
+    fs.rmSync(wireFile, { force: true });
+  }
+}
+
+async function publishFile(file: string, refText: string, opts: PublishOptions): Promise<Omit<PublishReport, 'profile' | 'recompressed'>> {
   const t0 = Date.now();
   const progress = opts.progress ?? noProgress;
   const ref = parseReference(refText);
@@ -77,9 +110,10 @@ export async function publishOverlay(file: string, refText: string, opts: Publis
       return r;
     });
 
-    const config = await uploader.upload(info.manifestBytes, `sha256:${info.overlayId}`, { chunkSize: opts.chunkSize });
+    const configDigest = sha256Digest(info.manifestBytes);
+    const config = await uploader.upload(info.manifestBytes, configDigest, { chunkSize: opts.chunkSize });
     const manifest = buildOverlayManifest({
-      overlayId: info.overlayId, baseId: info.baseId, configSize: info.manifestBytes.length, segments: info.segments,
+      overlayId: info.overlayId, baseId: info.baseId, configDigest, configSize: info.manifestBytes.length, segments: info.segments,
     });
     const manifestDigest = sha256Digest(manifest);
     // Push by tag when there is one (that also makes the digest reachable), else by digest.
@@ -89,7 +123,7 @@ export async function publishOverlay(file: string, refText: string, opts: Publis
     const sum = (o: string) => results.filter((r) => r.outcome === o).reduce((n, r) => n + r.size, 0);
     const count = (o: string) => results.filter((r) => r.outcome === o).length;
     const all = [...results, config];
-    const report: PublishReport = {
+    const report: Omit<PublishReport, 'profile' | 'recompressed'> = {
       reference: formatReference({ ...ref, digest: undefined, tag: ref.tag ?? 'latest' }),
       digestReference: formatReference({ registry: ref.registry, repository: ref.repository, digest: manifestDigest }),
       manifestDigest,

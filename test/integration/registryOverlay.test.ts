@@ -66,6 +66,21 @@ describe('registry: overlays as OCI artifacts', function () {
       });
 
       if (!secure) {
+        it('wire profile (issue 13): re-compressed segments, smaller, same overlay ID; v2 after v1 on the wire shares the unchanged segments', async () => {
+          const w1 = await publishOverlay(pair.v1.path, `${reg.host}/wire/counter:v1`, { ...conn, profile: 'wire', tmpDir: path.join(dir, 'tmp') });
+          assert.equal(w1.profile, 'wire');
+          assert.equal(w1.overlayId, pair.v1.overlayId, 'the overlay ID names the content, not the compression');
+          assert.ok(w1.recompressed && w1.recompressed.toBytes < w1.recompressed.fromBytes, JSON.stringify(w1.recompressed));
+          assert.deepEqual(fs.readdirSync(path.join(dir, 'tmp')), [], 'the re-compressed file is not left behind');
+          const out = path.join(dir, 'pulled-wire.overlay');
+          const pulled = await pullOverlay(`${reg.host}/wire/counter:v1`, out, { ...conn, cacheDir: path.join(dir, 'cache-wire') });
+          assert.equal(pulled.overlayId, pair.v1.overlayId);
+          assert.equal(fs.statSync(out).size, w1.recompressed.toBytes);
+          const w2 = await publishOverlay(pair.v2.path, `${reg.host}/wire/counter:v2`, { ...conn, profile: 'wire', tmpDir: path.join(dir, 'tmp') });
+          assert.equal(w2.overlayId, pair.v2.overlayId);
+          assert.equal(w2.segments.uploaded, changedSegments(pair.v1, pair.v2).length, 'only the changed segments, as with the build profile');
+        });
+
         it('is friendly to generic OCI tools: skopeo reads it, every layer has an org.opencontainers.image.title file name (oras pull writes those)', async () => {
           const { execFileSync } = await import('child_process');
           const raw = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/apps/counter:v1`], { encoding: 'utf8' }));
@@ -135,7 +150,7 @@ describe('registry: overlays as OCI artifacts', function () {
           assert.equal(Buffer.from(stored.auths[reg.host].auth, 'base64').toString(), `${reg.username}:${reg.password}`);
           assert.equal(fs.statSync(path.join(env.DOCKER_CONFIG, 'config.json')).mode & 0o077, 0);
 
-          const pub = await runCli(['overlay', 'publish', pair.v2.path, `${reg.host}/cli/counter:v2`, '--json'], env);
+          const pub = await runCli(['overlay', 'publish', pair.v2.path, `${reg.host}/cli/counter:v2`, '--profile', 'build', '--json'], env);
           assert.equal(pub.code, 0, pub.stderr);
           const report = JSON.parse(pub.stdout);
           assert.equal(report.overlayId, pair.v2.overlayId);

@@ -158,7 +158,7 @@ describe('overlay: format, create and apply on generated images', function () {
         raw.writeUInt32LE(99999, 16 + k * 12 + 8);
         const c = compress(raw, { compressionLevel: 3 });
         segs.set(segmentName(c), c);
-        s.digest = segmentName(c); s.size = c.length;
+        s.digest = segmentName(c); s.size = c.length; s.rawDigest = segmentName(raw); // a careful forger names the new content too
       });
       await expectRefused(g, 'Corrupt', /refers to base ram chunk 99999, outside the base image \(1024 chunks\)/);
     });

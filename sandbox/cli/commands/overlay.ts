@@ -15,6 +15,7 @@ import { formatOverlayInfo, overlayInfo, OverlayReader, verifyOverlay } from '..
 import { formatBytes } from '../../common/bytes';
 import { createSandboxOverlay } from '../../overlay/sandboxOverlay';
 import { formatDiscard, parseDiscardOption } from '../../overlay/discard';
+import { parseProfile, PROFILE_LEVELS } from '../../overlay/recompress';
 
 /** Progress on the console: one bar per phase on a terminal, one line per phase otherwise. */
 export function consoleProgress(label: string): { sink: ProgressSink; stop: () => void } {
@@ -76,19 +77,21 @@ export function register(program: Command): void {
 
   overlay.command('create <sandbox>')
     .description('pause a sandbox, save its state and write the overlay against its base (the sandbox stays paused)')
-    .option('--level <n>', 'zstd level (default 3)')
+    .option('--level <n>', 'zstd level (default: the profile\'s)')
+    .option('--profile <name>', 'build (zstd 3, fast) or wire (zstd 19, smaller; same overlay ID)', 'build')
     .option('--threads <n>', 'compression threads (default: CPU count)')
     .option('--out <file>', 'write here instead of the store\'s overlays/<id>.overlay')
     .option('--discard <what>', 'before pausing a running sandbox, leave out what the guest freed: both, memory, disk or none', 'both')
     .option('--json', 'print the result as JSON')
-    .action(async (sandbox: string, o: { level?: string; threads?: string; out?: string; discard: string; json?: boolean }) => {
+    .action(async (sandbox: string, o: { level?: string; profile: string; threads?: string; out?: string; discard: string; json?: boolean }) => {
       const discard = parseDiscardOption(o.discard);
+      const level = o.level ? intOption(o.level, '--level') : PROFILE_LEVELS[parseProfile(o.profile)];
       const manager = new SandboxManager();
       const { sink, stop } = consoleProgress('overlay');
       const { signal, dispose } = interruptSignal();
       try {
         const r = await createSandboxOverlay(manager, sandbox, {
-          level: o.level ? intOption(o.level, '--level') : undefined, threads: o.threads ? intOption(o.threads, '--threads') : undefined,
+          level, threads: o.threads ? intOption(o.threads, '--threads') : undefined,
           outFile: o.out, signal, progress: sink, discard,
         });
         stop();

@@ -16,6 +16,7 @@ import {
   pullOverlay, readCaFile, RegistryClient, removeCredentials, storeCredentials,
 } from '../../registry';
 import { formatBytes } from '../../common/bytes';
+import { parseProfile } from '../../overlay/recompress';
 
 function overlayCommand(program: Command): Command {
   return program.commands.find((c) => c.name() === 'overlay')
@@ -88,18 +89,22 @@ export function register(program: Command): void {
     .option('--plain-http', 'talk plain HTTP to the registry (loopback registries are detected)')
     .option('--mount-from <repo...>', 'repositories of the same registry to mount segments from')
     .option('--chunk-size <bytes>', 'upload blobs larger than this in chunks', (v) => Number(v))
+    .option('--profile <name>', 'wire: re-compress the segments for size first (zstd 19, same overlay ID); build: publish the file as it is', 'wire')
     .option('--json', 'print the report as JSON')
-    .action(async (file: string, ref: string, o: ConnOpts & { mountFrom?: string[]; chunkSize?: number; json?: boolean }) => {
+    .action(async (file: string, ref: string, o: ConnOpts & { mountFrom?: string[]; chunkSize?: number; profile: string; json?: boolean }) => {
+      const profile = parseProfile(o.profile);
       const bar = progressBar('upload');
       const c = cancelOnSigint();
       try {
         const r = await publishOverlay(resolveOverlayPath(file), ref, {
-          ...connection(o), mountFrom: o.mountFrom, chunkSize: o.chunkSize, progress: bar.sink, signal: c.signal,
+          ...connection(o), mountFrom: o.mountFrom, chunkSize: o.chunkSize, progress: bar.sink, signal: c.signal, profile, tmpDir: storePaths().tmp,
         });
         bar.stop();
+        const wire = r.recompressed;
         if (o.json) { process.stdout.write(JSON.stringify(r, null, 2) + '\n'); return; }
         process.stdout.write([
           `published overlay ${r.overlayId}`,
+          `  profile    ${profile}${wire ? ` (re-compressed ${formatBytes(wire.fromBytes)} -> ${formatBytes(wire.toBytes)} in ${wire.seconds.toFixed(1)} s)` : ''}`,
           `  reference  ${r.reference}`,
           `  digest     ${r.digestReference}`,
           `  segments   ${r.segments.total}: ${r.segments.uploaded} uploaded, ${r.segments.skipped} already there, ${r.segments.mounted} mounted`,

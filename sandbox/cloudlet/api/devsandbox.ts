@@ -32,6 +32,7 @@ import type { SandboxManager } from '../../sandboxes/sandboxManager';
 import { loadBuildFile } from '../../build/buildFile';
 import { runBuild } from '../../build/build';
 import { Credentials, parseReference, publishOverlay, plainHttpSetting, readCaFile } from '../../registry';
+import { parseProfile } from '../../overlay/recompress';
 import { baseCreateRoute } from './baseCreate';
 import type { Admission } from '../servers/admission';
 import { devSandboxSchemas as S } from './schemas/devsandbox';
@@ -130,14 +131,18 @@ function publishRoutes(app: FastifyInstance, ctx: DaemonContext, images: ImageSt
     const credentials = hasUser ? new Credentials(body.username, body.password) : a.isAdmin ? undefined : null;
     const ca = typeof body.ca === 'string' && body.ca.trim() ? body.ca : readCaFile();
     const text = body.reference.trim().replace(/^oci:\/\//, '');
+    // The wire profile by default: segments re-compressed for size, same overlay ID.
+    const profile = parseProfile(body.profile ?? 'wire');
     const jobId = ctx.jobs.start('publish', a.projectId, img.id, async (job) => {
       const r = await publishOverlay(images.filePath(img.id), text, {
         credentials, ca, plainHttp: plainHttpSetting(), signal: job.signal, progress: (e) => job.progress(e), storeRoot: ctx.dataDir,
+        profile, tmpDir: path.join(ctx.dataDir, 'tmp'),
       });
       images.update(img.id, { set: { cloudlet_published_ref: `oci://${r.reference}`, cloudlet_published_digest: `oci://${r.digestReference}` } });
       ctx.events.publish('images', { id: img.id, project_id: img.owner, change: 'published' });
       return { image_id: img.id, reference: `oci://${r.reference}`, digest_reference: `oci://${r.digestReference}`, manifest_digest: r.manifestDigest,
-        overlay_id: r.overlayId, segments: r.segments, segment_bytes: r.segmentBytes, bytes_sent: r.bytesSent, retries: r.retries, seconds: r.seconds };
+        overlay_id: r.overlayId, segments: r.segments, segment_bytes: r.segmentBytes, bytes_sent: r.bytesSent, retries: r.retries, seconds: r.seconds,
+        profile: r.profile, recompressed: r.recompressed };
     });
     return reply.code(202).send({ job_id: jobId });
   });

@@ -11,6 +11,7 @@ const buildBody = {
 const PUBLISH_FIELDS = {
   reference: { type: 'string', maxLength: 1024 }, username: { type: 'string', maxLength: 1024 },
   password: { type: 'string', maxLength: 16384 }, ca: { type: 'string', maxLength: 262144 },
+  profile: { enum: ['build', 'wire'] },
 } as const;
 /** {publish: {...}} or the same fields at the top. */
 const publishBody = {
