@@ -21,8 +21,8 @@ import type { FastifyInstance } from 'fastify';
 import type { DaemonContext, JobHandle } from '../context';
 import type { ImageStore } from '../imageStore';
 import { advertiseBase } from '../baseImages';
-import { CloudletError, isCloudletError } from '../../common/errors';
-import type { Admission, AdmissionSlot } from '../servers/admission';
+import { CloudletError } from '../../common/errors';
+import { holdPlaceFor, startOrRelease, type Admission } from '../servers/admission';
 import { checkBaseName, createBaseFrom, type BaseCommon, type BaseSource } from '../../base/sources';
 import type { BaseStore } from '../../base/store';
 import { normaliseDebianSpec } from '../../guest/debian';
@@ -108,17 +108,6 @@ export function parseBaseCreate(body: unknown): { src: BaseSource; common: Commo
   };
 }
 
-/** The admission rule's refusal, said for a base: which limit, and what frees a place. */
-function holdVmPlace(admission: Admission, name: string): AdmissionSlot {
-  try {
-    return admission.reserve();
-  } catch (e) {
-    if (!isCloudletError(e)) throw e;
-    throw new CloudletError(e.code, `cannot create base ${name} now: this cloudlet already runs its limit of ${admission.maxServers} VMs (max_servers; servers, handoffs and base creations count)`,
-      { status: e.status, hint: 'stop or delete a server, or wait for a running base creation to end, then try again (or raise max_servers in the daemon config)' });
-  }
-}
-
 export function baseCreateRoute(app: FastifyInstance, ctx: DaemonContext, o: { bases: BaseStore; images: ImageStore; admission: () => Admission }): void {
   /** The job: the base, then its public base image (baseImages.ts). */
   const create = async (job: JobHandle, src: BaseSource, common: Common) => {
@@ -136,16 +125,10 @@ export function baseCreateRoute(app: FastifyInstance, ctx: DaemonContext, o: { b
     const a = ctx.requireAdmin(req);
     const { src, common } = parseBaseCreate(req.body);
     // The base's VM holds a place under max_servers from now until its job ends, however it ends.
-    const slot = holdVmPlace(o.admission(), common.name);
-    let jobId: string;
-    try {
-      jobId = ctx.jobs.start('base-create', a.projectId, undefined, async (job) => {
-        try { return await create(job, src, common); } finally { slot.release(); }
-      });
-    } catch (e) {
-      slot.release();
-      throw e;
-    }
+    const slot = holdPlaceFor(o.admission(), `create base ${common.name}`);
+    const jobId = startOrRelease(slot, () => ctx.jobs.start('base-create', a.projectId, undefined, async (job) => {
+      try { return await create(job, src, common); } finally { slot.release(); }
+    }));
     return reply.code(202).send({ job_id: jobId });
   });
 }

@@ -7,7 +7,7 @@
  *   POST /builds                 {build: {folder, name?}}: cloudlet.yaml in `folder` -> overlay image
  *                                (a job: resume, copy, install, start, ready, overlay). Admin only: it
  *                                reads a folder of the daemon's host. A failed or cancelled build
- *                                leaves no image and no sandbox behind.
+ *                                leaves no image and no sandbox behind. Its VM counts against max_servers.
  *   POST /overlays/{imageId}/publish  {publish: {reference, username?, password?, ca?}}: pushes the
  *                                overlay image to an OCI registry (sandbox/registry publishOverlay) as
  *                                a job with progress; when done the image gets the properties
@@ -34,7 +34,7 @@ import { runBuild } from '../../build/build';
 import { Credentials, parseReference, publishOverlay, plainHttpSetting, readCaFile } from '../../registry';
 import { parseProfile } from '../../overlay/recompress';
 import { baseCreateRoute } from './baseCreate';
-import type { Admission } from '../servers/admission';
+import { holdPlaceFor, startOrRelease, type Admission } from '../servers/admission';
 import { devSandboxSchemas as S } from './schemas/devsandbox';
 
 export function devSandboxModule(o: { manager: SandboxManager; admission: () => Admission }): ApiModule {
@@ -47,7 +47,7 @@ export function devSandboxModule(o: { manager: SandboxManager; admission: () => 
       const images = new ImageStore(ctx.db, ctx.dataDir);
       app.addContentTypeParser('text/plain', (_req, payload, done) => done(null, payload));
       consoleRoutes(app, ctx, o.manager, hubs);
-      buildRoutes(app, ctx, o.manager, images);
+      buildRoutes(app, ctx, o.manager, images, o.admission);
       baseCreateRoute(app, ctx, { bases: o.manager.bases, images, admission: o.admission });
       publishRoutes(app, ctx, images);
     },
@@ -87,14 +87,16 @@ function consoleRoutes(app: FastifyInstance, ctx: DaemonContext, manager: Sandbo
 }
 
 /** Builds an overlay image from a folder with cloudlet.yaml (admin: it reads the daemon host's files). */
-function buildRoutes(app: FastifyInstance, ctx: DaemonContext, manager: SandboxManager, images: ImageStore): void {
+function buildRoutes(app: FastifyInstance, ctx: DaemonContext, manager: SandboxManager, images: ImageStore, admission: () => Admission): void {
   app.post('/builds', { schema: S.build }, async (req, reply) => {
     const a = ctx.requireAdmin(req);
     const b = (req.body as any)?.build;
     if (!b || typeof b.folder !== 'string' || !path.isAbsolute(b.folder)) throw new CloudletError('BadInput', 'build.folder must be an absolute path of a folder with cloudlet.yaml');
     const spec = loadBuildFile(b.folder);  // schema errors answer 400 at once, with line:col
     const name = typeof b.name === 'string' && b.name.trim() ? b.name.trim() : (spec.name ?? path.basename(b.folder));
-    const jobId = ctx.jobs.start('build', a.projectId, undefined, async (job) => {
+    // The build's sandbox VM holds a place under max_servers until the job ends, however it ends.
+    const slot = holdPlaceFor(admission(), `build ${name}`);
+    const jobId = startOrRelease(slot, () => ctx.jobs.start('build', a.projectId, undefined, async (job) => {
       const out = path.join(storePaths(ctx.dataDir).tmp, `image-build-${job.id}.overlay`);
       try {
         const r = await runBuild(manager, spec, { outFile: out, removeSandbox: true, signal: job.signal, progress: (e) => job.progress(e) });
@@ -106,8 +108,9 @@ function buildRoutes(app: FastifyInstance, ctx: DaemonContext, manager: SandboxM
         return { image_id: img.id, overlay_id: r.overlay.overlayId, bytes: r.overlay.bytes, timings: r.timings };
       } finally {
         fs.rmSync(out, { force: true });
+        slot.release();
       }
-    });
+    }));
     return reply.code(202).send({ job_id: jobId });
   });
 }

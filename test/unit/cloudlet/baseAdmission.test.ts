@@ -1,6 +1,6 @@
 /**
- * POST /sandbox/v1/bases boots a VM, so it passes the same max_servers rule as server creates and
- * handoffs (servers/admission.ts): refused at the limit before a job starts, with the code in the
+ * POST /sandbox/v1/bases (and /builds) boot a VM, so they pass the same max_servers rule as server
+ * creates and handoffs (servers/admission.ts): refused at the limit before a job starts, with the code in the
  * body; its place held for the whole job and given back however the job ends. A real daemon core
  * over a fake VmBackend (no QEMU): the base job here fails fast on a file that is no disk image.
  */
@@ -14,10 +14,11 @@ import { devSandboxModule } from '../../../sandbox/cloudlet/api/devsandbox';
 import { BaseStore } from '../../../sandbox/base/store';
 import type { SandboxManager } from '../../../sandbox/sandboxes/sandboxManager';
 import { CloudletError } from '../../../sandbox/common/errors';
+import { projectRoot } from '../../../sandbox/common/paths';
 import { startUnitDaemon, type UnitDaemon } from '../helpers/inProcessDaemon';
 import { FAKE_BASE, FakeVmBackend } from './fakeVmBackend';
 
-describe('base creation counts against max_servers', () => {
+describe('base creation and builds count against max_servers', () => {
   const backend = new FakeVmBackend();
   let compute: ComputeModule;
   let d: UnitDaemon;
@@ -50,6 +51,11 @@ describe('base creation counts against max_servers', () => {
     assert.equal(refused.json().cloudlet_error.code, 'Forbidden');
     assert.match(refused.json().cloudlet_error.hint, /stop or delete a server/);
     assert.deepEqual(await baseJobs(), [], 'no job was started');
+    // A build runs a sandbox VM too: the same rule.
+    const build = await d.inject('admin', { method: 'POST', url: '/sandbox/v1/builds', payload: { build: { folder: path.join(projectRoot(), 'test/fixtures/sample-backend') } } });
+    assert.equal(build.statusCode, 403, build.body);
+    assert.match(build.json().error.message, /cannot build sample-backend now: .* limit of 1 VMs/);
+    assert.equal(build.json().cloudlet_error.code, 'Forbidden');
 
     assert.equal((await d.inject('alice', { method: 'DELETE', url: `/compute/v2.1/servers/${server.json().server.id}` })).statusCode, 204);
     assert.equal(compute.admission.inUse(), 0);
