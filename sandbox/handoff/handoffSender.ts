@@ -14,10 +14,10 @@ import type { ProgressSink } from '../common/progress';
 import type { SandboxInfo, SandboxManager } from '../sandboxes/sandboxManager';
 import { DEFAULT_LEVEL } from '../overlay/overlayWriter';
 import { CHUNK_SIZE } from '../overlay/format';
-import { Qcow2Reader } from '../overlay/qcow2Reader';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { DestinationClient } from './destinationClient';
-import { DirtyPageTracker, ShadowPageTracker } from './dirtyPageTracker';
+import { ShadowPageTracker } from './dirtyPageTracker';
+import { LayerTracker } from './layerTracker';
 import { RoundEncoder } from './roundEncoder';
 import { encodeRoundBody, fileSha256, verifyRamEnabled, type FinishResponse } from './protocol';
 import { enableDeviceStateMigration, saveDeviceStateToBuffer } from '../qemu/deviceState';
@@ -124,10 +124,10 @@ export class HandoffSender {
     const base = manager.bases.get(info.baseId);
     const ramDigests = fs.readFileSync(base.ramDigests), diskDigests = fs.readFileSync(base.diskDigests);
     const ram = new ShadowPageTracker(base.ram, vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers() });
-    const disk = new DirtyPageTracker(diskDigests, Math.ceil(fs.statSync(base.disk).size / CHUNK_SIZE));
     const enc = new RoundEncoder({ ramFile: base.ram, diskFile: base.disk, ramDigests, diskDigests }, this.compressor, DEFAULT_LEVEL);
     const ramFile = files.ram, diskLayer = files.disk;
     const baseDiskFd = fs.openSync(base.disk, 'r');
+    const disk = new LayerTracker(diskLayer, baseDiskFd);
     let round = 0, paused = false, tPause = 0;
     let tracker: MigrationTracker | undefined;
     try {
@@ -153,7 +153,7 @@ export class HandoffSender {
           if (tracker.completing) break;
           if (!tracker.pendingPages) continue;
           enc.begin();
-          const diskChanged = await this.scanDisk(diskLayer, baseDiskFd, disk, enc, false);
+          const diskChanged = await this.scanDisk(disk, enc, false);
           const pages = tracker.take();
           for (const p of pages) await enc.add('ram', p.index, p.data, p.digest);
           await this.send(dest, sid, round, false, enc, pages.length, diskChanged);
@@ -174,7 +174,7 @@ export class HandoffSender {
         for (;;) {
           throwIfCancelled(o.signal);
           enc.begin();
-          const diskChanged = await this.scanDisk(diskLayer, baseDiskFd, disk, enc, false);
+          const diskChanged = await this.scanDisk(disk, enc, false);
           const ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d), o.signal);
           await this.send(dest, sid, round, false, enc, ramChanged, diskChanged);
           o.progress({ phase: 'round', done: round + 1, total: MAX_ROUNDS, message: `round ${round}: ${ramChanged} RAM pages (full compare), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
@@ -228,8 +228,9 @@ export class HandoffSender {
         this.lap('final_ram_compare_and_device_state', tScan);
       }
       const tDisk = Date.now();
-      const diskChanged = await this.scanDisk(diskLayer, baseDiskFd, disk, enc, true);
+      const diskChanged = await this.scanDisk(disk, enc, true);
       this.lap('final_disk_scan', tDisk);
+      if (disk.lastSkipped) this.phases.final_disk_scan_skipped = 1; // the layer was not written since the last scan
       const tSend = Date.now();
       await this.send(dest, sid, round, true, enc, ramChanged, diskChanged, deviceState);
       this.lap('final_encode_send_apply', tSend);
@@ -275,25 +276,9 @@ export class HandoffSender {
     }
   }
 
-  /** Every chunk the qcow2 layer holds that differs from what the destination has. */
-  private async scanDisk(layerPath: string, baseDiskFd: number, tracker: DirtyPageTracker, enc: RoundEncoder, consistent: boolean): Promise<number> {
-    let layer: Qcow2Reader | undefined;
-    let changed = 0;
-    try {
-      layer = Qcow2Reader.open(layerPath);
-      const buf = Buffer.alloc(CHUNK_SIZE);
-      for (const idx of layer.allocatedChunks()) {
-        layer.readChunk(idx, buf, baseDiskFd);
-        const d = tracker.check(idx, buf);
-        if (d) { changed++; await enc.add('disk', idx, buf, d); }
-      }
-    } catch (e) {
-      // While QEMU writes, the layer's tables may be caught mid-update; the final round reads it flushed.
-      if (consistent) throw e;
-    } finally {
-      layer?.close();
-    }
-    return changed;
+  /** Every chunk the qcow2 layer holds that differs from what the destination has (LayerTracker). */
+  private scanDisk(tracker: LayerTracker, enc: RoundEncoder, consistent: boolean): Promise<number> {
+    return tracker.scan((idx, data, d) => enc.add('disk', idx, data, d), consistent);
   }
 
   private async send(dest: DestinationClient, sid: string, round: number, final: boolean, enc: RoundEncoder, pages: number, diskChunks: number, deviceState?: Buffer): Promise<void> {

@@ -1,0 +1,128 @@
+/**
+ * The handoff's tracker for the VM's disk layer (its qcow2 over the base disk): which 4 KiB chunks
+ * differ from what the destination holds. Two things keep its cost away from the paused round:
+ *   - a stamp of the layer file (mtime, ctime, size in ns) taken before each scan: a file whose
+ *     stamp did not move since the previous scan began was not written since (QEMU writes the layer
+ *     with pwrite, which updates both times), so it is not read again. The stamp is kept only when
+ *     the file's last change is older than STAMP_AGE_MS at that moment: a write right after it then
+ *     gets a later time even with coarse (tick-grained) file timestamps.
+ *   - a scan reads runs of clusters (up to 1 MiB per read) and compares bytes with a copy of what
+ *     was sent (or with the base disk for a chunk never sent), hashing only chunks that differ;
+ *     reading every chunk alone and hashing each took 8-9 s for the 230 MB layer of the Debian guest.
+ * Layers whose clusters are not whole chunks fall back to reading chunk by chunk (same result).
+ */
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import { CloudletError } from '../common/errors';
+import { CHUNK_SIZE } from '../overlay/format';
+import { Qcow2Reader } from '../overlay/qcow2Reader';
+
+const STAMP_AGE_MS = 50;
+const RUN_BYTES = 1 << 20;
+
+interface Stamp { mtimeNs: bigint; ctimeNs: bigint; size: bigint }
+
+export class LayerTracker {
+  /** What the destination holds for each chunk sent so far (others: the base disk's chunk). */
+  private readonly sent = new Map<number, Buffer>();
+  private stamp?: Stamp;
+  /** Whether the last scan() skipped reading because the file had not changed. */
+  lastSkipped = false;
+
+  constructor(private readonly layerPath: string, private readonly baseFd: number) {}
+
+  /**
+   * Visits each chunk of the layer that differs from what the destination holds, records it as
+   * sent. `consistent`: the VM is paused and its layer flushed (else a table caught mid-update is
+   * skipped for now: the final scan reads it flushed).
+   */
+  async scan(visit: (index: number, data: Buffer, digest: Buffer) => Promise<void>, consistent: boolean): Promise<number> {
+    const before = this.stampNow();
+    if (this.stamp && before && sameStamp(this.stamp, before)) { this.lastSkipped = true; return 0; }
+    this.lastSkipped = false;
+    // Kept only if the file's last change is old enough that any later write moves its times.
+    this.stamp = before && Date.now() * 1_000_000 - Number(maxBig(before.mtimeNs, before.ctimeNs)) > STAMP_AGE_MS * 1_000_000 ? before : undefined;
+    let layer: Qcow2Reader | undefined;
+    let fd: number | undefined;
+    try {
+      layer = Qcow2Reader.open(this.layerPath);
+      fd = fs.openSync(this.layerPath, 'r');
+      return await this.scanLayer(layer, fd, visit);
+    } catch (e) {
+      this.stamp = undefined;
+      if (consistent) throw e;
+      return 0;
+    } finally {
+      layer?.close();
+      if (fd !== undefined) fs.closeSync(fd);
+    }
+  }
+
+  private async scanLayer(layer: Qcow2Reader, fd: number, visit: (index: number, data: Buffer, digest: Buffer) => Promise<void>): Promise<number> {
+    const cs = layer.info.clusterSize;
+    let changed = 0;
+    const check = async (index: number, data: Buffer, base: () => Buffer) => {
+      const held = this.sent.get(index) ?? base();
+      if (held.equals(data)) return;
+      const copy = Buffer.from(data);
+      this.sent.set(index, copy);
+      changed++;
+      await visit(index, copy, createHash('sha256').update(copy).digest());
+    };
+    if (cs % CHUNK_SIZE || layer.info.virtualSize % CHUNK_SIZE) {
+      const buf = Buffer.alloc(CHUNK_SIZE);
+      for (const idx of layer.allocatedChunks()) {
+        layer.readChunk(idx, buf, this.baseFd);
+        await check(idx, buf, () => readAt(this.baseFd, idx * CHUNK_SIZE, Buffer.alloc(CHUNK_SIZE)));
+      }
+      return changed;
+    }
+    const clusters = layer.clusters();
+    const buf = Buffer.allocUnsafe(RUN_BYTES + cs);
+    const baseBuf = Buffer.allocUnsafe(RUN_BYTES + cs);
+    for (let i = 0; i < clusters.length;) {
+      // A run: consecutive guest clusters stored consecutively (or all zero clusters), <= 1 MiB.
+      const first = clusters[i];
+      let j = i + 1;
+      while (j < clusters.length && (j - i + 1) * cs <= RUN_BYTES && clusters[j].guestCluster === clusters[j - 1].guestCluster + 1
+        && (first.hostOffset < 0 ? clusters[j].hostOffset < 0 : clusters[j].hostOffset === clusters[j - 1].hostOffset + cs)) j++;
+      const bytes = (j - i) * cs;
+      const guestOff = first.guestCluster * cs;
+      if (first.hostOffset < 0) buf.fill(0, 0, bytes);
+      else readAt(fd, first.hostOffset, buf.subarray(0, bytes));
+      let baseRead = false;
+      const base = (k: number) => () => {
+        if (!baseRead) { readAt(this.baseFd, guestOff, baseBuf.subarray(0, bytes), true); baseRead = true; }
+        return baseBuf.subarray(k, k + CHUNK_SIZE);
+      };
+      for (let k = 0; k < bytes; k += CHUNK_SIZE) await check((guestOff + k) / CHUNK_SIZE, buf.subarray(k, k + CHUNK_SIZE), base(k));
+      i = j;
+    }
+    return changed;
+  }
+
+  private stampNow(): Stamp | undefined {
+    try {
+      const st = fs.statSync(this.layerPath, { bigint: true });
+      return { mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, size: st.size };
+    } catch { return undefined; }
+  }
+}
+
+function sameStamp(a: Stamp, b: Stamp): boolean { return a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.size === b.size; }
+function maxBig(a: bigint, b: bigint): bigint { return a > b ? a : b; }
+
+/** Reads exactly out.length bytes at `pos` (or up to the end of the file, zero-filled, if `short`). */
+function readAt(fd: number, pos: number, out: Buffer, short = false): Buffer {
+  let n = 0;
+  while (n < out.length) {
+    const r = fs.readSync(fd, out, n, out.length - n, pos + n);
+    if (r === 0) break;
+    n += r;
+  }
+  if (n < out.length) {
+    if (!short) throw new CloudletError('Corrupt', `disk layer: data at ${pos} is past the end of the file (${n} of ${out.length} bytes)`);
+    out.fill(0, n);
+  }
+  return out;
+}
