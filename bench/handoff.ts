@@ -1,6 +1,7 @@
 /**
- * `npm run bench -- handoff [--trials 3] [--link-mbit 25] [--link-trials 1] [--idle-ms 3000] [--compare-workers N]`: the sample back-end (synthesized
- * from the test base's overlay, its in-RAM counter advanced) moved while running
+ * `npm run bench -- handoff [--guests test,debian] [--trials 3] [--link-mbit 25] [--link-trials 1] [--idle-ms 3000] [--compare-workers N]`:
+ * on the test guest (128 MiB) the sample back-end (synthesized from the test base's overlay, its
+ * in-RAM counter advanced), on the Debian 12 base (1 GiB) a Flask back-end (its hit counter), moved while running
  *   (a) by our handoff between two daemons on loopback (127.0.0.2 -> 127.0.0.3), and
  *   (b) by QEMU's own live migration to a second QEMU on loopback (-incoming, tcp:127.0.0.1),
  * in the same run, from the same overlay state after the same idle time. Then both again through a
@@ -10,7 +11,14 @@
  * shared); the figures reported are each side's MEDIAN over its trials, and the ratios are ratios of
  * those medians. Per-trial figures are kept in `trials_detail` / `link_trials_detail`.
  * Prints bytes sent, downtime and total time for each; last line one JSON object with every figure,
- * ratio_bytes_vs_qemu (target <= 0.25) and ratio_downtime_vs_qemu (<= 1.0).
+ * ratio_bytes_vs_qemu (target <= 0.25) and ratio_downtime_vs_qemu (<= 1.0); the Debian guest's keys
+ * end in _debian (ratio_downtime_vs_qemu_debian <= 1.0, ratio_bytes_vs_qemu_debian <= 0.05,
+ * ratio_total_vs_qemu_debian <= 1.0, ratio_link_total_vs_qemu_debian <= 0.1), and
+ * ours_pause_ms{,_debian} break our pause down (medians): QEMU's last pass until the last page
+ * arrived (tracking), the device state, taking + encoding the last pages, sending and applying the
+ * final round, the destination loading the state and continuing.
+ * The Flask overlay is made once from the Flask VM snapshot in .cache/bench-handoff/flask-launch
+ * (see flaskOverlay) and kept as .cache/bench-handoff/flask.overlay.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -22,10 +30,14 @@ import { QmpClient } from '../sandbox/qemu/qmp';
 import { logTail, startVm, stopVm, vmFilesIn } from '../sandbox/qemu/vm';
 import { synthesize } from '../sandbox/overlay/sandboxOverlay';
 import { startDaemon, TEST_USERS, type TestDaemon } from '../test/integration/fixtures/daemon';
-import { counter, sampleOverlay, uploadOverlay } from '../test/integration/fixtures/sampleOverlay';
-import { tempHome, type TempHome } from '../test/integration/fixtures/testBase';
+import { counter as sampleCounter, httpGet, sampleOverlay, uploadOverlay } from '../test/integration/fixtures/sampleOverlay';
+import { ensureDebianBase, linkBaseInto, tempHome, type TempHome } from '../test/integration/fixtures/testBase';
+import { createOverlay } from '../sandbox/overlay';
+import { BaseStore } from '../sandbox/base/store';
+import { projectCache } from '../sandbox/common/paths';
 import { startThrottleProxy } from './lib/throttleProxy';
 
+const GUESTS = (() => { const i = process.argv.indexOf('--guests'); return (i > 0 ? process.argv[i + 1] : 'test,debian').split(','); })();
 const arg = (name: string, dflt: number) => { const i = process.argv.indexOf(name); return i > 0 ? Number(process.argv[i + 1]) : dflt; };
 const LINK_MBIT = arg('--link-mbit', 25);
 const IDLE_MS = arg('--idle-ms', 3000);
@@ -35,9 +47,23 @@ const LINK_TRIALS = Math.max(1, Math.floor(arg('--link-trials', 1)));
 const COMPARE_WORKERS = arg('--compare-workers', -1);
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80'];
+/** The guest being measured: its back-end's port and how to read its counter. */
+interface Guest { key: 'test' | 'debian'; label: string; port: number; counter(hostPort: string): Promise<number> }
+const TEST_GUEST: Guest = { key: 'test', label: 'test-guest 128 MiB + sample back-end', port: 80, counter: sampleCounter };
+const DEBIAN_GUEST: Guest = {
+  key: 'debian', label: 'Debian 12 1 GiB + Flask back-end', port: 5000,
+  async counter(hostPort) {
+    const r = await httpGet(hostPort, '/');
+    const m = /hit (\d+)/.exec(r.body);
+    if (r.status !== 200 || !m) throw new Error(`flask: HTTP ${r.status} ${r.body.slice(0, 200)}`);
+    return Number(m[1]);
+  },
+};
+let guest: Guest = TEST_GUEST;
+const counter = (hostPort: string) => guest.counter(hostPort);
+const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)[String(guest.port)];
 
-interface Move { bytes: number; downtime_ms: number; total_ms: number; rounds?: number; phases_ms?: Record<string, number> }
+interface Move { bytes: number; downtime_ms: number; total_ms: number; rounds?: number; phases_ms?: Record<string, number>; tracking?: string; round_pages?: number[] }
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const medianMove = (ms: Move[]): Move => ({
@@ -63,14 +89,15 @@ async function ours(a: TestDaemon, b: TestDaemon, overlayUrl: string, via?: (com
   if (after !== before + 1) throw new Error(`counter at the destination is ${after}, expected ${before + 1}`);
   await cb.deleteServer(moved.id);
   log(`  ours: ${r.bytes_sent} bytes in ${r.rounds} rounds, downtime ${r.downtime_ms} ms, total ${r.total_ms} ms (${JSON.stringify(r.phases_ms)})`);
-  return { bytes: r.bytes_sent, downtime_ms: r.downtime_ms, total_ms: r.total_ms, rounds: r.rounds, phases_ms: r.phases_ms };
+  log(`    tracking ${r.tracking}${r.tracking_fallback ? ` (fallback: ${r.tracking_fallback})` : ''}, RAM pages per round ${JSON.stringify(r.round_pages)}`);
+  return { bytes: r.bytes_sent, downtime_ms: r.downtime_ms, total_ms: r.total_ms, rounds: r.rounds, phases_ms: r.phases_ms, tracking: r.tracking, round_pages: r.round_pages };
 }
 
 /** QEMU's migration of the same launch VM (synthesized here) to a second QEMU sharing its disk. */
 async function qemu(th: TempHome, overlay: string, n: number, throttle = false): Promise<Move> {
   const name = `qm-src-${n}`;
   const r = await synthesize(th.manager, th.baseId, overlay, { name });
-  const before = await counter(`127.0.0.1:${r.sandbox.ports.find((p) => p.guest === 80)!.host}`);
+  const before = await counter(`127.0.0.1:${r.sandbox.ports.find((p) => p.guest === guest.port)!.host}`);
   const layout = th.manager.layout(name);
   const kernel = th.manager.bases.get(th.baseId).kernel;
   const initrd = th.manager.bases.get(th.baseId).initrd;
@@ -81,7 +108,7 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
   const binary = qemuBinary();
   const { accel } = await chooseAccel(binary, layout.vmConfig.cpuModel);
   const fwd = await freePort();
-  const dst = await startVm({ binary, name: `cloudlet-bench-qm-dst-${n}`, cfg: layout.vmConfig, files, accel, incoming: true, paused: true, ports: [{ guest: 80, host: fwd }] });
+  const dst = await startVm({ binary, name: `cloudlet-bench-qm-dst-${n}`, cfg: layout.vmConfig, files, accel, incoming: true, paused: true, ports: [{ guest: guest.port, host: fwd }] });
   let proxy: { close(): Promise<void> } | undefined;
   try {
     const inPort = await freePort();
@@ -116,13 +143,63 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
   }
 }
 
-async function main(): Promise<void> {
-  const t0 = Date.now();
-  log('handoff bench: sample back-end overlay, two daemons, a QEMU pair');
-  const overlay = await sampleOverlay();
-  const th = await tempHome();
-  const a = await startDaemon({ ip: '127.0.0.2', withTestBase: true, ...(COMPARE_WORKERS >= 0 ? { env: { CLOUDLET_HANDOFF_COMPARE_WORKERS: String(COMPARE_WORKERS) } } : {}) });
-  const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true });
+/**
+ * Our pause, broken down (phases_ms of the report): QEMU's last pass until its last page arrived
+ * (tracking), the rest of its stream (device state), taking and encoding the last pages, the final
+ * disk-layer scan, sending + applying the final round, and the destination's state load + cont.
+ * With the full compare (fallback) tracking is the paused compare and the device state runs alongside.
+ */
+function pauseBreakdown(m: Move): Record<string, number | undefined> {
+  const p = m.phases_ms ?? {};
+  return m.tracking === 'qemu-migration'
+    ? { tracking: p.pause_final_pages, device_state: p.pause_device_state, take_encode: p.pause_tracking, disk_scan: p.final_disk_scan, send_apply: p.final_encode_send_apply, destination_load_cont: p.destination_load_device_state_and_cont }
+    : { tracking: p.final_ram_compare, device_state: (p.final_ram_compare_and_device_state ?? 0) - (p.final_ram_compare ?? 0), disk_scan: p.final_disk_scan, send_apply: p.final_encode_send_apply, destination_load_cont: p.destination_load_device_state_and_cont };
+}
+
+function medianBreakdown(ms: Move[]): Record<string, number> {
+  const all = ms.map(pauseBreakdown);
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(all[0] ?? {})) { const xs = all.map((b) => b[k]).filter((x): x is number => typeof x === 'number'); if (xs.length) out[k] = median(xs); }
+  return out;
+}
+
+/**
+ * The Flask back-end's overlay on the Debian base: made once from a snapshot of a Flask VM built
+ * by `cloudlet build` on that base (bench overlay's realistic workspace: python3-flask + nginx-light
+ * and a systemd unit serving "hit N" on port 5000), kept in .cache/bench-handoff/.
+ */
+async function flaskOverlay(): Promise<{ file: string; baseHome: string; baseId: string }> {
+  const deb = await ensureDebianBase();
+  const dir = projectCache('bench-handoff');
+  const file = path.join(dir, 'flask.overlay');
+  const home = path.join(dir, 'home');
+  linkBaseInto(home, deb);
+  if (fs.existsSync(file)) return { file, baseHome: home, baseId: deb.baseId };
+  const launch = path.join(dir, 'flask-launch');
+  if (!fs.existsSync(path.join(launch, 'state.bin'))) {
+    throw new Error(`no Flask VM snapshot in ${launch} (ram.raw, disk.qcow2, state.bin of a Flask VM built on base ${deb.baseId.slice(0, 12)}): run \`npm run bench -- overlay --only realistic\` and copy its launch folder there`);
+  }
+  const base = new BaseStore(home).get(deb.baseId);
+  log(`debian: making the Flask overlay from ${launch}`);
+  const r = await createOverlay(
+    { baseId: base.id, ramFile: base.ram, diskFile: base.disk, ramDigests: base.ramDigests, diskDigests: base.diskDigests },
+    { ramFile: path.join(launch, 'ram.raw'), diskLayer: path.join(launch, 'disk.qcow2'), deviceState: path.join(launch, 'state.bin'), vmConfig: { ...base.manifest.vm, ports: [80, 5000] } },
+    { outFile: `${file}.partial` },
+  );
+  fs.renameSync(r.path, file);
+  return { file, baseHome: home, baseId: deb.baseId };
+}
+
+/** One guest: interleaved loopback trials, then the link trials; result keys end in `suffix`. */
+async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
+  guest = g;
+  const debian = g.key === 'debian';
+  const overlay = debian ? (await flaskOverlay()).file : await sampleOverlay();
+  const th = await tempHome({ base: debian ? 'debian' : 'test' });
+  const bases = debian ? { withDebianBase: true } : { withTestBase: true };
+  const a = await startDaemon({ ip: '127.0.0.2', ...bases, ...(COMPARE_WORKERS >= 0 ? { env: { CLOUDLET_HANDOFF_COMPARE_WORKERS: String(COMPARE_WORKERS) } } : {}) });
+  // A loaded 2-core host can hold the source's event loop (first disk scan, base RAM read) past the default 30 s of silence.
+  const b = await startDaemon({ ip: '127.0.0.3', ...bases, env: { CLOUDLET_HANDOFF_SILENCE_MS: '120000' } });
   try {
     const ca = await CloudletClient.login({ authUrl: a.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
     const overlayUrl = await uploadOverlay(ca, overlay);
@@ -130,8 +207,8 @@ async function main(): Promise<void> {
     let n = 0;
     const os: Move[] = [], qs: Move[] = [];
     for (let t = 0; t < TRIALS; t++) {
-      log(`loopback, trial ${t + 1}/${TRIALS}:`);
-      os.push(await ours(a, b, overlayUrl));
+      log(`${g.key}: loopback, trial ${t + 1}/${TRIALS}:`);
+      os.push(await ours(a, b, overlayUrl).catch((e) => { throw new Error(`${e.message}\ndestination log:\n${b.log().split('\n').filter((l) => /handoff|error|warn/i.test(l)).slice(-15).join('\n')}`); }));
       qs.push(await qemu(th, overlay, ++n));
     }
     const o = medianMove(os), q = medianMove(qs);
@@ -139,7 +216,7 @@ async function main(): Promise<void> {
     if (LINK_MBIT > 0) {
       const bu = new URL(b.url);
       for (let t = 0; t < LINK_TRIALS; t++) {
-        log(`through a ${LINK_MBIT} Mbit/s proxy, trial ${t + 1}/${LINK_TRIALS}:`);
+        log(`${g.key}: through a ${LINK_MBIT} Mbit/s proxy, trial ${t + 1}/${LINK_TRIALS}:`);
         const proxy = await startThrottleProxy({ host: bu.hostname, port: Number(bu.port) }, LINK_MBIT * 1e6);
         try {
           o25s.push(await ours(a, b, overlayUrl, (u) => u.replace(`${bu.hostname}:${bu.port}`, `127.0.0.1:${proxy.port}`)));
@@ -149,37 +226,51 @@ async function main(): Promise<void> {
     }
     const round3 = (x: number) => Math.round(x * 1000) / 1000;
     const perTrial = (ox: Move[], qx: Move[]) => ox.map((x, i) => ({
-      ours_bytes: x.bytes, ours_downtime_ms: x.downtime_ms, ours_total_ms: x.total_ms, ours_rounds: x.rounds,
-      ours_paused_ram_ms: x.phases_ms?.final_ram_compare, ours_compare_workers: x.phases_ms?.final_ram_compare_workers,
+      ours_bytes: x.bytes, ours_downtime_ms: x.downtime_ms, ours_total_ms: x.total_ms, ours_rounds: x.rounds, ours_tracking: x.tracking,
+      ours_round_pages: x.round_pages, ours_pause_ms: pauseBreakdown(x),
       qemu_bytes: qx[i].bytes, qemu_downtime_ms: qx[i].downtime_ms, qemu_total_ms: qx[i].total_ms,
       ratio_downtime_vs_qemu: round3(x.downtime_ms / Math.max(1, qx[i].downtime_ms)),
     }));
+    const k = (name: string) => `${name}${suffix}`;
     const result: Record<string, unknown> = {
-      bench: 'handoff', guest: 'test-guest 128 MiB + sample back-end', idle_ms: IDLE_MS, trials: TRIALS, aggregate: 'median',
-      compare_workers: COMPARE_WORKERS >= 0 ? COMPARE_WORKERS : 'default',
-      ours_bytes: o.bytes, ours_downtime_ms: o.downtime_ms, ours_total_ms: o.total_ms, ours_rounds: o.rounds,
-      qemu_bytes: q.bytes, qemu_downtime_ms: q.downtime_ms, qemu_total_ms: q.total_ms,
-      ratio_bytes_vs_qemu: round3(o.bytes / q.bytes), ratio_downtime_vs_qemu: round3(o.downtime_ms / Math.max(1, q.downtime_ms)),
-      ratio_total_vs_qemu: round3(o.total_ms / q.total_ms),
-      target_ratio_bytes: 0.25, target_ratio_downtime: 1.0,
-      trials_detail: perTrial(os, qs),
+      [k('guest')]: g.label, [k('trials')]: TRIALS,
+      [k('ours_bytes')]: o.bytes, [k('ours_downtime_ms')]: o.downtime_ms, [k('ours_total_ms')]: o.total_ms, [k('ours_rounds')]: o.rounds,
+      [k('ours_tracking')]: os.map((x) => x.tracking).join(','), [k('ours_pause_ms')]: medianBreakdown(os),
+      [k('qemu_bytes')]: q.bytes, [k('qemu_downtime_ms')]: q.downtime_ms, [k('qemu_total_ms')]: q.total_ms,
+      [k('ratio_bytes_vs_qemu')]: round3(o.bytes / q.bytes), [k('ratio_downtime_vs_qemu')]: round3(o.downtime_ms / Math.max(1, q.downtime_ms)),
+      [k('ratio_total_vs_qemu')]: round3(o.total_ms / q.total_ms),
+      [k('trials_detail')]: perTrial(os, qs),
     };
     if (o25s.length) {
       const o25 = medianMove(o25s), q25 = medianMove(q25s);
       Object.assign(result, {
-        link_mbit: LINK_MBIT, link_trials: LINK_TRIALS, link_ours_bytes: o25.bytes, link_ours_downtime_ms: o25.downtime_ms, link_ours_total_ms: o25.total_ms,
-        link_qemu_bytes: q25.bytes, link_qemu_downtime_ms: q25.downtime_ms, link_qemu_total_ms: q25.total_ms,
-        ratio_link_total_vs_qemu: round3(o25.total_ms / q25.total_ms), ratio_link_downtime_vs_qemu: round3(o25.downtime_ms / Math.max(1, q25.downtime_ms)),
-        link_trials_detail: perTrial(o25s, q25s),
+        [k('link_ours_bytes')]: o25.bytes, [k('link_ours_downtime_ms')]: o25.downtime_ms, [k('link_ours_total_ms')]: o25.total_ms,
+        [k('link_qemu_bytes')]: q25.bytes, [k('link_qemu_downtime_ms')]: q25.downtime_ms, [k('link_qemu_total_ms')]: q25.total_ms,
+        [k('ratio_link_total_vs_qemu')]: round3(o25.total_ms / q25.total_ms), [k('ratio_link_downtime_vs_qemu')]: round3(o25.downtime_ms / Math.max(1, q25.downtime_ms)),
+        [k('link_trials_detail')]: perTrial(o25s, q25s),
       });
     }
-    result.bench_ms = Date.now() - t0;
-    process.stdout.write(`${JSON.stringify(result)}\n`);
+    log(`${g.key}: ${JSON.stringify(result)}`);
+    return result;
   } finally {
     await a.stop();
     await b.stop();
     await th.cleanup();
   }
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  log(`handoff bench (${GUESTS.join(', ')}): two daemons, a QEMU pair, ${TRIALS} interleaved trials each`);
+  const result: Record<string, unknown> = {
+    bench: 'handoff', idle_ms: IDLE_MS, trials: TRIALS, aggregate: 'median', link_mbit: LINK_MBIT, link_trials: LINK_TRIALS,
+    compare_workers: COMPARE_WORKERS >= 0 ? COMPARE_WORKERS : 'default', tracker: process.env.CLOUDLET_HANDOFF_TRACKER ?? 'migration',
+    target_ratio_bytes: 0.25, target_ratio_downtime: 1.0, target_ratio_bytes_debian: 0.05, target_ratio_total_debian: 1.0, target_ratio_link_total_debian: 0.1,
+  };
+  if (GUESTS.includes('test')) Object.assign(result, await leg(TEST_GUEST, ''));
+  if (GUESTS.includes('debian')) Object.assign(result, await leg(DEBIAN_GUEST, '_debian'));
+  result.bench_ms = Date.now() - t0;
+  process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
 main().catch((e) => { process.stderr.write(`${e?.stack ?? e}\n`); process.exit(1); });
