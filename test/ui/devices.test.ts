@@ -9,8 +9,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { Browser } from 'playwright-core';
-import { Workbench, ensureVsix, freePort, useInstalledCli, launchBrowser, startCodeServer, stepFlow, until, type CodeServer } from './harness';
+import { freePort, openUi, stepFlow, until, useInstalledCli, type CodeServer, type Ui, type Workbench } from './harness';
 import { startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 import { startRegistry, type RegistryFixture } from '../integration/fixtures/registry';
 import { importAndPush, startDockerEngines, type DockerEngines } from '../integration/fixtures/dockerEngines';
@@ -18,8 +17,8 @@ import { CloudletClient } from '../../sandbox/client';
 import { devicesApi, type DevicesApi } from '../../sandbox/client/devices';
 
 describe('edge devices in real VS Code (code-server)', function () {
+  let ui: Ui;
   let cs: CodeServer;
-  let browser: Browser;
   let wb: Workbench;
   let workspace: string;
   let daemon: TestDaemon;
@@ -28,12 +27,10 @@ describe('edge devices in real VS Code (code-server)', function () {
   let image: string;
   let alice: DevicesApi;
   let port: number;
-  const screenshots: string[] = [];
-  const shot = async (name: string) => { screenshots.push(await wb.shot(`devices-${name}`)); };
+  const shot = (name: string) => ui.shot(name);
 
   before(async function () {
     this.timeout(900_000);
-    const vsix = ensureVsix();
     await useInstalledCli();
     [engines, registry] = await Promise.all([startDockerEngines(2), startRegistry()]);
     image = `${registry.host}/cloudlet-ui/httpd:1`;
@@ -45,27 +42,24 @@ describe('edge devices in real VS Code (code-server)', function () {
     alice = devicesApi(await CloudletClient.login({ authUrl: daemon.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' }));
     port = await freePort();
     workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-dev-ws-'));
-    cs = await startCodeServer({
+    ui = await openUi({
       workspace,
-      vsix,
+      shotPrefix: 'devices',
       settings: {
         // No local sandbox in this test: devices come from the configured cloudlet.
         'cloudlet.localDaemon.autoStart': false,
         'cloudlet.localDaemon.listen': `127.0.0.1:${await freePort()}`,
       },
     });
-    browser = await launchBrowser();
-    wb = await Workbench.open(browser, cs);
+    ({ cs, wb } = ui);
   });
 
   after(async function () {
     this.timeout(120_000);
-    await browser?.close().catch(() => {});
-    await cs?.stop().catch(() => {});
+    await ui?.close();
     await daemon?.stop().catch(() => {});
     await Promise.all([engines?.close(), registry?.close()].map((p) => p?.catch(() => {})));
     if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
-    if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
   });
 
   stepFlow('devices', () => ({ wb, cs }));

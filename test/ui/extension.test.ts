@@ -11,26 +11,23 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { Browser } from 'playwright-core';
-import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, installedDaemonSettings, useInstalledCli, startCodeServer, stepFlow, until, type CodeServer } from './harness';
+import { ROOT, freePort, installedDaemonSettings, openUi, stepFlow, until, useInstalledCli, type CodeServer, type Ui, type Workbench } from './harness';
 import { installTestBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 
 describe('extension in real VS Code (code-server)', function () {
+  let ui: Ui;
   let cs: CodeServer;
-  let browser: Browser;
   let wb: Workbench;
   let localData: string;
   let localPort: number;
   let workspace: string;
   let edge1: TestDaemon, edge2: TestDaemon, nobase: TestDaemon;
   const daemons: TestDaemon[] = [];
-  const screenshots: string[] = [];
   let synthesizedUrls = '';
-  const shot = async (name: string) => { screenshots.push(await wb.shot(name)); };
+  const shot = (name: string) => ui.shot(name);
 
   before(async function () {
     this.timeout(1_200_000);
-    const vsix = ensureVsix();
     const cli = await useInstalledCli();
     localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-local-'));
     await installTestBase(localData);
@@ -43,19 +40,13 @@ describe('extension in real VS Code (code-server)', function () {
     daemons.push(edge1, edge2, nobase);
     workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-ws-'));
     fs.cpSync(path.join(ROOT, 'test/fixtures/sample-backend'), path.join(workspace, 'sample-backend'), { recursive: true });
-    cs = await startCodeServer({
-      workspace: path.join(workspace, 'sample-backend'),
-      vsix,
-      settings: installedDaemonSettings(cli, localPort, localData),
-    });
-    browser = await launchBrowser();
-    wb = await Workbench.open(browser, cs);
+    ui = await openUi({ workspace: path.join(workspace, 'sample-backend'), settings: installedDaemonSettings(cli, localPort, localData) });
+    ({ cs, wb } = ui);
   });
 
   after(async function () {
     this.timeout(120_000);
-    await browser?.close().catch(() => {});
-    await cs?.stop().catch(() => {});
+    await ui?.close();
     // The extension started the local daemon, so its deactivate stops it (code-server's shutdown may
     // not give the extension host time to: the kill below is the safety net, not the feature).
     if (localPort) {
@@ -66,7 +57,6 @@ describe('extension in real VS Code (code-server)', function () {
     if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
     await Promise.all(daemons.map((d) => d.stop().catch(() => {})));
     if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
-    if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
   });
 
   stepFlow('extension', () => ({ wb, cs }));

@@ -8,7 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { chromium, type Browser, type FrameLocator, type Locator, type Page } from 'playwright-core';
+import { chromium, type Browser, type Frame, type FrameLocator, type Locator, type Page } from 'playwright-core';
 import { ensureInstalledCli } from '../integration/fixtures/install';
 
 export const ROOT = path.resolve(__dirname, '../..');
@@ -317,4 +317,67 @@ export function stepFlow(name: string, get: () => { wb?: Workbench; cs?: CodeSer
     await onFail?.().catch((e) => console.log(`(no more detail: ${(e as Error).message})`));
     console.log(cs?.log().split('\n').slice(-30).join('\n'));
   });
+}
+
+/** One UI test file's editor: code-server with the packaged .vsix, a browser, the workbench page, its screenshots. */
+export interface Ui {
+  cs: CodeServer;
+  browser: Browser;
+  wb: Workbench;
+  /** Saves a screenshot named `prefix-name` and remembers it for the closing list. */
+  shot(name: string): Promise<string>;
+  /** Closes the browser and stops code-server (with its extension hosts); prints the screenshots taken. */
+  close(): Promise<void>;
+}
+
+/** The start-up every UI test file shares: package the .vsix once, start code-server on `workspace`, open it in Chromium. */
+export async function openUi(o: { workspace: string; settings: Record<string, unknown>; env?: Record<string, string>; shotPrefix?: string }): Promise<Ui> {
+  const cs = await startCodeServer({ workspace: o.workspace, settings: o.settings, env: o.env, vsix: ensureVsix() });
+  let browser: Browser | undefined;
+  try {
+    browser = await launchBrowser();
+    const wb = await Workbench.open(browser, cs);
+    const shots: string[] = [];
+    const b = browser;
+    return {
+      cs, browser: b, wb,
+      async shot(name) { const f = await wb.shot(o.shotPrefix ? `${o.shotPrefix}-${name}` : name); shots.push(f); return f; },
+      async close() {
+        await b.close().catch(() => {});
+        await cs.stop().catch(() => {});
+        if (shots.length) console.log(`screenshots:\n  ${shots.join('\n  ')}`);
+      },
+    };
+  } catch (e) {
+    await browser?.close().catch(() => {});
+    await cs.stop().catch(() => {});
+    throw e;
+  }
+}
+
+export interface AxeViolation { id: string; impact: string; help: string; nodes: string[] }
+
+let axeSource: string | undefined;
+/**
+ * Runs axe-core (WCAG 2 A/AA rules, colour contrast included) in `frame` and returns the violations
+ * of impact serious or critical. Injected through the DevTools protocol, so a webview's CSP does
+ * not stop it. `include`: CSS selectors of the parts to check (default: the whole document).
+ */
+export async function axeSerious(frame: Frame, include?: string[]): Promise<AxeViolation[]> {
+  axeSource ??= fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+  if (!(await frame.evaluate('typeof window.axe === "object"'))) await frame.evaluate(axeSource);
+  const found = await frame.evaluate(async (inc) => {
+    const g = globalThis as unknown as { document: unknown; axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: { id: string; impact?: string; help: string; nodes: { target: unknown[]; failureSummary?: string }[] }[] }> } };
+    const r = await g.axe.run(inc ? { include: inc.map((s) => [s]) } : g.document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }, resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact ?? '', help: v.help, nodes: v.nodes.slice(0, 5).map((n) => `${n.target.join(' ')}: ${n.failureSummary ?? ''}`) }));
+  }, include);
+  return found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+}
+
+/** The Frame behind a webview's FrameLocator (axe runs in a Frame). */
+export async function frameOf(locator: FrameLocator): Promise<Frame> {
+  const body = await locator.locator('body').elementHandle({ timeout: 60_000 });
+  const f = await body.ownerFrame();
+  if (!f) throw new Error('the webview has no frame');
+  return f;
 }

@@ -9,15 +9,14 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { Browser } from 'playwright-core';
-import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, installedDaemonSettings, useInstalledCli, startCodeServer, stepFlow, until, type CodeServer } from './harness';
+import { ROOT, freePort, installedDaemonSettings, openUi, stepFlow, until, useInstalledCli, type CodeServer, type Ui, type Workbench } from './harness';
 import { installTestBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 import { startRegistry, type RegistryFixture } from '../integration/fixtures/registry';
 import { CloudletClient } from '../../sandbox/client';
 
 describe('one-click Publish in real VS Code (code-server)', function () {
+  let ui: Ui;
   let cs: CodeServer;
-  let browser: Browser;
   let wb: Workbench;
   let localData: string;
   let localPort: number;
@@ -25,12 +24,10 @@ describe('one-click Publish in real VS Code (code-server)', function () {
   let edge1: TestDaemon;
   let registry: RegistryFixture;
   let secure: RegistryFixture | undefined;
-  const screenshots: string[] = [];
-  const shot = async (name: string) => { screenshots.push(await wb.shot(`publish-${name}`)); };
+  const shot = (name: string) => ui.shot(name);
 
   before(async function () {
     this.timeout(1_200_000);
-    const vsix = ensureVsix();
     const cli = await useInstalledCli();
     localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-pub-local-'));
     await installTestBase(localData);
@@ -38,25 +35,22 @@ describe('one-click Publish in real VS Code (code-server)', function () {
     [edge1, registry] = await Promise.all([startDaemon({ ip: '127.0.0.2', withTestBase: true }), startRegistry()]);
     workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-pub-ws-'));
     fs.cpSync(path.join(ROOT, 'test/fixtures/sample-backend'), path.join(workspace, 'sample-backend'), { recursive: true });
-    cs = await startCodeServer({
+    ui = await openUi({
       workspace: path.join(workspace, 'sample-backend'),
-      vsix,
+      shotPrefix: 'publish',
       settings: { ...installedDaemonSettings(cli, localPort, localData), 'cloudlet.registry.default': `${registry.host}/overlays` },
     });
-    browser = await launchBrowser();
-    wb = await Workbench.open(browser, cs);
+    ({ cs, wb } = ui);
   });
 
   after(async function () {
     this.timeout(120_000);
-    await browser?.close().catch(() => {});
-    await cs?.stop().catch(() => {});
+    await ui?.close();
     if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
     await edge1?.stop().catch(() => {});
     await registry?.close().catch(() => {});
     await secure?.close().catch(() => {});
     if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
-    if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
   });
 
   stepFlow('publish', () => ({ wb, cs }), async () => {
