@@ -9,6 +9,7 @@ import '@vscode-elements/elements/dist/vscode-progress-bar/index.js';
 import '@vscode-elements/elements/dist/vscode-divider/index.js';
 import type { ChartSlice, HostMessage, OverlayPanelState, PanelKind, PhaseState, ReservationsPanelState, ServerPanelState, WebviewMessage } from '../extension/protocol';
 import { renderDonut, renderLeaseAxis, renderTimeline } from './charts';
+import { sliceHue } from './layout';
 import { el, formatBytes, formatMs } from './dom';
 
 declare function acquireVsCodeApi(): { postMessage(m: WebviewMessage): void; setState(s: unknown): void; getState(): unknown };
@@ -86,8 +87,8 @@ function renderOverlay(s: OverlayPanelState, chart: ChartSlice[]): void {
     const ratio = c.compressedBytes > 0 ? (c.rawBytes / c.compressedBytes).toFixed(1) : '–';
     const legend = el('table', { class: 'legend' },
       el('thead', {}, el('tr', {}, el('th', {}, ''), el('th', {}, 'Part'), el('th', { class: 'num' }, 'Changed data'), el('th', { class: 'num' }, 'Share'))),
-      el('tbody', {}, ...chart.map((x) => el('tr', {},
-        el('td', {}, el('span', { class: `swatch enc-${x.encoding} area-${x.area}` })),
+      el('tbody', {}, ...chart.map((x, i) => el('tr', {},
+        el('td', {}, el('span', { class: `swatch ${sliceHue(i)}` })),
         el('td', {}, x.label),
         el('td', { class: 'num' }, formatBytes(x.bytes)),
         el('td', { class: 'num' }, `${(x.share * 100).toFixed(1)}%`)))));
