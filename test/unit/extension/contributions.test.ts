@@ -1,6 +1,7 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
+import { WALKTHROUGH_ID, WALKTHROUGH_STEPS } from '../../../extension/state/walkthrough';
 
 const root = path.join(__dirname, '../../..');
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
@@ -86,6 +87,10 @@ describe('extension contributions', () => {
       assert.ok(s.completionEvents.length && s.completionEvents.every((e) => /^onContext:cloudlet\.done\./.test(e)), `${s.id}: ${s.completionEvents}`);
     }
     assert.match(steps.find((s) => s.id === 'base')!.description, /command:cloudlet\.createBase/);
+    // Each success event also marks its step complete by the id VS Code gives it (extension#walkthrough#step).
+    assert.equal(WALKTHROUGH_ID, `${pkg.publisher}.${pkg.name}#${pkg.contributes.walkthroughs[0].id}`);
+    assert.deepEqual(Object.values(WALKTHROUGH_STEPS).sort(), steps.map((s) => s.id).sort());
+    for (const s of steps) assert.ok(s.completionEvents.includes(`onContext:cloudlet.done.${Object.keys(WALKTHROUGH_STEPS).find((k) => WALKTHROUGH_STEPS[k as keyof typeof WALKTHROUGH_STEPS] === s.id)}`), s.id);
   });
 
   it('17.11: Restricted Mode is declared (limited, saying what works) and the user-only settings are restricted', () => {
