@@ -1,44 +1,67 @@
 /**
- * A new user's first run in real VS Code (code-server), through the editor alone: an empty profile
- * and no `cloudlet` on PATH. The Sandbox view says exactly what is missing; the status bar's click
- * gives the reason and the fix; the install steps name the command that works; "Locate CLI..." picks
- * the installed CLI in the file dialog and the local daemon starts from it. Then an HTTPS cloudlet
- * with a self-signed certificate: its fingerprint is shown and asked once, the pin is saved, and
- * after the cloudlet's certificate changes the connection is refused loudly (issue 15, issue 17.3).
- * Create Base VM... with its three kinds: a bad disk image fails with the CLI's words in a
- * notification and the log; the test guest becomes a base in the Sandbox view (issue 12.3, 17.1).
+ * The first run a new user takes, in real VS Code (code-server) through the editor alone (palette,
+ * views, panels, file pickers: no terminal, no settings.json edits), from an empty profile with no
+ * `cloudlet` on PATH to a handoff between two cloudlets and a container on a reserved device
+ * (issue 17's acceptance):
+ * install hint -> status bar reason -> Locate CLI (file dialog) -> Create Base VM (a bad image fails
+ * in a notification and the log; the test guest is made) -> an HTTPS cloudlet trusted on first use
+ * (edge1, 127.0.0.2) -> Copy Base (member refused, admin copies) -> re-list after the event stream
+ * reconnects -> resume -> terminal -> build (cloudlet.yaml's base fixed by a quick pick) -> a second
+ * cloudlet (edge2, 127.0.0.3) -> copy the base to both -> synthesize on edge1 -> Open in Browser ->
+ * hand off to edge2 -> notice of the new address -> walkthrough ticks -> enroll a Docker engine as a
+ * device on edge2 -> reserve it -> run a container on it -> axe-core in the panels and views in dark
+ * and light -> edge1's certificate changes and is refused. The daemons, the base and the sandbox are
+ * made once and reused by every later step (issue 12.3, 15, 17).
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { Browser } from 'playwright-core';
-import { ROOT, Workbench, ensureVsix, freePort, launchBrowser, startCodeServer, stepFlow, until, useInstalledCli, type CodeServer } from './harness';
+import { ROOT, axeSerious, freePort, openUi, stepFlow, until, useInstalledCli, type AxeViolation, type CodeServer, type Ui, type Workbench } from './harness';
 import { killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
+import { startRegistry, type RegistryFixture } from '../integration/fixtures/registry';
+import { importAndPush, startDockerEngines, type DockerEngines } from '../integration/fixtures/dockerEngines';
 import { CloudletClient } from '../../sandbox/client';
 
-describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trusted on first use', function () {
+describe('first run in real VS Code: from no CLI on PATH to a handoff between two cloudlets and a container on a reserved device', function () {
+  let ui: Ui;
   let cs: CodeServer;
-  let browser: Browser;
   let wb: Workbench;
   let workspace: string;
   let localData: string;
   let cli: string;
   let edge1: TestDaemon;
+  let edge2: TestDaemon;
+  let engines: DockerEngines;
+  let registry: RegistryFixture;
+  let image: string;
+  let containerPort: number;
   let version: string;
   let xdg: string;
-  const screenshots: string[] = [];
-  const shot = async (name: string) => { screenshots.push(await wb.shot(`firstrun-${name}`)); };
+  let serverUrl = '';
+  const shot = (name: string) => ui.shot(name);
   const dialog = () => wb.page.locator('.monaco-dialog-box').first();
 
   before(async function () {
     this.timeout(1_200_000);
-    const vsix = ensureVsix();
     cli = await useInstalledCli();
     version = (JSON.parse(fs.readFileSync(path.join(__dirname, '../../package.json'), 'utf8')) as { version: string }).version;
-    edge1 = await startDaemon({ ip: '127.0.0.2', args: ['--tls-self-signed'] });
+    // Every daemon, engine and registry of the whole story at once (they start in parallel; later steps reuse them).
+    [edge1, edge2, engines, registry] = await Promise.all([
+      startDaemon({ ip: '127.0.0.2', args: ['--tls-self-signed'] }),
+      startDaemon({ ip: '127.0.0.3', env: { CLOUDLET_DEVICE_HEALTH_INTERVAL_MS: '1000' } }),
+      startDockerEngines(1),
+      startRegistry(),
+    ]);
     assert.ok(edge1.fingerprint, 'the daemon printed its certificate fingerprint');
+    image = `${registry.host}/cloudlet-ui/httpd:1`;
+    importAndPush(engines.list[0], image, 'hello from a reserved device\n');
+    containerPort = await freePort();
     workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-first-ws-'));
+    // The user's project: the sample back-end, its cloudlet.yaml naming a base the sandbox will not have (17.5).
+    fs.cpSync(path.join(ROOT, 'test/fixtures/sample-backend'), path.join(workspace, 'sample-backend'), { recursive: true });
+    const yamlFile = path.join(workspace, 'sample-backend', 'cloudlet.yaml');
+    fs.writeFileSync(yamlFile, fs.readFileSync(yamlFile, 'utf8').replace(/^base: .*$/m, 'base: tour-base'));
     localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-first-local-'));
     // The installed CLI keeps built guests in XDG_CACHE_HOME/cloudlet: the checkout's (set-up built them once).
     xdg = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-first-xdg-'));
@@ -46,26 +69,24 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     for (const g of ['guest', 'debian']) if (fs.existsSync(path.join(ROOT, '.cache', g))) fs.symlinkSync(path.join(ROOT, '.cache', g), path.join(xdg, 'cloudlet', g));
     // PATH without any `cloudlet`: node and the system tools only.
     const pathDirs = [path.dirname(process.execPath), '/usr/local/bin', '/usr/bin', '/bin'].filter((d) => !fs.existsSync(path.join(d, 'cloudlet')));
-    cs = await startCodeServer({
+    ui = await openUi({
       workspace,
-      vsix,
+      shotPrefix: 'firstrun',
       env: { PATH: [...new Set(pathDirs)].join(path.delimiter), XDG_CACHE_HOME: xdg },
       // An empty profile but for where the local daemon listens and keeps its data (not the user's own).
       settings: { 'cloudlet.localDaemon.listen': `127.0.0.1:${await freePort()}`, 'cloudlet.localDaemon.dataDir': localData },
     });
-    browser = await launchBrowser();
-    wb = await Workbench.open(browser, cs);
+    ({ cs, wb } = ui);
   });
 
   after(async function () {
     this.timeout(120_000);
-    await browser?.close().catch(() => {});
-    await cs?.stop().catch(() => {});
-    await edge1?.stop().catch(() => {});
+    await ui?.close();
+    await Promise.all([edge1, edge2].map((d) => d?.stop().catch(() => {})));
+    await Promise.all([engines?.close(), registry?.close()].map((p) => p?.catch(() => {})));
     if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
     if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
     if (xdg) fs.rmSync(xdg, { recursive: true, force: true });
-    if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
   });
 
   stepFlow('firstrun', () => ({ wb, cs }));
@@ -81,6 +102,32 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     await new Promise((r) => setTimeout(r, 1500));
     await input.press('Enter');
   }
+
+
+  /** The walkthrough's steps, ticked or not (its checkboxes follow the extension's success events). */
+  async function walkthroughTicks(): Promise<Record<string, boolean>> {
+    await wb.command('Cloudlet: Get Started: Your First Overlay');
+    const boxes = wb.page.locator('.gettingStartedContainer [data-done-step-id]');
+    await boxes.first().waitFor({ timeout: 60_000 });
+    const ticks: Record<string, boolean> = {};
+    for (const step of ['setup', 'base', 'resume', 'build', 'run']) {
+      ticks[step] = (await wb.page.locator(`.gettingStartedContainer [data-done-step-id$="#${step}"]`).first().getAttribute('aria-checked', { timeout: 30_000 })) === 'true';
+    }
+    return ticks;
+  }
+
+  /** The frame of the open webview panel of `kind` (body data-panel), once it has rendered `ready`. */
+  async function panelFrame(kind: 'overlay' | 'server' | 'reservations', ready: string) {
+    return until(`the ${kind} panel`, async () => {
+      for (const f of wb.page.frames()) {
+        const k = await f.evaluate('document.body && document.body.dataset.panel').catch(() => undefined);
+        if (k === kind && (await f.locator(ready).count()) > 0) return f;
+      }
+      return undefined;
+    }, 120_000);
+  }
+
+  const describeViolations = (where: string, v: AxeViolation[]) => v.map((x) => `${where}: ${x.impact} ${x.id} (${x.help})\n    ${x.nodes.join('\n    ')}`).join('\n');
 
   it('17.3: no CLI on PATH: the Sandbox view names what is missing and offers the install steps and "Locate CLI..."', async () => {
     await wb.openCloudlets();
@@ -158,6 +205,13 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     await wb.closeBottomPanel();
   });
 
+  it('17.8: after the failed Create Base VM the walkthrough ticks the set-up step, not "Get a base VM"', async () => {
+    const ticks = await walkthroughTicks();
+    assert.deepEqual(ticks, { setup: true, base: false, resume: false, build: false, run: false });
+    await shot('walkthrough-after-failure');
+    await wb.command('View: Close All Editors');
+  });
+
   it('12.3/17.1: Create Base VM... Test guest: progress with Cancel, then the base is in the Sandbox view', async () => {
     await wb.clearNotifications();
     await wb.command('Cloudlet: Create Base VM...');
@@ -223,6 +277,204 @@ describe('first run in real VS Code: no CLI on PATH, then an HTTPS cloudlet trus
     await until('edge1 listed again without its base', async () => (await wb.treeRow('Cloudlets', /No servers or base VMs yet/).count()) > 0
       && (await wb.treeRow('Cloudlets', 'test-guest').count()) === 0, 180_000);
     await shot('relisted-after-restart');
+  });
+
+  it('17.10: Resume Base VM in Sandbox runs it; the toast says what happens to it when the window closes', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Resume Base VM in Sandbox');
+    const row = wb.treeRow('Sandbox', 'sandbox-test-guest');
+    await until('a running sandbox node', async () => /ACTIVE/.test(await row.innerText().catch(() => '')), 300_000);
+    await wb.notification(/Sandbox VM sandbox-test-guest is running\. It keeps running when this window closes \(setting cloudlet\.sandbox\.onWindowClose\)/).waitFor({ timeout: 60_000 });
+    await shot('sandbox-running');
+  });
+
+  it('the sandbox terminal runs a command and shows its output', async () => {
+    await wb.command('Cloudlet: Open Sandbox Terminal');
+    await wb.page.locator('.terminal-wrapper, .xterm').first().waitFor({ timeout: 60_000 });
+    await until('the console to connect', async () => (await wb.terminalText()).split('\n').some((l) => l.trim() && !/Connecting to the serial console/.test(l)), 60_000);
+    await wb.page.locator('.xterm').last().click();
+    await wb.page.keyboard.type('echo first-$((6*7))\n', { delay: 20 });
+    await until('the command output in the terminal', async () => /first-42/.test(await wb.terminalText()), 60_000);
+    await shot('sandbox-terminal');
+    await wb.closeBottomPanel();
+  });
+
+  it('17.5: Build from Workspace: cloudlet.yaml names a base the sandbox lacks; a quick pick of local bases writes the choice into the file; the Overlay panel fills', async () => {
+    await wb.clearNotifications();
+    const yamlFile = path.join(workspace, 'sample-backend', 'cloudlet.yaml');
+    await wb.command('Cloudlet: Build Overlay from Workspace (cloudlet.yaml)');
+    await wb.page.locator('.quick-input-widget:visible .quick-input-title', { hasText: 'cloudlet.yaml names base "tour-base", which the sandbox does not have' }).waitFor({ timeout: 60_000 });
+    await shot('build-base-quick-pick');
+    await wb.pick('test-guest');
+    await until('cloudlet.yaml to name the local base', async () => /^base: test-guest$/m.test(fs.readFileSync(yamlFile, 'utf8')), 30_000);
+    const panel = wb.webview('Overlay');
+    await panel.locator('[data-test=chart]').waitFor({ timeout: 600_000 });
+    assert.match(await panel.locator('[data-test=status]').innerText(), /Ready/);
+    await wb.treeRow('Overlays', 'sample-backend').first().waitFor({ timeout: 60_000 });
+    await shot('overlay-built');
+  });
+
+  it('17.2: a second cloudlet, then Copy Base to Cloudlet... to both at once (multi-select), verified on each', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Add Cloudlet...');
+    await wb.answer(edge2.url);
+    await wb.answer('edge2');
+    await wb.answer('admin');
+    await wb.answer(TEST_USERS.admin);
+    await wb.notification(/Cloudlet edge2 added/).waitFor({ timeout: 120_000 });
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Copy Base to Cloudlet...');
+    await wb.page.locator('.quick-input-widget:visible .quick-input-title', { hasText: 'Copy base VM test-guest to' }).waitFor({ timeout: 60_000 });
+    for (const c of ['edge1', 'edge2']) {
+      const box = wb.page.locator('.quick-input-widget:visible .quick-input-list .monaco-list-row', { hasText: c }).first().locator('input[type=checkbox], .monaco-custom-toggle, .quick-input-list-checkbox').first();
+      await box.click();
+    }
+    await shot('copy-base-two-targets');
+    await wb.page.locator('.quick-input-widget:visible .quick-input-box input').press('Enter');
+    await wb.notification(/Base VM test-guest is on edge1 and edge2 \(verified there\)/).waitFor({ timeout: 900_000 });
+    await shot('copy-base-two-done');
+  });
+
+  it('synthesize on edge1: the Server panel reaches ACTIVE and shows the back-end\'s URL with Open, Hand Off and Delete', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Synthesize on Cloudlet...');
+    await wb.pick('edge1');
+    const panel = wb.webview('Server');
+    await panel.locator('[data-test=timeline]').waitFor({ timeout: 300_000 });
+    await until('the server to be ACTIVE', async () => (await panel.locator('[data-test=status]').innerText().catch(() => '')) === 'ACTIVE', 600_000);
+    serverUrl = (await until('the back-end URL', async () => (await panel.locator('[data-test=urls]').innerText().catch(() => '')).match(/http:\/\/127\.0\.0\.1:\d+\//)?.[0], 60_000));
+    for (const b of ['open', 'handoff', 'delete']) await panel.locator(`[data-test=${b}]`).waitFor({ timeout: 30_000 });
+    await shot('synthesized');
+  });
+
+  it('17.6: Open in Browser in the Server panel opens the back-end\'s page', async () => {
+    const opened = wb.page.context().waitForEvent('page', { timeout: 120_000 });
+    await wb.webview('Server').locator('[data-test=open]').click();
+    // VS Code may ask before opening an external address: the user says Open.
+    const ask = wb.page.locator('.monaco-dialog-box .monaco-button', { hasText: /^Open$/ }).first();
+    const popup = await Promise.race([opened, ask.waitFor({ timeout: 120_000 }).then(async () => { await ask.click(); return opened; })]);
+    await popup.waitForLoadState('domcontentloaded', { timeout: 60_000 });
+    const port = new URL(serverUrl).port;
+    assert.ok(popup.url().includes(port), `the browser tab opens the back-end (${popup.url()}, expected port ${port})`);
+    await until('the back-end page', async () => /sample back-end/.test(await popup.locator('body').innerText().catch(() => '')), 60_000);
+    await popup.close();
+    await shot('opened-in-browser');
+  });
+
+  it('17.6/17.10: Hand Off... in the Server panel to edge2: downtime shown, a notice with the new address (which answers), no progress left at "check"', async () => {
+    await wb.clearNotifications();
+    await wb.webview('Server').locator('[data-test=handoff]').click();
+    await wb.pick('edge2');
+    const panel = wb.webview('Server');
+    await panel.locator('[data-test=downtime]').waitFor({ timeout: 600_000 });
+    assert.match(await panel.locator('[data-test=status]').innerText(), /ACTIVE/);
+    const notice = wb.notification(/sample-backend moved to edge2 .*answers at http:\/\/127\.0\.0\.1:\d+\/ now/);
+    await notice.waitFor({ timeout: 60_000 });
+    const moved = (await notice.innerText()).match(/answers at (http:\/\/127\.0\.0\.1:\d+\/) now/)![1];
+    assert.notEqual(moved, serverUrl, 'a new address after the handoff');
+    assert.ok((await notice.innerText()).includes(`${serverUrl} no longer does`), 'the notice says the old address is gone');
+    const page = await until('the new address to answer', async () => {
+      const r = await fetch(moved, { signal: AbortSignal.timeout(5000) }).catch(() => undefined);
+      return r?.ok && (await r.text());
+    }, 60_000);
+    assert.match(page, /sample back-end/);
+    assert.equal(await wb.page.locator('.notifications-toasts .notification-toast', { hasText: /Handing sample-backend off/ }).count(), 0, 'the progress ended with its outcome');
+    assert.match(await panel.locator('[data-test=urls]').innerText(), new RegExp(moved.replace(/[.:/]/g, '\\$&')));
+    await shot('handed-off');
+  });
+
+  it('17.8: the walkthrough ticks set-up, base, resume, build and synthesis after they succeeded', async () => {
+    const ticks = await walkthroughTicks();
+    assert.deepEqual(ticks, { setup: true, base: true, resume: true, build: true, run: true });
+    await shot('walkthrough-done');
+    await wb.command('View: Close Editor');  // the walkthrough; the panels stay open for 17.11
+  });
+
+  it('17.9: the Devices view says per cloudlet that no device is enrolled; Enroll Device... checks the Docker engine and lists it', async () => {
+    await wb.clearNotifications();
+    const header = (v: string) => wb.page.locator('.pane-header', { hasText: v }).first();
+    const expanded = async (v: string) => (await header(v).getAttribute('aria-expanded')) === 'true';
+    for (const v of ['Sandbox', 'Overlays']) if (await expanded(v)) await header(v).click();
+    if (!(await expanded('Devices'))) await header('Devices').click();
+    await until('both cloudlets saying no device is enrolled', async () => (await wb.treeRow('Devices', /No devices enrolled/).count()) === 2, 120_000);
+    for (const c of ['edge1', 'edge2']) await wb.treeRow('Devices', c).first().waitFor({ timeout: 30_000 });
+    await shot('devices-none');
+    await wb.command('Cloudlet: Enroll Device...');
+    await wb.pick('edge2');
+    await wb.answer(engines.list[0].endpoint);
+    await wb.answer('pi-1');
+    await wb.answer('raspberrypi4-64');
+    await wb.answer('camera=yes');
+    await wb.notification(/pi-1 \(raspberrypi4-64\) is enrolled on edge2; its Docker engine answers/).waitFor({ timeout: 120_000 });
+    await wb.treeRow('Devices', 'pi-1').first().waitFor({ timeout: 60_000 });
+    // (a RegExp: a string would also match the groups' lower-case "no devices enrolled" descriptions)
+    assert.equal(await wb.treeRow('Devices', /No devices enrolled/).count(), 1, 'edge1 still has none');
+    await shot('device-enrolled');
+  });
+
+  it('Reserve Device... then Run Container on Reserved Device...: the container answers on loopback', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Reserve Device...');
+    await wb.pick('edge2');
+    await wb.pick('Any raspberrypi4-64');
+    await wb.answer('10');
+    await wb.answer('first-lease');
+    // The lease's notification offers the next step (with two device cloudlets the palette would ask which one).
+    await wb.notification(/Lease first-lease is ACTIVE on pi-1/).waitFor({ timeout: 120_000 });
+    await wb.clickNotificationButton(/Lease first-lease is ACTIVE on pi-1/, 'Run Container...');
+    await wb.page.locator('.quick-input-widget:visible .quick-input-title', { hasText: 'Run Container (1/4)' }).waitFor({ timeout: 60_000 });
+    await wb.answer(image);
+    await wb.answer(`sh -c "exec httpd -f -p 127.0.0.1:${containerPort} -h /www"`);
+    await wb.answer(String(containerPort));
+    await wb.answer('GREETING=hi');
+    await wb.notification(/Container .* is Running on pi-1/).waitFor({ timeout: 300_000 });
+    const page = await until('the container\'s HTTP answer', async () => {
+      const r = await fetch(`http://127.0.0.1:${containerPort}/`, { signal: AbortSignal.timeout(5000) }).catch(() => undefined);
+      return r?.status === 200 && (await r.text());
+    }, 60_000);
+    assert.equal(page, 'hello from a reserved device\n');
+    await wb.treeRow('Devices', /Running/).first().waitFor({ timeout: 60_000 });
+    await shot('container-running');
+  });
+
+  it('17.11: axe-core finds no serious or critical violation in the Overlay, Server (handoff timeline) and Reservations panels and the Cloudlets views, dark and light; timeline labels clear the bars', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Show Reservations');
+    await panelFrame('reservations', '[data-test=lease-bar]');
+    // The Overlay panel of the build and the Server panel of the handoff are still open (tabs).
+    for (const t of ['Overlay: sample-backend', 'Server: sample-backend']) assert.ok(await wb.page.locator('.tabs-container .tab', { hasText: t }).count(), `${t} is open`);
+    await wb.closeBottomPanel();
+    const found: string[] = [];
+    for (const theme of ['Default Dark Modern', 'Default Light Modern'] as const) {
+      await wb.setTheme(theme);
+      const tag = theme.includes('Light') ? 'light' : 'dark';
+      for (const [tab, kind, ready] of [['Overlay: sample-backend', 'overlay', '[data-test=chart]'], ['Server: sample-backend', 'server', '[data-test=timeline]'], ['Reservations', 'reservations', '[data-test=lease-bar]']] as const) {
+        await wb.focusEditorTab(tab);
+        const frame = await panelFrame(kind, ready);
+        await new Promise((r) => setTimeout(r, 500));
+        found.push(describeViolations(`${tab} (${tag})`, await axeSerious(frame)));
+        if (kind === 'server') {
+          // 17.11: no timeline label runs into a bar, no duration sits on a bar.
+          const overlaps = await frame.evaluate(`(() => {
+            const svg = document.querySelector('[data-test=timeline] svg');
+            const bars = [...svg.querySelectorAll('.gantt-bar')].map((b) => b.getBBox());
+            const left = Math.min(...bars.map((b) => b.x));
+            const out = [];
+            for (const t of svg.querySelectorAll('.gantt-label')) { const b = t.getBBox(); if (b.x + b.width > left) out.push('label ' + t.textContent); }
+            for (const t of svg.querySelectorAll('.gantt-dur')) { const b = t.getBBox(); if (bars.some((r) => b.x < r.x + r.width && b.x + b.width > r.x && b.y < r.y + r.height && b.y + b.height > r.y)) out.push('duration ' + t.textContent); }
+            return out;
+          })()`) as string[];
+          assert.deepEqual(overlaps, [], `timeline text over bars (${tag})`);
+        }
+        await shot(`a11y-${kind}-${tag}`);
+      }
+      const sidebar = await axeSerious(wb.page.mainFrame(), ['.part.sidebar .pane-body']);
+      found.push(describeViolations(`Cloudlets views (${tag})`, sidebar));
+      await shot(`a11y-views-${tag}`);
+    }
+    await wb.setTheme('Default Dark Modern');
+    const report = found.filter(Boolean).join('\n');
+    assert.equal(report, '', `axe-core violations of impact serious or critical:\n${report}`);
   });
 
   it('15.1: after the cloudlet\'s certificate changes, the connection is refused loudly (no question)', async () => {
