@@ -200,3 +200,14 @@ export function sandboxStatus(condition: ViewCondition, servers: ServerInfo[]): 
   if (paused.length) return { text: `$(debug-pause) ${paused[0].name}`, tooltip: `Sandbox VM ${paused[0].name} is paused` };
   return { text: '$(vm-outline) Sandbox', tooltip: 'No sandbox VM is running' };
 }
+
+/**
+ * A row's accessible name: what it shows (label, then description), then the tooltip's details.
+ * VS Code reads a string tooltip instead when none is given, and ours leave out the description
+ * (a base's ID and size, a server's status): speech-input users say what they see (WCAG 2.5.3).
+ */
+export function accessibleLabel(n: Pick<NodeDesc, 'label' | 'description' | 'tooltip'>): string {
+  const shown = n.description ? `${n.label}, ${n.description}` : n.label;
+  const details = (n.tooltip ?? '').split('\n').map((l) => l.trim()).filter((l) => l && l !== n.label);
+  return details.length ? `${shown}. ${details.join('. ')}` : shown;
+}

@@ -5,7 +5,7 @@
  * so views-welcome content can say what is wrong and offer Retry.
  */
 import * as vscode from 'vscode';
-import type { NodeDesc, ViewCondition } from '../state/tree';
+import { accessibleLabel, type NodeDesc, type ViewCondition } from '../state/tree';
 import { RefreshScheduler } from '../state/refresh';
 
 export interface Loaded { nodes: NodeDesc[]; condition: ViewCondition; error?: string }
@@ -54,6 +54,7 @@ export class NodeTree implements vscode.TreeDataProvider<NodeDesc>, vscode.Dispo
     item.id = n.id;
     item.description = n.description;
     item.tooltip = n.tooltip;
+    item.accessibilityInformation = { label: accessibleLabel(n) };
     item.contextValue = n.contextValue;
     item.iconPath = new vscode.ThemeIcon(n.icon, n.iconColor ? new vscode.ThemeColor(n.iconColor) : undefined);
     if (n.command) item.command = { command: n.command.id, title: n.command.title, arguments: [n] };

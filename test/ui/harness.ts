@@ -361,16 +361,17 @@ let axeSource: string | undefined;
 /**
  * Runs axe-core (WCAG 2 A/AA rules, colour contrast included) in `frame` and returns the violations
  * of impact serious or critical. Injected through the DevTools protocol, so a webview's CSP does
- * not stop it. `include`: CSS selectors of the parts to check (default: the whole document).
+ * not stop it. `include`: CSS selectors of the parts to check (default: the whole document);
+ * `disable`: rules not run (each caller says why).
  */
-export async function axeSerious(frame: Frame, include?: string[]): Promise<AxeViolation[]> {
+export async function axeSerious(frame: Frame, include?: string[], disable: string[] = []): Promise<AxeViolation[]> {
   axeSource ??= fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
   if (!(await frame.evaluate('typeof window.axe === "object"'))) await frame.evaluate(axeSource);
-  const found = await frame.evaluate(async (inc) => {
+  const found = await frame.evaluate(async ({ inc, off }) => {
     const g = globalThis as unknown as { document: unknown; axe: { run(ctx: unknown, opts: unknown): Promise<{ violations: { id: string; impact?: string; help: string; nodes: { target: unknown[]; failureSummary?: string }[] }[] }> } };
-    const r = await g.axe.run(inc ? { include: inc.map((s) => [s]) } : g.document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }, resultTypes: ['violations'] });
+    const r = await g.axe.run(inc ? { include: inc.map((s) => [s]) } : g.document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }, rules: Object.fromEntries(off.map((r) => [r, { enabled: false }])), resultTypes: ['violations'] });
     return r.violations.map((v) => ({ id: v.id, impact: v.impact ?? '', help: v.help, nodes: v.nodes.slice(0, 5).map((n) => `${n.target.join(' ')}: ${n.failureSummary ?? ''}`) }));
-  }, include);
+  }, { inc: include, off: disable });
   return found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
 }
 

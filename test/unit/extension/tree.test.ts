@@ -2,7 +2,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { serverUrls } from '../../../extension/state/urls';
-import { cloudletNodes, formatBytes, overlayNodes, sandboxNodes, sandboxStatus, serverState, type NodeDesc } from '../../../extension/state/tree';
+import { accessibleLabel, cloudletNodes, formatBytes, overlayNodes, sandboxNodes, sandboxStatus, serverState, type NodeDesc } from '../../../extension/state/tree';
 import type { ImageInfo, ServerInfo } from '../../../extension/api';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '../../../package.json'), 'utf8'));
@@ -116,5 +116,12 @@ describe('extension tree state', () => {
     assert.equal(formatBytes(0), '0 B');
     assert.equal(formatBytes(1536), '1.5 KiB');
     assert.equal(formatBytes(5 * 1024 ** 3), '5.0 GiB');
+  });
+
+  it('17.11: a row\'s accessible name starts with what it shows (label, description), then the tooltip\'s details', () => {
+    assert.equal(accessibleLabel({ label: 'test-guest', description: '00f345162c43 · 207 MiB', tooltip: 'Base VM test-guest\nbase ID 00f3\nimage 12' }),
+      'test-guest, 00f345162c43 · 207 MiB. Base VM test-guest. base ID 00f3. image 12');
+    assert.equal(accessibleLabel({ label: 'edge1', description: 'https://127.0.0.2:1', tooltip: 'edge1\nhttps://127.0.0.2:1' }), 'edge1, https://127.0.0.2:1. https://127.0.0.2:1');
+    assert.equal(accessibleLabel({ label: 'No devices enrolled' }), 'No devices enrolled');
   });
 });
