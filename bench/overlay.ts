@@ -4,9 +4,15 @@
  * For the test guest and the Debian 12 base (sandbox/guest/debian.ts, the shared cached base: systemd, 1 GiB RAM,
  * 4 GiB disk, python3-flask + nginx-light installed from .debs by `cloudlet build`), on the same
  * base/launch pair:
- *   ours     createOverlay (4 KiB dedup across base RAM, base disk and the overlay itself; zstd)
+ *   ours     createOverlay (4 KiB dedup across base RAM, base disk and the overlay itself; zstd 3),
+ *            and its wire profile (re-compressed at zstd 19: what `overlay publish` sends)
+ *   discards the launch VM is built with discards off, snapshotted (launch-raw), then given the disk
+ *            and the memory discard, each measured (overlay bytes before/after), and snapshotted
+ *            again (launch = the default build)
+ *   dedupXz  4 KiB sha256 dedup against zero, base RAM, base disk and earlier chunks, xz -9 of the
+ *            unique bytes (bench/lib/dedupXz.ts), on the default pair
  *   elijah   the Elijah pipeline: xdelta3 -9 (source window covering the file) of RAM and of disk
- *            against the base, then xz -9
+ *            against the base, then xz -9, on launch-raw (the unoptimised pair: no discards)
  *   synth    synthesize from the overlay on local disk to the back-end's first HTTP response
  *   boot     cold boot of the launch disk to the same response (realistic guest)
  * The slow set-up is cached under .cache/bench-overlay/ (bases, launch pairs), so an interrupted run
@@ -24,6 +30,7 @@ import { runBuild } from '../sandbox/build/build';
 import { createOverlay } from '../sandbox/overlay';
 import { createSandboxOverlay, synthesize } from '../sandbox/overlay/sandboxOverlay';
 import { dedupXz } from './lib/dedupXz';
+import { PROFILE_LEVELS, recompressOverlay } from '../sandbox/overlay/recompress';
 import { chooseAccel } from '../sandbox/qemu/accel';
 import { qemuBinary } from '../sandbox/qemu/host';
 import { freePort } from '../sandbox/qemu/ports';
@@ -284,6 +291,9 @@ async function measure(p: Pair, withBoot?: { kernel: string; initrd: string }): 
   const bd = ours.manifest.breakdown;
   const ramBy = bd.ram.encodings;
   say(`${p.label}: ours ${(ours.bytes / 1e6).toFixed(2)} MB in ${(ours.timings.totalMs / 1000).toFixed(2)} s (scan ${(ours.timings.scanMs / 1000).toFixed(2)} s); RAM ${bd.ram.chunks} changed: ${JSON.stringify(ramBy)}, from overlay disk ${bd.ram.selfFrom.disk}; disk ${bd.disk.chunks} changed: ${JSON.stringify(bd.disk.encodings)}`);
+  // The wire profile (what `overlay publish` sends): the same overlay re-compressed at zstd 19.
+  const wire = await recompressOverlay(ours.path, path.join(outDir, 'wire', 'wire.overlay'), { level: PROFILE_LEVELS.wire });
+  say(`${p.label}: wire profile ${(wire.bytes / 1e6).toFixed(2)} MB (re-compressed in ${(wire.ms / 1000).toFixed(1)} s, same ID: ${wire.overlayId === ours.overlayId})`);
   say(`${p.label}: dedup + xz -9 peer on the same pair`);
   const dx = dedupXz({ ramDigests: base.ramDigests, diskDigests: base.diskDigests, disk: base.disk }, p.launch, path.join(root, p.label, 'dedup-xz'));
   say(`${p.label}: dedup + xz -9 ${(dx.bytes / 1e6).toFixed(2)} MB in ${(dx.ms / 1000).toFixed(0)} s (unique ${(dx.uniqueBytes / 1e6).toFixed(1)} MB; ${JSON.stringify(dx.counts)})`);
@@ -327,6 +337,8 @@ async function measure(p: Pair, withBoot?: { kernel: string; initrd: string }): 
     cold_boot_ms: bootMs,
     ratio_size_vs_elijah: ours.bytes / e.bytes, ratio_speed_vs_elijah: e.ms / ours.timings.totalMs,
     ratio_size_vs_dedup_xz: ours.bytes / dx.bytes,
+    ours_wire_bytes: wire.bytes, ours_wire_ms: wire.ms,
+    ratio_publish_size_vs_elijah: wire.bytes / e.bytes, ratio_publish_size_vs_dedup_xz: wire.bytes / dx.bytes,
     ratio_synthesis_vs_boot: bootMs ? synthMs / bootMs : undefined,
   };
 }
@@ -341,6 +353,8 @@ async function main(): Promise<void> {
     out.ratio_size_vs_elijah = r.ratio_size_vs_elijah;
     out.ratio_speed_vs_elijah = r.ratio_speed_vs_elijah;
     out.ratio_size_vs_dedup_xz = r.ratio_size_vs_dedup_xz;
+    out.ratio_publish_size_vs_elijah = r.ratio_publish_size_vs_elijah;
+    out.ratio_publish_size_vs_dedup_xz = r.ratio_publish_size_vs_dedup_xz;
     out.discard_memory_removed_bytes = r.discard_memory_removed_bytes;
     out.discard_disk_removed_bytes = r.discard_disk_removed_bytes;
     out.ratio_synthesis_vs_boot = r.ratio_synthesis_vs_boot;

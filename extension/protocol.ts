@@ -30,6 +30,8 @@ export interface OverlayComposition {
   rawBytes: number;
   segments: number;
   parts: CompositionPart[];
+  /** What the build's discards left out (issue 13), when the job reported it. */
+  discarded?: { memoryBytes?: number; diskBytes?: number };
 }
 
 export type BuildStatus = 'idle' | 'running' | 'done' | 'failed' | 'cancelled';

@@ -98,6 +98,8 @@ function renderOverlay(s: OverlayPanelState, chart: ChartSlice[]): void {
       el('dl', { class: 'facts' },
         el('dt', {}, 'Changed data'), el('dd', {}, formatBytes(c.rawBytes)),
         el('dt', {}, 'Overlay size'), el('dd', {}, `${formatBytes(c.compressedBytes)} (${ratio}× smaller)`),
+        ...(c.discarded?.memoryBytes !== undefined ? [el('dt', {}, 'Freed memory left out'), el('dd', { 'data-test': 'discarded-memory' }, formatBytes(c.discarded.memoryBytes))] : []),
+        ...(c.discarded?.diskBytes !== undefined ? [el('dt', {}, 'Freed disk blocks left out'), el('dd', { 'data-test': 'discarded-disk' }, formatBytes(c.discarded.diskBytes))] : []),
         el('dt', {}, 'Segments'), el('dd', {}, String(c.segments)),
         el('dt', {}, 'Base'), el('dd', {}, el('code', {}, c.baseId.slice(0, 16))),
         el('dt', {}, 'Overlay ID'), el('dd', {}, el('code', {}, c.overlayId.slice(0, 16)))),

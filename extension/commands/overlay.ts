@@ -7,7 +7,7 @@ import type { OverlayPanel } from '../panels/overlayPanel';
 import { checkEnd, isNode, need, pickOverlay, pickServer, runJob, sessionOf } from './common';
 import { LOCAL } from '../cloudlets';
 import { serverState } from '../state/tree';
-import { compositionFromManifest, overlayEnded, overlayProgress } from '../state/panels';
+import { compositionFromManifest, discardedFromResult, overlayEnded, overlayProgress } from '../state/panels';
 
 /** Reads the overlay id a job produced from its result. */
 export function overlayIdOf(result: unknown): string | undefined {
@@ -29,6 +29,8 @@ export async function finishOverlayPanel(ext: Ext, s: CloudletSession, panel: Ov
     ext.overlayPanels.rekey(key, id);
     if (o) panel.update({ ...panel.current, title: o.name, publishedRef: o.publishedRef });
   }
+  const discarded = discardedFromResult(end.result);
+  if (composition && discarded) composition = { ...composition, discarded };
   panel.update(overlayEnded(panel.current, end, composition && composition.parts.length ? composition : undefined));
 }
 

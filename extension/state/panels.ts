@@ -94,6 +94,15 @@ export function compositionFromManifest(m: any): OverlayComposition | undefined 
   };
 }
 
+/** The discard figures of a build job's result (`discard: {memoryZeroedBytes, diskFreedBytes}`), if any. */
+export function discardedFromResult(result: any): OverlayComposition['discarded'] {
+  const d = result && typeof result === 'object' ? result.discard : undefined;
+  if (!d || typeof d !== 'object') return undefined;
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined);
+  const out = { memoryBytes: num(d.memoryZeroedBytes), diskBytes: num(d.diskFreedBytes) };
+  return out.memoryBytes === undefined && out.diskBytes === undefined ? undefined : out;
+}
+
 /** Slices of the composition chart: one per (area, encoding), largest first, with its share. */
 const ENC_LABEL: Record<CompositionPart['encoding'], string> = {
   zero: 'zero', 'base-ram': 'copy of base RAM', 'base-disk': 'copy of base disk', self: 'copy within overlay',

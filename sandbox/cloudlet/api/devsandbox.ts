@@ -105,7 +105,7 @@ function buildRoutes(app: FastifyInstance, ctx: DaemonContext, manager: SandboxM
           base_sha256_uuid: r.overlay.manifest.baseId, overlay_id: r.overlay.overlayId });
         images.adoptFile(img.id, out);
         ctx.events.publish('images', { id: img.id, project_id: a.projectId, change: 'active' });
-        return { image_id: img.id, overlay_id: r.overlay.overlayId, bytes: r.overlay.bytes, timings: r.timings };
+        return { image_id: img.id, overlay_id: r.overlay.overlayId, bytes: r.overlay.bytes, timings: r.timings, discard: r.overlay.discard };
       } finally {
         fs.rmSync(out, { force: true });
         slot.release();

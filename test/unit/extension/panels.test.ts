@@ -1,5 +1,5 @@
 import { strict as assert } from 'assert';
-import { applyPhase, chartSlices, compositionFromManifest, handoffResult, initialOverlayState, initialServerState, overlayEnded, overlayProgress, serverEnded, serverProgress } from '../../../extension/state/panels';
+import { applyPhase, chartSlices, compositionFromManifest, discardedFromResult, handoffResult, initialOverlayState, initialServerState, overlayEnded, overlayProgress, serverEnded, serverProgress } from '../../../extension/state/panels';
 
 describe('extension panel state', () => {
   it('phases: a new phase name closes the open one, repeated events update it', () => {
@@ -8,6 +8,14 @@ describe('extension panel state', () => {
     p = applyPhase(p, { phase: 'scan-ram', done: 60, total: 100, at: 1700 });
     p = applyPhase(p, { phase: 'compress', at: 2000 });
     assert.deepEqual(p.map((x) => [x.name, x.startedAt, x.endedAt, x.done]), [['resume', 1000, 1500, undefined], ['scan-ram', 1500, 2000, 60], ['compress', 2000, undefined, undefined]]);
+  });
+
+  it('what the build\'s discards left out comes from the job result; junk or absent figures give nothing (issue 13)', () => {
+    assert.deepEqual(discardedFromResult({ overlay_id: 'o', discard: { memoryZeroedBytes: 5 * 1048576, diskFreedBytes: 0, skipped: [], ms: 3 } }), { memoryBytes: 5 * 1048576, diskBytes: 0 });
+    assert.deepEqual(discardedFromResult({ discard: { memoryZeroedBytes: 7, skipped: ['disk: fstrim failed'] } }), { memoryBytes: 7, diskBytes: undefined });
+    assert.equal(discardedFromResult({ discard: { memoryZeroedBytes: -1, diskFreedBytes: 'x' } }), undefined);
+    assert.equal(discardedFromResult({ overlay_id: 'o' }), undefined);
+    assert.equal(discardedFromResult(undefined), undefined);
   });
 
   it('overlay build: running, then done with the composition; a cancel keeps no composition', () => {
