@@ -5,7 +5,8 @@
  * test/integration/fleet.test.ts (fixtures/fleet.ts). As a user: Add Cloudlet with the Keystone's
  * URL and a password -> every region is a cloudlet with its servers and bases; "Synthesize on
  * Nearest Cloudlet..." measures the regions (edge1 nearest, edge2 farther, an unreachable edge3
- * shown); Add Cloudlet with an application credential (#14.5) -> its regions list their servers.
+ * shown); Add Cloudlet with an application credential (#14.5) -> its regions list their servers;
+ * "Hand Off Server..." from edge2 to edge1 within the fleet (the destination takes the user's own token).
  * The local sandbox only holds the overlay (no VM runs there); one server runs at edge2.
  */
 import { strict as assert } from 'assert';
@@ -88,15 +89,24 @@ describe('a fleet under one real Keystone in real VS Code (code-server)', functi
     return out;
   };
 
+  /**
+   * Answers the quick input once it is the one showing `what` (title or prompt): on a loaded machine the
+   * previous input can still be up after its Enter (its validation is a round trip to the extension host).
+   */
+  const answerWhen = async (what: RegExp, text: string) => {
+    await until(`the input ${what}`, async () => what.test(await wb.page.locator('.quick-input-widget:visible').innerText().catch(() => '')), 60_000, 200);
+    await wb.answer(text);
+  };
+
   it('Add Cloudlet with the Keystone URL and a password: each region of the catalog is a cloudlet with its servers and bases', async () => {
     await wb.openCloudlets();
     // Give the Cloudlets view the room: collapse Sandbox and Overlays.
     for (const v of ['Sandbox', 'Overlays']) if ((await header(v).getAttribute('aria-expanded')) === 'true') await header(v).click();
     await wb.command('Cloudlet: Add Cloudlet...');
-    await wb.answer(fleet.ks.authUrl);
-    await wb.answer('fleet');
-    await wb.answer('alice@demo');
-    await wb.answer(FLEET_USERS.alice.password);
+    await answerWhen(/Add Cloudlet \(1\/4\)/, fleet.ks.authUrl);
+    await answerWhen(/Add Cloudlet \(2\/4\)/, 'fleet');
+    await answerWhen(/Add Cloudlet \(3\/4\)/, 'alice@demo');
+    await answerWhen(/Add Cloudlet \(4\/4\)/, FLEET_USERS.alice.password);
     await wb.notification(/Cloudlet fleet added/).waitFor({ timeout: 120_000 });
     await until('both regions with their content', async () => (await childrenOf('fleet/edge1')).length && (await childrenOf('fleet/edge2')).length >= 2, 120_000);
     assert.deepEqual((await cloudletRows()).filter(([, level]) => level === 1).map(([l]) => l), ['fleet/edge1', 'fleet/edge2']);
@@ -149,13 +159,14 @@ describe('a fleet under one real Keystone in real VS Code (code-server)', functi
   it('14.5: Add Cloudlet with an application credential (its ID and secret): its regions list their servers', async () => {
     await wb.clearNotifications();
     await wb.command('Cloudlet: Add Cloudlet...');
-    await wb.answer(fleet.ks.authUrl);
-    await wb.answer('ci');
+    await answerWhen(/Add Cloudlet \(1\/4\)/, fleet.ks.authUrl);
+    await answerWhen(/Add Cloudlet \(2\/4\)/, 'ci');
     // The user name input offers the other way to log in: its key button.
+    await until('the user name input', async () => /Add Cloudlet \(3\/4\)/.test(await wb.page.locator('.quick-input-widget:visible').innerText().catch(() => '')), 60_000, 200);
     await wb.page.locator('.quick-input-widget:visible .action-label[aria-label*="application credential"]').first().click();
     await wb.pick('By ID');
-    await wb.answer(appCred.id);
-    await wb.answer(appCred.secret);
+    await answerWhen(/ID of the application credential/, appCred.id);
+    await answerWhen(/Secret of application credential/, appCred.secret);
     await wb.notification(/Cloudlet ci added/).waitFor({ timeout: 120_000 });
     await until('ci\'s regions with their content', async () => (await childrenOf('ci/edge2')).length >= 2 && (await childrenOf('ci/edge1')).length, 120_000);
     assert.deepEqual(await childrenOf('ci/edge2'), ['ui-fleet-server', 'test-guest'], 'the credential sees alice\'s server in project demo');
@@ -164,5 +175,19 @@ describe('a fleet under one real Keystone in real VS Code (code-server)', functi
     assert.deepEqual(saved?.applicationCredential, { id: appCred.id });
     assert.ok(!fs.readFileSync(cs.userSettings, 'utf8').includes(appCred.secret), 'the secret is not in the settings');
     await shot('application-credential');
+  });
+
+  it('16.3: "Hand Off Server..." from fleet/edge2 to fleet/edge1 runs on the user\'s own token: the server lands in alice\'s project at edge1', async () => {
+    await wb.clearNotifications();
+    await wb.command('Cloudlet: Hand Off Server...');
+    await wb.pick('fleet/edge2');
+    await wb.pick('fleet/edge1');
+    await wb.notification(/ui-fleet-server moved to fleet\/edge1/).waitFor({ timeout: 600_000 });
+    const a = await alice();
+    const atEdge1 = await a.inRegion('edge1').listServers();
+    assert.deepEqual(atEdge1.map((x) => [x.name, x.status, x.tenant_id]), [['ui-fleet-server', 'ACTIVE', a.session.projectId]]);
+    assert.deepEqual(await a.inRegion('edge2').listServers(), []);
+    await until('the view to show it under fleet/edge1', async () => (await childrenOf('fleet/edge1')).includes('ui-fleet-server'), 60_000);
+    await shot('handoff');
   });
 });
