@@ -26,8 +26,8 @@ const MiB = 1 << 20;
 const login = (d: TestDaemon) => CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
 const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80'];
 
-async function check(hostPort: string): Promise<{ mem: string; file: string }> {
-  const r = await httpGet(hostPort, '/cgi-bin/check', 60_000);
+async function check(hostPort: string, stage: string): Promise<{ mem: string; file: string }> {
+  const r = await httpGet(hostPort, '/cgi-bin/check', 120_000).catch((e: Error) => { throw new Error(`${stage}: GET /cgi-bin/check: ${e.message}`); });
   assert.equal(r.status, 200, r.body);
   return { mem: /^mem (\S*)/m.exec(r.body)?.[1] ?? '', file: /^file (\S*)/m.exec(r.body)?.[1] ?? '' };
 }
@@ -67,14 +67,14 @@ describe('discards: memory and file patterns intact after build, synthesis and h
     const synth = await ca.watchJob(jobId!);
     assert.equal(synth.status, 'DONE', `synthesis: ${synth.error}`);
     const src = await ca.getServer(id);
-    assert.deepEqual(await check(port80(src)), { mem: MEM, file: FILE }, 'after synthesis');
+    assert.deepEqual(await check(port80(src), 'after synthesis'), { mem: MEM, file: FILE }, 'after synthesis');
 
     const { jobId: hj } = await ca.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token, destVmName: 'moved' });
     const end = await ca.watchJob(hj);
     assert.equal(end.status, 'DONE', `handoff: ${end.error}`);
     const moved = (await cb.listServers()).find((s) => s.id === (end.result as HandoffReport).destination_server_id);
     assert.ok(moved, 'the moved server at the destination');
-    assert.deepEqual(await check(port80(moved)), { mem: MEM, file: FILE }, 'after handoff');
+    assert.deepEqual(await check(port80(moved), 'after handoff'), { mem: MEM, file: FILE }, 'after handoff');
     await cb.deleteServer(moved.id);
   });
 });
