@@ -39,10 +39,25 @@ describe('cloudlet CLI: base and sandbox commands (real QEMU)', function () {
     const list = cli(['sandbox', 'list']);
     assert.match(list.stdout, /c1\s+running/);
     assert.match(list.stdout, /127\.0\.0\.1:\d+->8080/);
+    // The cached base's CPU is plain qemu64: no SSSE3 (the next test adds it with +ssse3).
+    assert.equal(cli(['sandbox', 'exec', 'c1', '--', 'grep -c -w ssse3 /proc/cpuinfo']).stdout.trim(), '0');
     const con = cli(['sandbox', 'console', 'c1'], 'echo console-$((40+2))\n');
     assert.match(con.stdout, /console-42/);
     assert.match(cli(['sandbox', 'stop', 'c1']).stdout, /stopped/);
     assert.match(cli(['sandbox', 'delete', 'c1']).stdout, /deleted c1/);
     assert.match(cli(['sandbox', 'list']).stdout, /no sandboxes/);
+  });
+
+  it('12.7: base create --cpu qemu64,+ssse3 keeps the portable model plus one flag: the guest sees SSSE3; a flag without +/- is refused', () => {
+    const bad = cli(['base', 'create', '--test-guest', '--name', 'bad-cpu', '--cpu', 'qemu64,ssse3', '--ram', '128']);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /not a feature flag/);
+    const c = cli(['base', 'create', '--test-guest', '--name', 'ssse3', '--cpu', 'qemu64,+ssse3', '--ram', '128']);
+    assert.equal(c.status, 0, c.stderr);
+    const id = c.stdout.trim().split('\n').pop()!;
+    assert.equal(JSON.parse(cli(['base', 'show', id, '--json']).stdout).vm.cpuModel, 'qemu64,+ssse3');
+    assert.equal(cli(['sandbox', 'resume', id, '--name', 'c2']).status, 0);
+    assert.equal(cli(['sandbox', 'exec', 'c2', '--', 'grep -c -w ssse3 /proc/cpuinfo']).stdout.trim(), '1');
+    assert.match(cli(['sandbox', 'delete', 'c2']).stdout, /deleted c2/);
   });
 });
