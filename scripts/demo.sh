@@ -19,7 +19,7 @@ export CLOUDLET_HOME="${CLOUDLET_HOME:-$PWD/.cache/demo-home}"
 cloudlet() { node --import tsx sandbox/cli/main.ts "$@"; }
 now() { date +%s%N; }
 ms() { echo $(( ($2 - $1) / 1000000 )); }
-json() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s);console.log(process.argv[1].split(".").reduce((o,k)=>o[k],v))})' "$1"; }
+json() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s);const x=process.argv[1].split(".").reduce((o,k)=>o[k],v);console.log(typeof x==="object"?JSON.stringify(x):x)})' "$1"; }
 # The ID of the local base named $1 (empty when there is none).
 base_named() { cloudlet base list --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const b=JSON.parse(s).find(x=>x.name===process.argv[1]);console.log(b?b.baseId:"")})' "$1"; }
 
