@@ -24,6 +24,8 @@ import { registerRegion, removeRegion } from '../../sandbox/client/regions';
 
 describe('a fleet under one real Keystone in real VS Code (code-server)', function () {
   let cs: CodeServer;
+  /** code-server starting while the fleet comes up (stopped by after() even when before() fails first). */
+  let started: Promise<CodeServer> | undefined;
   let browser: Browser;
   let wb: Workbench;
   let fleet: Fleet;
@@ -44,7 +46,7 @@ describe('a fleet under one real Keystone in real VS Code (code-server)', functi
     localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-fleet-local-'));
     localPort = await freePort();
     workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-fleet-ws-'));
-    const started = startCodeServer({ workspace, vsix, settings: installedDaemonSettings(cli, localPort, localData) });
+    started = startCodeServer({ workspace, vsix, settings: installedDaemonSettings(cli, localPort, localData) });
     started.catch(() => {});
     fleet = await startFleet();
     const a = await alice();
@@ -66,7 +68,7 @@ describe('a fleet under one real Keystone in real VS Code (code-server)', functi
   after(async function () {
     this.timeout(120_000);
     await browser?.close().catch(() => {});
-    await cs?.stop().catch(() => {});
+    await (cs ?? await started?.catch(() => undefined))?.stop().catch(() => {});
     if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
     await fleet?.close().catch(() => {});
     if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
