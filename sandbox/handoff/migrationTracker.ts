@@ -58,7 +58,8 @@ export class MigrationTracker {
   failure?: Error;
   private readonly parser: MigrationStreamParser;
   private readonly pending = new Map<number, Buffer | undefined>();
-  private readonly pendingMax = pendingLimit();
+  /** Unsent pages at which the socket is paused (and the sender sends a round). */
+  readonly pendingMax = pendingLimit();
   private readonly otherBlocks = new Map<string, Map<number, Buffer | undefined>>();
   private readonly server = net.createServer();
   private sock?: net.Socket;

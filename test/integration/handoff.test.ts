@@ -91,7 +91,7 @@ describe('handoff between two daemons with real QEMU', function () {
     // Report: present and plausible.
     assert.ok(r.bytes_sent > 0 && r.bytes_sent < TEST_BASE_RAM_MIB * 1048576, `bytes_sent ${r.bytes_sent}`);
     assert.ok(r.downtime_ms > 0 && r.downtime_ms < r.total_ms, `downtime ${r.downtime_ms} of ${r.total_ms}`);
-    assert.ok(r.rounds >= 2, `rounds ${r.rounds}`);
+    assert.ok(r.rounds >= 1, `rounds ${r.rounds}`);
     assert.equal(r.round_bytes.length, r.rounds);
     assert.equal(r.round_bytes.reduce((x, y) => x + y, 0), r.bytes_sent);
     assert.ok(events.filter((p) => p === 'round').length === r.rounds, `a progress event per round: ${events.join(',')}`);
