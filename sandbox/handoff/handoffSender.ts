@@ -141,6 +141,16 @@ export class HandoffSender {
       const qmp = await manager.qmpClient(o.vmId);
       if (trackerChoice() === 'compare') this.tracking = { method: 'full-compare', fallback: 'CLOUDLET_HANDOFF_TRACKER=compare' };
       else {
+        // Round 0 by one compare of the running VM's RAM (the overlay of its current state): QEMU's
+        // first pass then finds nearly everything already at the destination, and what is left when
+        // it stops the VM is only what was written since (measured on the test guest: without this
+        // round the 674 changed pages went in the paused round, downtime 1.0-1.8 s at load 15-24).
+        enc.begin();
+        const diskChanged = await this.scanDisk(disk, enc, false);
+        const ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d), o.signal);
+        await this.send(dest, sid, round, false, enc, ramChanged, diskChanged);
+        o.progress({ phase: 'round', done: round + 1, message: `round ${round}: ${ramChanged} RAM pages (compare), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
+        round++;
         try {
           tracker = await MigrationTracker.start(qmp, path.join(path.dirname(files.migrateSocket), 'track.sock'), ram);
         } catch (e) {
@@ -148,7 +158,7 @@ export class HandoffSender {
         }
       }
       if (tracker) {
-        let lastDiskScan = 0;
+        let lastDiskScan = Date.now();
         for (;;) {
           throwIfCancelled(o.signal);
           // A live round only when QEMU is held back (PENDING_PAGES unsent): a round still in flight
