@@ -31,7 +31,8 @@ export function timelineLayout(names: string[], width = 640): TimelineLayout {
 /**
  * Donut slices are told apart by position, not by what they encode: two parts of the same encoding
  * (the RAM's and the disk's) used to share one colour, and neighbouring chart colours looked alike.
- * Seven distinct theme chart colours; an eighth slice and on repeat them faded.
+ * Seven distinct theme chart colours; an eighth slice and on repeat them dashed in the donut and
+ * outlined in the legend (class `faded`), never a paler twin of a colour already shown.
  */
 export const SLICE_HUES = ['blue', 'orange', 'green', 'purple', 'yellow', 'red', 'grey'] as const;
 
