@@ -95,10 +95,16 @@ describe('first run in real VS Code: from no CLI on PATH to a handoff between tw
   async function pickFile(file: string): Promise<void> {
     const input = wb.page.locator('.quick-input-widget:visible .quick-input-box input');
     await input.waitFor({ timeout: 30_000 });
-    await input.click();
-    await wb.page.keyboard.press('Control+a');
-    await wb.page.keyboard.type(file, { delay: 5 });
-    await until('the dialog to show the file', async () => (await input.inputValue()) === file, 30_000);
+    // The dialog rewrites its input while it lists folders: under load a keystroke can land on a rewritten value
+    // ("/t" became "/root/…" once). Typed again until the input holds exactly the path.
+    for (let attempt = 1; ; attempt++) {
+      await input.click();
+      await wb.page.keyboard.press('Control+a');
+      await wb.page.keyboard.type(file, { delay: 5 });
+      const ok = await until('the dialog to show the file', async () => (await input.inputValue()) === file, 10_000).catch(() => false);
+      if (ok) break;
+      if (attempt === 3) throw new Error(`the file dialog holds "${await input.inputValue()}", not ${file}`);
+    }
     await new Promise((r) => setTimeout(r, 1500));
     await input.press('Enter');
   }
