@@ -34,7 +34,8 @@ export function timelineLayout(names: string[], width = 640): TimelineLayout {
  * Seven distinct theme chart colours; an eighth slice and on repeat them dashed in the donut and
  * outlined in the legend (class `faded`), never a paler twin of a colour already shown.
  */
-export const SLICE_HUES = ['blue', 'orange', 'green', 'purple', 'yellow', 'red', 'grey'] as const;
+// Not charts-yellow: in the light theme it is a dark yellow next to charts-orange (#bf8803 vs #d18616).
+export const SLICE_HUES = ['blue', 'orange', 'green', 'purple', 'cyan', 'red', 'grey'] as const;
 
 export function sliceHue(i: number): string {
   return `hue-${SLICE_HUES[i % SLICE_HUES.length]}${i >= SLICE_HUES.length ? ' faded' : ''}`;
