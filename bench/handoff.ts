@@ -122,7 +122,9 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
     let m: any;
     for (;;) {
       m = await src.execute('query-migrate');
-      if (m.status === 'completed') break;
+      // Right after `migrate`, query-migrate can still report the incoming migration of the synthesis
+      // as completed (no downtime, total 0): only an outgoing one with its figures counts.
+      if (m.status === 'completed' && Number(m['total-time']) > 0) break;
       if (m.status === 'failed' || m.status === 'cancelled') throw new Error(`QEMU migration ${m.status}: ${m['error-desc'] ?? ''}\n${logTail(path.join(dir, 'qemu.log'))}`);
       await sleep(20);
     }
