@@ -172,7 +172,15 @@ export class Workbench {
     }
     await sleep(150);
     await input.press('Enter');
-    await sleep(300);
+    // Under load the widget can stay up with this answer for a while; the next answer() must not
+    // type into it. Done when it is hidden or holds another value (the next step). A refused value
+    // stays: the cap keeps such tests from waiting long.
+    await this.page.waitForFunction(`(() => {
+      const widget = document.querySelector('.quick-input-widget');
+      const box = widget && widget.querySelector('.quick-input-box input');
+      return !box || widget.style.display === 'none' || widget.offsetParent === null || box.value !== ${JSON.stringify(text)};
+    })()`, undefined, { timeout: 5000 }).catch(() => {});
+    await sleep(150);
   }
 
   /** Picks the quick-pick row whose label contains `label`. */
