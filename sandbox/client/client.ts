@@ -11,6 +11,7 @@ import { HEAD_READ_BYTES, manifestFromHead } from '../overlay/manifestHead';
 import { LIMITS, type OverlayManifest } from '../overlay/format';
 import type { CatalogEntry, ChangeEvent, CreateBaseRequest, Flavor, Image, ImagePage, Job, JobEnd, ProgressEvent, Server, ServerCreated } from './types';
 import { CertificateError, fetchFailure, transportFetch, type TlsTrust } from './transport';
+import { readAtMost } from '../common/readAtMost';
 
 /** One API call, for the extension's output channel. Never holds tokens, passwords or bodies. */
 export interface CallRecord { method: string; service: string; url: string; status: number; ms: number; error?: string }
@@ -313,7 +314,7 @@ export class CloudletClient {
   }
   /** The manifest of an overlay image, read from its head with two ranged downloads (not the whole file). */
   async readOverlayManifest(id: string, signal?: AbortSignal): Promise<{ manifest: OverlayManifest; overlayId: string }> {
-    const range = async (start: number, end: number) => Buffer.from(await readAtMost(await this.downloadImageData(id, { range: [start, end], signal }), end - start + 1));
+    const range = async (start: number, end: number) => readAtMost(await this.downloadImageData(id, { range: [start, end], signal }), end - start + 1);
     return manifestFromHead(await range(0, HEAD_READ_BYTES - 1), range, { where: `image ${id}`, maxBytes: HEAD_READ_BYTES + LIMITS.manifestBytes });
   }
 
@@ -417,20 +418,6 @@ export class CloudletClient {
 
 function enc(s: string): string { return encodeURIComponent(s); }
 
-/** At most `n` bytes of a response body (a server may send more than a Range asked for). */
-async function readAtMost(res: Response, n: number): Promise<Uint8Array> {
-  const reader = res.body!.getReader();
-  const parts: Uint8Array[] = [];
-  let got = 0;
-  while (got < n) {
-    const r = await reader.read();
-    if (r.done) break;
-    parts.push(r.value);
-    got += r.value.length;
-  }
-  await reader.cancel().catch(() => {});
-  return Buffer.concat(parts).subarray(0, n);
-}
 
 /** The daemon puts the hint into the OpenStack message too (for OpenStack clients); the error carries it once. */
 function withoutHint(message: string, hint: string | undefined): string {

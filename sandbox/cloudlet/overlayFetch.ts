@@ -15,6 +15,7 @@ import { CertificateError, fetchFailure, transportFetch, withPin, type TlsTrust 
 import type { Logger } from '../common/log';
 import { HEAD_READ_BYTES, manifestFromHead } from '../overlay/manifestHead';
 import { CONTAINER_HEADER_SIZE, decodeContainerHeader, type OverlayManifest } from '../overlay/format';
+import { readAtMost } from '../common/readAtMost';
 
 export function checkOverlayUrl(raw: unknown): URL {
   if (typeof raw !== 'string' || !raw) throw new CloudletError('BadInput', 'metadata.overlay_url must be a URL string');
@@ -99,7 +100,7 @@ export async function fetchOverlayManifest(url: string, headers: Record<string, 
   o: OverlayFetchOptions = {}): Promise<{ manifest: OverlayManifest; overlayId: string; size?: number }> {
   const first = await get(url, headers, o, [0, HEAD_READ_BYTES - 1], signal);
   const size = totalSize(first);
-  const head = Buffer.from(await readAtMost(first, HEAD_READ_BYTES));
+  const head = await readAtMost(first, HEAD_READ_BYTES);
   // Nothing about the answer is told before it proves to be an overlay.
   try {
     if (head.length < CONTAINER_HEADER_SIZE) throw new Error(`${head.length} bytes, shorter than an overlay header`);
@@ -117,24 +118,11 @@ export async function fetchOverlayManifest(url: string, headers: Record<string, 
       throw new CloudletError('BadInput', `overlay server at ${url} ignores Range requests; the manifest needs ${end + 1} bytes`);
     }
     // Only the bytes asked for, whatever the server sends.
-    return Buffer.from(await readAtMost(rest, end - start + 1));
+    return readAtMost(rest, end - start + 1);
   }, { where: url, maxBytes });
   return { ...parsed, size };
 }
 
-async function readAtMost(res: Response, n: number): Promise<Uint8Array> {
-  const reader = res.body!.getReader();
-  const parts: Uint8Array[] = [];
-  let got = 0;
-  while (got < n) {
-    const r = await reader.read();
-    if (r.done) break;
-    parts.push(r.value);
-    got += r.value.length;
-  }
-  await reader.cancel().catch(() => {});
-  return Buffer.concat(parts).subarray(0, n);
-}
 
 /** Downloads the whole overlay into `dest` (via dest.partial), at most `maxBytes`. */
 export async function downloadOverlay(url: string, headers: Record<string, string>, dest: string, maxBytes: number,
