@@ -9,7 +9,7 @@ import * as path from 'path';
 import { CloudletError } from '../common/errors';
 import { onDiskFullAsync } from '../common/hostErrors';
 import type { BaseBundle } from '../base/store';
-import { cloneFile } from '../qemu/files';
+import { cloneFile, cloneFileInBackground } from '../qemu/files';
 import { qemuImgBinary } from '../qemu/host';
 import { run } from '../qemu/run';
 import type { VmConfig } from '../qemu/vmconfig';
@@ -37,19 +37,30 @@ export function checkLaunchFiles(src: FileSources, cfg: VmConfig): void {
   if (size !== cfg.ramBytes) throw new CloudletError('Corrupt', `RAM file ${src.ramFile} is ${size} bytes, the VM config says ${cfg.ramBytes}`);
 }
 
-/** Puts the disk layer and RAM file in place for `files`; returns the kernel files to boot with. */
-export async function prepareFiles(base: BaseBundle, cfg: VmConfig, files: SandboxFiles, src: FileSources): Promise<KernelFiles | undefined> {
+/**
+ * Puts the disk layer and RAM file in place for `files`; returns the kernel files to boot with.
+ * ramInBackground (a resume): returns once the disk layer exists and the RAM file has its full
+ * size, with the copy of the base RAM still running; `ramReady` resolves when it is done. QEMU can
+ * start meanwhile (that takes the copy off a resume's critical path), but the device state must
+ * not load before ramReady: virtio devices read their rings from guest RAM when their state loads.
+ */
+export async function prepareFiles(base: BaseBundle, cfg: VmConfig, files: SandboxFiles, src: FileSources, o: { ramInBackground?: boolean } = {}): Promise<{ kernel?: KernelFiles; ramReady: Promise<void> }> {
   const kernel = kernelFilesFor(base, cfg);
   if (src.from === 'launch') {
     checkLaunchFiles(src, cfg);
     moveInto(src.diskLayer, files.disk);
     moveInto(src.ramFile, files.ram);
-    return kernel;
+    return { kernel, ramReady: Promise.resolve() };
   }
   // Independent steps, run together: the disk layer (instant) and the RAM copy (reflink or sparse copy).
-  await Promise.all([onDiskFullAsync(files.disk, 'creating the VM\'s disk layer', createDiskLayer(files.disk, base.disk)),
-    onDiskFullAsync(files.ram, 'copying the base RAM for the VM', cloneFile(base.ram, files.ram))]);
-  return kernel;
+  const ram = onDiskFullAsync(files.ram, 'copying the base RAM for the VM', o.ramInBackground ? cloneFileInBackground(base.ram, files.ram) : cloneFile(base.ram, files.ram));
+  ram.catch(() => undefined); // awaited by the caller (ramReady) or below
+  await onDiskFullAsync(files.disk, 'creating the VM\'s disk layer', createDiskLayer(files.disk, base.disk)).catch(async (e) => {
+    await ram.catch(() => undefined);
+    throw e;
+  });
+  if (!o.ramInBackground) await ram;
+  return { kernel, ramReady: ram };
 }
 
 /** An empty qcow2 (4 KiB clusters: the overlay's chunk size) whose backing file is a raw disk. */

@@ -96,11 +96,14 @@ export class SandboxManager {
     const kernel = kernelFilesFor(o.base, o.vmConfig);
     const rec = this.records.claim(o.name, o.base, o.vmConfig, accel, kernel);
     const files = this.filesOf(rec.id);
+    let ramReady: Promise<void> | undefined;
     try {
       progress({ phase: 'prepare', message: o.src.from === 'base' ? 'qcow2 layer and private RAM copy' : 'taking the launch files' });
-      const [, ports] = await Promise.all([prepareFiles(o.base, o.vmConfig, files, o.src), resolvePorts([...o.base.manifest.ports, ...(o.ports ?? [])])]);
-      return await this.boot({ ...rec, ports }, files, o.state, progress);
+      const [prepared, ports] = await Promise.all([prepareFiles(o.base, o.vmConfig, files, o.src, { ramInBackground: true }), resolvePorts([...o.base.manifest.ports, ...(o.ports ?? [])])]);
+      ramReady = prepared.ramReady;
+      return await this.boot({ ...rec, ports }, files, o.state, progress, ramReady);
     } catch (e) {
+      await ramReady?.catch(() => undefined); // no copy still writing into files being removed
       await this.discard(rec.id);
       throw e;
     }
@@ -120,14 +123,14 @@ export class SandboxManager {
     }
   }
 
-  /** QEMU with -incoming defer, agent attached, device state loaded, then cont. */
-  private async boot(rec: SandboxRecord, files: SandboxFiles, state: string, progress: ProgressSink): Promise<SandboxInfo> {
+  /** QEMU with -incoming defer, agent attached, device state loaded (once `ramReady`), then cont. */
+  private async boot(rec: SandboxRecord, files: SandboxFiles, state: string, progress: ProgressSink, ramReady?: Promise<void>): Promise<SandboxInfo> {
     writeRecord(files.dir, { ...rec, status: 'starting' });
     progress({ phase: 'resume', message: `starting QEMU (${rec.accel})` });
     const t0 = Date.now();
     const vm = await startSandboxQemu(this.live, rec, files);
     await failpoint('resume-after-qemu-start', ` qemu=${vm.pid}`);
-    const running = await runFromState(rec, files, vm.qmp, state, { timeoutMs: this.incomingTimeoutMs, exited: vm.exited, since: t0 });
+    const running = await runFromState(rec, files, vm.qmp, state, { timeoutMs: this.incomingTimeoutMs, exited: vm.exited, since: t0, ramReady });
     progress({ phase: 'running', message: `${rec.id} running after ${running.resumeMs} ms` });
     return this.info(running);
   }

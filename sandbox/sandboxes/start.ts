@@ -35,12 +35,14 @@ export async function startSandboxQemu(live: LiveVms, rec: SandboxRecord, files:
 /**
  * Loads the device state into the waiting QEMU, continues the VM and marks the record running.
  * `listening`: the QEMU already waits on its migration socket (listenForDeviceState); `since`:
- * when QEMU was started (the record's resumeMs counts from there).
+ * when QEMU was started (the record's resumeMs counts from there); `ramReady`: the RAM file's copy
+ * still running (prepareFiles ramInBackground), awaited before the state loads.
  */
 export async function runFromState(rec: SandboxRecord, files: SandboxFiles, qmp: QmpClient, state: string | Buffer,
-  o: { timeoutMs: number; listening?: boolean; exited?: Promise<unknown>; since?: number }): Promise<SandboxRecord> {
+  o: { timeoutMs: number; listening?: boolean; exited?: Promise<unknown>; since?: number; ramReady?: Promise<void> }): Promise<SandboxRecord> {
   const t0 = o.since ?? Date.now();
   try {
+    await o.ramReady; // the RAM copy made while QEMU started (device state loads read guest RAM)
     try {
       await loadDeviceState(qmp, state, { socket: files.migrateSocket, timeoutMs: o.timeoutMs, listening: o.listening });
     } catch (e) {
