@@ -21,23 +21,47 @@ lint_failed=0
 
 has() { [[ ",$suites," == *",$1,"* ]]; }
 
-if has lint; then
-  echo "== lint and typecheck"
+# Lint and the unit suite under each Node are independent and CPU-bound: they run two at a time
+# (CLOUDLET_TEST_JOBS, default 2: the budget's two cores), each job's output shown whole when it ends.
+jobs_dir=$(mktemp -d)
+trap 'rm -rf "$jobs_dir"' EXIT
+max_jobs=${CLOUDLET_TEST_JOBS:-2}
+queued=()
+lint_job() {
   # eslint: code rules and route sizes; lint:deps (dependency-cruiser): layer order of sandbox/, no import cycles.
-  if ! npx eslint . || ! npm run --silent lint:deps || ! npx tsc -p . --noEmit || ! npx tsc -p webview --noEmit; then lint_failed=1; fi
+  npx eslint . && npm run --silent lint:deps && npx tsc -p . --noEmit && npx tsc -p webview --noEmit
+}
+unit_job() { CLOUDLET_TEST_COUNTS=$results/unit.json npx mocha --config test/.mocharc.unit.json "test/unit/**/*.test.ts"; }
+node_job() {
+  bash scripts/node-runtimes.sh test "$1" "$results/unit-node$1.json"
+  # A run that never got to count (runtime missing, crash) is a failure, not silence.
+  [ -f "$results/unit-node$1.json" ] || echo '{"passed":0,"failed":1,"skipped":0,"failures":["the unit suite did not run under Node '"$1"'"]}' > "$results/unit-node$1.json"
+}
+has lint && queued+=("lint|lint and typecheck|lint_job")
+has unit && queued+=("unit|unit tests|unit_job")
+for v in $majors; do has "node$v" && queued+=("node$v|unit tests under Node $v|node_job $v"); done
+show_done() {  # prints every finished job's output once
+  for f in "$jobs_dir"/*.rc; do
+    [ -e "$f" ] || continue
+    local name; name=$(basename "$f" .rc)
+    [ -e "$jobs_dir/$name.shown" ] && continue
+    echo "== $(cat "$jobs_dir/$name.title") ($(cat "$jobs_dir/$name.secs") s)"
+    cat "$jobs_dir/$name.log"
+    touch "$jobs_dir/$name.shown"
+  done
+}
+if [ ${#queued[@]} -gt 0 ]; then
+  echo "== ${#queued[@]} jobs, $max_jobs at a time: $(printf '%s\n' "${queued[@]}" | cut -d'|' -f2 | paste -sd, | sed 's/,/, /g')"
+  for j in "${queued[@]}"; do
+    IFS='|' read -r name title cmd <<< "$j"
+    while [ "$(jobs -rp | wc -l)" -ge "$max_jobs" ]; do wait -n || true; show_done; done
+    echo "$title" > "$jobs_dir/$name.title"
+    ( t0=$SECONDS; $cmd > "$jobs_dir/$name.log" 2>&1; rc=$?; echo $((SECONDS - t0)) > "$jobs_dir/$name.secs"; echo $rc > "$jobs_dir/$name.rc" ) &
+  done
+  while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || true; show_done; done
+  wait; show_done
+  [ -f "$jobs_dir/lint.rc" ] && [ "$(cat "$jobs_dir/lint.rc")" != 0 ] && lint_failed=1
 fi
-if has unit; then
-  echo "== unit tests"
-  CLOUDLET_TEST_COUNTS=$results/unit.json npx mocha --config test/.mocharc.unit.json "test/unit/**/*.test.ts"
-fi
-for v in $majors; do
-  if has "node$v"; then
-    echo "== unit tests under Node $v"
-    bash scripts/node-runtimes.sh test "$v" "$results/unit-node$v.json"
-    # A run that never got to count (runtime missing, crash) is a failure, not silence.
-    [ -f "$results/unit-node$v.json" ] || echo '{"passed":0,"failed":1,"skipped":0,"failures":["the unit suite did not run under Node '"$v"'"]}' > "$results/unit-node$v.json"
-  fi
-done
 if has integration; then
   echo "== integration tests (real QEMU, registry, Docker engines, daemons)"
   CLOUDLET_TEST_COUNTS=$results/integration.json npx mocha --config test/.mocharc.integration.json --ignore "test/integration/debian*.test.ts" "test/integration/**/*.test.ts"
