@@ -1,9 +1,12 @@
 /**
  * Issue 12.4 in real VS Code (code-server), no mocks: the local daemon holds the Debian 12 base
- * with python3 (debian-12-python3, cached, built once per machine by scripts/setup.sh), the Flask workspace (test/fixtures/
- * flask-backend with its .deb files) is built from the editor into an overlay, and "Synthesize on
- * Cloudlet..." sends it to a second daemon (127.0.0.2) holding the same base: the Server panel
- * reaches ACTIVE and Flask answers over HTTP on the server's forwarded port, its hit counter going on.
+ * with python3 (debian-12-python3, cached, built once per machine by scripts/setup.sh), a Python
+ * back-end workspace (test/fixtures/python-backend) is built from the editor into an overlay, and
+ * "Synthesize on Cloudlet..." sends it to a second daemon (127.0.0.2) holding the same base: the
+ * Server panel reaches ACTIVE and the back-end answers over HTTP on the server's forwarded port, its
+ * hit counter going on. The back-end uses Python's standard library only: installing Flask from
+ * .deb files in a Debian build (minutes of dpkg under TCG) is the CLI flow's
+ * (test/integration/debianFlow.test.ts); here the editor's path is what is tested.
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
@@ -12,12 +15,12 @@ import * as path from 'path';
 import type { Browser } from 'playwright-core';
 import { Workbench, ensureVsix, freePort, launchBrowser, installedDaemonSettings, useInstalledCli, startCodeServer, stepFlow, until, type CodeServer } from './harness';
 import { installDebianBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
-import { FLASK_PORT, FLASK_TEXT, flaskWorkspace } from '../integration/fixtures/flaskBackend';
+import { PYTHON_PORT, PYTHON_TEXT, pythonWorkspace } from '../integration/fixtures/flaskBackend';
 import { httpGet } from '../integration/fixtures/sampleOverlay';
 import { DEBIAN_VARIANTS } from '../integration/fixtures/testBase';
 import { CloudletClient } from '../../sandbox/client';
 
-describe('the Debian 12 base in real VS Code: build the Flask back-end, synthesize it on a cloudlet', function () {
+describe('the Debian 12 base in real VS Code: build a Python back-end, synthesize it on a cloudlet', function () {
   let cs: CodeServer;
   let browser: Browser;
   let wb: Workbench;
@@ -34,9 +37,9 @@ describe('the Debian 12 base in real VS Code: build the Flask back-end, synthesi
     localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-deb-local-'));
     await installDebianBase(localData, 'python3');
     workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-deb-ws-'));
-    await flaskWorkspace(path.join(workspace, 'flask-backend'));
+    await pythonWorkspace(path.join(workspace, 'python-backend'));
     edge1 = await startDaemon({ ip: '127.0.0.2', withDebianBase: 'python3' });
-    cs = await startCodeServer({ workspace: path.join(workspace, 'flask-backend'), vsix, settings: installedDaemonSettings(cli, await freePort(), localData) });
+    cs = await startCodeServer({ workspace: path.join(workspace, 'python-backend'), vsix, settings: installedDaemonSettings(cli, await freePort(), localData) });
     browser = await launchBrowser();
     wb = await Workbench.open(browser, cs);
   });
@@ -55,19 +58,19 @@ describe('the Debian 12 base in real VS Code: build the Flask back-end, synthesi
     await wb?.command('Notifications: Show Notifications').catch(() => {});
   });
 
-  it('the Sandbox view lists the Debian base; building the workspace installs Flask from its .deb files: the Overlay panel is Ready', async () => {
+  it('the Sandbox view lists the Debian base; building the Python workspace from the editor: the Overlay panel is Ready', async () => {
     await wb.openCloudlets();
     await wb.treeRow('Sandbox', DEBIAN_VARIANTS.python3.name).waitFor({ timeout: 120_000 });
     await wb.command('Cloudlet: Build Overlay from Workspace (cloudlet.yaml)');
     const panel = wb.webview('Overlay');
     await panel.locator('[data-test=chart]').waitFor({ timeout: 1_200_000 });
     assert.match(await panel.locator('[data-test=status]').innerText(), /Ready/);
-    await wb.treeRow('Overlays', 'flask-backend').waitFor({ timeout: 60_000 });
+    await wb.treeRow('Overlays', 'python-backend').waitFor({ timeout: 60_000 });
     await wb.closeBottomPanel();
     await shot('overlay-built');
   });
 
-  it('"Synthesize on Cloudlet..." sends it to 127.0.0.2: the Server panel reaches ACTIVE and Flask answers over HTTP', async () => {
+  it('"Synthesize on Cloudlet..." sends it to 127.0.0.2: the Server panel reaches ACTIVE and the back-end answers over HTTP', async () => {
     await wb.clearNotifications();
     await wb.command('Cloudlet: Add Cloudlet...');
     await wb.answer(edge1.url);
@@ -79,17 +82,17 @@ describe('the Debian 12 base in real VS Code: build the Flask back-end, synthesi
     const panel = wb.webview('Server');
     await panel.locator('[data-test=timeline]').waitFor({ timeout: 600_000 });
     await until('the server to be ACTIVE', async () => (await panel.locator('[data-test=status]').innerText().catch(() => '')) === 'ACTIVE', 900_000);
-    await wb.treeRow('Cloudlets', 'flask-backend').waitFor({ timeout: 60_000 });
+    await wb.treeRow('Cloudlets', 'python-backend').waitFor({ timeout: 60_000 });
     // The panel's address is Flask's forwarded port: what Open in Browser would open answers.
     const urls = await panel.locator('[data-test=urls]').innerText();
     const shown = /http:\/\/(127\.0\.0\.1:\d+)\//.exec(urls);
     assert.ok(shown, `the Server panel shows the back-end's address: ${urls}`);
-    assert.match((await httpGet(shown[1], '/', 60_000)).body, new RegExp(FLASK_TEXT));
+    assert.match((await httpGet(shown[1], '/', 60_000)).body, new RegExp(PYTHON_TEXT));
     const alice = await CloudletClient.login({ authUrl: edge1.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
-    const s = (await alice.listServers()).find((x) => x.name === 'flask-backend');
+    const s = (await alice.listServers()).find((x) => x.name === 'python-backend');
     assert.ok(s, 'the server is on edge1');
     assert.equal(s.status, 'ACTIVE');
-    const at = (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)[String(FLASK_PORT)];
+    const at = (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)[String(PYTHON_PORT)];
     assert.ok(at, JSON.stringify(s['OS-EXT-CLOUDLET:ports']));
     const a = JSON.parse((await httpGet(at, '/counter', 60_000)).body) as { hits: number; pid: number };
     const b = JSON.parse((await httpGet(at, '/counter', 60_000)).body) as { hits: number; pid: number };
