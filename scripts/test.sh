@@ -8,6 +8,8 @@
 # on 2 cores they do not fit in its 30 minutes (times in README).
 # fleet-ui: the editor against a fleet under the real Keystone (test/ui/fleet*.test.ts); not in the
 # default run either (about 3-5 minutes more on 2 cores, past the default run's 30 minutes).
+# CLOUDLET_TEST_JOBS (default 2): lint and unit runs at once; CLOUDLET_TEST_SHARDS (default 2):
+# integration mocha processes at once (1 and 1: everything one after the other, as before).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 majors=$(bash scripts/node-runtimes.sh majors)
@@ -63,8 +65,24 @@ if [ ${#queued[@]} -gt 0 ]; then
   [ -f "$jobs_dir/lint.rc" ] && [ "$(cat "$jobs_dir/lint.rc")" != 0 ] && lint_failed=1
 fi
 if has integration; then
-  echo "== integration tests (real QEMU, registry, Docker engines, daemons)"
-  CLOUDLET_TEST_COUNTS=$results/integration.json npx mocha --config test/.mocharc.integration.json --ignore "test/integration/debian*.test.ts" "test/integration/**/*.test.ts"
+  # Most of the integration time is waiting (guests booting, leases, timeouts, clients' polls): the files
+  # run as CLOUDLET_TEST_SHARDS mocha processes at once (default 2; 1: one process as before), split by
+  # scripts/integration-shards.mjs into about equal time; each shard's output shown whole when it ends.
+  shards=${CLOUDLET_TEST_SHARDS:-2}
+  mapfile -t shard_files < <(node scripts/integration-shards.mjs "$shards")
+  echo "== integration tests (real QEMU, registry, Docker engines, daemons): ${#shard_files[@]} shards at once"
+  for i in "${!shard_files[@]}"; do
+    ( t0=$SECONDS
+      # shellcheck disable=SC2086  # a shard's files, space-separated
+      CLOUDLET_TEST_COUNTS=$results/integration-$((i + 1)).json npx mocha --config test/.mocharc.integration.json ${shard_files[$i]} > "$jobs_dir/integration-$((i + 1)).log" 2>&1
+      rc=$?
+      [ -f "$results/integration-$((i + 1)).json" ] || echo '{"passed":0,"failed":1,"skipped":0,"failures":["integration shard '"$((i + 1))"' did not count (crashed)"]}' > "$results/integration-$((i + 1)).json"
+      echo $((SECONDS - t0)) > "$jobs_dir/integration-$((i + 1)).secs"
+      echo "integration tests, shard $((i + 1))/${#shard_files[@]}: $(echo "${shard_files[$i]}" | wc -w) files" > "$jobs_dir/integration-$((i + 1)).title"
+      echo $rc > "$jobs_dir/integration-$((i + 1)).rc" ) &
+  done
+  while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || true; show_done; done
+  wait; show_done
 fi
 if has debian; then
   echo "== integration tests on Debian guests"
