@@ -19,6 +19,7 @@
  * resumes; the Elijah peer is measured again in every run (--reuse-peer takes the last figures). Last line: one JSON object with every figure and the ratios.
  */
 import { execFileSync, spawnSync } from 'child_process';
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as os from 'os';
@@ -96,7 +97,9 @@ async function launchPair(label: string, home: string, baseId: string, workspace
   const dir = path.join(root, label, 'launch');
   const rawDir = path.join(root, label, 'launch-raw');
   const meta = path.join(dir, 'launch.json');
-  const stale = fs.existsSync(meta) && (JSON.parse(fs.readFileSync(meta, 'utf8')) as { baseId: string; discard?: unknown }).baseId !== baseId;
+  // The recipe is part of the pair: a changed cloudlet.yaml rebuilds the launch VM.
+  const recipe = createHash('sha256').update(fs.readFileSync(workspaceFile)).digest('hex');
+  const stale = fs.existsSync(meta) && ((m) => m.baseId !== baseId || m.recipe !== recipe)(JSON.parse(fs.readFileSync(meta, 'utf8')) as { baseId: string; recipe?: string });
   const old = fs.existsSync(meta) && !(JSON.parse(fs.readFileSync(meta, 'utf8')) as { discard?: unknown }).discard;
   if (!fs.existsSync(meta) || stale || old) {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -131,7 +134,7 @@ async function launchPair(label: string, home: string, baseId: string, workspace
     say(`${label}: discards: ${JSON.stringify(steps)}`);
     const stage = keep(dir);
     const vmConfig = { ...(r.overlay.manifest.vmConfig as VmConfig & { ports: number[] }) };
-    fs.writeFileSync(path.join(stage, 'launch.json'), JSON.stringify({ baseId, vmConfig, discard: steps }, null, 2));
+    fs.writeFileSync(path.join(stage, 'launch.json'), JSON.stringify({ baseId, recipe, vmConfig, discard: steps }, null, 2));
     fs.writeFileSync(path.join(rawStage, 'launch.json'), JSON.stringify({ baseId, vmConfig }, null, 2));
     await manager.delete(r.sandbox.id);
     manager.close();
@@ -184,6 +187,7 @@ copy:
     to: /srv/app
 install:
   - DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends /root/debs/*.deb
+  - rm -rf /root/debs && apt-get clean
   - cp /srv/app/flask-app.service /etc/systemd/system/ && systemctl daemon-reload && systemctl enable flask-app
 start: systemctl start flask-app
 ports: [80, 5000]

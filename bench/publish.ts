@@ -26,6 +26,9 @@ import { startRegistry } from '../test/integration/fixtures/registry';
 import { makeOverlayPair } from '../test/integration/registry/realOverlays';
 import { realisticPair } from './lib/realisticV2';
 import { analyzeLayouts, type LayoutAnalysis } from './lib/segmentLayout';
+import { parentDelta, type ParentDelta } from './lib/parentDelta';
+import { BaseStore } from '../sandbox/base/store';
+import { projectCache } from '../sandbox/common/paths';
 
 interface Pair { v1: string; v2: string; source: string; kind: 'env' | 'realistic' | 'generated'; change: string; v2Built?: unknown }
 
@@ -112,6 +115,17 @@ async function main(): Promise<void> {
     } catch (e) {
       console.log(`  segment layout analysis failed: ${(e as Error).message}`);
     }
+    // Issue 13.3: v2 stored against its parent v1 (measured with the real writer; format unchanged).
+    let delta: ParentDelta | undefined;
+    if (pair.kind === 'realistic') {
+      try {
+        const b = new BaseStore(projectCache('bench-overlay', 'realistic', 'home')).get(i2.manifest.baseId);
+        delta = await parentDelta(pair.v1, pair.v2, { baseId: b.id, ramFile: b.ram, diskFile: b.disk, diskDigests: b.diskDigests }, (m) => console.log(`  ${m}`));
+        console.log(`  v2 against v1's launch (a parent-chain overlay): ${mb(delta.bytes)} MB (RAM ${delta.ram.chunks} chunks ${mb(delta.ram.bytes)} MB ${JSON.stringify(delta.ram.encodings)}; disk ${delta.disk.chunks} chunks ${mb(delta.disk.bytes)} MB; device state ${mb(delta.deviceStateBytes)} MB; ${delta.revertedDiskChunks} v1 disk chunks reverted), ${(delta.ms / 1000).toFixed(1)} s`);
+      } catch (e) {
+        console.log(`  parent-delta measurement failed: ${(e as Error).message}`);
+      }
+    }
     const sim = (name: 'cdc' | 'cdc64') => layout
       ? layout.layouts[name].ram.changed_bytes_v2 + layout.layouts[name].disk.changed_bytes_v2 + (byKind.device_state?.changedBytes ?? 0)
       : undefined;
@@ -141,6 +155,10 @@ async function main(): Promise<void> {
       sim_cdc64_v2_upload_segment_bytes: sim('cdc64'),
       sim_cdc_v2_vs_v1_segment_bytes: sim('cdc') !== undefined ? Math.round((sim('cdc')! / segBytesV1) * 10000) / 10000 : undefined,
       sim_cdc64_v2_vs_v1_segment_bytes: sim('cdc64') !== undefined ? Math.round((sim('cdc64')! / segBytesV1) * 10000) / 10000 : undefined,
+      parent_delta_v2_bytes: delta?.bytes, parent_delta_v2_ram_bytes: delta?.ram.bytes, parent_delta_v2_disk_bytes: delta?.disk.bytes,
+      parent_delta_v2_device_state_bytes: delta?.deviceStateBytes, parent_delta_v2_ram_encodings: delta?.ram.encodings, parent_delta_reverted_disk_chunks: delta?.revertedDiskChunks,
+      // v2 published as a parent-chain overlay would send its own file plus a manifest (~the v1 manifest's size, counted in v1_publish_bytes - segments).
+      sim_parent_delta_v2_vs_v1_bytes: delta ? Math.round(((delta.bytes + delta.revertedDiskChunks * 12) / p1.bytesSent) * 10000) / 10000 : undefined,
       v1_publish_bytes: p1.bytesSent,
       v1_publish_seconds: p1.seconds,
       v2_publish_bytes: p2.bytesSent,
