@@ -31,6 +31,7 @@ import { runBuild } from '../sandbox/build/build';
 import { createOverlay } from '../sandbox/overlay';
 import { createSandboxOverlay, synthesize } from '../sandbox/overlay/sandboxOverlay';
 import { dedupXz } from './lib/dedupXz';
+import { zeroFreeMemoryCommand } from '../sandbox/overlay/discard';
 import { PROFILE_LEVELS, recompressOverlay } from '../sandbox/overlay/recompress';
 import { chooseAccel } from '../sandbox/qemu/accel';
 import { qemuBinary } from '../sandbox/qemu/host';
@@ -97,8 +98,8 @@ async function launchPair(label: string, home: string, baseId: string, workspace
   const dir = path.join(root, label, 'launch');
   const rawDir = path.join(root, label, 'launch-raw');
   const meta = path.join(dir, 'launch.json');
-  // The recipe is part of the pair: a changed cloudlet.yaml rebuilds the launch VM.
-  const recipe = createHash('sha256').update(fs.readFileSync(workspaceFile)).digest('hex');
+  // The recipe is part of the pair: a changed cloudlet.yaml (or memory discard command) rebuilds the launch VM.
+  const recipe = createHash('sha256').update(fs.readFileSync(workspaceFile)).update(zeroFreeMemoryCommand()).digest('hex');
   const stale = fs.existsSync(meta) && ((m) => m.baseId !== baseId || m.recipe !== recipe)(JSON.parse(fs.readFileSync(meta, 'utf8')) as { baseId: string; recipe?: string });
   const old = fs.existsSync(meta) && !(JSON.parse(fs.readFileSync(meta, 'utf8')) as { discard?: unknown }).discard;
   if (!fs.existsSync(meta) || stale || old) {

@@ -65,6 +65,28 @@ describe('discards (issue 13)', () => {
     assert.equal(r.stdout.trim(), '0');
   });
 
+  it('lowers vm.min_free_kbytes to 4 MiB only while dd runs, never raises it, restores it on failure too', () => {
+    const bin = path.join(dir, 'fakebin');
+    fs.mkdirSync(bin, { recursive: true });
+    // A dd that records the setting it ran under (and fails when asked to).
+    fs.writeFileSync(path.join(bin, 'dd'), `#!/bin/sh\ncat "$MINFREE" >> "$DDLOG"\n[ -z "$DDFAIL" ]\n`, { mode: 0o755 });
+    fs.writeFileSync(path.join(dir, 'zi'), 'Node 0, zone    DMA32\n  pages free     2100\n        high     10\n');
+    const run = (old: string, fail = false, sh: readonly string[] = ['dash']) => {
+      const minFree = path.join(dir, 'min_free'), log = path.join(dir, 'ddlog');
+      fs.writeFileSync(minFree, `${old}\n`);
+      fs.rmSync(log, { force: true });
+      const r = spawnSync(sh[0], [...sh.slice(1), '-c', zeroFreeMemoryCommand(minFree, path.join(dir, 'zi'))], {
+        encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, MINFREE: minFree, DDLOG: log, DDFAIL: fail ? '1' : '' },
+      });
+      // (busybox sh runs its own dd applet, not the recording one: no `during` there)
+      return { status: r.status, out: r.stdout.trim(), during: fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim() : undefined, after: fs.readFileSync(minFree, 'utf8').trim() };
+    };
+    assert.deepEqual(run('45056'), { status: 0, out: '128', during: '4096', after: '45056' });
+    assert.deepEqual(run('2048'), { status: 0, out: '128', during: '2048', after: '2048' });
+    assert.deepEqual(run('45056', true), { status: 1, out: '', during: '4096', after: '45056' });
+    assert.deepEqual(run('45056', false, ['busybox', 'sh']), { status: 0, out: '128', during: undefined, after: '45056' });
+  });
+
   it('the guest command is plain POSIX sh (parses under dash -n) and its output is checked', () => {
     assert.equal(spawnSync('dash', ['-n', '-c', zeroFreeMemoryCommand()]).status, 0);
     assert.equal(parseZeroedKib('123456\n'), 123456);
