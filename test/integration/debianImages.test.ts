@@ -110,9 +110,30 @@ describe('base create --image: images built from Debian packages, booted by thei
     assert.match(con.stdout, /login:/);
     assert.equal((await cli(['sandbox', 'delete', 'b1'])).code, 0);
   });
+
+  it('raw and vmdk images (qemu-img conversions of the same image, as users get them) also become bases: each boots through its grub to its login prompt', async () => {
+    const t0 = Date.now();
+    for (const format of ['raw', 'vmdk'] as const) {
+      const file = path.join(home, `bare.${format}`);
+      execFileSync('qemu-img', ['convert', '-O', format, bare.image!, file]);
+      const probe = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', file], { encoding: 'utf8' })) as { format: string; 'virtual-size': number };
+      assert.equal(probe.format, format);
+      assert.equal(probe['virtual-size'], bare.diskBytes);
+      const r = await cli(['base', 'create', '--image', file, '--name', `bare-${format}`, '--no-agent', '--ready-marker', 'login:', '--json', ...SLOW]);
+      assert.equal(r.code, 0, r.stderr.slice(-3000));
+      const made = JSON.parse(r.stdout);
+      assert.deepEqual([made.origin.kind, made.origin.format, made.origin.virtualBytes], ['image', format, bare.diskBytes]);
+      const show = JSON.parse((await cli(['base', 'show', `bare-${format}`, '--json'])).stdout);
+      assert.equal(show.vm.kernel, undefined, 'booted by its own boot loader, no -kernel');
+      assert.deepEqual(leftovers(), [], 'the converted disk was moved into the bundle, nothing else left');
+      assert.ok(fs.existsSync(file), 'the image itself is left as it was');
+      fs.rmSync(file);
+    }
+    process.stderr.write(`raw + vmdk imports: ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+  });
 });
 
-describe('a Debian build interrupted half-way (root, Debian archive)', function () {
+describe('base create --debian with --ram and --disk; a Debian build interrupted half-way (root, Debian archive)', function () {
   this.timeout(1_200_000);
   // A disk size no other guest uses: its disk stage is this test's own, every other stage is shared and cached.
   const spec = { suite: CLOUD_IMAGE_SUITE, diskBytes: 1536 * 1024 ** 2 };
@@ -132,6 +153,33 @@ describe('a Debian build interrupted half-way (root, Debian archive)', function 
     if (diskStage) await removeBuildDir(diskStage);
     killQemusUnder(home);
     fs.rmSync(home, { recursive: true, force: true });
+  });
+
+  it('--ram 768 --disk 3G: the guest has that memory and that disk (a disk stage of its own, the other stages from the cache)', async () => {
+    const sizedHome = path.join(home, 'sized');
+    const stagesBefore = new Set(diskStages());
+    const r = await runCli(['base', 'create', '--debian', spec.suite, '--ram', '768', '--disk', '3G', '--name', 'sized', '--json'], { CLOUDLET_HOME: sizedHome, CLOUDLET_CLI_MAIN: '1' });
+    try {
+      assert.equal(r.code, 0, r.stderr.slice(-3000));
+      const made = JSON.parse(r.stdout);
+      assert.equal(made.origin.kind, 'debian');
+      const show = JSON.parse((await runCli(['base', 'show', 'sized', '--json'], { CLOUDLET_HOME: sizedHome, CLOUDLET_CLI_MAIN: '1' })).stdout);
+      assert.equal(show.vm.ramBytes, 768 * 1024 ** 2);
+      const env = { CLOUDLET_HOME: sizedHome, CLOUDLET_CLI_MAIN: '1' };
+      assert.equal((await runCli(['sandbox', 'resume', 'sized', '--name', 's1'], env)).code, 0);
+      const e = await runCli(['sandbox', 'exec', 's1', '--', "awk '/^MemTotal/{print $2}' /proc/meminfo; cat /sys/block/vda/size; df -B1 --output=size / | tail -n 1"], env);
+      assert.equal(e.code, 0, e.stderr);
+      const [memKib, sectors, rootBytes] = e.stdout.trim().split('\n').map(Number);
+      // MemTotal is the RAM less what the kernel keeps for itself (its code, reserved areas).
+      assert.ok(memKib > 600 * 1024 && memKib <= 768 * 1024, `MemTotal ${memKib} KiB for --ram 768`);
+      assert.equal(sectors * 512, 3 * 1024 ** 3, 'the guest\'s disk is 3 GiB');
+      assert.ok(rootBytes > 2.5 * 1024 ** 3 && rootBytes <= 3 * 1024 ** 3, `the root file system fills it: ${rootBytes} bytes`);
+      assert.equal((await runCli(['sandbox', 'delete', 's1'], env)).code, 0);
+    } finally {
+      killQemusUnder(sizedHome);
+      // Its disk stage is this test's own: not kept in the shared cache.
+      for (const f of diskStages()) if (!stagesBefore.has(f)) await removeBuildDir(path.join(cacheDir, f));
+    }
   });
 
   it('Ctrl-C in the disk stage: exit 130, no stage that looks done, no base; the next build resumes at the disk stage', async () => {
