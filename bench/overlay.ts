@@ -343,6 +343,9 @@ async function measure(p: Pair, withBoot?: { kernel: string; initrd: string }): 
     ratio_size_vs_elijah: ours.bytes / e.bytes, ratio_speed_vs_elijah: e.ms / ours.timings.totalMs,
     ratio_size_vs_dedup_xz: ours.bytes / dx.bytes,
     ours_wire_bytes: wire.bytes, ours_wire_ms: wire.ms,
+    // Where the bytes go, per kind (compressed segment bytes; the rest is the device state and the manifest).
+    ours_ram_bytes: bd.ram.compressedBytes, ours_disk_bytes: bd.disk.compressedBytes,
+    ours_wire_ram_bytes: wire.manifest.breakdown.ram.compressedBytes, ours_wire_disk_bytes: wire.manifest.breakdown.disk.compressedBytes,
     ratio_publish_size_vs_elijah: wire.bytes / e.bytes, ratio_publish_size_vs_dedup_xz: wire.bytes / dx.bytes,
     ratio_synthesis_vs_boot: bootMs ? synthMs / bootMs : undefined,
   };
