@@ -28,8 +28,11 @@ export class DestinationClient {
     await this.call('PUT', `/${sid}/heartbeat`, undefined, undefined, 10_000);
   }
 
-  async round(sid: string, n: number, body: Buffer): Promise<void> {
-    await this.call('PUT', `/${sid}/rounds/${n}`, body, 'application/octet-stream');
+  /** Sends one round; the answer says how long the destination took to read+apply it and sync its disk layer. */
+  async round(sid: string, n: number, body: Buffer): Promise<{ phases_ms?: Record<string, number> }> {
+    const r = await this.call<{ phases_ms?: unknown }>('PUT', `/${sid}/rounds/${n}`, body, 'application/octet-stream');
+    const p = r?.phases_ms;
+    return p && typeof p === 'object' ? { phases_ms: Object.fromEntries(Object.entries(p).filter(([, v]) => typeof v === 'number')) as Record<string, number> } : {};
   }
 
   /** Not cut by the job's signal: once sent, finish's outcome must be learnt, not abandoned. */

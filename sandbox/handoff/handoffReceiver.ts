@@ -162,7 +162,8 @@ export class HandoffReceiver {
     return { id, heartbeat_ms: Math.floor(this.silence / 3) };
   }
 
-  private async round(s: Session, n: number, req: FastifyRequest): Promise<{ round: number; chunks: number; bytes: number }> {
+  private async round(s: Session, n: number, req: FastifyRequest): Promise<{ round: number; chunks: number; bytes: number; phases_ms: Record<string, number> }> {
+    const t0 = Date.now();
     if (n !== s.rounds) throw new CloudletError('Conflict', `handoff ${s.id} expects round ${s.rounds}, got ${n}`);
     if (s.final) throw new CloudletError('Conflict', `handoff ${s.id} already received its final round`);
     const body = roundBody(req, s.req.vm_config.ramBytes + (256 << 20), () => { s.touched = Date.now(); });
@@ -173,11 +174,12 @@ export class HandoffReceiver {
       const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20) });
       r = { ...(await s.applier.apply(rs.segments(), this.d.compressor(), n)), received: rs.received, final: rs.header.final };
     } finally { s.cut = undefined; }
+    const t1 = Date.now();
     s.applier.syncDiskLayer();
     s.rounds++;
     s.bytes += r.received;
     s.final = r.final;
-    return { round: n, chunks: r.chunks, bytes: r.received };
+    return { round: n, chunks: r.chunks, bytes: r.received, phases_ms: { read_apply: t1 - t0, sync_disk: Date.now() - t1 } };
   }
 
   /** Loads the device state into the waiting QEMU and continues it; only then creates the server: nothing claims a VM that does not run. */

@@ -215,7 +215,9 @@ export class HandoffSender {
         o.progress({ phase: 'pause', message: 'QEMU paused the VM; its last pages and device state arrive' });
         const tEnd = Date.now();
         this.phases.pause_final_pages = Math.max(0, Math.round(tEnd - tPause));
-        await tracker.ended(60_000);
+        // The device state is taken once its last item arrived, before QEMU closes the socket (its
+        // main loop does that 20-130 ms later under load); ended() is awaited before finish.
+        await tracker.stateReady(60_000);
         this.phases.pause_device_state = Date.now() - tEnd;
         await manager.pause(o.vmId); // the record says paused (QEMU already is)
         const tScan = Date.now();
@@ -256,6 +258,14 @@ export class HandoffSender {
       this.lap('final_encode_send_apply', tSend);
       o.progress({ phase: 'round', done: round + 1, message: `final round ${round}: ${ramChanged} RAM pages, ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes with the device state` });
       round++;
+      if (tracker) {
+        // QEMU completed the migration and the stream ended with nothing after the state sent.
+        const tWait = Date.now();
+        await tracker.ended(60_000);
+        this.lap('pause_stream_end_wait', tWait);
+        await tracker.qemuFigures();
+        this.timelinePhases(tracker, tPause);
+      }
       const sourceRam = verifyRamEnabled() ? fileSha256(ramFile) : undefined;
       const tResume = Date.now();
       o.progress({ phase: 'resume', message: `${dest.where} builds the VM and resumes it` });
@@ -302,12 +312,34 @@ export class HandoffSender {
   }
 
   private async send(dest: DestinationClient, sid: string, round: number, final: boolean, enc: RoundEncoder, pages: number, diskChunks: number, deviceState?: Buffer): Promise<void> {
+    const t0 = Date.now();
     const r = await enc.finish(deviceState);
     const body = encodeRoundBody({ round, final, segments: r.segments }, r.data);
-    await dest.round(sid, round, body);
+    const t1 = Date.now();
+    const answer = await dest.round(sid, round, body);
+    if (final) {
+      this.phases.final_encode = t1 - t0;
+      this.phases.final_send = Date.now() - t1;
+      for (const [k, v] of Object.entries(answer.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_final_${k}`] = v;
+    } else enc.prepare(); // the next round's encoder now, not in the paused round
     this.roundBytes.push(body.length);
     this.roundPages.push(pages);
     this.roundDisk.push(diskChunks);
+  }
+
+  /** The tracker's view of QEMU's stop (ms after the STOP event) and of its last pass, into phases_ms. */
+  private timelinePhases(tracker: MigrationTracker, tPause: number): void {
+    const t = tracker.timeline;
+    const at = (x: number | undefined) => (x === undefined ? undefined : Math.max(0, Math.round(x - tPause)));
+    const put = (k: string, v: number | undefined) => { if (v !== undefined && Number.isFinite(v)) this.phases[k] = v; };
+    put('qemu_stop_to_final_pass', at(t.finalPass));
+    put('qemu_stop_to_last_page', at(t.completing));
+    put('qemu_stop_to_stream_end', at(t.streamEnd));
+    put('qemu_final_pass_pages', t.finalPages);
+    put('qemu_final_pass_differing', t.finalDiffering);
+    put('qemu_tracker_downtime', t.qemuDowntimeMs);
+    put('qemu_tracker_total', t.qemuTotalMs);
+    put('qemu_tracker_syncs', t.qemuSyncs);
   }
 
   /** Tracking falls back to the full compare: said in the log, the progress and the report. */

@@ -32,12 +32,13 @@ function pendingLimit(): number { return envNumber('CLOUDLET_HANDOFF_PENDING_PAG
 
 /**
  * QEMU's downtime budget for the tracker's migration, in ms (CLOUDLET_HANDOFF_DOWNTIME_MS; default
- * 300, QEMU's own default). QEMU stops the VM when what is dirty fits budget x its measured bandwidth,
- * and that bandwidth is what it actually had to send: with a guest writing ~150 pages/s, 20 ms meant
- * a threshold of about 3 pages, so QEMU iterated until the budget grew after 10 s (bench, test guest:
- * live rounds ~10 s, downtime 1-2 s under load 24); 300 ms stops it at a few dozen pages.
+ * 30). QEMU stops the VM when what is dirty fits budget x its measured bandwidth into our socket.
+ * With 300 ms (QEMU's own default) it stopped right after its first pass with ~6,300 pages dirty
+ * on the idle test guest (TCG), and parsing them here took ~210 ms of the pause; with 30 ms it
+ * iterates ~1 s longer and stops with 0-5 pages left (STOP -> last page 13-16 ms, bench 02:10 UTC).
+ * A guest writing faster than the budget allows still converges: downtimeBudget() doubles it.
  */
-export function trackerDowntimeMs(): number { return envNumber('CLOUDLET_HANDOFF_DOWNTIME_MS', 300, 1); }
+export function trackerDowntimeMs(): number { return envNumber('CLOUDLET_HANDOFF_DOWNTIME_MS', 30, 1); }
 
 /**
  * The downtime budget after `elapsedMs` of migration: the configured one for 10 s, then doubled
@@ -51,11 +52,33 @@ export function downtimeBudget(initialMs: number, elapsedMs: number): number {
 
 export interface TakenPage { index: number; data: Buffer; digest: Buffer }
 
+/**
+ * When each part of QEMU's stop arrived here (ms since the epoch; `stop` is QEMU's own clock) and
+ * what its last pass held: the pause broken down for the report (phases_ms).
+ */
+export interface TrackerTimeline {
+  stop?: number;
+  /** The RAM section's END began (QEMU's last pass). */
+  finalPass?: number;
+  /** Its last page parsed. */
+  completing?: number;
+  /** The stream's end (device state all here). */
+  streamEnd?: number;
+  /** Pages of the last pass (any block), and of those the `mem` pages that differ from the destination's. */
+  finalPages: number;
+  finalDiffering: number;
+  /** QEMU's figures for the tracking migration (query-migrate once completed). */
+  qemuDowntimeMs?: number;
+  qemuTotalMs?: number;
+  qemuSyncs?: number;
+}
+
 export class MigrationTracker {
   /** Wall-clock ms at which QEMU stopped the VM (its STOP event), once it did. */
   stoppedAt?: number;
   /** Set when the stream could not be used (the caller falls back); the migration is then cancelled. */
   failure?: Error;
+  readonly timeline: TrackerTimeline = { finalPages: 0, finalDiffering: 0 };
   private readonly parser: MigrationStreamParser;
   private readonly pending = new Map<number, Buffer | undefined>();
   /** Unsent pages at which the socket is paused (and the sender sends a round). */
@@ -67,10 +90,14 @@ export class MigrationTracker {
   private streamEnded = false;
   private qemuStatus = 'setup';
   private readonly startedAt = Date.now();
+  /** When stateReady() first resolved, and the stream's bytes after the RAM when deviceState() was taken. */
+  stateAt?: number;
+  private stateTail?: number;
   private budgetTimer?: NodeJS.Timeout;
   private readonly onEvent = (e: QmpEvent) => {
     if (e.event === 'STOP' && this.stoppedAt === undefined) {
       this.stoppedAt = e.timestamp ? e.timestamp.seconds * 1000 + e.timestamp.microseconds / 1000 : Date.now();
+      this.timeline.stop = this.stoppedAt;
     }
     if (e.event === 'MIGRATION') {
       this.qemuStatus = String(e.data?.status);
@@ -81,8 +108,9 @@ export class MigrationTracker {
 
   private constructor(private readonly qmp: QmpClient, private readonly socket: string, private readonly shadow: ShadowPageTracker) {
     this.parser = new MigrationStreamParser({
-      page: (block, offset, data) => this.onPage(block, offset, data),
-      completing: () => this.wake(),
+      page: (block, offset, data, final) => this.onPage(block, offset, data, final),
+      finalPass: () => { this.timeline.finalPass = Date.now(); },
+      completing: () => { this.timeline.completing = Date.now(); this.wake(); },
     });
   }
 
@@ -136,6 +164,34 @@ export class MigrationTracker {
       if (Date.now() > deadline) throw new CloudletError('Timeout', `the tracking migration did not complete within ${timeoutMs} ms (QEMU: ${this.qemuStatus}, stream ${this.streamEnded ? 'ended' : 'open'})`);
       await new Promise<void>((r) => { const t = setTimeout(r, 200); this.waiters.push(() => { clearTimeout(t); r(); }); });
     }
+    // The device state sent was taken before the stream's end: nothing may have followed it.
+    if (this.stateTail !== undefined && this.parser.tailBytes !== this.stateTail) {
+      throw new CloudletError('Internal', `the tracking migration stream went on after its VM description (${this.parser.tailBytes} bytes after the RAM, ${this.stateTail} when the device state was taken)`);
+    }
+  }
+
+  /**
+   * Resolves once the device state is all here: the stream's last item arrived (the parser sees
+   * the VM description end it) or the stream ended; before QEMU closes the socket. The final round
+   * can go then; ended() must still resolve before the destination runs the VM.
+   */
+  async stateReady(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.parser.tailComplete && !this.streamEnded) {
+      if (this.failure) throw this.failure;
+      if (Date.now() > deadline) throw new CloudletError('Timeout', `the tracking migration's device state did not arrive within ${timeoutMs} ms (QEMU: ${this.qemuStatus})`);
+      await new Promise<void>((r) => { const t = setTimeout(r, 200); this.waiters.push(() => { clearTimeout(t); r(); }); });
+    }
+    this.stateAt ??= Date.now();
+  }
+
+  /** QEMU's own figures for the tracking migration (after ended()), into the timeline. */
+  async qemuFigures(): Promise<void> {
+    const m = await this.qmp.execute('query-migrate').catch(() => undefined);
+    if (!m || m.status !== 'completed') return;
+    this.timeline.qemuDowntimeMs = Number(m.downtime);
+    this.timeline.qemuTotalMs = Number(m['total-time']);
+    this.timeline.qemuSyncs = Number(m.ram?.['dirty-sync-count']);
   }
 
   /**
@@ -154,8 +210,11 @@ export class MigrationTracker {
     return out;
   }
 
-  /** The device-state stream for the destination (x-ignore-shared format), once ended() resolved. */
-  deviceState(): Buffer { return buildIgnoreSharedState(this.parser, SHARED_BLOCK, this.otherBlocks); }
+  /** The device-state stream for the destination (x-ignore-shared format), once stateReady() resolved. */
+  deviceState(): Buffer {
+    this.stateTail = this.parser.tailBytes;
+    return buildIgnoreSharedState(this.parser, SHARED_BLOCK, this.otherBlocks);
+  }
 
   /** Stops the migration if it still runs (the VM keeps running) and waits until QEMU let go of it. */
   async cancel(): Promise<void> {
@@ -194,13 +253,15 @@ export class MigrationTracker {
       this.wake();
     });
     s.once('end', () => {
+      this.timeline.streamEnd = Date.now();
       try { this.parser.end(); this.streamEnded = true; } catch (e) { this.fail(e as Error); }
       this.wake();
     });
     s.on('error', (e) => this.fail(new CloudletError('Internal', `tracking migration stream: ${describeError(e)}`)));
   }
 
-  private onPage(block: string, offset: number, data: Buffer | undefined): void {
+  private onPage(block: string, offset: number, data: Buffer | undefined, final: boolean): void {
+    if (final) this.timeline.finalPages++;
     if (block !== SHARED_BLOCK) {
       let m = this.otherBlocks.get(block);
       if (!m) this.otherBlocks.set(block, (m = new Map()));
@@ -212,6 +273,7 @@ export class MigrationTracker {
       this.pending.delete(index);
       return;
     }
+    if (final) this.timeline.finalDiffering++;
     this.pending.set(index, data ? Buffer.from(data) : undefined);
   }
 

@@ -22,7 +22,9 @@ import { CloudletError } from '../common/errors';
 export const PAGE_SIZE = 4096;
 const MAGIC = 0x5145564d;
 const VERSION = 3;
-const SEC = { EOF: 0x00, START: 0x01, PART: 0x02, END: 0x03, FULL: 0x04, SUBSECTION: 0x05, CONFIGURATION: 0x07, FOOTER: 0x7e } as const;
+const SEC = { EOF: 0x00, START: 0x01, PART: 0x02, END: 0x03, FULL: 0x04, SUBSECTION: 0x05, VMDESCRIPTION: 0x06, CONFIGURATION: 0x07, FOOTER: 0x7e } as const;
+/** How QEMU's VM description (the stream's last item) begins (migration/savevm.c, json-writer). */
+const VMDESC_START = Buffer.from('{"page_size": ', 'latin1');
 const F = { ZERO: 0x02, MEM_SIZE: 0x04, PAGE: 0x08, EOS: 0x10, CONTINUE: 0x20 } as const;
 const KNOWN_FLAGS = F.ZERO | F.MEM_SIZE | F.PAGE | F.EOS | F.CONTINUE;
 /** An idstr or name longer than this is not a stream we understand. */
@@ -33,7 +35,9 @@ export interface RamBlock { id: string; length: number; addr?: bigint }
 export interface StreamHandler {
   /** One RAM page: `data` is its 4096 bytes, or undefined for a zero page. `final`: sent after the VM stopped. */
   page(block: string, offset: number, data: Buffer | undefined, final: boolean): void;
-  /** QEMU stopped the VM and started the RAM section's END (the last pages, then the device state follow). */
+  /** The RAM section's END began: QEMU stopped the VM and its last pages follow. */
+  finalPass?(): void;
+  /** QEMU's last pages were all parsed (the RAM section's END ended); the device state follows. */
   completing?(): void;
 }
 
@@ -99,6 +103,27 @@ export class MigrationStreamParser {
     }
     // Copy the remainder: `chunk` may be a pooled buffer the socket reuses.
     this.rest = Buffer.from(buf.subarray(mark));
+  }
+
+  /** Bytes after the RAM section's END so far (device sections, EOF, VM description). */
+  get tailBytes(): number { return this.tail.reduce((n, b) => n + b.length, 0); }
+
+  /**
+   * Whether what arrived after the RAM section ends with QEMU's last item, the VM description
+   * (QEMU_VM_EOF, then 0x06, u32 length, the JSON `{"page_size": ...}` of exactly that length), so
+   * the device state is all here before QEMU closes the socket (which its main loop does later,
+   * 20-130 ms after the last byte under load). Device sections cannot be skipped item by item
+   * (FULL sections carry no length), so this looks at the end only; the caller still waits for the
+   * stream's end, and checks that nothing followed, before the destination may run the VM.
+   */
+  get tailComplete(): boolean {
+    if (this.state !== 'tail' || !this.tail.length) return false;
+    const last = this.tail[this.tail.length - 1];
+    if (last[last.length - 1] !== 0x7d) return false; // '}'
+    if (this.tail.length > 1) { const t = Buffer.concat(this.tail); this.tail.length = 0; this.tail.push(t); }
+    const t = this.tail[0];
+    const at = t.lastIndexOf(VMDESC_START);
+    return at >= 6 && t[at - 6] === SEC.EOF && t[at - 5] === SEC.VMDESCRIPTION && t.readUInt32BE(at - 4) === t.length - at;
   }
 
   /** The stream ended: it must have reached the device state (tail) with nothing half-read. */
@@ -174,6 +199,7 @@ export class MigrationStreamParser {
       if (!this.ram || id !== this.ram.sectionId) throw unsupported(`section ${id} is not the RAM section`);
       this.kind = t === SEC.END ? 'complete' : 'iterate';
       this.state = 'ram';
+      if (t === SEC.END) this.h.finalPass?.();
       return;
     }
     throw unsupported(`section type ${t} before the RAM section ended`);

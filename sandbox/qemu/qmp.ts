@@ -15,7 +15,7 @@ export interface QueryMigrate {
   'error-desc'?: string;
   'total-time'?: number;
   downtime?: number;
-  ram?: { transferred: number; total: number; remaining: number };
+  ram?: { transferred: number; total: number; remaining: number; 'dirty-sync-count'?: number; 'dirty-pages-rate'?: number; mbps?: number };
 }
 export interface QueryVersion { qemu: { major: number; minor: number; micro: number }; package: string }
 

@@ -112,6 +112,30 @@ describe('QEMU migration stream parser (dirty-page log)', () => {
     refuse(block, /iterative section block/);
   });
 
+  it('knows the device state is all there once the VM description ended the stream, before the socket closes', () => {
+    const desc = Buffer.from('{"page_size": 4096, "devices": [{"name": "timer", "instance_id": 0}]}');
+    const tail = Buffer.concat([Buffer.from([0x04]), u32(9), name('timer'), u32(0), u32(2), Buffer.from('{"page_size": x'), Buffer.from([0x7e]), u32(9),
+      Buffer.from([0x00, 0x06]), u32(desc.length), desc]);
+    const data = Buffer.concat([stream().subarray(0, stream().length - DEVICE_TAIL.length), tail]);
+    for (const step of [1, 7, 4096, data.length]) {
+      const p = new MigrationStreamParser({ page: () => undefined });
+      let complete = -1;
+      for (let at = 0; at < data.length; at += step) {
+        p.push(data.subarray(at, Math.min(data.length, at + step)));
+        if (complete < 0 && p.tailComplete) complete = Math.min(data.length, at + step);
+      }
+      assert.equal(complete, data.length, `split ${step}: complete only with the last byte`);
+      assert.equal(p.tailBytes, tail.length);
+      p.end();
+      assert.equal(p.tailBytes, tail.length);
+    }
+    // A length that does not reach the end exactly, or no EOF before it: not complete.
+    const bad = (t: Buffer) => { const p = new MigrationStreamParser({ page: () => undefined }); p.push(Buffer.concat([data.subarray(0, data.length - tail.length), t])); return p.tailComplete; };
+    assert.equal(bad(Buffer.concat([Buffer.from([0x00, 0x06]), u32(desc.length + 1), desc])), false);
+    assert.equal(bad(Buffer.concat([Buffer.from([0x01, 0x06]), u32(desc.length), desc])), false);
+    assert.equal(bad(Buffer.concat([Buffer.from([0x00, 0x06]), u32(desc.length), desc, Buffer.from('}')])), false);
+  });
+
   it('downtime budget: as configured for 10 s, then doubled every 5 s up to 2 s', () => {
     assert.equal(downtimeBudget(20, 0), 20);
     assert.equal(downtimeBudget(20, 9_999), 20);
