@@ -173,6 +173,9 @@ export interface HandoffReport {
   /** How written pages were found: QEMU's migration as dirty log, or the full RAM compare (fallback, with its reason). */
   tracking?: 'qemu-migration' | 'full-compare';
   tracking_fallback?: string;
+  /** How the paused disk scan found written chunks: QEMU's block dirty bitmap, or reading the whole qcow2 layer (fallback, with its reason). */
+  disk_tracking?: 'qemu-dirty-bitmap' | 'layer-scan';
+  disk_tracking_fallback?: string;
   /** Only with CLOUDLET_HANDOFF_VERIFY_RAM=1 (tests): the paused source RAM and the destination's before the load. */
   ram_sha256?: { source: string; destination: string };
   phases_ms: Record<string, number>;

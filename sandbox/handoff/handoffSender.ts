@@ -26,6 +26,7 @@ import type { TlsTrust } from '../client/transport';
 import { failpoint } from '../common/failpoint';
 import { envNumber } from '../common/env';
 import { MigrationTracker } from './migrationTracker';
+import { DiskDirtyLog } from './diskDirtyLog';
 import { createLogger } from '../common/log';
 
 const log = createLogger('handoff');
@@ -90,6 +91,8 @@ export class HandoffSender {
   private readonly roundPages: number[] = [];
   private readonly roundDisk: number[] = [];
   private tracking: { method: TrackingMethod; fallback?: string } = { method: 'qemu-migration' };
+  /** Why the paused disk scan reads the whole layer (QEMU's dirty bitmap unusable), if it does. */
+  private diskFallback?: string;
 
   constructor(private readonly manager: SandboxManager, private readonly compressor: SegmentCompressor, private readonly o: SenderOptions) {}
 
@@ -132,6 +135,7 @@ export class HandoffSender {
     const disk = new LayerTracker(diskLayer, baseDiskFd);
     let round = 0, paused = false, tPause = 0;
     let tracker: MigrationTracker | undefined;
+    let diskLog: DiskDirtyLog | undefined;
     try {
       // Test hook: the source stops here (to be killed) with the destination's session open.
       await failpoint('handoff-after-check');
@@ -139,6 +143,14 @@ export class HandoffSender {
       // then (or with CLOUDLET_HANDOFF_TRACKER=compare) the full compare of the RAM file.
       const tLive = Date.now();
       const qmp = await manager.qmpClient(o.vmId);
+      // QEMU's block dirty bitmap from here, before the first scan of the layer: the paused scan then
+      // reads only the chunks written since (else the whole layer, when its file changed).
+      try {
+        diskLog = await DiskDirtyLog.start(qmp, path.join(path.dirname(files.migrateSocket), 'disk-dirty.sock'));
+      } catch (e) {
+        this.diskFallback = `QEMU's block dirty bitmap could not be read: ${describeError(e)}`;
+        log.warn(`handoff of ${o.vmId}: the paused disk scan reads the whole layer: ${this.diskFallback}`);
+      }
       if (trackerChoice() === 'compare') this.tracking = { method: 'full-compare', fallback: 'CLOUDLET_HANDOFF_TRACKER=compare' };
       else {
         // Round 0 by one compare of the running VM's RAM (the overlay of its current state): QEMU's
@@ -250,9 +262,16 @@ export class HandoffSender {
         this.lap('final_ram_compare_and_device_state', tScan);
       }
       const tDisk = Date.now();
-      const diskChanged = await this.scanDisk(disk, enc, true);
+      let diskChanged: number;
+      if (diskLog) {
+        const written = await diskLog.writtenChunks();
+        diskChanged = await disk.scanChunks(written, (idx, data, d) => enc.add('disk', idx, data, d));
+        this.phases.final_disk_written_chunks = written.length; // read in the pause (QEMU's dirty bitmap)
+      } else {
+        diskChanged = await this.scanDisk(disk, enc, true);
+        if (disk.lastSkipped) this.phases.final_disk_scan_skipped = 1; // the layer was not written since the last scan
+      }
       this.lap('final_disk_scan', tDisk);
-      if (disk.lastSkipped) this.phases.final_disk_scan_skipped = 1; // the layer was not written since the last scan
       const tSend = Date.now();
       await this.send(dest, sid, round, true, enc, ramChanged, diskChanged, deviceState);
       this.lap('final_encode_send_apply', tSend);
@@ -278,6 +297,7 @@ export class HandoffSender {
         total_ms: tRunning - t0, downtime_ms: Math.round(tRunning - tPause), bytes_sent: this.roundBytes.reduce((a, b) => a + b, 0),
         rounds: round, round_bytes: this.roundBytes, round_pages: this.roundPages, round_disk_chunks: this.roundDisk,
         tracking: this.tracking.method, ...(this.tracking.fallback ? { tracking_fallback: this.tracking.fallback } : {}),
+        disk_tracking: (diskLog ? 'qemu-dirty-bitmap' : 'layer-scan') as 'qemu-dirty-bitmap' | 'layer-scan', ...(this.diskFallback ? { disk_tracking_fallback: this.diskFallback } : {}),
         phases_ms: this.phases, destination_ports: fin.server.ports,
         ...(sourceRam ? { ram_sha256: { source: sourceRam, destination: fin.ram_sha256 ?? 'not sent' } } : {}),
       };
@@ -300,6 +320,7 @@ export class HandoffSender {
       throw new CloudletError(code, `handoff to ${dest.where} failed in round ${round}${paused ? ' (after the pause)' : ''}: ${describeError(e)}; ${back}`);
     } finally {
       await tracker?.close();
+      await diskLog?.stop();
       enc.close();
       await ram.close();
       fs.closeSync(baseDiskFd);

@@ -58,6 +58,33 @@ export class LayerTracker {
     }
   }
 
+  /**
+   * Visits each of `chunks` (the ones written since the dirty log began; the VM paused, its layer
+   * flushed) that differs from what the destination holds: O(written), not O(layer).
+   */
+  async scanChunks(chunks: number[], visit: (index: number, data: Buffer, digest: Buffer) => Promise<void>): Promise<number> {
+    this.lastSkipped = false;
+    this.stamp = undefined;
+    const layer = Qcow2Reader.open(this.layerPath);
+    try {
+      const buf = Buffer.alloc(CHUNK_SIZE);
+      let changed = 0;
+      for (const idx of chunks) {
+        if (idx * CHUNK_SIZE >= layer.info.virtualSize) throw new CloudletError('Internal', `disk chunk ${idx} is outside the disk`);
+        layer.readChunk(idx, buf, this.baseFd);
+        const held = this.sent.get(idx) ?? readAt(this.baseFd, idx * CHUNK_SIZE, Buffer.alloc(CHUNK_SIZE), true);
+        if (held.equals(buf)) continue;
+        const copy = Buffer.from(buf);
+        this.sent.set(idx, copy);
+        changed++;
+        await visit(idx, copy, createHash('sha256').update(copy).digest());
+      }
+      return changed;
+    } finally {
+      layer.close();
+    }
+  }
+
   private async scanLayer(layer: Qcow2Reader, fd: number, visit: (index: number, data: Buffer, digest: Buffer) => Promise<void>): Promise<number> {
     const cs = layer.info.clusterSize;
     let changed = 0;

@@ -5,8 +5,9 @@
  * declared and actual decompressed size) and their records against the header's chunk list.
  * With a prepared launch (the destination QEMU already started, paused, -incoming defer) the RAM
  * file is that QEMU's own (mapped shared: writes land in guest RAM) and the qcow2 layer is the one
- * it holds inactive: syncDiskLayer() rewrites it in place after each round that touched the disk,
- * or patches only the data clusters when a round changed no chunk's place in the layer.
+ * it holds inactive: syncDiskLayer() patches it in place after each round that touched the disk
+ * (LayerPatcher: clusters overwritten, new ones appended), or writes it whole (first round, or a
+ * layout the patcher does not handle).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -16,6 +17,7 @@ import { cloneFile } from '../qemu/files';
 import { fetchSegment } from '../overlay/apply';
 import { CHUNK_SIZE, decodeSegment, Encoding, expandRuns, SegmentEntry, Target } from '../overlay/format';
 import { Qcow2Writer } from '../overlay/qcow2Writer';
+import { LayerPatcher } from './layerPatcher';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 
 const DISK_DATA = 1, DISK_ZERO = 2;
@@ -140,9 +142,9 @@ export class RoundApplier {
 
   /**
    * Brings the qcow2 layer up to date with every disk chunk received: nothing to do if no round
-   * touched the disk since the last sync; data clusters overwritten in place if every changed chunk
-   * already has its data cluster in the layer; else the layer is rewritten whole (same file, same
-   * inode: a QEMU holding it inactive re-reads it on activation).
+   * touched the disk since the last sync; else patched in place (LayerPatcher), or rewritten whole
+   * when there is no layer yet or the patcher cannot (same file, same inode either way: a QEMU
+   * holding it inactive re-reads it on activation).
    */
   syncDiskLayer(): { mode: 'none' | 'patched' | 'rebuilt'; chunks: number } {
     return onDiskFull(this.diskLayer, `${this.stage}: writing the disk layer`, () => this.syncLayer());
@@ -153,12 +155,22 @@ export class RoundApplier {
     this.dirtySinceSync.clear();
     if (this.layerMap && !dirty.length) return { mode: 'none', chunks: 0 };
     const buf = Buffer.alloc(CHUNK_SIZE);
-    if (this.layerMap && dirty.every((c) => this.disk.get(c) === DISK_DATA && (this.layerMap!.get(c) ?? -1) >= 0)) {
-      const fd = fs.openSync(this.diskLayer, 'r+');
+    if (this.layerMap) {
+      // In place: overwritten where the chunk has its cluster, new clusters appended (LayerPatcher);
+      // a layout it does not handle falls through to the rewrite below.
       try {
-        for (const c of dirty) { fs.readSync(this.diskFd, buf, 0, CHUNK_SIZE, c * CHUNK_SIZE); fs.writeSync(fd, buf, 0, CHUNK_SIZE, this.layerMap.get(c)!); }
-      } finally { fs.closeSync(fd); }
-      return { mode: 'patched', chunks: dirty.length };
+        const p = new LayerPatcher(this.diskLayer);
+        try {
+          for (const c of dirty) {
+            const zero = this.disk.get(c) === DISK_ZERO;
+            if (!zero) fs.readSync(this.diskFd, buf, 0, CHUNK_SIZE, c * CHUNK_SIZE);
+            this.layerMap.set(c, p.put(c, zero ? undefined : buf));
+          }
+        } finally { p.close(); }
+        return { mode: 'patched', chunks: dirty.length };
+      } catch (e) {
+        if (e instanceof CloudletError && e.code === 'Unavailable') throw e; // disk full: not a layout question
+      }
     }
     const chunks = [...this.disk.keys()].sort((a, b) => a - b);
     const map = new Map<number, number>();

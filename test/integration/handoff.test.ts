@@ -102,6 +102,9 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.ok(r.round_pages!.every((n) => Number.isInteger(n) && n >= 0), `round_pages ${r.round_pages}`);
     assert.ok(r.round_pages![r.rounds - 1] < 2048, `the paused round sends only the last written pages: ${r.round_pages}`);
     assert.equal(r.phases_ms.final_ram_compare, undefined, `no full compare: ${JSON.stringify(r.phases_ms)}`);
+    // Written disk chunks found by QEMU's block dirty bitmap: the paused scan reads only those.
+    assert.equal(r.disk_tracking, 'qemu-dirty-bitmap', `disk tracking ${r.disk_tracking}: ${r.disk_tracking_fallback}`);
+    assert.ok(Number.isInteger(r.phases_ms.final_disk_written_chunks), `written chunks in phases: ${JSON.stringify(r.phases_ms)}`);
 
     // Source: server gone, no QEMU.
     await assert.rejects(ca.getServer(src.id), /could not be found|404/);

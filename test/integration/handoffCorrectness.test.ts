@@ -145,6 +145,7 @@ describe('handoff correctness: a guest writing continuously, handed off again an
       const r = await underLoad(burners, () => handoff(src.c, dst.c, server.id, `writer-${n}`));
       const what = `handoff ${n}/${REPEAT}${burners ? ' (2 CPU burners on the host)' : ''}`;
       assert.equal(r.tracking, 'qemu-migration', `${what}: tracking ${r.tracking} (${r.tracking_fallback})`);
+      assert.equal(r.disk_tracking, 'qemu-dirty-bitmap', `${what}: disk tracking ${r.disk_tracking} (${r.disk_tracking_fallback})`);
       assert.ok(r.ram_sha256, `${what}: no RAM digests in the report`);
       assert.equal(r.ram_sha256.destination, r.ram_sha256.source, `${what}: the destination's RAM differs from the paused source's`);
       server = await dst.c.getServer(r.destination_server_id);
@@ -155,7 +156,7 @@ describe('handoff correctness: a guest writing continuously, handed off again an
       const c = await counter(port80(server));
       assert.equal(c, count + 1, `${what}: counter`);
       count = c;
-      process.stderr.write(`      ${what}: ${r.rounds} rounds, pages ${JSON.stringify(r.round_pages)}, downtime ${r.downtime_ms} ms, writer at step ${now}\n`);
+      process.stderr.write(`      ${what}: ${r.rounds} rounds, pages ${JSON.stringify(r.round_pages)}, disk chunks ${JSON.stringify(r.round_disk_chunks)} (written since the start: ${r.phases_ms.final_disk_written_chunks}), downtime ${r.downtime_ms} ms, writer at step ${now}\n`);
     }
 
     // The destination killed at its finish step: every round is in and the VM paused at the source.

@@ -8,7 +8,9 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { spawn } from 'child_process';
 import { LayerTracker } from '../../sandbox/handoff/layerTracker';
+import { NbdBitmapClient } from '../../sandbox/qemu/nbdClient';
 
 const has = (bin: string) => { try { execFileSync(bin, ['--version'], { stdio: 'ignore' }); return true; } catch { return false; } };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -55,4 +57,36 @@ describe('handoff disk-layer tracker (qcow2 written by qemu-io)', function () {
       } finally { fs.closeSync(fd); }
     });
   }
+
+  it('written chunks from a QEMU dirty bitmap over NBD (qemu-nbd), then only those compared: exactly the ones that differ', async function () {
+    if (!has('qemu-nbd')) this.skip();
+    const { base, layer, io } = setup(65536);
+    io('write -P 0xab 12k 4k'); // before the bitmap: found by the first whole scan
+    execFileSync('qemu-img', ['bitmap', '--add', '-g', '4096', '-f', 'qcow2', layer, 'ho']);
+    const fd = fs.openSync(base, 'r');
+    try {
+      const t = new LayerTracker(layer, fd);
+      const seen: number[] = [];
+      const visit = async (i: number) => { seen.push(i); };
+      await sleep(120);
+      assert.equal(await t.scan(visit, true), 1);
+      // After the bitmap: new data (chunk 10), the same bytes again (3: nothing to send), the base's
+      // own bytes (30: nothing), zeroes (20).
+      io('write -P 0xcd 40k 4k', 'write -P 0xab 12k 4k', `write -P ${30 % 251} 120k 4k`, 'write -z 80k 4k');
+      const sock = path.join(dir, 'nbd.sock');
+      const nbd = spawn('qemu-nbd', ['-r', '-B', 'ho', '-k', sock, '-x', 'disk', '-f', 'qcow2', layer], { stdio: 'ignore' });
+      try {
+        for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await sleep(50);
+        const c = await NbdBitmapClient.connect(sock, 'disk', 'ho');
+        const ext = await c.dirtyExtents();
+        c.close();
+        assert.deepEqual(ext, [{ offset: 12 << 10, length: 4096 }, { offset: 40 << 10, length: 4096 }, { offset: 80 << 10, length: 4096 }, { offset: 120 << 10, length: 4096 }]);
+        seen.length = 0;
+        const chunks = ext.map((e) => e.offset / 4096);
+        assert.equal(await t.scanChunks(chunks, visit), 2);
+        assert.deepEqual(seen, [10, 20]);
+        await assert.rejects(NbdBitmapClient.connect(sock + '.none', 'disk', 'ho'), /NBD/);
+      } finally { nbd.kill(); }
+    } finally { fs.closeSync(fd); }
+  });
 });
