@@ -21,6 +21,7 @@ import { storePaths } from '../common/paths';
 import type { SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { RoundApplier } from './roundApplier';
+import { InlineZstd, INLINE_ROUND_BYTES } from './inlineZstd';
 import { openRound } from './roundReader';
 import { fileSha256, HANDOFF_PATH, verifyRamEnabled, type BeginRequest, type FinishResponse } from './protocol';
 import { handoffSchemas as S } from '../cloudlet/api/schemas/handoff';
@@ -77,6 +78,7 @@ export class HandoffReceiver {
   private readonly sessions = new Map<string, Session>();
   private readonly timer: NodeJS.Timeout;
   private readonly silence = silenceMs();
+  private readonly inline = new InlineZstd();
 
   constructor(private readonly d: ReceiverDeps) {
     this.timer = setInterval(() => this.sweep(), Math.min(1000, this.silence / 3)).unref();
@@ -172,7 +174,9 @@ export class HandoffReceiver {
     try {
       // Checked before a segment byte is read (roundReader.ts); segments are applied as they arrive.
       const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20) });
-      r = { ...(await s.applier.apply(rs.segments(), this.d.compressor(), n)), received: rs.received, final: rs.header.final };
+      // The paused round (small: the last pages and the device state) is decompressed in this thread.
+      const small = rs.header.final && rs.header.segments.reduce((t, e) => t + e.size + e.rawSize, 0) <= INLINE_ROUND_BYTES;
+      r = { ...(await s.applier.apply(rs.segments(), small ? this.inline : this.d.compressor(), n)), received: rs.received, final: rs.header.final };
     } finally { s.cut = undefined; }
     const t1 = Date.now();
     s.applier.syncDiskLayer();

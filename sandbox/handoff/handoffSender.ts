@@ -27,6 +27,7 @@ import { failpoint } from '../common/failpoint';
 import { envNumber } from '../common/env';
 import { MigrationTracker } from './migrationTracker';
 import { DiskDirtyLog } from './diskDirtyLog';
+import { InlineZstd } from './inlineZstd';
 import { createLogger } from '../common/log';
 
 const log = createLogger('handoff');
@@ -236,6 +237,7 @@ export class HandoffSender {
         deviceState = tracker.deviceState();
         enc.begin();
         enc.level = FINAL_LEVEL;
+        enc.compressor = new InlineZstd();
         const pages = tracker.take();
         for (const p of pages) await enc.add('ram', p.index, p.data, p.digest);
         ramChanged = pages.length;
@@ -253,6 +255,7 @@ export class HandoffSender {
         saving.catch(() => undefined);
         enc.begin();
         enc.level = FINAL_LEVEL;
+        enc.compressor = new InlineZstd();
         ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d));
         this.lap('final_ram_compare', tScan);
         // How the paused compare ran: on N worker threads, or 0 = in the daemon's thread (fallback).

@@ -73,7 +73,7 @@ export class RoundApplier {
    * refer forward) last. The entries were checked by checkRoundHeader: runs inside the images,
    * ascending, counts bounded.
    */
-  async apply(segments: AsyncIterable<{ entry: SegmentEntry; data: Buffer }>, compressor: SegmentCompressor, roundNo = 0): Promise<{ chunks: number }> {
+  async apply(segments: AsyncIterable<{ entry: SegmentEntry; data: Buffer }>, compressor: Pick<SegmentCompressor, 'decompressNamed' | 'threads'>, roundNo = 0): Promise<{ chunks: number }> {
     this.stage = `applying handoff round ${roundNo}`;
     const round: RoundState = { deferred: [], written: { ram: new Set(), disk: new Set() }, scratch: Buffer.alloc(CHUNK_SIZE), chunks: 0 };
     const queue: Array<{ entry: SegmentEntry; raw: Promise<Buffer>; bytes: number }> = [];

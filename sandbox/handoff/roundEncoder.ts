@@ -25,7 +25,11 @@ export class RoundEncoder {
   private chunks = 0;
   private readonly fds: Record<Target, number>;
 
-  constructor(private readonly base: BaseFiles, private readonly compressor: SegmentCompressor, public level: number) {
+  /** Who compresses the segments: the workers, or InlineZstd for the paused round. */
+  compressor: Pick<SegmentCompressor, 'compress' | 'threads'>;
+
+  constructor(private readonly base: BaseFiles, compressor: Pick<SegmentCompressor, 'compress' | 'threads'>, public level: number) {
+    this.compressor = compressor;
     this.fds = { ram: fs.openSync(base.ramFile, 'r'), disk: fs.openSync(base.diskFile, 'r') };
   }
 

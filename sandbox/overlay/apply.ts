@@ -52,7 +52,7 @@ const WRITING = 'synthesis: writing the launch RAM and disk';
 interface Deferred { target: Target; index: number; refTarget: Target; ref: number }
 
 /** Fetches one segment and returns its checked, decompressed bytes. */
-export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, compressor: SegmentCompressor, signal?: AbortSignal): Promise<Buffer> {
+export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, compressor: Pick<SegmentCompressor, 'decompressNamed'>, signal?: AbortSignal): Promise<Buffer> {
   const buf = await source.getSegment(entry.digest, entry.size, signal);
   if (buf.length !== entry.size) {
     throw new CloudletError('Corrupt', `segment ${entry.digest} is ${buf.length} bytes but the manifest says ${entry.size} (truncated overlay or transfer)`);

@@ -18,6 +18,7 @@ import { RoundApplier } from '../../sandbox/handoff/roundApplier';
 import { openRound, type RoundLimits } from '../../sandbox/handoff/roundReader';
 import { makePair, PAGE, type GeneratedPair } from './helpers/generatedImages';
 import { bodyOf, encodeRounds, pieces } from './helpers/handoffRounds';
+import { InlineZstd } from '../../sandbox/handoff/inlineZstd';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 
@@ -75,6 +76,28 @@ describe('handoff rounds at the destination: parser and applier', function () {
           assert.ok(buf.equals(pair.disk.subarray(i * PAGE, (i + 1) * PAGE)), `disk chunk ${i}`);
         }
       } finally { layer.close(); fs.closeSync(fd); }
+    } finally { a.close(); }
+  });
+
+  it('rounds compressed in-thread (InlineZstd, the paused round) apply the same, decompressed in-thread or on workers', async () => {
+    const inline = new InlineZstd();
+    const inlineRounds = await encodeRounds(pair, inline);
+    for (const [k, dec] of [['workers', compressor], ['in-thread', inline]] as const) {
+      const a = await RoundApplier.create(path.join(tmp, `apply-inline-${k}`), { ram: pair.base.ramFile, disk: pair.base.diskFile });
+      try {
+        for (const [n, body] of inlineRounds.entries()) {
+          const rs = await openRound(pieces(body, 1000), n, limits);
+          await a.apply(rs.segments(), dec);
+        }
+        assert.ok(fs.readFileSync(a.ramFile).equals(pair.ram), `RAM (${k})`);
+        assert.ok(fs.readFileSync(a.deviceState).equals(fs.readFileSync(pair.launch.deviceState)), `device state (${k})`);
+      } finally { a.close(); }
+    }
+    // And the workers' rounds decompressed in-thread.
+    const a = await RoundApplier.create(path.join(tmp, 'apply-inline-dec'), { ram: pair.base.ramFile, disk: pair.base.diskFile });
+    try {
+      for (const [n, body] of rounds.entries()) await a.apply((await openRound(pieces(body, 1000), n, limits)).segments(), inline);
+      assert.ok(fs.readFileSync(a.ramFile).equals(pair.ram), 'RAM (workers -> in-thread)');
     } finally { a.close(); }
   });
 

@@ -8,7 +8,7 @@ import { RoundEncoder } from '../../../sandbox/handoff/roundEncoder';
 import { PAGE, type GeneratedPair } from './generatedImages';
 
 /** The rounds a source would send for the pair: round 0 all of RAM and disk, round 1 (final) the device state. */
-export async function encodeRounds(pair: GeneratedPair, compressor: SegmentCompressor): Promise<Buffer[]> {
+export async function encodeRounds(pair: GeneratedPair, compressor: Pick<SegmentCompressor, 'compress' | 'threads'>): Promise<Buffer[]> {
   const enc = new RoundEncoder({ ramFile: pair.base.ramFile, diskFile: pair.base.diskFile,
     ramDigests: fs.readFileSync(pair.base.ramDigests), diskDigests: fs.readFileSync(pair.base.diskDigests) }, compressor, 3);
   const dg = (b: Buffer) => createHash('sha256').update(b).digest();
