@@ -35,12 +35,14 @@ export interface QmpCommands {
   'quit': [undefined, Record<string, never>];
   'system_reset': [undefined, Record<string, never>];
   'human-monitor-command': [{ 'command-line': string }, string];
-  'query-block': [undefined, Array<{ device: string; inserted?: { 'node-name'?: string } }>];
+  'query-block': [undefined, Array<{ device: string; inserted?: { 'node-name'?: string; image?: { 'virtual-size': number } } }>];
+  'blockdev-add': [{ driver: 'null-co'; 'node-name': string; size: number; 'read-only': boolean }, Record<string, never>];
+  'blockdev-del': [{ 'node-name': string }, Record<string, never>];
   'block-dirty-bitmap-add': [{ node: string; name: string; granularity?: number }, Record<string, never>];
   'block-dirty-bitmap-remove': [{ node: string; name: string }, Record<string, never>];
   'nbd-server-start': [{ addr: { type: 'unix'; data: { path: string } } }, Record<string, never>];
   'nbd-server-stop': [undefined, Record<string, never>];
-  'block-export-add': [{ type: 'nbd'; id: string; 'node-name': string; name: string; writable: boolean; bitmaps: string[] }, Record<string, never>];
+  'block-export-add': [{ type: 'nbd'; id: string; 'node-name': string; name: string; writable: boolean; bitmaps: Array<{ node: string; name: string }> }, Record<string, never>];
   'block-export-del': [{ id: string; mode?: 'safe' | 'hard' }, Record<string, never>];
 }
 
