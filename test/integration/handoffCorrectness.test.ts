@@ -147,7 +147,7 @@ describe('handoff correctness: a guest writing continuously, handed off again an
       assert.equal(r.tracking, 'qemu-migration', `${what}: tracking ${r.tracking} (${r.tracking_fallback})`);
       assert.equal(r.disk_tracking, 'qemu-dirty-bitmap', `${what}: disk tracking ${r.disk_tracking} (${r.disk_tracking_fallback})`);
       assert.ok(r.ram_sha256, `${what}: no RAM digests in the report`);
-      assert.equal(r.ram_sha256.destination, r.ram_sha256.source, `${what}: the destination's RAM differs from the paused source's`);
+      assert.equal(r.ram_sha256.destination, r.ram_sha256.source, `${what}: the destination's RAM differs from the paused source's (pages ${JSON.stringify(r.round_pages)}, phases ${JSON.stringify(r.phases_ms)})`);
       server = await dst.c.getServer(r.destination_server_id);
       assert.equal(qemuPidsUnder(src.d.dataDir).length, 0, `${what}: the source VM is gone`);
       const now = await checkWriter(consoleSocketUnder(dst.d.dataDir), what);
