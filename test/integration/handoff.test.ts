@@ -9,10 +9,10 @@
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { ShadowPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
+import { consoleRun, consoleSocketUnder, port80 } from './fixtures/guestConsole';
 import { startDaemon, killProcessesUsing, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import { sampleOverlay, uploadOverlay, counter, httpGet } from './fixtures/sampleOverlay';
 import { CloudletClient, type HandoffReport, type Server } from '../../sandbox/client';
@@ -28,33 +28,8 @@ async function synthesize(c: CloudletClient, overlayUrl: string, name: string): 
   return c.getServer(id);
 }
 
-/** The console socket of the one sandbox under a daemon's data folder. */
-function consoleSocketUnder(dir: string): string {
-  const found: string[] = [];
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p); else if (e.name === 'console.sock') found.push(p);
-    }
-  };
-  walk(dir);
-  assert.equal(found.length, 1, `one console socket under ${dir}: ${found.join(', ')}`);
-  return found[0];
-}
 
-/** Runs a command in the guest's root shell on the serial console; resolves when `marker` is printed. */
-function consoleRun(sock: string, cmd: string, marker: string, timeoutMs = 120_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = net.createConnection(sock);
-    let out = '';
-    const t = setTimeout(() => { s.destroy(); reject(new Error(`console: no '${marker}' within ${timeoutMs} ms; got: ${out.slice(-500)}`)); }, timeoutMs);
-    s.on('connect', () => s.write(`\n${cmd}\n`));
-    s.on('data', (d) => { out += d.toString('latin1'); if (out.includes(marker)) { clearTimeout(t); s.end(); resolve(); } });
-    s.on('error', (e) => { clearTimeout(t); reject(e); });
-  });
-}
 
-const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80'];
 
 describe('handoff between two daemons with real QEMU', function () {
   this.timeout(900_000);

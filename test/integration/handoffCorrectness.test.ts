@@ -17,44 +17,18 @@
 import { strict as assert } from 'assert';
 import { spawn, type ChildProcess } from 'child_process';
 import * as crypto from 'crypto';
-import * as fs from 'fs';
-import * as net from 'net';
-import * as path from 'path';
+import { consoleRun as consoleRunFor, consoleSocketUnder, port80 } from './fixtures/guestConsole';
 import { startDaemon, killProcessesUsing, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import { sampleOverlay, uploadOverlay, counter } from './fixtures/sampleOverlay';
-import { CloudletClient, type HandoffReport, type Server } from '../../sandbox/client';
+import { CloudletClient, type HandoffReport } from '../../sandbox/client';
 import { qemuPidsUnder } from './fixtures/testBase';
 
 const REPEAT = Math.max(1, Number(process.env.CLOUDLET_HANDOFF_REPEAT ?? 3) || 3);
 const SLOTS = 256, PAGES_PER_SLOT = 16, PAGE = 4096;
 
 const login = (d: TestDaemon) => CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
-const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)['80'];
-
-function consoleSocketUnder(dir: string): string {
-  const found: string[] = [];
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p); else if (e.name === 'console.sock') found.push(p);
-    }
-  };
-  walk(dir);
-  assert.equal(found.length, 1, `one console socket under ${dir}: ${found.join(', ')}`);
-  return found[0];
-}
-
-/** Runs a command on the guest's serial console; resolves with the output once `marker` is printed. */
-function consoleRun(sock: string, cmd: string, marker: string, timeoutMs = 180_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.createConnection(sock);
-    let out = '';
-    const t = setTimeout(() => { s.destroy(); reject(new Error(`console: no '${marker}' within ${timeoutMs} ms; got: ${out.slice(-800)}`)); }, timeoutMs);
-    s.on('connect', () => s.write(`\n${cmd}\n`));
-    s.on('data', (d) => { out += d.toString('latin1'); if (out.includes(marker)) { clearTimeout(t); s.end(); resolve(out); } });
-    s.on('error', (e) => { clearTimeout(t); reject(e); });
-  });
-}
+/** The console with this file's longer wait (a check drops the guest's page cache under load). */
+const consoleRun = (sock: string, cmd: string, marker: string) => consoleRunFor(sock, cmd, marker, 180_000);
 
 // The writer: step i writes 16 pages holding i (as %010d, space padded, newline-ended) at slot
 // i % 256 of /tmp/pat/ram (tmpfs: guest RAM), appends i to /srv/www/writes.log (virtual disk),
