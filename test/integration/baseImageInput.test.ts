@@ -101,9 +101,9 @@ describe('base create: bad images and guests that never get ready (CLI, real qem
   it('a guest that never becomes ready: the timeout names the last console lines; nothing is left', async () => {
     const g = tb.guest;
     const r = await cli(['base', 'create', '--disk', g.disk, '--kernel', g.kernel, '--initrd', g.initrd, '--append', g.append,
-      '--name', 'never', '--no-agent', '--ready-marker', 'a line this guest never prints', '--timeout', '60', '--ram', '128']);
+      '--name', 'never', '--no-agent', '--ready-marker', 'a line this guest never prints', '--timeout', '45', '--ram', '128']);
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /the guest did not print "a line this guest never prints" within 60 s\. Last console lines:\n/);
+    assert.match(r.stderr, /the guest did not print "a line this guest never prints" within 45 s\. Last console lines:\n/);
     assert.match(r.stderr, /cloudlet-guest: ready/, 'the console tail holds what the guest printed');
     assert.match(r.stderr, /hint: a guest that never becomes ready/);
     nothingLeft();
