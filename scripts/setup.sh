@@ -3,7 +3,8 @@
 #   apt packages, npm dependencies, the test guest and its base (.cache/guest, .cache/test-base), the
 #   Debian 12 base (.cache/debian, .cache/debian-base: built once, several minutes), the fleet tests'
 #   Keystone database (.cache/keystone), code-server for UI tests, Node 22 and 24 with better-sqlite3
-#   built for each (.cache/node22, .cache/node24: the unit suite runs under them too).
+#   built for each (.cache/node22, .cache/node24: the unit suite runs under them too), ccache and one
+#   install of the packaged CLI (.cache/ccache: the install tests' native builds then come from it).
 #   --demo      then runs `npm run demo` (the README's first command)
 #   --no-ui     skip code-server (UI tests then fail to start)
 set -euo pipefail
@@ -22,6 +23,7 @@ APT_PACKAGES=(
   python3-glanceclient python3-novaclient python3-zunclient python3-openstacksdk python3-keystoneauth1  # issue 14's client tests
   python3-keystone uwsgi-core uwsgi-plugin-python3  # a real Keystone (22.x) for the fleet tests
   sqlite3 curl jq
+  ccache                         # the install test's native builds (SQLite, zstd) compile once per machine
   debootstrap fdisk grub-pc-bin  # Debian guests from packages; the BIOS-bootable cloud-image test fixture
   chromium libkrb5-dev libxkbfile-dev libsecret-1-dev libx11-dev ripgrep  # code-server + Playwright
 )
@@ -45,6 +47,10 @@ bash scripts/node-runtimes.sh install
 echo "setup: Keystone database for the fleet tests"
 node --import tsx -e 'require("./test/integration/fixtures/keystone").keystoneTemplate().then((d) => console.log(`keystone in ${d}`)).catch((e) => { console.error(e); process.exit(1); })'
 [ "$ui" = 1 ] && [ -x scripts/setup-code-server.sh ] && bash scripts/setup-code-server.sh
+# The packaged CLI installed once into an empty prefix, as the packaging and UI tests do: its native
+# modules compile here (minutes) into .cache/ccache, so the tests' installs of later tarballs reuse them.
+echo "setup: the packaged CLI, installed once (compiler cache for the install tests)"
+node --import tsx -e 'require("./test/integration/fixtures/install").ensureInstalledCli().then((i) => console.log(`installed in ${i.prefix}`)).catch((e) => { console.error(e); process.exit(1); })'
 
 echo "setup: done"
 if [ "$demo" = 1 ]; then npm run demo; fi
