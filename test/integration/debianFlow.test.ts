@@ -89,8 +89,7 @@ describe('the whole flow on the Debian 12 base (CLI, real QEMU, registry, two da
   });
 
   it('sandbox stop saves the Debian guest; resume with its name goes on with its disk and memory', async () => {
-    await ok(['sandbox', 'exec', 'deb', '--', 'echo on-disk > /root/kept && sync && echo in-memory > /run/volatile']);
-    const before = (await ok(['sandbox', 'exec', 'deb', '--', 'cat /proc/sys/kernel/random/boot_id'])).stdout;
+    const before = (await ok(['sandbox', 'exec', 'deb', '--', 'echo on-disk > /root/kept && sync && echo in-memory > /run/volatile && cat /proc/sys/kernel/random/boot_id'])).stdout;
     assert.match((await ok(['sandbox', 'stop', 'deb'])).stdout, /stopped/);
     assert.equal(JSON.parse((await ok(['sandbox', 'resume', th.baseId, '--name', 'deb', '--json'])).stdout).status, 'running');
     const r = await ok(['sandbox', 'exec', 'deb', '--', 'cat /root/kept /run/volatile /proc/sys/kernel/random/boot_id']);
@@ -145,8 +144,9 @@ describe('the whole flow on the Debian 12 base (CLI, real QEMU, registry, two da
     const report = JSON.parse((await ok(['handoff', 'flask', '--cloudlet', 'a', '--to', 'b', '--json'])).stdout.trim().split('\n').pop()!);
     assert.ok(report.bytes_sent > 0 && report.bytes_sent < 1024 ** 3, `bytes_sent ${report.bytes_sent}`);
     assert.ok(report.downtime_ms > 0 && report.downtime_ms < report.total_ms, `downtime ${report.downtime_ms} of ${report.total_ms}`);
-    assert.deepEqual(JSON.parse((await ok(['servers', '--cloudlet', 'a', '--json'])).stdout), []);
-    const moved = (JSON.parse((await ok(['servers', '--cloudlet', 'b', '--json'])).stdout) as Record<string, unknown>[]).find((x) => x.name === 'flask');
+    const [onA, onB] = await Promise.all([ok(['servers', '--cloudlet', 'a', '--json']), ok(['servers', '--cloudlet', 'b', '--json'])]);
+    assert.deepEqual(JSON.parse(onA.stdout), []);
+    const moved = (JSON.parse(onB.stdout) as Record<string, unknown>[]).find((x) => x.name === 'flask');
     assert.ok(moved, 'the server is on 127.0.0.3');
     assert.equal(moved.status, 'ACTIVE');
     const at = (moved['OS-EXT-CLOUDLET:ports'] as Record<string, string>)[String(FLASK_PORT)];
