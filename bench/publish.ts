@@ -12,7 +12,9 @@
  *   3. only when the realistic guest cannot be built: generated, real overlays (sandbox/overlay) of
  *      generated images sized like the realistic guest's changes; said so in the output.
  * Then why v2 sends what it sends (bench/lib/segmentLayout.ts): chunks that really differ per image,
- * segments changed per kind, and what a content-defined segment layout would have sent.
+ * segments changed per kind, and what a content-defined segment layout would have sent; and, on the
+ * realistic pair, what v2 would weigh stored against v1's launch (bench/lib/parentDelta.ts: a
+ * parent-overlay chain, measured with the real writer; `sim_parent_delta_v2_vs_v1_bytes`).
  * Last line: one JSON object with every figure and ratio_v2_vs_v1_bytes.
  */
 import * as fs from 'fs';
