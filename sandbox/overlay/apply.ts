@@ -59,7 +59,7 @@ export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, c
   }
   checkSegmentDigest(entry.digest, buf);
   const declared = zstdFrameContentSize(buf);
-  if (declared === null) throw new CloudletError('Corrupt', `segment ${entry.digest} does not declare its decompressed size; refused`);
+  if (declared === null) throw new CloudletError('Corrupt', `segment ${entry.digest} is not one zstd frame declaring its decompressed size; refused`);
   if (declared > LIMITS.segmentRawBytes || declared !== entry.rawSize) {
     throw new CloudletError('Corrupt', `segment ${entry.digest} would decompress to ${declared} bytes (manifest: ${entry.rawSize}, limit ${LIMITS.segmentRawBytes}); refused as a possible decompression bomb`);
   }

@@ -148,14 +148,24 @@ export class SegmentCompressor {
   }
 }
 
+/** zstd's frame magic number (little-endian at offset 0); skippable frames use other values. */
+const ZSTD_FRAME_MAGIC = 0xfd2fb528;
+
 /**
- * The decompressed size a zstd frame declares in its header, read without decompressing, or null
- * when the frame does not say (our writer always says; such a segment is refused).
+ * The decompressed size a segment declares, read without decompressing, or null when it does not
+ * say. A segment must be exactly ONE zstd frame (our writer makes one): zstd decompresses every
+ * frame in a buffer, and only the first frame's header is read here, so a second frame (or a
+ * skippable frame first) could otherwise carry any amount of output past the declared size.
  */
 export function zstdFrameContentSize(frame: Buffer): number | null {
+  if (frame.length < 4 || frame.readUInt32LE(0) !== ZSTD_FRAME_MAGIC) return null;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const binding = require('zstd-napi/binding') as { getFrameContentSize(b: Uint8Array): number | null };
+  const binding = require('zstd-napi/binding') as {
+    getFrameContentSize(b: Uint8Array): number | null;
+    findFrameCompressedSize(b: Uint8Array): number;
+  };
   try {
+    if (binding.findFrameCompressedSize(frame) !== frame.length) return null;
     return binding.getFrameContentSize(frame);
   } catch {
     return null;

@@ -191,6 +191,21 @@ describe('overlay: format, create and apply on generated images', function () {
         segs.set(name, bomb);
       });
       await expectRefused(g, 'Corrupt', /would decompress to 209715200 bytes .* refused as a possible decompression bomb/);
+      // A second frame after an honest first one (zstd decompresses every frame; only the first header was read).
+      const h = rewrite(overlayPath, path.join(tmp, 'bomb3.overlay'), (m, segs) => {
+        const two = Buffer.concat([segs.get(m.segments[0].digest)!, bomb]);
+        m.segments[0] = { ...m.segments[0], digest: segmentName(two), size: two.length };
+        segs.set(segmentName(two), two);
+      });
+      await expectRefused(h, 'Corrupt', /is not one zstd frame declaring its decompressed size; refused/);
+      // A skippable frame first (its header declares nothing), the bomb behind it.
+      const skippable = Buffer.alloc(12); skippable.writeUInt32LE(0x184d2a50, 0); skippable.writeUInt32LE(4, 4);
+      const k = rewrite(overlayPath, path.join(tmp, 'bomb4.overlay'), (m, segs) => {
+        const two = Buffer.concat([skippable, bomb]);
+        m.segments[0] = { ...m.segments[0], digest: segmentName(two), size: two.length };
+        segs.set(segmentName(two), two);
+      });
+      await expectRefused(k, 'Corrupt', /is not one zstd frame declaring its decompressed size; refused/);
     });
 
     it('a segment source that returns the wrong bytes, and verify of a damaged overlay', async () => {
