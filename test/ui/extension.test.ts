@@ -1,11 +1,12 @@
 /**
  * The extension in real VS Code (code-server) against real daemons, as a user drives it:
- * install the .vsix; the Cloudlets container shows the local base; resume it from the palette; a
- * terminal into the sandbox runs a command; build the sample workspace -> Overlay panel chart;
- * synthesize on a second daemon -> Server panel ACTIVE; hand off to a third -> downtime shown.
- * Bad cases: wrong credentials, a cloudlet lacking the base, a daemon that does not answer, a
- * cancelled build. Screenshots of every step (and of the panels in light and dark) in
- * artifacts/screenshots/. No mocks: the local daemon is started by the extension itself.
+ * install the .vsix; the Cloudlets container shows the local base; resume it from the palette;
+ * build the sample workspace -> Overlay panel chart (dark and light). Bad cases: a cancelled build,
+ * wrong credentials, a cloudlet lacking the base, a daemon that does not answer; a window reload
+ * stops the daemon the extension started. Screenshots of every step in artifacts/screenshots/.
+ * No mocks: the local daemon is started by the extension itself.
+ * The sandbox terminal, synthesis and handoff (with the Server panel's page-tracking lines, 18.4)
+ * are steps of test/ui/firstrun.test.ts, which takes the same path through the editor.
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
@@ -21,9 +22,8 @@ describe('extension in real VS Code (code-server)', function () {
   let localData: string;
   let localPort: number;
   let workspace: string;
-  let edge1: TestDaemon, edge2: TestDaemon, nobase: TestDaemon;
+  let edge1: TestDaemon, nobase: TestDaemon;
   const daemons: TestDaemon[] = [];
-  let synthesizedUrls = '';
   const shot = (name: string) => ui.shot(name);
 
   before(async function () {
@@ -32,12 +32,11 @@ describe('extension in real VS Code (code-server)', function () {
     localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-local-'));
     await installTestBase(localData);
     localPort = await freePort();
-    [edge1, edge2, nobase] = await Promise.all([
+    [edge1, nobase] = await Promise.all([
       startDaemon({ ip: '127.0.0.2', withTestBase: true }),
-      startDaemon({ ip: '127.0.0.3', withTestBase: true }),
       startDaemon({ ip: '127.0.0.4' }),
     ]);
-    daemons.push(edge1, edge2, nobase);
+    daemons.push(edge1, nobase);
     workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-ws-'));
     fs.cpSync(path.join(ROOT, 'test/fixtures/sample-backend'), path.join(workspace, 'sample-backend'), { recursive: true });
     ui = await openUi({ workspace: path.join(workspace, 'sample-backend'), settings: installedDaemonSettings(cli, localPort, localData) });
@@ -82,17 +81,6 @@ describe('extension in real VS Code (code-server)', function () {
     await until('a running sandbox node', async () => /ACTIVE/.test(await row.innerText().catch(() => '')), 180_000);
     await wb.page.locator('.statusbar-item', { hasText: 'sandbox-test-guest' }).first().waitFor({ timeout: 30_000 });
     await shot('sandbox-running');
-  });
-
-  it('the sandbox terminal runs a command and shows its output', async () => {
-    await wb.command('Cloudlet: Open Sandbox Terminal');
-    await wb.page.locator('.terminal-wrapper, .xterm').first().waitFor({ timeout: 60_000 });
-    // Connected: something besides our "Connecting…" line (the console's recent output, a prompt).
-    await until('the console to connect', async () => (await wb.terminalText()).split('\n').some((l) => l.trim() && !/Connecting to the serial console/.test(l)), 60_000);
-    await wb.page.locator('.xterm').last().click();
-    await wb.page.keyboard.type('echo cloudlet-$((6*7))\n', { delay: 20 });
-    await until('the command output in the terminal', async () => /cloudlet-42/.test(await wb.terminalText()), 60_000);
-    await shot('sandbox-terminal');
   });
 
   it('building from the sample workspace fills the Overlay panel with its chart', async () => {
@@ -143,46 +131,6 @@ describe('extension in real VS Code (code-server)', function () {
     await wb.answer('alice');
     await wb.answer(TEST_USERS.alice);
     await wb.treeRow('Cloudlets', /No servers or base VMs yet|test-guest/).first().waitFor({ timeout: 60_000 });
-  });
-
-  it('synthesize on a second daemon: the Server panel reaches ACTIVE', async () => {
-    await wb.clearNotifications();
-    await wb.command('Cloudlet: Synthesize on Cloudlet...');
-    const panel = wb.webview('Server');
-    await panel.locator('[data-test=timeline]').waitFor({ timeout: 300_000 });
-    await until('the server to be ACTIVE', async () => (await panel.locator('[data-test=status]').innerText().catch(() => '')) === 'ACTIVE', 600_000);
-    await wb.treeRow('Cloudlets', 'sample-backend').waitFor({ timeout: 60_000 });
-    // 17.6: the forwarded address is in the panel, with Open in Browser, Hand Off and Delete.
-    // Cloudlets forward a server's ports on their host's loopback (127.0.0.1 here, for every test daemon).
-    synthesizedUrls = await panel.locator('[data-test=urls]').innerText();
-    assert.match(synthesizedUrls, /http:\/\/127\.0\.0\.1:\d+\//);
-    for (const b of ['open', 'handoff', 'delete']) await panel.locator(`[data-test=${b}]`).waitFor({ timeout: 30_000 });
-    await shot('synthesis-active');
-  });
-
-  it('hand off to a third daemon: the Server panel shows the downtime', async () => {
-    await wb.clearNotifications();
-    await addCloudlet('edge2', edge2, 'alice', TEST_USERS.alice);
-    await wb.notification(/Cloudlet edge2 added/).waitFor({ timeout: 60_000 });
-    await wb.command('Cloudlet: Hand Off Server...');
-    await wb.pick('edge1');
-    await wb.pick('edge2');
-    const panel = wb.webview('Server');
-    await panel.locator('[data-test=downtime]').waitFor({ timeout: 600_000 });
-    assert.match(await panel.locator('[data-test=status]').innerText(), /ACTIVE/);
-    // 18.4: how written pages were found, and the RAM pages each round sent.
-    assert.match(await panel.locator('[data-test=tracking]').innerText(), /QEMU migration/);
-    assert.match(await panel.locator('[data-test=round-pages]').innerText(), /RAM pages sent per round: (\d+ · )*\d+ \(VM paused\)/);
-    // 17.6: the new address is said (the old forwarded port died with the source VM).
-    await wb.notification(/sample-backend moved to edge2 .*answers at http:\/\/127\.0\.0\.1:\d+\/ now/).waitFor({ timeout: 60_000 });
-    const moved = await panel.locator('[data-test=urls]').innerText();
-    assert.match(moved, /http:\/\/127\.0\.0\.1:\d+\//);
-    assert.notEqual(moved, synthesizedUrls, 'the panel shows the new address after the handoff');
-    await wb.closeBottomPanel();
-    await shot('handoff-downtime-dark');
-    await wb.setTheme('Default Light Modern');
-    await shot('handoff-downtime-light');
-    await wb.setTheme('Default Dark Modern');
   });
 
   it('a cloudlet that lacks the base: synthesis is refused with a clear message', async () => {

@@ -17,7 +17,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ROOT, axeSerious, freePort, openUi, stepFlow, until, useInstalledCli, type AxeViolation, type CodeServer, type Ui, type Workbench } from './harness';
+import { ROOT, axeSerious, freePort, openUi, sandboxTerminalRuns, serverPanelActive, stepFlow, until, useInstalledCli, type AxeViolation, type CodeServer, type Ui, type Workbench } from './harness';
 import { killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 import { startRegistry, type RegistryFixture } from '../integration/fixtures/registry';
 import { importAndPush, startDockerEngines, type DockerEngines } from '../integration/fixtures/dockerEngines';
@@ -295,12 +295,7 @@ describe('first run in real VS Code: from no CLI on PATH to a handoff between tw
   });
 
   it('the sandbox terminal runs a command and shows its output', async () => {
-    await wb.command('Cloudlet: Open Sandbox Terminal');
-    await wb.page.locator('.terminal-wrapper, .xterm').first().waitFor({ timeout: 60_000 });
-    await until('the console to connect', async () => (await wb.terminalText()).split('\n').some((l) => l.trim() && !/Connecting to the serial console/.test(l)), 60_000);
-    await wb.page.locator('.xterm').last().click();
-    await wb.page.keyboard.type('echo first-$((6*7))\n', { delay: 20 });
-    await until('the command output in the terminal', async () => /first-42/.test(await wb.terminalText()), 60_000);
+    await sandboxTerminalRuns(wb, 'echo first-$((6*7))', /first-42/);
     await shot('sandbox-terminal');
     await wb.closeBottomPanel();
   });
@@ -332,6 +327,8 @@ describe('first run in real VS Code: from no CLI on PATH to a handoff between tw
     await wb.command('Cloudlet: Copy Base to Cloudlet...');
     await wb.page.locator('.quick-input-widget:visible .quick-input-title', { hasText: 'Copy base VM test-guest to' }).waitFor({ timeout: 60_000 });
     for (const c of ['edge1', 'edge2']) {
+      // The hover a click leaves on edge1's checkbox covers edge2's and stays while the pointer rests there: move it away.
+      await wb.page.mouse.move(0, 0);
       const box = wb.page.locator('.quick-input-widget:visible .quick-input-list .monaco-list-row', { hasText: c }).first().locator('input[type=checkbox], .monaco-custom-toggle, .quick-input-list-checkbox').first();
       await box.click();
     }
@@ -345,9 +342,9 @@ describe('first run in real VS Code: from no CLI on PATH to a handoff between tw
     await wb.clearNotifications();
     await wb.command('Cloudlet: Synthesize on Cloudlet...');
     await wb.pick('edge1');
-    const panel = wb.webview('Server');
-    await panel.locator('[data-test=timeline]').waitFor({ timeout: 300_000 });
-    await until('the server to be ACTIVE', async () => (await panel.locator('[data-test=status]').innerText().catch(() => '')) === 'ACTIVE', 600_000);
+    const panel = await serverPanelActive(wb);
+    // (from extension.test.ts) the server shows in the Cloudlets view too.
+    await wb.treeRow('Cloudlets', 'sample-backend').first().waitFor({ timeout: 60_000 });
     serverUrl = (await until('the back-end URL', async () => (await panel.locator('[data-test=urls]').innerText().catch(() => '')).match(/http:\/\/127\.0\.0\.1:\d+\//)?.[0], 60_000));
     for (const b of ['open', 'handoff', 'delete']) await panel.locator(`[data-test=${b}]`).waitFor({ timeout: 30_000 });
     await shot('synthesized');
@@ -367,13 +364,16 @@ describe('first run in real VS Code: from no CLI on PATH to a handoff between tw
     await shot('opened-in-browser');
   });
 
-  it('17.6/17.10: Hand Off... in the Server panel to edge2: downtime shown, a notice with the new address (which answers), no progress left at "check"', async () => {
+  it('17.6/17.10/18.4: Hand Off... in the Server panel to edge2: downtime and page tracking shown, a notice with the new address (which answers), no progress left at "check"', async () => {
     await wb.clearNotifications();
     await wb.webview('Server').locator('[data-test=handoff]').click();
     await wb.pick('edge2');
     const panel = wb.webview('Server');
     await panel.locator('[data-test=downtime]').waitFor({ timeout: 600_000 });
     assert.match(await panel.locator('[data-test=status]').innerText(), /ACTIVE/);
+    // 18.4 (moved here from extension.test.ts's handoff): how written pages were found, and the RAM pages each round sent.
+    assert.match(await panel.locator('[data-test=tracking]').innerText(), /QEMU migration/);
+    assert.match(await panel.locator('[data-test=round-pages]').innerText(), /RAM pages sent per round: (\d+ · )*\d+ \(VM paused\)/);
     const notice = wb.notification(/sample-backend moved to edge2 .*answers at http:\/\/127\.0\.0\.1:\d+\/ now/);
     await notice.waitFor({ timeout: 60_000 });
     const moved = (await notice.innerText()).match(/answers at (http:\/\/127\.0\.0\.1:\d+\/) now/)![1];

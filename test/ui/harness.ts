@@ -265,6 +265,29 @@ export class Workbench {
   }
 }
 
+/**
+ * The steps several UI files share, each as a user takes it. After "Cloudlet: Synthesize on
+ * Cloudlet..." (and its picks): the Server panel's timeline shows, then its status reaches ACTIVE.
+ * Returns the panel.
+ */
+export async function serverPanelActive(wb: Workbench, timeoutMs = 600_000): Promise<FrameLocator> {
+  const panel = wb.webview('Server');
+  await panel.locator('[data-test=timeline]').waitFor({ timeout: 300_000 });
+  await until('the server to be ACTIVE', async () => (await panel.locator('[data-test=status]').innerText().catch(() => '')) === 'ACTIVE', timeoutMs);
+  return panel;
+}
+
+/** "Cloudlet: Open Sandbox Terminal": the serial console connects, `command` is typed, `expect` shows in the terminal. */
+export async function sandboxTerminalRuns(wb: Workbench, command: string, expect: RegExp): Promise<void> {
+  await wb.command('Cloudlet: Open Sandbox Terminal');
+  await wb.page.locator('.terminal-wrapper, .xterm').first().waitFor({ timeout: 60_000 });
+  // Connected: something besides our "Connecting…" line (the console's recent output, a prompt).
+  await until('the console to connect', async () => (await wb.terminalText()).split('\n').some((l) => l.trim() && !/Connecting to the serial console/.test(l)), 60_000);
+  await wb.page.locator('.xterm').last().click();
+  await wb.page.keyboard.type(`${command}\n`, { delay: 20 });
+  await until('the command output in the terminal', async () => expect.test(await wb.terminalText()), 60_000);
+}
+
 /** Polls `fn` until it returns a truthy value (no timing assertion: the mocha timeout bounds it). */
 export async function until<T>(what: string, fn: () => Promise<T | undefined | false | null>, timeoutMs = 120_000, everyMs = 500): Promise<T> {
   const deadline = Date.now() + timeoutMs;
