@@ -70,6 +70,8 @@ if has integration; then
   # scripts/integration-shards.mjs into about equal time; each shard's output shown whole when it ends.
   shards=${CLOUDLET_TEST_SHARDS:-2}
   mapfile -t shard_files < <(node scripts/integration-shards.mjs "$shards")
+  # No shard at all (the split failed): a failure, not a run that quietly tested nothing.
+  [ ${#shard_files[@]} -gt 0 ] || echo '{"passed":0,"failed":1,"skipped":0,"failures":["no integration test files to run (scripts/integration-shards.mjs)"]}' > "$results/integration.json"
   echo "== integration tests (real QEMU, registry, Docker engines, daemons): ${#shard_files[@]} shards at once"
   for i in "${!shard_files[@]}"; do
     ( t0=$SECONDS
