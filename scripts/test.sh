@@ -3,9 +3,9 @@
 # VS Code (code-server). Prints one closing line "N passed, N failed" summed over every suite.
 # CLOUDLET_TEST_SUITES=unit,integration narrows the run (default: all). node22, node24: the unit suite
 # again under that Node (scripts/node-runtimes.sh; in the default run once setup has installed it).
-# debian: the whole flow and the image imports on Debian guests (test/integration/debian*.test.ts)
-# and the UI test on the Debian base (test/ui/debian*.test.ts); not in the default run: under TCG
-# on 2 cores they do not fit in its 30 minutes (times in README).
+# The Debian base's flow (test/integration/debianFlow.test.ts) and its UI test (test/ui/debian.test.ts)
+# are in the default run. debian: the image imports (test/integration/debianImages.test.ts: cold
+# firmware boots and cloud-init under TCG, about 50 minutes on 2 cores), not in the default run.
 # fleet-ui: the editor against a fleet under the real Keystone (test/ui/fleet*.test.ts); not in the
 # default run either (about 3-5 minutes more on 2 cores, past the default run's 30 minutes).
 # CLOUDLET_TEST_JOBS (default 2): lint and unit runs at once; CLOUDLET_TEST_SHARDS (default 2):
@@ -87,16 +87,12 @@ if has integration; then
   wait; show_done
 fi
 if has debian; then
-  echo "== integration tests on Debian guests"
-  CLOUDLET_TEST_COUNTS=$results/debian.json npx mocha --config test/.mocharc.integration.json "test/integration/debian*.test.ts"
-  if [ -f test/.mocharc.ui.json ]; then
-    echo "== UI tests on the Debian base (code-server + Playwright)"
-    CLOUDLET_TEST_COUNTS=$results/debian-ui.json npx mocha --config test/.mocharc.ui.json "test/ui/debian*.test.ts"
-  fi
+  echo "== image imports on Debian guests (cloud-init, raw, vmdk, firmware boots)"
+  CLOUDLET_TEST_COUNTS=$results/debian.json npx mocha --config test/.mocharc.integration.json test/integration/debianImages.test.ts
 fi
 if has ui && [ -f test/.mocharc.ui.json ]; then
   echo "== UI tests (code-server + Playwright)"
-  CLOUDLET_TEST_COUNTS=$results/ui.json npx mocha --config test/.mocharc.ui.json --ignore "test/ui/fleet*.test.ts" --ignore "test/ui/debian*.test.ts" "test/ui/**/*.test.ts"
+  CLOUDLET_TEST_COUNTS=$results/ui.json npx mocha --config test/.mocharc.ui.json --ignore "test/ui/fleet*.test.ts" "test/ui/**/*.test.ts"
 fi
 if has fleet-ui; then
   echo "== UI tests against a fleet (real Keystone, two cloudlets as regions)"
