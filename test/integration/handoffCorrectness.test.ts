@@ -32,11 +32,12 @@ const consoleRun = (sock: string, cmd: string, marker: string) => consoleRunFor(
 
 // The writer: step i writes 16 pages holding i (as %010d, space padded, newline-ended) at slot
 // i % 256 of /tmp/pat/ram (tmpfs: guest RAM), appends i to /srv/www/writes.log (virtual disk),
-// then records i in /tmp/pat/last. The pattern of step i is staged in a file first: dd from a pipe
+// then records i in /tmp/pat/last (by rename: a writer stopped inside `echo $i > last` left it
+// empty once in 20 handoffs). The pattern of step i is staged in a file first: dd from a pipe
 // may write a short block.
 const WRITER = 'mkdir -p /tmp/pat; rm -f /tmp/pat/* /srv/www/writes.log; dd if=/dev/zero of=/tmp/pat/ram bs=65536 count=256 2>/dev/null; '
   + '( i=0; while :; do i=$((i+1)); v=$(printf %010d $i); printf "%-4095s\\n" $v $v $v $v $v $v $v $v $v $v $v $v $v $v $v $v > /tmp/pat/step; '
-  + 'dd if=/tmp/pat/step of=/tmp/pat/ram bs=65536 seek=$((i%256)) count=1 conv=notrunc 2>/dev/null; echo $v >> /srv/www/writes.log; echo $i > /tmp/pat/last; done ) '
+  + 'dd if=/tmp/pat/step of=/tmp/pat/ram bs=65536 seek=$((i%256)) count=1 conv=notrunc 2>/dev/null; echo $v >> /srv/www/writes.log; echo $i > /tmp/pat/last.t; mv /tmp/pat/last.t /tmp/pat/last; done ) '
   + '>/dev/null 2>&1 & echo $! > /tmp/pat/pid; echo WRITER$((40+2))UP';
 
 /** Expected checksums of the pattern file after step n, and of the log after step n. */
