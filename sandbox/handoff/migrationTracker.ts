@@ -37,9 +37,10 @@ function pendingLimit(): number { return envNumber('CLOUDLET_HANDOFF_PENDING_PAG
  * dirty then, ~210 ms of the pause to send and parse them). 30 ms made it iterate ~1 s longer and
  * stop with 0-5 pages left, but then, with a guest writing all the time, the destination's RAM
  * differed from the paused source's in 3 of 4 runs of handoffCorrectness.test.ts (its first
- * handoff; 300 ms: 4 of 4 and 20 of 20 exact): more dirty-bitmap syncs while the vCPUs run lose
- * writes under TCG, so a small budget is not used. A guest writing faster than the budget allows
- * still converges: downtimeBudget() doubles it.
+ * handoff; 300 ms: 4 of 4 and 20 of 20 exact). Likely cause, not proven: dirty-bitmap syncs made
+ * while TCG vCPUs run lose writes (30 ms: 5 syncs; 300 ms: 3, the last with the VM stopped). So
+ * no small budget. A guest writing faster than the budget allows still converges: downtimeBudget()
+ * doubles it.
  */
 export function trackerDowntimeMs(): number { return envNumber('CLOUDLET_HANDOFF_DOWNTIME_MS', 300, 1); }
 
