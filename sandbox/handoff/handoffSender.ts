@@ -266,8 +266,13 @@ export class HandoffSender {
       }
       const tDisk = Date.now();
       let diskChanged: number;
-      if (diskLog) {
-        const written = await diskLog.writtenChunks();
+      const written = diskLog ? await diskLog.writtenChunks().catch((e: unknown) => {
+        // The paused VM must not wait on a bitmap that does not answer: the whole layer is scanned instead.
+        this.diskFallback = `QEMU's block dirty bitmap did not answer in the pause: ${describeError(e)}`;
+        log.warn(`handoff of ${o.vmId}: the paused disk scan reads the whole layer: ${this.diskFallback}`);
+        return undefined;
+      }) : undefined;
+      if (written) {
         diskChanged = await disk.scanChunks(written, (idx, data, d) => enc.add('disk', idx, data, d));
         this.phases.final_disk_written_chunks = written.length; // read in the pause (QEMU's dirty bitmap)
       } else {
@@ -300,7 +305,7 @@ export class HandoffSender {
         total_ms: tRunning - t0, downtime_ms: Math.round(tRunning - tPause), bytes_sent: this.roundBytes.reduce((a, b) => a + b, 0),
         rounds: round, round_bytes: this.roundBytes, round_pages: this.roundPages, round_disk_chunks: this.roundDisk,
         tracking: this.tracking.method, ...(this.tracking.fallback ? { tracking_fallback: this.tracking.fallback } : {}),
-        disk_tracking: (diskLog ? 'qemu-dirty-bitmap' : 'layer-scan') as 'qemu-dirty-bitmap' | 'layer-scan', ...(this.diskFallback ? { disk_tracking_fallback: this.diskFallback } : {}),
+        disk_tracking: (diskLog && !this.diskFallback ? 'qemu-dirty-bitmap' : 'layer-scan') as 'qemu-dirty-bitmap' | 'layer-scan', ...(this.diskFallback ? { disk_tracking_fallback: this.diskFallback } : {}),
         phases_ms: this.phases, destination_ports: fin.server.ports,
         ...(sourceRam ? { ram_sha256: { source: sourceRam, destination: fin.ram_sha256 ?? 'not sent' } } : {}),
       };

@@ -24,6 +24,8 @@ const REPLY = { NONE: 0, BLOCK_STATUS: 5 } as const;
 const REPLY_FLAG_DONE = 1;
 /** One block-status request covers at most this much (its length is a u32). */
 const STATUS_SPAN = 1 << 30;
+/** A block-status reply's payload: 8 bytes per extent (1 GiB at 4 KiB granularity is 2 MiB). */
+const MAX_REPLY_BYTES = 8 << 20;
 
 function nbdError(msg: string): CloudletError { return new CloudletError('Internal', `NBD: ${msg}`); }
 
@@ -113,8 +115,20 @@ export class NbdBitmapClient {
     }
   }
 
-  /** Every range the bitmap marks dirty, ascending and merged. */
-  async dirtyExtents(): Promise<Extent[]> {
+  /**
+   * Every range the bitmap marks dirty, ascending and merged. Asked while the VM is paused, so a
+   * server that stops answering ends the connection after `timeoutMs` (the caller then scans).
+   */
+  async dirtyExtents(timeoutMs = 5_000): Promise<Extent[]> {
+    const timer = setTimeout(() => this.s.destroy(new Error(`no block status within ${timeoutMs} ms`)), timeoutMs);
+    try {
+      return await this.readExtents();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async readExtents(): Promise<Extent[]> {
     const out: Extent[] = [];
     for (let off = 0; off < this.size;) {
       const len = Math.min(STATUS_SPAN, this.size - off);
@@ -139,6 +153,7 @@ export class NbdBitmapClient {
         const head = await this.r.read(16);
         const flags = head.readUInt16BE(0), type = head.readUInt16BE(2), got = head.readBigUInt64BE(4), length = head.readUInt32BE(12);
         if (got !== cookie) throw nbdError(`reply to request ${got}, expected ${cookie}`);
+        if (length > MAX_REPLY_BYTES) throw nbdError(`reply of ${length} bytes to block status`);
         const payload = await this.r.read(length);
         done = (flags & REPLY_FLAG_DONE) !== 0;
         if (type & 0x8000) {
