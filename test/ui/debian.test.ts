@@ -12,8 +12,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { Browser } from 'playwright-core';
-import { Workbench, ensureVsix, freePort, launchBrowser, installedDaemonSettings, useInstalledCli, startCodeServer, stepFlow, until, type CodeServer } from './harness';
+import { freePort, installedDaemonSettings, openUi, useInstalledCli, stepFlow, until, type CodeServer, type Ui, type Workbench } from './harness';
 import { installDebianBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 import { PYTHON_PORT, PYTHON_TEXT, pythonWorkspace } from '../integration/fixtures/flaskBackend';
 import { httpGet } from '../integration/fixtures/sampleOverlay';
@@ -21,37 +20,32 @@ import { DEBIAN_VARIANTS } from '../integration/fixtures/testBase';
 import { CloudletClient } from '../../sandbox/client';
 
 describe('the Debian 12 base in real VS Code: build a Python back-end, synthesize it on a cloudlet', function () {
+  let ui: Ui;
   let cs: CodeServer;
-  let browser: Browser;
   let wb: Workbench;
   let localData: string;
   let workspace: string;
   let edge1: TestDaemon;
-  const screenshots: string[] = [];
-  const shot = async (name: string) => { screenshots.push(await wb.shot(`debian-${name}`)); };
+  const shot = (name: string) => ui.shot(name);
 
   before(async function () {
     this.timeout(1_800_000);
-    const vsix = ensureVsix();
     const cli = await useInstalledCli();
     localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-deb-local-'));
     await installDebianBase(localData, 'python3');
     workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-deb-ws-'));
     await pythonWorkspace(path.join(workspace, 'python-backend'));
     edge1 = await startDaemon({ ip: '127.0.0.2', withDebianBase: 'python3' });
-    cs = await startCodeServer({ workspace: path.join(workspace, 'python-backend'), vsix, settings: installedDaemonSettings(cli, await freePort(), localData) });
-    browser = await launchBrowser();
-    wb = await Workbench.open(browser, cs);
+    ui = await openUi({ workspace: path.join(workspace, 'python-backend'), shotPrefix: 'debian', settings: installedDaemonSettings(cli, await freePort(), localData) });
+    ({ cs, wb } = ui);
   });
 
   after(async function () {
     this.timeout(120_000);
-    await browser?.close().catch(() => {});
-    await cs?.stop().catch(() => {});
+    await ui?.close();
     if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
     await edge1?.stop().catch(() => {});
     if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
-    if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
   });
 
   stepFlow('debian', () => ({ wb, cs }), async () => {

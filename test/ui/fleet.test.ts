@@ -13,8 +13,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { Browser } from 'playwright-core';
-import { Workbench, ensureVsix, freePort, installedDaemonSettings, launchBrowser, startCodeServer, stepFlow, until, useInstalledCli, type CodeServer } from './harness';
+import { freePort, installedDaemonSettings, openUi, stepFlow, until, useInstalledCli, type CodeServer, type Ui, type Workbench } from './harness';
 import { killProcessesUsing } from '../integration/fixtures/daemon';
 import { startFleet, type Fleet } from '../integration/fixtures/fleet';
 import { FLEET_USERS } from '../integration/fixtures/keystone';
@@ -23,10 +22,10 @@ import { CloudletClient } from '../../sandbox/client';
 import { registerRegion, removeRegion } from '../../sandbox/client/regions';
 
 describe('a fleet under one real Keystone in real VS Code (code-server)', function () {
+  let ui: Ui;
+  /** The editor opening while the fleet comes up (closed by after() even when before() fails first). */
+  let opening: Promise<Ui> | undefined;
   let cs: CodeServer;
-  /** code-server starting while the fleet comes up (stopped by after() even when before() fails first). */
-  let started: Promise<CodeServer> | undefined;
-  let browser: Browser;
   let wb: Workbench;
   let fleet: Fleet;
   let localData: string;
@@ -34,20 +33,18 @@ describe('a fleet under one real Keystone in real VS Code (code-server)', functi
   let workspace: string;
   /** alice's application credential at the Keystone (what `openstack application credential create` prints). */
   let appCred: { id: string; secret: string };
-  const screenshots: string[] = [];
-  const shot = async (name: string) => { screenshots.push(await wb.shot(`fleet-${name}`)); };
+  const shot = (name: string) => ui.shot(name);
   const alice = () => CloudletClient.login({ authUrl: fleet.ks.authUrl, username: 'alice', password: FLEET_USERS.alice.password, project: FLEET_USERS.alice.project });
   const admin = () => CloudletClient.login({ authUrl: fleet.ks.authUrl, username: 'admin', password: FLEET_USERS.admin.password, project: 'admin' });
 
   before(async function () {
     this.timeout(900_000);
-    const vsix = ensureVsix();
     const cli = await useInstalledCli();
     localData = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-fleet-local-'));
     localPort = await freePort();
     workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'cl-ui-fleet-ws-'));
-    started = startCodeServer({ workspace, vsix, settings: installedDaemonSettings(cli, localPort, localData) });
-    started.catch(() => {});
+    opening = openUi({ workspace, shotPrefix: 'fleet', settings: installedDaemonSettings(cli, localPort, localData) });
+    opening.catch(() => {});
     fleet = await startFleet();
     const a = await alice();
     // A server of alice's at edge2, for the views to list (one VM of the test base).
@@ -60,19 +57,16 @@ describe('a fleet under one real Keystone in real VS Code (code-server)', functi
     assert.equal(r.status, 201, await r.clone().text());
     appCred = ((await r.json()) as { application_credential: { id: string; secret: string } }).application_credential;
     assert.equal((await e2.watchJob(jobId!)).status, 'DONE');
-    cs = await started;
-    browser = await launchBrowser();
-    wb = await Workbench.open(browser, cs);
+    ui = await opening;
+    ({ cs, wb } = ui);
   });
 
   after(async function () {
     this.timeout(120_000);
-    await browser?.close().catch(() => {});
-    await (cs ?? await started?.catch(() => undefined))?.stop().catch(() => {});
+    await (ui ?? await opening?.catch(() => undefined))?.close();
     if (localData) { killProcessesUsing(localData); fs.rmSync(localData, { recursive: true, force: true }); }
     await fleet?.close().catch(() => {});
     if (workspace) fs.rmSync(workspace, { recursive: true, force: true });
-    if (screenshots.length) console.log(`screenshots:\n  ${screenshots.join('\n  ')}`);
   });
 
   stepFlow('fleet', () => ({ wb, cs }));
