@@ -44,13 +44,15 @@ interface Session {
   bytes: number;
   final: boolean;
   busy: boolean;
+  /** An abort that came while a round or finish was running: the session ends when that request does. */
+  abortRequested?: boolean;
   serverId?: string;
   /** finish's answer, given again to a finish sent twice. */
   result?: FinishResponse;
   /** Last word from the source (a request, a heartbeat, round bytes arriving). */
   touched: number;
   /** Ends the round upload in progress (a source gone silent in the middle of one). */
-  cut?: () => void;
+  cut?: (why?: string) => void;
 }
 
 /** A finished session waiting for the source's report is forgotten after this long. */
@@ -114,7 +116,9 @@ export class HandoffReceiver {
     app.delete<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid`, { schema: S.abort }, async (req, reply) => {
       const s = this.session(ctx.auth(req), req.params.sid);
       if (s.serverId) throw new CloudletError('Conflict', `handoff ${s.id} already finished: server ${s.serverId} runs here`);
-      await this.drop(s);
+      // Not underneath a running round or finish (a finish could still record a server for a dropped VM
+      // and its released place): that request ends first (a round is cut), then the session goes.
+      if (s.busy) { s.abortRequested = true; s.cut?.('the session was aborted'); } else await this.drop(s);
       return reply.code(204).send();
     });
   }
@@ -169,7 +173,7 @@ export class HandoffReceiver {
     if (n !== s.rounds) throw new CloudletError('Conflict', `handoff ${s.id} expects round ${s.rounds}, got ${n}`);
     if (s.final) throw new CloudletError('Conflict', `handoff ${s.id} already received its final round`);
     const body = roundBody(req, s.req.vm_config.ramBytes + (256 << 20), () => { s.touched = Date.now(); });
-    s.cut = () => req.raw.destroy(new Error('the source went silent'));
+    s.cut = (why = 'the source went silent') => req.raw.destroy(new Error(why));
     let r;
     try {
       // Checked before a segment byte is read (roundReader.ts); segments are applied as they arrive.
@@ -196,7 +200,10 @@ export class HandoffReceiver {
     const t0 = Date.now();
     await s.qemu;
     const tLoad = Date.now();
+    if (s.abortRequested) throw new CloudletError('Conflict', `handoff ${s.id} was aborted`);
     const vm = await this.d.manager.completePrepared(s.vmId, fs.readFileSync(s.applier.deviceState));
+    // Aborted while the VM started: it goes with the session (no server row), the source keeps its copy.
+    if (s.abortRequested) throw new CloudletError('Conflict', `handoff ${s.id} was aborted while its VM started here`);
     const tRunning = Date.now();
     s.applier.close();
     const ports = Object.fromEntries(vm.ports.map((p) => [String(p.guest), `127.0.0.1:${p.host}`]));
@@ -254,7 +261,10 @@ export class HandoffReceiver {
       // A round that failed half-applied leaves the session unusable: drop it, the source starts over.
       if (!s.serverId) { this.d.ctx.log.warn(`handoff ${s.id}: ${describeError(e)}; session dropped`); await this.drop(s); }
       throw e;
-    } finally { s.busy = false; }
+    } finally {
+      s.busy = false;
+      if (s.abortRequested && !s.serverId && this.sessions.get(s.id) === s) await this.drop(s);
+    }
   }
 
   /** Forgets a session; one that did not finish takes its prepared sandbox (and QEMU) with it. */

@@ -93,6 +93,31 @@ describe('handoff destination against hostile and vanishing sources (real daemon
     assert.equal(again.status, 404, 'the session is gone');
   });
 
+  it('an abort while a round uploads ends the session once that round is cut: 204, the round fails, no QEMU or sandbox left', async () => {
+    const sid = await beginSession(b, c);
+    await waitFor('the session QEMU', () => qemuPidsUnder(b.dataDir).length === 1, 60_000);
+    const seg = realSegment();
+    const whole = roundBody({ round: 0, final: false, segments: [
+      { digest: seg.digest, kind: 'chunks', target: 'ram', size: seg.data.length, rawSize: seg.rawSize, records: 1, chunks: [[0, 1]] },
+    ] }, [seg.data]);
+    // The round's first bytes, then nothing: the destination is busy reading it.
+    let stall!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({ start(ctl) { stall = ctl; ctl.enqueue(whole.subarray(0, whole.length - 4)); } });
+    const upload = fetch(`${c.endpoint('compute')}/os-cloudlet-handoff/${sid}/rounds/0`, { method: 'PUT', body, duplex: 'half',
+      headers: { 'x-auth-token': c.token, 'content-type': 'application/octet-stream' } } as RequestInit).then((r) => r.status, (e: Error) => e.message);
+    await new Promise((r) => setTimeout(r, 1_500)); // the destination has begun reading the round
+    const del = await fetch(`${c.endpoint('compute')}/os-cloudlet-handoff/${sid}`, { method: 'DELETE', headers: { 'x-auth-token': c.token } });
+    assert.equal(del.status, 204, await del.text());
+    const outcome = await Promise.race([upload, new Promise((r) => setTimeout(() => r('still uploading after 30 s'), 30_000))]);
+    assert.ok(outcome !== 200 && outcome !== 'still uploading after 30 s', `the stalled round is cut by the abort (got ${outcome})`);
+    stall.close();
+    await waitFor('the aborted session\'s QEMU to end', () => qemuPidsUnder(b.dataDir).length === 0, 30_000);
+    assert.deepEqual(fs.readdirSync(path.join(b.dataDir, 'sandboxes')), [], 'no sandbox left');
+    assert.match(b.log(), /the session was aborted/, 'the round was cut by the abort (not dropped underneath it)');
+    const again = await put(sid, 0, roundBody({ round: 0, final: false, segments: [] }));
+    assert.equal(again.status, 404, 'the session is gone');
+  });
+
   describe('vanishing peers and crashes in the VM-start window', function () {
     let overlay: string;
     const extra: TestDaemon[] = [];
