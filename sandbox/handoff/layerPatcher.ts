@@ -28,6 +28,11 @@ function entry(off: number, zero = false): Buffer {
   return b;
 }
 
+/** The layer's layout is one the patcher does not handle: the caller rewrites the layer instead. */
+export class LayoutNotHandled extends CloudletError {
+  constructor(what: string) { super('Internal', `layer patcher: ${what}`); }
+}
+
 export class LayerPatcher {
   private readonly fd: number;
   private readonly l1Offset: number;
@@ -41,10 +46,10 @@ export class LayerPatcher {
     try {
       const h = Buffer.alloc(112);
       fs.readSync(this.fd, h, 0, h.length, 0);
-      if (h.readUInt32BE(0) !== 0x514649fb || h.readUInt32BE(4) !== 3) throw new CloudletError('Internal', 'layer patcher: not a qcow2 v3 file');
-      if (h.readUInt32BE(20) !== 12) throw new CloudletError('Internal', `layer patcher: cluster bits ${h.readUInt32BE(20)}, only 12 is handled`);
-      if (h.readUInt32BE(96) !== 4) throw new CloudletError('Internal', 'layer patcher: only 16-bit refcounts are handled');
-      if (h.readUInt32BE(60) !== 0) throw new CloudletError('Internal', 'layer patcher: the layer has snapshots');
+      if (h.readUInt32BE(0) !== 0x514649fb || h.readUInt32BE(4) !== 3) throw new LayoutNotHandled('not a qcow2 v3 file');
+      if (h.readUInt32BE(20) !== 12) throw new LayoutNotHandled(`cluster bits ${h.readUInt32BE(20)}, only 12 is handled`);
+      if (h.readUInt32BE(96) !== 4) throw new LayoutNotHandled('only 16-bit refcounts are handled');
+      if (h.readUInt32BE(60) !== 0) throw new LayoutNotHandled('the layer has snapshots');
       this.l1Entries = h.readUInt32BE(36);
       this.l1Offset = h.readUInt32BE(40) * 2 ** 32 + h.readUInt32BE(44);
       this.rtOffset = h.readUInt32BE(48) * 2 ** 32 + h.readUInt32BE(52);
@@ -59,7 +64,7 @@ export class LayerPatcher {
   /** Writes `data` as chunk `chunk` (4096 bytes) or, without data, marks it zero; returns the data cluster's offset (-1: zero, no cluster). */
   put(chunk: number, data: Buffer | undefined): number {
     const t = Math.floor(chunk / L2_ENTRIES);
-    if (t >= this.l1Entries) throw new CloudletError('Internal', `layer patcher: chunk ${chunk} is outside the layer`);
+    if (t >= this.l1Entries) throw new LayoutNotHandled(`chunk ${chunk} is outside the layer`);
     let l2 = offsetOf(this.read(this.l1Offset + t * 8, 8), 0);
     if (!l2) {
       l2 = this.allocate(Buffer.alloc(CLUSTER));
@@ -90,7 +95,7 @@ export class LayerPatcher {
 
   private setRefcount(cluster: number): void {
     const b = Math.floor(cluster / REFCOUNTS_PER_BLOCK);
-    if (b >= this.rtEntries) throw new CloudletError('Internal', 'layer patcher: the refcount table would have to grow');
+    if (b >= this.rtEntries) throw new LayoutNotHandled('the refcount table would have to grow');
     let block = offsetOf(this.read(this.rtOffset + b * 8, 8), 0);
     if (!block) {
       // A new refcount block, at the end: it counts itself when it falls in its own range.

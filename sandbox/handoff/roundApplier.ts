@@ -17,7 +17,7 @@ import { cloneFile } from '../qemu/files';
 import { fetchSegment } from '../overlay/apply';
 import { CHUNK_SIZE, decodeSegment, Encoding, expandRuns, SegmentEntry, Target } from '../overlay/format';
 import { Qcow2Writer } from '../overlay/qcow2Writer';
-import { LayerPatcher } from './layerPatcher';
+import { LayerPatcher, LayoutNotHandled } from './layerPatcher';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 
 const DISK_DATA = 1, DISK_ZERO = 2;
@@ -169,7 +169,7 @@ export class RoundApplier {
         } finally { p.close(); }
         return { mode: 'patched', chunks: dirty.length };
       } catch (e) {
-        if (e instanceof CloudletError && e.code === 'Unavailable') throw e; // disk full: not a layout question
+        if (!(e instanceof LayoutNotHandled)) throw e; // disk full, I/O errors: not a layout question
       }
     }
     const chunks = [...this.disk.keys()].sort((a, b) => a - b);

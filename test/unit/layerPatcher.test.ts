@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Qcow2Writer } from '../../sandbox/overlay/qcow2Writer';
-import { LayerPatcher } from '../../sandbox/handoff/layerPatcher';
+import { LayerPatcher, LayoutNotHandled } from '../../sandbox/handoff/layerPatcher';
 
 const has = (bin: string) => { try { execFileSync(bin, ['--version'], { stdio: 'ignore' }); return true; } catch { return false; } };
 const fill = (v: number) => Buffer.alloc(4096, v);
@@ -67,6 +67,6 @@ describe('handoff layer patcher (qcow2 changed in place)', function () {
   it('refuses a layer it does not know (another cluster size): the caller rewrites the layer', () => {
     const layer = path.join(dir, 'l.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', layer, '64M']);
-    assert.throws(() => new LayerPatcher(layer), /cluster bits 16/);
+    assert.throws(() => new LayerPatcher(layer), (e: unknown) => e instanceof LayoutNotHandled && /cluster bits 16/.test(e.message)); // the caller rewrites the layer for this kind only
   });
 });
