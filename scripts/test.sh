@@ -52,16 +52,21 @@ show_done() {  # prints every finished job's output once
     touch "$jobs_dir/$name.shown"
   done
 }
+start_job() {  # start_job NAME TITLE CMD...: runs CMD in the background, its output, time and exit code kept
+  local name=$1 title=$2; shift 2
+  echo "$title" > "$jobs_dir/$name.title"
+  ( t0=$SECONDS; "$@" > "$jobs_dir/$name.log" 2>&1; rc=$?; echo $((SECONDS - t0)) > "$jobs_dir/$name.secs"; echo $rc > "$jobs_dir/$name.rc" ) &
+}
+wait_all() { while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || true; show_done; done; wait; show_done; }
 if [ ${#queued[@]} -gt 0 ]; then
   echo "== ${#queued[@]} jobs, $max_jobs at a time: $(printf '%s\n' "${queued[@]}" | cut -d'|' -f2 | paste -sd, | sed 's/,/, /g')"
   for j in "${queued[@]}"; do
     IFS='|' read -r name title cmd <<< "$j"
     while [ "$(jobs -rp | wc -l)" -ge "$max_jobs" ]; do wait -n || true; show_done; done
-    echo "$title" > "$jobs_dir/$name.title"
-    ( t0=$SECONDS; $cmd > "$jobs_dir/$name.log" 2>&1; rc=$?; echo $((SECONDS - t0)) > "$jobs_dir/$name.secs"; echo $rc > "$jobs_dir/$name.rc" ) &
+    # shellcheck disable=SC2086  # cmd is a function name and its arguments
+    start_job "$name" "$title" $cmd
   done
-  while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || true; show_done; done
-  wait; show_done
+  wait_all
   [ -f "$jobs_dir/lint.rc" ] && [ "$(cat "$jobs_dir/lint.rc")" != 0 ] && lint_failed=1
 fi
 if has integration; then
@@ -69,22 +74,24 @@ if has integration; then
   # run as CLOUDLET_TEST_SHARDS mocha processes at once (default 2; 1: one process as before), split by
   # scripts/integration-shards.mjs into about equal time; each shard's output shown whole when it ends.
   shards=${CLOUDLET_TEST_SHARDS:-2}
+  shard_job() {  # shard_job N FILE...
+    local n=$1; shift
+    CLOUDLET_TEST_COUNTS=$results/integration-$n.json npx mocha --config test/.mocharc.integration.json "$@"
+    local rc=$?
+    # A shard that never got to count (crashed) is a failure, not silence.
+    [ -f "$results/integration-$n.json" ] || echo '{"passed":0,"failed":1,"skipped":0,"failures":["integration shard '"$n"' did not count (crashed)"]}' > "$results/integration-$n.json"
+    return $rc
+  }
   mapfile -t shard_files < <(node scripts/integration-shards.mjs "$shards")
   # No shard at all (the split failed): a failure, not a run that quietly tested nothing.
   [ ${#shard_files[@]} -gt 0 ] || echo '{"passed":0,"failed":1,"skipped":0,"failures":["no integration test files to run (scripts/integration-shards.mjs)"]}' > "$results/integration.json"
   echo "== integration tests (real QEMU, registry, Docker engines, daemons): ${#shard_files[@]} shards at once"
   for i in "${!shard_files[@]}"; do
-    ( t0=$SECONDS
-      # shellcheck disable=SC2086  # a shard's files, space-separated
-      CLOUDLET_TEST_COUNTS=$results/integration-$((i + 1)).json npx mocha --config test/.mocharc.integration.json ${shard_files[$i]} > "$jobs_dir/integration-$((i + 1)).log" 2>&1
-      rc=$?
-      [ -f "$results/integration-$((i + 1)).json" ] || echo '{"passed":0,"failed":1,"skipped":0,"failures":["integration shard '"$((i + 1))"' did not count (crashed)"]}' > "$results/integration-$((i + 1)).json"
-      echo $((SECONDS - t0)) > "$jobs_dir/integration-$((i + 1)).secs"
-      echo "integration tests, shard $((i + 1))/${#shard_files[@]}: $(echo "${shard_files[$i]}" | wc -w) files" > "$jobs_dir/integration-$((i + 1)).title"
-      echo $rc > "$jobs_dir/integration-$((i + 1)).rc" ) &
+    n=$((i + 1))
+    # shellcheck disable=SC2086  # a shard's files, space-separated
+    start_job "integration-$n" "integration tests, shard $n/${#shard_files[@]}: $(echo "${shard_files[$i]}" | wc -w) files" shard_job "$n" ${shard_files[$i]}
   done
-  while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || true; show_done; done
-  wait; show_done
+  wait_all
 fi
 if has debian; then
   echo "== image imports on Debian guests (cloud-init, raw, vmdk, firmware boots)"
