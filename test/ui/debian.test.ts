@@ -12,7 +12,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { freePort, installedDaemonSettings, openUi, useInstalledCli, stepFlow, until, type CodeServer, type Ui, type Workbench } from './harness';
+import { addCloudlet, freePort, installedDaemonSettings, openUi, useInstalledCli, stepFlow, until, type CodeServer, type Ui, type Workbench } from './harness';
 import { installDebianBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 import { PYTHON_PORT, PYTHON_TEXT, pythonWorkspace } from '../integration/fixtures/flaskBackend';
 import { httpGet } from '../integration/fixtures/sampleOverlay';
@@ -66,11 +66,7 @@ describe('the Debian 12 base in real VS Code: build a Python back-end, synthesiz
 
   it('"Synthesize on Cloudlet..." sends it to 127.0.0.2: the Server panel reaches ACTIVE and the back-end answers over HTTP', async () => {
     await wb.clearNotifications();
-    await wb.command('Cloudlet: Add Cloudlet...');
-    await wb.answer(edge1.url);
-    await wb.answer('edge1');
-    await wb.answer('alice@demo');
-    await wb.answer(TEST_USERS.alice);
+    await addCloudlet(wb, { url: edge1.url, name: 'edge1', user: 'alice@demo', password: TEST_USERS.alice });
     await wb.notification(/Cloudlet edge1 added/).waitFor({ timeout: 60_000 });
     await wb.command('Cloudlet: Synthesize on Cloudlet...');
     const panel = wb.webview('Server');

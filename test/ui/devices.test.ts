@@ -9,7 +9,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { freePort, openUi, stepFlow, until, useInstalledCli, type CodeServer, type Ui, type Workbench } from './harness';
+import { addCloudlet, freePort, openUi, stepFlow, until, useInstalledCli, type CodeServer, type Ui, type Workbench } from './harness';
 import { startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 import { startRegistry, type RegistryFixture } from '../integration/fixtures/registry';
 import { importAndPush, startDockerEngines, type DockerEngines } from '../integration/fixtures/dockerEngines';
@@ -72,11 +72,7 @@ describe('edge devices in real VS Code (code-server)', function () {
     // Give the Devices view the room: collapse Sandbox and Overlays, expand Devices.
     for (const v of ['Sandbox', 'Overlays']) if (await expanded(v)) await header(v).click();
     if (!(await expanded('Devices'))) await header('Devices').click();
-    await wb.command('Cloudlet: Add Cloudlet...');
-    await wb.answer(daemon.url);
-    await wb.answer('edge1');
-    await wb.answer('alice@demo');
-    await wb.answer(TEST_USERS.alice);
+    await addCloudlet(wb, { url: daemon.url, name: 'edge1', user: 'alice@demo', password: TEST_USERS.alice });
     await wb.notification(/Cloudlet edge1 added/).waitFor({ timeout: 60_000 });
     await wb.treeRow('Devices', 'pi-1').waitFor({ timeout: 60_000 });
     await wb.treeRow('Devices', 'nano-1').waitFor({ timeout: 30_000 });

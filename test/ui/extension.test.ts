@@ -12,7 +12,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ROOT, freePort, installedDaemonSettings, openUi, stepFlow, until, useInstalledCli, type CodeServer, type Ui, type Workbench } from './harness';
+import { ROOT, addCloudlet, freePort, installedDaemonSettings, openUi, stepFlow, until, useInstalledCli, type CodeServer, type Ui, type Workbench } from './harness';
 import { installTestBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 
 describe('extension in real VS Code (code-server)', function () {
@@ -60,13 +60,6 @@ describe('extension in real VS Code (code-server)', function () {
 
   stepFlow('extension', () => ({ wb, cs }));
 
-  async function addCloudlet(name: string, d: TestDaemon | { url: string }, user: string, password: string) {
-    await wb.command('Cloudlet: Add Cloudlet...');
-    await wb.answer(d.url);
-    await wb.answer(name);
-    await wb.answer(`${user}@demo`);
-    await wb.answer(password);
-  }
 
   it('installs the .vsix: the Cloudlets container shows the local base', async () => {
     await wb.openCloudlets();
@@ -123,7 +116,7 @@ describe('extension in real VS Code (code-server)', function () {
 
   it('wrong credentials are shown with "Update Credentials", and fixing them connects', async () => {
     await wb.clearNotifications();
-    await addCloudlet('edge1', edge1, 'alice', 'not-the-password');
+    await addCloudlet(wb, { url: edge1.url, name: 'edge1', user: 'alice@demo', password: 'not-the-password' });
     await wb.notification(/Wrong credentials/).waitFor({ timeout: 60_000 });
     await wb.treeRow('Cloudlets', /Wrong credentials/).waitFor({ timeout: 30_000 });
     await shot('wrong-credentials');
@@ -135,7 +128,7 @@ describe('extension in real VS Code (code-server)', function () {
 
   it('a cloudlet that lacks the base: synthesis is refused with a clear message', async () => {
     await wb.clearNotifications();
-    await addCloudlet('nobase', nobase, 'alice', TEST_USERS.alice);
+    await addCloudlet(wb, { url: nobase.url, name: 'nobase', user: 'alice@demo', password: TEST_USERS.alice });
     await wb.notification(/Cloudlet nobase added/).waitFor({ timeout: 60_000 });
     await wb.command('Cloudlet: Synthesize on Cloudlet...');
     await wb.pick('nobase');
@@ -174,7 +167,7 @@ describe('extension in real VS Code (code-server)', function () {
   it('a daemon that does not answer: shown in the tree and as a message with Retry', async () => {
     await wb.clearNotifications();
     const deadPort = await freePort();
-    await addCloudlet('offline', { url: `http://127.0.0.5:${deadPort}` }, 'alice', 'x');
+    await addCloudlet(wb, { url: `http://127.0.0.5:${deadPort}`, name: 'offline', user: 'alice@demo', password: 'x' });
     await wb.notification(/Cannot reach the cloudlet daemon/).waitFor({ timeout: 60_000 });
     await wb.notification(/Cannot reach the cloudlet daemon/).locator('.monaco-button', { hasText: 'Retry' }).waitFor();
     await wb.treeRow('Cloudlets', /Not reachable/).waitFor({ timeout: 30_000 });

@@ -17,7 +17,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ROOT, axeSerious, freePort, openUi, sandboxTerminalRuns, serverPanelActive, stepFlow, until, useInstalledCli, type AxeViolation, type CodeServer, type Ui, type Workbench } from './harness';
+import { ROOT, axeSerious, addCloudlet, freePort, openUi, sandboxTerminalRuns, serverPanelActive, stepFlow, until, useInstalledCli, type AxeViolation, type CodeServer, type Ui, type Workbench } from './harness';
 import { killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 import { startRegistry, type RegistryFixture } from '../integration/fixtures/registry';
 import { importAndPush, startDockerEngines, type DockerEngines } from '../integration/fixtures/dockerEngines';
@@ -317,11 +317,7 @@ describe('first run in real VS Code: from no CLI on PATH to a handoff between tw
 
   it('17.2: a second cloudlet, then Copy Base to Cloudlet... to both at once (multi-select), verified on each', async () => {
     await wb.clearNotifications();
-    await wb.command('Cloudlet: Add Cloudlet...');
-    await wb.answer(edge2.url);
-    await wb.answer('edge2');
-    await wb.answer('admin');
-    await wb.answer(TEST_USERS.admin);
+    await addCloudlet(wb, { url: edge2.url, name: 'edge2', user: 'admin', password: TEST_USERS.admin });
     await wb.notification(/Cloudlet edge2 added/).waitFor({ timeout: 120_000 });
     await wb.clearNotifications();
     await wb.command('Cloudlet: Copy Base to Cloudlet...');

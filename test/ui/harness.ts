@@ -277,6 +277,15 @@ export async function serverPanelActive(wb: Workbench, timeoutMs = 600_000): Pro
   return panel;
 }
 
+/** "Cloudlet: Add Cloudlet..." answered URL, name, user (`alice@demo`), password (an HTTP cloudlet: no certificate question); the caller waits for the outcome it expects. */
+export async function addCloudlet(wb: Workbench, o: { url: string; name: string; user: string; password: string }): Promise<void> {
+  await wb.command('Cloudlet: Add Cloudlet...');
+  await wb.answer(o.url);
+  await wb.answer(o.name);
+  await wb.answer(o.user);
+  await wb.answer(o.password);
+}
+
 /** "Cloudlet: Open Sandbox Terminal": the serial console connects, `command` is typed, `expect` shows in the terminal. */
 export async function sandboxTerminalRuns(wb: Workbench, command: string, expect: RegExp): Promise<void> {
   await wb.command('Cloudlet: Open Sandbox Terminal');

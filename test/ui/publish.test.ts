@@ -9,7 +9,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ROOT, freePort, installedDaemonSettings, openUi, serverPanelActive, stepFlow, until, useInstalledCli, type CodeServer, type Ui, type Workbench } from './harness';
+import { ROOT, addCloudlet, freePort, installedDaemonSettings, openUi, serverPanelActive, stepFlow, until, useInstalledCli, type CodeServer, type Ui, type Workbench } from './harness';
 import { installTestBase, killProcessesUsing, startDaemon, TEST_USERS, type TestDaemon } from '../integration/fixtures/daemon';
 import { startRegistry, type RegistryFixture } from '../integration/fixtures/registry';
 import { CloudletClient } from '../../sandbox/client';
@@ -91,11 +91,7 @@ describe('one-click Publish in real VS Code (code-server)', function () {
 
   it('"Synthesize on Cloudlet..." offers the published reference; the Server panel reaches ACTIVE on 127.0.0.2', async () => {
     await wb.clearNotifications();
-    await wb.command('Cloudlet: Add Cloudlet...');
-    await wb.answer(edge1.url);
-    await wb.answer('edge1');
-    await wb.answer('alice@demo');
-    await wb.answer(TEST_USERS.alice);
+    await addCloudlet(wb, { url: edge1.url, name: 'edge1', user: 'alice@demo', password: TEST_USERS.alice });
     await wb.notification(/Cloudlet edge1 added/).waitFor({ timeout: 60_000 });
     await wb.command('Cloudlet: Synthesize on Cloudlet...');
     await wb.pick('published reference');
