@@ -14,13 +14,19 @@ import {
 } from './format';
 import { cloneFile } from '../qemu/files';
 import { checkSegmentDigest, SegmentSource } from './overlayReader';
+import { Qcow2Reader } from './qcow2Reader';
 import { Qcow2Writer } from './qcow2Writer';
+import { mergeAscending } from './overlayWriter';
 import { SegmentCompressor, zstdFrameContentSize } from './segmentCompressor';
 
 export interface ApplyBase {
   baseId: string;
+  /** The base's RAM, or for a child overlay its parent's launch RAM. */
   ramFile: string;
+  /** The base's disk (raw): the backing file of every launch disk layer. */
   diskFile: string;
+  /** For a child overlay: its parent's launch (ID, and disk layer over `diskFile`). See parentChain.ts. */
+  parent?: { overlayId: string; diskLayer: string };
 }
 
 export interface ApplyOptions {
@@ -91,12 +97,22 @@ export async function applyOverlay(
   if (manifest.baseId !== base.baseId) {
     throw new CloudletError('Mismatch', `overlay was made for base ${manifest.baseId}, but the base given is ${base.baseId}`, { hint: 'import or pull the base the overlay names, then synthesize against it' });
   }
+  if ((manifest.parent?.id ?? '') !== (base.parent?.overlayId ?? '')) {
+    throw new CloudletError('BadInput', manifest.parent
+      ? `overlay ${overlay.overlayId?.slice(0, 12) ?? ''} is a child of overlay ${manifest.parent.id}: it is applied over its parent's launch (synthesize it with its chain)`
+      : `overlay ${overlay.overlayId?.slice(0, 12) ?? ''} names no parent but was given one`);
+  }
+  const parentLayer = base.parent ? Qcow2Reader.open(base.parent.diskLayer) : undefined;
   const baseRamSize = fs.statSync(base.ramFile).size;
-  const baseDiskSize = fs.statSync(base.diskFile).size;
+  let baseDiskSize: number;
+  try {
+    baseDiskSize = parentLayer ? parentLayer.info.virtualSize : fs.statSync(base.diskFile).size;
+  } catch (e) { parentLayer?.close(); throw e; }
   if (baseRamSize !== manifest.base.ramSize || baseDiskSize !== manifest.base.diskSize || manifest.ram.size !== baseRamSize) {
+    parentLayer?.close();
     throw new CloudletError('Mismatch', `base files do not have the sizes the overlay expects (RAM ${baseRamSize} vs ${manifest.base.ramSize}, disk ${baseDiskSize} vs ${manifest.base.diskSize})`);
   }
-  if (fs.existsSync(opts.outDir)) throw new CloudletError('Conflict', `${opts.outDir} already exists`);
+  if (fs.existsSync(opts.outDir)) { parentLayer?.close(); throw new CloudletError('Conflict', `${opts.outDir} already exists`); }
   const baseRamChunks = baseRamSize / CHUNK_SIZE, baseDiskChunks = Math.ceil(baseDiskSize / CHUNK_SIZE);
   const chunkLimit: Record<Target, number> = { ram: manifest.ram.size / CHUNK_SIZE, disk: Math.ceil(manifest.disk.size / CHUNK_SIZE) };
 
@@ -116,8 +132,11 @@ export async function applyOverlay(
     const baseRamFd = fs.openSync(base.ramFile, 'r'); fds.push(baseRamFd);
     const baseDiskFd = fs.openSync(base.diskFile, 'r'); fds.push(baseDiskFd);
     const chunkSegments = manifest.segments.filter((s) => s.kind === 'chunks');
-    const diskChunks: number[] = [];
-    for (const s of chunkSegments) if (s.target === 'disk') for (const i of expandRuns(s.chunks!)) diskChunks.push(i);
+    const ownDisk: number[] = [];
+    for (const s of chunkSegments) if (s.target === 'disk') for (const i of expandRuns(s.chunks!)) ownDisk.push(i);
+    // A child's launch disk is one layer over the base disk: its parent's chunks, its own written over them.
+    const inherited = parentLayer ? parentLayer.allocatedChunks().filter((i) => i < chunkLimit.disk) : [];
+    const diskChunks = parentLayer ? mergeAscending(ownDisk, inherited) : ownDisk;
     writer = Qcow2Writer.create(path.join(tmp, LAUNCH_FILES.disk), { virtualSize: manifest.disk.size, backingFile: path.resolve(base.diskFile), backingFormat: 'raw', chunks: diskChunks });
     const w = writer;
     let ramFd = -1;
@@ -130,6 +149,7 @@ export async function applyOverlay(
     const readBase = (target: Target, index: number, out: Buffer, why: string): Buffer => {
       const limit = target === 'ram' ? baseRamChunks : baseDiskChunks;
       if (index >= limit) throw new CloudletError('Corrupt', `overlay ${why} refers to base ${target} chunk ${index}, outside the base image (${limit} chunks)`);
+      if (target === 'disk' && parentLayer) return parentLayer.readChunk(index, out, baseDiskFd);
       out.fill(0);
       fs.readSync(target === 'ram' ? baseRamFd : baseDiskFd, out, 0, CHUNK_SIZE, index * CHUNK_SIZE);
       return out;
@@ -211,6 +231,15 @@ export async function applyOverlay(
       if (d.target === 'ram') onDiskFull(ramPath, WRITING, () => fs.writeSync(ramFd, data, 0, CHUNK_SIZE, d.index * CHUNK_SIZE));
       else onDiskFull(diskPath, WRITING, () => w.writeChunk(d.index, data));
     }
+    // The parent's chunks this child leaves as they are.
+    if (parentLayer && inherited.length) {
+      const own = new Set(ownDisk);
+      for (const i of inherited) {
+        if (own.has(i)) continue;
+        const data = parentLayer.readChunk(i, scratch, baseDiskFd);
+        if (data.equals(zero)) w.markZero(i); else onDiskFull(diskPath, WRITING, () => w.writeChunk(i, data));
+      }
+    }
     const fetchDecodeMs = Date.now() - tFetch;
 
     const dsEntry = manifest.segments.find((s) => s.kind === 'device-state')!;
@@ -221,7 +250,7 @@ export async function applyOverlay(
     // sandbox anyway (a synthesis is redone from base + overlay).
     onDiskFull(diskPath, 'synthesis: finishing the disk layer', () => w.finish({ sync: false }));
     writer = undefined;
-    fs.writeFileSync(path.join(tmp, LAUNCH_FILES.info), JSON.stringify({ overlayId: overlay.overlayId, baseId: manifest.baseId, vmConfig: manifest.vmConfig }, null, 2));
+    fs.writeFileSync(path.join(tmp, LAUNCH_FILES.info), JSON.stringify({ overlayId: overlay.overlayId, baseId: manifest.baseId, ...(manifest.parent ? { parent: manifest.parent } : {}), vmConfig: manifest.vmConfig }, null, 2));
     fs.renameSync(tmp, opts.outDir);
     return {
       dir: opts.outDir,
@@ -234,6 +263,7 @@ export async function applyOverlay(
     };
   } finally {
     writer?.close();
+    parentLayer?.close();
     await ramCopy.catch(() => { /* reported above */ });
     for (const fd of fds) { try { fs.closeSync(fd); } catch { /* closed */ } }
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -8,7 +8,7 @@ import { checkManifestSchema } from './manifestSchema';
 import { CHUNK_SIZE, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, SEGMENT_MAX_RECORDS, TARGETS, type EncodingName, type Target } from './formatConstants';
 import type { VmConfig } from '../qemu/vmconfig';
 
-export { CHUNK_SIZE, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, SEGMENT_MAX_RECORDS, TARGETS, type EncodingName, type Target } from './formatConstants';
+export { CHUNK_SIZE, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, MAX_CHAIN_DEPTH, SEGMENT_MAX_RECORDS, TARGETS, type EncodingName, type Target } from './formatConstants';
 
 /** Container: 8-byte magic, u32 BE version, u32 BE manifest length, manifest, segments. */
 export const CONTAINER_MAGIC = Buffer.from('CLDOVRLY', 'ascii');
@@ -105,6 +105,12 @@ export interface OverlayManifest {
   vmConfig: OverlayVmConfig;
   segments: SegmentEntry[];
   breakdown: Record<Target, TargetBreakdown> & { deviceStateBytes: number };
+  /**
+   * A child overlay: `id` names its parent overlay, `depth` its hops to the root (1..MAX_CHAIN_DEPTH).
+   * Its records are then against the parent's launch images ("base" in every encoding means them,
+   * and `base` holds their sizes); `baseId` stays the real base's. The overlay ID covers the field.
+   */
+  parent?: { id: string; depth: number };
 }
 
 export function emptyBreakdown(): TargetBreakdown {

@@ -17,6 +17,8 @@ export const LIMITS = {
   diskBytes: 2 ** 44,          // 16 TiB: chunk indices stay below 2^32
   segments: 1 << 22,
 };
+/** Hops from a child overlay to its root (an overlay against the base): parent.depth is 1..this. */
+export const MAX_CHAIN_DEPTH = 4;
 export const ENCODING_NAMES = ['zero', 'baseRam', 'baseDisk', 'self', 'raw', 'xor'] as const;
 export type EncodingName = (typeof ENCODING_NAMES)[number];
 export type Target = 'ram' | 'disk';

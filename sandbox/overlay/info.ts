@@ -22,6 +22,10 @@ export interface TargetInfo {
 export interface OverlayInfo {
   overlayId?: string;
   baseId: string;
+  /** A child overlay: the parent it is stored against, and its hops to the base. */
+  parent?: { id: string; depth: number };
+  /** When resolved (overlay info/verify): the chain, root first, this overlay last. */
+  chain?: string[];
   compression: { algorithm: string; level: number };
   vmConfig: unknown;
   ramSize: number;
@@ -34,7 +38,7 @@ export interface OverlayInfo {
 
 const cb = (chunks: number): CountBytes => ({ chunks, bytes: chunks * CHUNK_SIZE });
 
-export function overlayInfo(m: OverlayManifest, extra: { overlayId?: string; fileBytes?: number } = {}): OverlayInfo {
+export function overlayInfo(m: OverlayManifest, extra: { overlayId?: string; fileBytes?: number; chain?: string[] } = {}): OverlayInfo {
   const target = (t: Target): TargetInfo => {
     const b = m.breakdown[t];
     const e = b.encodings;
@@ -57,7 +61,7 @@ export function overlayInfo(m: OverlayManifest, extra: { overlayId?: string; fil
   const ram = target('ram'), disk = target('disk');
   const deviceState = { rawBytes: ds?.rawSize ?? 0, compressedBytes: ds?.size ?? 0 };
   return {
-    overlayId: extra.overlayId, baseId: m.baseId, compression: m.compression, vmConfig: m.vmConfig,
+    overlayId: extra.overlayId, baseId: m.baseId, ...(m.parent ? { parent: m.parent } : {}), ...(extra.chain ? { chain: extra.chain } : {}), compression: m.compression, vmConfig: m.vmConfig,
     ramSize: m.ram.size, diskSize: m.disk.size, ram, disk, deviceState,
     total: {
       changedBytes: ram.changedBytes + disk.changedBytes,
@@ -76,6 +80,8 @@ export function formatOverlayInfo(i: OverlayInfo): string {
   const lines: string[] = [];
   if (i.overlayId) lines.push(`overlay   ${i.overlayId}`);
   lines.push(`base      ${i.baseId}`);
+  if (i.parent) lines.push(`parent    ${i.parent.id} (depth ${i.parent.depth}: stored against that overlay's launch)`);
+  if (i.chain) lines.push(`chain     base -> ${i.chain.map((id) => id.slice(0, 12)).join(' -> ')}`);
   lines.push(`size      ${formatBytes(i.total.compressedBytes)} compressed (${i.compression.algorithm} level ${i.compression.level}) from ${formatBytes(i.total.rawBytes)} stored, ${formatBytes(i.total.changedBytes)} changed; ${i.total.segments} segments` + (i.total.fileBytes ? `; file ${formatBytes(i.total.fileBytes)}` : ''));
   for (const t of ['disk', 'ram'] as const) {
     const x = i[t];

@@ -8,7 +8,7 @@
 import Ajv, { type ValidateFunction } from 'ajv';
 import { CloudletError } from '../common/errors';
 import { describeSchemaError } from '../common/schemaError';
-import { CHUNK_SIZE, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, SEGMENT_MAX_RECORDS, TARGETS } from './formatConstants';
+import { CHUNK_SIZE, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, MAX_CHAIN_DEPTH, SEGMENT_MAX_RECORDS, TARGETS } from './formatConstants';
 
 const uint = (maximum = Number.MAX_SAFE_INTEGER) => ({ type: 'integer', minimum: 0, maximum });
 /** An object of exactly these fields, all required but `optional`. */
@@ -48,7 +48,9 @@ export function manifestSchema(): Record<string, unknown> {
     vmConfig,
     segments: { type: 'array', minItems: 1, maxItems: LIMITS.segments, items: segmentEntrySchema() },
     breakdown: obj({ ram: targetBreakdown, disk: targetBreakdown, deviceStateBytes: uint(LIMITS.segmentRawBytes) }),
-  });
+    // A child overlay: its records are against this parent overlay's launch images (parentChain.ts).
+    parent: obj({ id: { type: 'string', pattern: '^[0-9a-f]{64}$' }, depth: { type: 'integer', minimum: 1, maximum: MAX_CHAIN_DEPTH } }),
+  }, ['parent']);
 }
 
 /**

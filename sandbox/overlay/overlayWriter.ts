@@ -12,7 +12,7 @@ import { noProgress, ProgressSink } from '../common/progress';
 import { ChunkEncoder } from './chunkEncoder';
 import {
   canonicalJson, CHUNK_SIZE, ChunkRecord, emptyBreakdown, Encoding, ENCODING_NAMES, encodeContainerHeader,
-  encodeSegment, endsSegment, FORMAT_NAME, FORMAT_VERSION, LIMITS, OverlayManifest, overlayIdOf,
+  encodeSegment, endsSegment, FORMAT_NAME, FORMAT_VERSION, LIMITS, MAX_CHAIN_DEPTH, OverlayManifest, overlayIdOf,
   OverlayVmConfig, SegmentEntry, Target, TargetBreakdown, toRuns,
 } from './format';
 import { Qcow2Reader } from './qcow2Reader';
@@ -25,7 +25,16 @@ export interface BaseImages {
   /** Binary lists: 32-byte SHA-256 per 4 KiB chunk, in order (files or already-loaded buffers). */
   ramDigests: string | Buffer;
   diskDigests: string | Buffer;
+  /**
+   * Write a child overlay: records against this parent overlay's launch images (its synthesized
+   * RAM, and its disk layer over `diskFile`) instead of the base's. `depth` is the parent's own
+   * (0 for an overlay against the base); the child's is one more, at most MAX_CHAIN_DEPTH.
+   */
+  parent?: ParentLaunch;
 }
+
+/** A parent overlay's launch files (applyChain's output) and its place in its chain. */
+export interface ParentLaunch { overlayId: string; depth: number; ramFile: string; diskLayer: string }
 
 export interface LaunchImages {
   ramFile: string;       // launch RAM, page-aligned, same size as the base's
@@ -87,12 +96,16 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
   const level = opts.level ?? DEFAULT_LEVEL;
   if (!/^[0-9a-f]{64}$/.test(base.baseId)) throw new CloudletError('BadInput', `base ID ${JSON.stringify(base.baseId)} is not a 64-digit hex SHA-256`);
   if (!opts.outFile && !opts.outDir) throw new CloudletError('BadInput', 'createOverlay needs outFile or outDir');
-  const ramDigests = loadDigests(base.ramDigests, 'base RAM');
-  const diskDigests = loadDigests(base.diskDigests, 'base disk');
-  const baseRamSize = fs.statSync(base.ramFile).size;
-  const baseDiskSize = fs.statSync(base.diskFile).size;
-  if (ramDigests.length / 32 !== Math.ceil(baseRamSize / CHUNK_SIZE)) throw new CloudletError('Corrupt', `base RAM digest list has ${ramDigests.length / 32} entries for ${baseRamSize} bytes of RAM`);
-  if (diskDigests.length / 32 !== Math.ceil(baseDiskSize / CHUNK_SIZE)) throw new CloudletError('Corrupt', `base disk digest list has ${diskDigests.length / 32} entries for ${baseDiskSize} bytes of disk`);
+  const parent = base.parent;
+  if (parent && (!/^[0-9a-f]{64}$/.test(parent.overlayId) || !Number.isInteger(parent.depth) || parent.depth < 0)) throw new CloudletError('BadInput', 'parent overlay must be named by its 64-digit hex ID, with its depth');
+  if (parent && parent.depth + 1 > MAX_CHAIN_DEPTH) {
+    throw new CloudletError('BadInput', `overlay ${parent.overlayId.slice(0, 12)} is already ${parent.depth} hops from its base: a child would be ${parent.depth + 1}, over the cap of ${MAX_CHAIN_DEPTH}`, { hint: 'create the overlay without a parent (against the base)' });
+  }
+  let diskDigests = loadDigests(base.diskDigests, 'base disk');
+  const realDiskSize = fs.statSync(base.diskFile).size;
+  const refRamFile = parent ? parent.ramFile : base.ramFile;
+  const baseRamSize = fs.statSync(refRamFile).size;
+  if (diskDigests.length / 32 !== Math.ceil(realDiskSize / CHUNK_SIZE)) throw new CloudletError('Corrupt', `base disk digest list has ${diskDigests.length / 32} entries for ${realDiskSize} bytes of disk`);
   const ramSize = fs.statSync(launch.ramFile).size;
   if (ramSize !== baseRamSize) throw new CloudletError('Mismatch', `launch RAM is ${ramSize} bytes but the base's is ${baseRamSize}`);
   const deviceState = fs.readFileSync(launch.deviceState);
@@ -105,10 +118,30 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
   const compressor = opts.compressor ?? new SegmentCompressor(opts.threads);
   const fds: number[] = [];
   let layer: Qcow2Reader | undefined;
+  let parentLayer: Qcow2Reader | undefined;
   try {
-    const baseRamFd = fs.openSync(base.ramFile, 'r'); fds.push(baseRamFd);
+    const baseRamFd = fs.openSync(refRamFile, 'r'); fds.push(baseRamFd);
     const baseDiskFd = fs.openSync(base.diskFile, 'r'); fds.push(baseDiskFd);
+    // The images every record refers to: the base's, or for a child its parent's launch images
+    // (RAM hashed whole, disk = the base's digests with the chunks the parent's layer maps re-hashed).
+    let ramDigests: Buffer;
+    let baseDiskSize = realDiskSize;
+    if (parent) {
+      progress({ phase: 'scan-parent', message: `hashing the launch images of parent ${parent.overlayId.slice(0, 12)}` });
+      ramDigests = await compressor.hashChunks(parent.ramFile, baseRamSize);
+      parentLayer = Qcow2Reader.open(parent.diskLayer);
+      baseDiskSize = parentLayer.info.virtualSize;
+      if (baseDiskSize !== realDiskSize) throw new CloudletError('Mismatch', `parent ${parent.overlayId.slice(0, 12)}'s disk is ${baseDiskSize} bytes, the base's ${realDiskSize}`);
+      diskDigests = Buffer.from(diskDigests);
+      const c = Buffer.alloc(CHUNK_SIZE);
+      for (const i of parentLayer.allocatedChunks()) createHash('sha256').update(parentLayer.readChunk(i, c, baseDiskFd)).digest().copy(diskDigests, i * 32);
+    } else {
+      ramDigests = loadDigests(base.ramDigests, 'base RAM');
+    }
+    if (ramDigests.length / 32 !== Math.ceil(baseRamSize / CHUNK_SIZE)) throw new CloudletError('Corrupt', `base RAM digest list has ${ramDigests.length / 32} entries for ${baseRamSize} bytes of RAM`);
+    const pl = parentLayer;
     const encoder = new ChunkEncoder(ramDigests, diskDigests, (target, index, out) => {
+      if (target === 'disk' && pl) return index < Math.ceil(baseDiskSize / CHUNK_SIZE) ? pl.readChunk(index, out, baseDiskFd) : undefined;
       const fd = target === 'ram' ? baseRamFd : baseDiskFd;
       return fs.readSync(fd, out, 0, CHUNK_SIZE, index * CHUNK_SIZE) === CHUNK_SIZE ? out : undefined;
     });
@@ -143,7 +176,9 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
     layer = Qcow2Reader.open(launch.diskLayer);
     const diskSize = layer.info.virtualSize;
     if (diskSize > LIMITS.diskBytes) throw new CloudletError('BadInput', `launch disk of ${diskSize} bytes is larger than ${LIMITS.diskBytes}`);
-    const diskChunks = layer.allocatedChunks();
+    // A child also lists every chunk its parent changed that it puts back (not in its own layer,
+    // or rewritten to the base's bytes): the walk covers both layers' chunks.
+    const diskChunks = parentLayer ? mergeAscending(layer.allocatedChunks(), parentLayer.allocatedChunks().filter((i) => i * CHUNK_SIZE < diskSize)) : layer.allocatedChunks();
     const diskBuilder = new SegmentBuilder('disk', emit);
     const chunk = Buffer.alloc(CHUNK_SIZE);
     for (let i = 0; i < diskChunks.length; i++) {
@@ -195,6 +230,7 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
       ram: { size: ramSize }, disk: { size: diskSize }, base: { ramSize: baseRamSize, diskSize: baseDiskSize },
       compression: { algorithm: 'zstd', level }, vmConfig: launch.vmConfig, segments,
       breakdown: { ...breakdown, deviceStateBytes: deviceState.length },
+      ...(parent ? { parent: { id: parent.overlayId, depth: parent.depth + 1 } } : {}),
     };
     // Two segments with the same bytes would share a name; the format lists each name once.
     dedupeSegmentNames(manifest);
@@ -214,6 +250,7 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
     return { overlayId, path: finalPath, manifest: JSON.parse(manifestBytes.toString('utf8')), bytes, timings: { scanMs, totalMs: Date.now() - t0 } };
   } finally {
     layer?.close();
+    parentLayer?.close();
     for (const fd of fds) { try { fs.closeSync(fd); } catch { /* already closed */ } }
     fs.rmSync(segFile, { force: true });
     fs.rmSync(outTmp, { force: true });
@@ -227,6 +264,17 @@ async function addChunk(encoder: ChunkEncoder, builder: SegmentBuilder, b: Targe
   b.encodings[ENCODING_NAMES[e.encoding]]++;
   if (e.encoding === Encoding.Self) b.selfFrom[e.refTarget]++;
   await builder.add({ encoding: e.encoding, index, ref: e.ref, refTarget: e.refTarget }, e.payload);
+}
+
+/** The union of two ascending lists of chunk indices, ascending. */
+export function mergeAscending(a: number[], b: number[]): number[] {
+  const out: number[] = [];
+  let i = 0, j = 0;
+  while (i < a.length || j < b.length) {
+    const x = j >= b.length || (i < a.length && a[i] <= b[j]) ? a[i++] : b[j++];
+    if (out[out.length - 1] !== x) out.push(x);
+  }
+  return out;
 }
 
 function readFully(fd: number, buf: Buffer, n: number, pos: number, name: string): void {

@@ -8,11 +8,11 @@ import * as path from 'path';
 import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, ProgressSink } from '../common/progress';
 import type { SandboxInfo, SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
-import { applyOverlay } from './apply';
+import { applyChain, folderLookup, resolveChain, type ChainHop, type ParentLookup } from './parentChain';
 import { DEFAULT_DISCARD, discardFreeSpace, type DiscardOptions, type DiscardReport } from './discard';
 import { canonicalJson, OverlayManifest } from './format';
 import { OverlayReader, SegmentSource } from './overlayReader';
-import { createOverlay, CreateOverlayResult } from './overlayWriter';
+import { createOverlay, CreateOverlayResult, type ParentLaunch } from './overlayWriter';
 import { SegmentCompressor } from './segmentCompressor';
 
 export interface SandboxOverlayOptions {
@@ -26,6 +26,11 @@ export interface SandboxOverlayOptions {
   compressor?: SegmentCompressor;
   /** Discards run first when the sandbox is running and its base has an agent (default: both). */
   discard?: DiscardOptions;
+  /**
+   * Store the overlay against this parent overlay (an ID in the store's overlays/, its chain there
+   * too) instead of the base: only what changed since the parent's launch (parentChain.ts).
+   */
+  parent?: string;
 }
 
 export type SandboxOverlayResult = CreateOverlayResult & { snapshotMs: number; discard?: DiscardReport };
@@ -50,15 +55,52 @@ export async function createSandboxOverlay(manager: SandboxManager, sandbox: str
   const base = manager.bases.get(snap.baseId);
   const info = manager.get(sandbox);
   const ports = opts.ports ?? info.ports.map((p) => p.guest);
-  const result = await createOverlay(
-    { baseId: base.id, ramFile: base.ram, diskFile: base.disk, ramDigests: base.ramDigests, diskDigests: base.diskDigests },
-    { ramFile: snap.ramFile, diskLayer: snap.diskLayer, deviceState: snap.deviceState, vmConfig: { ...snap.vmConfig, ports } },
+  const vmConfig = { ...snap.vmConfig, ports };
+  const images = { baseId: base.id, ramFile: base.ram, diskFile: base.disk, ramDigests: base.ramDigests, diskDigests: base.diskDigests };
+  const write = (parent?: ParentLaunch) => createOverlay(
+    { ...images, parent },
+    { ramFile: snap.ramFile, diskLayer: snap.diskLayer, deviceState: snap.deviceState, vmConfig },
     { outDir: opts.outDir ?? manager.paths.overlays, outFile: opts.outFile, level: opts.level, threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress },
   );
-  return { ...result, snapshotMs, discard };
+  if (!opts.parent) return { ...(await write()), snapshotMs, discard };
+  // The parent's launch images, built from its chain as synthesis would, are the child's base.
+  const readers: OverlayReader[] = [];
+  const work = path.join(manager.paths.tmp, `parent-${process.pid}-${Date.now()}`);
+  try {
+    const leaf = findStoredOverlay(manager.paths.overlays, opts.parent, readers);
+    const chain = await resolveChain(leaf, folderLookup([manager.paths.overlays], readers));
+    if (leaf.manifest.baseId !== base.id) {
+      throw new CloudletError('Mismatch', `parent overlay ${leaf.overlayId.slice(0, 12)} was made for base ${leaf.manifest.baseId.slice(0, 12)}, sandbox ${sandbox} runs base ${base.id.slice(0, 12)}`);
+    }
+    checkSameVm(overlayVmConfig(leaf.manifest).vm, snap.vmConfig as VmConfig, base.id);
+    progress({ phase: 'parent', message: `building the launch of parent ${leaf.overlayId.slice(0, 12)} (${chain.length} overlay${chain.length > 1 ? 's' : ''})` });
+    const launch = await applyChain(chain, { baseId: base.id, ramFile: base.ram, diskFile: base.disk }, {
+      outDir: path.join(work, 'launch'), threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress,
+    });
+    throwIfCancelled(opts.signal);
+    const depth = leaf.manifest.parent?.depth ?? 0;
+    return { ...(await write({ overlayId: leaf.overlayId, depth, ramFile: launch.ramFile, diskLayer: launch.diskLayer })), snapshotMs, discard };
+  } finally {
+    for (const r of readers) r.close();
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** An overlay of the store by ID (or a unique prefix of 6+ hex digits), opened and checked. */
+export function findStoredOverlay(dir: string, id: string, opened: OverlayReader[]): ChainHop {
+  if (!/^[0-9a-f]{6,64}$/.test(id)) throw new CloudletError('BadInput', `parent overlay ${JSON.stringify(id.slice(0, 80))} must be an overlay ID (6 to 64 hex digits)`);
+  const hits = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith(id) && f.endsWith('.overlay')) : [];
+  if (hits.length > 1) throw new CloudletError('BadInput', `overlay ID prefix ${id} matches ${hits.length} overlays; give more digits`);
+  if (!hits.length) throw new CloudletError('NotFound', `no overlay ${id} in ${dir}: pull or build the parent overlay first`, { hint: 'cloudlet overlay list; cloudlet overlay pull REFERENCE --out <store>/overlays/ID.overlay' });
+  const r = OverlayReader.open(path.join(dir, hits[0]));
+  opened.push(r);
+  if (`${r.overlayId}.overlay` !== hits[0]) throw new CloudletError('Corrupt', `${hits[0]} in ${dir} holds overlay ${r.overlayId}, not the one its name says; refused`);
+  return { manifest: r.manifest, overlayId: r.overlayId, source: r };
 }
 
 export interface SynthesizeOptions {
+  /** Where the parents of a child overlay are found (default: the store's overlays/ and the file's folder). */
+  parentLookup?: ParentLookup;
   name?: string;
   ports?: Array<number | { guest: number; host?: number }>;
   threads?: number;
@@ -84,7 +126,7 @@ export function overlayVmConfig(m: OverlayManifest): { vm: VmConfig; ports: numb
  * machine type or CPU model, other devices). Only the MAC may differ (a handed-off server keeps its
  * source's, as the handoff destination does).
  */
-function checkSameVm(vm: VmConfig, baseVm: VmConfig, baseId: string): void {
+export function checkSameVm(vm: VmConfig, baseVm: VmConfig, baseId: string): void {
   const a = vm as unknown as Record<string, unknown>, b = baseVm as unknown as Record<string, unknown>;
   for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
     const mine = k === 'nic' ? { ...vm.nic, mac: baseVm.nic.mac } : a[k];
@@ -109,12 +151,19 @@ export async function synthesize(
   const reader = typeof overlay === 'string' ? OverlayReader.open(overlay) : undefined;
   const o = reader ? { manifest: reader.manifest, overlayId: reader.overlayId, source: reader as SegmentSource } : (overlay as { manifest: OverlayManifest; overlayId?: string; source: SegmentSource });
   const work = path.join(manager.paths.tmp, `synth-${process.pid}-${Date.now()}`);
+  const readers: OverlayReader[] = [];
   try {
     const base = manager.bases.get(baseRef);
     const { vm, ports } = overlayVmConfig(o.manifest);
     checkSameVm(vm, base.manifest.vm, base.id);
-    progress({ phase: 'synthesize', message: `building launch VM of overlay ${o.overlayId?.slice(0, 12) ?? ''} over base ${base.id.slice(0, 12)}` });
-    const built = await applyOverlay(o, o.source, { baseId: base.id, ramFile: base.ram, diskFile: base.disk }, {
+    // A child overlay: its whole chain found and checked before any segment byte is used.
+    let chain: ChainHop[] = [{ manifest: o.manifest, overlayId: o.overlayId ?? '', source: o.source }];
+    if (o.manifest.parent) {
+      const dirs = [manager.paths.overlays, ...(typeof overlay === 'string' ? [path.dirname(path.resolve(overlay))] : [])];
+      chain = await resolveChain(chain[0], opts.parentLookup ?? folderLookup(dirs, readers));
+    }
+    progress({ phase: 'synthesize', message: `building launch VM of overlay ${o.overlayId?.slice(0, 12) ?? ''} over base ${base.id.slice(0, 12)}${chain.length > 1 ? ` (chain of ${chain.length} overlays)` : ''}` });
+    const built = await applyChain(chain, { baseId: base.id, ramFile: base.ram, diskFile: base.disk }, {
       outDir: path.join(work, 'launch'), threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress,
     });
     const applyMs = Date.now() - t0;
@@ -127,6 +176,7 @@ export async function synthesize(
     return { sandbox, overlayId: o.overlayId, timings: { applyMs, launchMs: Date.now() - t1, totalMs: Date.now() - t0 } };
   } finally {
     reader?.close();
+    for (const r of readers) r.close();
     fs.rmSync(work, { recursive: true, force: true });
   }
 }

@@ -16,6 +16,7 @@ import { formatBytes } from '../../common/bytes';
 import { createSandboxOverlay } from '../../overlay/sandboxOverlay';
 import { formatDiscard, parseDiscardOption } from '../../overlay/discard';
 import { parseProfile, PROFILE_LEVELS } from '../../overlay/recompress';
+import { folderLookup, resolveChain, type ChainHop } from '../../overlay/parentChain';
 
 /** Progress on the console: one bar per phase on a terminal, one line per phase otherwise. */
 export function consoleProgress(label: string): { sink: ProgressSink; stop: () => void } {
@@ -65,6 +66,11 @@ export function resolveOverlayPath(arg: string): string {
   throw new CloudletError('NotFound', `no overlay file or stored overlay ID "${arg}"`, { hint: 'cloudlet overlay list' });
 }
 
+/** A child overlay's chain (root first), its parents from the store's overlays/ or the file's folder. */
+async function chainOf(r: OverlayReader, file: string, readers: OverlayReader[]): Promise<ChainHop[]> {
+  return resolveChain({ manifest: r.manifest, overlayId: r.overlayId, source: r }, folderLookup([storePaths().overlays, path.dirname(path.resolve(file))], readers));
+}
+
 function intOption(v: string, what: string): number {
   const n = Number(v);
   if (!Number.isInteger(n)) throw new CloudletError('BadInput', `${what} must be an integer, not ${JSON.stringify(v)}`);
@@ -82,8 +88,9 @@ export function register(program: Command): void {
     .option('--threads <n>', 'compression threads (default: CPU count)')
     .option('--out <file>', 'write here instead of the store\'s overlays/<id>.overlay')
     .option('--discard <what>', 'before pausing a running sandbox, leave out what the guest freed: both, memory, disk or none', 'both')
+    .option('--parent <overlayId>', 'store only what changed since this overlay (in the store\'s overlays/, e.g. the one the sandbox was synthesized from): a child overlay, synthesized with its parent chain (at most 4 deep)')
     .option('--json', 'print the result as JSON')
-    .action(async (sandbox: string, o: { level?: string; profile: string; threads?: string; out?: string; discard: string; json?: boolean }) => {
+    .action(async (sandbox: string, o: { level?: string; profile: string; threads?: string; out?: string; discard: string; parent?: string; json?: boolean }) => {
       const discard = parseDiscardOption(o.discard);
       const level = o.level ? intOption(o.level, '--level') : PROFILE_LEVELS[parseProfile(o.profile)];
       const manager = new SandboxManager();
@@ -92,7 +99,7 @@ export function register(program: Command): void {
       try {
         const r = await createSandboxOverlay(manager, sandbox, {
           level, threads: o.threads ? intOption(o.threads, '--threads') : undefined,
-          outFile: o.out, signal, progress: sink, discard,
+          outFile: o.out, signal, progress: sink, discard, parent: o.parent,
         });
         stop();
         const info = overlayInfo(r.manifest, { overlayId: r.overlayId, fileBytes: r.bytes });
@@ -106,12 +113,15 @@ export function register(program: Command): void {
   overlay.command('info <overlay>')
     .description('what an overlay is made of: chunks and bytes by encoding and source, disk vs memory, compressed vs raw')
     .option('--json', 'print as JSON')
-    .action((arg: string, o: { json?: boolean }) => {
-      const r = OverlayReader.open(resolveOverlayPath(arg));
+    .action(async (arg: string, o: { json?: boolean }) => {
+      const file = resolveOverlayPath(arg);
+      const r = OverlayReader.open(file);
+      const readers: OverlayReader[] = [];
       try {
-        const info = overlayInfo(r.manifest, { overlayId: r.overlayId, fileBytes: r.fileSize });
+        const chain = r.manifest.parent ? await chainOf(r, file, readers) : undefined;
+        const info = overlayInfo(r.manifest, { overlayId: r.overlayId, fileBytes: r.fileSize, chain: chain?.map((h) => h.overlayId) });
         process.stdout.write(o.json ? JSON.stringify(info) + '\n' : formatOverlayInfo(info) + '\n');
-      } finally { r.close(); }
+      } finally { r.close(); for (const x of readers) x.close(); }
     });
 
   overlay.command('verify <overlay>')
@@ -119,15 +129,25 @@ export function register(program: Command): void {
     .option('--base <base>', 'local base (name or ID) the overlay must be made for')
     .option('--json', 'print the result as JSON')
     .action(async (arg: string, o: { base?: string; json?: boolean }) => {
-      const r = OverlayReader.open(resolveOverlayPath(arg));
+      const file = resolveOverlayPath(arg);
+      const r = OverlayReader.open(file);
+      const readers: OverlayReader[] = [];
       const { sink, stop } = consoleProgress('verify');
       try {
         const baseId = o.base ? new SandboxManager().bases.get(o.base).id : undefined;
-        const v = await verifyOverlay(r, r, { baseId, progress: sink });
+        // A child overlay: its chain resolved (every parent's ID, base, VM and depth) and every hop verified.
+        const chain = r.manifest.parent ? await chainOf(r, file, readers) : [{ manifest: r.manifest, overlayId: r.overlayId, source: r }];
+        const hops = [];
+        for (const h of chain) hops.push({ overlayId: h.overlayId, ...(await verifyOverlay(h, h.source, { baseId, progress: sink })) });
+        const v = hops[hops.length - 1];
         stop();
-        if (o.json) process.stdout.write(JSON.stringify({ overlayId: r.overlayId, ok: true, ...v }) + '\n');
-        else process.stdout.write(`overlay ${r.overlayId}: OK (${v.segments} segments, ${formatBytes(v.compressedBytes)} checked, ${v.chunks.disk} disk and ${v.chunks.ram} memory chunks)\n`);
-      } finally { stop(); r.close(); }
+        const chainIds = chain.length > 1 ? { chain: chain.map((h) => h.overlayId) } : {};
+        if (o.json) process.stdout.write(JSON.stringify({ ok: true, ...v, ...chainIds }) + '\n');
+        else {
+          process.stdout.write(`overlay ${r.overlayId}: OK (${v.segments} segments, ${formatBytes(v.compressedBytes)} checked, ${v.chunks.disk} disk and ${v.chunks.ram} memory chunks)\n`);
+          if (chain.length > 1) process.stdout.write(`chain: base -> ${chain.map((h) => h.overlayId.slice(0, 12)).join(' -> ')} (every parent found, its ID recomputed, same base and VM, verified)\n`);
+        }
+      } finally { stop(); r.close(); for (const x of readers) x.close(); }
     });
 
   overlay.command('list')
