@@ -179,7 +179,8 @@ export class HandoffSender {
           // round at load 15-24), so a quiet guest's few changed pages wait for the final round.
           await tracker.wait(tracker.pendingMax, 1000);
           if (tracker.failure) break;
-          if (tracker.completing) break;
+          // Stopped: the last pass is coming; a round now would wait inside the downtime.
+          if (tracker.vmStopped) break;
           if (tracker.pendingPages < tracker.pendingMax) continue;
           enc.begin();
           // The disk layer at most every LIVE_DISK_SCAN_MS here: a guest that writes its disk all the

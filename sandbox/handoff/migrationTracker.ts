@@ -34,13 +34,13 @@ function pendingLimit(): number { return envNumber('CLOUDLET_HANDOFF_PENDING_PAG
  * QEMU's downtime budget for the tracker's migration, in ms (CLOUDLET_HANDOFF_DOWNTIME_MS; default
  * 300, QEMU's own default). QEMU stops the VM when what is dirty fits budget x its measured bandwidth
  * into our socket. 300 ms stops it right after its first pass (idle test guest, TCG: ~6,300 pages
- * dirty then, ~210 ms of the pause to send and parse them). 30 ms made it iterate ~1 s longer and
- * stop with 0-5 pages left, but then, with a guest writing all the time, the destination's RAM
- * differed from the paused source's in 3 of 4 runs of handoffCorrectness.test.ts (its first
- * handoff; 300 ms: 4 of 4 and 20 of 20 exact). Likely cause, not proven: dirty-bitmap syncs made
- * while TCG vCPUs run lose writes (30 ms: 5 syncs; 300 ms: 3, the last with the VM stopped). So
- * no small budget. A guest writing faster than the budget allows still converges: downtimeBudget()
- * doubles it.
+ * dirty then, ~210 ms of the pause to send and parse them). Smaller budgets lose writes on TCG,
+ * in QEMU itself: QEMU 7.2 migrating the test guest (a writer running) to a second QEMU with a 10 ms
+ * budget left the destination's RAM different from the paused source's in 3 of 3 runs (1-29 pages;
+ * 300 ms: 0 of 2), and our receiver, fed the same stream, applied the last copy QEMU sent of each of
+ * those pages (QEMU never sent the final content). With 30 ms the handoff's RAM check failed 3 of 4
+ * times. So no small budget; a guest writing faster than the budget allows still converges:
+ * downtimeBudget() doubles it.
  */
 export function trackerDowntimeMs(): number { return envNumber('CLOUDLET_HANDOFF_DOWNTIME_MS', 300, 1); }
 
@@ -102,6 +102,8 @@ export class MigrationTracker {
     if (e.event === 'STOP' && this.stoppedAt === undefined) {
       this.stoppedAt = e.timestamp ? e.timestamp.seconds * 1000 + e.timestamp.microseconds / 1000 : Date.now();
       this.timeline.stop = this.stoppedAt;
+      this.sock?.resume(); // no backpressure once the VM is stopped: its last pass is downtime
+      this.wake();
     }
     if (e.event === 'MIGRATION') {
       this.qemuStatus = String(e.data?.status);
@@ -113,7 +115,7 @@ export class MigrationTracker {
   private constructor(private readonly qmp: QmpClient, private readonly socket: string, private readonly shadow: ShadowPageTracker) {
     this.parser = new MigrationStreamParser({
       page: (block, offset, data, final) => this.onPage(block, offset, data, final),
-      finalPass: () => { this.timeline.finalPass = Date.now(); },
+      finalPass: () => { this.timeline.finalPass = Date.now(); this.sock?.resume(); this.wake(); },
       completing: () => { this.timeline.completing = Date.now(); this.wake(); },
     });
   }
@@ -146,15 +148,21 @@ export class MigrationTracker {
 
   /** QEMU stopped the VM and is sending its last pages and the device state. */
   get completing(): boolean { return this.parser.completing; }
+  /**
+   * QEMU stopped the VM (its STOP event, or its last pass began): from here the socket is never
+   * paused and no live round should start, since either would wait inside the downtime.
+   */
+  get vmStopped(): boolean { return this.stoppedAt !== undefined || this.timeline.finalPass !== undefined; }
   /** Unsent pages that differ from the destination's copy. */
   get pendingPages(): number { return this.pending.size; }
 
   /** Resolves when at least `pages` differing pages wait, the VM stopped, the tracker failed, or after `ms`. */
   async wait(pages: number, ms: number): Promise<void> {
-    if (this.pending.size >= pages || this.completing || this.failure) return;
+    const ready = () => this.pending.size >= pages || this.vmStopped || this.failure;
+    if (ready()) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(done, ms);
-      const check = () => { if (this.pending.size >= pages || this.completing || this.failure) done(); else this.waiters.push(check); };
+      const check = () => { if (ready()) done(); else this.waiters.push(check); };
       function done() { clearTimeout(t); resolve(); }
       this.waiters.push(check);
     });
@@ -253,7 +261,7 @@ export class MigrationTracker {
         this.fail(e as Error);
         return;
       }
-      if (this.pending.size >= this.pendingMax && !this.completing) s.pause();
+      if (this.pending.size >= this.pendingMax && !this.vmStopped) s.pause();
       this.wake();
     });
     s.once('end', () => {

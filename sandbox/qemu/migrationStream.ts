@@ -33,7 +33,10 @@ const MAX_NAME = 255;
 export interface RamBlock { id: string; length: number; addr?: bigint }
 
 export interface StreamHandler {
-  /** One RAM page: `data` is its 4096 bytes, or undefined for a zero page. `final`: sent after the VM stopped. */
+  /**
+   * One RAM page: `data` is its 4096 bytes (a view into the socket's buffer: copy what is kept), or
+   * undefined for a zero page. `final`: sent after the VM stopped.
+   */
   page(block: string, offset: number, data: Buffer | undefined, final: boolean): void;
   /** The RAM section's END began: QEMU stopped the VM and its last pages follow. */
   finalPass?(): void;
@@ -42,6 +45,11 @@ export interface StreamHandler {
 }
 
 class NeedMore extends Error {}
+/** pageAt(): the record is not all here / is not a page record. */
+const NEED_MORE = -1, NOT_A_PAGE = -2;
+/** Bytes of the next chunk joined to an item cut by the previous one: more than any page record. */
+const JOIN = 2 * PAGE_SIZE;
+const EMPTY = Buffer.alloc(0);
 
 /** Reads from a byte window; throws NeedMore when the item is not all there yet (the caller rewinds). */
 class Cursor {
@@ -85,24 +93,102 @@ export class MigrationStreamParser {
   /** True once the RAM section's END was parsed (the VM is stopped; the rest is device state). */
   get completing(): boolean { return this.state === 'tail'; }
 
-  /** Parses as much of `chunk` (appended to what was left over) as forms whole items. */
+  /**
+   * Parses as much of `chunk` (after what was left over) as forms whole items. QEMU's last pass is
+   * part of the pause, so the page records are read in place: no BigInt, no exception at a chunk's
+   * end, and only the item cut by the previous chunk is joined (with the next JOIN bytes), not the
+   * whole chunk.
+   */
   push(chunk: Buffer): void {
     if (this.ended) throw corrupt('data after the end');
     if (this.state === 'tail') { this.tail.push(Buffer.from(chunk)); return; }
-    const buf = this.rest.length ? Buffer.concat([this.rest, chunk]) : chunk;
-    const c = new Cursor(buf);
-    let mark = 0;
-    try {
-      while (c.pos < buf.length) {
-        if ((this.state as State) === 'tail') { this.tail.push(Buffer.from(buf.subarray(c.pos))); c.pos = buf.length; mark = c.pos; break; }
-        this.step(c);
-        mark = c.pos;
+    let start = 0;
+    if (this.rest.length) {
+      const restLen = this.rest.length;
+      let head = Buffer.concat([this.rest, chunk.subarray(0, JOIN)]);
+      let used = this.parse(head, 0, restLen);
+      if (used < restLen && !this.completing && chunk.length > JOIN) {
+        // An item longer than JOIN (a configuration naming many capabilities): join it all.
+        head = Buffer.concat([this.rest, chunk]);
+        used = this.parse(head, 0, head.length);
+        this.rest = EMPTY;
+        if (this.completing) { if (used < head.length) this.tail.push(head.subarray(used)); } else this.rest = Buffer.from(head.subarray(used));
+        return;
       }
-    } catch (e) {
-      if (!(e instanceof NeedMore)) throw e;
+      if (this.completing) {
+        if (used < restLen) this.tail.push(Buffer.from(head.subarray(used, restLen)));
+        const from = Math.max(0, used - restLen);
+        if (from < chunk.length) this.tail.push(Buffer.from(chunk.subarray(from)));
+        this.rest = EMPTY;
+        return;
+      }
+      if (used < restLen) { this.rest = Buffer.from(head.subarray(used)); return; } // the chunk was all in head
+      start = used - restLen;
+      this.rest = EMPTY;
     }
+    const mark = this.parse(chunk, start, chunk.length);
+    if (this.completing) { if (mark < chunk.length) this.tail.push(Buffer.from(chunk.subarray(mark))); return; }
     // Copy the remainder: `chunk` may be a pooled buffer the socket reuses.
-    this.rest = Buffer.from(buf.subarray(mark));
+    this.rest = mark < chunk.length ? Buffer.from(chunk.subarray(mark)) : EMPTY;
+  }
+
+  /**
+   * Parses whole items of `buf` from `pos` while an item begins before `until` and the RAM section
+   * has not ended; returns where the first unparsed item begins.
+   */
+  private parse(buf: Buffer, pos: number, until: number): number {
+    let c: Cursor | undefined;
+    while (pos < until && pos < buf.length && this.state !== 'tail') {
+      if (this.state === 'ram') {
+        const next = this.pageAt(buf, pos);
+        if (next === NEED_MORE) return pos;
+        if (next >= 0) { pos = next; continue; }
+      }
+      // Anything else (rare: headers, sections, the block list, EOS) through the cursor.
+      c ??= new Cursor(buf);
+      c.pos = pos;
+      try { this.step(c); } catch (e) { if (e instanceof NeedMore) return pos; throw e; }
+      pos = c.pos;
+    }
+    return pos;
+  }
+
+  /**
+   * A ZERO or PAGE record at `pos`, read in place: the position after it, NEED_MORE if it is not
+   * all here, or NOT_A_PAGE for any other record (the cursor path reads and checks those).
+   */
+  private pageAt(buf: Buffer, pos: number): number {
+    if (pos + 8 > buf.length) return NEED_MORE;
+    const hi = buf.readUInt32BE(pos), lo = buf.readUInt32BE(pos + 4);
+    const flags = lo & 0xfff;
+    if ((flags & ~F.CONTINUE) !== F.PAGE && (flags & ~F.CONTINUE) !== F.ZERO) return NOT_A_PAGE;
+    const offset = hi * 0x1_0000_0000 + (lo - flags);
+    let at = pos + 8;
+    let block = this.block;
+    if (!(flags & F.CONTINUE)) {
+      if (at + 1 > buf.length) return NEED_MORE;
+      const n = buf[at];
+      if (at + 1 + n > buf.length) return NEED_MORE;
+      if (n === 0) throw corrupt('empty RAM block name');
+      block = buf.toString('latin1', at + 1, at + 1 + n);
+      at += 1 + n;
+    }
+    const size = flags & F.ZERO ? 1 : PAGE_SIZE;
+    if (at + size > buf.length) return NEED_MORE;
+    if (block === undefined) throw corrupt('a RAM page continues no block');
+    const len = this.lengths.get(block);
+    if (len === undefined) throw corrupt(`page of unknown RAM block ${block}`);
+    if (offset + PAGE_SIZE > len) throw corrupt(`page at ${offset} outside RAM block ${block} (${len} bytes)`);
+    let data: Buffer | undefined;
+    if (flags & F.ZERO) {
+      if (buf[at] !== 0) throw unsupported(`page filled with byte ${buf[at]}`);
+    } else {
+      data = buf.subarray(at, at + PAGE_SIZE);
+    }
+    this.block = block;
+    this.pages++;
+    this.h.page(block, offset, data, this.kind === 'complete');
+    return at + size;
   }
 
   /** Bytes after the RAM section's END so far (device sections, EOF, VM description). */

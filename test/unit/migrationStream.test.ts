@@ -83,6 +83,20 @@ describe('QEMU migration stream parser (dirty-page log)', () => {
     }
   });
 
+  it('reads an item longer than a page cut by a chunk boundary (a configuration naming many capabilities)', () => {
+    const caps = Array.from({ length: 40 }, (_, i) => name(`${String(i).padStart(3, '0')}${'c'.repeat(247)}`));
+    const config = Buffer.concat([Buffer.from([0x05]), name('configuration/capabilities'), u32(1), u32(caps.length), ...caps]);
+    const plain = stream();
+    const at = 8 + 1 + 4 + 11; // after the header and the machine name: where subsections go
+    const data = Buffer.concat([plain.subarray(0, at), config, plain.subarray(at)]);
+    for (const cuts of [[20], [20, 9000], [at + 3, at + 8200], [4000, 12000]]) {
+      const r = parse(data, cuts);
+      assert.deepEqual(r.seen, expected, `cut at ${cuts.join(', ')}`);
+      assert.equal(r.p.configuration?.subsections[0].body.length, 4 + caps.reduce((n, c) => n + c.length, 0));
+      assert.deepEqual(Buffer.concat(r.p.tail), DEVICE_TAIL);
+    }
+  });
+
   it('builds the x-ignore-shared device state: capabilities, block list with addresses, every other-block page, device sections unchanged', () => {
     const { p } = parse(stream(), []);
     const rom = new Map<number, Buffer | undefined>([[0, page(7)], [PAGE_SIZE, undefined]]);
