@@ -41,16 +41,27 @@ export class Qcow2Reader {
   // Allocated clusters, ascending by guest cluster; host offset -1 for zero clusters.
   private guestClusters = new Float64Array(0);
   private hostOffsets = new Float64Array(0);
+  /** L1 indices whose L2 tables were loaded, when open() was given chunks (else all were). */
+  private onlyTables?: Set<number>;
 
   private constructor(path: string, fd: number, info: Qcow2Info, l1Offset: number, l1Size: number) {
     this.path = path; this.fd = fd; this.info = info; this.l1Offset = l1Offset; this.l1Size = l1Size;
   }
 
-  /** Opens the file, checks the header and loads the L1/L2 mapping. */
-  static open(path: string): Qcow2Reader {
+  /**
+   * Opens the file, checks the header and loads the L1/L2 mapping: all of it, or with `chunks` only
+   * the L2 tables that map those 4 KiB chunks (a handoff's paused scan of a few written chunks of a
+   * large layer); readChunk then refuses chunks outside those tables.
+   */
+  static open(path: string, o: { chunks?: Iterable<number> } = {}): Qcow2Reader {
     const fd = fs.openSync(path, 'r');
     try {
       const r = Qcow2Reader.parseHeader(path, fd);
+      if (o.chunks) {
+        const perTable = r.info.clusterSize / 8 * r.info.clusterSize;
+        r.onlyTables = new Set();
+        for (const c of o.chunks) { r.onlyTables.add(Math.floor((c * CHUNK_SIZE) / perTable)); r.onlyTables.add(Math.floor((c * CHUNK_SIZE + CHUNK_SIZE - 1) / perTable)); }
+      }
       r.loadMapping();
       return r;
     } catch (e) {
@@ -118,7 +129,7 @@ export class Qcow2Reader {
     const l2 = Buffer.alloc(clusterSize);
     for (let i = 0; i < this.l1Size; i++) {
       const l2Offset = (l1.readUInt32BE(i * 8) & OFFSET_MASK_HI) * 2 ** 32 + (l1.readUInt32BE(i * 8 + 4) & OFFSET_MASK_LO);
-      if (l2Offset === 0) continue;
+      if (l2Offset === 0 || (this.onlyTables && !this.onlyTables.has(i))) continue;
       if (l2Offset % clusterSize) throw new CloudletError('Corrupt', `${this.path}: L2 table offset ${l2Offset} is not cluster aligned`);
       if (fs.readSync(this.fd, l2, 0, clusterSize, l2Offset) !== clusterSize) throw new CloudletError('Corrupt', `${this.path}: L2 table at ${l2Offset} is past the end of the file`);
       for (let j = 0; j < l2Entries; j++) {
@@ -179,6 +190,7 @@ export class Qcow2Reader {
     out.fill(0);
     while (pos < end) {
       const g = Math.floor(pos / cs);
+      if (this.onlyTables && !this.onlyTables.has(Math.floor(g / (cs / 8)))) throw new CloudletError('Internal', `${this.path}: chunk ${index} is outside the L2 tables loaded`);
       const inCluster = pos - g * cs;
       const n = Math.min(cs - inCluster, end - pos);
       const at = pos - index * CHUNK_SIZE;

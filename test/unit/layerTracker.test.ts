@@ -10,6 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { spawn } from 'child_process';
 import { LayerTracker } from '../../sandbox/handoff/layerTracker';
+import { Qcow2Reader } from '../../sandbox/overlay/qcow2Reader';
 import { NbdBitmapClient } from '../../sandbox/qemu/nbdClient';
 
 const has = (bin: string) => { try { execFileSync(bin, ['--version'], { stdio: 'ignore' }); return true; } catch { return false; } };
@@ -57,6 +58,24 @@ describe('handoff disk-layer tracker (qcow2 written by qemu-io)', function () {
       } finally { fs.closeSync(fd); }
     });
   }
+
+  it('scanChunks loads only the L2 tables of the chunks asked for (512-byte clusters: one table per 32 KiB): same bytes as the whole mapping, other chunks refused', async () => {
+    const { base, layer, io } = setup(512);
+    io('write -P 0xab 12k 4k', 'write -P 0xcd 1m 8k', 'write -z 2m 4k', 'write -P 0x5a 3m 2k');
+    const whole = Qcow2Reader.open(layer);
+    const part = Qcow2Reader.open(layer, { chunks: [3, 256, 257, 512, 768] });
+    const fd = fs.openSync(base, 'r');
+    try {
+      for (const c of [3, 256, 257, 512, 768]) assert.deepEqual(part.readChunk(c, undefined, fd), whole.readChunk(c, undefined, fd), `chunk ${c}`);
+      assert.equal(part.readChunk(768, undefined, fd)[2047], 0x5a);
+      assert.equal(part.readChunk(768, undefined, fd)[2048], 768 % 251, 'the rest of a partly written chunk comes from the base');
+      assert.throws(() => part.readChunk(100, undefined, fd), /outside the L2 tables loaded/);
+      const t = new LayerTracker(layer, fd);
+      const seen: number[] = [];
+      assert.equal(await t.scanChunks([3, 100, 256, 257, 512, 768], async (i) => { seen.push(i); }), 5);
+      assert.deepEqual(seen, [3, 256, 257, 512, 768]);
+    } finally { fs.closeSync(fd); whole.close(); part.close(); }
+  });
 
   it('written chunks from a QEMU dirty bitmap over NBD (qemu-nbd), then only those compared: exactly the ones that differ', async function () {
     if (!has('qemu-nbd')) this.skip();
