@@ -29,14 +29,36 @@ export class ShadowPageTracker {
    * > 0 the copy lives in shared memory and scans run on that many worker threads (started now);
    * if they fail, scans fall back to the in-thread compare.
    */
-  constructor(initial: string, readonly chunks: number, o: { workers?: number } = {}) {
+  constructor(initial: string | undefined, readonly chunks: number, o: { workers?: number } = {}) {
     const workers = o.workers ?? 0;
     this.held = workers > 0 ? Buffer.from(new SharedArrayBuffer(chunks * CHUNK_SIZE)) : Buffer.alloc(chunks * CHUNK_SIZE);
     if (workers > 0) {
       try { this.pool = new ParallelPageCompare(this.held.buffer as SharedArrayBuffer, workers); } catch (e) { this.lastScan = { method: 'in-thread', fallbackReason: String(e) }; }
     }
+    if (initial === undefined) return; // load() fills it
     const fd = fs.openSync(initial, 'r');
     try { for (let off = 0; off < this.held.length;) { const n = fs.readSync(fd, this.held, off, this.held.length - off, off); if (n === 0) break; off += n; } } finally { fs.closeSync(fd); }
+  }
+
+  /**
+   * The same, reading `initial` in READ_BLOCK pieces off the event loop: a 1 GiB base RAM read in
+   * one synchronous call kept the handoff's source silent (no heartbeats) long enough under load
+   * for the destination to drop the session.
+   */
+  static async load(initial: string, chunks: number, o: { workers?: number } = {}): Promise<ShadowPageTracker> {
+    const t = new ShadowPageTracker(undefined, chunks, o);
+    const fh = await fs.promises.open(initial, 'r');
+    try {
+      for (let off = 0; off < t.held.length;) {
+        const { bytesRead } = await fh.read(t.held, off, Math.min(READ_BLOCK, t.held.length - off), off);
+        if (bytesRead === 0) break;
+        off += bytesRead;
+      }
+    } catch (e) {
+      await t.close();
+      throw e;
+    } finally { await fh.close(); }
+    return t;
   }
 
   /** Whether `data` differs from what the destination holds (nothing recorded). */

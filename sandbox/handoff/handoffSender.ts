@@ -129,7 +129,7 @@ export class HandoffSender {
     const { files, vmConfig } = manager.layout(o.vmId);
     const base = manager.bases.get(info.baseId);
     const ramDigests = fs.readFileSync(base.ramDigests), diskDigests = fs.readFileSync(base.diskDigests);
-    const ram = new ShadowPageTracker(base.ram, vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers() });
+    const ram = await ShadowPageTracker.load(base.ram, vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers() });
     const enc = new RoundEncoder({ ramFile: base.ram, diskFile: base.disk, ramDigests, diskDigests }, this.compressor, DEFAULT_LEVEL);
     const ramFile = files.ram, diskLayer = files.disk;
     const baseDiskFd = fs.openSync(base.disk, 'r');

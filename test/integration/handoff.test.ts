@@ -333,6 +333,17 @@ describe('handoff RAM compare: worker threads and the in-thread fallback on a re
     } finally { await inThread.close(); await workers.close(); }
   });
 
+  it('loaded off the event loop (ShadowPageTracker.load, 8 MiB reads), the copy is the same: the same pages found', async () => {
+    const { base, cur, changed } = images();
+    for (const workers of [0, 2]) {
+      const t = await ShadowPageTracker.load(base, PAGES, { workers });
+      try {
+        assert.deepEqual(await scan(t, cur), changed, `${workers} workers`);
+        assert.deepEqual(await scan(t, cur), []);
+      } finally { await t.close(); }
+    }
+  });
+
   it('workers gone: the scan falls back to the in-thread compare and still finds every change', async () => {
     const { base, cur, changed } = images();
     const t = new ShadowPageTracker(base, PAGES, { workers: 2 });
