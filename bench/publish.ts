@@ -15,8 +15,12 @@
  * segments changed per kind, and what a content-defined segment layout would have sent; and, on the
  * realistic pair, what v2 would weigh stored against v1's launch (bench/lib/parentDelta.ts: a
  * parent-overlay chain, measured with the real writer; `sim_parent_delta_v2_vs_v1_bytes`).
+ * On the realistic pair v2 is also made as a child overlay of v1 (the real feature, issue 13.3) and
+ * published to a repository holding v1: ratio_v2_vs_v1_bytes is that publish's bytes over v1's
+ * (ratio_v2_flat_vs_v1_bytes: v2 against the base), and the chain's launch is compared with v2's.
  * Last line: one JSON object with every figure and ratio_v2_vs_v1_bytes.
  */
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -30,9 +34,11 @@ import { realisticPair } from './lib/realisticV2';
 import { analyzeLayouts, type LayoutAnalysis } from './lib/segmentLayout';
 import { parentDelta, type ParentDelta } from './lib/parentDelta';
 import { BaseStore } from '../sandbox/base/store';
+import { applyOverlay, OverlayReader } from '../sandbox/overlay';
+import { applyChain, folderLookup, resolveChain } from '../sandbox/overlay/parentChain';
 import { projectCache } from '../sandbox/common/paths';
 
-interface Pair { v1: string; v2: string; source: string; kind: 'env' | 'realistic' | 'generated'; change: string; v2Built?: unknown }
+interface Pair { v1: string; v2: string; v2Child?: string; source: string; kind: 'env' | 'realistic' | 'generated'; change: string; v2Built?: unknown }
 
 async function findPair(work: string): Promise<Pair> {
   const env = process.env.CLOUDLET_BENCH_OVERLAYS;
@@ -43,7 +49,7 @@ async function findPair(work: string): Promise<Pair> {
   try {
     const r = await realisticPair((m) => console.log(`  ${m}`));
     return {
-      v1: r.v1, v2: r.v2, kind: 'realistic', change: r.change, v2Built: r.v2Built,
+      v1: r.v1, v2: r.v2, v2Child: r.v2Child, kind: 'realistic', change: r.change, v2Built: r.v2Built,
       source: `realistic guest (Debian 12, systemd, 1 GiB RAM, 4 GiB disk, Flask + nginx-light; base ${r.baseId.slice(0, 12)}): v1 = launch VM overlay, v2 = v1 synthesized + one file changed`,
     };
   } catch (e) {
@@ -56,6 +62,24 @@ async function findPair(work: string): Promise<Pair> {
 }
 
 const mb = (n: number) => Math.round(n / 1e4) / 100;
+
+/** Whether synthesis of `flat` (against the base) and of `childFile` (with its chain, pulled next to it) build the same launch RAM and disk. */
+async function sameLaunch(flat: string, childFile: string, base: { baseId: string; ramFile: string; diskFile: string }, dir: string): Promise<boolean> {
+  const readers: OverlayReader[] = [];
+  try {
+    const f = OverlayReader.open(flat); readers.push(f);
+    const c = OverlayReader.open(childFile); readers.push(c);
+    const a = await applyOverlay(f, f, base, { outDir: path.join(dir, 'flat') });
+    const chain = await resolveChain({ manifest: c.manifest, overlayId: c.overlayId, source: c }, folderLookup([path.dirname(childFile)], readers));
+    const b = await applyChain(chain, base, { outDir: path.join(dir, 'child') });
+    const ramSame = spawnSync('cmp', ['-s', a.ramFile, b.ramFile]).status === 0;
+    const diskSame = spawnSync('qemu-img', ['compare', '-q', a.diskLayer, b.diskLayer]).status === 0;
+    return ramSame && diskSame && fs.readFileSync(a.deviceState).equals(fs.readFileSync(b.deviceState));
+  } finally {
+    for (const r of readers) r.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-bench-publish-'));
@@ -117,6 +141,29 @@ async function main(): Promise<void> {
     } catch (e) {
       console.log(`  segment layout analysis failed: ${(e as Error).message}`);
     }
+    // Issue 13.3, the real feature: v2 as a child overlay of v1, published to a repository holding v1.
+    // Its own publication history, so nothing is mounted from bench/app (flat v2's device state is the same bytes).
+    let child: { publish: Awaited<ReturnType<typeof publishOverlay>>; fileBytes: number; pullBytes: number; pullSeconds: number; sameLaunch?: boolean; chainMs?: number } | undefined;
+    if (pair.v2Child) {
+      const ic = readOverlayFile(pair.v2Child);
+      const chainConn = { credentials: null, storeRoot: path.join(work, 'store-chain') };
+      await publishOverlay(pair.v1, `${reg.host}/bench/chain:v1`, chainConn);
+      const pc = await publishOverlay(pair.v2Child, `${reg.host}/bench/chain:v2`, chainConn);
+      console.log(`publish v2 as a child of v1 (${ic.overlayId.slice(0, 12)}, ${mb(ic.fileSize)} MB file): ${mb(pc.bytesSent)} MB sent in ${pc.seconds.toFixed(3)} s (${pc.segments.uploaded} uploaded, ${pc.segments.skipped} already there)`);
+      const pulled = await pullOverlay(`${reg.host}/bench/chain:v2`, path.join(work, 'chain', 'v2.overlay'), { ...chainConn, cacheDir: path.join(work, 'cache-chain') });
+      console.log(`pull v2 child + its parent v1 (cold cache): ${mb(pulled.bytesDownloaded + (pulled.parents ?? []).reduce((n, p) => n + p.bytesDownloaded, 0))} MB in ${pulled.seconds.toFixed(3)} s`);
+      child = { publish: pc, fileBytes: ic.fileSize, pullBytes: pulled.bytesDownloaded + (pulled.parents ?? []).reduce((n, p) => n + p.bytesDownloaded, 0), pullSeconds: pulled.seconds };
+      try {
+        const b = new BaseStore(projectCache('bench-overlay', 'realistic', 'home')).get(i2.manifest.baseId);
+        const t = Date.now();
+        child.sameLaunch = await sameLaunch(pair.v2, pulled.file, { baseId: b.id, ramFile: b.ram, diskFile: b.disk }, path.join(work, 'launches'));
+        child.chainMs = Date.now() - t;
+        console.log(`  the chain v1 -> v2-child builds the same launch RAM and disk as v2 against the base: ${child.sameLaunch} (${(child.chainMs / 1000).toFixed(1)} s)`);
+      } catch (e) {
+        console.log(`  launch comparison failed: ${(e as Error).message}`);
+      }
+    }
+
     // Issue 13.3: v2 stored against its parent v1 (measured with the real writer; format unchanged).
     let delta: ParentDelta | undefined;
     if (pair.kind === 'realistic') {
@@ -161,6 +208,14 @@ async function main(): Promise<void> {
       parent_delta_v2_device_state_bytes: delta?.deviceStateBytes, parent_delta_v2_ram_encodings: delta?.ram.encodings, parent_delta_reverted_disk_chunks: delta?.revertedDiskChunks,
       // v2 published as a parent-chain overlay would send its own file plus a manifest (~the v1 manifest's size, counted in v1_publish_bytes - segments).
       sim_parent_delta_v2_vs_v1_bytes: delta ? Math.round(((delta.bytes + delta.revertedDiskChunks * 12) / p1.bytesSent) * 10000) / 10000 : undefined,
+      v2_child_overlay_id: child?.publish.overlayId,
+      v2_child_file_bytes: child?.fileBytes,
+      v2_child_publish_bytes: child?.publish.bytesSent,
+      v2_child_publish_seconds: child?.publish.seconds,
+      v2_child_segment_bytes_uploaded: child?.publish.segmentBytes.uploaded,
+      v2_child_chain_pull_bytes: child?.pullBytes,
+      v2_child_chain_pull_seconds: child?.pullSeconds,
+      v2_child_same_launch_as_flat: child?.sameLaunch,
       v1_publish_bytes: p1.bytesSent,
       v1_publish_seconds: p1.seconds,
       v2_publish_bytes: p2.bytesSent,
@@ -172,7 +227,10 @@ async function main(): Promise<void> {
       v2_pull_bytes: pull.bytesDownloaded,
       v2_pull_seconds: pull.seconds,
       v2_pull_identical: identical,
-      ratio_v2_vs_v1_bytes: Math.round((p2.bytesSent / p1.bytesSent) * 10000) / 10000,
+      // Issue 13.3: v2 published as a child of v1 when the pair has one (the realistic pair), else v2 against the base.
+      ratio_v2_vs_v1_bytes: Math.round(((child?.publish.bytesSent ?? p2.bytesSent) / p1.bytesSent) * 10000) / 10000,
+      ratio_v2_vs_v1_bytes_from: child ? 'v2 published as a child overlay of v1' : 'v2 published against the base',
+      ratio_v2_flat_vs_v1_bytes: Math.round((p2.bytesSent / p1.bytesSent) * 10000) / 10000,
       ratio_v2_vs_v1_seconds: Math.round((p2.seconds / p1.seconds) * 1000) / 1000,
       ratio_v2_vs_whole_file_bytes: Math.round((p2.bytesSent / wholeBytes) * 10000) / 10000,
     };

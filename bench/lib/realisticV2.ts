@@ -5,6 +5,9 @@
  *   v2  the developer's "new version" flow on that app: synthesize v1 (base + v1 overlay), change one
  *       file in the guest (/srv/app/app.py: the answer's text), restart the app's service, wait for
  *       the new answer, sync, pause, create the overlay. Same base, same writer, same level as v1.
+ *  v2-child  the same paused sandbox's overlay stored as a child of v1 (`overlay create --parent v1`:
+ *       only what changed since v1's launch; docs/overlay-format.md "Parent overlays"). v1 is linked
+ *       into the bench home's overlays/ under its ID so the chain resolves there.
  * v2 is cached in .cache/bench/overlay/realistic-v2.overlay with realistic-v2.json recording its inputs
  * (base ID, v1 overlay ID, the edit, the level, this recipe's version); any difference rebuilds it.
  * When v1 or the base is missing, bench/overlay (--only realistic --reuse-peer) is run to make them.
@@ -22,7 +25,7 @@ import { SandboxManager } from '../../sandbox/sandboxes/sandboxManager';
 import { readOverlayFile } from '../../sandbox/registry/overlayFile';
 import { DEBIAN_BASE_NAME } from '../../test/integration/fixtures/testBase';
 
-const RECIPE_VERSION = 1;
+const RECIPE_VERSION = 2;
 const LEVEL = 3;                      // bench/overlay's default level (v1 was made with it)
 const APP_PORT = 5000;
 const APP_FILE = '/srv/app/app.py';
@@ -32,6 +35,8 @@ const NEW_TEXT = 'hello from flask on a cloudlet, version 2';
 export interface RealisticPair {
   v1: string;
   v2: string;
+  /** v2 as a child overlay of v1 (same VM state as `v2`). */
+  v2Child: string;
   baseId: string;
   change: string;
   /** How v2 was obtained in this run: built (with timings) or taken from the cache. */
@@ -72,6 +77,7 @@ export async function realisticPair(say: (s: string) => void): Promise<Realistic
   const dir = projectCache('bench', 'overlay');
   const v1 = path.join(dir, 'realistic-v1.overlay');
   const v2 = path.join(dir, 'realistic-v2.overlay');
+  const v2Child = path.join(dir, 'realistic-v2-child.overlay');
   const metaFile = path.join(dir, 'realistic-v2.json');
 
   let baseId = realisticBase(home);
@@ -89,15 +95,17 @@ export async function realisticPair(say: (s: string) => void): Promise<Realistic
     change: createHash('sha256').update(change).digest('hex'),
   };
   if (fs.existsSync(v2) && fs.existsSync(metaFile)) {
-    const m = JSON.parse(fs.readFileSync(metaFile, 'utf8')) as { inputs: unknown; v2OverlayId: string };
-    if (JSON.stringify(m.inputs) === JSON.stringify(inputs) && readOverlayFile(v2).overlayId === m.v2OverlayId) {
-      say(`realistic v2 overlay (cached, inputs unchanged): ${m.v2OverlayId.slice(0, 12)}`);
-      return { v1, v2, baseId: baseId!, change, v2Built: 'cached' };
+    const m = JSON.parse(fs.readFileSync(metaFile, 'utf8')) as { inputs: unknown; v2OverlayId: string; v2ChildOverlayId?: string };
+    if (JSON.stringify(m.inputs) === JSON.stringify(inputs) && readOverlayFile(v2).overlayId === m.v2OverlayId
+      && fs.existsSync(v2Child) && readOverlayFile(v2Child).overlayId === m.v2ChildOverlayId) {
+      say(`realistic v2 overlay (cached, inputs unchanged): ${m.v2OverlayId.slice(0, 12)}, child of v1 ${m.v2ChildOverlayId.slice(0, 12)}`);
+      return { v1, v2, v2Child, baseId: baseId!, change, v2Built: 'cached' };
     }
     say('realistic v2 overlay is stale (its inputs changed): rebuilding');
   }
 
   fs.rmSync(v2, { force: true });
+  fs.rmSync(v2Child, { force: true });
   fs.rmSync(metaFile, { force: true });
   const manager = new SandboxManager({ root: home });
   const name = `bench-publish-v2-${process.pid}`;
@@ -129,12 +137,21 @@ export async function realisticPair(say: (s: string) => void): Promise<Realistic
     const t1 = Date.now();
     const partial = `${v2}.partial`;
     fs.rmSync(partial, { force: true });
-    const o = await createSandboxOverlay(manager, sandboxId, { outFile: partial, level: LEVEL, ports: i1.manifest.vmConfig && Array.isArray((i1.manifest.vmConfig as { ports?: number[] }).ports) ? (i1.manifest.vmConfig as { ports: number[] }).ports : undefined });
+    const ports = i1.manifest.vmConfig && Array.isArray((i1.manifest.vmConfig as { ports?: number[] }).ports) ? (i1.manifest.vmConfig as { ports: number[] }).ports : undefined;
+    const o = await createSandboxOverlay(manager, sandboxId, { outFile: partial, level: LEVEL, ports });
     const overlaySeconds = (Date.now() - t1) / 1000;
     fs.renameSync(partial, v2);
-    fs.writeFileSync(metaFile, JSON.stringify({ inputs, change, v2OverlayId: o.overlayId, made: new Date().toISOString() }, null, 2) + '\n');
     say(`realistic v2: overlay ${o.overlayId.slice(0, 12)} ${(o.bytes / 1e6).toFixed(2)} MB in ${overlaySeconds.toFixed(1)} s`);
-    return { v1, v2, baseId: baseId!, change, v2Built: { seconds: (Date.now() - t0) / 1000, synthesizeSeconds, overlaySeconds } };
+    // The same paused VM stored as a child of v1 (the sandbox is paused now: taken as it is, no discard again).
+    const linked = path.join(manager.paths.overlays, `${i1.overlayId}.overlay`);
+    fs.mkdirSync(manager.paths.overlays, { recursive: true });
+    if (!fs.existsSync(linked)) fs.copyFileSync(v1, linked);
+    const t2 = Date.now();
+    const c = await createSandboxOverlay(manager, sandboxId, { outFile: `${v2Child}.partial`, level: LEVEL, ports, parent: i1.overlayId });
+    fs.renameSync(`${v2Child}.partial`, v2Child);
+    say(`realistic v2 as a child of v1: overlay ${c.overlayId.slice(0, 12)} ${(c.bytes / 1e6).toFixed(2)} MB in ${((Date.now() - t2) / 1000).toFixed(1)} s`);
+    fs.writeFileSync(metaFile, JSON.stringify({ inputs, change, v2OverlayId: o.overlayId, v2ChildOverlayId: c.overlayId, made: new Date().toISOString() }, null, 2) + '\n');
+    return { v1, v2, v2Child, baseId: baseId!, change, v2Built: { seconds: (Date.now() - t0) / 1000, synthesizeSeconds, overlaySeconds } };
   } finally {
     fs.rmSync(tmpApp, { force: true });
     if (sandboxId) await manager.delete(sandboxId).catch((e) => say(`could not delete sandbox ${sandboxId}: ${(e as Error).message}`));

@@ -7,14 +7,15 @@
  */
 import type { OverlayManifest } from '../overlay/format';
 import type { SegmentSource } from '../overlay/overlayReader';
-import { blobCacheDirFor, openOverlayFromOci, plainHttpSetting, readCaFile } from '../registry';
+import type { ParentLookup } from '../overlay/parentChain';
+import { blobCacheDirFor, openOverlayChainFromOci, plainHttpSetting, readCaFile } from '../registry';
 import { CloudletError, describeError } from '../common/errors';
 import { defaultOverlayPolicy, downloadOverlay, fetchOverlayManifest, outsideRanges, unreadable, type OverlayFetchOptions } from './overlayFetch';
 import { isAddressRefusal } from '../common/addressPolicy';
 import { onDiskFullAsync } from '../common/hostErrors';
 
 /** What backend.synthesize takes: an overlay file, or a manifest with a segment source. */
-export type SynthesisInput = string | { manifest: OverlayManifest; overlayId: string; source: SegmentSource };
+export type SynthesisInput = string | { manifest: OverlayManifest; overlayId: string; source: SegmentSource; parentLookup?: ParentLookup };
 
 export interface OverlaySource {
   overlayId: string;
@@ -40,7 +41,8 @@ export async function openOciOverlay(ref: string, dataDir: string, maxBytes: num
   let oci;
   let reached = false;
   try {
-    oci = await openOverlayFromOci(ref, {
+    // A child overlay's whole chain is resolved and checked here, before any server exists.
+    oci = await openOverlayChainFromOci(ref, {
       cacheDir: blobCacheDirFor(dataDir), ca: readCaFile(), plainHttp: plainHttpSetting(),
       addressPolicy: fo.policy ?? defaultOverlayPolicy(), onRegistryReached: () => { reached = true; },
     });
@@ -49,20 +51,22 @@ export async function openOciOverlay(ref: string, dataDir: string, maxBytes: num
     // Until a registry answered, nothing is told about what did (see overlayFetch.ts).
     if (!reached) throw unreadable(ref, describeError(e), fo);
     const code = e instanceof CloudletError && e.status < 500 ? e.code : 'BadInput';
-    throw new CloudletError(code, `overlay_url ${ref}: ${describeError(e)}`);
+    throw new CloudletError(code, `overlay_url ${ref}: ${describeError(e)}`, { hint: e instanceof CloudletError ? e.hint : undefined });
   }
   if (oci.totalBytes > maxBytes) {
     await oci.close();
     throw new CloudletError('BadInput', `overlay at ${ref} is ${oci.totalBytes} bytes, over this cloudlet's cap of ${maxBytes} bytes`, { status: 413 });
   }
-  const o = oci;
+  const c = oci, o = oci.leaf;
   return {
     overlayId: o.overlayId, baseId: o.baseId,
     async prepare(_tmp, progress) {
-      // Synthesis pulls the segments itself; the registry source reports them as download progress.
-      o.source.progress = (e) => progress(e.done ?? 0, e.total ?? o.totalBytes);
-      return { manifest: o.manifest, overlayId: o.overlayId, source: o.source };
+      // Synthesis pulls the segments itself; the registry sources report them as download progress (all hops together).
+      const done = new Map<string, number>();
+      for (const h of c.hops) h.source.progress = (e) => { done.set(h.overlayId, e.done ?? 0); progress([...done.values()].reduce((a, b) => a + b, 0), c.totalBytes); };
+      const hops = new Map(c.chain.map((h) => [h.overlayId, h]));
+      return { manifest: o.manifest, overlayId: o.overlayId, source: o.source, parentLookup: async (id) => hops.get(id) };
     },
-    close: () => o.close(),
+    close: () => c.close(),
   };
 }

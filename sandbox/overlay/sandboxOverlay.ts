@@ -143,13 +143,13 @@ export function checkSameVm(vm: VmConfig, baseVm: VmConfig, baseId: string): voi
 export async function synthesize(
   manager: SandboxManager,
   baseRef: string,
-  overlay: string | { manifest: OverlayManifest; overlayId?: string; source: SegmentSource },
+  overlay: string | { manifest: OverlayManifest; overlayId?: string; source: SegmentSource; parentLookup?: ParentLookup },
   opts: SynthesizeOptions = {},
 ): Promise<SynthesizeResult> {
   const t0 = Date.now();
   const progress = opts.progress ?? noProgress;
   const reader = typeof overlay === 'string' ? OverlayReader.open(overlay) : undefined;
-  const o = reader ? { manifest: reader.manifest, overlayId: reader.overlayId, source: reader as SegmentSource } : (overlay as { manifest: OverlayManifest; overlayId?: string; source: SegmentSource });
+  const o = reader ? { manifest: reader.manifest, overlayId: reader.overlayId, source: reader as SegmentSource, parentLookup: undefined } : (overlay as { manifest: OverlayManifest; overlayId?: string; source: SegmentSource; parentLookup?: ParentLookup });
   const work = path.join(manager.paths.tmp, `synth-${process.pid}-${Date.now()}`);
   const readers: OverlayReader[] = [];
   try {
@@ -160,7 +160,7 @@ export async function synthesize(
     let chain: ChainHop[] = [{ manifest: o.manifest, overlayId: o.overlayId ?? '', source: o.source }];
     if (o.manifest.parent) {
       const dirs = [manager.paths.overlays, ...(typeof overlay === 'string' ? [path.dirname(path.resolve(overlay))] : [])];
-      chain = await resolveChain(chain[0], opts.parentLookup ?? folderLookup(dirs, readers));
+      chain = await resolveChain(chain[0], opts.parentLookup ?? o.parentLookup ?? folderLookup(dirs, readers));
     }
     progress({ phase: 'synthesize', message: `building launch VM of overlay ${o.overlayId?.slice(0, 12) ?? ''} over base ${base.id.slice(0, 12)}${chain.length > 1 ? ` (chain of ${chain.length} overlays)` : ''}` });
     const built = await applyChain(chain, { baseId: base.id, ramFile: base.ram, diskFile: base.disk }, {

@@ -16,6 +16,9 @@ export const OVERLAY_SEGMENT = 'application/vnd.cloudlet.overlay.segment.v1';
 /** Annotation keys on the OCI manifest. */
 export const ANNOTATION_OVERLAY_ID = 'org.cloudlet.overlay.id';
 export const ANNOTATION_BASE_ID = 'org.cloudlet.base.id';
+/** A child overlay (sandbox/overlay/parentChain.ts): its parent's overlay ID, and that parent's OCI manifest digest in the same repository. */
+export const ANNOTATION_PARENT = 'org.cloudlet.overlay.parent';
+export const ANNOTATION_PARENT_MANIFEST = 'org.cloudlet.overlay.parent.manifest';
 export const ANNOTATION_TITLE = 'org.opencontainers.image.title';
 
 /** Accept header for manifest GETs: everything we can recognise, so a refusal can name what it got. */

@@ -5,7 +5,8 @@
  * by digest. This is what synthesis uses for `oci://` overlay URLs.
  */
 import * as path from 'path';
-import { CloudletError, throwIfCancelled } from '../common/errors';
+import { CloudletError, isCloudletError, throwIfCancelled } from '../common/errors';
+import { resolveChain, type ChainHop } from '../overlay/parentChain';
 import { noProgress, ProgressSink } from '../common/progress';
 import { OverlayManifest, overlayIdOf } from '../overlay/format';
 import type { SegmentSource } from '../overlay/overlayReader';
@@ -38,6 +39,8 @@ export interface OciOverlay {
   manifest: OverlayManifest;
   manifestBytes: Buffer;
   segments: Descriptor[];
+  /** A child overlay: where its parent is in the same repository (checked against the manifest's parent.id). */
+  parent?: { overlayId: string; manifestDigest: string };
   /** Sum of the segments' compressed sizes (for size caps before anything is downloaded). */
   totalBytes: number;
   source: RegistrySegmentSource;
@@ -143,11 +146,15 @@ export async function openOverlayFromOci(refText: string, opts: OciOverlayOption
     if (overlayId !== artifact.overlayId) {
       throw new CloudletError('Corrupt', `${what}: the overlay manifest's ID is ${overlayId}, the artifact says ${artifact.overlayId}`);
     }
+    // The manifest's parent.id (covered by the overlay ID) is the truth; the annotation only says where it is.
+    if ((manifest.parent?.id ?? '') !== (artifact.parent?.overlayId ?? '')) {
+      throw new CloudletError('Corrupt', `${what}: the overlay manifest names parent ${manifest.parent?.id ?? 'none'}, the artifact's annotation ${artifact.parent?.overlayId ?? 'none'}`);
+    }
     const source = new RegistrySegmentSource(client, ref, artifact.layers, cache, opts.progress ?? noProgress, opts.concurrency ?? 4);
     const digests = artifact.layers.map((l) => l.digest);
     return {
       reference: formatReference({ ...ref, tag: undefined, digest: m.digest }),
-      manifestDigest: m.digest, overlayId, baseId: manifest.baseId, manifest, manifestBytes,
+      manifestDigest: m.digest, overlayId, baseId: manifest.baseId, manifest, manifestBytes, parent: artifact.parent,
       segments: artifact.layers, totalBytes: artifact.layers.reduce((n, l) => n + l.size, 0), source, stats: client.stats,
       writeTo: async (file, progress) => {
         if (progress) source.progress = progress;
@@ -158,6 +165,56 @@ export async function openOverlayFromOci(refText: string, opts: OciOverlayOption
     };
   } catch (e) {
     await client.close();
+    throw e;
+  }
+}
+
+/** A child overlay and its parents from one repository: `hops` root first, the overlay asked for last. */
+export interface OciOverlayChain {
+  leaf: OciOverlay;
+  hops: OciOverlay[];
+  chain: ChainHop[];
+  /** Compressed segment bytes of every hop. */
+  totalBytes: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens an overlay and, for a child, its whole chain from the same repository (each parent by the
+ * manifest digest its child's artifact names), checked by resolveChain before any segment is
+ * fetched: every parent found (else NotFound: "pull or publish it first"), its ID recomputed from
+ * its manifest and equal to the child's reference, same base and VM, depth, at most 4 hops.
+ */
+export async function openOverlayChainFromOci(refText: string, opts: OciOverlayOptions = {}): Promise<OciOverlayChain> {
+  const ref = parseReference(refText);
+  const leaf = await openOverlayFromOci(refText, opts);
+  const opened: OciOverlay[] = [leaf];
+  const closeAll = async () => { await Promise.all(opened.map((o) => o.close())); };
+  const where = new Map<string, string>();
+  const learn = (o: OciOverlay) => { if (o.parent) where.set(o.parent.overlayId, o.parent.manifestDigest); };
+  learn(leaf);
+  const hopOf = (o: OciOverlay): ChainHop => ({ manifest: o.manifest, overlayId: o.overlayId, source: o.source });
+  const byId = new Map<string, OciOverlay>([[leaf.overlayId, leaf]]);
+  try {
+    const chain = await resolveChain(hopOf(leaf), async (id) => {
+      const digest = where.get(id);
+      if (!digest) return undefined;
+      let o: OciOverlay;
+      try {
+        o = await openOverlayFromOci(formatReference({ registry: ref.registry, repository: ref.repository, digest }), { ...opts, onRegistryReached: undefined });
+      } catch (e) {
+        if (isCloudletError(e, 'NotFound')) return undefined;
+        throw e;
+      }
+      opened.push(o);
+      byId.set(o.overlayId, o);
+      learn(o);
+      return hopOf(o);
+    });
+    const hops = chain.map((h) => byId.get(h.overlayId)!);
+    return { leaf, hops, chain, totalBytes: hops.reduce((n, h) => n + h.totalBytes, 0), close: closeAll };
+  } catch (e) {
+    await closeAll();
     throw e;
   }
 }

@@ -9,7 +9,7 @@
 import { CloudletError } from '../common/errors';
 import { isDigest } from './digest';
 import {
-  ANNOTATION_BASE_ID, ANNOTATION_OVERLAY_ID, ANNOTATION_TITLE, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, OCI_INDEX, OCI_MANIFEST,
+  ANNOTATION_BASE_ID, ANNOTATION_OVERLAY_ID, ANNOTATION_PARENT, ANNOTATION_PARENT_MANIFEST, ANNOTATION_TITLE, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, OCI_INDEX, OCI_MANIFEST,
   OVERLAY_ARTIFACT_TYPE, OVERLAY_CONFIG, OVERLAY_SEGMENT,
 } from './mediaTypes';
 
@@ -26,6 +26,8 @@ export interface OverlayArtifact {
   overlayId: string;
   baseId: string;
   layers: Descriptor[];    // segments, in overlay order
+  /** A child overlay: its parent's overlay ID and OCI manifest digest (same repository). */
+  parent?: { overlayId: string; manifestDigest: string };
 }
 
 /** A segment's file name in generic OCI tools: the overlay's short ID and the segment's place. */
@@ -34,7 +36,7 @@ export function segmentTitle(overlayId: string, index: number): string {
 }
 
 export function buildOverlayManifest(a: { overlayId: string; baseId: string; configDigest: string; configSize: number;
-  segments: { digest: string; size: number }[] }): Buffer {
+  segments: { digest: string; size: number }[]; parent?: { overlayId: string; manifestDigest: string } }): Buffer {
   const manifest = {
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,
@@ -43,7 +45,10 @@ export function buildOverlayManifest(a: { overlayId: string; baseId: string; con
     // A file name per layer, so generic tools (oras pull) write the segments to files in order.
     layers: a.segments.map((s, i) => ({ mediaType: OVERLAY_SEGMENT, digest: s.digest, size: s.size, annotations: { [ANNOTATION_TITLE]: segmentTitle(a.overlayId, i) } })),
     // No timestamps: the same overlay always gives the same manifest digest.
-    annotations: { [ANNOTATION_OVERLAY_ID]: a.overlayId, [ANNOTATION_BASE_ID]: a.baseId },
+    annotations: {
+      [ANNOTATION_OVERLAY_ID]: a.overlayId, [ANNOTATION_BASE_ID]: a.baseId,
+      ...(a.parent ? { [ANNOTATION_PARENT]: a.parent.overlayId, [ANNOTATION_PARENT_MANIFEST]: a.parent.manifestDigest } : {}),
+    },
   };
   return Buffer.from(JSON.stringify(manifest));
 }
@@ -80,8 +85,14 @@ export function readOverlayArtifact(body: Buffer, mediaType: string, what: strin
   if (annotated !== undefined && !/^[0-9a-f]{64}$/.test(annotated)) throw bad(`its overlay ID annotation ${JSON.stringify(String(annotated).slice(0, 80))} is not 64 hex digits`);
   // The manifest's own ID is computed and compared once the config blob is fetched (ociOverlaySource).
   const overlayId = annotated ?? m.config.digest.slice('sha256:'.length);
+  const parentId = m.annotations?.[ANNOTATION_PARENT], parentManifest = m.annotations?.[ANNOTATION_PARENT_MANIFEST];
+  if (parentId !== undefined || parentManifest !== undefined) {
+    if (typeof parentId !== 'string' || !/^[0-9a-f]{64}$/.test(parentId)) throw bad(`its parent annotation ${JSON.stringify(String(parentId).slice(0, 80))} is not 64 hex digits`);
+    if (typeof parentManifest !== 'string' || !isDigest(parentManifest)) throw bad(`its parent manifest annotation ${JSON.stringify(String(parentManifest).slice(0, 80))} is not a sha256 digest`);
+  }
   return {
     configDigest: m.config.digest, configSize: m.config.size, overlayId,
     baseId: m.annotations?.[ANNOTATION_BASE_ID] ?? '', layers: m.layers,
+    ...(parentId ? { parent: { overlayId: parentId, manifestDigest: parentManifest! } } : {}),
   };
 }

@@ -6,17 +6,17 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { CloudletError, throwIfCancelled } from '../common/errors';
+import { CloudletError, isCloudletError, throwIfCancelled } from '../common/errors';
 import { PROFILE_LEVELS, recompressOverlay, type ProfileName } from '../overlay/recompress';
 import { noProgress, ProgressSink } from '../common/progress';
 import { BlobUploader, UploadResult } from './blobUploader';
 import { formatReference, parseReference } from './reference';
 import { OCI_MANIFEST } from './mediaTypes';
-import { buildOverlayManifest } from './overlayArtifact';
+import { buildOverlayManifest, readOverlayArtifact } from './overlayArtifact';
 import { readOverlayFile, readSegmentBytes } from './overlayFile';
 import { mapLimit } from './parallel';
-import { mountSources, recordPublication } from './publishedRefs';
-import { RegistryClient, RegistryClientOptions } from './registryClient';
+import { listPublications, mountSources, recordPublication } from './publishedRefs';
+import { pullScope, RegistryClient, RegistryClientOptions } from './registryClient';
 import { sha256Digest } from './digest';
 
 export interface PublishOptions extends RegistryClientOptions {
@@ -85,6 +85,8 @@ async function publishFile(file: string, refText: string, opts: PublishOptions):
   const client = new RegistryClient(ref.registry, opts);
   try {
     await client.ping();
+    // A child overlay is published only where its parent is: synthesis fetches the chain from here.
+    const parent = info.manifest.parent ? await findParentInRepository(client, ref.repository, info.manifest.parent.id, info.overlayId, opts.storeRoot) : undefined;
     const uploader = new BlobUploader(client, ref.repository);
     const known = mountSources(ref.registry, ref.repository, opts.storeRoot);
     const total = info.segments.reduce((n, s) => n + s.size, 0);
@@ -114,6 +116,7 @@ async function publishFile(file: string, refText: string, opts: PublishOptions):
     const config = await uploader.upload(info.manifestBytes, configDigest, { chunkSize: opts.chunkSize });
     const manifest = buildOverlayManifest({
       overlayId: info.overlayId, baseId: info.baseId, configDigest, configSize: info.manifestBytes.length, segments: info.segments,
+      parent: parent ? { overlayId: info.manifest.parent!.id, manifestDigest: parent } : undefined,
     });
     const manifestDigest = sha256Digest(manifest);
     // Push by tag when there is one (that also makes the digest reachable), else by digest.
@@ -148,4 +151,41 @@ async function publishFile(file: string, refText: string, opts: PublishOptions):
   } finally {
     await client.close();
   }
+}
+
+/**
+ * The OCI manifest digest of overlay `parentId` in `repo`: from this machine's publication history
+ * first, else by the repository's tags (up to 200); each candidate fetched and its overlay ID
+ * annotation compared. Refused (NotFound) when the repository does not hold it.
+ */
+async function findParentInRepository(client: RegistryClient, repo: string, parentId: string, childId: string, storeRoot?: string): Promise<string> {
+  const isParent = async (reference: string): Promise<string | undefined> => {
+    try {
+      const m = await client.getManifest(repo, reference);
+      return readOverlayArtifact(m.body, m.mediaType, reference).overlayId === parentId ? m.digest : undefined;
+    } catch (e) {
+      if (isCloudletError(e, 'NotFound') || isCloudletError(e, 'BadInput')) return undefined;
+      throw e;
+    }
+  };
+  const known = listPublications(storeRoot).filter((p) => p.registry === client.registry && p.repository === repo && p.overlayId === parentId).reverse();
+  for (const p of known) {
+    const d = await isParent(p.manifestDigest);
+    if (d) return d;
+  }
+  const r = await client.send('GET', `/v2/${repo}/tags/list?n=200`, { scopes: [pullScope(repo)], what: `tag list of ${client.registry}/${repo}` });
+  if (r.status === 200) {
+    let tags: unknown;
+    try { tags = (JSON.parse(r.body.toString('utf8')) as { tags?: unknown }).tags; } catch { tags = undefined; }
+    if (Array.isArray(tags)) {
+      for (const t of tags.slice(0, 200)) {
+        if (typeof t !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(t)) continue;
+        const d = await isParent(t);
+        if (d) return d;
+      }
+    }
+  }
+  throw new CloudletError('NotFound', `overlay ${childId.slice(0, 12)} is stored against its parent overlay ${parentId}, which ${client.registry}/${repo} does not hold: publish ${parentId.slice(0, 12)} there first`, {
+    hint: `cloudlet overlay publish ${parentId.slice(0, 12)} ${client.registry}/${repo}:TAG`, status: 400,
+  });
 }

@@ -148,6 +148,7 @@ export function register(program: Command): void {
           `  from      ${r.reference}`,
           `  file      ${r.file}`,
           `  segments  ${r.segments.total}: ${r.segments.downloaded} downloaded (${formatBytes(r.bytesDownloaded)}), ${r.segments.fromCache} from cache`,
+          ...(r.parents ?? []).map((p, i) => `  parent    ${p.overlayId} (chain hop ${i + 1}, ${formatBytes(p.bytesDownloaded)} downloaded) ${p.file}`),
           `  time      ${r.seconds.toFixed(2)} s${r.retries ? `, ${r.retries} retries` : ''}`,
           '',
         ].join('\n'));
