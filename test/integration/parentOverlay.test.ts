@@ -7,7 +7,6 @@
  * counter.
  */
 import { strict as assert } from 'assert';
-import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
 import { isCloudletError } from '../../sandbox/common/errors';
