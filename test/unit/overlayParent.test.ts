@@ -8,6 +8,7 @@ import { applyOverlay, canonicalJson, createOverlay, OverlayReader, SegmentCompr
 import type { OverlayManifest } from '../../sandbox/overlay';
 import { encodeContainerHeader, validateManifest } from '../../sandbox/overlay/format';
 import { applyChain, folderLookup, resolveChain, type ChainHop } from '../../sandbox/overlay/parentChain';
+import { flattenOverlay } from '../../sandbox/overlay/flatten';
 import { GeneratedPair, makePair, PAGE, prng } from './helpers/generatedImages';
 
 /** Rewrites a container with a changed manifest (what a forger would do); segments kept. */
@@ -111,6 +112,18 @@ describe('parent overlays: a child stored against its parent\'s launch (issue 13
     assert.match(execFileSync('qemu-img', ['check', res.diskLayer]).toString(), /No errors were found/);
     assert.match(execFileSync('qemu-img', ['info', res.diskLayer]).toString(), new RegExp(`backing file: ${pair.base.diskFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     assert.deepEqual(fs.readdirSync(tmp).filter((n) => n.includes('.chain-') || n.includes('.partial')), []);
+  });
+
+  it('flatten: the chain becomes one overlay against the base (no parent) that builds v2\'s launch alone', async () => {
+    const leaf = open(child.path);
+    const flat = await flattenOverlay(hopOf(leaf), folderLookup([store], readers), { baseId: pair.baseId, ...pair.base }, { outFile: path.join(tmp, 'flattened.overlay'), workDir: tmp, compressor });
+    assert.deepEqual(flat.chain, [v1.overlayId, child.overlayId]);
+    assert.equal(flat.manifest.parent, undefined);
+    const r = open(flat.path);
+    const res = await applyOverlay(r, r, { baseId: pair.baseId, ramFile: pair.base.ramFile, diskFile: pair.base.diskFile }, { outDir: path.join(tmp, 'flat-launch'), compressor });
+    assert.ok(fs.readFileSync(res.ramFile).equals(v2Ram), 'RAM differs');
+    execFileSync('qemu-img', ['compare', '-q', res.diskLayer, v2DiskRaw]);
+    assert.deepEqual(fs.readdirSync(tmp).filter((n) => n.startsWith('flatten-')), []);
   });
 
   it('the schema: parent needs a 64-hex id and a depth of 1..4, nothing else', () => {

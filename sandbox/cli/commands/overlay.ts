@@ -17,6 +17,7 @@ import { createSandboxOverlay } from '../../overlay/sandboxOverlay';
 import { formatDiscard, parseDiscardOption } from '../../overlay/discard';
 import { parseProfile, PROFILE_LEVELS } from '../../overlay/recompress';
 import { folderLookup, resolveChain, type ChainHop } from '../../overlay/parentChain';
+import { flattenOverlay } from '../../overlay/flatten';
 
 /** Progress on the console: one bar per phase on a terminal, one line per phase otherwise. */
 export function consoleProgress(label: string): { sink: ProgressSink; stop: () => void } {
@@ -148,6 +149,31 @@ export function register(program: Command): void {
           if (chain.length > 1) process.stdout.write(`chain: base -> ${chain.map((h) => h.overlayId.slice(0, 12)).join(' -> ')} (every parent found, its ID recomputed, same base and VM, verified)\n`);
         }
       } finally { stop(); r.close(); for (const x of readers) x.close(); }
+    });
+
+  overlay.command('flatten <overlay>')
+    .description('a child overlay and its parent chain -> one overlay against the base (no parent; resets the chain depth)')
+    .option('--out <file>', 'write here instead of the store\'s overlays/<id>.overlay')
+    .option('--level <n>', 'zstd level (default: the child\'s)')
+    .option('--json', 'print the result as JSON')
+    .action(async (arg: string, o: { out?: string; level?: string; json?: boolean }) => {
+      const file = resolveOverlayPath(arg);
+      const r = OverlayReader.open(file);
+      const readers: OverlayReader[] = [];
+      const manager = new SandboxManager();
+      const { sink, stop } = consoleProgress('flatten');
+      const { signal, dispose } = interruptSignal();
+      try {
+        if (!r.manifest.parent) throw new CloudletError('BadInput', `overlay ${r.overlayId.slice(0, 12)} names no parent: it already is against the base`);
+        const b = manager.bases.get(r.manifest.baseId);
+        const f = await flattenOverlay({ manifest: r.manifest, overlayId: r.overlayId, source: r },
+          folderLookup([storePaths().overlays, path.dirname(path.resolve(file))], readers),
+          { baseId: b.id, ramFile: b.ram, diskFile: b.disk, ramDigests: b.ramDigests, diskDigests: b.diskDigests },
+          { outFile: o.out, outDir: o.out ? undefined : manager.paths.overlays, workDir: manager.paths.tmp, level: o.level ? intOption(o.level, '--level') : undefined, signal, progress: sink });
+        stop();
+        if (o.json) process.stdout.write(JSON.stringify({ overlayId: f.overlayId, path: f.path, bytes: f.bytes, chain: f.chain }) + '\n');
+        else process.stdout.write(`${f.path}\noverlay ${f.overlayId} (${formatBytes(f.bytes)}) against base ${b.id.slice(0, 12)}, flattened from base -> ${f.chain.map((id) => id.slice(0, 12)).join(' -> ')}\n`);
+      } finally { stop(); dispose(); r.close(); for (const x of readers) x.close(); manager.close(); }
     });
 
   overlay.command('list')
