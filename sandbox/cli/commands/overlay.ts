@@ -119,8 +119,13 @@ export function register(program: Command): void {
       const r = OverlayReader.open(file);
       const readers: OverlayReader[] = [];
       try {
-        const chain = r.manifest.parent ? await chainOf(r, file, readers) : undefined;
+        // The chain when it resolves here; info still describes a child whose parents are elsewhere.
+        let chain: ChainHop[] | undefined, unresolved: string | undefined;
+        if (r.manifest.parent) {
+          try { chain = await chainOf(r, file, readers); } catch (e) { unresolved = (e as Error).message; }
+        }
         const info = overlayInfo(r.manifest, { overlayId: r.overlayId, fileBytes: r.fileSize, chain: chain?.map((h) => h.overlayId) });
+        if (unresolved) process.stderr.write(`chain not resolved here: ${unresolved}\n`);
         process.stdout.write(o.json ? JSON.stringify(info) + '\n' : formatOverlayInfo(info) + '\n');
       } finally { r.close(); for (const x of readers) x.close(); }
     });
