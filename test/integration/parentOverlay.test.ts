@@ -16,7 +16,7 @@ import { runBuild, BuildResult } from '../../sandbox/build/build';
 import { createSandboxOverlay, synthesize, type SandboxOverlayResult } from '../../sandbox/overlay/sandboxOverlay';
 import { OverlayReader } from '../../sandbox/overlay';
 import { CloudletClient } from '../../sandbox/client';
-import { openOverlayFromOci, publishOverlay, pullOverlay } from '../../sandbox/registry';
+import { openOverlayFromOci, publishOverlay, pullOverlay, RegistryClient } from '../../sandbox/registry';
 import { startRegistry, RegistryFixture } from './fixtures/registry';
 import { startDaemon, TEST_USERS } from './fixtures/daemon';
 import { tempHome, TempHome } from './fixtures/testBase';
@@ -95,7 +95,7 @@ describe('parent overlays: v2 published as a child of v1, synthesized from the r
     r.close();
   });
 
-  it('a daemon on 127.0.0.2 synthesizes v2 from oci://...:v2 (chain from the registry): v2\'s page and counter', async () => {
+  it('a daemon on 127.0.0.2 synthesizes v2 from oci://...:v2 (chain from the registry): v2\'s page and counter; a child whose parent is gone is refused (NotFound), no server made', async () => {
     const d = await startDaemon({ ip: '127.0.0.2', withTestBase: true });
     try {
       const c = await CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
@@ -107,6 +107,22 @@ describe('parent overlays: v2 published as a child of v1, synthesized from the r
       assert.match((await get(Number(port), '/index.html', host)).body, /sample back-end v2/);
       assert.equal((await get(Number(port), '/cgi-bin/counter', host)).body.trim(), '45');
       await c.deleteServer(created.id);
+
+      // Refused over the real registry: a child whose parent the repository no longer holds (its
+      // artifact re-pushed under another tag pointing at a parent manifest that is not there).
+      const client = new RegistryClient(reg.host, { credentials: null });
+      try {
+        const m = await client.getManifest('apps/parent', 'v2');
+        const body = JSON.parse(m.body.toString('utf8')) as { annotations: Record<string, string> };
+        body.annotations['org.cloudlet.overlay.parent.manifest'] = `sha256:${'0'.repeat(64)}`;
+        await client.putManifest('apps/parent', 'orphan', Buffer.from(JSON.stringify(body)), m.mediaType);
+      } finally { await client.close(); }
+      await assert.rejects(() => c.createServer({ name: 'orphan', overlayUrl: `oci://${reg.host}/apps/parent:orphan`, metadata: { ports: '80' } }), (e: unknown) => {
+        assert.ok(isCloudletError(e, 'NotFound'), String(e));
+        assert.match(e.message, new RegExp(`needs its parent overlay ${v1.overlay.overlayId}.*pull or publish`));
+        return true;
+      });
+      assert.equal((await c.listServers()).filter((x) => x.name === 'orphan').length, 0, 'a server was made for a refused request');
     } finally {
       await d.stop();
     }
