@@ -10,21 +10,27 @@ import { CloudletError } from '../common/errors';
 
 export interface ExecResult { stdout: string; stderr: string; exitCode: number }
 
-const COPY_CHUNK = 3 * 1024; // raw bytes per line: 4 KiB of base64
+const COPY_CHUNK = 3 * 1024; // protocol 1: raw bytes per line (4 KiB of base64)
+const RAW_CHUNK = 1024 * 1024; // protocol 2: raw bytes per K request (one head(1) in the guest each)
 
 interface Pending {
   id: string;
   out: string[];
   err: string[];
-  resolve: (r: { out: string; err: string; status: number }) => void;
+  resolve: (r: Reply) => void;
 }
+
+interface Reply { out: string; err: string; status: number; version: number }
 
 export class AgentClient {
   private sock?: net.Socket;
   private buf = '';
+  private scanned = 0;
   private pending?: Pending;
   private queue: Promise<unknown> = Promise.resolve();
   private seq = 0;
+  /** Protocol version of the agent on this connection, from its last ping answer (1 if it gives none). */
+  private version = 1;
   /** Bumped by close(): waits begun before it give up. */
   private generation = 0;
   private readonly tag = Math.random().toString(36).slice(2, 8);
@@ -38,7 +44,9 @@ export class AgentClient {
     return this.serial(async () => {
       const deadline = Date.now() + timeoutMs;
       await this.ready(deadline);
-      const r = await this.request('X', [String(guestTimeout), Buffer.from(cmd).toString('base64')], deadline);
+      const r = this.version >= 2
+        ? await this.request('R', [String(guestTimeout), escapeCommand(cmd)], deadline)
+        : await this.request('X', [String(guestTimeout), Buffer.from(cmd).toString('base64')], deadline);
       return { stdout: r.out, stderr: r.err, exitCode: r.status };
     });
   }
@@ -58,8 +66,16 @@ export class AgentClient {
       const id = this.nextId();
       const start = await this.request('W', [Buffer.from(guestPath).toString('base64'), mode], deadline, id);
       if (start.status !== 0) throw new CloudletError('Internal', `guest refused the copy to ${guestPath}: ${start.err}`);
-      for (let off = 0; off < data.length; off += COPY_CHUNK) {
-        this.write(`C ${id} ${data.subarray(off, off + COPY_CHUNK).toString('base64')}\n`);
+      if (this.version >= 2) {
+        for (let off = 0; off < data.length; off += RAW_CHUNK) {
+          const chunk = data.subarray(off, off + RAW_CHUNK);
+          this.write(`K ${id} ${chunk.length}\n`);
+          this.write(chunk);
+        }
+      } else {
+        for (let off = 0; off < data.length; off += COPY_CHUNK) {
+          this.write(`C ${id} ${data.subarray(off, off + COPY_CHUNK).toString('base64')}\n`);
+        }
       }
       const done = await this.request('F', [], deadline, id);
       if (done.status !== 0) throw new CloudletError('Internal', `copy to ${guestPath} failed in the guest: ${done.err.trim()}`);
@@ -111,7 +127,7 @@ export class AgentClient {
       try {
         if (!this.sock) await this.connect();
         const r = await this.request('P', [], Math.min(deadline, Date.now() + 5_000));
-        if (r.status === 0) return;
+        if (r.status === 0) { this.version = r.version; return; }
       } catch (e) {
         lastErr = e;
         if (!isTimeout(e)) { this.drop(); await sleep(200); }
@@ -126,7 +142,7 @@ export class AgentClient {
     return new Promise((resolve, reject) => {
       const s = net.createConnection(this.socketPath);
       s.setEncoding('utf8');
-      s.once('connect', () => { this.sock = s; this.buf = ''; resolve(); });
+      s.once('connect', () => { this.sock = s; this.buf = ''; this.scanned = 0; this.version = 1; resolve(); });
       s.on('error', (e) => { reject(e); }); // later errors: 'close' follows and ends the connection
       s.on('data', (d: string) => this.onData(d));
       s.on('close', () => {
@@ -136,12 +152,12 @@ export class AgentClient {
     });
   }
 
-  private write(line: string): void {
+  private write(data: string | Buffer): void {
     if (!this.sock) throw new CloudletError('Unavailable', `agent connection ${path.basename(this.socketPath)} closed`);
-    this.sock.write(line);
+    this.sock.write(data);
   }
 
-  private request(verb: string, args: string[], deadline: number, id = this.nextId()): Promise<{ out: string; err: string; status: number }> {
+  private request(verb: string, args: string[], deadline: number, id = this.nextId()): Promise<Reply> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         if (this.pending?.id === id) this.pending = undefined;
@@ -160,10 +176,12 @@ export class AgentClient {
   private onData(d: string): void {
     this.buf += d;
     let nl: number;
-    while ((nl = this.buf.indexOf('\n')) >= 0) {
+    // A stream may come as one long line: look for its end only in what arrived since the last look.
+    while ((nl = this.buf.indexOf('\n', this.scanned)) >= 0) {
       const line = this.buf.slice(0, nl);
       this.buf = this.buf.slice(nl + 1);
-      const [kind, id, payload] = line.split(' ');
+      this.scanned = 0;
+      const [kind, id, payload, extra] = line.split(' ');
       const p = this.pending;
       if (!p || id !== p.id) continue; // stale: from a request that timed out or an earlier host
       if (kind === 'O') p.out.push(payload ?? '');
@@ -174,10 +192,24 @@ export class AgentClient {
           out: Buffer.from(p.out.join(''), 'base64').toString('utf8'),
           err: Buffer.from(p.err.join(''), 'base64').toString('utf8'),
           status: Number(payload),
+          version: Number(extra) || 1,
         });
       }
     }
+    this.scanned = this.buf.length;
   }
+}
+
+/**
+ * A command for the agent's R request: printable ASCII as is, every other byte (space, newline,
+ * backslash, control, non-ASCII) as \0ooo, which the agent's `printf %b` (a shell builtin) decodes.
+ */
+export function escapeCommand(cmd: string): string {
+  let out = '';
+  for (const b of Buffer.from(cmd, 'utf8')) {
+    out += b > 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\0${b.toString(8).padStart(3, '0')}`;
+  }
+  return out;
 }
 
 function isTimeout(e: unknown): boolean { return e instanceof CloudletError && e.code === 'Timeout'; }

@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { agentScriptPath } from '../../sandbox/guest/build';
+import { escapeCommand } from '../../sandbox/qemu/agentClient';
 
 const SHELLS: [string, string[]][] = [
   ['busybox sh', ['busybox', 'sh']],
@@ -66,9 +67,56 @@ for (const [label, argv] of SHELLS) {
     });
     afterEach(() => { agent.p.kill('SIGKILL'); fs.rmSync(tmp, { recursive: true, force: true }); });
 
-    it('answers a ping', async () => {
+    it('answers a ping with its protocol version (2)', async () => {
       agent.send('P p1');
-      assert.equal(await agent.next(), 'D p1 0');
+      assert.equal(await agent.next(), 'D p1 0 2');
+    });
+
+    it('R: runs an escaped command (every byte value but NUL, UTF-8, quotes, backslashes): stdout, stderr, exit status', async () => {
+      const all = Buffer.from(Array.from({ length: 127 }, (_, i) => i + 1)).toString('latin1') + 'é中';
+      const quoted = `'${all.replace(/'/g, `'\\''`)}'`;
+      const cmd = `printf '%s' ${quoted} | od -An -tx1 | tr -d ' \\n'; printf '\\n%s\\n' "$# \\\\ \\"$(echo "q'uote")\\""; echo oops >&2; exit 7`;
+      agent.send(`R r1 10 ${escapeCommand(cmd)}`);
+      assert.deepEqual(await agent.reply('r1'), {
+        out: `${Buffer.from(all, 'utf8').toString('hex')}\n0 \\ "q'uote"\n`, err: 'oops\n', status: 7,
+      });
+    });
+
+    it('R: the command runs with stdin at end of file and cannot write to the agent port; the agent goes on after a syntax error', async () => {
+      agent.send(`R r2 10 ${escapeCommand('cat; echo to-port >&4; echo fd4=$? >&2; if then')}`);
+      const r = await agent.reply('r2');
+      assert.equal(r.status, 2, 'a syntax error: status 2 like sh');
+      assert.equal(r.out, '');
+      agent.send(`R r3 10 ${escapeCommand('echo still here')}`);
+      assert.deepEqual(await agent.reply('r3'), { out: 'still here\n', err: '', status: 0 });
+    });
+
+    it('R: a command past its timeout is ended with its children (status 124) and the agent answers the next one at once', async () => {
+      const marker = path.join(tmp, 'child-ran');
+      const t0 = Date.now();
+      agent.send(`R r4 1 ${escapeCommand(`(sleep 3; touch '${marker}') & sleep 30; echo never`)}`);
+      const r = await agent.reply('r4');
+      assert.equal(r.status, 124);
+      assert.equal(r.out, '');
+      assert.ok(Date.now() - t0 < 8000, `ended after ${Date.now() - t0} ms`);
+      agent.send(`R r5 10 ${escapeCommand('exit 0')}`);
+      assert.equal((await agent.reply('r5')).status, 0);
+      await new Promise((res) => setTimeout(res, 3500));
+      assert.equal(fs.existsSync(marker), false, 'the background child was ended too');
+    });
+
+    it('R: a quick command does not wait for its watchdog (a 60 s timeout)', async () => {
+      const t0 = Date.now();
+      for (let i = 0; i < 3; i++) {
+        agent.send(`R q${i} 60 ${escapeCommand(`echo ${i}`)}`);
+        assert.deepEqual(await agent.reply(`q${i}`), { out: `${i}\n`, err: '', status: 0 });
+      }
+      assert.ok(Date.now() - t0 < 5000, `three commands took ${Date.now() - t0} ms`);
+    });
+
+    it('X (protocol 1, base64 command) still works', async () => {
+      agent.send(`X x0 10 ${b64('echo old; exit 3')}`);
+      assert.deepEqual(await agent.reply('x0'), { out: 'old\n', err: '', status: 3 });
     });
 
     it('runs a command: stdout, stderr and exit status, with any bytes in the command', async () => {
@@ -94,6 +142,43 @@ for (const [label, argv] of SHELLS) {
       assert.equal(await agent.next(), 'D c1 0');
       assert.deepEqual(fs.readFileSync(dest), data);
       assert.equal(fs.statSync(dest).mode & 0o777, 0o750);
+    });
+
+    it('K: copies raw bytes (protocol 2), several chunks, every byte value incl. newlines and NUL', async () => {
+      const data = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 13) & 0xff));
+      const dest = path.join(tmp, 'new dir', 'raw.bin');
+      agent.send(`W k1 ${b64(dest)} 640`);
+      assert.equal(await agent.next(), 'D k1 0');
+      for (let o = 0; o < data.length; o += 30_000) {
+        const chunk = data.subarray(o, o + 30_000);
+        agent.p.stdin.write(`K k1 ${chunk.length}\n`);
+        agent.p.stdin.write(chunk);
+      }
+      agent.send('F k1');
+      assert.equal(await agent.next(), 'D k1 0');
+      assert.deepEqual(fs.readFileSync(dest), data);
+      assert.equal(fs.statSync(dest).mode & 0o777, 0o640);
+      assert.equal(fs.existsSync(`${dest}.part`), false);
+      // Bytes for a copy that is not in progress are read and dropped: the next request is still understood.
+      agent.p.stdin.write('K other 5\nP x\nY');
+      agent.send('P p9');
+      assert.equal(await agent.next(), 'D p9 0 2');
+    });
+
+    it('refuses a bad copy start (mode, a path it cannot create) and a bad length, and goes on', async () => {
+      agent.send(`W w1 ${b64(path.join(tmp, 'f'))} 7;9`);
+      assert.match((await agent.reply('w1')).err, /bad mode/);
+      fs.writeFileSync(path.join(tmp, 'plain'), '');
+      agent.send(`W w2 ${b64(path.join(tmp, 'plain', 'below', 'f'))} 644`);
+      const w2 = await agent.reply('w2');
+      assert.equal(w2.status, 1);
+      assert.notEqual(w2.err, '');
+      agent.send('K w3 12x');
+      assert.match((await agent.reply('w3')).err, /bad length/);
+      agent.send('F w9');
+      assert.match((await agent.reply('w9')).err, /no copy in progress/);
+      agent.send('P p2');
+      assert.equal(await agent.next(), 'D p2 0 2');
     });
 
     it('says what is wrong with a bad request', async () => {
