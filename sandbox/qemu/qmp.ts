@@ -72,7 +72,7 @@ export class QmpClient extends EventEmitter {
         break;
       } catch (e) {
         if (Date.now() > deadline) throw new CloudletError('Timeout', `QMP socket ${socketPath} did not answer`, { cause: e });
-        await new Promise((r) => setTimeout(r, 50));
+        await new Promise((r) => setTimeout(r, 10)); // QEMU makes the socket early in its start: retry often
       }
     }
     if (signal?.aborted) { c.close(); throw new CloudletError('Unavailable', `stopped connecting to QMP socket ${socketPath}`, { cause: signal.reason }); }
