@@ -161,7 +161,7 @@ export class AgentClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         if (this.pending?.id === id) this.pending = undefined;
-        reject(new CloudletError('Timeout', `guest agent: no answer to ${verb === 'X' ? 'the command' : verb} in time`));
+        reject(new CloudletError('Timeout', `guest agent: no answer to ${verb === 'X' || verb === 'R' ? 'the command' : verb} in time`));
       }, Math.max(1, deadline - Date.now()));
       this.pending = {
         id, out: [], err: [],
