@@ -227,12 +227,13 @@ export class HandoffSender {
         paused = true;
         tPause = tracker.stoppedAt ?? Date.now();
         o.progress({ phase: 'pause', message: 'QEMU paused the VM; its last pages and device state arrive' });
-        const tEnd = Date.now();
-        this.phases.pause_final_pages = Math.max(0, Math.round(tEnd - tPause));
         // The device state is taken once its last item arrived, before QEMU closes the socket (its
         // main loop does that 20-130 ms later under load); ended() is awaited before finish.
         await tracker.stateReady(60_000);
-        this.phases.pause_device_state = Date.now() - tEnd;
+        // Split at QEMU's last page: its last pass (tracking), then the rest of its stream.
+        const lastPage = tracker.timeline.completing ?? Date.now();
+        this.phases.pause_final_pages = Math.max(0, Math.round(lastPage - tPause));
+        this.phases.pause_device_state = Math.max(0, Math.round(Date.now() - lastPage));
         await manager.pause(o.vmId); // the record says paused (QEMU already is)
         const tScan = Date.now();
         deviceState = tracker.deviceState();
