@@ -99,7 +99,7 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
   const parent = base.parent;
   if (parent && (!/^[0-9a-f]{64}$/.test(parent.overlayId) || !Number.isInteger(parent.depth) || parent.depth < 0)) throw new CloudletError('BadInput', 'parent overlay must be named by its 64-digit hex ID, with its depth');
   if (parent && parent.depth + 1 > MAX_CHAIN_DEPTH) {
-    throw new CloudletError('BadInput', `overlay ${parent.overlayId.slice(0, 12)} is already ${parent.depth} hops from its base: a child would be ${parent.depth + 1}, over the cap of ${MAX_CHAIN_DEPTH}`, { hint: 'create the overlay without a parent (against the base)' });
+    throw new CloudletError('BadInput', `overlay ${parent.overlayId.slice(0, 12)} is already ${parent.depth} hops from its base: a child would be ${parent.depth + 1}, over the cap of ${MAX_CHAIN_DEPTH}`, { hint: 'create it without --parent, or make a flat parent first: cloudlet overlay flatten PARENT' });
   }
   let diskDigests = loadDigests(base.diskDigests, 'base disk');
   const realDiskSize = fs.statSync(base.diskFile).size;

@@ -62,7 +62,7 @@ export async function resolveChain(leaf: ChainHop, lookup: ParentLookup): Promis
   for (let hop = leaf; hop.manifest.parent; ) {
     const ref = hop.manifest.parent;
     if (chain.length > MAX_CHAIN_DEPTH || ref.depth > MAX_CHAIN_DEPTH) {
-      throw new CloudletError('BadInput', `overlay ${leaf.overlayId.slice(0, 12)}'s chain is deeper than ${MAX_CHAIN_DEPTH} parent overlays; refused`, { hint: 'flatten it: create the overlay again without a parent' });
+      throw new CloudletError('BadInput', `overlay ${leaf.overlayId.slice(0, 12)}'s chain is deeper than ${MAX_CHAIN_DEPTH} parent overlays; refused`, { hint: 'cloudlet overlay flatten turns a chain into one overlay against the base' });
     }
     const parent = await lookup(ref.id);
     if (!parent) {
