@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- overlay [--only test|realistic] [--level N] [--reuse-peer] [--prepare]`
+ * `npm run bench -- overlay [--only test|realistic] [--level N] [--reuse-peer] [--prepare] [--elijah-level 9]`
  *
  * For the test guest and the Debian 12 base (sandbox/guest/debian.ts, the shared cached base: systemd, 1 GiB RAM,
  * 4 GiB disk, python3-flask + nginx-light installed from .debs by `cloudlet build`), on the same
@@ -11,8 +11,9 @@
  *            again (launch = the default build)
  *   dedupXz  4 KiB sha256 dedup against zero, base RAM, base disk and earlier chunks, xz -9 of the
  *            unique bytes (bench/lib/dedupXz.ts), on the default pair
- *   elijah   the Elijah pipeline: xdelta3 -9 (source window covering the file) of RAM and of disk
- *            against the base, then xz -9, on launch-raw (the unoptimised pair: no discards)
+ *   elijah   the Elijah pipeline: xdelta3 of RAM and of disk against the base with the settings of
+ *            Elijah's code (--elijah-level 9: -9, source window covering the file), then xz -9, on
+ *            launch-raw (the unoptimised pair: no discards)
  *   synth    synthesize from the overlay on local disk to the back-end's first HTTP response
  *   boot     cold boot of the launch disk to the same response (realistic guest)
  * The slow set-up is cached under .cache/bench-overlay/ (bases, launch pairs), so an interrupted run
@@ -49,6 +50,9 @@ const level = args.includes('--level') ? Number(args[args.indexOf('--level') + 1
 const reusePeer = args.includes('--reuse-peer');
 // --prepare builds (or checks) the cached launch pairs and stops: the slow set-up, run ahead of the measured run.
 const prepareOnly = args.includes('--prepare');
+// --elijah-level 9: xdelta3 -9 with a source window covering the file (the issue's first runs); default:
+// the settings of Elijah's own code (xdelta3 default level and window).
+const elijahLevel9 = args.includes('--elijah-level') && args[args.indexOf('--elijah-level') + 1] === '9';
 const root = projectCache('bench-overlay');
 
 type LaunchFiles = { ramFile: string; diskLayer: string; deviceState: string; vmConfig: VmConfig & { ports: number[] } };
@@ -244,24 +248,26 @@ function timed(what: string, cmd: string, a: string[], outFile?: string): Promis
 }
 
 /**
- * The Elijah pipeline on the unoptimised pair (no discards), with the settings of Elijah's own code
- * (elijah-cloudlet tool.py `diff_files`: `xdelta3 -f -s base modified out`, default level and source
- * window, then LZMA preset 9): xdelta3 -9 with a 1 GiB source window took hours on 2 loaded cores.
- * Cached per pair for --reuse-peer.
+ * The Elijah pipeline on the unoptimised pair (no discards), by default with the settings of Elijah's
+ * own code (elijah-cloudlet tool.py `diff_files`: `xdelta3 -f -s base modified out`, default level and
+ * source window, then LZMA preset 9). `--elijah-level 9`: xdelta3 -9 with a source window covering the
+ * file, as the issue's first runs (smaller delta; its RAM step took 49 s on a quiet machine, but got
+ * ~7% of a core at load 19 and never finished there). Cached per pair and setting for --reuse-peer.
  */
 async function elijah(p: Pair, base: { ram: string; disk: string }): Promise<Record<string, number>> {
-  const dir = path.join(root, p.label, 'elijah');
+  const dir = path.join(root, p.label, elijahLevel9 ? 'elijah-9' : 'elijah');
   const cached = path.join(dir, 'result.json');
   if (reusePeer && fs.existsSync(cached)) { say(`${p.label}: Elijah pipeline (cached result)`); return JSON.parse(fs.readFileSync(cached, 'utf8')); }
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
-  say(`${p.label}: Elijah pipeline: flatten the launch disk, xdelta3 -e -s of RAM and disk against the base (Elijah's settings), xz -9`);
+  const xdeltaOpts = (source: string) => (elijahLevel9 ? ['-9', '-B', String(Math.min(2 ** 31, Math.max(1 << 20, fs.statSync(source).size)))] : []);
+  say(`${p.label}: Elijah pipeline: flatten the launch disk, xdelta3 ${elijahLevel9 ? '-9 (window = file)' : 'with the settings of Elijah\'s code'} of RAM and disk against the base, xz -9`);
   const launchDisk = path.join(dir, 'launch-disk.raw');
   const flattenMs = await timed('qemu-img convert', 'qemu-img', ['convert', '-O', 'raw', p.raw.diskLayer, launchDisk]);
   const ramDelta = path.join(dir, 'ram.vcdiff'), diskDelta = path.join(dir, 'disk.vcdiff');
-  const xdeltaRamMs = await timed('xdelta3 RAM', 'xdelta3', ['-f', '-e', '-s', base.ram, p.raw.ramFile, ramDelta], ramDelta);
+  const xdeltaRamMs = await timed('xdelta3 RAM', 'xdelta3', [...xdeltaOpts(base.ram), '-f', '-e', '-s', base.ram, p.raw.ramFile, ramDelta], ramDelta);
   say(`${p.label}: xdelta3 RAM ${(xdeltaRamMs / 1000).toFixed(0)} s (${(fs.statSync(ramDelta).size / 1e6).toFixed(1)} MB)`);
-  const xdeltaDiskMs = await timed('xdelta3 disk', 'xdelta3', ['-f', '-e', '-s', base.disk, launchDisk, diskDelta], diskDelta);
+  const xdeltaDiskMs = await timed('xdelta3 disk', 'xdelta3', [...xdeltaOpts(base.disk), '-f', '-e', '-s', base.disk, launchDisk, diskDelta], diskDelta);
   say(`${p.label}: xdelta3 disk ${(xdeltaDiskMs / 1000).toFixed(0)} s (${(fs.statSync(diskDelta).size / 1e6).toFixed(1)} MB)`);
   fs.rmSync(launchDisk, { force: true });
   fs.copyFileSync(p.raw.deviceState, path.join(dir, 'state.bin'));
@@ -378,6 +384,7 @@ async function measure(p: Pair, withBoot?: { kernel: string; initrd: string }): 
     discard_memory_removed_bytes: p.discard.disk_bytes - p.discard.both_bytes,
     discard_memory_zeroed_bytes: p.discard.memory_zeroed_bytes, discard_disk_freed_bytes: p.discard.disk_freed_bytes, discard_skipped: p.discard.skipped,
     dedup_xz_bytes: dx.bytes, dedup_xz_ms: dx.ms, dedup_xz_unique_bytes: dx.uniqueBytes, dedup_xz_counts: dx.counts,
+    elijah_xdelta: elijahLevel9 ? '-9, window = file' : 'Elijah code (default level and window)',
     elijah_bytes: e.bytes, elijah_ms: e.ms, elijah_xdelta_ram_ms: e.xdeltaRamMs, elijah_xdelta_disk_ms: e.xdeltaDiskMs, elijah_xz_ms: e.xzMs, elijah_flatten_ms: e.flattenMs,
     synthesis_ms: synthMs, synthesis_apply_ms: s.timings.applyMs, synthesis_launch_ms: s.timings.launchMs,
     cold_boot_ms: bootMs,
