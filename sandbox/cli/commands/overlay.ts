@@ -191,13 +191,13 @@ export function register(program: Command): void {
         try {
           const r = OverlayReader.open(file);
           r.close();
-          return { overlayId: r.overlayId, baseId: r.manifest.baseId, bytes: r.fileSize, path: file };
+          return { overlayId: r.overlayId, baseId: r.manifest.baseId, ...(r.manifest.parent ? { parent: r.manifest.parent } : {}), bytes: r.fileSize, path: file };
         } catch (e) {
           return { overlayId: f.replace(/\.overlay$/, ''), baseId: '?', bytes: fs.statSync(file).size, path: file, error: (e as Error).message };
         }
       });
       if (o.json) { process.stdout.write(JSON.stringify(rows) + '\n'); return; }
       if (!rows.length) { process.stdout.write(`no overlays in ${dir}\n`); return; }
-      for (const r of rows) process.stdout.write(`${r.overlayId.slice(0, 12)}  base ${r.baseId.slice(0, 12)}  ${formatBytes(r.bytes).padStart(10)}  ${r.path}\n`);
+      for (const r of rows) process.stdout.write(`${r.overlayId.slice(0, 12)}  base ${r.baseId.slice(0, 12)}  ${formatBytes(r.bytes).padStart(10)}  ${r.path}${'parent' in r && r.parent ? `  (child of ${r.parent.id.slice(0, 12)}, depth ${r.parent.depth})` : ''}\n`);
     });
 }
