@@ -252,7 +252,7 @@ function timed(what: string, cmd: string, a: string[], outFile?: string): Promis
  * own code (elijah-cloudlet tool.py `diff_files`: `xdelta3 -f -s base modified out`, default level and
  * source window, then LZMA preset 9). `--elijah-level 9`: xdelta3 -9 with a source window covering the
  * file, as the issue's first runs (smaller delta; its RAM step took 49 s on a quiet machine, but got
- * ~7% of a core at load 19 and never finished there). Cached per pair and setting for --reuse-peer.
+ * ~12% of a core at load 19 and had not finished after 28 min). Cached per pair and setting for --reuse-peer.
  */
 async function elijah(p: Pair, base: { ram: string; disk: string }): Promise<Record<string, number>> {
   const dir = path.join(root, p.label, elijahLevel9 ? 'elijah-9' : 'elijah');
