@@ -27,6 +27,13 @@ export interface OverlaySource {
 /** `o.trust`: how to verify an https URL's certificate; `o.policy`: the address ranges it may lead to (default: public and loopback). */
 export async function openHttpOverlay(url: string, headers: Record<string, string>, maxBytes: number, o: OverlayFetchOptions = {}): Promise<OverlaySource> {
   const { manifest, overlayId } = await fetchOverlayManifest(url, headers, maxBytes, undefined, o);
+  // Its parents would have to come from somewhere this caller may read: the daemon does not look them up in
+  // its own store (any project could then reach another's overlays by ID) nor in Glance; a registry keeps a chain.
+  if (manifest.parent) {
+    throw new CloudletError('BadInput', `overlay at ${url} is a child of overlay ${manifest.parent.id.slice(0, 12)} (depth ${manifest.parent.depth}): a child overlay is synthesized from an oci:// reference, whose repository holds its parents`, {
+      hint: 'publish it with `cloudlet overlay publish` and use its oci:// reference, or make it standalone with `cloudlet overlay flatten`',
+    });
+  }
   return {
     overlayId, baseId: manifest.baseId,
     async prepare(tmp, progress, signal) {
@@ -44,14 +51,15 @@ export async function openOciOverlay(ref: string, dataDir: string, maxBytes: num
     // A child overlay's whole chain is resolved and checked here, before any server exists.
     oci = await openOverlayChainFromOci(ref, {
       cacheDir: blobCacheDirFor(dataDir), ca: readCaFile(), plainHttp: plainHttpSetting(),
-      addressPolicy: fo.policy ?? defaultOverlayPolicy(), onRegistryReached: () => { reached = true; },
+      addressPolicy: fo.policy ?? defaultOverlayPolicy(), onRegistryReached: () => { reached = true; }, maxBytes,
     });
   } catch (e) {
     if (isAddressRefusal(e)) throw outsideRanges(ref);
     // Until a registry answered, nothing is told about what did (see overlayFetch.ts).
     if (!reached) throw unreadable(ref, describeError(e), fo);
-    const code = e instanceof CloudletError && e.status < 500 ? e.code : 'BadInput';
-    throw new CloudletError(code, `overlay_url ${ref}: ${describeError(e)}`, { hint: e instanceof CloudletError ? e.hint : undefined });
+    // A request error keeps its code and status (a parent missing from the repository is a 400, not a 404).
+    const keep = e instanceof CloudletError && e.status < 500;
+    throw new CloudletError(keep ? e.code : 'BadInput', `overlay_url ${ref}: ${describeError(e)}`, { hint: keep ? e.hint : undefined, status: keep ? e.status : undefined });
   }
   if (oci.totalBytes > maxBytes) {
     await oci.close();

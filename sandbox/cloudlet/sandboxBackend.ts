@@ -40,7 +40,9 @@ export function createVmBackend(dataDir: string, manager = new SandboxManager({ 
     },
     async synthesize(overlay, o, progress, signal) {
       const baseId = typeof overlay === 'string' ? this.inspectOverlay(overlay).baseId : overlay.manifest.baseId;
-      const res = await synthesize(manager, baseId, overlay, { name: o.name, ports: o.ports, progress, signal });
+      // A file (an http(s) overlay) never takes parents from this daemon's store: other projects' overlays live there.
+      const parentLookup = typeof overlay === 'string' ? async () => undefined : undefined;
+      const res = await synthesize(manager, baseId, overlay, { name: o.name, ports: o.ports, progress, signal, parentLookup });
       return vmInfo(res.sandbox);
     },
     async makeOverlay(vmId, outFile, progress, signal) {

@@ -9,6 +9,7 @@ import { CloudletError, isCloudletError, throwIfCancelled } from '../common/erro
 import { resolveChain, type ChainHop } from '../overlay/parentChain';
 import { noProgress, ProgressSink } from '../common/progress';
 import { OverlayManifest, overlayIdOf } from '../overlay/format';
+import { LIMITS } from '../overlay/formatConstants';
 import type { SegmentSource } from '../overlay/overlayReader';
 import { BlobCache, defaultBlobCacheDir } from './blobCache';
 import { Credentials } from './credentials';
@@ -29,6 +30,10 @@ export interface OciOverlayOptions extends RegistryClientOptions {
   concurrency?: number;
   /** Called once the registry answered its API's ping: what fails after that is about the overlay. */
   onRegistryReached?: () => void;
+  /** A cap on the compressed bytes of the overlay and, for a child, its whole chain: checked after each hop. */
+  maxBytes?: number;
+  /** Overlay-manifest bytes this open may still download (a chain shares LIMITS.manifestBytes). */
+  manifestBytesLeft?: number;
 }
 
 export interface OciOverlay {
@@ -126,6 +131,9 @@ export async function openOverlayFromOci(refText: string, opts: OciOverlayOption
     opts.onRegistryReached?.();
     const m = await client.getManifest(ref.repository, manifestRef(ref));
     const artifact = readOverlayArtifact(m.body, m.mediaType, what);
+    if (opts.manifestBytesLeft !== undefined && artifact.configSize > opts.manifestBytesLeft) {
+      throw new CloudletError('BadInput', `${what}: its chain's overlay manifests pass ${LIMITS.manifestBytes} bytes together; refused`);
+    }
     const cache = new BlobCache(opts.cacheDir ?? defaultBlobCacheDir());
     // The overlay manifest is small and its digest is the overlay ID: verify, then check it agrees with the layers.
     let manifestBytes = await cache.get(artifact.configDigest);
@@ -195,18 +203,26 @@ export async function openOverlayChainFromOci(refText: string, opts: OciOverlayO
   learn(leaf);
   const hopOf = (o: OciOverlay): ChainHop => ({ manifest: o.manifest, overlayId: o.overlayId, source: o.source });
   const byId = new Map<string, OciOverlay>([[leaf.overlayId, leaf]]);
+  // What the chain may weigh, counted hop by hop so a long or heavy chain stops early, not after every download.
+  let manifestBytesLeft = LIMITS.manifestBytes - leaf.manifestBytes.length;
+  let segmentBytes = leaf.totalBytes;
+  const overCap = () => new CloudletError('BadInput', `overlay at ${refText} and its parents are over ${opts.maxBytes} bytes together, this cloudlet's cap`, { status: 413 });
   try {
+    if (opts.maxBytes !== undefined && segmentBytes > opts.maxBytes) throw overCap();
     const chain = await resolveChain(hopOf(leaf), async (id) => {
       const digest = where.get(id);
       if (!digest) return undefined;
       let o: OciOverlay;
       try {
-        o = await openOverlayFromOci(formatReference({ registry: ref.registry, repository: ref.repository, digest }), { ...opts, onRegistryReached: undefined });
+        o = await openOverlayFromOci(formatReference({ registry: ref.registry, repository: ref.repository, digest }), { ...opts, onRegistryReached: undefined, manifestBytesLeft });
       } catch (e) {
         if (isCloudletError(e, 'NotFound')) return undefined;
         throw e;
       }
       opened.push(o);
+      manifestBytesLeft -= o.manifestBytes.length;
+      segmentBytes += o.totalBytes;
+      if (opts.maxBytes !== undefined && segmentBytes > opts.maxBytes) throw overCap();
       byId.set(o.overlayId, o);
       learn(o);
       return hopOf(o);

@@ -8,6 +8,7 @@
  */
 import { CloudletError } from '../common/errors';
 import { isDigest } from './digest';
+import { LIMITS } from '../overlay/formatConstants';
 import {
   ANNOTATION_BASE_ID, ANNOTATION_OVERLAY_ID, ANNOTATION_PARENT, ANNOTATION_PARENT_MANIFEST, ANNOTATION_TITLE, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, OCI_INDEX, OCI_MANIFEST,
   OVERLAY_ARTIFACT_TYPE, OVERLAY_CONFIG, OVERLAY_SEGMENT,
@@ -75,6 +76,8 @@ export function readOverlayArtifact(body: Buffer, mediaType: string, what: strin
   if (!m.config || configType !== OVERLAY_CONFIG || !isDigest(m.config.digest) || !Number.isSafeInteger(m.config.size)) {
     throw bad('its config is not an overlay manifest');
   }
+  // Refused before any byte of it is downloaded: the config is held in memory whole.
+  if (m.config.size < 2 || m.config.size > LIMITS.manifestBytes) throw bad(`its overlay manifest is ${m.config.size} bytes (at most ${LIMITS.manifestBytes})`);
   if (!Array.isArray(m.layers)) throw bad('no layers');
   for (const l of m.layers) {
     if (!l || l.mediaType !== OVERLAY_SEGMENT || !isDigest(l.digest) || !Number.isSafeInteger(l.size) || l.size < 0) {

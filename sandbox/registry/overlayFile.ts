@@ -4,6 +4,7 @@
  * pulling. Container = header, canonical manifest, then each segment's compressed bytes in manifest
  * order, so a pulled file is byte-identical to the published one.
  */
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import { CloudletError } from '../common/errors';
 import { encodeContainerHeader, OverlayManifest } from '../overlay/format';
@@ -65,7 +66,8 @@ export function readSegmentBytes(info: OverlayFileInfo, seg: SegmentRange): Buff
  */
 export async function writeOverlayFile(file: string, manifestBytes: Buffer, digests: string[],
   segment: (digest: string) => Promise<Buffer>): Promise<void> {
-  const tmp = `${file}.partial`;
+  // One writer's own temp name: two pulls of the same parent at once must not write into one file.
+  const tmp = `${file}.partial-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
   const fh = await fs.promises.open(tmp, 'w');
   try {
     await fh.write(encodeContainerHeader(manifestBytes));

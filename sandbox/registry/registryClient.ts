@@ -70,6 +70,24 @@ function registryErrorText(body: Buffer): string {
   return body.toString('utf8').slice(0, 200).trim();
 }
 
+/** Manifests, tag lists and error answers are read whole: at most this many bytes (a manifest's own limit is 4 MiB). */
+const RESPONSE_CAP = 8 * 1024 * 1024;
+
+/** A response body read into memory, refused (the rest unread) once it passes `cap` bytes. */
+async function readCapped(body: Dispatcher.ResponseData['body'], cap: number, what: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > cap) {
+      body.destroy();
+      throw new CloudletError('BadInput', `${what} is larger than ${cap} bytes; refused`);
+    }
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts, size);
+}
+
 export class RegistryClient {
   readonly registry: string;
   readonly stats: TransferStats = { requests: 0, retries: 0, bytesSent: 0, bytesReceived: 0 };
@@ -189,7 +207,7 @@ export class RegistryClient {
       throw this.translateNetworkError(e);
     }
     if (opts.body) this.stats.bytesSent += opts.body.length;
-    const body = method === 'HEAD' ? (await res.body.dump(), Buffer.alloc(0)) : Buffer.from(await res.body.arrayBuffer());
+    const body = method === 'HEAD' ? (await res.body.dump(), Buffer.alloc(0)) : await readCapped(res.body, RESPONSE_CAP, `${this.registry}'s answer to ${method} ${pathOrUrl}`);
     this.stats.bytesReceived += body.length;
     return { status: res.statusCode, headers: res.headers, body };
   }
@@ -249,7 +267,7 @@ export class RegistryClient {
     if (this.credentials) headers.authorization = this.credentials.basicHeader();
     this.stats.requests++;
     const res = await request(url, { headers, dispatcher: this.agent, signal: this.signal });
-    const body = Buffer.from(await res.body.arrayBuffer());
+    const body = await readCapped(res.body, RESPONSE_CAP, `token server ${url.host}'s answer`);
     if (res.statusCode === 401 || res.statusCode === 403) throw this.unauthorized();
     if (res.statusCode >= 500) throw new TransientHttpError(res.statusCode, `token server ${url.host}: HTTP ${res.statusCode}`);
     if (res.statusCode !== 200) throw new CloudletError('Unauthorized', `token server ${url.host} answered HTTP ${res.statusCode}`);
@@ -316,7 +334,7 @@ export class RegistryClient {
           continue;
         }
         if (res.statusCode !== 200) {
-          const body = Buffer.from(await res.body.arrayBuffer());
+          const body = await readCapped(res.body, RESPONSE_CAP, `${this.registry}'s answer to GET ${url}`);
           const r = { status: res.statusCode, headers: res.headers, body };
           if (r.status === 401) throw this.unauthorized();
           if (r.status >= 500 || r.status === 429) throw new TransientHttpError(r.status, registryErrorText(body));
