@@ -119,6 +119,7 @@ describe('parent overlays: v2 published as a child of v1, synthesized from the r
       } finally { await client.close(); }
       await assert.rejects(() => c.createServer({ name: 'orphan', overlayUrl: `oci://${reg.host}/apps/parent:orphan`, metadata: { ports: '80' } }), (e: unknown) => {
         assert.ok(isCloudletError(e, 'NotFound'), String(e));
+        assert.equal(e.status, 400, 'a request error (the overlay_url), not a missing resource of the API');
         assert.match(e.message, new RegExp(`needs its parent overlay ${v1.overlay.overlayId}.*pull or publish`));
         return true;
       });
