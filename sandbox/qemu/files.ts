@@ -1,5 +1,7 @@
 /** File helpers for VM images: cheap private copies and whole-or-nothing writes. */
 import * as fs from 'fs';
+import * as path from 'path';
+import { qemuImgBinary } from './host';
 import { run } from './run';
 
 /**
@@ -16,8 +18,10 @@ export async function cloneFile(src: string, dst: string): Promise<void> {
 
 /**
  * As cloneFile, in two steps: `dst` exists at its full size (sparse) when this returns, so QEMU can
- * map it already; the returned promise resolves once it holds `src`'s bytes. (dd conv=notrunc:
- * the file QEMU mapped is never truncated; conv=sparse leaves src's zero blocks as holes.)
+ * map it already; the returned promise resolves once it holds `src`'s bytes. The copy is
+ * `qemu-img convert -n --target-is-zero`: it writes into the existing file (never truncates the
+ * file QEMU mapped), reads only src's data extents (SEEK_DATA) and leaves zero blocks as holes;
+ * dd read all of a 1 GiB RAM file, 70 % holes: 1.2-2.3x slower here.
  */
 export function cloneFileInBackground(src: string, dst: string): Promise<void> {
   try {
@@ -26,7 +30,8 @@ export function cloneFileInBackground(src: string, dst: string): Promise<void> {
   } catch { /* no reflink here */ }
   fs.writeFileSync(dst, '');
   fs.truncateSync(dst, fs.statSync(src).size);
-  return run('dd', [`if=${src}`, `of=${dst}`, 'bs=1M', 'conv=notrunc,sparse', 'status=none']).then(() => undefined);
+  // (absolute paths: qemu-img would read a leading "name:" as a protocol)
+  return run(qemuImgBinary(), ['convert', '-n', '--target-is-zero', '-f', 'raw', '-O', 'raw', path.resolve(src), path.resolve(dst)]).then(() => undefined);
 }
 
 /** Writes a file via a temporary name and rename, so readers see the old or the new whole file. */
