@@ -158,14 +158,15 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
 
 /**
  * Our pause, broken down (phases_ms of the report): QEMU's last pass until its last page arrived
- * (tracking), the rest of its stream (device state), taking and encoding the last pages, the final
- * disk-layer scan, sending + applying the final round, and the destination's state load + cont.
+ * (tracking), the rest of its stream (device state), the source record set to paused, taking and
+ * encoding the last pages, the final disk-layer scan, sending + applying the final round, and the
+ * destination's state load + cont.
  * With the full compare (fallback) tracking is the paused compare and the device state runs alongside.
  */
 function pauseBreakdown(m: Move): Record<string, number | undefined> {
   const p = m.phases_ms ?? {};
   return m.tracking === 'qemu-migration'
-    ? { tracking: p.pause_final_pages, device_state: p.pause_device_state, take_encode: p.pause_tracking, disk_scan: p.final_disk_scan, send_apply: p.final_encode_send_apply, destination_load_cont: p.destination_load_device_state_and_cont }
+    ? { tracking: p.pause_final_pages, device_state: p.pause_device_state, record: p.pause_record, take_encode: p.pause_tracking, disk_scan: p.final_disk_scan, send_apply: p.final_encode_send_apply, destination_load_cont: p.destination_load_device_state_and_cont }
     : { tracking: p.final_ram_compare, device_state: (p.final_ram_compare_and_device_state ?? 0) - (p.final_ram_compare ?? 0), disk_scan: p.final_disk_scan, send_apply: p.final_encode_send_apply, destination_load_cont: p.destination_load_device_state_and_cont };
 }
 

@@ -234,7 +234,9 @@ export class HandoffSender {
         const lastPage = tracker.timeline.completing ?? Date.now();
         this.phases.pause_final_pages = Math.max(0, Math.round(lastPage - tPause));
         this.phases.pause_device_state = Math.max(0, Math.round(Date.now() - lastPage));
+        const tRecord = Date.now();
         await manager.pause(o.vmId); // the record says paused (QEMU already is)
+        this.phases.pause_record = Date.now() - tRecord;
         const tScan = Date.now();
         deviceState = tracker.deviceState();
         enc.begin();
