@@ -19,8 +19,8 @@
  * ours_pause_ms{,_debian} break our pause down (medians): QEMU's last pass until the last page
  * arrived (tracking), the device state, taking + encoding the last pages, sending and applying the
  * final round, the destination loading the state and continuing.
- * The Flask overlay is made once from the Flask VM snapshot in .cache/bench-handoff/flask-launch
- * (see flaskOverlay) and kept as .cache/bench-handoff/flask.overlay.
+ * The Flask overlay is made once per Debian base from the launch VM of bench overlay's realistic pair
+ * (see flaskOverlay) and kept as .cache/bench-handoff/flask-<base id>.overlay.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -178,20 +178,22 @@ function medianBreakdown(ms: Move[]): Record<string, number> {
 }
 
 /**
- * The Flask back-end's overlay on the Debian base: made once from a snapshot of a Flask VM built
- * by `cloudlet build` on that base (bench overlay's realistic workspace: python3-flask + nginx-light
- * and a systemd unit serving "hit N" on port 5000), kept in .cache/bench-handoff/.
+ * The Flask back-end's overlay on the Debian base, made once per base from the launch VM of bench overlay's
+ * realistic pair (its workspace: python3-flask + nginx-light and a systemd unit serving "hit N" on port 5000;
+ * the launch carries its base ID in launch.json), kept in .cache/bench-handoff/ under the base's ID: a new
+ * Debian base (its recipe or the agent changed) makes a new one instead of an overlay no cloudlet can use.
  */
 async function flaskOverlay(): Promise<{ file: string; baseHome: string; baseId: string }> {
   const deb = await ensureDebianBase();
   const dir = projectCache('bench-handoff');
-  const file = path.join(dir, 'flask.overlay');
+  const file = path.join(dir, `flask-${deb.baseId.slice(0, 16)}.overlay`);
   const home = path.join(dir, 'home');
   linkBaseInto(home, deb);
   if (fs.existsSync(file)) return { file, baseHome: home, baseId: deb.baseId };
-  const launch = path.join(dir, 'flask-launch');
-  if (!fs.existsSync(path.join(launch, 'state.bin'))) {
-    throw new Error(`no Flask VM snapshot in ${launch} (ram.raw, disk.qcow2, state.bin of a Flask VM built on base ${deb.baseId.slice(0, 12)}): run \`npm run bench -- overlay --only realistic\` and copy its launch folder there`);
+  const launch = projectCache('bench-overlay', 'realistic', 'launch');
+  const launchBase = (() => { try { return (JSON.parse(fs.readFileSync(path.join(launch, 'launch.json'), 'utf8')) as { baseId?: string }).baseId; } catch { return undefined; } })();
+  if (launchBase !== deb.baseId || !fs.existsSync(path.join(launch, 'state.bin'))) {
+    throw new Error(`no Flask VM snapshot on Debian base ${deb.baseId.slice(0, 12)} in ${launch} (it holds ${launchBase?.slice(0, 12) ?? 'none'}): run \`npm run bench -- overlay --only realistic --prepare\` first (about 10 minutes)`);
   }
   const base = new BaseStore(home).get(deb.baseId);
   log(`debian: making the Flask overlay from ${launch}`);
