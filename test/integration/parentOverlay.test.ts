@@ -7,7 +7,6 @@
  * counter.
  */
 import { strict as assert } from 'assert';
-import * as http from 'http';
 import * as path from 'path';
 import { isCloudletError } from '../../sandbox/common/errors';
 import { projectRoot } from '../../sandbox/common/paths';
@@ -17,21 +16,10 @@ import { createSandboxOverlay, synthesize, type SandboxOverlayResult } from '../
 import { OverlayReader } from '../../sandbox/overlay';
 import { CloudletClient } from '../../sandbox/client';
 import { openOverlayFromOci, publishOverlay, pullOverlay, RegistryClient } from '../../sandbox/registry';
+import { httpGet } from './fixtures/sampleOverlay';
 import { startRegistry, RegistryFixture } from './fixtures/registry';
 import { startDaemon, TEST_USERS } from './fixtures/daemon';
 import { tempHome, TempHome } from './fixtures/testBase';
-
-function get(port: number, urlPath: string, host = '127.0.0.1'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path: urlPath, timeout: 20_000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
 
 describe('parent overlays: v2 published as a child of v1, synthesized from the registry (real QEMU)', function () {
   this.timeout(900_000);
@@ -49,7 +37,7 @@ describe('parent overlays: v2 published as a child of v1, synthesized from the r
     // v2: the sandbox synthesized from v1, a new page on disk and the RAM counter at 44.
     const src = await synthesize(th.manager, th.baseId, v1.overlay.path, { name: 'v2-src' });
     const fwd = src.sandbox.ports.find((p) => p.guest === 80)!;
-    for (const want of ['42', '43', '44']) assert.equal((await get(fwd.host, '/cgi-bin/counter')).body.trim(), want);
+    for (const want of ['42', '43', '44']) assert.equal((await httpGet(`127.0.0.1:${fwd.host}`, '/cgi-bin/counter')).body.trim(), want);
     const w = await th.manager.exec('v2-src', 'echo "<h1>sample back-end v2</h1>" > /srv/www/index.html && sync');
     assert.equal(w.exitCode, 0, JSON.stringify(w));
     v2 = await createSandboxOverlay(th.manager, 'v2-src', { parent: v1.overlay.overlayId });
@@ -103,9 +91,8 @@ describe('parent overlays: v2 published as a child of v1, synthesized from the r
       const server = await c.waitServer(created.id, ['ACTIVE', 'ERROR'], { timeoutMs: 600_000 });
       assert.equal(server.status, 'ACTIVE', JSON.stringify(server));
       const ports = (server as unknown as Record<string, Record<string, string>>)['OS-EXT-CLOUDLET:ports'];
-      const [host, port] = ports['80'].split(':');
-      assert.match((await get(Number(port), '/index.html', host)).body, /sample back-end v2/);
-      assert.equal((await get(Number(port), '/cgi-bin/counter', host)).body.trim(), '45');
+      assert.match((await httpGet(ports['80'], '/index.html')).body, /sample back-end v2/);
+      assert.equal((await httpGet(ports['80'], '/cgi-bin/counter')).body.trim(), '45');
       await c.deleteServer(created.id);
 
       // Refused over the real registry: a child whose parent the repository no longer holds (its

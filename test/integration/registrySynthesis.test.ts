@@ -7,7 +7,6 @@
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
-import * as http from 'http';
 import * as path from 'path';
 import { projectRoot } from '../../sandbox/common/paths';
 import { loadBuildFile } from '../../sandbox/build/buildFile';
@@ -15,21 +14,10 @@ import { runBuild, BuildResult } from '../../sandbox/build/build';
 import { synthesize } from '../../sandbox/overlay/sandboxOverlay';
 import { CloudletClient } from '../../sandbox/client';
 import { BlobCache, Credentials, openOverlayFromOci, publishOverlay } from '../../sandbox/registry';
+import { httpGet } from './fixtures/sampleOverlay';
 import { startRegistry, RegistryFixture } from './fixtures/registry';
 import { startDaemon, TEST_USERS } from './fixtures/daemon';
 import { tempHome, TempHome } from './fixtures/testBase';
-
-function get(port: number, urlPath: string, host = '127.0.0.1'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path: urlPath, timeout: 20_000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
 
 describe('registry: synthesis from oci:// references with real QEMU', function () {
   this.timeout(900_000);
@@ -66,10 +54,10 @@ describe('registry: synthesis from oci:// references with real QEMU', function (
         assert.equal(r.overlayId, built.overlay.overlayId);
         const fwd = r.sandbox.ports.find((p) => p.guest === 80);
         assert.ok(fwd, 'port 80 not forwarded');
-        const page = await get(fwd.host, '/index.html');
+        const page = await httpGet(`127.0.0.1:${fwd.host}`, '/index.html');
         assert.equal(page.status, 200);
         assert.match(page.body, /sample back-end/);
-        assert.equal((await get(fwd.host, '/cgi-bin/counter')).body.trim(), '42');
+        assert.equal((await httpGet(`127.0.0.1:${fwd.host}`, '/cgi-bin/counter')).body.trim(), '42');
       } finally {
         await oci.close();
         if (name) await th.manager.delete(name);
@@ -92,10 +80,9 @@ describe('registry: synthesis from oci:// references with real QEMU', function (
       const server = await c.waitServer(created.id, ['ACTIVE', 'ERROR'], { timeoutMs: 600_000 });
       assert.equal(server.status, 'ACTIVE', JSON.stringify(server));
       const ports = (server as unknown as Record<string, Record<string, string>>)['OS-EXT-CLOUDLET:ports'];
-      const [host, port] = ports['80'].split(':');
-      const page = await get(Number(port), '/index.html', host);
+      const page = await httpGet(ports['80'], '/index.html');
       assert.match(page.body, /sample back-end/);
-      assert.equal((await get(Number(port), '/cgi-bin/counter', host)).body.trim(), '42');
+      assert.equal((await httpGet(ports['80'], '/cgi-bin/counter')).body.trim(), '42');
       await c.deleteServer(created.id);
     } finally {
       await d.stop();
