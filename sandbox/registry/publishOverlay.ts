@@ -13,7 +13,8 @@ import { BlobUploader, UploadResult } from './blobUploader';
 import { formatReference, parseReference } from './reference';
 import { OCI_MANIFEST } from './mediaTypes';
 import { buildOverlayManifest, readOverlayArtifact } from './overlayArtifact';
-import { readOverlayFile, readSegmentBytes } from './overlayFile';
+import { parseOverlayManifest, readOverlayFile, readSegmentBytes } from './overlayFile';
+import { overlayIdOf } from '../overlay/format';
 import { mapLimit } from './parallel';
 import { listPublications, mountSources, recordPublication } from './publishedRefs';
 import { pullScope, RegistryClient, RegistryClientOptions } from './registryClient';
@@ -156,15 +157,22 @@ async function publishFile(file: string, refText: string, opts: PublishOptions):
 /**
  * The OCI manifest digest of overlay `parentId` in `repo`: from this machine's publication history
  * first, else by the repository's tags (up to 200); each candidate fetched and its overlay ID
- * annotation compared. Refused (NotFound) when the repository does not hold it.
+ * annotation compared, then its overlay manifest fetched and the ID recomputed. Refused (NotFound)
+ * when the repository does not hold it.
  */
 async function findParentInRepository(client: RegistryClient, repo: string, parentId: string, childId: string, storeRoot?: string): Promise<string> {
+  // A tag's ID annotation only says where to look: the candidate's overlay manifest is fetched and its
+  // ID recomputed, so a decoy tag cannot become the child's parent, and one broken artifact is skipped.
   const isParent = async (reference: string): Promise<string | undefined> => {
     try {
       const m = await client.getManifest(repo, reference);
-      return readOverlayArtifact(m.body, m.mediaType, reference).overlayId === parentId ? m.digest : undefined;
+      const artifact = readOverlayArtifact(m.body, m.mediaType, reference);
+      if (artifact.overlayId !== parentId) return undefined;
+      const manifestBytes = await client.fetchBlob(repo, artifact.configDigest, artifact.configSize);
+      const manifest = parseOverlayManifest(manifestBytes, `${repo}:${reference}`);
+      return overlayIdOf(manifest, manifestBytes) === parentId ? m.digest : undefined;
     } catch (e) {
-      if (isCloudletError(e, 'NotFound') || isCloudletError(e, 'BadInput')) return undefined;
+      if (isCloudletError(e, 'NotFound') || isCloudletError(e, 'BadInput') || isCloudletError(e, 'Corrupt')) return undefined;
       throw e;
     }
   };

@@ -3,7 +3,9 @@
  * - the overlay ID does not cover compressed bytes, so a registry can serve a broken file under a
  *   good overlay's ID; pull verifies every hop before it enters the store and the good copy stays;
  * - a child overlay given to a daemon by http(s) URL (its own Glance) is refused at the request:
- *   the daemon never looks parents up in its store, where other projects' overlays live.
+ *   the daemon never looks parents up in its store, where other projects' overlays live;
+ * - publishing a child looks for its parent among the repository's tags: a decoy tag whose ID
+ *   annotation names the parent, or a broken artifact, is passed over, never chosen or fatal.
  */
 import { strict as assert } from 'assert';
 import * as crypto from 'crypto';
@@ -16,6 +18,8 @@ import { OverlayReader } from '../../sandbox/overlay';
 import { SegmentCompressor } from '../../sandbox/overlay/segmentCompressor';
 import { writeOverlayFile } from '../../sandbox/registry/overlayFile';
 import { publishOverlay, pullOverlay } from '../../sandbox/registry';
+import { RegistryClient } from '../../sandbox/registry/registryClient';
+import { ANNOTATION_OVERLAY_ID, ANNOTATION_PARENT_MANIFEST, OCI_MANIFEST } from '../../sandbox/registry/mediaTypes';
 import { CloudletClient, type ApiError } from '../../sandbox/client';
 import { startRegistry, type RegistryFixture } from './fixtures/registry';
 import { startDaemon, TEST_USERS, type TestDaemon } from './fixtures/daemon';
@@ -111,5 +115,35 @@ describe('hostile overlay chains: pull verifies every hop, a daemon takes no par
     } finally {
       await d?.stop();
     }
+  });
+  it('publishing a child passes over a decoy tag whose ID annotation names the parent and a broken artifact: the real parent is named', async () => {
+    const repo = 'apps/decoy';
+    const pub = (file: string, tag: string) => publishOverlay(file, `${reg.host}/${repo}:${tag}`, { credentials: null, storeRoot: path.join(dir, `pub-${tag}`) });
+    // Another overlay, published, then its artifact re-pushed with the parent's ID annotation. Hostile tags sort
+    // both before and after the real parent's and are pushed first: whatever order the registry lists, one comes first.
+    const other = path.join(dir, 'other.overlay');
+    await rewriteOverlay(good, other, (m) => { m.vmConfig.ports = [...(m.vmConfig.ports ?? []), 8999]; });
+    const decoy = await pub(other, 'a-decoy');
+    assert.notEqual(decoy.overlayId, goodId);
+    const client = new RegistryClient(reg.host, { plainHttp: true, credentials: null });
+    try {
+      const m = JSON.parse((await client.getManifest(repo, 'a-decoy')).body.toString('utf8')) as { annotations: Record<string, string>; config: { size: number } };
+      m.annotations[ANNOTATION_OVERLAY_ID] = goodId;
+      for (const t of ['a-decoy', 'y-decoy']) await client.putManifest(repo, t, Buffer.from(JSON.stringify(m)), OCI_MANIFEST);
+      // Broken artifacts: the config is declared larger than the manifest limit.
+      m.config.size = 2 ** 40;
+      for (const t of ['0-broken', 'zz-broken']) await client.putManifest(repo, t, Buffer.from(JSON.stringify(m)), OCI_MANIFEST);
+    } finally { await client.close(); }
+    const real = await pub(good, 'm1');
+
+    const child = path.join(dir, 'decoy-child.overlay');
+    await rewriteOverlay(good, child, (m) => { m.parent = { id: goodId, depth: 1 }; });
+    const r = await pub(child, 'v2');
+    const reader = new RegistryClient(reg.host, { plainHttp: true, credentials: null });
+    try {
+      const a = JSON.parse((await reader.getManifest(repo, 'v2')).body.toString('utf8')) as { annotations: Record<string, string> };
+      assert.equal(a.annotations[ANNOTATION_PARENT_MANIFEST], real.manifestDigest, 'the child names the real parent\'s manifest, not the decoy');
+    } finally { await reader.close(); }
+    assert.equal(r.overlayId.length, 64);
   });
 });
