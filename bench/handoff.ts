@@ -12,6 +12,12 @@
  * synthesized from the same overlay, so that both sides see the same varying load (the machine is
  * shared); the figures reported are each side's MEDIAN over its trials, and the ratios are ratios of
  * those medians. Per-trial figures are kept in `trials_detail` / `link_trials_detail`.
+ * Downtime is the guest's pause, taken the same way on both sides from QEMU's own event stamps (both
+ * QEMUs run on this host): the source QEMU's STOP event -> the destination QEMU's RESUME event.
+ * QEMU's self-reported figure (query-migrate `downtime`: measured on the source, from its stop to the
+ * source's completion, so without the destination loading the last data and starting the CPUs) is kept
+ * as qemu_reported_downtime_ms, ours (STOP -> the source had the destination's answer) as
+ * ours_source_downtime_ms. QEMU's destination starts without -S and resumes the VM by itself.
  * Prints bytes sent, downtime and total time for each; last line one JSON object with every figure,
  * ratio_bytes_vs_qemu (target <= 0.25) and ratio_downtime_vs_qemu (<= 1.0); the Debian guest's keys
  * end in _debian (ratio_downtime_vs_qemu_debian <= 1.0, ratio_bytes_vs_qemu_debian <= 0.05,
@@ -28,7 +34,7 @@ import { CloudletClient, type HandoffReport, type Server } from '../sandbox/clie
 import { chooseAccel } from '../sandbox/qemu/accel';
 import { qemuBinary } from '../sandbox/qemu/host';
 import { freePort } from '../sandbox/qemu/ports';
-import { QmpClient } from '../sandbox/qemu/qmp';
+import { eventTimeMs, QmpClient, type QmpEvent } from '../sandbox/qemu/qmp';
 import { logTail, startVm, stopVm, vmFilesIn } from '../sandbox/qemu/vm';
 import { synthesize } from '../sandbox/overlay/sandboxOverlay';
 import { startDaemon, TEST_USERS, type TestDaemon } from '../test/integration/fixtures/daemon';
@@ -65,11 +71,20 @@ let guest: Guest = TEST_GUEST;
 const counter = (hostPort: string) => guest.counter(hostPort);
 const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, string>)[String(guest.port)];
 
-interface Move { bytes: number; downtime_ms: number; total_ms: number; rounds?: number; phases_ms?: Record<string, number>; tracking?: string; round_pages?: number[] }
+/**
+ * One move. `downtime_ms`: the guest's pause, measured the same way on both sides: the source QEMU's
+ * STOP event -> the destination QEMU's RESUME event (QMP event stamps, the host's real-time clock;
+ * both QEMUs run on this host). `reported_downtime_ms`: each side's own figure, kept for reference:
+ * ours = STOP -> the source had the destination's "running" (the report's downtime_ms); QEMU's =
+ * query-migrate's `downtime`, which QEMU takes on the source (its stop -> the source's completion),
+ * without the destination loading the last data and starting the CPUs.
+ */
+interface Move { bytes: number; downtime_ms: number; reported_downtime_ms: number; total_ms: number; rounds?: number; phases_ms?: Record<string, number>; tracking?: string; round_pages?: number[] }
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const medianMove = (ms: Move[]): Move => ({
-  bytes: median(ms.map((m) => m.bytes)), downtime_ms: median(ms.map((m) => m.downtime_ms)), total_ms: median(ms.map((m) => m.total_ms)),
+  bytes: median(ms.map((m) => m.bytes)), downtime_ms: median(ms.map((m) => m.downtime_ms)), reported_downtime_ms: median(ms.map((m) => m.reported_downtime_ms)),
+  total_ms: median(ms.map((m) => m.total_ms)),
   ...(ms[0].rounds !== undefined ? { rounds: median(ms.map((m) => m.rounds ?? 0)) } : {}),
 });
 
@@ -90,9 +105,10 @@ async function ours(a: TestDaemon, b: TestDaemon, overlayUrl: string, via?: (com
   const after = await counter(port80(moved));
   if (after !== before + 1) throw new Error(`counter at the destination is ${after}, expected ${before + 1}`);
   await cb.deleteServer(moved.id);
-  log(`  ours: ${r.bytes_sent} bytes in ${r.rounds} rounds, downtime ${r.downtime_ms} ms, total ${r.total_ms} ms (${JSON.stringify(r.phases_ms)})`);
+  if (typeof r.stop_to_resume_ms !== 'number') throw new Error('the handoff report has no stop_to_resume_ms (source STOP / destination RESUME event times)');
+  log(`  ours: ${r.bytes_sent} bytes in ${r.rounds} rounds, downtime (STOP -> RESUME) ${r.stop_to_resume_ms} ms (source's figure ${r.downtime_ms} ms), total ${r.total_ms} ms (${JSON.stringify(r.phases_ms)})`);
   log(`    tracking ${r.tracking}${r.tracking_fallback ? ` (fallback: ${r.tracking_fallback})` : ''}, RAM pages per round ${JSON.stringify(r.round_pages)}`);
-  return { bytes: r.bytes_sent, downtime_ms: r.downtime_ms, total_ms: r.total_ms, rounds: r.rounds, phases_ms: r.phases_ms, tracking: r.tracking, round_pages: r.round_pages };
+  return { bytes: r.bytes_sent, downtime_ms: r.stop_to_resume_ms, reported_downtime_ms: r.downtime_ms, total_ms: r.total_ms, rounds: r.rounds, phases_ms: r.phases_ms, tracking: r.tracking, round_pages: r.round_pages };
 }
 
 /** QEMU's migration of the same launch VM (synthesized here) to a second QEMU sharing its disk. */
@@ -110,8 +126,15 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
   const binary = qemuBinary();
   const { accel } = await chooseAccel(binary, layout.vmConfig.cpuModel);
   const fwd = await freePort();
-  const dst = await startVm({ binary, name: `cloudlet-bench-qm-dst-${n}`, cfg: layout.vmConfig, files, accel, incoming: true, paused: true, ports: [{ guest: guest.port, host: fwd }] });
+  // Not paused (-S): QEMU's destination starts the CPUs by itself once it loaded the stream, as a
+  // plain QEMU live migration does (a `cont` sent from here would add this script's delay to QEMU's pause).
+  const dst = await startVm({ binary, name: `cloudlet-bench-qm-dst-${n}`, cfg: layout.vmConfig, files, accel, incoming: true, paused: false, ports: [{ guest: guest.port, host: fwd }] });
   let proxy: { close(): Promise<void> } | undefined;
+  // The guest's pause: the source's STOP event -> the destination's RESUME event (QEMU's stamps).
+  let stopAt: number | undefined, resumeAt: number | undefined;
+  const onSrc = (e: QmpEvent) => { if (e.event === 'STOP') stopAt ??= eventTimeMs(e); };
+  const onDst = (e: QmpEvent) => { if (e.event === 'RESUME') resumeAt ??= eventTimeMs(e); };
+  dst.qmp.on('event', onDst);
   try {
     const inPort = await freePort();
     await dst.qmp.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${inPort}` });
@@ -120,6 +143,7 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
     await sleep(IDLE_MS);
     // The source QEMU loaded its state with x-ignore-shared (synthesis); QEMU's migration sends RAM.
     await src.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: false }] });
+    src.on('event', onSrc);
     const tMigrate = Date.now();
     await src.execute('migrate', { uri: `tcp:127.0.0.1:${target}` });
     let m: any;
@@ -140,14 +164,18 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
     const loaded = Date.now();
     const st = await dst.qmp.execute('query-status');
     if (st.status === 'inmigrate') throw new Error(`QEMU's destination still loading ${Math.round((loaded - tMigrate) / 1000)} s after migrate\n${logTail(path.join(dir, 'qemu.log'))}`);
-    if (!st.running) await dst.qmp.execute('cont');
+    // The destination runs by itself (no -S); its RESUME event may trail query-status by a moment.
+    for (const until = Date.now() + 5000; resumeAt === undefined && Date.now() < until;) await sleep(10);
+    if (resumeAt === undefined || stopAt === undefined) throw new Error(`QEMU's migration: no ${stopAt === undefined ? 'STOP event at the source' : 'RESUME event at the destination'} (status ${st.status})`);
     const after = await counter(`127.0.0.1:${fwd}`);
     if (after !== before + 1) throw new Error(`counter after QEMU migration is ${after}, expected ${before + 1}`);
     const total = throttle ? Math.max(Number(m['total-time']), loaded - tMigrate) : Number(m['total-time']);
-    const out = { bytes: Number(m.ram?.transferred ?? 0), downtime_ms: Number(m.downtime), total_ms: total };
-    log(`  qemu: ${out.bytes} bytes, downtime ${out.downtime_ms} ms, total ${out.total_ms} ms`);
+    const out = { bytes: Number(m.ram?.transferred ?? 0), downtime_ms: Math.round(resumeAt - stopAt), reported_downtime_ms: Number(m.downtime), total_ms: total };
+    log(`  qemu: ${out.bytes} bytes, downtime (STOP -> RESUME) ${out.downtime_ms} ms (query-migrate's ${out.reported_downtime_ms} ms), total ${out.total_ms} ms`);
     return out;
   } finally {
+    src.off('event', onSrc);
+    dst.qmp.off('event', onDst);
     await proxy?.close();
     await src.execute('quit').catch(() => undefined);
     src.close();
@@ -242,17 +270,17 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
     }
     const round3 = (x: number) => Math.round(x * 1000) / 1000;
     const perTrial = (ox: Move[], qx: Move[]) => ox.map((x, i) => ({
-      ours_bytes: x.bytes, ours_downtime_ms: x.downtime_ms, ours_total_ms: x.total_ms, ours_rounds: x.rounds, ours_tracking: x.tracking,
+      ours_bytes: x.bytes, ours_downtime_ms: x.downtime_ms, ours_source_downtime_ms: x.reported_downtime_ms, ours_total_ms: x.total_ms, ours_rounds: x.rounds, ours_tracking: x.tracking,
       ours_round_pages: x.round_pages, ours_pause_ms: pauseBreakdown(x),
-      qemu_bytes: qx[i].bytes, qemu_downtime_ms: qx[i].downtime_ms, qemu_total_ms: qx[i].total_ms,
+      qemu_bytes: qx[i].bytes, qemu_downtime_ms: qx[i].downtime_ms, qemu_reported_downtime_ms: qx[i].reported_downtime_ms, qemu_total_ms: qx[i].total_ms,
       ratio_downtime_vs_qemu: round3(x.downtime_ms / Math.max(1, qx[i].downtime_ms)),
     }));
     const k = (name: string) => `${name}${suffix}`;
     const result: Record<string, unknown> = {
       [k('guest')]: g.label, [k('trials')]: TRIALS,
-      [k('ours_bytes')]: o.bytes, [k('ours_downtime_ms')]: o.downtime_ms, [k('ours_total_ms')]: o.total_ms, [k('ours_rounds')]: o.rounds,
+      [k('ours_bytes')]: o.bytes, [k('ours_downtime_ms')]: o.downtime_ms, [k('ours_source_downtime_ms')]: o.reported_downtime_ms, [k('ours_total_ms')]: o.total_ms, [k('ours_rounds')]: o.rounds,
       [k('ours_tracking')]: os.map((x) => x.tracking).join(','), [k('ours_pause_ms')]: medianBreakdown(os),
-      [k('qemu_bytes')]: q.bytes, [k('qemu_downtime_ms')]: q.downtime_ms, [k('qemu_total_ms')]: q.total_ms,
+      [k('qemu_bytes')]: q.bytes, [k('qemu_downtime_ms')]: q.downtime_ms, [k('qemu_reported_downtime_ms')]: q.reported_downtime_ms, [k('qemu_total_ms')]: q.total_ms,
       [k('ratio_bytes_vs_qemu')]: round3(o.bytes / q.bytes), [k('ratio_downtime_vs_qemu')]: round3(o.downtime_ms / Math.max(1, q.downtime_ms)),
       [k('ratio_total_vs_qemu')]: round3(o.total_ms / q.total_ms),
       [k('trials_detail')]: perTrial(os, qs),
@@ -260,8 +288,8 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
     if (o25s.length) {
       const o25 = medianMove(o25s), q25 = medianMove(q25s);
       Object.assign(result, {
-        [k('link_ours_bytes')]: o25.bytes, [k('link_ours_downtime_ms')]: o25.downtime_ms, [k('link_ours_total_ms')]: o25.total_ms,
-        [k('link_qemu_bytes')]: q25.bytes, [k('link_qemu_downtime_ms')]: q25.downtime_ms, [k('link_qemu_total_ms')]: q25.total_ms,
+        [k('link_ours_bytes')]: o25.bytes, [k('link_ours_downtime_ms')]: o25.downtime_ms, [k('link_ours_source_downtime_ms')]: o25.reported_downtime_ms, [k('link_ours_total_ms')]: o25.total_ms,
+        [k('link_qemu_bytes')]: q25.bytes, [k('link_qemu_downtime_ms')]: q25.downtime_ms, [k('link_qemu_reported_downtime_ms')]: q25.reported_downtime_ms, [k('link_qemu_total_ms')]: q25.total_ms,
         [k('ratio_link_total_vs_qemu')]: round3(o25.total_ms / q25.total_ms), [k('ratio_link_downtime_vs_qemu')]: round3(o25.downtime_ms / Math.max(1, q25.downtime_ms)),
         [k('link_trials_detail')]: perTrial(o25s, q25s),
       });
@@ -279,7 +307,7 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   log(`handoff bench (${GUESTS.join(', ')}): two daemons, a QEMU pair, ${TRIALS} interleaved trials each`);
   const result: Record<string, unknown> = {
-    bench: 'handoff', idle_ms: IDLE_MS, trials: TRIALS, aggregate: 'median', link_mbit: LINK_MBIT, link_trials: LINK_TRIALS,
+    bench: 'handoff', downtime: 'source QEMU STOP event -> destination QEMU RESUME event, both sides', idle_ms: IDLE_MS, trials: TRIALS, aggregate: 'median', link_mbit: LINK_MBIT, link_trials: LINK_TRIALS,
     compare_workers: COMPARE_WORKERS >= 0 ? COMPARE_WORKERS : 'default', tracker: process.env.CLOUDLET_HANDOFF_TRACKER ?? 'migration',
     target_ratio_bytes: 0.25, target_ratio_downtime: 1.0, target_ratio_bytes_debian: 0.05, target_ratio_total_debian: 1.0, target_ratio_link_total_debian: 0.1,
   };

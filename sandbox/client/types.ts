@@ -163,7 +163,16 @@ export interface HandoffReport {
   destination_server_id: string;
   destination: string;
   total_ms: number;
+  /** Source QEMU's STOP -> the source got the destination's "running" (finish's answer). */
   downtime_ms: number;
+  /**
+   * The guest's pause as QEMU's event clocks see it: the source QEMU's STOP event and the destination
+   * QEMU's RESUME event (ms since the epoch), and the difference: comparable only when both hosts'
+   * clocks agree (one host, or synchronized clocks). Older destinations send no RESUME time.
+   */
+  stopped_at_ms?: number;
+  resumed_at_ms?: number;
+  stop_to_resume_ms?: number;
   bytes_sent: number;
   rounds: number;
   round_bytes: number[];

@@ -213,7 +213,7 @@ export class HandoffReceiver {
     this.d.ctx.log.info(`handoff ${s.id}: '${s.req.name}' runs here as server ${row.id} after ${s.rounds} rounds, ${s.bytes} bytes`);
     const phases = { qemu_wait: tLoad - t0, load_device_state_and_cont: tRunning - tLoad, server_record: Date.now() - tRunning };
     setImmediate(() => fs.rmSync(s.applier.dir, { recursive: true, force: true }));
-    s.result = { server: { id: row.id, name: row.name, status: 'ACTIVE', ports }, phases_ms: phases, ...(ramSha256 ? { ram_sha256: ramSha256 } : {}) };
+    s.result = { server: { id: row.id, name: row.name, status: 'ACTIVE', ports }, phases_ms: phases, ...(vm.resumedAtMs !== undefined ? { resumed_at_ms: vm.resumedAtMs } : {}), ...(ramSha256 ? { ram_sha256: ramSha256 } : {}) };
     return s.result;
   }
 

@@ -29,6 +29,7 @@ import { MigrationTracker } from './migrationTracker';
 import { DiskDirtyLog } from './diskDirtyLog';
 import { InlineZstd } from './inlineZstd';
 import { createLogger } from '../common/log';
+import { eventTimeMs, type QmpClient, type QmpEvent } from '../qemu/qmp';
 
 const log = createLogger('handoff');
 
@@ -137,13 +138,18 @@ export class HandoffSender {
     let round = 0, paused = false, tPause = 0;
     let tracker: MigrationTracker | undefined;
     let diskLog: DiskDirtyLog | undefined;
+    let qmp: QmpClient | undefined;
+    // The guest's pause begins at QEMU's STOP event (its own clock), whichever path stops the VM.
+    let stopEventAt: number | undefined;
+    const onStop = (e: QmpEvent) => { if (e.event === 'STOP') stopEventAt ??= eventTimeMs(e); };
     try {
       // Test hook: the source stops here (to be killed) with the destination's session open.
       await failpoint('handoff-after-check');
       // Live rounds. Tracking by QEMU's own migration (MigrationTracker) unless it is off or fails;
       // then (or with CLOUDLET_HANDOFF_TRACKER=compare) the full compare of the RAM file.
       const tLive = Date.now();
-      const qmp = await manager.qmpClient(o.vmId);
+      qmp = await manager.qmpClient(o.vmId);
+      qmp.on('event', onStop);
       // QEMU's block dirty bitmap from here, before the first scan of the layer: the paused scan then
       // reads only the chunks written since (else the whole layer, when its file changed).
       try {
@@ -304,9 +310,16 @@ export class HandoffSender {
       const tRunning = Date.now();
       this.lap('destination_resume', tResume);
       for (const [k, v] of Object.entries(fin.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_${k}`] = v;
+      // The guest's own pause: source QEMU's STOP -> destination QEMU's RESUME, both QEMU event stamps
+      // (only comparable when both hosts' clocks agree, as on one host).
+      const stoppedAt = tracker?.stoppedAt ?? stopEventAt;
+      const resumedAt = typeof fin.resumed_at_ms === 'number' && Number.isFinite(fin.resumed_at_ms) ? Math.round(fin.resumed_at_ms) : undefined;
       const report = {
         server_id: o.serverId, destination_server_id: fin.server.id, destination: dest.where,
         total_ms: tRunning - t0, downtime_ms: Math.round(tRunning - tPause), bytes_sent: this.roundBytes.reduce((a, b) => a + b, 0),
+        ...(stoppedAt !== undefined ? { stopped_at_ms: Math.round(stoppedAt) } : {}),
+        ...(resumedAt !== undefined ? { resumed_at_ms: resumedAt } : {}),
+        ...(stoppedAt !== undefined && resumedAt !== undefined ? { stop_to_resume_ms: resumedAt - Math.round(stoppedAt) } : {}),
         rounds: round, round_bytes: this.roundBytes, round_pages: this.roundPages, round_disk_chunks: this.roundDisk,
         tracking: this.tracking.method, ...(this.tracking.fallback ? { tracking_fallback: this.tracking.fallback } : {}),
         disk_tracking: (diskLog && !this.diskFallback ? 'qemu-dirty-bitmap' : 'layer-scan') as 'qemu-dirty-bitmap' | 'layer-scan', ...(this.diskFallback ? { disk_tracking_fallback: this.diskFallback } : {}),
@@ -331,6 +344,7 @@ export class HandoffSender {
       const code = e instanceof CloudletError ? e.code : 'Internal';
       throw new CloudletError(code, `handoff to ${dest.where} failed in round ${round}${paused ? ' (after the pause)' : ''}: ${describeError(e)}; ${back}`);
     } finally {
+      qmp?.off('event', onStop);
       await tracker?.close();
       await diskLog?.stop();
       enc.close();

@@ -32,6 +32,11 @@ export interface FinishResponse {
   server: { id: string; name: string; status: string; ports: Record<string, string> };
   /** The destination's own timing of finish (optional: older destinations do not send it). */
   phases_ms?: Record<string, number>;
+  /**
+   * When the destination's QEMU resumed the VM (its RESUME event, ms since the epoch on the
+   * destination host's clock; optional: older destinations do not send it).
+   */
+  resumed_at_ms?: number;
   /** SHA-256 of the RAM file before the load, only with CLOUDLET_HANDOFF_VERIFY_RAM=1 (tests). */
   ram_sha256?: string;
 }

@@ -8,6 +8,12 @@ import { CloudletError } from '../common/errors';
 
 export interface QmpEvent { event: string; data?: Record<string, unknown>; timestamp?: { seconds: number; microseconds: number } }
 
+/** When QEMU emitted the event, in ms since the epoch (QEMU stamps events with the host's real-time clock). */
+export function eventTimeMs(e: QmpEvent): number | undefined {
+  const t = e.timestamp;
+  return t && Number.isFinite(t.seconds) && Number.isFinite(t.microseconds) && t.seconds >= 0 ? t.seconds * 1000 + t.microseconds / 1000 : undefined;
+}
+
 export interface QueryStatus { running: boolean; singlestep?: boolean; status: string }
 export interface QueryMigrate {
   status?: 'none' | 'setup' | 'cancelling' | 'cancelled' | 'active' | 'postcopy-active' | 'postcopy-paused'

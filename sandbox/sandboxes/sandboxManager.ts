@@ -16,7 +16,7 @@ import type { ExecResult } from '../qemu/agentClient';
 import { checkDeviceStateHeader, incomingTimeoutMs, listenForDeviceState, saveDeviceStateToFile } from '../qemu/deviceState';
 import { checkHostFor } from '../qemu/host';
 import { reclaimPorts, resolvePorts, type PortRequest } from '../qemu/ports';
-import type { QmpClient } from '../qemu/qmp';
+import { eventTimeMs, type QmpClient, type QmpEvent } from '../qemu/qmp';
 import type { VmConfig } from '../qemu/vmconfig';
 import { adoptAll, type AdoptReport } from './adopt';
 import type { SandboxFiles } from './layout';
@@ -170,12 +170,24 @@ export class SandboxManager {
     await listenForDeviceState(vm.qmp, files.migrateSocket);
   }
 
-  /** Streams the device state into a started prepared launch and continues the VM. */
-  async completePrepared(id: string, deviceState: Buffer, timeoutMs = this.incomingTimeoutMs): Promise<SandboxInfo> {
+  /**
+   * Streams the device state into a started prepared launch and continues the VM. `resumedAtMs`:
+   * when its QEMU emitted RESUME (ms since the epoch, QEMU's event clock), the end of the guest's pause.
+   */
+  async completePrepared(id: string, deviceState: Buffer, timeoutMs = this.incomingTimeoutMs): Promise<SandboxInfo & { resumedAtMs?: number }> {
     const rec = readRecord(this.dirOf(id));
     const qmp = this.live.openQmp(id);
     if (!rec || rec.status !== 'starting' || !rec.pid || !qmp) throw new CloudletError('Conflict', `sandbox '${id}' is not a started prepared launch`);
-    return this.info(await runFromState(rec, this.filesOf(id), qmp, deviceState, { timeoutMs, listening: true }));
+    let resumedAtMs: number | undefined;
+    const onEvent = (e: QmpEvent) => { if (e.event === 'RESUME') resumedAtMs ??= eventTimeMs(e) ?? Date.now(); };
+    qmp.on('event', onEvent);
+    try {
+      const running = await runFromState(rec, this.filesOf(id), qmp, deviceState, { timeoutMs, listening: true });
+      // QEMU emits RESUME while it runs `cont`, before its answer: already here in practice.
+      return { ...this.info(running), ...(resumedAtMs !== undefined ? { resumedAtMs } : {}) };
+    } finally {
+      qmp.off('event', onEvent);
+    }
   }
 
   /** The QMP connection of a live sandbox (handoff: stop and device-state save without a file). */

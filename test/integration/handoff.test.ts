@@ -66,6 +66,11 @@ describe('handoff between two daemons with real QEMU', function () {
     // Report: present and plausible.
     assert.ok(r.bytes_sent > 0 && r.bytes_sent < TEST_BASE_RAM_MIB * 1048576, `bytes_sent ${r.bytes_sent}`);
     assert.ok(r.downtime_ms > 0 && r.downtime_ms < r.total_ms, `downtime ${r.downtime_ms} of ${r.total_ms}`);
+    // The guest's pause by QEMU's event stamps (one host here): source STOP -> destination RESUME,
+    // inside the source's figure (which ends only when finish's answer came back).
+    assert.ok(typeof r.stopped_at_ms === 'number' && typeof r.resumed_at_ms === 'number', `event times: ${r.stopped_at_ms} ${r.resumed_at_ms}`);
+    assert.equal(r.stop_to_resume_ms, r.resumed_at_ms! - r.stopped_at_ms!);
+    assert.ok(r.stop_to_resume_ms! > 0 && r.stop_to_resume_ms! <= r.downtime_ms + 1, `STOP -> RESUME ${r.stop_to_resume_ms} ms, source's downtime ${r.downtime_ms} ms`);
     assert.ok(r.rounds >= 1, `rounds ${r.rounds}`);
     assert.equal(r.round_bytes.length, r.rounds);
     assert.equal(r.round_bytes.reduce((x, y) => x + y, 0), r.bytes_sent);
