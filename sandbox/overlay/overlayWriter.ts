@@ -4,12 +4,12 @@
  * threads while the scan goes on, then one container file written next to its destination and
  * renamed into place only when complete.
  */
-import { createHash } from 'crypto';
+import { hash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, ProgressSink } from '../common/progress';
-import { ChunkEncoder } from './chunkEncoder';
+import { ChunkEncoder, ZERO_CHUNK, ZERO_DIGEST } from './chunkEncoder';
 import {
   canonicalJson, CHUNK_SIZE, ChunkRecord, emptyBreakdown, Encoding, ENCODING_NAMES, encodeContainerHeader,
   encodeSegment, endsSegment, FORMAT_NAME, FORMAT_VERSION, LIMITS, MAX_CHAIN_DEPTH, OverlayManifest, overlayIdOf,
@@ -17,6 +17,7 @@ import {
 } from './format';
 import { Qcow2Reader } from './qcow2Reader';
 import { SegmentCompressor } from './segmentCompressor';
+import { SpanReader } from './spanReader';
 
 export interface BaseImages {
   baseId: string;
@@ -65,6 +66,8 @@ export interface CreateOverlayResult {
 export const DEFAULT_LEVEL = 3;
 export const DEVICE_STATE_LEVEL = 19;
 const READ_BLOCK = 8 << 20; // for copying the segments into the container
+/** Base chunks read at once for the XOR decision (literal chunks come in runs). */
+const BASE_SPAN_CHUNKS = 16;
 
 function loadDigests(src: string | Buffer, what: string): Buffer {
   const b = typeof src === 'string' ? fs.readFileSync(src) : src;
@@ -134,16 +137,18 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
       if (baseDiskSize !== realDiskSize) throw new CloudletError('Mismatch', `parent ${parent.overlayId.slice(0, 12)}'s disk is ${baseDiskSize} bytes, the base's ${realDiskSize}`);
       diskDigests = Buffer.from(diskDigests);
       const c = Buffer.alloc(CHUNK_SIZE);
-      for (const i of parentLayer.allocatedChunks()) createHash('sha256').update(parentLayer.readChunk(i, c, baseDiskFd)).digest().copy(diskDigests, i * 32);
+      for (const i of parentLayer.allocatedChunks()) hash('sha256', parentLayer.readChunk(i, c, baseDiskFd), 'buffer').copy(diskDigests, i * 32);
     } else {
       ramDigests = loadDigests(base.ramDigests, 'base RAM');
     }
     if (ramDigests.length / 32 !== Math.ceil(baseRamSize / CHUNK_SIZE)) throw new CloudletError('Corrupt', `base RAM digest list has ${ramDigests.length / 32} entries for ${baseRamSize} bytes of RAM`);
     const pl = parentLayer;
+    // Base chunks for the XOR decision, read a few at a time (the scan goes in ascending order).
+    const baseRam = new SpanReader(baseRamFd, baseRamSize, refRamFile, BASE_SPAN_CHUNKS);
+    const baseDisk = new SpanReader(baseDiskFd, realDiskSize, base.diskFile, BASE_SPAN_CHUNKS);
     const encoder = new ChunkEncoder(ramDigests, diskDigests, (target, index, out) => {
       if (target === 'disk' && pl) return index < Math.ceil(baseDiskSize / CHUNK_SIZE) ? pl.readChunk(index, out, baseDiskFd) : undefined;
-      const fd = target === 'ram' ? baseRamFd : baseDiskFd;
-      return fs.readSync(fd, out, 0, CHUNK_SIZE, index * CHUNK_SIZE) === CHUNK_SIZE ? out : undefined;
+      return (target === 'ram' ? baseRam : baseDisk).chunk(index * CHUNK_SIZE);
     });
     const segFd = fs.openSync(segFile, 'w'); fds.push(segFd);
     const segments: SegmentEntry[] = [];
@@ -178,17 +183,35 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
     if (diskSize > LIMITS.diskBytes) throw new CloudletError('BadInput', `launch disk of ${diskSize} bytes is larger than ${LIMITS.diskBytes}`);
     // A child also lists every chunk its parent changed that it puts back (not in its own layer,
     // or rewritten to the base's bytes): the walk covers both layers' chunks.
-    const diskChunks = parentLayer ? mergeAscending(layer.allocatedChunks(), parentLayer.allocatedChunks().filter((i) => i * CHUNK_SIZE < diskSize)) : layer.allocatedChunks();
+    const own = layer.allocatedChunkKinds();
+    const diskChunks: ArrayLike<number> = parentLayer ? mergeAscending(own.chunks, parentLayer.allocatedChunks().filter((i) => i * CHUNK_SIZE < diskSize)) : own.chunks;
     const diskBuilder = new SegmentBuilder('disk', emit);
     const chunk = Buffer.alloc(CHUNK_SIZE);
-    for (let i = 0; i < diskChunks.length; i++) {
+    const layerData = new SpanReader(layer.fileDescriptor, layer.fileSize(), launch.diskLayer);
+    for (let i = 0, k = 0, runEnd = 0; i < diskChunks.length; i++) {
       if ((i & 1023) === 0) { throwIfCancelled(opts.signal); progress({ phase: 'scan-disk', done: i * CHUNK_SIZE, total: diskChunks.length * CHUNK_SIZE }); }
       const idx = diskChunks[i];
-      layer.readChunk(idx, chunk, baseDiskFd);
-      const digest = createHash('sha256').update(chunk).digest();
+      while (k < own.chunks.length && own.chunks[k] < idx) k++;
+      const mine = k < own.chunks.length && own.chunks[k] === idx;
+      let data: Buffer, digest: Buffer;
+      if (mine && own.zero[k]) {
+        // A chunk the layer maps as zero clusters (what fstrim leaves) reads as zeros: no read, no hash.
+        data = ZERO_CHUNK; digest = ZERO_DIGEST;
+      } else {
+        // A data cluster's chunk is read with the chunks after it that lie right after it in the file.
+        const at = mine ? own.host[k] : -1;
+        if (at >= 0 && k >= runEnd) {
+          runEnd = k + 1;
+          while (runEnd - k < layerData.maxChunks && runEnd < own.chunks.length && own.chunks[runEnd] === idx + (runEnd - k) && own.host[runEnd] === at + (runEnd - k) * CHUNK_SIZE) runEnd++;
+        }
+        const view = at >= 0 ? layerData.chunk(at, runEnd - k) : undefined;
+        if (at >= 0 && !view) throw new CloudletError('Corrupt', `${launch.diskLayer}: data cluster at ${at} is past the end of the file`);
+        data = view ?? layer.readChunk(idx, chunk, baseDiskFd);
+        digest = hash('sha256', data, 'buffer');
+      }
       const bd = encoder.baseDigest('disk', idx);
       if (bd && bd.equals(digest)) continue; // rewritten with the same bytes
-      await addChunk(encoder, diskBuilder, breakdown.disk, 'disk', idx, chunk, digest);
+      await addChunk(encoder, diskBuilder, breakdown.disk, 'disk', idx, data, digest);
     }
     await diskBuilder.flush();
     layer.close(); layer = undefined;
@@ -200,15 +223,20 @@ export async function createOverlay(base: BaseImages, launch: LaunchImages, opts
     throwIfCancelled(opts.signal);
     progress({ phase: 'scan-ram', done: 0, total: ramSize });
     const launchRamDigests = await compressor.hashChunks(launch.ramFile, ramSize);
-    const page = Buffer.alloc(CHUNK_SIZE);
     const pages = ramSize / CHUNK_SIZE;
+    const changed: number[] = [];
     for (let idx = 0; idx < pages; idx++) {
       const at = idx * 32;
-      if (at + 32 <= ramDigests.length && ramDigests.compare(launchRamDigests, at, at + 32, at, at + 32) === 0) continue;
-      if ((idx & 4095) === 0) { throwIfCancelled(opts.signal); progress({ phase: 'scan-ram', done: idx * CHUNK_SIZE, total: ramSize }); }
-      readFully(ramFd, page, CHUNK_SIZE, idx * CHUNK_SIZE, launch.ramFile);
-      const digest = launchRamDigests.subarray(at, at + 32);
-      await addChunk(encoder, ramBuilder, breakdown.ram, 'ram', idx, page, digest);
+      if (ramDigests.compare(launchRamDigests, at, at + 32, at, at + 32) !== 0) changed.push(idx);
+    }
+    // Changed pages are read in spans: a page with the changed pages after it up to maxChunks away.
+    const launchRam = new SpanReader(ramFd, ramSize, launch.ramFile);
+    for (let j = 0, next = 0; j < changed.length; j++) {
+      const idx = changed[j];
+      if ((j & 1023) === 0) { throwIfCancelled(opts.signal); progress({ phase: 'scan-ram', done: idx * CHUNK_SIZE, total: ramSize }); }
+      if (next <= j) { next = j + 1; while (next < changed.length && changed[next] - idx < launchRam.maxChunks) next++; }
+      const page = launchRam.chunk(idx * CHUNK_SIZE, changed[next - 1] - idx + 1)!;
+      await addChunk(encoder, ramBuilder, breakdown.ram, 'ram', idx, page, launchRamDigests.subarray(idx * 32, idx * 32 + 32));
     }
     await ramBuilder.flush();
     progress({ phase: 'scan-ram', done: ramSize, total: ramSize });
@@ -267,7 +295,7 @@ async function addChunk(encoder: ChunkEncoder, builder: SegmentBuilder, b: Targe
 }
 
 /** The union of two ascending lists of chunk indices, ascending. */
-export function mergeAscending(a: number[], b: number[]): number[] {
+export function mergeAscending(a: ArrayLike<number>, b: ArrayLike<number>): number[] {
   const out: number[] = [];
   let i = 0, j = 0;
   while (i < a.length || j < b.length) {
@@ -275,15 +303,6 @@ export function mergeAscending(a: number[], b: number[]): number[] {
     if (out[out.length - 1] !== x) out.push(x);
   }
   return out;
-}
-
-function readFully(fd: number, buf: Buffer, n: number, pos: number, name: string): void {
-  let got = 0;
-  while (got < n) {
-    const r = fs.readSync(fd, buf, got, n - got, pos + got);
-    if (r === 0) throw new CloudletError('Corrupt', `${name} ended early at byte ${pos + got}`);
-    got += r;
-  }
 }
 
 function appendFile(outFd: number, src: string): void {

@@ -168,6 +168,52 @@ export class Qcow2Reader {
     return out;
   }
 
+  /**
+   * allocatedChunks() as a typed array, with for each chunk whether the layer maps all of it as
+   * zero clusters (`zero`: it reads as zeros without any read or hash; after fstrim most of a layer
+   * is zero clusters: 825 k of the realistic bench pair's 849 k chunks), and where its bytes are in
+   * this file when one data cluster holds all of them (`host`, else -1: read it with readChunk).
+   */
+  allocatedChunkKinds(): { chunks: Uint32Array; zero: Uint8Array; host: Float64Array } {
+    const cs = this.info.clusterSize, virtualSize = this.info.virtualSize;
+    const lastChunk = Math.ceil(virtualSize / CHUNK_SIZE) - 1;
+    const perChunk = cs < CHUNK_SIZE ? CHUNK_SIZE / cs : 1; // clusters per chunk (cluster sizes are powers of two)
+    const cap = cs >= CHUNK_SIZE ? this.guestClusters.length * (cs / CHUNK_SIZE) : this.guestClusters.length;
+    let chunks = new Uint32Array(cap);
+    let zero = new Uint8Array(cap);
+    let host = new Float64Array(cap);
+    let n = 0;
+    let zeroParts = 0; // zero clusters seen in the current chunk (clusters smaller than a chunk)
+    // Clusters of a chunk that lie inside the virtual disk (the last chunk may be cut short).
+    const clustersIn = (c: number) => Math.min(perChunk, Math.ceil((virtualSize - c * CHUNK_SIZE) / cs));
+    for (let k = 0; k < this.guestClusters.length; k++) {
+      const g = this.guestClusters[k], h = this.hostOffsets[k];
+      const isZero = h < 0;
+      const first = Math.floor((g * cs) / CHUNK_SIZE);
+      const last = Math.min(Math.floor((g * cs + cs - 1) / CHUNK_SIZE), lastChunk);
+      for (let c = first; c <= last; c++) {
+        if (n && chunks[n - 1] === c) { if (isZero) zeroParts++; continue; }
+        if (n && perChunk > 1) zero[n - 1] = zeroParts === clustersIn(chunks[n - 1]) ? 1 : 0;
+        chunks[n] = c; zero[n] = isZero ? 1 : 0; zeroParts = isZero ? 1 : 0;
+        host[n] = !isZero && perChunk === 1 && (c + 1) * CHUNK_SIZE <= virtualSize ? h + (c * CHUNK_SIZE - g * cs) : -1;
+        n++;
+      }
+    }
+    if (n && perChunk > 1) zero[n - 1] = zeroParts === clustersIn(chunks[n - 1]) ? 1 : 0;
+    if (n < cap) { chunks = chunks.slice(0, n); zero = zero.slice(0, n); host = host.slice(0, n); }
+    return { chunks, zero, host };
+  }
+
+  /** This file's size in bytes (data clusters must lie inside it). */
+  fileSize(): number {
+    return fs.fstatSync(this.fd).size;
+  }
+
+  /** The open file descriptor (for reading data clusters in spans; owned by this reader). */
+  get fileDescriptor(): number {
+    return this.fd;
+  }
+
   private find(guestCluster: number): number {
     let lo = 0, hi = this.guestClusters.length - 1;
     while (lo <= hi) {

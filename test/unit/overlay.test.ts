@@ -87,6 +87,29 @@ describe('overlay: format, create and apply on generated images', function () {
     });
   }
 
+  it('zero clusters (what fstrim leaves): over base zeros no change, over base data a zero record; the round trip holds', async () => {
+    const p = makePair(path.join(tmp, 'pair-trim'));
+    const before = await createOverlay({ baseId: p.baseId, ...p.base }, p.launch, { outDir: path.join(tmp, 'ov-trim-before'), compressor });
+    // Base disk chunks 1200..1299 are zeros, 1520..1529 text; chunks 1050..1059 hold new data in the launch.
+    const launchDisk = Buffer.from(p.disk);
+    for (const [at, n] of [[1200, 100], [1520, 10], [1050, 10]]) {
+      execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -q -z ${at * PAGE} ${n * PAGE}`, p.launch.diskLayer]);
+      launchDisk.fill(0, at * PAGE, (at + n) * PAGE);
+    }
+    fs.writeFileSync(p.launch.diskRaw, launchDisk);
+    const after = await createOverlay({ baseId: p.baseId, ...p.base }, p.launch, { outDir: path.join(tmp, 'ov-trim-after'), compressor });
+    const b = before.manifest.breakdown.disk, a = after.manifest.breakdown.disk;
+    // 1200..1299: zeros over zeros, not listed; 1520..1529: text put to zeros, 10 zero records;
+    // 1050..1059: new data (raw before) trimmed back to the base's zeros, no longer a change.
+    assert.equal(a.encodings.zero, b.encodings.zero + 10);
+    assert.equal(a.encodings.raw, b.encodings.raw - 10);
+    assert.equal(a.chunks, b.chunks + 10 - 10);
+    const r = OverlayReader.open(after.path);
+    const res = await applyOverlay(r, r, { baseId: p.baseId, ramFile: p.base.ramFile, diskFile: p.base.diskFile }, { outDir: path.join(tmp, 'launch-trim'), compressor });
+    r.close();
+    execFileSync('qemu-img', ['compare', '-q', res.diskLayer, p.launch.diskRaw]);
+  });
+
   it('determinism: two creations from the same inputs give the same overlay ID and bytes', async () => {
     const again = await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outFile: path.join(tmp, 'again.overlay'), compressor });
     assert.equal(again.overlayId, OverlayReader.open(overlayPath).overlayId);

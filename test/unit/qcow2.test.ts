@@ -19,6 +19,19 @@ function qemuMappedChunks(file: string): number[] {
   return [...out].sort((a, b) => a - b);
 }
 
+/** Chunks the top layer maps entirely as zeros without data (qcow2 zero clusters), from `qemu-img map`. */
+function qemuZeroChunks(file: string): number[] {
+  const map = JSON.parse(execFileSync('qemu-img', ['map', '--output=json', file]).toString()) as Array<{ start: number; length: number; depth: number; data: boolean; zero: boolean }>;
+  const zeroBytes = new Map<number, number>();
+  for (const e of map) {
+    if (e.depth !== 0 || e.data || !e.zero) continue;
+    for (let c = Math.floor(e.start / PAGE); c < Math.ceil((e.start + e.length) / PAGE); c++) {
+      zeroBytes.set(c, (zeroBytes.get(c) ?? 0) + Math.min(e.start + e.length, (c + 1) * PAGE) - Math.max(e.start, c * PAGE));
+    }
+  }
+  return [...zeroBytes].filter(([, n]) => n === PAGE).map(([c]) => c).sort((a, b) => a - b);
+}
+
 describe('qcow2 reader and writer against qemu-img', function () {
   this.timeout(30000);
   let tmp: string;
@@ -42,6 +55,21 @@ describe('qcow2 reader and writer against qemu-img', function () {
         assert.ok(r.readChunk(c, undefined, bfd).equals(p.disk.subarray(c * PAGE, (c + 1) * PAGE)), `chunk ${c}`);
       }
       fs.closeSync(bfd);
+      // The scan's view: the same chunks, which of them are zero clusters, where the others' bytes are.
+      const kinds = r.allocatedChunkKinds();
+      assert.deepEqual([...kinds.chunks], r.allocatedChunks());
+      const zeroChunks = [...kinds.chunks].filter((_, k) => kinds.zero[k] === 1);
+      assert.deepEqual(zeroChunks, qemuZeroChunks(p.launch.diskLayer));
+      assert.ok(zeroChunks.includes(300) && zeroChunks.includes(303) || clusterSize > PAGE, 'the zero write is seen as zero clusters');
+      const layerBytes = fs.readFileSync(p.launch.diskLayer);
+      let direct = 0;
+      kinds.chunks.forEach((c, k) => {
+        if (kinds.host[k] < 0) return;
+        direct++;
+        assert.equal(kinds.zero[k], 0);
+        assert.ok(layerBytes.subarray(kinds.host[k], kinds.host[k] + PAGE).equals(p.disk.subarray(c * PAGE, (c + 1) * PAGE)), `chunk ${c} at host ${kinds.host[k]}`);
+      });
+      assert.ok(clusterSize < PAGE ? direct === 0 : direct > 0, `${direct} chunks read straight from the layer`);
       r.close();
     });
   }
