@@ -16,6 +16,7 @@ import { cloneFile } from '../qemu/files';
 import { checkSegmentDigest, SegmentSource } from './overlayReader';
 import { Qcow2Reader } from './qcow2Reader';
 import { Qcow2Writer } from './qcow2Writer';
+import { RunWriter } from './runWriter';
 import { mergeAscending } from './overlayWriter';
 import { SegmentCompressor, zstdFrameContentSize } from './segmentCompressor';
 
@@ -155,9 +156,28 @@ export async function applyOverlay(
       return out;
     };
     const diskPath = path.join(tmp, LAUNCH_FILES.disk);
-    const put = (target: Target, index: number, data: Buffer) => {
-      if (target === 'ram') { onDiskFull(ramPath, WRITING, () => fs.writeSync(ramFd, data, 0, CHUNK_SIZE, index * CHUNK_SIZE)); ramStored[index] = 1; }
-      else { onDiskFull(diskPath, WRITING, () => w.writeChunk(index, data)); diskStored[w.positionOf(index)] = 1; }
+    // Writes go out in runs of consecutive pages / data clusters (one writev each), flushed at the
+    // end of every segment and before anything is read back.
+    let ramRuns: RunWriter | undefined;
+    const diskRuns = new RunWriter(w.fileDescriptor);
+    /** `copy`: the bytes are in a buffer reused before the run is written (scratch). */
+    const write = (target: Target, index: number, data: Buffer, copy: boolean) => {
+      if (target === 'ram') ramRuns!.write(index * CHUNK_SIZE, data, copy);
+      else diskRuns.write(w.claimChunk(index), data, copy);
+    };
+    /** A phase-1 write: the chunk's final bytes, which `self` records may copy. */
+    const put = (target: Target, index: number, data: Buffer, copy: boolean) => {
+      write(target, index, data, copy);
+      if (target === 'ram') ramStored[index] = 1; else diskStored[w.positionOf(index)] = 1;
+    };
+    const flushRuns = () => {
+      if (ramRuns) onDiskFull(ramPath, WRITING, () => ramRuns!.flush());
+      onDiskFull(diskPath, WRITING, () => diskRuns.flush());
+    };
+    const openRam = () => {
+      if (ramFd >= 0) return;
+      ramFd = fs.openSync(ramPath, 'r+'); fds.push(ramFd);
+      ramRuns = new RunWriter(ramFd);
     };
 
     const applySegment = (entry: SegmentEntry, raw: Buffer) => {
@@ -172,18 +192,18 @@ export async function applyOverlay(
         const at = payloadOffsets[i];
         switch (r.encoding) {
           case Encoding.Zero:
-            if (target === 'ram') put('ram', r.index, zero); else w.markZero(r.index);
+            if (target === 'ram') put('ram', r.index, zero, false); else w.markZero(r.index);
             break;
-          case Encoding.BaseRam: put(target, r.index, readBase('ram', r.ref, scratch, `${target} chunk ${r.index}`)); break;
-          case Encoding.BaseDisk: put(target, r.index, readBase('disk', r.ref, scratch, `${target} chunk ${r.index}`)); break;
-          case Encoding.Raw: put(target, r.index, raw.subarray(at, at + CHUNK_SIZE)); break;
+          case Encoding.BaseRam: put(target, r.index, readBase('ram', r.ref, scratch, `${target} chunk ${r.index}`), true); break;
+          case Encoding.BaseDisk: put(target, r.index, readBase('disk', r.ref, scratch, `${target} chunk ${r.index}`), true); break;
+          case Encoding.Raw: put(target, r.index, raw.subarray(at, at + CHUNK_SIZE), false); break;
           case Encoding.Xor: {
             const b = readBase(target, r.index, scratch, `xor of ${target} chunk ${r.index}`);
             const bw = new Uint32Array(b.buffer, b.byteOffset, CHUNK_SIZE / 4);
             const d = raw.subarray(at, at + CHUNK_SIZE);
             const dw = d.byteOffset % 4 === 0 ? new Uint32Array(d.buffer, d.byteOffset, CHUNK_SIZE / 4) : new Uint32Array(Uint8Array.from(d).buffer);
             for (let k = 0; k < bw.length; k++) bw[k] ^= dw[k];
-            put(target, r.index, b);
+            put(target, r.index, b, true);
             break;
           }
           case Encoding.Self:
@@ -192,6 +212,7 @@ export async function applyOverlay(
             break;
         }
       }
+      flushRuns();
     };
 
     // Phase 1: segments fetched, verified and decompressed several at a time; written in the main thread.
@@ -207,7 +228,7 @@ export async function applyOverlay(
           const entry = chunkSegments[next++];
           const raw = await fetchSegment(entry, source, compressor, opts.signal);
           if (failure !== undefined) return;
-          if (ramFd < 0 && entry.target === 'ram') { await ramCopy; if (ramFd < 0) { ramFd = fs.openSync(ramPath, 'r+'); fds.push(ramFd); } }
+          if (ramFd < 0 && entry.target === 'ram') { await ramCopy; openRam(); }
           throwIfCancelled(opts.signal);
           applySegment(entry, raw);
           done += entry.size;
@@ -221,16 +242,17 @@ export async function applyOverlay(
     await Promise.all(Array.from({ length: Math.min(parallel, Math.max(1, chunkSegments.length)) }, workerLoop));
     if (failure !== undefined) throw failure;
     await ramCopy;
-    if (ramFd < 0) { ramFd = fs.openSync(ramPath, 'r+'); fds.push(ramFd); }
+    openRam();
 
     // Phase 2: copies of chunks stored elsewhere in this overlay, read back from the output.
     for (const d of deferred) {
       const stored = d.refTarget === 'ram' ? ramStored[d.ref] === 1 : (w.positionOf(d.ref) >= 0 && diskStored[w.positionOf(d.ref)] === 1);
       if (!stored) throw new CloudletError('Corrupt', `${d.target} chunk ${d.index} copies ${d.refTarget} chunk ${d.ref}, which this overlay does not store`);
       const data = d.refTarget === 'ram' ? (fs.readSync(ramFd, scratch, 0, CHUNK_SIZE, d.ref * CHUNK_SIZE), scratch) : w.readChunk(d.ref, scratch);
-      if (d.target === 'ram') onDiskFull(ramPath, WRITING, () => fs.writeSync(ramFd, data, 0, CHUNK_SIZE, d.index * CHUNK_SIZE));
-      else onDiskFull(diskPath, WRITING, () => w.writeChunk(d.index, data));
+      // (a copy always names a chunk written in phase 1, all flushed: reads never see a queued run)
+      write(d.target, d.index, data, true);
     }
+    flushRuns();
     // The parent's chunks this child leaves as they are.
     if (parentLayer && inherited.length) {
       const own = new Set(ownDisk);

@@ -116,6 +116,21 @@ export class Qcow2Writer {
     this.state[k] = 1;
   }
 
+  /**
+   * Marks a listed chunk as holding data and returns the file offset of its data cluster, for a
+   * caller that writes the 4096 bytes itself through `fileDescriptor` (runs of chunks in one writev:
+   * listed chunks next to each other have their data clusters next to each other).
+   */
+  claimChunk(chunk: number): number {
+    const k = this.need(chunk);
+    this.state[k] = 1;
+    return (this.layout.dataStart + k) * CLUSTER;
+  }
+
+  get fileDescriptor(): number {
+    return this.fd;
+  }
+
   /** Reads back a chunk written earlier (self copies during synthesis). */
   readChunk(chunk: number, out: Buffer): Buffer {
     const k = this.need(chunk);
