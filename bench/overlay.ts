@@ -5,7 +5,7 @@
  * 4 GiB disk, python3-flask + nginx-light installed from .debs by `cloudlet build`), on the same
  * base/launch pair:
  *   ours     createOverlay (4 KiB dedup across base RAM, base disk and the overlay itself; zstd 3),
- *            and its wire profile (re-compressed at zstd 19: what `overlay publish` sends)
+ *            and its wire profile (re-compressed as xz units: what `overlay publish` sends)
  *   discards the launch VM is built with discards off, snapshotted (launch-raw), then given the disk
  *            and the memory discard, each measured (overlay bytes before/after), and snapshotted
  *            again (launch = the default build)
@@ -33,7 +33,7 @@ import { createOverlay } from '../sandbox/overlay';
 import { createSandboxOverlay, synthesize } from '../sandbox/overlay/sandboxOverlay';
 import { dedupXz } from './lib/dedupXz';
 import { zeroFreeMemoryCommand } from '../sandbox/overlay/discard';
-import { PROFILE_LEVELS, recompressOverlay } from '../sandbox/overlay/recompress';
+import { PROFILES, recompressOverlay } from '../sandbox/overlay/recompress';
 import { chooseAccel } from '../sandbox/qemu/accel';
 import { qemuBinary } from '../sandbox/qemu/host';
 import { freePort } from '../sandbox/qemu/ports';
@@ -257,7 +257,13 @@ function timed(what: string, cmd: string, a: string[], outFile?: string): Promis
 async function elijah(p: Pair, base: { ram: string; disk: string }): Promise<Record<string, number>> {
   const dir = path.join(root, p.label, elijahLevel9 ? 'elijah-9' : 'elijah');
   const cached = path.join(dir, 'result.json');
-  if (reusePeer && fs.existsSync(cached)) { say(`${p.label}: Elijah pipeline (cached result)`); return JSON.parse(fs.readFileSync(cached, 'utf8')); }
+  // The cached figures count only for the same input: base and the launch-raw files (size, mtime).
+  const input = [p.baseId, ...[p.raw.ramFile, p.raw.diskLayer, p.raw.deviceState].map((f) => { const st = fs.statSync(f); return `${st.size}@${Math.round(st.mtimeMs)}`; })].join(' ');
+  if (reusePeer && fs.existsSync(cached)) {
+    const { input: was, ...c } = JSON.parse(fs.readFileSync(cached, 'utf8')) as { input?: string } & Record<string, number>;
+    if (was === input) { say(`${p.label}: Elijah pipeline (cached result, same input)`); return c; }
+    say(`${p.label}: --reuse-peer: the cached Elijah result is for another input (${was ?? 'not recorded'}); measuring again`);
+  }
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
   const xdeltaOpts = (source: string) => (elijahLevel9 ? ['-9', '-B', String(Math.min(2 ** 31, Math.max(1 << 20, fs.statSync(source).size)))] : []);
@@ -279,7 +285,7 @@ async function elijah(p: Pair, base: { ram: string; disk: string }): Promise<Rec
     ramDeltaBytes: fs.statSync(ramDelta).size, diskDeltaBytes: fs.statSync(diskDelta).size,
   };
   for (const f of ['ram.vcdiff', 'disk.vcdiff', 'state.bin']) fs.rmSync(path.join(dir, f), { force: true });
-  fs.writeFileSync(cached, JSON.stringify(r, null, 2));
+  fs.writeFileSync(cached, JSON.stringify({ ...r, input }, null, 2));
   return r;
 }
 
@@ -349,8 +355,8 @@ async function measure(p: Pair, withBoot?: { kernel: string; initrd: string }): 
   const bd = ours.manifest.breakdown;
   const ramBy = bd.ram.encodings;
   say(`${p.label}: ours ${(ours.bytes / 1e6).toFixed(2)} MB in ${(ours.timings.totalMs / 1000).toFixed(2)} s (scan ${(ours.timings.scanMs / 1000).toFixed(2)} s); RAM ${bd.ram.chunks} changed: ${JSON.stringify(ramBy)}, from overlay disk ${bd.ram.selfFrom.disk}; disk ${bd.disk.chunks} changed: ${JSON.stringify(bd.disk.encodings)}`);
-  // The wire profile (what `overlay publish` sends): the same overlay re-compressed at zstd 19.
-  const wire = await recompressOverlay(ours.path, path.join(outDir, 'wire', 'wire.overlay'), { level: PROFILE_LEVELS.wire });
+  // The wire profile (what `overlay publish` sends): the same overlay re-compressed as xz units.
+  const wire = await recompressOverlay(ours.path, path.join(outDir, 'wire', 'wire.overlay'), { codec: PROFILES.wire });
   say(`${p.label}: wire profile ${(wire.bytes / 1e6).toFixed(2)} MB (re-compressed in ${(wire.ms / 1000).toFixed(1)} s, same ID: ${wire.overlayId === ours.overlayId})`);
   say(`${p.label}: dedup + xz -9 peer on the same pair`);
   const dx = dedupXz({ ramDigests: base.ramDigests, diskDigests: base.diskDigests, disk: base.disk }, p.launch, path.join(root, p.label, 'dedup-xz'));

@@ -7,7 +7,7 @@
 //  webview:   the browser side of the panels
 
 /** Modules the CLI bundle leaves to node_modules: native ones (and dockerode, whose ssh2 has native options). */
-export const CLI_EXTERNAL = ['better-sqlite3', 'better-sqlite3-napi', 'zstd-napi', 'dockerode', 'cpu-features', 'ssh2'];
+export const CLI_EXTERNAL = ['better-sqlite3', 'better-sqlite3-napi', 'zstd-napi', 'lzma-native', 'dockerode', 'cpu-features', 'ssh2'];
 
 const common = (production) => ({ bundle: true, sourcemap: !production, minify: production, logLevel: 'warning' });
 

@@ -8,7 +8,7 @@ const patterns = [
   [/require\(["'][^"']+\.node["']\)/, 'require of a .node file'],
   [/process\.dlopen\s*\(/, 'process.dlopen'],
   [/require\(["'](bindings|node-gyp-build|prebuild-install|node-pre-gyp|@mapbox\/node-pre-gyp)["']\)/, 'a native module loader'],
-  [/require\(["'](better-sqlite3|better-sqlite3-napi|zstd-napi|dockerode|cpu-features|ssh2|keytar)["']\)/, 'a native dependency of the daemon'],
+  [/require\(["'](better-sqlite3|better-sqlite3-napi|zstd-napi|lzma-native|dockerode|cpu-features|ssh2|keytar)["']\)/, 'a native dependency of the daemon'],
 ];
 const found = patterns.filter(([re]) => re.test(src)).map(([, what]) => what);
 if (found.length) {

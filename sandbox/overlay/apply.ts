@@ -4,6 +4,7 @@
  * Every segment is verified (size, SHA-256, declared and actual decompressed size, records equal to
  * the manifest's chunk list, every index in bounds) before a byte of it is used.
  */
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { CloudletError, throwIfCancelled } from '../common/errors';
@@ -19,6 +20,7 @@ import { Qcow2Writer } from './qcow2Writer';
 import { RunWriter } from './runWriter';
 import { mergeAscending } from './overlayWriter';
 import { SegmentCompressor, zstdFrameContentSize } from './segmentCompressor';
+import { decompressUnit } from './xzUnits';
 
 export interface ApplyBase {
   baseId: string;
@@ -86,6 +88,52 @@ export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, c
   return raw;
 }
 
+/** Gets one segment's checked, decompressed bytes. */
+export type SegmentFetcher = (entry: SegmentEntry) => Promise<Buffer>;
+
+/**
+ * A SegmentFetcher for `manifest`: each segment fetched on its own (zstd), or its compression unit
+ * fetched, checked and decompressed once (xz; container version 2) and the segment cut from it. A
+ * unit's bytes are dropped when its last segment was handed out, so at most the units in flight are
+ * held. Each cut segment's SHA-256 is checked against its content name.
+ */
+export function segmentFetcher(manifest: OverlayManifest, source: SegmentSource, compressor: Pick<SegmentCompressor, 'decompressNamed'>, signal?: AbortSignal): SegmentFetcher {
+  const comp = manifest.compression;
+  if (comp.algorithm !== 'xz') return (entry) => fetchSegment(entry, source, compressor, signal);
+  const where = new Map<string, { unit: number; offset: number }>();
+  const left = comp.units.map((u) => u.segments);
+  let k = 0;
+  comp.units.forEach((u, unit) => {
+    for (let j = 0, offset = 0; j < u.segments; j++, k++) {
+      where.set(manifest.segments[k].digest, { unit, offset });
+      offset += manifest.segments[k].rawSize;
+    }
+  });
+  const decoded = new Map<number, Promise<Buffer>>();
+  return async (entry) => {
+    const w = where.get(entry.digest);
+    if (!w) throw new CloudletError('Internal', `segment ${entry.digest} is in no compression unit`);
+    let pending = decoded.get(w.unit);
+    if (!pending) {
+      const u = comp.units[w.unit];
+      pending = (async () => decompressUnit(u, await source.getSegment(u.digest, u.size, signal)))();
+      decoded.set(w.unit, pending);
+    }
+    let unit: Buffer;
+    try {
+      unit = await pending;
+    } finally {
+      if (--left[w.unit] === 0) decoded.delete(w.unit);
+    }
+    const raw = unit.subarray(w.offset, w.offset + entry.rawSize);
+    const name = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+    if (raw.length !== entry.rawSize || name !== entry.rawDigest) {
+      throw new CloudletError('Corrupt', `segment ${entry.digest} cut from compression unit ${comp.units[w.unit].digest} has content ${name}; refused`);
+    }
+    return raw;
+  };
+}
+
 export async function applyOverlay(
   overlay: { manifest: OverlayManifest; overlayId?: string },
   source: SegmentSource,
@@ -121,6 +169,7 @@ export async function applyOverlay(
   const tmp = `${opts.outDir}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   fs.mkdirSync(tmp);
   const compressor = opts.compressor ?? new SegmentCompressor(opts.threads);
+  const fetch = segmentFetcher(manifest, source, compressor, opts.signal);
   const fds: number[] = [];
   let writer: Qcow2Writer | undefined;
   let ramCopy: Promise<void> = Promise.resolve();
@@ -226,7 +275,7 @@ export async function applyOverlay(
         try {
           throwIfCancelled(opts.signal);
           const entry = chunkSegments[next++];
-          const raw = await fetchSegment(entry, source, compressor, opts.signal);
+          const raw = await fetch(entry);
           if (failure !== undefined) return;
           if (ramFd < 0 && entry.target === 'ram') { await ramCopy; openRam(); }
           throwIfCancelled(opts.signal);
@@ -265,7 +314,7 @@ export async function applyOverlay(
     const fetchDecodeMs = Date.now() - tFetch;
 
     const dsEntry = manifest.segments.find((s) => s.kind === 'device-state')!;
-    const state = await fetchSegment(dsEntry, source, compressor, opts.signal);
+    const state = await fetch(dsEntry);
     onDiskFull(path.join(tmp, LAUNCH_FILES.deviceState), 'synthesis: writing the device state', () => fs.writeFileSync(path.join(tmp, LAUNCH_FILES.deviceState), state));
     throwIfCancelled(opts.signal);
     // No fsync: the files go straight to QEMU through the page cache, and a host crash loses the

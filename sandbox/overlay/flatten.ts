@@ -8,6 +8,7 @@ import * as path from 'path';
 import { noProgress, type ProgressSink } from '../common/progress';
 import { applyChain, resolveChain, type ChainHop, type ParentLookup } from './parentChain';
 import { createOverlay, type BaseImages, type CreateOverlayResult } from './overlayWriter';
+import { BUILD_LEVEL } from './recompress';
 import type { SegmentCompressor } from './segmentCompressor';
 
 export interface FlattenOptions {
@@ -31,7 +32,7 @@ export async function flattenOverlay(leaf: ChainHop, lookup: ParentLookup, base:
       outDir: path.join(work, 'launch'), compressor: opts.compressor, signal: opts.signal, progress,
     });
     const r = await createOverlay(base, { ramFile: launch.ramFile, diskLayer: launch.diskLayer, deviceState: launch.deviceState, vmConfig: leaf.manifest.vmConfig }, {
-      outFile: opts.outFile, outDir: opts.outDir, level: opts.level ?? leaf.manifest.compression.level, compressor: opts.compressor, signal: opts.signal, progress,
+      outFile: opts.outFile, outDir: opts.outDir, level: opts.level ?? (leaf.manifest.compression.algorithm === 'zstd' ? leaf.manifest.compression.level : BUILD_LEVEL), compressor: opts.compressor, signal: opts.signal, progress,
     });
     return { ...r, chain: chain.map((h) => h.overlayId) };
   } finally {

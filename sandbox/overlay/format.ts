@@ -5,10 +5,10 @@
 import { createHash } from 'crypto';
 import { CloudletError } from '../common/errors';
 import { checkManifestSchema } from './manifestSchema';
-import { CHUNK_SIZE, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, SEGMENT_MAX_RECORDS, TARGETS, type EncodingName, type Target } from './formatConstants';
+import { CHUNK_SIZE, CONTAINER_VERSION_SEGMENTS, CONTAINER_VERSION_UNITS, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, SEGMENT_MAX_RECORDS, TARGETS, type EncodingName, type Target } from './formatConstants';
 import type { VmConfig } from '../qemu/vmconfig';
 
-export { CHUNK_SIZE, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, MAX_CHAIN_DEPTH, SEGMENT_MAX_RECORDS, TARGETS, type EncodingName, type Target } from './formatConstants';
+export { CHUNK_SIZE, CONTAINER_VERSION_SEGMENTS, CONTAINER_VERSION_UNITS, ENCODING_NAMES, FORMAT_NAME, FORMAT_VERSION, LIMITS, XZ_DECODER_MEMLIMIT, MAX_CHAIN_DEPTH, SEGMENT_MAX_RECORDS, TARGETS, type EncodingName, type Target } from './formatConstants';
 
 /** Container: 8-byte magic, u32 BE version, u32 BE manifest length, manifest, segments. */
 export const CONTAINER_MAGIC = Buffer.from('CLDOVRLY', 'ascii');
@@ -79,7 +79,9 @@ export interface TargetBreakdown {
 }
 
 export interface SegmentEntry {
-  digest: string;                       // "sha256:<hex>" of the compressed bytes: the segment's name
+  // "sha256:<hex>" of the compressed bytes: the segment's name. In an xz manifest (segments stored in
+  // compression units) a segment has no compressed bytes of its own: digest = rawDigest, size = rawSize.
+  digest: string;
   kind: 'chunks' | 'device-state';
   target?: Target;                      // for kind "chunks"
   size: number;                         // compressed bytes
@@ -101,7 +103,7 @@ export interface OverlayManifest {
   ram: { size: number };                // bytes of the launch RAM image (equals the base's)
   disk: { size: number };               // virtual size of the launch disk
   base: { ramSize: number; diskSize: number };
-  compression: { algorithm: 'zstd'; level: number };
+  compression: Compression;
   vmConfig: OverlayVmConfig;
   segments: SegmentEntry[];
   breakdown: Record<Target, TargetBreakdown> & { deviceStateBytes: number };
@@ -111,6 +113,30 @@ export interface OverlayManifest {
    * and `base` holds their sizes); `baseId` stays the real base's. The overlay ID covers the field.
    */
   parent?: { id: string; depth: number };
+}
+
+/**
+ * A compression unit of an xz manifest: the next `segments` segments of the manifest (one image, or
+ * the device state), their decompressed bytes back to back, compressed as one xz stream. The units
+ * are what the container and an OCI artifact store.
+ */
+export interface CompressionUnit {
+  digest: string;                       // "sha256:<hex>" of the compressed bytes
+  size: number;                         // compressed bytes
+  rawSize: number;                      // sum of its segments' rawSize
+  segments: number;                     // how many consecutive manifest segments it holds
+}
+
+export type Compression = { algorithm: 'zstd'; level: number } | { algorithm: 'xz'; level: number; units: CompressionUnit[] };
+
+/** What the container and a registry store, in order: each segment (zstd) or each unit (xz). */
+export function storedBlobs(m: OverlayManifest): Array<{ digest: string; size: number }> {
+  return m.compression.algorithm === 'xz' ? m.compression.units.map(({ digest, size }) => ({ digest, size })) : m.segments.map(({ digest, size }) => ({ digest, size }));
+}
+
+/** The container version a manifest is stored under (units need version 2; old readers refuse it). */
+export function containerVersionOf(m: OverlayManifest): number {
+  return m.compression.algorithm === 'xz' ? CONTAINER_VERSION_UNITS : CONTAINER_VERSION_SEGMENTS;
 }
 
 export function emptyBreakdown(): TargetBreakdown {
@@ -172,16 +198,20 @@ export function contentView(m: OverlayManifest): Record<string, unknown> {
   };
 }
 
-export function encodeContainerHeader(manifestBytes: Uint8Array): Buffer {
+export function encodeContainerHeader(manifestBytes: Uint8Array, version: number = CONTAINER_VERSION_SEGMENTS): Buffer {
   const h = Buffer.alloc(CONTAINER_HEADER_SIZE);
   CONTAINER_MAGIC.copy(h, 0);
-  h.writeUInt32BE(FORMAT_VERSION, 8);
+  h.writeUInt32BE(version, 8);
   h.writeUInt32BE(manifestBytes.length, 12);
   return h;
 }
 
-/** Parses the 16-byte container header; returns the manifest length. */
+/** Parses the 16-byte container header; returns the manifest length (decodeContainerHead: and the version). */
 export function decodeContainerHeader(h: Buffer): number {
+  return decodeContainerHead(h).manifestLength;
+}
+
+export function decodeContainerHead(h: Buffer): { version: number; manifestLength: number } {
   if (h.length < CONTAINER_HEADER_SIZE) {
     throw new CloudletError('Corrupt', `overlay file is truncated: ${h.length} bytes, shorter than its ${CONTAINER_HEADER_SIZE}-byte header`);
   }
@@ -189,14 +219,21 @@ export function decodeContainerHeader(h: Buffer): number {
     throw new CloudletError('BadInput', 'not a cloudlet overlay: the file does not start with "CLDOVRLY"');
   }
   const version = h.readUInt32BE(8);
-  if (version !== FORMAT_VERSION) {
-    throw new CloudletError('BadInput', `overlay container version ${version} is not supported (this build reads version ${FORMAT_VERSION})`);
+  if (version !== CONTAINER_VERSION_SEGMENTS && version !== CONTAINER_VERSION_UNITS) {
+    throw new CloudletError('BadInput', `overlay container version ${version} is not supported (this build reads versions ${CONTAINER_VERSION_SEGMENTS} and ${CONTAINER_VERSION_UNITS}); a newer cloudlet wrote it`);
   }
   const len = h.readUInt32BE(12);
   if (len === 0 || len > LIMITS.manifestBytes) {
     throw new CloudletError('Corrupt', `overlay manifest length ${len} is outside 1..${LIMITS.manifestBytes} bytes`);
   }
-  return len;
+  return { version, manifestLength: len };
+}
+
+/** A container's version must be the one its manifest is stored under. */
+export function checkContainerVersion(version: number, m: OverlayManifest, what: string): void {
+  if (version !== containerVersionOf(m)) {
+    throw new CloudletError('Corrupt', `${what}: container version ${version} does not match its ${m.compression.algorithm} manifest (needs version ${containerVersionOf(m)})`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -305,16 +342,48 @@ export function validateManifest(raw: unknown): OverlayManifest {
   if (!ram || !isInt(ram.size, CHUNK_SIZE, LIMITS.ramBytes) || ram.size % CHUNK_SIZE) throw bad(`ram.size must be a multiple of ${CHUNK_SIZE} up to ${LIMITS.ramBytes}`);
   if (!disk || !isInt(disk.size, 0, LIMITS.diskBytes)) throw bad(`disk.size must be an integer up to ${LIMITS.diskBytes}`);
   if (!base || !isInt(base.ramSize, 0, LIMITS.ramBytes) || !isInt(base.diskSize, 0, LIMITS.diskBytes)) throw bad('base sizes are missing or out of range');
-  const comp = m.compression as { algorithm?: unknown; level?: unknown } | undefined;
-  if (!comp || comp.algorithm !== 'zstd' || !isInt(comp.level, -131072, 22)) throw bad('compression must be {algorithm: "zstd", level}');
+  const comp = m.compression as { algorithm?: unknown; level?: unknown; units?: unknown } | undefined;
+  if (!comp || !((comp.algorithm === 'zstd' && isInt(comp.level, -131072, 22) && comp.units === undefined) || (comp.algorithm === 'xz' && isInt(comp.level, 0, 9) && comp.units !== undefined))) {
+    throw bad('compression must be {algorithm: "zstd", level} or {algorithm: "xz", level 0..9, units}');
+  }
   if (!Array.isArray(m.segments) || m.segments.length > LIMITS.segments) throw bad('segments must be a list');
   const chunkLimit: Record<Target, number> = { ram: ram.size / CHUNK_SIZE, disk: Math.ceil(disk.size / CHUNK_SIZE) };
   const deviceStates = checkSegmentEntries(m.segments as unknown[], chunkLimit, 'overlay manifest');
   if (deviceStates !== 1) throw bad(`expected exactly one device-state segment, found ${deviceStates}`);
   const typed = m as unknown as OverlayManifest;
   if (typed.vmConfig.ramBytes !== ram.size) throw bad(`vmConfig.ramBytes ${typed.vmConfig.ramBytes} differs from ram.size ${ram.size}`);
+  if (typed.compression.algorithm === 'xz') checkUnits(typed, bad);
   checkBreakdown(typed, bad);
   return typed;
+}
+
+/**
+ * An xz manifest's units: each holds consecutive segments of one image (or the device state alone),
+ * together all of them in order, rawSize equal to its segments' and within the limits; a segment's
+ * digest and size are its content's (it has no compressed bytes of its own).
+ */
+function checkUnits(m: OverlayManifest, bad: (why: string) => CloudletError): void {
+  if (m.compression.algorithm !== 'xz') return;
+  const units = m.compression.units;
+  const names = new Set<string>();
+  let next = 0;
+  for (const [i, u] of units.entries()) {
+    if (names.has(u.digest)) throw bad(`compression unit ${u.digest} is listed twice`);
+    names.add(u.digest);
+    if (u.size > LIMITS.unitBytes) throw bad(`compression unit ${i} is ${u.size} bytes, past the limit of ${LIMITS.unitBytes}`);
+    if (u.rawSize > LIMITS.unitRawBytes) throw bad(`compression unit ${i} declares ${u.rawSize} decompressed bytes, past the limit of ${LIMITS.unitRawBytes} (refused as a possible decompression bomb)`);
+    if (next + u.segments > m.segments.length) throw bad(`compression unit ${i} holds segments past the end of the segment list`);
+    const held = m.segments.slice(next, next + u.segments);
+    next += u.segments;
+    const key = (s: SegmentEntry) => (s.kind === 'device-state' ? 'device-state' : s.target);
+    if (held.some((s) => key(s) !== key(held[0])) || (key(held[0]) === 'device-state' && held.length !== 1)) throw bad(`compression unit ${i} mixes images`);
+    const raw = held.reduce((n, s) => n + s.rawSize, 0);
+    if (raw !== u.rawSize) throw bad(`compression unit ${i} declares ${u.rawSize} decompressed bytes, its segments make ${raw}`);
+    for (const s of held) {
+      if (s.rawDigest === undefined || s.digest !== s.rawDigest || s.size !== s.rawSize) throw bad(`segment ${s.digest} of an xz manifest must have digest = rawDigest and size = rawSize`);
+    }
+  }
+  if (next !== m.segments.length) throw bad(`the compression units hold ${next} of ${m.segments.length} segments`);
 }
 
 /**
@@ -361,6 +430,18 @@ export function checkSegmentEntries(segments: unknown[], chunkLimit: Record<Targ
   return deviceStates;
 }
 
+/** Stored bytes of one image's segments: their own (zstd) or their units' (xz). */
+export function compressedBytesOf(m: OverlayManifest, t: Target): number {
+  if (m.compression.algorithm !== 'xz') return m.segments.filter((s) => s.kind === 'chunks' && s.target === t).reduce((n, s) => n + s.size, 0);
+  let next = 0, total = 0;
+  for (const u of m.compression.units) {
+    const first = m.segments[next];
+    next += u.segments;
+    if (first?.kind === 'chunks' && first.target === t) total += u.size;
+  }
+  return total;
+}
+
 /** The breakdown is what `overlay info` shows: its totals must be the segments' (a lying manifest is refused). */
 function checkBreakdown(m: OverlayManifest, bad: (why: string) => CloudletError): void {
   for (const t of TARGETS) {
@@ -372,7 +453,7 @@ function checkBreakdown(m: OverlayManifest, bad: (why: string) => CloudletError)
       ['chunks', b.chunks, sum((s) => s.records!)],
       ['segments', b.segments, segs.length],
       ['segmentRawBytes', b.segmentRawBytes, sum((s) => s.rawSize)],
-      ['compressedBytes', b.compressedBytes, sum((s) => s.size)],
+      ['compressedBytes', b.compressedBytes, compressedBytesOf(m, t)],
       ['payloadBytes', b.payloadBytes, (b.encodings.raw + b.encodings.xor) * CHUNK_SIZE],
       ['encodings (total)', encoded, b.chunks],
       ['selfFrom (total)', b.selfFrom.ram + b.selfFrom.disk, b.encodings.self],

@@ -5,7 +5,7 @@
  * check and the client's overlay view (sandbox/client) both come here.
  */
 import { CloudletError } from '../common/errors';
-import { CONTAINER_HEADER_SIZE, decodeContainerHeader, type OverlayManifest } from './format';
+import { checkContainerVersion, CONTAINER_HEADER_SIZE, decodeContainerHead, type OverlayManifest } from './format';
 import { parseManifest } from './overlayReader';
 
 /** What the first read should ask for: enough for the header and a typical manifest. */
@@ -18,9 +18,12 @@ export const HEAD_READ_BYTES = 64 * 1024;
 export async function manifestFromHead(head: Buffer, readMore: (start: number, endInclusive: number) => Promise<Buffer>,
   o: { where: string; maxBytes: number }): Promise<{ manifest: OverlayManifest; overlayId: string }> {
   if (head.length < CONTAINER_HEADER_SIZE) throw new CloudletError('Corrupt', `overlay at ${o.where} is too short to be an overlay (${head.length} bytes)`);
-  const need = CONTAINER_HEADER_SIZE + decodeContainerHeader(head.subarray(0, CONTAINER_HEADER_SIZE));
+  const { version, manifestLength } = decodeContainerHead(head.subarray(0, CONTAINER_HEADER_SIZE));
+  const need = CONTAINER_HEADER_SIZE + manifestLength;
   if (need > o.maxBytes) throw new CloudletError('BadInput', `overlay at ${o.where} declares a manifest of ${need} bytes, over this cloudlet's cap of ${o.maxBytes} bytes`, { status: 413 });
   let buf = head.subarray(0, need);
   if (buf.length < need) buf = Buffer.concat([buf, (await readMore(buf.length, need - 1)).subarray(0, need - buf.length)]);
-  return parseManifest(buf.subarray(CONTAINER_HEADER_SIZE, need));
+  const parsed = parseManifest(buf.subarray(CONTAINER_HEADER_SIZE, need));
+  checkContainerVersion(version, parsed.manifest, `overlay at ${o.where}`);
+  return parsed;
 }

@@ -44,7 +44,18 @@ export function manifestSchema(): Record<string, unknown> {
     ram: obj({ size: { type: 'integer', minimum: CHUNK_SIZE, maximum: LIMITS.ramBytes, multipleOf: CHUNK_SIZE } }),
     disk: obj({ size: uint(LIMITS.diskBytes) }),
     base: obj({ ramSize: uint(LIMITS.ramBytes), diskSize: uint(LIMITS.diskBytes) }),
-    compression: obj({ algorithm: { const: 'zstd' }, level: { type: 'integer', minimum: -131072, maximum: 22 } }),
+    // zstd: every segment stored on its own; xz: segments stored in compression units (the wire profile).
+    // (units present exactly for xz, xz level 0..9: validateManifest.)
+    compression: obj({
+      algorithm: { enum: ['zstd', 'xz'] }, level: { type: 'integer', minimum: -131072, maximum: 22 },
+      units: {
+        type: 'array', minItems: 1, maxItems: LIMITS.segments,
+        items: obj({
+          digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' }, size: { type: 'integer', minimum: 1, maximum: LIMITS.unitBytes },
+          rawSize: uint(LIMITS.unitRawBytes), segments: { type: 'integer', minimum: 1, maximum: LIMITS.segments },
+        }),
+      },
+    }, ['units']),
     vmConfig,
     segments: { type: 'array', minItems: 1, maxItems: LIMITS.segments, items: segmentEntrySchema() },
     breakdown: obj({ ram: targetBreakdown, disk: targetBreakdown, deviceStateBytes: uint(LIMITS.segmentRawBytes) }),

@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import { CloudletError } from '../common/errors';
 import {
-  CONTAINER_HEADER_SIZE, decodeContainerHeader, OverlayManifest, overlayIdOf, SegmentEntry, segmentName, validateManifest,
+  checkContainerVersion, CONTAINER_HEADER_SIZE, decodeContainerHead, OverlayManifest, overlayIdOf, segmentName, storedBlobs, validateManifest,
 } from './format';
 
 /** Where synthesis gets segment bytes. Implementations need not verify; applyOverlay does. */
@@ -15,7 +15,8 @@ export interface SegmentSource {
   getSegment(digest: string, size: number, signal?: AbortSignal): Promise<Buffer>;
 }
 
-export interface SegmentRange { digest: string; offset: number; length: number; entry: SegmentEntry }
+/** A stored blob's place in the container: a segment (zstd manifests) or a compression unit (xz). */
+export interface SegmentRange { digest: string; offset: number; length: number }
 
 /** Parses and checks manifest bytes (from a file, an OCI config blob or an HTTP response). */
 export function parseManifest(bytes: Buffer): { manifest: OverlayManifest; overlayId: string } {
@@ -29,12 +30,12 @@ export function parseManifest(bytes: Buffer): { manifest: OverlayManifest; overl
   return { manifest, overlayId: overlayIdOf(manifest, bytes) };
 }
 
-/** Where each segment sits in a container whose manifest is `manifestLength` bytes. */
+/** Where each stored blob (segment or unit) sits in a container whose manifest is `manifestLength` bytes. */
 export function segmentRanges(manifest: OverlayManifest, manifestLength: number): SegmentRange[] {
   let offset = CONTAINER_HEADER_SIZE + manifestLength;
-  return manifest.segments.map((entry) => {
-    const r = { digest: entry.digest, offset, length: entry.size, entry };
-    offset += entry.size;
+  return storedBlobs(manifest).map((b) => {
+    const r = { digest: b.digest, offset, length: b.size };
+    offset += b.size;
     return r;
   });
 }
@@ -48,12 +49,13 @@ export class OverlayReader implements SegmentSource {
   private readonly fd: number;
   private readonly ranges: Map<string, SegmentRange>;
 
-  private constructor(path: string, fd: number, manifestBytes: Buffer, fileSize: number) {
+  private constructor(path: string, fd: number, manifestBytes: Buffer, fileSize: number, version: number) {
     this.path = path;
     this.fd = fd;
     this.manifestBytes = manifestBytes;
     this.fileSize = fileSize;
     const { manifest, overlayId } = parseManifest(manifestBytes);
+    checkContainerVersion(version, manifest, `overlay file ${path}`);
     this.manifest = manifest;
     this.overlayId = overlayId;
     const ranges = segmentRanges(manifest, manifestBytes.length);
@@ -70,11 +72,11 @@ export class OverlayReader implements SegmentSource {
       const size = fs.fstatSync(fd).size;
       const header = Buffer.alloc(CONTAINER_HEADER_SIZE);
       const got = fs.readSync(fd, header, 0, header.length, 0);
-      const len = decodeContainerHeader(header.subarray(0, got));
+      const { version, manifestLength: len } = decodeContainerHead(header.subarray(0, got));
       if (size < CONTAINER_HEADER_SIZE + len) throw new CloudletError('Corrupt', `overlay file ${path} is truncated: ${size} bytes, shorter than its ${len}-byte manifest`);
       const manifestBytes = Buffer.alloc(len);
       fs.readSync(fd, manifestBytes, 0, len, CONTAINER_HEADER_SIZE);
-      return new OverlayReader(path, fd, manifestBytes, size);
+      return new OverlayReader(path, fd, manifestBytes, size, version);
     } catch (e) {
       fs.closeSync(fd);
       throw e;

@@ -1,23 +1,35 @@
 /**
- * Compression profiles. `build` (zstd 3) keeps `cloudlet build` fast; `wire` (zstd 19) is for what
- * crosses a network: `overlay publish` re-compresses a build overlay segment by segment, and
- * `overlay create --profile wire` writes it directly. Same segments (boundaries depend only on the
- * chunk sequence), same decompressed bytes, same overlay ID (it names the content: format.ts
- * overlayIdOf); only the compressed bytes, their names and sizes differ. zstd is deterministic per
- * level, so both routes give the same file.
+ * Compression profiles. `build` (zstd 3, each segment on its own) keeps `cloudlet build` fast;
+ * `wire` (xz 9 over compression units of up to 128 MiB of one image, container version 2:
+ * xzUnits.ts) is for what crosses a network: `overlay publish` re-compresses a build overlay, and
+ * `overlay create --profile wire` writes a build overlay and re-compresses it. Same segments
+ * (boundaries depend only on the chunk sequence), same decompressed bytes, same overlay ID (it names
+ * the content: format.ts overlayIdOf); only what is stored, its names and sizes differ. Both codecs
+ * are deterministic (single-threaded per segment or unit), so the same overlay gives the same file.
  */
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, type ProgressSink } from '../common/progress';
-import { fetchSegment } from './apply';
-import { canonicalJson, encodeContainerHeader, overlayIdOf, TARGETS, type OverlayManifest, type SegmentEntry } from './format';
+import { segmentFetcher } from './apply';
+import { canonicalJson, compressedBytesOf, containerVersionOf, encodeContainerHeader, overlayIdOf, TARGETS, type Compression, type CompressionUnit, type OverlayManifest, type SegmentEntry } from './format';
 import { OverlayReader } from './overlayReader';
 import { DEVICE_STATE_LEVEL } from './overlayWriter';
 import { SegmentCompressor } from './segmentCompressor';
+import { compressUnit, planUnits, XZ_LEVEL } from './xzUnits';
 
 export type ProfileName = 'build' | 'wire';
-export const PROFILE_LEVELS: Record<ProfileName, number> = { build: 3, wire: 19 };
+/** The build profile's zstd level (what `cloudlet build` and `overlay create` write). */
+export const BUILD_LEVEL = 3;
+export type Codec = { algorithm: 'zstd'; level: number } | { algorithm: 'xz'; level: number };
+export const PROFILES: Record<ProfileName, Codec> = { build: { algorithm: 'zstd', level: BUILD_LEVEL }, wire: { algorithm: 'xz', level: XZ_LEVEL } };
+
+/** True when an overlay is already stored the way `profile` stores it. */
+export function hasProfile(m: OverlayManifest, profile: ProfileName): boolean {
+  const c = PROFILES[profile];
+  return m.compression.algorithm === c.algorithm && m.compression.level === c.level;
+}
 
 export function parseProfile(text: string): ProfileName {
   if (text === 'build' || text === 'wire') return text;
@@ -28,10 +40,10 @@ export interface RecompressResult { overlayId: string; path: string; bytes: numb
 
 /**
  * Writes `outFile`: the overlay `file` with every segment decompressed (all of apply's checks) and
- * compressed again at `level` (the device state at max(level, 19), as the writer does). The file
- * appears only when complete.
+ * stored again with `codec`: zstd at its level per segment (the device state at max(level, 19), as
+ * the writer does), or xz compression units (planUnits). The file appears only when complete.
  */
-export async function recompressOverlay(file: string, outFile: string, opts: { level: number; threads?: number; compressor?: SegmentCompressor; signal?: AbortSignal; progress?: ProgressSink }): Promise<RecompressResult> {
+export async function recompressOverlay(file: string, outFile: string, opts: { codec: Codec; threads?: number; compressor?: SegmentCompressor; signal?: AbortSignal; progress?: ProgressSink }): Promise<RecompressResult> {
   const t0 = Date.now();
   const progress = opts.progress ?? noProgress;
   const reader = OverlayReader.open(file);
@@ -41,38 +53,59 @@ export async function recompressOverlay(file: string, outFile: string, opts: { l
   let fd: number | undefined, segFd: number | undefined;
   try {
     const m = reader.manifest;
+    const fetch = segmentFetcher(m, reader, compressor, opts.signal);
     const total = m.segments.reduce((n, s) => n + s.rawSize, 0);
     let done = 0;
     fs.mkdirSync(path.dirname(path.resolve(outFile)), { recursive: true });
     segFd = fs.openSync(segTmp, 'w');
-    const out: SegmentEntry[] = [];
-    // A window of segments in flight on the workers; written in manifest order.
-    const window = compressor.threads * 2;
-    const jobs: Array<Promise<{ entry: SegmentEntry; data: Buffer }>> = [];
-    const start = (entry: SegmentEntry) => (async () => {
-      const raw = await fetchSegment(entry, reader, compressor, opts.signal);
-      const c = await compressor.compress(raw, entry.kind === 'device-state' ? Math.max(opts.level, DEVICE_STATE_LEVEL) : opts.level);
-      return { entry: { ...entry, digest: c.digest, size: c.data.length, rawDigest: c.rawDigest }, data: c.data };
+    const xz = opts.codec.algorithm === 'xz';
+    // Jobs: one per segment (zstd) or per unit (xz); a window of them in flight, written in order.
+    const plan = xz ? planUnits(m.segments) : m.segments.map((_, i) => ({ first: i, count: 1, rawSize: m.segments[i].rawSize }));
+    const segments: SegmentEntry[] = [];
+    const units: CompressionUnit[] = [];
+    // xz 9 takes ~670 MiB per encoder: at most two units at once.
+    const window = xz ? Math.max(1, Math.min(2, compressor.threads)) : compressor.threads * 2;
+    type Job = { entries: SegmentEntry[]; unit?: CompressionUnit; data: Buffer };
+    const start = (p: { first: number; count: number; rawSize: number }): Promise<Job> => (async () => {
+      const held = m.segments.slice(p.first, p.first + p.count);
+      const raws: Buffer[] = [];
+      for (const entry of held) raws.push(await fetch(entry));
+      if (opts.codec.algorithm === 'zstd') {
+        const entry = held[0];
+        const c = await compressor.compress(raws[0], entry.kind === 'device-state' ? Math.max(opts.codec.level, DEVICE_STATE_LEVEL) : opts.codec.level);
+        return { entries: [{ ...entry, digest: c.digest, size: c.data.length, rawDigest: c.rawDigest }], data: c.data };
+      }
+      // In a unit a segment has no stored bytes of its own: its names are its content's.
+      const entries = held.map((e) => ({ ...e, digest: e.rawDigest!, size: e.rawSize }));
+      const data = await compressUnit(Buffer.concat(raws));
+      const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+      return { entries, unit: { digest, size: data.length, rawSize: p.rawSize, segments: p.count }, data };
     })();
+    if (xz && m.segments.some((s) => s.rawDigest === undefined)) {
+      throw new CloudletError('BadInput', `overlay ${reader.overlayId} predates content names (rawDigest); re-create it to store it with the wire profile`);
+    }
+    const jobs: Array<Promise<Job>> = [];
     let next = 0;
-    while (next < m.segments.length && jobs.length < window) jobs.push(start(m.segments[next++]));
+    while (next < plan.length && jobs.length < window) jobs.push(start(plan[next++]));
     while (jobs.length) {
       throwIfCancelled(opts.signal);
       const r = await jobs.shift()!;
-      if (next < m.segments.length) jobs.push(start(m.segments[next++]));
-      out.push(r.entry);
+      if (next < plan.length) jobs.push(start(plan[next++]));
+      segments.push(...r.entries);
+      if (r.unit) units.push(r.unit);
       fs.writeSync(segFd, r.data);
-      done += r.entry.rawSize;
+      done += r.entries.reduce((n, e) => n + e.rawSize, 0);
       progress({ phase: 'recompress', done, total });
     }
     fs.closeSync(segFd); segFd = undefined;
-    if (new Set(out.map((s) => s.digest)).size !== out.length) throw new CloudletError('Internal', 'two segments compressed to the same bytes');
-    const breakdown = structuredClone(m.breakdown);
-    for (const t of TARGETS) breakdown[t].compressedBytes = out.filter((s) => s.kind === 'chunks' && s.target === t).reduce((n, s) => n + s.size, 0);
-    const manifest: OverlayManifest = { ...m, compression: { algorithm: 'zstd', level: opts.level }, segments: out, breakdown };
+    const names = xz ? units.map((u) => u.digest) : segments.map((s) => s.digest);
+    if (new Set(names).size !== names.length) throw new CloudletError('Internal', 'two segments or units compressed to the same bytes');
+    const compression: Compression = xz ? { algorithm: 'xz', level: opts.codec.level, units } : { algorithm: 'zstd', level: opts.codec.level };
+    const manifest: OverlayManifest = { ...m, compression, segments, breakdown: structuredClone(m.breakdown) };
+    for (const t of TARGETS) manifest.breakdown[t].compressedBytes = compressedBytesOf(manifest, t);
     const manifestBytes = Buffer.from(canonicalJson(manifest), 'utf8');
     fd = fs.openSync(tmp, 'w');
-    fs.writeSync(fd, encodeContainerHeader(manifestBytes));
+    fs.writeSync(fd, encodeContainerHeader(manifestBytes, containerVersionOf(manifest)));
     fs.writeSync(fd, manifestBytes);
     const block = Buffer.alloc(8 << 20);
     const src = fs.openSync(segTmp, 'r');

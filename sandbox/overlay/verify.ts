@@ -5,7 +5,7 @@
  */
 import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, ProgressSink } from '../common/progress';
-import { fetchSegment } from './apply';
+import { segmentFetcher } from './apply';
 import { CHUNK_SIZE, decodeSegment, Encoding, ENCODING_NAMES, expandRuns, OverlayManifest, Target, validateManifest } from './format';
 import { SegmentSource } from './overlayReader';
 import { SegmentCompressor } from './segmentCompressor';
@@ -27,12 +27,15 @@ export async function verifyOverlay(
   const counts: Record<Target, Record<string, number>> = { ram: {}, disk: {} };
   const compressor = opts.compressor ?? new SegmentCompressor();
   const result: VerifyResult = { segments: 0, compressedBytes: 0, rawBytes: 0, chunks: { ram: 0, disk: 0 } };
+  const fetch = segmentFetcher(m, source, compressor, opts.signal);
+  const stored = m.compression.algorithm === 'xz' ? m.compression.units.reduce((n, u) => n + u.size, 0) : 0;
   try {
     for (const entry of m.segments) {
       throwIfCancelled(opts.signal);
-      const raw = await fetchSegment(entry, source, compressor, opts.signal);
-      result.segments++; result.compressedBytes += entry.size; result.rawBytes += raw.length;
-      progress({ phase: 'verify', done: result.compressedBytes, total: m.segments.reduce((n, s) => n + s.size, 0) });
+      const raw = await fetch(entry);
+      result.segments++; result.rawBytes += raw.length;
+      if (m.compression.algorithm !== 'xz') result.compressedBytes += entry.size;
+      progress({ phase: 'verify', done: result.rawBytes, total: m.segments.reduce((n, s) => n + s.rawSize, 0) });
       if (entry.kind !== 'chunks') continue;
       const t = entry.target!;
       const { records } = decodeSegment(raw, entry.digest);
@@ -58,6 +61,7 @@ export async function verifyOverlay(
         if ((counts[t][n] ?? 0) !== m.breakdown[t].encodings[n]) throw new CloudletError('Corrupt', `manifest breakdown says ${m.breakdown[t].encodings[n]} ${t} chunks are "${n}", the segments hold ${counts[t][n] ?? 0}`);
       }
     }
+    if (m.compression.algorithm === 'xz') result.compressedBytes = stored;
     return result;
   } finally {
     if (!opts.compressor) await compressor.close();

@@ -8,7 +8,7 @@ import * as path from 'path';
 import { CloudletError, isCloudletError, throwIfCancelled } from '../common/errors';
 import { resolveChain, type ChainHop } from '../overlay/parentChain';
 import { noProgress, ProgressSink } from '../common/progress';
-import { OverlayManifest, overlayIdOf } from '../overlay/format';
+import { OverlayManifest, overlayIdOf, storedBlobs } from '../overlay/format';
 import { LIMITS } from '../overlay/formatConstants';
 import type { SegmentSource } from '../overlay/overlayReader';
 import { BlobCache, defaultBlobCacheDir } from './blobCache';
@@ -142,7 +142,8 @@ export async function openOverlayFromOci(refText: string, opts: OciOverlayOption
       await cache.put(artifact.configDigest, manifestBytes);
     }
     const manifest = parseOverlayManifest(manifestBytes, what);
-    const listed = manifest.segments.map((s) => `${s.digest}/${s.size}`).join(',');
+    // Layers are what the container stores: each segment (zstd) or each compression unit (xz).
+    const listed = storedBlobs(manifest).map((s) => `${s.digest}/${s.size}`).join(',');
     const layers = artifact.layers.map((l) => `${l.digest}/${l.size}`).join(',');
     if (listed !== layers) {
       throw new CloudletError('Corrupt', `${what}: the artifact's layers do not match the segments its overlay manifest names`);

@@ -7,7 +7,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import { CloudletError } from '../common/errors';
-import { encodeContainerHeader, OverlayManifest } from '../overlay/format';
+import { containerVersionOf, encodeContainerHeader, OverlayManifest } from '../overlay/format';
 import { OverlayReader, parseManifest } from '../overlay/overlayReader';
 
 export interface SegmentRange {
@@ -70,7 +70,7 @@ export async function writeOverlayFile(file: string, manifestBytes: Buffer, dige
   const tmp = `${file}.partial-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
   const fh = await fs.promises.open(tmp, 'w');
   try {
-    await fh.write(encodeContainerHeader(manifestBytes));
+    await fh.write(encodeContainerHeader(manifestBytes, containerVersionOf(parseManifest(manifestBytes).manifest)));
     await fh.write(manifestBytes);
     for (const d of digests) await fh.write(await segment(d));
     await fh.sync();

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { CloudletError, isCloudletError, throwIfCancelled } from '../common/errors';
-import { PROFILE_LEVELS, recompressOverlay, type ProfileName } from '../overlay/recompress';
+import { hasProfile, PROFILES, recompressOverlay, type ProfileName } from '../overlay/recompress';
 import { noProgress, ProgressSink } from '../common/progress';
 import { BlobUploader, UploadResult } from './blobUploader';
 import { formatReference, parseReference } from './reference';
@@ -61,7 +61,7 @@ export interface PublishReport {
 
 export async function publishOverlay(file: string, refText: string, opts: PublishOptions = {}): Promise<PublishReport> {
   const profile = opts.profile ?? 'build';
-  if (profile !== 'wire' || readOverlayFile(file).manifest.compression.level >= PROFILE_LEVELS.wire) {
+  if (profile !== 'wire' || hasProfile(readOverlayFile(file).manifest, 'wire')) {
     return { ...(await publishFile(file, refText, opts)), profile };
   }
   parseReference(refText); // a bad reference fails before minutes of compression
@@ -69,8 +69,8 @@ export async function publishOverlay(file: string, refText: string, opts: Publis
   fs.mkdirSync(dir, { recursive: true });
   const wireFile = path.join(dir, `wire-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.overlay`);
   try {
-    opts.progress?.({ phase: 'recompress', message: `re-compressing the segments for the wire (zstd ${PROFILE_LEVELS.wire})` });
-    const rc = await recompressOverlay(file, wireFile, { level: PROFILE_LEVELS.wire, signal: opts.signal, progress: opts.progress });
+    opts.progress?.({ phase: 'recompress', message: `re-compressing the segments for the wire (xz ${PROFILES.wire.level}, one stream per image up to 128 MiB)` });
+    const rc = await recompressOverlay(file, wireFile, { codec: PROFILES.wire, signal: opts.signal, progress: opts.progress });
     const r = await publishFile(wireFile, refText, opts);
     return { ...r, profile, recompressed: { fromBytes: rc.sourceBytes, toBytes: rc.bytes, seconds: rc.ms / 1000 } };
   } finally {

@@ -1,7 +1,8 @@
 /**
- * Issue 13, wire profile: re-compression keeps the overlay ID (it names the content), gives exactly
- * the file `create` writes at that level, still synthesizes the launch images, and the content
- * names are checked (a segment swapped for other content under a matching compressed name is refused).
+ * Issue 13, wire profile: re-compression into xz compression units (container version 2) keeps the
+ * overlay ID (it names the content), is deterministic, still synthesizes the launch images byte for
+ * byte, and every bound of the unit decoder holds (truncated, tampered, oversized units, a
+ * dictionary past the decoder's memory limit, more output than declared, unknown container versions).
  */
 import { strict as assert } from 'assert';
 import { createHash } from 'crypto';
@@ -11,8 +12,9 @@ import * as path from 'path';
 import { compress } from 'zstd-napi';
 import { isCloudletError } from '../../sandbox/common/errors';
 import { applyOverlay, canonicalJson, createOverlay, OverlayReader, SegmentCompressor, verifyOverlay, type OverlayManifest } from '../../sandbox/overlay';
-import { contentView, encodeContainerHeader, overlayIdOf, segmentName } from '../../sandbox/overlay/format';
-import { parseProfile, PROFILE_LEVELS, recompressOverlay } from '../../sandbox/overlay/recompress';
+import { compressedBytesOf, CONTAINER_HEADER_SIZE, contentView, encodeContainerHeader, LIMITS, overlayIdOf, segmentName, validateManifest, XZ_DECODER_MEMLIMIT } from '../../sandbox/overlay/format';
+import { BUILD_LEVEL, hasProfile, parseProfile, PROFILES, recompressOverlay } from '../../sandbox/overlay/recompress';
+import { compressUnit, decompressUnit, planUnits } from '../../sandbox/overlay/xzUnits';
 import { makePair, type GeneratedPair } from './helpers/generatedImages';
 
 describe('overlay wire profile and content IDs (issue 13)', function () {
@@ -26,34 +28,43 @@ describe('overlay wire profile and content IDs (issue 13)', function () {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'overlay-wire-'));
     pair = makePair(path.join(tmp, 'pair'));
     compressor = new SegmentCompressor(2);
-    built = (await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outFile: path.join(tmp, 'build.overlay'), compressor, level: PROFILE_LEVELS.build })).path;
+    built = (await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outFile: path.join(tmp, 'build.overlay'), compressor, level: BUILD_LEVEL })).path;
   });
   after(async () => { await compressor.close(); fs.rmSync(tmp, { recursive: true, force: true }); });
 
-  it('profiles: build is zstd 3, wire zstd 19; anything else refused', () => {
-    assert.deepEqual(PROFILE_LEVELS, { build: 3, wire: 19 });
+  it('profiles: build is zstd 3, wire xz 9 units; anything else refused', () => {
+    assert.deepEqual(PROFILES, { build: { algorithm: 'zstd', level: 3 }, wire: { algorithm: 'xz', level: 9 } });
     assert.equal(parseProfile('wire'), 'wire');
     assert.throws(() => parseProfile('fast'), /not one of build, wire/);
   });
 
-  it('re-compressing for the wire keeps the overlay ID, changes segment names, equals create at level 19 byte for byte', async () => {
+  it('re-compressing for the wire keeps the overlay ID, stores xz units in a version-2 container, is deterministic, synthesizes the same launch byte for byte, and converts back to the build file exactly', async () => {
     const b = OverlayReader.open(built);
-    const wire = await recompressOverlay(built, path.join(tmp, 'wire.overlay'), { level: PROFILE_LEVELS.wire, compressor });
+    const wire = await recompressOverlay(built, path.join(tmp, 'wire.overlay'), { codec: PROFILES.wire, compressor });
     const w = OverlayReader.open(wire.path);
     try {
       assert.equal(wire.overlayId, b.overlayId);
       assert.equal(w.overlayId, b.overlayId);
-      assert.equal(w.manifest.compression.level, 19);
+      assert.ok(hasProfile(w.manifest, 'wire') && !hasProfile(b.manifest, 'wire'));
+      assert.equal(fs.readFileSync(wire.path).readUInt32BE(8), 2, 'container version 2');
+      const comp = w.manifest.compression;
+      assert.equal(comp.algorithm, 'xz');
+      if (comp.algorithm !== 'xz') return;
+      // One unit per image here (each under 64 MiB) plus the device state.
+      assert.equal(comp.units.length, 3);
+      assert.deepEqual(w.segmentRanges().map((r) => r.digest), comp.units.map((u) => u.digest));
       assert.deepEqual(w.manifest.segments.map((s) => s.rawDigest), b.manifest.segments.map((s) => s.rawDigest));
-      assert.notDeepEqual(w.manifest.segments.map((s) => s.digest), b.manifest.segments.map((s) => s.digest));
-      assert.ok(!fs.readFileSync(wire.path).equals(fs.readFileSync(built)));
+      assert.ok(w.manifest.segments.every((s) => s.digest === s.rawDigest && s.size === s.rawSize));
       assert.equal((await verifyOverlay(w, w, { baseId: pair.baseId, compressor })).segments, w.manifest.segments.length);
-      const direct = await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outFile: path.join(tmp, 'direct.overlay'), compressor, level: 19 });
-      assert.equal(direct.overlayId, b.overlayId);
-      assert.ok(fs.readFileSync(direct.path).equals(fs.readFileSync(wire.path)), 'create --profile wire and publish\'s re-compression give the same file');
-      // and it synthesizes the same launch RAM
+      const again = await recompressOverlay(built, path.join(tmp, 'wire2.overlay'), { codec: PROFILES.wire, compressor });
+      assert.ok(fs.readFileSync(again.path).equals(fs.readFileSync(wire.path)), 'the same overlay gives the same wire file');
       const res = await applyOverlay(w, w, { baseId: pair.baseId, ramFile: pair.base.ramFile, diskFile: pair.base.diskFile }, { outDir: path.join(tmp, 'launch-wire'), compressor });
+      const ref = await applyOverlay(b, b, { baseId: pair.baseId, ramFile: pair.base.ramFile, diskFile: pair.base.diskFile }, { outDir: path.join(tmp, 'launch-build'), compressor });
       assert.ok(fs.readFileSync(res.ramFile).equals(fs.readFileSync(pair.launch.ramFile)));
+      assert.ok(fs.readFileSync(res.diskLayer).equals(fs.readFileSync(ref.diskLayer)), 'same launch disk layer');
+      assert.ok(fs.readFileSync(res.deviceState).equals(fs.readFileSync(ref.deviceState)));
+      const back = await recompressOverlay(wire.path, path.join(tmp, 'back.overlay'), { codec: PROFILES.build, compressor });
+      assert.ok(fs.readFileSync(back.path).equals(fs.readFileSync(built)), 'wire -> build gives the build file');
     } finally { b.close(); w.close(); }
   });
 
@@ -96,4 +107,121 @@ describe('overlay wire profile and content IDs (issue 13)', function () {
       });
     } finally { f.close(); }
   });
+
+  describe('compression units: the bounded decoder', () => {
+    let wireFile: string;
+    let m: OverlayManifest;
+    let blobs: Buffer[];
+    before(async () => {
+      wireFile = (await recompressOverlay(built, path.join(tmp, 'bounds.overlay'), { codec: PROFILES.wire, compressor })).path;
+      const r = OverlayReader.open(wireFile);
+      m = JSON.parse(r.manifestBytes.toString()) as OverlayManifest;
+      const file = fs.readFileSync(wireFile);
+      blobs = r.segmentRanges().map((x) => file.subarray(x.offset, x.offset + x.length));
+      r.close();
+    });
+    const units = () => { if (m.compression.algorithm !== 'xz') throw new Error('not xz'); return m.compression.units; };
+    /** Writes a container with `mutate` applied to a copy of the manifest and the unit blobs; returns the verify outcome. */
+    async function verifyForged(name: string, mutate: (mm: OverlayManifest, bb: Buffer[]) => void, version = 2): Promise<unknown> {
+      const mm = structuredClone(m);
+      const bb = blobs.map((x) => Buffer.from(x));
+      mutate(mm, bb);
+      const mb = Buffer.from(canonicalJson(mm));
+      const out = path.join(tmp, `${name}.overlay`);
+      fs.writeFileSync(out, Buffer.concat([encodeContainerHeader(mb, version), mb, ...bb]));
+      try {
+        const f = OverlayReader.open(out);
+        try { await verifyOverlay(f, f, { compressor }); } finally { f.close(); }
+      } catch (e) { return e; }
+      return undefined;
+    }
+    const rename = (mm: OverlayManifest, bb: Buffer[], k: number) => {
+      if (mm.compression.algorithm === 'xz') mm.compression.units[k] = { ...mm.compression.units[k], digest: segmentName(bb[k]), size: bb[k].length };
+      for (const t of ['ram', 'disk'] as const) mm.breakdown[t].compressedBytes = compressedBytesOf(mm, t);
+    };
+
+    it('plans units per image, at most 128 MiB each, the device state alone', () => {
+      assert.equal(LIMITS.unitRawBytes, 128 << 20);
+      const seg = (kind: 'chunks' | 'device-state', target: 'ram' | 'disk' | undefined, rawSize: number) => ({ digest: 'sha256:x', kind, target, size: 1, rawSize });
+      const plan = planUnits([seg('chunks', 'disk', 60 << 20), seg('chunks', 'disk', 60 << 20), seg('chunks', 'disk', 10 << 20), seg('chunks', 'ram', 1 << 20), seg('device-state', undefined, 5)]);
+      assert.deepEqual(plan, [{ first: 0, count: 2, rawSize: 120 << 20 }, { first: 2, count: 1, rawSize: 10 << 20 }, { first: 3, count: 1, rawSize: 1 << 20 }, { first: 4, count: 1, rawSize: 5 }]);
+    });
+
+    it('a truncated unit is refused, naming the unit', async () => {
+      const e = await verifyForged('truncated-unit', (mm, bb) => { bb[0] = bb[0].subarray(0, bb[0].length - 7); rename(mm, bb, 0); });
+      assert.ok(isCloudletError(e, 'Corrupt'), String(e));
+      assert.match(e.message, /compression unit sha256:[0-9a-f]{64} does not decompress/);
+    });
+
+    it('a unit whose bytes do not match its name is refused before decoding', async () => {
+      const e = await verifyForged('tampered-unit', (_mm, bb) => { bb[1][Math.floor(bb[1].length / 2)] ^= 0x55; });
+      assert.ok(isCloudletError(e, 'Corrupt'), String(e));
+      assert.match(e.message, /is corrupt: its bytes hash to/);
+    });
+
+    it('a unit that decodes to other content (renamed, rawDigest kept) is refused by the segment content names', async () => {
+      const other = await compressUnit(Buffer.alloc(units()[2].rawSize, 9));
+      const e = await verifyForged('other-content', (mm, bb) => { bb[2] = other; rename(mm, bb, 2); });
+      assert.ok(isCloudletError(e, 'Corrupt'), String(e));
+      assert.match(e.message, /cut from compression unit .* has content sha256:[0-9a-f]{64}; refused/);
+    });
+
+    it('a unit that decodes to more than it declares is refused without holding the rest', async () => {
+      const u = units()[2];
+      const big = await compressUnit(Buffer.alloc(u.rawSize + (1 << 20), 3));
+      await assert.rejects(decompressUnit({ ...u, digest: segmentName(big), size: big.length }, big), /decompresses to more than \d+ bytes; refused/);
+    });
+
+    it('oversized units are refused from the manifest, before any byte is read', () => {
+      const mm = structuredClone(m);
+      if (mm.compression.algorithm !== 'xz') throw new Error('not xz');
+      mm.compression.units[0].rawSize = LIMITS.unitRawBytes + 1;
+      assert.throws(() => validateManifest(mm), /compression\.units\[0\]\.rawSize 134217729 is over the limit of 134217728/);
+      const mm2 = structuredClone(m);
+      if (mm2.compression.algorithm !== 'xz') throw new Error('not xz');
+      mm2.compression.units[0].segments += 1;
+      assert.throws(() => validateManifest(mm2), /compression unit|segments/);
+    });
+
+    it('a stream whose dictionary needs more than the decoder memory limit is refused (LZMA2 dictionary field patched to 1.5 GiB)', async () => {
+      const small = await compressUnit(Buffer.alloc(1 << 16, 1));
+      const patched = patchDictionary(small, 37); // dictionary code 37 = 1.5 GiB
+      const e = await decompressUnit({ digest: segmentName(patched), size: patched.length, rawSize: 1 << 16, segments: 1 }, patched).catch((x: unknown) => x);
+      assert.ok(isCloudletError(e, 'Corrupt'), String(e));
+      assert.match(e.message, new RegExp(`needs more than ${XZ_DECODER_MEMLIMIT} bytes of decoder memory`));
+    });
+
+    it('container versions: 2 needs an xz manifest and 1 a zstd one; any other version is refused', async () => {
+      const e1 = await verifyForged('v1-with-units', () => undefined, 1);
+      assert.ok(isCloudletError(e1, 'Corrupt'), String(e1));
+      assert.match(e1.message, /container version 1 does not match its xz manifest/);
+      const e3 = await verifyForged('v3', () => undefined, 3);
+      assert.ok(isCloudletError(e3, 'BadInput'), String(e3));
+      assert.match(e3.message, /container version 3 is not supported/);
+      const head = fs.readFileSync(built).subarray(0, CONTAINER_HEADER_SIZE);
+      assert.equal(head.readUInt32BE(8), 1, 'build overlays stay version 1');
+    });
+  });
 });
+
+/** Rewrites the LZMA2 dictionary-size byte of the first block header of an xz stream (and the header's CRC32). */
+function patchDictionary(xz: Buffer, code: number): Buffer {
+  const out = Buffer.from(xz);
+  const start = 12; // after the stream header
+  const size = (out[start] + 1) * 4;
+  const header = out.subarray(start, start + size);
+  const at = header.indexOf(Buffer.from([0x21, 0x01]), 2); // LZMA2 filter id, 1 property byte
+  assert.ok(at > 0, 'LZMA2 filter flags found');
+  header[at + 2] = code;
+  header.writeUInt32LE(crc32(header.subarray(0, size - 4)), size - 4);
+  return out;
+}
+
+function crc32(b: Buffer): number {
+  let c = ~0;
+  for (const x of b) {
+    c ^= x;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}

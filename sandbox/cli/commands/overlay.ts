@@ -15,7 +15,7 @@ import { formatOverlayInfo, overlayInfo, OverlayReader, verifyOverlay } from '..
 import { formatBytes } from '../../common/bytes';
 import { createSandboxOverlay } from '../../overlay/sandboxOverlay';
 import { formatDiscard, parseDiscardOption } from '../../overlay/discard';
-import { parseProfile, PROFILE_LEVELS } from '../../overlay/recompress';
+import { BUILD_LEVEL, parseProfile, PROFILES, recompressOverlay } from '../../overlay/recompress';
 import { folderLookup, resolveChain, type ChainHop } from '../../overlay/parentChain';
 import { flattenOverlay } from '../../overlay/flatten';
 
@@ -84,8 +84,8 @@ export function register(program: Command): void {
 
   overlay.command('create <sandbox>')
     .description('pause a sandbox, save its state and write the overlay against its base (the sandbox stays paused)')
-    .option('--level <n>', 'zstd level (default: the profile\'s)')
-    .option('--profile <name>', 'build (zstd 3, fast) or wire (zstd 19, smaller; same overlay ID)', 'build')
+    .option('--level <n>', 'zstd level of the build profile (default 3)')
+    .option('--profile <name>', 'build (zstd 3, fast) or wire (xz 9 units, smaller: written as build, then re-compressed; same overlay ID)', 'build')
     .option('--threads <n>', 'compression threads (default: CPU count)')
     .option('--out <file>', 'write here instead of the store\'s overlays/<id>.overlay')
     .option('--discard <what>', 'before pausing a running sandbox, leave out what the guest freed: both, memory, disk or none', 'both')
@@ -93,7 +93,8 @@ export function register(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (sandbox: string, o: { level?: string; profile: string; threads?: string; out?: string; discard: string; parent?: string; json?: boolean }) => {
       const discard = parseDiscardOption(o.discard);
-      const level = o.level ? intOption(o.level, '--level') : PROFILE_LEVELS[parseProfile(o.profile)];
+      const profile = parseProfile(o.profile);
+      const level = o.level ? intOption(o.level, '--level') : BUILD_LEVEL;
       const manager = new SandboxManager();
       const { sink, stop } = consoleProgress('overlay');
       const { signal, dispose } = interruptSignal();
@@ -102,6 +103,12 @@ export function register(program: Command): void {
           level, threads: o.threads ? intOption(o.threads, '--threads') : undefined,
           outFile: o.out, signal, progress: sink, discard, parent: o.parent,
         });
+        if (profile === 'wire') {
+          // Same ID, same place: the build file is replaced by its wire re-compression.
+          const w = await recompressOverlay(r.path, `${r.path}.wire`, { codec: PROFILES.wire, signal, progress: sink });
+          fs.renameSync(w.path, r.path);
+          Object.assign(r, { manifest: w.manifest, bytes: w.bytes });
+        }
         stop();
         const info = overlayInfo(r.manifest, { overlayId: r.overlayId, fileBytes: r.bytes });
         if (o.json) process.stdout.write(JSON.stringify({ overlayId: r.overlayId, path: r.path, bytes: r.bytes, timings: { ...r.timings, snapshotMs: r.snapshotMs }, discard: r.discard, info }) + '\n');
