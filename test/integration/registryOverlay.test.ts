@@ -12,6 +12,7 @@ import { startRegistry, RegistryFixture } from './fixtures/registry';
 import { changedSegments, makeOverlayPair, OverlayPair } from './registry/realOverlays';
 import { runCli } from './registry/cli';
 import { applyOverlay } from '../../sandbox/overlay/apply';
+import { OverlayReader } from '../../sandbox/overlay/overlayReader';
 import { BlobCache, Credentials, openOverlayFromOci, publishOverlay, pullOverlay } from '../../sandbox/registry';
 import { segmentTitle } from '../../sandbox/registry/overlayArtifact';
 
@@ -66,19 +67,48 @@ describe('registry: overlays as OCI artifacts', function () {
       });
 
       if (!secure) {
-        it('wire profile (issue 13): re-compressed segments, smaller, same overlay ID; v2 after v1 on the wire shares the unchanged segments', async () => {
+        it('wire profile (issue 13): xz compression units, smaller, same overlay ID; pulled and synthesized from oci:// byte for byte; v2 re-sends only units whose segments changed', async () => {
           const w1 = await publishOverlay(pair.v1.path, `${reg.host}/wire/counter:v1`, { ...conn, profile: 'wire', tmpDir: path.join(dir, 'tmp') });
           assert.equal(w1.profile, 'wire');
           assert.equal(w1.overlayId, pair.v1.overlayId, 'the overlay ID names the content, not the compression');
-          assert.ok(w1.recompressed && w1.recompressed.toBytes < w1.recompressed.fromBytes, JSON.stringify(w1.recompressed));
+          // The generated pair's payload is random bytes (incompressible): xz stays within 1% of zstd here;
+          // the size gain on real guests is bench overlay's figure.
+          assert.ok(w1.recompressed && w1.recompressed.toBytes < w1.recompressed.fromBytes * 1.01, JSON.stringify(w1.recompressed));
           assert.deepEqual(fs.readdirSync(path.join(dir, 'tmp')), [], 'the re-compressed file is not left behind');
           const out = path.join(dir, 'pulled-wire.overlay');
           const pulled = await pullOverlay(`${reg.host}/wire/counter:v1`, out, { ...conn, cacheDir: path.join(dir, 'cache-wire') });
           assert.equal(pulled.overlayId, pair.v1.overlayId);
           assert.equal(fs.statSync(out).size, w1.recompressed.toBytes);
+          const r1 = OverlayReader.open(out);
+          const m1 = r1.manifest;
+          r1.close();
+          assert.equal(fs.readFileSync(out).readUInt32BE(8), 2, 'a version-2 container');
+          assert.ok(m1.compression.algorithm === 'xz');
+          const units1 = m1.compression.algorithm === 'xz' ? m1.compression.units : [];
+          assert.equal(w1.segments.total, units1.length, 'one OCI layer per compression unit');
+          // oci:// synthesis of the wire artifact rebuilds the same launch files.
+          const o = await openOverlayFromOci(`oci://${reg.host}/wire/counter:v1`, { ...conn, cacheDir: path.join(dir, 'synth-wire') });
+          try {
+            assert.equal(o.overlayId, pair.v1.overlayId);
+            const r = await applyOverlay(o, o.source, { baseId: pair.base.baseId, ramFile: pair.base.ramFile, diskFile: pair.base.diskFile }, { outDir: path.join(dir, 'launch-wire'), threads: 1 });
+            assert.ok(fs.readFileSync(r.ramFile).equals(fs.readFileSync(pair.launchRam)), 'launch RAM differs');
+            const { execFileSync } = await import('child_process');
+            execFileSync('qemu-img', ['compare', '-q', pair.launchDisk.v1, r.diskLayer]);
+          } finally {
+            await o.close();
+          }
           const w2 = await publishOverlay(pair.v2.path, `${reg.host}/wire/counter:v2`, { ...conn, profile: 'wire', tmpDir: path.join(dir, 'tmp') });
           assert.equal(w2.overlayId, pair.v2.overlayId);
-          assert.equal(w2.segments.uploaded, changedSegments(pair.v1, pair.v2).length, 'only the changed segments, as with the build profile');
+          const out2 = path.join(dir, 'pulled-wire-v2.overlay');
+          await pullOverlay(`${reg.host}/wire/counter:v2`, out2, { ...conn, cacheDir: path.join(dir, 'cache-wire') });
+          const r2 = OverlayReader.open(out2);
+          const m2 = r2.manifest;
+          r2.close();
+          const units2 = m2.compression.algorithm === 'xz' ? m2.compression.units : [];
+          const shared = units2.filter((u) => units1.some((x) => x.digest === u.digest));
+          assert.equal(w2.segments.uploaded, units2.length - shared.length, 'only the units whose segments changed');
+          assert.equal(w2.segments.skipped, shared.length);
+          assert.ok(shared.length >= 1, 'the device state or an unchanged image is shared');
         });
 
         it('is friendly to generic OCI tools: skopeo reads it, every layer has an org.opencontainers.image.title file name (oras pull writes those)', async () => {
