@@ -13,8 +13,12 @@ import { createHash } from 'crypto';
 import { CloudletError } from '../common/errors';
 import { LIMITS, XZ_DECODER_MEMLIMIT, type CompressionUnit, type SegmentEntry } from './format';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const lzma = require('lzma-native') as LzmaNative;
+/** Loaded on first use: only the wire profile needs liblzma (build overlays, handoff and the tests of both never load it). */
+let loaded: LzmaNative | undefined;
+function lzma(): LzmaNative {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (loaded ??= require('lzma-native') as LzmaNative);
+}
 
 interface LzmaStream extends NodeJS.ReadWriteStream { destroy(error?: Error): void }
 interface LzmaNative {
@@ -49,7 +53,7 @@ function run(stream: LzmaStream, input: Buffer, maxOut: number, what: string): P
 /** Compresses one unit's raw bytes (deterministic for a given liblzma). */
 export async function compressUnit(raw: Buffer): Promise<Buffer> {
   if (raw.length > LIMITS.unitRawBytes) throw new CloudletError('Internal', `compression unit of ${raw.length} bytes is past the limit of ${LIMITS.unitRawBytes}`);
-  return run(lzma.createStream('easyEncoder', { preset: XZ_LEVEL, check: lzma.CHECK_NONE, threads: 1 }), raw, Number.MAX_SAFE_INTEGER, 'compression unit');
+  return run(lzma().createStream('easyEncoder', { preset: XZ_LEVEL, check: lzma().CHECK_NONE, threads: 1 }), raw, Number.MAX_SAFE_INTEGER, 'compression unit');
 }
 
 /**
@@ -63,7 +67,7 @@ export async function decompressUnit(unit: CompressionUnit, stored: Buffer): Pro
   if (name !== unit.digest) throw new CloudletError('Corrupt', `${what} is corrupt: its bytes hash to ${name} (the overlay was damaged in storage or transit)`);
   if (unit.rawSize > LIMITS.unitRawBytes) throw new CloudletError('Corrupt', `${what} declares ${unit.rawSize} bytes, past the limit of ${LIMITS.unitRawBytes}; refused`);
   // No LZMA_CONCATENATED flag: the decoder ends at the first stream's end and refuses what follows.
-  const raw = await run(lzma.createStream('streamDecoder', { memlimit: XZ_DECODER_MEMLIMIT }), stored, unit.rawSize, what);
+  const raw = await run(lzma().createStream('streamDecoder', { memlimit: XZ_DECODER_MEMLIMIT }), stored, unit.rawSize, what);
   if (raw.length !== unit.rawSize) throw new CloudletError('Corrupt', `${what} decompressed to ${raw.length} bytes, the manifest says ${unit.rawSize}; refused`);
   return raw;
 }
