@@ -89,7 +89,7 @@ export function register(program: Command): void {
     .option('--plain-http', 'talk plain HTTP to the registry (loopback registries are detected)')
     .option('--mount-from <repo...>', 'repositories of the same registry to mount segments from')
     .option('--chunk-size <bytes>', 'upload blobs larger than this in chunks', (v) => Number(v))
-    .option('--profile <name>', 'wire: re-compress the segments for size first (zstd 19, same overlay ID); build: publish the file as it is', 'wire')
+    .option('--profile <name>', 'wire: re-compress for size first (xz 9 per image, same overlay ID); build: publish the file as it is', 'wire')
     .option('--json', 'print the report as JSON')
     .action(async (file: string, ref: string, o: ConnOpts & { mountFrom?: string[]; chunkSize?: number; profile: string; json?: boolean }) => {
       const profile = parseProfile(o.profile);
