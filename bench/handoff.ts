@@ -22,9 +22,10 @@
  * ratio_bytes_vs_qemu (target <= 0.25) and ratio_downtime_vs_qemu (<= 1.0); the Debian guest's keys
  * end in _debian (ratio_downtime_vs_qemu_debian <= 1.0, ratio_bytes_vs_qemu_debian <= 0.05,
  * ratio_total_vs_qemu_debian <= 1.0, ratio_link_total_vs_qemu_debian <= 0.1), and
- * ours_pause_ms{,_debian} break our pause down (medians): QEMU's last pass until the last page
- * arrived (tracking), the device state, taking + encoding the last pages, sending and applying the
- * final round, the destination loading the state and continuing.
+ * ours_pause_ms{,_debian} break our pause down (medians, see pauseBreakdown): QEMU's last pass
+ * until the last page arrived (tracking), the device state, taking + encoding the last pages, the
+ * disk scan, QEMU's completion, sending and applying the final round, the destination loading the
+ * state and continuing.
  * The Flask overlay is made once per Debian base from the launch VM of bench overlay's realistic pair
  * (see flaskOverlay) and kept as .cache/bench-handoff/flask-<base id>.overlay.
  */
@@ -186,16 +187,21 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
 
 /**
  * Our pause, broken down (phases_ms of the report): QEMU's last pass until its last page arrived
- * (tracking), the rest of its stream (device state), the source record set to paused, taking and
- * encoding the last pages, the final disk-layer scan, sending + applying the final round, and the
- * destination's state load + cont.
- * With the full compare (fallback) tracking is the paused compare and the device state runs alongside.
+ * (tracking), the rest of its stream (device state), waiting for the source record set to paused
+ * (asked alongside the encoding), taking and encoding the last pages, the final disk-layer scan, QEMU's
+ * completion and the stream's end, encoding the final round, sending + applying it at the destination
+ * (the request that also finishes, less the destination's finish work), and the destination's state
+ * load + cont. With the full compare (fallback) tracking is the paused compare and the device state
+ * runs alongside.
  */
 function pauseBreakdown(m: Move): Record<string, number | undefined> {
   const p = m.phases_ms ?? {};
+  const sendApply = p.final_send_apply_resume === undefined ? undefined
+    : p.final_send_apply_resume - (p.destination_qemu_wait ?? 0) - (p.destination_load_device_state_and_cont ?? 0) - (p.destination_server_record ?? 0);
+  const tail = { encode: p.final_encode, send_apply: sendApply, destination_load_cont: p.destination_load_device_state_and_cont };
   return m.tracking === 'qemu-migration'
-    ? { tracking: p.pause_final_pages, device_state: p.pause_device_state, record: p.pause_record, take_encode: p.pause_tracking, disk_scan: p.final_disk_scan, send_apply: p.final_encode_send_apply, destination_load_cont: p.destination_load_device_state_and_cont }
-    : { tracking: p.final_ram_compare, device_state: (p.final_ram_compare_and_device_state ?? 0) - (p.final_ram_compare ?? 0), disk_scan: p.final_disk_scan, send_apply: p.final_encode_send_apply, destination_load_cont: p.destination_load_device_state_and_cont };
+    ? { tracking: p.pause_final_pages, device_state: p.pause_device_state, record_wait: p.pause_record_wait, take_encode: p.pause_tracking, disk_scan: p.final_disk_scan, stream_end_wait: p.pause_stream_end_wait, ...tail }
+    : { tracking: p.final_ram_compare, device_state: (p.final_ram_compare_and_device_state ?? 0) - (p.final_ram_compare ?? 0), disk_scan: p.final_disk_scan, ...tail };
 }
 
 function medianBreakdown(ms: Move[]): Record<string, number> {

@@ -35,6 +35,19 @@ export class DestinationClient {
     return p && typeof p === 'object' ? { phases_ms: Object.fromEntries(Object.entries(p).filter(([, v]) => typeof v === 'number')) as Record<string, number> } : {};
   }
 
+  /**
+   * The final round with finish in the same request (header finish: true): the round's phases and
+   * finish's answer. Like finish, not cut by the job's signal: once sent, its outcome must be learnt.
+   */
+  async finalRoundAndFinish(sid: string, n: number, body: Buffer): Promise<{ phases_ms?: Record<string, number>; finish: FinishResponse }> {
+    const r = await this.call<{ phases_ms?: unknown; finish?: FinishResponse }>('PUT', `/${sid}/rounds/${n}`, body, 'application/octet-stream', REQUEST_TIMEOUT_MS, false);
+    if (!r?.finish || typeof r.finish !== 'object' || typeof r.finish.server?.id !== 'string') {
+      throw new CloudletError('Unavailable', `destination ${this.where} answered the final round without finishing (an older destination?)`);
+    }
+    const p = r.phases_ms;
+    return { finish: r.finish, ...(p && typeof p === 'object' ? { phases_ms: Object.fromEntries(Object.entries(p).filter(([, v]) => typeof v === 'number')) as Record<string, number> } : {}) };
+  }
+
   /** Not cut by the job's signal: once sent, finish's outcome must be learnt, not abandoned. */
   finish(sid: string): Promise<FinishResponse> { return this.call<FinishResponse>('POST', `/${sid}/finish`, '{}', 'application/json', REQUEST_TIMEOUT_MS, false); }
 

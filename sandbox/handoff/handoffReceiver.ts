@@ -91,7 +91,9 @@ export class HandoffReceiver {
     app.post(HANDOFF_PATH, { schema: S.begin }, async (req, reply) => reply.code(201).send({ session: await this.begin(ctx.auth(req), (req.body as any)?.handoff) }));
     app.put<{ Params: { sid: string; n: string } }>(`${HANDOFF_PATH}/:sid/rounds/:n`, { schema: S.round }, async (req) => {
       const s = this.session(ctx.auth(req), req.params.sid);
-      return this.exclusive(s, () => this.round(s, Number(req.params.n), req));
+      const r = await this.exclusive(s, () => this.round(s, Number(req.params.n), req));
+      if (r.finish && failpointHit('handoff-finish-response')) req.raw.socket.destroy();
+      return r;
     });
     app.post<{ Params: { sid: string } }>(`${HANDOFF_PATH}/:sid/finish`, { schema: S.finish }, async (req) => {
       const s = this.session(ctx.auth(req), req.params.sid);
@@ -168,7 +170,8 @@ export class HandoffReceiver {
     return { id, heartbeat_ms: Math.floor(this.silence / 3) };
   }
 
-  private async round(s: Session, n: number, req: FastifyRequest): Promise<{ round: number; chunks: number; bytes: number; phases_ms: Record<string, number> }> {
+  /** One round; a final round with `finish` in its header also finishes (finish()), its answer under `finish`. */
+  private async round(s: Session, n: number, req: FastifyRequest): Promise<{ round: number; chunks: number; bytes: number; phases_ms: Record<string, number>; finish?: FinishResponse }> {
     const t0 = Date.now();
     if (n !== s.rounds) throw new CloudletError('Conflict', `handoff ${s.id} expects round ${s.rounds}, got ${n}`);
     if (s.final) throw new CloudletError('Conflict', `handoff ${s.id} already received its final round`);
@@ -180,14 +183,17 @@ export class HandoffReceiver {
       const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20) });
       // The paused round (small: the last pages and the device state) is decompressed in this thread.
       const small = rs.header.final && rs.header.segments.reduce((t, e) => t + e.size + e.rawSize, 0) <= INLINE_ROUND_BYTES;
-      r = { ...(await s.applier.apply(rs.segments(), small ? this.inline : this.d.compressor(), n)), received: rs.received, final: rs.header.final };
+      r = { ...(await s.applier.apply(rs.segments(), small ? this.inline : this.d.compressor(), n)), received: rs.received, final: rs.header.final, finish: rs.header.finish === true };
     } finally { s.cut = undefined; }
     const t1 = Date.now();
     s.applier.syncDiskLayer();
     s.rounds++;
     s.bytes += r.received;
     s.final = r.final;
-    return { round: n, chunks: r.chunks, bytes: r.received, phases_ms: { read_apply: t1 - t0, sync_disk: Date.now() - t1 } };
+    const phases = { read_apply: t1 - t0, sync_disk: Date.now() - t1 };
+    // The source asked to finish in the same request: the VM resumes here without another round trip.
+    if (r.finish) return { round: n, chunks: r.chunks, bytes: r.received, phases_ms: phases, finish: await this.finish(s) };
+    return { round: n, chunks: r.chunks, bytes: r.received, phases_ms: phases };
   }
 
   /** Loads the device state into the waiting QEMU and continues it; only then creates the server: nothing claims a VM that does not run. */

@@ -139,6 +139,8 @@ export class HandoffSender {
     let tracker: MigrationTracker | undefined;
     let diskLog: DiskDirtyLog | undefined;
     let qmp: QmpClient | undefined;
+    let recording: Promise<void> | undefined;
+    let askedBitmap: Promise<number[] | undefined> | undefined;
     // The guest's pause begins at QEMU's STOP event (its own clock), whichever path stops the VM.
     let stopEventAt: number | undefined;
     const onStop = (e: QmpEvent) => { if (e.event === 'STOP') stopEventAt ??= eventTimeMs(e); };
@@ -240,11 +242,17 @@ export class HandoffSender {
         const lastPage = tracker.timeline.completing ?? Date.now();
         this.phases.pause_final_pages = Math.max(0, Math.round(lastPage - tPause));
         this.phases.pause_device_state = Math.max(0, Math.round(Date.now() - lastPage));
+        // QEMU answers QMP and NBD only once its migration thread lets go of the main lock (after the
+        // stream's end, 20-40 ms under load): the record (set to paused; QEMU already is) and the disk
+        // bitmap are asked now and awaited once the pages are encoded, which needs nothing of QEMU.
         const tRecord = Date.now();
-        await manager.pause(o.vmId); // the record says paused (QEMU already is)
-        this.phases.pause_record = Date.now() - tRecord;
+        recording = manager.pause(o.vmId).then(() => { this.phases.pause_record = Date.now() - tRecord; });
+        recording.catch(() => undefined);
+        askedBitmap = diskLog ? this.writtenChunks(diskLog) : undefined;
+        askedBitmap?.catch(() => undefined);
         const tScan = Date.now();
         deviceState = tracker.deviceState();
+        this.phases.pause_state_build = Date.now() - tScan;
         enc.begin();
         enc.level = FINAL_LEVEL;
         enc.compressor = new InlineZstd();
@@ -252,6 +260,9 @@ export class HandoffSender {
         for (const p of pages) await enc.add('ram', p.index, p.data, p.digest);
         ramChanged = pages.length;
         this.lap('pause_tracking', tScan);
+        const tWait = Date.now();
+        await recording;
+        this.phases.pause_record_wait = Date.now() - tWait;
       } else {
         // Stop and copy: pause; the device state streams into memory while the paused RAM is compared
         // with what the destination holds; the disk layer is read once the save has flushed it.
@@ -276,12 +287,7 @@ export class HandoffSender {
       }
       const tDisk = Date.now();
       let diskChanged: number;
-      const written = diskLog ? await diskLog.writtenChunks().catch((e: unknown) => {
-        // The paused VM must not wait on a bitmap that does not answer: the whole layer is scanned instead.
-        this.diskFallback = `QEMU's block dirty bitmap did not answer in the pause: ${describeError(e)}`;
-        log.warn(`handoff of ${o.vmId}: the paused disk scan reads the whole layer: ${this.diskFallback}`);
-        return undefined;
-      }) : undefined;
+      const written = await (askedBitmap ?? (diskLog ? this.writtenChunks(diskLog) : undefined));
       if (written) {
         diskChanged = await disk.scanChunks(written, (idx, data, d) => enc.add('disk', idx, data, d));
         this.phases.final_disk_written_chunks = written.length; // read in the pause (QEMU's dirty bitmap)
@@ -290,26 +296,34 @@ export class HandoffSender {
         if (disk.lastSkipped) this.phases.final_disk_scan_skipped = 1; // the layer was not written since the last scan
       }
       this.lap('final_disk_scan', tDisk);
-      const tSend = Date.now();
-      await this.send(dest, sid, round, true, enc, ramChanged, diskChanged, deviceState);
-      this.lap('final_encode_send_apply', tSend);
-      o.progress({ phase: 'round', done: round + 1, message: `final round ${round}: ${ramChanged} RAM pages, ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes with the device state` });
-      round++;
+      const tEncode = Date.now();
+      const body = await this.encodeRound(round, true, enc, ramChanged, diskChanged, deviceState, true);
+      this.lap('final_encode', tEncode);
+      o.progress({ phase: 'round', done: round + 1, message: `final round ${round}: ${ramChanged} RAM pages, ${diskChanged} disk chunks, ${body.length} bytes with the device state` });
       if (tracker) {
-        // QEMU completed the migration and the stream ended with nothing after the state sent.
+        // The destination resumes the VM in the same request as the final round: QEMU must first
+        // have completed the migration, with nothing in the stream after the state sent.
         const tWait = Date.now();
         await tracker.ended(60_000);
         this.lap('pause_stream_end_wait', tWait);
+      }
+      const sourceRam = verifyRamEnabled() ? fileSha256(ramFile) : undefined;
+      const tSend = Date.now();
+      o.progress({ phase: 'resume', message: `${dest.where} applies the final round and resumes the VM` });
+      // One request: the final round, then finish (no second round trip in the downtime).
+      const fin: FinishResponse = await this.finishAndConfirm(dest, sid, async () => {
+        const answer = await dest.finalRoundAndFinish(sid, round, body);
+        for (const [k, v] of Object.entries(answer.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_final_${k}`] = v;
+        return answer.finish;
+      });
+      const tRunning = Date.now();
+      this.lap('final_send_apply_resume', tSend);
+      round++;
+      for (const [k, v] of Object.entries(fin.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_${k}`] = v;
+      if (tracker) {
         await tracker.qemuFigures();
         this.timelinePhases(tracker, tPause);
       }
-      const sourceRam = verifyRamEnabled() ? fileSha256(ramFile) : undefined;
-      const tResume = Date.now();
-      o.progress({ phase: 'resume', message: `${dest.where} builds the VM and resumes it` });
-      const fin: FinishResponse = await this.finishAndConfirm(dest, sid);
-      const tRunning = Date.now();
-      this.lap('destination_resume', tResume);
-      for (const [k, v] of Object.entries(fin.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_${k}`] = v;
       // The guest's own pause: source QEMU's STOP -> destination QEMU's RESUME, both QEMU event stamps
       // (only comparable when both hosts' clocks agree, as on one host).
       const stoppedAt = tracker?.stoppedAt ?? stopEventAt;
@@ -338,6 +352,7 @@ export class HandoffSender {
       // A tracking migration still running is cancelled first (else QEMU could stop the VM later).
       await tracker?.cancel().catch(() => undefined);
       if (tracker?.stoppedAt !== undefined) paused = true;
+      await recording?.catch(() => undefined); // the record is not written under the resume's
       await dest.abort(sid);
       const back = paused ? await this.resumeHere(info.baseId).then(() => 'the VM was resumed at the source', (r) => `resuming it at the source failed too: ${describeError(r)}`)
         : 'the VM kept running at the source';
@@ -353,25 +368,36 @@ export class HandoffSender {
     }
   }
 
+  /** Disk chunks QEMU's dirty bitmap marks, or undefined (the layer is scanned instead) if it does not answer. */
+  private writtenChunks(diskLog: DiskDirtyLog): Promise<number[] | undefined> {
+    return diskLog.writtenChunks().catch((e: unknown) => {
+      // The paused VM must not wait on a bitmap that does not answer: the whole layer is scanned instead.
+      this.diskFallback = `QEMU's block dirty bitmap did not answer in the pause: ${describeError(e)}`;
+      log.warn(`handoff of ${this.o.vmId}: the paused disk scan reads the whole layer: ${this.diskFallback}`);
+      return undefined;
+    });
+  }
+
   /** Every chunk the qcow2 layer holds that differs from what the destination has (LayerTracker). */
   private scanDisk(tracker: LayerTracker, enc: RoundEncoder, consistent: boolean): Promise<number> {
     return tracker.scan((idx, data, d) => enc.add('disk', idx, data, d), consistent);
   }
 
+  /** A live round: encoded, sent, applied at the destination. */
   private async send(dest: DestinationClient, sid: string, round: number, final: boolean, enc: RoundEncoder, pages: number, diskChunks: number, deviceState?: Buffer): Promise<void> {
-    const t0 = Date.now();
+    const body = await this.encodeRound(round, final, enc, pages, diskChunks, deviceState);
+    await dest.round(sid, round, body);
+    if (!final) enc.prepare(); // the next round's encoder now, not in the paused round
+  }
+
+  /** A round's body (counted in the report's per-round figures); `finish`: the destination finishes right after applying it. */
+  private async encodeRound(round: number, final: boolean, enc: RoundEncoder, pages: number, diskChunks: number, deviceState?: Buffer, finish = false): Promise<Buffer> {
     const r = await enc.finish(deviceState);
-    const body = encodeRoundBody({ round, final, segments: r.segments }, r.data);
-    const t1 = Date.now();
-    const answer = await dest.round(sid, round, body);
-    if (final) {
-      this.phases.final_encode = t1 - t0;
-      this.phases.final_send = Date.now() - t1;
-      for (const [k, v] of Object.entries(answer.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_final_${k}`] = v;
-    } else enc.prepare(); // the next round's encoder now, not in the paused round
+    const body = encodeRoundBody({ round, final, ...(finish ? { finish } : {}), segments: r.segments }, r.data);
     this.roundBytes.push(body.length);
     this.roundPages.push(pages);
     this.roundDisk.push(diskChunks);
+    return body;
   }
 
   /** The tracker's view of QEMU's stop (ms after the STOP event) and of its last pass, into phases_ms. */
@@ -401,9 +427,9 @@ export class HandoffSender {
    * destination's word on whether the VM runs there: its answer if it runs; the finish error if
    * it does not (then the source resumes); OutcomeUnknown if the destination never says.
    */
-  private async finishAndConfirm(dest: DestinationClient, sid: string): Promise<FinishResponse> {
+  private async finishAndConfirm(dest: DestinationClient, sid: string, finish: () => Promise<FinishResponse>): Promise<FinishResponse> {
     try {
-      return await dest.finish(sid);
+      return await finish();
     } catch (e) {
       // Test hook: the source stops here (to be killed) after finish's answer was lost.
       await failpoint('handoff-confirm');

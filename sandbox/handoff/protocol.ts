@@ -2,7 +2,8 @@
  * The handoff wire protocol between two daemons (docs/api.md, "Handoff"). Routes live under the
  * destination's compute prefix and need a token of the destination's project:
  *   POST   /os-cloudlet-handoff                 begin: {handoff: {name, base_id, vm_config, ports, flavor_id, metadata}}
- *   PUT    /os-cloudlet-handoff/{sid}/rounds/{n} one round (octet-stream, see encodeRoundBody)
+ *   PUT    /os-cloudlet-handoff/{sid}/rounds/{n} one round (octet-stream, see encodeRoundBody); the final
+ *                                                one may finish too (header finish: true; answer carries finish's)
  *   PUT    /os-cloudlet-handoff/{sid}/heartbeat  the source is still there (a silent session is dropped)
  *   POST   /os-cloudlet-handoff/{sid}/finish     build launch files, resume, create the server
  *   PUT    /os-cloudlet-handoff/{sid}/report     the source's measurements, kept in the server's metadata
@@ -26,7 +27,8 @@ export interface BeginRequest {
   metadata?: Record<string, string>;
 }
 
-export interface RoundHeader { round: number; final: boolean; segments: SegmentEntry[] }
+/** `finish`: the destination finishes (as POST .../finish) right after applying this final round, in the same request. */
+export interface RoundHeader { round: number; final: boolean; finish?: boolean; segments: SegmentEntry[] }
 
 export interface FinishResponse {
   server: { id: string; name: string; status: string; ports: Record<string, string> };

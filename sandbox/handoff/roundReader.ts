@@ -31,6 +31,7 @@ function roundHeaderSchema(): Record<string, unknown> {
     properties: {
       round: { type: 'integer', minimum: 0, maximum: 1_000_000 },
       final: { type: 'boolean' },
+      finish: { type: 'boolean' },
       segments: { type: 'array', maxItems: LIMITS.segments, items: segmentEntrySchema() },
     },
   };
@@ -49,6 +50,7 @@ export function checkRoundHeader(raw: unknown, round: number, limits: RoundLimit
   const states = checkSegmentEntries(h.segments, limits.chunks, what);
   if (h.final && states !== 1) throw new CloudletError('BadInput', `${what}: the final round must carry exactly one device-state segment, it has ${states}`);
   if (!h.final && states !== 0) throw new CloudletError('BadInput', `${what}: only the final round carries the device state`);
+  if (h.finish && !h.final) throw new CloudletError('BadInput', `${what}: only the final round may ask to finish`);
   const total = h.segments.reduce((n, s) => n + s.size, 0);
   if (total > limits.maxBytes) {
     throw new CloudletError('BadInput', `${what}: its segments add up to ${total} bytes, over the limit of ${limits.maxBytes}`, { status: 413 });

@@ -123,6 +123,9 @@ describe('handoff rounds at the destination: parser and applier', function () {
     await refused(bodyOf(header([], { round: 1 })), 0, /says round 1, the URL 0/);
     await refused(bodyOf(header([{ digest: DIGEST, kind: 'device-state', size: 10, rawSize: 10 }])), 0, /only the final round carries the device state/);
     await refused(bodyOf(header([], { final: true })), 0, /exactly one device-state segment, it has 0/);
+    // finish in the same request only with the final round, and only as a boolean.
+    await refused(bodyOf(header([], { finish: true })), 0, /only the final round may ask to finish/);
+    await refused(bodyOf({ ...header([{ digest: DIGEST, kind: 'device-state', size: 10, rawSize: 10 }], { final: true }), finish: 'yes' }), 0, /finish must be a boolean/);
     await refused(bodyOf(header([chunkEntry([[1, 1]], 1, { size: 1 << 20 })])), 0, /add up to 1048576 bytes, over the limit/, { ...limits, maxBytes: 1000 });
   });
 
