@@ -430,14 +430,15 @@ export function checkSegmentEntries(segments: unknown[], chunkLimit: Record<Targ
   return deviceStates;
 }
 
-/** Stored bytes of one image's segments: their own (zstd) or their units' (xz). */
-export function compressedBytesOf(m: OverlayManifest, t: Target): number {
-  if (m.compression.algorithm !== 'xz') return m.segments.filter((s) => s.kind === 'chunks' && s.target === t).reduce((n, s) => n + s.size, 0);
+/** Stored bytes of one image's segments (or of the device state): their own (zstd) or their units' (xz). */
+export function compressedBytesOf(m: OverlayManifest, t: Target | 'device-state'): number {
+  const holds = (s: SegmentEntry | undefined) => (t === 'device-state' ? s?.kind === 'device-state' : s?.kind === 'chunks' && s.target === t);
+  if (m.compression.algorithm !== 'xz') return m.segments.filter(holds).reduce((n, s) => n + s.size, 0);
   let next = 0, total = 0;
   for (const u of m.compression.units) {
     const first = m.segments[next];
     next += u.segments;
-    if (first?.kind === 'chunks' && first.target === t) total += u.size;
+    if (holds(first)) total += u.size;
   }
   return total;
 }

@@ -3,7 +3,7 @@
  * disk vs memory, compressed vs raw. `overlay info`, the extension's Overlay panel and the daemon's
  * image properties all use this shape.
  */
-import { CHUNK_SIZE, ENCODING_NAMES, EncodingName, OverlayManifest, Target } from './format';
+import { CHUNK_SIZE, compressedBytesOf, ENCODING_NAMES, EncodingName, OverlayManifest, Target } from './format';
 import { formatBytes } from '../common/bytes';
 
 export interface CountBytes { chunks: number; bytes: number }
@@ -59,9 +59,9 @@ export function overlayInfo(m: OverlayManifest, extra: { overlayId?: string; fil
   };
   const ds = m.segments.find((s) => s.kind === 'device-state');
   const ram = target('ram'), disk = target('disk');
-  const deviceState = { rawBytes: ds?.rawSize ?? 0, compressedBytes: ds?.size ?? 0 };
+  const deviceState = { rawBytes: ds?.rawSize ?? 0, compressedBytes: compressedBytesOf(m, 'device-state') };
   return {
-    overlayId: extra.overlayId, baseId: m.baseId, ...(m.parent ? { parent: m.parent } : {}), ...(extra.chain ? { chain: extra.chain } : {}), compression: m.compression, vmConfig: m.vmConfig,
+    overlayId: extra.overlayId, baseId: m.baseId, ...(m.parent ? { parent: m.parent } : {}), ...(extra.chain ? { chain: extra.chain } : {}), compression: { algorithm: m.compression.algorithm, level: m.compression.level }, vmConfig: m.vmConfig,
     ramSize: m.ram.size, diskSize: m.disk.size, ram, disk, deviceState,
     total: {
       changedBytes: ram.changedBytes + disk.changedBytes,
