@@ -18,6 +18,7 @@ import { checkSegmentDigest, SegmentSource } from './overlayReader';
 import { Qcow2Reader } from './qcow2Reader';
 import { Qcow2Writer } from './qcow2Writer';
 import { RunWriter } from './runWriter';
+import { SpanReader } from './spanReader';
 import { mergeAscending } from './overlayWriter';
 import { SegmentCompressor, zstdFrameContentSize } from './segmentCompressor';
 import { decompressUnit } from './xzUnits';
@@ -54,6 +55,9 @@ export interface ApplyResult {
 }
 
 export const LAUNCH_FILES = { ram: 'ram.raw', disk: 'disk.qcow2', deviceState: 'state.bin', info: 'overlay.json' };
+
+/** Chunks read at once from the base and from the launch files being written (copies come in runs). */
+const READ_SPAN_CHUNKS = 32;
 
 /** The stage a disk-full error names while launch chunks are written. */
 const WRITING = 'synthesis: writing the launch RAM and disk';
@@ -196,11 +200,18 @@ export async function applyOverlay(
     const scratch = Buffer.alloc(CHUNK_SIZE);
     const zero = Buffer.alloc(CHUNK_SIZE);
 
+    // Base chunks are read a span at a time: most copies of base chunks come in runs (on the
+    // realistic bench pair 78 % of the RAM pages copying base disk chunks name the chunk after the last one's).
+    const baseRamSpans = new SpanReader(baseRamFd, baseRamSize, base.ramFile, READ_SPAN_CHUNKS);
+    const baseDiskSpans = new SpanReader(baseDiskFd, fs.fstatSync(baseDiskFd).size, base.diskFile, READ_SPAN_CHUNKS);
+    /** A base chunk: a view that stays valid only until the next read (copy it before changing it). */
     const readBase = (target: Target, index: number, out: Buffer, why: string): Buffer => {
       const limit = target === 'ram' ? baseRamChunks : baseDiskChunks;
       if (index >= limit) throw new CloudletError('Corrupt', `overlay ${why} refers to base ${target} chunk ${index}, outside the base image (${limit} chunks)`);
       if (target === 'disk' && parentLayer) return parentLayer.readChunk(index, out, baseDiskFd);
-      out.fill(0);
+      const span = (target === 'ram' ? baseRamSpans : baseDiskSpans).chunk(index * CHUNK_SIZE);
+      if (span) return span;
+      out.fill(0); // a short last chunk
       fs.readSync(target === 'ram' ? baseRamFd : baseDiskFd, out, 0, CHUNK_SIZE, index * CHUNK_SIZE);
       return out;
     };
@@ -247,7 +258,9 @@ export async function applyOverlay(
           case Encoding.BaseDisk: put(target, r.index, readBase('disk', r.ref, scratch, `${target} chunk ${r.index}`), true); break;
           case Encoding.Raw: put(target, r.index, raw.subarray(at, at + CHUNK_SIZE), false); break;
           case Encoding.Xor: {
-            const b = readBase(target, r.index, scratch, `xor of ${target} chunk ${r.index}`);
+            const src = readBase(target, r.index, scratch, `xor of ${target} chunk ${r.index}`);
+            if (src !== scratch) src.copy(scratch);
+            const b = scratch;
             const bw = new Uint32Array(b.buffer, b.byteOffset, CHUNK_SIZE / 4);
             const d = raw.subarray(at, at + CHUNK_SIZE);
             const dw = d.byteOffset % 4 === 0 ? new Uint32Array(d.buffer, d.byteOffset, CHUNK_SIZE / 4) : new Uint32Array(Uint8Array.from(d).buffer);
@@ -293,12 +306,15 @@ export async function applyOverlay(
     await ramCopy;
     openRam();
 
-    // Phase 2: copies of chunks stored elsewhere in this overlay, read back from the output.
+    // Phase 2: copies of chunks stored elsewhere in this overlay, read back from the output (a span
+    // at a time; phase 1 is all written, and phase 2 never writes a chunk phase 1 stored).
+    const ramBack = new SpanReader(ramFd, manifest.ram.size, ramPath, READ_SPAN_CHUNKS);
+    const diskBack = new SpanReader(w.fileDescriptor, fs.fstatSync(w.fileDescriptor).size, diskPath, READ_SPAN_CHUNKS);
     for (const d of deferred) {
       const stored = d.refTarget === 'ram' ? ramStored[d.ref] === 1 : (w.positionOf(d.ref) >= 0 && diskStored[w.positionOf(d.ref)] === 1);
       if (!stored) throw new CloudletError('Corrupt', `${d.target} chunk ${d.index} copies ${d.refTarget} chunk ${d.ref}, which this overlay does not store`);
-      const data = d.refTarget === 'ram' ? (fs.readSync(ramFd, scratch, 0, CHUNK_SIZE, d.ref * CHUNK_SIZE), scratch) : w.readChunk(d.ref, scratch);
-      // (a copy always names a chunk written in phase 1, all flushed: reads never see a queued run)
+      const data = d.refTarget === 'ram' ? ramBack.chunk(d.ref * CHUNK_SIZE) : diskBack.chunk(w.hostOffsetOf(d.ref));
+      if (!data) throw new CloudletError('Internal', `${d.refTarget} chunk ${d.ref} is past the end of the launch file being written`);
       write(d.target, d.index, data, true);
     }
     flushRuns();
