@@ -120,7 +120,7 @@ export function segmentFetcher(manifest: OverlayManifest, source: SegmentSource,
     let pending = decoded.get(w.unit);
     if (!pending) {
       const u = comp.units[w.unit];
-      pending = (async () => decompressUnit(u, await source.getSegment(u.digest, u.size, signal)))();
+      pending = (async () => decompressUnit(u, await source.getSegment(u.digest, u.size, signal), signal))();
       decoded.set(w.unit, pending);
     }
     let unit: Buffer;

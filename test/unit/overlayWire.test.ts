@@ -177,6 +177,42 @@ describe('overlay wire profile and content IDs (issue 13)', function () {
       await assert.rejects(decompressUnit({ ...u, digest: segmentName(big), size: big.length }, big), /decompresses to more than \d+ bytes; refused/);
     });
 
+    it('a decompression bomb (128 MiB of zeros in a few KB, declared 1 MiB) is cut off near the cap, not decoded whole into memory', async () => {
+      const bomb = await compressUnit(Buffer.alloc(LIMITS.unitRawBytes));
+      assert.ok(bomb.length < 64 << 10, `the bomb is ${bomb.length} bytes`);
+      const unit = { digest: segmentName(bomb), size: bomb.length, rawSize: 1 << 20, segments: 1 };
+      global.gc?.();
+      const before = process.memoryUsage();
+      let peak = 0;
+      const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss - before.rss); }, 1);
+      try {
+        await assert.rejects(decompressUnit(unit, bomb), /decompresses to more than 1048576 bytes; refused/);
+      } finally { clearInterval(timer); }
+      peak = Math.max(peak, process.memoryUsage().rss - before.rss);
+      // Whole, it is 128 MiB in liblzma's queue plus 128 MiB of JS copies; sliced input stops within ~28 MiB of the cap.
+      assert.ok(peak < 80 << 20, `resident memory grew by ${peak >> 20} MiB while refusing the bomb`);
+    });
+
+    it('exactly one xz stream: a second stream or padding after the first is refused', async () => {
+      const a = await compressUnit(Buffer.alloc(1000, 7));
+      const b = await compressUnit(Buffer.alloc(1000, 8));
+      for (const [name, stored] of [['two streams', Buffer.concat([a, b])], ['zero padding', Buffer.concat([a, Buffer.alloc(4)])], ['garbage', Buffer.concat([a, Buffer.from('junk')])]] as const) {
+        const e = await decompressUnit({ digest: segmentName(stored), size: stored.length, rawSize: 1000, segments: 1 }, stored).catch((x: unknown) => x);
+        assert.ok(isCloudletError(e, 'Corrupt'), `${name}: ${String(e)}`);
+      }
+      assert.deepEqual(await decompressUnit({ digest: segmentName(a), size: a.length, rawSize: 1000, segments: 1 }, a), Buffer.alloc(1000, 7));
+    });
+
+    it('many units decoding at once (more than the process allows together) all finish, each with its own bytes; a cancel stops one', async () => {
+      const stored = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => compressUnit(Buffer.alloc(200_000 + i, i + 1))));
+      const got = await Promise.all(stored.map((b, i) => decompressUnit({ digest: segmentName(b), size: b.length, rawSize: 200_000 + i, segments: 1 }, b)));
+      got.forEach((g, i) => assert.ok(g.equals(Buffer.alloc(200_000 + i, i + 1)), `unit ${i}`));
+      const ac = new AbortController();
+      ac.abort();
+      await assert.rejects(decompressUnit({ digest: segmentName(stored[0]), size: stored[0].length, rawSize: 200_000, segments: 1 }, stored[0], ac.signal),
+        (e: unknown) => isCloudletError(e, 'Cancelled'));
+    });
+
     it('oversized units are refused from the manifest, before any byte is read', () => {
       const mm = structuredClone(m);
       if (mm.compression.algorithm !== 'xz') throw new Error('not xz');
