@@ -222,8 +222,9 @@ export async function applyOverlay(
     const diskRuns = new RunWriter(w.fileDescriptor);
     /** `copy`: the bytes are in a buffer reused before the run is written (scratch). */
     const write = (target: Target, index: number, data: Buffer, copy: boolean) => {
-      if (target === 'ram') ramRuns!.write(index * CHUNK_SIZE, data, copy);
-      else diskRuns.write(w.claimChunk(index), data, copy);
+      // A write that ends a run writes the run out: a full disk shows here too.
+      if (target === 'ram') onDiskFull(ramPath, WRITING, () => ramRuns!.write(index * CHUNK_SIZE, data, copy));
+      else onDiskFull(diskPath, WRITING, () => diskRuns.write(w.claimChunk(index), data, copy));
     };
     /** A phase-1 write: the chunk's final bytes, which `self` records may copy. */
     const put = (target: Target, index: number, data: Buffer, copy: boolean) => {
