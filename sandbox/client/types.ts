@@ -185,6 +185,10 @@ export interface HandoffReport {
   /** How the paused disk scan found written chunks: QEMU's block dirty bitmap, or reading the whole qcow2 layer (fallback, with its reason). */
   disk_tracking?: 'qemu-dirty-bitmap' | 'layer-scan';
   disk_tracking_fallback?: string;
+  /** Round 0: the overlay the VM was made from, as stored (its ID), or a compare against the base (with the reason). */
+  round0?: 'launch-overlay' | 'compare';
+  round0_overlay_id?: string;
+  round0_compare_reason?: string;
   /** Only with CLOUDLET_HANDOFF_VERIFY_RAM=1 (tests): the paused source RAM and the destination's before the load. */
   ram_sha256?: { source: string; destination: string };
   phases_ms: Record<string, number>;

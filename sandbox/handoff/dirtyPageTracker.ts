@@ -61,6 +61,19 @@ export class ShadowPageTracker {
     return t;
   }
 
+  /** Records that the destination holds `data` as page `index` (a round sent without a compare: launchRound.ts). */
+  hold(index: number, data: Buffer): void {
+    if (index >= this.chunks) throw new CloudletError('Internal', `chunk ${index} is outside the tracked image (${this.chunks} chunks)`);
+    data.copy(this.held, index * CHUNK_SIZE, 0, CHUNK_SIZE);
+  }
+
+  /** What the destination holds as page `index`, copied into `out`. */
+  page(index: number, out: Buffer): Buffer {
+    if (index >= this.chunks) throw new CloudletError('Internal', `chunk ${index} is outside the tracked image (${this.chunks} chunks)`);
+    this.held.copy(out, 0, index * CHUNK_SIZE, (index + 1) * CHUNK_SIZE);
+    return out;
+  }
+
   /** Whether `data` differs from what the destination holds (nothing recorded). */
   differs(index: number, data: Buffer): boolean {
     if (index >= this.chunks) throw new CloudletError('Internal', `chunk ${index} is outside the tracked image (${this.chunks} chunks)`);

@@ -13,7 +13,8 @@ import { CloudletError, describeError, throwIfCancelled } from '../common/errors
 import type { ProgressSink } from '../common/progress';
 import type { SandboxInfo, SandboxManager } from '../sandboxes/sandboxManager';
 import { DEFAULT_LEVEL } from '../overlay/overlayWriter';
-import { CHUNK_SIZE } from '../overlay/format';
+import { CHUNK_SIZE, type Target } from '../overlay/format';
+import { decodeLaunchRound, readLaunchRound, type LaunchRound } from './launchRound';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { DestinationClient } from './destinationClient';
 import { ShadowPageTracker } from './dirtyPageTracker';
@@ -70,6 +71,26 @@ export interface SenderOptions {
 
 export type TrackingMethod = 'qemu-migration' | 'full-compare';
 
+/** Round 0 from the VM's launch overlay when it kept one (default); CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0: by compare. */
+export function launchOverlayEnabled(): boolean { return process.env.CLOUDLET_HANDOFF_LAUNCH_OVERLAY !== '0'; }
+
+/** Reads chunks of the base images (what the destination starts from); past the end reads zeros. */
+class BaseChunks {
+  private readonly fds: Record<Target, number>;
+  constructor(base: { ram: string; disk: string }) {
+    const ram = fs.openSync(base.ram, 'r');
+    try { this.fds = { ram, disk: fs.openSync(base.disk, 'r') }; } catch (e) { fs.closeSync(ram); throw e; }
+  }
+
+  read(target: Target, index: number, out: Buffer): Buffer {
+    out.fill(0);
+    fs.readSync(this.fds[target], out, 0, CHUNK_SIZE, index * CHUNK_SIZE);
+    return out;
+  }
+
+  close(): void { for (const fd of Object.values(this.fds)) fs.closeSync(fd); }
+}
+
 /**
  * How the source finds the pages written since the last round: 'migration' (default: QEMU's own
  * live migration into a local socket, MigrationTracker) or 'compare' (compare the whole RAM file
@@ -93,6 +114,10 @@ export class HandoffSender {
   private readonly roundPages: number[] = [];
   private readonly roundDisk: number[] = [];
   private tracking: { method: TrackingMethod; fallback?: string } = { method: 'qemu-migration' };
+  /** A round sent and not yet answered (the launch round, while the next one is prepared). */
+  private inFlight?: Promise<void>;
+  /** Whether round 0 was the VM's launch overlay (launchRound.ts), or why not. */
+  private launchOverlay: { used: true; overlayId: string } | { used: false; reason: string } = { used: false, reason: 'not tried' };
   /** Why the paused disk scan reads the whole layer (QEMU's dirty bitmap unusable), if it does. */
   private diskFallback?: string;
 
@@ -130,11 +155,11 @@ export class HandoffSender {
     const { files, vmConfig } = manager.layout(o.vmId);
     const base = manager.bases.get(info.baseId);
     const ramDigests = fs.readFileSync(base.ramDigests), diskDigests = fs.readFileSync(base.diskDigests);
-    const ram = await ShadowPageTracker.load(base.ram, vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers() });
+    let ram: ShadowPageTracker | undefined;
     const enc = new RoundEncoder({ ramFile: base.ram, diskFile: base.disk, ramDigests, diskDigests }, this.compressor, DEFAULT_LEVEL);
     const ramFile = files.ram, diskLayer = files.disk;
     const baseDiskFd = fs.openSync(base.disk, 'r');
-    const disk = new LayerTracker(diskLayer, baseDiskFd);
+    const disk = new LayerTracker(diskLayer, baseDiskFd, diskDigests);
     let round = 0, paused = false, tPause = 0;
     let tracker: MigrationTracker | undefined;
     let diskLog: DiskDirtyLog | undefined;
@@ -147,6 +172,13 @@ export class HandoffSender {
     try {
       // Test hook: the source stops here (to be killed) with the destination's session open.
       await failpoint('handoff-after-check');
+      // Round 0 from the overlay the VM was made from, when it kept one (launchRound.ts): on its way
+      // while the copy of the base RAM is read and the round decoded into it.
+      const launch = await this.startLaunchRound(dest, sid, files.launchOverlay, info.baseId, base, vmConfig.ramBytes);
+      const tShadow = Date.now();
+      ram = await ShadowPageTracker.load(base.ram, vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers() });
+      this.lap('live_shadow_load', tShadow);
+      if (launch) round = await this.decodeLaunchRound(launch, base, ram, disk);
       // Live rounds. Tracking by QEMU's own migration (MigrationTracker) unless it is off or fails;
       // then (or with CLOUDLET_HANDOFF_TRACKER=compare) the full compare of the RAM file.
       const tLive = Date.now();
@@ -166,10 +198,15 @@ export class HandoffSender {
         // first pass then finds nearly everything already at the destination, and what is left when
         // it stops the VM is only what was written since (measured on the test guest: without this
         // round the 674 changed pages went in the paused round, downtime 1.0-1.8 s at load 15-24).
+        const tFirst = Date.now();
         enc.begin();
         const diskChanged = await this.scanDisk(disk, enc, false);
+        this.lap('compare_round_disk_scan', tFirst);
+        const tRam = Date.now();
         const ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d), o.signal);
-        await this.send(dest, sid, round, false, enc, ramChanged, diskChanged);
+        this.lap('compare_round_ram_scan', tRam);
+        await this.send(dest, sid, round, false, enc, ramChanged, diskChanged, undefined, 'compare_round');
+        this.lap('compare_round', tFirst);
         o.progress({ phase: 'round', done: round + 1, message: `round ${round}: ${ramChanged} RAM pages (compare), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
         round++;
         try {
@@ -179,6 +216,7 @@ export class HandoffSender {
         }
       }
       if (tracker) {
+        const tTrack = Date.now();
         let lastDiskScan = Date.now();
         for (;;) {
           throwIfCancelled(o.signal);
@@ -202,6 +240,7 @@ export class HandoffSender {
           o.progress({ phase: 'round', done: round + 1, message: `round ${round}: ${pages.length} RAM pages (QEMU's dirty log), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
           round++;
         }
+        this.lap('live_tracking', tTrack); // QEMU's passes until it stopped the VM, with the live rounds
         if (tracker.failure && tracker.stoppedAt === undefined) {
           // The VM never stopped: cancel QEMU's migration (the VM runs on) and compare instead.
           const why = describeError(tracker.failure);
@@ -308,6 +347,7 @@ export class HandoffSender {
         this.lap('pause_stream_end_wait', tWait);
       }
       const sourceRam = verifyRamEnabled() ? fileSha256(ramFile) : undefined;
+      await this.roundBefore(); // answered long before: the compare round waited for it
       const tSend = Date.now();
       o.progress({ phase: 'resume', message: `${dest.where} applies the final round and resumes the VM` });
       // One request: the final round, then finish (no second round trip in the downtime).
@@ -336,6 +376,8 @@ export class HandoffSender {
         ...(stoppedAt !== undefined && resumedAt !== undefined ? { stop_to_resume_ms: resumedAt - Math.round(stoppedAt) } : {}),
         rounds: round, round_bytes: this.roundBytes, round_pages: this.roundPages, round_disk_chunks: this.roundDisk,
         tracking: this.tracking.method, ...(this.tracking.fallback ? { tracking_fallback: this.tracking.fallback } : {}),
+        ...(this.launchOverlay.used ? { round0: 'launch-overlay' as const, round0_overlay_id: this.launchOverlay.overlayId }
+          : { round0: 'compare' as const, round0_compare_reason: this.launchOverlay.reason }),
         disk_tracking: (diskLog && !this.diskFallback ? 'qemu-dirty-bitmap' : 'layer-scan') as 'qemu-dirty-bitmap' | 'layer-scan', ...(this.diskFallback ? { disk_tracking_fallback: this.diskFallback } : {}),
         phases_ms: this.phases, destination_ports: fin.server.ports,
         ...(sourceRam ? { ram_sha256: { source: sourceRam, destination: fin.ram_sha256 ?? 'not sent' } } : {}),
@@ -363,7 +405,8 @@ export class HandoffSender {
       await tracker?.close();
       await diskLog?.stop();
       enc.close();
-      await ram.close();
+      await this.inFlight?.catch(() => undefined);
+      await ram?.close();
       fs.closeSync(baseDiskFd);
     }
   }
@@ -378,16 +421,71 @@ export class HandoffSender {
     });
   }
 
+  /**
+   * Reads the VM's launch overlay and starts sending it as round 0 (undefined, with the reason
+   * kept for the report, when there is none usable). The round's answer is awaited by the next
+   * send() or by decodeLaunchRound's caller; the destination applies it meanwhile.
+   */
+  private async startLaunchRound(dest: DestinationClient, sid: string, file: string, baseId: string, base: { disk: string }, ramBytes: number): Promise<LaunchRound | undefined> {
+    const t0 = Date.now();
+    const r = launchOverlayEnabled()
+      ? await readLaunchRound(file, baseId, { ram: ramBytes, disk: fs.statSync(base.disk).size })
+      : { unusable: 'CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0' };
+    if ('unusable' in r) {
+      this.launchOverlay = { used: false, reason: r.unusable };
+      log.info(`handoff of ${this.o.vmId}: round 0 by compare: ${r.unusable}`);
+      return undefined;
+    }
+    this.phases.launch_round_read = Date.now() - t0;
+    const body = encodeRoundBody({ round: 0, final: false, segments: r.segments }, r.data);
+    this.inFlight = dest.round(sid, 0, body).then((answer) => {
+      this.phases.launch_round_send_apply = Date.now() - t0;
+      for (const [k, v] of Object.entries(answer.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_launch_round_${k}`] = v;
+    });
+    this.inFlight.catch(() => undefined); // awaited by the next send or at the end
+    this.roundBytes.push(body.length);
+    this.roundPages.push(r.chunks.ram);
+    this.roundDisk.push(r.chunks.disk);
+    this.launchOverlay = { used: true, overlayId: r.overlayId };
+    this.o.progress({ phase: 'round', done: 1, message: `round 0: the launch overlay ${r.overlayId.slice(0, 12)} as it is stored (${r.chunks.ram} RAM pages, ${r.chunks.disk} disk chunks, ${body.length} bytes)` });
+    return r;
+  }
+
+  /** Decodes round 0 into `ram` and `disk` (what the destination holds once it applied it); the next round's number. */
+  private async decodeLaunchRound(r: LaunchRound, base: { ram: string; disk: string }, ram: ShadowPageTracker, disk: LayerTracker): Promise<number> {
+    const t0 = Date.now();
+    const baseRead = new BaseChunks(base);
+    try {
+      await decodeLaunchRound(r, (t, i, out) => baseRead.read(t, i, out), {
+        hold: (t, i, d) => (t === 'ram' ? ram.hold(i, d) : disk.hold(i, d)),
+        held: (t, i, out) => (t === 'ram' ? ram.page(i, out) : disk.held(i, out)),
+      }, this.compressor, this.o.signal);
+    } finally { baseRead.close(); }
+    this.phases.launch_round_decode = Date.now() - t0;
+    return 1;
+  }
+
   /** Every chunk the qcow2 layer holds that differs from what the destination has (LayerTracker). */
   private scanDisk(tracker: LayerTracker, enc: RoundEncoder, consistent: boolean): Promise<number> {
     return tracker.scan((idx, data, d) => enc.add('disk', idx, data, d), consistent);
   }
 
-  /** A live round: encoded, sent, applied at the destination. */
-  private async send(dest: DestinationClient, sid: string, round: number, final: boolean, enc: RoundEncoder, pages: number, diskChunks: number, deviceState?: Buffer): Promise<void> {
+  /** A live round: encoded, sent, applied at the destination. `tag`: its send time and the destination's answer go into phases_ms under it. */
+  private async send(dest: DestinationClient, sid: string, round: number, final: boolean, enc: RoundEncoder, pages: number, diskChunks: number, deviceState?: Buffer, tag?: string): Promise<void> {
     const body = await this.encodeRound(round, final, enc, pages, diskChunks, deviceState);
-    await dest.round(sid, round, body);
+    const t1 = Date.now();
+    await this.roundBefore();
+    const answer = await dest.round(sid, round, body);
+    if (tag) {
+      this.phases[`${tag}_send`] = Date.now() - t1;
+      for (const [k, v] of Object.entries(answer.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_${tag}_${k}`] = v;
+    }
     if (!final) enc.prepare(); // the next round's encoder now, not in the paused round
+  }
+
+  /** The round before (the launch round, sent while the next was prepared) answered: the destination applies rounds in order. */
+  private async roundBefore(): Promise<void> {
+    if (this.inFlight) { const p = this.inFlight; this.inFlight = undefined; await p; }
   }
 
   /** A round's body (counted in the report's per-round figures); `finish`: the destination finishes right after applying it. */

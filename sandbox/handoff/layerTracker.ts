@@ -16,6 +16,7 @@ import * as fs from 'fs';
 import { CloudletError } from '../common/errors';
 import { CHUNK_SIZE } from '../overlay/format';
 import { Qcow2Reader } from '../overlay/qcow2Reader';
+import { ZERO_CHUNK, ZERO_DIGEST } from '../overlay/chunkEncoder';
 
 const STAMP_AGE_MS = 50;
 const RUN_BYTES = 1 << 20;
@@ -29,7 +30,24 @@ export class LayerTracker {
   /** Whether the last scan() skipped reading because the file had not changed. */
   lastSkipped = false;
 
-  constructor(private readonly layerPath: string, private readonly baseFd: number) {}
+  /**
+   * `baseDigests`: SHA-256 per chunk of the base disk (the base's disk.digests). With them, a run of
+   * zero clusters (what the guest discarded: most of a layer after fstrim) is checked without
+   * reading the base: a never-sent chunk there changed exactly when its base digest is not zero's.
+   */
+  constructor(private readonly layerPath: string, private readonly baseFd: number, private readonly baseDigests?: Buffer) {}
+
+  /** Records that the destination holds `data` as chunk `index` (a round sent without a scan: launchRound.ts). */
+  hold(index: number, data: Buffer): void {
+    this.sent.set(index, Buffer.from(data));
+  }
+
+  /** What the destination holds as chunk `index`, copied into `out` (the base disk's chunk if never sent). */
+  held(index: number, out: Buffer): Buffer {
+    const s = this.sent.get(index);
+    if (s) { s.copy(out); return out; }
+    return readAt(this.baseFd, index * CHUNK_SIZE, out, true);
+  }
 
   /**
    * Visits each chunk of the layer that differs from what the destination holds, records it as
@@ -89,13 +107,15 @@ export class LayerTracker {
   private async scanLayer(layer: Qcow2Reader, fd: number, visit: (index: number, data: Buffer, digest: Buffer) => Promise<void>): Promise<number> {
     const cs = layer.info.clusterSize;
     let changed = 0;
-    const check = async (index: number, data: Buffer, base: () => Buffer) => {
-      const held = this.sent.get(index) ?? base();
-      if (held.equals(data)) return;
+    const send = async (index: number, data: Buffer) => {
       const copy = Buffer.from(data);
       this.sent.set(index, copy);
       changed++;
       await visit(index, copy, createHash('sha256').update(copy).digest());
+    };
+    const check = async (index: number, data: Buffer, base: () => Buffer) => {
+      const held = this.sent.get(index) ?? base();
+      if (!held.equals(data)) await send(index, data);
     };
     if (cs % CHUNK_SIZE || layer.info.virtualSize % CHUNK_SIZE) {
       const buf = Buffer.alloc(CHUNK_SIZE);
@@ -116,6 +136,15 @@ export class LayerTracker {
         && (first.hostOffset < 0 ? clusters[j].hostOffset < 0 : clusters[j].hostOffset === clusters[j - 1].hostOffset + cs)) j++;
       const bytes = (j - i) * cs;
       const guestOff = first.guestCluster * cs;
+      if (first.hostOffset < 0 && this.baseDigests) {
+        for (let k = 0; k < bytes; k += CHUNK_SIZE) {
+          const index = (guestOff + k) / CHUNK_SIZE;
+          const held = this.sent.get(index);
+          if (held ? !isZero(held) : !this.baseChunkIsZero(index)) await send(index, ZERO_CHUNK);
+        }
+        i = j;
+        continue;
+      }
       if (first.hostOffset < 0) buf.fill(0, 0, bytes);
       else readAt(fd, first.hostOffset, buf.subarray(0, bytes));
       let baseRead = false;
@@ -129,6 +158,13 @@ export class LayerTracker {
     return changed;
   }
 
+  /** Whether the base disk's chunk `index` is all zeros (its digest is zero's; past the base: zeros). */
+  private baseChunkIsZero(index: number): boolean {
+    const d = this.baseDigests!;
+    if ((index + 1) * 32 > d.length) return true;
+    return ZERO_DIGEST.equals(d.subarray(index * 32, index * 32 + 32));
+  }
+
   private stampNow(): Stamp | undefined {
     try {
       const st = fs.statSync(this.layerPath, { bigint: true });
@@ -136,6 +172,8 @@ export class LayerTracker {
     } catch { return undefined; }
   }
 }
+
+function isZero(b: Buffer): boolean { return b.equals(ZERO_CHUNK); }
 
 function sameStamp(a: Stamp, b: Stamp): boolean { return a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.size === b.size; }
 function maxBig(a: bigint, b: bigint): bigint { return a > b ? a : b; }

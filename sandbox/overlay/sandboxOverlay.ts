@@ -14,6 +14,9 @@ import { canonicalJson, OverlayManifest } from './format';
 import { OverlayReader, SegmentSource } from './overlayReader';
 import { createOverlay, CreateOverlayResult, type ParentLaunch } from './overlayWriter';
 import { SegmentCompressor } from './segmentCompressor';
+import { createLogger } from '../common/log';
+
+const log = createLogger('synthesis');
 
 export interface SandboxOverlayOptions {
   outDir?: string;      // default: the store's overlays/
@@ -137,6 +140,15 @@ export function checkSameVm(vm: VmConfig, baseVm: VmConfig, baseId: string): voi
 }
 
 /**
+ * Keeps the overlay a VM was made from in its folder (a hard link: no copy, and the caller may
+ * remove its own name): a handoff sends it as round 0 (handoff/launchRound.ts). Best effort: a
+ * VM without it is handed off by comparing its RAM with the base.
+ */
+function keepLaunchOverlay(file: string, to: string): void {
+  try { fs.linkSync(file, to); } catch (e) { log.info(`launch overlay not kept for handoff (${(e as Error).message}); a handoff compares the VM's RAM with the base instead`); }
+}
+
+/**
  * VM synthesis: checks the overlay against the local base, builds the launch files in the store's
  * tmp/ (segments fetched and decoded in parallel), then resumes them in a new sandbox.
  */
@@ -173,6 +185,7 @@ export async function synthesize(
       baseId: base.id, diskLayer: built.diskLayer, ramFile: built.ramFile, deviceState: built.deviceState, vmConfig: vm,
       ports: [...ports, ...(opts.ports ?? [])], name: opts.name, onProgress: progress,
     });
+    if (typeof overlay === 'string' && chain.length === 1) keepLaunchOverlay(overlay, manager.layout(sandbox.id).files.launchOverlay);
     return { sandbox, overlayId: o.overlayId, timings: { applyMs, launchMs: Date.now() - t1, totalMs: Date.now() - t0 } };
   } finally {
     reader?.close();

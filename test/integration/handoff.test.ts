@@ -82,6 +82,10 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.ok(r.round_pages!.every((n) => Number.isInteger(n) && n >= 0), `round_pages ${r.round_pages}`);
     assert.ok(r.round_pages![r.rounds - 1] < 2048, `the paused round sends only the last written pages: ${r.round_pages}`);
     assert.equal(r.phases_ms.final_ram_compare, undefined, `no full compare: ${JSON.stringify(r.phases_ms)}`);
+    // Round 0: the overlay the VM was synthesized from, as stored (decoded at the source, not compared).
+    assert.equal(r.round0, 'launch-overlay', `round 0: ${r.round0_compare_reason}`);
+    assert.match(r.round0_overlay_id ?? '', /^[0-9a-f]{64}$/);
+    assert.ok(Number.isInteger(r.phases_ms.launch_round_decode), `launch round in phases: ${JSON.stringify(r.phases_ms)}`);
     // Written disk chunks found by QEMU's block dirty bitmap: the paused scan reads only those.
     assert.equal(r.disk_tracking, 'qemu-dirty-bitmap', `disk tracking ${r.disk_tracking}: ${r.disk_tracking_fallback}`);
     assert.ok(Number.isInteger(r.phases_ms.final_disk_written_chunks), `written chunks in phases: ${JSON.stringify(r.phases_ms)}`);
@@ -277,8 +281,8 @@ describe('handoff between two daemons with real QEMU', function () {
     await c1.deleteServer(src.id);
   });
 
-  it('the full RAM compare forced (CLOUDLET_HANDOFF_TRACKER=compare), on 2 worker threads: the VM moves all the same, the report names the fallback', async () => {
-    const src0 = await startDaemon({ ip: '127.0.0.5', withTestBase: true, env: { CLOUDLET_HANDOFF_COMPARE_WORKERS: '2', CLOUDLET_HANDOFF_TRACKER: 'compare' } });
+  it('the full RAM compare forced (CLOUDLET_HANDOFF_TRACKER=compare), on 2 worker threads, round 0 by compare (CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0): the VM moves all the same, the report names both', async () => {
+    const src0 = await startDaemon({ ip: '127.0.0.5', withTestBase: true, env: { CLOUDLET_HANDOFF_COMPARE_WORKERS: '2', CLOUDLET_HANDOFF_TRACKER: 'compare', CLOUDLET_HANDOFF_LAUNCH_OVERLAY: '0' } });
     extra.push(src0);
     const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true });
     extra.push(b);
@@ -294,6 +298,8 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.equal(r.tracking, 'full-compare');
     assert.match(r.tracking_fallback ?? '', /CLOUDLET_HANDOFF_TRACKER=compare/);
     assert.ok(r.round_pages!.length === r.rounds && r.round_pages![0] > 0, `round_pages ${r.round_pages}`);
+    assert.equal(r.round0, 'compare');
+    assert.match(r.round0_compare_reason ?? '', /CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0/);
     const moved = await cb.getServer(r.destination_server_id);
     assert.equal(await counter(port80(moved)), 44);
     await cb.deleteServer(moved.id);

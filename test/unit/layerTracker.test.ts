@@ -4,6 +4,7 @@
  * chunk by chunk, skips an unchanged file without reading it, and never skips after a write.
  */
 import { strict as assert } from 'assert';
+import { createHash } from 'crypto';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -58,6 +59,36 @@ describe('handoff disk-layer tracker (qcow2 written by qemu-io)', function () {
       } finally { fs.closeSync(fd); }
     });
   }
+
+  it('with the base\'s digests, zero clusters (discarded blocks) are decided without reading the base: the same chunks as reading it, and the digests are what is used', async () => {
+    const { base, layer, io } = setup(4096);
+    // Zero clusters over base chunks 20 (data) and 251 (zeros: 251 % 251), a run 40-47 (data), and 60 which was sent as data before.
+    io('write -z 80k 4k', `write -z ${251 * 4}k 4k`, 'write -z 160k 32k', 'write -P 0x77 240k 4k');
+    const b = fs.readFileSync(base);
+    const digests = Buffer.concat(Array.from({ length: b.length / 4096 }, (_, i) => createHash('sha256').update(b.subarray(i * 4096, (i + 1) * 4096)).digest()));
+    const fd = fs.openSync(base, 'r');
+    try {
+      const scan = async (t: LayerTracker) => { const seen: number[] = []; await t.scan(async (i) => { seen.push(i); }, true); return seen; };
+      const expected = [20, 40, 41, 42, 43, 44, 45, 46, 47, 60];
+      assert.deepEqual(await scan(new LayerTracker(layer, fd)), expected, 'reading the base');
+      const t = new LayerTracker(layer, fd, digests);
+      assert.deepEqual(await scan(t), expected, 'with the digests');
+      // Chunk 60 held as 0x77 (sent), then discarded: a zero cluster over a chunk the destination holds as data.
+      io('write -z 240k 4k');
+      await sleep(120);
+      assert.deepEqual(await scan(t), [60]);
+      const held = t.held(60, Buffer.alloc(4096));
+      assert.ok(held.every((x) => x === 0), 'recorded as sent: zeros');
+      // The digests decide, not the base's bytes: digests that say chunk 20 is zero make it unchanged.
+      const lying = Buffer.from(digests);
+      createHash('sha256').update(Buffer.alloc(4096)).digest().copy(lying, 20 * 32);
+      assert.deepEqual(await scan(new LayerTracker(layer, fd, lying)), [40, 41, 42, 43, 44, 45, 46, 47, 60]);
+      // hold(): what a round sent without a scan (the launch round) counts as held.
+      const h = new LayerTracker(layer, fd, digests);
+      h.hold(20, Buffer.alloc(4096));
+      assert.deepEqual(await scan(h), [40, 41, 42, 43, 44, 45, 46, 47, 60]);
+    } finally { fs.closeSync(fd); }
+  });
 
   it('scanChunks loads only the L2 tables of the chunks asked for (512-byte clusters: one table per 32 KiB): same bytes as the whole mapping, other chunks refused', async () => {
     const { base, layer, io } = setup(512);

@@ -1,0 +1,128 @@
+/**
+ * Round 0 from the VM's launch overlay. A VM made by synthesis keeps the overlay it was made from
+ * (SandboxFiles.launchOverlay). Its segments, already compressed, describe the launch state against
+ * the base the destination holds, so round 0 sends them as they are (no compare, hash, encode or
+ * compress of the ~100k pages of a launch state while the handoff waits), and the source decodes
+ * the same bytes into its copy of what the destination holds (RAM shadow, disk chunks sent); the
+ * next round (the usual compare) then carries only what changed since the launch.
+ * Correct whatever the file holds: what is decoded is exactly what is sent, and the destination
+ * checks a round made of overlay segments as it checks any round (roundReader.ts, roundApplier.ts).
+ */
+import * as fs from 'fs';
+import { CloudletError } from '../common/errors';
+import { fetchSegment } from '../overlay/apply';
+import { CHUNK_SIZE, decodeSegment, Encoding, expandRuns, type SegmentEntry, type Target } from '../overlay/format';
+import { checkSegmentDigest, OverlayReader } from '../overlay/overlayReader';
+import type { SegmentCompressor } from '../overlay/segmentCompressor';
+import { zstdFrameContentSize } from '../overlay/segmentCompressor';
+
+/** Where the launch state goes at the source: what the destination holds once round 0 is applied. */
+export interface LaunchStateSink {
+  /** The destination holds `data` as chunk `index` of `target` (data is only valid during the call). */
+  hold(target: Target, index: number, data: Buffer): void;
+  /** What the destination holds as chunk `index` of `target` (after hold() for chunks of this round). */
+  held(target: Target, index: number, out: Buffer): Buffer;
+}
+
+export interface LaunchRound {
+  overlayId: string;
+  /** The round's segments (chunk segments only) and their compressed bytes, in manifest order. */
+  segments: SegmentEntry[];
+  data: Buffer[];
+  /** Chunks per image the round carries. */
+  chunks: Record<Target, number>;
+}
+
+/**
+ * Opens the kept launch overlay if it can be round 0 for a VM on base `baseId` with images of
+ * `sizes` bytes: undefined with the reason otherwise (no file, a child overlay, another base...).
+ * Reads and checks every chunk segment (SHA-256 against its name, one zstd frame declaring its
+ * size) before anything is sent.
+ */
+export async function readLaunchRound(file: string, baseId: string, sizes: Record<Target, number>): Promise<LaunchRound | { unusable: string }> {
+  if (!fs.existsSync(file)) return { unusable: 'the VM was not made by synthesis from an overlay file' };
+  let reader: OverlayReader;
+  try { reader = OverlayReader.open(file); } catch (e) { return { unusable: `its launch overlay does not open: ${(e as Error).message}` }; }
+  try {
+    const m = reader.manifest;
+    if (m.parent) return { unusable: 'its launch overlay is a child overlay (its parents are not kept)' };
+    // A round carries zstd segments; xz units (the wire profile) would have to be decoded and compressed again.
+    if (m.compression.algorithm !== 'zstd') return { unusable: `its launch overlay is stored as ${m.compression.algorithm} units, not zstd segments` };
+    if (m.baseId !== baseId) return { unusable: `its launch overlay is for base ${m.baseId.slice(0, 12)}, the VM runs ${baseId.slice(0, 12)}` };
+    if (m.ram.size !== sizes.ram || m.disk.size !== sizes.disk) {
+      return { unusable: `its launch overlay's images (RAM ${m.ram.size}, disk ${m.disk.size} bytes) are not the VM's (${sizes.ram}, ${sizes.disk})` };
+    }
+    const segments = m.segments.filter((s) => s.kind === 'chunks');
+    const data: Buffer[] = [];
+    const chunks: Record<Target, number> = { ram: 0, disk: 0 };
+    for (const s of segments) {
+      const buf = await reader.getSegment(s.digest);
+      checkSegmentDigest(s.digest, buf);
+      if (zstdFrameContentSize(buf) !== s.rawSize) return { unusable: `its launch overlay's segment ${s.digest} is not one zstd frame of ${s.rawSize} bytes` };
+      data.push(buf);
+      chunks[s.target!] += s.records ?? 0;
+    }
+    return { overlayId: reader.overlayId, segments, data, chunks };
+  } catch (e) {
+    return { unusable: `its launch overlay cannot be read: ${(e as Error).message}` };
+  } finally {
+    reader.close();
+  }
+}
+
+/**
+ * Decodes round 0's segments into `sink` as the destination applies them (RoundApplier): zero,
+ * base RAM/disk page at `ref`, raw, XOR with the base chunk at the same index, and copies of
+ * chunks of this round last. `base` reads the base images (what the destination starts from).
+ */
+export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, index: number, out: Buffer) => Buffer, sink: LaunchStateSink,
+  compressor: Pick<SegmentCompressor, 'decompressNamed' | 'threads'>, signal?: AbortSignal): Promise<void> {
+  const copies: Array<{ target: Target; index: number; refTarget: Target; ref: number }> = [];
+  const literal: Record<Target, Set<number>> = { ram: new Set(), disk: new Set() };
+  const scratch = Buffer.alloc(CHUNK_SIZE);
+  const zero = Buffer.alloc(CHUNK_SIZE);
+  const decode = (entry: SegmentEntry, raw: Buffer) => {
+    const target = entry.target!;
+    const { records, payloadOffsets } = decodeSegment(raw, entry.digest);
+    const listed = expandRuns(entry.chunks ?? []);
+    if (records.length !== listed.length) throw new CloudletError('Corrupt', `launch overlay segment ${entry.digest} holds ${records.length} records, its entry lists ${listed.length}`);
+    records.forEach((rec, i) => {
+      if (rec.index !== listed[i]) throw new CloudletError('Corrupt', `launch overlay segment ${entry.digest} record ${i} is not the listed chunk`);
+      const at = payloadOffsets[i];
+      switch (rec.encoding) {
+        case Encoding.Zero: sink.hold(target, rec.index, zero); break;
+        case Encoding.BaseRam: sink.hold(target, rec.index, base('ram', rec.ref, scratch)); break;
+        case Encoding.BaseDisk: sink.hold(target, rec.index, base('disk', rec.ref, scratch)); break;
+        case Encoding.Raw: sink.hold(target, rec.index, raw.subarray(at, at + CHUNK_SIZE)); break;
+        case Encoding.Xor: {
+          const b = base(target, rec.index, scratch);
+          for (let j = 0; j < CHUNK_SIZE; j++) b[j] ^= raw[at + j];
+          sink.hold(target, rec.index, b);
+          break;
+        }
+        case Encoding.Self: copies.push({ target, index: rec.index, refTarget: rec.refTarget, ref: rec.ref }); return;
+      }
+      literal[target].add(rec.index);
+    });
+  };
+  // Decompressed on the workers a few at a time, decoded in order.
+  const pending: Array<Promise<Buffer>> = [];
+  let next = 0;
+  const start = () => {
+    const i = next++;
+    const p = fetchSegment(r.segments[i], { getSegment: async () => r.data[i] }, compressor, signal);
+    p.catch(() => undefined);
+    pending.push(p);
+  };
+  while (next < r.segments.length && pending.length < compressor.threads + 1) start();
+  for (let i = 0; i < r.segments.length; i++) {
+    const raw = await pending.shift()!;
+    if (next < r.segments.length) start();
+    decode(r.segments[i], raw);
+  }
+  // Same rule as the destination: a copy refers to a chunk this round stores (not to another copy).
+  for (const c of copies) {
+    if (!literal[c.refTarget].has(c.ref)) throw new CloudletError('Corrupt', `launch overlay: ${c.target} chunk ${c.index} copies ${c.refTarget} chunk ${c.ref}, which it does not store`);
+    sink.hold(c.target, c.index, sink.held(c.refTarget, c.ref, scratch));
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Round 0 from the VM's launch overlay (sandbox/handoff/launchRound.ts), on generated images with
+ * every encoding (zero, base RAM/disk copies, raw, XOR, copies of chunks of the overlay): the
+ * destination's applier lands the launch images byte for byte, the source's decode holds exactly
+ * the same (so the next compare round finds nothing), and overlays that cannot be round 0 are
+ * named, not sent; a copy of a chunk the round does not store is refused on both sides.
+ */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { CloudletError } from '../../sandbox/common/errors';
+import { createOverlay } from '../../sandbox/overlay/overlayWriter';
+import { CHUNK_SIZE, encodeSegment, Encoding, type SegmentEntry, type Target } from '../../sandbox/overlay/format';
+import { OverlayReader } from '../../sandbox/overlay/overlayReader';
+import { Qcow2Reader } from '../../sandbox/overlay/qcow2Reader';
+import { SegmentCompressor } from '../../sandbox/overlay/segmentCompressor';
+import { ShadowPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
+import { LayerTracker } from '../../sandbox/handoff/layerTracker';
+import { decodeLaunchRound, readLaunchRound, type LaunchRound } from '../../sandbox/handoff/launchRound';
+import { encodeRoundBody } from '../../sandbox/handoff/protocol';
+import { RoundApplier } from '../../sandbox/handoff/roundApplier';
+import { openRound } from '../../sandbox/handoff/roundReader';
+import { makePair, PAGE, type GeneratedPair } from './helpers/generatedImages';
+import { pieces } from './helpers/handoffRounds';
+
+describe('handoff round 0 from the launch overlay', function () {
+  this.timeout(60_000);
+  let tmp: string;
+  let pair: GeneratedPair;
+  let compressor: SegmentCompressor;
+  let overlayFile: string;
+  let sizes: Record<Target, number>;
+
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'launch-round-'));
+    pair = makePair(path.join(tmp, 'pair'));
+    compressor = new SegmentCompressor(2);
+    overlayFile = (await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outDir: path.join(tmp, 'overlays'), compressor })).path;
+    sizes = { ram: pair.ram.length, disk: fs.statSync(pair.base.diskFile).size };
+  });
+  after(async () => {
+    await compressor.close();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const baseReader = () => {
+    const fds = { ram: fs.openSync(pair.base.ramFile, 'r'), disk: fs.openSync(pair.base.diskFile, 'r') };
+    return {
+      read: (t: Target, i: number, out: Buffer) => { out.fill(0); fs.readSync(fds[t], out, 0, CHUNK_SIZE, i * CHUNK_SIZE); return out; },
+      close: () => { fs.closeSync(fds.ram); fs.closeSync(fds.disk); },
+    };
+  };
+  /** The source's side: a shadow of the base RAM and a layer tracker, the round decoded into both. */
+  const decodeAtSource = async (r: LaunchRound, layerFile: string, baseDiskFd: number) => {
+    const ram = new ShadowPageTracker(pair.base.ramFile, pair.ram.length / PAGE);
+    const disk = new LayerTracker(layerFile, baseDiskFd, fs.readFileSync(pair.base.diskDigests));
+    const base = baseReader();
+    try {
+      await decodeLaunchRound(r, base.read, {
+        hold: (t, i, d) => (t === 'ram' ? ram.hold(i, d) : disk.hold(i, d)),
+        held: (t, i, out) => (t === 'ram' ? ram.page(i, out) : disk.held(i, out)),
+      }, compressor);
+    } finally { base.close(); }
+    return { ram, disk };
+  };
+
+  it('the destination applies the stored segments and holds the launch images; the source decoded the same, so the next compare finds nothing', async () => {
+    const r = await readLaunchRound(overlayFile, pair.baseId, sizes);
+    assert.ok(!('unusable' in r), `usable: ${JSON.stringify((r as { unusable?: string }).unusable)}`);
+    assert.ok(r.chunks.ram > 0 && r.chunks.disk > 0, JSON.stringify(r.chunks));
+    assert.ok(r.segments.every((s) => s.kind === 'chunks'), 'no device state in round 0');
+    // The bytes sent are the overlay file's own segment bytes.
+    const file = fs.readFileSync(overlayFile);
+    for (const d of r.data) assert.ok(file.includes(d), 'a segment as stored');
+
+    // Destination: the round as any other (header checks, segment digests, records), byte for byte the launch.
+    const a = await RoundApplier.create(path.join(tmp, 'dest'), { ram: pair.base.ramFile, disk: pair.base.diskFile });
+    try {
+      const body = encodeRoundBody({ round: 0, final: false, segments: r.segments }, r.data);
+      const rs = await openRound(pieces(body, 7000), 0, { chunks: a.chunkLimits, maxBytes: pair.ram.length + (256 << 20) });
+      await a.apply(rs.segments(), compressor);
+      assert.ok(fs.readFileSync(a.ramFile).equals(pair.ram), 'destination RAM = launch RAM');
+      a.syncDiskLayer();
+      const layer = Qcow2Reader.open(a.diskLayer);
+      const fd = fs.openSync(pair.base.diskFile, 'r');
+      try {
+        const buf = Buffer.alloc(CHUNK_SIZE);
+        for (let i = 0; i < pair.disk.length / PAGE; i++) {
+          layer.readChunk(i, buf, fd);
+          assert.ok(buf.equals(pair.disk.subarray(i * PAGE, (i + 1) * PAGE)), `destination disk chunk ${i}`);
+        }
+      } finally { layer.close(); fs.closeSync(fd); }
+    } finally { a.close(); }
+
+    // Source: what it records as held is the launch, page for page and chunk for chunk.
+    const baseDiskFd = fs.openSync(pair.base.diskFile, 'r');
+    try {
+      const { ram, disk } = await decodeAtSource(r, pair.launch.diskLayer, baseDiskFd);
+      const buf = Buffer.alloc(CHUNK_SIZE);
+      for (let i = 0; i < pair.ram.length / PAGE; i++) assert.ok(ram.page(i, buf).equals(pair.ram.subarray(i * PAGE, (i + 1) * PAGE)), `source RAM page ${i}`);
+      for (let i = 0; i < pair.disk.length / PAGE; i++) assert.ok(disk.held(i, buf).equals(pair.disk.subarray(i * PAGE, (i + 1) * PAGE)), `source disk chunk ${i}`);
+      // The next round (the usual compare of the running VM, here still at its launch state) is empty.
+      assert.equal(await ram.scanFile(pair.launch.ramFile, async () => undefined), 0, 'RAM compare after round 0');
+      const seen: number[] = [];
+      await disk.scan(async (i) => { seen.push(i); }, true);
+      // Only the chunks the layer rewrote with the base's own bytes could differ from the overlay's view: none.
+      assert.deepEqual(seen, [], 'disk scan after round 0');
+    } finally { fs.closeSync(baseDiskFd); }
+  });
+
+  it('an overlay that cannot be round 0 is named and nothing is read on: none kept, another base, other sizes, a damaged segment', async () => {
+    const why = async (file: string, baseId = pair.baseId, s = sizes) => {
+      const r = await readLaunchRound(file, baseId, s);
+      assert.ok('unusable' in r, 'unusable');
+      return r.unusable;
+    };
+    assert.match(await why(path.join(tmp, 'none.overlay')), /not made by synthesis/);
+    assert.match(await why(overlayFile, 'cd'.repeat(32)), /for base .* the VM runs cdcdcdcdcdcd/);
+    assert.match(await why(overlayFile, pair.baseId, { ram: sizes.ram * 2, disk: sizes.disk }), /images .* are not the VM's/);
+    const bad = path.join(tmp, 'damaged.overlay');
+    const b = fs.readFileSync(overlayFile);
+    const reader = OverlayReader.open(overlayFile);
+    const firstChunks = reader.manifest.segments.find((x) => x.kind === 'chunks')!;
+    const first = reader.segmentRange(firstChunks.digest);
+    reader.close();
+    b[first.offset + 20] ^= 0xff; // inside a chunk segment
+    fs.writeFileSync(bad, b);
+    assert.match(await why(bad), /is corrupt: its bytes hash to/);
+    fs.writeFileSync(bad, Buffer.from('CLDOVRLY not an overlay'));
+    assert.match(await why(bad), /does not open/);
+  });
+
+  it('a copy of a chunk the round does not store: refused by the source\'s decode and by the destination (Corrupt)', async () => {
+    const raw = encodeSegment([{ encoding: Encoding.Self, index: 3, ref: 5, refTarget: 'ram' }], []);
+    const c = await compressor.compress(raw, 3);
+    const entry: SegmentEntry = { digest: c.digest, kind: 'chunks', target: 'ram', size: c.data.length, rawSize: raw.length, rawDigest: c.rawDigest, records: 1, chunks: [[3, 1]] };
+    const round: LaunchRound = { overlayId: 'x', segments: [entry], data: [c.data], chunks: { ram: 1, disk: 0 } };
+    const baseDiskFd = fs.openSync(pair.base.diskFile, 'r');
+    try {
+      await assert.rejects(decodeAtSource(round, pair.launch.diskLayer, baseDiskFd), (e: unknown) => e instanceof CloudletError && e.code === 'Corrupt' && /copies ram chunk 5, which it does not store/.test(e.message));
+    } finally { fs.closeSync(baseDiskFd); }
+    const a = await RoundApplier.create(path.join(tmp, 'dest-bad'), { ram: pair.base.ramFile, disk: pair.base.diskFile });
+    try {
+      const rs = await openRound(pieces(encodeRoundBody({ round: 0, final: false, segments: [entry] }, [c.data])), 0, { chunks: a.chunkLimits, maxBytes: 1 << 30 });
+      await assert.rejects(a.apply(rs.segments(), compressor), (e: unknown) => e instanceof CloudletError && e.code === 'Corrupt');
+    } finally { a.close(); }
+  });
+});
