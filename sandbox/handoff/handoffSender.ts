@@ -176,7 +176,7 @@ export class HandoffSender {
       // while the copy of the base RAM is read and the round decoded into it.
       const launch = await this.startLaunchRound(dest, sid, files.launchOverlay, info.baseId, base, vmConfig.ramBytes);
       const tShadow = Date.now();
-      ram = await ShadowPageTracker.load(base.ram, vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers() });
+      ram = await ShadowPageTracker.load(base.ram, vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers(), digests: ramDigests });
       this.lap('live_shadow_load', tShadow);
       if (launch) round = await this.decodeLaunchRound(launch, base, ram, disk);
       // Live rounds. Tracking by QEMU's own migration (MigrationTracker) unless it is off or fails;
