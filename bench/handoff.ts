@@ -258,7 +258,8 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
     const os: Move[] = [], qs: Move[] = [];
     for (let t = 0; t < TRIALS; t++) {
       log(`${g.key}: loopback, trial ${t + 1}/${TRIALS}:`);
-      os.push(await ours(a, b, overlayUrl).catch((e) => { throw new Error(`${e.message}\ndestination log:\n${b.log().split('\n').filter((l) => /handoff|error|warn/i.test(l)).slice(-15).join('\n')}`); }));
+      const tail = (d: TestDaemon) => d.log().split('\n').filter((l) => /handoff|error|warn|Error|at /i.test(l)).slice(-15).join('\n');
+      os.push(await ours(a, b, overlayUrl).catch((e) => { throw new Error(`${e.message}\nsource log:\n${tail(a)}\ndestination log:\n${tail(b)}`); }));
       qs.push(await qemu(th, overlay, ++n));
     }
     const o = medianMove(os), q = medianMove(qs);
