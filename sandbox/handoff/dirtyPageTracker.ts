@@ -15,6 +15,7 @@ import { ZERO_DIGEST } from '../overlay/chunkEncoder';
 import { ParallelPageCompare } from './parallelCompare';
 
 const READ_BLOCK = 8 << 20;
+const PAGE = CHUNK_SIZE; // module-local: read per page (an import is a getter under tsx)
 const SPAN = 64 << 10;
 const SHADOW_BLOCK = 1 << 20;
 
@@ -67,7 +68,7 @@ export class ShadowPageTracker {
   /** Records that the destination holds `data` as page `index` (a round sent without a compare: launchRound.ts). */
   hold(index: number, data: Buffer): void {
     if (index >= this.chunks) throw new CloudletError('Internal', `chunk ${index} is outside the tracked image (${this.chunks} chunks)`);
-    data.copy(this.held, index * CHUNK_SIZE, 0, CHUNK_SIZE);
+    data.copy(this.held, index * PAGE, 0, PAGE);
   }
 
   /** What the destination holds as page `index`, copied into `out`. */

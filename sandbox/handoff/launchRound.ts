@@ -16,6 +16,10 @@ import { checkSegmentDigest, OverlayReader } from '../overlay/overlayReader';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { zstdFrameContentSize } from '../overlay/segmentCompressor';
 
+// Module-local copies: imported bindings are getters when run from TypeScript (tsx), read per chunk here.
+const CHUNK = CHUNK_SIZE;
+const ZERO = Encoding.Zero, BASE_RAM = Encoding.BaseRam, BASE_DISK = Encoding.BaseDisk, RAW = Encoding.Raw, XOR = Encoding.Xor, SELF = Encoding.Self;
+
 /** Where the launch state goes at the source: what the destination holds once round 0 is applied. */
 export interface LaunchStateSink {
   /** The destination holds `data` as chunk `index` of `target` (data is only valid during the call). */
@@ -90,17 +94,17 @@ export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, i
       if (rec.index !== listed[i]) throw new CloudletError('Corrupt', `launch overlay segment ${entry.digest} record ${i} is not the listed chunk`);
       const at = payloadOffsets[i];
       switch (rec.encoding) {
-        case Encoding.Zero: sink.hold(target, rec.index, zero); break;
-        case Encoding.BaseRam: sink.hold(target, rec.index, base('ram', rec.ref, scratch)); break;
-        case Encoding.BaseDisk: sink.hold(target, rec.index, base('disk', rec.ref, scratch)); break;
-        case Encoding.Raw: sink.hold(target, rec.index, raw.subarray(at, at + CHUNK_SIZE)); break;
-        case Encoding.Xor: {
+        case ZERO: sink.hold(target, rec.index, zero); break;
+        case BASE_RAM: sink.hold(target, rec.index, base('ram', rec.ref, scratch)); break;
+        case BASE_DISK: sink.hold(target, rec.index, base('disk', rec.ref, scratch)); break;
+        case RAW: sink.hold(target, rec.index, raw.subarray(at, at + CHUNK)); break;
+        case XOR: {
           const b = base(target, rec.index, scratch);
-          for (let j = 0; j < CHUNK_SIZE; j++) b[j] ^= raw[at + j];
+          for (let j = 0; j < CHUNK; j++) b[j] ^= raw[at + j];
           sink.hold(target, rec.index, b);
           break;
         }
-        case Encoding.Self: copies.push({ target, index: rec.index, refTarget: rec.refTarget, ref: rec.ref }); return;
+        case SELF: copies.push({ target, index: rec.index, refTarget: rec.refTarget, ref: rec.ref }); return;
       }
       literal[target].add(rec.index);
     });
