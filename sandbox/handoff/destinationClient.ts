@@ -1,7 +1,7 @@
 /** The source's view of a destination's handoff routes (protocol.ts), over fetch with the dest token. */
 import { CloudletError } from '../common/errors';
 import { CertificateError, fetchFailure, transportFetch, type TlsTrust } from '../client/transport';
-import { HANDOFF_PATH, type BeginRequest, type FinishResponse } from './protocol';
+import { HANDOFF_FEATURES, HANDOFF_PATH, type BeginRequest, type FinishResponse, type HandoffFeature } from './protocol';
 
 const REQUEST_TIMEOUT_MS = 10 * 60_000;
 
@@ -14,13 +14,18 @@ export class DestinationClient {
 
   get where(): string { return new URL(this.base).host; }
 
-  /** Opens a session; `heartbeatMs`: how often the destination wants to hear from this source between requests. */
-  async begin(b: BeginRequest): Promise<{ id: string; heartbeatMs: number }> {
-    const r = await this.call<{ session: { id: string; heartbeat_ms?: unknown } }>('POST', '', JSON.stringify({ handoff: b }), 'application/json');
+  /**
+   * Opens a session; `heartbeatMs`: how often the destination wants to hear from this source between
+   * requests; `features`: the protocol features it names (an older destination names none).
+   */
+  async begin(b: BeginRequest): Promise<{ id: string; heartbeatMs: number; features: HandoffFeature[] }> {
+    const r = await this.call<{ session: { id: string; heartbeat_ms?: unknown; features?: unknown } }>('POST', '', JSON.stringify({ handoff: b }), 'application/json');
     const id = r?.session?.id;
     if (typeof id !== 'string' || !/^[0-9a-f-]{36}$/.test(id)) throw new CloudletError('BadInput', `destination ${this.where} answered begin without a session id`);
     const hb = r.session.heartbeat_ms;
-    return { id, heartbeatMs: typeof hb === 'number' && Number.isInteger(hb) && hb >= 100 && hb <= 60_000 ? hb : 5000 };
+    const named = Array.isArray(r.session.features) ? r.session.features : [];
+    const features = HANDOFF_FEATURES.filter((f) => named.includes(f));
+    return { id, heartbeatMs: typeof hb === 'number' && Number.isInteger(hb) && hb >= 100 && hb <= 60_000 ? hb : 5000, features };
   }
 
   /** "Still here": a destination ends a session whose source is silent for a while (best effort). */

@@ -23,7 +23,7 @@ import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { RoundApplier } from './roundApplier';
 import { InlineZstd, INLINE_ROUND_BYTES } from './inlineZstd';
 import { openRound } from './roundReader';
-import { fileSha256, HANDOFF_PATH, verifyRamEnabled, type BeginRequest, type FinishResponse } from './protocol';
+import { fileSha256, HANDOFF_FEATURES, HANDOFF_PATH, verifyRamEnabled, type BeginRequest, type FinishResponse } from './protocol';
 import { handoffSchemas as S } from '../cloudlet/api/schemas/handoff';
 import { failpoint, failpointHit } from '../common/failpoint';
 import { isTcpPort } from '../common/tcpPort';
@@ -130,7 +130,7 @@ export class HandoffReceiver {
     await Promise.all([...this.sessions.values()].map((s) => this.drop(s)));
   }
 
-  private async begin(a: AuthContext, b: BeginRequest | undefined): Promise<{ id: string; heartbeat_ms: number }> {
+  private async begin(a: AuthContext, b: BeginRequest | undefined): Promise<{ id: string; heartbeat_ms: number; features: string[] }> {
     if (!b || typeof b !== 'object') throw new CloudletError('BadInput', "handoff begin needs a 'handoff' object");
     if (typeof b.name !== 'string' || !b.name.trim() || b.name.length > 255) throw new CloudletError('BadInput', 'handoff begin needs name: a non-empty server name of at most 255 characters');
     if (typeof b.base_id !== 'string' || !/^[0-9a-f]{64}$/.test(b.base_id)) throw new CloudletError('BadInput', 'handoff begin needs base_id: the 64-digit base ID of the VM');
@@ -167,7 +167,7 @@ export class HandoffReceiver {
     qemu.catch((e) => this.d.ctx.log.warn(`handoff ${id}: starting the destination QEMU: ${describeError(e)}`));
     this.sessions.set(id, { id, projectId: a.projectId, userId: a.userId, req: b, applier, vmId: prep.id, qemu, slot, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() });
     this.d.ctx.log.info(`handoff ${id}: receiving '${b.name}' of base ${b.base_id.slice(0, 12)} for project ${a.projectName}`);
-    return { id, heartbeat_ms: Math.floor(this.silence / 3) };
+    return { id, heartbeat_ms: Math.floor(this.silence / 3), features: namedFeatures() };
   }
 
   /** One round; a final round with `finish` in its header also finishes (finish()), its answer under `finish`. */
@@ -305,4 +305,10 @@ function roundBody(req: FastifyRequest, max: number, onData: () => void): AsyncI
   const declared = Number(req.headers['content-length']);
   if (declared > max) throw new CloudletError('BadInput', `handoff round of ${declared} bytes is over the limit of ${max}`, { status: 413 });
   return (async function* () { for await (const c of body) { onData(); yield c as Buffer; } })();
+}
+
+/** The features begin names: all, unless CLOUDLET_HANDOFF_FEATURES lists fewer (tests: a destination of an earlier release). */
+function namedFeatures(): string[] {
+  const only = process.env.CLOUDLET_HANDOFF_FEATURES;
+  return only === undefined ? [...HANDOFF_FEATURES] : HANDOFF_FEATURES.filter((f) => only.split(',').includes(f));
 }

@@ -132,7 +132,7 @@ export class HandoffSender {
     const dest = new DestinationClient(o.handoffUrl, o.destToken, o.signal, o.destTrust);
 
     o.progress({ phase: 'check', message: `asking ${dest.where} whether it holds base ${info.baseId.slice(0, 12)}` });
-    const { id: sid, heartbeatMs } = await dest.begin({
+    const { id: sid, heartbeatMs, features } = await dest.begin({
       name: o.destVmName, base_id: info.baseId, vm_config: vmConfig as unknown as Record<string, unknown> & { ramBytes: number },
       ports: info.ports.map((p) => p.guest), flavor_id: o.server.flavorId, metadata: o.server.metadata,
     }).catch((e) => {
@@ -143,14 +143,17 @@ export class HandoffSender {
     // Heartbeats from here to the end: a destination ends a session whose source went silent.
     const beat = keepAlive(dest, sid, heartbeatMs);
     try {
-      return await this.move(dest, sid, info, t0);
+      return await this.move(dest, sid, info, t0, features.includes('final-finish'));
     } finally {
       beat.stop();
     }
   }
 
-  /** Rounds, pause, final round, finish: the handoff once the destination holds a session. */
-  private async move(dest: DestinationClient, sid: string, info: SandboxInfo, t0: number): Promise<HandoffReport & { destination_ports: Record<string, string> }> {
+  /**
+   * Rounds, pause, final round, finish: the handoff once the destination holds a session.
+   * `finalFinish`: the destination takes finish with the final round (else: round, then finish).
+   */
+  private async move(dest: DestinationClient, sid: string, info: SandboxInfo, t0: number, finalFinish: boolean): Promise<HandoffReport & { destination_ports: Record<string, string> }> {
     const { manager, o } = this;
     const { files, vmConfig } = manager.layout(o.vmId);
     const base = manager.bases.get(info.baseId);
@@ -336,7 +339,7 @@ export class HandoffSender {
       }
       this.lap('final_disk_scan', tDisk);
       const tEncode = Date.now();
-      const body = await this.encodeRound(round, true, enc, ramChanged, diskChanged, deviceState, true);
+      const body = await this.encodeRound(round, true, enc, ramChanged, diskChanged, deviceState, finalFinish);
       this.lap('final_encode', tEncode);
       o.progress({ phase: 'round', done: round + 1, message: `final round ${round}: ${ramChanged} RAM pages, ${diskChanged} disk chunks, ${body.length} bytes with the device state` });
       if (tracker) {
@@ -351,11 +354,16 @@ export class HandoffSender {
       const tSend = Date.now();
       o.progress({ phase: 'resume', message: `${dest.where} applies the final round and resumes the VM` });
       // One request: the final round, then finish (no second round trip in the downtime).
+      const keepPhases = (p: Record<string, number> | undefined) => { for (const [k, v] of Object.entries(p ?? {})) if (Number.isFinite(v)) this.phases[`destination_final_${k}`] = v; };
+      // A destination of an earlier release: the final round (a failure here resumes the VM at the source), then finish.
+      if (!finalFinish) keepPhases((await dest.round(sid, round, body)).phases_ms);
       const fin: FinishResponse = await this.finishAndConfirm(dest, sid, async () => {
+        if (!finalFinish) return dest.finish(sid);
         const answer = await dest.finalRoundAndFinish(sid, round, body);
-        for (const [k, v] of Object.entries(answer.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_final_${k}`] = v;
+        keepPhases(answer.phases_ms);
         return answer.finish;
       });
+      if (!finalFinish) this.phases.final_finish_separate = 1;
       const tRunning = Date.now();
       this.lap('final_send_apply_resume', tSend);
       round++;

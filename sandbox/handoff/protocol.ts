@@ -1,7 +1,8 @@
 /**
  * The handoff wire protocol between two daemons (docs/api.md, "Handoff"). Routes live under the
  * destination's compute prefix and need a token of the destination's project:
- *   POST   /os-cloudlet-handoff                 begin: {handoff: {name, base_id, vm_config, ports, flavor_id, metadata}}
+ *   POST   /os-cloudlet-handoff                 begin: {handoff: {name, base_id, vm_config, ports, flavor_id, metadata}};
+ *                                                answer {session: {id, heartbeat_ms, features}}
  *   PUT    /os-cloudlet-handoff/{sid}/rounds/{n} one round (octet-stream, see encodeRoundBody); the final
  *                                                one may finish too (header finish: true; answer carries finish's)
  *   PUT    /os-cloudlet-handoff/{sid}/heartbeat  the source is still there (a silent session is dropped)
@@ -17,6 +18,14 @@ import * as fs from 'fs';
 import type { SegmentEntry } from '../overlay/format';
 
 export const HANDOFF_PATH = '/os-cloudlet-handoff';
+
+/**
+ * What this destination understands beyond the first protocol, named in begin's answer. A source
+ * uses a feature only when the destination names it (cloudlets of different releases hand off):
+ *   final-finish  the final round may carry finish: true (one request instead of round + finish)
+ */
+export const HANDOFF_FEATURES = ['final-finish'] as const;
+export type HandoffFeature = (typeof HANDOFF_FEATURES)[number];
 
 export interface BeginRequest {
   name: string;

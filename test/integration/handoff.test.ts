@@ -72,6 +72,7 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.equal(r.stop_to_resume_ms, r.resumed_at_ms! - r.stopped_at_ms!);
     assert.ok(r.stop_to_resume_ms! > 0 && r.stop_to_resume_ms! <= r.downtime_ms + 1, `STOP -> RESUME ${r.stop_to_resume_ms} ms, source's downtime ${r.downtime_ms} ms`);
     assert.ok(r.rounds >= 1, `rounds ${r.rounds}`);
+    assert.equal(r.phases_ms.final_finish_separate, undefined, 'the final round carried finish (one request)');
     assert.equal(r.round_bytes.length, r.rounds);
     assert.equal(r.round_bytes.reduce((x, y) => x + y, 0), r.bytes_sent);
     assert.ok(events.filter((p) => p === 'round').length === r.rounds, `a progress event per round: ${events.join(',')}`);
@@ -281,10 +282,11 @@ describe('handoff between two daemons with real QEMU', function () {
     await c1.deleteServer(src.id);
   });
 
-  it('the full RAM compare forced (CLOUDLET_HANDOFF_TRACKER=compare), on 2 worker threads, round 0 by compare (CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0): the VM moves all the same, the report names both', async () => {
+  it('the full RAM compare forced (CLOUDLET_HANDOFF_TRACKER=compare), on 2 worker threads, round 0 by compare (CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0), to a destination of an earlier release (final round, then finish): the VM moves all the same, the report names all three', async () => {
     const src0 = await startDaemon({ ip: '127.0.0.5', withTestBase: true, env: { CLOUDLET_HANDOFF_COMPARE_WORKERS: '2', CLOUDLET_HANDOFF_TRACKER: 'compare', CLOUDLET_HANDOFF_LAUNCH_OVERLAY: '0' } });
     extra.push(src0);
-    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true });
+    // A destination naming no protocol features in begin's answer, as one before final-finish did.
+    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { CLOUDLET_HANDOFF_FEATURES: '' } });
     extra.push(b);
     const c0 = await login(src0), cb = await login(b);
     const src = await synthesize(c0, await uploadOverlay(c0, overlay, 'workers'), 'workers');
@@ -300,6 +302,7 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.ok(r.round_pages!.length === r.rounds && r.round_pages![0] > 0, `round_pages ${r.round_pages}`);
     assert.equal(r.round0, 'compare');
     assert.match(r.round0_compare_reason ?? '', /CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0/);
+    assert.equal(r.phases_ms.final_finish_separate, 1, 'the final round and finish went as two requests');
     const moved = await cb.getServer(r.destination_server_id);
     assert.equal(await counter(port80(moved)), 44);
     await cb.deleteServer(moved.id);
