@@ -112,7 +112,8 @@ describe('handoff destination against hostile and vanishing sources (real daemon
     assert.ok(outcome !== 200 && outcome !== 'still uploading after 30 s', `the stalled round is cut by the abort (got ${outcome})`);
     stall.close();
     await waitFor('the aborted session\'s QEMU to end', () => qemuPidsUnder(b.dataDir).length === 0, 30_000);
-    assert.deepEqual(fs.readdirSync(path.join(b.dataDir, 'sandboxes')), [], 'no sandbox left');
+    // The sandbox folder goes after its QEMU ended (the drop runs after the 204): wait for it, do not race it.
+    await waitFor('the aborted session\'s sandbox to be removed', () => fs.readdirSync(path.join(b.dataDir, 'sandboxes')).length === 0, 30_000);
     assert.match(b.log(), /the session was aborted/, 'the round was cut by the abort (not dropped underneath it)');
     const again = await put(sid, 0, roundBody({ round: 0, final: false, segments: [] }));
     assert.equal(again.status, 404, 'the session is gone');
