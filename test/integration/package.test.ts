@@ -38,7 +38,7 @@ describe('packaging: the .vsix and the installable CLI/daemon tarball', function
     assert.equal(pkg.version, VERSION);
     assert.equal(pkg.private, undefined);
     assert.deepEqual(pkg.bin, { cloudlet: 'bin/cloudlet' });
-    assert.deepEqual(Object.keys(pkg.dependencies).sort(), ['better-sqlite3', 'better-sqlite3-napi', 'dockerode', 'zstd-napi'], 'runtime dependencies only: what the bundle leaves external (better-sqlite3 12 for Node 20, 13 as better-sqlite3-napi for 22+)');
+    assert.deepEqual(Object.keys(pkg.dependencies).sort(), ['better-sqlite3', 'better-sqlite3-napi', 'dockerode', 'lzma-native', 'zstd-napi'], 'runtime dependencies only: what the bundle leaves external (better-sqlite3 12 for Node 20, 13 as better-sqlite3-napi for 22+; lzma-native for wire-profile overlays)');
     assert.equal(pkg.devDependencies, undefined);
     assert.equal(pkg.scripts, undefined);
 
