@@ -18,6 +18,7 @@ import { fetchSegment } from '../overlay/apply';
 import { CHUNK_SIZE, decodeSegment, Encoding, expandRuns, SegmentEntry, Target } from '../overlay/format';
 import { Qcow2Writer } from '../overlay/qcow2Writer';
 import { LayerPatcher, LayoutNotHandled } from './layerPatcher';
+import { RunWriter } from '../overlay/runWriter';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 
 const DISK_DATA = 1, DISK_ZERO = 2;
@@ -26,8 +27,6 @@ const DISK_DATA = 1, DISK_ZERO = 2;
 const CHUNK = CHUNK_SIZE;
 const ZERO = Encoding.Zero, BASE_RAM = Encoding.BaseRam, BASE_DISK = Encoding.BaseDisk, RAW = Encoding.Raw, XOR = Encoding.Xor, SELF = Encoding.Self;
 const ZERO_PAGE = Buffer.alloc(CHUNK_SIZE);
-/** Consecutive chunks written with one pwritev (a write per 4 KiB chunk was most of a launch round's apply). */
-const RUN_CHUNKS = 256;
 /** Compressed plus decompressed bytes of the segments being decompressed at once. */
 const IN_FLIGHT_BYTES = 96 << 20;
 
@@ -51,8 +50,8 @@ export class RoundApplier {
   /** Where each chunk sits in the qcow2 layer as last written (host offset, or -1: zero flag). */
   private layerMap?: Map<number, number>;
   private readonly dirtySinceSync = new Set<number>();
-  /** Consecutive chunks of one image waiting to be written as one run (flushRuns). */
-  private run?: { target: Target; first: number; pages: Buffer[] };
+  /** Consecutive chunks written with one pwritev per run (a write per 4 KiB chunk was most of a launch round's apply). */
+  private runs?: Record<Target, RunWriter>;
   /** What the applier is doing, for a disk-full error. */
   private stage = 'receiving a handoff';
 
@@ -70,6 +69,7 @@ export class RoundApplier {
     if (!into) await cloneFile(base.ram, a.ramFile);
     a.ramFd = fs.openSync(a.ramFile, 'r+');
     a.diskFd = fs.openSync(a.diskDelta, 'w+');
+    a.runs = { ram: new RunWriter(a.ramFd), disk: new RunWriter(a.diskFd) };
     a.baseFds = { ram: fs.openSync(base.ram, 'r'), disk: fs.openSync(base.disk, 'r') };
     return a;
   }
@@ -224,6 +224,7 @@ export class RoundApplier {
     for (const fd of [this.ramFd, this.diskFd, this.baseFds.ram, this.baseFds.disk]) { if (fd >= 0) try { fs.closeSync(fd); } catch { /* closed */ } }
     this.ramFd = this.diskFd = -1;
     this.baseFds = { ram: -1, disk: -1 };
+    this.runs = undefined;
   }
 
   /** `stable`: `data` stays as it is until the next flushRuns() (else it is copied if it waits). */
@@ -233,28 +234,17 @@ export class RoundApplier {
       this.disk.set(index, data ? DISK_DATA : DISK_ZERO);
       if (!data) return;
     }
-    const page = data ? (stable ? data : Buffer.from(data)) : ZERO_PAGE;
-    const run = this.run;
-    if (run && run.target === target && index === run.first + run.pages.length && run.pages.length < RUN_CHUNKS) run.pages.push(page);
-    else { this.flushRuns(); this.run = { target, first: index, pages: [page] }; }
+    const runs = this.runs;
+    if (!runs) throw new CloudletError('Conflict', 'the handoff session ended while a round was being applied');
+    // A write that ends a run writes that run out: a full disk can show here.
+    onDiskFull(target === 'ram' ? this.ramFile : this.diskDelta, this.stage, () => runs[target].write(index * CHUNK, data ?? ZERO_PAGE, !stable && data !== undefined));
   }
 
-  /** Writes the pending run of consecutive chunks (one pwritev into the RAM file or the disk delta). */
+  /** Writes the pending runs (before any chunk is read back, and at the end of a segment). */
   private flushRuns(): void {
-    const run = this.run;
-    if (!run) return;
-    this.run = undefined;
-    const [file, fd] = run.target === 'ram' ? [this.ramFile, this.ramFd] : [this.diskDelta, this.diskFd];
-    onDiskFull(file, this.stage, () => {
-      let pages = run.pages, pos = run.first * CHUNK;
-      while (pages.length) {
-        let n = fs.writevSync(fd, pages, pos);
-        pos += n;
-        // A short write (rare on a regular file): go on from the first byte not written.
-        while (pages.length && n >= pages[0].length) { n -= pages[0].length; pages = pages.slice(1); }
-        if (n > 0) pages = [pages[0].subarray(n), ...pages.slice(1)];
-      }
-    });
+    if (!this.runs) return;
+    onDiskFull(this.ramFile, this.stage, () => this.runs!.ram.flush());
+    onDiskFull(this.diskDelta, this.stage, () => this.runs!.disk.flush());
   }
 
   private readBase(target: Target, index: number, out: Buffer): Buffer {
