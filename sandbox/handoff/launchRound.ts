@@ -9,16 +9,12 @@
  * checks a round made of overlay segments as it checks any round (roundReader.ts, roundApplier.ts).
  */
 import * as fs from 'fs';
-import { CloudletError } from '../common/errors';
 import { fetchSegment } from '../overlay/apply';
-import { CHUNK_SIZE, decodeSegment, Encoding, expandRuns, type SegmentEntry, type Target } from '../overlay/format';
+import { CHUNK_SIZE, type SegmentEntry, type Target } from '../overlay/format';
 import { checkSegmentDigest, OverlayReader } from '../overlay/overlayReader';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { zstdFrameContentSize } from '../overlay/segmentCompressor';
-
-// Module-local copies: imported bindings are getters when run from TypeScript (tsx), read per chunk here.
-const CHUNK = CHUNK_SIZE;
-const ZERO = Encoding.Zero, BASE_RAM = Encoding.BaseRam, BASE_DISK = Encoding.BaseDisk, RAW = Encoding.Raw, XOR = Encoding.Xor, SELF = Encoding.Self;
+import { decodeChunkRecords, finishCopies, newRoundChunks, type ChunkSink } from './chunkRecords';
 
 /** Where the launch state goes at the source: what the destination holds once round 0 is applied. */
 export interface LaunchStateSink {
@@ -81,34 +77,12 @@ export async function readLaunchRound(file: string, baseId: string, sizes: Recor
  */
 export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, index: number, out: Buffer) => Buffer, sink: LaunchStateSink,
   compressor: Pick<SegmentCompressor, 'decompressNamed' | 'threads'>, signal?: AbortSignal): Promise<void> {
-  const copies: Array<{ target: Target; index: number; refTarget: Target; ref: number }> = [];
-  const literal: Record<Target, Set<number>> = { ram: new Set(), disk: new Set() };
-  const scratch = Buffer.alloc(CHUNK_SIZE);
+  const round = newRoundChunks();
   const zero = Buffer.alloc(CHUNK_SIZE);
-  const decode = (entry: SegmentEntry, raw: Buffer) => {
-    const target = entry.target!;
-    const { records, payloadOffsets } = decodeSegment(raw, entry.digest);
-    const listed = expandRuns(entry.chunks ?? []);
-    if (records.length !== listed.length) throw new CloudletError('Corrupt', `launch overlay segment ${entry.digest} holds ${records.length} records, its entry lists ${listed.length}`);
-    records.forEach((rec, i) => {
-      if (rec.index !== listed[i]) throw new CloudletError('Corrupt', `launch overlay segment ${entry.digest} record ${i} is not the listed chunk`);
-      const at = payloadOffsets[i];
-      switch (rec.encoding) {
-        case ZERO: sink.hold(target, rec.index, zero); break;
-        case BASE_RAM: sink.hold(target, rec.index, base('ram', rec.ref, scratch)); break;
-        case BASE_DISK: sink.hold(target, rec.index, base('disk', rec.ref, scratch)); break;
-        case RAW: sink.hold(target, rec.index, raw.subarray(at, at + CHUNK)); break;
-        case XOR: {
-          const b = base(target, rec.index, scratch);
-          for (let j = 0; j < CHUNK; j++) b[j] ^= raw[at + j];
-          sink.hold(target, rec.index, b);
-          break;
-        }
-        case SELF: copies.push({ target, index: rec.index, refTarget: rec.refTarget, ref: rec.ref }); return;
-      }
-      literal[target].add(rec.index);
-    });
-  };
+  // The same decoding as the destination's (chunkRecords.ts); the images' sizes were checked in readLaunchRound.
+  const limits: Record<Target, number> = { ram: Infinity, disk: Infinity };
+  const chunkSink: ChunkSink = { base, put: (target, index, data) => sink.hold(target, index, data ?? zero) };
+  const decode = (entry: SegmentEntry, raw: Buffer) => decodeChunkRecords({ ...entry, target: entry.target! }, raw, limits, chunkSink, round);
   // Decompressed on the workers a few at a time, decoded in order.
   const pending: Array<Promise<Buffer>> = [];
   let next = 0;
@@ -125,8 +99,5 @@ export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, i
     decode(r.segments[i], raw);
   }
   // Same rule as the destination: a copy refers to a chunk this round stores (not to another copy).
-  for (const c of copies) {
-    if (!literal[c.refTarget].has(c.ref)) throw new CloudletError('Corrupt', `launch overlay: ${c.target} chunk ${c.index} copies ${c.refTarget} chunk ${c.ref}, which it does not store`);
-    sink.hold(c.target, c.index, sink.held(c.refTarget, c.ref, scratch));
-  }
+  finishCopies(round, (t, i, out) => sink.held(t, i, out), chunkSink);
 }

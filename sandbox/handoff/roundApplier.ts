@@ -15,27 +15,20 @@ import { CloudletError } from '../common/errors';
 import { onDiskFull } from '../common/hostErrors';
 import { cloneFile } from '../qemu/files';
 import { fetchSegment } from '../overlay/apply';
-import { CHUNK_SIZE, decodeSegment, Encoding, expandRuns, SegmentEntry, Target } from '../overlay/format';
+import { CHUNK_SIZE, SegmentEntry, Target } from '../overlay/format';
 import { Qcow2Writer } from '../overlay/qcow2Writer';
 import { LayerPatcher, LayoutNotHandled } from './layerPatcher';
 import { RunWriter } from '../overlay/runWriter';
+import { decodeChunkRecords, finishCopies, newRoundChunks, type ChunkSink, type RoundChunks } from './chunkRecords';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 
 const DISK_DATA = 1, DISK_ZERO = 2;
 // Module-local copies: the imported bindings are getters when run from TypeScript (tsx), and these
 // are read per chunk (measured: ~2 s of getter calls applying a 116k-chunk round at load 18).
 const CHUNK = CHUNK_SIZE;
-const ZERO = Encoding.Zero, BASE_RAM = Encoding.BaseRam, BASE_DISK = Encoding.BaseDisk, RAW = Encoding.Raw, XOR = Encoding.Xor, SELF = Encoding.Self;
 const ZERO_PAGE = Buffer.alloc(CHUNK_SIZE);
 /** Compressed plus decompressed bytes of the segments being decompressed at once. */
 const IN_FLIGHT_BYTES = 96 << 20;
-
-interface RoundState {
-  deferred: Array<{ target: Target; index: number; refTarget: Target; ref: number }>;
-  written: Record<Target, Set<number>>;
-  scratch: Buffer;
-  chunks: number;
-}
 
 export class RoundApplier {
   readonly ramFile: string;
@@ -84,7 +77,7 @@ export class RoundApplier {
    */
   async apply(segments: AsyncIterable<{ entry: SegmentEntry; data: Buffer }>, compressor: Pick<SegmentCompressor, 'decompressNamed' | 'threads'>, roundNo = 0): Promise<{ chunks: number }> {
     this.stage = `applying handoff round ${roundNo}`;
-    const round: RoundState = { deferred: [], written: { ram: new Set(), disk: new Set() }, scratch: Buffer.alloc(CHUNK_SIZE), chunks: 0 };
+    const round = newRoundChunks();
     const queue: Array<{ entry: SegmentEntry; raw: Promise<Buffer>; bytes: number }> = [];
     let inFlight = 0;
     const applyOldest = async () => {
@@ -106,57 +99,30 @@ export class RoundApplier {
       queue.length = 0;
     }
     try {
-      for (const d of round.deferred) {
-        if (!round.written[d.refTarget].has(d.ref)) throw new CloudletError('Corrupt', `${d.target} chunk ${d.index} copies ${d.refTarget} chunk ${d.ref}, which this round does not carry`);
-        // Pending writes land before a chunk is read back.
-        this.flushRuns();
-        this.put(d.target, d.index, this.readCurrent(d.refTarget, d.ref, round.scratch));
-      }
+      // Pending writes land before a chunk is read back.
+      finishCopies(round, (t, i, out) => this.readCurrent(t, i, out), this.sink, () => this.flushRuns());
     } finally {
       this.flushRuns();
     }
     return { chunks: round.chunks };
   }
 
-  private applySegment(entry: SegmentEntry, raw: Buffer, round: RoundState): void {
+  private applySegment(entry: SegmentEntry, raw: Buffer, round: RoundChunks): void {
     if (entry.kind === 'device-state') { onDiskFull(this.deviceState, this.stage, () => fs.writeFileSync(this.deviceState, raw)); this.hasState = true; return; }
     const target = entry.target;
     if (target !== 'ram' && target !== 'disk') throw new CloudletError('BadInput', `segment ${entry.digest} has no target image`);
-    const { records, payloadOffsets } = decodeSegment(raw, entry.digest);
-    const expected = expandRuns(entry.chunks ?? []);
-    if (records.length !== expected.length) throw new CloudletError('Corrupt', `segment ${entry.digest} holds ${records.length} records, its entry lists ${expected.length}`);
-    const scratch = round.scratch;
-    const limit = this.limits[target];
-    const written = round.written[target];
     try {
-      for (let i = 0; i < records.length; i++) {
-        const r = records[i];
-        if (r.index !== expected[i] || r.index >= limit) throw new CloudletError('Corrupt', `segment ${entry.digest} record ${i}: ${target} chunk ${r.index} is not the listed one or outside the image`);
-        const at = payloadOffsets[i];
-        round.chunks++;
-        switch (r.encoding) {
-          case ZERO: this.put(target, r.index, undefined); break;
-          case BASE_RAM: this.put(target, r.index, this.readBase('ram', r.ref, scratch)); break;
-          case BASE_DISK: this.put(target, r.index, this.readBase('disk', r.ref, scratch)); break;
-          // The payload lives as long as the segment: no copy for a RAM run (flushed before it goes).
-          case RAW: this.put(target, r.index, raw.subarray(at, at + CHUNK), true); break;
-          case XOR: {
-            const b = this.readBase(target, r.index, scratch);
-            for (let j = 0; j < CHUNK; j++) b[j] ^= raw[at + j];
-            this.put(target, r.index, b);
-            break;
-          }
-          case SELF:
-            if (r.ref >= this.limits[r.refTarget]) throw new CloudletError('Corrupt', `${target} chunk ${r.index} copies ${r.refTarget} chunk ${r.ref}, outside the image`);
-            round.deferred.push({ target, index: r.index, refTarget: r.refTarget, ref: r.ref });
-            continue;
-        }
-        written.add(r.index);
-      }
+      decodeChunkRecords({ ...entry, target }, raw, this.limits, this.sink, round);
     } finally {
       this.flushRuns();
     }
   }
+
+  /** Where decoded chunks go: the base images read as the destination starts from them, writes in runs. */
+  private readonly sink: ChunkSink = {
+    base: (target, index, out) => this.readBase(target, index, out),
+    put: (target, index, data, stable) => this.put(target, index, data, stable),
+  };
 
   /** Chunks of the VM's RAM and disk: what a round's runs must stay inside. */
   get chunkLimits(): Record<Target, number> { return { ...this.limits }; }

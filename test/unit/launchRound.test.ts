@@ -138,12 +138,13 @@ describe('handoff round 0 from the launch overlay', function () {
     const round: LaunchRound = { overlayId: 'x', segments: [entry], data: [c.data], chunks: { ram: 1, disk: 0 } };
     const baseDiskFd = fs.openSync(pair.base.diskFile, 'r');
     try {
-      await assert.rejects(decodeAtSource(round, pair.launch.diskLayer, baseDiskFd), (e: unknown) => e instanceof CloudletError && e.code === 'Corrupt' && /copies ram chunk 5, which it does not store/.test(e.message));
+      await assert.rejects(decodeAtSource(round, pair.launch.diskLayer, baseDiskFd), (e: unknown) => e instanceof CloudletError && e.code === 'Corrupt' && /copies ram chunk 5, which this round does not carry/.test(e.message));
     } finally { fs.closeSync(baseDiskFd); }
     const a = await RoundApplier.create(path.join(tmp, 'dest-bad'), { ram: pair.base.ramFile, disk: pair.base.diskFile });
     try {
       const rs = await openRound(pieces(encodeRoundBody({ round: 0, final: false, segments: [entry] }, [c.data])), 0, { chunks: a.chunkLimits, maxBytes: 1 << 30 });
-      await assert.rejects(a.apply(rs.segments(), compressor), (e: unknown) => e instanceof CloudletError && e.code === 'Corrupt');
+      // The same decoding on both sides (chunkRecords.ts): the same refusal.
+      await assert.rejects(a.apply(rs.segments(), compressor), (e: unknown) => e instanceof CloudletError && e.code === 'Corrupt' && /copies ram chunk 5, which this round does not carry/.test(e.message));
     } finally { a.close(); }
   });
 });

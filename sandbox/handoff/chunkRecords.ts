@@ -1,0 +1,81 @@
+/**
+ * A chunk segment's records turned into chunk contents: the one decoding loop of a handoff round,
+ * used by the destination applying a round (roundApplier.ts) and by the source decoding round 0 from
+ * the launch overlay into its copy of what the destination holds (launchRound.ts), so both sides
+ * read the same bytes the same way. Copies of other chunks (Self) are collected for the end of the
+ * round; `finishCopies` checks each refers to a chunk the round stores.
+ */
+import { CloudletError } from '../common/errors';
+import { CHUNK_SIZE, decodeSegment, Encoding, expandRuns, type SegmentEntry, type Target } from '../overlay/format';
+
+// Module-local copies: imported bindings are getters when run from TypeScript (tsx), read per chunk here.
+const CHUNK = CHUNK_SIZE;
+const ZERO = Encoding.Zero, BASE_RAM = Encoding.BaseRam, BASE_DISK = Encoding.BaseDisk, RAW = Encoding.Raw, XOR = Encoding.Xor, SELF = Encoding.Self;
+
+export interface ChunkSink {
+  /** The base image's chunk `index` of `target`, read into `out` (refused if outside the base). */
+  base(target: Target, index: number, out: Buffer): Buffer;
+  /**
+   * Chunk `index` of `target` now holds `data` (undefined: zeros). `stable`: `data` is a view of the
+   * segment's payload, unchanged until the segment is done; otherwise it is reused at the next call.
+   */
+  put(target: Target, index: number, data: Buffer | undefined, stable: boolean): void;
+}
+
+/** What one round's segments have stored so far, and the copies waiting for the round's end. */
+export interface RoundChunks {
+  stored: Record<Target, Set<number>>;
+  copies: Array<{ target: Target; index: number; refTarget: Target; ref: number }>;
+  chunks: number;
+  scratch: Buffer;
+}
+
+export function newRoundChunks(): RoundChunks {
+  return { stored: { ram: new Set(), disk: new Set() }, copies: [], chunks: 0, scratch: Buffer.alloc(CHUNK_SIZE) };
+}
+
+/** Decodes one chunk segment's records into `sink`; every index must be the listed one and inside `limits`. */
+export function decodeChunkRecords(entry: SegmentEntry & { target: Target }, raw: Buffer, limits: Record<Target, number>, sink: ChunkSink, round: RoundChunks): void {
+  const target = entry.target;
+  const { records, payloadOffsets } = decodeSegment(raw, entry.digest);
+  const expected = expandRuns(entry.chunks ?? []);
+  if (records.length !== expected.length) throw new CloudletError('Corrupt', `segment ${entry.digest} holds ${records.length} records, its entry lists ${expected.length}`);
+  const { scratch } = round;
+  const limit = limits[target];
+  const stored = round.stored[target];
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i];
+    if (r.index !== expected[i] || r.index >= limit) throw new CloudletError('Corrupt', `segment ${entry.digest} record ${i}: ${target} chunk ${r.index} is not the listed one or outside the image`);
+    const at = payloadOffsets[i];
+    round.chunks++;
+    switch (r.encoding) {
+      case ZERO: sink.put(target, r.index, undefined, false); break;
+      case BASE_RAM: sink.put(target, r.index, sink.base('ram', r.ref, scratch), false); break;
+      case BASE_DISK: sink.put(target, r.index, sink.base('disk', r.ref, scratch), false); break;
+      case RAW: sink.put(target, r.index, raw.subarray(at, at + CHUNK), true); break;
+      case XOR: {
+        const b = sink.base(target, r.index, scratch);
+        for (let j = 0; j < CHUNK; j++) b[j] ^= raw[at + j];
+        sink.put(target, r.index, b, false);
+        break;
+      }
+      case SELF:
+        if (r.ref >= limits[r.refTarget]) throw new CloudletError('Corrupt', `${target} chunk ${r.index} copies ${r.refTarget} chunk ${r.ref}, outside the image`);
+        round.copies.push({ target, index: r.index, refTarget: r.refTarget, ref: r.ref });
+        continue;
+    }
+    stored.add(r.index);
+  }
+}
+
+/**
+ * The round's copies, last: each must refer to a chunk the round stores (not to another copy);
+ * `read` gives that chunk's current content (into the round's scratch buffer).
+ */
+export function finishCopies(round: RoundChunks, read: (target: Target, index: number, out: Buffer) => Buffer, sink: ChunkSink, beforeRead?: () => void): void {
+  for (const c of round.copies) {
+    if (!round.stored[c.refTarget].has(c.ref)) throw new CloudletError('Corrupt', `${c.target} chunk ${c.index} copies ${c.refTarget} chunk ${c.ref}, which this round does not carry`);
+    beforeRead?.();
+    sink.put(c.target, c.index, read(c.refTarget, c.ref, round.scratch), false);
+  }
+}
