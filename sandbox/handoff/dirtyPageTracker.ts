@@ -18,6 +18,7 @@ const READ_BLOCK = 8 << 20;
 const PAGE = CHUNK_SIZE; // module-local: read per page (an import is a getter under tsx)
 const SPAN = 64 << 10;
 const SHADOW_BLOCK = 1 << 20;
+const ZERO_PAGE = Buffer.alloc(CHUNK_SIZE);
 
 /** A copy of the bytes the destination holds: a page compare (memcmp) instead of a SHA-256 per page. */
 export class ShadowPageTracker {
@@ -49,20 +50,33 @@ export class ShadowPageTracker {
    */
   static async load(initial: string, chunks: number, o: { workers?: number; digests?: Buffer } = {}): Promise<ShadowPageTracker> {
     const t = new ShadowPageTracker(undefined, chunks, o);
+    try { await t.loadBase(initial, { digests: o.digests }); } catch (e) { await t.close(); throw e; }
+    return t;
+  }
+
+  /**
+   * Fills the copy from `initial` (the base RAM) off the event loop, except the pages `skip` marks
+   * (1 = written by someone else meanwhile: the launch round's pages, decoded into the copy while
+   * this runs; never read over, not even through a gap). Reads go a few at a time (libuv's pool).
+   */
+  async loadBase(initial: string, o: { digests?: Buffer; skip?: Uint8Array } = {}): Promise<void> {
     const fh = await fs.promises.open(initial, 'r');
     try {
-      for (const [from, to] of dataRuns(t.held.length, o.digests)) {
+      const pieces: Array<[number, number]> = [];
+      for (const [from, to] of dataRuns(this.held.length, o.digests, o.skip)) {
+        for (let off = from; off < to; off += READ_BLOCK) pieces.push([off, Math.min(to, off + READ_BLOCK)]);
+      }
+      const readPiece = async ([from, to]: [number, number]) => {
         for (let off = from; off < to;) {
-          const { bytesRead } = await fh.read(t.held, off, Math.min(READ_BLOCK, to - off), off);
+          const { bytesRead } = await fh.read(this.held, off, to - off, off);
           if (bytesRead === 0) break;
           off += bytesRead;
         }
-      }
-    } catch (e) {
-      await t.close();
-      throw e;
+      };
+      let next = 0;
+      const reader = async () => { while (next < pieces.length) await readPiece(pieces[next++]); };
+      await Promise.all([reader(), reader()]);
     } finally { await fh.close(); }
-    return t;
   }
 
   /** Records that the destination holds `data` as page `index` (a round sent without a compare: launchRound.ts). */
@@ -76,6 +90,12 @@ export class ShadowPageTracker {
     if (index >= this.chunks) throw new CloudletError('Internal', `chunk ${index} is outside the tracked image (${this.chunks} chunks)`);
     this.held.copy(out, 0, index * CHUNK_SIZE, (index + 1) * CHUNK_SIZE);
     return out;
+  }
+
+  /** Whether the destination holds zeros as page `index`. */
+  zero(index: number): boolean {
+    const at = index * PAGE;
+    return this.held.compare(ZERO_PAGE, 0, PAGE, at, at + PAGE) === 0;
   }
 
   /** Whether `data` differs from what the destination holds (nothing recorded). */
@@ -193,21 +213,31 @@ export class ShadowPageTracker {
 /**
  * Byte ranges of an image to read: all of it, or with its chunk digests only the runs that are not
  * zero pages (the copy starts zeroed; a base RAM is mostly free memory: ~70% of the Debian base's
- * 1 GiB), gaps under 256 KiB read through.
+ * 1 GiB), gaps under 256 KiB read through. Pages `skip` marks are never inside a range.
  */
-export function dataRuns(size: number, digests?: Buffer): Array<[number, number]> {
-  if (!digests) return [[0, size]];
+export function dataRuns(size: number, digests?: Buffer, skip?: Uint8Array): Array<[number, number]> {
+  if (!digests && !skip) return [[0, size]];
   const runs: Array<[number, number]> = [];
-  const pages = Math.min(size / CHUNK_SIZE, digests.length / 32);
+  const total = Math.floor(size / CHUNK_SIZE);
+  const pages = digests ? Math.min(total, digests.length / 32) : total;
   const GAP = 64;
+  // A gap may be read through only if no skipped page lies in it.
+  let skippedSinceRun = false;
   for (let i = 0; i < pages; i++) {
-    if (ZERO_DIGEST.equals(digests.subarray(i * 32, i * 32 + 32))) continue;
+    if (skip && skip[i]) { skippedSinceRun = true; continue; }
+    if (digests && ZERO_DIGEST.equals(digests.subarray(i * 32, i * 32 + 32))) continue;
     const last = runs[runs.length - 1];
-    if (last && i * CHUNK_SIZE - last[1] <= GAP * CHUNK_SIZE) last[1] = (i + 1) * CHUNK_SIZE;
+    if (last && !skippedSinceRun && i * CHUNK_SIZE - last[1] <= GAP * CHUNK_SIZE) last[1] = (i + 1) * CHUNK_SIZE;
     else runs.push([i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE]);
+    skippedSinceRun = false;
   }
-  // Past the digests (never, for a base's own list): read as is.
-  if (pages * CHUNK_SIZE < size) runs.push([pages * CHUNK_SIZE, size]);
+  // Past the digests (never, for a base's own list): read as is, around skipped pages.
+  if (!skip) { if (pages * CHUNK_SIZE < size) runs.push([pages * CHUNK_SIZE, size]); return runs; }
+  for (let i = pages; i < total; i++) {
+    if (skip[i]) continue;
+    const last = runs[runs.length - 1];
+    if (last && last[1] === i * CHUNK_SIZE) last[1] += CHUNK_SIZE; else runs.push([i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE]);
+  }
   return runs;
 }
 

@@ -71,6 +71,33 @@ export interface SenderOptions {
 
 export type TrackingMethod = 'qemu-migration' | 'full-compare';
 
+/**
+ * After a launch round, QEMU's first pass replaces the compare round (held at a gate near its end,
+ * MigrationTracker.start's gateAt); CLOUDLET_HANDOFF_FIRST_PASS_GATE=0: the compare round as before.
+ */
+export function firstPassGateEnabled(): boolean { return process.env.CLOUDLET_HANDOFF_FIRST_PASS_GATE !== '0'; }
+
+/**
+ * Stream bytes QEMU's first pass must still have to send at the gate: far more than the socket's
+ * buffers hold (~210 KB here: net.core.wmem_default), so QEMU cannot finish the pass (and stop the
+ * VM) while it is held.
+ */
+export const GATE_STREAM_BYTES = 2 << 20;
+
+/**
+ * The gate's byte offset in the shared RAM block: the highest page with at least `bytes` of QEMU's
+ * first-pass stream after it, predicted from what the destination holds (`shadow`; the running RAM
+ * is nearly that): a zero page is 9 bytes of stream, any other ~4 KiB. 0 when the whole RAM predicts less.
+ */
+export function firstPassGate(shadow: { zero(index: number): boolean }, pages: number, bytes = GATE_STREAM_BYTES): number {
+  let stream = 0;
+  for (let i = pages - 1; i > 0; i--) {
+    stream += shadow.zero(i) ? 9 : CHUNK_SIZE + 8;
+    if (stream >= bytes) return i * CHUNK_SIZE;
+  }
+  return 0;
+}
+
 /** Round 0 from the VM's launch overlay when it kept one (default); CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0: by compare. */
 export function launchOverlayEnabled(): boolean { return process.env.CLOUDLET_HANDOFF_LAUNCH_OVERLAY !== '0'; }
 
@@ -179,9 +206,16 @@ export class HandoffSender {
       // while the copy of the base RAM is read and the round decoded into it.
       const launch = await this.startLaunchRound(dest, sid, files.launchOverlay, info.baseId, base, vmConfig.ramBytes);
       const tShadow = Date.now();
-      ram = await ShadowPageTracker.load(base.ram, vmConfig.ramBytes / CHUNK_SIZE, { workers: compareWorkers(), digests: ramDigests });
-      this.lap('live_shadow_load', tShadow);
+      const pages = vmConfig.ramBytes / CHUNK_SIZE;
+      ram = new ShadowPageTracker(undefined, pages, { workers: compareWorkers() });
+      // The copy of the base RAM is read (libuv's threads) while round 0 is decoded into it (this
+      // thread): the read leaves out the pages the round writes, so the two never touch the same page.
+      const shadow = ram;
+      const loading = shadow.loadBase(base.ram, { digests: ramDigests, ...(launch ? { skip: launchRamPages(launch, pages) } : {}) })
+        .then(() => this.lap('live_shadow_load', tShadow));
+      loading.catch(() => undefined);
       if (launch) round = await this.decodeLaunchRound(launch, base, ram, disk);
+      await loading;
       // Live rounds. Tracking by QEMU's own migration (MigrationTracker) unless it is off or fails;
       // then (or with CLOUDLET_HANDOFF_TRACKER=compare) the full compare of the RAM file.
       const tLive = Date.now();
@@ -195,8 +229,29 @@ export class HandoffSender {
         this.diskFallback = `QEMU's block dirty bitmap could not be read: ${describeError(e)}`;
         log.warn(`handoff of ${o.vmId}: the paused disk scan reads the whole layer: ${this.diskFallback}`);
       }
+      // Disk chunks of the first live round (the layer's changes since round 0 was made), scanned ahead.
+      let firstDisk: number | undefined;
       if (trackerChoice() === 'compare') this.tracking = { method: 'full-compare', fallback: 'CLOUDLET_HANDOFF_TRACKER=compare' };
-      else {
+      else if (launch && firstPassGateEnabled()) {
+        // Round 0 was the launch overlay: QEMU's first pass is the compare. Held near its end (the
+        // gate) until what it found so far (written since the launch) went out in a live round and
+        // round 0 is applied at the destination, so neither waits inside the pause; no RAM read here.
+        try {
+          const gateAt = firstPassGate(ram, pages);
+          this.phases.first_pass_gate_mib = Math.round(gateAt / (1 << 20));
+          tracker = await MigrationTracker.start(qmp, path.join(path.dirname(files.migrateSocket), 'track.sock'), ram, { gateAt });
+        } catch (e) {
+          this.fallBack(`QEMU's migration could not be started as the tracker: ${describeError(e)}`);
+        }
+        if (tracker) {
+          // The layer's changes since the launch (QEMU's dirty bitmap only covers writes from now on),
+          // read while QEMU's first pass runs; they go with the first live round.
+          const tDisk = Date.now();
+          enc.begin();
+          firstDisk = await this.scanDisk(disk, enc, false);
+          this.lap('first_round_disk_scan', tDisk);
+        }
+      } else {
         // Round 0 by one compare of the running VM's RAM (the overlay of its current state): QEMU's
         // first pass then finds nearly everything already at the destination, and what is left when
         // it stops the VM is only what was written since (measured on the test guest: without this
@@ -223,24 +278,38 @@ export class HandoffSender {
         let lastDiskScan = Date.now();
         for (;;) {
           throwIfCancelled(o.signal);
-          // A live round only when QEMU is held back (PENDING_PAGES unsent): a round still in flight
-          // when QEMU stops the VM adds its whole duration to the downtime (measured: 0.3-1.5 s per
-          // round at load 15-24), so a quiet guest's few changed pages wait for the final round.
+          // A live round only when QEMU is held back (PENDING_PAGES unsent, or its first pass at the
+          // gate): a round still in flight when QEMU stops the VM adds its whole duration to the
+          // downtime (measured: 0.3-1.5 s per round at load 15-24), so a quiet guest's few changed
+          // pages wait for the final round.
           await tracker.wait(tracker.pendingMax, 1000);
           if (tracker.failure) break;
           // Stopped: the last pass is coming; a round now would wait inside the downtime.
           if (tracker.vmStopped) break;
-          if (tracker.pendingPages < tracker.pendingMax) continue;
-          enc.begin();
-          // The disk layer at most every LIVE_DISK_SCAN_MS here: a guest that writes its disk all the
-          // time (the Debian guest's journal) would have its whole layer re-read in every round; the
-          // final scan, VM paused, finds everything anyway.
+          const atGate = tracker.gateHeld;
+          if (!atGate && tracker.pendingPages < tracker.pendingMax) continue;
+          if (atGate && !tracker.pendingPages && !firstDisk) {
+            // Nothing found before the gate: round 0 applied is all QEMU has to wait for.
+            const tWait = Date.now();
+            await this.roundBefore();
+            this.phases.first_pass_gate_wait = Date.now() - tWait;
+            tracker.openGate();
+            continue;
+          }
           let diskChanged = 0;
-          if (Date.now() - lastDiskScan >= LIVE_DISK_SCAN_MS) { lastDiskScan = Date.now(); diskChanged = await this.scanDisk(disk, enc, false); }
+          if (firstDisk !== undefined) { diskChanged = firstDisk; firstDisk = undefined; } else {
+            enc.begin();
+            // The disk layer at most every LIVE_DISK_SCAN_MS here: a guest that writes its disk all the
+            // time (the Debian guest's journal) would have its whole layer re-read in every round; the
+            // final scan, VM paused, finds everything anyway.
+            if (Date.now() - lastDiskScan >= LIVE_DISK_SCAN_MS) { lastDiskScan = Date.now(); diskChanged = await this.scanDisk(disk, enc, false); }
+          }
           const pages = tracker.take();
           for (const p of pages) await enc.add('ram', p.index, p.data, p.digest);
+          const tSend = Date.now();
           await this.send(dest, sid, round, false, enc, pages.length, diskChanged);
-          o.progress({ phase: 'round', done: round + 1, message: `round ${round}: ${pages.length} RAM pages (QEMU's dirty log), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
+          if (atGate) { this.phases.first_pass_gate_round = Date.now() - tSend; tracker.openGate(); }
+          o.progress({ phase: 'round', done: round + 1, message: `round ${round}: ${pages.length} RAM pages (QEMU's dirty log${atGate ? ', its first pass' : ''}), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
           round++;
         }
         this.lap('live_tracking', tTrack); // QEMU's passes until it stopped the VM, with the live rounds
@@ -257,8 +326,11 @@ export class HandoffSender {
         await enableDeviceStateMigration(qmp);
         for (;;) {
           throwIfCancelled(o.signal);
-          enc.begin();
-          const diskChanged = await this.scanDisk(disk, enc, false);
+          // Chunks scanned ahead for a first live round that never went (recorded as sent): they go in this one.
+          const carried = firstDisk ?? 0;
+          if (firstDisk === undefined) enc.begin();
+          firstDisk = undefined;
+          const diskChanged = carried + await this.scanDisk(disk, enc, false);
           const ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d), o.signal);
           await this.send(dest, sid, round, false, enc, ramChanged, diskChanged);
           o.progress({ phase: 'round', done: round + 1, total: MAX_ROUNDS, message: `round ${round}: ${ramChanged} RAM pages (full compare), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
@@ -295,7 +367,7 @@ export class HandoffSender {
         const tScan = Date.now();
         deviceState = tracker.deviceState();
         this.phases.pause_state_build = Date.now() - tScan;
-        enc.begin();
+        if (firstDisk === undefined) enc.begin(); // else the chunks scanned ahead go in the final round
         enc.level = FINAL_LEVEL;
         enc.compressor = new InlineZstd();
         const pages = tracker.take();
@@ -316,7 +388,7 @@ export class HandoffSender {
         const tScan = Date.now();
         const saving = saveDeviceStateToBuffer(qmp, { socket: files.migrateSocket, capabilitiesSet: true, timeoutMs: 60_000 }).then((s) => s.data);
         saving.catch(() => undefined);
-        enc.begin();
+        if (firstDisk === undefined) enc.begin(); // else the chunks scanned ahead go in the final round
         enc.level = FINAL_LEVEL;
         enc.compressor = new InlineZstd();
         ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d));
@@ -328,13 +400,14 @@ export class HandoffSender {
         this.lap('final_ram_compare_and_device_state', tScan);
       }
       const tDisk = Date.now();
-      let diskChanged: number;
+      let diskChanged = firstDisk ?? 0;
+      firstDisk = undefined;
       const written = await (askedBitmap ?? (diskLog ? this.writtenChunks(diskLog) : undefined));
       if (written) {
-        diskChanged = await disk.scanChunks(written, (idx, data, d) => enc.add('disk', idx, data, d));
+        diskChanged += await disk.scanChunks(written, (idx, data, d) => enc.add('disk', idx, data, d));
         this.phases.final_disk_written_chunks = written.length; // read in the pause (QEMU's dirty bitmap)
       } else {
-        diskChanged = await this.scanDisk(disk, enc, true);
+        diskChanged += await this.scanDisk(disk, enc, true);
         if (disk.lastSkipped) this.phases.final_disk_scan_skipped = 1; // the layer was not written since the last scan
       }
       this.lap('final_disk_scan', tDisk);
@@ -569,6 +642,16 @@ export class HandoffSender {
   }
 
   private lap(name: string, since: number): void { this.phases[name] = Date.now() - since; }
+}
+
+/** The RAM pages round 0 writes (from its segments' chunk lists; the payload is not needed), marked 1. */
+export function launchRamPages(r: Pick<LaunchRound, 'segments'>, pages: number): Uint8Array {
+  const marks = new Uint8Array(pages);
+  for (const s of r.segments) {
+    if (s.target !== 'ram') continue;
+    for (const [first, n] of s.chunks ?? []) marks.fill(1, Math.min(first, pages), Math.min(first + n, pages));
+  }
+  return marks;
 }
 
 /** Heartbeats to the destination every `ms` until stopped (one at a time; a lost one is not retried). */

@@ -98,6 +98,11 @@ export class MigrationTracker {
   stateAt?: number;
   private stateTail?: number;
   private budgetTimer?: NodeJS.Timeout;
+  /**
+   * Where QEMU's first pass is held (byte offset in the shared block) until the sender has sent what
+   * the pass found so far (openGate()): see start()'s `gateAt`.
+   */
+  private gate?: { at: number; state: 'armed' | 'held' | 'open' };
   private readonly onEvent = (e: QmpEvent) => {
     if (e.event === 'STOP' && this.stoppedAt === undefined) {
       this.stoppedAt = e.timestamp ? e.timestamp.seconds * 1000 + e.timestamp.microseconds / 1000 : Date.now();
@@ -121,8 +126,17 @@ export class MigrationTracker {
   }
 
   /** Starts QEMU's migration of the running VM into `socket` (served here). */
-  static async start(qmp: QmpClient, socket: string, shadow: ShadowPageTracker, o: { downtimeMs?: number } = {}): Promise<MigrationTracker> {
+  /**
+   * `gateAt`: QEMU's first pass is held once it reaches this byte offset of the shared block (the
+   * socket is not read), until openGate(). QEMU stops the VM when it has passed over everything and
+   * what is left fits its budget, so a pass held before its end with more stream left than the
+   * socket buffers can take cannot end: what it found differing (pages written since round 0 was
+   * made) goes in a live round instead of the paused one, and round 0 is known applied before QEMU
+   * may stop the VM.
+   */
+  static async start(qmp: QmpClient, socket: string, shadow: ShadowPageTracker, o: { downtimeMs?: number; gateAt?: number } = {}): Promise<MigrationTracker> {
     const t = new MigrationTracker(qmp, socket, shadow);
+    if (o.gateAt !== undefined) t.gate = { at: o.gateAt, state: 'armed' };
     const downtime = o.downtimeMs ?? trackerDowntimeMs();
     try {
       await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: false }, { capability: 'events', state: true }] });
@@ -155,10 +169,19 @@ export class MigrationTracker {
   get vmStopped(): boolean { return this.stoppedAt !== undefined || this.timeline.finalPass !== undefined; }
   /** Unsent pages that differ from the destination's copy. */
   get pendingPages(): number { return this.pending.size; }
+  /** QEMU's first pass is held at the gate (start()'s gateAt) until openGate(). */
+  get gateHeld(): boolean { return this.gate?.state === 'held'; }
+
+  /** Lets QEMU's first pass go on past the gate (once the pages found before it were sent). */
+  openGate(): void {
+    if (!this.gate || this.gate.state === 'open') return;
+    this.gate.state = 'open';
+    if (this.pending.size < this.pendingMax || this.vmStopped) this.sock?.resume();
+  }
 
   /** Resolves when at least `pages` differing pages wait, the VM stopped, the tracker failed, or after `ms`. */
   async wait(pages: number, ms: number): Promise<void> {
-    const ready = () => this.pending.size >= pages || this.vmStopped || this.failure;
+    const ready = () => this.pending.size >= pages || this.gateHeld || this.vmStopped || this.failure;
     if (ready()) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(done, ms);
@@ -218,7 +241,7 @@ export class MigrationTracker {
       if (digest) out.push({ index, data, digest });
     }
     this.pending.clear();
-    this.sock?.resume();
+    if (!this.gateHeld) this.sock?.resume();
     return out;
   }
 
@@ -261,7 +284,7 @@ export class MigrationTracker {
         this.fail(e as Error);
         return;
       }
-      if (this.pending.size >= this.pendingMax && !this.vmStopped) s.pause();
+      if ((this.pending.size >= this.pendingMax || this.gateHeld) && !this.vmStopped) s.pause();
       this.wake();
     });
     s.once('end', () => {
@@ -280,6 +303,7 @@ export class MigrationTracker {
       m.set(offset, data ? Buffer.from(data) : undefined);
       return;
     }
+    if (this.gate?.state === 'armed' && offset >= this.gate.at) this.gate.state = 'held';
     const index = offset / PAGE_SIZE;
     if (!this.shadow.differs(index, data ?? ZERO_PAGE)) {
       this.pending.delete(index);
