@@ -12,7 +12,7 @@ import * as path from 'path';
 import { CloudletError, describeError, throwIfCancelled } from '../common/errors';
 import type { ProgressSink } from '../common/progress';
 import type { SandboxInfo, SandboxManager } from '../sandboxes/sandboxManager';
-import { DEFAULT_LEVEL } from '../overlay/overlayWriter';
+import { DEFAULT_LEVEL, mergeAscending } from '../overlay/overlayWriter';
 import { CHUNK_SIZE, type Target } from '../overlay/format';
 import { decodeLaunchRound, readLaunchRound, type LaunchRound } from './launchRound';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
@@ -404,8 +404,12 @@ export class HandoffSender {
       firstDisk = undefined;
       const written = await (askedBitmap ?? (diskLog ? this.writtenChunks(diskLog) : undefined));
       if (written) {
-        diskChanged += await disk.scanChunks(written, (idx, data, d) => enc.add('disk', idx, data, d));
+        // The bitmap holds the writes since it was added; a write made before whose qcow2 mapping QEMU
+        // had not flushed yet was invisible to the live scans: its entry changed since the last scan.
+        const remapped = disk.remappedChunks();
+        diskChanged += await disk.scanChunks(mergeAscending(written, remapped), (idx, data, d) => enc.add('disk', idx, data, d));
         this.phases.final_disk_written_chunks = written.length; // read in the pause (QEMU's dirty bitmap)
+        this.phases.final_disk_remapped_chunks = remapped.length;
       } else {
         diskChanged += await this.scanDisk(disk, enc, true);
         if (disk.lastSkipped) this.phases.final_disk_scan_skipped = 1; // the layer was not written since the last scan

@@ -10,12 +10,16 @@
  *     was sent (or with the base disk for a chunk never sent), hashing only chunks that differ;
  *     reading every chunk alone and hashing each took 8-9 s for the 230 MB layer of the Debian guest.
  * Layers whose clusters are not whole chunks fall back to reading chunk by chunk (same result).
+ * A live scan sees only the mapping QEMU has flushed to the file: with cache=writeback the L2 entry of a
+ * cluster the guest allocated stays in QEMU's metadata cache until a flush, so a write made before the
+ * handoff's dirty bitmap existed may be in neither the scans nor the bitmap. remappedChunks() finds
+ * those once the VM is paused (QEMU flushed): the entries that differ from the last scan's tables.
  */
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import { CloudletError } from '../common/errors';
 import { CHUNK_SIZE } from '../overlay/format';
-import { Qcow2Reader } from '../overlay/qcow2Reader';
+import { Qcow2Reader, type Qcow2Tables } from '../overlay/qcow2Reader';
 import { ZERO_CHUNK, ZERO_DIGEST } from '../overlay/chunkEncoder';
 
 const STAMP_AGE_MS = 50;
@@ -27,6 +31,8 @@ export class LayerTracker {
   /** What the destination holds for each chunk sent so far (others: the base disk's chunk). */
   private readonly sent = new Map<number, Buffer>();
   private stamp?: Stamp;
+  /** The L2 tables the last complete scan mapped the layer by (undefined: no scan completed). */
+  private scannedTables?: Qcow2Tables;
   /** Whether the last scan() skipped reading because the file had not changed. */
   lastSkipped = false;
 
@@ -63,9 +69,11 @@ export class LayerTracker {
     let layer: Qcow2Reader | undefined;
     let fd: number | undefined;
     try {
-      layer = Qcow2Reader.open(this.layerPath);
+      layer = Qcow2Reader.open(this.layerPath, { keepTables: true });
       fd = fs.openSync(this.layerPath, 'r');
-      return await this.scanLayer(layer, fd, visit);
+      const changed = await this.scanLayer(layer, fd, visit);
+      this.scannedTables = layer.tables;
+      return changed;
     } catch (e) {
       this.stamp = undefined;
       if (consistent) throw e;
@@ -74,6 +82,15 @@ export class LayerTracker {
       layer?.close();
       if (fd !== undefined) fs.closeSync(fd);
     }
+  }
+
+  /**
+   * The chunks whose L2 entry changed since the last complete scan (all the layer maps, when none
+   * completed), ascending. Call with the VM paused and its layer flushed: added to the dirty bitmap's
+   * chunks they cover the writes QEMU had not flushed to the file's mapping when the bitmap began.
+   */
+  remappedChunks(): number[] {
+    return Qcow2Reader.changedChunks(this.layerPath, this.scannedTables);
   }
 
   /**

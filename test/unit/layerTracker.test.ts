@@ -108,6 +108,28 @@ describe('handoff disk-layer tracker (qcow2 written by qemu-io)', function () {
     } finally { fs.closeSync(fd); whole.close(); part.close(); }
   });
 
+  for (const clusterSize of [4096, 65536, 512]) {
+    it(`cluster size ${clusterSize}: remappedChunks finds the clusters whose mapping changed since the last complete scan (a write QEMU had not flushed to the L2 table then), not data rewritten in place`, async () => {
+      const { base, layer, io } = setup(clusterSize);
+      io('write -P 0xab 12k 4k', 'write -z 80k 4k');
+      const fd = fs.openSync(base, 'r');
+      try {
+        const t = new LayerTracker(layer, fd);
+        const chunksOf = (from: number, bytes: number) => { const c: number[] = []; const cs = Math.max(clusterSize, 4096); for (let o = Math.floor(from / cs) * cs; o < Math.ceil((from + bytes) / cs) * cs; o += 4096) c.push(o / 4096); return c; };
+        assert.deepEqual(t.remappedChunks(), [...chunksOf(12 << 10, 4096), ...chunksOf(80 << 10, 4096)], 'before any scan: all the layer maps');
+        await t.scan(async () => undefined, true);
+        assert.deepEqual(t.remappedChunks(), [], 'nothing changed since the scan');
+        // After the scan: a cluster allocated (new mapping), a data chunk zeroed, a zero chunk written.
+        io('write -P 0x77 400k 4k', 'write -z 12k 4k', 'write -P 0x01 80k 4k');
+        // With 64 KiB clusters both 4 KiB writes land inside data clusters: no entry changes, only data.
+        // With small clusters the zero write sets zero flags and the write over the zero cluster maps data.
+        const expected = [...(clusterSize > 4096 ? [] : [...chunksOf(12 << 10, 4096), ...chunksOf(80 << 10, 4096)]), ...chunksOf(400 << 10, 4096)];
+        const got = t.remappedChunks();
+        assert.deepEqual(got, expected);
+      } finally { fs.closeSync(fd); }
+    });
+  }
+
   it('written chunks from a QEMU dirty bitmap over NBD (qemu-nbd), then only those compared: exactly the ones that differ', async function () {
     if (!has('qemu-nbd')) this.skip();
     const { base, layer, io } = setup(65536);
