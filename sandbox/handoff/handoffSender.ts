@@ -229,8 +229,9 @@ export class HandoffSender {
         this.diskFallback = `QEMU's block dirty bitmap could not be read: ${describeError(e)}`;
         log.warn(`handoff of ${o.vmId}: the paused disk scan reads the whole layer: ${this.diskFallback}`);
       }
-      // Disk chunks of the first live round (the layer's changes since round 0 was made), scanned ahead.
-      let firstDisk: number | undefined;
+      // Disk chunks of the first live round (the layer's changes since round 0 was made), scanned ahead
+      // and kept aside (recorded as sent): a later scan into the same round may find some again.
+      let firstDisk: DiskChunk[] | undefined;
       if (trackerChoice() === 'compare') this.tracking = { method: 'full-compare', fallback: 'CLOUDLET_HANDOFF_TRACKER=compare' };
       else if (launch && firstPassGateEnabled()) {
         // Round 0 was the launch overlay: QEMU's first pass is the compare. Held near its end (the
@@ -247,8 +248,7 @@ export class HandoffSender {
           // The layer's changes since the launch (QEMU's dirty bitmap only covers writes from now on),
           // read while QEMU's first pass runs; they go with the first live round.
           const tDisk = Date.now();
-          enc.begin();
-          firstDisk = await this.scanDisk(disk, enc, false);
+          firstDisk = await scanInto(disk, false);
           this.lap('first_round_disk_scan', tDisk);
         }
       } else {
@@ -288,7 +288,7 @@ export class HandoffSender {
           if (tracker.vmStopped) break;
           const atGate = tracker.gateHeld;
           if (!atGate && tracker.pendingPages < tracker.pendingMax) continue;
-          if (atGate && !tracker.pendingPages && !firstDisk) {
+          if (atGate && !tracker.pendingPages && !firstDisk?.length) {
             // Nothing found before the gate: round 0 applied is all QEMU has to wait for.
             const tWait = Date.now();
             await this.roundBefore();
@@ -297,8 +297,8 @@ export class HandoffSender {
             continue;
           }
           let diskChanged = 0;
-          if (firstDisk !== undefined) { diskChanged = firstDisk; firstDisk = undefined; } else {
-            enc.begin();
+          enc.begin();
+          if (firstDisk !== undefined) { diskChanged = await addDisk(enc, firstDisk); firstDisk = undefined; } else {
             // The disk layer at most every LIVE_DISK_SCAN_MS here: a guest that writes its disk all the
             // time (the Debian guest's journal) would have its whole layer re-read in every round; the
             // final scan, VM paused, finds everything anyway.
@@ -326,11 +326,11 @@ export class HandoffSender {
         await enableDeviceStateMigration(qmp);
         for (;;) {
           throwIfCancelled(o.signal);
-          // Chunks scanned ahead for a first live round that never went (recorded as sent): they go in this one.
-          const carried = firstDisk ?? 0;
-          if (firstDisk === undefined) enc.begin();
+          // Chunks scanned ahead for a first live round that never went (recorded as sent) go in this one,
+          // as the scan now finds them if they changed again (one record per chunk, ascending).
+          enc.begin();
+          const diskChanged = await addDisk(enc, mergeChunks(firstDisk ?? [], await scanInto(disk, false)));
           firstDisk = undefined;
-          const diskChanged = carried + await this.scanDisk(disk, enc, false);
           const ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d), o.signal);
           await this.send(dest, sid, round, false, enc, ramChanged, diskChanged);
           o.progress({ phase: 'round', done: round + 1, total: MAX_ROUNDS, message: `round ${round}: ${ramChanged} RAM pages (full compare), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
@@ -367,7 +367,7 @@ export class HandoffSender {
         const tScan = Date.now();
         deviceState = tracker.deviceState();
         this.phases.pause_state_build = Date.now() - tScan;
-        if (firstDisk === undefined) enc.begin(); // else the chunks scanned ahead go in the final round
+        enc.begin(); // chunks scanned ahead for a live round that never went join the final one below
         enc.level = FINAL_LEVEL;
         enc.compressor = new InlineZstd();
         const pages = tracker.take();
@@ -388,7 +388,7 @@ export class HandoffSender {
         const tScan = Date.now();
         const saving = saveDeviceStateToBuffer(qmp, { socket: files.migrateSocket, capabilitiesSet: true, timeoutMs: 60_000 }).then((s) => s.data);
         saving.catch(() => undefined);
-        if (firstDisk === undefined) enc.begin(); // else the chunks scanned ahead go in the final round
+        enc.begin(); // chunks scanned ahead for a live round that never went join the final one below
         enc.level = FINAL_LEVEL;
         enc.compressor = new InlineZstd();
         ramChanged = await ram.scanFile(ramFile, (i, page, d) => enc.add('ram', i, page, d));
@@ -400,20 +400,22 @@ export class HandoffSender {
         this.lap('final_ram_compare_and_device_state', tScan);
       }
       const tDisk = Date.now();
-      let diskChanged = firstDisk ?? 0;
-      firstDisk = undefined;
+      let pausedDisk: DiskChunk[];
       const written = await (askedBitmap ?? (diskLog ? this.writtenChunks(diskLog) : undefined));
       if (written) {
         // The bitmap holds the writes since it was added; a write made before whose qcow2 mapping QEMU
         // had not flushed yet was invisible to the live scans: its entry changed since the last scan.
         const remapped = disk.remappedChunks();
-        diskChanged += await disk.scanChunks(mergeAscending(written, remapped), (idx, data, d) => enc.add('disk', idx, data, d));
+        pausedDisk = [];
+        await disk.scanChunks(mergeAscending(written, remapped), async (index, data, digest) => { pausedDisk.push({ index, data, digest }); });
         this.phases.final_disk_written_chunks = written.length; // read in the pause (QEMU's dirty bitmap)
         this.phases.final_disk_remapped_chunks = remapped.length;
       } else {
-        diskChanged += await this.scanDisk(disk, enc, true);
+        pausedDisk = await scanInto(disk, true);
         if (disk.lastSkipped) this.phases.final_disk_scan_skipped = 1; // the layer was not written since the last scan
       }
+      const diskChanged = await addDisk(enc, mergeChunks(firstDisk ?? [], pausedDisk));
+      firstDisk = undefined;
       this.lap('final_disk_scan', tDisk);
       const tEncode = Date.now();
       const body = await this.encodeRound(round, true, enc, ramChanged, diskChanged, deviceState, finalFinish);
@@ -667,4 +669,32 @@ function keepAlive(dest: DestinationClient, sid: string, ms: number): { stop(): 
     dest.heartbeat(sid).catch(() => undefined).finally(() => { inFlight = false; });
   }, ms);
   return { stop: () => clearInterval(t) };
+}
+
+/** A disk chunk found by a scan, not yet in a round. */
+interface DiskChunk { index: number; data: Buffer; digest: Buffer }
+
+/** The chunks of the layer that differ from what the destination holds, kept aside (ascending). */
+async function scanInto(disk: LayerTracker, consistent: boolean): Promise<DiskChunk[]> {
+  const out: DiskChunk[] = [];
+  await disk.scan(async (index, data, digest) => { out.push({ index, data, digest }); }, consistent);
+  return out;
+}
+
+/** Two ascending lists of chunks as one, a chunk in both taken from `later` (its newer bytes). */
+function mergeChunks(earlier: DiskChunk[], later: DiskChunk[]): DiskChunk[] {
+  if (!earlier.length) return later;
+  const out: DiskChunk[] = [];
+  let i = 0, j = 0;
+  while (i < earlier.length || j < later.length) {
+    if (j >= later.length || (i < earlier.length && earlier[i].index < later[j].index)) out.push(earlier[i++]);
+    else { if (i < earlier.length && earlier[i].index === later[j].index) i++; out.push(later[j++]); }
+  }
+  return out;
+}
+
+/** Adds the chunks to the round (one record each, ascending, as the destination requires). */
+async function addDisk(enc: RoundEncoder, chunks: DiskChunk[]): Promise<number> {
+  for (const c of chunks) await enc.add('disk', c.index, c.data, c.digest);
+  return chunks.length;
 }
