@@ -313,6 +313,9 @@ export class HandoffSender {
           round++;
         }
         this.lap('live_tracking', tTrack); // QEMU's passes until it stopped the VM, with the live rounds
+        // 0: QEMU stopped the VM before its first pass reached the gate (its budget x its bandwidth
+        // covered the rest of the pass): pages written since the launch past that point go in the pause.
+        if (this.phases.first_pass_gate_mib !== undefined) this.phases.first_pass_gate_reached = tracker.timeline.gateHeld !== undefined ? 1 : 0;
         if (tracker.failure && tracker.stoppedAt === undefined) {
           // The VM never stopped: cancel QEMU's migration (the VM runs on) and compare instead.
           const why = describeError(tracker.failure);
