@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- overlay [--only test|realistic] [--level N] [--reuse-peer] [--prepare] [--elijah-level 9] [--synth-trials N] [--synth-only]`
+ * `npm run bench -- overlay [--only test|realistic] [--level N] [--reuse-peer] [--prepare] [--elijah-level 9] [--synth-trials N] [--synth-only] [--no-boot]`
  *
  * For the test guest and the Debian 12 base (sandbox/guest/debian.ts, the shared cached base: systemd, 1 GiB RAM,
  * 4 GiB disk, python3-flask + nginx-light installed from .debs by `cloudlet build`), on the same
@@ -56,6 +56,8 @@ const reusePeer = args.includes('--reuse-peer');
 const prepareOnly = args.includes('--prepare');
 // --synth-only: only the synthesis and cold boot trials, on the overlay the last full run left in .cache/bench-overlay/LABEL/overlays.
 const synthOnly = args.includes('--synth-only');
+// --no-boot: no cold boots (a quick loop on the synthesis alone; no ratio then).
+const noBoot = args.includes('--no-boot');
 // --elijah-level 9: xdelta3 -9 with a source window covering the file (the issue's first runs); default:
 // the settings of Elijah's own code (xdelta3 default level and window).
 const elijahLevel9 = args.includes('--elijah-level') && args[args.indexOf('--elijah-level') + 1] === '9';
@@ -382,7 +384,7 @@ async function synthesisTrials(p: Pair, overlayFile: string, baseVm: VmConfig, w
       for (let t = 1; t <= synthTrials; t++) {
         say(`${p.label}: trial ${t}/${synthTrials}: synthesis on the cloudlet daemon to the first HTTP answer`);
         synths.push(await daemonSynthesis(c, overlayUrl, p, t));
-        if (withBoot) {
+        if (withBoot && !noBoot) {
           say(`${p.label}: trial ${t}/${synthTrials}: cold boot of the launch disk to the first HTTP answer`);
           boots.push(await coldBoot({ ...p, ...withBoot }, baseVm));
           say(`${p.label}: cold boot ${(boots[boots.length - 1] / 1000).toFixed(1)} s (load ${os.loadavg()[0].toFixed(1)})`);

@@ -149,7 +149,8 @@ export async function downloadOverlay(url: string, headers: Record<string, strin
       fs.writeSync(fd, r.value);
       onBytes(done, total);
     }
-    fs.fsyncSync(fd);
+    // No fsync: the file lives only for the synthesis that reads it next (through the page cache) and
+    // is removed after it; a host crash ends that job anyway.
   } catch (e) {
     fs.closeSync(fd);
     fs.rmSync(partial, { force: true });

@@ -4,7 +4,10 @@
  *   http(s): the manifest is read first, the whole file downloaded into tmp in the job;
  *   oci:     openOverlayFromOci (sandbox/registry): manifest and sizes from the registry, segments
  *            fetched in parallel and verified by synthesis itself (no temp file), cached by digest.
+ *   this daemon's own image service (an uploaded overlay, or one it made): read where the image
+ *            store keeps it (openStoredOverlay), not downloaded from itself over HTTP.
  */
+import * as fs from 'fs';
 import type { OverlayManifest } from '../overlay/format';
 import type { SegmentSource } from '../overlay/overlayReader';
 import type { ParentLookup } from '../overlay/parentChain';
@@ -13,6 +16,8 @@ import { CloudletError, describeError } from '../common/errors';
 import { defaultOverlayPolicy, downloadOverlay, fetchOverlayManifest, outsideRanges, unreadable, type OverlayFetchOptions } from './overlayFetch';
 import { isAddressRefusal } from '../common/addressPolicy';
 import { onDiskFullAsync } from '../common/hostErrors';
+import { OverlayReader } from '../overlay/overlayReader';
+import { isImageId } from './imageStore';
 
 /** What backend.synthesize takes: an overlay file, or a manifest with a segment source. */
 export type SynthesisInput = string | { manifest: OverlayManifest; overlayId: string; source: SegmentSource; parentLookup?: ParentLookup };
@@ -29,11 +34,7 @@ export async function openHttpOverlay(url: string, headers: Record<string, strin
   const { manifest, overlayId } = await fetchOverlayManifest(url, headers, maxBytes, undefined, o);
   // Its parents would have to come from somewhere this caller may read: the daemon does not look them up in
   // its own store (any project could then reach another's overlays by ID) nor in Glance; a registry keeps a chain.
-  if (manifest.parent) {
-    throw new CloudletError('BadInput', `overlay at ${url} is a child of overlay ${manifest.parent.id.slice(0, 12)} (depth ${manifest.parent.depth}): a child overlay is synthesized from an oci:// reference, whose repository holds its parents`, {
-      hint: 'publish it with `cloudlet overlay publish` and use its oci:// reference, or make it standalone with `cloudlet overlay flatten`',
-    });
-  }
+  if (manifest.parent) throw childRefusal(url, manifest);
   return {
     overlayId, baseId: manifest.baseId,
     async prepare(tmp, progress, signal) {
@@ -42,6 +43,54 @@ export async function openHttpOverlay(url: string, headers: Record<string, strin
     },
     async close() {},
   };
+}
+
+/**
+ * An overlay image of this daemon's own image service, `file` its stored data: the caller's access
+ * was checked as the image's GET checks it (serverLifecycle). What the HTTP path would refuse is
+ * refused with the same words (no overlay there, over the cap, a child overlay). The job takes a
+ * hard link of the file (images are renamed into place, never rewritten), so an image deleted
+ * meanwhile does not change what is synthesized; synthesis verifies every byte as for a download.
+ */
+export function openStoredOverlay(file: string, url: string, maxBytes: number, o: OverlayFetchOptions = {}): OverlaySource {
+  let r: OverlayReader;
+  try { r = OverlayReader.open(file); } catch (e) { throw unreadable(url, `is no overlay: ${describeError(e)}`, o); }
+  let manifest: OverlayManifest, overlayId: string;
+  try {
+    if (r.fileSize > maxBytes) throw new CloudletError('BadInput', `overlay at ${url} is ${r.fileSize} bytes, over this cloudlet's cap of ${maxBytes} bytes`, { status: 413 });
+    ({ manifest, overlayId } = r);
+  } finally { r.close(); }
+  if (manifest.parent) throw childRefusal(url, manifest);
+  return {
+    overlayId, baseId: manifest.baseId,
+    async prepare(tmp, progress) {
+      try { fs.linkSync(file, tmp); } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') throw unreadable(url, 'the image was deleted before its synthesis started', o);
+        // Another file system (a data dir spread over mounts): a copy.
+        await onDiskFullAsync(tmp, 'synthesis: copying the overlay image', fs.promises.copyFile(file, tmp));
+      }
+      const size = fs.statSync(tmp).size;
+      progress(size, size);
+      return tmp;
+    },
+    async close() {},
+  };
+}
+
+/** The image ID when `url` is exactly `<imageService>/v2/images/<UUID>/file`: an image of this daemon's own image service. */
+export function ownImageId(url: URL, imageService: string): string | undefined {
+  if (url.search || url.hash || url.username || url.password) return undefined;
+  const prefix = `${imageService.replace(/\/+$/, '')}/v2/images/`;
+  if (!url.href.startsWith(prefix)) return undefined;
+  const m = /^([^/]+)\/file$/.exec(url.href.slice(prefix.length));
+  return m && isImageId(m[1]) ? m[1] : undefined;
+}
+
+function childRefusal(url: string, manifest: OverlayManifest): CloudletError {
+  return new CloudletError('BadInput', `overlay at ${url} is a child of overlay ${manifest.parent!.id.slice(0, 12)} (depth ${manifest.parent!.depth}): a child overlay is synthesized from an oci:// reference, whose repository holds its parents`, {
+    hint: 'publish it with `cloudlet overlay publish` and use its oci:// reference, or make it standalone with `cloudlet overlay flatten`',
+  });
 }
 
 export async function openOciOverlay(ref: string, dataDir: string, maxBytes: number, fo: OverlayFetchOptions = {}): Promise<OverlaySource> {

@@ -8,6 +8,7 @@ import * as path from 'path';
 import type { OverlayInfo, VmBackend, VmInfo } from './vmBackend';
 import { SandboxManager, type SandboxInfo } from '../sandboxes/sandboxManager';
 import { OverlayReader } from '../overlay/overlayReader';
+import { SegmentCompressor } from '../overlay/segmentCompressor';
 import { createSandboxOverlay, synthesize } from '../overlay/sandboxOverlay';
 import { createLogger } from '../common/log';
 import { tail } from './consoleHub';
@@ -20,6 +21,12 @@ function vmInfo(s: SandboxInfo): VmInfo {
 
 export function createVmBackend(dataDir: string, manager = new SandboxManager({ root: dataDir, log: createLogger('cloudlet-vm') })): VmBackend & { manager: SandboxManager } {
   const has = (id: string) => { try { manager.bases.get(id); return true; } catch { return false; } };
+  // The segment decoders of every synthesis: worker threads started once with the daemon, not per
+  // request (a synthesis would otherwise wait for their start before its first segment). Idle workers
+  // do not keep the process alive.
+  let decoders: SegmentCompressor | undefined;
+  const sharedDecoders = () => (decoders?.usable ? decoders : (decoders = new SegmentCompressor()));
+  setImmediate(sharedDecoders);
   return {
     manager,
     hasBase: (id) => /^[0-9a-f]{64}$/.test(id) && has(id),
@@ -42,7 +49,7 @@ export function createVmBackend(dataDir: string, manager = new SandboxManager({ 
       const baseId = typeof overlay === 'string' ? this.inspectOverlay(overlay).baseId : overlay.manifest.baseId;
       // A file (an http(s) overlay) never takes parents from this daemon's store: other projects' overlays live there.
       const parentLookup = typeof overlay === 'string' ? async () => undefined : undefined;
-      const res = await synthesize(manager, baseId, overlay, { name: o.name, ports: o.ports, progress, signal, parentLookup });
+      const res = await synthesize(manager, baseId, overlay, { name: o.name, ports: o.ports, progress, signal, parentLookup, compressor: sharedDecoders() });
       return vmInfo(res.sandbox);
     },
     async makeOverlay(vmId, outFile, progress, signal) {

@@ -77,11 +77,12 @@ export class SegmentCompressor {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closed = false;
+  private broken = false;
 
   constructor(threads = Math.max(1, Math.min(os.availableParallelism?.() ?? os.cpus().length, 8))) {
     const zstdPath = require.resolve('zstd-napi');
     for (let i = 0; i < threads; i++) {
-      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstdPath } });
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstdPath }, execArgv: [] });
       w.on('message', (m: { id: number; data?: Uint8Array; digest?: string; rawDigest?: string; error?: string }) => {
         const p = this.pending.get(m.id);
         if (!p) return;
@@ -91,7 +92,14 @@ export class SegmentCompressor {
         if (m.error !== undefined) p.reject(new CloudletError('Corrupt', `zstd: ${m.error}`));
         else p.resolve({ data: Buffer.from(m.data!.buffer, m.data!.byteOffset, m.data!.byteLength), digest: m.digest, rawDigest: m.rawDigest });
       });
-      w.on('error', (e) => { for (const p of this.pending.values()) p.reject(e); this.pending.clear(); });
+      w.on('error', (e) => { this.broken = true; for (const p of this.pending.values()) p.reject(e); this.pending.clear(); });
+      // A worker that stopped answers nothing more: every later job would wait for ever.
+      w.on('exit', () => {
+        if (this.closed) return;
+        this.broken = true;
+        for (const p of this.pending.values()) p.reject(new CloudletError('Internal', 'a segment worker thread stopped'));
+        this.pending.clear();
+      });
       w.unref();
       this.workers.push(w);
       this.busy.push(0);
@@ -100,8 +108,12 @@ export class SegmentCompressor {
 
   get threads(): number { return this.workers.length; }
 
+  /** False once closed or once a worker died (a long-lived owner then makes a new one). */
+  get usable(): boolean { return !this.closed && !this.broken; }
+
   private run(op: 'compress' | 'decompress' | 'hash', data: Buffer | undefined, level = 0, extra: Record<string, unknown> = {}): Promise<Result> {
     if (this.closed) return Promise.reject(new CloudletError('Internal', 'segment compressor is closed'));
+    if (this.broken) return Promise.reject(new CloudletError('Internal', 'a segment worker thread stopped'));
     let best = 0;
     for (let i = 1; i < this.workers.length; i++) if (this.busy[i] < this.busy[best]) best = i;
     const id = this.nextId++;

@@ -75,6 +75,31 @@ describe('cloudlet daemon: security', function () {
     await assert.rejects(bob.getServer('00000000-0000-0000-0000-000000000000'), (e: ApiError) => e.httpStatus === 404);
   });
 
+  it('reads an overlay of its own image service only for callers who may read that image, with a download\'s words otherwise', async () => {
+    // Its own image URLs are read where the image store keeps them (no download from itself): the
+    // caller's access is the image GET's, and a refusal tells nothing about the image.
+    const id = await uploadOverlay(alice, 'alices-own');
+    const url = `${alice.endpoint('image')}/v2/images/${id}/file`;
+    const unknown = `${alice.endpoint('image')}/v2/images/00000000-0000-4000-8000-000000000000/file`;
+    const words: string[] = [];
+    for (const u of [url, unknown]) {
+      await assert.rejects(bob.createServer({ name: 'b1', overlayUrl: u }), (e: ApiError) => {
+        assert.equal(e.httpStatus, 400);
+        assert.match(e.message, /no cloudlet overlay could be read there/);
+        assert.ok(!e.message.includes(overlayBase), 'nothing of alice\'s overlay is told to bob');
+        words.push(e.message.replace(u, 'URL'));
+        return true;
+      });
+    }
+    assert.equal(words[0], words[1], 'another project\'s image reads like no image at all');
+    // Alice herself gets past the access check to the overlay's content (its base is not here).
+    await assert.rejects(alice.createServer({ name: 'a2', overlayUrl: url }), (e: ApiError) => e.httpStatus === 400 && e.message.includes(overlayBase));
+    // An image without data yet reads the same as none.
+    const empty = await alice.createImage({ name: 'empty', cloudlet_type: 'cloudlet_overlay' });
+    await assert.rejects(alice.createServer({ name: 'a3', overlayUrl: `${alice.endpoint('image')}/v2/images/${empty.id}/file` }), (e: ApiError) => e.httpStatus === 400 && /no cloudlet overlay could be read there/.test(e.message));
+    assert.deepEqual([...await alice.listServers(), ...await bob.listServers()], [], 'no server left behind');
+  });
+
   it('answers malformed JSON with 400 and the service\'s OpenStack error body', async () => {
     const nova = await fetch(`${alice.endpoint('compute')}/servers`, { method: 'POST', headers: { 'x-auth-token': alice.token, 'content-type': 'application/json' }, body: '{"server": {' });
     assert.equal(nova.status, 400);

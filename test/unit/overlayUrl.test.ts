@@ -15,7 +15,7 @@ import { isCloudletError } from '../../sandbox/common/errors';
 import { createLogger } from '../../sandbox/common/log';
 import { parseConfig } from '../../sandbox/cloudlet/config';
 import { fetchOverlayManifest } from '../../sandbox/cloudlet/overlayFetch';
-import { openOciOverlay } from '../../sandbox/cloudlet/overlaySource';
+import { openOciOverlay, ownImageId } from '../../sandbox/cloudlet/overlaySource';
 
 interface Served { url: string; hits: string[]; close(): Promise<void> }
 
@@ -108,5 +108,20 @@ describe('overlay_url: address ranges and no probe oracle', function () {
       answers.add(x.message.replace(ref, 'REF'));
     }
     assert.deepEqual([...answers], ['overlay_url REF: no cloudlet overlay could be read there']);
+  });
+});
+
+describe('overlay_url of the daemon\'s own image service', () => {
+  const svc = 'http://127.0.0.2:8774';
+  const id = '0b7f5a4e-3c1d-4e2f-9a8b-1c2d3e4f5a6b';
+  it('is recognised only as exactly <image service>/v2/images/<UUID>/file', () => {
+    assert.equal(ownImageId(new URL(`${svc}/v2/images/${id}/file`), svc), id);
+    assert.equal(ownImageId(new URL(`${svc}/v2/images/${id}/file`), `${svc}/`), id, 'a catalog URL with a trailing slash');
+    for (const other of [
+      `${svc}/v2/images/${id}/file?x=1`, `${svc}/v2/images/${id}/file#f`, `http://u:p@127.0.0.2:8774/v2/images/${id}/file`,
+      `${svc}/v2/images/${id}`, `${svc}/v2/images/${id}/file/x`, `${svc}/v2/images/not-a-uuid/file`,
+      `${svc}/v2/images/..%2F..%2Fetc/file`, `http://127.0.0.3:8774/v2/images/${id}/file`, `https://127.0.0.2:8774/v2/images/${id}/file`,
+      `${svc}/x/v2/images/${id}/file`,
+    ]) assert.equal(ownImageId(new URL(other), svc), undefined, other);
   });
 });

@@ -14,8 +14,8 @@ import type { AuthContext, DaemonContext, JobHandle } from '../context';
 import type { VmBackend, VmInfo } from '../vmBackend';
 import { serverFault, type ServerRow, type ServerStatus, type ServerStore } from '../serverStore';
 import type { ImageStore } from '../imageStore';
-import { checkOverlayUrl, overlayUrlTrust } from '../overlayFetch';
-import { openHttpOverlay, openOciOverlay, type OverlaySource } from '../overlaySource';
+import { checkOverlayUrl, overlayUrlTrust, unreadable } from '../overlayFetch';
+import { openHttpOverlay, openOciOverlay, openStoredOverlay, ownImageId, type OverlaySource } from '../overlaySource';
 import type { AddressPolicy } from '../../common/addressPolicy';
 import { CloudletError, describeError } from '../../common/errors';
 import { storePaths } from '../../common/paths';
@@ -122,6 +122,15 @@ export class ServerLifecycle {
     const url = checkOverlayUrl(overlayUrl);
     const o = { trust: overlayUrlTrust(url.href, metadata, ctx.peerTrust), policy: overlay.networks, log: ctx.log };
     if (url.protocol === 'oci:') return openOciOverlay(overlayUrl, ctx.dataDir, overlay.maxBytes, o);
+    // An image of our own image service: read where it is stored, if the caller may read it (else the
+    // same refusal as a download answered 404 or 204 would give).
+    const own = ownImageId(url, ctx.serviceUrl('image'));
+    if (own) {
+      let status: string;
+      try { status = this.d.images.get(a, own).status; } catch { throw unreadable(url.href, `no image ${own} the caller may read`, o); }
+      if (status !== 'active') throw unreadable(url.href, `image ${own} is ${status}, it has no data`, o);
+      return openStoredOverlay(this.d.images.filePath(own), url.href, overlay.maxBytes, o);
+    }
     // Our own Glance URLs need the caller's token; other URLs get no credentials.
     const headers: Record<string, string> = url.href.startsWith(ctx.publicUrl + '/') ? { 'x-auth-token': a.token } : {};
     return openHttpOverlay(url.href, headers, overlay.maxBytes, o);
