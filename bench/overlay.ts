@@ -335,9 +335,9 @@ async function daemonSynthesis(c: CloudletClient, overlayUrl: string, p: Pair, n
     await untilHttp(Number(hostPort.split(':')[1]), p.httpPath, 300_000);
     const ms = Date.now() - t0;
     await c.deleteServer(id);
-    // Phases by the daemon's progress events: download (request, manifest, fetch) -> synthesize (verify + apply) -> prepare/resume (files, QEMU, device state) -> running.
+    // Phases by the daemon's progress events: download (request, manifest, fetch) -> synthesize (verify + apply) -> launch (device state into the VM, cont) -> running.
     const at = (k: string, dflt: number) => first[k] ?? dflt;
-    const tApply = at('synthesize', t0), tLaunch = at('prepare', at('resume', tApply)), tRun = at('running', tRunning);
+    const tApply = at('synthesize', t0), tLaunch = at('launch', at('prepare', tApply)), tRun = at('running', tRunning);
     const trial = { ms, fetch_ms: tApply - t0, apply_ms: tLaunch - tApply, launch_ms: tRun - tLaunch, first_http_ms: t0 + ms - tRun };
     say(`${p.label}: synthesis ${(ms / 1000).toFixed(2)} s (${JSON.stringify(trial)}; load ${os.loadavg()[0].toFixed(1)})`);
     if (fs.readFileSync(stamp, 'utf8') === before || attempt === 2) return trial;

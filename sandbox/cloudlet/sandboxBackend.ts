@@ -9,6 +9,7 @@ import type { OverlayInfo, VmBackend, VmInfo } from './vmBackend';
 import { SandboxManager, type SandboxInfo } from '../sandboxes/sandboxManager';
 import { OverlayReader } from '../overlay/overlayReader';
 import { SegmentCompressor } from '../overlay/segmentCompressor';
+import { hostQemu } from '../qemu/host';
 import { createSandboxOverlay, synthesize } from '../overlay/sandboxOverlay';
 import { createLogger } from '../common/log';
 import { tail } from './consoleHub';
@@ -26,7 +27,12 @@ export function createVmBackend(dataDir: string, manager = new SandboxManager({ 
   // do not keep the process alive.
   let decoders: SegmentCompressor | undefined;
   const sharedDecoders = () => (decoders?.usable ? decoders : (decoders = new SegmentCompressor()));
-  setImmediate(sharedDecoders);
+  setImmediate(() => {
+    sharedDecoders();
+    // QEMU's version, CPU models and machines (three QEMU runs) are probed once per process: done
+    // now, not inside the first resume or synthesis. A host without QEMU is told then.
+    hostQemu().catch(() => undefined);
+  });
   return {
     manager,
     hasBase: (id) => /^[0-9a-f]{64}$/.test(id) && has(id),

@@ -44,6 +44,19 @@ export interface ApplyOptions {
   progress?: ProgressSink;
 }
 
+/**
+ * Where applyOverlayInto writes: a prepared launch's files (SandboxManager.prepareLaunch), whose
+ * QEMU may already wait paused for its device state. `ramFile` holds the base RAM's copy, `diskLayer`
+ * is rewritten in place (same inode: QEMU keeps an incoming image inactive and re-reads it when the
+ * device state activates it): data clusters as they come, the metadata only once QEMU opened it.
+ * Known once the launch is prepared; segments are fetched and decoded meanwhile.
+ */
+export interface ApplyTarget {
+  files: Promise<{ ramFile: string; diskLayer: string }>;
+  /** QEMU has the disk layer open (inactive): from then on its metadata may be rewritten. */
+  diskOpened: Promise<void>;
+}
+
 export interface ApplyResult {
   dir: string;
   ramFile: string;      // <dir>/ram.raw
@@ -144,6 +157,34 @@ export async function applyOverlay(
   base: ApplyBase,
   opts: ApplyOptions,
 ): Promise<ApplyResult> {
+  const r = await apply(overlay, source, base, opts);
+  return r.result!;
+}
+
+/**
+ * The same checks and writes into a prepared launch's files (`into`), nothing renamed: the device
+ * state comes back as bytes for the waiting QEMU. On failure the files hold anything: the caller
+ * discards the prepared launch. Standalone overlays only (a child is applied over its parent's
+ * launch, not over the base RAM the prepared launch copied).
+ */
+export async function applyOverlayInto(
+  overlay: { manifest: OverlayManifest; overlayId?: string },
+  source: SegmentSource,
+  base: Omit<ApplyBase, 'parent'>,
+  into: ApplyTarget,
+  opts: Omit<ApplyOptions, 'outDir'>,
+): Promise<{ deviceState: Buffer; timings: { fetchDecodeMs: number; totalMs: number } }> {
+  const r = await apply(overlay, source, base, { ...opts, outDir: '' }, into);
+  return { deviceState: r.deviceState, timings: r.timings };
+}
+
+async function apply(
+  overlay: { manifest: OverlayManifest; overlayId?: string },
+  source: SegmentSource,
+  base: ApplyBase,
+  opts: ApplyOptions,
+  into?: ApplyTarget,
+): Promise<{ result?: ApplyResult; deviceState: Buffer; timings: { fetchDecodeMs: number; totalMs: number } }> {
   const t0 = Date.now();
   const progress = opts.progress ?? noProgress;
   const manifest = validateManifest(overlay.manifest);
@@ -165,23 +206,27 @@ export async function applyOverlay(
     parentLayer?.close();
     throw new CloudletError('Mismatch', `base files do not have the sizes the overlay expects (RAM ${baseRamSize} vs ${manifest.base.ramSize}, disk ${baseDiskSize} vs ${manifest.base.diskSize})`);
   }
-  if (fs.existsSync(opts.outDir)) { parentLayer?.close(); throw new CloudletError('Conflict', `${opts.outDir} already exists`); }
+  if (into && parentLayer) { parentLayer.close(); throw new CloudletError('Internal', 'a child overlay is not applied into a prepared launch'); }
+  if (!into && fs.existsSync(opts.outDir)) { parentLayer?.close(); throw new CloudletError('Conflict', `${opts.outDir} already exists`); }
   const baseRamChunks = baseRamSize / CHUNK_SIZE, baseDiskChunks = Math.ceil(baseDiskSize / CHUNK_SIZE);
   const chunkLimit: Record<Target, number> = { ram: manifest.ram.size / CHUNK_SIZE, disk: Math.ceil(manifest.disk.size / CHUNK_SIZE) };
 
-  fs.mkdirSync(path.dirname(opts.outDir), { recursive: true });
-  const tmp = `${opts.outDir}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  fs.mkdirSync(tmp);
+  // Folder mode: everything in a temp folder renamed into place when complete.
+  const tmp = into ? undefined : `${opts.outDir}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  if (tmp) { fs.mkdirSync(path.dirname(opts.outDir), { recursive: true }); fs.mkdirSync(tmp); }
   const compressor = opts.compressor ?? new SegmentCompressor(opts.threads);
   const fetch = segmentFetcher(manifest, source, compressor, opts.signal);
   const fds: number[] = [];
   let writer: Qcow2Writer | undefined;
   let ramCopy: Promise<void> = Promise.resolve();
   try {
-    const ramPath = path.join(tmp, LAUNCH_FILES.ram);
+    let ramPath = tmp ? path.join(tmp, LAUNCH_FILES.ram) : '';
+    let diskPath = tmp ? path.join(tmp, LAUNCH_FILES.disk) : '';
     // A reflink or a copy of only the base RAM's data extents (cp --sparse), running while the
-    // first segments are fetched and decoded.
-    ramCopy = onDiskFullAsync(ramPath, 'synthesis: copying the base RAM', cloneFile(base.ramFile, ramPath));
+    // first segments are fetched and decoded (`into`: the prepared launch makes it).
+    ramCopy = into
+      ? into.files.then((t) => { ramPath = t.ramFile; diskPath = t.diskLayer; })
+      : onDiskFullAsync(ramPath, 'synthesis: copying the base RAM', cloneFile(base.ramFile, ramPath));
     ramCopy.catch(() => { /* awaited below */ });
     const baseRamFd = fs.openSync(base.ramFile, 'r'); fds.push(baseRamFd);
     const baseDiskFd = fs.openSync(base.diskFile, 'r'); fds.push(baseDiskFd);
@@ -191,8 +236,20 @@ export async function applyOverlay(
     // A child's launch disk is one layer over the base disk: its parent's chunks, its own written over them.
     const inherited = parentLayer ? parentLayer.allocatedChunks().filter((i) => i < chunkLimit.disk) : [];
     const diskChunks = parentLayer ? mergeAscending(ownDisk, inherited) : ownDisk;
-    writer = Qcow2Writer.create(path.join(tmp, LAUNCH_FILES.disk), { virtualSize: manifest.disk.size, backingFile: path.resolve(base.diskFile), backingFormat: 'raw', chunks: diskChunks });
-    const w = writer;
+    const diskOptions = { virtualSize: manifest.disk.size, backingFile: path.resolve(base.diskFile), backingFormat: 'raw' as const, chunks: diskChunks };
+    // The disk layer's writer, made once its file is known (at once in folder mode).
+    let w!: Qcow2Writer;
+    let diskRuns!: RunWriter;
+    const openDisk = async () => {
+      if (writer) return;
+      let made = into ? Qcow2Writer.reuse(diskPath, diskOptions) : undefined;
+      if (!made && into) await into.diskOpened; // QEMU must have read the empty layer before it is truncated
+      if (writer) return;
+      made ??= Qcow2Writer.create(diskPath, diskOptions);
+      w = writer = made;
+      diskRuns = new RunWriter(w.fileDescriptor);
+    };
+    if (!into) await openDisk();
     let ramFd = -1;
     const ramStored = new Uint8Array(chunkLimit.ram);           // 1 = final bytes written in phase 1
     const diskStored = new Uint8Array(diskChunks.length);
@@ -215,11 +272,9 @@ export async function applyOverlay(
       fs.readSync(target === 'ram' ? baseRamFd : baseDiskFd, out, 0, CHUNK_SIZE, index * CHUNK_SIZE);
       return out;
     };
-    const diskPath = path.join(tmp, LAUNCH_FILES.disk);
     // Writes go out in runs of consecutive pages / data clusters (one writev each), flushed at the
     // end of every segment and before anything is read back.
     let ramRuns: RunWriter | undefined;
-    const diskRuns = new RunWriter(w.fileDescriptor);
     /** `copy`: the bytes are in a buffer reused before the run is written (scratch). */
     const write = (target: Target, index: number, data: Buffer, copy: boolean) => {
       // A write that ends a run writes the run out: a full disk shows here too.
@@ -233,7 +288,7 @@ export async function applyOverlay(
     };
     const flushRuns = () => {
       if (ramRuns) onDiskFull(ramPath, WRITING, () => ramRuns!.flush());
-      onDiskFull(diskPath, WRITING, () => diskRuns.flush());
+      if (diskRuns) onDiskFull(diskPath, WRITING, () => diskRuns.flush());
     };
     const openRam = () => {
       if (ramFd >= 0) return;
@@ -291,6 +346,7 @@ export async function applyOverlay(
           const entry = chunkSegments[next++];
           const raw = await fetch(entry);
           if (failure !== undefined) return;
+          if (!writer) { await ramCopy; await openDisk(); }
           if (ramFd < 0 && entry.target === 'ram') { await ramCopy; openRam(); }
           throwIfCancelled(opts.signal);
           applySegment(entry, raw);
@@ -305,6 +361,7 @@ export async function applyOverlay(
     await Promise.all(Array.from({ length: Math.min(parallel, Math.max(1, chunkSegments.length)) }, workerLoop));
     if (failure !== undefined) throw failure;
     await ramCopy;
+    await openDisk();
     openRam();
 
     // Phase 2: copies of chunks stored elsewhere in this overlay, read back from the output (a span
@@ -332,29 +389,36 @@ export async function applyOverlay(
 
     const dsEntry = manifest.segments.find((s) => s.kind === 'device-state')!;
     const state = await fetch(dsEntry);
-    onDiskFull(path.join(tmp, LAUNCH_FILES.deviceState), 'synthesis: writing the device state', () => fs.writeFileSync(path.join(tmp, LAUNCH_FILES.deviceState), state));
     throwIfCancelled(opts.signal);
+    if (into) await into.diskOpened; // the metadata over the empty layer QEMU opened
     // No fsync: the files go straight to QEMU through the page cache, and a host crash loses the
     // sandbox anyway (a synthesis is redone from base + overlay).
     onDiskFull(diskPath, 'synthesis: finishing the disk layer', () => w.finish({ sync: false }));
     writer = undefined;
+    const fetchTimings = { fetchDecodeMs, totalMs: Date.now() - t0 };
+    if (!tmp) return { deviceState: state, timings: fetchTimings };
+    onDiskFull(path.join(tmp, LAUNCH_FILES.deviceState), 'synthesis: writing the device state', () => fs.writeFileSync(path.join(tmp, LAUNCH_FILES.deviceState), state));
     fs.writeFileSync(path.join(tmp, LAUNCH_FILES.info), JSON.stringify({ overlayId: overlay.overlayId, baseId: manifest.baseId, ...(manifest.parent ? { parent: manifest.parent } : {}), vmConfig: manifest.vmConfig }, null, 2));
     fs.renameSync(tmp, opts.outDir);
+    const timings = { fetchDecodeMs, totalMs: Date.now() - t0 };
     return {
-      dir: opts.outDir,
-      ramFile: path.join(opts.outDir, LAUNCH_FILES.ram),
-      diskLayer: path.join(opts.outDir, LAUNCH_FILES.disk),
-      deviceState: path.join(opts.outDir, LAUNCH_FILES.deviceState),
-      vmConfig: manifest.vmConfig,
-      overlayId: overlay.overlayId,
-      timings: { fetchDecodeMs, totalMs: Date.now() - t0 },
+      deviceState: state, timings,
+      result: {
+        dir: opts.outDir,
+        ramFile: path.join(opts.outDir, LAUNCH_FILES.ram),
+        diskLayer: path.join(opts.outDir, LAUNCH_FILES.disk),
+        deviceState: path.join(opts.outDir, LAUNCH_FILES.deviceState),
+        vmConfig: manifest.vmConfig,
+        overlayId: overlay.overlayId,
+        timings,
+      },
     };
   } finally {
     writer?.close();
     parentLayer?.close();
     await ramCopy.catch(() => { /* reported above */ });
     for (const fd of fds) { try { fs.closeSync(fd); } catch { /* closed */ } }
-    fs.rmSync(tmp, { recursive: true, force: true });
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
     if (!opts.compressor) await compressor.close();
   }
 }

@@ -86,6 +86,24 @@ export class Qcow2Writer {
     }
   }
 
+  /**
+   * Writes into an existing small qcow2 (the empty layer a prepared launch's QEMU has open, inactive)
+   * without truncating it: data clusters go past its end, and finish() rewrites every cluster before
+   * them. Undefined when the file reaches into the data area (then create() it once QEMU opened it).
+   */
+  static reuse(path: string, opts: Qcow2WriterOptions): Qcow2Writer | undefined {
+    const fd = fs.openSync(path, 'r+');
+    try {
+      const w = new Qcow2Writer(fd, opts);
+      if (fs.fstatSync(fd).size <= w.layout.dataStart * CLUSTER) return w;
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+    fs.closeSync(fd);
+    return undefined;
+  }
+
   /** Position of `chunk` in the listed chunks, or -1. */
   positionOf(chunk: number): number {
     let lo = 0, hi = this.chunks.length - 1;

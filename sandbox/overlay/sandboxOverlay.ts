@@ -8,6 +8,8 @@ import * as path from 'path';
 import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, ProgressSink } from '../common/progress';
 import type { SandboxInfo, SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
+import type { BaseBundle } from '../base/store';
+import { applyOverlayInto } from './apply';
 import { applyChain, folderLookup, resolveChain, type ChainHop, type ParentLookup } from './parentChain';
 import { DEFAULT_DISCARD, discardFreeSpace, type DiscardOptions, type DiscardReport } from './discard';
 import { canonicalJson, OverlayManifest } from './format';
@@ -149,8 +151,47 @@ function keepLaunchOverlay(file: string, to: string): void {
 }
 
 /**
- * VM synthesis: checks the overlay against the local base, builds the launch files in the store's
- * tmp/ (segments fetched and decoded in parallel), then resumes them in a new sandbox.
+ * A standalone overlay's synthesis with QEMU's start overlapping the apply: the launch is prepared
+ * (sandbox claimed, base RAM copied, empty disk layer, ports) while the first segments are fetched
+ * and decoded, its QEMU started paused with -incoming defer (no guest code can run) while the
+ * segments are checked and written into its files, and the device state streamed in only once
+ * every segment checked out; then the VM continues. Any failure discards the prepared launch (its
+ * QEMU and folder): nothing is left behind, as with the launch after a complete build.
+ */
+async function synthesizeIntoPrepared(
+  manager: SandboxManager, base: BaseBundle, hop: ChainHop, vm: VmConfig, ports: NonNullable<SynthesizeOptions['ports']>, opts: SynthesizeOptions, t0: number,
+): Promise<Omit<SynthesizeResult, 'overlayId'>> {
+  const progress = opts.progress ?? noProgress;
+  const prep = manager.prepareLaunch({ baseId: base.id, vmConfig: vm, ports, name: opts.name });
+  const started = prep.then((p) => manager.startPrepared(p.id));
+  prep.catch(() => undefined);
+  started.catch(() => undefined);
+  try {
+    const applied = await applyOverlayInto(hop, hop.source, { baseId: base.id, ramFile: base.ram, diskFile: base.disk },
+      { files: prep.then((p) => ({ ramFile: p.files.ram, diskLayer: p.files.disk })), diskOpened: started }, { threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress });
+    const applyMs = Date.now() - t0;
+    throwIfCancelled(opts.signal);
+    const t1 = Date.now();
+    progress({ phase: 'launch', message: 'launch files built; loading the device state into the waiting QEMU' });
+    const { id } = await prep;
+    await started;
+    const sandbox = await manager.completePrepared(id, applied.deviceState);
+    progress({ phase: 'running', message: `${sandbox.id} running` });
+    return { sandbox, timings: { applyMs, launchMs: Date.now() - t1, totalMs: Date.now() - t0 } };
+  } catch (e) {
+    // The prepared launch (if it was made) goes, whatever state its QEMU reached.
+    const p = await prep.catch(() => undefined);
+    await started.catch(() => undefined);
+    if (p) await manager.delete(p.id).catch((d) => log.warn(`synthesis failed; discarding its prepared launch ${p.id}: ${(d as Error).message}`));
+    throw e;
+  }
+}
+
+/**
+ * VM synthesis: checks the overlay against the local base and resumes base + overlay in a new
+ * sandbox. A standalone overlay is applied into a prepared launch whose QEMU starts meanwhile
+ * (synthesizeIntoPrepared); a chain's launch files are built in the store's tmp/ first (segments
+ * fetched and decoded in parallel) and then launched.
  */
 export async function synthesize(
   manager: SandboxManager,
@@ -175,15 +216,22 @@ export async function synthesize(
       chain = await resolveChain(chain[0], opts.parentLookup ?? o.parentLookup ?? folderLookup(dirs, readers));
     }
     progress({ phase: 'synthesize', message: `building launch VM of overlay ${o.overlayId?.slice(0, 12) ?? ''} over base ${base.id.slice(0, 12)}${chain.length > 1 ? ` (chain of ${chain.length} overlays)` : ''}` });
+    const allPorts = [...ports, ...(opts.ports ?? [])];
+    if (chain.length === 1 && process.env.CLOUDLET_SYNTHESIS_OVERLAP !== '0') {
+      const r = await synthesizeIntoPrepared(manager, base, chain[0], vm, allPorts, opts, t0);
+      if (typeof overlay === 'string') keepLaunchOverlay(overlay, manager.layout(r.sandbox.id).files.launchOverlay);
+      return { ...r, overlayId: o.overlayId };
+    }
     const built = await applyChain(chain, { baseId: base.id, ramFile: base.ram, diskFile: base.disk }, {
       outDir: path.join(work, 'launch'), threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress,
     });
     const applyMs = Date.now() - t0;
     throwIfCancelled(opts.signal);
     const t1 = Date.now();
+    progress({ phase: 'launch', message: 'launch files built; starting the VM' });
     const sandbox = await manager.launch({
       baseId: base.id, diskLayer: built.diskLayer, ramFile: built.ramFile, deviceState: built.deviceState, vmConfig: vm,
-      ports: [...ports, ...(opts.ports ?? [])], name: opts.name, onProgress: progress,
+      ports: allPorts, name: opts.name, onProgress: progress,
     });
     if (typeof overlay === 'string' && chain.length === 1) keepLaunchOverlay(overlay, manager.layout(sandbox.id).files.launchOverlay);
     return { sandbox, overlayId: o.overlayId, timings: { applyMs, launchMs: Date.now() - t1, totalMs: Date.now() - t0 } };

@@ -84,7 +84,7 @@ describe('overlay: build, create, synthesize with real QEMU', function () {
     await th.manager.delete('synth1');
   });
 
-  it('acceptance 3: a damaged or mismatched overlay is refused before any VM starts, nothing left behind', async () => {
+  it('acceptance 3: a damaged or mismatched overlay is refused before the VM runs any guest code, nothing left behind (no sandbox, no QEMU, no files)', async () => {
     const bad = path.join(th.home, 'damaged.overlay');
     fs.copyFileSync(built.overlay.path, bad);
     const r = OverlayReader.open(bad);
@@ -106,6 +106,12 @@ describe('overlay: build, create, synthesize with real QEMU', function () {
     fs.writeFileSync(greedy, Buffer.concat([encodeContainerHeader(mb), mb, segments]));
     await assert.rejects(synthesize(th.manager, th.baseId, greedy, { name: 'synth-bad' }), (e: unknown) => isCloudletError(e, 'Mismatch') && /vmConfig\.vcpus 64 differs from base/.test(e.message));
     assert.deepEqual(th.manager.list().map((s) => s.id), [], 'a sandbox was started');
+    // The damaged segment is found while a prepared launch's QEMU waits paused: that QEMU is gone too.
+    const qemus = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try { return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(path.join(th.home, 'sandboxes')); } catch { return false; }
+    });
+    assert.deepEqual(qemus, [], 'a QEMU of a refused synthesis is still running');
+    assert.deepEqual(fs.existsSync(path.join(th.home, 'sandboxes')) ? fs.readdirSync(path.join(th.home, 'sandboxes')) : [], [], 'a sandbox folder was left');
     const tmp = th.manager.paths.tmp;
     assert.deepEqual(fs.existsSync(tmp) ? fs.readdirSync(tmp) : [], [], 'half-built files left in tmp/');
   });

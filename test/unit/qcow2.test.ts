@@ -118,6 +118,33 @@ describe('qcow2 reader and writer against qemu-img', function () {
     r.close();
   });
 
+  it('writer over an empty layer qemu-img made (a prepared launch\'s, held open by its QEMU): same inode, same bytes, check clean; refused when that layer reaches the data area', () => {
+    const size = 24 << 20;
+    const base = prng(12, size);
+    const baseFile = path.join(tmp, 'rbase.raw');
+    fs.writeFileSync(baseFile, base);
+    const file = path.join(tmp, 'r.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `cluster_size=4096,backing_file=${baseFile},backing_fmt=raw`, file]);
+    const ino = fs.statSync(file).ino;
+    const chunks = [3, 4, 5, 700, 701, 5000];
+    const expected = Buffer.from(base);
+    const w = Qcow2Writer.reuse(file, { virtualSize: size, backingFile: baseFile, chunks });
+    assert.ok(w, 'an empty layer lies before the data area');
+    for (const c of chunks) {
+      if (c === 700) { w.markZero(c); expected.fill(0, c * PAGE, (c + 1) * PAGE); continue; }
+      const d = prng(c + 200, PAGE);
+      w.writeChunk(c, d);
+      d.copy(expected, c * PAGE);
+    }
+    w.finish({ sync: false });
+    assert.equal(fs.statSync(file).ino, ino, 'rewritten in place');
+    fs.writeFileSync(path.join(tmp, 'r-expected.raw'), expected);
+    assert.match(execFileSync('qemu-img', ['check', file]).toString(), /No errors were found on the image/);
+    execFileSync('qemu-img', ['compare', '-q', file, path.join(tmp, 'r-expected.raw')]);
+    // A file longer than the metadata area (here: the finished layer itself, its data clusters) is not reused.
+    assert.equal(Qcow2Writer.reuse(file, { virtualSize: size, backingFile: baseFile, chunks: [1] }), undefined);
+  });
+
   it('writer refuses a chunk outside its plan and an unfinished layer', () => {
     const file = path.join(tmp, 'w2.qcow2');
     const w = Qcow2Writer.create(file, { virtualSize: 1 << 20, backingFile: '/nonexistent/base.raw', chunks: [3, 4] });
