@@ -204,6 +204,19 @@ function pauseBreakdown(m: Move): Record<string, number | undefined> {
     : { tracking: p.final_ram_compare, device_state: (p.final_ram_compare_and_device_state ?? 0) - (p.final_ram_compare ?? 0), disk_scan: p.final_disk_scan, ...tail };
 }
 
+/**
+ * Our time before the pause (phases_ms of the report): the session check, round 0 read / decoded at
+ * the source / sent and applied at the destination, the copy of the base RAM (alongside the decode),
+ * then either QEMU's first pass held at the gate (first_round_disk_scan, first_pass_gate_round or
+ * _wait, first_pass_gate_reached 1/0) or the compare round, and QEMU's passes (live_tracking).
+ */
+function liveBreakdown(m: Move): Record<string, number> {
+  const p = m.phases_ms ?? {};
+  const keys = ['check', 'launch_round_read', 'launch_round_decode', 'live_shadow_load', 'launch_round_send_apply', 'first_round_disk_scan',
+    'first_pass_gate_round', 'first_pass_gate_wait', 'first_pass_gate_reached', 'compare_round', 'live_tracking'];
+  return Object.fromEntries(keys.filter((k) => typeof p[k] === 'number').map((k) => [k, p[k]]));
+}
+
 function medianBreakdown(ms: Move[]): Record<string, number> {
   const all = ms.map(pauseBreakdown);
   const out: Record<string, number> = {};
@@ -278,7 +291,7 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
     const round3 = (x: number) => Math.round(x * 1000) / 1000;
     const perTrial = (ox: Move[], qx: Move[]) => ox.map((x, i) => ({
       ours_bytes: x.bytes, ours_downtime_ms: x.downtime_ms, ours_source_downtime_ms: x.reported_downtime_ms, ours_total_ms: x.total_ms, ours_rounds: x.rounds, ours_tracking: x.tracking,
-      ours_round_pages: x.round_pages, ours_pause_ms: pauseBreakdown(x),
+      ours_round_pages: x.round_pages, ours_pause_ms: pauseBreakdown(x), ours_live_ms: liveBreakdown(x),
       qemu_bytes: qx[i].bytes, qemu_downtime_ms: qx[i].downtime_ms, qemu_reported_downtime_ms: qx[i].reported_downtime_ms, qemu_total_ms: qx[i].total_ms,
       ratio_downtime_vs_qemu: round3(x.downtime_ms / Math.max(1, qx[i].downtime_ms)),
     }));
