@@ -204,7 +204,7 @@ export class HandoffSender {
       await failpoint('handoff-after-check');
       // Round 0 from the overlay the VM was made from, when it kept one (launchRound.ts): on its way
       // while the copy of the base RAM is read and the round decoded into it.
-      const launch = await this.startLaunchRound(dest, sid, files.launchOverlay, info.baseId, base, vmConfig.ramBytes);
+      const launch = await this.startLaunchRound(dest, sid, files, info.baseId, base, vmConfig.ramBytes);
       const tShadow = Date.now();
       const pages = vmConfig.ramBytes / CHUNK_SIZE;
       ram = new ShadowPageTracker(undefined, pages, { workers: compareWorkers() });
@@ -516,10 +516,10 @@ export class HandoffSender {
    * kept for the report, when there is none usable). The round's answer is awaited by the next
    * send() or by decodeLaunchRound's caller; the destination applies it meanwhile.
    */
-  private async startLaunchRound(dest: DestinationClient, sid: string, file: string, baseId: string, base: { disk: string }, ramBytes: number): Promise<LaunchRound | undefined> {
+  private async startLaunchRound(dest: DestinationClient, sid: string, files: { launchOverlay: string; launchOverlayId: string }, baseId: string, base: { disk: string }, ramBytes: number): Promise<LaunchRound | undefined> {
     const t0 = Date.now();
     const r = launchOverlayEnabled()
-      ? await readLaunchRound(file, baseId, { ram: ramBytes, disk: fs.statSync(base.disk).size })
+      ? await readLaunchRound(files.launchOverlay, readRecordedId(files.launchOverlayId), baseId, { ram: ramBytes, disk: fs.statSync(base.disk).size })
       : { unusable: 'CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0' };
     if ('unusable' in r) {
       this.launchOverlay = { used: false, reason: r.unusable };
@@ -664,6 +664,11 @@ export function launchRamPages(r: Pick<LaunchRound, 'segments'>, pages: number):
 }
 
 /** Heartbeats to the destination every `ms` until stopped (one at a time; a lost one is not retried). */
+/** The overlay ID synthesis recorded for the VM (undefined when none was: an older VM, or not made from a file). */
+function readRecordedId(file: string): string | undefined {
+  try { return fs.readFileSync(file, 'utf8').trim() || undefined; } catch { return undefined; }
+}
+
 function keepAlive(dest: DestinationClient, sid: string, ms: number): { stop(): void } {
   let inFlight = false;
   const t = setInterval(() => {

@@ -35,16 +35,20 @@ export interface LaunchRound {
 
 /**
  * Opens the kept launch overlay if it can be round 0 for a VM on base `baseId` with images of
- * `sizes` bytes: undefined with the reason otherwise (no file, a child overlay, another base...).
+ * `sizes` bytes, made from the overlay `madeFrom` (its ID, recorded at synthesis): undefined with
+ * the reason otherwise (no file, not that overlay any more, a child overlay, another base...).
  * Reads and checks every chunk segment (SHA-256 against its name, one zstd frame declaring its
  * size) before anything is sent.
  */
-export async function readLaunchRound(file: string, baseId: string, sizes: Record<Target, number>): Promise<LaunchRound | { unusable: string }> {
+export async function readLaunchRound(file: string, madeFrom: string | undefined, baseId: string, sizes: Record<Target, number>): Promise<LaunchRound | { unusable: string }> {
   if (!fs.existsSync(file)) return { unusable: 'the VM was not made by synthesis from an overlay file' };
+  if (!madeFrom) return { unusable: 'the overlay the VM was made from is not recorded' };
   let reader: OverlayReader;
   try { reader = OverlayReader.open(file); } catch (e) { return { unusable: `its launch overlay does not open: ${(e as Error).message}` }; }
   try {
     const m = reader.manifest;
+    // The disk chunks the VM's layer does not map are never scanned again: the file must be the overlay applied.
+    if (reader.overlayId !== madeFrom) return { unusable: `its launch overlay file is now overlay ${reader.overlayId?.slice(0, 12)}, not the ${madeFrom.slice(0, 12)} the VM was made from` };
     if (m.parent) return { unusable: 'its launch overlay is a child overlay (its parents are not kept)' };
     // A round carries zstd segments; xz units (the wire profile) would have to be decoded and compressed again.
     if (m.compression.algorithm !== 'zstd') return { unusable: `its launch overlay is stored as ${m.compression.algorithm} units, not zstd segments` };

@@ -45,6 +45,13 @@ export class LayerTracker {
 
   /** Records that the destination holds `data` as chunk `index` (a round sent without a scan: launchRound.ts). */
   hold(index: number, data: Buffer): void {
+    // Zeros are not copied (a crafted overlay of zero records over a zero base would otherwise make
+    // the source hold 4 KiB per record: the whole virtual disk for a few hundred KB of overlay).
+    if (isZero(data)) {
+      if (this.baseDigests && this.baseChunkIsZero(index)) this.sent.delete(index); // the base's own bytes
+      else this.sent.set(index, ZERO_CHUNK);
+      return;
+    }
     this.sent.set(index, Buffer.from(data));
   }
 

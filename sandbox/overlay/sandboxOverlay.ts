@@ -143,11 +143,17 @@ export function checkSameVm(vm: VmConfig, baseVm: VmConfig, baseId: string): voi
 
 /**
  * Keeps the overlay a VM was made from in its folder (a hard link: no copy, and the caller may
- * remove its own name): a handoff sends it as round 0 (handoff/launchRound.ts). Best effort: a
- * VM without it is handed off by comparing its RAM with the base.
+ * remove its own name) with the ID of the overlay applied: a handoff sends it as round 0
+ * (handoff/launchRound.ts) only if the file still has that ID (a link shares the caller's inode,
+ * which the caller may rewrite). Best effort: a VM without it is handed off by comparing its RAM
+ * with the base.
  */
-function keepLaunchOverlay(file: string, to: string): void {
-  try { fs.linkSync(file, to); } catch (e) { log.info(`launch overlay not kept for handoff (${(e as Error).message}); a handoff compares the VM's RAM with the base instead`); }
+function keepLaunchOverlay(file: string, overlayId: string | undefined, files: { launchOverlay: string; launchOverlayId: string }): void {
+  if (!overlayId) return;
+  try {
+    fs.writeFileSync(files.launchOverlayId, overlayId);
+    fs.linkSync(file, files.launchOverlay);
+  } catch (e) { log.info(`launch overlay not kept for handoff (${(e as Error).message}); a handoff compares the VM's RAM with the base instead`); }
 }
 
 /**
@@ -233,7 +239,7 @@ export async function synthesize(
       baseId: base.id, diskLayer: built.diskLayer, ramFile: built.ramFile, deviceState: built.deviceState, vmConfig: vm,
       ports: allPorts, name: opts.name, onProgress: progress,
     });
-    if (typeof overlay === 'string' && chain.length === 1) keepLaunchOverlay(overlay, manager.layout(sandbox.id).files.launchOverlay);
+    if (typeof overlay === 'string' && chain.length === 1) keepLaunchOverlay(overlay, o.overlayId, manager.layout(sandbox.id).files);
     return { sandbox, overlayId: o.overlayId, timings: { applyMs, launchMs: Date.now() - t1, totalMs: Date.now() - t0 } };
   } finally {
     reader?.close();

@@ -16,6 +16,8 @@ export interface SandboxFiles {
   ram: string;
   /** The overlay a synthesized VM was made from, kept for its handoff's round 0 (handoff/launchRound.ts). */
   launchOverlay: string;
+  /** The ID of the overlay that VM was made from: round 0 uses launchOverlay only if it still has it. */
+  launchOverlayId: string;
   /** Device state written by snapshot/stop (restart continues from it). */
   savedState: string;
   qemuLog: string;
@@ -34,7 +36,7 @@ export function sandboxFiles(dir: string): SandboxFiles {
   const disk = path.join(dir, 'disk.qcow2'), ram = path.join(dir, 'ram.raw');
   const v = vmFilesIn(dir, { path: disk, format: 'qcow2' }, ram);
   return {
-    dir, record: path.join(dir, 'state.json'), disk, ram, launchOverlay: path.join(dir, 'launch.overlay'), savedState: path.join(dir, 'state.bin'),
+    dir, record: path.join(dir, 'state.json'), disk, ram, launchOverlay: path.join(dir, 'launch.overlay'), launchOverlayId: path.join(dir, 'launch.overlay.id'), savedState: path.join(dir, 'state.bin'),
     qemuLog: v.qemuLog, qmpSocket: v.qmpSocket, consoleSocket: v.consoleSocket, consoleLog: v.consoleLog,
     agentSocket: v.agentSocket, migrateSocket: v.migrateSocket, pidFile: v.pidFile,
   };

@@ -30,13 +30,16 @@ describe('handoff round 0 from the launch overlay', function () {
   let pair: GeneratedPair;
   let compressor: SegmentCompressor;
   let overlayFile: string;
+  let overlayId: string;
   let sizes: Record<Target, number>;
 
   before(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'launch-round-'));
     pair = makePair(path.join(tmp, 'pair'));
     compressor = new SegmentCompressor(2);
-    overlayFile = (await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outDir: path.join(tmp, 'overlays'), compressor })).path;
+    const made = await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outDir: path.join(tmp, 'overlays'), compressor });
+    overlayFile = made.path;
+    overlayId = made.overlayId;
     sizes = { ram: pair.ram.length, disk: fs.statSync(pair.base.diskFile).size };
   });
   after(async () => {
@@ -66,7 +69,7 @@ describe('handoff round 0 from the launch overlay', function () {
   };
 
   it('the destination applies the stored segments and holds the launch images; the source decoded the same, so the next compare finds nothing', async () => {
-    const r = await readLaunchRound(overlayFile, pair.baseId, sizes);
+    const r = await readLaunchRound(overlayFile, overlayId, pair.baseId, sizes);
     assert.ok(!('unusable' in r), `usable: ${JSON.stringify((r as { unusable?: string }).unusable)}`);
     assert.ok(r.chunks.ram > 0 && r.chunks.disk > 0, JSON.stringify(r.chunks));
     assert.ok(r.segments.every((s) => s.kind === 'chunks'), 'no device state in round 0');
@@ -110,12 +113,14 @@ describe('handoff round 0 from the launch overlay', function () {
   });
 
   it('an overlay that cannot be round 0 is named and nothing is read on: none kept, another base, other sizes, a damaged segment', async () => {
-    const why = async (file: string, baseId = pair.baseId, s = sizes) => {
-      const r = await readLaunchRound(file, baseId, s);
+    const why = async (file: string, baseId = pair.baseId, s = sizes, madeFrom: string | undefined = overlayId) => {
+      const r = await readLaunchRound(file, madeFrom, baseId, s);
       assert.ok('unusable' in r, 'unusable');
       return r.unusable;
     };
     assert.match(await why(path.join(tmp, 'none.overlay')), /not made by synthesis/);
+    assert.match(await why(overlayFile, pair.baseId, sizes, ''), /not recorded/);
+    assert.match(await why(overlayFile, pair.baseId, sizes, 'ab'.repeat(32)), /now overlay .*not the abababababab the VM was made from/);
     assert.match(await why(overlayFile, 'cd'.repeat(32)), /for base .* the VM runs cdcdcdcdcdcd/);
     assert.match(await why(overlayFile, pair.baseId, { ram: sizes.ram * 2, disk: sizes.disk }), /images .* are not the VM's/);
     const bad = path.join(tmp, 'damaged.overlay');

@@ -130,6 +130,31 @@ describe('handoff disk-layer tracker (qcow2 written by qemu-io)', function () {
     });
   }
 
+  it('hold() of zero chunks (a launch round of zero records) keeps no 4 KiB copies, and held() still answers zeros', async () => {
+    const { base, layer } = setup(4096);
+    const digests = Buffer.alloc((4 << 20) / 4096 * 32);
+    const zeroDigest = createHash('sha256').update(Buffer.alloc(4096)).digest();
+    const baseBytes = fs.readFileSync(base);
+    for (let i = 0; i < 1024; i++) createHash('sha256').update(baseBytes.subarray(i * 4096, i * 4096 + 4096)).digest().copy(digests, i * 32);
+    zeroDigest.copy(digests, 5 * 32); // pretend base chunk 5 is zero (a digest-only decision)
+    const fd = fs.openSync(base, 'r');
+    try {
+      const t = new LayerTracker(layer, fd, digests);
+      const zero = Buffer.alloc(4096);
+      const noDigests = new LayerTracker(layer, fd);
+      const before = process.memoryUsage().arrayBuffers;
+      for (let k = 0; k < 50_000; k++) noDigests.hold(k, zero); // 200 MB held if each were copied
+      assert.ok(process.memoryUsage().arrayBuffers - before < 20 << 20, `held memory grew by ${process.memoryUsage().arrayBuffers - before} bytes`);
+      assert.ok(noDigests.held(49_999, Buffer.alloc(4096)).equals(zero));
+      t.hold(7, zero);
+      assert.ok(t.held(7, Buffer.alloc(4096)).equals(zero), 'a zeroed chunk over a non-zero base reads as zeros');
+      t.hold(7, Buffer.alloc(4096, 9));
+      assert.equal(t.held(7, Buffer.alloc(4096))[0], 9, 'non-zero bytes are kept');
+      t.hold(5, zero);
+      assert.ok(t.held(5, Buffer.alloc(4096)).equals(baseBytes.subarray(5 * 4096, 6 * 4096)), 'zero over a zero base: nothing held, the base answers');
+    } finally { fs.closeSync(fd); }
+  });
+
   it('written chunks from a QEMU dirty bitmap over NBD (qemu-nbd), then only those compared: exactly the ones that differ', async function () {
     if (!has('qemu-nbd')) this.skip();
     const { base, layer, io } = setup(65536);
