@@ -225,7 +225,7 @@ export async function synthesize(
     const allPorts = [...ports, ...(opts.ports ?? [])];
     if (chain.length === 1 && process.env.CLOUDLET_SYNTHESIS_OVERLAP !== '0') {
       const r = await synthesizeIntoPrepared(manager, base, chain[0], vm, allPorts, opts, t0);
-      if (typeof overlay === 'string') keepLaunchOverlay(overlay, manager.layout(r.sandbox.id).files.launchOverlay);
+      if (typeof overlay === 'string') keepLaunchOverlay(overlay, o.overlayId, manager.layout(r.sandbox.id).files);
       return { ...r, overlayId: o.overlayId };
     }
     const built = await applyChain(chain, { baseId: base.id, ramFile: base.ram, diskFile: base.disk }, {
