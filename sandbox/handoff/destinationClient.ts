@@ -5,6 +5,16 @@ import { HANDOFF_FEATURES, HANDOFF_PATH, type BeginRequest, type FinishResponse,
 
 const REQUEST_TIMEOUT_MS = 10 * 60_000;
 
+/** Connect-phase failures: the request never reached the destination's handler. */
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+
+/**
+ * A request that provably never reached the destination (no connection, or its certificate
+ * refused before anything was sent): a finish that failed so was not received, and the VM can
+ * resume at the source at once instead of waiting to learn the outcome.
+ */
+export class NotDelivered extends CloudletError {}
+
 export class DestinationClient {
   private readonly base: string;
   /** `trust`: how to verify the destination's certificate (the daemon's peer trust, or a pin the caller gave). */
@@ -79,8 +89,10 @@ export class DestinationClient {
         headers: { 'x-auth-token': this.token, accept: 'application/json', ...(type ? { 'content-type': type } : {}) },
       }, this.trust);
     } catch (e) {
-      if (e instanceof CertificateError) throw new CloudletError('Untrusted', `handoff destination: ${e.message}`, { hint: e.hint });
-      throw new CloudletError('Unavailable', `destination ${this.where} did not answer ${method} ${HANDOFF_PATH}${path.replace(/\/[0-9a-f-]{36}/, '/…')}: ${fetchFailure(e, this.base)}`);
+      if (e instanceof CertificateError) throw new NotDelivered('Untrusted', `handoff destination: ${e.message}`, { hint: e.hint });
+      const what = `destination ${this.where} did not answer ${method} ${HANDOFF_PATH}${path.replace(/\/[0-9a-f-]{36}/, '/…')}: ${fetchFailure(e, this.base)}`;
+      if (NOT_CONNECTED.has((e as { cause?: { code?: string } }).cause?.code ?? '')) throw new NotDelivered('Unavailable', what);
+      throw new CloudletError('Unavailable', what);
     }
     const text = await res.text().catch(() => '');
     if (!res.ok) {

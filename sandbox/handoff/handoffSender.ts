@@ -16,7 +16,7 @@ import { DEFAULT_LEVEL, mergeAscending } from '../overlay/overlayWriter';
 import { CHUNK_SIZE, type Target } from '../overlay/format';
 import { decodeLaunchRound, readLaunchRound, type LaunchRound } from './launchRound';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
-import { DestinationClient } from './destinationClient';
+import { DestinationClient, NotDelivered } from './destinationClient';
 import { ShadowPageTracker } from './dirtyPageTracker';
 import { LayerTracker } from './layerTracker';
 import { RoundEncoder } from './roundEncoder';
@@ -619,6 +619,8 @@ export class HandoffSender {
     try {
       return await finish();
     } catch (e) {
+      // Never received (no connection): the destination cannot have resumed the VM; resume here.
+      if (e instanceof NotDelivered) throw e;
       // Test hook: the source stops here (to be killed) after finish's answer was lost.
       await failpoint('handoff-confirm');
       const deadline = Date.now() + confirmMs();
