@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- overlay [--only test|realistic] [--level N] [--reuse-peer] [--prepare] [--elijah-level 9] [--synth-trials N] [--synth-only] [--no-boot]`
+ * `npm run bench -- overlay [--only test|realistic] [--level N] [--reuse-peer] [--prepare] [--elijah-level 9] [--synth-trials N] [--synth-only] [--no-boot] [--synth-ab]`
  *
  * For the test guest and the Debian 12 base (sandbox/guest/debian.ts, the shared cached base: systemd, 1 GiB RAM,
  * 4 GiB disk, python3-flask + nginx-light installed from .debs by `cloudlet build`), on the same
@@ -58,6 +58,8 @@ const prepareOnly = args.includes('--prepare');
 const synthOnly = args.includes('--synth-only');
 // --no-boot: no cold boots (a quick loop on the synthesis alone; no ratio then).
 const noBoot = args.includes('--no-boot');
+// --synth-ab: also the trials on a daemon with CLOUDLET_SYNTHESIS_OVERLAP=0 (launch files first, then QEMU), no boots.
+const synthAb = args.includes('--synth-ab');
 // --elijah-level 9: xdelta3 -9 with a source window covering the file (the issue's first runs); default:
 // the settings of Elijah's own code (xdelta3 default level and window).
 const elijahLevel9 = args.includes('--elijah-level') && args[args.indexOf('--elijah-level') + 1] === '9';
@@ -371,12 +373,26 @@ async function coldBoot(p: Pair & { kernel: string; initrd: string }, baseVm: Vm
 
 /** The synthesis trials on a daemon of the bench home, each followed by a cold boot (withBoot): interleaved, so both see the same load; medians. */
 async function synthesisTrials(p: Pair, overlayFile: string, baseVm: VmConfig, withBoot?: { kernel: string; initrd: string }): Promise<{ synthMs: number; bootMs?: number; fields: Record<string, unknown> }> {
+  const main = await daemonTrials(p, overlayFile, baseVm, withBoot);
+  // --synth-ab: the same trials on a daemon that builds the launch files before starting QEMU (the order before the overlap).
+  const serial = synthAb ? await daemonTrials(p, overlayFile, baseVm, undefined, { CLOUDLET_SYNTHESIS_OVERLAP: '0' }) : undefined;
+  return {
+    ...main,
+    fields: {
+      ...main.fields,
+      ...(serial ? { synthesis_serial_ms: serial.synthMs, synthesis_serial_trials_ms: serial.fields.synthesis_trials_ms, synthesis_serial_apply_ms: serial.fields.synthesis_apply_ms, synthesis_serial_launch_ms: serial.fields.synthesis_launch_ms } : {}),
+    },
+  };
+}
+
+async function daemonTrials(p: Pair, overlayFile: string, baseVm: VmConfig, withBoot?: { kernel: string; initrd: string }, env?: Record<string, string>): Promise<{ synthMs: number; bootMs?: number; fields: Record<string, unknown> }> {
   const synths: SynthTrial[] = [], boots: number[] = [];
   // The daemon names VMs srv-UUID: QEMU's sockets under the bench home's long path would pass the
   // unix socket limit, so the daemon reaches the home through a short symlink.
   const short = fs.mkdtempSync('/tmp/cb-');
   fs.symlinkSync(path.resolve(p.home), path.join(short, 'h'));
-  const d = await startDaemon({ ip: '127.0.0.5', data: path.join(short, 'h'), keepData: true });
+  const d = await startDaemon({ ip: '127.0.0.5', data: path.join(short, 'h'), keepData: true, env });
+  if (env) say(`${p.label}: daemon with ${JSON.stringify(env)}`);
   try {
     const c = await CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
     const overlayUrl = await uploadOverlay(c, overlayFile, `bench-${p.label}`);
