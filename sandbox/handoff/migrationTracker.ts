@@ -31,27 +31,36 @@ const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 function pendingLimit(): number { return envNumber('CLOUDLET_HANDOFF_PENDING_PAGES', 1024, 1); }
 
 /**
- * QEMU's downtime budget for the tracker's migration, in ms (CLOUDLET_HANDOFF_DOWNTIME_MS; default
- * 300, QEMU's own default). QEMU stops the VM when what is dirty fits budget x its measured bandwidth
- * into our socket. 300 ms stops it right after its first pass (idle test guest, TCG: ~6,300 pages
- * dirty then, ~210 ms of the pause to send and parse them). Smaller budgets lose writes on TCG,
- * in QEMU itself: QEMU 7.2 migrating the test guest (a writer running) to a second QEMU with a 10 ms
- * budget left the destination's RAM different from the paused source's in 3 of 3 runs (1-29 pages;
- * 300 ms: 0 of 2), and our receiver, fed the same stream, applied the last copy QEMU sent of each of
- * those pages (QEMU never sent the final content). With 30 ms the handoff's RAM check failed 3 of 4
- * times. So no small budget; a guest writing faster than the budget allows still converges:
- * downtimeBudget() doubles it.
+ * QEMU's downtime budget for the tracker's migration, in ms (CLOUDLET_HANDOFF_DOWNTIME_MS; default 0).
+ * QEMU (7.2, migration.c / ram.c) syncs its dirty log whenever what is left to send is under
+ * budget x its measured bandwidth into our socket, and stops the VM when it is still under it after
+ * the sync. Into our local socket that bandwidth is high: with QEMU's own 300 ms the test guest's whole
+ * 128 MiB was "under budget" from the start, so QEMU stopped the VM early in its first pass and sent
+ * the rest of it with the VM stopped (13,588 pages, 121-156 ms of our pause for 26-183 that differed;
+ * 3 dirty-log syncs). With 0, QEMU never syncs before its first pass is all sent (nothing is "under"
+ * a budget of 0) and stops the VM right after it (nothing left): the last pass holds only the pages
+ * written during the first pass (285-310 on the idle test guest, 9-25 ms), with one sync while the
+ * vCPUs run (the setup one) and one with the VM stopped. Small non-zero budgets are worse than either:
+ * QEMU then syncs over and over while the vCPUs run, and QEMU 7.2 TCG lost guest writes that way
+ * (10 ms to a second QEMU, no code of ours: the destination's RAM differed in 3 of 3 runs; 30 ms: our
+ * RAM check failed 3 of 4 handoffs; bench/RESULTS.md). A first pass that takes long (a big or busy
+ * guest held back by the rounds) switches to QEMU's iterating budget: downtimeBudget().
  */
-export function trackerDowntimeMs(): number { return envNumber('CLOUDLET_HANDOFF_DOWNTIME_MS', 300, 1); }
+export function trackerDowntimeMs(): number { return envNumber('CLOUDLET_HANDOFF_DOWNTIME_MS', 0, 0); }
+
+/** The iterating budget a long migration switches to (QEMU's own default), in ms. */
+export const ITERATING_DOWNTIME_MS = 300;
 
 /**
- * The downtime budget after `elapsedMs` of migration: the configured one for 10 s, then doubled
- * every 5 s up to 2 s, so that a guest writing faster than the budget allows still converges.
+ * The downtime budget after `elapsedMs` of migration: the configured one for 10 s, then QEMU's
+ * iterating budget (at least ITERATING_DOWNTIME_MS) doubled every 5 s up to 2 s, so that a guest
+ * writing faster than its pages can be sent still converges.
  */
 export function downtimeBudget(initialMs: number, elapsedMs: number): number {
   if (elapsedMs < 10_000) return initialMs;
-  const steps = Math.floor((elapsedMs - 10_000) / 5000) + 1;
-  return Math.min(Math.max(2000, initialMs), initialMs * 2 ** steps);
+  const from = Math.max(initialMs, ITERATING_DOWNTIME_MS);
+  const steps = Math.floor((elapsedMs - 10_000) / 5000);
+  return Math.min(Math.max(2000, from), from * 2 ** steps);
 }
 
 export interface TakenPage { index: number; data: Buffer; digest: Buffer }

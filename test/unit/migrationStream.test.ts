@@ -150,12 +150,15 @@ describe('QEMU migration stream parser (dirty-page log)', () => {
     assert.equal(bad(Buffer.concat([Buffer.from([0x00, 0x06]), u32(desc.length), desc, Buffer.from('}')])), false);
   });
 
-  it('downtime budget: as configured for 10 s, then doubled every 5 s up to 2 s', () => {
-    assert.equal(downtimeBudget(20, 0), 20);
-    assert.equal(downtimeBudget(20, 9_999), 20);
-    assert.equal(downtimeBudget(20, 10_000), 40);
-    assert.equal(downtimeBudget(20, 15_000), 80);
-    assert.equal(downtimeBudget(20, 60_000), 2000);
+  it('downtime budget: as configured for 10 s, then QEMU\'s iterating 300 ms doubled every 5 s up to 2 s', () => {
+    assert.equal(downtimeBudget(0, 0), 0);
+    assert.equal(downtimeBudget(0, 9_999), 0);
+    assert.equal(downtimeBudget(0, 10_000), 300);
+    assert.equal(downtimeBudget(0, 15_000), 600);
+    assert.equal(downtimeBudget(0, 20_000), 1200);
+    assert.equal(downtimeBudget(0, 60_000), 2000);
+    assert.equal(downtimeBudget(20, 10_000), 300);
+    assert.equal(downtimeBudget(500, 15_000), 1000);
     assert.equal(downtimeBudget(5000, 60_000), 5000);
   });
 });
