@@ -191,14 +191,19 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
  * (asked alongside the encoding), taking and encoding the last pages, the final disk-layer scan, QEMU's
  * completion and the stream's end, encoding the final round, sending + applying it at the destination
  * (the request that also finishes, less the destination's finish work), and the destination's state
- * load + cont. With the full compare (fallback) tracking is the paused compare and the device state
+ * load + cont (split: load_connect until its QEMU took the stream, load_qemu loading it and activating
+ * the disk, load_cont until RESUME; QEMU's event stamps). With the full compare (fallback) tracking is the paused compare and the device state
  * runs alongside.
  */
 function pauseBreakdown(m: Move): Record<string, number | undefined> {
   const p = m.phases_ms ?? {};
   const sendApply = p.final_send_apply_resume === undefined ? undefined
     : p.final_send_apply_resume - (p.destination_qemu_wait ?? 0) - (p.destination_load_device_state_and_cont ?? 0) - (p.destination_server_record ?? 0);
-  const tail = { encode: p.final_encode, send_apply: sendApply, destination_load_cont: p.destination_load_device_state_and_cont };
+  const tail = {
+    encode: p.final_encode, send_apply: sendApply, destination_load_cont: p.destination_load_device_state_and_cont,
+    // destination_load_cont split by its QEMU's event stamps: until QEMU took the stream, its load (and disk activation), cont -> RESUME.
+    load_connect: p.destination_load_connect, load_qemu: p.destination_load_qemu, load_cont: p.destination_load_cont,
+  };
   return m.tracking === 'qemu-migration'
     ? { tracking: p.pause_final_pages, device_state: p.pause_device_state, record_wait: p.pause_record_wait, take_encode: p.pause_tracking, disk_scan: p.final_disk_scan, stream_end_wait: p.pause_stream_end_wait, ...tail }
     : { tracking: p.final_ram_compare, device_state: (p.final_ram_compare_and_device_state ?? 0) - (p.final_ram_compare ?? 0), disk_scan: p.final_disk_scan, ...tail };

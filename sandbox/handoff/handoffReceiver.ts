@@ -217,7 +217,12 @@ export class HandoffReceiver {
       baseId: s.req.base_id, metadata: { ...(s.req.metadata ?? {}), handoff_session: s.id }, vmId: vm.id, ports });
     s.serverId = row.id;
     this.d.ctx.log.info(`handoff ${s.id}: '${s.req.name}' runs here as server ${row.id} after ${s.rounds} rounds, ${s.bytes} bytes`);
-    const phases = { qemu_wait: tLoad - t0, load_device_state_and_cont: tRunning - tLoad, server_record: Date.now() - tRunning };
+    // The load split by QEMU's own stamps: until it took the stream, loading it (and activating the
+    // disk), then `cont` until RESUME (the end of the guest's pause).
+    const stamp = (from: number | undefined, to: number | undefined) => (from !== undefined && to !== undefined ? { v: Math.max(0, Math.round(to - from)) } : undefined);
+    const split = { load_connect: stamp(tLoad, vm.loadingAtMs), load_qemu: stamp(vm.loadingAtMs, vm.loadedAtMs), load_cont: stamp(vm.loadedAtMs, vm.resumedAtMs) };
+    const phases: Record<string, number> = { qemu_wait: tLoad - t0, load_device_state_and_cont: tRunning - tLoad, server_record: Date.now() - tRunning };
+    for (const [k, x] of Object.entries(split)) if (x) phases[k] = x.v;
     setImmediate(() => fs.rmSync(s.applier.dir, { recursive: true, force: true }));
     s.result = { server: { id: row.id, name: row.name, status: 'ACTIVE', ports }, phases_ms: phases, ...(vm.resumedAtMs !== undefined ? { resumed_at_ms: vm.resumedAtMs } : {}), ...(ramSha256 ? { ram_sha256: ramSha256 } : {}) };
     return s.result;

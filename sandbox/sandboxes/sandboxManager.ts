@@ -171,20 +171,26 @@ export class SandboxManager {
   }
 
   /**
-   * Streams the device state into a started prepared launch and continues the VM. `resumedAtMs`:
-   * when its QEMU emitted RESUME (ms since the epoch, QEMU's event clock), the end of the guest's pause.
+   * Streams the device state into a started prepared launch and continues the VM. QEMU's event
+   * stamps (ms since the epoch, QEMU's clock): `loadingAtMs` its incoming migration became active
+   * (it took the connection), `loadedAtMs` it completed (state loaded, disk activated), `resumedAtMs`
+   * it emitted RESUME (the end of the guest's pause).
    */
-  async completePrepared(id: string, deviceState: Buffer, timeoutMs = this.incomingTimeoutMs): Promise<SandboxInfo & { resumedAtMs?: number }> {
+  async completePrepared(id: string, deviceState: Buffer, timeoutMs = this.incomingTimeoutMs): Promise<SandboxInfo & { loadingAtMs?: number; loadedAtMs?: number; resumedAtMs?: number }> {
     const rec = readRecord(this.dirOf(id));
     const qmp = this.live.openQmp(id);
     if (!rec || rec.status !== 'starting' || !rec.pid || !qmp) throw new CloudletError('Conflict', `sandbox '${id}' is not a started prepared launch`);
-    let resumedAtMs: number | undefined;
-    const onEvent = (e: QmpEvent) => { if (e.event === 'RESUME') resumedAtMs ??= eventTimeMs(e) ?? Date.now(); };
+    const at: { loadingAtMs?: number; loadedAtMs?: number; resumedAtMs?: number } = {};
+    const onEvent = (e: QmpEvent) => {
+      if (e.event === 'RESUME') at.resumedAtMs ??= eventTimeMs(e) ?? Date.now();
+      else if (e.event === 'MIGRATION' && e.data?.status === 'active') at.loadingAtMs ??= eventTimeMs(e);
+      else if (e.event === 'MIGRATION' && e.data?.status === 'completed') at.loadedAtMs ??= eventTimeMs(e);
+    };
     qmp.on('event', onEvent);
     try {
       const running = await runFromState(rec, this.filesOf(id), qmp, deviceState, { timeoutMs, listening: true });
       // QEMU emits RESUME while it runs `cont`, before its answer: already here in practice.
-      return { ...this.info(running), ...(resumedAtMs !== undefined ? { resumedAtMs } : {}) };
+      return { ...this.info(running), ...Object.fromEntries(Object.entries(at).filter(([, v]) => v !== undefined)) };
     } finally {
       qmp.off('event', onEvent);
     }
