@@ -220,7 +220,7 @@ export class HandoffReceiver {
     // The load split by QEMU's own stamps: until it took the stream, loading it (and activating the
     // disk), then `cont` until RESUME (the end of the guest's pause).
     const stamp = (from: number | undefined, to: number | undefined) => (from !== undefined && to !== undefined ? { v: Math.max(0, Math.round(to - from)) } : undefined);
-    const split = { load_connect: stamp(tLoad, vm.loadingAtMs), load_qemu: stamp(vm.loadingAtMs, vm.loadedAtMs), load_cont: stamp(vm.loadedAtMs, vm.resumedAtMs) };
+    const split = { load_connect: stamp(tLoad, vm.loadingAtMs), load_qemu: stamp(vm.loadingAtMs, vm.loadedAtMs), cont_resume: stamp(vm.loadedAtMs, vm.resumedAtMs) };
     const phases: Record<string, number> = { qemu_wait: tLoad - t0, load_device_state_and_cont: tRunning - tLoad, server_record: Date.now() - tRunning };
     for (const [k, x] of Object.entries(split)) if (x) phases[k] = x.v;
     setImmediate(() => fs.rmSync(s.applier.dir, { recursive: true, force: true }));
