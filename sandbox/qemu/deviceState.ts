@@ -166,12 +166,23 @@ export async function listenForDeviceState(qmp: QmpClient, socket: string, timeo
 }
 
 /**
+ * Connects to a QEMU listening for a device state (listenForDeviceState) ahead of the state: QEMU
+ * takes the connection and waits for the stream, so a later loadDeviceState({ connected }) only
+ * writes it. Closing this socket without a state makes QEMU fail its incoming migration (it exits).
+ */
+export async function connectForDeviceState(socket: string, timeoutMs = incomingTimeoutMs()): Promise<net.Socket> {
+  const s = await connectRetry(socket, Date.now() + timeoutMs, new AbortController().signal);
+  s.on('error', () => undefined); // QEMU going away: the load (or the sandbox's end) says so
+  return s;
+}
+
+/**
  * Streams a device state (a file, or bytes) into a QEMU started with `-incoming defer` (and -S)
  * and returns once QEMU has loaded it; the VM stays paused (the caller sends `cont`). One deadline
  * covers every phase; when it passes, the load fails with a Timeout naming the phase and what QEMU
  * reported, and the caller ends the QEMU. A QEMU that cannot load a state exits: that is a Corrupt.
  */
-export async function loadDeviceState(qmp: QmpClient, from: string | Buffer, o: StreamOptions & { listening?: boolean }): Promise<void> {
+export async function loadDeviceState(qmp: QmpClient, from: string | Buffer, o: StreamOptions & { listening?: boolean; connected?: net.Socket }): Promise<void> {
   const timeoutMs = o.timeoutMs ?? incomingTimeoutMs();
   const deadline = Date.now() + timeoutMs;
   const what = typeof from === 'string' ? `device state ${from}` : 'device state';
@@ -198,7 +209,8 @@ export async function loadDeviceState(qmp: QmpClient, from: string | Buffer, o: 
       await step(qmp.execute('migrate-incoming', { uri: `unix:${o.socket}` }, left()));
     }
     phase = 'connecting to QEMU\'s migration socket';
-    sock = await step(connectRetry(o.socket, deadline, done.signal));
+    // Connected ahead (connectForDeviceState): QEMU already waits for the stream on it.
+    sock = o.connected && !o.connected.destroyed ? o.connected : await step(connectRetry(o.socket, deadline, done.signal));
     phase = 'streaming and loading the device state';
     sock.on('error', (e) => { tx.error = e.message; }); // QEMU closing early: the migration's end says why
     sock.once('close', () => { tx.closed = true; });
