@@ -191,8 +191,8 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
  * (asked alongside the encoding), taking and encoding the last pages, the final disk-layer scan, QEMU's
  * completion and the stream's end, encoding the final round, sending + applying it at the destination
  * (the request that also finishes, less the destination's finish work), and the destination's state
- * load + cont (split: load_connect until its QEMU took the stream, load_qemu loading it and activating
- * the disk, cont_resume until RESUME; QEMU's event stamps). With the full compare (fallback) tracking is the paused compare and the device state
+ * load until its QEMU resumed the guest (RESUME stamp; destination_load_connect: connecting to that
+ * QEMU, when it was not connected to at begin). With the full compare (fallback) tracking is the paused compare and the device state
  * runs alongside.
  */
 function pauseBreakdown(m: Move): Record<string, number | undefined> {
@@ -200,9 +200,10 @@ function pauseBreakdown(m: Move): Record<string, number | undefined> {
   const sendApply = p.final_send_apply_resume === undefined ? undefined
     : p.final_send_apply_resume - (p.destination_qemu_wait ?? 0) - (p.destination_load_device_state_and_cont ?? 0) - (p.destination_server_record ?? 0);
   const tail = {
-    encode: p.final_encode, send_apply: sendApply, destination_load_cont: p.destination_load_device_state_and_cont,
-    // destination_load_cont split by its QEMU's event stamps: until QEMU took the stream, its load (and disk activation), cont -> RESUME (cont_resume).
-    load_connect: p.destination_load_connect, load_qemu: p.destination_load_qemu, cont_resume: p.destination_cont_resume,
+    encode: p.final_encode, send_apply: sendApply,
+    // Until the destination's QEMU resumed the guest (its RESUME stamp; it starts the CPUs by itself), else load + cont.
+    destination_load_cont: p.destination_load_to_resume ?? p.destination_load_device_state_and_cont,
+    ...(p.destination_load_connect !== undefined ? { destination_load_connect: p.destination_load_connect } : {}),
   };
   return m.tracking === 'qemu-migration'
     ? { tracking: p.pause_final_pages, device_state: p.pause_device_state, record_wait: p.pause_record_wait, take_encode: p.pause_tracking, disk_scan: p.final_disk_scan, stream_end_wait: p.pause_stream_end_wait, ...tail }

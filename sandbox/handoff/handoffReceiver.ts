@@ -217,11 +217,11 @@ export class HandoffReceiver {
       baseId: s.req.base_id, metadata: { ...(s.req.metadata ?? {}), handoff_session: s.id }, vmId: vm.id, ports });
     s.serverId = row.id;
     this.d.ctx.log.info(`handoff ${s.id}: '${s.req.name}' runs here as server ${row.id} after ${s.rounds} rounds, ${s.bytes} bytes`);
-    // The load split by QEMU's own stamps: until it took the stream (none: connected at begin),
-    // loading it (and activating the disk), then until RESUME (the end of the guest's pause; QEMU
-    // starts the CPUs by itself, before it says completed, so this one is usually 0).
+    // The part of the guest's pause spent here, by its QEMU's RESUME stamp (it starts the CPUs by
+    // itself once the state loaded, before it says completed and before `cont`), and the connect
+    // (its QEMU took the stream) when it was not connected to ahead.
     const stamp = (from: number | undefined, to: number | undefined) => (from !== undefined && to !== undefined ? { v: Math.max(0, Math.round(to - from)) } : undefined);
-    const split = { load_connect: stamp(tLoad, vm.loadingAtMs), load_qemu: stamp(vm.loadingAtMs ?? tLoad, vm.loadedAtMs), cont_resume: stamp(vm.loadedAtMs, vm.resumedAtMs) };
+    const split = { load_to_resume: stamp(tLoad, vm.resumedAtMs), load_connect: stamp(tLoad, vm.loadingAtMs) };
     const phases: Record<string, number> = { qemu_wait: tLoad - t0, load_device_state_and_cont: tRunning - tLoad, server_record: Date.now() - tRunning };
     for (const [k, x] of Object.entries(split)) if (x) phases[k] = x.v;
     setImmediate(() => fs.rmSync(s.applier.dir, { recursive: true, force: true }));

@@ -183,25 +183,24 @@ export class SandboxManager {
   /**
    * Streams the device state into a started prepared launch and continues the VM. QEMU's event
    * stamps (ms since the epoch, QEMU's clock): `loadingAtMs` its incoming migration became active
-   * (it took the connection), `loadedAtMs` it completed (state loaded, disk activated), `resumedAtMs`
-   * it emitted RESUME (the end of the guest's pause).
+   * (it took the connection; before this call when connected to at start), `resumedAtMs` it emitted
+   * RESUME (the end of the guest's pause).
    */
-  async completePrepared(id: string, deviceState: Buffer, timeoutMs = this.incomingTimeoutMs): Promise<SandboxInfo & { loadingAtMs?: number; loadedAtMs?: number; resumedAtMs?: number }> {
+  async completePrepared(id: string, deviceState: Buffer, timeoutMs = this.incomingTimeoutMs): Promise<SandboxInfo & { loadingAtMs?: number; resumedAtMs?: number }> {
     const rec = readRecord(this.dirOf(id));
     const qmp = this.live.openQmp(id);
     if (!rec || rec.status !== 'starting' || !rec.pid || !qmp) throw new CloudletError('Conflict', `sandbox '${id}' is not a started prepared launch`);
-    const at: { loadingAtMs?: number; loadedAtMs?: number; resumedAtMs?: number } = {};
+    const at: { loadingAtMs?: number; resumedAtMs?: number } = {};
     const onEvent = (e: QmpEvent) => {
       if (e.event === 'RESUME') at.resumedAtMs ??= eventTimeMs(e) ?? Date.now();
       else if (e.event === 'MIGRATION' && e.data?.status === 'active') at.loadingAtMs ??= eventTimeMs(e);
-      else if (e.event === 'MIGRATION' && e.data?.status === 'completed') at.loadedAtMs ??= eventTimeMs(e);
     };
     qmp.on('event', onEvent);
     const connected = this.incoming.get(id);
     this.incoming.delete(id);
     try {
       const running = await runFromState(rec, this.filesOf(id), qmp, deviceState, { timeoutMs, listening: true, connected });
-      // QEMU emits RESUME while it runs `cont`, before its answer: already here in practice.
+      // QEMU emits RESUME when it starts the CPUs (by itself, or running `cont`), before it answers: already here.
       return { ...this.info(running), ...Object.fromEntries(Object.entries(at).filter(([, v]) => v !== undefined)) };
     } finally {
       qmp.off('event', onEvent);
