@@ -53,6 +53,8 @@ export interface ApplyOptions {
  */
 export interface ApplyTarget {
   files: Promise<{ ramFile: string; diskLayer: string }>;
+  /** The base RAM copy in `ramFile` is complete: RAM pages may be written from then on. */
+  ramReady: Promise<void>;
   /** QEMU has the disk layer open (inactive): from then on its metadata may be rewritten. */
   diskOpened: Promise<void>;
 }
@@ -224,10 +226,12 @@ async function apply(
     let diskPath = tmp ? path.join(tmp, LAUNCH_FILES.disk) : '';
     // A reflink or a copy of only the base RAM's data extents (cp --sparse), running while the
     // first segments are fetched and decoded (`into`: the prepared launch makes it).
+    const pathsKnown = into ? into.files.then((t) => { ramPath = t.ramFile; diskPath = t.diskLayer; }) : Promise.resolve();
     ramCopy = into
-      ? into.files.then((t) => { ramPath = t.ramFile; diskPath = t.diskLayer; })
+      ? Promise.all([pathsKnown, into.ramReady]).then(() => undefined)
       : onDiskFullAsync(ramPath, 'synthesis: copying the base RAM', cloneFile(base.ramFile, ramPath));
     ramCopy.catch(() => { /* awaited below */ });
+    pathsKnown.catch(() => { /* awaited below */ });
     const baseRamFd = fs.openSync(base.ramFile, 'r'); fds.push(baseRamFd);
     const baseDiskFd = fs.openSync(base.diskFile, 'r'); fds.push(baseDiskFd);
     const chunkSegments = manifest.segments.filter((s) => s.kind === 'chunks');
@@ -346,7 +350,7 @@ async function apply(
           const entry = chunkSegments[next++];
           const raw = await fetch(entry);
           if (failure !== undefined) return;
-          if (!writer) { await ramCopy; await openDisk(); }
+          if (!writer) { await pathsKnown; await openDisk(); }
           if (ramFd < 0 && entry.target === 'ram') { await ramCopy; openRam(); }
           throwIfCancelled(opts.signal);
           applySegment(entry, raw);

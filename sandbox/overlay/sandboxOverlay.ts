@@ -158,8 +158,8 @@ function keepLaunchOverlay(file: string, overlayId: string | undefined, files: {
 
 /**
  * A standalone overlay's synthesis with QEMU's start overlapping the apply: the launch is prepared
- * (sandbox claimed, base RAM copied, empty disk layer, ports) while the first segments are fetched
- * and decoded, its QEMU started paused with -incoming defer (no guest code can run) while the
+ * (sandbox claimed, empty disk layer, ports, the base RAM copy running in the background) while the
+ * first segments are fetched and decoded, its QEMU started paused with -incoming defer (no guest code can run) while the
  * segments are checked and written into its files, and the device state streamed in only once
  * every segment checked out; then the VM continues. Any failure discards the prepared launch (its
  * QEMU and folder): nothing is left behind, as with the launch after a complete build.
@@ -168,18 +168,19 @@ async function synthesizeIntoPrepared(
   manager: SandboxManager, base: BaseBundle, hop: ChainHop, vm: VmConfig, ports: NonNullable<SynthesizeOptions['ports']>, opts: SynthesizeOptions, t0: number,
 ): Promise<Omit<SynthesizeResult, 'overlayId'>> {
   const progress = opts.progress ?? noProgress;
-  const prep = manager.prepareLaunch({ baseId: base.id, vmConfig: vm, ports, name: opts.name });
+  const prep = manager.prepareLaunch({ baseId: base.id, vmConfig: vm, ports, name: opts.name }, { ramInBackground: true });
   const started = prep.then((p) => manager.startPrepared(p.id));
   prep.catch(() => undefined);
   started.catch(() => undefined);
   try {
     const applied = await applyOverlayInto(hop, hop.source, { baseId: base.id, ramFile: base.ram, diskFile: base.disk },
-      { files: prep.then((p) => ({ ramFile: p.files.ram, diskLayer: p.files.disk })), diskOpened: started }, { threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress });
+      { files: prep.then((p) => ({ ramFile: p.files.ram, diskLayer: p.files.disk })), ramReady: prep.then((p) => p.ramReady), diskOpened: started }, { threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress });
     const applyMs = Date.now() - t0;
     throwIfCancelled(opts.signal);
     const t1 = Date.now();
     progress({ phase: 'launch', message: 'launch files built; loading the device state into the waiting QEMU' });
-    const { id } = await prep;
+    const { id, ramReady } = await prep;
+    await ramReady;
     await started;
     const sandbox = await manager.completePrepared(id, applied.deviceState);
     progress({ phase: 'running', message: `${sandbox.id} running` });
@@ -187,6 +188,7 @@ async function synthesizeIntoPrepared(
   } catch (e) {
     // The prepared launch (if it was made) goes, whatever state its QEMU reached.
     const p = await prep.catch(() => undefined);
+    await p?.ramReady.catch(() => undefined);
     await started.catch(() => undefined);
     if (p) await manager.delete(p.id).catch((d) => log.warn(`synthesis failed; discarding its prepared launch ${p.id}: ${(d as Error).message}`));
     throw e;

@@ -149,16 +149,21 @@ export class SandboxManager {
    * device state load activates it) until completePrepared(), which loads the device state and
    * continues. delete() discards a prepared sandbox at any point.
    */
-  async prepareLaunch(spec: { baseId: string; vmConfig: VmConfig; ports?: PortRequest[]; name?: string }): Promise<PreparedLaunch> {
+  async prepareLaunch(spec: { baseId: string; vmConfig: VmConfig; ports?: PortRequest[]; name?: string }, o: { ramInBackground?: boolean } = {}): Promise<PreparedLaunch & { ramReady: Promise<void> }> {
     const base = await this.bases.verifyQuick(spec.baseId);
     const { accel } = await checkHostFor(spec.vmConfig, `launch of base ${base.id.slice(0, 12)}`);
     const rec = this.records.claim(spec.name, base, spec.vmConfig, accel, kernelFilesFor(base, spec.vmConfig));
     const files = this.filesOf(rec.id);
+    let ramReady: Promise<void> | undefined;
     try {
-      const [, ports] = await Promise.all([prepareFiles(base, spec.vmConfig, files, { from: 'base' }), resolvePorts([...base.manifest.ports, ...(spec.ports ?? [])])]);
+      // ramInBackground (synthesis): the RAM file has its size at once, the base RAM copy goes on
+      // (ramReady); QEMU may start meanwhile, the RAM must not be written nor the state loaded before.
+      const [prepared, ports] = await Promise.all([prepareFiles(base, spec.vmConfig, files, { from: 'base' }, { ramInBackground: o.ramInBackground }), resolvePorts([...base.manifest.ports, ...(spec.ports ?? [])])]);
+      ramReady = prepared.ramReady;
       writeRecord(files.dir, { ...rec, ports });
-      return { id: rec.id, files, ports };
+      return { id: rec.id, files, ports, ramReady };
     } catch (e) {
+      await ramReady?.catch(() => undefined);
       await this.discard(rec.id);
       throw e;
     }
