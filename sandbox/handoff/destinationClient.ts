@@ -5,8 +5,12 @@ import { HANDOFF_FEATURES, HANDOFF_PATH, type BeginRequest, type FinishResponse,
 
 const REQUEST_TIMEOUT_MS = 10 * 60_000;
 
-/** Connect-phase failures: the request never reached the destination's handler. */
-const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+/**
+ * Failures of the connect or the name lookup: the request never reached the destination's handler.
+ * The system call, not the code, decides (EHOSTUNREACH also ends a connection already open, and a
+ * final request usually goes over the connection of the rounds before it).
+ */
+const NOT_CONNECTED_SYSCALLS = new Set(['connect', 'getaddrinfo']);
 
 /**
  * A request that provably never reached the destination (no connection, or its certificate
@@ -91,7 +95,7 @@ export class DestinationClient {
     } catch (e) {
       if (e instanceof CertificateError) throw new NotDelivered('Untrusted', `handoff destination: ${e.message}`, { hint: e.hint });
       const what = `destination ${this.where} did not answer ${method} ${HANDOFF_PATH}${path.replace(/\/[0-9a-f-]{36}/, '/…')}: ${fetchFailure(e, this.base)}`;
-      if (NOT_CONNECTED.has((e as { cause?: { code?: string } }).cause?.code ?? '')) throw new NotDelivered('Unavailable', what);
+      if (NOT_CONNECTED_SYSCALLS.has((e as { cause?: { syscall?: string } }).cause?.syscall ?? '')) throw new NotDelivered('Unavailable', what);
       throw new CloudletError('Unavailable', what);
     }
     const text = await res.text().catch(() => '');

@@ -4,7 +4,9 @@
  * at once; a connection cut after the request went out is not (finish may have been received).
  */
 import { strict as assert } from 'assert';
+import * as dc from 'diagnostics_channel';
 import * as http from 'http';
+import type { Socket } from 'net';
 import type { AddressInfo } from 'net';
 import { DestinationClient, NotDelivered } from '../../sandbox/handoff/destinationClient';
 import { CloudletError } from '../../sandbox/common/errors';
@@ -34,5 +36,31 @@ describe('handoff DestinationClient: delivered or not', function () {
       assert.ok(e instanceof CloudletError && !(e instanceof NotDelivered), `not NotDelivered: ${String(e)}`);
       assert.equal((e as CloudletError).code, 'Unavailable');
     } finally { await new Promise((r) => server.close(r)); }
+  });
+
+  it('an open connection ended with EHOSTUNREACH after the whole final request arrived: not NotDelivered (the code alone does not decide)', async () => {
+    let received = 0;
+    let gotAll!: () => void;
+    const all = new Promise<void>((r) => { gotAll = r; });
+    const body = Buffer.alloc(256 * 1024, 7);
+    const server = http.createServer((req) => { req.on('data', (c: Buffer) => { received += c.length; }); req.on('end', () => gotAll()); });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const sockets: Socket[] = [];
+    const onConnected = (m: unknown) => { sockets.push((m as { socket: Socket }).socket); };
+    dc.subscribe('undici:client:connected', onConnected);
+    try {
+      const c = new DestinationClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v2.1`, 'token');
+      const p = c.finalRoundAndFinish(SID, 5, body).then(() => undefined, (x: unknown) => x);
+      await all;
+      assert.equal(received, body.length);
+      // What Linux reports on an established socket whose retransmissions gave up on an unreachable host.
+      sockets[sockets.length - 1].destroy(Object.assign(new Error('read EHOSTUNREACH'), { code: 'EHOSTUNREACH', errno: -113, syscall: 'read' }));
+      const e = await p;
+      assert.ok(e instanceof CloudletError && !(e instanceof NotDelivered), `not NotDelivered: ${String(e)}`);
+    } finally {
+      dc.unsubscribe('undici:client:connected', onConnected);
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
