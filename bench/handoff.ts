@@ -283,6 +283,7 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
     }
     const o = medianMove(os), q = medianMove(qs);
     const o25s: Move[] = [], q25s: Move[] = [];
+    const linkQemuErrors: string[] = [];
     if (LINK_MBIT > 0) {
       const bu = new URL(b.url);
       for (let t = 0; t < LINK_TRIALS; t++) {
@@ -291,7 +292,12 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
         try {
           o25s.push(await ours(a, b, overlayUrl, (u) => u.replace(`${bu.hostname}:${bu.port}`, `127.0.0.1:${proxy.port}`)));
         } finally { await proxy.close(); }
-        q25s.push(await qemu(th, overlay, ++n, true));
+        // QEMU's side of a link trial has failed now and then (its destination's counter GET timing out
+        // after the migration through the proxy): the figure is kept as missing, the rest of the run goes on.
+        try { q25s.push(await qemu(th, overlay, ++n, true)); } catch (e) {
+          linkQemuErrors.push((e as Error).message.split('\n')[0]);
+          log(`  qemu through the proxy FAILED: ${linkQemuErrors[linkQemuErrors.length - 1]}`);
+        }
       }
     }
     const round3 = (x: number) => Math.round(x * 1000) / 1000;
@@ -311,10 +317,17 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
       [k('ratio_total_vs_qemu')]: round3(o.total_ms / q.total_ms),
       [k('trials_detail')]: perTrial(os, qs),
     };
+    if (linkQemuErrors.length) result[k('link_qemu_errors')] = linkQemuErrors;
     if (o25s.length) {
-      const o25 = medianMove(o25s), q25 = medianMove(q25s);
+      const o25 = medianMove(o25s);
       Object.assign(result, {
         [k('link_ours_bytes')]: o25.bytes, [k('link_ours_downtime_ms')]: o25.downtime_ms, [k('link_ours_source_downtime_ms')]: o25.reported_downtime_ms, [k('link_ours_total_ms')]: o25.total_ms,
+      });
+    }
+    // Ratios only over trials where both sides finished.
+    if (o25s.length && q25s.length === o25s.length) {
+      const o25 = medianMove(o25s), q25 = medianMove(q25s);
+      Object.assign(result, {
         [k('link_qemu_bytes')]: q25.bytes, [k('link_qemu_downtime_ms')]: q25.downtime_ms, [k('link_qemu_reported_downtime_ms')]: q25.reported_downtime_ms, [k('link_qemu_total_ms')]: q25.total_ms,
         [k('ratio_link_total_vs_qemu')]: round3(o25.total_ms / q25.total_ms), [k('ratio_link_downtime_vs_qemu')]: round3(o25.downtime_ms / Math.max(1, q25.downtime_ms)),
         [k('link_trials_detail')]: perTrial(o25s, q25s),
