@@ -18,7 +18,7 @@ import { checkSegmentDigest, SegmentSource } from './overlayReader';
 import { Qcow2Reader } from './qcow2Reader';
 import { Qcow2Writer } from './qcow2Writer';
 import { RunWriter } from './runWriter';
-import { SpanReader } from './spanReader';
+import { runLengths, SpanReader } from './spanReader';
 import { mergeAscending } from './overlayWriter';
 import { SegmentCompressor, zstdFrameContentSize } from './segmentCompressor';
 import { decompressUnit } from './xzUnits';
@@ -71,8 +71,9 @@ export interface ApplyResult {
 
 export const LAUNCH_FILES = { ram: 'ram.raw', disk: 'disk.qcow2', deviceState: 'state.bin', info: 'overlay.json' };
 
-/** Chunks read at once from the base and from the launch files being written (copies come in runs). */
-const READ_SPAN_CHUNKS = 32;
+/** The most chunks read at once from the base and from the launch files being written: each read
+ * covers the row of chunks the next records copy (runLengths), up to this. */
+const READ_SPAN_CHUNKS = 256;
 
 /** The stage a disk-full error names while launch chunks are written. */
 const WRITING = 'synthesis: writing the launch RAM and disk';
@@ -266,11 +267,11 @@ async function apply(
     const baseRamSpans = new SpanReader(baseRamFd, baseRamSize, base.ramFile, READ_SPAN_CHUNKS);
     const baseDiskSpans = new SpanReader(baseDiskFd, fs.fstatSync(baseDiskFd).size, base.diskFile, READ_SPAN_CHUNKS);
     /** A base chunk: a view that stays valid only until the next read (copy it before changing it). */
-    const readBase = (target: Target, index: number, out: Buffer, why: string): Buffer => {
+    const readBase = (target: Target, index: number, out: Buffer, why: string, chunks: number): Buffer => {
       const limit = target === 'ram' ? baseRamChunks : baseDiskChunks;
       if (index >= limit) throw new CloudletError('Corrupt', `overlay ${why} refers to base ${target} chunk ${index}, outside the base image (${limit} chunks)`);
       if (target === 'disk' && parentLayer) return parentLayer.readChunk(index, out, baseDiskFd);
-      const span = (target === 'ram' ? baseRamSpans : baseDiskSpans).chunk(index * CHUNK_SIZE);
+      const span = (target === 'ram' ? baseRamSpans : baseDiskSpans).chunk(index * CHUNK_SIZE, chunks);
       if (span) return span;
       out.fill(0); // a short last chunk
       fs.readSync(target === 'ram' ? baseRamFd : baseDiskFd, out, 0, CHUNK_SIZE, index * CHUNK_SIZE);
@@ -305,6 +306,16 @@ async function apply(
       const { records, payloadOffsets } = decodeSegment(raw, entry.digest);
       const expected = expandRuns(entry.chunks!);
       if (records.length !== expected.length) throw new CloudletError('Corrupt', `segment ${entry.digest} holds ${records.length} records but the manifest lists ${expected.length} chunks`);
+      // The base chunks the records read, per base file: each read covers the row the next records continue.
+      const ramAt = new Float64Array(records.length).fill(NaN), diskAt = new Float64Array(records.length).fill(NaN);
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i];
+        const from = r.encoding === Encoding.BaseRam ? 'ram' : r.encoding === Encoding.BaseDisk ? 'disk' : r.encoding === Encoding.Xor ? target : undefined;
+        const at = (r.encoding === Encoding.Xor ? r.index : r.ref) * CHUNK_SIZE;
+        if (from === 'ram') ramAt[i] = at; else if (from === 'disk' && !parentLayer) diskAt[i] = at;
+      }
+      const ramRun = runLengths(ramAt, READ_SPAN_CHUNKS), diskRun = runLengths(diskAt, READ_SPAN_CHUNKS);
+      const run = (i: number) => ramRun[i] || diskRun[i] || 1;
       for (let i = 0; i < records.length; i++) {
         const r = records[i];
         if (r.index !== expected[i]) throw new CloudletError('Corrupt', `segment ${entry.digest} record ${i} is ${target} chunk ${r.index}, the manifest lists ${expected[i]}`);
@@ -314,11 +325,11 @@ async function apply(
           case Encoding.Zero:
             if (target === 'ram') put('ram', r.index, zero, false); else w.markZero(r.index);
             break;
-          case Encoding.BaseRam: put(target, r.index, readBase('ram', r.ref, scratch, `${target} chunk ${r.index}`), true); break;
-          case Encoding.BaseDisk: put(target, r.index, readBase('disk', r.ref, scratch, `${target} chunk ${r.index}`), true); break;
+          case Encoding.BaseRam: put(target, r.index, readBase('ram', r.ref, scratch, `${target} chunk ${r.index}`, run(i)), true); break;
+          case Encoding.BaseDisk: put(target, r.index, readBase('disk', r.ref, scratch, `${target} chunk ${r.index}`, run(i)), true); break;
           case Encoding.Raw: put(target, r.index, raw.subarray(at, at + CHUNK_SIZE), false); break;
           case Encoding.Xor: {
-            const src = readBase(target, r.index, scratch, `xor of ${target} chunk ${r.index}`);
+            const src = readBase(target, r.index, scratch, `xor of ${target} chunk ${r.index}`, run(i));
             if (src !== scratch) src.copy(scratch);
             const b = scratch;
             const bw = new Uint32Array(b.buffer, b.byteOffset, CHUNK_SIZE / 4);
@@ -372,10 +383,17 @@ async function apply(
     // at a time; phase 1 is all written, and phase 2 never writes a chunk phase 1 stored).
     const ramBack = new SpanReader(ramFd, manifest.ram.size, ramPath, READ_SPAN_CHUNKS);
     const diskBack = new SpanReader(w.fileDescriptor, fs.fstatSync(w.fileDescriptor).size, diskPath, READ_SPAN_CHUNKS);
-    for (const d of deferred) {
+    // Each read covers the row of chunks the next copies continue (as for the base).
+    const backRam = new Float64Array(deferred.length).fill(NaN), backDisk = new Float64Array(deferred.length).fill(NaN);
+    deferred.forEach((d, i) => {
+      if (d.refTarget === 'ram') backRam[i] = d.ref * CHUNK_SIZE; else if (w.positionOf(d.ref) >= 0) backDisk[i] = w.hostOffsetOf(d.ref);
+    });
+    const backRamRun = runLengths(backRam, READ_SPAN_CHUNKS), backDiskRun = runLengths(backDisk, READ_SPAN_CHUNKS);
+    for (let i = 0; i < deferred.length; i++) {
+      const d = deferred[i];
       const stored = d.refTarget === 'ram' ? ramStored[d.ref] === 1 : (w.positionOf(d.ref) >= 0 && diskStored[w.positionOf(d.ref)] === 1);
       if (!stored) throw new CloudletError('Corrupt', `${d.target} chunk ${d.index} copies ${d.refTarget} chunk ${d.ref}, which this overlay does not store`);
-      const data = d.refTarget === 'ram' ? ramBack.chunk(d.ref * CHUNK_SIZE) : diskBack.chunk(w.hostOffsetOf(d.ref));
+      const data = d.refTarget === 'ram' ? ramBack.chunk(d.ref * CHUNK_SIZE, backRamRun[i]) : diskBack.chunk(w.hostOffsetOf(d.ref), backDiskRun[i] || 1);
       if (!data) throw new CloudletError('Internal', `${d.refTarget} chunk ${d.ref} is past the end of the launch file being written`);
       write(d.target, d.index, data, true);
     }

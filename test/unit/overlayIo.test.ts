@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { RunWriter } from '../../sandbox/overlay/runWriter';
-import { SpanReader } from '../../sandbox/overlay/spanReader';
+import { runLengths, SpanReader } from '../../sandbox/overlay/spanReader';
 import { PAGE, prng } from './helpers/generatedImages';
 
 describe('overlay I/O in runs: SpanReader and RunWriter', () => {
@@ -30,6 +30,29 @@ describe('overlay I/O in runs: SpanReader and RunWriter', () => {
       fs.writeFileSync(file, data);
       assert.ok(r.chunk(6 * PAGE)!.equals(changed.subarray(6 * PAGE, 7 * PAGE)));
       assert.ok(r.chunk(7 * PAGE)!.equals(data.subarray(7 * PAGE, 8 * PAGE)));
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it('runLengths: the row of chunks the next reads of the same file continue, capped; other reads (NaN) skipped', () => {
+    const P = PAGE, N = NaN;
+    // 10, 11, 12 (a NaN between 11 and 12 is another file's read), then 5, then 6, 7 after a repeat of 7.
+    const runs = runLengths([10 * P, 11 * P, N, 12 * P, 5 * P, 6 * P, 7 * P, 7 * P, N], 256);
+    assert.deepEqual([...runs], [3, 2, 0, 1, 3, 2, 1, 1, 0]);
+    assert.deepEqual([...runLengths([0, P, 2 * P, 3 * P, 4 * P], 2)], [2, 2, 2, 2, 1]);
+    assert.deepEqual([...runLengths([], 8)], []);
+    // Read as told, a row reads exactly its chunks: nothing more is held than asked for.
+    const data = prng(23, 16 * PAGE);
+    const file = path.join(tmp, 'rows.bin');
+    fs.writeFileSync(file, data);
+    const fd = fs.openSync(file, 'r');
+    try {
+      const r = new SpanReader(fd, data.length, file, 8);
+      assert.ok(r.chunk(10 * P, runs[0])!.equals(data.subarray(10 * P, 11 * P)));
+      fs.writeFileSync(file, prng(24, 16 * PAGE));
+      assert.ok(r.chunk(12 * P, runs[3])!.equals(data.subarray(12 * P, 13 * P)), 'chunk 12 held from the row read');
+      assert.ok(!r.chunk(13 * P)!.equals(data.subarray(13 * P, 14 * P)), 'chunk 13 was not read with the row');
     } finally {
       fs.closeSync(fd);
     }
