@@ -52,8 +52,13 @@ export interface ApplyOptions {
  * Known once the launch is prepared; segments are fetched and decoded meanwhile.
  */
 export interface ApplyTarget {
-  files: Promise<{ ramFile: string; diskLayer: string }>;
-  /** The base RAM copy in `ramFile` is complete: RAM pages may be written from then on. */
+  /**
+   * `ramLeftOut`: the base RAM copy leaves out every RAM chunk the overlay lists (ramChunksOf): they
+   * read as zeros and the copy never writes them, so RAM pages are written without waiting for it
+   * and zero pages are not written at all.
+   */
+  files: Promise<{ ramFile: string; diskLayer: string; ramLeftOut?: boolean }>;
+  /** The base RAM copy in `ramFile` is complete: RAM pages may be written from then on (unless ramLeftOut). */
   ramReady: Promise<void>;
   /** QEMU has the disk layer open (inactive): from then on its metadata may be rewritten. */
   diskOpened: Promise<void>;
@@ -106,6 +111,17 @@ export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, c
     throw new CloudletError('Corrupt', `segment ${entry.digest} decompresses to content ${rawDigest}, the manifest says ${entry.rawDigest}; refused`);
   }
   return raw;
+}
+
+/**
+ * The RAM chunks `manifest` lists (1 = listed; each is written by the apply, or a zero page):
+ * what a prepared launch's base RAM copy may leave out (ApplyTarget's ramLeftOut).
+ */
+export function ramChunksOf(manifest: OverlayManifest): Uint8Array {
+  const m = validateManifest(manifest);
+  const chunks = new Uint8Array(Math.ceil(m.ram.size / CHUNK_SIZE));
+  for (const s of m.segments) if (s.kind === 'chunks' && s.target === 'ram') for (const [first, n] of s.chunks!) chunks.fill(1, first, first + n);
+  return chunks;
 }
 
 /** Gets one segment's checked, decompressed bytes. */
@@ -227,7 +243,8 @@ async function apply(
     let diskPath = tmp ? path.join(tmp, LAUNCH_FILES.disk) : '';
     // A reflink or a copy of only the base RAM's data extents (cp --sparse), running while the
     // first segments are fetched and decoded (`into`: the prepared launch makes it).
-    const pathsKnown = into ? into.files.then((t) => { ramPath = t.ramFile; diskPath = t.diskLayer; }) : Promise.resolve();
+    let ramLeftOut = false;
+    const pathsKnown = into ? into.files.then((t) => { ramPath = t.ramFile; diskPath = t.diskLayer; ramLeftOut = t.ramLeftOut === true; }) : Promise.resolve();
     ramCopy = into
       ? Promise.all([pathsKnown, into.ramReady]).then(() => undefined)
       : onDiskFullAsync(ramPath, 'synthesis: copying the base RAM', cloneFile(base.ramFile, ramPath));
@@ -323,7 +340,8 @@ async function apply(
         const at = payloadOffsets[i];
         switch (r.encoding) {
           case Encoding.Zero:
-            if (target === 'ram') put('ram', r.index, zero, false); else w.markZero(r.index);
+            // Left out of the RAM copy: a hole, zeros already (a chunk written before would not be; each chunk comes once).
+            if (target === 'ram') { if (ramLeftOut && !ramStored[r.index]) ramStored[r.index] = 1; else put('ram', r.index, zero, false); } else w.markZero(r.index);
             break;
           case Encoding.BaseRam: put(target, r.index, readBase('ram', r.ref, scratch, `${target} chunk ${r.index}`, run(i)), true); break;
           case Encoding.BaseDisk: put(target, r.index, readBase('disk', r.ref, scratch, `${target} chunk ${r.index}`, run(i)), true); break;
@@ -362,7 +380,7 @@ async function apply(
           const raw = await fetch(entry);
           if (failure !== undefined) return;
           if (!writer) { await pathsKnown; await openDisk(); }
-          if (ramFd < 0 && entry.target === 'ram') { await ramCopy; openRam(); }
+          if (ramFd < 0 && entry.target === 'ram') { await (ramLeftOut ? pathsKnown : ramCopy); openRam(); }
           throwIfCancelled(opts.signal);
           applySegment(entry, raw);
           done += entry.size;
@@ -375,7 +393,8 @@ async function apply(
     // Every loop ends before anything is torn down; the first error is the one reported.
     await Promise.all(Array.from({ length: Math.min(parallel, Math.max(1, chunkSegments.length)) }, workerLoop));
     if (failure !== undefined) throw failure;
-    await ramCopy;
+    await pathsKnown;
+    if (!ramLeftOut) await ramCopy; // else it writes none of the chunks phase 2 reads or writes
     await openDisk();
     openRam();
 
@@ -417,6 +436,7 @@ async function apply(
     // sandbox anyway (a synthesis is redone from base + overlay).
     onDiskFull(diskPath, 'synthesis: finishing the disk layer', () => w.finish({ sync: false }));
     writer = undefined;
+    await ramCopy;
     const fetchTimings = { fetchDecodeMs, totalMs: Date.now() - t0 };
     if (!tmp) return { deviceState: state, timings: fetchTimings };
     onDiskFull(path.join(tmp, LAUNCH_FILES.deviceState), 'synthesis: writing the device state', () => fs.writeFileSync(path.join(tmp, LAUNCH_FILES.deviceState), state));

@@ -9,10 +9,10 @@ import { CloudletError, throwIfCancelled } from '../common/errors';
 import { noProgress, ProgressSink } from '../common/progress';
 import type { SandboxInfo, SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
 import type { BaseBundle } from '../base/store';
-import { applyOverlayInto } from './apply';
+import { applyOverlayInto, ramChunksOf } from './apply';
 import { applyChain, folderLookup, resolveChain, type ChainHop, type ParentLookup } from './parentChain';
 import { DEFAULT_DISCARD, discardFreeSpace, type DiscardOptions, type DiscardReport } from './discard';
-import { canonicalJson, OverlayManifest } from './format';
+import { canonicalJson, CHUNK_SIZE, OverlayManifest } from './format';
 import { OverlayReader, SegmentSource } from './overlayReader';
 import { createOverlay, CreateOverlayResult, type ParentLaunch } from './overlayWriter';
 import { SegmentCompressor } from './segmentCompressor';
@@ -168,13 +168,14 @@ async function synthesizeIntoPrepared(
   manager: SandboxManager, base: BaseBundle, hop: ChainHop, vm: VmConfig, ports: NonNullable<SynthesizeOptions['ports']>, opts: SynthesizeOptions, t0: number,
 ): Promise<Omit<SynthesizeResult, 'overlayId'>> {
   const progress = opts.progress ?? noProgress;
-  const prep = manager.prepareLaunch({ baseId: base.id, vmConfig: vm, ports, name: opts.name }, { ramInBackground: true });
+  // The base RAM copy leaves out the pages the overlay writes (its zero pages then need no write).
+  const prep = manager.prepareLaunch({ baseId: base.id, vmConfig: vm, ports, name: opts.name }, { ramInBackground: true, ramLeaveOut: { chunks: ramChunksOf(hop.manifest), chunkSize: CHUNK_SIZE } });
   const started = prep.then((p) => manager.startPrepared(p.id));
   prep.catch(() => undefined);
   started.catch(() => undefined);
   try {
     const applied = await applyOverlayInto(hop, hop.source, { baseId: base.id, ramFile: base.ram, diskFile: base.disk },
-      { files: prep.then((p) => ({ ramFile: p.files.ram, diskLayer: p.files.disk })), ramReady: prep.then((p) => p.ramReady), diskOpened: started }, { threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress });
+      { files: prep.then((p) => ({ ramFile: p.files.ram, diskLayer: p.files.disk, ramLeftOut: p.ramLeftOut })), ramReady: prep.then((p) => p.ramReady), diskOpened: started }, { threads: opts.threads, compressor: opts.compressor, signal: opts.signal, progress });
     const applyMs = Date.now() - t0;
     throwIfCancelled(opts.signal);
     const t1 = Date.now();

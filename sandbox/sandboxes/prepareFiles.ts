@@ -20,6 +20,15 @@ export type FileSources =
   | { from: 'base' }                                        // empty layer over the base disk, copy of the base RAM
   | { from: 'launch'; diskLayer: string; ramFile: string }; // files made by the caller (moved in)
 
+export interface RamCopyOptions {
+  ramInBackground?: boolean;
+  /**
+   * With ramInBackground: RAM chunks (4 KiB pages, 1 = left out) the caller writes itself; they may
+   * be left out of the copy (ramLeftOut: then they read as zeros, and the copy never writes them).
+   */
+  ramLeaveOut?: { chunks: Uint8Array; chunkSize: number };
+}
+
 /** The kernel and initrd a VM config boots from, or undefined when it boots from its disk. */
 export function kernelFilesFor(base: BaseBundle, cfg: VmConfig): KernelFiles | undefined {
   if (!cfg.kernel) return undefined;
@@ -44,23 +53,24 @@ export function checkLaunchFiles(src: FileSources, cfg: VmConfig): void {
  * start meanwhile (that takes the copy off a resume's critical path), but the device state must
  * not load before ramReady: virtio devices read their rings from guest RAM when their state loads.
  */
-export async function prepareFiles(base: BaseBundle, cfg: VmConfig, files: SandboxFiles, src: FileSources, o: { ramInBackground?: boolean } = {}): Promise<{ kernel?: KernelFiles; ramReady: Promise<void> }> {
+export async function prepareFiles(base: BaseBundle, cfg: VmConfig, files: SandboxFiles, src: FileSources, o: RamCopyOptions = {}): Promise<{ kernel?: KernelFiles; ramReady: Promise<void>; ramLeftOut: boolean }> {
   const kernel = kernelFilesFor(base, cfg);
   if (src.from === 'launch') {
     checkLaunchFiles(src, cfg);
     moveInto(src.diskLayer, files.disk);
     moveInto(src.ramFile, files.ram);
-    return { kernel, ramReady: Promise.resolve() };
+    return { kernel, ramReady: Promise.resolve(), ramLeftOut: false };
   }
   // Independent steps, run together: the disk layer (instant) and the RAM copy (reflink or sparse copy).
-  const ram = onDiskFullAsync(files.ram, 'copying the base RAM for the VM', o.ramInBackground ? cloneFileInBackground(base.ram, files.ram) : cloneFile(base.ram, files.ram));
+  const copy = o.ramInBackground ? cloneFileInBackground(base.ram, files.ram, o.ramLeaveOut) : { done: cloneFile(base.ram, files.ram), leftOut: false };
+  const ram = onDiskFullAsync(files.ram, 'copying the base RAM for the VM', copy.done);
   ram.catch(() => undefined); // awaited by the caller (ramReady) or below
   await onDiskFullAsync(files.disk, 'creating the VM\'s disk layer', createDiskLayer(files.disk, base.disk)).catch(async (e) => {
     await ram.catch(() => undefined);
     throw e;
   });
   if (!o.ramInBackground) await ram;
-  return { kernel, ramReady: ram };
+  return { kernel, ramReady: ram, ramLeftOut: copy.leftOut };
 }
 
 /** An empty qcow2 (4 KiB clusters: the overlay's chunk size) whose backing file is a raw disk. */

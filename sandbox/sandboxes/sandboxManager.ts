@@ -22,7 +22,7 @@ import type { VmConfig } from '../qemu/vmconfig';
 import { adoptAll, type AdoptReport } from './adopt';
 import type { SandboxFiles } from './layout';
 import { LiveVms } from './liveVms';
-import { checkLaunchFiles, kernelFilesFor, prepareFiles, type FileSources } from './prepareFiles';
+import { checkLaunchFiles, kernelFilesFor, prepareFiles, type FileSources, type RamCopyOptions } from './prepareFiles';
 import { readRecord, writeRecord, type SandboxRecord } from './record';
 import { SandboxRecords } from './records';
 import { runFromState, startSandboxQemu } from './start';
@@ -149,7 +149,7 @@ export class SandboxManager {
    * device state load activates it) until completePrepared(), which loads the device state and
    * continues. delete() discards a prepared sandbox at any point.
    */
-  async prepareLaunch(spec: { baseId: string; vmConfig: VmConfig; ports?: PortRequest[]; name?: string }, o: { ramInBackground?: boolean } = {}): Promise<PreparedLaunch & { ramReady: Promise<void> }> {
+  async prepareLaunch(spec: { baseId: string; vmConfig: VmConfig; ports?: PortRequest[]; name?: string }, o: RamCopyOptions = {}): Promise<PreparedLaunch & { ramReady: Promise<void>; ramLeftOut: boolean }> {
     const base = await this.bases.verifyQuick(spec.baseId);
     const { accel } = await checkHostFor(spec.vmConfig, `launch of base ${base.id.slice(0, 12)}`);
     const rec = this.records.claim(spec.name, base, spec.vmConfig, accel, kernelFilesFor(base, spec.vmConfig));
@@ -157,11 +157,12 @@ export class SandboxManager {
     let ramReady: Promise<void> | undefined;
     try {
       // ramInBackground (synthesis): the RAM file has its size at once, the base RAM copy goes on
-      // (ramReady); QEMU may start meanwhile, the RAM must not be written nor the state loaded before.
-      const [prepared, ports] = await Promise.all([prepareFiles(base, spec.vmConfig, files, { from: 'base' }, { ramInBackground: o.ramInBackground }), resolvePorts([...base.manifest.ports, ...(spec.ports ?? [])])]);
+      // (ramReady); QEMU may start meanwhile, the RAM must not be written nor the state loaded before
+      // (except the chunks of ramLeaveOut when ramLeftOut: the copy leaves them to the caller).
+      const [prepared, ports] = await Promise.all([prepareFiles(base, spec.vmConfig, files, { from: 'base' }, o), resolvePorts([...base.manifest.ports, ...(spec.ports ?? [])])]);
       ramReady = prepared.ramReady;
       writeRecord(files.dir, { ...rec, ports });
-      return { id: rec.id, files, ports, ramReady };
+      return { id: rec.id, files, ports, ramReady, ramLeftOut: prepared.ramLeftOut };
     } catch (e) {
       await ramReady?.catch(() => undefined);
       await this.discard(rec.id);

@@ -11,6 +11,9 @@ import {
 import type { OverlayManifest, SegmentSource } from '../../sandbox/overlay';
 import { CONTAINER_HEADER_SIZE, decodeSegment, encodeContainerHeader, encodeSegment, Encoding, segmentName } from '../../sandbox/overlay/format';
 import { GeneratedPair, makePair, PAGE } from './helpers/generatedImages';
+import { applyOverlayInto, ramChunksOf } from '../../sandbox/overlay/apply';
+import { cloneFileInBackground } from '../../sandbox/qemu/files';
+import { createDiskLayer } from '../../sandbox/sandboxes/prepareFiles';
 
 /** Rewrites a container with a changed manifest and/or segments (what an attacker or a bad disk would do). */
 function rewrite(src: string, dest: string, change: (m: OverlayManifest, segs: Map<string, Buffer>) => void): string {
@@ -73,6 +76,37 @@ describe('overlay: format, create and apply on generated images', function () {
     // new files 100, zeroed 10, base RAM copies 10, base disk copies 10, repeated 10, edits 10, last chunk 1
     assert.equal(info.disk.changedChunks, 151);
     assert.match(formatOverlayInfo(info), /memory: \d+ changed chunks/);
+  });
+
+  it('into prepared files whose base RAM copy left out the overlay\'s pages: the same bytes, zero pages over base data never written', async () => {
+    const dir = path.join(tmp, 'into-left-out');
+    fs.mkdirSync(dir);
+    const ramFile = path.join(dir, 'ram'), diskLayer = path.join(dir, 'disk.qcow2');
+    const r = OverlayReader.open(overlayPath);
+    try {
+      const listed = ramChunksOf(r.manifest);
+      const copy = cloneFileInBackground(pair.base.ramFile, ramFile, { chunks: listed, chunkSize: PAGE });
+      assert.equal(copy.leftOut, true, 'no reflink on the test filesystem: the copy leaves the pages out');
+      await copy.done;
+      // The copy wrote none of the listed pages: they read as zeros (e.g. pages 100..109, base data the overlay zeroes).
+      const copied = fs.readFileSync(ramFile), baseRam = fs.readFileSync(pair.base.ramFile);
+      for (let i = 0; i < listed.length; i++) {
+        const want = listed[i] ? Buffer.alloc(PAGE) : baseRam.subarray(i * PAGE, (i + 1) * PAGE);
+        assert.ok(copied.subarray(i * PAGE, (i + 1) * PAGE).equals(want), `page ${i} after the copy`);
+      }
+      assert.ok(listed[100] === 1 && !baseRam.subarray(100 * PAGE, 101 * PAGE).equals(Buffer.alloc(PAGE)), 'the pair has a zero page over base data');
+      await createDiskLayer(diskLayer, pair.base.diskFile);
+      const applied = await applyOverlayInto(r, r, { baseId: pair.baseId, ramFile: pair.base.ramFile, diskFile: pair.base.diskFile },
+        { files: Promise.resolve({ ramFile, diskLayer, ramLeftOut: true }), ramReady: copy.done, diskOpened: Promise.resolve() }, { compressor });
+      assert.ok(fs.readFileSync(ramFile).equals(pair.ram), 'RAM differs');
+      // The zero pages were not written: still a hole.
+      const map = JSON.parse(execFileSync('qemu-img', ['map', '--output=json', '-f', 'raw', ramFile]).toString()) as Array<{ start: number; length: number; data: boolean }>;
+      assert.ok(map.some((e) => !e.data && e.start <= 100 * PAGE && e.start + e.length >= 110 * PAGE), `pages 100..109 are a hole: ${JSON.stringify(map)}`);
+      execFileSync('qemu-img', ['compare', '-q', diskLayer, pair.launch.diskRaw]);
+      assert.ok(applied.deviceState.equals(fs.readFileSync(pair.launch.deviceState)));
+    } finally {
+      r.close();
+    }
   });
 
   for (const clusterSize of [512, 65536]) {
