@@ -2,7 +2,8 @@
  * Host errors as users see them (issue 11.11): server faults and API answers carry no absolute path
  * of the daemon host (data-folder paths as DATA/..., others as their last component); a full disk
  * is reported naming the file and the stage, checked on a real 512 KiB tmpfs for a handoff round
- * and for a synthesis (apply), each leaving no partial folder.
+ * and for a synthesis (apply into a folder, and into a prepared launch with its base RAM copy), each
+ * leaving no partial folder.
  */
 import { strict as assert } from 'assert';
 import { execFileSync } from 'child_process';
@@ -20,6 +21,11 @@ import { CHUNK_SIZE } from '../../sandbox/overlay/format';
 import { RoundApplier } from '../../sandbox/handoff/roundApplier';
 import { openRound } from '../../sandbox/handoff/roundReader';
 import { makePair, type GeneratedPair } from './helpers/generatedImages';
+import { applyOverlayInto, ramChunksOf } from '../../sandbox/overlay/apply';
+import { prepareFiles } from '../../sandbox/sandboxes/prepareFiles';
+import type { SandboxFiles } from '../../sandbox/sandboxes/layout';
+import type { BaseBundle } from '../../sandbox/base/store';
+import type { VmConfig } from '../../sandbox/qemu/vmconfig';
 import { encodeRounds, pieces } from './helpers/handoffRounds';
 
 describe('host errors: no host paths in faults, a full disk named by file and stage', function () {
@@ -104,6 +110,32 @@ describe('host errors: no host paths in faults, a full disk named by file and st
         });
       } finally { r.close(); }
       assert.deepEqual(fs.readdirSync(small), [], 'nothing left on the full filesystem');
+    });
+
+    it('a synthesis into a prepared launch that does not fit (its base RAM copy leaving out the overlay\'s pages): the copy and the apply refused naming the file and the stage', async () => {
+      const made = await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outDir: path.join(tmp, 'overlays-into'), compressor });
+      const r = OverlayReader.open(made.path);
+      const dir = path.join(small, 'prepared');
+      fs.mkdirSync(dir);
+      const files = { dir, ram: path.join(dir, 'ram.raw'), disk: path.join(dir, 'disk.qcow2') } as SandboxFiles;
+      const diskFull = (stages: RegExp) => (e: unknown) => {
+        assert.ok(e instanceof CloudletError, String(e));
+        assert.equal(e.status, 507);
+        assert.match(e.message, new RegExp(`^no space left on the device while (${stages.source}): writing .*/prepared/(ram\\.raw|disk\\.qcow2) failed$`));
+        return true;
+      };
+      try {
+        // As SandboxManager.prepareLaunch does for synthesizeIntoPrepared (which then discards the launch).
+        const prepared = prepareFiles({ ram: pair.base.ramFile, disk: pair.base.diskFile } as BaseBundle, pair.launch.vmConfig as VmConfig, files, { from: 'base' },
+          { ramInBackground: true, ramLeaveOut: { chunks: ramChunksOf(r.manifest), chunkSize: CHUNK_SIZE } });
+        const into = { files: prepared.then((p) => ({ ramFile: files.ram, diskLayer: files.disk, ramLeftOut: p.ramLeftOut })), ramReady: prepared.then((p) => p.ramReady), diskOpened: prepared.then(() => undefined) };
+        await assert.rejects(applyOverlayInto(r, r, { baseId: pair.baseId, ramFile: pair.base.ramFile, diskFile: pair.base.diskFile }, into, { compressor }),
+          diskFull(/copying the base RAM for the VM|synthesis: writing the launch RAM and disk|synthesis: finishing the disk layer/));
+        const { ramLeftOut, ramReady } = await prepared;
+        assert.equal(ramLeftOut, true);
+        // The copy alone (1.7 MB of base data outside the overlay's pages) does not fit either.
+        await assert.rejects(ramReady, diskFull(/copying the base RAM for the VM/));
+      } finally { r.close(); fs.rmSync(dir, { recursive: true, force: true }); }
     });
 
     it('an image upload that does not fit: refused naming the file and the stage, the image back to queued, no temp file left', async () => {
