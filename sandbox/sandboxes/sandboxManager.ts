@@ -235,6 +235,14 @@ export class SandboxManager {
     return this.info(this.records.setStatus(r, 'paused'));
   }
 
+  /**
+   * Records as paused a VM that QEMU stopped by itself (the end of a migration: its STOP event was
+   * seen), without a QMP `stop`: QEMU's main loop answers only after the migration's end.
+   */
+  markPaused(ref: string): SandboxInfo {
+    return this.info(this.records.setStatus(this.records.requireLive(ref), 'paused'));
+  }
+
   async unpause(ref: string): Promise<SandboxInfo> {
     const r = this.records.requireLive(ref);
     await (await this.live.qmp(r.id, this.filesOf(r.id))).execute('cont');

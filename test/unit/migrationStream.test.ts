@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'assert';
 import { CloudletError } from '../../sandbox/common/errors';
-import { buildIgnoreSharedState, MigrationStreamParser, PAGE_SIZE } from '../../sandbox/qemu/migrationStream';
+import { buildIgnoreSharedState, MigrationStreamParser, PAGE_SIZE, withoutVmDescription } from '../../sandbox/qemu/migrationStream';
 import { downtimeBudget } from '../../sandbox/handoff/migrationTracker';
 
 const u32 = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(v); return b; };
@@ -109,6 +109,17 @@ describe('QEMU migration stream parser (dirty-page log)', () => {
     assert.deepEqual(Buffer.concat(back.p.tail), DEVICE_TAIL);
     // A page of another block that never arrived: refused, not a state with a hole.
     assert.throws(() => buildIgnoreSharedState(p, 'mem', new Map([['pc.rom', new Map([[0, page(7)]])]])), /page 4096 of RAM block pc.rom never arrived/);
+  });
+
+  it('leaves the VM description empty (the incoming QEMU discards it), and a tail without one as it is', () => {
+    const devices = Buffer.concat([Buffer.from([0x04]), u32(9), name('timer'), u32(0), u32(2), Buffer.from('{"page_size": x'), Buffer.from([0x7e]), u32(9), Buffer.from([0x00])]);
+    const desc = Buffer.from('{"page_size": 4096, "devices": [{"name": "timer", "instance_id": 0}]}');
+    const tail = Buffer.concat([devices, Buffer.from([0x06]), u32(desc.length), desc]);
+    assert.deepEqual(withoutVmDescription(tail), Buffer.concat([devices, Buffer.from([0x06]), u32(0)]));
+    // Not a VM description at the end (its length does not match, or no EOF before it): unchanged.
+    const wrongLength = Buffer.concat([devices, Buffer.from([0x06]), u32(desc.length + 1), desc]);
+    assert.deepEqual(withoutVmDescription(wrongLength), wrongLength);
+    assert.deepEqual(withoutVmDescription(DEVICE_TAIL), DEVICE_TAIL);
   });
 
   it('refuses what it does not understand, by name', () => {
