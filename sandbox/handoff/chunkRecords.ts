@@ -20,6 +20,11 @@ export interface ChunkSink {
    * segment's payload, unchanged until the segment is done; otherwise it is reused at the next call.
    */
   put(target: Target, index: number, data: Buffer | undefined, stable: boolean): void;
+  /**
+   * Optional: records that chunk `index` of `target` holds base chunk `ref` of `refTarget` without
+   * reading it (a sink that keeps digests); false: read (base) and put as usual.
+   */
+  putBase?(target: Target, index: number, refTarget: Target, ref: number): boolean;
 }
 
 /** What one round's segments have stored so far, and the copies waiting for the round's end. */
@@ -50,8 +55,8 @@ export function decodeChunkRecords(entry: SegmentEntry & { target: Target }, raw
     round.chunks++;
     switch (r.encoding) {
       case ZERO: sink.put(target, r.index, undefined, false); break;
-      case BASE_RAM: sink.put(target, r.index, sink.base('ram', r.ref, scratch), false); break;
-      case BASE_DISK: sink.put(target, r.index, sink.base('disk', r.ref, scratch), false); break;
+      case BASE_RAM: if (!sink.putBase?.(target, r.index, 'ram', r.ref)) sink.put(target, r.index, sink.base('ram', r.ref, scratch), false); break;
+      case BASE_DISK: if (!sink.putBase?.(target, r.index, 'disk', r.ref)) sink.put(target, r.index, sink.base('disk', r.ref, scratch), false); break;
       case RAW: sink.put(target, r.index, raw.subarray(at, at + CHUNK), true); break;
       case XOR: {
         const b = sink.base(target, r.index, scratch);
@@ -68,13 +73,20 @@ export function decodeChunkRecords(entry: SegmentEntry & { target: Target }, raw
   }
 }
 
+/** Refuses a round with a copy of a chunk it does not store (or of another copy). */
+export function checkCopies(round: RoundChunks): void {
+  for (const c of round.copies) {
+    if (!round.stored[c.refTarget].has(c.ref)) throw new CloudletError('Corrupt', `${c.target} chunk ${c.index} copies ${c.refTarget} chunk ${c.ref}, which this round does not carry`);
+  }
+}
+
 /**
  * The round's copies, last: each must refer to a chunk the round stores (not to another copy);
  * `read` gives that chunk's current content (into the round's scratch buffer).
  */
 export function finishCopies(round: RoundChunks, read: (target: Target, index: number, out: Buffer) => Buffer, sink: ChunkSink, beforeRead?: () => void): void {
+  checkCopies(round);
   for (const c of round.copies) {
-    if (!round.stored[c.refTarget].has(c.ref)) throw new CloudletError('Corrupt', `${c.target} chunk ${c.index} copies ${c.refTarget} chunk ${c.ref}, which this round does not carry`);
     beforeRead?.();
     sink.put(c.target, c.index, read(c.refTarget, c.ref, round.scratch), false);
   }

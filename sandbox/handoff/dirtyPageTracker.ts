@@ -21,7 +21,7 @@ const SHADOW_BLOCK = 1 << 20;
 const ZERO_PAGE = Buffer.alloc(CHUNK_SIZE);
 
 /** A copy of the bytes the destination holds: a page compare (memcmp) instead of a SHA-256 per page. */
-export class ShadowPageTracker {
+export class ShadowPageTracker implements PageCopy {
   private readonly held: Buffer;
   private readonly pool?: ParallelPageCompare;
   /** How the last scanFile compared: 'workers' (ParallelPageCompare) or 'in-thread' (fallback). */
@@ -241,8 +241,28 @@ export function dataRuns(size: number, digests?: Buffer, skip?: Uint8Array): Arr
   return runs;
 }
 
-export class DirtyPageTracker {
+/** What QEMU's migration stream is compared with (MigrationTracker): a ShadowPageTracker or a DirtyPageTracker. */
+export interface PageCopy {
+  readonly chunks: number;
+  /** Whether `data` differs from what the destination holds as page `index` (nothing recorded). */
+  differs(index: number, data: Buffer): boolean;
+  /** Digest of `data` if it differs (and records it as sent). */
+  check(index: number, data: Buffer): Buffer | undefined;
+}
+
+/** A page's bytes were asked of a copy that keeps only digests (DirtyPageTracker.page). */
+export class PageBytesNotKept extends Error {}
+
+/**
+ * What the destination holds as one SHA-256 per page (8 MB for 1 GiB of RAM), starting as the base's
+ * digest list. The source's copy after a launch round (handoffSender.ts): a byte copy (ShadowPageTracker)
+ * is a fresh 1 GiB buffer whose first touch of each page is a page fault, 25-37 us each on the hosts
+ * measured, ~170k of them to fill it (the base's data pages and round 0's), against ~6 us to hash a
+ * page; and the base RAM need not be read at all. Zero pages are recognized without hashing.
+ */
+export class DirtyPageTracker implements PageCopy {
   private readonly held: Buffer;
+  lastScan: { method: 'workers' | 'in-thread'; fallbackReason?: string } = { method: 'in-thread' };
 
   constructor(baseDigests: Buffer, readonly chunks: number) {
     this.held = Buffer.alloc(chunks * 32);
@@ -251,11 +271,55 @@ export class DirtyPageTracker {
 
   /** Digest of `data` if it differs from what the destination holds (and records it as sent). */
   check(index: number, data: Buffer): Buffer | undefined {
-    if (index >= this.chunks) throw new CloudletError('Internal', `chunk ${index} is outside the tracked image (${this.chunks} chunks)`);
-    const digest = createHash('sha256').update(data).digest();
+    const digest = this.digestOf(index, data);
     if (this.held.compare(digest, 0, 32, index * 32, index * 32 + 32) === 0) return undefined;
     digest.copy(this.held, index * 32);
-    return digest;
+    return digest === ZERO_DIGEST ? Buffer.from(digest) : digest;
+  }
+
+  differs(index: number, data: Buffer): boolean {
+    return this.held.compare(this.digestOf(index, data), 0, 32, index * 32, index * 32 + 32) !== 0;
+  }
+
+  /** Records that the destination holds `data` as page `index` (a round sent without a compare: launchRound.ts). */
+  hold(index: number, data: Buffer): void {
+    this.digestOf(index, data).copy(this.held, index * 32);
+  }
+
+  /** Records that the destination holds the page of SHA-256 `digest` as page `index` (a base page in round 0). */
+  holdDigest(index: number, digest: Buffer): void {
+    this.inside(index);
+    if (digest.length !== 32) throw new CloudletError('Internal', `a page digest is 32 bytes, not ${digest.length}`);
+    digest.copy(this.held, index * 32);
+  }
+
+  /** Records that page `index` holds what page `ref` holds (a copy in round 0). */
+  holdCopy(index: number, ref: number): void {
+    this.inside(index); this.inside(ref);
+    this.held.copy(this.held, index * 32, ref * 32, ref * 32 + 32);
+  }
+
+  /** Only digests are kept: the bytes of a page are not known here. */
+  page(index: number, _out: Buffer): Buffer {
+    throw new PageBytesNotKept(`the bytes of RAM page ${index} are not kept (a digest copy)`);
+  }
+
+  /** Whether the destination holds zeros as page `index`. */
+  zero(index: number): boolean {
+    this.inside(index);
+    return ZERO_DIGEST.equals(this.held.subarray(index * 32, index * 32 + 32));
+  }
+
+  close(): Promise<void> { return Promise.resolve(); }
+
+  private digestOf(index: number, data: Buffer): Buffer {
+    this.inside(index);
+    // A zero page (most of a guest's RAM) by a memcmp, not a hash.
+    return data.length === CHUNK_SIZE && data.equals(ZERO_PAGE) ? ZERO_DIGEST : createHash('sha256').update(data).digest();
+  }
+
+  private inside(index: number): void {
+    if (index >= this.chunks || index < 0) throw new CloudletError('Internal', `chunk ${index} is outside the tracked image (${this.chunks} chunks)`);
   }
 
   scanFile(file: string, visit: (index: number, page: Buffer, digest: Buffer) => Promise<void>, signal?: AbortSignal): Promise<number> {

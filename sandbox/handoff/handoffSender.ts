@@ -17,7 +17,7 @@ import { CHUNK_SIZE, type Target } from '../overlay/format';
 import { decodeLaunchRound, readLaunchRound, type LaunchRound } from './launchRound';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { DestinationClient, NotDelivered } from './destinationClient';
-import { ShadowPageTracker } from './dirtyPageTracker';
+import { DirtyPageTracker, PageBytesNotKept, ShadowPageTracker } from './dirtyPageTracker';
 import { LayerTracker } from './layerTracker';
 import { RoundEncoder } from './roundEncoder';
 import { encodeRoundBody, fileSha256, verifyRamEnabled, type FinishResponse } from './protocol';
@@ -97,6 +97,12 @@ export function firstPassGate(shadow: { zero(index: number): boolean }, pages: n
   }
   return 0;
 }
+
+/**
+ * After a launch round, the source's copy of what the destination holds is one SHA-256 per RAM page
+ * (default); CLOUDLET_HANDOFF_DIGEST_COPY=0: a byte copy of the whole RAM (ShadowPageTracker), as before.
+ */
+export function digestCopyEnabled(): boolean { return process.env.CLOUDLET_HANDOFF_DIGEST_COPY !== '0'; }
 
 /** Round 0 from the VM's launch overlay when it kept one (default); CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0: by compare. */
 export function launchOverlayEnabled(): boolean { return process.env.CLOUDLET_HANDOFF_LAUNCH_OVERLAY !== '0'; }
@@ -185,11 +191,11 @@ export class HandoffSender {
     const { files, vmConfig } = manager.layout(o.vmId);
     const base = manager.bases.get(info.baseId);
     const ramDigests = fs.readFileSync(base.ramDigests), diskDigests = fs.readFileSync(base.diskDigests);
-    let ram: ShadowPageTracker | undefined;
+    let ram: ShadowPageTracker | DirtyPageTracker | undefined;
     const enc = new RoundEncoder({ ramFile: base.ram, diskFile: base.disk, ramDigests, diskDigests }, this.compressor, DEFAULT_LEVEL);
     const ramFile = files.ram, diskLayer = files.disk;
     const baseDiskFd = fs.openSync(base.disk, 'r');
-    const disk = new LayerTracker(diskLayer, baseDiskFd, diskDigests);
+    let disk = new LayerTracker(diskLayer, baseDiskFd, diskDigests);
     let round = 0, paused = false, tPause = 0;
     let tracker: MigrationTracker | undefined;
     let diskLog: DiskDirtyLog | undefined;
@@ -206,15 +212,32 @@ export class HandoffSender {
       const launch = await this.startLaunchRound(dest, sid, files, info.baseId, base, vmConfig.ramBytes);
       const tShadow = Date.now();
       const pages = vmConfig.ramBytes / CHUNK_SIZE;
-      ram = new ShadowPageTracker(undefined, pages, { workers: compareWorkers() });
-      // The copy of the base RAM is read (libuv's threads) while round 0 is decoded into it (this
-      // thread): the read leaves out the pages the round writes, so the two never touch the same page.
-      const shadow = ram;
-      const loading = shadow.loadBase(base.ram, { digests: ramDigests, ...(launch ? { skip: launchRamPages(launch, pages) } : {}) })
-        .then(() => this.lap('live_shadow_load', tShadow));
-      loading.catch(() => undefined);
-      if (launch) round = await this.decodeLaunchRound(launch, base, ram, disk);
-      await loading;
+      if (launch && firstPassGateEnabled() && trackerChoice() !== 'compare' && digestCopyEnabled()) {
+        // Round 0 then QEMU's first pass as the compare: what the destination holds is kept as one
+        // SHA-256 per page from the base's list (DirtyPageTracker: no 1 GiB buffer, no base RAM read).
+        ram = new DirtyPageTracker(ramDigests, pages);
+        try {
+          round = await this.decodeLaunchRound(launch, base, ram, disk, { ram: ramDigests, disk: diskDigests });
+          this.phases.launch_round_digest_copy = 1;
+        } catch (e) {
+          if (!(e instanceof PageBytesNotKept)) throw e;
+          // A disk chunk of round 0 copies a RAM page: its bytes are needed; decoded again into a byte copy.
+          log.info(`handoff of ${o.vmId}: round 0 decoded again into a byte copy: ${e.message}`);
+          disk = new LayerTracker(diskLayer, baseDiskFd, diskDigests);
+          ram = undefined;
+        }
+      }
+      if (!ram) {
+        ram = new ShadowPageTracker(undefined, pages, { workers: compareWorkers() });
+        // The copy of the base RAM is read (libuv's threads) while round 0 is decoded into it (this
+        // thread): the read leaves out the pages the round writes, so the two never touch the same page.
+        const shadow = ram;
+        const loading = shadow.loadBase(base.ram, { digests: ramDigests, ...(launch ? { skip: launchRamPages(launch, pages) } : {}) })
+          .then(() => this.lap('live_shadow_load', tShadow));
+        loading.catch(() => undefined);
+        if (launch) round = await this.decodeLaunchRound(launch, base, ram, disk);
+        await loading;
+      }
       // Live rounds. Tracking by QEMU's own migration (MigrationTracker) unless it is off or fails;
       // then (or with CLOUDLET_HANDOFF_TRACKER=compare) the full compare of the RAM file.
       const tLive = Date.now();
@@ -538,13 +561,28 @@ export class HandoffSender {
   }
 
   /** Decodes round 0 into `ram` and `disk` (what the destination holds once it applied it); the next round's number. */
-  private async decodeLaunchRound(r: LaunchRound, base: { ram: string; disk: string }, ram: ShadowPageTracker, disk: LayerTracker): Promise<number> {
+  private async decodeLaunchRound(r: LaunchRound, base: { ram: string; disk: string }, ram: ShadowPageTracker | DirtyPageTracker, disk: LayerTracker, baseDigests?: Record<Target, Buffer>): Promise<number> {
     const t0 = Date.now();
     const baseRead = new BaseChunks(base);
     try {
       await decodeLaunchRound(r, (t, i, out) => baseRead.read(t, i, out), {
         hold: (t, i, d) => (t === 'ram' ? ram.hold(i, d) : disk.hold(i, d)),
         held: (t, i, out) => (t === 'ram' ? ram.page(i, out) : disk.held(i, out)),
+        holdCopy: (t, i, rt, ref) => {
+          if (t !== 'ram' || rt !== 'ram' || !(ram instanceof DirtyPageTracker)) return false;
+          ram.holdCopy(i, ref);
+          return true;
+        },
+        // A base page into the digest copy: the base's own digest, nothing read or hashed.
+        ...(ram instanceof DirtyPageTracker && baseDigests ? {
+          holdBase: (t: Target, i: number, rt: Target, ref: number) => {
+            if (t !== 'ram') return false;
+            const d = baseDigests[rt];
+            if (ref < 0 || (ref + 1) * 32 > d.length) throw new CloudletError('Corrupt', `round 0: ram chunk ${i} refers to base ${rt} chunk ${ref}, outside the base`);
+            ram.holdDigest(i, d.subarray(ref * 32, ref * 32 + 32));
+            return true;
+          },
+        } : {}),
       }, this.compressor, this.o.signal);
     } finally { baseRead.close(); }
     this.phases.launch_round_decode = Date.now() - t0;

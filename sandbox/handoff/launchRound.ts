@@ -14,7 +14,7 @@ import { CHUNK_SIZE, type SegmentEntry, type Target } from '../overlay/format';
 import { checkSegmentDigest, OverlayReader } from '../overlay/overlayReader';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { zstdFrameContentSize } from '../overlay/segmentCompressor';
-import { decodeChunkRecords, finishCopies, newRoundChunks, type ChunkSink } from './chunkRecords';
+import { checkCopies, decodeChunkRecords, newRoundChunks, type ChunkSink, type RoundChunks } from './chunkRecords';
 
 /** Where the launch state goes at the source: what the destination holds once round 0 is applied. */
 export interface LaunchStateSink {
@@ -22,6 +22,13 @@ export interface LaunchStateSink {
   hold(target: Target, index: number, data: Buffer): void;
   /** What the destination holds as chunk `index` of `target` (after hold() for chunks of this round). */
   held(target: Target, index: number, out: Buffer): Buffer;
+  /**
+   * Records a copy (chunk `index` of `target` holds what chunk `ref` of `refTarget` holds) without
+   * its bytes, if the sink can (a digest copy); false: the bytes are read (held) and held.
+   */
+  holdCopy?(target: Target, index: number, refTarget: Target, ref: number): boolean;
+  /** The same for a base chunk (BaseRam / BaseDisk records): false, its bytes are read (base) and held. */
+  holdBase?(target: Target, index: number, refTarget: Target, ref: number): boolean;
 }
 
 export interface LaunchRound {
@@ -85,7 +92,7 @@ export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, i
   const zero = Buffer.alloc(CHUNK_SIZE);
   // The same decoding as the destination's (chunkRecords.ts); the images' sizes were checked in readLaunchRound.
   const limits: Record<Target, number> = { ram: Infinity, disk: Infinity };
-  const chunkSink: ChunkSink = { base, put: (target, index, data) => sink.hold(target, index, data ?? zero) };
+  const chunkSink: ChunkSink = { base, put: (target, index, data) => sink.hold(target, index, data ?? zero), ...(sink.holdBase ? { putBase: sink.holdBase } : {}) };
   const decode = (entry: SegmentEntry, raw: Buffer) => decodeChunkRecords({ ...entry, target: entry.target! }, raw, limits, chunkSink, round);
   // Decompressed on the workers a few at a time, decoded in order.
   const pending: Array<Promise<Buffer>> = [];
@@ -97,11 +104,18 @@ export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, i
     pending.push(p);
   };
   while (next < r.segments.length && pending.length < compressor.threads + 1) start();
+  const copy = (c: RoundChunks['copies'][number]) => {
+    if (!sink.holdCopy?.(c.target, c.index, c.refTarget, c.ref)) chunkSink.put(c.target, c.index, sink.held(c.refTarget, c.ref, round.scratch), false);
+  };
   for (let i = 0; i < r.segments.length; i++) {
     const raw = await pending.shift()!;
     if (next < r.segments.length) start();
     decode(r.segments[i], raw);
+    // A copy of a chunk already stored is made now (each chunk is stored once per round: it is what
+    // the end of the round would copy); the others at the end.
+    round.copies = round.copies.filter((c) => { if (!round.stored[c.refTarget].has(c.ref)) return true; copy(c); return false; });
   }
   // Same rule as the destination: a copy refers to a chunk this round stores (not to another copy).
-  finishCopies(round, (t, i, out) => sink.held(t, i, out), chunkSink);
+  checkCopies(round);
+  for (const c of round.copies) copy(c);
 }

@@ -21,7 +21,7 @@ import * as net from 'net';
 import { CloudletError, describeError } from '../common/errors';
 import type { QmpClient, QmpEvent } from '../qemu/qmp';
 import { MigrationStreamParser, PAGE_SIZE, buildIgnoreSharedState } from '../qemu/migrationStream';
-import type { ShadowPageTracker } from './dirtyPageTracker';
+import type { PageCopy } from './dirtyPageTracker';
 import { envNumber } from '../common/env';
 
 /** The RAM block that is the shared RAM file (memory-backend-file id=mem). */
@@ -129,7 +129,7 @@ export class MigrationTracker {
     }
   };
 
-  private constructor(private readonly qmp: QmpClient, private readonly socket: string, private readonly shadow: ShadowPageTracker) {
+  private constructor(private readonly qmp: QmpClient, private readonly socket: string, private readonly shadow: PageCopy) {
     this.parser = new MigrationStreamParser({
       page: (block, offset, data, final) => this.onPage(block, offset, data, final),
       finalPass: () => { this.timeline.finalPass = Date.now(); this.sock?.resume(); this.wake(); },
@@ -146,7 +146,7 @@ export class MigrationTracker {
    * made) goes in a live round instead of the paused one, and round 0 is known applied before QEMU
    * may stop the VM.
    */
-  static async start(qmp: QmpClient, socket: string, shadow: ShadowPageTracker, o: { downtimeMs?: number; gateAt?: number } = {}): Promise<MigrationTracker> {
+  static async start(qmp: QmpClient, socket: string, shadow: PageCopy, o: { downtimeMs?: number; gateAt?: number } = {}): Promise<MigrationTracker> {
     const t = new MigrationTracker(qmp, socket, shadow);
     if (o.gateAt !== undefined) t.gate = { at: o.gateAt, state: 'armed' };
     const downtime = o.downtimeMs ?? trackerDowntimeMs();

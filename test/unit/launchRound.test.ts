@@ -15,7 +15,7 @@ import { CHUNK_SIZE, encodeSegment, Encoding, type SegmentEntry, type Target } f
 import { OverlayReader } from '../../sandbox/overlay/overlayReader';
 import { Qcow2Reader } from '../../sandbox/overlay/qcow2Reader';
 import { SegmentCompressor } from '../../sandbox/overlay/segmentCompressor';
-import { ShadowPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
+import { DirtyPageTracker, PageBytesNotKept, ShadowPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
 import { LayerTracker } from '../../sandbox/handoff/layerTracker';
 import { decodeLaunchRound, readLaunchRound, type LaunchRound } from '../../sandbox/handoff/launchRound';
 import { encodeRoundBody } from '../../sandbox/handoff/protocol';
@@ -112,6 +112,37 @@ describe('handoff round 0 from the launch overlay', function () {
     } finally { fs.closeSync(baseDiskFd); }
   });
 
+  it('decoded into a digest copy (DirtyPageTracker: one SHA-256 per page, copies and base pages by digest), the next compare finds nothing; a page changed since is found', async () => {
+    const r = await readLaunchRound(overlayFile, overlayId, pair.baseId, sizes);
+    assert.ok(!('unusable' in r));
+    const pages = pair.ram.length / PAGE;
+    const baseDiskFd = fs.openSync(pair.base.diskFile, 'r');
+    const base = baseReader();
+    try {
+      const ram = new DirtyPageTracker(fs.readFileSync(pair.base.ramDigests), pages);
+      const disk = new LayerTracker(pair.launch.diskLayer, baseDiskFd, fs.readFileSync(pair.base.diskDigests));
+      let copies = 0, bases = 0;
+      const digests = { ram: fs.readFileSync(pair.base.ramDigests), disk: fs.readFileSync(pair.base.diskDigests) };
+      await decodeLaunchRound(r, base.read, {
+        hold: (t, i, d) => (t === 'ram' ? ram.hold(i, d) : disk.hold(i, d)),
+        held: (t, i, out) => (t === 'ram' ? ram.page(i, out) : disk.held(i, out)),
+        holdCopy: (t, i, rt, ref) => { if (t !== 'ram' || rt !== 'ram') return false; ram.holdCopy(i, ref); copies++; return true; },
+        holdBase: (t, i, rt, ref) => { if (t !== 'ram') return false; bases++; ram.holdDigest(i, digests[rt].subarray(ref * 32, ref * 32 + 32)); return true; },
+      }, compressor);
+      assert.ok(copies > 0 && bases > 0, `the generated overlay copies RAM pages and base chunks (${copies}, ${bases}): recorded by digest`);
+      assert.equal(await ram.scanFile(pair.launch.ramFile, async () => undefined), 0, 'RAM compare after round 0');
+      for (let i = 0; i < pages; i++) {
+        const page = pair.ram.subarray(i * PAGE, (i + 1) * PAGE);
+        assert.ok(!ram.differs(i, page), `page ${i}`);
+        assert.equal(ram.zero(i), page.equals(Buffer.alloc(PAGE)), `zero ${i}`);
+      }
+      const changed = Buffer.from(pair.ram.subarray(0, PAGE));
+      changed[100] ^= 1;
+      assert.ok(ram.differs(0, changed) && ram.check(0, changed) && !ram.differs(0, changed), 'a changed page differs until recorded');
+      assert.throws(() => ram.page(0, Buffer.alloc(PAGE)), PageBytesNotKept);
+    } finally { base.close(); fs.closeSync(baseDiskFd); }
+  });
+
   it('an overlay that cannot be round 0 is named and nothing is read on: none kept, another base, other sizes, a damaged segment', async () => {
     const why = async (file: string, baseId = pair.baseId, s = sizes, madeFrom: string | undefined = overlayId) => {
       const r = await readLaunchRound(file, madeFrom, baseId, s);
@@ -134,6 +165,30 @@ describe('handoff round 0 from the launch overlay', function () {
     assert.match(await why(bad), /is corrupt: its bytes hash to/);
     fs.writeFileSync(bad, Buffer.from('CLDOVRLY not an overlay'));
     assert.match(await why(bad), /does not open/);
+  });
+
+  it('a disk chunk of round 0 copying a RAM page, decoded into a digest copy: PageBytesNotKept (the sender decodes again into a byte copy)', async () => {
+    const rawRam = encodeSegment([{ encoding: Encoding.Raw, index: 5, ref: 0, refTarget: 'ram' }], [Buffer.alloc(PAGE, 7)]);
+    const rawDisk = encodeSegment([{ encoding: Encoding.Self, index: 2, ref: 5, refTarget: 'ram' }], []);
+    const cr = await compressor.compress(rawRam, 3), cd = await compressor.compress(rawDisk, 3);
+    const segments: SegmentEntry[] = [
+      { digest: cr.digest, kind: 'chunks', target: 'ram', size: cr.data.length, rawSize: rawRam.length, rawDigest: cr.rawDigest, records: 1, chunks: [[5, 1]] },
+      { digest: cd.digest, kind: 'chunks', target: 'disk', size: cd.data.length, rawSize: rawDisk.length, rawDigest: cd.rawDigest, records: 1, chunks: [[2, 1]] },
+    ];
+    const round: LaunchRound = { overlayId: 'x', segments, data: [cr.data, cd.data], chunks: { ram: 1, disk: 1 } };
+    const ram = new DirtyPageTracker(fs.readFileSync(pair.base.ramDigests), pair.ram.length / PAGE);
+    const baseDiskFd = fs.openSync(pair.base.diskFile, 'r');
+    const base = baseReader();
+    try {
+      const disk = new LayerTracker(pair.launch.diskLayer, baseDiskFd, fs.readFileSync(pair.base.diskDigests));
+      await assert.rejects(decodeLaunchRound(round, base.read, {
+        hold: (t, i, d) => (t === 'ram' ? ram.hold(i, d) : disk.hold(i, d)),
+        held: (t, i, out) => (t === 'ram' ? ram.page(i, out) : disk.held(i, out)),
+      }, compressor), PageBytesNotKept);
+      // The byte copy takes the same round.
+      const { disk: d2 } = await decodeAtSource(round, pair.launch.diskLayer, baseDiskFd);
+      assert.ok(d2.held(2, Buffer.alloc(PAGE)).equals(Buffer.alloc(PAGE, 7)));
+    } finally { base.close(); fs.closeSync(baseDiskFd); }
   });
 
   it('a copy of a chunk the round does not store: refused by the source\'s decode and by the destination (Corrupt)', async () => {
