@@ -214,12 +214,16 @@ function pauseBreakdown(m: Move): Record<string, number | undefined> {
  * Our time before the pause (phases_ms of the report): the session check, round 0 read / decoded at
  * the source / sent and applied at the destination, the copy of the base RAM (alongside the decode),
  * then either QEMU's first pass held at the gate (first_round_disk_scan, first_pass_gate_round or
- * _wait, first_pass_gate_reached 1/0) or the compare round, and QEMU's passes (live_tracking).
+ * _wait, first_pass_gate_reached 1/0) or the compare round, and QEMU's passes (live_tracking);
+ * launch_round_digest_copy 1 when the source kept a SHA-256 per page; at_*: points on the timeline
+ * (ms since the handoff began): round 0 decoded, QEMU's first pass started / held at the gate, round 0
+ * applied at the destination, the gate opened, QEMU stopped the VM.
  */
 function liveBreakdown(m: Move): Record<string, number> {
   const p = m.phases_ms ?? {};
   const keys = ['check', 'launch_round_read', 'launch_round_decode', 'live_shadow_load', 'launch_round_send_apply', 'first_round_disk_scan',
-    'first_pass_gate_round', 'first_pass_gate_wait', 'first_pass_gate_reached', 'compare_round', 'live_tracking'];
+    'first_pass_gate_round', 'first_pass_gate_wait', 'first_pass_gate_reached', 'compare_round', 'live_tracking', 'launch_round_digest_copy',
+    'at_launch_round_decoded', 'at_first_pass_start', 'at_first_pass_gate_held', 'at_launch_round_applied', 'at_first_pass_gate_open', 'at_stop'];
   return Object.fromEntries(keys.filter((k) => typeof p[k] === 'number').map((k) => [k, p[k]]));
 }
 

@@ -143,6 +143,8 @@ class OutcomeUnknown extends Error {}
 
 export class HandoffSender {
   private readonly phases: Record<string, number> = {};
+  /** When run() began: the at_* phases are ms since then (a timeline of the parts that overlap). */
+  private startedAt = Date.now();
   private readonly roundBytes: number[] = [];
   private readonly roundPages: number[] = [];
   private readonly roundDisk: number[] = [];
@@ -159,6 +161,7 @@ export class HandoffSender {
   async run(): Promise<HandoffReport & { destination_ports: Record<string, string> }> {
     const { manager, o } = this;
     const t0 = Date.now();
+    this.startedAt = t0;
     const info = manager.get(o.vmId);
     if (info.status !== 'running') throw new CloudletError('Conflict', `VM ${o.vmId} is ${info.status}, not running`);
     const { vmConfig } = manager.layout(o.vmId);
@@ -263,6 +266,7 @@ export class HandoffSender {
           const gateAt = firstPassGate(ram, pages);
           this.phases.first_pass_gate_mib = Math.round(gateAt / (1 << 20));
           tracker = await MigrationTracker.start(qmp, path.join(path.dirname(files.migrateSocket), 'track.sock'), ram, { gateAt });
+          this.mark('at_first_pass_start');
         } catch (e) {
           this.fallBack(`QEMU's migration could not be started as the tracker: ${describeError(e)}`);
         }
@@ -315,6 +319,7 @@ export class HandoffSender {
             const tWait = Date.now();
             await this.roundBefore();
             this.phases.first_pass_gate_wait = Date.now() - tWait;
+            this.mark('at_first_pass_gate_open');
             tracker.openGate();
             continue;
           }
@@ -330,7 +335,7 @@ export class HandoffSender {
           for (const p of pages) await enc.add('ram', p.index, p.data, p.digest);
           const tSend = Date.now();
           await this.send(dest, sid, round, false, enc, pages.length, diskChanged);
-          if (atGate) { this.phases.first_pass_gate_round = Date.now() - tSend; tracker.openGate(); }
+          if (atGate) { this.phases.first_pass_gate_round = Date.now() - tSend; tracker.openGate(); this.mark('at_first_pass_gate_open'); }
           o.progress({ phase: 'round', done: round + 1, message: `round ${round}: ${pages.length} RAM pages (QEMU's dirty log${atGate ? ', its first pass' : ''}), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
           round++;
         }
@@ -373,6 +378,8 @@ export class HandoffSender {
         // state follows in the same stream.
         paused = true;
         tPause = tracker.stoppedAt ?? Date.now();
+        this.phases.at_stop = Math.round(tPause - this.startedAt);
+        if (tracker.timeline.gateHeld !== undefined) this.phases.at_first_pass_gate_held = Math.round(tracker.timeline.gateHeld - this.startedAt);
         o.progress({ phase: 'pause', message: 'QEMU paused the VM; its last pages and device state arrive' });
         // The device state is taken once its last item arrived, before QEMU closes the socket (its
         // main loop does that 20-130 ms later under load); ended() is awaited before finish.
@@ -549,6 +556,7 @@ export class HandoffSender {
     const body = encodeRoundBody({ round: 0, final: false, segments: r.segments }, r.data);
     this.inFlight = dest.round(sid, 0, body).then((answer) => {
       this.phases.launch_round_send_apply = Date.now() - t0;
+      this.mark('at_launch_round_applied');
       for (const [k, v] of Object.entries(answer.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_launch_round_${k}`] = v;
     });
     this.inFlight.catch(() => undefined); // awaited by the next send or at the end
@@ -586,6 +594,7 @@ export class HandoffSender {
       }, this.compressor, this.o.signal);
     } finally { baseRead.close(); }
     this.phases.launch_round_decode = Date.now() - t0;
+    this.mark('at_launch_round_decoded');
     return 1;
   }
 
@@ -687,6 +696,9 @@ export class HandoffSender {
   }
 
   private lap(name: string, since: number): void { this.phases[name] = Date.now() - since; }
+
+  /** Phase `name` = ms since the handoff began (a point on its timeline). */
+  private mark(name: string): void { this.phases[name] = Date.now() - this.startedAt; }
 }
 
 /** The RAM pages round 0 writes (from its segments' chunk lists; the payload is not needed), marked 1. */
