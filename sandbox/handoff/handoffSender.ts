@@ -574,7 +574,7 @@ export class HandoffSender {
     const baseRead = new BaseChunks(base);
     try {
       await decodeLaunchRound(r, (t, i, out) => baseRead.read(t, i, out), {
-        hold: (t, i, d) => (t === 'ram' ? ram.hold(i, d) : disk.hold(i, d)),
+        hold: (t, i, d, kept) => (t === 'ram' ? ram.hold(i, d) : disk.hold(i, d, kept)),
         held: (t, i, out) => (t === 'ram' ? ram.page(i, out) : disk.held(i, out)),
         holdCopy: (t, i, rt, ref) => {
           if (t !== 'ram' || rt !== 'ram' || !(ram instanceof DirtyPageTracker)) return false;

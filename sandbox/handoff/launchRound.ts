@@ -18,8 +18,11 @@ import { checkCopies, decodeChunkRecords, newRoundChunks, type ChunkSink, type R
 
 /** Where the launch state goes at the source: what the destination holds once round 0 is applied. */
 export interface LaunchStateSink {
-  /** The destination holds `data` as chunk `index` of `target` (data is only valid during the call). */
-  hold(target: Target, index: number, data: Buffer): void;
+  /**
+   * The destination holds `data` as chunk `index` of `target`. `kept`: data is a view of a segment's
+   * decompressed bytes, never changed afterwards (may be kept as is); else valid only during the call.
+   */
+  hold(target: Target, index: number, data: Buffer, kept: boolean): void;
   /** What the destination holds as chunk `index` of `target` (after hold() for chunks of this round). */
   held(target: Target, index: number, out: Buffer): Buffer;
   /**
@@ -92,7 +95,7 @@ export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, i
   const zero = Buffer.alloc(CHUNK_SIZE);
   // The same decoding as the destination's (chunkRecords.ts); the images' sizes were checked in readLaunchRound.
   const limits: Record<Target, number> = { ram: Infinity, disk: Infinity };
-  const chunkSink: ChunkSink = { base, put: (target, index, data) => sink.hold(target, index, data ?? zero), ...(sink.holdBase ? { putBase: sink.holdBase } : {}) };
+  const chunkSink: ChunkSink = { base, put: (target, index, data, stable) => sink.hold(target, index, data ?? zero, stable && data !== undefined), ...(sink.holdBase ? { putBase: sink.holdBase } : {}) };
   const decode = (entry: SegmentEntry, raw: Buffer) => decodeChunkRecords({ ...entry, target: entry.target! }, raw, limits, chunkSink, round);
   // Decompressed on the workers a few at a time, decoded in order.
   const pending: Array<Promise<Buffer>> = [];

@@ -43,8 +43,12 @@ export class LayerTracker {
    */
   constructor(private readonly layerPath: string, private readonly baseFd: number, private readonly baseDigests?: Buffer) {}
 
-  /** Records that the destination holds `data` as chunk `index` (a round sent without a scan: launchRound.ts). */
-  hold(index: number, data: Buffer): void {
+  /**
+   * Records that the destination holds `data` as chunk `index` (a round sent without a scan:
+   * launchRound.ts). `kept`: data never changes afterwards, so it is kept as is, not copied (a copy
+   * of each of round 0's ~24k chunks was a fresh page each: a page fault apiece).
+   */
+  hold(index: number, data: Buffer, kept = false): void {
     // Zeros are not copied (a crafted overlay of zero records over a zero base would otherwise make
     // the source hold 4 KiB per record: the whole virtual disk for a few hundred KB of overlay).
     if (isZero(data)) {
@@ -52,7 +56,7 @@ export class LayerTracker {
       else this.sent.set(index, ZERO_CHUNK);
       return;
     }
-    this.sent.set(index, Buffer.from(data));
+    this.sent.set(index, kept ? data : Buffer.from(data));
   }
 
   /** What the destination holds as chunk `index`, copied into `out` (the base disk's chunk if never sent). */
