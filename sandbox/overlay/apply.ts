@@ -238,6 +238,7 @@ async function apply(
   const fds: number[] = [];
   let writer: Qcow2Writer | undefined;
   let ramCopy: Promise<void> = Promise.resolve();
+  let statePending: Promise<Buffer> | undefined;
   try {
     let ramPath = tmp ? path.join(tmp, LAUNCH_FILES.ram) : '';
     let diskPath = tmp ? path.join(tmp, LAUNCH_FILES.disk) : '';
@@ -318,6 +319,35 @@ async function apply(
       ramRuns = new RunWriter(ramFd);
     };
 
+    /**
+     * Copies of chunks stored elsewhere in this overlay, read back from the launch files (written:
+     * runs are flushed first): after each segment those whose chunk is stored by then (a stored
+     * chunk is final, and no copy writes a chunk a segment stores: each chunk comes once), at the
+     * end all others (`all`: a chunk still not stored is refused).
+     */
+    const isStored = (d: Deferred) => d.refTarget === 'ram' ? ramStored[d.ref] === 1 : (w.positionOf(d.ref) >= 0 && diskStored[w.positionOf(d.ref)] === 1);
+    const copyDeferred = (all: boolean) => {
+      const now = all ? deferred.splice(0) : deferred.filter(isStored);
+      if (!now.length) return;
+      if (!all) { const later = deferred.filter((d) => !isStored(d)); deferred.length = 0; deferred.push(...later); }
+      const ramBack = ramFd >= 0 ? new SpanReader(ramFd, manifest.ram.size, ramPath, READ_SPAN_CHUNKS) : undefined;
+      const diskBack = new SpanReader(w.fileDescriptor, fs.fstatSync(w.fileDescriptor).size, diskPath, READ_SPAN_CHUNKS);
+      // Each read covers the row of chunks the next copies continue (as for the base).
+      const backRam = new Float64Array(now.length).fill(NaN), backDisk = new Float64Array(now.length).fill(NaN);
+      now.forEach((d, i) => {
+        if (d.refTarget === 'ram') backRam[i] = d.ref * CHUNK_SIZE; else if (w.positionOf(d.ref) >= 0) backDisk[i] = w.hostOffsetOf(d.ref);
+      });
+      const backRamRun = runLengths(backRam, READ_SPAN_CHUNKS), backDiskRun = runLengths(backDisk, READ_SPAN_CHUNKS);
+      for (let i = 0; i < now.length; i++) {
+        const d = now[i];
+        if (!isStored(d)) throw new CloudletError('Corrupt', `${d.target} chunk ${d.index} copies ${d.refTarget} chunk ${d.ref}, which this overlay does not store`);
+        const data = d.refTarget === 'ram' ? ramBack?.chunk(d.ref * CHUNK_SIZE, backRamRun[i]) : diskBack.chunk(w.hostOffsetOf(d.ref), backDiskRun[i] || 1);
+        if (!data) throw new CloudletError('Internal', `${d.refTarget} chunk ${d.ref} is past the end of the launch file being written`);
+        write(d.target, d.index, data, true);
+      }
+      flushRuns();
+    };
+
     const applySegment = (entry: SegmentEntry, raw: Buffer) => {
       const target = entry.target!;
       const { records, payloadOffsets } = decodeSegment(raw, entry.digest);
@@ -368,6 +398,9 @@ async function apply(
 
     // Phase 1: segments fetched, verified and decompressed several at a time; written in the main thread.
     const tFetch = Date.now();
+    // The device state (small) decoded meanwhile: it is needed right after the last copy.
+    statePending = fetch(manifest.segments.find((s) => s.kind === 'device-state')!);
+    statePending.catch(() => { /* awaited after the segments */ });
     const total = chunkSegments.reduce((n, s) => n + s.size, 0);
     let done = 0, next = 0;
     const parallel = Math.max(1, opts.parallel ?? compressor.threads + 2);
@@ -383,6 +416,7 @@ async function apply(
           if (ramFd < 0 && entry.target === 'ram') { await (ramLeftOut ? pathsKnown : ramCopy); openRam(); }
           throwIfCancelled(opts.signal);
           applySegment(entry, raw);
+          copyDeferred(false);
           done += entry.size;
           progress({ phase: 'synthesize', done, total });
         } catch (e) {
@@ -398,25 +432,8 @@ async function apply(
     await openDisk();
     openRam();
 
-    // Phase 2: copies of chunks stored elsewhere in this overlay, read back from the output (a span
-    // at a time; phase 1 is all written, and phase 2 never writes a chunk phase 1 stored).
-    const ramBack = new SpanReader(ramFd, manifest.ram.size, ramPath, READ_SPAN_CHUNKS);
-    const diskBack = new SpanReader(w.fileDescriptor, fs.fstatSync(w.fileDescriptor).size, diskPath, READ_SPAN_CHUNKS);
-    // Each read covers the row of chunks the next copies continue (as for the base).
-    const backRam = new Float64Array(deferred.length).fill(NaN), backDisk = new Float64Array(deferred.length).fill(NaN);
-    deferred.forEach((d, i) => {
-      if (d.refTarget === 'ram') backRam[i] = d.ref * CHUNK_SIZE; else if (w.positionOf(d.ref) >= 0) backDisk[i] = w.hostOffsetOf(d.ref);
-    });
-    const backRamRun = runLengths(backRam, READ_SPAN_CHUNKS), backDiskRun = runLengths(backDisk, READ_SPAN_CHUNKS);
-    for (let i = 0; i < deferred.length; i++) {
-      const d = deferred[i];
-      const stored = d.refTarget === 'ram' ? ramStored[d.ref] === 1 : (w.positionOf(d.ref) >= 0 && diskStored[w.positionOf(d.ref)] === 1);
-      if (!stored) throw new CloudletError('Corrupt', `${d.target} chunk ${d.index} copies ${d.refTarget} chunk ${d.ref}, which this overlay does not store`);
-      const data = d.refTarget === 'ram' ? ramBack.chunk(d.ref * CHUNK_SIZE, backRamRun[i]) : diskBack.chunk(w.hostOffsetOf(d.ref), backDiskRun[i] || 1);
-      if (!data) throw new CloudletError('Internal', `${d.refTarget} chunk ${d.ref} is past the end of the launch file being written`);
-      write(d.target, d.index, data, true);
-    }
-    flushRuns();
+    // Phase 2: the copies whose chunk was not stored yet when their segment came.
+    copyDeferred(true);
     // The parent's chunks this child leaves as they are.
     if (parentLayer && inherited.length) {
       const own = new Set(ownDisk);
@@ -428,8 +445,7 @@ async function apply(
     }
     const fetchDecodeMs = Date.now() - tFetch;
 
-    const dsEntry = manifest.segments.find((s) => s.kind === 'device-state')!;
-    const state = await fetch(dsEntry);
+    const state = await statePending;
     throwIfCancelled(opts.signal);
     if (into) await into.diskOpened; // the metadata over the empty layer QEMU opened
     // No fsync: the files go straight to QEMU through the page cache, and a host crash loses the
@@ -459,6 +475,7 @@ async function apply(
     writer?.close();
     parentLayer?.close();
     await ramCopy.catch(() => { /* reported above */ });
+    await statePending?.catch(() => { /* reported above */ }); // nothing in flight once torn down
     for (const fd of fds) { try { fs.closeSync(fd); } catch { /* closed */ } }
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
     if (!opts.compressor) await compressor.close();
