@@ -220,6 +220,22 @@ describe('overlay: format, create and apply on generated images', function () {
       await expectRefused(g, 'Corrupt', /refers to base ram chunk 99999, outside the base image \(1024 chunks\)/);
     });
 
+    it('a copy of a chunk the overlay does not store (its segment checked out): refused once every segment was applied', async () => {
+      const f = rewrite(overlayPath, path.join(tmp, 'self-unstored.overlay'), (m, segs) => {
+        const listed = ramChunksOf(m);
+        const unlisted = listed.findIndex((x) => x === 0);
+        const s = m.segments.find((x) => x.kind === 'chunks' && decodeSegment(Buffer.from(decompress(segs.get(x.digest)!)), x.digest).records.some((r) => r.encoding === Encoding.Self))!;
+        const raw = Buffer.from(decompress(segs.get(s.digest)!));
+        const k = decodeSegment(raw, s.digest).records.findIndex((x) => x.encoding === Encoding.Self);
+        raw[16 + k * 12 + 1] = 0; // copies RAM
+        raw.writeUInt32LE(unlisted, 16 + k * 12 + 8);
+        const c = compress(raw, { compressionLevel: 3 });
+        segs.set(segmentName(c), c);
+        s.digest = segmentName(c); s.size = c.length; s.rawDigest = segmentName(raw);
+      });
+      await expectRefused(f, 'Corrupt', /(ram|disk) chunk \d+ copies ram chunk \d+, which this overlay does not store/);
+    });
+
     it('path-like names', async () => {
       const f = rewrite(overlayPath, path.join(tmp, 'pathlike.overlay'), (m) => { m.baseId = '../../../etc/passwd'; });
       await expectRefused(f, 'BadInput', /baseId "..\/..\/..\/etc\/passwd" is not of the form/);
