@@ -28,6 +28,8 @@ import { handoffSchemas as S } from '../cloudlet/api/schemas/handoff';
 import { failpoint, failpointHit } from '../common/failpoint';
 import { isTcpPort } from '../common/tcpPort';
 import { envNumber } from '../common/env';
+import { continuationStart, parseSavedState, statePrefix } from '../qemu/migrationStream';
+import { SHARED_BLOCK } from './migrationTracker';
 
 interface Session {
   id: string;
@@ -43,6 +45,8 @@ interface Session {
   rounds: number;
   bytes: number;
   final: boolean;
+  /** The final round's device state continues the base's saved state (state_after_base). */
+  stateAfterBase?: boolean;
   busy: boolean;
   /** An abort that came while a round or finish was running: the session ends when that request does. */
   abortRequested?: boolean;
@@ -81,6 +85,8 @@ export class HandoffReceiver {
   private readonly timer: NodeJS.Timeout;
   private readonly silence = silenceMs();
   private readonly inline = new InlineZstd();
+  /** Per base: what goes before a device state that continues the base's saved state (statePrefix), made at begin. */
+  private readonly prefixes = new Map<string, Promise<{ prefix: Buffer; start: Buffer }>>();
 
   constructor(private readonly d: ReceiverDeps) {
     this.timer = setInterval(() => this.sweep(), Math.min(1000, this.silence / 3)).unref();
@@ -162,6 +168,7 @@ export class HandoffReceiver {
       slot.release();
       throw e;
     });
+    this.basePrefix(b.base_id, base.state).catch(() => undefined); // ready before the pause; a failure shows at finish
     // QEMU starts while the rounds come in (it only maps the RAM file and opens the layer inactive).
     const qemu = this.d.manager.startPrepared(prep.id);
     qemu.catch((e) => this.d.ctx.log.warn(`handoff ${id}: starting the destination QEMU: ${describeError(e)}`));
@@ -183,13 +190,14 @@ export class HandoffReceiver {
       const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20) });
       // The paused round (small: the last pages and the device state) is decompressed in this thread.
       const small = rs.header.final && rs.header.segments.reduce((t, e) => t + e.size + e.rawSize, 0) <= INLINE_ROUND_BYTES;
-      r = { ...(await s.applier.apply(rs.segments(), small ? this.inline : this.d.compressor(), n)), received: rs.received, final: rs.header.final, finish: rs.header.finish === true };
+      r = { ...(await s.applier.apply(rs.segments(), small ? this.inline : this.d.compressor(), n)), received: rs.received, final: rs.header.final, finish: rs.header.finish === true, afterBase: rs.header.state_after_base === true };
     } finally { s.cut = undefined; }
     const t1 = Date.now();
     s.applier.syncDiskLayer();
     s.rounds++;
     s.bytes += r.received;
     s.final = r.final;
+    s.stateAfterBase = r.afterBase;
     const phases = { read_apply: t1 - t0, sync_disk: Date.now() - t1 };
     // The source asked to finish in the same request: the VM resumes here without another round trip.
     if (r.finish) return { round: n, chunks: r.chunks, bytes: r.received, phases_ms: phases, finish: await this.finish(s) };
@@ -207,7 +215,7 @@ export class HandoffReceiver {
     await s.qemu;
     const tLoad = Date.now();
     if (s.abortRequested) throw new CloudletError('Conflict', `handoff ${s.id} was aborted`);
-    const vm = await this.d.manager.completePrepared(s.vmId, fs.readFileSync(s.applier.deviceState));
+    const vm = await this.d.manager.completePrepared(s.vmId, await this.deviceState(s));
     // Aborted while the VM started: it goes with the session (no server row), the source keeps its copy.
     if (s.abortRequested) throw new CloudletError('Conflict', `handoff ${s.id} was aborted while its VM started here`);
     const tRunning = Date.now();
@@ -227,6 +235,34 @@ export class HandoffReceiver {
     setImmediate(() => fs.rmSync(s.applier.dir, { recursive: true, force: true }));
     s.result = { server: { id: row.id, name: row.name, status: 'ACTIVE', ports }, phases_ms: phases, ...(vm.resumedAtMs !== undefined ? { resumed_at_ms: vm.resumedAtMs } : {}), ...(ramSha256 ? { ram_sha256: ramSha256 } : {}) };
     return s.result;
+  }
+
+  /** The device state to load: as received, or after the base's prefix (state_after_base). */
+  private async deviceState(s: Session): Promise<Buffer> {
+    const state = fs.readFileSync(s.applier.deviceState);
+    if (!s.stateAfterBase) return state;
+    const { prefix, start } = await this.basePrefix(s.req.base_id, this.d.manager.bases.get(s.req.base_id).state);
+    if (state.length < start.length || !state.subarray(0, start.length).equals(start)) {
+      throw new CloudletError('BadInput', `handoff ${s.id}: the final device state does not continue base ${s.req.base_id.slice(0, 12)}'s saved state (it must begin with its RAM section's END)`);
+    }
+    return Buffer.concat([prefix, state]);
+  }
+
+  /** The head and ROM-block pages of a base's saved state (statePrefix), made once per base (the last few kept). */
+  private basePrefix(baseId: string, stateFile: string): Promise<{ prefix: Buffer; start: Buffer }> {
+    let p = this.prefixes.get(baseId);
+    if (!p) {
+      p = new Promise((resolve, reject) => setImmediate(() => {
+        try {
+          const saved = parseSavedState(fs.readFileSync(stateFile));
+          resolve({ prefix: statePrefix(saved, SHARED_BLOCK), start: continuationStart(saved.parser.ram!.sectionId) });
+        } catch (e) { reject(e); }
+      }));
+      p.catch(() => this.prefixes.delete(baseId));
+      this.prefixes.set(baseId, p);
+      while (this.prefixes.size > 4) this.prefixes.delete(this.prefixes.keys().next().value!);
+    }
+    return p;
   }
 
   /**

@@ -27,6 +27,7 @@ import type { TlsTrust } from '../client/transport';
 import { failpoint } from '../common/failpoint';
 import { envNumber } from '../common/env';
 import { MigrationTracker } from './migrationTracker';
+import { parseSavedState, type SavedState } from '../qemu/migrationStream';
 import { DiskDirtyLog } from './diskDirtyLog';
 import { InlineZstd } from './inlineZstd';
 import { createLogger } from '../common/log';
@@ -133,6 +134,14 @@ export function trackerChoice(): 'migration' | 'compare' {
   return process.env.CLOUDLET_HANDOFF_TRACKER === 'compare' ? 'compare' : 'migration';
 }
 
+/**
+ * The final device state as the continuation of the base's saved state when the destination names
+ * state-after-base (default): the ROM blocks' pages (460 KB of the test guest's 678 KB state) then
+ * go only where they differ from the base's, and the destination puts the base's before them.
+ * CLOUDLET_HANDOFF_STATE_AFTER_BASE=0: the whole state, as before.
+ */
+export function stateAfterBaseEnabled(): boolean { return process.env.CLOUDLET_HANDOFF_STATE_AFTER_BASE !== '0'; }
+
 /** How long a source keeps asking a destination that did not answer finish (CLOUDLET_HANDOFF_CONFIRM_MS, default 2 min). */
 function confirmMs(): number {
   return envNumber('CLOUDLET_HANDOFF_CONFIRM_MS', 120_000, 0);
@@ -153,6 +162,8 @@ export class HandoffSender {
   private inFlight?: Promise<void>;
   /** Whether round 0 was the VM's launch overlay (launchRound.ts), or why not. */
   private launchOverlay: { used: true; overlayId: string } | { used: false; reason: string } = { used: false, reason: 'not tried' };
+  /** The destination takes a final device state that continues the base's (protocol feature state-after-base). */
+  private stateAfterBase = false;
   /** Why the paused disk scan reads the whole layer (QEMU's dirty bitmap unusable), if it does. */
   private diskFallback?: string;
 
@@ -179,6 +190,7 @@ export class HandoffSender {
     // Heartbeats from here to the end: a destination ends a session whose source went silent.
     const beat = keepAlive(dest, sid, heartbeatMs);
     try {
+      this.stateAfterBase = features.includes('state-after-base') && stateAfterBaseEnabled();
       return await this.move(dest, sid, info, t0, features.includes('final-finish'));
     } finally {
       beat.stop();
@@ -299,6 +311,15 @@ export class HandoffSender {
           this.fallBack(`QEMU's migration could not be started as the tracker: ${describeError(e)}`);
         }
       }
+      // The base's saved state (the destination holds the same file), read while the VM runs.
+      let savedBase: SavedState | undefined;
+      if (tracker && this.stateAfterBase) {
+        const tBase = Date.now();
+        try { savedBase = parseSavedState(fs.readFileSync(base.state)); } catch (e) {
+          log.warn(`handoff of ${o.vmId}: the whole device state goes in the final round: the base's saved state could not be read: ${describeError(e)}`);
+        }
+        this.phases.saved_base_parse = Date.now() - tBase;
+      }
       if (tracker) {
         const tTrack = Date.now();
         let lastDiskScan = Date.now();
@@ -373,6 +394,7 @@ export class HandoffSender {
 
       let ramChanged: number;
       let deviceState: Buffer;
+      let afterBase = false;
       if (tracker) {
         // QEMU stopped the VM by itself (its downtime budget) and sent its last pages; the device
         // state follows in the same stream.
@@ -398,8 +420,10 @@ export class HandoffSender {
         askedBitmap = diskLog ? this.writtenChunks(diskLog) : undefined;
         askedBitmap?.catch(() => undefined);
         const tScan = Date.now();
-        deviceState = tracker.deviceState();
+        ({ data: deviceState, afterBase } = tracker.deviceState(savedBase));
         this.phases.pause_state_build = Date.now() - tScan;
+        this.phases.final_device_state_bytes = deviceState.length;
+        this.phases.final_state_after_base = afterBase ? 1 : 0;
         enc.begin(); // chunks scanned ahead for a live round that never went join the final one below
         enc.level = FINAL_LEVEL;
         enc.compressor = new InlineZstd();
@@ -448,7 +472,7 @@ export class HandoffSender {
       firstDisk = undefined;
       this.lap('final_disk_scan', tDisk);
       const tEncode = Date.now();
-      const body = await this.encodeRound(round, true, enc, ramChanged, diskChanged, deviceState, finalFinish);
+      const body = await this.encodeRound(round, true, enc, ramChanged, diskChanged, deviceState, finalFinish, afterBase);
       this.lap('final_encode', tEncode);
       o.progress({ phase: 'round', done: round + 1, message: `final round ${round}: ${ramChanged} RAM pages, ${diskChanged} disk chunks, ${body.length} bytes with the device state` });
       if (tracker) {
@@ -622,9 +646,9 @@ export class HandoffSender {
   }
 
   /** A round's body (counted in the report's per-round figures); `finish`: the destination finishes right after applying it. */
-  private async encodeRound(round: number, final: boolean, enc: RoundEncoder, pages: number, diskChunks: number, deviceState?: Buffer, finish = false): Promise<Buffer> {
+  private async encodeRound(round: number, final: boolean, enc: RoundEncoder, pages: number, diskChunks: number, deviceState?: Buffer, finish = false, stateAfterBase = false): Promise<Buffer> {
     const r = await enc.finish(deviceState);
-    const body = encodeRoundBody({ round, final, ...(finish ? { finish } : {}), segments: r.segments }, r.data);
+    const body = encodeRoundBody({ round, final, ...(finish ? { finish } : {}), ...(stateAfterBase ? { state_after_base: true } : {}), segments: r.segments }, r.data);
     this.roundBytes.push(body.length);
     this.roundPages.push(pages);
     this.roundDisk.push(diskChunks);

@@ -20,7 +20,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import { CloudletError, describeError } from '../common/errors';
 import type { QmpClient, QmpEvent } from '../qemu/qmp';
-import { MigrationStreamParser, PAGE_SIZE, buildIgnoreSharedState } from '../qemu/migrationStream';
+import { MigrationStreamParser, PAGE_SIZE, buildIgnoreSharedState, continuesSavedState, stateAfterSaved, type SavedState } from '../qemu/migrationStream';
 import type { PageCopy } from './dirtyPageTracker';
 import { envNumber } from '../common/env';
 
@@ -262,10 +262,17 @@ export class MigrationTracker {
     return out;
   }
 
-  /** The device-state stream for the destination (x-ignore-shared format), once stateReady() resolved. */
-  deviceState(): Buffer {
+  /**
+   * The device-state stream for the destination (x-ignore-shared format), once stateReady() resolved.
+   * With `base` (the base's saved state, which the destination also holds) and a stream that can
+   * continue it (same QEMU, machine and RAM blocks): only what follows the base's prefix
+   * (stateAfterSaved: the other blocks' pages that differ from the base's, and the devices);
+   * `afterBase` says which.
+   */
+  deviceState(base?: SavedState): { data: Buffer; afterBase: boolean } {
     this.stateTail = this.parser.tailBytes;
-    return buildIgnoreSharedState(this.parser, SHARED_BLOCK, this.otherBlocks);
+    if (base && continuesSavedState(this.parser, base)) return { data: stateAfterSaved(this.parser, SHARED_BLOCK, this.otherBlocks, base), afterBase: true };
+    return { data: buildIgnoreSharedState(this.parser, SHARED_BLOCK, this.otherBlocks), afterBase: false };
   }
 
   /** Stops the migration if it still runs (the VM keeps running) and waits until QEMU let go of it. */

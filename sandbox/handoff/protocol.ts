@@ -22,9 +22,12 @@ export const HANDOFF_PATH = '/os-cloudlet-handoff';
 /**
  * What this destination understands beyond the first protocol, named in begin's answer. A source
  * uses a feature only when the destination names it (cloudlets of different releases hand off):
- *   final-finish  the final round may carry finish: true (one request instead of round + finish)
+ *   final-finish      the final round may carry finish: true (one request instead of round + finish)
+ *   state-after-base  the final round may carry state_after_base: true: its device state continues the
+ *                     base's saved state (the pages of the ROM blocks that differ from the base's, then
+ *                     the devices), and the destination puts the base's head and ROM pages before it
  */
-export const HANDOFF_FEATURES = ['final-finish'] as const;
+export const HANDOFF_FEATURES = ['final-finish', 'state-after-base'] as const;
 export type HandoffFeature = (typeof HANDOFF_FEATURES)[number];
 
 export interface BeginRequest {
@@ -37,7 +40,7 @@ export interface BeginRequest {
 }
 
 /** `finish`: the destination finishes (as POST .../finish) right after applying this final round, in the same request. */
-export interface RoundHeader { round: number; final: boolean; finish?: boolean; segments: SegmentEntry[] }
+export interface RoundHeader { round: number; final: boolean; finish?: boolean; state_after_base?: boolean; segments: SegmentEntry[] }
 
 export interface FinishResponse {
   server: { id: string; name: string; status: string; ports: Record<string, string> };

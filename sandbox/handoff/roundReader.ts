@@ -32,6 +32,7 @@ function roundHeaderSchema(): Record<string, unknown> {
       round: { type: 'integer', minimum: 0, maximum: 1_000_000 },
       final: { type: 'boolean' },
       finish: { type: 'boolean' },
+      state_after_base: { type: 'boolean' },
       segments: { type: 'array', maxItems: LIMITS.segments, items: segmentEntrySchema() },
     },
   };
@@ -51,6 +52,7 @@ export function checkRoundHeader(raw: unknown, round: number, limits: RoundLimit
   if (h.final && states !== 1) throw new CloudletError('BadInput', `${what}: the final round must carry exactly one device-state segment, it has ${states}`);
   if (!h.final && states !== 0) throw new CloudletError('BadInput', `${what}: only the final round carries the device state`);
   if (h.finish && !h.final) throw new CloudletError('BadInput', `${what}: only the final round may ask to finish`);
+  if (h.state_after_base && !h.final) throw new CloudletError('BadInput', `${what}: only the final round carries a device state (state_after_base)`);
   const total = h.segments.reduce((n, s) => n + s.size, 0);
   if (total > limits.maxBytes) {
     throw new CloudletError('BadInput', `${what}: its segments add up to ${total} bytes, over the limit of ${limits.maxBytes}`, { status: 413 });

@@ -343,6 +343,9 @@ function u32(v: number): Buffer { const b = Buffer.alloc(4); b.writeUInt32BE(v);
 function u64(v: bigint): Buffer { const b = Buffer.alloc(8); b.writeBigUInt64BE(v); return b; }
 function name(s: string): Buffer { const n = Buffer.from(s, 'latin1'); return Buffer.concat([Buffer.from([n.length]), n]); }
 
+/** Pages of the RAM blocks other than the shared one, by block and offset (undefined: a zero page). */
+export type BlockPages = Map<string, Map<number, Buffer | undefined>>;
+
 /**
  * The device-state stream of a parsed migration for an incoming QEMU with x-ignore-shared: the
  * same header and configuration plus the capabilities subsection naming x-ignore-shared (the
@@ -351,34 +354,114 @@ function name(s: string): Buffer { const n = Buffer.from(s, 'latin1'); return Bu
  * (`pages`, zero pages as ZERO records), and the device sections exactly as QEMU sent them (the
  * VM description after them left empty: withoutVmDescription).
  */
-export function buildIgnoreSharedState(p: MigrationStreamParser, shared: string, pages: Map<string, Map<number, Buffer | undefined>>): Buffer {
-  if (!p.header || !p.configuration || !p.ram || !p.completing) throw new CloudletError('Internal', 'the migration stream is not complete');
-  const { sectionId, instance, version, blocks } = p.ram;
-  if (!blocks.some((b) => b.id === shared)) throw corrupt(`no RAM block ${shared}`);
-  const out: Buffer[] = [p.header];
-  const subs = p.configuration.subsections.filter((s) => s.name !== 'configuration/capabilities');
-  out.push(Buffer.from([SEC.CONFIGURATION]), u32(Buffer.byteLength(p.configuration.name, 'latin1')), Buffer.from(p.configuration.name, 'latin1'));
+export function buildIgnoreSharedState(p: MigrationStreamParser, shared: string, pages: BlockPages): Buffer {
+  const ram = completeRam(p, shared);
+  return Buffer.concat([...streamHead(p), ...pagesSection(SEC.END, ram, shared, pages), withoutVmDescription(Buffer.concat(p.tail))]);
+}
+
+/**
+ * A device state saved by QEMU with x-ignore-shared (a base's state.bin), parsed: its head and the
+ * pages of its other RAM blocks (ROMs, ACPI tables: 460 KB of the test guest's 678 KB state).
+ */
+export interface SavedState { parser: MigrationStreamParser; pages: BlockPages }
+
+export function parseSavedState(data: Buffer): SavedState {
+  const pages: BlockPages = new Map();
+  const parser = new MigrationStreamParser({
+    page: (block, offset, d) => { let m = pages.get(block); if (!m) pages.set(block, (m = new Map())); m.set(offset, d ? Buffer.from(d) : undefined); },
+  }, { ignoreShared: true });
+  parser.push(data);
+  parser.end();
+  return { parser, pages };
+}
+
+/**
+ * Whether a migration can continue after `base`'s prefix (statePrefix): the same header, machine,
+ * configuration (the capabilities aside: both are written as x-ignore-shared), RAM section (id,
+ * instance, version) and RAM blocks (names, lengths, order). Then the same QEMU and machine made both.
+ */
+export function continuesSavedState(p: MigrationStreamParser, base: SavedState): boolean {
+  const b = base.parser;
+  if (!p.header || !b.header || !p.configuration || !b.configuration || !p.ram || !b.ram) return false;
+  if (!p.header.equals(b.header) || p.configuration.name !== b.configuration.name) return false;
+  const subs = (x: MigrationStreamParser) => x.configuration!.subsections.filter((s) => s.name !== 'configuration/capabilities');
+  const ps = subs(p), bs = subs(b);
+  if (ps.length !== bs.length || ps.some((s, i) => s.name !== bs[i].name || s.version !== bs[i].version || !s.body.equals(bs[i].body))) return false;
+  const pr = p.ram, br = b.ram;
+  if (pr.sectionId !== br.sectionId || pr.instance !== br.instance || pr.version !== br.version || pr.blocks.length !== br.blocks.length) return false;
+  return pr.blocks.every((x, i) => x.id === br.blocks[i].id && x.length === br.blocks[i].length);
+}
+
+/**
+ * What a destination holding the base writes before a state made by stateAfterSaved(): the saved
+ * state's head (header, configuration, RAM setup) and every page of its other blocks as a PART
+ * section, as QEMU's own pre-copy would have sent them while the VM ran.
+ */
+export function statePrefix(base: SavedState, shared: string): Buffer {
+  const ram = ramOf(base.parser, shared);
+  return Buffer.concat([...streamHead(base.parser), ...pagesSection(SEC.PART, ram, shared, base.pages)]);
+}
+
+/**
+ * The device state of a parsed migration as the continuation of `base`'s prefix (statePrefix;
+ * continuesSavedState must hold): the END section with only the pages of the other blocks that
+ * differ from the saved state's, then the device sections (VM description left empty).
+ */
+export function stateAfterSaved(p: MigrationStreamParser, shared: string, pages: BlockPages, base: SavedState): Buffer {
+  const ram = completeRam(p, shared);
+  const differs = (block: string, off: number, data: Buffer | undefined) => {
+    const b = base.pages.get(block)?.get(off);
+    return !(base.pages.get(block)?.has(off)) || (data === undefined ? b !== undefined : b === undefined || !b.equals(data));
+  };
+  return Buffer.concat([...pagesSection(SEC.END, ram, shared, pages, differs), withoutVmDescription(Buffer.concat(p.tail))]);
+}
+
+/** The first bytes of a state made by stateAfterSaved() for a RAM section `sectionId`. */
+export function continuationStart(sectionId: number): Buffer { return Buffer.concat([Buffer.from([SEC.END]), u32(sectionId)]); }
+
+function ramOf(p: MigrationStreamParser, shared: string): NonNullable<MigrationStreamParser['ram']> {
+  if (!p.header || !p.configuration || !p.ram) throw new CloudletError('Internal', 'the migration stream has no RAM setup');
+  if (!p.ram.blocks.some((b) => b.id === shared)) throw corrupt(`no RAM block ${shared}`);
+  return p.ram;
+}
+
+function completeRam(p: MigrationStreamParser, shared: string): NonNullable<MigrationStreamParser['ram']> {
+  if (!p.completing) throw new CloudletError('Internal', 'the migration stream is not complete');
+  return ramOf(p, shared);
+}
+
+/** Header, configuration (capabilities: x-ignore-shared) and the RAM setup section. */
+function streamHead(p: MigrationStreamParser): Buffer[] {
+  const { sectionId, instance, version, blocks } = p.ram!;
+  const out: Buffer[] = [p.header!];
+  const subs = p.configuration!.subsections.filter((s) => s.name !== 'configuration/capabilities');
+  out.push(Buffer.from([SEC.CONFIGURATION]), u32(Buffer.byteLength(p.configuration!.name, 'latin1')), Buffer.from(p.configuration!.name, 'latin1'));
   const sub = (n: string, ver: number, body: Buffer) => out.push(Buffer.from([SEC.SUBSECTION]), name(n), u32(ver), body);
   // QEMU writes its subsections in this order: target-page-bits, capabilities, uuid.
   const tpb = subs.find((s) => s.name === 'configuration/target-page-bits');
   if (tpb) sub(tpb.name, tpb.version, tpb.body);
   sub('configuration/capabilities', 1, Buffer.concat([u32(1), name('x-ignore-shared')]));
   for (const s of subs) if (s !== tpb) sub(s.name, s.version, s.body);
-  // RAM setup.
   const total = blocks.reduce((n, b) => n + BigInt(b.length), 0n);
   out.push(Buffer.from([SEC.START]), u32(sectionId), name('ram'), u32(instance), u32(version));
   out.push(u64(total | BigInt(F.MEM_SIZE)));
   for (const b of blocks) out.push(name(b.id), u64(BigInt(b.length)), u64(b.addr ?? 0n));
   out.push(u64(BigInt(F.EOS)), Buffer.from([SEC.FOOTER]), u32(sectionId));
-  // Every page of the non-shared blocks, then the device state.
-  out.push(Buffer.from([SEC.END]), u32(sectionId));
-  for (const b of blocks) {
+  return out;
+}
+
+/** A RAM PART or END section with the pages of every block but `shared` (those `take` keeps; each must have arrived). */
+function pagesSection(kind: number, ram: NonNullable<MigrationStreamParser['ram']>, shared: string, pages: BlockPages,
+  take: (block: string, off: number, data: Buffer | undefined) => boolean = () => true): Buffer[] {
+  const out: Buffer[] = [Buffer.from([kind]), u32(ram.sectionId)];
+  for (const b of ram.blocks) {
     if (b.id === shared) continue;
     const got = pages.get(b.id);
     let first = true;
     for (let off = 0; off < b.length; off += PAGE_SIZE) {
       if (!got?.has(off)) throw corrupt(`page ${off} of RAM block ${b.id} never arrived`);
       const data = got.get(off);
+      if (!take(b.id, off, data)) continue;
       const flags = (data ? F.PAGE : F.ZERO) | (first ? 0 : F.CONTINUE);
       out.push(u64(BigInt(off) | BigInt(flags)));
       if (first) out.push(name(b.id));
@@ -386,9 +469,8 @@ export function buildIgnoreSharedState(p: MigrationStreamParser, shared: string,
       first = false;
     }
   }
-  out.push(u64(BigInt(F.EOS)), Buffer.from([SEC.FOOTER]), u32(sectionId));
-  out.push(withoutVmDescription(Buffer.concat(p.tail)));
-  return Buffer.concat(out);
+  out.push(u64(BigInt(F.EOS)), Buffer.from([SEC.FOOTER]), u32(ram.sectionId));
+  return out;
 }
 
 /**

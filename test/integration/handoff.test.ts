@@ -90,6 +90,9 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.ok(r.round_pages!.every((n) => Number.isInteger(n) && n >= 0), `round_pages ${r.round_pages}`);
     assert.ok(r.round_pages![r.rounds - 1] < 2048, `the paused round sends only the last written pages: ${r.round_pages}`);
     assert.equal(r.phases_ms.final_ram_compare, undefined, `no full compare: ${JSON.stringify(r.phases_ms)}`);
+    // The device state continued the base's saved state: its ROM pages not sent again (the whole is 678 KB).
+    assert.equal(r.phases_ms.final_state_after_base, 1, `state after the base's: ${JSON.stringify(r.phases_ms)}`);
+    assert.ok(r.phases_ms.final_device_state_bytes > 0 && r.phases_ms.final_device_state_bytes < 400_000, `device state ${r.phases_ms.final_device_state_bytes} bytes`);
     // Round 0: the overlay the VM was synthesized from, as stored (decoded at the source, not compared).
     assert.equal(r.round0, 'launch-overlay', `round 0: ${r.round0_compare_reason}`);
     assert.match(r.round0_overlay_id ?? '', /^[0-9a-f]{64}$/);
@@ -210,7 +213,8 @@ describe('handoff between two daemons with real QEMU', function () {
   });
 
   it('the answer to finish lost after the destination resumed the VM: the source asks, lets go of its copy, the VM runs once', async () => {
-    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'handoff-finish-response' } });
+    // A destination of the release before state-after-base (names final-finish only): it gets the whole device state.
+    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'handoff-finish-response', CLOUDLET_HANDOFF_FEATURES: 'final-finish' } });
     extra.push(b);
     const ca = await login(a), cb = await login(b);
     const src = await synthesize(ca, await uploadOverlay(ca, overlay, 'lost'), 'lost-answer');
@@ -220,6 +224,8 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.ok(b.log().includes('FAILPOINT handoff-finish-response'), 'the destination dropped finish\'s answer');
     assert.equal(end.status, 'DONE', `handoff: ${end.error}`);
     const r = end.result as HandoffReport;
+    assert.equal(r.phases_ms.final_state_after_base, 0, `the whole device state: ${JSON.stringify(r.phases_ms)}`);
+    assert.ok(r.phases_ms.final_device_state_bytes > 400_000, `device state ${r.phases_ms.final_device_state_bytes} bytes`);
     await assert.rejects(ca.getServer(src.id), /could not be found|404/);
     assert.deepEqual(qemuPidsUnder(a.dataDir), [], 'the source did not resume its copy');
     const moved = await cb.getServer(r.destination_server_id);

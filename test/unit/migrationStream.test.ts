@@ -6,7 +6,9 @@
  */
 import { strict as assert } from 'assert';
 import { CloudletError } from '../../sandbox/common/errors';
-import { buildIgnoreSharedState, MigrationStreamParser, PAGE_SIZE, withoutVmDescription } from '../../sandbox/qemu/migrationStream';
+import {
+  buildIgnoreSharedState, continuationStart, continuesSavedState, MigrationStreamParser, PAGE_SIZE, parseSavedState, stateAfterSaved, statePrefix, withoutVmDescription,
+} from '../../sandbox/qemu/migrationStream';
 import { downtimeBudget } from '../../sandbox/handoff/migrationTracker';
 
 const u32 = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(v); return b; };
@@ -120,6 +122,31 @@ describe('QEMU migration stream parser (dirty-page log)', () => {
     const wrongLength = Buffer.concat([devices, Buffer.from([0x06]), u32(desc.length + 1), desc]);
     assert.deepEqual(withoutVmDescription(wrongLength), wrongLength);
     assert.deepEqual(withoutVmDescription(DEVICE_TAIL), DEVICE_TAIL);
+  });
+
+  it("continues a saved state: the base's head and ROM pages as a PART before, only the differing pages in the END", () => {
+    const { p } = parse(stream(), []);
+    const saved = parseSavedState(buildIgnoreSharedState(p, 'mem', new Map([['pc.rom', new Map<number, Buffer | undefined>([[0, page(7)], [PAGE_SIZE, undefined]])]])));
+    assert.ok(continuesSavedState(p, saved));
+    // The running VM changed ROM page 1 (zero in the base): only it goes in the END section.
+    const now = new Map([['pc.rom', new Map<number, Buffer | undefined>([[0, page(7)], [PAGE_SIZE, page(9)]])]]);
+    const rest = stateAfterSaved(p, 'mem', now, saved);
+    assert.deepEqual(rest.subarray(0, 5), continuationStart(3));
+    const back = parse(Buffer.concat([statePrefix(saved, 'mem'), rest]), [], { ignoreShared: true });
+    assert.deepEqual(back.seen, [
+      { block: 'pc.rom', offset: 0, fill: 7, final: false }, { block: 'pc.rom', offset: PAGE_SIZE, fill: 'zero', final: false },
+      { block: 'pc.rom', offset: PAGE_SIZE, fill: 9, final: true },
+    ]);
+    assert.deepEqual(Buffer.concat(back.p.tail), DEVICE_TAIL);
+    // A page back to zero where the base has data is sent too (as a zero record); equal pages are not.
+    const zeroed = stateAfterSaved(p, 'mem', new Map([['pc.rom', new Map<number, Buffer | undefined>([[0, undefined], [PAGE_SIZE, undefined]])]]), saved);
+    const back2 = parse(Buffer.concat([statePrefix(saved, 'mem'), zeroed]), [], { ignoreShared: true });
+    assert.deepEqual(back2.seen.filter((x) => x.final), [{ block: 'pc.rom', offset: 0, fill: 'zero', final: true }]);
+    // Another machine or other RAM blocks: not a continuation (the whole state goes instead).
+    const other = stream();
+    const at = other.indexOf(Buffer.from('pc-q35-7.2x'));
+    Buffer.from('pc-q35-7.1x').copy(other, at);
+    assert.equal(continuesSavedState(parse(other, []).p, saved), false);
   });
 
   it('refuses what it does not understand, by name', () => {
