@@ -308,6 +308,8 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
     const perTrial = (ox: Move[], qx: Move[]) => ox.map((x, i) => ({
       ours_bytes: x.bytes, ours_downtime_ms: x.downtime_ms, ours_source_downtime_ms: x.reported_downtime_ms, ours_total_ms: x.total_ms, ours_rounds: x.rounds, ours_tracking: x.tracking,
       ours_round_pages: x.round_pages, ours_pause_ms: pauseBreakdown(x), ours_live_ms: liveBreakdown(x),
+      // The final device state: its bytes, and 1 when it continued the base's saved state (state-after-base).
+      ours_device_state_bytes: x.phases_ms?.final_device_state_bytes, ours_state_after_base: x.phases_ms?.final_state_after_base,
       qemu_bytes: qx[i].bytes, qemu_downtime_ms: qx[i].downtime_ms, qemu_reported_downtime_ms: qx[i].reported_downtime_ms, qemu_total_ms: qx[i].total_ms,
       ratio_downtime_vs_qemu: round3(x.downtime_ms / Math.max(1, qx[i].downtime_ms)),
     }));
