@@ -317,9 +317,17 @@ async function elijah(p: Pair, base: { ram: string; disk: string }): Promise<Rec
  * at load 19 on 2026-12-07). A real cloudlet's base is checked once; here the check runs first,
  * untimed, and a trial during which the base was re-stamped is measured again once.
  */
-interface SynthTrial { ms: number; fetch_ms: number; apply_ms: number; launch_ms: number; first_http_ms: number }
+interface SynthTrial { ms: number; fetch_ms: number; apply_ms: number; launch_ms: number; first_http_ms: number; daemon_cpu_ms?: number }
 
-async function daemonSynthesis(c: CloudletClient, overlayUrl: string, p: Pair, n: number): Promise<SynthTrial> {
+/** CPU time (user + system, all threads; not its children) a process has used, in ms, or undefined when unreadable. */
+function processCpuMs(pid: number | undefined): number | undefined {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) * 1000 / 100; // clock ticks (USER_HZ 100)
+  } catch { return undefined; }
+}
+
+async function daemonSynthesis(c: CloudletClient, overlayUrl: string, p: Pair, n: number, daemonPid?: number): Promise<SynthTrial> {
   const bases = new BaseStore(p.home);
   const stamp = path.join(bases.get(p.baseId).dir, '.verified.json');
   for (let attempt = 1; ; attempt++) {
@@ -328,9 +336,11 @@ async function daemonSynthesis(c: CloudletClient, overlayUrl: string, p: Pair, n
     say(`${p.label}: base check before synthesis (untimed) ${((Date.now() - tv) / 1000).toFixed(1)} s`);
     const before = fs.readFileSync(stamp, 'utf8');
     const first: Record<string, number> = {};
+    const cpu0 = processCpuMs(daemonPid);
     const t0 = Date.now();
     const { id, jobId } = await c.createServer({ name: `bench-synth-${n}-${attempt}`, overlayUrl });
     const end = await c.watchJob(jobId!, (e) => { first[e.phase] ??= e.at ?? Date.now(); });
+    const cpu1 = processCpuMs(daemonPid);
     if (end.status !== 'DONE') throw new Error(`synthesis job ${jobId}: ${end.status} ${end.error ?? ''}`);
     const hostPort = (end.result as { ports: Record<string, string> }).ports[String(p.httpPort)];
     const tRunning = Date.now();
@@ -340,7 +350,10 @@ async function daemonSynthesis(c: CloudletClient, overlayUrl: string, p: Pair, n
     // Phases by the daemon's progress events: download (request, manifest, fetch) -> synthesize (verify + apply) -> launch (device state into the VM, cont) -> running.
     const at = (k: string, dflt: number) => first[k] ?? dflt;
     const tApply = at('synthesize', t0), tLaunch = at('launch', at('prepare', tApply)), tRun = at('running', tRunning);
-    const trial = { ms, fetch_ms: tApply - t0, apply_ms: tLaunch - tApply, launch_ms: tRun - tLaunch, first_http_ms: t0 + ms - tRun };
+    // The daemon's own CPU from the request to the job's end (apply, its threads; not QEMU nor other children):
+    // a figure the load of other jobs changes far less than the times.
+    const daemonCpu = cpu0 !== undefined && cpu1 !== undefined ? Math.round(cpu1 - cpu0) : undefined;
+    const trial = { ms, fetch_ms: tApply - t0, apply_ms: tLaunch - tApply, launch_ms: tRun - tLaunch, first_http_ms: t0 + ms - tRun, daemon_cpu_ms: daemonCpu };
     say(`${p.label}: synthesis ${(ms / 1000).toFixed(2)} s (${JSON.stringify(trial)}; load ${os.loadavg()[0].toFixed(1)})`);
     if (fs.readFileSync(stamp, 'utf8') === before || attempt === 2) return trial;
     say(`${p.label}: the base was re-hashed during synthesis (another home linked its files): measuring again`);
@@ -380,7 +393,7 @@ async function synthesisTrials(p: Pair, overlayFile: string, baseVm: VmConfig, w
     ...main,
     fields: {
       ...main.fields,
-      ...(serial ? { synthesis_serial_ms: serial.synthMs, synthesis_serial_trials_ms: serial.fields.synthesis_trials_ms, synthesis_serial_apply_ms: serial.fields.synthesis_apply_ms, synthesis_serial_launch_ms: serial.fields.synthesis_launch_ms } : {}),
+      ...(serial ? { synthesis_serial_ms: serial.synthMs, synthesis_serial_trials_ms: serial.fields.synthesis_trials_ms, synthesis_serial_apply_ms: serial.fields.synthesis_apply_ms, synthesis_serial_launch_ms: serial.fields.synthesis_launch_ms, synthesis_serial_daemon_cpu_ms: serial.fields.synthesis_daemon_cpu_ms } : {}),
     },
   };
 }
@@ -399,7 +412,7 @@ async function daemonTrials(p: Pair, overlayFile: string, baseVm: VmConfig, with
     try {
       for (let t = 1; t <= synthTrials; t++) {
         say(`${p.label}: trial ${t}/${synthTrials}: synthesis on the cloudlet daemon to the first HTTP answer`);
-        synths.push(await daemonSynthesis(c, overlayUrl, p, t));
+        synths.push(await daemonSynthesis(c, overlayUrl, p, t, d.proc?.pid));
         if (withBoot && !noBoot) {
           say(`${p.label}: trial ${t}/${synthTrials}: cold boot of the launch disk to the first HTTP answer`);
           boots.push(await coldBoot({ ...p, ...withBoot }, baseVm));
@@ -415,7 +428,7 @@ async function daemonTrials(p: Pair, overlayFile: string, baseVm: VmConfig, with
   }
   const synthMs = median(synths.map((x) => x.ms));
   const bootMs = boots.length ? median(boots) : undefined;
-  const synthPart = (k: keyof SynthTrial) => median(synths.map((x) => x[k]));
+  const synthPart = (k: keyof SynthTrial) => median(synths.map((x) => x[k] ?? NaN));
   say(`${p.label}: synthesis median ${(synthMs / 1000).toFixed(2)} s of ${JSON.stringify(synths.map((x) => x.ms))}${bootMs ? `, cold boot median ${(bootMs / 1000).toFixed(1)} s of ${JSON.stringify(boots)}` : ''}`);
   return {
     synthMs, bootMs,
@@ -423,6 +436,7 @@ async function daemonTrials(p: Pair, overlayFile: string, baseVm: VmConfig, with
       synthesis_method: 'cloudlet daemon (own process, started before the timer): POST /servers with overlay_url in its image service -> back-end\'s first HTTP 200; median of trials',
       synthesis_ms: synthMs, synthesis_trials_ms: synths.map((x) => x.ms),
       synthesis_fetch_ms: synthPart('fetch_ms'), synthesis_apply_ms: synthPart('apply_ms'), synthesis_launch_ms: synthPart('launch_ms'), synthesis_first_http_ms: synthPart('first_http_ms'),
+      synthesis_daemon_cpu_ms: synthPart('daemon_cpu_ms'),
       cold_boot_ms: bootMs, cold_boot_trials_ms: boots,
       synthesis_load_average: os.loadavg().map((x) => Number(x.toFixed(2))),
       ratio_synthesis_vs_boot: bootMs ? synthMs / bootMs : undefined,
