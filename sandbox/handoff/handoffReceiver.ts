@@ -190,7 +190,8 @@ export class HandoffReceiver {
       const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20) });
       // The paused round (small: the last pages and the device state) is decompressed in this thread.
       const small = rs.header.final && rs.header.segments.reduce((t, e) => t + e.size + e.rawSize, 0) <= INLINE_ROUND_BYTES;
-      r = { ...(await s.applier.apply(rs.segments(), small ? this.inline : this.d.compressor(), n)), received: rs.received, final: rs.header.final, finish: rs.header.finish === true, afterBase: rs.header.state_after_base === true };
+      const diskSegments = rs.header.segments.filter((e) => e.kind === 'chunks' && e.target === 'disk').length;
+      r = { ...(await s.applier.apply(rs.segments(), small ? this.inline : this.d.compressor(), n, { diskSegments })), received: rs.received, final: rs.header.final, finish: rs.header.finish === true, afterBase: rs.header.state_after_base === true };
     } finally { s.cut = undefined; }
     const t1 = Date.now();
     s.applier.syncDiskLayer();
@@ -198,7 +199,8 @@ export class HandoffReceiver {
     s.bytes += r.received;
     s.final = r.final;
     s.stateAfterBase = r.afterBase;
-    const phases = { read_apply: t1 - t0, sync_disk: Date.now() - t1 };
+    const phases: Record<string, number> = { read_apply: t1 - t0, sync_disk: Date.now() - t1 };
+    if (r.syncDiskInRoundMs !== undefined) phases.sync_disk_in_round = r.syncDiskInRoundMs; // inside read_apply
     // The source asked to finish in the same request: the VM resumes here without another round trip.
     if (r.finish) return { round: n, chunks: r.chunks, bytes: r.received, phases_ms: phases, finish: await this.finish(s) };
     return { round: n, chunks: r.chunks, bytes: r.received, phases_ms: phases };

@@ -75,15 +75,26 @@ export class RoundApplier {
    * refer forward) last. The entries were checked by checkRoundHeader: runs inside the images,
    * ascending, counts bounded.
    */
-  async apply(segments: AsyncIterable<{ entry: SegmentEntry; data: Buffer }>, compressor: Pick<SegmentCompressor, 'decompressNamed' | 'threads'>, roundNo = 0): Promise<{ chunks: number }> {
+  async apply(segments: AsyncIterable<{ entry: SegmentEntry; data: Buffer }>, compressor: Pick<SegmentCompressor, 'decompressNamed' | 'threads'>, roundNo = 0,
+    o: { diskSegments?: number } = {}): Promise<{ chunks: number; syncDiskInRoundMs?: number }> {
     this.stage = `applying handoff round ${roundNo}`;
     const round = newRoundChunks();
     const queue: Array<{ entry: SegmentEntry; raw: Promise<Buffer>; bytes: number }> = [];
     let inFlight = 0;
+    // `diskSegments` (from the round's header): once the last disk segment is applied the layer is
+    // brought up to date while the rest (RAM) still arrives, not after the round's last byte (on a
+    // slow link that write was all waiting time). Copies at the round's end patch it again.
+    let diskLeft = o.diskSegments ?? -1;
+    let syncDiskInRoundMs: number | undefined;
     const applyOldest = async () => {
       const q = queue.shift()!;
       inFlight -= q.bytes;
       this.applySegment(q.entry, await q.raw, round);
+      if (q.entry.target === 'disk' && --diskLeft === 0) {
+        const t = Date.now();
+        this.syncDiskLayer();
+        syncDiskInRoundMs = Date.now() - t;
+      }
     };
     try {
       for await (const { entry, data } of segments) {
@@ -104,7 +115,7 @@ export class RoundApplier {
     } finally {
       this.flushRuns();
     }
-    return { chunks: round.chunks };
+    return { chunks: round.chunks, ...(syncDiskInRoundMs !== undefined ? { syncDiskInRoundMs } : {}) };
   }
 
   private applySegment(entry: SegmentEntry, raw: Buffer, round: RoundChunks): void {

@@ -82,7 +82,11 @@ describe('handoff round 0 from the launch overlay', function () {
     try {
       const body = encodeRoundBody({ round: 0, final: false, segments: r.segments }, r.data);
       const rs = await openRound(pieces(body, 7000), 0, { chunks: a.chunkLimits, maxBytes: pair.ram.length + (256 << 20) });
-      await a.apply(rs.segments(), compressor);
+      // The layer is written once the round's last disk segment is applied (the rest still arriving), then patched.
+      const diskSegments = rs.header.segments.filter((e) => e.target === 'disk').length;
+      assert.ok(diskSegments > 0);
+      const applied = await a.apply(rs.segments(), compressor, 0, { diskSegments });
+      assert.equal(typeof applied.syncDiskInRoundMs, 'number', 'the layer written inside the round');
       assert.ok(fs.readFileSync(a.ramFile).equals(pair.ram), 'destination RAM = launch RAM');
       a.syncDiskLayer();
       const layer = Qcow2Reader.open(a.diskLayer);
