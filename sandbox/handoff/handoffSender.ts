@@ -85,6 +85,9 @@ export function firstPassGateEnabled(): boolean { return process.env.CLOUDLET_HA
  */
 export const GATE_STREAM_BYTES = 2 << 20;
 
+/** Unsent pages QEMU's first pass may find before it is held, while round 0 is on its way (64 MiB). */
+export const ROUND0_PENDING_PAGES = 16384;
+
 /**
  * The gate's byte offset in the shared RAM block: the highest page with at least `bytes` of QEMU's
  * first-pass stream after it, predicted from what the destination holds (`shadow`; the running RAM
@@ -160,6 +163,8 @@ export class HandoffSender {
   private tracking: { method: TrackingMethod; fallback?: string } = { method: 'qemu-migration' };
   /** A round sent and not yet answered (the launch round, while the next one is prepared). */
   private inFlight?: Promise<void>;
+  /** Round 0 (sent ahead, launch overlay) was answered by the destination. */
+  private launchApplied = false;
   /** Whether round 0 was the VM's launch overlay (launchRound.ts), or why not. */
   private launchOverlay: { used: true; overlayId: string } | { used: false; reason: string } = { used: false, reason: 'not tried' };
   /** The destination takes a final device state that continues the base's (protocol feature state-after-base). */
@@ -323,8 +328,14 @@ export class HandoffSender {
       if (tracker) {
         const tTrack = Date.now();
         let lastDiskScan = Date.now();
+        // Round 0 still on its way: a live round could only follow it, so QEMU's first pass is not held
+        // at 1024 pages meanwhile but goes on to the gate (what it finds waits, up to 64 MiB): one round at
+        // the gate once round 0 is applied, not a round then the rest of the pass (on a slow link).
+        let raised = this.inFlight !== undefined && !this.launchApplied;
+        if (raised) tracker.holdBackAt(ROUND0_PENDING_PAGES);
         for (;;) {
           throwIfCancelled(o.signal);
+          if (raised && this.launchApplied) { tracker.holdBackAt(); raised = false; }
           // A live round only when QEMU is held back (PENDING_PAGES unsent, or its first pass at the
           // gate): a round still in flight when QEMU stops the VM adds its whole duration to the
           // downtime (measured: 0.3-1.5 s per round at load 15-24), so a quiet guest's few changed
@@ -580,6 +591,7 @@ export class HandoffSender {
     const body = encodeRoundBody({ round: 0, final: false, segments: r.segments }, r.data);
     this.inFlight = dest.round(sid, 0, body).then((answer) => {
       this.phases.launch_round_send_apply = Date.now() - t0;
+      this.launchApplied = true;
       this.mark('at_launch_round_applied');
       for (const [k, v] of Object.entries(answer.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_launch_round_${k}`] = v;
     });

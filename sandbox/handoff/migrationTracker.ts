@@ -96,8 +96,9 @@ export class MigrationTracker {
   readonly timeline: TrackerTimeline = { finalPages: 0, finalDiffering: 0 };
   private readonly parser: MigrationStreamParser;
   private readonly pending = new Map<number, Buffer | undefined>();
-  /** Unsent pages at which the socket is paused (and the sender sends a round). */
-  readonly pendingMax = pendingLimit();
+  /** Unsent pages at which the socket is paused (and the sender sends a round): holdBackAt(). */
+  private pendingLimitNow = pendingLimit();
+  get pendingMax(): number { return this.pendingLimitNow; }
   private readonly otherBlocks = new Map<string, Map<number, Buffer | undefined>>();
   private readonly server = net.createServer();
   private sock?: net.Socket;
@@ -187,6 +188,16 @@ export class MigrationTracker {
   get pendingPages(): number { return this.pending.size; }
   /** QEMU's first pass is held at the gate (start()'s gateAt) until openGate(). */
   get gateHeld(): boolean { return this.gate?.state === 'held'; }
+
+  /**
+   * Pauses the socket at `pages` unsent pages from now on (default: CLOUDLET_HANDOFF_PENDING_PAGES):
+   * the sender raises it while a round that cannot be followed yet (round 0) is on its way.
+   */
+  holdBackAt(pages = pendingLimit()): void {
+    this.pendingLimitNow = Math.max(1, pages);
+    if (this.pending.size < this.pendingLimitNow && !this.gateHeld) this.sock?.resume();
+    this.wake();
+  }
 
   /** Lets QEMU's first pass go on past the gate (once the pages found before it were sent). */
   openGate(): void {
