@@ -62,7 +62,9 @@ const TEST_GUEST: Guest = { key: 'test', label: 'test-guest 128 MiB + sample bac
 const DEBIAN_GUEST: Guest = {
   key: 'debian', label: 'Debian 12 1 GiB + Flask back-end', port: 5000,
   async counter(hostPort) {
-    const r = await httpGet(hostPort, '/');
+    // 2 min, not the fixture's 30 s: a 1 GiB TCG guest on a loaded 2-core host answered its first GET
+    // after a move (QEMU's side, loopback and link) in more than 30 s; the figures are taken before it.
+    const r = await httpGet(hostPort, '/', 120_000);
     const m = /hit (\d+)/.exec(r.body);
     if (r.status !== 200 || !m) throw new Error(`flask: HTTP ${r.status} ${r.body.slice(0, 200)}`);
     return Number(m[1]);
