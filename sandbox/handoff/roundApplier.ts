@@ -140,6 +140,9 @@ export class RoundApplier {
 
   get stateReceived(): boolean { return this.hasState; }
 
+  /** Whether the qcow2 layer was written by a sync yet (the first one rewrites the whole file). */
+  get layerWritten(): boolean { return this.layerMap !== undefined; }
+
   /**
    * Brings the qcow2 layer up to date with every disk chunk received: nothing to do if no round
    * touched the disk since the last sync; else patched in place (LayerPatcher), or rewritten whole
