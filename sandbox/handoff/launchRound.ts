@@ -10,7 +10,7 @@
  */
 import * as fs from 'fs';
 import { fetchSegment } from '../overlay/apply';
-import { CHUNK_SIZE, type SegmentEntry, type Target } from '../overlay/format';
+import { CHUNK_SIZE, expandRuns, type SegmentEntry, type Target } from '../overlay/format';
 import { checkSegmentDigest, OverlayReader } from '../overlay/overlayReader';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { zstdFrameContentSize } from '../overlay/segmentCompressor';
@@ -110,15 +110,33 @@ export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, i
   const copy = (c: RoundChunks['copies'][number]) => {
     if (!sink.holdCopy?.(c.target, c.index, c.refTarget, c.ref)) chunkSink.put(c.target, c.index, sink.held(c.refTarget, c.ref, round.scratch), false);
   };
+  // A copy of a chunk already stored is made at once (each chunk is stored once per round: it is
+  // what the end of the round would copy); the others wait by the chunk they copy, made when a
+  // segment stores it (linear in the copies, never a scan of every waiting copy per segment).
+  type Copy = RoundChunks['copies'][number];
+  const waiting: Record<Target, Map<number, Copy[]>> = { ram: new Map(), disk: new Map() };
+  let seen = 0;
   for (let i = 0; i < r.segments.length; i++) {
     const raw = await pending.shift()!;
     if (next < r.segments.length) start();
-    decode(r.segments[i], raw);
-    // A copy of a chunk already stored is made now (each chunk is stored once per round: it is what
-    // the end of the round would copy); the others at the end.
-    round.copies = round.copies.filter((c) => { if (!round.stored[c.refTarget].has(c.ref)) return true; copy(c); return false; });
+    const entry = r.segments[i];
+    decode(entry, raw);
+    for (; seen < round.copies.length; seen++) {
+      const c = round.copies[seen];
+      if (round.stored[c.refTarget].has(c.ref)) { copy(c); continue; }
+      const ws = waiting[c.refTarget].get(c.ref);
+      if (ws) ws.push(c); else waiting[c.refTarget].set(c.ref, [c]);
+    }
+    const t = entry.target!;
+    if (!waiting[t].size) continue;
+    for (const index of expandRuns(entry.chunks ?? [])) {
+      const ws = waiting[t].get(index);
+      if (!ws || !round.stored[t].has(index)) continue;
+      waiting[t].delete(index);
+      for (const c of ws) copy(c);
+    }
   }
   // Same rule as the destination: a copy refers to a chunk this round stores (not to another copy).
   checkCopies(round);
-  for (const c of round.copies) copy(c);
+  for (const m of [waiting.ram, waiting.disk]) for (const ws of m.values()) for (const c of ws) copy(c);
 }

@@ -83,7 +83,8 @@ const READ_SPAN_CHUNKS = 256;
 /** The stage a disk-full error names while launch chunks are written. */
 const WRITING = 'synthesis: writing the launch RAM and disk';
 
-interface Deferred { target: Target; index: number; refTarget: Target; ref: number }
+/** A copy of a chunk stored elsewhere in the overlay; `seq`: its place among the overlay's copies. */
+interface Deferred { target: Target; index: number; refTarget: Target; ref: number; seq: number }
 
 /** Fetches one segment and returns its checked, decompressed bytes. */
 export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, compressor: Pick<SegmentCompressor, 'decompressNamed'>, signal?: AbortSignal): Promise<Buffer> {
@@ -276,7 +277,17 @@ async function apply(
     let ramFd = -1;
     const ramStored = new Uint8Array(chunkLimit.ram);           // 1 = final bytes written in phase 1
     const diskStored = new Uint8Array(diskChunks.length);
-    const deferred: Deferred[] = [];
+    // Copies wait by the chunk they copy (a list per chunk, moved to `ready` once it is stored):
+    // linear in the copies whatever their order, never a scan of every waiting copy per segment.
+    const waiting: Record<Target, Map<number, Deferred[]>> = { ram: new Map(), disk: new Map() };
+    let ready: Deferred[] = [];
+    let copySeq = 0;
+    const release = (target: Target, index: number) => {
+      const ws = waiting[target].get(index);
+      if (!ws) return;
+      waiting[target].delete(index);
+      for (const d of ws) ready.push(d);
+    };
     const scratch = Buffer.alloc(CHUNK_SIZE);
     const zero = Buffer.alloc(CHUNK_SIZE);
 
@@ -308,6 +319,7 @@ async function apply(
     const put = (target: Target, index: number, data: Buffer, copy: boolean) => {
       write(target, index, data, copy);
       if (target === 'ram') ramStored[index] = 1; else diskStored[w.positionOf(index)] = 1;
+      if (waiting[target].size) release(target, index);
     };
     const flushRuns = () => {
       if (ramRuns) onDiskFull(ramPath, WRITING, () => ramRuns!.flush());
@@ -327,9 +339,14 @@ async function apply(
      */
     const isStored = (d: Deferred) => d.refTarget === 'ram' ? ramStored[d.ref] === 1 : (w.positionOf(d.ref) >= 0 && diskStored[w.positionOf(d.ref)] === 1);
     const copyDeferred = (all: boolean) => {
-      const now = all ? deferred.splice(0) : deferred.filter(isStored);
+      const now = ready;
+      ready = [];
+      if (all) {
+        for (const t of ['ram', 'disk'] as const) for (const ws of waiting[t].values()) for (const d of ws) now.push(d);
+        waiting.ram.clear(); waiting.disk.clear();
+      }
       if (!now.length) return;
-      if (!all) { const later = deferred.filter((d) => !isStored(d)); deferred.length = 0; deferred.push(...later); }
+      now.sort((a, b) => a.seq - b.seq); // the overlay's order: runs of pages stay runs
       const ramBack = ramFd >= 0 ? new SpanReader(ramFd, manifest.ram.size, ramPath, READ_SPAN_CHUNKS) : undefined;
       const diskBack = new SpanReader(w.fileDescriptor, fs.fstatSync(w.fileDescriptor).size, diskPath, READ_SPAN_CHUNKS);
       // Each read covers the row of chunks the next copies continue (as for the base).
@@ -371,7 +388,9 @@ async function apply(
         switch (r.encoding) {
           case Encoding.Zero:
             // Left out of the RAM copy: a hole, zeros already (a chunk written before would not be; each chunk comes once).
-            if (target === 'ram') { if (ramLeftOut && !ramStored[r.index]) ramStored[r.index] = 1; else put('ram', r.index, zero, false); } else w.markZero(r.index);
+            if (target === 'ram') {
+              if (ramLeftOut && !ramStored[r.index]) { ramStored[r.index] = 1; if (waiting.ram.size) release('ram', r.index); } else put('ram', r.index, zero, false);
+            } else w.markZero(r.index);
             break;
           case Encoding.BaseRam: put(target, r.index, readBase('ram', r.ref, scratch, `${target} chunk ${r.index}`, run(i)), true); break;
           case Encoding.BaseDisk: put(target, r.index, readBase('disk', r.ref, scratch, `${target} chunk ${r.index}`, run(i)), true); break;
@@ -387,10 +406,14 @@ async function apply(
             put(target, r.index, b, true);
             break;
           }
-          case Encoding.Self:
+          case Encoding.Self: {
             if (r.ref >= chunkLimit[r.refTarget]) throw new CloudletError('Corrupt', `segment ${entry.digest}: ${target} chunk ${r.index} copies ${r.refTarget} chunk ${r.ref}, outside the image`);
-            deferred.push({ target, index: r.index, refTarget: r.refTarget, ref: r.ref });
+            const d: Deferred = { target, index: r.index, refTarget: r.refTarget, ref: r.ref, seq: copySeq++ };
+            if (isStored(d)) { ready.push(d); break; }
+            const ws = waiting[d.refTarget].get(d.ref);
+            if (ws) ws.push(d); else waiting[d.refTarget].set(d.ref, [d]);
             break;
+          }
         }
       }
       flushRuns();
