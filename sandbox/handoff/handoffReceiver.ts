@@ -40,6 +40,8 @@ interface Session {
   /** The prepared sandbox and its QEMU start (begun at session begin, awaited by finish). */
   vmId: string;
   qemu: Promise<void>;
+  /** The QEMU started at begin has opened its files (or failed): the layer may be rewritten. */
+  qemuSettled: boolean;
   /** The session's place under max_servers, from begin until its server row is written or it ends. */
   slot: AdmissionSlot;
   rounds: number;
@@ -172,7 +174,9 @@ export class HandoffReceiver {
     // QEMU starts while the rounds come in (it only maps the RAM file and opens the layer inactive).
     const qemu = this.d.manager.startPrepared(prep.id);
     qemu.catch((e) => this.d.ctx.log.warn(`handoff ${id}: starting the destination QEMU: ${describeError(e)}`));
-    this.sessions.set(id, { id, projectId: a.projectId, userId: a.userId, req: b, applier, vmId: prep.id, qemu, slot, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() });
+    const session: Session = { id, projectId: a.projectId, userId: a.userId, req: b, applier, vmId: prep.id, qemu, qemuSettled: false, slot, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() };
+    qemu.then(() => { session.qemuSettled = true; }, () => { session.qemuSettled = true; });
+    this.sessions.set(id, session);
     this.d.ctx.log.info(`handoff ${id}: receiving '${b.name}' of base ${b.base_id.slice(0, 12)} for project ${a.projectName}`);
     return { id, heartbeat_ms: Math.floor(this.silence / 3), features: namedFeatures() };
   }
@@ -191,11 +195,12 @@ export class HandoffReceiver {
       // The paused round (small: the last pages and the device state) is decompressed in this thread.
       const small = rs.header.final && rs.header.segments.reduce((t, e) => t + e.size + e.rawSize, 0) <= INLINE_ROUND_BYTES;
       const diskSegments = rs.header.segments.filter((e) => e.kind === 'chunks' && e.target === 'disk').length;
-      r = { ...(await s.applier.apply(rs.segments(), small ? this.inline : this.d.compressor(), n, { diskSegments })), received: rs.received, final: rs.header.final, finish: rs.header.finish === true, afterBase: rs.header.state_after_base === true };
+      r = { ...(await s.applier.apply(rs.segments(), small ? this.inline : this.d.compressor(), n, { diskSegments, firstSyncAllowed: () => s.qemuSettled })), received: rs.received, final: rs.header.final, finish: rs.header.finish === true, afterBase: rs.header.state_after_base === true };
     } finally { s.cut = undefined; }
     const t1 = Date.now();
     // The first sync writes the whole layer over the empty one: not while the QEMU started at begin may
-    // still be opening it (seen once in ~40 bench trials: "Image is not in qcow2 format" at its start).
+    // still be opening it (seen once in ~40 bench trials: "Image is not in qcow2 format" at its start);
+    // the in-round sync (apply's firstSyncAllowed) waits for the same.
     if (!s.applier.layerWritten) await s.qemu.catch(() => undefined);
     s.applier.syncDiskLayer();
     s.rounds++;

@@ -76,7 +76,7 @@ export class RoundApplier {
    * ascending, counts bounded.
    */
   async apply(segments: AsyncIterable<{ entry: SegmentEntry; data: Buffer }>, compressor: Pick<SegmentCompressor, 'decompressNamed' | 'threads'>, roundNo = 0,
-    o: { diskSegments?: number } = {}): Promise<{ chunks: number; syncDiskInRoundMs?: number }> {
+    o: { diskSegments?: number; firstSyncAllowed?: () => boolean } = {}): Promise<{ chunks: number; syncDiskInRoundMs?: number }> {
     this.stage = `applying handoff round ${roundNo}`;
     const round = newRoundChunks();
     const queue: Array<{ entry: SegmentEntry; raw: Promise<Buffer>; bytes: number }> = [];
@@ -90,7 +90,8 @@ export class RoundApplier {
       const q = queue.shift()!;
       inFlight -= q.bytes;
       this.applySegment(q.entry, await q.raw, round);
-      if (q.entry.target === 'disk' && --diskLeft === 0) {
+      // The first sync rewrites the whole layer: only once `firstSyncAllowed` (else at the round's end).
+      if (q.entry.target === 'disk' && --diskLeft === 0 && (this.layerWritten || (o.firstSyncAllowed?.() ?? true))) {
         const t = Date.now();
         this.syncDiskLayer();
         syncDiskInRoundMs = Date.now() - t;

@@ -68,6 +68,29 @@ describe('handoff round 0 from the launch overlay', function () {
     return { ram, disk };
   };
 
+  it('the in-round first write of the layer waits while the destination QEMU is not yet started (done at the round\'s end)', async () => {
+    const r = await readLaunchRound(overlayFile, overlayId, pair.baseId, sizes);
+    assert.ok(!('unusable' in r));
+    const a = await RoundApplier.create(path.join(tmp, 'dest-wait'), { ram: pair.base.ramFile, disk: pair.base.diskFile });
+    try {
+      const body = encodeRoundBody({ round: 0, final: false, segments: r.segments }, r.data);
+      const rs = await openRound(pieces(body, 7000), 0, { chunks: a.chunkLimits, maxBytes: pair.ram.length + (256 << 20) });
+      const diskSegments = rs.header.segments.filter((e) => e.target === 'disk').length;
+      let asked = 0;
+      const applied = await a.apply(rs.segments(), compressor, 0, { diskSegments, firstSyncAllowed: () => { asked++; return false; } });
+      assert.equal(asked, 1, 'asked once, at the last disk segment');
+      assert.equal(applied.syncDiskInRoundMs, undefined, 'no in-round write');
+      assert.equal(a.layerWritten, false, 'the layer untouched');
+      assert.equal(a.syncDiskLayer().mode, 'rebuilt');
+      const layer = Qcow2Reader.open(a.diskLayer);
+      const fd = fs.openSync(pair.base.diskFile, 'r');
+      try {
+        const buf = Buffer.alloc(CHUNK_SIZE);
+        for (let i = 0; i < pair.disk.length / PAGE; i++) assert.ok(layer.readChunk(i, buf, fd).equals(pair.disk.subarray(i * PAGE, (i + 1) * PAGE)), `destination disk chunk ${i}`);
+      } finally { layer.close(); fs.closeSync(fd); }
+    } finally { a.close(); }
+  });
+
   it('the destination applies the stored segments and holds the launch images; the source decoded the same, so the next compare finds nothing', async () => {
     const r = await readLaunchRound(overlayFile, overlayId, pair.baseId, sizes);
     assert.ok(!('unusable' in r), `usable: ${JSON.stringify((r as { unusable?: string }).unusable)}`);
