@@ -32,14 +32,18 @@ export class DestinationClient {
    * Opens a session; `heartbeatMs`: how often the destination wants to hear from this source between
    * requests; `features`: the protocol features it names (an older destination names none).
    */
-  async begin(b: BeginRequest): Promise<{ id: string; heartbeatMs: number; features: HandoffFeature[] }> {
-    const r = await this.call<{ session: { id: string; heartbeat_ms?: unknown; features?: unknown } }>('POST', '', JSON.stringify({ handoff: b }), 'application/json');
+  async begin(b: BeginRequest): Promise<{ id: string; heartbeatMs: number; features: HandoffFeature[]; baseStateSha256?: string }> {
+    const r = await this.call<{ session: { id: string; heartbeat_ms?: unknown; features?: unknown; base_state_sha256?: unknown } }>('POST', '', JSON.stringify({ handoff: b }), 'application/json');
     const id = r?.session?.id;
     if (typeof id !== 'string' || !/^[0-9a-f-]{36}$/.test(id)) throw new CloudletError('BadInput', `destination ${this.where} answered begin without a session id`);
     const hb = r.session.heartbeat_ms;
     const named = Array.isArray(r.session.features) ? r.session.features : [];
     const features = HANDOFF_FEATURES.filter((f) => named.includes(f));
-    return { id, heartbeatMs: typeof hb === 'number' && Number.isInteger(hb) && hb >= 100 && hb <= 60_000 ? hb : 5000, features };
+    const sha = r.session.base_state_sha256;
+    return {
+      id, heartbeatMs: typeof hb === 'number' && Number.isInteger(hb) && hb >= 100 && hb <= 60_000 ? hb : 5000, features,
+      ...(typeof sha === 'string' && /^[0-9a-f]{64}$/.test(sha) ? { baseStateSha256: sha } : {}),
+    };
   }
 
   /** "Still here": a destination ends a session whose source is silent for a while (best effort). */

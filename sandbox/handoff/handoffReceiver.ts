@@ -23,7 +23,7 @@ import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { RoundApplier } from './roundApplier';
 import { InlineZstd, INLINE_ROUND_BYTES } from './inlineZstd';
 import { openRound } from './roundReader';
-import { fileSha256, HANDOFF_FEATURES, HANDOFF_PATH, verifyRamEnabled, type BeginRequest, type FinishResponse } from './protocol';
+import { fileSha256, HANDOFF_FEATURES, HANDOFF_PATH, STATE_AFTER_BASE_MAX_BYTES, stateAfterBaseEnabled, verifyRamEnabled, type BeginRequest, type FinishResponse } from './protocol';
 import { handoffSchemas as S } from '../cloudlet/api/schemas/handoff';
 import { failpoint, failpointHit } from '../common/failpoint';
 import { isTcpPort } from '../common/tcpPort';
@@ -49,6 +49,8 @@ interface Session {
   final: boolean;
   /** The final round's device state continues the base's saved state (state_after_base). */
   stateAfterBase?: boolean;
+  /** The SHA-256 of the base's state.bin begin offered to continue (state-after-base named), if any. */
+  baseStateSha?: string;
   busy: boolean;
   /** An abort that came while a round or finish was running: the session ends when that request does. */
   abortRequested?: boolean;
@@ -138,7 +140,7 @@ export class HandoffReceiver {
     await Promise.all([...this.sessions.values()].map((s) => this.drop(s)));
   }
 
-  private async begin(a: AuthContext, b: BeginRequest | undefined): Promise<{ id: string; heartbeat_ms: number; features: string[] }> {
+  private async begin(a: AuthContext, b: BeginRequest | undefined): Promise<{ id: string; heartbeat_ms: number; features: string[]; base_state_sha256?: string }> {
     if (!b || typeof b !== 'object') throw new CloudletError('BadInput', "handoff begin needs a 'handoff' object");
     if (typeof b.name !== 'string' || !b.name.trim() || b.name.length > 255) throw new CloudletError('BadInput', 'handoff begin needs name: a non-empty server name of at most 255 characters');
     if (typeof b.base_id !== 'string' || !/^[0-9a-f]{64}$/.test(b.base_id)) throw new CloudletError('BadInput', 'handoff begin needs base_id: the 64-digit base ID of the VM');
@@ -170,15 +172,20 @@ export class HandoffReceiver {
       slot.release();
       throw e;
     });
-    this.basePrefix(b.base_id, base.state).catch(() => undefined); // ready before the pause; a failure shows at finish
+    // state-after-base: offered with the SHA-256 of this base's state.bin (the base ID does not cover it).
+    const stateEntry = base.manifest.files['state.bin'];
+    const offer = namedFeatures().includes('state-after-base') && stateAfterBaseEnabled() && stateEntry && stateEntry.bytes <= STATE_AFTER_BASE_MAX_BYTES
+      ? stateEntry.sha256 : undefined;
+    if (offer) this.basePrefix(b.base_id, base.state, offer).catch(() => undefined); // ready before the pause; a failure shows at finish
     // QEMU starts while the rounds come in (it only maps the RAM file and opens the layer inactive).
     const qemu = this.d.manager.startPrepared(prep.id);
     qemu.catch((e) => this.d.ctx.log.warn(`handoff ${id}: starting the destination QEMU: ${describeError(e)}`));
-    const session: Session = { id, projectId: a.projectId, userId: a.userId, req: b, applier, vmId: prep.id, qemu, qemuSettled: false, slot, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() };
+    const session: Session = { id, projectId: a.projectId, userId: a.userId, req: b, applier, vmId: prep.id, qemu, qemuSettled: false, baseStateSha: offer, slot, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() };
     qemu.then(() => { session.qemuSettled = true; }, () => { session.qemuSettled = true; });
     this.sessions.set(id, session);
     this.d.ctx.log.info(`handoff ${id}: receiving '${b.name}' of base ${b.base_id.slice(0, 12)} for project ${a.projectName}`);
-    return { id, heartbeat_ms: Math.floor(this.silence / 3), features: namedFeatures() };
+    const features = namedFeatures().filter((f) => f !== 'state-after-base' || offer !== undefined);
+    return { id, heartbeat_ms: Math.floor(this.silence / 3), features, ...(offer ? { base_state_sha256: offer } : {}) };
   }
 
   /** One round; a final round with `finish` in its header also finishes (finish()), its answer under `finish`. */
@@ -192,6 +199,11 @@ export class HandoffReceiver {
     try {
       // Checked before a segment byte is read (roundReader.ts); segments are applied as they arrive.
       const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20) });
+      if (rs.header.state_after_base && (!s.baseStateSha || rs.header.base_state_sha256 !== s.baseStateSha)) {
+        throw new CloudletError('Mismatch', s.baseStateSha
+          ? `handoff ${s.id}: the final device state continues base state ${rs.header.base_state_sha256!.slice(0, 12)}, base ${s.req.base_id.slice(0, 12)}'s state.bin here is ${s.baseStateSha.slice(0, 12)}`
+          : `handoff ${s.id}: the final device state continues the base's saved state, which this cloudlet did not offer (state-after-base not named)`);
+      }
       // The paused round (small: the last pages and the device state) is decompressed in this thread.
       const small = rs.header.final && rs.header.segments.reduce((t, e) => t + e.size + e.rawSize, 0) <= INLINE_ROUND_BYTES;
       const diskSegments = rs.header.segments.filter((e) => e.kind === 'chunks' && e.target === 'disk').length;
@@ -251,25 +263,32 @@ export class HandoffReceiver {
   private async deviceState(s: Session): Promise<Buffer> {
     const state = fs.readFileSync(s.applier.deviceState);
     if (!s.stateAfterBase) return state;
-    const { prefix, start } = await this.basePrefix(s.req.base_id, this.d.manager.bases.get(s.req.base_id).state);
+    const { prefix, start } = await this.basePrefix(s.req.base_id, this.d.manager.bases.get(s.req.base_id).state, s.baseStateSha!);
     if (state.length < start.length || !state.subarray(0, start.length).equals(start)) {
       throw new CloudletError('BadInput', `handoff ${s.id}: the final device state does not continue base ${s.req.base_id.slice(0, 12)}'s saved state (it must begin with its RAM section's END)`);
     }
     return Buffer.concat([prefix, state]);
   }
 
-  /** The head and ROM-block pages of a base's saved state (statePrefix), made once per base (the last few kept). */
-  private basePrefix(baseId: string, stateFile: string): Promise<{ prefix: Buffer; start: Buffer }> {
-    let p = this.prefixes.get(baseId);
+  /**
+   * The head and ROM-block pages of a base's saved state (statePrefix), made once per base (the last
+   * few kept); the file must still hash to `sha256` (the one begin offered).
+   */
+  private basePrefix(baseId: string, stateFile: string, sha256: string): Promise<{ prefix: Buffer; start: Buffer }> {
+    const key = `${baseId}:${sha256}`;
+    let p = this.prefixes.get(key);
     if (!p) {
       p = new Promise((resolve, reject) => setImmediate(() => {
         try {
-          const saved = parseSavedState(fs.readFileSync(stateFile));
+          const bytes = fs.readFileSync(stateFile);
+          const got = crypto.createHash('sha256').update(bytes).digest('hex');
+          if (got !== sha256) throw new CloudletError('Corrupt', `base ${baseId.slice(0, 12)}'s state.bin hashes to ${got.slice(0, 12)}, its manifest says ${sha256.slice(0, 12)}`);
+          const saved = parseSavedState(bytes);
           resolve({ prefix: statePrefix(saved, SHARED_BLOCK), start: continuationStart(saved.parser.ram!.sectionId) });
         } catch (e) { reject(e); }
       }));
-      p.catch(() => this.prefixes.delete(baseId));
-      this.prefixes.set(baseId, p);
+      p.catch(() => this.prefixes.delete(key));
+      this.prefixes.set(key, p);
       while (this.prefixes.size > 4) this.prefixes.delete(this.prefixes.keys().next().value!);
     }
     return p;

@@ -8,6 +8,7 @@
  * the VM is resumed here only after the destination said it does not run it there.
  */
 import * as fs from 'fs';
+import * as crypto from 'crypto';
 import * as path from 'path';
 import { CloudletError, describeError, throwIfCancelled } from '../common/errors';
 import type { ProgressSink } from '../common/progress';
@@ -20,7 +21,7 @@ import { DestinationClient, NotDelivered } from './destinationClient';
 import { DirtyPageTracker, PageBytesNotKept, ShadowPageTracker } from './dirtyPageTracker';
 import { LayerTracker } from './layerTracker';
 import { RoundEncoder } from './roundEncoder';
-import { encodeRoundBody, fileSha256, verifyRamEnabled, type FinishResponse } from './protocol';
+import { encodeRoundBody, fileSha256, stateAfterBaseEnabled, verifyRamEnabled, type FinishResponse } from './protocol';
 import { enableDeviceStateMigration, saveDeviceStateToBuffer } from '../qemu/deviceState';
 import type { HandoffReport } from '../client/types';
 import type { TlsTrust } from '../client/transport';
@@ -137,14 +138,6 @@ export function trackerChoice(): 'migration' | 'compare' {
   return process.env.CLOUDLET_HANDOFF_TRACKER === 'compare' ? 'compare' : 'migration';
 }
 
-/**
- * The final device state as the continuation of the base's saved state when the destination names
- * state-after-base (default): the ROM blocks' pages (460 KB of the test guest's 678 KB state) then
- * go only where they differ from the base's, and the destination puts the base's before them.
- * CLOUDLET_HANDOFF_STATE_AFTER_BASE=0: the whole state, as before.
- */
-export function stateAfterBaseEnabled(): boolean { return process.env.CLOUDLET_HANDOFF_STATE_AFTER_BASE !== '0'; }
-
 /** How long a source keeps asking a destination that did not answer finish (CLOUDLET_HANDOFF_CONFIRM_MS, default 2 min). */
 function confirmMs(): number {
   return envNumber('CLOUDLET_HANDOFF_CONFIRM_MS', 120_000, 0);
@@ -169,6 +162,8 @@ export class HandoffSender {
   private launchOverlay: { used: true; overlayId: string } | { used: false; reason: string } = { used: false, reason: 'not tried' };
   /** The destination takes a final device state that continues the base's (protocol feature state-after-base). */
   private stateAfterBase = false;
+  /** The SHA-256 of the base state.bin both sides hold (state-after-base), once agreed at begin. */
+  private baseStateSha: string | undefined;
   /** Why the paused disk scan reads the whole layer (QEMU's dirty bitmap unusable), if it does. */
   private diskFallback?: string;
 
@@ -184,7 +179,7 @@ export class HandoffSender {
     const dest = new DestinationClient(o.handoffUrl, o.destToken, o.signal, o.destTrust);
 
     o.progress({ phase: 'check', message: `asking ${dest.where} whether it holds base ${info.baseId.slice(0, 12)}` });
-    const { id: sid, heartbeatMs, features } = await dest.begin({
+    const { id: sid, heartbeatMs, features, baseStateSha256 } = await dest.begin({
       name: o.destVmName, base_id: info.baseId, vm_config: vmConfig as unknown as Record<string, unknown> & { ramBytes: number },
       ports: info.ports.map((p) => p.guest), flavor_id: o.server.flavorId, metadata: o.server.metadata,
     }).catch((e) => {
@@ -195,7 +190,13 @@ export class HandoffSender {
     // Heartbeats from here to the end: a destination ends a session whose source went silent.
     const beat = keepAlive(dest, sid, heartbeatMs);
     try {
-      this.stateAfterBase = features.includes('state-after-base') && stateAfterBaseEnabled();
+      // The base's saved state is continued only when the destination's state.bin is this one's (same hash).
+      const ownState = manager.bases.get(info.baseId).manifest.files['state.bin']?.sha256;
+      if (features.includes('state-after-base') && stateAfterBaseEnabled()) {
+        if (baseStateSha256 && baseStateSha256 === ownState) this.baseStateSha = ownState;
+        else log.warn(`handoff of ${o.vmId}: the whole device state goes in the final round: ${dest.where}'s state.bin of base ${info.baseId.slice(0, 12)} is ${baseStateSha256?.slice(0, 12) ?? 'not named'}, here ${ownState?.slice(0, 12) ?? 'none'}`);
+      }
+      this.stateAfterBase = this.baseStateSha !== undefined;
       return await this.move(dest, sid, info, t0, features.includes('final-finish'));
     } finally {
       beat.stop();
@@ -320,7 +321,12 @@ export class HandoffSender {
       let savedBase: SavedState | undefined;
       if (tracker && this.stateAfterBase) {
         const tBase = Date.now();
-        try { savedBase = parseSavedState(fs.readFileSync(base.state)); } catch (e) {
+        try {
+          const bytes = fs.readFileSync(base.state);
+          const got = crypto.createHash('sha256').update(bytes).digest('hex');
+          if (got !== this.baseStateSha) throw new CloudletError('Corrupt', `state.bin hashes to ${got.slice(0, 12)}, its manifest says ${this.baseStateSha?.slice(0, 12)}`);
+          savedBase = parseSavedState(bytes);
+        } catch (e) {
           log.warn(`handoff of ${o.vmId}: the whole device state goes in the final round: the base's saved state could not be read: ${describeError(e)}`);
         }
         this.phases.saved_base_parse = Date.now() - tBase;
@@ -660,7 +666,7 @@ export class HandoffSender {
   /** A round's body (counted in the report's per-round figures); `finish`: the destination finishes right after applying it. */
   private async encodeRound(round: number, final: boolean, enc: RoundEncoder, pages: number, diskChunks: number, deviceState?: Buffer, finish = false, stateAfterBase = false): Promise<Buffer> {
     const r = await enc.finish(deviceState);
-    const body = encodeRoundBody({ round, final, ...(finish ? { finish } : {}), ...(stateAfterBase ? { state_after_base: true } : {}), segments: r.segments }, r.data);
+    const body = encodeRoundBody({ round, final, ...(finish ? { finish } : {}), ...(stateAfterBase ? { state_after_base: true, base_state_sha256: this.baseStateSha } : {}), segments: r.segments }, r.data);
     this.roundBytes.push(body.length);
     this.roundPages.push(pages);
     this.roundDisk.push(diskChunks);

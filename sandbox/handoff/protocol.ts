@@ -2,7 +2,7 @@
  * The handoff wire protocol between two daemons (docs/api.md, "Handoff"). Routes live under the
  * destination's compute prefix and need a token of the destination's project:
  *   POST   /os-cloudlet-handoff                 begin: {handoff: {name, base_id, vm_config, ports, flavor_id, metadata}};
- *                                                answer {session: {id, heartbeat_ms, features}}
+ *                                                answer {session: {id, heartbeat_ms, features, base_state_sha256?}}
  *   PUT    /os-cloudlet-handoff/{sid}/rounds/{n} one round (octet-stream, see encodeRoundBody); the final
  *                                                one may finish too (header finish: true; answer carries finish's)
  *   PUT    /os-cloudlet-handoff/{sid}/heartbeat  the source is still there (a silent session is dropped)
@@ -25,7 +25,9 @@ export const HANDOFF_PATH = '/os-cloudlet-handoff';
  *   final-finish      the final round may carry finish: true (one request instead of round + finish)
  *   state-after-base  the final round may carry state_after_base: true: its device state continues the
  *                     base's saved state (the pages of the ROM blocks that differ from the base's, then
- *                     the devices), and the destination puts the base's head and ROM pages before it
+ *                     the devices), and the destination puts the base's head and ROM pages before it.
+ *                     Named only with `base_state_sha256` in begin's answer (the SHA-256 of the destination's
+ *                     state.bin of that base); a source uses it only when that is its own base's.
  */
 export const HANDOFF_FEATURES = ['final-finish', 'state-after-base'] as const;
 export type HandoffFeature = (typeof HANDOFF_FEATURES)[number];
@@ -39,8 +41,12 @@ export interface BeginRequest {
   metadata?: Record<string, string>;
 }
 
-/** `finish`: the destination finishes (as POST .../finish) right after applying this final round, in the same request. */
-export interface RoundHeader { round: number; final: boolean; finish?: boolean; state_after_base?: boolean; segments: SegmentEntry[] }
+/**
+ * `finish`: the destination finishes (as POST .../finish) right after applying this final round, in the same request.
+ * `state_after_base` comes with `base_state_sha256`: the SHA-256 of the base's state.bin the source continued, which
+ * must be the destination's (begin's answer names it): the base ID does not cover state.bin.
+ */
+export interface RoundHeader { round: number; final: boolean; finish?: boolean; state_after_base?: boolean; base_state_sha256?: string; segments: SegmentEntry[] }
 
 export interface FinishResponse {
   server: { id: string; name: string; status: string; ports: Record<string, string> };
@@ -61,6 +67,18 @@ export interface FinishResponse {
  * carries both. Costs a read of the whole RAM inside the downtime: never set in production.
  */
 export function verifyRamEnabled(): boolean { return process.env.CLOUDLET_HANDOFF_VERIFY_RAM === '1'; }
+
+/**
+ * The final device state as the continuation of the base's saved state when the destination names
+ * state-after-base (default): the ROM blocks' pages (460 KB of the test guest's 678 KB state) then
+ * go only where they differ from the base's, and the destination puts the base's before them.
+ * CLOUDLET_HANDOFF_STATE_AFTER_BASE=0: the whole state, as before; on a destination, it names the
+ * feature no more (and refuses a final round using it).
+ */
+export function stateAfterBaseEnabled(): boolean { return process.env.CLOUDLET_HANDOFF_STATE_AFTER_BASE !== '0'; }
+
+/** A base whose state.bin is larger is never continued (its prefix would be parsed and held in the daemon). */
+export const STATE_AFTER_BASE_MAX_BYTES = 64 << 20;
 
 /** SHA-256 (hex) of a whole file, read in 8 MiB blocks. */
 export function fileSha256(file: string): string {

@@ -33,6 +33,7 @@ function roundHeaderSchema(): Record<string, unknown> {
       final: { type: 'boolean' },
       finish: { type: 'boolean' },
       state_after_base: { type: 'boolean' },
+      base_state_sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
       segments: { type: 'array', maxItems: LIMITS.segments, items: segmentEntrySchema() },
     },
   };
@@ -53,6 +54,7 @@ export function checkRoundHeader(raw: unknown, round: number, limits: RoundLimit
   if (!h.final && states !== 0) throw new CloudletError('BadInput', `${what}: only the final round carries the device state`);
   if (h.finish && !h.final) throw new CloudletError('BadInput', `${what}: only the final round may ask to finish`);
   if (h.state_after_base && !h.final) throw new CloudletError('BadInput', `${what}: only the final round carries a device state (state_after_base)`);
+  if (h.state_after_base && !h.base_state_sha256) throw new CloudletError('BadInput', `${what}: state_after_base needs base_state_sha256 (the base state it continues)`);
   const total = h.segments.reduce((n, s) => n + s.size, 0);
   if (total > limits.maxBytes) {
     throw new CloudletError('BadInput', `${what}: its segments add up to ${total} bytes, over the limit of ${limits.maxBytes}`, { status: 413 });

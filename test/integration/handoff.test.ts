@@ -213,8 +213,9 @@ describe('handoff between two daemons with real QEMU', function () {
   });
 
   it('the answer to finish lost after the destination resumed the VM: the source asks, lets go of its copy, the VM runs once', async () => {
-    // A destination of the release before state-after-base (names final-finish only): it gets the whole device state.
-    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'handoff-finish-response', CLOUDLET_HANDOFF_FEATURES: 'final-finish' } });
+    // A destination with state-after-base turned off (CLOUDLET_HANDOFF_STATE_AFTER_BASE=0: it names final-finish only,
+    // as the release before it): it gets the whole device state.
+    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { CLOUDLET_FAILPOINT: 'handoff-finish-response', CLOUDLET_HANDOFF_STATE_AFTER_BASE: '0' } });
     extra.push(b);
     const ca = await login(a), cb = await login(b);
     const src = await synthesize(ca, await uploadOverlay(ca, overlay, 'lost'), 'lost-answer');

@@ -102,8 +102,9 @@ describe('handoff correctness: a guest writing continuously, handed off again an
     const overlay = await sampleOverlay();
     const a = await startDaemon({ ip: '127.0.0.2', withTestBase: true, env });
     daemons.push(a);
-    // b sends the whole device state (CLOUDLET_HANDOFF_STATE_AFTER_BASE=0), a its continuation of the base's.
-    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { ...env, CLOUDLET_HANDOFF_STATE_AFTER_BASE: '0' } });
+    // b does not name state-after-base (a destination of the release before it): a sends it the whole device
+    // state; b, as a source, sends a its continuation of the base's (a offers it).
+    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { ...env, CLOUDLET_HANDOFF_FEATURES: 'final-finish' } });
     daemons.push(b);
     const ca = await login(a), cb = await login(b);
     const { id, jobId } = await ca.createServer({ name: 'writer-0', overlayUrl: await uploadOverlay(ca, overlay) });
@@ -122,7 +123,7 @@ describe('handoff correctness: a guest writing continuously, handed off again an
       const what = `handoff ${n}/${REPEAT}${burners ? ' (2 CPU burners on the host)' : ''}`;
       assert.equal(r.tracking, 'qemu-migration', `${what}: tracking ${r.tracking} (${r.tracking_fallback})`);
       assert.equal(r.disk_tracking, 'qemu-dirty-bitmap', `${what}: disk tracking ${r.disk_tracking} (${r.disk_tracking_fallback})`);
-      assert.equal(r.phases_ms.final_state_after_base, src.d === a ? 1 : 0, `${what}: device state after the base's (${r.phases_ms.final_device_state_bytes} bytes)`);
+      assert.equal(r.phases_ms.final_state_after_base, src.d === b ? 1 : 0, `${what}: device state after the base's (${r.phases_ms.final_device_state_bytes} bytes)`);
       assert.ok(r.ram_sha256, `${what}: no RAM digests in the report`);
       assert.equal(r.ram_sha256.destination, r.ram_sha256.source, `${what}: the destination's RAM differs from the paused source's (pages ${JSON.stringify(r.round_pages)}, phases ${JSON.stringify(r.phases_ms)})`);
       server = await dst.c.getServer(r.destination_server_id);

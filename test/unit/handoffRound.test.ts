@@ -127,6 +127,10 @@ describe('handoff rounds at the destination: parser and applier', function () {
     await refused(bodyOf(header([], { finish: true })), 0, /only the final round may ask to finish/);
     await refused(bodyOf({ ...header([{ digest: DIGEST, kind: 'device-state', size: 10, rawSize: 10 }], { final: true }), finish: 'yes' }), 0, /finish must be a boolean/);
     await refused(bodyOf(header([chunkEntry([[1, 1]], 1, { size: 1 << 20 })])), 0, /add up to 1048576 bytes, over the limit/, { ...limits, maxBytes: 1000 });
+    // state_after_base names the base state it continues (its SHA-256, compared with the destination's).
+    const finalState = [{ digest: DIGEST, kind: 'device-state', size: 10, rawSize: 10 }];
+    await refused(bodyOf(header(finalState, { final: true, state_after_base: true })), 0, /state_after_base needs base_state_sha256/);
+    await refused(bodyOf(header(finalState, { final: true, state_after_base: true, base_state_sha256: 'abc' })), 0, /base_state_sha256 .*pattern|base_state_sha256/);
   });
 
   it('lengths and framing: absurd header length, not JSON, a body cut inside a segment or with bytes after the last', async () => {
