@@ -97,6 +97,9 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.equal(r.round0, 'launch-overlay', `round 0: ${r.round0_compare_reason}`);
     assert.match(r.round0_overlay_id ?? '', /^[0-9a-f]{64}$/);
     assert.ok(Number.isInteger(r.phases_ms.launch_round_decode), `launch round in phases: ${JSON.stringify(r.phases_ms)}`);
+    // What the destination holds kept as page digests (no byte copy of the RAM, no shadow load).
+    assert.equal(r.phases_ms.launch_round_digest_copy, 1, `digest copy: ${JSON.stringify(r.phases_ms)}`);
+    assert.equal(r.phases_ms.live_shadow_load, undefined, `no byte copy: ${JSON.stringify(r.phases_ms)}`);
     // After it, QEMU's first pass is the compare (held at its gate): no read of the whole RAM here.
     assert.ok(Number.isInteger(r.phases_ms.first_pass_gate_mib), `first pass gate in phases: ${JSON.stringify(r.phases_ms)}`);
     // Held there, unless QEMU stopped the VM before the gate (its budget x bandwidth covered the rest of the pass: reported 0).

@@ -100,7 +100,8 @@ describe('handoff correctness: a guest writing continuously, handed off again an
 
   it(`${REPEAT} handoffs back and forth with a writer running: every write before each pause is at the destination; the destination killed once, the VM runs on at the source`, async () => {
     const overlay = await sampleOverlay();
-    const a = await startDaemon({ ip: '127.0.0.2', withTestBase: true, env });
+    // a keeps a byte copy after its launch round (CLOUDLET_HANDOFF_DIGEST_COPY=0; handoff.test.ts covers the digest copy).
+    const a = await startDaemon({ ip: '127.0.0.2', withTestBase: true, env: { ...env, CLOUDLET_HANDOFF_DIGEST_COPY: '0' } });
     daemons.push(a);
     // b does not name state-after-base (a destination of the release before it): a sends it the whole device
     // state; b, as a source, sends a its continuation of the base's (a offers it).
@@ -124,6 +125,10 @@ describe('handoff correctness: a guest writing continuously, handed off again an
       assert.equal(r.tracking, 'qemu-migration', `${what}: tracking ${r.tracking} (${r.tracking_fallback})`);
       assert.equal(r.disk_tracking, 'qemu-dirty-bitmap', `${what}: disk tracking ${r.disk_tracking} (${r.disk_tracking_fallback})`);
       assert.equal(r.phases_ms.final_state_after_base, src.d === b ? 1 : 0, `${what}: device state after the base's (${r.phases_ms.final_device_state_bytes} bytes)`);
+      if (n === 1) {
+        assert.equal(r.round0, 'launch-overlay', `${what}: round 0 ${r.round0_compare_reason}`);
+        assert.ok(r.phases_ms.launch_round_digest_copy === undefined && r.phases_ms.live_shadow_load !== undefined, `${what}: a byte copy (${JSON.stringify(r.phases_ms)})`);
+      }
       assert.ok(r.ram_sha256, `${what}: no RAM digests in the report`);
       assert.equal(r.ram_sha256.destination, r.ram_sha256.source, `${what}: the destination's RAM differs from the paused source's (pages ${JSON.stringify(r.round_pages)}, phases ${JSON.stringify(r.phases_ms)})`);
       server = await dst.c.getServer(r.destination_server_id);
