@@ -8,6 +8,7 @@
  * exactly the same changed pages; workers gone, the compare falls back to the in-thread one.
  */
 import { strict as assert } from 'assert';
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -16,7 +17,7 @@ import { consoleRun, consoleSocketUnder, port80 } from './fixtures/guestConsole'
 import { startDaemon, killProcessesUsing, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import { sampleOverlay, uploadOverlay, counter, httpGet } from './fixtures/sampleOverlay';
 import { CloudletClient, type HandoffReport, type Server } from '../../sandbox/client';
-import { TEST_BASE_RAM_MIB, ensureTestBase, qemuPidsUnder } from './fixtures/testBase';
+import { TEST_BASE_RAM_MIB, ensureTestBase, flipByte, qemuPidsUnder, replaceWithCopy } from './fixtures/testBase';
 
 const login = (d: TestDaemon, user: keyof typeof TEST_USERS = 'alice') =>
   CloudletClient.login({ authUrl: d.authUrl, username: user, password: TEST_USERS[user], project: user === 'bob' ? 'other' : 'demo' });
@@ -307,6 +308,37 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.match(String((s.fault as { message?: string } | undefined)?.message), /did not say whether it runs the VM.*unpause this one by hand only if it does not run there/);
     assert.equal(qemuPidsUnder(s0.dataDir).length, 1, 'the source VM is kept, paused');
     await c1.deleteServer(src.id);
+  });
+
+  it('a destination whose state.bin of the base differs (same base ID): the source sends the whole device state, never continues another base state', async () => {
+    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true });
+    extra.push(b);
+    // One byte changed inside the saved state's ROM pages, the manifest's hash made to match (the base ID does not cover state.bin).
+    const basesDir = path.join(b.dataDir, 'bases');
+    const baseDir = path.join(basesDir, fs.readdirSync(basesDir).find((d) => /^[0-9a-f]{64}$/.test(d))!);
+    // (flipByte and replaceWithCopy break the hard links to the shared cached base first.)
+    const stateFile = path.join(baseDir, 'state.bin');
+    flipByte(stateFile, Math.floor(fs.statSync(stateFile).size / 2));
+    const state = fs.readFileSync(stateFile);
+    const manifestFile = path.join(baseDir, 'manifest.json');
+    replaceWithCopy(manifestFile);
+    const m = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as { files: Record<string, { sha256: string }> };
+    const other = crypto.createHash('sha256').update(state).digest('hex');
+    m.files['state.bin'].sha256 = other;
+    fs.writeFileSync(manifestFile, JSON.stringify(m));
+    const ca = await login(a), cb = await login(b);
+    const src = await synthesize(ca, await uploadOverlay(ca, overlay, 'otherstate'), 'other-state');
+    assert.equal(await counter(port80(src)), 42);
+    const { jobId } = await ca.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token, destVmName: 'other-state-moved' });
+    const end = await ca.watchJob(jobId);
+    assert.equal(end.status, 'DONE', `handoff: ${end.error}`);
+    const r = end.result as HandoffReport;
+    assert.equal(r.phases_ms.final_state_after_base, 0, `the whole device state: ${JSON.stringify(r.phases_ms)}`);
+    assert.ok(r.phases_ms.final_device_state_bytes > 400_000, `device state ${r.phases_ms.final_device_state_bytes} bytes`);
+    assert.ok(a.log().includes(`state.bin of base`) && a.log().includes(other.slice(0, 12)), 'the source says why');
+    const moved = (await cb.listServers()).find((x) => x.name === 'other-state-moved')!;
+    assert.equal(await counter(port80(await cb.getServer(moved.id))), 43, 'the counter goes on at the destination');
+    await cb.deleteServer(moved.id);
   });
 
   it('the full RAM compare forced (CLOUDLET_HANDOFF_TRACKER=compare), on 2 worker threads, round 0 by compare (CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0), to a destination of an earlier release (final round, then finish): the VM moves all the same, the report names all three', async () => {
