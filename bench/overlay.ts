@@ -58,7 +58,7 @@ const prepareOnly = args.includes('--prepare');
 const synthOnly = args.includes('--synth-only');
 // --no-boot: no cold boots (a quick loop on the synthesis alone; no ratio then).
 const noBoot = args.includes('--no-boot');
-// --synth-ab: also the trials on a daemon with CLOUDLET_SYNTHESIS_OVERLAP=0 (launch files first, then QEMU), no boots.
+// --synth-ab: also the trials on a daemon with CLOUDLET_SYNTHESIS_OVERLAP=1 (QEMU started while the overlay is applied), no boots.
 const synthAb = args.includes('--synth-ab');
 // --elijah-level 9: xdelta3 -9 with a source window covering the file (the first runs); default:
 // the settings of Elijah's own code (xdelta3 default level and window).
@@ -387,13 +387,13 @@ async function coldBoot(p: Pair & { kernel: string; initrd: string }, baseVm: Vm
 /** The synthesis trials on a daemon of the bench home, each followed by a cold boot (withBoot): interleaved, so both see the same load; medians. */
 async function synthesisTrials(p: Pair, overlayFile: string, baseVm: VmConfig, withBoot?: { kernel: string; initrd: string }): Promise<{ synthMs: number; bootMs?: number; fields: Record<string, unknown> }> {
   const main = await daemonTrials(p, overlayFile, baseVm, withBoot);
-  // --synth-ab: the same trials on a daemon that builds the launch files before starting QEMU (the order before the overlap).
-  const serial = synthAb ? await daemonTrials(p, overlayFile, baseVm, undefined, { CLOUDLET_SYNTHESIS_OVERLAP: '0' }) : undefined;
+  // --synth-ab: the same trials on a daemon that synthesizes into a prepared launch (QEMU started while the overlay is applied).
+  const overlap = synthAb ? await daemonTrials(p, overlayFile, baseVm, undefined, { CLOUDLET_SYNTHESIS_OVERLAP: '1' }) : undefined;
   return {
     ...main,
     fields: {
       ...main.fields,
-      ...(serial ? { synthesis_serial_ms: serial.synthMs, synthesis_serial_trials_ms: serial.fields.synthesis_trials_ms, synthesis_serial_apply_ms: serial.fields.synthesis_apply_ms, synthesis_serial_launch_ms: serial.fields.synthesis_launch_ms, synthesis_serial_daemon_cpu_ms: serial.fields.synthesis_daemon_cpu_ms } : {}),
+      ...(overlap ? { synthesis_overlap_ms: overlap.synthMs, synthesis_overlap_trials_ms: overlap.fields.synthesis_trials_ms, synthesis_overlap_apply_ms: overlap.fields.synthesis_apply_ms, synthesis_overlap_launch_ms: overlap.fields.synthesis_launch_ms, synthesis_overlap_daemon_cpu_ms: overlap.fields.synthesis_daemon_cpu_ms } : {}),
     },
   };
 }

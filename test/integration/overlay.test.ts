@@ -35,12 +35,19 @@ describe('overlay: build, create, synthesize with real QEMU', function () {
   let th: TempHome;
   let built: BuildResult;
 
+  // Synthesis here goes into a prepared launch (CLOUDLET_SYNTHESIS_OVERLAP=1, not the default): the daemons
+  // of the other integration tests take the default order (launch files first, then QEMU).
+  const overlapBefore = process.env.CLOUDLET_SYNTHESIS_OVERLAP;
   before(async () => {
+    process.env.CLOUDLET_SYNTHESIS_OVERLAP = '1';
     th = await tempHome();
     const spec = loadBuildFile(path.join(projectRoot(), 'test/fixtures/sample-backend'));
     built = await runBuild(th.manager, spec, { base: th.baseId });
   });
-  after(async () => { await th?.cleanup(); });
+  after(async () => {
+    if (overlapBefore === undefined) delete process.env.CLOUDLET_SYNTHESIS_OVERLAP; else process.env.CLOUDLET_SYNTHESIS_OVERLAP = overlapBefore;
+    await th?.cleanup();
+  });
 
   it('two creations from the same paused sandbox give the same overlay ID', async () => {
     assert.equal(th.manager.get(built.sandbox.id).status, 'paused');

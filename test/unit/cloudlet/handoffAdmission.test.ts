@@ -34,7 +34,7 @@ class FakeManager {
   readonly bases = {
     get: (id: string) => {
       if (id !== FAKE_BASE) throw new CloudletError('NotFound', `no base ${id}`);
-      return { manifest: { vm: VM }, ram: path.join(this.dir, 'base.ram'), disk: path.join(this.dir, 'base.disk') };
+      return { manifest: { vm: VM, files: {} }, ram: path.join(this.dir, 'base.ram'), disk: path.join(this.dir, 'base.disk') };
     },
   };
   async prepareLaunch(): Promise<{ id: string; files: { ram: string; disk: string } }> {
