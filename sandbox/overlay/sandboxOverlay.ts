@@ -198,9 +198,10 @@ async function synthesizeIntoPrepared(
 
 /**
  * Synthesis of a standalone overlay into a prepared launch (QEMU started paused while the overlay is
- * applied into its files) only with CLOUDLET_SYNTHESIS_OVERLAP=1. Measured on 2 cores (bench/RESULTS.md,
- * session 9), the launch files first and QEMU after them was faster (synthesis 2.0-2.2 s vs 2.3-2.4 s)
- * and took 0.4-0.5 s less CPU: the overlap's RAM copy thread and QEMU's start compete with the apply.
+ * applied into its files) only with CLOUDLET_SYNTHESIS_OVERLAP=1. Measured idle on 2 cores (bench/RESULTS.md,
+ * session 9), the launch files first and QEMU after them was as fast or faster (ahead by 0.17-0.29 s in 3 of
+ * 4 runs, tied in one) and took 0.25-0.5 s less CPU: the overlap's RAM copy thread and QEMU's start compete
+ * with the apply.
  */
 export function synthesisOverlapEnabled(): boolean { return process.env.CLOUDLET_SYNTHESIS_OVERLAP === '1'; }
 /**
