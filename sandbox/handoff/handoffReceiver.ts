@@ -23,12 +23,12 @@ import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { RoundApplier } from './roundApplier';
 import { InlineZstd, INLINE_ROUND_BYTES } from './inlineZstd';
 import { openRound } from './roundReader';
-import { fileSha256, HANDOFF_FEATURES, HANDOFF_PATH, STATE_AFTER_BASE_MAX_BYTES, stateAfterBaseEnabled, verifyRamEnabled, type BeginRequest, type FinishResponse } from './protocol';
+import { fileSha256, HANDOFF_FEATURES, HANDOFF_PATH, readAgreedBaseState, STATE_AFTER_BASE_MAX_BYTES, stateAfterBaseEnabled, verifyRamEnabled, type BeginRequest, type FinishResponse } from './protocol';
 import { handoffSchemas as S } from '../cloudlet/api/schemas/handoff';
 import { failpoint, failpointHit } from '../common/failpoint';
 import { isTcpPort } from '../common/tcpPort';
 import { envNumber } from '../common/env';
-import { continuationStart, parseSavedState, statePrefix } from '../qemu/migrationStream';
+import { continuationStart, statePrefix } from '../qemu/migrationStream';
 import { SHARED_BLOCK } from './migrationTracker';
 
 interface Session {
@@ -280,10 +280,7 @@ export class HandoffReceiver {
     if (!p) {
       p = new Promise((resolve, reject) => setImmediate(() => {
         try {
-          const bytes = fs.readFileSync(stateFile);
-          const got = crypto.createHash('sha256').update(bytes).digest('hex');
-          if (got !== sha256) throw new CloudletError('Corrupt', `base ${baseId.slice(0, 12)}'s state.bin hashes to ${got.slice(0, 12)}, its manifest says ${sha256.slice(0, 12)}`);
-          const saved = parseSavedState(bytes);
+          const saved = readAgreedBaseState(stateFile, sha256);
           resolve({ prefix: statePrefix(saved, SHARED_BLOCK), start: continuationStart(saved.parser.ram!.sectionId) });
         } catch (e) { reject(e); }
       }));

@@ -8,7 +8,6 @@
  * the VM is resumed here only after the destination said it does not run it there.
  */
 import * as fs from 'fs';
-import * as crypto from 'crypto';
 import * as path from 'path';
 import { CloudletError, describeError, throwIfCancelled } from '../common/errors';
 import type { ProgressSink } from '../common/progress';
@@ -21,14 +20,14 @@ import { DestinationClient, NotDelivered } from './destinationClient';
 import { DirtyPageTracker, PageBytesNotKept, ShadowPageTracker } from './dirtyPageTracker';
 import { LayerTracker } from './layerTracker';
 import { RoundEncoder } from './roundEncoder';
-import { encodeRoundBody, fileSha256, stateAfterBaseEnabled, verifyRamEnabled, type FinishResponse } from './protocol';
+import { encodeRoundBody, fileSha256, readAgreedBaseState, stateAfterBaseEnabled, verifyRamEnabled, type FinishResponse } from './protocol';
 import { enableDeviceStateMigration, saveDeviceStateToBuffer } from '../qemu/deviceState';
 import type { HandoffReport } from '../client/types';
 import type { TlsTrust } from '../client/transport';
 import { failpoint } from '../common/failpoint';
 import { envNumber } from '../common/env';
 import { MigrationTracker } from './migrationTracker';
-import { parseSavedState, type SavedState } from '../qemu/migrationStream';
+import type { SavedState } from '../qemu/migrationStream';
 import { DiskDirtyLog } from './diskDirtyLog';
 import { InlineZstd } from './inlineZstd';
 import { createLogger } from '../common/log';
@@ -322,10 +321,7 @@ export class HandoffSender {
       if (tracker && this.stateAfterBase) {
         const tBase = Date.now();
         try {
-          const bytes = fs.readFileSync(base.state);
-          const got = crypto.createHash('sha256').update(bytes).digest('hex');
-          if (got !== this.baseStateSha) throw new CloudletError('Corrupt', `state.bin hashes to ${got.slice(0, 12)}, its manifest says ${this.baseStateSha?.slice(0, 12)}`);
-          savedBase = parseSavedState(bytes);
+          savedBase = readAgreedBaseState(base.state, this.baseStateSha!);
         } catch (e) {
           log.warn(`handoff of ${o.vmId}: the whole device state goes in the final round: the base's saved state could not be read: ${describeError(e)}`);
         }

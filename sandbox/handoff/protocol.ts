@@ -15,7 +15,9 @@
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
+import { CloudletError } from '../common/errors';
 import type { SegmentEntry } from '../overlay/format';
+import { parseSavedState, type SavedState } from '../qemu/migrationStream';
 
 export const HANDOFF_PATH = '/os-cloudlet-handoff';
 
@@ -79,6 +81,14 @@ export function stateAfterBaseEnabled(): boolean { return process.env.CLOUDLET_H
 
 /** A base whose state.bin is larger is never continued (its prefix would be parsed and held in the daemon). */
 export const STATE_AFTER_BASE_MAX_BYTES = 64 << 20;
+
+/** A base's saved state (state.bin) parsed, refused unless its bytes hash to `sha256` (the one both sides agreed at begin). */
+export function readAgreedBaseState(file: string, sha256: string): SavedState {
+  const bytes = fs.readFileSync(file);
+  const got = crypto.createHash('sha256').update(bytes).digest('hex');
+  if (got !== sha256) throw new CloudletError('Corrupt', `${file} hashes to ${got.slice(0, 12)}, the base's manifest says ${sha256.slice(0, 12)}`);
+  return parseSavedState(bytes);
+}
 
 /** SHA-256 (hex) of a whole file, read in 8 MiB blocks. */
 export function fileSha256(file: string): string {
