@@ -204,11 +204,12 @@ async function synthesizeIntoPrepared(
  * with the apply.
  */
 export function synthesisOverlapEnabled(): boolean { return process.env.CLOUDLET_SYNTHESIS_OVERLAP === '1'; }
+
 /**
  * VM synthesis: checks the overlay against the local base and resumes base + overlay in a new
- * sandbox. A standalone overlay is applied into a prepared launch whose QEMU starts meanwhile
- * (synthesizeIntoPrepared); a chain's launch files are built in the store's tmp/ first (segments
- * fetched and decoded in parallel) and then launched.
+ * sandbox. The launch files are built in the store's tmp/ first (segments fetched and decoded in
+ * parallel) and then launched; with synthesisOverlapEnabled() a standalone overlay is applied into a
+ * prepared launch whose QEMU starts meanwhile instead (synthesizeIntoPrepared).
  */
 export async function synthesize(
   manager: SandboxManager,
