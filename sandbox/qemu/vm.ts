@@ -41,6 +41,17 @@ export function logTail(file: string, lines = 15): string {
   return text.split('\n').map((l) => l.trimEnd()).filter((l) => l).slice(-lines).join('\n');
 }
 
+/** A qcow2 image whose header names a backing file (false when unreadable: QEMU then says why). */
+export function qcow2HasBacking(file: string): boolean {
+  const b = Buffer.alloc(16);
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(file, 'r');
+    if (fs.readSync(fd, b, 0, 16, 0) < 16 || b.readUInt32BE(0) !== 0x514649fb) return false;
+    return b.readBigUInt64BE(8) !== 0n;
+  } catch { return false; } finally { if (fd !== undefined) fs.closeSync(fd); }
+}
+
 export async function startVm(o: {
   binary: string; name: string; cfg: VmConfig; files: VmFiles; accel: 'kvm' | 'tcg';
   incoming?: boolean; paused?: boolean; ports?: PortForward[];
@@ -50,7 +61,8 @@ export async function startVm(o: {
   onSpawn?: (p: StartedQemu) => void;
 }): Promise<RunningVm> {
   for (const s of [o.files.qmpSocket, o.files.consoleSocket, o.files.agentSocket]) fs.rmSync(s, { force: true });
-  const args = buildQemuArgs(o.cfg, o.files, { name: o.name, accel: o.accel, incoming: o.incoming, paused: o.paused, ports: o.ports, smbiosSerial: o.smbiosSerial });
+  const diskBacked = o.files.diskFormat === 'qcow2' && qcow2HasBacking(o.files.disk);
+  const args = buildQemuArgs(o.cfg, o.files, { name: o.name, accel: o.accel, incoming: o.incoming, paused: o.paused, ports: o.ports, smbiosSerial: o.smbiosSerial, diskBacked });
   const log = o.files.qemuLog;
   const started = startQemu(o.binary, args, log);
   o.onSpawn?.(started);

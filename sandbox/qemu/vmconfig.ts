@@ -44,6 +44,23 @@ export interface QemuArgsOptions {
   ports?: PortForward[];
   /** SMBIOS system serial number (a cloud-init NoCloud seed address); only at base creation. */
   smbiosSerial?: string;
+  /** The qcow2 disk has a backing file (every sandbox layer: the base's disk.raw); see keepPageCache. */
+  diskBacked?: boolean;
+}
+
+/**
+ * drop-cache=off for the disk's files (the image and, for a layer, its backing file). By default
+ * QEMU's file driver writes back and drops the host page cache of every image file when an incoming
+ * migration activates it (made for shared storage another host wrote). Every image here was
+ * written on this host, through its page cache (the synthesis apply, prepareFiles, the handoff's
+ * rounds; never O_DIRECT), so that cache is current: dropping it only cost the launch time (the
+ * write-back of the disk layer just written, inside the guest's pause: 25 ms with it off vs 336 ms
+ * measured on the realistic launch at load 7) and evicted the base disk's pages every sandbox of
+ * that base reads. Guest flushes still reach the disk (cache=writeback honours them).
+ * `backing.file.*` only when the image has a backing file (QEMU refuses it otherwise).
+ */
+export function keepPageCache(backed: boolean): string {
+  return backed ? 'file.drop-cache=off,backing.file.drop-cache=off' : 'file.drop-cache=off';
 }
 
 export const AGENT_PORT_NAME = 'org.cloudlet.agent';
@@ -105,7 +122,7 @@ export function buildQemuArgs(cfg: VmConfig, f: VmFiles, o: QemuArgsOptions): st
     args.push('-kernel', f.kernel, '-initrd', f.initrd, '-append', cfg.kernel.append);
   }
   args.push(
-    '-drive', `file=${f.disk},format=${f.diskFormat},if=none,id=disk0,cache=writeback,discard=unmap`,
+    '-drive', `file=${f.disk},format=${f.diskFormat},if=none,id=disk0,cache=writeback,discard=unmap,${keepPageCache(f.diskFormat === 'qcow2' && !!o.diskBacked)}`,
     '-device', 'virtio-blk-pci,drive=disk0,id=vda',
     '-netdev', `user,id=net0${hostfwd}`,
     '-device', `${nicModel},netdev=net0,mac=${mac},id=nic0`,
