@@ -91,9 +91,10 @@ function httpOk(port: number, p: string): Promise<boolean> {
   });
 }
 
-async function untilHttp(port: number, p: string, timeoutMs: number): Promise<number> {
+async function untilHttp(port: number, p: string, timeoutMs: number, tries?: { n: number }): Promise<number> {
   const t0 = Date.now();
   while (!(await httpOk(port, p))) {
+    if (tries) tries.n++;
     if (Date.now() - t0 > timeoutMs) throw new Error(`no HTTP 200 on 127.0.0.1:${port}${p} within ${timeoutMs / 1000} s`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -317,7 +318,11 @@ async function elijah(p: Pair, base: { ram: string; disk: string }): Promise<Rec
  * at load 19 on 2026-12-07). A real cloudlet's base is checked once; here the check runs first,
  * untimed, and a trial during which the base was re-stamped is measured again once.
  */
-interface SynthTrial { ms: number; fetch_ms: number; apply_ms: number; launch_ms: number; first_http_ms: number; daemon_cpu_ms?: number }
+interface SynthTrial {
+  ms: number; fetch_ms: number; apply_ms: number; launch_ms: number; first_http_ms: number;
+  /** first_http_ms in two: the job's end reaching the client after `running`, then the HTTP probe (its own connection, retried every 50 ms). */
+  job_end_ms: number; probe_ms: number; probe_failures: number; daemon_cpu_ms?: number;
+}
 
 /** CPU time (user + system, all threads; not its children) a process has used, in ms, or undefined when unreadable. */
 function processCpuMs(pid: number | undefined): number | undefined {
@@ -343,17 +348,18 @@ async function daemonSynthesis(c: CloudletClient, overlayUrl: string, p: Pair, n
     const cpu1 = processCpuMs(daemonPid);
     if (end.status !== 'DONE') throw new Error(`synthesis job ${jobId}: ${end.status} ${end.error ?? ''}`);
     const hostPort = (end.result as { ports: Record<string, string> }).ports[String(p.httpPort)];
-    const tRunning = Date.now();
-    await untilHttp(Number(hostPort.split(':')[1]), p.httpPath, 300_000);
+    const tEnd = Date.now();
+    const failed = { n: 0 };
+    await untilHttp(Number(hostPort.split(':')[1]), p.httpPath, 300_000, failed);
     const ms = Date.now() - t0;
     await c.deleteServer(id);
     // Phases by the daemon's progress events: download (request, manifest, fetch) -> synthesize (verify + apply) -> launch (device state into the VM, cont) -> running.
     const at = (k: string, dflt: number) => first[k] ?? dflt;
-    const tApply = at('synthesize', t0), tLaunch = at('launch', at('prepare', tApply)), tRun = at('running', tRunning);
+    const tApply = at('synthesize', t0), tLaunch = at('launch', at('prepare', tApply)), tRun = at('running', tEnd);
     // The daemon's own CPU from the request to the job's end (apply, its threads; not QEMU nor other children):
     // a figure the load of other jobs changes far less than the times.
     const daemonCpu = cpu0 !== undefined && cpu1 !== undefined ? Math.round(cpu1 - cpu0) : undefined;
-    const trial = { ms, fetch_ms: tApply - t0, apply_ms: tLaunch - tApply, launch_ms: tRun - tLaunch, first_http_ms: t0 + ms - tRun, daemon_cpu_ms: daemonCpu };
+    const trial = { ms, fetch_ms: tApply - t0, apply_ms: tLaunch - tApply, launch_ms: tRun - tLaunch, first_http_ms: t0 + ms - tRun, job_end_ms: tEnd - tRun, probe_ms: t0 + ms - tEnd, probe_failures: failed.n, daemon_cpu_ms: daemonCpu };
     say(`${p.label}: synthesis ${(ms / 1000).toFixed(2)} s (${JSON.stringify(trial)}; load ${os.loadavg()[0].toFixed(1)})`);
     if (fs.readFileSync(stamp, 'utf8') === before || attempt === 2) return trial;
     say(`${p.label}: the base was re-hashed during synthesis (another home linked its files): measuring again`);
@@ -436,6 +442,7 @@ async function daemonTrials(p: Pair, overlayFile: string, baseVm: VmConfig, with
       synthesis_method: 'cloudlet daemon (own process, started before the timer): POST /servers with overlay_url in its image service -> back-end\'s first HTTP 200; median of trials',
       synthesis_ms: synthMs, synthesis_trials_ms: synths.map((x) => x.ms),
       synthesis_fetch_ms: synthPart('fetch_ms'), synthesis_apply_ms: synthPart('apply_ms'), synthesis_launch_ms: synthPart('launch_ms'), synthesis_first_http_ms: synthPart('first_http_ms'),
+      synthesis_job_end_ms: synthPart('job_end_ms'), synthesis_probe_ms: synthPart('probe_ms'),
       synthesis_daemon_cpu_ms: synthPart('daemon_cpu_ms'),
       cold_boot_ms: bootMs, cold_boot_trials_ms: boots,
       synthesis_load_average: os.loadavg().map((x) => Number(x.toFixed(2))),
