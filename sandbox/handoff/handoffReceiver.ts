@@ -30,6 +30,7 @@ import { isTcpPort } from '../common/tcpPort';
 import { envNumber } from '../common/env';
 import { continuationStart, statePrefix } from '../qemu/migrationStream';
 import { SHARED_BLOCK } from './migrationTracker';
+import { xzAvailable } from '../overlay/xzUnits';
 
 interface Session {
   id: string;
@@ -51,6 +52,8 @@ interface Session {
   stateAfterBase?: boolean;
   /** The SHA-256 of the base's state.bin begin offered to continue (state-after-base named), if any. */
   baseStateSha?: string;
+  /** The protocol features begin named (protocol.ts): what this session's rounds may use. */
+  features: string[];
   busy: boolean;
   /** An abort that came while a round or finish was running: the session ends when that request does. */
   abortRequested?: boolean;
@@ -180,11 +183,11 @@ export class HandoffReceiver {
     // QEMU starts while the rounds come in (it only maps the RAM file and opens the layer inactive).
     const qemu = this.d.manager.startPrepared(prep.id);
     qemu.catch((e) => this.d.ctx.log.warn(`handoff ${id}: starting the destination QEMU: ${describeError(e)}`));
-    const session: Session = { id, projectId: a.projectId, userId: a.userId, req: b, applier, vmId: prep.id, qemu, qemuSettled: false, baseStateSha: offer, slot, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() };
+    const features = namedFeatures().filter((f) => f !== 'state-after-base' || offer !== undefined);
+    const session: Session = { id, projectId: a.projectId, userId: a.userId, req: b, applier, vmId: prep.id, qemu, qemuSettled: false, baseStateSha: offer, features, slot, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() };
     qemu.then(() => { session.qemuSettled = true; }, () => { session.qemuSettled = true; });
     this.sessions.set(id, session);
     this.d.ctx.log.info(`handoff ${id}: receiving '${b.name}' of base ${b.base_id.slice(0, 12)} for project ${a.projectName}`);
-    const features = namedFeatures().filter((f) => f !== 'state-after-base' || offer !== undefined);
     return { id, heartbeat_ms: Math.floor(this.silence / 3), features, ...(offer ? { base_state_sha256: offer } : {}) };
   }
 
@@ -198,7 +201,7 @@ export class HandoffReceiver {
     let r;
     try {
       // Checked before a segment byte is read (roundReader.ts); segments are applied as they arrive.
-      const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20) });
+      const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20), units: s.features.includes('xz-units') });
       if (rs.header.state_after_base && (!s.baseStateSha || rs.header.base_state_sha256 !== s.baseStateSha)) {
         throw new CloudletError('Mismatch', s.baseStateSha
           ? `handoff ${s.id}: the final device state continues base state ${rs.header.base_state_sha256!.slice(0, 12)}, base ${s.req.base_id.slice(0, 12)}'s state.bin here is ${s.baseStateSha.slice(0, 12)}`
@@ -378,5 +381,7 @@ function roundBody(req: FastifyRequest, max: number, onData: () => void): AsyncI
 /** The features begin names: all, unless CLOUDLET_HANDOFF_FEATURES lists fewer (tests: a destination of an earlier release). */
 function namedFeatures(): string[] {
   const only = process.env.CLOUDLET_HANDOFF_FEATURES;
-  return only === undefined ? [...HANDOFF_FEATURES] : HANDOFF_FEATURES.filter((f) => only.split(',').includes(f));
+  // xz-units only where liblzma loads (the units are decoded here).
+  const all = HANDOFF_FEATURES.filter((f) => f !== 'xz-units' || xzAvailable());
+  return only === undefined ? all : all.filter((f) => only.split(',').includes(f));
 }

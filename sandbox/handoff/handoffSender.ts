@@ -163,6 +163,8 @@ export class HandoffSender {
   private stateAfterBase = false;
   /** The SHA-256 of the base state.bin both sides hold (state-after-base), once agreed at begin. */
   private baseStateSha: string | undefined;
+  /** The destination decodes rounds of xz units (feature xz-units): a wire-profile launch overlay can be round 0. */
+  private xzUnits = false;
   /** Why the paused disk scan reads the whole layer (QEMU's dirty bitmap unusable), if it does. */
   private diskFallback?: string;
 
@@ -196,6 +198,7 @@ export class HandoffSender {
         else log.warn(`handoff of ${o.vmId}: the whole device state goes in the final round: ${dest.where}'s state.bin of base ${info.baseId.slice(0, 12)} is ${baseStateSha256?.slice(0, 12) ?? 'not named'}, here ${ownState?.slice(0, 12) ?? 'none'}`);
       }
       this.stateAfterBase = this.baseStateSha !== undefined;
+      this.xzUnits = features.includes('xz-units');
       return await this.move(dest, sid, info, t0, features.includes('final-finish'));
     } finally {
       beat.stop();
@@ -582,7 +585,7 @@ export class HandoffSender {
   private async startLaunchRound(dest: DestinationClient, sid: string, files: { launchOverlay: string; launchOverlayId: string }, baseId: string, base: { disk: string }, ramBytes: number): Promise<LaunchRound | undefined> {
     const t0 = Date.now();
     const r = launchOverlayEnabled()
-      ? await readLaunchRound(files.launchOverlay, readRecordedId(files.launchOverlayId), baseId, { ram: ramBytes, disk: fs.statSync(base.disk).size })
+      ? await readLaunchRound(files.launchOverlay, readRecordedId(files.launchOverlayId), baseId, { ram: ramBytes, disk: fs.statSync(base.disk).size }, { units: this.xzUnits })
       : { unusable: 'CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0' };
     if ('unusable' in r) {
       this.launchOverlay = { used: false, reason: r.unusable };
@@ -590,7 +593,8 @@ export class HandoffSender {
       return undefined;
     }
     this.phases.launch_round_read = Date.now() - t0;
-    const body = encodeRoundBody({ round: 0, final: false, segments: r.segments }, r.data);
+    const body = encodeRoundBody({ round: 0, final: false, segments: r.segments, ...(r.units ? { units: r.units } : {}) }, r.data);
+    if (r.units) this.phases.launch_round_xz_units = r.units.length;
     this.inFlight = dest.round(sid, 0, body).then((answer) => {
       this.phases.launch_round_send_apply = Date.now() - t0;
       this.launchApplied = true;
@@ -602,7 +606,7 @@ export class HandoffSender {
     this.roundPages.push(r.chunks.ram);
     this.roundDisk.push(r.chunks.disk);
     this.launchOverlay = { used: true, overlayId: r.overlayId };
-    this.o.progress({ phase: 'round', done: 1, message: `round 0: the launch overlay ${r.overlayId.slice(0, 12)} as it is stored (${r.chunks.ram} RAM pages, ${r.chunks.disk} disk chunks, ${body.length} bytes)` });
+    this.o.progress({ phase: 'round', done: 1, message: `round 0: the launch overlay ${r.overlayId.slice(0, 12)} as it is stored${r.units ? ` (${r.units.length} xz units)` : ''} (${r.chunks.ram} RAM pages, ${r.chunks.disk} disk chunks, ${body.length} bytes)` });
     return r;
   }
 

@@ -10,11 +10,13 @@
  */
 import * as fs from 'fs';
 import { fetchSegment } from '../overlay/apply';
-import { CHUNK_SIZE, expandRuns, type SegmentEntry, type Target } from '../overlay/format';
+import { CloudletError } from '../common/errors';
+import { CHUNK_SIZE, expandRuns, type CompressionUnit, type SegmentEntry, type Target } from '../overlay/format';
 import { checkSegmentDigest, OverlayReader } from '../overlay/overlayReader';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { zstdFrameContentSize } from '../overlay/segmentCompressor';
 import { checkCopies, decodeChunkRecords, newRoundChunks, type ChunkSink, type RoundChunks } from './chunkRecords';
+import { bufferUnitBytes, unitSegments } from './roundReader';
 
 /** Where the launch state goes at the source: what the destination holds once round 0 is applied. */
 export interface LaunchStateSink {
@@ -38,7 +40,10 @@ export interface LaunchRound {
   overlayId: string;
   /** The round's segments (chunk segments only) and their compressed bytes, in manifest order. */
   segments: SegmentEntry[];
+  /** The segments' compressed bytes (zstd), or with `units` the units' bytes (xz, the wire profile). */
   data: Buffer[];
+  /** A launch overlay stored with the wire profile: the compression units holding `segments` (the device state's left out). */
+  units?: CompressionUnit[];
   /** Chunks per image the round carries. */
   chunks: Record<Target, number>;
 }
@@ -50,7 +55,8 @@ export interface LaunchRound {
  * Reads and checks every chunk segment (SHA-256 against its name, one zstd frame declaring its
  * size) before anything is sent.
  */
-export async function readLaunchRound(file: string, madeFrom: string | undefined, baseId: string, sizes: Record<Target, number>): Promise<LaunchRound | { unusable: string }> {
+export async function readLaunchRound(file: string, madeFrom: string | undefined, baseId: string, sizes: Record<Target, number>,
+  o: { units?: boolean } = {}): Promise<LaunchRound | { unusable: string }> {
   if (!fs.existsSync(file)) return { unusable: 'the VM was not made by synthesis from an overlay file' };
   if (!madeFrom) return { unusable: 'the overlay the VM was made from is not recorded' };
   let reader: OverlayReader;
@@ -60,15 +66,32 @@ export async function readLaunchRound(file: string, madeFrom: string | undefined
     // The disk chunks the VM's layer does not map are never scanned again: the file must be the overlay applied.
     if (reader.overlayId !== madeFrom) return { unusable: `its launch overlay file is now overlay ${reader.overlayId?.slice(0, 12)}, not the ${madeFrom.slice(0, 12)} the VM was made from` };
     if (m.parent) return { unusable: 'its launch overlay is a child overlay (its parents are not kept)' };
-    // A round carries zstd segments; xz units (the wire profile) would have to be decoded and compressed again.
-    if (m.compression.algorithm !== 'zstd') return { unusable: `its launch overlay is stored as ${m.compression.algorithm} units, not zstd segments` };
+    // xz units (the wire profile) go as they are only to a destination that decodes them (feature xz-units).
+    if (m.compression.algorithm === 'xz' && !o.units) return { unusable: 'its launch overlay is stored as xz units (the wire profile) and the destination does not take them (feature xz-units not named)' };
     if (m.baseId !== baseId) return { unusable: `its launch overlay is for base ${m.baseId.slice(0, 12)}, the VM runs ${baseId.slice(0, 12)}` };
     if (m.ram.size !== sizes.ram || m.disk.size !== sizes.disk) {
       return { unusable: `its launch overlay's images (RAM ${m.ram.size}, disk ${m.disk.size} bytes) are not the VM's (${sizes.ram}, ${sizes.disk})` };
     }
+    const chunks: Record<Target, number> = { ram: 0, disk: 0 };
+    if (m.compression.algorithm === 'xz') {
+      // The units of chunk segments as stored (their length and name checked; decoded with its bounds
+      // by decodeLaunchRound here and by the destination); the device state's unit stays out.
+      const units: CompressionUnit[] = [], segments: SegmentEntry[] = [], data: Buffer[] = [];
+      let k = 0;
+      for (const u of m.compression.units) {
+        const held = m.segments.slice(k, k + u.segments);
+        k += u.segments;
+        if (held[0].kind !== 'chunks') continue;
+        const buf = await reader.getSegment(u.digest);
+        if (buf.length !== u.size) return { unusable: `its launch overlay's compression unit ${u.digest} is ${buf.length} bytes, its manifest says ${u.size}` };
+        checkSegmentDigest(u.digest, buf);
+        units.push(u); segments.push(...held); data.push(buf);
+        for (const s of held) chunks[s.target!] += s.records ?? 0;
+      }
+      return { overlayId: reader.overlayId, segments, data, units, chunks };
+    }
     const segments = m.segments.filter((s) => s.kind === 'chunks');
     const data: Buffer[] = [];
-    const chunks: Record<Target, number> = { ram: 0, disk: 0 };
     for (const s of segments) {
       const buf = await reader.getSegment(s.digest);
       checkSegmentDigest(s.digest, buf);
@@ -97,46 +120,59 @@ export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, i
   const limits: Record<Target, number> = { ram: Infinity, disk: Infinity };
   const chunkSink: ChunkSink = { base, put: (target, index, data, stable) => sink.hold(target, index, data ?? zero, stable && data !== undefined), ...(sink.holdBase ? { putBase: sink.holdBase } : {}) };
   const decode = (entry: SegmentEntry, raw: Buffer) => decodeChunkRecords({ ...entry, target: entry.target! }, raw, limits, chunkSink, round);
-  // Decompressed on the workers a few at a time, decoded in order.
+  // Decompressed on the workers a few at a time, decoded in order; xz units decoded as the
+  // destination decodes them (unitSegments: same bounds and checks), on libuv's threads meanwhile.
   const pending: Array<Promise<Buffer>> = [];
   let next = 0;
+  const units = r.units ? unitSegments(bufferUnitBytes(r.data), r.units, r.segments, 'round 0 (launch overlay)')[Symbol.asyncIterator]() : undefined;
   const start = () => {
     const i = next++;
-    const p = fetchSegment(r.segments[i], { getSegment: async () => r.data[i] }, compressor, signal);
+    const p = units
+      ? units.next().then((x) => { if (x.done || x.value.entry !== r.segments[i]) throw new CloudletError('Internal', `round 0: segment ${i} not decoded in order`); return x.value.data; })
+      : fetchSegment(r.segments[i], { getSegment: async () => r.data[i] }, compressor, signal);
     p.catch(() => undefined);
     pending.push(p);
   };
-  while (next < r.segments.length && pending.length < compressor.threads + 1) start();
-  const copy = (c: RoundChunks['copies'][number]) => {
-    if (!sink.holdCopy?.(c.target, c.index, c.refTarget, c.ref)) chunkSink.put(c.target, c.index, sink.held(c.refTarget, c.ref, round.scratch), false);
-  };
-  // A copy of a chunk already stored is made at once (each chunk is stored once per round: it is
-  // what the end of the round would copy); the others wait by the chunk they copy, made when a
-  // segment stores it (linear in the copies, never a scan of every waiting copy per segment).
-  type Copy = RoundChunks['copies'][number];
-  const waiting: Record<Target, Map<number, Copy[]>> = { ram: new Map(), disk: new Map() };
-  let seen = 0;
-  for (let i = 0; i < r.segments.length; i++) {
-    const raw = await pending.shift()!;
-    if (next < r.segments.length) start();
-    const entry = r.segments[i];
-    decode(entry, raw);
-    for (; seen < round.copies.length; seen++) {
-      const c = round.copies[seen];
-      if (round.stored[c.refTarget].has(c.ref)) { copy(c); continue; }
-      const ws = waiting[c.refTarget].get(c.ref);
-      if (ws) ws.push(c); else waiting[c.refTarget].set(c.ref, [c]);
-    }
-    const t = entry.target!;
-    if (!waiting[t].size) continue;
-    for (const index of expandRuns(entry.chunks ?? [])) {
-      const ws = waiting[t].get(index);
-      if (!ws || !round.stored[t].has(index)) continue;
-      waiting[t].delete(index);
-      for (const c of ws) copy(c);
-    }
+  try {
+    await decodeInOrder();
+  } finally {
+    // Ends the unit decoder (not awaited: segments asked ahead settle on their own).
+    units?.return?.(undefined).catch(() => undefined);
   }
-  // Same rule as the destination: a copy refers to a chunk this round stores (not to another copy).
-  checkCopies(round);
-  for (const m of [waiting.ram, waiting.disk]) for (const ws of m.values()) for (const c of ws) copy(c);
+
+  async function decodeInOrder(): Promise<void> {
+    while (next < r.segments.length && pending.length < compressor.threads + 1) start();
+    const copy = (c: RoundChunks['copies'][number]) => {
+      if (!sink.holdCopy?.(c.target, c.index, c.refTarget, c.ref)) chunkSink.put(c.target, c.index, sink.held(c.refTarget, c.ref, round.scratch), false);
+    };
+    // A copy of a chunk already stored is made at once (each chunk is stored once per round: it is
+    // what the end of the round would copy); the others wait by the chunk they copy, made when a
+    // segment stores it (linear in the copies, never a scan of every waiting copy per segment).
+    type Copy = RoundChunks['copies'][number];
+    const waiting: Record<Target, Map<number, Copy[]>> = { ram: new Map(), disk: new Map() };
+    let seen = 0;
+    for (let i = 0; i < r.segments.length; i++) {
+      const raw = await pending.shift()!;
+      if (next < r.segments.length) start();
+      const entry = r.segments[i];
+      decode(entry, raw);
+      for (; seen < round.copies.length; seen++) {
+        const c = round.copies[seen];
+        if (round.stored[c.refTarget].has(c.ref)) { copy(c); continue; }
+        const ws = waiting[c.refTarget].get(c.ref);
+        if (ws) ws.push(c); else waiting[c.refTarget].set(c.ref, [c]);
+      }
+      const t = entry.target!;
+      if (!waiting[t].size) continue;
+      for (const index of expandRuns(entry.chunks ?? [])) {
+        const ws = waiting[t].get(index);
+        if (!ws || !round.stored[t].has(index)) continue;
+        waiting[t].delete(index);
+        for (const c of ws) copy(c);
+      }
+    }
+    // Same rule as the destination: a copy refers to a chunk this round stores (not to another copy).
+    checkCopies(round);
+    for (const m of [waiting.ram, waiting.disk]) for (const ws of m.values()) for (const c of ws) copy(c);
+  }
 }

@@ -16,7 +16,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import { CloudletError } from '../common/errors';
-import type { SegmentEntry } from '../overlay/format';
+import type { CompressionUnit, SegmentEntry } from '../overlay/format';
 import { parseSavedState, type SavedState } from '../qemu/migrationStream';
 
 export const HANDOFF_PATH = '/os-cloudlet-handoff';
@@ -30,8 +30,13 @@ export const HANDOFF_PATH = '/os-cloudlet-handoff';
  *                     the devices), and the destination puts the base's head and ROM pages before it.
  *                     Named only with `base_state_sha256` in begin's answer (the SHA-256 of the destination's
  *                     state.bin of that base); a source uses it only when that is its own base's.
+ *   xz-units          a round may carry `units` (the wire profile's xz compression units, format.ts
+ *                     CompressionUnit) over its segments: the body then holds the units' bytes, not the
+ *                     segments', decoded as they arrive with synthesis's bounds (roundReader.ts). Round 0
+ *                     from a launch overlay stored with the wire profile goes so (launchRound.ts); a
+ *                     destination that does not name it gets round 0 by compare, as before.
  */
-export const HANDOFF_FEATURES = ['final-finish', 'state-after-base'] as const;
+export const HANDOFF_FEATURES = ['final-finish', 'state-after-base', 'xz-units'] as const;
 export type HandoffFeature = (typeof HANDOFF_FEATURES)[number];
 
 export interface BeginRequest {
@@ -48,7 +53,12 @@ export interface BeginRequest {
  * `state_after_base` comes with `base_state_sha256`: the SHA-256 of the base's state.bin the source continued, which
  * must be the destination's (begin's answer names it): the base ID does not cover state.bin.
  */
-export interface RoundHeader { round: number; final: boolean; finish?: boolean; state_after_base?: boolean; base_state_sha256?: string; segments: SegmentEntry[] }
+/**
+ * `units` (feature xz-units, non-final rounds): the segments are stored in these compression units,
+ * whose bytes follow the header instead of the segments' (each segment then named by its content:
+ * digest = rawDigest, size = rawSize, as in an xz manifest).
+ */
+export interface RoundHeader { round: number; final: boolean; finish?: boolean; state_after_base?: boolean; base_state_sha256?: string; segments: SegmentEntry[]; units?: CompressionUnit[] }
 
 export interface FinishResponse {
   server: { id: string; name: string; status: string; ports: Record<string, string> };

@@ -2,7 +2,8 @@
  * The destination's side of the rounds: applies each round's segments onto a RAM file (a copy of
  * the base RAM at first) and a sparse disk delta, and at the end writes the qcow2 layer over the
  * base disk. Segments are checked exactly as synthesis checks them (fetchSegment: size, SHA-256,
- * declared and actual decompressed size) and their records against the header's chunk list.
+ * declared and actual decompressed size; a round with xz units: decodeUnitStream and each segment's
+ * content name, in roundReader.ts) and their records against the header's chunk list.
  * With a prepared launch (the destination QEMU already started, paused, -incoming defer) the RAM
  * file is that QEMU's own (mapped shared: writes land in guest RAM) and the qcow2 layer is the one
  * it holds inactive: syncDiskLayer() patches it in place after each round that touched the disk
@@ -75,7 +76,7 @@ export class RoundApplier {
    * refer forward) last. The entries were checked by checkRoundHeader: runs inside the images,
    * ascending, counts bounded.
    */
-  async apply(segments: AsyncIterable<{ entry: SegmentEntry; data: Buffer }>, compressor: Pick<SegmentCompressor, 'decompressNamed' | 'threads'>, roundNo = 0,
+  async apply(segments: AsyncIterable<{ entry: SegmentEntry; data: Buffer; decoded?: boolean }>, compressor: Pick<SegmentCompressor, 'decompressNamed' | 'threads'>, roundNo = 0,
     o: { diskSegments?: number; firstSyncAllowed?: () => boolean } = {}): Promise<{ chunks: number; syncDiskInRoundMs?: number }> {
     this.stage = `applying handoff round ${roundNo}`;
     const round = newRoundChunks();
@@ -98,10 +99,11 @@ export class RoundApplier {
       }
     };
     try {
-      for await (const { entry, data } of segments) {
+      for await (const { entry, data, decoded } of segments) {
         const bytes = entry.size + entry.rawSize;
         while (queue.length && (queue.length > compressor.threads || inFlight + bytes > IN_FLIGHT_BYTES)) await applyOldest();
-        const raw = fetchSegment(entry, { getSegment: async () => data }, compressor);
+        // A segment of a round's units comes decoded and checked (roundReader's unitSegments).
+        const raw = decoded ? Promise.resolve(data) : fetchSegment(entry, { getSegment: async () => data }, compressor);
         raw.catch(() => undefined); // surfaced when applied
         queue.push({ entry, raw, bytes });
         inFlight += bytes;

@@ -6,11 +6,13 @@
  * byte is read or anything is expanded. The body is read as a stream: one segment at a time is in
  * memory (each at most LIMITS.segmentBytes), never the whole round.
  */
+import { createHash } from 'crypto';
 import type { ValidateFunction } from 'ajv';
 import { CloudletError } from '../common/errors';
 import { describeSchemaError } from '../common/schemaError';
-import { checkSegmentEntries, LIMITS, type SegmentEntry, type Target } from '../overlay/format';
-import { compileFormatSchema, segmentEntrySchema } from '../overlay/manifestSchema';
+import { checkCompressionUnits, checkSegmentEntries, LIMITS, type CompressionUnit, type SegmentEntry, type Target } from '../overlay/format';
+import { compileFormatSchema, compressionUnitSchema, segmentEntrySchema } from '../overlay/manifestSchema';
+import { decodeUnitStream } from '../overlay/xzUnits';
 import type { RoundHeader } from './protocol';
 
 /** A round header's JSON is at most this long (a round of 1 TiB of RAM in ~1 MiB segments needs ~250 MiB: refused). */
@@ -21,7 +23,12 @@ export interface RoundLimits {
   chunks: Record<Target, number>;
   /** Bytes a whole round body may have (header and segments). */
   maxBytes: number;
+  /** Rounds may carry xz compression units (this destination named the feature xz-units). */
+  units?: boolean;
 }
+
+/** Decoded segments of a round's units waiting for the applier, at most (one is always let through). */
+export const UNIT_QUEUE_BYTES = 64 << 20;
 
 let check: ValidateFunction | undefined;
 
@@ -35,6 +42,7 @@ function roundHeaderSchema(): Record<string, unknown> {
       state_after_base: { type: 'boolean' },
       base_state_sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
       segments: { type: 'array', maxItems: LIMITS.segments, items: segmentEntrySchema() },
+      units: { type: 'array', minItems: 1, maxItems: LIMITS.segments, items: compressionUnitSchema() },
     },
   };
 }
@@ -55,7 +63,13 @@ export function checkRoundHeader(raw: unknown, round: number, limits: RoundLimit
   if (h.finish && !h.final) throw new CloudletError('BadInput', `${what}: only the final round may ask to finish`);
   if (h.state_after_base && !h.final) throw new CloudletError('BadInput', `${what}: only the final round carries a device state (state_after_base)`);
   if (h.state_after_base && !h.base_state_sha256) throw new CloudletError('BadInput', `${what}: state_after_base needs base_state_sha256 (the base state it continues)`);
-  const total = h.segments.reduce((n, s) => n + s.size, 0);
+  if (h.units) {
+    if (!limits.units) throw new CloudletError('BadInput', `${what}: carries xz compression units, which this destination did not offer (feature xz-units)`);
+    if (h.final) throw new CloudletError('BadInput', `${what}: the final round does not carry compression units`);
+    checkCompressionUnits(h.units, h.segments, (why) => new CloudletError('BadInput', `${what}: ${why}`));
+  }
+  // What the body holds: the units' bytes, or the segments'.
+  const total = (h.units ?? h.segments).reduce((n, s) => n + s.size, 0);
   if (total > limits.maxBytes) {
     throw new CloudletError('BadInput', `${what}: its segments add up to ${total} bytes, over the limit of ${limits.maxBytes}`, { status: 413 });
   }
@@ -86,6 +100,16 @@ class ByteReader {
     return out;
   }
 
+  /** The next 1..max bytes as they come (what is already here, else the next piece); `what` names them when the body ends first. */
+  async readUpTo(max: number, what: string): Promise<Buffer> {
+    if (this.have === 0 && !(await this.more())) throw new CloudletError('BadInput', `handoff round body ended inside ${what} (${this.received} bytes received)`);
+    const first = this.pending[0];
+    const n = Math.min(max, first.length);
+    if (n === first.length) this.pending.shift(); else this.pending[0] = first.subarray(n);
+    this.have -= n;
+    return first.subarray(0, n);
+  }
+
   /** Whether the body has no byte left. */
   async atEnd(): Promise<boolean> {
     return this.have === 0 && !(await this.more());
@@ -103,10 +127,19 @@ class ByteReader {
   }
 }
 
+/**
+ * A segment of a round as read: `data` its compressed bytes (checked when applied: fetchSegment), or,
+ * `decoded`, its decompressed bytes already checked against its content name (a round with units).
+ */
+export interface RoundSegment { entry: SegmentEntry; data: Buffer; decoded?: boolean }
+
 export interface RoundStream {
   header: RoundHeader;
-  /** The segments in header order, each exactly its declared size; throws if the body is short or has bytes after the last. */
-  segments(): AsyncGenerator<{ entry: SegmentEntry; data: Buffer }>;
+  /**
+   * The segments in header order, each exactly its declared size; throws if the body is short or has
+   * bytes after the last. A round with units: decoded while the body arrives (unitSegments).
+   */
+  segments(): AsyncGenerator<RoundSegment>;
   /** Bytes of the body read so far. */
   readonly received: number;
 }
@@ -127,9 +160,134 @@ export async function openRound(body: AsyncIterable<Buffer | Uint8Array>, round:
     throw new CloudletError('BadInput', `handoff round ${round}: header is not JSON: ${(e as Error).message}`);
   }
   const header = checkRoundHeader(raw, round, { ...limits, maxBytes: limits.maxBytes - 4 - hl });
-  async function* segments(): AsyncGenerator<{ entry: SegmentEntry; data: Buffer }> {
+  async function* segments(): AsyncGenerator<RoundSegment> {
+    if (header.units) {
+      yield* unitSegments({ readUpTo: (max, what) => r.readUpTo(max, what), atEnd: () => r.atEnd() }, header.units, header.segments, `handoff round ${round}`);
+      return;
+    }
     for (const entry of header.segments) yield { entry, data: await r.read(entry.size, `segment ${entry.digest}`) };
     if (!(await r.atEnd())) throw new CloudletError('BadInput', `handoff round ${round}: the body has bytes after its last segment`);
   }
   return { header, segments, get received() { return r.received; } };
+}
+
+/**
+ * A round's units decoded while their bytes arrive (decodeUnitStream: synthesis's bounds, the unit's
+ * name checked at its end), each unit's output cut into its segments, each checked against its
+ * content name (rawDigest) before it is handed on: the applier gets checked segments while the rest
+ * still arrives and decodes (liblzma on libuv's threads), at most UNIT_QUEUE_BYTES of them waiting.
+ */
+export async function* unitSegments(r: UnitBytes, units: CompressionUnit[], entries: SegmentEntry[], what: string): AsyncGenerator<RoundSegment> {
+  const queue = new SegmentQueue(UNIT_QUEUE_BYTES);
+  const stop = new AbortController();
+  const producer = (async () => {
+    let k = 0;
+    for (const unit of units) {
+      const held = entries.slice(k, k + unit.segments);
+      k += unit.segments;
+      let seg = 0, have = 0;
+      let parts: Buffer[] = [];
+      // Hands on every segment complete so far (one of 0 bytes too: its records are refused when applied).
+      const ready = async () => {
+        while (seg < held.length && have === held[seg].rawSize) {
+          const e = held[seg];
+          const raw = parts.length === 1 ? parts[0] : Buffer.concat(parts, have);
+          const name = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+          if (name !== e.rawDigest) throw new CloudletError('Corrupt', `${what}: segment ${e.digest} cut from compression unit ${unit.digest} has content ${name}; refused`);
+          seg++; have = 0; parts = [];
+          await queue.push({ entry: e, data: raw, decoded: true }, raw.length);
+        }
+      };
+      await ready();
+      await decodeUnitStream(unit, (max) => r.readUpTo(max, `compression unit ${unit.digest}`), async (b) => {
+        for (let off = 0; off < b.length;) {
+          // The unit's total is its segments' (checked with the header) and never passes it (the decoder stops first).
+          const take = Math.min(held[seg].rawSize - have, b.length - off);
+          parts.push(b.subarray(off, off + take));
+          have += take; off += take;
+          await ready();
+        }
+      }, stop.signal);
+      await ready();
+      if (seg !== held.length) throw new CloudletError('Internal', `${what}: compression unit ${unit.digest} ended before its segments`);
+    }
+    if (!(await r.atEnd())) throw new CloudletError('BadInput', `${what}: the body has bytes after its last compression unit`);
+    queue.end();
+  })();
+  producer.catch((e: unknown) => queue.fail(e));
+  try {
+    for (let item; (item = await queue.pop());) yield item;
+  } finally {
+    // The applier stopped (done, or failed): the decoder stops at its next slice and lets go of its place.
+    stop.abort();
+    queue.fail(new CloudletError('Cancelled', `${what}: no longer read`));
+  }
+}
+
+/** Where unitSegments reads the units' bytes: the next 1..max bytes, and whether none is left after the last unit. */
+export interface UnitBytes {
+  readUpTo(max: number, what: string): Promise<Buffer>;
+  atEnd(): Promise<boolean>;
+}
+
+/** UnitBytes over buffers held in memory (the source's own launch overlay units), one after the other. */
+export function bufferUnitBytes(data: Buffer[]): UnitBytes {
+  let i = 0, off = 0;
+  const skip = () => { while (i < data.length && off >= data[i].length) { i++; off = 0; } };
+  return {
+    async readUpTo(max, what) {
+      skip();
+      if (i >= data.length) throw new CloudletError('Corrupt', `${what}: its bytes ended`);
+      const n = Math.min(max, data[i].length - off);
+      off += n;
+      return data[i].subarray(off - n, off);
+    },
+    async atEnd() { skip(); return i >= data.length; },
+  };
+}
+
+/** Decoded segments between the unit decoder and the applier: bounded in bytes (one always fits). */
+class SegmentQueue {
+  private readonly items: Array<{ item: RoundSegment; bytes: number }> = [];
+  private bytes = 0;
+  private ended = false;
+  private error: unknown;
+  private wake?: () => void;
+  private room?: () => void;
+
+  constructor(private readonly maxBytes: number) {}
+
+  async push(item: RoundSegment, bytes: number): Promise<void> {
+    while (this.error === undefined && this.items.length && this.bytes + bytes > this.maxBytes) await new Promise<void>((r) => { this.room = r; });
+    if (this.error !== undefined) throw this.error;
+    this.items.push({ item, bytes });
+    this.bytes += bytes;
+    this.wake?.();
+  }
+
+  end(): void { this.ended = true; this.wake?.(); }
+
+  fail(e: unknown): void {
+    this.error ??= e;
+    this.wake?.();
+    this.room?.();
+  }
+
+  /** The next segment; undefined at the end; throws what failed the producer. */
+  async pop(): Promise<RoundSegment | undefined> {
+    for (;;) {
+      if (this.error !== undefined) throw this.error;
+      const x = this.items.shift();
+      if (x) {
+        this.bytes -= x.bytes;
+        const r = this.room;
+        this.room = undefined;
+        r?.();
+        return x.item;
+      }
+      if (this.ended) return undefined;
+      await new Promise<void>((r) => { this.wake = r; });
+      this.wake = undefined;
+    }
+  }
 }

@@ -364,7 +364,16 @@ export function validateManifest(raw: unknown): OverlayManifest {
  */
 function checkUnits(m: OverlayManifest, bad: (why: string) => CloudletError): void {
   if (m.compression.algorithm !== 'xz') return;
-  const units = m.compression.units;
+  checkCompressionUnits(m.compression.units, m.segments, bad);
+}
+
+/**
+ * The rules of checkUnits for a list of units over a list of segments (an xz manifest's, or a handoff
+ * round's that carries units): consecutive segments of one image each, all of them in order, sizes
+ * within the limits, each segment named by its content.
+ */
+export function checkCompressionUnits(units: CompressionUnit[], segments: SegmentEntry[], bad: (why: string) => CloudletError): void {
+  const m = { segments };
   const names = new Set<string>();
   let next = 0;
   for (const [i, u] of units.entries()) {

@@ -50,10 +50,7 @@ export function manifestSchema(): Record<string, unknown> {
       algorithm: { enum: ['zstd', 'xz'] }, level: { type: 'integer', minimum: -131072, maximum: 22 },
       units: {
         type: 'array', minItems: 1, maxItems: LIMITS.segments,
-        items: obj({
-          digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' }, size: { type: 'integer', minimum: 1, maximum: LIMITS.unitBytes },
-          rawSize: uint(LIMITS.unitRawBytes), segments: { type: 'integer', minimum: 1, maximum: LIMITS.segments },
-        }),
+        items: compressionUnitSchema(),
       },
     }, ['units']),
     vmConfig,
@@ -62,6 +59,14 @@ export function manifestSchema(): Record<string, unknown> {
     // A child overlay: its records are against this parent overlay's launch images (parentChain.ts).
     parent: obj({ id: { type: 'string', pattern: '^[0-9a-f]{64}$' }, depth: { type: 'integer', minimum: 1, maximum: MAX_CHAIN_DEPTH } }),
   }, ['parent']);
+}
+
+/** One compression unit of the wire profile (an xz manifest's, or a handoff round's that carries units). */
+export function compressionUnitSchema(): Record<string, unknown> {
+  return obj({
+    digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' }, size: { type: 'integer', minimum: 1, maximum: LIMITS.unitBytes },
+    rawSize: uint(LIMITS.unitRawBytes), segments: { type: 'integer', minimum: 1, maximum: LIMITS.segments },
+  });
 }
 
 /**

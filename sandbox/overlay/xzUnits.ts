@@ -26,6 +26,11 @@ function lzma(): LzmaNative {
   }
 }
 
+/** Whether liblzma loads here (a destination names the handoff feature xz-units only then). */
+export function xzAvailable(): boolean {
+  try { lzma(); return true; } catch { return false; }
+}
+
 /**
  * lzma-native's native coder, driven directly: its stream wrapper hands a whole buffer to liblzma
  * and queues every byte of output before the first 'data' event (a small unit that decodes to
@@ -131,6 +136,85 @@ export async function decompressUnit(unit: CompressionUnit, stored: Buffer, sign
   });
   if (raw.length !== unit.rawSize) throw new CloudletError('Corrupt', `${what} decompressed to ${raw.length} bytes, the manifest says ${unit.rawSize}; refused`);
   return raw;
+}
+
+/**
+ * One unit decoded while its compressed bytes arrive (a handoff round: the unit comes over the
+ * network), with decompressUnit's bounds: the decoder's memory limit, the output never past the
+ * declared `unit.rawSize` (refused as soon as it would be) and exactly that size at the end, one xz
+ * stream with nothing after it, the input exactly `unit.size` bytes, and its SHA-256 equal to the
+ * unit's name once every byte passed (before the stream's end is accepted). `input(max)` gives the
+ * unit's next bytes (1..max of them; it throws if there are none). `out` gets the output as liblzma
+ * makes it, in order; the next input slice goes in only once the promise `out` returned settled
+ * (backpressure). Counts against the process's decoders (at most two units decode at once).
+ */
+export async function decodeUnitStream(unit: CompressionUnit, input: (max: number) => Promise<Buffer>, out: (b: Buffer) => void | Promise<void>, signal?: AbortSignal): Promise<void> {
+  const what = `compression unit ${unit.digest}`;
+  if (unit.rawSize > LIMITS.unitRawBytes) throw new CloudletError('Corrupt', `${what} declares ${unit.rawSize} bytes, past the limit of ${LIMITS.unitRawBytes}; refused`);
+  if (unit.size > LIMITS.unitBytes) throw new CloudletError('Corrupt', `${what} is ${unit.size} bytes, past the limit of ${LIMITS.unitBytes}; refused`);
+  const codec = lzma();
+  await withDecoder(() => new Promise<void>((resolve, reject) => {
+    const stream = new codec.Stream();
+    stream.streamDecoder_(XZ_DECODER_MEMLIMIT, 0);
+    stream.memlimitSet(XZ_DECODER_MEMLIMIT);
+    const hash = createHash('sha256');
+    let fed = 0, total = 0, done = false, named: string | undefined;
+    let handed: Promise<void> = Promise.resolve();
+    const settle = (e?: Error) => {
+      if (done) return;
+      done = true;
+      stream.resetUnderlying();
+      if (e) reject(e); else resolve();
+    };
+    /** Once every input byte passed: the unit's name checked (undefined: fine). */
+    const nameError = () => {
+      named ??= `sha256:${hash.digest('hex')}`;
+      return named === unit.digest ? undefined : new CloudletError('Corrupt', `${what} is corrupt: its bytes hash to ${named} (damaged in transit)`);
+    };
+    const feed = async () => {
+      try {
+        await handed;
+        if (done) return;
+        if (signal?.aborted) throw new CloudletError('Cancelled', `${what}: cancelled`);
+        let next: Buffer | null = null;
+        if (fed < unit.size) {
+          next = await input(Math.min(DECODE_SLICE, unit.size - fed));
+          if (!next.length || next.length > unit.size - fed) throw new CloudletError('Internal', `${what}: the reader gave ${next.length} bytes`);
+          hash.update(next);
+          fed += next.length;
+        } else {
+          const bad = nameError();
+          if (bad) throw bad;
+        }
+        if (done) return;
+        stream.code(next, true);
+      } catch (e) {
+        settle(e instanceof CloudletError ? e : new CloudletError('Corrupt', `${what} does not decompress: ${(e as Error).message}`));
+      }
+    };
+    stream.bufferHandler = (buf, processedChunks, err, totalIn) => {
+      if (done) return;
+      if (err) {
+        const why = /MEMLIMIT/.test(`${err.name} ${err.message}`) ? `needs more than ${XZ_DECODER_MEMLIMIT} bytes of decoder memory (a dictionary larger than the format allows)` : err.message;
+        settle(new CloudletError('Corrupt', `${what} does not decompress: ${why}`));
+      } else if (buf) {
+        total += buf.length;
+        if (total > unit.rawSize) { settle(new CloudletError('Corrupt', `${what} decompresses to more than ${unit.rawSize} bytes (its declared size); refused`)); return; }
+        handed = handed.then(() => (done ? undefined : out(buf)));
+        handed.catch((e: Error) => settle(e));
+      } else if (buf === null) {
+        // The stream's end: every byte of the unit fed and used, its name right, the declared size made.
+        if (fed < unit.size || (totalIn !== null && totalIn !== fed)) { settle(new CloudletError('Corrupt', `${what} has bytes after its xz stream's end; refused`)); return; }
+        const bad = nameError();
+        if (bad) { settle(bad); return; }
+        if (total !== unit.rawSize) { settle(new CloudletError('Corrupt', `${what} decompressed to ${total} bytes, its declared size is ${unit.rawSize}; refused`)); return; }
+        handed.then(() => settle(), (e: Error) => settle(e));
+      } else if (typeof processedChunks === 'number' && processedChunks > 0) {
+        void feed();
+      }
+    };
+    void feed();
+  }));
 }
 
 /**

@@ -5,7 +5,9 @@
  * destination killed in the middle (at its finish step) leaves the VM running at the source with
  * its counter intact. The RAM compare runs in the daemon's thread by default; with worker threads
  * (CLOUDLET_HANDOFF_COMPARE_WORKERS=2) the VM moves all the same, and on a real file both find
- * exactly the same changed pages; workers gone, the compare falls back to the in-thread one.
+ * exactly the same changed pages; workers gone, the compare falls back to the in-thread one. A VM
+ * synthesized from a wire-profile overlay sends its xz units as round 0 (feature xz-units), and to a
+ * destination that does not name the feature round 0 goes by compare.
  */
 import { strict as assert } from 'assert';
 import * as crypto from 'crypto';
@@ -13,6 +15,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ShadowPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
+import { OverlayReader } from '../../sandbox/overlay/overlayReader';
+import { PROFILES, recompressOverlay } from '../../sandbox/overlay/recompress';
 import { consoleRun, consoleSocketUnder, port80 } from './fixtures/guestConsole';
 import { startDaemon, killProcessesUsing, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import { sampleOverlay, uploadOverlay, counter, httpGet } from './fixtures/sampleOverlay';
@@ -339,6 +343,46 @@ describe('handoff between two daemons with real QEMU', function () {
     const moved = (await cb.listServers()).find((x) => x.name === 'other-state-moved')!;
     assert.equal(await counter(port80(await cb.getServer(moved.id))), 43, 'the counter goes on at the destination');
     await cb.deleteServer(moved.id);
+  });
+
+  it('a VM synthesized from a wire-profile overlay (xz units): round 0 is its units as stored, decoded at the destination as they arrive; a destination without xz-units gets round 0 by compare', async () => {
+    const wire = await recompressOverlay(overlay, path.join(a.dataDir, 'tmp', `wire-${process.pid}.overlay`), { codec: PROFILES.wire });
+    const wireUnits = (() => { const r = OverlayReader.open(wire.path); try { return r.manifest.compression.algorithm === 'xz' ? r.manifest.compression.units : []; } finally { r.close(); } })();
+    assert.ok(wireUnits.length >= 2, 'RAM, disk and device-state units');
+    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true });
+    extra.push(b);
+    // A destination of the release before xz-units (it names the other features).
+    const old = await startDaemon({ ip: '127.0.0.4', withTestBase: true, env: { CLOUDLET_HANDOFF_FEATURES: 'final-finish,state-after-base' } });
+    extra.push(old);
+    const ca = await login(a), cb = await login(b), cold = await login(old);
+    const url = await uploadOverlay(ca, wire.path, 'wire');
+    fs.rmSync(wire.path, { force: true });
+    for (const [dest, c, name] of [[b, cb, 'moved-wire'], [old, cold, 'moved-wire-old']] as const) {
+      const src = await synthesize(ca, url, `${name}-src`);
+      assert.equal(await counter(port80(src)), 42);
+      assert.equal(await counter(port80(src)), 43);
+      const { jobId } = await ca.handoff(src.id, { handoffUrl: c.endpoint('compute'), destToken: c.token, destVmName: name });
+      const end = await ca.watchJob(jobId);
+      assert.equal(end.status, 'DONE', `handoff to ${dest.url}: ${end.error}`);
+      const r = end.result as HandoffReport;
+      if (dest === b) {
+        assert.equal(r.round0, 'launch-overlay', `round 0: ${r.round0_compare_reason}`);
+        assert.equal(r.round0_overlay_id, wire.overlayId);
+        // The chunk units as stored (the device state's left out), in one body with the header.
+        const chunkUnits = wireUnits.slice(0, -1);
+        assert.equal(r.phases_ms.launch_round_xz_units, chunkUnits.length, JSON.stringify(r.phases_ms));
+        const unitBytes = chunkUnits.reduce((n, u) => n + u.size, 0);
+        assert.ok(r.round_bytes[0] > unitBytes && r.round_bytes[0] < unitBytes + 65536, `round 0 is ${r.round_bytes[0]} bytes, the units ${unitBytes}`);
+        assert.equal(r.phases_ms.launch_round_digest_copy, 1, `digest copy: ${JSON.stringify(r.phases_ms)}`);
+      } else {
+        assert.equal(r.round0, 'compare');
+        assert.match(r.round0_compare_reason ?? '', /xz units .*feature xz-units not named/);
+      }
+      const moved = await c.getServer(r.destination_server_id);
+      assert.equal(await counter(port80(moved)), 44, 'the counter goes on at the destination');
+      await c.deleteServer(moved.id);
+    }
+    assert.deepEqual(qemuPidsUnder(a.dataDir), []);
   });
 
   it('the full RAM compare forced (CLOUDLET_HANDOFF_TRACKER=compare), on 2 worker threads, round 0 by compare (CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0), to a destination of an earlier release (final round, then finish): the VM moves all the same, the report names all three', async () => {
