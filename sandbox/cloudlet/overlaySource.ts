@@ -20,7 +20,7 @@ import { OverlayReader } from '../overlay/overlayReader';
 import { isImageId } from './imageStore';
 
 /** What backend.synthesize takes: an overlay file, or a manifest with a segment source. */
-export type SynthesisInput = string | { manifest: OverlayManifest; overlayId: string; source: SegmentSource; parentLookup?: ParentLookup };
+export type SynthesisInput = string | { manifest: OverlayManifest; overlayId: string; source: SegmentSource; parentLookup?: ParentLookup; keep?: (file: string) => Promise<void> };
 
 export interface OverlaySource {
   overlayId: string;
@@ -122,7 +122,8 @@ export async function openOciOverlay(ref: string, dataDir: string, maxBytes: num
       const done = new Map<string, number>();
       for (const h of c.hops) h.source.progress = (e) => { done.set(h.overlayId, e.done ?? 0); progress([...done.values()].reduce((a, b) => a + b, 0), c.totalBytes); };
       const hops = new Map(c.chain.map((h) => [h.overlayId, h]));
-      return { manifest: o.manifest, overlayId: o.overlayId, source: o.source, parentLookup: async (id) => hops.get(id) };
+      // A standalone overlay's file is written again from the pulled blobs for the VM to keep (handoff's round 0).
+      return { manifest: o.manifest, overlayId: o.overlayId, source: o.source, parentLookup: async (id) => hops.get(id), ...(c.hops.length === 1 ? { keep: (file: string) => o.writeTo(file) } : {}) };
     },
     close: () => c.close(),
   };

@@ -114,6 +114,16 @@ export interface SynthesizeOptions {
   progress?: ProgressSink;
 }
 
+/** An overlay given as its manifest and a source of its stored blobs (a registry), not as a file. */
+export interface SynthesisSource {
+  manifest: OverlayManifest;
+  overlayId?: string;
+  source: SegmentSource;
+  parentLookup?: ParentLookup;
+  /** Writes the overlay file (the one published) to `file`: kept as the VM's launch overlay for handoff. */
+  keep?: (file: string) => Promise<void>;
+}
+
 export interface SynthesizeResult {
   sandbox: SandboxInfo;
   overlayId?: string;
@@ -153,6 +163,21 @@ function keepLaunchOverlay(file: string, overlayId: string | undefined, files: {
   try {
     fs.writeFileSync(files.launchOverlayId, overlayId);
     fs.linkSync(file, files.launchOverlay);
+  } catch (e) { log.info(`launch overlay not kept for handoff (${(e as Error).message}); a handoff compares the VM's RAM with the base instead`); }
+}
+
+/**
+ * An overlay synthesized from a segment source (a registry: oci://), not a file: when the source can
+ * write the overlay file (`keep`, byte-identical to the published one, its blobs from the pull's
+ * cache), it is written into the VM's folder as its launch overlay, so a handoff can send it as round 0
+ * (a copy: the published file exists nowhere else here). Once the VM runs; best effort, as keepLaunchOverlay.
+ */
+async function keepWrittenOverlay(o: SynthesisSource, files: { launchOverlay: string; launchOverlayId: string }, progress: ProgressSink): Promise<void> {
+  if (!o.keep || !o.overlayId) return;
+  try {
+    fs.writeFileSync(files.launchOverlayId, o.overlayId);
+    await o.keep(files.launchOverlay);
+    progress({ phase: 'running', message: `launch overlay ${o.overlayId.slice(0, 12)} kept for handoff (${fs.statSync(files.launchOverlay).size} bytes)` });
   } catch (e) { log.info(`launch overlay not kept for handoff (${(e as Error).message}); a handoff compares the VM's RAM with the base instead`); }
 }
 
@@ -214,13 +239,13 @@ export function synthesisOverlapEnabled(): boolean { return process.env.CLOUDLET
 export async function synthesize(
   manager: SandboxManager,
   baseRef: string,
-  overlay: string | { manifest: OverlayManifest; overlayId?: string; source: SegmentSource; parentLookup?: ParentLookup },
+  overlay: string | SynthesisSource,
   opts: SynthesizeOptions = {},
 ): Promise<SynthesizeResult> {
   const t0 = Date.now();
   const progress = opts.progress ?? noProgress;
   const reader = typeof overlay === 'string' ? OverlayReader.open(overlay) : undefined;
-  const o = reader ? { manifest: reader.manifest, overlayId: reader.overlayId, source: reader as SegmentSource, parentLookup: undefined } : (overlay as { manifest: OverlayManifest; overlayId?: string; source: SegmentSource; parentLookup?: ParentLookup });
+  const o: SynthesisSource = reader ? { manifest: reader.manifest, overlayId: reader.overlayId, source: reader as SegmentSource, parentLookup: undefined } : (overlay as SynthesisSource);
   const work = path.join(manager.paths.tmp, `synth-${process.pid}-${Date.now()}`);
   const readers: OverlayReader[] = [];
   try {
@@ -238,6 +263,7 @@ export async function synthesize(
     if (chain.length === 1 && synthesisOverlapEnabled()) {
       const r = await synthesizeIntoPrepared(manager, base, chain[0], vm, allPorts, opts, t0);
       if (typeof overlay === 'string') keepLaunchOverlay(overlay, o.overlayId, manager.layout(r.sandbox.id).files);
+      else await keepWrittenOverlay(o, manager.layout(r.sandbox.id).files, progress);
       return { ...r, overlayId: o.overlayId };
     }
     const built = await applyChain(chain, { baseId: base.id, ramFile: base.ram, diskFile: base.disk }, {
@@ -252,6 +278,7 @@ export async function synthesize(
       ports: allPorts, name: opts.name, onProgress: progress,
     });
     if (typeof overlay === 'string' && chain.length === 1) keepLaunchOverlay(overlay, o.overlayId, manager.layout(sandbox.id).files);
+    else if (chain.length === 1) await keepWrittenOverlay(o, manager.layout(sandbox.id).files, progress);
     return { sandbox, overlayId: o.overlayId, timings: { applyMs, launchMs: Date.now() - t1, totalMs: Date.now() - t0 } };
   } finally {
     reader?.close();

@@ -178,7 +178,8 @@ export async function decodeUnitStream(unit: CompressionUnit, input: (max: numbe
         if (signal?.aborted) throw new CloudletError('Cancelled', `${what}: cancelled`);
         let next: Buffer | null = null;
         if (fed < unit.size) {
-          next = await input(Math.min(DECODE_SLICE, unit.size - fed));
+          // A cancel does not wait for input that may never come (a source gone quiet): the decoder's place is given back.
+          next = await untilAborted(input(Math.min(DECODE_SLICE, unit.size - fed)), signal, what);
           if (!next.length || next.length > unit.size - fed) throw new CloudletError('Internal', `${what}: the reader gave ${next.length} bytes`);
           hash.update(next);
           fed += next.length;
@@ -215,6 +216,18 @@ export async function decodeUnitStream(unit: CompressionUnit, input: (max: numbe
     };
     void feed();
   }));
+}
+
+/** `p`, or a Cancelled refusal as soon as `signal` aborts (p is then left to settle unobserved). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
+  if (!signal) return p;
+  p.catch(() => undefined);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new CloudletError('Cancelled', `${what}: cancelled`));
+    if (signal.aborted) { onAbort(); return; }
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v); }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); });
+  });
 }
 
 /**

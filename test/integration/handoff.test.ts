@@ -17,6 +17,8 @@ import * as path from 'path';
 import { ShadowPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
 import { OverlayReader } from '../../sandbox/overlay/overlayReader';
 import { PROFILES, recompressOverlay } from '../../sandbox/overlay/recompress';
+import { publishOverlay } from '../../sandbox/registry';
+import { startRegistry } from './fixtures/registry';
 import { consoleRun, consoleSocketUnder, port80 } from './fixtures/guestConsole';
 import { startDaemon, killProcessesUsing, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import { sampleOverlay, uploadOverlay, counter, httpGet } from './fixtures/sampleOverlay';
@@ -345,44 +347,57 @@ describe('handoff between two daemons with real QEMU', function () {
     await cb.deleteServer(moved.id);
   });
 
-  it('a VM synthesized from a wire-profile overlay (xz units): round 0 is its units as stored, decoded at the destination as they arrive; a destination without xz-units gets round 0 by compare', async () => {
-    const wire = await recompressOverlay(overlay, path.join(a.dataDir, 'tmp', `wire-${process.pid}.overlay`), { codec: PROFILES.wire });
-    const wireUnits = (() => { const r = OverlayReader.open(wire.path); try { return r.manifest.compression.algorithm === 'xz' ? r.manifest.compression.units : []; } finally { r.close(); } })();
-    assert.ok(wireUnits.length >= 2, 'RAM, disk and device-state units');
-    const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true });
-    extra.push(b);
-    // A destination of the release before xz-units (it names the other features).
-    const old = await startDaemon({ ip: '127.0.0.4', withTestBase: true, env: { CLOUDLET_HANDOFF_FEATURES: 'final-finish,state-after-base' } });
-    extra.push(old);
-    const ca = await login(a), cb = await login(b), cold = await login(old);
-    const url = await uploadOverlay(ca, wire.path, 'wire');
-    fs.rmSync(wire.path, { force: true });
-    for (const [dest, c, name] of [[b, cb, 'moved-wire'], [old, cold, 'moved-wire-old']] as const) {
-      const src = await synthesize(ca, url, `${name}-src`);
-      assert.equal(await counter(port80(src)), 42);
-      assert.equal(await counter(port80(src)), 43);
-      const { jobId } = await ca.handoff(src.id, { handoffUrl: c.endpoint('compute'), destToken: c.token, destVmName: name });
-      const end = await ca.watchJob(jobId);
-      assert.equal(end.status, 'DONE', `handoff to ${dest.url}: ${end.error}`);
-      const r = end.result as HandoffReport;
-      if (dest === b) {
-        assert.equal(r.round0, 'launch-overlay', `round 0: ${r.round0_compare_reason}`);
-        assert.equal(r.round0_overlay_id, wire.overlayId);
-        // The chunk units as stored (the device state's left out), in one body with the header.
-        const chunkUnits = wireUnits.slice(0, -1);
-        assert.equal(r.phases_ms.launch_round_xz_units, chunkUnits.length, JSON.stringify(r.phases_ms));
-        const unitBytes = chunkUnits.reduce((n, u) => n + u.size, 0);
-        assert.ok(r.round_bytes[0] > unitBytes && r.round_bytes[0] < unitBytes + 65536, `round 0 is ${r.round_bytes[0]} bytes, the units ${unitBytes}`);
-        assert.equal(r.phases_ms.launch_round_digest_copy, 1, `digest copy: ${JSON.stringify(r.phases_ms)}`);
-      } else {
-        assert.equal(r.round0, 'compare');
-        assert.match(r.round0_compare_reason ?? '', /xz units .*feature xz-units not named/);
+  it('a VM synthesized from a wire-profile overlay (xz units): from oci:// (published with the wire profile to a real registry) its file is kept and round 0 is its units as stored, decoded at the destination as they arrive; one from the uploaded wire file to a destination without xz-units gets round 0 by compare', async () => {
+    const reg = await startRegistry();
+    try {
+      const pub = await publishOverlay(overlay, `${reg.host}/apps/wire:v1`, { profile: 'wire', credentials: null, storeRoot: path.join(a.dataDir, 'tmp', `pub-${process.pid}`) });
+      assert.equal(pub.profile, 'wire');
+      const wire = await recompressOverlay(overlay, path.join(a.dataDir, 'tmp', `wire-${process.pid}.overlay`), { codec: PROFILES.wire });
+      assert.equal(wire.overlayId, pub.overlayId);
+      const wireUnits = (() => { const r = OverlayReader.open(wire.path); try { return r.manifest.compression.algorithm === 'xz' ? r.manifest.compression.units : []; } finally { r.close(); } })();
+      assert.ok(wireUnits.length >= 2, 'RAM, disk and device-state units');
+      const b = await startDaemon({ ip: '127.0.0.3', withTestBase: true });
+      extra.push(b);
+      // A destination of the release before xz-units (it names the other features).
+      const old = await startDaemon({ ip: '127.0.0.4', withTestBase: true, env: { CLOUDLET_HANDOFF_FEATURES: 'final-finish,state-after-base' } });
+      extra.push(old);
+      const ca = await login(a), cb = await login(b), cold = await login(old);
+      const uploaded = await uploadOverlay(ca, wire.path, 'wire');
+      const keptFile = fs.readFileSync(wire.path);
+      fs.rmSync(wire.path, { force: true });
+      for (const [dest, c, name, url] of [[b, cb, 'moved-wire', `oci://${reg.host}/apps/wire:v1`], [old, cold, 'moved-wire-old', uploaded]] as const) {
+        const src = await synthesize(ca, url, `${name}-src`);
+        assert.equal(await counter(port80(src)), 42);
+        assert.equal(await counter(port80(src)), 43);
+        if (dest === b) {
+          // The registry's overlay written again from the pulled blobs: the published file, byte for byte.
+          const kept = fs.readdirSync(path.join(a.dataDir, 'sandboxes')).map((d) => path.join(a.dataDir, 'sandboxes', d, 'launch.overlay')).filter((f) => fs.existsSync(f));
+          assert.equal(kept.length, 1, `one kept launch overlay: ${kept.join(', ')}`);
+          assert.ok(fs.readFileSync(kept[0]).equals(keptFile), 'the kept launch overlay is the published file');
+        }
+        const { jobId } = await ca.handoff(src.id, { handoffUrl: c.endpoint('compute'), destToken: c.token, destVmName: name });
+        const end = await ca.watchJob(jobId);
+        assert.equal(end.status, 'DONE', `handoff to ${dest.url}: ${end.error}`);
+        const r = end.result as HandoffReport;
+        if (dest === b) {
+          assert.equal(r.round0, 'launch-overlay', `round 0: ${r.round0_compare_reason}`);
+          assert.equal(r.round0_overlay_id, wire.overlayId);
+          // The chunk units as stored (the device state's left out), in one body with the header.
+          const chunkUnits = wireUnits.slice(0, -1);
+          assert.equal(r.phases_ms.launch_round_xz_units, chunkUnits.length, JSON.stringify(r.phases_ms));
+          const unitBytes = chunkUnits.reduce((n, u) => n + u.size, 0);
+          assert.ok(r.round_bytes[0] > unitBytes && r.round_bytes[0] < unitBytes + 65536, `round 0 is ${r.round_bytes[0]} bytes, the units ${unitBytes}`);
+          assert.equal(r.phases_ms.launch_round_digest_copy, 1, `digest copy: ${JSON.stringify(r.phases_ms)}`);
+        } else {
+          assert.equal(r.round0, 'compare');
+          assert.match(r.round0_compare_reason ?? '', /xz units .*feature xz-units not named/);
+        }
+        const moved = await c.getServer(r.destination_server_id);
+        assert.equal(await counter(port80(moved)), 44, 'the counter goes on at the destination');
+        await c.deleteServer(moved.id);
       }
-      const moved = await c.getServer(r.destination_server_id);
-      assert.equal(await counter(port80(moved)), 44, 'the counter goes on at the destination');
-      await c.deleteServer(moved.id);
-    }
-    assert.deepEqual(qemuPidsUnder(a.dataDir), []);
+      assert.deepEqual(qemuPidsUnder(a.dataDir), []);
+    } finally { await reg.close(); }
   });
 
   it('the full RAM compare forced (CLOUDLET_HANDOFF_TRACKER=compare), on 2 worker threads, round 0 by compare (CLOUDLET_HANDOFF_LAUNCH_OVERLAY=0), to a destination of an earlier release (final round, then finish): the VM moves all the same, the report names all three', async () => {

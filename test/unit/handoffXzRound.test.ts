@@ -19,7 +19,7 @@ import { CHUNK_SIZE, encodeSegment, Encoding, LIMITS, segmentName, XZ_DECODER_ME
 import { Qcow2Reader } from '../../sandbox/overlay/qcow2Reader';
 import { PROFILES, recompressOverlay } from '../../sandbox/overlay/recompress';
 import { SegmentCompressor } from '../../sandbox/overlay/segmentCompressor';
-import { compressUnit } from '../../sandbox/overlay/xzUnits';
+import { compressUnit, decodeUnitStream } from '../../sandbox/overlay/xzUnits';
 import { ShadowPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
 import { LayerTracker } from '../../sandbox/handoff/layerTracker';
 import { decodeLaunchRound, readLaunchRound } from '../../sandbox/handoff/launchRound';
@@ -204,6 +204,28 @@ describe('handoff round 0 from a wire-profile launch overlay (xz units)', functi
       await refused('name', body({ segments: [s.entry], units: [wrongName] }, [stored]), /is corrupt: its bytes hash to/, ['Corrupt']);
       const padded = Buffer.concat([stored, Buffer.alloc(8)]);
       await refused('padded', body({ segments: [s.entry], units: [unitOf(padded, s.raw.length)] }, [padded]), /bytes after its xz stream's end|does not decompress/, ['Corrupt']);
+    });
+
+    it('a unit whose bytes stop coming (a source gone quiet): a cancel ends its decode at once and gives the decoder\'s place back', async () => {
+      const s = segmentOf([50], 10);
+      const stored = await compressUnit(s.raw);
+      const unit = unitOf(stored, s.raw.length);
+      const stalled = [0, 1].map(() => {
+        const ac = new AbortController();
+        let first = true;
+        // The first slice, then nothing ever again.
+        const p = decodeUnitStream(unit, async (max) => { if (first) { first = false; return stored.subarray(0, Math.min(max, 16)); } return new Promise<Buffer>(() => undefined); }, () => undefined, ac.signal);
+        p.catch(() => undefined);
+        return { ac, p };
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      for (const x of stalled) x.ac.abort();
+      for (const x of stalled) await assert.rejects(x.p, /cancelled/);
+      // Both places free again (at most two units decode at once in a process): a third decode finishes.
+      const parts: Buffer[] = [];
+      let at = 0;
+      await decodeUnitStream(unit, async (max) => { const b = stored.subarray(at, at + Math.min(max, 100)); at += b.length; return b; }, (b) => { parts.push(b); });
+      assert.ok(Buffer.concat(parts).equals(s.raw));
     });
 
     it('headers: units that do not cover the segments, mix images, lie about their segments\' sizes, or come in the final round are refused before a byte is read', async () => {
