@@ -13,14 +13,14 @@ import { noProgress, ProgressSink } from '../common/progress';
 import {
   CHUNK_SIZE, decodeSegment, Encoding, expandRuns, LIMITS, OverlayManifest, SegmentEntry, Target, validateManifest,
 } from './format';
-import { cloneFile } from '../qemu/files';
-import { checkSegmentDigest, SegmentSource } from './overlayReader';
+import { cloneFileInBackground } from '../qemu/files';
+import { checkSegmentDigest, checkSegmentName, SegmentSource } from './overlayReader';
 import { Qcow2Reader } from './qcow2Reader';
 import { Qcow2Writer } from './qcow2Writer';
 import { RunWriter } from './runWriter';
 import { runLengths, SpanReader } from './spanReader';
 import { mergeAscending } from './overlayWriter';
-import { SegmentCompressor, zstdFrameContentSize } from './segmentCompressor';
+import { DecodeBuffers, SegmentCompressor, zstdFrameContentSize } from './segmentCompressor';
 import { decompressUnit } from './xzUnits';
 
 export interface ApplyBase {
@@ -86,24 +86,36 @@ const WRITING = 'synthesis: writing the launch RAM and disk';
 /** A copy of a chunk stored elsewhere in the overlay; `seq`: its place among the overlay's copies. */
 interface Deferred { target: Target; index: number; refTarget: Target; ref: number; seq: number }
 
-/** Fetches one segment and returns its checked, decompressed bytes. */
-export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, compressor: Pick<SegmentCompressor, 'decompressNamed'>, signal?: AbortSignal): Promise<Buffer> {
+type Decompressor = Pick<SegmentCompressor, 'decompressNamed'> & Partial<Pick<SegmentCompressor, 'decompressNamedInto'>>;
+
+/**
+ * Fetches one segment and returns its checked, decompressed bytes. With `pool` (and a compressor
+ * that decompresses into buffers) they are in one of its buffers, which the caller may give back
+ * once done with them.
+ */
+export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, compressor: Decompressor, signal?: AbortSignal, pool?: DecodeBuffers): Promise<Buffer> {
   const buf = await source.getSegment(entry.digest, entry.size, signal);
   if (buf.length !== entry.size) {
     throw new CloudletError('Corrupt', `segment ${entry.digest} is ${buf.length} bytes but the manifest says ${entry.size} (truncated overlay or transfer)`);
   }
-  checkSegmentDigest(entry.digest, buf);
+  // Into a pool's buffer, the SHA-256 of the stored bytes is checked on the worker, before they are
+  // decompressed; only the frame header below is read first.
+  const into = pool && compressor.decompressNamedInto ? compressor.decompressNamedInto.bind(compressor) : undefined;
+  if (!into) checkSegmentDigest(entry.digest, buf);
   const declared = zstdFrameContentSize(buf);
   if (declared === null) throw new CloudletError('Corrupt', `segment ${entry.digest} is not one zstd frame declaring its decompressed size; refused`);
   if (declared > LIMITS.segmentRawBytes || declared !== entry.rawSize) {
     throw new CloudletError('Corrupt', `segment ${entry.digest} would decompress to ${declared} bytes (manifest: ${entry.rawSize}, limit ${LIMITS.segmentRawBytes}); refused as a possible decompression bomb`);
   }
-  let raw: Buffer, rawDigest: string;
+  let raw: Buffer | undefined, rawDigest: string | undefined, digest: string | undefined;
   try {
-    ({ data: raw, rawDigest } = await compressor.decompressNamed(buf));
+    if (into) ({ data: raw, rawDigest, digest } = await into(buf, declared, pool!, entry.digest));
+    else ({ data: raw, rawDigest } = await compressor.decompressNamed(buf));
   } catch (e) {
     throw new CloudletError('Corrupt', `segment ${entry.digest} does not decompress: ${(e as Error).message}`);
   }
+  if (into) checkSegmentName(entry.digest, digest ?? 'nothing');
+  if (!raw) throw new CloudletError('Internal', `segment ${entry.digest}: no decompressed bytes`);
   if (raw.length !== entry.rawSize) {
     throw new CloudletError('Corrupt', `segment ${entry.digest} decompressed to ${raw.length} bytes, the manifest says ${entry.rawSize}; refused`);
   }
@@ -119,7 +131,11 @@ export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, c
  * what a prepared launch's base RAM copy may leave out (ApplyTarget's ramLeftOut).
  */
 export function ramChunksOf(manifest: OverlayManifest): Uint8Array {
-  const m = validateManifest(manifest);
+  return listedRamChunks(validateManifest(manifest));
+}
+
+/** ramChunksOf for a manifest already validated. */
+function listedRamChunks(m: OverlayManifest): Uint8Array {
   const chunks = new Uint8Array(Math.ceil(m.ram.size / CHUNK_SIZE));
   for (const s of m.segments) if (s.kind === 'chunks' && s.target === 'ram') for (const [first, n] of s.chunks!) chunks.fill(1, first, first + n);
   return chunks;
@@ -134,9 +150,9 @@ export type SegmentFetcher = (entry: SegmentEntry) => Promise<Buffer>;
  * unit's bytes are dropped when its last segment was handed out, so at most the units in flight are
  * held. Each cut segment's SHA-256 is checked against its content name.
  */
-export function segmentFetcher(manifest: OverlayManifest, source: SegmentSource, compressor: Pick<SegmentCompressor, 'decompressNamed'>, signal?: AbortSignal): SegmentFetcher {
+export function segmentFetcher(manifest: OverlayManifest, source: SegmentSource, compressor: Decompressor, signal?: AbortSignal, pool?: DecodeBuffers): SegmentFetcher {
   const comp = manifest.compression;
-  if (comp.algorithm !== 'xz') return (entry) => fetchSegment(entry, source, compressor, signal);
+  if (comp.algorithm !== 'xz') return (entry) => fetchSegment(entry, source, compressor, signal, pool);
   const where = new Map<string, { unit: number; offset: number }>();
   const left = comp.units.map((u) => u.segments);
   let k = 0;
@@ -235,7 +251,9 @@ async function apply(
   const tmp = into ? undefined : `${opts.outDir}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   if (tmp) { fs.mkdirSync(path.dirname(opts.outDir), { recursive: true }); fs.mkdirSync(tmp); }
   const compressor = opts.compressor ?? new SegmentCompressor(opts.threads);
-  const fetch = segmentFetcher(manifest, source, compressor, opts.signal);
+  // Decompressed segments land in reused buffers, each given back once its segment is written.
+  const buffers = new DecodeBuffers();
+  const fetch = segmentFetcher(manifest, source, compressor, opts.signal, buffers);
   const fds: number[] = [];
   let writer: Qcow2Writer | undefined;
   let ramCopy: Promise<void> = Promise.resolve();
@@ -243,13 +261,18 @@ async function apply(
   try {
     let ramPath = tmp ? path.join(tmp, LAUNCH_FILES.ram) : '';
     let diskPath = tmp ? path.join(tmp, LAUNCH_FILES.disk) : '';
-    // A reflink or a copy of only the base RAM's data extents (cp --sparse), running while the
-    // first segments are fetched and decoded (`into`: the prepared launch makes it).
+    // A reflink, or a copy of the base RAM's data extents outside the pages this overlay lists,
+    // on a thread of its own while the segments are fetched, decoded and written (`into`: the
+    // prepared launch makes it). Without a reflink the listed pages are left out (holes: zeros):
+    // the overlay's zero pages need no write and its other pages need not wait for the copy.
     let ramLeftOut = false;
     const pathsKnown = into ? into.files.then((t) => { ramPath = t.ramFile; diskPath = t.diskLayer; ramLeftOut = t.ramLeftOut === true; }) : Promise.resolve();
-    ramCopy = into
-      ? Promise.all([pathsKnown, into.ramReady]).then(() => undefined)
-      : onDiskFullAsync(ramPath, 'synthesis: copying the base RAM', cloneFile(base.ramFile, ramPath));
+    if (into) ramCopy = Promise.all([pathsKnown, into.ramReady]).then(() => undefined);
+    else {
+      const copy = onDiskFull(ramPath, 'synthesis: copying the base RAM', () => cloneFileInBackground(base.ramFile, ramPath, { chunks: listedRamChunks(manifest), chunkSize: CHUNK_SIZE }));
+      ramLeftOut = copy.leftOut;
+      ramCopy = onDiskFullAsync(ramPath, 'synthesis: copying the base RAM', copy.done);
+    }
     ramCopy.catch(() => { /* awaited below */ });
     pathsKnown.catch(() => { /* awaited below */ });
     const baseRamFd = fs.openSync(base.ramFile, 'r'); fds.push(baseRamFd);
@@ -439,6 +462,7 @@ async function apply(
           if (ramFd < 0 && entry.target === 'ram') { await (ramLeftOut ? pathsKnown : ramCopy); openRam(); }
           throwIfCancelled(opts.signal);
           applySegment(entry, raw);
+          buffers.give(raw); // written (runs flushed): nothing holds a view of it
           copyDeferred(false);
           done += entry.size;
           progress({ phase: 'synthesize', done, total });

@@ -97,7 +97,7 @@ export class OverlayReader implements SegmentSource {
   /** The compressed bytes of one segment, as stored (not verified: see readVerifiedSegment). */
   async getSegment(digest: string): Promise<Buffer> {
     const r = this.segmentRange(digest);
-    const buf = Buffer.alloc(r.length);
+    const buf = Buffer.allocUnsafe(r.length); // every byte read below, or refused
     let got = 0;
     while (got < r.length) {
       const n = fs.readSync(this.fd, buf, got, r.length - got, r.offset + got);
@@ -120,7 +120,11 @@ export class OverlayReader implements SegmentSource {
 }
 
 export function checkSegmentDigest(digest: string, buf: Buffer): void {
-  const actual = segmentName(buf);
+  checkSegmentName(digest, segmentName(buf));
+}
+
+/** Refuses a segment named `digest` whose bytes hash to `actual` (computed elsewhere: a worker thread) when the two differ. */
+export function checkSegmentName(digest: string, actual: string): void {
   if (actual !== digest) {
     throw new CloudletError('Corrupt', `segment ${digest} is corrupt: its bytes hash to ${actual} (the overlay was damaged in storage or transit)`);
   }
