@@ -50,11 +50,19 @@ export function rangesOutside(extents: Extent[], leaveOut: Uint8Array, chunkSize
   for (const e of sorted) {
     const first = Math.max(next, Math.floor(e.start / chunkSize));
     const end = Math.min(Math.ceil((e.start + e.length) / chunkSize), Math.ceil(fileSize / chunkSize));
-    for (let c = first; c < end; c++) {
-      if (leaveOut[c] === 1) { close(); continue; }
-      if (from >= 0 && c === to) { to++; continue; }
-      close();
-      from = c; to = c + 1;
+    // A run at a time (indexOf is native): a 1 GiB RAM has 262,144 chunks.
+    for (let c = first; c < end;) {
+      if (leaveOut[c] === 1) {
+        close();
+        const kept = leaveOut.indexOf(0, c); // none: the chunks past the marks are not left out
+        c = Math.min(end, kept < 0 ? leaveOut.length : kept);
+        continue;
+      }
+      let stop = leaveOut.indexOf(1, c);
+      if (stop < 0 || stop > end) stop = end;
+      if (from >= 0 && c === to) to = stop;
+      else { close(); from = c; to = stop; }
+      c = stop;
     }
     next = Math.max(next, end);
   }

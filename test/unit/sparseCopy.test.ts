@@ -27,6 +27,34 @@ describe('sparse copy leaving out chunks (synthesis base RAM copy)', () => {
     assert.deepEqual(rangesOutside([{ start: 0, length: 4 * C }], marks(2, [1]), C, 4 * C), [{ start: 0, length: C }, { start: 2 * C, length: 2 * C }]);
   });
 
+  it('rangesOutside (a run at a time) gives what a chunk-by-chunk walk gives, on random extents and marks', () => {
+    // The plain definition: every chunk some extent touches, inside the file and not marked, in merged runs.
+    const reference = (extents: Array<{ start: number; length: number }>, leaveOut: Uint8Array, fileSize: number) => {
+      const chunks = Math.ceil(fileSize / C);
+      const copy = new Uint8Array(chunks);
+      for (const e of extents) for (let c = Math.floor(e.start / C); c < Math.min(chunks, Math.ceil((e.start + e.length) / C)); c++) if (leaveOut[c] !== 1) copy[c] = 1;
+      const out: Array<{ start: number; length: number }> = [];
+      for (let c = 0; c < chunks; c++) {
+        if (!copy[c]) continue;
+        let end = c;
+        while (end < chunks && copy[end]) end++;
+        out.push({ start: c * C, length: Math.min(end * C, fileSize) - c * C });
+        c = end;
+      }
+      return out;
+    };
+    let seed = 12345;
+    const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n; };
+    for (let trial = 0; trial < 300; trial++) {
+      const chunks = 1 + rnd(200);
+      const fileSize = chunks * C - (rnd(3) === 0 ? rnd(C - 1) : 0);
+      const extents = Array.from({ length: rnd(8) }, () => { const start = rnd(chunks * C); return { start, length: Math.min(fileSize - Math.min(start, fileSize), rnd(40 * C)) }; });
+      const marks = new Uint8Array(rnd(4) === 0 ? rnd(chunks) : chunks); // sometimes shorter than the file
+      for (let i = 0; i < marks.length; i++) marks[i] = rnd(3) === 0 ? 1 : 0;
+      assert.deepEqual(rangesOutside(extents, marks, C, fileSize), reference(extents, marks, fileSize), `trial ${trial}`);
+    }
+  });
+
   it('copyRanges writes exactly the ranges (other bytes of the target untouched), in pieces; dataExtents sees a sparse file\'s data', async () => {
     const src = path.join(tmp, 'src'), dst = path.join(tmp, 'dst');
     const data = Buffer.alloc(64 * C);
