@@ -11,7 +11,7 @@ import { CloudletError, throwIfCancelled } from '../common/errors';
 import { onDiskFull, onDiskFullAsync } from '../common/hostErrors';
 import { noProgress, ProgressSink } from '../common/progress';
 import {
-  CHUNK_SIZE, decodeSegment, Encoding, expandRuns, LIMITS, OverlayManifest, SegmentEntry, Target, validateManifest,
+  CHUNK_SIZE as FORMAT_CHUNK_SIZE, decodeSegment, Encoding as FormatEncoding, expandRuns, LIMITS, OverlayManifest, SegmentEntry, Target, validateManifest,
 } from './format';
 import { cloneFileInBackground } from '../qemu/files';
 import { checkSegmentDigest, checkSegmentName, SegmentSource } from './overlayReader';
@@ -22,6 +22,10 @@ import { runLengths, SpanReader } from './spanReader';
 import { mergeAscending } from './overlayWriter';
 import { DecodeBuffers, SegmentCompressor, zstdFrameContentSize } from './segmentCompressor';
 import { decompressUnit } from './xzUnits';
+
+// A local copy: run from the TypeScript sources (tsx: the bench's daemon, tests) an imported binding
+// is read through a getter of its module's exports (two for a re-export) on every use in the hot loops.
+const CHUNK_SIZE = FORMAT_CHUNK_SIZE, Encoding = FormatEncoding;
 
 export interface ApplyBase {
   baseId: string;
@@ -360,6 +364,7 @@ async function apply(
      * chunk is final, and no copy writes a chunk a segment stores: each chunk comes once), at the
      * end all others (`all`: a chunk still not stored is refused).
      */
+    let ramBack: SpanReader | undefined, diskBack: SpanReader | undefined;
     const isStored = (d: Deferred) => d.refTarget === 'ram' ? ramStored[d.ref] === 1 : (w.positionOf(d.ref) >= 0 && diskStored[w.positionOf(d.ref)] === 1);
     const copyDeferred = (all: boolean) => {
       const now = ready;
@@ -370,8 +375,9 @@ async function apply(
       }
       if (!now.length) return;
       now.sort((a, b) => a.seq - b.seq); // the overlay's order: runs of pages stay runs
-      const ramBack = ramFd >= 0 ? new SpanReader(ramFd, manifest.ram.size, ramPath, READ_SPAN_CHUNKS) : undefined;
-      const diskBack = new SpanReader(w.fileDescriptor, fs.fstatSync(w.fileDescriptor).size, diskPath, READ_SPAN_CHUNKS);
+      // The readers are kept from pass to pass; what they held is stale (written since).
+      if (ramFd >= 0) (ramBack ??= new SpanReader(ramFd, manifest.ram.size, ramPath, READ_SPAN_CHUNKS)).forget();
+      (diskBack ??= new SpanReader(w.fileDescriptor, 0, diskPath, READ_SPAN_CHUNKS)).forget(fs.fstatSync(w.fileDescriptor).size);
       // Each read covers the row of chunks the next copies continue (as for the base).
       const backRam = new Float64Array(now.length).fill(NaN), backDisk = new Float64Array(now.length).fill(NaN);
       now.forEach((d, i) => {
@@ -381,7 +387,7 @@ async function apply(
       for (let i = 0; i < now.length; i++) {
         const d = now[i];
         if (!isStored(d)) throw new CloudletError('Corrupt', `${d.target} chunk ${d.index} copies ${d.refTarget} chunk ${d.ref}, which this overlay does not store`);
-        const data = d.refTarget === 'ram' ? ramBack?.chunk(d.ref * CHUNK_SIZE, backRamRun[i]) : diskBack.chunk(w.hostOffsetOf(d.ref), backDiskRun[i] || 1);
+        const data = d.refTarget === 'ram' ? ramBack?.chunk(d.ref * CHUNK_SIZE, backRamRun[i]) : diskBack!.chunk(w.hostOffsetOf(d.ref), backDiskRun[i] || 1);
         if (!data) throw new CloudletError('Internal', `${d.refTarget} chunk ${d.ref} is past the end of the launch file being written`);
         write(d.target, d.index, data, true);
       }

@@ -5,7 +5,11 @@
  */
 import * as fs from 'fs';
 import { CloudletError } from '../common/errors';
-import { CHUNK_SIZE } from './format';
+import { CHUNK_SIZE as FORMAT_CHUNK_SIZE } from './format';
+
+// A local copy: run from the TypeScript sources (tsx: the bench's daemon, tests) an imported binding
+// is read through a getter of its module's exports (two for a re-export) on every use in the hot loops.
+const CHUNK_SIZE = FORMAT_CHUNK_SIZE;
 
 export class SpanReader {
   private readonly buf: Buffer;
@@ -13,8 +17,17 @@ export class SpanReader {
   private held = 0;  // bytes of buf holding file data
 
   /** `fileSize`: bytes readable; `maxChunks`: the largest span read at once. */
-  constructor(private readonly fd: number, private readonly fileSize: number, private readonly name: string, readonly maxChunks = 256) {
+  constructor(private readonly fd: number, private fileSize: number, private readonly name: string, readonly maxChunks = 256) {
     this.buf = Buffer.allocUnsafe(maxChunks * CHUNK_SIZE);
+  }
+
+  /**
+   * Drops what is held (the file was written since) and takes the file's new size: a reader kept
+   * for a file being written, instead of a new one (and a new span buffer to fault in) per pass.
+   */
+  forget(fileSize = this.fileSize): void {
+    this.start = 0; this.held = 0;
+    this.fileSize = fileSize;
   }
 
   /**

@@ -30,6 +30,13 @@ describe('overlay I/O in runs: SpanReader and RunWriter', () => {
       fs.writeFileSync(file, data);
       assert.ok(r.chunk(6 * PAGE)!.equals(changed.subarray(6 * PAGE, 7 * PAGE)));
       assert.ok(r.chunk(7 * PAGE)!.equals(data.subarray(7 * PAGE, 8 * PAGE)));
+      // forget(): nothing held is served afterwards (chunk 8 was held from the read at 7), and a new size counts.
+      fs.writeFileSync(file, Buffer.concat([changed, prng(23, 8 * PAGE)]));
+      r.forget();
+      assert.ok(r.chunk(8 * PAGE)!.equals(changed.subarray(8 * PAGE, 9 * PAGE)));
+      assert.equal(r.chunk(40 * PAGE), undefined, 'the old size still bounds the reads');
+      r.forget(data.length + 8 * PAGE);
+      assert.ok(r.chunk(40 * PAGE)!.equals(Buffer.concat([changed, prng(23, 8 * PAGE)]).subarray(40 * PAGE, 41 * PAGE)));
     } finally {
       fs.closeSync(fd);
     }
