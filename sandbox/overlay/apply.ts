@@ -102,24 +102,28 @@ export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, c
   if (buf.length !== entry.size) {
     throw new CloudletError('Corrupt', `segment ${entry.digest} is ${buf.length} bytes but the manifest says ${entry.size} (truncated overlay or transfer)`);
   }
-  // Into a pool's buffer, the SHA-256 of the stored bytes is checked on the worker, before they are
-  // decompressed; only the frame header below is read first.
-  const into = pool && compressor.decompressNamedInto ? compressor.decompressNamedInto.bind(compressor) : undefined;
-  if (!into) checkSegmentDigest(entry.digest, buf);
-  const declared = zstdFrameContentSize(buf);
-  if (declared === null) throw new CloudletError('Corrupt', `segment ${entry.digest} is not one zstd frame declaring its decompressed size; refused`);
-  if (declared > LIMITS.segmentRawBytes || declared !== entry.rawSize) {
-    throw new CloudletError('Corrupt', `segment ${entry.digest} would decompress to ${declared} bytes (manifest: ${entry.rawSize}, limit ${LIMITS.segmentRawBytes}); refused as a possible decompression bomb`);
+  let raw: Buffer | undefined, rawDigest: string | undefined;
+  if (pool && compressor.decompressNamedInto) {
+    // Into a pool's buffer: the same checks in the same order, made on the worker.
+    let r: Awaited<ReturnType<SegmentCompressor['decompressNamedInto']>>;
+    try {
+      r = await compressor.decompressNamedInto(buf, entry.rawSize, pool, entry.digest);
+    } catch (e) {
+      throw new CloudletError('Corrupt', `segment ${entry.digest} does not decompress: ${(e as Error).message}`);
+    }
+    checkSegmentName(entry.digest, r.digest);
+    if (r.declared !== undefined) checkFrameSize(entry, r.declared);
+    ({ data: raw, rawDigest } = r);
+    if (!raw) throw new CloudletError('Internal', `segment ${entry.digest}: no decompressed bytes`);
+  } else {
+    checkSegmentDigest(entry.digest, buf);
+    checkFrameSize(entry, zstdFrameContentSize(buf));
+    try {
+      ({ data: raw, rawDigest } = await compressor.decompressNamed(buf));
+    } catch (e) {
+      throw new CloudletError('Corrupt', `segment ${entry.digest} does not decompress: ${(e as Error).message}`);
+    }
   }
-  let raw: Buffer | undefined, rawDigest: string | undefined, digest: string | undefined;
-  try {
-    if (into) ({ data: raw, rawDigest, digest } = await into(buf, declared, pool!, entry.digest));
-    else ({ data: raw, rawDigest } = await compressor.decompressNamed(buf));
-  } catch (e) {
-    throw new CloudletError('Corrupt', `segment ${entry.digest} does not decompress: ${(e as Error).message}`);
-  }
-  if (into) checkSegmentName(entry.digest, digest ?? 'nothing');
-  if (!raw) throw new CloudletError('Internal', `segment ${entry.digest}: no decompressed bytes`);
   if (raw.length !== entry.rawSize) {
     throw new CloudletError('Corrupt', `segment ${entry.digest} decompressed to ${raw.length} bytes, the manifest says ${entry.rawSize}; refused`);
   }
@@ -128,6 +132,14 @@ export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, c
     throw new CloudletError('Corrupt', `segment ${entry.digest} decompresses to content ${rawDigest}, the manifest says ${entry.rawDigest}; refused`);
   }
   return raw;
+}
+
+/** Refuses a segment unless it is one zstd frame declaring (`declared`) the manifest's rawSize, within the limit. */
+function checkFrameSize(entry: SegmentEntry, declared: number | null): void {
+  if (declared === null) throw new CloudletError('Corrupt', `segment ${entry.digest} is not one zstd frame declaring its decompressed size; refused`);
+  if (declared > LIMITS.segmentRawBytes || declared !== entry.rawSize) {
+    throw new CloudletError('Corrupt', `segment ${entry.digest} would decompress to ${declared} bytes (manifest: ${entry.rawSize}, limit ${LIMITS.segmentRawBytes}); refused as a possible decompression bomb`);
+  }
 }
 
 /**

@@ -20,6 +20,14 @@ const cmp = new zstd.Compressor();
 const dec = new zstd.Decompressor();
 const dctx = new binding.DCtx();
 let level = null;
+// zstdFrameContentSize (below), for the worker: the size one zstd frame declares, or null.
+function frameContentSize(frame) {
+  if (frame.length < 4 || frame.readUInt32LE(0) !== 0xfd2fb528) return null;
+  try {
+    if (binding.findFrameCompressedSize(frame) !== frame.length) return null;
+    return binding.getFrameContentSize(frame);
+  } catch { return null; }
+}
 // Only a buffer that owns its whole ArrayBuffer is transferred. A small result may be a slice of
 // Node's shared Buffer pool, which Node 22+ refuses to transfer (DataCloneError): it goes as a copy.
 function transferable(b) {
@@ -58,11 +66,14 @@ parentPort.on('message', (job) => {
       parentPort.postMessage({ id: job.id, data: out, digest, rawDigest }, [out.buffer]);
     } else if (job.op === 'decompressInto') {
       // One buffer moved here and back, no allocation: the stored bytes at [size, size + length),
-      // checked against their name first; decompressed into [0, size). At most job.size bytes fit:
-      // a frame that holds more is refused by zstd (dstSize_tooSmall).
-      const stored = new Uint8Array(job.buf, job.size, job.length);
+      // checked against their name first, then their frame (exactly one, declaring job.size bytes),
+      // as fetchSegment checks them; only then decompressed into [0, size). At most job.size bytes
+      // fit: a frame that holds more is refused by zstd (dstSize_tooSmall) whatever it declared.
+      const stored = Buffer.from(job.buf, job.size, job.length);
       const digest = 'sha256:' + createHash('sha256').update(stored).digest('hex');
       if (digest !== job.expect) { parentPort.postMessage({ id: job.id, digest }); return; }
+      const declared = frameContentSize(stored);
+      if (declared !== job.size) { parentPort.postMessage({ id: job.id, digest, declared }); return; }
       const out = new Uint8Array(job.buf, 0, job.size);
       const n = dctx.decompress(out, stored);
       if (n !== job.size) throw new Error('decompressed to ' + n + ' bytes, ' + job.size + ' expected');
@@ -79,7 +90,7 @@ parentPort.on('message', (job) => {
 });
 `;
 
-interface Result { data?: Buffer; digest?: string; rawDigest?: string }
+interface Result { data?: Buffer; digest?: string; rawDigest?: string; declared?: number | null }
 interface Pending { resolve: (v: Result) => void; reject: (e: Error) => void }
 
 /** Compressed bytes, their name, and the name of the bytes before compression (both "sha256:<hex>"). */
@@ -98,14 +109,14 @@ export class SegmentCompressor {
     const bindingPath = require.resolve('zstd-napi/binding');
     for (let i = 0; i < threads; i++) {
       const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstdPath, bindingPath }, execArgv: [] });
-      w.on('message', (m: { id: number; data?: Uint8Array; digest?: string; rawDigest?: string; error?: string }) => {
+      w.on('message', (m: { id: number; data?: Uint8Array; digest?: string; rawDigest?: string; declared?: number | null; error?: string }) => {
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
         // Idle workers do not keep the process alive; busy ones do.
         if (--this.busy[i] === 0) w.unref();
         if (m.error !== undefined) p.reject(new CloudletError('Corrupt', `zstd: ${m.error}`));
-        else p.resolve({ data: m.data && Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), digest: m.digest, rawDigest: m.rawDigest });
+        else p.resolve({ data: m.data && Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), digest: m.digest, rawDigest: m.rawDigest, declared: m.declared });
       });
       w.on('error', (e) => { this.broken = true; for (const p of this.pending.values()) p.reject(e); this.pending.clear(); });
       // A worker that stopped answers nothing more: every later job would wait for ever.
@@ -158,19 +169,21 @@ export class SegmentCompressor {
   }
 
   /**
-   * As decompressNamed, with no allocation per segment: `data` is copied into a buffer of `pool`
-   * (behind room for `size` bytes), moved to a worker and back. There its SHA-256 name is computed
-   * and, only when it is `expect`, the frame decompressed into the front of the same buffer: exactly
-   * `size` bytes or refused. Returns the name (`data` undefined when it is not `expect`) and the
-   * decompressed bytes, a view of the pool's buffer (pool.give it back once used). On the realistic
-   * bench pair the 153 MB decompressed 3-4x faster into reused buffers than into fresh ones (page
-   * faults, GC), and posting a copy had each worker fault in fresh pages for the input too.
+   * As decompressNamed, with no allocation per segment: `data` (a segment's stored bytes) is copied
+   * into a buffer of `pool` behind room for `size` bytes (the manifest's rawSize), moved to a worker
+   * and back. There, as fetchSegment checks them without a pool and in the same order: its SHA-256
+   * name (must be `expect`), then its frame (`declared`: the size one zstd frame declares, null for
+   * anything else, returned when it is not `size`); only then is it decompressed into the front of
+   * the buffer, exactly `size` bytes or refused. `data` in the answer: the decompressed bytes, a view
+   * of the pool's buffer (pool.give it back once used), only when every check passed. On the
+   * realistic bench pair the 153 MB decompressed 3-4x faster into reused buffers than into fresh
+   * ones (page faults, GC), and a posted copy of the input had the worker fault in fresh pages too.
    */
-  async decompressNamedInto(data: Buffer, size: number, pool: DecodeBuffers, expect: string): Promise<{ data?: Buffer; digest: string; rawDigest?: string }> {
+  async decompressNamedInto(data: Buffer, size: number, pool: DecodeBuffers, expect: string): Promise<{ data?: Buffer; digest: string; declared?: number | null; rawDigest?: string }> {
     const buf = pool.take(size + data.length);
     new Uint8Array(buf, size, data.length).set(data);
     const r = await this.run('decompressInto', undefined, 0, { buf, size, length: data.length, expect }, [buf]);
-    if (!r.data) return { digest: r.digest! };
+    if (!r.data) return { digest: r.digest!, declared: r.declared };
     pool.adopt(r.data.buffer as ArrayBuffer);
     return { data: r.data, digest: r.digest!, rawDigest: `sha256:${r.rawDigest}` };
   }

@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import { isCloudletError } from '../../sandbox/common/errors';
 import { fetchSegment } from '../../sandbox/overlay/apply';
-import type { SegmentEntry } from '../../sandbox/overlay/format';
+import { segmentName, type SegmentEntry } from '../../sandbox/overlay/format';
 import { DecodeBuffers, SegmentCompressor } from '../../sandbox/overlay/segmentCompressor';
 import { prng } from './helpers/generatedImages';
 
@@ -38,7 +38,7 @@ describe('segments decompressed into reused buffers (synthesis)', function () {
     assert.ok(plain.equals(raws[0]));
   });
 
-  it('refused: stored bytes that do not hash to their name (checked on the worker, before decompressing), and a frame holding more than the size given', async () => {
+  it('refused as without a pool, in the same order (name, then frame, then content): bytes not hashing to their name, two frames, a skippable frame first, another declared size', async () => {
     const raw = Buffer.alloc(256 << 10, 7);
     const { entry, stored } = await segment(raw);
     const other = await segment(Buffer.alloc(256 << 10, 8)); // a good frame of the same size, under the first one's name
@@ -47,8 +47,26 @@ describe('segments decompressed into reused buffers (synthesis)', function () {
     const flipped = Buffer.from(stored);
     flipped[flipped.length >> 1] ^= 1;
     await assert.rejects(fetchSegment(entry, { getSegment: async () => flipped }, compressor, undefined, pool), refused(/is corrupt: its bytes hash to sha256:/));
-    // The frame header lies to no one here, but the worker bounds the output by the size it is given anyway.
-    await assert.rejects(compressor.decompressNamedInto(stored, raw.length - 1, pool, entry.digest), /zstd/i);
+    for (const at of [1, 10]) { // in the frame's magic, in its header: the name is checked first, as without a pool
+      const bad = Buffer.from(stored);
+      bad[at] ^= 1;
+      await assert.rejects(fetchSegment(entry, { getSegment: async () => bad }, compressor, undefined, pool), refused(/is corrupt: its bytes hash to sha256:/));
+    }
+    // A size other than the frame declares: its declared size comes back, nothing is decompressed.
+    const short = await compressor.decompressNamedInto(stored, raw.length - 1, pool, entry.digest);
+    assert.equal(short.declared, raw.length);
+    assert.equal(short.data, undefined);
+    // Two frames, or a skippable frame first: not one frame declaring its size (null), refused by fetchSegment.
+    const two = Buffer.concat([stored, stored]);
+    const named = { ...entry, digest: segmentName(two), size: two.length };
+    assert.equal((await compressor.decompressNamedInto(two, raw.length, pool, named.digest)).declared, null);
+    await assert.rejects(fetchSegment(named, { getSegment: async () => two }, compressor, undefined, pool), refused(/is not one zstd frame declaring its decompressed size; refused/));
+    const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]), stored]);
+    const named2 = { ...entry, digest: segmentName(skippable), size: skippable.length };
+    await assert.rejects(fetchSegment(named2, { getSegment: async () => skippable }, compressor, undefined, pool), refused(/is not one zstd frame declaring its decompressed size; refused/));
+    // A frame declaring another size than the manifest's: refused as a possible bomb, before decompressing.
+    const other2 = await segment(Buffer.alloc(300 << 10, 9));
+    await assert.rejects(fetchSegment({ ...other2.entry, rawSize: raw.length }, { getSegment: async () => other2.stored }, compressor, undefined, pool), refused(/would decompress to 307200 bytes \(manifest: 262144,/));
     // The pool's buffers still work after refusals.
     const ok = await fetchSegment(entry, { getSegment: async () => stored }, compressor, undefined, pool);
     assert.ok(ok.equals(raw));
