@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- handoff [--guests test,debian] [--trials 3] [--link-mbit 25] [--link-trials 1] [--idle-ms 3000] [--compare-workers N]`:
+ * `npm run bench -- handoff [--guests test,debian] [--trials 3] [--link-mbit 25] [--link-trials 1] [--idle-ms 3000] [--compare-workers N] [--no-wire] [--wire-trials N]`:
  * on the test guest (128 MiB) the sample back-end (synthesized from the test base's overlay, its
  * in-RAM counter advanced), on the Debian 12 base (1 GiB) a Flask back-end (its hit counter), moved while running
  *   (a) by our handoff between two daemons on loopback (127.0.0.2 -> 127.0.0.3), and
@@ -28,6 +28,11 @@
  * state and continuing.
  * The Flask overlay is made once per Debian base from the launch VM of bench overlay's realistic pair
  * (see flaskOverlay) and kept as .cache/bench-handoff/flask-<base id>.overlay.
+ * On the Debian guest, then (unless --no-wire) the scenario a user gets (wireScenario): that overlay
+ * published with the wire profile (xz units) to a local docker-registry and synthesized from oci://,
+ * so round 0 is the xz units; keys `*_debian_wire` (ratio_bytes_vs_qemu_debian_wire,
+ * ratio_total_vs_qemu_debian_wire, ratio_link_total_vs_qemu_debian_wire, ...). The `*_debian` keys
+ * stay the build-profile overlay's (uploaded to the source daemon's image service).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -45,6 +50,9 @@ import { createOverlay } from '../sandbox/overlay';
 import { BaseStore } from '../sandbox/base/store';
 import { projectCache } from '../sandbox/common/paths';
 import { startThrottleProxy } from './lib/throttleProxy';
+import { PROFILES, recompressOverlay } from '../sandbox/overlay/recompress';
+import { publishOverlay } from '../sandbox/registry';
+import { startRegistry } from '../test/integration/fixtures/registry';
 
 const GUESTS = (() => { const i = process.argv.indexOf('--guests'); return (i > 0 ? process.argv[i + 1] : 'test,debian').split(','); })();
 const arg = (name: string, dflt: number) => { const i = process.argv.indexOf(name); return i > 0 ? Number(process.argv[i + 1]) : dflt; };
@@ -52,6 +60,9 @@ const LINK_MBIT = arg('--link-mbit', 25);
 const IDLE_MS = arg('--idle-ms', 3000);
 const TRIALS = Math.max(1, Math.floor(arg('--trials', 3)));
 const LINK_TRIALS = Math.max(1, Math.floor(arg('--link-trials', 1)));
+/** The Debian guest's wire-profile scenario (wireScenario): on unless --no-wire; --wire-trials N (default --trials). */
+const WIRE = !process.argv.includes('--no-wire');
+const WIRE_TRIALS = Math.max(1, Math.floor(arg('--wire-trials', TRIALS)));
 /** Compare workers at the source daemon (CLOUDLET_HANDOFF_COMPARE_WORKERS); -1 = the daemon's default. */
 const COMPARE_WORKERS = arg('--compare-workers', -1);
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -82,7 +93,10 @@ const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, stri
  * query-migrate's `downtime`, which QEMU takes on the source (its stop -> the source's completion),
  * without the destination loading the last data and starting the CPUs.
  */
-interface Move { bytes: number; downtime_ms: number; reported_downtime_ms: number; total_ms: number; rounds?: number; phases_ms?: Record<string, number>; tracking?: string; round_pages?: number[] }
+interface Move {
+  bytes: number; downtime_ms: number; reported_downtime_ms: number; total_ms: number; rounds?: number; phases_ms?: Record<string, number>; tracking?: string; round_pages?: number[];
+  round_bytes?: number[]; round0?: string; round0_reason?: string;
+}
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const medianMove = (ms: Move[]): Move => ({
@@ -111,7 +125,9 @@ async function ours(a: TestDaemon, b: TestDaemon, overlayUrl: string, via?: (com
   if (typeof r.stop_to_resume_ms !== 'number') throw new Error('the handoff report has no stop_to_resume_ms (source STOP / destination RESUME event times)');
   log(`  ours: ${r.bytes_sent} bytes in ${r.rounds} rounds, downtime (STOP -> RESUME) ${r.stop_to_resume_ms} ms (source's figure ${r.downtime_ms} ms), total ${r.total_ms} ms (${JSON.stringify(r.phases_ms)})`);
   log(`    tracking ${r.tracking}${r.tracking_fallback ? ` (fallback: ${r.tracking_fallback})` : ''}, RAM pages per round ${JSON.stringify(r.round_pages)}`);
-  return { bytes: r.bytes_sent, downtime_ms: r.stop_to_resume_ms, reported_downtime_ms: r.downtime_ms, total_ms: r.total_ms, rounds: r.rounds, phases_ms: r.phases_ms, tracking: r.tracking, round_pages: r.round_pages };
+  log(`    round 0: ${r.round0}${r.round0_compare_reason ? ` (${r.round0_compare_reason})` : ''}, round bytes ${JSON.stringify(r.round_bytes)}`);
+  return { bytes: r.bytes_sent, downtime_ms: r.stop_to_resume_ms, reported_downtime_ms: r.downtime_ms, total_ms: r.total_ms, rounds: r.rounds, phases_ms: r.phases_ms, tracking: r.tracking, round_pages: r.round_pages,
+    round_bytes: r.round_bytes, round0: r.round0, round0_reason: r.round0_compare_reason };
 }
 
 /** QEMU's migration of the same launch VM (synthesized here) to a second QEMU sharing its disk. */
@@ -265,6 +281,21 @@ async function flaskOverlay(): Promise<{ file: string; baseHome: string; baseId:
   return { file, baseHome: home, baseId: deb.baseId };
 }
 
+/**
+ * The Flask overlay stored with the wire profile (xz units: what `cloudlet overlay publish` pushes),
+ * made once from `file` with the project's own recompress and kept beside it.
+ */
+async function wireOverlay(file: string): Promise<string> {
+  const out = file.replace(/\.overlay$/, '-wire.overlay');
+  if (fs.existsSync(out)) return out;
+  log(`making the wire-profile overlay ${out} (xz 9 units)`);
+  const t = Date.now();
+  const r = await recompressOverlay(file, `${out}.partial`, { codec: PROFILES.wire });
+  fs.renameSync(r.path, out);
+  log(`  ${r.sourceBytes} -> ${r.bytes} bytes in ${Date.now() - t} ms`);
+  return out;
+}
+
 /** One guest: interleaved loopback trials, then the link trials; result keys end in `suffix`. */
 async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
   guest = g;
@@ -341,12 +372,81 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
         [k('link_trials_detail')]: perTrial(o25s, q25s),
       });
     }
+    if (WIRE && debian) Object.assign(result, await wireScenario(a, b, th, overlay, q25s, () => ++n, perTrial, `${suffix}_wire`));
     log(`${g.key}: ${JSON.stringify(result)}`);
     return result;
   } finally {
     await a.stop();
     await b.stop();
     await th.cleanup();
+  }
+}
+
+/**
+ * The scenario a user gets: the overlay published with the wire profile (`cloudlet overlay publish`'s
+ * default: xz units) to a real registry (docker-registry on loopback), the VM synthesized by the source
+ * daemon from its oci:// reference (the daemon keeps the pulled file as the launch overlay), handed
+ * off on loopback and through the link; QEMU's migration of the VM synthesized from the same wire file
+ * in the same run on loopback (interleaved), and on the link the QEMU link trials of the build-profile
+ * scenario above (the same VM content: same overlay ID; a QEMU link trial is 2 min). Same daemons.
+ * Keys end in `suffix` (`_debian_wire`): the existing keys stay the build-profile scenario's.
+ */
+async function wireScenario(a: TestDaemon, b: TestDaemon, th: TempHome, overlay: string, q25s: Move[], next: () => number,
+  perTrial: (ox: Move[], qx: Move[]) => unknown[], suffix: string): Promise<Record<string, unknown>> {
+  const t0 = Date.now();
+  const wire = await wireOverlay(overlay);
+  const reg = await startRegistry();
+  try {
+    const pub = await publishOverlay(wire, `${reg.host}/bench/flask:wire`, { profile: 'wire', credentials: null, storeRoot: path.join(th.home, 'publish') });
+    const url = `oci://${reg.host}/bench/flask:wire`;
+    log(`${guest.key} wire: published ${pub.segmentBytes} bytes of units as ${url}`);
+    const os: Move[] = [], qs: Move[] = [];
+    for (let t = 0; t < WIRE_TRIALS; t++) {
+      log(`${guest.key} wire: loopback, trial ${t + 1}/${WIRE_TRIALS}:`);
+      os.push(await ours(a, b, url));
+      qs.push(await qemu(th, wire, next()));
+    }
+    const o25s: Move[] = [];
+    if (LINK_MBIT > 0) {
+      const bu = new URL(b.url);
+      for (let t = 0; t < LINK_TRIALS; t++) {
+        log(`${guest.key} wire: through a ${LINK_MBIT} Mbit/s proxy, trial ${t + 1}/${LINK_TRIALS}:`);
+        const proxy = await startThrottleProxy({ host: bu.hostname, port: Number(bu.port) }, LINK_MBIT * 1e6);
+        try {
+          o25s.push(await ours(a, b, url, (u) => u.replace(`${bu.hostname}:${bu.port}`, `127.0.0.1:${proxy.port}`)));
+        } finally { await proxy.close(); }
+      }
+    }
+    const round3 = (x: number) => Math.round(x * 1000) / 1000;
+    const o = medianMove(os), q = medianMove(qs);
+    const k = (name: string) => `${name}${suffix}`;
+    const round0 = (m: Move) => ({ xz_units: m.phases_ms?.launch_round_xz_units, round0_bytes: m.round_bytes?.[0] });
+    const out: Record<string, unknown> = {
+      [k('overlay')]: `${path.basename(wire)} (${fs.statSync(wire).size} bytes, xz units) published to a local docker-registry, synthesized from oci://`,
+      [k('trials')]: WIRE_TRIALS,
+      [k('ours_bytes')]: o.bytes, [k('ours_downtime_ms')]: o.downtime_ms, [k('ours_total_ms')]: o.total_ms, [k('ours_rounds')]: o.rounds,
+      [k('ours_round0')]: os.map(round0),
+      [k('qemu_bytes')]: q.bytes, [k('qemu_downtime_ms')]: q.downtime_ms, [k('qemu_total_ms')]: q.total_ms,
+      [k('ratio_bytes_vs_qemu')]: round3(o.bytes / q.bytes), [k('ratio_downtime_vs_qemu')]: round3(o.downtime_ms / Math.max(1, q.downtime_ms)),
+      [k('ratio_total_vs_qemu')]: round3(o.total_ms / q.total_ms),
+      [k('trials_detail')]: perTrial(os, qs),
+    };
+    if (os.some((m) => m.round0 !== 'launch-overlay')) out[k('round0_compare_reasons')] = os.map((m) => m.round0_reason ?? m.round0);
+    if (o25s.length) {
+      const o25 = medianMove(o25s);
+      Object.assign(out, { [k('link_ours_bytes')]: o25.bytes, [k('link_ours_downtime_ms')]: o25.downtime_ms, [k('link_ours_total_ms')]: o25.total_ms, [k('link_ours_round0')]: o25s.map(round0) });
+      if (q25s.length) {
+        const q25 = medianMove(q25s);
+        Object.assign(out, {
+          [k('link_qemu_total_ms')]: q25.total_ms, [k('link_qemu_bytes')]: q25.bytes, [k('link_qemu_from')]: 'the build-profile scenario\'s QEMU link trials of this run (same VM content)',
+          [k('ratio_link_total_vs_qemu')]: round3(o25.total_ms / q25.total_ms), [k('ratio_link_bytes_vs_qemu')]: round3(o25.bytes / q25.bytes),
+        });
+      }
+    }
+    out[k('scenario_ms')] = Date.now() - t0;
+    return out;
+  } finally {
+    await reg.close();
   }
 }
 
