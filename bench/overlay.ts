@@ -321,7 +321,7 @@ async function elijah(p: Pair, base: { ram: string; disk: string }): Promise<Rec
 interface SynthTrial {
   ms: number; fetch_ms: number; apply_ms: number; launch_ms: number; first_http_ms: number;
   /** first_http_ms in two: the job's end reaching the client after `running`, then the HTTP probe (its own connection, retried every 50 ms). */
-  job_end_ms: number; probe_ms: number; probe_failures: number; daemon_cpu_ms?: number;
+  job_end_ms: number; probe_ms: number; probe_failures: number; probe_qemu_cpu_ms?: number; probe_daemon_cpu_ms?: number; daemon_cpu_ms?: number;
 }
 
 /** CPU time (user + system, all threads; not its children) a process has used, in ms, or undefined when unreadable. */
@@ -330,6 +330,11 @@ function processCpuMs(pid: number | undefined): number | undefined {
     const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
     return (Number(f[11]) + Number(f[12])) * 1000 / 100; // clock ticks (USER_HZ 100)
   } catch { return undefined; }
+}
+
+/** The QEMU pid of a sandbox of `home` (its record), or undefined. */
+function vmPid(home: string, vmId: string | undefined): number | undefined {
+  try { return vmId ? (JSON.parse(fs.readFileSync(path.join(home, 'sandboxes', vmId, 'state.json'), 'utf8')) as { pid?: number }).pid : undefined; } catch { return undefined; }
 }
 
 async function daemonSynthesis(c: CloudletClient, overlayUrl: string, p: Pair, n: number, daemonPid?: number): Promise<SynthTrial> {
@@ -350,8 +355,12 @@ async function daemonSynthesis(c: CloudletClient, overlayUrl: string, p: Pair, n
     const hostPort = (end.result as { ports: Record<string, string> }).ports[String(p.httpPort)];
     const tEnd = Date.now();
     const failed = { n: 0 };
+    // CPU during the probe: the VM's QEMU (TCG translating the request's path afresh in a new process) and the daemon's.
+    const qemuPid = vmPid(p.home, (end.result as { vm_id?: string }).vm_id);
+    const probeCpu0 = [processCpuMs(qemuPid), processCpuMs(daemonPid)];
     await untilHttp(Number(hostPort.split(':')[1]), p.httpPath, 300_000, failed);
     const ms = Date.now() - t0;
+    const probeCpu = [processCpuMs(qemuPid), processCpuMs(daemonPid)].map((v, i) => (v !== undefined && probeCpu0[i] !== undefined ? Math.round(v - probeCpu0[i]!) : undefined));
     await c.deleteServer(id);
     // Phases by the daemon's progress events: download (request, manifest, fetch) -> synthesize (verify + apply) -> launch (device state into the VM, cont) -> running.
     const at = (k: string, dflt: number) => first[k] ?? dflt;
@@ -359,7 +368,7 @@ async function daemonSynthesis(c: CloudletClient, overlayUrl: string, p: Pair, n
     // The daemon's own CPU from the request to the job's end (apply, its threads; not QEMU nor other children):
     // a figure the load of other jobs changes far less than the times.
     const daemonCpu = cpu0 !== undefined && cpu1 !== undefined ? Math.round(cpu1 - cpu0) : undefined;
-    const trial = { ms, fetch_ms: tApply - t0, apply_ms: tLaunch - tApply, launch_ms: tRun - tLaunch, first_http_ms: t0 + ms - tRun, job_end_ms: tEnd - tRun, probe_ms: t0 + ms - tEnd, probe_failures: failed.n, daemon_cpu_ms: daemonCpu };
+    const trial = { ms, fetch_ms: tApply - t0, apply_ms: tLaunch - tApply, launch_ms: tRun - tLaunch, first_http_ms: t0 + ms - tRun, job_end_ms: tEnd - tRun, probe_ms: t0 + ms - tEnd, probe_failures: failed.n, probe_qemu_cpu_ms: probeCpu[0], probe_daemon_cpu_ms: probeCpu[1], daemon_cpu_ms: daemonCpu };
     say(`${p.label}: synthesis ${(ms / 1000).toFixed(2)} s (${JSON.stringify(trial)}; load ${os.loadavg()[0].toFixed(1)})`);
     if (fs.readFileSync(stamp, 'utf8') === before || attempt === 2) return trial;
     say(`${p.label}: the base was re-hashed during synthesis (another home linked its files): measuring again`);
@@ -442,7 +451,7 @@ async function daemonTrials(p: Pair, overlayFile: string, baseVm: VmConfig, with
       synthesis_method: 'cloudlet daemon (own process, started before the timer): POST /servers with overlay_url in its image service -> back-end\'s first HTTP 200; median of trials',
       synthesis_ms: synthMs, synthesis_trials_ms: synths.map((x) => x.ms),
       synthesis_fetch_ms: synthPart('fetch_ms'), synthesis_apply_ms: synthPart('apply_ms'), synthesis_launch_ms: synthPart('launch_ms'), synthesis_first_http_ms: synthPart('first_http_ms'),
-      synthesis_job_end_ms: synthPart('job_end_ms'), synthesis_probe_ms: synthPart('probe_ms'),
+      synthesis_job_end_ms: synthPart('job_end_ms'), synthesis_probe_ms: synthPart('probe_ms'), synthesis_probe_qemu_cpu_ms: synthPart('probe_qemu_cpu_ms'),
       synthesis_daemon_cpu_ms: synthPart('daemon_cpu_ms'),
       cold_boot_ms: bootMs, cold_boot_trials_ms: boots,
       synthesis_load_average: os.loadavg().map((x) => Number(x.toFixed(2))),
