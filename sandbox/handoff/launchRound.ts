@@ -16,7 +16,7 @@ import { checkSegmentDigest, OverlayReader } from '../overlay/overlayReader';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { zstdFrameContentSize } from '../overlay/segmentCompressor';
 import { checkCopies, decodeChunkRecords, newRoundChunks, type ChunkSink, type RoundChunks } from './chunkRecords';
-import { bufferUnitBytes, unitSegments } from './roundReader';
+import { bufferedUnitSegments } from './roundReader';
 
 /** Where the launch state goes at the source: what the destination holds once round 0 is applied. */
 export interface LaunchStateSink {
@@ -121,10 +121,11 @@ export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, i
   const chunkSink: ChunkSink = { base, put: (target, index, data, stable) => sink.hold(target, index, data ?? zero, stable && data !== undefined), ...(sink.holdBase ? { putBase: sink.holdBase } : {}) };
   const decode = (entry: SegmentEntry, raw: Buffer) => decodeChunkRecords({ ...entry, target: entry.target! }, raw, limits, chunkSink, round);
   // Decompressed on the workers a few at a time, decoded in order; xz units decoded as the
-  // destination decodes them (unitSegments: same bounds and checks), on libuv's threads meanwhile.
+  // destination decodes them (same bounds and checks), every unit at once (bufferedUnitSegments) on
+  // libuv's threads meanwhile.
   const pending: Array<Promise<Buffer>> = [];
   let next = 0;
-  const units = r.units ? unitSegments(bufferUnitBytes(r.data), r.units, r.segments, 'round 0 (launch overlay)')[Symbol.asyncIterator]() : undefined;
+  const units = r.units ? bufferedUnitSegments(r.data, r.units, r.segments, 'round 0 (launch overlay)')[Symbol.asyncIterator]() : undefined;
   const start = () => {
     const i = next++;
     const p = units

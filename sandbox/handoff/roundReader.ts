@@ -183,33 +183,8 @@ export async function* unitSegments(r: UnitBytes, units: CompressionUnit[], entr
   const producer = (async () => {
     let k = 0;
     for (const unit of units) {
-      const held = entries.slice(k, k + unit.segments);
+      await decodeUnitInto(unit, entries.slice(k, k + unit.segments), (max) => r.readUpTo(max, `compression unit ${unit.digest}`), queue, what, stop.signal);
       k += unit.segments;
-      let seg = 0, have = 0;
-      let parts: Buffer[] = [];
-      // Hands on every segment complete so far (one of 0 bytes too: its records are refused when applied).
-      const ready = async () => {
-        while (seg < held.length && have === held[seg].rawSize) {
-          const e = held[seg];
-          const raw = parts.length === 1 ? parts[0] : Buffer.concat(parts, have);
-          const name = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
-          if (name !== e.rawDigest) throw new CloudletError('Corrupt', `${what}: segment ${e.digest} cut from compression unit ${unit.digest} has content ${name}; refused`);
-          seg++; have = 0; parts = [];
-          await queue.push({ entry: e, data: raw, decoded: true }, raw.length);
-        }
-      };
-      await ready();
-      await decodeUnitStream(unit, (max) => r.readUpTo(max, `compression unit ${unit.digest}`), async (b) => {
-        for (let off = 0; off < b.length;) {
-          // The unit's total is its segments' (checked with the header) and never passes it (the decoder stops first).
-          const take = Math.min(held[seg].rawSize - have, b.length - off);
-          parts.push(b.subarray(off, off + take));
-          have += take; off += take;
-          await ready();
-        }
-      }, stop.signal);
-      await ready();
-      if (seg !== held.length) throw new CloudletError('Internal', `${what}: compression unit ${unit.digest} ended before its segments`);
     }
     if (!(await r.atEnd())) throw new CloudletError('BadInput', `${what}: the body has bytes after its last compression unit`);
     queue.end();
@@ -222,6 +197,65 @@ export async function* unitSegments(r: UnitBytes, units: CompressionUnit[], entr
     stop.abort();
     queue.fail(new CloudletError('Cancelled', `${what}: no longer read`));
   }
+}
+
+/**
+ * unitSegments over units already in memory (the source's own launch overlay): every unit decodes at
+ * once, each into its own queue (the process's limit of two decoders at once still holds, taken in
+ * unit order), handed on in order: two cores decode two units side by side.
+ */
+export async function* bufferedUnitSegments(data: Buffer[], units: CompressionUnit[], entries: SegmentEntry[], what: string): AsyncGenerator<RoundSegment> {
+  const stop = new AbortController();
+  const queues = units.map(() => new SegmentQueue(UNIT_QUEUE_BYTES));
+  let k = 0;
+  units.forEach((unit, i) => {
+    const held = entries.slice(k, k + unit.segments);
+    k += unit.segments;
+    const bytes = bufferUnitBytes([data[i]]);
+    (async () => {
+      await decodeUnitInto(unit, held, (max) => bytes.readUpTo(max, `compression unit ${unit.digest}`), queues[i], what, stop.signal);
+      if (!(await bytes.atEnd())) throw new CloudletError('Corrupt', `${what}: compression unit ${unit.digest} has bytes after its stream`);
+      queues[i].end();
+    })().catch((e: unknown) => queues[i].fail(e));
+  });
+  try {
+    for (const q of queues) for (let item; (item = await q.pop());) yield item;
+  } finally {
+    stop.abort();
+    for (const q of queues) q.fail(new CloudletError('Cancelled', `${what}: no longer read`));
+  }
+}
+
+/**
+ * One unit decoded (decodeUnitStream) from `read`, its output cut into its segments `held`, each
+ * checked against its content name before it goes into `queue`.
+ */
+async function decodeUnitInto(unit: CompressionUnit, held: SegmentEntry[], read: (max: number) => Promise<Buffer>, queue: SegmentQueue, what: string, signal: AbortSignal): Promise<void> {
+  let seg = 0, have = 0;
+  let parts: Buffer[] = [];
+  // Hands on every segment complete so far (one of 0 bytes too: its records are refused when applied).
+  const ready = async () => {
+    while (seg < held.length && have === held[seg].rawSize) {
+      const e = held[seg];
+      const raw = parts.length === 1 ? parts[0] : Buffer.concat(parts, have);
+      const name = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+      if (name !== e.rawDigest) throw new CloudletError('Corrupt', `${what}: segment ${e.digest} cut from compression unit ${unit.digest} has content ${name}; refused`);
+      seg++; have = 0; parts = [];
+      await queue.push({ entry: e, data: raw, decoded: true }, raw.length);
+    }
+  };
+  await ready();
+  await decodeUnitStream(unit, read, async (b) => {
+    for (let off = 0; off < b.length;) {
+      // The unit's total is its segments' (checked with the header) and never passes it (the decoder stops first).
+      const take = Math.min(held[seg].rawSize - have, b.length - off);
+      parts.push(b.subarray(off, off + take));
+      have += take; off += take;
+      await ready();
+    }
+  }, signal);
+  await ready();
+  if (seg !== held.length) throw new CloudletError('Internal', `${what}: compression unit ${unit.digest} ended before its segments`);
 }
 
 /** Where unitSegments reads the units' bytes: the next 1..max bytes, and whether none is left after the last unit. */

@@ -25,7 +25,7 @@ import { LayerTracker } from '../../sandbox/handoff/layerTracker';
 import { decodeLaunchRound, readLaunchRound } from '../../sandbox/handoff/launchRound';
 import { encodeRoundBody, HANDOFF_FEATURES, type RoundHeader } from '../../sandbox/handoff/protocol';
 import { RoundApplier } from '../../sandbox/handoff/roundApplier';
-import { openRound, UNIT_QUEUE_BYTES, type RoundLimits } from '../../sandbox/handoff/roundReader';
+import { bufferedUnitSegments, openRound, UNIT_QUEUE_BYTES, type RoundLimits } from '../../sandbox/handoff/roundReader';
 import { makePair, PAGE, type GeneratedPair } from './helpers/generatedImages';
 import { pieces } from './helpers/handoffRounds';
 
@@ -226,6 +226,21 @@ describe('handoff round 0 from a wire-profile launch overlay (xz units)', functi
       let at = 0;
       await decodeUnitStream(unit, async (max) => { const b = stored.subarray(at, at + Math.min(max, 100)); at += b.length; return b; }, (b) => { parts.push(b); });
       assert.ok(Buffer.concat(parts).equals(s.raw));
+    });
+
+    it('the source\'s own decode (every unit at once, bufferedUnitSegments) has the same bounds: a bomb and another segment\'s content are refused; good units come out in order', async () => {
+      const drain = async (data: Buffer[], units: CompressionUnit[], entries: SegmentEntry[]) => {
+        const out: Buffer[] = [];
+        for await (const x of bufferedUnitSegments(data, units, entries, 'round 0 (launch overlay)')) out.push(x.data);
+        return out;
+      };
+      const s1 = segmentOf([60, 61], 11), s2 = segmentOf([62], 12), s3 = segmentOf([70], 13);
+      const u1 = await compressUnit(Buffer.concat([s1.raw, s2.raw])), u2 = await compressUnit(s3.raw);
+      const got = await drain([u1, u2], [unitOf(u1, s1.raw.length + s2.raw.length, 2), unitOf(u2, s3.raw.length)], [s1.entry, s2.entry, s3.entry]);
+      assert.deepEqual(got.map((b) => sha(b)), [s1.entry.rawDigest, s2.entry.rawDigest, s3.entry.rawDigest]);
+      const bomb = await compressUnit(Buffer.alloc(8 << 20));
+      await assert.rejects(drain([u1, bomb], [unitOf(u1, s1.raw.length + s2.raw.length, 2), unitOf(bomb, s3.raw.length)], [s1.entry, s2.entry, s3.entry]), /decompresses to more than \d+ bytes/);
+      await assert.rejects(drain([u2], [unitOf(u2, s3.raw.length)], [{ ...s3.entry, rawDigest: s1.entry.rawDigest, digest: s1.entry.rawDigest! }]), /has content sha256:/);
     });
 
     it('headers: units that do not cover the segments, mix images, lie about their segments\' sizes, or come in the final round are refused before a byte is read', async () => {
