@@ -172,18 +172,27 @@ export async function openRound(body: AsyncIterable<Buffer | Uint8Array>, round:
 }
 
 /**
- * A round's units decoded while their bytes arrive (decodeUnitStream: synthesis's bounds, the unit's
- * name checked at its end), each unit's output cut into its segments, each checked against its
- * content name (rawDigest) before it is handed on: the applier gets checked segments while the rest
- * still arrives and decodes (liblzma on libuv's threads), at most UNIT_QUEUE_BYTES of them waiting.
+ * A round's units, each read whole (at most LIMITS.unitBytes, the header checked) and then decoded
+ * (decodeUnitStream: synthesis's bounds, the unit's name checked at its end), the next unit's bytes
+ * arriving while this one decodes; each unit's output cut into its segments, each checked against
+ * its content name (rawDigest) before it is handed on: the applier gets checked segments while the
+ * rest decodes (liblzma on libuv's threads), at most UNIT_QUEUE_BYTES of them waiting.
+ * Read whole first, not decoded as bytes arrive: a decoder place is shared with every synthesis of
+ * the process, and a source that sends a unit slowly (or stops, heartbeats aside) must not hold one.
  */
 export async function* unitSegments(r: UnitBytes, units: CompressionUnit[], entries: SegmentEntry[], what: string): AsyncGenerator<RoundSegment> {
   const queue = new SegmentQueue(UNIT_QUEUE_BYTES);
   const stop = new AbortController();
   const producer = (async () => {
     let k = 0;
-    for (const unit of units) {
-      await decodeUnitInto(unit, entries.slice(k, k + unit.segments), (max) => r.readUpTo(max, `compression unit ${unit.digest}`), queue, what, stop.signal);
+    let next = units.length ? readUnit(r, units[0]) : undefined;
+    for (let i = 0; i < units.length; i++) {
+      const unit = units[i];
+      const stored = await next!;
+      next = i + 1 < units.length ? readUnit(r, units[i + 1]) : undefined;
+      next?.catch(() => undefined);
+      const bytes = bufferUnitBytes([stored]);
+      await decodeUnitInto(unit, entries.slice(k, k + unit.segments), (max) => bytes.readUpTo(max, `compression unit ${unit.digest}`), queue, what, stop.signal);
       k += unit.segments;
     }
     if (!(await r.atEnd())) throw new CloudletError('BadInput', `${what}: the body has bytes after its last compression unit`);
@@ -256,6 +265,18 @@ async function decodeUnitInto(unit: CompressionUnit, held: SegmentEntry[], read:
   }, signal);
   await ready();
   if (seg !== held.length) throw new CloudletError('Internal', `${what}: compression unit ${unit.digest} ended before its segments`);
+}
+
+/** A unit's `unit.size` bytes from `r`, whole (one buffer). */
+async function readUnit(r: UnitBytes, unit: CompressionUnit): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (let have = 0; have < unit.size;) {
+    const b = await r.readUpTo(unit.size - have, `compression unit ${unit.digest}`);
+    if (!b.length) throw new CloudletError('Internal', `compression unit ${unit.digest}: the reader gave no bytes`);
+    parts.push(b);
+    have += b.length;
+  }
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
 }
 
 /** Where unitSegments reads the units' bytes: the next 1..max bytes, and whether none is left after the last unit. */

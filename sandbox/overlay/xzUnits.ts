@@ -98,14 +98,39 @@ function codeAll(stream: NativeStream, input: Buffer, slice: number, maxOut: num
   });
 }
 
-/** At most two units decode at once in this process, whatever the number of overlays being read. */
+/**
+ * At most two units decode at once in this process, whatever the number of overlays being read.
+ * A place is held only while a unit's bytes, all in memory, decode (CPU-bound, bounded by the unit
+ * limits): never while bytes are awaited from a peer, so a quiet handoff source cannot hold one.
+ * A finished decode hands its place straight to the first waiter; a waiter whose signal aborts leaves.
+ */
 const DECODERS = 2;
 let decoding = 0;
 const waiting: Array<() => void> = [];
-async function withDecoder<T>(work: () => Promise<T>): Promise<T> {
-  if (decoding >= DECODERS) await new Promise<void>((r) => waiting.push(r));
-  decoding++;
-  try { return await work(); } finally { decoding--; waiting.shift()?.(); }
+async function withDecoder<T>(work: () => Promise<T>, signal?: AbortSignal, what = 'xz decode'): Promise<T> {
+  if (decoding < DECODERS) decoding++;
+  else {
+    await new Promise<void>((resolve, reject) => {
+      const grant = () => { signal?.removeEventListener('abort', onAbort); resolve(); };
+      const onAbort = () => {
+        const i = waiting.indexOf(grant);
+        if (i >= 0) waiting.splice(i, 1);
+        reject(new CloudletError('Cancelled', `${what}: cancelled while waiting for a decoder`));
+      };
+      if (signal?.aborted) { onAbort(); return; }
+      waiting.push(grant);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+  try { return await work(); } finally {
+    const next = waiting.shift();
+    if (next) next(); else decoding--;
+  }
+}
+
+/** Decoders in use and callers waiting for one (tests). */
+export function decoderPlaces(): { decoding: number; waiting: number } {
+  return { decoding, waiting: waiting.length };
 }
 
 /** Compresses one unit's raw bytes (deterministic for a given liblzma). */
@@ -133,20 +158,22 @@ export async function decompressUnit(unit: CompressionUnit, stored: Buffer, sign
     stream.streamDecoder_(XZ_DECODER_MEMLIMIT, 0);
     stream.memlimitSet(XZ_DECODER_MEMLIMIT);
     return codeAll(stream, stored, DECODE_SLICE, unit.rawSize, what, signal);
-  });
+  }, signal, what);
   if (raw.length !== unit.rawSize) throw new CloudletError('Corrupt', `${what} decompressed to ${raw.length} bytes, the manifest says ${unit.rawSize}; refused`);
   return raw;
 }
 
 /**
- * One unit decoded while its compressed bytes arrive (a handoff round: the unit comes over the
- * network), with decompressUnit's bounds: the decoder's memory limit, the output never past the
+ * One unit decoded as `input` gives its compressed bytes, with decompressUnit's bounds: the decoder's memory limit, the output never past the
  * declared `unit.rawSize` (refused as soon as it would be) and exactly that size at the end, one xz
  * stream with nothing after it, the input exactly `unit.size` bytes, and its SHA-256 equal to the
  * unit's name once every byte passed (before the stream's end is accepted). `input(max)` gives the
  * unit's next bytes (1..max of them; it throws if there are none). `out` gets the output as liblzma
  * makes it, in order; the next input slice goes in only once the promise `out` returned settled
- * (backpressure). Counts against the process's decoders (at most two units decode at once).
+ * (backpressure). Counts against the process's decoders (at most two units decode at once) for
+ * as long as it runs: `input` must not wait on a peer (callers read a unit's bytes from the network
+ * whole first, see roundReader.ts unitSegments), or a quiet peer would hold a place every
+ * synthesis needs.
  */
 export async function decodeUnitStream(unit: CompressionUnit, input: (max: number) => Promise<Buffer>, out: (b: Buffer) => void | Promise<void>, signal?: AbortSignal): Promise<void> {
   const what = `compression unit ${unit.digest}`;
@@ -215,7 +242,7 @@ export async function decodeUnitStream(unit: CompressionUnit, input: (max: numbe
       }
     };
     void feed();
-  }));
+  }), signal, what);
 }
 
 /** `p`, or a Cancelled refusal as soon as `signal` aborts (p is then left to settle unobserved). */

@@ -19,13 +19,13 @@ import { CHUNK_SIZE, encodeSegment, Encoding, LIMITS, segmentName, XZ_DECODER_ME
 import { Qcow2Reader } from '../../sandbox/overlay/qcow2Reader';
 import { PROFILES, recompressOverlay } from '../../sandbox/overlay/recompress';
 import { SegmentCompressor } from '../../sandbox/overlay/segmentCompressor';
-import { compressUnit, decodeUnitStream } from '../../sandbox/overlay/xzUnits';
+import { compressUnit, decodeUnitStream, decoderPlaces, decompressUnit } from '../../sandbox/overlay/xzUnits';
 import { ShadowPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
 import { LayerTracker } from '../../sandbox/handoff/layerTracker';
 import { decodeLaunchRound, readLaunchRound } from '../../sandbox/handoff/launchRound';
 import { encodeRoundBody, HANDOFF_FEATURES, type RoundHeader } from '../../sandbox/handoff/protocol';
 import { RoundApplier } from '../../sandbox/handoff/roundApplier';
-import { bufferedUnitSegments, openRound, UNIT_QUEUE_BYTES, type RoundLimits } from '../../sandbox/handoff/roundReader';
+import { bufferedUnitSegments, openRound, UNIT_QUEUE_BYTES, unitSegments, type RoundLimits } from '../../sandbox/handoff/roundReader';
 import { makePair, PAGE, type GeneratedPair } from './helpers/generatedImages';
 import { pieces } from './helpers/handoffRounds';
 
@@ -226,6 +226,47 @@ describe('handoff round 0 from a wire-profile launch overlay (xz units)', functi
       let at = 0;
       await decodeUnitStream(unit, async (max) => { const b = stored.subarray(at, at + Math.min(max, 100)); at += b.length; return b; }, (b) => { parts.push(b); });
       assert.ok(Buffer.concat(parts).equals(s.raw));
+    });
+
+    it('units whose bytes stop coming hold no decoder place: a synthesis\'s unit decodes while two rounds wait on quiet sources (review 11 HIGH-1)', async () => {
+      const s = segmentOf([60], 11);
+      const stored = await compressUnit(s.raw);
+      const unit = unitOf(stored, s.raw.length);
+      const quiet = [0, 1].map(() => {
+        let first = true;
+        // A few bytes of the unit, then nothing ever again (heartbeats keep such a session open).
+        const gen = unitSegments({ readUpTo: async (max) => { if (first) { first = false; return stored.subarray(0, Math.min(max, 16)); } return new Promise<Buffer>(() => undefined); }, atEnd: async () => false }, [unit], [s.entry], 'quiet round');
+        void gen.next().catch(() => undefined);
+        return gen;
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(decoderPlaces(), { decoding: 0, waiting: 0 }, 'no place held while the bytes are awaited');
+      const raw = await decompressUnit(unit, stored);
+      assert.ok(raw.equals(s.raw));
+      void quiet;
+    });
+
+    it('a caller waiting for a decoder place leaves the queue when its signal aborts (review 11 MEDIUM-1)', async () => {
+      const s = segmentOf([61], 12);
+      const stored = await compressUnit(s.raw);
+      const unit = unitOf(stored, s.raw.length);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => { release = r; });
+      // Two decodes hold both places until released (their output is not taken).
+      const holders = [0, 1].map(() => { let at = 0; return decodeUnitStream(unit, async (max) => { const b = stored.subarray(at, at + max); at += b.length; return b; }, () => gate); });
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(decoderPlaces().decoding, 2);
+      const ac = new AbortController();
+      const waiter = decompressUnit(unit, stored, ac.signal);
+      waiter.catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(decoderPlaces().waiting, 1);
+      ac.abort();
+      await assert.rejects(waiter, (e: unknown) => isCloudletError(e) && e.code === 'Cancelled' && /waiting for a decoder/.test(e.message));
+      assert.equal(decoderPlaces().waiting, 0, 'the aborted caller left the queue');
+      release();
+      await Promise.all(holders);
+      assert.deepEqual(decoderPlaces(), { decoding: 0, waiting: 0 });
     });
 
     it('the source\'s own decode (every unit at once, bufferedUnitSegments) has the same bounds: a bomb and another segment\'s content are refused; good units come out in order', async () => {
