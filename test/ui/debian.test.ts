@@ -59,6 +59,8 @@ describe('the Debian 12 base in real VS Code: build a Python back-end, synthesiz
     const panel = wb.webview('Overlay');
     await panel.locator('[data-test=chart]').waitFor({ timeout: 1_200_000 });
     assert.match(await panel.locator('[data-test=status]').innerText(), /Ready/);
+    // What the discards removed (issue 13.5): the guest's freed memory, zeroed before the snapshot, is shown.
+    assert.match(await panel.locator('[data-test=discarded-memory]').innerText(), /^[1-9][\d.]* (KiB|MiB|GiB)$/);
     await wb.treeRow('Overlays', 'python-backend').waitFor({ timeout: 60_000 });
     await wb.closeBottomPanel();
     await shot('overlay-built');
