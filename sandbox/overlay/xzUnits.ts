@@ -80,8 +80,7 @@ function codeAll(stream: NativeStream, input: Buffer, slice: number, maxOut: num
     stream.bufferHandler = (buf, processedChunks, err, totalIn) => {
       if (done) return;
       if (err) {
-        const why = /MEMLIMIT/.test(`${err.name} ${err.message}`) ? `needs more than ${XZ_DECODER_MEMLIMIT} bytes of decoder memory (a dictionary larger than the format allows)` : err.message;
-        settle(new CloudletError('Corrupt', `${what} does not decompress: ${why}`));
+        settle(decoderRefusal(err, what));
       } else if (buf) {
         total += buf.length;
         if (total > maxOut) settle(new CloudletError('Corrupt', `${what} decompresses to more than ${maxOut} bytes; refused`));
@@ -96,6 +95,12 @@ function codeAll(stream: NativeStream, input: Buffer, slice: number, maxOut: num
     };
     feed();
   });
+}
+
+/** liblzma's error for a unit, as the refusal both decoders give (a dictionary past the memory limit named as such). */
+function decoderRefusal(err: Error, what: string): CloudletError {
+  const why = /MEMLIMIT/.test(`${err.name} ${err.message}`) ? `needs more than ${XZ_DECODER_MEMLIMIT} bytes of decoder memory (a dictionary larger than the format allows)` : err.message;
+  return new CloudletError('Corrupt', `${what} does not decompress: ${why}`);
 }
 
 /**
@@ -223,8 +228,7 @@ export async function decodeUnitStream(unit: CompressionUnit, input: (max: numbe
     stream.bufferHandler = (buf, processedChunks, err, totalIn) => {
       if (done) return;
       if (err) {
-        const why = /MEMLIMIT/.test(`${err.name} ${err.message}`) ? `needs more than ${XZ_DECODER_MEMLIMIT} bytes of decoder memory (a dictionary larger than the format allows)` : err.message;
-        settle(new CloudletError('Corrupt', `${what} does not decompress: ${why}`));
+        settle(decoderRefusal(err, what));
       } else if (buf) {
         total += buf.length;
         if (total > unit.rawSize) { settle(new CloudletError('Corrupt', `${what} decompresses to more than ${unit.rawSize} bytes (its declared size); refused`)); return; }

@@ -16,7 +16,6 @@ import * as path from 'path';
 import { isCloudletError } from '../../sandbox/common/errors';
 import { createOverlay } from '../../sandbox/overlay/overlayWriter';
 import { CHUNK_SIZE, encodeSegment, Encoding, LIMITS, segmentName, XZ_DECODER_MEMLIMIT, type CompressionUnit, type SegmentEntry, type Target } from '../../sandbox/overlay/format';
-import { Qcow2Reader } from '../../sandbox/overlay/qcow2Reader';
 import { PROFILES, recompressOverlay } from '../../sandbox/overlay/recompress';
 import { SegmentCompressor } from '../../sandbox/overlay/segmentCompressor';
 import { compressUnit, decodeUnitStream, decoderPlaces, decompressUnit } from '../../sandbox/overlay/xzUnits';
@@ -27,7 +26,8 @@ import { encodeRoundBody, HANDOFF_FEATURES, type RoundHeader } from '../../sandb
 import { RoundApplier } from '../../sandbox/handoff/roundApplier';
 import { bufferedUnitSegments, openRound, UNIT_QUEUE_BYTES, unitSegments, type RoundLimits } from '../../sandbox/handoff/roundReader';
 import { makePair, PAGE, type GeneratedPair } from './helpers/generatedImages';
-import { pieces } from './helpers/handoffRounds';
+import { assertLayerIsLaunchDisk, pieces } from './helpers/handoffRounds';
+import { patchDictionary } from './helpers/xzStreams';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -103,12 +103,7 @@ describe('handoff round 0 from a wire-profile launch overlay (xz units)', functi
     try {
       assert.ok(fs.readFileSync(a.ramFile).equals(pair.ram), 'destination RAM = launch RAM');
       a.syncDiskLayer();
-      const layer = Qcow2Reader.open(a.diskLayer);
-      const fd = fs.openSync(pair.base.diskFile, 'r');
-      try {
-        const buf = Buffer.alloc(CHUNK_SIZE);
-        for (let i = 0; i < pair.disk.length / PAGE; i++) assert.ok(layer.readChunk(i, buf, fd).equals(pair.disk.subarray(i * PAGE, (i + 1) * PAGE)), `destination disk chunk ${i}`);
-      } finally { layer.close(); fs.closeSync(fd); }
+      assertLayerIsLaunchDisk(a.diskLayer, pair);
     } finally { a.close(); }
 
     const baseDiskFd = fs.openSync(pair.base.diskFile, 'r');
@@ -299,25 +294,3 @@ describe('handoff round 0 from a wire-profile launch overlay (xz units)', functi
     });
   });
 });
-
-/** Rewrites the LZMA2 dictionary-size byte of the first block header of an xz stream (and the header's CRC32). */
-function patchDictionary(xz: Buffer, code: number): Buffer {
-  const out = Buffer.from(xz);
-  const start = 12;
-  const size = (out[start] + 1) * 4;
-  const header = out.subarray(start, start + size);
-  const at = header.indexOf(Buffer.from([0x21, 0x01]), 2);
-  assert.ok(at > 0, 'LZMA2 filter flags found');
-  header[at + 2] = code;
-  header.writeUInt32LE(crc32(header.subarray(0, size - 4)), size - 4);
-  return out;
-}
-
-function crc32(b: Buffer): number {
-  let c = ~0;
-  for (const x of b) {
-    c ^= x;
-    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
-  }
-  return ~c >>> 0;
-}

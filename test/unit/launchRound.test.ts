@@ -22,7 +22,7 @@ import { encodeRoundBody } from '../../sandbox/handoff/protocol';
 import { RoundApplier } from '../../sandbox/handoff/roundApplier';
 import { openRound } from '../../sandbox/handoff/roundReader';
 import { makePair, PAGE, type GeneratedPair } from './helpers/generatedImages';
-import { pieces } from './helpers/handoffRounds';
+import { assertLayerIsLaunchDisk, pieces } from './helpers/handoffRounds';
 
 describe('handoff round 0 from the launch overlay', function () {
   this.timeout(60_000);
@@ -82,12 +82,7 @@ describe('handoff round 0 from the launch overlay', function () {
       assert.equal(applied.syncDiskInRoundMs, undefined, 'no in-round write');
       assert.equal(a.layerWritten, false, 'the layer untouched');
       assert.equal(a.syncDiskLayer().mode, 'rebuilt');
-      const layer = Qcow2Reader.open(a.diskLayer);
-      const fd = fs.openSync(pair.base.diskFile, 'r');
-      try {
-        const buf = Buffer.alloc(CHUNK_SIZE);
-        for (let i = 0; i < pair.disk.length / PAGE; i++) assert.ok(layer.readChunk(i, buf, fd).equals(pair.disk.subarray(i * PAGE, (i + 1) * PAGE)), `destination disk chunk ${i}`);
-      } finally { layer.close(); fs.closeSync(fd); }
+      assertLayerIsLaunchDisk(a.diskLayer, pair);
     } finally { a.close(); }
   });
 

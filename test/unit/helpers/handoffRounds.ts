@@ -1,10 +1,13 @@
 /** Handoff rounds for tests: the ones a source makes for a generated image pair, and bodies built by hand. */
+import { strict as assert } from 'assert';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import { Readable } from 'stream';
 import type { SegmentCompressor } from '../../../sandbox/overlay/segmentCompressor';
 import { encodeRoundBody } from '../../../sandbox/handoff/protocol';
 import { RoundEncoder } from '../../../sandbox/handoff/roundEncoder';
+import { CHUNK_SIZE } from '../../../sandbox/overlay/format';
+import { Qcow2Reader } from '../../../sandbox/overlay/qcow2Reader';
 import { PAGE, type GeneratedPair } from './generatedImages';
 
 /** The rounds a source would send for the pair: round 0 all of RAM and disk, round 1 (final) the device state. */
@@ -45,3 +48,13 @@ export function pieces(b: Buffer, size = 65536): Readable {
   return Readable.from(parts);
 }
 
+
+/** Asserts that the qcow2 layer `layerFile` over the pair's base disk reads back as the pair's launch disk, chunk by chunk. */
+export function assertLayerIsLaunchDisk(layerFile: string, pair: GeneratedPair): void {
+  const layer = Qcow2Reader.open(layerFile);
+  const fd = fs.openSync(pair.base.diskFile, 'r');
+  try {
+    const buf = Buffer.alloc(CHUNK_SIZE);
+    for (let i = 0; i < pair.disk.length / PAGE; i++) assert.ok(layer.readChunk(i, buf, fd).equals(pair.disk.subarray(i * PAGE, (i + 1) * PAGE)), `destination disk chunk ${i}`);
+  } finally { layer.close(); fs.closeSync(fd); }
+}
