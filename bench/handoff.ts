@@ -49,7 +49,7 @@ import { ensureDebianBase, linkBaseInto, tempHome, type TempHome } from '../test
 import { createOverlay } from '../sandbox/overlay';
 import { BaseStore } from '../sandbox/base/store';
 import { projectCache } from '../sandbox/common/paths';
-import { startThrottleProxy } from './lib/throttleProxy';
+import { startThrottleProxy, type ThrottleProxy } from './lib/throttleProxy';
 import { PROFILES, recompressOverlay } from '../sandbox/overlay/recompress';
 import { publishOverlay } from '../sandbox/registry';
 import { startRegistry } from '../test/integration/fixtures/registry';
@@ -96,6 +96,8 @@ const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, stri
 interface Move {
   bytes: number; downtime_ms: number; reported_downtime_ms: number; total_ms: number; rounds?: number; phases_ms?: Record<string, number>; tracking?: string; round_pages?: number[];
   round_bytes?: number[]; round0?: string; round0_reason?: string;
+  /** Through the throttling proxy: what its busiest connection did each way (throttleProxy.ts). */
+  proxy?: ReturnType<ThrottleProxy['stats']>;
 }
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
@@ -148,7 +150,7 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
   // Not paused (-S): QEMU's destination starts the CPUs by itself once it loaded the stream, as a
   // plain QEMU live migration does (a `cont` sent from here would add this script's delay to QEMU's pause).
   const dst = await startVm({ binary, name: `cloudlet-bench-qm-dst-${n}`, cfg: layout.vmConfig, files, accel, incoming: true, paused: false, ports: [{ guest: guest.port, host: fwd }] });
-  let proxy: { close(): Promise<void> } | undefined;
+  let proxy: ThrottleProxy | undefined;
   // The guest's pause: the source's STOP event -> the destination's RESUME event (QEMU's stamps).
   let stopAt: number | undefined, resumeAt: number | undefined;
   const onSrc = (e: QmpEvent) => { if (e.event === 'STOP') stopAt ??= eventTimeMs(e); };
@@ -191,7 +193,8 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
     const total = throttle ? Math.max(Number(m['total-time']), loaded - tMigrate) : Number(m['total-time']);
     const out = { bytes: Number(m.ram?.transferred ?? 0), downtime_ms: Math.round(resumeAt - stopAt), reported_downtime_ms: Number(m.downtime), total_ms: total };
     log(`  qemu: ${out.bytes} bytes, downtime (STOP -> RESUME) ${out.downtime_ms} ms (query-migrate's ${out.reported_downtime_ms} ms), total ${out.total_ms} ms`);
-    return out;
+    if (proxy) log(`    proxy: ${JSON.stringify(proxy.stats())}`);
+    return { ...out, ...(proxy ? { proxy: proxy.stats() } : {}) };
   } finally {
     src.off('event', onSrc);
     dst.qmp.off('event', onDst);
@@ -327,7 +330,9 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
         log(`${g.key}: through a ${LINK_MBIT} Mbit/s proxy, trial ${t + 1}/${LINK_TRIALS}:`);
         const proxy = await startThrottleProxy({ host: bu.hostname, port: Number(bu.port) }, LINK_MBIT * 1e6);
         try {
-          o25s.push(await ours(a, b, overlayUrl, (u) => u.replace(`${bu.hostname}:${bu.port}`, `127.0.0.1:${proxy.port}`)));
+          const m = await ours(a, b, overlayUrl, (u) => u.replace(`${bu.hostname}:${bu.port}`, `127.0.0.1:${proxy.port}`));
+          log(`    proxy: ${JSON.stringify(proxy.stats())}`);
+          o25s.push({ ...m, proxy: proxy.stats() });
         } finally { await proxy.close(); }
         // QEMU's side of a link trial has failed now and then (its destination's counter GET timing out
         // after the migration through the proxy): the figure is kept as missing, the rest of the run goes on.
@@ -345,6 +350,7 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
       ours_device_state_bytes: x.phases_ms?.final_device_state_bytes, ours_state_after_base: x.phases_ms?.final_state_after_base,
       qemu_bytes: qx[i].bytes, qemu_downtime_ms: qx[i].downtime_ms, qemu_reported_downtime_ms: qx[i].reported_downtime_ms, qemu_total_ms: qx[i].total_ms,
       ratio_downtime_vs_qemu: round3(x.downtime_ms / Math.max(1, qx[i].downtime_ms)),
+      ...(x.proxy ? { ours_proxy: x.proxy } : {}), ...(qx[i].proxy ? { qemu_proxy: qx[i].proxy } : {}),
     }));
     const k = (name: string) => `${name}${suffix}`;
     const result: Record<string, unknown> = {
