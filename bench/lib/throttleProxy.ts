@@ -1,7 +1,10 @@
 /**
  * A TCP proxy on loopback that limits each direction to `bitsPerSecond` (token bucket filled by
  * the time elapsed, drained every 10 ms): an edge-like link for the handoff benchmark, shared by
- * both peers measured.
+ * both peers measured. The budget is the LINK's, shared by every connection through the proxy in
+ * that direction (drained round-robin): a peer that opens several connections at once gets no more
+ * than one that streams everything over one (QEMU's migration is one connection; our handoff's
+ * requests may overlap).
  */
 import * as net from 'net';
 
@@ -21,49 +24,84 @@ export interface DirectionStats {
   max_backlog: number;
 }
 
-export interface ThrottleProxy { port: number; close(): Promise<void>; stats(): { up: DirectionStats; down: DirectionStats } }
+export interface ThrottleProxy {
+  port: number;
+  close(): Promise<void>;
+  /** The busiest connection each way, and how many connections went through. */
+  stats(): { up: DirectionStats; down: DirectionStats; connections: number };
+}
 
 interface Acc { bytes: number; first?: number; last?: number; ticks: number; tickMs: number; idleMs: number; pendingIdle: number; maxBacklog: number }
 const newAcc = (): Acc => ({ bytes: 0, ticks: 0, tickMs: 0, idleMs: 0, pendingIdle: 0, maxBacklog: 0 });
 
-function throttled(from: net.Socket, to: net.Socket, bytesPerSec: number, acc: Acc): void {
-  let budget = 0;
-  const queue: Buffer[] = [];
-  let prev = performance.now();
-  const tick = setInterval(() => {
+/** One connection's bytes in one direction, waiting for the link's budget. */
+interface Flow { from: net.Socket; to: net.Socket; queue: Buffer[]; ended: boolean; done: boolean; acc: Acc }
+
+/** One direction of the link: one budget for every flow. */
+class LinkDirection {
+  private readonly flows = new Set<Flow>();
+  private budget = 0;
+  private prev = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private next = 0;
+  constructor(private readonly bytesPerSec: number) {}
+
+  add(from: net.Socket, to: net.Socket, acc: Acc): void {
+    const f: Flow = { from, to, queue: [], ended: false, done: false, acc };
+    this.flows.add(f);
+    const drop = () => { if (!f.done) { f.done = true; this.flows.delete(f); } };
+    from.on('data', (d: Buffer) => f.queue.push(d));
+    from.on('end', () => { f.ended = true; });
+    from.on('error', () => { drop(); to.destroy(); });
+    from.on('close', () => { if (!f.ended) { drop(); to.destroy(); } });
+    if (!this.timer) { this.prev = performance.now(); this.timer = setInterval(() => this.tick(), 10); }
+  }
+
+  stop(): void { if (this.timer) clearInterval(this.timer); this.timer = undefined; }
+
+  private tick(): void {
     const now = performance.now();
-    const dt = now - prev;
-    prev = now;
-    acc.ticks++;
-    acc.tickMs += dt;
-    // Idle: nothing queued between two bytes forwarded (counted once a later byte goes).
-    if (!queue.length && acc.first !== undefined) acc.pendingIdle += dt;
+    const dt = now - this.prev;
+    this.prev = now;
     // By the time elapsed, not per tick: Node's 10 ms interval runs 10.8 ms apart on an idle host and
-    // 12 ms on a loaded one, which ran the link 8-17% under its rate, slower for whichever side
-    // loaded the host more (at most 100 ms of budget kept, as before).
-    budget = Math.min(budget + bytesPerSec * dt / 1000, bytesPerSec / 10);
-    while (queue.length && budget > 0) {
-      const b = queue[0];
-      const n = Math.min(b.length, Math.floor(budget));
-      if (n <= 0) break;
-      to.write(b.subarray(0, n));
-      acc.bytes += n;
-      acc.first ??= now;
-      acc.last = now;
-      acc.idleMs += acc.pendingIdle;
-      acc.pendingIdle = 0;
-      budget -= n;
-      if (n === b.length) queue.shift(); else queue[0] = b.subarray(n);
+    // 12 ms on a loaded one, which ran the link 8-17% under its rate (at most 100 ms of budget kept).
+    this.budget = Math.min(this.budget + this.bytesPerSec * dt / 1000, this.bytesPerSec / 10);
+    const flows = [...this.flows];
+    for (const f of flows) {
+      f.acc.ticks++;
+      f.acc.tickMs += dt;
+      // Idle: nothing queued between two bytes forwarded (counted once a later byte goes).
+      if (!f.queue.length && f.acc.first !== undefined) f.acc.pendingIdle += dt;
     }
-    acc.maxBacklog = Math.max(acc.maxBacklog, to.writableLength);
-    if (queue.length > 64) from.pause(); else from.resume();
-    if (!queue.length && ended) { clearInterval(tick); to.end(); }
-  }, 10);
-  let ended = false;
-  from.on('data', (d: Buffer) => queue.push(d));
-  from.on('end', () => { ended = true; });
-  from.on('error', () => { clearInterval(tick); to.destroy(); });
-  from.on('close', () => { if (!ended) { clearInterval(tick); to.destroy(); } });
+    // Round-robin from a moving start, one buffer slice per flow per turn, until the budget is spent.
+    let progressed = true;
+    while (this.budget >= 1 && progressed) {
+      progressed = false;
+      for (let k = 0; k < flows.length && this.budget >= 1; k++) {
+        const f = flows[(this.next + k) % flows.length];
+        const b = f.queue[0];
+        if (!b || f.done) continue;
+        const n = Math.min(b.length, Math.floor(this.budget), 16384);
+        f.to.write(b.subarray(0, n));
+        f.acc.bytes += n;
+        f.acc.first ??= now;
+        f.acc.last = now;
+        f.acc.idleMs += f.acc.pendingIdle;
+        f.acc.pendingIdle = 0;
+        this.budget -= n;
+        if (n === b.length) f.queue.shift(); else f.queue[0] = b.subarray(n);
+        progressed = true;
+      }
+      this.next = flows.length ? (this.next + 1) % flows.length : 0;
+    }
+    for (const f of flows) {
+      f.acc.maxBacklog = Math.max(f.acc.maxBacklog, f.to.writableLength);
+      if (f.queue.length > 64) f.from.pause(); else f.from.resume();
+      if (!f.queue.length && f.ended && !f.done) { f.done = true; this.flows.delete(f); f.to.end(); }
+    }
+    // A link with nothing queued keeps no budget beyond its 100 ms cap (as a real link: idle time is not saved up).
+    if (!this.flows.size) this.stop();
+  }
 }
 
 function summary(a: Acc): DirectionStats {
@@ -77,20 +115,21 @@ function summary(a: Acc): DirectionStats {
 export function startThrottleProxy(target: { host: string; port: number }, bitsPerSecond: number, listenHost = '127.0.0.1'): Promise<ThrottleProxy> {
   const sockets = new Set<net.Socket>();
   const ups: Acc[] = [], downs: Acc[] = [];
+  const upLink = new LinkDirection(bitsPerSecond / 8), downLink = new LinkDirection(bitsPerSecond / 8);
   const server = net.createServer((client) => {
     const conn = net.connect(target.port, target.host);
     for (const s of [client, conn]) { sockets.add(s); s.on('close', () => sockets.delete(s)); }
     const up = newAcc(), down = newAcc();
     ups.push(up); downs.push(down);
-    throttled(client, conn, bitsPerSecond / 8, up);
-    throttled(conn, client, bitsPerSecond / 8, down);
+    upLink.add(client, conn, up);
+    downLink.add(conn, client, down);
   });
   return new Promise((resolve) => server.listen(0, listenHost, () => resolve({
     port: (server.address() as net.AddressInfo).port,
     stats: () => {
       const busiest = (xs: Acc[]) => summary(xs.reduce((a, b) => (b.bytes > a.bytes ? b : a), newAcc()));
-      return { up: busiest(ups), down: busiest(downs) };
+      return { up: busiest(ups), down: busiest(downs), connections: ups.length };
     },
-    close: () => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),
+    close: () => new Promise<void>((r) => { upLink.stop(); downLink.stop(); for (const s of sockets) s.destroy(); server.close(() => r()); }),
   })));
 }
