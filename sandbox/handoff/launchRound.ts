@@ -48,6 +48,16 @@ export interface LaunchRound {
   chunks: Record<Target, number>;
 }
 
+const XZ_UNITS_NOT_TAKEN = 'its launch overlay is stored as xz units (the wire profile) and the destination does not take them (feature xz-units not named)';
+
+/**
+ * A launch round read with units allowed (before the destination named its features), for a
+ * destination that takes xz units (`units`) or not: as readLaunchRound with `{ units }` would have said.
+ */
+export function launchRoundFor(r: LaunchRound | { unusable: string }, units: boolean): LaunchRound | { unusable: string } {
+  return 'unusable' in r || !r.units || units ? r : { unusable: XZ_UNITS_NOT_TAKEN };
+}
+
 /**
  * Opens the kept launch overlay if it can be round 0 for a VM on base `baseId` with images of
  * `sizes` bytes, made from the overlay `madeFrom` (its ID, recorded at synthesis): undefined with
@@ -67,7 +77,7 @@ export async function readLaunchRound(file: string, madeFrom: string | undefined
     if (reader.overlayId !== madeFrom) return { unusable: `its launch overlay file is now overlay ${reader.overlayId?.slice(0, 12)}, not the ${madeFrom.slice(0, 12)} the VM was made from` };
     if (m.parent) return { unusable: 'its launch overlay is a child overlay (its parents are not kept)' };
     // xz units (the wire profile) go as they are only to a destination that decodes them (feature xz-units).
-    if (m.compression.algorithm === 'xz' && !o.units) return { unusable: 'its launch overlay is stored as xz units (the wire profile) and the destination does not take them (feature xz-units not named)' };
+    if (m.compression.algorithm === 'xz' && !o.units) return { unusable: XZ_UNITS_NOT_TAKEN };
     if (m.baseId !== baseId) return { unusable: `its launch overlay is for base ${m.baseId.slice(0, 12)}, the VM runs ${baseId.slice(0, 12)}` };
     if (m.ram.size !== sizes.ram || m.disk.size !== sizes.disk) {
       return { unusable: `its launch overlay's images (RAM ${m.ram.size}, disk ${m.disk.size} bytes) are not the VM's (${sizes.ram}, ${sizes.disk})` };
