@@ -11,6 +11,7 @@ import type { CreateBaseRequest, ProgressEvent } from '../sandbox/client/types';
 import { CloudletError } from '../sandbox/client';
 import { devicesApi, type DevicesApi } from '../sandbox/client/devices';
 import { startPublish, type PublishRequest } from '../sandbox/client/publish';
+import { registryAuthFor } from '../sandbox/client/registryAuth';
 import { compositionFromManifest } from './state/panels';
 import { OVERLAY_TYPE } from './state/tree';
 
@@ -77,7 +78,8 @@ class ClientSession implements CloudletSession {
   }
 
   async synthesize(overlayUrl: string, name: string): Promise<{ server: ServerInfo; jobId?: string }> {
-    const r = await this.c.createServer({ name, overlayUrl });
+    // oci://: the user's own registry login (docker login / cloudlet registry login) for this pull only.
+    const r = await this.c.createServer({ name, overlayUrl, registryAuth: registryAuthFor(overlayUrl) });
     return { server: await this.getServer(r.id), jobId: r.jobId };
   }
 

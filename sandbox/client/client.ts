@@ -237,10 +237,13 @@ export class CloudletClient {
    * Create a server. From a base image (imageRef) it resumes the base VM; with overlayUrl it runs
    * VM synthesis. Returns the server as created (status BUILD) and the job id to watch.
    */
-  async createServer(o: { name: string; imageRef?: string; flavorRef?: string; overlayUrl?: string; metadata?: Record<string, string> }): Promise<{ id: string; jobId?: string }> {
+  async createServer(o: { name: string; imageRef?: string; flavorRef?: string; overlayUrl?: string; metadata?: Record<string, string>;
+    /** The caller's login to an oci:// overlayUrl's registry, for that pull only (see registryAuthFor in sandbox/registry). */
+    registryAuth?: { username: string; password: string } }): Promise<{ id: string; jobId?: string }> {
     const metadata = { ...(o.metadata ?? {}), ...(o.overlayUrl ? { overlay_url: o.overlayUrl } : {}) };
     const r = await this.call<{ server: ServerCreated }>('compute', 'POST', '/servers', {
       server: { name: o.name, imageRef: o.imageRef ?? '', flavorRef: o.flavorRef ?? '1', metadata },
+      ...(o.registryAuth ? { 'cloudlet:registry_auth': { username: o.registryAuth.username, password: o.registryAuth.password } } : {}),
     });
     return { id: r.server.id, jobId: r.server['OS-EXT-CLOUDLET:job_id'] ?? undefined };
   }

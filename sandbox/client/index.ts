@@ -9,3 +9,5 @@ export * from './transport';
 // Pure helpers the editor shares with the CLI and daemon.
 export { formatBytes } from '../common/bytes';
 export { isTcpPort } from '../common/tcpPort';
+// An oci:// synthesis carries the user's own registry login (never the cloudlet operator's).
+export { registryAuthFor } from './registryAuth';

@@ -5,6 +5,8 @@
  *   max_servers: 8                  # capacity: more running VMs than this -> 503 / ERROR
  *   overlay_max_bytes: 4294967296   # size cap of an overlay fetched from overlay_url
  *   projects: [demo, other]
+ *   registry_logins:                # projects that may pull oci:// overlays with this daemon user's own
+ *     registry.example:5000: [demo] # Docker login ($DOCKER_CONFIG/config.json); others send their own or go anonymous
  *   users:
  *     - name: admin
  *       password: secret            # plaintext here is hashed before it is stored ...
@@ -75,6 +77,11 @@ export interface DaemonConfig {
   region?: string;
   /** Default: embedded. */
   identity?: IdentityConfig;
+  /**
+   * Registry host[:port] (lower case) -> projects (names or IDs) whose oci:// syntheses may use the
+   * daemon user's own Docker login for it when the request brings none. Absent: admins only.
+   */
+  registry_logins?: Record<string, string[]>;
 }
 
 /** Region names as Keystone stores them: an id of at most 255 characters, here kept to a safe alphabet. */
@@ -115,6 +122,7 @@ export function parseConfig(text: string, source = 'config', dir = process.cwd()
   return {
     token_ttl_seconds: num('token_ttl_seconds'), max_servers: num('max_servers'), overlay_max_bytes: num('overlay_max_bytes'),
     projects: [...projects], users, region, identity, overlay_url_networks: parseNetworks(raw.overlay_url_networks, source),
+    registry_logins: parseRegistryLogins(raw.registry_logins, source),
   };
 }
 
@@ -126,6 +134,20 @@ function parseNetworks(raw: unknown, source: string): string[] {
   }
   new AddressPolicy(raw as string[], `${source}: overlay_url_networks`);
   return raw as string[];
+}
+
+/** registry_logins: {"host[:port]": [project, ...]}; a host as references name it (no scheme, no path). */
+function parseRegistryLogins(raw: unknown, source: string): Record<string, string[]> {
+  if (raw === undefined || raw === null) return {};
+  const bad = (what: string) => new CloudletError('BadInput', `${source}: registry_logins${what}`);
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw bad(' must be a mapping of registry host[:port] to a list of projects');
+  const out: Record<string, string[]> = {};
+  for (const [host, projects] of Object.entries(raw as Record<string, unknown>)) {
+    if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host)) throw bad(`: ${host} is not a registry host[:port] (no scheme, no path)`);
+    if (!Array.isArray(projects) || projects.some((p) => typeof p !== 'string' || !p)) throw bad(`.${host} must be a list of project names or IDs`);
+    out[host.toLowerCase()] = projects as string[];
+  }
+  return out;
 }
 
 function parseIdentity(raw: unknown, source: string, dir: string): IdentityConfig {

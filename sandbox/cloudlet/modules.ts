@@ -17,7 +17,7 @@ import { AddressPolicy, DEFAULT_OVERLAY_NETWORKS } from '../common/addressPolicy
 export function builtinModules(o: { config: DaemonConfig; dataDir: string }): ApiModule[] {
   const backend = createVmBackend(o.dataDir);
   const compute = computeModule({ backend, maxServers: o.config.max_servers, overlayMaxBytes: o.config.overlay_max_bytes,
-    overlayNetworks: new AddressPolicy(o.config.overlay_url_networks ?? DEFAULT_OVERLAY_NETWORKS),
+    overlayNetworks: new AddressPolicy(o.config.overlay_url_networks ?? DEFAULT_OVERLAY_NETWORKS), registryLogins: o.config.registry_logins,
     handoff: (ctx, lifecycle) => createHandoffService(ctx, lifecycle, backend) });
   return [
     compute,

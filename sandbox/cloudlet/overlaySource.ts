@@ -12,7 +12,8 @@ import type { OverlayManifest } from '../overlay/format';
 import type { SegmentSource } from '../overlay/overlayReader';
 import type { ParentLookup } from '../overlay/parentChain';
 import { blobCacheDirFor, openOverlayChainFromOci, plainHttpSetting, readCaFile } from '../registry';
-import { CloudletError, describeError } from '../common/errors';
+import { CloudletError, describeError, isCloudletError } from '../common/errors';
+import type { Credentials } from '../registry/credentials';
 import { defaultOverlayPolicy, downloadOverlay, fetchOverlayManifest, outsideRanges, unreadable, type OverlayFetchOptions } from './overlayFetch';
 import { isAddressRefusal } from '../common/addressPolicy';
 import { onDiskFullAsync } from '../common/hostErrors';
@@ -93,19 +94,32 @@ function childRefusal(url: string, manifest: OverlayManifest): CloudletError {
   });
 }
 
-export async function openOciOverlay(ref: string, dataDir: string, maxBytes: number, fo: OverlayFetchOptions = {}): Promise<OverlaySource> {
+/**
+ * Whose pull this is: `credentials` as RegistryClient takes them (a login, undefined for the daemon
+ * user's own, null for anonymous; registryCredentialsFor decides), `project` the cache scope.
+ */
+export interface OciAccess { credentials: Credentials | null | undefined; project: string }
+
+export async function openOciOverlay(ref: string, dataDir: string, maxBytes: number, fo: OverlayFetchOptions, access: OciAccess): Promise<OverlaySource> {
   let oci;
   let reached = false;
   try {
     // A child overlay's whole chain is resolved and checked here, before any server exists.
+    // The blob cache serves only what this project's own pulls downloaded (a digest is no key to a blob).
     oci = await openOverlayChainFromOci(ref, {
-      cacheDir: blobCacheDirFor(dataDir), ca: readCaFile(), plainHttp: plainHttpSetting(),
+      cacheDir: blobCacheDirFor(dataDir), cacheScope: `project:${access.project}`, credentials: access.credentials, ca: readCaFile(), plainHttp: plainHttpSetting(),
       addressPolicy: fo.policy ?? defaultOverlayPolicy(), onRegistryReached: () => { reached = true; }, maxBytes,
     });
   } catch (e) {
     if (isAddressRefusal(e)) throw outsideRanges(ref);
     // Until a registry answered, nothing is told about what did (see overlayFetch.ts).
     if (!reached) throw unreadable(ref, describeError(e), fo);
+    // The registry refused the login (or its absence): 403 with its word as the code, never a 401 (which
+    // a client takes for its own token's end).
+    if (isCloudletError(e, 'Unauthorized') || isCloudletError(e, 'Forbidden')) {
+      throw new CloudletError(e.code, `overlay_url ${ref}: ${describeError(e)}`, { status: 403,
+        hint: 'send your own login to that registry in cloudlet:registry_auth (the CLI and the extension send the one `cloudlet registry login` or `docker login` stored), or ask the cloudlet\'s operator to grant your project its login (registry_logins)' });
+    }
     // A request error keeps its code and status (a parent missing from the repository is a 400, not a 404).
     const keep = e instanceof CloudletError && e.status < 500;
     throw new CloudletError(keep ? e.code : 'BadInput', `overlay_url ${ref}: ${describeError(e)}`, { hint: keep ? e.hint : undefined, status: keep ? e.status : undefined });

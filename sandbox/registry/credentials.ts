@@ -28,6 +28,10 @@ export class Credentials {
   [inspect.custom](): string {
     return `Credentials(${this.username}, ***)`;
   }
+  /** For the `cloudlet:registry_auth` field of a server create only (sent to the cloudlet that pulls). */
+  toRequestAuth(): { username: string; password: string } {
+    return { username: this.username, password: this.#password };
+  }
   /** For writing the Docker config file only. */
   encodeForDockerConfig(): string {
     return Buffer.from(`${this.username}:${this.#password}`).toString('base64');

@@ -24,6 +24,8 @@ export type { SegmentSource };
 export interface OciOverlayOptions extends RegistryClientOptions {
   /** Verified-blob cache (default <store>/cache/blobs). */
   cacheDir?: string;
+  /** Whose cached blobs this open may use (a daemon: the caller's project); see BlobCache. Unset: all of them. */
+  cacheScope?: string;
   credentials?: Credentials | null;
   progress?: ProgressSink;
   /** Parallel segment downloads (default 4). */
@@ -127,14 +129,20 @@ export async function openOverlayFromOci(refText: string, opts: OciOverlayOption
   const client = new RegistryClient(ref.registry, opts);
   try {
     throwIfCancelled(opts.signal);
-    await client.ping();
+    try {
+      await client.ping();
+    } catch (e) {
+      // A login refused or asked for is a registry's answer: the caller may learn it (which credentials to send).
+      if (isCloudletError(e, 'Unauthorized') || isCloudletError(e, 'Forbidden')) opts.onRegistryReached?.();
+      throw e;
+    }
     opts.onRegistryReached?.();
     const m = await client.getManifest(ref.repository, manifestRef(ref));
     const artifact = readOverlayArtifact(m.body, m.mediaType, what);
     if (opts.manifestBytesLeft !== undefined && artifact.configSize > opts.manifestBytesLeft) {
       throw new CloudletError('BadInput', `${what}: its chain's overlay manifests pass ${LIMITS.manifestBytes} bytes together; refused`);
     }
-    const cache = new BlobCache(opts.cacheDir ?? defaultBlobCacheDir());
+    const cache = new BlobCache(opts.cacheDir ?? defaultBlobCacheDir(), opts.cacheScope);
     // The overlay manifest is small and its digest is the overlay ID: verify, then check it agrees with the layers.
     let manifestBytes = await cache.get(artifact.configDigest);
     if (!manifestBytes) {

@@ -34,6 +34,9 @@ async function closedPort(host: string): Promise<number> {
   return port;
 }
 
+/** An oci:// open as a member without a login would make it. */
+const ANONYMOUS = { credentials: null, project: 'p1' };
+
 const refusal = async (p: Promise<unknown>): Promise<Error & { code?: string }> => {
   const e = await p.then(() => undefined, (x: unknown) => x);
   assert.ok(isCloudletError(e), `not refused with a CloudletError: ${String(e)}`);
@@ -98,13 +101,13 @@ describe('overlay_url: address ranges and no probe oracle', function () {
     const outside = await serve('127.0.0.3', (_q, r) => r.end('{}'));
     const notRegistry = await serve('127.0.0.2', (_q, r) => { r.statusCode = 404; r.end('<html>not here</html>'); });
     servers.push(outside, notRegistry);
-    const e = await refusal(openOciOverlay(`oci://${new URL(outside.url).host}/team/app:v1`, tmp, 1 << 30, { policy: new AddressPolicy(['127.0.0.2/32']), log }));
+    const e = await refusal(openOciOverlay(`oci://${new URL(outside.url).host}/team/app:v1`, tmp, 1 << 30, { policy: new AddressPolicy(['127.0.0.2/32']), log }, ANONYMOUS));
     assert.match(e.message, /leads to an address this cloudlet may not fetch from/);
     assert.deepEqual(outside.hits, []);
     const answers = new Set<string>();
     for (const host of [new URL(notRegistry.url).host, `127.0.0.2:${await closedPort('127.0.0.2')}`]) {
       const ref = `oci://${host}/team/app:v1`;
-      const x = await refusal(openOciOverlay(ref, tmp, 1 << 30, { log }));
+      const x = await refusal(openOciOverlay(ref, tmp, 1 << 30, { log }, ANONYMOUS));
       answers.add(x.message.replace(ref, 'REF'));
     }
     assert.deepEqual([...answers], ['overlay_url REF: no cloudlet overlay could be read there']);

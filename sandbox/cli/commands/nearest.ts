@@ -58,7 +58,7 @@ async function candidates(login?: string): Promise<Candidate[]> {
   return out;
 }
 
-export async function synthesizeOnNearest(overlay: string, o: { cloudlet?: string; name?: string; ports?: string; json?: boolean; probes?: number }): Promise<Server> {
+export async function synthesizeOnNearest(overlay: string, o: { cloudlet?: string; name?: string; ports?: string; json?: boolean; probes?: number; registryAuth?: boolean }): Promise<Server> {
   const baseId = await overlayBaseId(overlay);
   const result = await findNearest(await candidates(o.cloudlet), baseId, { probes: o.probes, onPhase: (m) => process.stderr.write(`${m}\n`) });
   if (!o.json) process.stdout.write(nearestTable(result));
@@ -67,7 +67,7 @@ export async function synthesizeOnNearest(overlay: string, o: { cloudlet?: strin
     throw new CloudletError('NotFound', `no cloudlet that holds base ${baseId.slice(0, 12)} answered`, { hint: 'import the base on a cloudlet (cloudlet base export / image upload), or check the unreachable ones above' });
   }
   if (!o.json) process.stdout.write(`synthesizing on ${result.nearest}\n`);
-  const server = await synthesizeOnCloudlet(result.nearest, overlay, { name: o.name, ports: o.ports, json: false, quiet: o.json });
+  const server = await synthesizeOnCloudlet(result.nearest, overlay, { name: o.name, ports: o.ports, json: false, quiet: o.json, registryAuth: o.registryAuth });
   if (o.json) process.stdout.write(JSON.stringify({ nearest: result.nearest, rows: result.rows, server }) + '\n');
   return server;
 }

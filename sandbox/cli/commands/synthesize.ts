@@ -21,15 +21,16 @@ export function register(program: Command): void {
     .option('--nearest', 'synthesize OVERLAY on the nearest cloudlet holding its base (round-trip probes, median; the table is shown)')
     .option('--probes <n>', 'with --nearest: round trips per cloudlet', (v: string) => Number(v), 5)
     .option('--json', 'print the sandbox as JSON')
-    .action(async (a: string, b: string | undefined, o: { name?: string; port: number[]; cloudlet?: string; nearest?: boolean; probes: number; json?: boolean }) => {
+    .option('--no-registry-auth', 'with --cloudlet or --nearest and an oci:// OVERLAY: do not send your stored login to its registry (the cloudlet pulls anonymously)')
+    .action(async (a: string, b: string | undefined, o: { name?: string; port: number[]; cloudlet?: string; nearest?: boolean; probes: number; json?: boolean; registryAuth: boolean }) => {
       if (o.nearest) {
         if (b) throw new CloudletError('BadInput', 'usage: cloudlet synthesize --nearest OVERLAY');
         if (!Number.isInteger(o.probes) || o.probes < 1 || o.probes > 50) throw new CloudletError('BadInput', '--probes takes 1 to 50');
-        await synthesizeOnNearest(a, { cloudlet: o.cloudlet, name: o.name, ports: o.port.length ? o.port.join(',') : undefined, json: o.json, probes: o.probes });
+        await synthesizeOnNearest(a, { cloudlet: o.cloudlet, name: o.name, ports: o.port.length ? o.port.join(',') : undefined, json: o.json, probes: o.probes, registryAuth: o.registryAuth });
         return;
       }
       if (o.cloudlet) {
-        await synthesizeOnCloudlet(o.cloudlet, b ?? a, { name: o.name, ports: o.port.length ? o.port.join(',') : undefined, json: o.json });
+        await synthesizeOnCloudlet(o.cloudlet, b ?? a, { name: o.name, ports: o.port.length ? o.port.join(',') : undefined, json: o.json, registryAuth: o.registryAuth });
         return;
       }
       if (!b) throw new CloudletError('BadInput', 'usage: cloudlet synthesize BASE OVERLAY');

@@ -17,6 +17,8 @@ import type { ImageStore } from '../imageStore';
 import { checkOverlayUrl, overlayUrlTrust, unreadable } from '../overlayFetch';
 import { openHttpOverlay, openOciOverlay, openStoredOverlay, ownImageId, type OverlaySource } from '../overlaySource';
 import type { AddressPolicy } from '../../common/addressPolicy';
+import type { Credentials } from '../../registry/credentials';
+import { parseReference } from '../../registry/reference';
 import { CloudletError, describeError } from '../../common/errors';
 import { storePaths } from '../../common/paths';
 import type { HandoffService } from './serverHandoff';
@@ -33,7 +35,19 @@ export interface ServerLifecycleDeps {
   images: ImageStore;
   admission: Admission;
   /** overlay_url limits: size cap, and where it may lead (default: public and loopback addresses). */
-  overlay: { maxBytes: number; networks?: AddressPolicy };
+  overlay: { maxBytes: number; networks?: AddressPolicy; registryLogins?: Record<string, string[]> };
+}
+
+/**
+ * Which login an oci:// pull of caller `a` uses: the one the request brought; else the daemon user's
+ * own Docker login (undefined: looked up) for an admin or a project the operator granted that
+ * registry in registry_logins; else none (null: anonymous). Never the daemon's login by default.
+ */
+export function registryCredentialsFor(a: Pick<AuthContext, 'isAdmin' | 'projectId' | 'projectName'>, registry: string, given: Credentials | undefined,
+  logins: Record<string, string[]> = {}): Credentials | null | undefined {
+  if (given) return given;
+  const granted = logins[registry.toLowerCase()] ?? [];
+  return a.isAdmin || granted.includes(a.projectId) || granted.includes(a.projectName) ? undefined : null;
 }
 
 /** The power actions: from which statuses, to which, and what the VM layer does. */
@@ -92,7 +106,7 @@ export class ServerLifecycle {
   private async createBySynthesis(a: AuthContext, req: ServerCreateRequest, overlayUrl: string): Promise<ServerRow> {
     const { ctx, backend, servers, admission } = this.d;
     admission.check(); // before the overlay is opened: a full cloudlet fetches nothing (checked again with the insert)
-    const source = await this.openOverlay(a, overlayUrl, req.metadata);
+    const source = await this.openOverlay(a, overlayUrl, req.metadata, req.registryAuth);
     let row: ServerRow;
     try {
       if (!backend.hasBase(source.baseId)) {
@@ -117,11 +131,16 @@ export class ServerLifecycle {
     });
   }
 
-  private async openOverlay(a: AuthContext, overlayUrl: string, metadata: Record<string, string>): Promise<OverlaySource> {
+  private async openOverlay(a: AuthContext, overlayUrl: string, metadata: Record<string, string>, registryAuth?: Credentials): Promise<OverlaySource> {
     const { ctx, overlay } = this.d;
     const url = checkOverlayUrl(overlayUrl);
     const o = { trust: overlayUrlTrust(url.href, metadata, ctx.peerTrust), policy: overlay.networks, log: ctx.log };
-    if (url.protocol === 'oci:') return openOciOverlay(overlayUrl, ctx.dataDir, overlay.maxBytes, o);
+    if (url.protocol === 'oci:') {
+      const registry = parseReference(overlayUrl).registry;
+      return openOciOverlay(overlayUrl, ctx.dataDir, overlay.maxBytes, o, {
+        credentials: registryCredentialsFor(a, registry, registryAuth, overlay.registryLogins), project: a.projectId,
+      });
+    }
     // An image of our own image service: read where it is stored, if the caller may read it (else the
     // same refusal as a download answered 404 or 204 would give).
     const own = ownImageId(url, ctx.serviceUrl('image'));

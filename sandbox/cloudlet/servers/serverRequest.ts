@@ -6,6 +6,7 @@ import { CloudletError } from '../../common/errors';
 import { normalizeFingerprint } from '../../client/transport';
 import { findFlavor } from './flavors';
 import { isTcpPort } from '../../common/tcpPort';
+import { Credentials } from '../../registry/credentials';
 
 export interface ServerCreateRequest {
   name: string;
@@ -19,6 +20,12 @@ export interface ServerCreateRequest {
   imageId: string;
   /** metadata.overlay_url: a synthesis instead of a base resume. */
   overlayUrl?: string;
+  /**
+   * `cloudlet:registry_auth`: the caller's own login to the registry of an oci:// overlay_url, used
+   * for this pull only (never stored, logged or put in the server or its job; Credentials hides the
+   * password from JSON and inspect).
+   */
+  registryAuth?: Credentials;
 }
 
 export interface HandoffAction { handoffUrl: string; destToken: string; destVmName?: string; destFingerprint?: string }
@@ -61,6 +68,22 @@ function parseMetadata(v: unknown): Record<string, string> {
   return metadata;
 }
 
+/** The server create's top-level key (next to `server`, like Nova's scheduler hints) with the caller's registry login. */
+export const REGISTRY_AUTH_KEY = 'cloudlet:registry_auth';
+
+/** {username, password} (the schema checked types and sizes), only with an oci:// overlay_url: it is for that registry alone. */
+function parseRegistryAuth(v: unknown, overlayUrl: string | undefined): Credentials | undefined {
+  if (v === undefined) return undefined;
+  if (!isObject(v) || typeof v.username !== 'string' || !v.username || typeof v.password !== 'string' || !v.password) {
+    throw new CloudletError('BadInput', `${REGISTRY_AUTH_KEY} must be {"username": ..., "password": ...}`);
+  }
+  if (v.username.includes(':')) throw new CloudletError('BadInput', `${REGISTRY_AUTH_KEY}: a username cannot contain ':' (Basic auth)`);
+  if (!overlayUrl || !/^oci:\/\//i.test(overlayUrl)) {
+    throw new CloudletError('BadInput', `${REGISTRY_AUTH_KEY} is only for a synthesis from an oci:// metadata.overlay_url (its registry's login)`);
+  }
+  return new Credentials(v.username, v.password);
+}
+
 /** POST /servers: {"server": {name, flavorRef?, imageRef?, metadata?}}. */
 export function parseServerCreate(body: unknown): ServerCreateRequest {
   const s = isObject(body) ? body.server : undefined;
@@ -70,9 +93,11 @@ export function parseServerCreate(body: unknown): ServerCreateRequest {
   const flavorId = String(s.flavorRef ?? '1').replace(/^.*\/flavors\//, '');
   if (!findFlavor(flavorId)) throw new CloudletError('BadInput', `Flavor ${flavorId} could not be found.`);
   const imageRef = s.imageRef === undefined || s.imageRef === null ? '' : String(s.imageRef);
+  const registryAuth = parseRegistryAuth((body as Record<string, unknown>)[REGISTRY_AUTH_KEY], metadata.overlay_url);
   return {
     name: s.name, metadata, flavorId, ports: parsePorts(metadata.ports), imageRef, imageId: imageRef.replace(/^.*\/images\//, ''),
     ...(metadata.overlay_url !== undefined ? { overlayUrl: metadata.overlay_url } : {}),
+    ...(registryAuth ? { registryAuth } : {}),
   };
 }
 

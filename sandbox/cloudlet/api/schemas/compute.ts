@@ -2,7 +2,8 @@
  * Schemas of the Nova routes (api/compute*.ts). A server create is open at the `server` level:
  * Debian's novaclient and openstackclient send min_count, max_count, networks, security_groups,
  * key_name, user_data, block_device_mapping_v2 ... which a cloudlet does not use; the keys it reads
- * are typed, with Nova's limits (names and metadata 255 characters, 128 metadata items).
+ * are typed, with Nova's limits (names and metadata 255 characters, 128 metadata items). Next to
+ * `server`, `cloudlet:registry_auth` carries the caller's registry login for an oci:// synthesis.
  * Actions are closed: one key, the action, each with its own argument.
  */
 import { NO_BODY, NO_QUERY, OPEN_QUERY, ID, params, query } from './common';
@@ -35,6 +36,11 @@ const createBody = {
       },
     },
     'os:scheduler_hints': { type: 'object' },
+    // The caller's login to an oci:// overlay_url's registry, for that pull only (servers/serverRequest.ts).
+    'cloudlet:registry_auth': {
+      type: 'object', required: ['username', 'password'], additionalProperties: false,
+      properties: { username: { type: 'string', minLength: 1, maxLength: 255 }, password: { type: 'string', minLength: 1, maxLength: 4096 } },
+    },
     'OS-SCH-HNT:scheduler_hints': { type: 'object' },
   },
 } as const;
