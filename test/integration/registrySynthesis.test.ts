@@ -3,17 +3,22 @@
  * its overlay published to docker-registry (plain, then htpasswd + TLS), the sandbox removed, and the
  * launch VM synthesized straight from `oci://...` (segments pulled in parallel, verified, cached);
  * the back-end answers with its page and the next value of its in-RAM counter.
- * Then the same through a cloudlet daemon's Nova API (metadata.overlay_url = oci://...).
+ * Then the same through a cloudlet daemon's Nova API (metadata.overlay_url = oci://...), as tenants:
+ * the daemon's own registry login is lent to no project, a member pulls with the login its request
+ * brings, and the blob cache serves a project only what its own pulls downloaded (bob, who knows the
+ * digests of alice's private overlay and lists them in his own registry, gets no VM from her cache).
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
+import * as http from 'http';
+import type { AddressInfo } from 'net';
 import * as path from 'path';
 import { projectRoot } from '../../sandbox/common/paths';
 import { loadBuildFile } from '../../sandbox/build/buildFile';
 import { runBuild, BuildResult } from '../../sandbox/build/build';
 import { synthesize } from '../../sandbox/overlay/sandboxOverlay';
-import { CloudletClient } from '../../sandbox/client';
-import { BlobCache, Credentials, openOverlayFromOci, publishOverlay } from '../../sandbox/registry';
+import { ApiError, CloudletClient, registryAuthFor } from '../../sandbox/client';
+import { BlobCache, Credentials, openOverlayFromOci, publishOverlay, RegistryClient } from '../../sandbox/registry';
 import { httpGet } from './fixtures/sampleOverlay';
 import { startRegistry, RegistryFixture } from './fixtures/registry';
 import { startDaemon, TEST_USERS } from './fixtures/daemon';
@@ -68,24 +73,122 @@ describe('registry: synthesis from oci:// references with real QEMU', function (
     });
   }
 
-  it('through a cloudlet daemon: POST /servers with metadata.overlay_url = oci://... (htpasswd + TLS), the back-end answers', async () => {
+  it('through a cloudlet daemon: the daemon\'s registry login is lent to no project; a member\'s own login (as the CLI sends it) synthesizes; anonymous from a public registry works', async () => {
     const reg = registries.secure!;
-    const dockerDir = path.join(th.home, 'daemon-docker');
-    fs.mkdirSync(dockerDir, { recursive: true });
-    fs.writeFileSync(path.join(dockerDir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${reg.username}:${reg.password}`).toString('base64') } } }), { mode: 0o600 });
-    const d = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { DOCKER_CONFIG: dockerDir, CLOUDLET_REGISTRY_CA: reg.caFile! } });
+    const creds = new Credentials(reg.username!, reg.password!);
+    await publishOverlay(built.overlay.path, `${reg.host}/apps/sample:v1`, { credentials: creds, ca: reg.caPem, storeRoot: path.join(th.home, 'store-daemon') });
+    // The operator's own login, in the daemon user's Docker file: before this change any project pulled with it.
+    const d = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { DOCKER_CONFIG: dockerConfig('daemon-docker', reg.host, creds.toRequestAuth()), CLOUDLET_REGISTRY_CA: reg.caFile! } });
+    const hostile = await startHostileRegistry();
     try {
-      const c = await CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
-      const created = await c.createServer({ name: 'from-oci', overlayUrl: `oci://${reg.host}/apps/sample:v1`, metadata: { ports: '80' } });
-      const server = await c.waitServer(created.id, ['ACTIVE', 'ERROR'], { timeoutMs: 600_000 });
+      const alice = await CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
+      const bob = await CloudletClient.login({ authUrl: d.authUrl, username: 'bob', password: TEST_USERS.bob, project: 'other' });
+      const privateRef = `oci://${reg.host}/apps/sample:v1`;
+      const cacheRoot = path.join(d.dataDir, 'cache', 'blobs');
+
+      // 1. bob (project other) names alice's private repository with no login: the registry's refusal, as a 403 with its code; nothing made or cached.
+      await assert.rejects(bob.createServer({ name: 'steal', overlayUrl: privateRef }), (e: ApiError) =>
+        e.httpStatus === 403 && e.code === 'Unauthorized' && /requires a login/.test(e.message) && /registry_auth/.test(e.hint ?? ''));
+      // ... nor with a wrong password (named by user, never echoed).
+      await assert.rejects(bob.createServer({ name: 'steal', overlayUrl: privateRef, registryAuth: { username: reg.username!, password: 'Wr0ng-pass' } }), (e: ApiError) =>
+        e.httpStatus === 403 && e.code === 'Unauthorized' && /refused the username or password/.test(e.message) && !e.message.includes('Wr0ng-pass'));
+      assert.deepEqual(await bob.listServers(), []);
+      assert.ok(!fs.existsSync(cacheRoot) || walk(cacheRoot).length === 0, `nothing cached: ${walk(cacheRoot).join(', ')}`);
+
+      // 2. alice with her own login, found as the CLI and the extension find it (her Docker file on her machine): the back-end answers.
+      const registryAuth = registryAuthFor(privateRef, path.join(dockerConfig('alice-docker', reg.host, creds.toRequestAuth()), 'config.json'));
+      assert.equal(registryAuth?.username, reg.username);
+      const created = await alice.createServer({ name: 'from-oci', overlayUrl: privateRef, registryAuth, metadata: { ports: '80' } });
+      const server = await alice.waitServer(created.id, ['ACTIVE', 'ERROR'], { timeoutMs: 600_000 });
       assert.equal(server.status, 'ACTIVE', JSON.stringify(server));
       const ports = (server as unknown as Record<string, Record<string, string>>)['OS-EXT-CLOUDLET:ports'];
       const page = await httpGet(ports['80'], '/index.html');
       assert.match(page.body, /sample back-end/);
       assert.equal((await httpGet(ports['80'], '/cgi-bin/counter')).body.trim(), '42');
-      await c.deleteServer(created.id);
+      await alice.deleteServer(created.id);
+      assert.ok(!d.log().includes(reg.password!), 'the password is in no log line of the daemon');
+      const segments = built.overlay.manifest.segments.map((x) => x.digest);
+      for (const g of segments) assert.ok(new BlobCache(cacheRoot).has(g), `segment ${g} cached`);
+      const aliceScopes = fs.readdirSync(path.join(cacheRoot, 'scopes'));
+      assert.equal(aliceScopes.length, 1, 'one project pulled so far');
+
+      // 3. bob knows the digests (they are in any copy of the manifest): his own registry lists them and serves the
+      // manifest and overlay manifest, not the private segments. The daemon asks that registry for every segment
+      // instead of serving alice's cached copies: bob's synthesis fails, his cache scope holds no segment.
+      const artifact = await fetchArtifact(reg, 'apps/sample', 'v1');
+      hostile.serve('evil/copy', artifact);
+      const stolen = await bob.createServer({ name: 'from-cache', overlayUrl: `oci://${hostile.host}/evil/copy:v1`, metadata: { ports: '80' } });
+      const s = await bob.waitServer(stolen.id, ['ACTIVE', 'ERROR'], { timeoutMs: 600_000 });
+      assert.equal(s.status, 'ERROR', 'bob got a VM from alice\'s cached segments');
+      assert.match(JSON.stringify(s.fault), /not found/i);
+      assert.ok(segments.some((g) => hostile.asked.includes(g)), `the daemon asked bob's registry for the segments (asked: ${hostile.asked.join(', ')})`);
+      const bobsScope = walk(path.join(cacheRoot, 'scopes')).filter((f) => !f.startsWith(aliceScopes[0]));
+      assert.ok(segments.every((g) => !bobsScope.some((f) => f.endsWith(g.slice(7)))), `no segment in bob's scope: ${bobsScope.join(', ')}`);
+      await bob.deleteServer(stolen.id);
+
+      // 4. Anonymous pulls of a public repository keep working (the same overlay, now downloaded by bob himself).
+      const pub = await bob.createServer({ name: 'public', overlayUrl: `oci://${registries.plain!.host}/apps/sample:v1`, metadata: { ports: '80' } });
+      const ps = await bob.waitServer(pub.id, ['ACTIVE', 'ERROR'], { timeoutMs: 600_000 });
+      assert.equal(ps.status, 'ACTIVE', JSON.stringify(ps));
+      await bob.deleteServer(pub.id);
+
+      // 5. The operator (an admin) still pulls with the daemon's own login.
+      const admin = await CloudletClient.login({ authUrl: d.authUrl, username: 'admin', password: TEST_USERS.admin, project: 'admin' });
+      const op = await admin.createServer({ name: 'operator', overlayUrl: privateRef });
+      await admin.deleteServer(op.id);
     } finally {
+      await hostile.close();
       await d.stop();
     }
   });
+
+  /** A Docker config file (folder) holding one login, as `docker login` writes it. */
+  function dockerConfig(name: string, host: string, login: { username: string; password: string }): string {
+    const dir = path.join(th.home, name);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ auths: { [host]: { auth: Buffer.from(`${login.username}:${login.password}`).toString('base64') } } }), { mode: 0o600 });
+    return dir;
+  }
 });
+
+/** Every file under `dir` (relative paths), [] when it does not exist. */
+function walk(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(dir, f)).isFile());
+}
+
+/** The artifact manifest and overlay manifest (config blob) of a tag, read from the real registry with its login. */
+async function fetchArtifact(reg: RegistryFixture, repo: string, tag: string): Promise<{ manifest: Buffer; mediaType: string; config: { digest: string; data: Buffer } }> {
+  const client = new RegistryClient(reg.host, { credentials: new Credentials(reg.username!, reg.password!), ca: reg.caPem });
+  try {
+    const m = await client.getManifest(repo, tag);
+    const config = (JSON.parse(m.body.toString('utf8')) as { config: { digest: string; size: number } }).config;
+    return { manifest: m.body, mediaType: m.mediaType, config: { digest: config.digest, data: await client.fetchBlob(repo, config.digest, config.size) } };
+  } finally { await client.close(); }
+}
+
+/**
+ * The attacker's registry (project bob's): plain HTTP on loopback, answering with what bob could copy
+ * (a manifest and its overlay manifest) and 404 for every other blob. Not a stand-in for the registry
+ * under test (that is the real docker-registry above): the attacker's own server, which may say anything.
+ */
+async function startHostileRegistry(): Promise<{ host: string; asked: string[]; serve(repo: string, a: Awaited<ReturnType<typeof fetchArtifact>>): void; close(): Promise<void> }> {
+  const asked: string[] = [];
+  const repos = new Map<string, Awaited<ReturnType<typeof fetchArtifact>>>();
+  const server = http.createServer((req, res) => {
+    const u = req.url ?? '';
+    if (u === '/v2/') { res.writeHead(200, { 'docker-distribution-api-version': 'registry/2.0' }).end('{}'); return; }
+    const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(u);
+    const a = m ? repos.get(m[1]) : undefined;
+    if (m?.[2] === 'blobs') asked.push(m[3]);
+    if (a && m?.[2] === 'manifests') { res.writeHead(200, { 'content-type': a.mediaType, 'content-length': a.manifest.length }).end(req.method === 'HEAD' ? undefined : a.manifest); return; }
+    if (a && m?.[2] === 'blobs' && m[3] === a.config.digest) { res.writeHead(200, { 'content-length': a.config.data.length }).end(req.method === 'HEAD' ? undefined : a.config.data); return; }
+    res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'BLOB_UNKNOWN', message: 'blob unknown to registry' }] }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`, asked,
+    serve: (repo, a) => repos.set(repo, a),
+    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
