@@ -114,8 +114,11 @@ export interface CloudletSession {
   getServer(id: string, signal?: AbortSignal): Promise<ServerInfo>;
   /** Resume a base VM (server create from the base image). Returns the new server and its job. */
   resumeBase(imageId: string, name: string): Promise<{ server: ServerInfo; jobId?: string }>;
-  /** VM synthesis: server create with metadata.overlay_url. */
-  synthesize(overlayUrl: string, name: string): Promise<{ server: ServerInfo; jobId?: string }>;
+  /**
+   * VM synthesis: server create with metadata.overlay_url. For an oci:// URL `registryAuth` is the
+   * user's login to its registry (from secret storage); without it the user's Docker login is sent, if any.
+   */
+  synthesize(overlayUrl: string, name: string, registryAuth?: { username: string; password: string }): Promise<{ server: ServerInfo; jobId?: string }>;
   handoff(serverId: string, dest: { url: string; token: string; fingerprint?: string }, destName: string): Promise<{ jobId?: string }>;
   /** `cloudlet-overlay-finish`: make an overlay of this (paused) VM. */
   createOverlay(serverId: string, name: string): Promise<{ jobId?: string; overlayId?: string }>;

@@ -77,9 +77,9 @@ class ClientSession implements CloudletSession {
     return { server: await this.getServer(r.id), jobId: r.jobId };
   }
 
-  async synthesize(overlayUrl: string, name: string): Promise<{ server: ServerInfo; jobId?: string }> {
-    // oci://: the user's own registry login (docker login / cloudlet registry login) for this pull only.
-    const r = await this.c.createServer({ name, overlayUrl, registryAuth: registryAuthFor(overlayUrl) });
+  async synthesize(overlayUrl: string, name: string, registryAuth?: { username: string; password: string }): Promise<{ server: ServerInfo; jobId?: string }> {
+    // oci://: the user's own registry login (secret storage, else docker login / cloudlet registry login) for this pull only.
+    const r = await this.c.createServer({ name, overlayUrl, registryAuth: registryAuth ?? registryAuthFor(overlayUrl) });
     return { server: await this.getServer(r.id), jobId: r.jobId };
   }
 

@@ -14,6 +14,7 @@ import { copyBaseById } from './base';
 import { classifyError } from '../state/errors';
 import { isBaseImage, shortId } from '../state/tree';
 import { serverUrls } from '../state/urls';
+import { parseRegistrySecret, registryHostOf, registrySecretKey } from '../state/publish';
 
 async function targetServer(ext: Ext, node: unknown, placeHolder: string, filter: (s: ServerInfo) => boolean = () => true): Promise<{ cloudlet: string; server: ServerInfo }> {
   if (isNode(node) && node.cloudlet && node.resourceId && (node.kind === 'server' || node.kind === 'sandbox')) {
@@ -99,7 +100,9 @@ async function synthesizeOn(ext: Ext, overlay: OverlayInfo, cloudlet: string): P
   const existing = new Set((await s.listServers()).map((x) => x.name));
   let name = overlay.name;
   for (let i = 2; existing.has(name); i++) name = `${overlay.name}-${i}`;
-  const { server, jobId } = await s.synthesize(url, name);
+  // A cloudlet pulls a private oci:// repository only with the user's own login: the one Publish keeps in secret storage.
+  const registryAuth = url.startsWith('oci://') ? parseRegistrySecret(await ext.context.secrets.get(registrySecretKey(registryHostOf(url)))) : undefined;
+  const { server, jobId } = await s.synthesize(url, name, registryAuth);
   const panel = openServerPanel(ext, cloudlet, server);
   panel.update({ ...panel.current, operation: 'synthesis', phases: [] });
   ext.refresh('cloudlets');
