@@ -21,7 +21,7 @@ import { ApiError, CloudletClient, registryAuthFor } from '../../sandbox/client'
 import { BlobCache, Credentials, openOverlayFromOci, publishOverlay, RegistryClient } from '../../sandbox/registry';
 import { httpGet } from './fixtures/sampleOverlay';
 import { startRegistry, RegistryFixture } from './fixtures/registry';
-import { startDaemon, TEST_USERS } from './fixtures/daemon';
+import { startDaemon, testConfig, TEST_USERS } from './fixtures/daemon';
 import { tempHome, TempHome } from './fixtures/testBase';
 
 describe('registry: synthesis from oci:// references with real QEMU', function () {
@@ -73,12 +73,14 @@ describe('registry: synthesis from oci:// references with real QEMU', function (
     });
   }
 
-  it('through a cloudlet daemon: the daemon\'s registry login is lent to no project; a member\'s own login (as the CLI sends it) synthesizes; anonymous from a public registry works', async () => {
+  it('through a cloudlet daemon: the daemon\'s registry login is lent only to projects granted it; a member\'s own login (as the CLI sends it) synthesizes; no blobs from another project\'s cache; anonymous from a public registry works', async () => {
     const reg = registries.secure!;
     const creds = new Credentials(reg.username!, reg.password!);
     await publishOverlay(built.overlay.path, `${reg.host}/apps/sample:v1`, { credentials: creds, ca: reg.caPem, storeRoot: path.join(th.home, 'store-daemon') });
     // The operator's own login, in the daemon user's Docker file: before this change any project pulled with it.
-    const d = await startDaemon({ ip: '127.0.0.3', withTestBase: true, env: { DOCKER_CONFIG: dockerConfig('daemon-docker', reg.host, creds.toRequestAuth()), CLOUDLET_REGISTRY_CA: reg.caFile! } });
+    // The operator grants its login for this registry to project demo only (registry_logins).
+    const d = await startDaemon({ ip: '127.0.0.3', withTestBase: true, config: testConfig({ registry_logins: { [reg.host]: ['demo'] } }),
+      env: { DOCKER_CONFIG: dockerConfig('daemon-docker', reg.host, creds.toRequestAuth()), CLOUDLET_REGISTRY_CA: reg.caFile! } });
     const hostile = await startHostileRegistry();
     try {
       const alice = await CloudletClient.login({ authUrl: d.authUrl, username: 'alice', password: TEST_USERS.alice, project: 'demo' });
@@ -132,7 +134,15 @@ describe('registry: synthesis from oci:// references with real QEMU', function (
       assert.equal(ps.status, 'ACTIVE', JSON.stringify(ps));
       await bob.deleteServer(pub.id);
 
-      // 5. The operator (an admin) still pulls with the daemon's own login.
+      // 5. carol, of the granted project demo, pulls with the daemon's login without bringing one.
+      const carol = await CloudletClient.login({ authUrl: d.authUrl, username: 'carol', password: TEST_USERS.carol, project: 'demo' });
+      // A login the request brings is the one used, grant or not (so alice's pull above went with hers).
+      await assert.rejects(carol.createServer({ name: 'wrong', overlayUrl: privateRef, registryAuth: { username: reg.username!, password: 'Wr0ng-pass' } }),
+        (e: ApiError) => e.httpStatus === 403 && e.code === 'Unauthorized');
+      const granted = await carol.createServer({ name: 'granted', overlayUrl: privateRef });
+      await carol.deleteServer(granted.id);
+
+      // 6. The operator (an admin) still pulls with the daemon's own login.
       const admin = await CloudletClient.login({ authUrl: d.authUrl, username: 'admin', password: TEST_USERS.admin, project: 'admin' });
       const op = await admin.createServer({ name: 'operator', overlayUrl: privateRef });
       await admin.deleteServer(op.id);

@@ -4,6 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { inspect } from 'util';
 import { Credentials, dockerConfigPath, lookupCredentials, removeCredentials, storeCredentials } from '../../../sandbox/registry/credentials';
+import { registryAuthFor } from '../../../sandbox/client';
 
 describe('registry credentials (Docker config file)', () => {
   let dir: string;
@@ -39,5 +40,13 @@ describe('registry credentials (Docker config file)', () => {
     assert.ok(!JSON.stringify({ c }).includes('Sup3rSecret'));
     assert.ok(!inspect(c).includes('Sup3rSecret'));
     assert.ok(!String(Object.values(c)).includes('Sup3rSecret'));
+  });
+
+  it('registryAuthFor: the login a client sends with an oci:// synthesis is the user\'s own for that registry, else none', () => {
+    storeCredentials('reg.example:5000', new Credentials('bob', 'pw:1'));
+    assert.deepEqual(registryAuthFor('oci://reg.example:5000/team/app:v1'), { username: 'bob', password: 'pw:1' });
+    assert.deepEqual(registryAuthFor('oci://REG.example:5000/team/app@sha256:' + 'a'.repeat(64)), { username: 'bob', password: 'pw:1' });
+    assert.equal(registryAuthFor('oci://other.example/team/app:v1'), undefined, 'no login stored for that registry');
+    assert.equal(registryAuthFor('https://reg.example:5000/x.overlay'), undefined, 'not oci://: nothing is sent');
   });
 });
