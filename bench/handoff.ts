@@ -96,6 +96,8 @@ const port80 = (s: Server) => (s['OS-EXT-CLOUDLET:ports'] as Record<string, stri
 interface Move {
   bytes: number; downtime_ms: number; reported_downtime_ms: number; total_ms: number; rounds?: number; phases_ms?: Record<string, number>; tracking?: string; round_pages?: number[];
   round_bytes?: number[]; round0?: string; round0_reason?: string;
+  /** When the bench asked for our handoff (ms since the epoch): the at_* points count from a few ms after it. */
+  requested_at_ms?: number;
   /** Through the throttling proxy: what its busiest connection did each way (throttleProxy.ts). */
   proxy?: ReturnType<ThrottleProxy['stats']>;
 }
@@ -116,6 +118,7 @@ async function ours(a: TestDaemon, b: TestDaemon, overlayUrl: string, via?: (com
   const before = await counter(port80(await ca.getServer(id)));
   await sleep(IDLE_MS);
   const url = via ? via(cb.endpoint('compute')) : cb.endpoint('compute');
+  const requestedAt = Date.now();
   const h = await ca.handoff(id, { handoffUrl: url, destToken: cb.token, destVmName: 'bench-moved' });
   const end = await ca.watchJob(h.jobId);
   if (end.status !== 'DONE') throw new Error(`handoff: ${end.error}`);
@@ -129,7 +132,7 @@ async function ours(a: TestDaemon, b: TestDaemon, overlayUrl: string, via?: (com
   log(`    tracking ${r.tracking}${r.tracking_fallback ? ` (fallback: ${r.tracking_fallback})` : ''}, RAM pages per round ${JSON.stringify(r.round_pages)}`);
   log(`    round 0: ${r.round0}${r.round0_compare_reason ? ` (${r.round0_compare_reason})` : ''}, round bytes ${JSON.stringify(r.round_bytes)}`);
   return { bytes: r.bytes_sent, downtime_ms: r.stop_to_resume_ms, reported_downtime_ms: r.downtime_ms, total_ms: r.total_ms, rounds: r.rounds, phases_ms: r.phases_ms, tracking: r.tracking, round_pages: r.round_pages,
-    round_bytes: r.round_bytes, round0: r.round0, round0_reason: r.round0_compare_reason };
+    round_bytes: r.round_bytes, round0: r.round0, round0_reason: r.round0_compare_reason, requested_at_ms: requestedAt };
 }
 
 /** QEMU's migration of the same launch VM (synthesized here) to a second QEMU sharing its disk. */
@@ -331,8 +334,13 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
         const proxy = await startThrottleProxy({ host: bu.hostname, port: Number(bu.port) }, LINK_MBIT * 1e6);
         try {
           const m = await ours(a, b, overlayUrl, (u) => u.replace(`${bu.hostname}:${bu.port}`, `127.0.0.1:${proxy.port}`));
-          log(`    proxy: ${JSON.stringify(proxy.stats())}`);
-          o25s.push({ ...m, proxy: proxy.stats() });
+          const ps = proxy.stats();
+          log(`    proxy: ${JSON.stringify(ps)}`);
+          // The busiest connection up is round 0's: when it was on the wire against the handoff's timeline.
+          if (ps.up.first_at_ms !== undefined && m.requested_at_ms !== undefined) {
+            log(`    round 0's connection on the wire from +${ps.up.first_at_ms - m.requested_at_ms} to +${ps.up.last_at_ms! - m.requested_at_ms} ms after the handoff request (at_launch_round_send ${m.phases_ms?.at_launch_round_send}, at_launch_round_applied ${m.phases_ms?.at_launch_round_applied})`);
+          }
+          o25s.push({ ...m, proxy: ps });
         } finally { await proxy.close(); }
         // QEMU's side of a link trial has failed now and then (its destination's counter GET timing out
         // after the migration through the proxy): the figure is kept as missing, the rest of the run goes on.

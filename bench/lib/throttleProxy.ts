@@ -20,8 +20,11 @@ export interface DirectionStats {
   tick_ms: number;
   /** ms of ticks that found nothing queued while the link was active (the sender fed nothing). */
   idle_ms: number;
-  /** The most bytes written to the receiving side and not yet taken by it. */
+  /** The most bytes written to the receiving side and not yet taken by it (the kernel's socket buffers, MBs on loopback, not included). */
   max_backlog: number;
+  /** When the first and the last byte went (ms since the epoch, this host's clock). */
+  first_at_ms?: number;
+  last_at_ms?: number;
 }
 
 export interface ThrottleProxy {
@@ -109,6 +112,7 @@ function summary(a: Acc): DirectionStats {
   return {
     bytes: a.bytes, active_ms: Math.round(active), mb_per_s: active > 0 ? Math.round(a.bytes / active / 1e3 * 1000) / 1000 : 0,
     ticks: a.ticks, tick_ms: a.ticks ? Math.round(a.tickMs / a.ticks * 100) / 100 : 0, idle_ms: Math.round(a.idleMs), max_backlog: a.maxBacklog,
+    ...(a.first !== undefined && a.last !== undefined ? { first_at_ms: Math.round(performance.timeOrigin + a.first), last_at_ms: Math.round(performance.timeOrigin + a.last) } : {}),
   };
 }
 
