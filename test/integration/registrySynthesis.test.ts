@@ -22,6 +22,7 @@ import { BlobCache, Credentials, openOverlayFromOci, publishOverlay, RegistryCli
 import { httpGet } from './fixtures/sampleOverlay';
 import { startRegistry, RegistryFixture } from './fixtures/registry';
 import { startDaemon, testConfig, TEST_USERS } from './fixtures/daemon';
+import { runCli } from './registry/cli';
 import { tempHome, TempHome } from './fixtures/testBase';
 
 describe('registry: synthesis from oci:// references with real QEMU', function () {
@@ -128,13 +129,30 @@ describe('registry: synthesis from oci:// references with real QEMU', function (
       assert.ok(segments.every((g) => !bobsScope.some((f) => f.endsWith(g.slice(7)))), `no segment in bob's scope: ${bobsScope.join(', ')}`);
       await bob.deleteServer(stolen.id);
 
-      // 4. Anonymous pulls of a public repository keep working (the same overlay, now downloaded by bob himself).
+      // 4. The CLI, as bob: `cloudlet synthesize --cloudlet ... oci://` sends his own login from his Docker file
+      // (DOCKER_CONFIG); with --no-registry-auth it sends none and the cloudlet's refusal is one clear line.
+      const cliEnv = { CLOUDLET_HOME: path.join(th.home, 'bob-cli'), CLOUDLET_CONFIG_DIR: path.join(th.home, 'bob-cli', 'cli'), CLOUDLET_CLI_MAIN: '1',
+        CLOUDLET_PASSWORD: TEST_USERS.bob, DOCKER_CONFIG: dockerConfig('bob-docker', reg.host, creds.toRequestAuth()) };
+      const login = await runCli(['login', d.url, '--user', 'bob', '--project', 'other', '--name', 'edge'], cliEnv);
+      assert.equal(login.code, 0, login.stderr);
+      const refused = await runCli(['synthesize', '--cloudlet', 'edge', privateRef, '--no-registry-auth', '--json'], cliEnv);
+      assert.equal(refused.code, 1, refused.stdout);
+      assert.match(refused.stderr, /requires a login/);
+      const viaCli = await runCli(['synthesize', '--cloudlet', 'edge', privateRef, '--name', 'from-cli', '--port', '80', '--json'], cliEnv);
+      assert.equal(viaCli.code, 0, viaCli.stderr);
+      const cs = JSON.parse(viaCli.stdout.trim().split('\n').pop()!);
+      assert.equal(cs.status, 'ACTIVE', viaCli.stdout);
+      assert.match((await httpGet(cs['OS-EXT-CLOUDLET:ports']['80'], '/index.html')).body, /sample back-end/);
+      assert.ok(!viaCli.stdout.includes(reg.password!) && !viaCli.stderr.includes(reg.password!));
+      await bob.deleteServer(cs.id);
+
+      // 5. Anonymous pulls of a public repository keep working (the same overlay, now downloaded by bob himself).
       const pub = await bob.createServer({ name: 'public', overlayUrl: `oci://${registries.plain!.host}/apps/sample:v1`, metadata: { ports: '80' } });
       const ps = await bob.waitServer(pub.id, ['ACTIVE', 'ERROR'], { timeoutMs: 600_000 });
       assert.equal(ps.status, 'ACTIVE', JSON.stringify(ps));
       await bob.deleteServer(pub.id);
 
-      // 5. carol, of the granted project demo, pulls with the daemon's login without bringing one.
+      // 6. carol, of the granted project demo, pulls with the daemon's login without bringing one.
       const carol = await CloudletClient.login({ authUrl: d.authUrl, username: 'carol', password: TEST_USERS.carol, project: 'demo' });
       // A login the request brings is the one used, grant or not (so alice's pull above went with hers).
       await assert.rejects(carol.createServer({ name: 'wrong', overlayUrl: privateRef, registryAuth: { username: reg.username!, password: 'Wr0ng-pass' } }),
@@ -142,7 +160,7 @@ describe('registry: synthesis from oci:// references with real QEMU', function (
       const granted = await carol.createServer({ name: 'granted', overlayUrl: privateRef });
       await carol.deleteServer(granted.id);
 
-      // 6. The operator (an admin) still pulls with the daemon's own login.
+      // 7. The operator (an admin) still pulls with the daemon's own login.
       const admin = await CloudletClient.login({ authUrl: d.authUrl, username: 'admin', password: TEST_USERS.admin, project: 'admin' });
       const op = await admin.createServer({ name: 'operator', overlayUrl: privateRef });
       await admin.deleteServer(op.id);
