@@ -14,6 +14,7 @@ import { createSandboxOverlay, synthesize } from '../overlay/sandboxOverlay';
 import { createLogger } from '../common/log';
 import { tail } from './consoleHub';
 import { watchListing } from '../base/storeWatch';
+import { cancelLaunchDigests, startLaunchDigests } from '../sandboxes/launchDigestsJob';
 
 function vmInfo(s: SandboxInfo): VmInfo {
   const state = s.status === 'running' || s.status === 'starting' ? 'running' : s.status === 'paused' ? 'paused' : s.status === 'stopped' ? 'stopped' : 'missing';
@@ -33,6 +34,17 @@ export function createVmBackend(dataDir: string, manager = new SandboxManager({ 
     // now, not inside the first resume or synthesis. A host without QEMU is told then.
     hostQemu().catch(() => undefined);
   });
+  // Once the VM runs (never on synthesis's path): what its handoff's round 0 leaves at the
+  // destination, as digests, computed at nice 19 beside it (handoff/launchDigests.ts).
+  const keepLaunchDigests = (id: string) => {
+    const { files, vmConfig, baseId } = manager.layout(id);
+    if (!fs.existsSync(files.launchOverlay)) return;
+    const b = manager.bases.get(baseId);
+    startLaunchDigests(id, {
+      launchOverlay: files.launchOverlay, launchOverlayId: files.launchOverlayId, out: files.launchDigests, baseId: b.id,
+      base: { ram: b.ram, disk: b.disk, ramDigests: b.ramDigests, diskDigests: b.diskDigests }, ramBytes: vmConfig.ramBytes,
+    });
+  };
   return {
     manager,
     hasBase: (id) => /^[0-9a-f]{64}$/.test(id) && has(id),
@@ -56,6 +68,7 @@ export function createVmBackend(dataDir: string, manager = new SandboxManager({ 
       // A file (an http(s) overlay) never takes parents from this daemon's store: other projects' overlays live there.
       const parentLookup = typeof overlay === 'string' ? async () => undefined : undefined;
       const res = await synthesize(manager, baseId, overlay, { name: o.name, ports: o.ports, progress, signal, parentLookup, compressor: sharedDecoders() });
+      keepLaunchDigests(res.sandbox.id);
       return vmInfo(res.sandbox);
     },
     async makeOverlay(vmId, outFile, progress, signal) {
@@ -76,7 +89,11 @@ export function createVmBackend(dataDir: string, manager = new SandboxManager({ 
     start: async (vmId) => vmInfo(await manager.resume(manager.get(vmId).baseId, { name: vmId })),
     reboot: async (vmId) => { await (await manager.qmpClient(vmId)).execute('system_reset'); },
     consoleLog: (vmId, maxBytes) => tail(manager.layout(vmId).files.consoleLog, maxBytes).toString('utf8'),
-    delete: async (vmId) => { try { manager.get(vmId); } catch { return; } await manager.delete(vmId); },
+    delete: async (vmId) => {
+      try { manager.get(vmId); } catch { return; }
+      cancelLaunchDigests(manager.layout(vmId).files.launchDigests);
+      await manager.delete(vmId);
+    },
     async adopt() {
       await manager.adopt();
       return manager.list().map(vmInfo);

@@ -299,6 +299,15 @@ export class DirtyPageTracker implements PageCopy {
     this.held.copy(this.held, index * 32, ref * 32, ref * 32 + 32);
   }
 
+  /** The SHA-256 the destination holds as page `index` (a view: copy it to keep it). */
+  digest(index: number): Buffer {
+    this.inside(index);
+    return this.held.subarray(index * 32, index * 32 + 32);
+  }
+
+  /** Every page's digest, in page order (a view; launchDigests.ts writes it to the VM's folder). */
+  digests(): Buffer { return this.held; }
+
   /** Only digests are kept: the bytes of a page are not known here. */
   page(index: number, _out: Buffer): Buffer {
     throw new PageBytesNotKept(`the bytes of RAM page ${index} are not kept (a digest copy)`);

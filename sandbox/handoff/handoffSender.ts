@@ -15,6 +15,8 @@ import type { SandboxInfo, SandboxManager } from '../sandboxes/sandboxManager';
 import { DEFAULT_LEVEL, mergeAscending } from '../overlay/overlayWriter';
 import { CHUNK_SIZE, type Target } from '../overlay/format';
 import { decodeLaunchRound, launchRoundFor, readLaunchRound, type LaunchRound } from './launchRound';
+import { readLaunchDigests, type LaunchDigests } from './launchDigests';
+import { cancelLaunchDigests, launchDigestsEnabled } from '../sandboxes/launchDigestsJob';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { DestinationClient, NotDelivered } from './destinationClient';
 import { DirtyPageTracker, PageBytesNotKept, ShadowPageTracker } from './dirtyPageTracker';
@@ -244,9 +246,12 @@ export class HandoffSender {
       if (launch && firstPassGateEnabled() && trackerChoice() !== 'compare' && digestCopyEnabled()) {
         // Round 0 then QEMU's first pass as the compare: what the destination holds is kept as one
         // SHA-256 per page from the base's list (DirtyPageTracker: no 1 GiB buffer, no base RAM read).
-        ram = new DirtyPageTracker(ramDigests, pages);
+        // Kept since synthesis (launchDigests.ts): round 0 is not decoded here at all.
+        const kept = this.keptLaunchDigests(files.launchDigests, launch, info.baseId, pages, base.disk);
+        ram = new DirtyPageTracker(kept?.ram ?? ramDigests, pages);
         try {
-          round = await this.decodeLaunchRound(launch, base, ram, disk, { ram: ramDigests, disk: diskDigests });
+          if (kept) round = this.holdKeptDigests(kept, disk);
+          else round = await this.decodeLaunchRound(launch, base, ram, disk, { ram: ramDigests, disk: diskDigests });
           this.phases.launch_round_digest_copy = 1;
         } catch (e) {
           if (!(e instanceof PageBytesNotKept)) throw e;
@@ -628,6 +633,28 @@ export class HandoffSender {
   }
 
   /** Decodes round 0 into `ram` and `disk` (what the destination holds once it applied it); the next round's number. */
+  /** The launch digests kept in the VM's folder, if usable for this round 0 (else why not, logged; its computation, if still running, ended). */
+  private keptLaunchDigests(file: string, r: LaunchRound, baseId: string, pages: number, baseDisk: string): LaunchDigests | undefined {
+    // A computation still running is ended (its CPU would compete with the handoff's); the file is
+    // renamed into place only when whole, so one already there is read (and checked) all the same.
+    const still = cancelLaunchDigests(file);
+    let d = !launchDigestsEnabled() ? { unusable: 'CLOUDLET_LAUNCH_DIGESTS=0' }
+      : readLaunchDigests(file, { overlayId: r.overlayId, baseId, pages, diskChunks: Math.ceil(fs.statSync(baseDisk).size / CHUNK_SIZE) });
+    if (still && 'unusable' in d) d = { unusable: `the launch digests were still being computed (stopped): ${d.unusable}` };
+    if ('unusable' in d) {
+      log.info(`handoff of ${this.o.vmId}: round 0 decoded at the source: ${d.unusable}`);
+      return undefined;
+    }
+    return d;
+  }
+
+  private holdKeptDigests(d: LaunchDigests, disk: LayerTracker): number {
+    for (const [i, digest] of d.disk) disk.holdDigest(i, digest);
+    this.phases.launch_round_kept_digests = 1;
+    this.mark('at_launch_round_decoded');
+    return 1;
+  }
+
   private async decodeLaunchRound(r: LaunchRound, base: { ram: string; disk: string }, ram: ShadowPageTracker | DirtyPageTracker, disk: LayerTracker, baseDigests?: Record<Target, Buffer>): Promise<number> {
     const t0 = Date.now();
     const baseRead = new BaseChunks(base);

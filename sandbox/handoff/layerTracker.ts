@@ -30,6 +30,11 @@ interface Stamp { mtimeNs: bigint; ctimeNs: bigint; size: bigint }
 export class LayerTracker {
   /** What the destination holds for each chunk sent so far (others: the base disk's chunk). */
   private readonly sent = new Map<number, Buffer>();
+  /**
+   * Chunks the destination holds known only by their SHA-256 (round 0's state kept at synthesis,
+   * launchDigests.ts): compared by hashing the layer's chunk; replaced by the bytes once sent again.
+   */
+  private readonly sentDigest = new Map<number, Buffer>();
   private stamp?: Stamp;
   /** The L2 tables the last complete scan mapped the layer by (undefined: no scan completed). */
   private scannedTables?: Qcow2Tables;
@@ -49,6 +54,7 @@ export class LayerTracker {
    * of each of round 0's ~24k chunks was a fresh page each: a page fault apiece).
    */
   hold(index: number, data: Buffer, kept = false): void {
+    this.sentDigest.delete(index);
     // Zeros are not copied (a crafted overlay of zero records over a zero base would otherwise make
     // the source hold 4 KiB per record: the whole virtual disk for a few hundred KB of overlay).
     if (isZero(data)) {
@@ -59,11 +65,45 @@ export class LayerTracker {
     this.sent.set(index, kept ? data : Buffer.from(data));
   }
 
+  /**
+   * Records that the destination holds the chunk of SHA-256 `digest` as chunk `index` (round 0's
+   * state computed ahead: launchDigests.ts). Only before any scan, on a tracker holding no bytes yet.
+   */
+  holdDigest(index: number, digest: Buffer): void {
+    if (digest.length !== 32) throw new CloudletError('Internal', `a chunk digest is 32 bytes, not ${digest.length}`);
+    this.sent.delete(index);
+    this.sentDigest.set(index, digest);
+  }
+
   /** What the destination holds as chunk `index`, copied into `out` (the base disk's chunk if never sent). */
   held(index: number, out: Buffer): Buffer {
     const s = this.sent.get(index);
     if (s) { s.copy(out); return out; }
+    if (this.sentDigest.has(index)) throw new CloudletError('Internal', `disk chunk ${index}: only its digest is kept`);
     return readAt(this.baseFd, index * CHUNK_SIZE, out, true);
+  }
+
+  /** Whether `data` differs from what the destination holds as chunk `index` (`base`: its base chunk, read on demand). */
+  private differs(index: number, data: Buffer, base: () => Buffer): boolean {
+    const s = this.sent.get(index);
+    if (s) return !s.equals(data);
+    const d = this.sentDigest.get(index);
+    if (d) return !d.equals(isZero(data) ? ZERO_DIGEST : createHash('sha256').update(data).digest());
+    return !base().equals(data);
+  }
+
+  /** Whether the destination holds zeros as chunk `index`. */
+  private heldZero(index: number): boolean {
+    const s = this.sent.get(index);
+    if (s) return isZero(s);
+    const d = this.sentDigest.get(index);
+    if (d) return ZERO_DIGEST.equals(d);
+    return this.baseChunkIsZero(index);
+  }
+
+  private record(index: number, copy: Buffer): void {
+    this.sentDigest.delete(index);
+    this.sent.set(index, copy);
   }
 
   /**
@@ -119,10 +159,9 @@ export class LayerTracker {
       for (const idx of chunks) {
         if (idx * CHUNK_SIZE >= layer.info.virtualSize) throw new CloudletError('Internal', `disk chunk ${idx} is outside the disk`);
         layer.readChunk(idx, buf, this.baseFd);
-        const held = this.sent.get(idx) ?? readAt(this.baseFd, idx * CHUNK_SIZE, Buffer.alloc(CHUNK_SIZE), true);
-        if (held.equals(buf)) continue;
+        if (!this.differs(idx, buf, () => readAt(this.baseFd, idx * CHUNK_SIZE, Buffer.alloc(CHUNK_SIZE), true))) continue;
         const copy = Buffer.from(buf);
-        this.sent.set(idx, copy);
+        this.record(idx, copy);
         changed++;
         await visit(idx, copy, createHash('sha256').update(copy).digest());
       }
@@ -137,13 +176,12 @@ export class LayerTracker {
     let changed = 0;
     const send = async (index: number, data: Buffer) => {
       const copy = Buffer.from(data);
-      this.sent.set(index, copy);
+      this.record(index, copy);
       changed++;
       await visit(index, copy, createHash('sha256').update(copy).digest());
     };
     const check = async (index: number, data: Buffer, base: () => Buffer) => {
-      const held = this.sent.get(index) ?? base();
-      if (!held.equals(data)) await send(index, data);
+      if (this.differs(index, data, base)) await send(index, data);
     };
     if (cs % CHUNK_SIZE || layer.info.virtualSize % CHUNK_SIZE) {
       const buf = Buffer.alloc(CHUNK_SIZE);
@@ -167,8 +205,7 @@ export class LayerTracker {
       if (first.hostOffset < 0 && this.baseDigests) {
         for (let k = 0; k < bytes; k += CHUNK_SIZE) {
           const index = (guestOff + k) / CHUNK_SIZE;
-          const held = this.sent.get(index);
-          if (held ? !isZero(held) : !this.baseChunkIsZero(index)) await send(index, ZERO_CHUNK);
+          if (!this.heldZero(index)) await send(index, ZERO_CHUNK);
         }
         i = j;
         continue;

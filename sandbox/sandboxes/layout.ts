@@ -18,6 +18,8 @@ export interface SandboxFiles {
   launchOverlay: string;
   /** The ID of the overlay that VM was made from: round 0 uses launchOverlay only if it still has it. */
   launchOverlayId: string;
+  /** What the destination holds after that round 0, as digests, computed after synthesis (handoff/launchDigests.ts). */
+  launchDigests: string;
   /** Device state written by snapshot/stop (restart continues from it). */
   savedState: string;
   qemuLog: string;
@@ -36,7 +38,7 @@ export function sandboxFiles(dir: string): SandboxFiles {
   const disk = path.join(dir, 'disk.qcow2'), ram = path.join(dir, 'ram.raw');
   const v = vmFilesIn(dir, { path: disk, format: 'qcow2' }, ram);
   return {
-    dir, record: path.join(dir, 'state.json'), disk, ram, launchOverlay: path.join(dir, 'launch.overlay'), launchOverlayId: path.join(dir, 'launch.overlay.id'), savedState: path.join(dir, 'state.bin'),
+    dir, record: path.join(dir, 'state.json'), disk, ram, launchOverlay: path.join(dir, 'launch.overlay'), launchOverlayId: path.join(dir, 'launch.overlay.id'), launchDigests: path.join(dir, 'launch.digests'), savedState: path.join(dir, 'state.bin'),
     qemuLog: v.qemuLog, qmpSocket: v.qmpSocket, consoleSocket: v.consoleSocket, consoleLog: v.consoleLog,
     agentSocket: v.agentSocket, migrateSocket: v.migrateSocket, pidFile: v.pidFile,
   };

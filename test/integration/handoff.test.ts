@@ -35,8 +35,17 @@ async function synthesize(c: CloudletClient, overlayUrl: string, name: string): 
   return c.getServer(id);
 }
 
-
-
+/** The launch digests file the daemon computes after a synthesis (handoff/launchDigests.ts), once written. */
+async function launchDigestsOf(d: TestDaemon, timeoutMs = 120_000): Promise<string> {
+  const dir = path.join(d.dataDir, 'sandboxes');
+  for (const end = Date.now() + timeoutMs; Date.now() < end; await new Promise((r) => setTimeout(r, 250))) {
+    for (const vm of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+      const f = path.join(dir, vm, 'launch.digests');
+      if (fs.existsSync(f)) return f;
+    }
+  }
+  throw new Error(`no launch.digests under ${dir} after ${timeoutMs} ms: ${d.log().slice(-2000)}`);
+}
 
 describe('handoff between two daemons with real QEMU', function () {
   this.timeout(900_000);
@@ -71,6 +80,8 @@ describe('handoff between two daemons with real QEMU', function () {
     const unflushedSum = /([0-9a-f]{64})\s+\/srv\/www\/unflushed\.bin/.exec(unflushed)?.[1];
     assert.ok(unflushedSum, `the guest's checksum: ${unflushed}`);
 
+    // What round 0 leaves at the destination, computed after the synthesis (nice 19): used as kept.
+    await launchDigestsOf(a);
     const events: string[] = [];
     const { jobId } = await ca.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token, destVmName: 'moved' });
     const end = await ca.watchJob(jobId, (e) => events.push(e.phase));
@@ -100,10 +111,12 @@ describe('handoff between two daemons with real QEMU', function () {
     // The device state continued the base's saved state: its ROM pages not sent again (the whole is 678 KB).
     assert.equal(r.phases_ms.final_state_after_base, 1, `state after the base's: ${JSON.stringify(r.phases_ms)}`);
     assert.ok(r.phases_ms.final_device_state_bytes > 0 && r.phases_ms.final_device_state_bytes < 400_000, `device state ${r.phases_ms.final_device_state_bytes} bytes`);
-    // Round 0: the overlay the VM was synthesized from, as stored (decoded at the source, not compared).
+    // Round 0: the overlay the VM was synthesized from, as stored (not compared), and not decoded at
+    // the source either: what it leaves at the destination was kept since the synthesis.
     assert.equal(r.round0, 'launch-overlay', `round 0: ${r.round0_compare_reason}`);
     assert.match(r.round0_overlay_id ?? '', /^[0-9a-f]{64}$/);
-    assert.ok(Number.isInteger(r.phases_ms.launch_round_decode), `launch round in phases: ${JSON.stringify(r.phases_ms)}`);
+    assert.equal(r.phases_ms.launch_round_kept_digests, 1, `kept launch digests: ${/round 0 decoded at the source: .*/.exec(a.log())?.[0]}`);
+    assert.equal(r.phases_ms.launch_round_decode, undefined, `round 0 not decoded: ${JSON.stringify(r.phases_ms)}`);
     // What the destination holds kept as page digests (no byte copy of the RAM, no shadow load).
     assert.equal(r.phases_ms.launch_round_digest_copy, 1, `digest copy: ${JSON.stringify(r.phases_ms)}`);
     assert.equal(r.phases_ms.live_shadow_load, undefined, `no byte copy: ${JSON.stringify(r.phases_ms)}`);
@@ -335,10 +348,16 @@ describe('handoff between two daemons with real QEMU', function () {
     const ca = await login(a), cb = await login(b);
     const src = await synthesize(ca, await uploadOverlay(ca, overlay, 'otherstate'), 'other-state');
     assert.equal(await counter(port80(src)), 42);
+    // And the kept launch digests torn (as by a crash mid-write): refused, round 0 decoded at the source.
+    const kept = await launchDigestsOf(a);
+    fs.truncateSync(kept, fs.statSync(kept).size - 100);
     const { jobId } = await ca.handoff(src.id, { handoffUrl: cb.endpoint('compute'), destToken: cb.token, destVmName: 'other-state-moved' });
     const end = await ca.watchJob(jobId);
     assert.equal(end.status, 'DONE', `handoff: ${end.error}`);
     const r = end.result as HandoffReport;
+    assert.equal(r.phases_ms.launch_round_kept_digests, undefined, `torn digests not used: ${JSON.stringify(r.phases_ms)}`);
+    assert.ok(Number.isInteger(r.phases_ms.launch_round_decode), `round 0 decoded: ${JSON.stringify(r.phases_ms)}`);
+    assert.match(a.log(), /round 0 decoded at the source: the launch digests file is torn/);
     assert.equal(r.phases_ms.final_state_after_base, 0, `the whole device state: ${JSON.stringify(r.phases_ms)}`);
     assert.ok(r.phases_ms.final_device_state_bytes > 400_000, `device state ${r.phases_ms.final_device_state_bytes} bytes`);
     assert.ok(a.log().includes(`state.bin of base`) && a.log().includes(other.slice(0, 12)), 'the source says why');

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { CloudletError } from '../../common/errors';
 import { SandboxManager, type PortRequest, type SandboxInfo } from '../../sandboxes/sandboxManager';
 import { progressLine } from './base';
+import { parseLaunchDigestsJob, runLaunchDigestsJob } from '../../handoff/launchDigests';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -89,6 +90,11 @@ export function register(program: Command): void {
       const r = await m.delete(id);
       process.stdout.write(o.json ? JSON.stringify({ id: r, deleted: true }) + '\n' : `deleted ${r}\n`);
     }));
+
+  // Not for users: the daemon runs it at nice 19 after a synthesis (handoff/launchDigests.ts).
+  sb.command('launch-digests <job>', { hidden: true })
+    .description('compute the handoff round 0 digests of a synthesized VM (internal)')
+    .action(async (job: string) => { await runLaunchDigestsJob(parseLaunchDigestsJob(job)); });
 
   sb.command('console <sandbox>')
     .description('attach this terminal to the serial console (Ctrl-] detaches)')
