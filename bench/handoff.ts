@@ -117,6 +117,10 @@ async function ours(a: TestDaemon, b: TestDaemon, overlayUrl: string, via?: (com
   if (s.status !== 'DONE') throw new Error(`synthesis: ${s.error}`);
   const before = await counter(port80(await ca.getServer(id)));
   await sleep(IDLE_MS);
+  // What round 0 leaves at the destination, computed by the source daemon after the synthesis (nice 19,
+  // sandbox/handoff/launchDigests.ts): the handoff starts once it is kept, as a handoff made later than
+  // IDLE_MS after the synthesis would; how long after the synthesis it was ready is reported.
+  const digestsReadyMs = await launchDigestsReady(a, id, Date.now() - IDLE_MS);
   const url = via ? via(cb.endpoint('compute')) : cb.endpoint('compute');
   const requestedAt = Date.now();
   const h = await ca.handoff(id, { handoffUrl: url, destToken: cb.token, destVmName: 'bench-moved' });
@@ -130,9 +134,32 @@ async function ours(a: TestDaemon, b: TestDaemon, overlayUrl: string, via?: (com
   if (typeof r.stop_to_resume_ms !== 'number') throw new Error('the handoff report has no stop_to_resume_ms (source STOP / destination RESUME event times)');
   log(`  ours: ${r.bytes_sent} bytes in ${r.rounds} rounds, downtime (STOP -> RESUME) ${r.stop_to_resume_ms} ms (source's figure ${r.downtime_ms} ms), total ${r.total_ms} ms (${JSON.stringify(r.phases_ms)})`);
   log(`    tracking ${r.tracking}${r.tracking_fallback ? ` (fallback: ${r.tracking_fallback})` : ''}, RAM pages per round ${JSON.stringify(r.round_pages)}`);
-  log(`    round 0: ${r.round0}${r.round0_compare_reason ? ` (${r.round0_compare_reason})` : ''}, round bytes ${JSON.stringify(r.round_bytes)}`);
+  log(`    round 0: ${r.round0}${r.round0_compare_reason ? ` (${r.round0_compare_reason})` : ''}, round bytes ${JSON.stringify(r.round_bytes)}; launch digests ${digestsReadyMs === undefined ? 'not kept (decoded in the handoff)' : `kept ${digestsReadyMs} ms after the synthesis`}`);
   return { bytes: r.bytes_sent, downtime_ms: r.stop_to_resume_ms, reported_downtime_ms: r.downtime_ms, total_ms: r.total_ms, rounds: r.rounds, phases_ms: r.phases_ms, tracking: r.tracking, round_pages: r.round_pages,
     round_bytes: r.round_bytes, round0: r.round0, round0_reason: r.round0_compare_reason, requested_at_ms: requestedAt };
+}
+
+/**
+ * Waits (up to 2 min) for the source daemon to keep the launch digests of server `id` (a file in its
+ * VM folder): ms from `since` (the synthesis's end) until then, undefined if never (none computed:
+ * CLOUDLET_LAUNCH_DIGESTS=0, or main before the feature).
+ */
+async function launchDigestsReady(a: TestDaemon, id: string, since: number): Promise<number | undefined> {
+  const dir = path.join(a.dataDir, 'sandboxes');
+  const file = () => {
+    const vm = fs.existsSync(dir) ? fs.readdirSync(dir).find((d) => d.includes(id)) : undefined;
+    return vm && fs.existsSync(path.join(dir, vm, 'launch.overlay')) ? path.join(dir, vm, 'launch.digests') : undefined;
+  };
+  if (process.env.CLOUDLET_LAUNCH_DIGESTS === '0') return undefined;
+  for (const end = Date.now() + 120_000; Date.now() < end; await sleep(100)) {
+    const f = file();
+    if (!f) return undefined;
+    // Its job ends after it read the VM's RAM file into the page cache (the log says so).
+    const vm = path.basename(path.dirname(f));
+    if (a.log().includes(`launch digests of ${vm} kept`) && fs.existsSync(f)) return Date.now() - since;
+    if (a.log().includes(`launch digests of ${vm} not kept`)) return fs.existsSync(f) ? Date.now() - since : undefined;
+  }
+  return undefined;
 }
 
 /** QEMU's migration of the same launch VM (synthesized here) to a second QEMU sharing its disk. */

@@ -14,7 +14,7 @@ import { createSandboxOverlay, synthesize } from '../overlay/sandboxOverlay';
 import { createLogger } from '../common/log';
 import { tail } from './consoleHub';
 import { watchListing } from '../base/storeWatch';
-import { cancelLaunchDigests, startLaunchDigests } from '../sandboxes/launchDigestsJob';
+import { cancelLaunchDigests, startLaunchDigests, warmRamEnabled } from '../sandboxes/launchDigestsJob';
 
 function vmInfo(s: SandboxInfo): VmInfo {
   const state = s.status === 'running' || s.status === 'starting' ? 'running' : s.status === 'paused' ? 'paused' : s.status === 'stopped' ? 'stopped' : 'missing';
@@ -43,6 +43,7 @@ export function createVmBackend(dataDir: string, manager = new SandboxManager({ 
     startLaunchDigests(id, {
       launchOverlay: files.launchOverlay, launchOverlayId: files.launchOverlayId, out: files.launchDigests, baseId: b.id,
       base: { ram: b.ram, disk: b.disk, ramDigests: b.ramDigests, diskDigests: b.diskDigests }, ramBytes: vmConfig.ramBytes,
+      ...(warmRamEnabled() ? { warmRam: files.ram } : {}),
     });
   };
   return {

@@ -635,12 +635,12 @@ export class HandoffSender {
   /** Decodes round 0 into `ram` and `disk` (what the destination holds once it applied it); the next round's number. */
   /** The launch digests kept in the VM's folder, if usable for this round 0 (else why not, logged; its computation, if still running, ended). */
   private keptLaunchDigests(file: string, r: LaunchRound, baseId: string, pages: number, baseDisk: string): LaunchDigests | undefined {
-    // A computation still running is ended (its CPU would compete with the handoff's); the file is
-    // renamed into place only when whole, so one already there is read (and checked) all the same.
-    const still = cancelLaunchDigests(file);
+    // The file is renamed into place only when whole: one there is used even if its job still runs
+    // (reading the RAM file into the page cache, at nice 19); a job that did not write it yet is
+    // ended (its CPU would compete with the handoff's) and round 0 decoded here.
     let d = !launchDigestsEnabled() ? { unusable: 'CLOUDLET_LAUNCH_DIGESTS=0' }
       : readLaunchDigests(file, { overlayId: r.overlayId, baseId, pages, diskChunks: Math.ceil(fs.statSync(baseDisk).size / CHUNK_SIZE) });
-    if (still && 'unusable' in d) d = { unusable: `the launch digests were still being computed (stopped): ${d.unusable}` };
+    if ('unusable' in d && cancelLaunchDigests(file)) d = { unusable: `the launch digests were still being computed (stopped): ${d.unusable}` };
     if ('unusable' in d) {
       log.info(`handoff of ${this.o.vmId}: round 0 decoded at the source: ${d.unusable}`);
       return undefined;

@@ -139,7 +139,7 @@ export function parseLaunchDigestsJob(text: string): LaunchDigestsJob {
   const str = (v: unknown) => typeof v === 'string' && v.length > 0;
   if (!j || !str(j.launchOverlay) || !str(j.launchOverlayId) || !str(j.out) || !/^[0-9a-f]{64}$/.test(String(j.baseId)) || !j.base
     || !str(j.base.ram) || !str(j.base.disk) || !str(j.base.ramDigests) || !str(j.base.diskDigests)
-    || !Number.isSafeInteger(j.ramBytes) || j.ramBytes <= 0 || j.ramBytes % CHUNK_SIZE) throw new CloudletError('BadInput', 'launch-digests: the job lacks a field or has a wrong one');
+    || !Number.isSafeInteger(j.ramBytes) || j.ramBytes <= 0 || j.ramBytes % CHUNK_SIZE || (j.warmRam !== undefined && !str(j.warmRam))) throw new CloudletError('BadInput', 'launch-digests: the job lacks a field or has a wrong one');
   return j;
 }
 
@@ -155,8 +155,24 @@ export async function runLaunchDigestsJob(job: LaunchDigestsJob): Promise<{ ms: 
   try {
     const d = await computeLaunchDigests(r, job.base, { ram: fs.readFileSync(job.base.ramDigests), disk: fs.readFileSync(job.base.diskDigests) }, job.ramBytes / CHUNK_SIZE, compressor);
     writeLaunchDigests(job.out, { overlayId: r.overlayId, baseId: job.baseId }, d);
+    if (job.warmRam) warmPageCache(job.warmRam);
     return { ms: Date.now() - t0, diskChunks: d.disk.size };
   } finally {
     await compressor.close();
   }
+}
+
+/**
+ * Reads the VM's RAM file once through the page cache. Its holes (pages the guest never wrote since
+ * the launch: most of a 1 GiB guest) then have zero pages in the cache, so the first read of each by
+ * QEMU's migration (a handoff's first pass, which reads every page) maps a cached page instead of
+ * allocating and zeroing one: measured 1.2-1.5 s of kernel time in QEMU's migration thread for the
+ * 1 GiB Debian guest, on the handoff's path; here it is spent at nice 19 beforehand.
+ */
+export function warmPageCache(file: string): void {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(8 << 20);
+    for (let pos = 0; ; pos += buf.length) if (fs.readSync(fd, buf, 0, buf.length, pos) <= 0) break;
+  } finally { fs.closeSync(fd); }
 }

@@ -21,7 +21,12 @@ export interface LaunchDigestsJob {
   baseId: string;
   base: { ram: string; disk: string; ramDigests: string; diskDigests: string };
   ramBytes: number;
+  /** The VM's RAM file, read once afterwards into the page cache (launchDigests.ts warmPageCache). */
+  warmRam?: string;
 }
+
+/** Whether the job also reads the VM's RAM file into the page cache (CLOUDLET_LAUNCH_WARM_RAM=0: not). */
+export function warmRamEnabled(): boolean { return process.env.CLOUDLET_LAUNCH_WARM_RAM !== '0'; }
 
 /** Running computations by VM folder (one per daemon process). */
 const running = new Map<string, ChildProcess>();
