@@ -130,7 +130,7 @@ describe('handoff launch digests kept beside the launch overlay', function () {
     assert.match(why(), /no launch digests kept/);
   });
 
-  it('the child\'s job makes the file from the VM folder (launch overlay + its recorded ID); a job without its overlay or with a bad field fails', async () => {
+  it('the child\'s job makes the file from the VM folder (launch overlay + its recorded ID) and reads the RAM file; a job without its overlay, RAM file or with a bad field fails', async () => {
     const vm = path.join(tmp, 'vm');
     fs.mkdirSync(vm);
     fs.copyFileSync(overlayFile, path.join(vm, 'launch.overlay'));
@@ -139,16 +139,23 @@ describe('handoff launch digests kept beside the launch overlay', function () {
       launchOverlay: path.join(vm, 'launch.overlay'), launchOverlayId: path.join(vm, 'launch.overlay.id'), out: path.join(vm, 'launch.digests'),
       baseId: pair.baseId, base: { ...baseFiles(), ramDigests: pair.base.ramDigests, diskDigests: pair.base.diskDigests }, ramBytes: pair.ram.length,
     }));
+    // With the VM's RAM file to read into the page cache afterwards (a sparse file here: its holes read as zeros).
+    const ramFile = path.join(vm, 'ram.raw');
+    fs.writeFileSync(ramFile, '');
+    fs.truncateSync(ramFile, pair.ram.length);
+    job.warmRam = ramFile;
     const done = await runLaunchDigestsJob(job);
     assert.equal(done.diskChunks, kept.disk.size);
     const back = readLaunchDigests(job.out, expect());
     assert.ok(!('unusable' in back) && back.ram.equals(kept.ram));
+    await assert.rejects(runLaunchDigestsJob({ ...job, out: path.join(vm, 'warm.digests'), warmRam: path.join(vm, 'missing.raw') }), /ENOENT/);
     fs.writeFileSync(job.launchOverlayId, 'ef'.repeat(32));
     await assert.rejects(runLaunchDigestsJob({ ...job, out: path.join(vm, 'other.digests') }), /no launch digests: .*not the efefefefefef/);
     assert.ok(!fs.existsSync(path.join(vm, 'other.digests')));
     assert.throws(() => parseLaunchDigestsJob('{"launchOverlay": "x"}'), /lacks a field/);
     assert.throws(() => parseLaunchDigestsJob(JSON.stringify({ ...job, ramBytes: 4097 })), /lacks a field/);
     assert.throws(() => parseLaunchDigestsJob('not json'), /not JSON/);
+    assert.throws(() => parseLaunchDigestsJob(JSON.stringify({ ...job, warmRam: 7 })), /lacks a field/);
   });
 
   it('a disk chunk of round 0 copying a RAM page is taken by digest (the in-handoff digest copy needs its bytes)', async () => {
