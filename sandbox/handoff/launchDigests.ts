@@ -122,7 +122,8 @@ export function readLaunchDigests(file: string, expect: { overlayId: string; bas
   if (h.pages !== expect.pages) return { unusable: `the launch digests hold ${h.pages} RAM pages, the VM has ${expect.pages}` };
   const at = MAGIC.length + 4 + hl;
   if (!Number.isSafeInteger(h.diskChunks) || h.diskChunks < 0 || body.length !== at + h.pages * 32 + h.diskChunks * 36) return { unusable: 'the launch digests file has the wrong length for its header' };
-  const ram = Buffer.from(body.subarray(at, at + h.pages * 32));
+  // Views of the file's buffer (its own, read here): no copy (a fresh page costs a first-touch fault).
+  const ram = body.subarray(at, at + h.pages * 32);
   const disk = new Map<number, Buffer>();
   for (let k = 0, o = at + h.pages * 32; k < h.diskChunks; k++, o += 36) {
     const i = body.readUInt32LE(o);
