@@ -5,6 +5,7 @@
  * or a handoff begins before it is done. It runs this CLI again (hidden `sandbox launch-digests`).
  */
 import { spawn, type ChildProcess } from 'child_process';
+import * as path from 'path';
 import { describeError } from '../common/errors';
 import { createLogger } from '../common/log';
 
@@ -38,8 +39,13 @@ const running = new Map<string, ChildProcess>();
  */
 export function startLaunchDigests(vmId: string, job: LaunchDigestsJob): void {
   if (!launchDigestsEnabled() || running.has(job.out)) return;
+  // Only from the cloudlet CLI (bin/cloudlet, dist/cloudlet.js, sandbox/cli/main.ts): a daemon run
+  // inside another program (a test runner) computes nothing rather than start that program again.
   const script = process.argv[1];
-  if (!script) return;
+  if (!script || !/^(cloudlet(\.js)?|main\.[jt]s)$/.test(path.basename(script))) {
+    log.info(`launch digests of ${vmId} not computed: this process is not the cloudlet CLI`);
+    return;
+  }
   const args = [...process.execArgv, script, 'sandbox', 'launch-digests', JSON.stringify(job)];
   let child: ChildProcess;
   try {
