@@ -35,13 +35,14 @@ async function synthesize(c: CloudletClient, overlayUrl: string, name: string): 
   return c.getServer(id);
 }
 
-/** The launch digests file the daemon computes after a synthesis (handoff/launchDigests.ts), once written. */
+/** The launch digests file the daemon computes after a synthesis (handoff/launchDigests.ts), once its job ended. */
 async function launchDigestsOf(d: TestDaemon, timeoutMs = 120_000): Promise<string> {
   const dir = path.join(d.dataDir, 'sandboxes');
   for (const end = Date.now() + timeoutMs; Date.now() < end; await new Promise((r) => setTimeout(r, 250))) {
     for (const vm of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
       const f = path.join(dir, vm, 'launch.digests');
-      if (fs.existsSync(f)) return f;
+      // Written, then the job reads the VM's RAM file into the page cache and ends (the log says so).
+      if (fs.existsSync(f) && d.log().includes(`launch digests of ${vm} kept`)) return f;
     }
   }
   throw new Error(`no launch.digests under ${dir} after ${timeoutMs} ms: ${d.log().slice(-2000)}`);
