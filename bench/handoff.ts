@@ -53,6 +53,8 @@ import { startThrottleProxy, type ThrottleProxy } from './lib/throttleProxy';
 import { PROFILES, recompressOverlay } from '../sandbox/overlay/recompress';
 import { publishOverlay } from '../sandbox/registry';
 import { startRegistry } from '../test/integration/fixtures/registry';
+import { warmPageCache } from '../sandbox/handoff/launchDigests';
+import { warmRamEnabled } from '../sandbox/sandboxes/launchDigestsJob';
 
 const GUESTS = (() => { const i = process.argv.indexOf('--guests'); return (i > 0 ? process.argv[i + 1] : 'test,debian').split(','); })();
 const arg = (name: string, dflt: number) => { const i = process.argv.indexOf(name); return i > 0 ? Number(process.argv[i + 1]) : dflt; };
@@ -191,6 +193,11 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
     await dst.qmp.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${inPort}` });
     let target = inPort;
     if (throttle) { const p = await startThrottleProxy({ host: '127.0.0.1', port: inPort }, LINK_MBIT * 1e6); proxy = p; target = p.port; }
+    // The same page-cache state as our source VM: its daemon reads the RAM file once after the synthesis
+    // (launchDigests.ts warmPageCache, unless CLOUDLET_LAUNCH_WARM_RAM=0), which spares the first pass of
+    // ANY migration the allocation of the holes' pages; QEMU's migration gets that too.
+    const warmMs = warmRamEnabled() ? (() => { const t = Date.now(); warmPageCache(layout.files.ram); return Date.now() - t; })() : undefined;
+    if (warmMs !== undefined) log(`  qemu: source RAM file read into the page cache first (${warmMs} ms), as our source daemon does`);
     await sleep(IDLE_MS);
     // The source QEMU loaded its state with x-ignore-shared (synthesis); QEMU's migration sends RAM.
     await src.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: false }] });
