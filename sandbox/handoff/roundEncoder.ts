@@ -7,7 +7,8 @@
  * ahead, so the final round (VM paused) does not pay for indexing the base digests.
  */
 import * as fs from 'fs';
-import { ChunkEncoder } from '../overlay/chunkEncoder';
+import { ChunkEncoder, indexBase } from '../overlay/chunkEncoder';
+import type { ChunkIndex } from '../overlay/chunkIndex';
 import {
   CHUNK_SIZE, ChunkRecord, encodeSegment, SEGMENT_MAX_RECORDS, SEGMENT_TARGET_BYTES, SegmentEntry, Target, toRuns,
 } from '../overlay/format';
@@ -19,6 +20,8 @@ export interface EncodedRound { segments: SegmentEntry[]; data: Buffer[]; chunks
 
 export class RoundEncoder {
   private next?: ChunkEncoder;
+  /** The base's digests indexed once for every round's encoder (indexBase). */
+  private baseIndex?: ChunkIndex;
   private encoder?: ChunkEncoder;
   private open: Record<Target, { records: ChunkRecord[]; payload: Buffer[] }> = { ram: { records: [], payload: [] }, disk: { records: [], payload: [] } };
   private jobs: Array<Promise<{ entry: SegmentEntry; data: Buffer }>> = [];
@@ -33,10 +36,11 @@ export class RoundEncoder {
     this.fds = { ram: fs.openSync(base.ramFile, 'r'), disk: fs.openSync(base.diskFile, 'r') };
   }
 
-  /** Builds the next round's encoder now (indexing every base digest takes a moment). */
+  /** Builds the next round's encoder now (the first one indexes every base digest, which takes a moment). */
   prepare(): void {
+    this.baseIndex ??= indexBase(this.base.ramDigests, this.base.diskDigests);
     this.next ??= new ChunkEncoder(this.base.ramDigests, this.base.diskDigests, (target, index, out) =>
-      fs.readSync(this.fds[target], out, 0, CHUNK_SIZE, index * CHUNK_SIZE) === CHUNK_SIZE ? out : undefined);
+      fs.readSync(this.fds[target], out, 0, CHUNK_SIZE, index * CHUNK_SIZE) === CHUNK_SIZE ? out : undefined, this.baseIndex);
   }
 
   begin(): void {
