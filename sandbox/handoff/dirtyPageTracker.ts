@@ -105,13 +105,18 @@ export class ShadowPageTracker implements PageCopy {
     return this.held.compare(data, 0, CHUNK_SIZE, at, at + CHUNK_SIZE) !== 0;
   }
 
-  /** Digest of `data` if it differs from what the destination holds (and records it as sent). */
-  check(index: number, data: Buffer): Buffer | undefined {
+  /** The SHA-256 of `data` if it differs from what the destination holds (nothing recorded), else undefined. */
+  differing(index: number, data: Buffer): Buffer | undefined {
+    return this.differs(index, data) ? createHash('sha256').update(data).digest() : undefined;
+  }
+
+  /** Digest of `data` if it differs from what the destination holds (and records it as sent); `digest`: its SHA-256 if known. */
+  check(index: number, data: Buffer, digest?: Buffer): Buffer | undefined {
     if (index >= this.chunks) throw new CloudletError('Internal', `chunk ${index} is outside the tracked image (${this.chunks} chunks)`);
     const at = index * CHUNK_SIZE;
     if (this.held.compare(data, 0, CHUNK_SIZE, at, at + CHUNK_SIZE) === 0) return undefined;
     data.copy(this.held, at, 0, CHUNK_SIZE);
-    return createHash('sha256').update(data).digest();
+    return digest ?? createHash('sha256').update(data).digest();
   }
 
   /**
@@ -246,8 +251,13 @@ export interface PageCopy {
   readonly chunks: number;
   /** Whether `data` differs from what the destination holds as page `index` (nothing recorded). */
   differs(index: number, data: Buffer): boolean;
-  /** Digest of `data` if it differs (and records it as sent). */
-  check(index: number, data: Buffer): Buffer | undefined;
+  /**
+   * The SHA-256 of `data` if it differs (nothing recorded), else undefined: taken when a page arrives
+   * (MigrationTracker), so that the paused round does not hash the pages found before the pause again.
+   */
+  differing(index: number, data: Buffer): Buffer | undefined;
+  /** Digest of `data` if it differs (and records it as sent); `digest`: the SHA-256 of `data` when already known. */
+  check(index: number, data: Buffer, digest?: Buffer): Buffer | undefined;
 }
 
 /** A page's bytes were asked of a copy that keeps only digests (DirtyPageTracker.page). */
@@ -269,16 +279,21 @@ export class DirtyPageTracker implements PageCopy {
     baseDigests.copy(this.held, 0, 0, Math.min(baseDigests.length, this.held.length));
   }
 
-  /** Digest of `data` if it differs from what the destination holds (and records it as sent). */
-  check(index: number, data: Buffer): Buffer | undefined {
-    const digest = this.digestOf(index, data);
+  /** Digest of `data` if it differs from what the destination holds (and records it as sent); `digest`: the SHA-256 of `data` when already known. */
+  check(index: number, data: Buffer, digest?: Buffer): Buffer | undefined {
+    if (digest) this.inside(index); else digest = this.digestOf(index, data);
     if (this.held.compare(digest, 0, 32, index * 32, index * 32 + 32) === 0) return undefined;
     digest.copy(this.held, index * 32);
     return digest === ZERO_DIGEST ? Buffer.from(digest) : digest;
   }
 
   differs(index: number, data: Buffer): boolean {
-    return this.held.compare(this.digestOf(index, data), 0, 32, index * 32, index * 32 + 32) !== 0;
+    return this.differing(index, data) !== undefined;
+  }
+
+  differing(index: number, data: Buffer): Buffer | undefined {
+    const digest = this.digestOf(index, data);
+    return this.held.compare(digest, 0, 32, index * 32, index * 32 + 32) === 0 ? undefined : digest;
   }
 
   /** Records that the destination holds `data` as page `index` (a round sent without a compare: launchRound.ts). */

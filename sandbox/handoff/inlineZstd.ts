@@ -21,12 +21,13 @@ export class InlineZstd {
   async compress(data: Buffer, level: number): Promise<CompressedSegment> {
     if (this.level !== level) { this.cmp.setParameters({ compressionLevel: level, contentSizeFlag: true, checksumFlag: false }); this.level = level; }
     const out = this.cmp.compress(data);
-    return { data: out, digest: `sha256:${sha256(out)}`, rawDigest: `sha256:${sha256(data)}` };
+    // The name of the bytes before compression only when asked: a handoff round's entries carry none.
+    return { data: out, digest: `sha256:${sha256(out)}`, get rawDigest() { return `sha256:${sha256(data)}`; } };
   }
 
   async decompressNamed(data: Buffer): Promise<{ data: Buffer; rawDigest: string }> {
     const out = this.dec.decompress(data);
-    return { data: out, rawDigest: `sha256:${sha256(out)}` };
+    return { data: out, get rawDigest() { return `sha256:${sha256(out)}`; } };
   }
 }
 

@@ -118,11 +118,15 @@ export async function fetchSegment(entry: SegmentEntry, source: SegmentSource, c
   } else {
     checkSegmentDigest(entry.digest, buf);
     checkFrameSize(entry, zstdFrameContentSize(buf));
+    let named: { data: Buffer; rawDigest: string };
     try {
-      ({ data: raw, rawDigest } = await compressor.decompressNamed(buf));
+      named = await compressor.decompressNamed(buf);
     } catch (e) {
       throw new CloudletError('Corrupt', `segment ${entry.digest} does not decompress: ${(e as Error).message}`);
     }
+    raw = named.data;
+    // Read only when compared below: InlineZstd hashes the bytes only when asked.
+    if (entry.rawDigest !== undefined) rawDigest = named.rawDigest;
   }
   if (raw.length !== entry.rawSize) {
     throw new CloudletError('Corrupt', `segment ${entry.digest} decompressed to ${raw.length} bytes, the manifest says ${entry.rawSize}; refused`);
