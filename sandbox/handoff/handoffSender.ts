@@ -87,6 +87,15 @@ export function firstPassGateEnabled(): boolean { return process.env.CLOUDLET_HA
  */
 export const GATE_STREAM_BYTES = 2 << 20;
 
+/**
+ * Stream bytes after the late gate (MigrationTracker.start's lateGateAt): the pages QEMU's first pass
+ * finds past it go in the pause, those between the two gates in a live round (on the Debian guest the
+ * 2 MiB after the first gate held ~680 differing pages, nearly all of the paused round's ~760).
+ * Above the ~300 KB the socket, QEMU's buffer and one read hold, so that QEMU normally cannot end its
+ * pass while held there; CLOUDLET_HANDOFF_LATE_GATE_BYTES (0: no late gate).
+ */
+export function lateGateBytes(): number { return envNumber('CLOUDLET_HANDOFF_LATE_GATE_BYTES', 512 << 10, 0); }
+
 /** Unsent pages QEMU's first pass may find before it is held, while round 0 is on its way (64 MiB). */
 export const ROUND0_PENDING_PAGES = 16384;
 
@@ -295,8 +304,10 @@ export class HandoffSender {
         // round 0 is applied at the destination, so neither waits inside the pause; no RAM read here.
         try {
           const gateAt = firstPassGate(ram, pages);
+          const late = lateGateBytes();
+          const lateGateAt = late > 0 && late < GATE_STREAM_BYTES ? firstPassGate(ram, pages, late) : undefined;
           this.phases.first_pass_gate_mib = Math.round(gateAt / (1 << 20));
-          tracker = await MigrationTracker.start(qmp, path.join(path.dirname(files.migrateSocket), 'track.sock'), ram, { gateAt });
+          tracker = await MigrationTracker.start(qmp, path.join(path.dirname(files.migrateSocket), 'track.sock'), ram, { gateAt, lateGateAt });
           this.mark('at_first_pass_start');
         } catch (e) {
           this.fallBack(`QEMU's migration could not be started as the tracker: ${describeError(e)}`);
@@ -361,13 +372,14 @@ export class HandoffSender {
           // Stopped: the last pass is coming; a round now would wait inside the downtime.
           if (tracker.vmStopped) break;
           const atGate = tracker.gateHeld;
+          const lateGate = tracker.heldGate === 1;
           if (!atGate && tracker.pendingPages < tracker.pendingMax) continue;
           if (atGate && !tracker.pendingPages && !firstDisk?.length) {
             // Nothing found before the gate: round 0 applied is all QEMU has to wait for.
             const tWait = Date.now();
             await this.roundBefore();
-            this.phases.first_pass_gate_wait = Date.now() - tWait;
-            this.mark('at_first_pass_gate_open');
+            if (!lateGate) this.phases.first_pass_gate_wait = Date.now() - tWait;
+            this.mark(lateGate ? 'at_late_gate_open' : 'at_first_pass_gate_open');
             tracker.openGate();
             continue;
           }
@@ -383,14 +395,19 @@ export class HandoffSender {
           for (const p of pages) await enc.add('ram', p.index, p.data, p.digest);
           const tSend = Date.now();
           await this.send(dest, sid, round, false, enc, pages.length, diskChanged);
-          if (atGate) { this.phases.first_pass_gate_round = Date.now() - tSend; tracker.openGate(); this.mark('at_first_pass_gate_open'); }
-          o.progress({ phase: 'round', done: round + 1, message: `round ${round}: ${pages.length} RAM pages (QEMU's dirty log${atGate ? ', its first pass' : ''}), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
+          if (atGate) {
+            this.phases[lateGate ? 'late_gate_round' : 'first_pass_gate_round'] = Date.now() - tSend;
+            tracker.openGate();
+            this.mark(lateGate ? 'at_late_gate_open' : 'at_first_pass_gate_open');
+          }
+          o.progress({ phase: 'round', done: round + 1, message: `round ${round}: ${pages.length} RAM pages (QEMU's dirty log${atGate ? `, its first pass${lateGate ? ' near its end' : ''}` : ''}), ${diskChanged} disk chunks, ${this.roundBytes[round]} bytes` });
           round++;
         }
         this.lap('live_tracking', tTrack); // QEMU's passes until it stopped the VM, with the live rounds
         // 0: QEMU stopped the VM before its first pass reached the gate (its budget x its bandwidth
         // covered the rest of the pass): pages written since the launch past that point go in the pause.
         if (this.phases.first_pass_gate_mib !== undefined) this.phases.first_pass_gate_reached = tracker.timeline.gateHeld !== undefined ? 1 : 0;
+        if (tracker.timeline.lateGateHeld !== undefined) this.phases.at_late_gate_held = Math.round(tracker.timeline.lateGateHeld - this.startedAt);
         if (tracker.failure && tracker.stoppedAt === undefined) {
           // The VM never stopped: cancel QEMU's migration (the VM runs on) and compare instead.
           const why = describeError(tracker.failure);

@@ -79,6 +79,8 @@ export interface TrackerTimeline {
   streamEnd?: number;
   /** QEMU's first pass reached the gate (start()'s gateAt) and was held there. */
   gateHeld?: number;
+  /** It reached the late gate (start()'s lateGateAt) and was held there. */
+  lateGateHeld?: number;
   /** Pages of the last pass (any block), and of those the `mem` pages that differ from the destination's. */
   finalPages: number;
   finalDiffering: number;
@@ -95,7 +97,8 @@ export class MigrationTracker {
   failure?: Error;
   readonly timeline: TrackerTimeline = { finalPages: 0, finalDiffering: 0 };
   private readonly parser: MigrationStreamParser;
-  private readonly pending = new Map<number, Buffer | undefined>();
+  /** Unsent differing pages: their bytes (undefined: zeros) and SHA-256, taken on arrival (not in the paused round). */
+  private readonly pending = new Map<number, { data: Buffer | undefined; digest: Buffer }>();
   /** Unsent pages at which the socket is paused (and the sender sends a round): holdBackAt(). */
   private pendingLimitNow = pendingLimit();
   get pendingMax(): number { return this.pendingLimitNow; }
@@ -111,10 +114,13 @@ export class MigrationTracker {
   private stateTail?: number;
   private budgetTimer?: NodeJS.Timeout;
   /**
-   * Where QEMU's first pass is held (byte offset in the shared block) until the sender has sent what
-   * the pass found so far (openGate()): see start()'s `gateAt`.
+   * Where QEMU's first pass is held (byte offsets in the shared block, ascending) until the sender has
+   * sent what the pass found so far (openGate()): see start()'s `gateAt` and `lateGateAt`.
    */
-  private gate?: { at: number; state: 'armed' | 'held' | 'open' };
+  private readonly gates: Array<{ at: number; state: 'armed' | 'held' | 'open' }> = [];
+  /** The first gate not opened yet (gates are passed in order). */
+  private gateNo = 0;
+  private get gate(): { at: number; state: 'armed' | 'held' | 'open' } | undefined { return this.gates[this.gateNo]; }
   private gateOpenedAt?: number;
   private readonly onEvent = (e: QmpEvent) => {
     if (e.event === 'STOP' && this.stoppedAt === undefined) {
@@ -146,10 +152,17 @@ export class MigrationTracker {
    * socket buffers can take cannot end: what it found differing (pages written since round 0 was
    * made) goes in a live round instead of the paused one, and round 0 is known applied before QEMU
    * may stop the VM.
+   * `lateGateAt` (after `gateAt`): a second hold nearer the pass's end, so that what the pass finds
+   * between the two (the top of RAM, where the guest kernel allocates first) goes in a live round too
+   * and only the stream after it waits for the pause. Its stream after it may fit the socket buffers:
+   * then QEMU can end the pass there and stop the VM (only that round then falls in the pause).
    */
-  static async start(qmp: QmpClient, socket: string, shadow: PageCopy, o: { downtimeMs?: number; gateAt?: number } = {}): Promise<MigrationTracker> {
+  static async start(qmp: QmpClient, socket: string, shadow: PageCopy, o: { downtimeMs?: number; gateAt?: number; lateGateAt?: number } = {}): Promise<MigrationTracker> {
     const t = new MigrationTracker(qmp, socket, shadow);
-    if (o.gateAt !== undefined) t.gate = { at: o.gateAt, state: 'armed' };
+    if (o.gateAt !== undefined) {
+      t.gates.push({ at: o.gateAt, state: 'armed' });
+      if (o.lateGateAt !== undefined && o.lateGateAt > o.gateAt) t.gates.push({ at: o.lateGateAt, state: 'armed' });
+    }
     const downtime = o.downtimeMs ?? trackerDowntimeMs();
     try {
       await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: false }, { capability: 'events', state: true }] });
@@ -165,7 +178,7 @@ export class MigrationTracker {
         // With a gate, the budget grows only from when the first pass went past it: a first pass slowed
         // by the rounds before the gate (a loaded host) is not a guest that writes too fast, and a grown
         // budget let QEMU stop the VM mid-pass (measured: 12k pages in the pause at load 15).
-        const since = t.gate ? t.gateOpenedAt : t.startedAt;
+        const since = t.gates.length ? t.gateOpenedAt : t.startedAt;
         const ms = since === undefined ? downtime : downtimeBudget(downtime, Date.now() - since);
         if (!t.parser.completing) qmp.execute('migrate-set-parameters', { 'downtime-limit': ms }).catch(() => undefined);
       }, 5000);
@@ -186,8 +199,10 @@ export class MigrationTracker {
   get vmStopped(): boolean { return this.stoppedAt !== undefined || this.timeline.finalPass !== undefined; }
   /** Unsent pages that differ from the destination's copy. */
   get pendingPages(): number { return this.pending.size; }
-  /** QEMU's first pass is held at the gate (start()'s gateAt) until openGate(). */
+  /** QEMU's first pass is held at a gate (start()'s gateAt or lateGateAt) until openGate(). */
   get gateHeld(): boolean { return this.gate?.state === 'held'; }
+  /** Which gate holds it: 0 the first (gateAt), 1 the late one. */
+  get heldGate(): number | undefined { return this.gateHeld ? this.gateNo : undefined; }
 
   /**
    * Pauses the socket at `pages` unsent pages from now on (default: CLOUDLET_HANDOFF_PENDING_PAGES):
@@ -199,11 +214,13 @@ export class MigrationTracker {
     this.wake();
   }
 
-  /** Lets QEMU's first pass go on past the gate (once the pages found before it were sent). */
+  /** Lets QEMU's first pass go on past the gate that holds it (once the pages found before it were sent), up to the next one. */
   openGate(): void {
-    if (!this.gate || this.gate.state === 'open') return;
-    this.gate.state = 'open';
-    this.gateOpenedAt = Date.now();
+    const g = this.gate;
+    if (!g || g.state === 'armed') return;
+    g.state = 'open';
+    this.gateNo++;
+    this.gateOpenedAt ??= Date.now();
     if (this.pending.size < this.pendingMax || this.vmStopped) this.sock?.resume();
   }
 
@@ -264,8 +281,9 @@ export class MigrationTracker {
   take(): TakenPage[] {
     const out: TakenPage[] = [];
     for (const index of [...this.pending.keys()].sort((a, b) => a - b)) {
-      const data = this.pending.get(index) ?? ZERO_PAGE;
-      const digest = this.shadow.check(index, data);
+      const p = this.pending.get(index)!;
+      const data = p.data ?? ZERO_PAGE;
+      const digest = this.shadow.check(index, data, p.digest);
       if (digest) out.push({ index, data, digest });
     }
     this.pending.clear();
@@ -338,14 +356,19 @@ export class MigrationTracker {
       m.set(offset, data ? Buffer.from(data) : undefined);
       return;
     }
-    if (this.gate?.state === 'armed' && offset >= this.gate.at) { this.gate.state = 'held'; this.timeline.gateHeld = Date.now(); }
+    const g = this.gate;
+    if (g?.state === 'armed' && offset >= g.at) {
+      g.state = 'held';
+      if (this.gateNo === 0) this.timeline.gateHeld = Date.now(); else this.timeline.lateGateHeld = Date.now();
+    }
     const index = offset / PAGE_SIZE;
-    if (!this.shadow.differs(index, data ?? ZERO_PAGE)) {
+    const digest = this.shadow.differing(index, data ?? ZERO_PAGE);
+    if (!digest) {
       this.pending.delete(index);
       return;
     }
     if (final) this.timeline.finalDiffering++;
-    this.pending.set(index, data ? Buffer.from(data) : undefined);
+    this.pending.set(index, { data: data ? Buffer.from(data) : undefined, digest });
   }
 
   private fail(e: Error): void {

@@ -126,6 +126,11 @@ describe('handoff between two daemons with real QEMU', function () {
     // Held there, unless QEMU stopped the VM before the gate (its budget x bandwidth covered the rest of the pass: reported 0).
     assert.ok([0, 1].includes(r.phases_ms.first_pass_gate_reached), `gate reached or not in phases: ${JSON.stringify(r.phases_ms)}`);
     if (r.phases_ms.first_pass_gate_reached === 1) assert.ok(Number.isInteger(r.phases_ms.first_pass_gate_round ?? r.phases_ms.first_pass_gate_wait), `the first pass was held at the gate: ${JSON.stringify(r.phases_ms)}`);
+    // Held at the late gate (nearer the pass's end) only once the first one was opened.
+    if (r.phases_ms.at_late_gate_held !== undefined) {
+      assert.equal(r.phases_ms.first_pass_gate_reached, 1, `the late gate after the first: ${JSON.stringify(r.phases_ms)}`);
+      assert.ok(r.phases_ms.at_late_gate_held >= r.phases_ms.at_first_pass_gate_open, `held at the late gate after the first opened: ${JSON.stringify(r.phases_ms)}`);
+    }
     assert.equal(r.phases_ms.compare_round_ram_scan, undefined, `no compare round: ${JSON.stringify(r.phases_ms)}`);
     // Written disk chunks found by QEMU's block dirty bitmap: the paused scan reads only those.
     assert.equal(r.disk_tracking, 'qemu-dirty-bitmap', `disk tracking ${r.disk_tracking}: ${r.disk_tracking_fallback}`);
