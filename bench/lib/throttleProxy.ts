@@ -38,7 +38,7 @@ interface Acc { bytes: number; first?: number; last?: number; ticks: number; tic
 const newAcc = (): Acc => ({ bytes: 0, ticks: 0, tickMs: 0, idleMs: 0, pendingIdle: 0, maxBacklog: 0 });
 
 /** One connection's bytes in one direction, waiting for the link's budget. */
-interface Flow { from: net.Socket; to: net.Socket; queue: Buffer[]; ended: boolean; done: boolean; acc: Acc }
+interface Flow { from: net.Socket; to: net.Socket; queue: Buffer[]; queued: number; ended: boolean; done: boolean; acc: Acc }
 
 /** One direction of the link: one budget for every flow. */
 class LinkDirection {
@@ -47,13 +47,17 @@ class LinkDirection {
   private prev = 0;
   private timer: NodeJS.Timeout | undefined;
   private next = 0;
-  constructor(private readonly bytesPerSec: number) {}
+  private readonly maxQueued: number;
+  constructor(private readonly bytesPerSec: number) { this.maxQueued = Math.max(65536, bytesPerSec / 50); }
 
   add(from: net.Socket, to: net.Socket, acc: Acc): void {
-    const f: Flow = { from, to, queue: [], ended: false, done: false, acc };
+    const f: Flow = { from, to, queue: [], queued: 0, ended: false, done: false, acc };
     this.flows.add(f);
     const drop = () => { if (!f.done) { f.done = true; this.flows.delete(f); } };
-    from.on('data', (d: Buffer) => f.queue.push(d));
+    // At most ~20 ms of the link's bytes wait in the proxy (a real link's queue, not megabytes: a sender
+    // that streams, as QEMU's migration does, would otherwise have seconds of its stream queued ahead
+    // of the link when it stops the VM). The sender's own socket buffer is the kernel's to size.
+    from.on('data', (d: Buffer) => { f.queue.push(d); f.queued += d.length; if (f.queued > this.maxQueued) from.pause(); });
     from.on('end', () => { f.ended = true; });
     from.on('error', () => { drop(); to.destroy(); });
     from.on('close', () => { if (!f.ended) { drop(); to.destroy(); } });
@@ -92,6 +96,7 @@ class LinkDirection {
         f.acc.idleMs += f.acc.pendingIdle;
         f.acc.pendingIdle = 0;
         this.budget -= n;
+        f.queued -= n;
         if (n === b.length) f.queue.shift(); else f.queue[0] = b.subarray(n);
         progressed = true;
       }
@@ -99,7 +104,7 @@ class LinkDirection {
     }
     for (const f of flows) {
       f.acc.maxBacklog = Math.max(f.acc.maxBacklog, f.to.writableLength);
-      if (f.queue.length > 64) f.from.pause(); else f.from.resume();
+      if (f.queued > this.maxQueued) f.from.pause(); else f.from.resume();
       if (!f.queue.length && f.ended && !f.done) { f.done = true; this.flows.delete(f); f.to.end(); }
     }
     // A link with nothing queued keeps no budget beyond its 100 ms cap (as a real link: idle time is not saved up).
