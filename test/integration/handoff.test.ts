@@ -20,7 +20,7 @@ import { PROFILES, recompressOverlay } from '../../sandbox/overlay/recompress';
 import { publishOverlay } from '../../sandbox/registry';
 import { startRegistry } from './fixtures/registry';
 import { consoleRun, consoleSocketUnder, port80 } from './fixtures/guestConsole';
-import { startDaemon, killProcessesUsing, type TestDaemon, TEST_USERS } from './fixtures/daemon';
+import { startDaemon, killProcessesUsing, launchDigestsOf, type TestDaemon, TEST_USERS } from './fixtures/daemon';
 import { sampleOverlay, uploadOverlay, counter, httpGet } from './fixtures/sampleOverlay';
 import { CloudletClient, type HandoffReport, type Server } from '../../sandbox/client';
 import { TEST_BASE_RAM_MIB, ensureTestBase, flipByte, qemuPidsUnder, replaceWithCopy } from './fixtures/testBase';
@@ -33,19 +33,6 @@ async function synthesize(c: CloudletClient, overlayUrl: string, name: string): 
   const end = await c.watchJob(jobId!);
   assert.equal(end.status, 'DONE', `synthesis: ${end.error}`);
   return c.getServer(id);
-}
-
-/** The launch digests file the daemon computes after a synthesis (handoff/launchDigests.ts), once its job ended. */
-async function launchDigestsOf(d: TestDaemon, timeoutMs = 120_000): Promise<string> {
-  const dir = path.join(d.dataDir, 'sandboxes');
-  for (const end = Date.now() + timeoutMs; Date.now() < end; await new Promise((r) => setTimeout(r, 250))) {
-    for (const vm of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
-      const f = path.join(dir, vm, 'launch.digests');
-      // Written, then the job reads the VM's RAM file into the page cache and ends (the log says so).
-      if (fs.existsSync(f) && d.log().includes(`launch digests of ${vm} kept`)) return f;
-    }
-  }
-  throw new Error(`no launch.digests under ${dir} after ${timeoutMs} ms: ${d.log().slice(-2000)}`);
 }
 
 describe('handoff between two daemons with real QEMU', function () {
