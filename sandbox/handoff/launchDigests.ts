@@ -140,13 +140,22 @@ export function parseLaunchDigestsJob(text: string): LaunchDigestsJob {
   const str = (v: unknown) => typeof v === 'string' && v.length > 0;
   if (!j || !str(j.launchOverlay) || !str(j.launchOverlayId) || !str(j.out) || !/^[0-9a-f]{64}$/.test(String(j.baseId)) || !j.base
     || !str(j.base.ram) || !str(j.base.disk) || !str(j.base.ramDigests) || !str(j.base.diskDigests)
-    || !Number.isSafeInteger(j.ramBytes) || j.ramBytes <= 0 || j.ramBytes % CHUNK_SIZE || (j.warmRam !== undefined && !str(j.warmRam))) throw new CloudletError('BadInput', 'launch-digests: the job lacks a field or has a wrong one');
+    || !Number.isSafeInteger(j.ramBytes) || j.ramBytes <= 0 || j.ramBytes % CHUNK_SIZE || (j.warmRam !== undefined && !str(j.warmRam))
+    || (j.parentPid !== undefined && (!Number.isSafeInteger(j.parentPid) || j.parentPid <= 0))) throw new CloudletError('BadInput', 'launch-digests: the job lacks a field or has a wrong one');
   return j;
 }
 
 /** The child's work: round 0 read and checked as a handoff would, decoded into digests, written. */
 export async function runLaunchDigestsJob(job: LaunchDigestsJob): Promise<{ ms: number; diskChunks: number }> {
   const t0 = Date.now();
+  // A daemon killed outright (no exit handler ran) leaves this child to its own: it stops itself.
+  const parentGone = () => job.parentPid !== undefined && process.ppid !== job.parentPid;
+  const watch = setInterval(() => { if (parentGone()) process.exit(3); }, 1000);
+  watch.unref();
+  try { return await computeAndKeep(job, t0, parentGone); } finally { clearInterval(watch); }
+}
+
+async function computeAndKeep(job: LaunchDigestsJob, t0: number, parentGone: () => boolean): Promise<{ ms: number; diskChunks: number }> {
   let madeFrom: string | undefined;
   try { madeFrom = fs.readFileSync(job.launchOverlayId, 'utf8').trim(); } catch { madeFrom = undefined; }
   const sizes = { ram: job.ramBytes, disk: fs.statSync(job.base.disk).size };
@@ -156,7 +165,7 @@ export async function runLaunchDigestsJob(job: LaunchDigestsJob): Promise<{ ms: 
   try {
     const d = await computeLaunchDigests(r, job.base, { ram: fs.readFileSync(job.base.ramDigests), disk: fs.readFileSync(job.base.diskDigests) }, job.ramBytes / CHUNK_SIZE, compressor);
     writeLaunchDigests(job.out, { overlayId: r.overlayId, baseId: job.baseId }, d);
-    if (job.warmRam) warmPageCache(job.warmRam);
+    if (job.warmRam) warmPageCache(job.warmRam, parentGone);
     return { ms: Date.now() - t0, diskChunks: d.disk.size };
   } finally {
     await compressor.close();
@@ -170,10 +179,10 @@ export async function runLaunchDigestsJob(job: LaunchDigestsJob): Promise<{ ms: 
  * allocating and zeroing one: measured 1.2-1.5 s of kernel time in QEMU's migration thread for the
  * 1 GiB Debian guest, on the handoff's path; here it is spent at nice 19 beforehand.
  */
-export function warmPageCache(file: string): void {
+export function warmPageCache(file: string, stop: () => boolean = () => false): void {
   const fd = fs.openSync(file, 'r');
   try {
     const buf = Buffer.allocUnsafe(8 << 20);
-    for (let pos = 0; ; pos += buf.length) if (fs.readSync(fd, buf, 0, buf.length, pos) <= 0) break;
+    for (let pos = 0; !stop(); pos += buf.length) if (fs.readSync(fd, buf, 0, buf.length, pos) <= 0) break;
   } finally { fs.closeSync(fd); }
 }

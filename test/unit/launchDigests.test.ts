@@ -156,6 +156,8 @@ describe('handoff launch digests kept beside the launch overlay', function () {
     assert.throws(() => parseLaunchDigestsJob(JSON.stringify({ ...job, ramBytes: 4097 })), /lacks a field/);
     assert.throws(() => parseLaunchDigestsJob('not json'), /not JSON/);
     assert.throws(() => parseLaunchDigestsJob(JSON.stringify({ ...job, warmRam: 7 })), /lacks a field/);
+    assert.throws(() => parseLaunchDigestsJob(JSON.stringify({ ...job, parentPid: -1 })), /lacks a field/);
+    assert.equal(parseLaunchDigestsJob(JSON.stringify({ ...job, parentPid: 1234 })).parentPid, 1234);
   });
 
   it('a disk chunk of round 0 copying a RAM page is taken by digest (the in-handoff digest copy needs its bytes)', async () => {
