@@ -16,7 +16,7 @@ import { checkSegmentDigest, OverlayReader } from '../overlay/overlayReader';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { zstdFrameContentSize } from '../overlay/segmentCompressor';
 import { checkCopies, decodeChunkRecords, newRoundChunks, type ChunkSink, type RoundChunks } from './chunkRecords';
-import { bufferedUnitSegments } from './roundReader';
+import { bufferedUnitSegments, type RoundSegment } from './roundReader';
 
 /** Where the launch state goes at the source: what the destination holds once round 0 is applied. */
 export interface LaunchStateSink {
@@ -40,8 +40,14 @@ export interface LaunchRound {
   overlayId: string;
   /** The round's segments (chunk segments only) and their compressed bytes, in manifest order. */
   segments: SegmentEntry[];
-  /** The segments' compressed bytes (zstd), or with `units` the units' bytes (xz, the wire profile). */
+  /** The segments' compressed bytes (zstd), or with `units` the units' bytes (xz, the wire profile). Empty with `read`. */
   data: Buffer[];
+  /**
+   * Read with `lazy` (the launch-digests child): data[i] read from the file and checked only when
+   * decoded, one at a time (not the whole overlay in memory); a bad one throws. `close` ends the file.
+   */
+  read?: (i: number) => Promise<Buffer>;
+  close?: () => void;
   /** A launch overlay stored with the wire profile: the compression units holding `segments` (the device state's left out). */
   units?: CompressionUnit[];
   /** Chunks per image the round carries. */
@@ -66,11 +72,12 @@ export function launchRoundFor(r: LaunchRound | { unusable: string }, units: boo
  * size) before anything is sent.
  */
 export async function readLaunchRound(file: string, madeFrom: string | undefined, baseId: string, sizes: Record<Target, number>,
-  o: { units?: boolean } = {}): Promise<LaunchRound | { unusable: string }> {
+  o: { units?: boolean; lazy?: boolean } = {}): Promise<LaunchRound | { unusable: string }> {
   if (!fs.existsSync(file)) return { unusable: 'the VM was not made by synthesis from an overlay file' };
   if (!madeFrom) return { unusable: 'the overlay the VM was made from is not recorded' };
   let reader: OverlayReader;
   try { reader = OverlayReader.open(file); } catch (e) { return { unusable: `its launch overlay does not open: ${(e as Error).message}` }; }
+  let keepOpen = false;
   try {
     const m = reader.manifest;
     // The disk chunks the VM's layer does not map are never scanned again: the file must be the overlay applied.
@@ -87,33 +94,71 @@ export async function readLaunchRound(file: string, madeFrom: string | undefined
       // The units of chunk segments as stored (their length and name checked; decoded with its bounds
       // by decodeLaunchRound here and by the destination); the device state's unit stays out.
       const units: CompressionUnit[] = [], segments: SegmentEntry[] = [], data: Buffer[] = [];
+      const readUnit = async (u: CompressionUnit): Promise<Buffer | string> => {
+        const buf = await reader.getSegment(u.digest);
+        if (buf.length !== u.size) return `its launch overlay's compression unit ${u.digest} is ${buf.length} bytes, its manifest says ${u.size}`;
+        checkSegmentDigest(u.digest, buf);
+        return buf;
+      };
       let k = 0;
       for (const u of m.compression.units) {
         const held = m.segments.slice(k, k + u.segments);
         k += u.segments;
         if (held[0].kind !== 'chunks') continue;
-        const buf = await reader.getSegment(u.digest);
-        if (buf.length !== u.size) return { unusable: `its launch overlay's compression unit ${u.digest} is ${buf.length} bytes, its manifest says ${u.size}` };
-        checkSegmentDigest(u.digest, buf);
-        units.push(u); segments.push(...held); data.push(buf);
+        if (!o.lazy) {
+          const buf = await readUnit(u);
+          if (typeof buf === 'string') return { unusable: buf };
+          data.push(buf);
+        }
+        units.push(u); segments.push(...held);
         for (const s of held) chunks[s.target!] += s.records ?? 0;
       }
-      return { overlayId: reader.overlayId, segments, data, units, chunks };
+      if (!o.lazy) return { overlayId: reader.overlayId, segments, data, units, chunks };
+      keepOpen = true;
+      return { overlayId: reader.overlayId, segments, data, units, chunks, close: () => reader.close(), read: async (i) => orThrow(await readUnit(units[i])) };
     }
     const segments = m.segments.filter((s) => s.kind === 'chunks');
-    const data: Buffer[] = [];
-    for (const s of segments) {
+    const readZstd = async (s: SegmentEntry): Promise<Buffer | string> => {
       const buf = await reader.getSegment(s.digest);
       checkSegmentDigest(s.digest, buf);
-      if (zstdFrameContentSize(buf) !== s.rawSize) return { unusable: `its launch overlay's segment ${s.digest} is not one zstd frame of ${s.rawSize} bytes` };
-      data.push(buf);
+      if (zstdFrameContentSize(buf) !== s.rawSize) return `its launch overlay's segment ${s.digest} is not one zstd frame of ${s.rawSize} bytes`;
+      return buf;
+    };
+    const data: Buffer[] = [];
+    for (const s of segments) {
+      if (!o.lazy) {
+        const buf = await readZstd(s);
+        if (typeof buf === 'string') return { unusable: buf };
+        data.push(buf);
+      }
       chunks[s.target!] += s.records ?? 0;
     }
-    return { overlayId: reader.overlayId, segments, data, chunks };
+    if (!o.lazy) return { overlayId: reader.overlayId, segments, data, chunks };
+    keepOpen = true;
+    return { overlayId: reader.overlayId, segments, data, chunks, close: () => reader.close(), read: async (i) => orThrow(await readZstd(segments[i])) };
   } catch (e) {
     return { unusable: `its launch overlay cannot be read: ${(e as Error).message}` };
   } finally {
-    reader.close();
+    if (!keepOpen) reader.close();
+  }
+}
+
+function orThrow(b: Buffer | string): Buffer {
+  if (typeof b === 'string') throw new CloudletError('Corrupt', b);
+  return b;
+}
+
+/**
+ * One unit at a time (a lazy round: its bytes read when its turn comes), each decoded as
+ * bufferedUnitSegments decodes it: one xz decoder and one unit's bytes at a time.
+ */
+async function* unitByUnit(r: LaunchRound, what: string): AsyncGenerator<RoundSegment> {
+  let k = 0;
+  for (let i = 0; i < r.units!.length; i++) {
+    const u = r.units![i];
+    const held = r.segments.slice(k, k + u.segments);
+    k += u.segments;
+    yield* bufferedUnitSegments([await r.read!(i)], [u], held, what);
   }
 }
 
@@ -135,12 +180,13 @@ export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, i
   // libuv's threads meanwhile.
   const pending: Array<Promise<Buffer>> = [];
   let next = 0;
-  const units = r.units ? bufferedUnitSegments(r.data, r.units, r.segments, 'round 0 (launch overlay)')[Symbol.asyncIterator]() : undefined;
+  const what = 'round 0 (launch overlay)';
+  const units = r.units ? (r.read ? unitByUnit(r, what) : bufferedUnitSegments(r.data, r.units, r.segments, what))[Symbol.asyncIterator]() : undefined;
   const start = () => {
     const i = next++;
     const p = units
       ? units.next().then((x) => { if (x.done || x.value.entry !== r.segments[i]) throw new CloudletError('Internal', `round 0: segment ${i} not decoded in order`); return x.value.data; })
-      : fetchSegment(r.segments[i], { getSegment: async () => r.data[i] }, compressor, signal);
+      : fetchSegment(r.segments[i], { getSegment: async () => (r.read ? r.read(i) : r.data[i]) }, compressor, signal);
     p.catch(() => undefined);
     pending.push(p);
   };

@@ -19,6 +19,8 @@ import { DirtyPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
 import { LayerTracker } from '../../sandbox/handoff/layerTracker';
 import { decodeLaunchRound, readLaunchRound, type LaunchRound } from '../../sandbox/handoff/launchRound';
 import { computeLaunchDigests, encodeLaunchDigests, parseLaunchDigestsJob, readLaunchDigests, runLaunchDigestsJob, writeLaunchDigests, type LaunchDigests } from '../../sandbox/handoff/launchDigests';
+import { OverlayReader } from '../../sandbox/overlay/overlayReader';
+import { PROFILES, recompressOverlay } from '../../sandbox/overlay/recompress';
 import { makePair, PAGE, type GeneratedPair } from './helpers/generatedImages';
 
 describe('handoff launch digests kept beside the launch overlay', function () {
@@ -128,6 +130,37 @@ describe('handoff launch digests kept beside the launch overlay', function () {
     assert.match(why(), /torn/);
     fs.rmSync(file);
     assert.match(why(), /no launch digests kept/);
+  });
+
+  it('read lazily (the child: one segment or xz unit in memory at a time) round 0 gives the same digests, from the build file and its wire copy; a segment corrupt in the file fails the lazy decode where the eager read calls the overlay unusable', async () => {
+    const wire = await recompressOverlay(overlayFile, path.join(tmp, 'wire.overlay'), { codec: PROFILES.wire, compressor });
+    for (const [file, units] of [[overlayFile, false], [wire.path, true]] as const) {
+      const lazy = await readLaunchRound(file, overlayId, pair.baseId, sizes, { units: true, lazy: true });
+      assert.ok(!('unusable' in lazy));
+      try {
+        assert.equal(lazy.data.length, 0, 'nothing read up front');
+        assert.equal(!!lazy.units, units);
+        const d = await computeLaunchDigests(lazy, baseFiles(), baseDigests(), pages, compressor);
+        assert.ok(d.ram.equals(kept.ram), `RAM digests (${file})`);
+        assert.deepEqual([...d.disk.entries()].sort((a, b) => a[0] - b[0]), [...kept.disk.entries()].sort((a, b) => a[0] - b[0]));
+      } finally { lazy.close?.(); }
+    }
+    // One byte of the last chunk segment flipped in a copy of the file.
+    const bad = path.join(tmp, 'bad.overlay');
+    fs.copyFileSync(overlayFile, bad);
+    const rd = OverlayReader.open(bad);
+    const last = round.segments[round.segments.length - 1];
+    const at = rd.segmentRange(last.digest).offset + 8;
+    rd.close();
+    const fd = fs.openSync(bad, 'r+');
+    const b = Buffer.alloc(1); fs.readSync(fd, b, 0, 1, at); b[0] ^= 0xff; fs.writeSync(fd, b, 0, 1, at); fs.closeSync(fd);
+    const eager = await readLaunchRound(bad, overlayId, pair.baseId, sizes);
+    assert.ok('unusable' in eager && /cannot be read|segment/.test(eager.unusable));
+    const lazy = await readLaunchRound(bad, overlayId, pair.baseId, sizes, { lazy: true });
+    assert.ok(!('unusable' in lazy));
+    try {
+      await assert.rejects(computeLaunchDigests(lazy, baseFiles(), baseDigests(), pages, compressor), new RegExp(last.digest.slice(7, 19)));
+    } finally { lazy.close?.(); }
   });
 
   it('the child\'s job makes the file from the VM folder (launch overlay + its recorded ID) and reads the RAM file; a job without its overlay, RAM file or with a bad field fails', async () => {
