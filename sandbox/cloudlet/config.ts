@@ -5,7 +5,7 @@
  *   max_servers: 8                  # capacity: more running VMs than this -> 503 / ERROR
  *   overlay_max_bytes: 4294967296   # size cap of an overlay fetched from overlay_url
  *   projects: [demo, other]
- *   registry_logins:                # projects that may pull oci:// overlays with this daemon user's own
+ *   registry_logins:                # projects (IDs; names only with the embedded identity) that may pull oci:// overlays with this daemon user's own
  *     registry.example:5000: [demo] # Docker login ($DOCKER_CONFIG/config.json); others send their own or go anonymous
  *   users:
  *     - name: admin
@@ -136,7 +136,7 @@ function parseNetworks(raw: unknown, source: string): string[] {
   return raw as string[];
 }
 
-/** registry_logins: {"host[:port]": [project, ...]}; a host as references name it (no scheme, no path). */
+/** registry_logins: {"host[:port]": [project ID (or name, embedded identity only), ...]}; a host as references name it (no scheme, no path). */
 function parseRegistryLogins(raw: unknown, source: string): Record<string, string[]> {
   if (raw === undefined || raw === null) return {};
   const bad = (what: string) => new CloudletError('BadInput', `${source}: registry_logins${what}`);

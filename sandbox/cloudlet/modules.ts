@@ -18,6 +18,7 @@ export function builtinModules(o: { config: DaemonConfig; dataDir: string }): Ap
   const backend = createVmBackend(o.dataDir);
   const compute = computeModule({ backend, maxServers: o.config.max_servers, overlayMaxBytes: o.config.overlay_max_bytes,
     overlayNetworks: new AddressPolicy(o.config.overlay_url_networks ?? DEFAULT_OVERLAY_NETWORKS), registryLogins: o.config.registry_logins,
+    registryLoginsByName: (o.config.identity?.provider ?? 'embedded') === 'embedded',
     handoff: (ctx, lifecycle) => createHandoffService(ctx, lifecycle, backend) });
   return [
     compute,

@@ -33,6 +33,8 @@ export interface ComputeOptions {
   overlayNetworks?: AddressPolicy;
   /** Registry -> projects that may pull with the daemon user's own Docker login (config registry_logins). */
   registryLogins?: Record<string, string[]>;
+  /** registry_logins entries may name projects (embedded identity: names unique); else IDs only. */
+  registryLoginsByName?: boolean;
   handoff?: (ctx: DaemonContext, lifecycle: ServerLifecycle) => HandoffService;
 }
 
@@ -54,7 +56,7 @@ export function computeModule(opts: ComputeOptions): ComputeModule {
       const servers = new ServerStore(ctx.db);
       images = new ImageStore(ctx.db, ctx.dataDir);
       lifecycle = new ServerLifecycle({ ctx, backend, servers, images, admission: new Admission(opts.maxServers, () => servers.countLive()),
-        overlay: { maxBytes: opts.overlayMaxBytes, networks: opts.overlayNetworks, registryLogins: opts.registryLogins } });
+        overlay: { maxBytes: opts.overlayMaxBytes, networks: opts.overlayNetworks, registryLogins: opts.registryLogins, registryLoginsByName: opts.registryLoginsByName } });
       lifecycle.handoff = opts.handoff?.(ctx, lifecycle);
       const base = (_req: FastifyRequest) => ctx.serviceUrl('compute');
       // Microversions: only 2.1 (406 for any other, 400 when malformed), checked before the route.

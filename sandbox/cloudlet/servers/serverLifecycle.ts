@@ -35,19 +35,22 @@ export interface ServerLifecycleDeps {
   images: ImageStore;
   admission: Admission;
   /** overlay_url limits: size cap, and where it may lead (default: public and loopback addresses). */
-  overlay: { maxBytes: number; networks?: AddressPolicy; registryLogins?: Record<string, string[]> };
+  overlay: { maxBytes: number; networks?: AddressPolicy; registryLogins?: Record<string, string[]>; registryLoginsByName?: boolean };
 }
 
 /**
  * Which login an oci:// pull of caller `a` uses: the one the request brought; else the daemon user's
  * own Docker login (undefined: looked up) for an admin or a project the operator granted that
  * registry in registry_logins; else none (null: anonymous). Never the daemon's login by default.
+ * Entries are project IDs; names match too only when `byName` (the embedded identity, whose project
+ * names are unique and set by the operator). Under Keystone a name is free text, unique only in its
+ * domain: another domain's project could be named like a granted project or its ID.
  */
 export function registryCredentialsFor(a: Pick<AuthContext, 'isAdmin' | 'projectId' | 'projectName'>, registry: string, given: Credentials | undefined,
-  logins: Record<string, string[]> = {}): Credentials | null | undefined {
+  logins: Record<string, string[]> = {}, byName = false): Credentials | null | undefined {
   if (given) return given;
   const granted = logins[registry.toLowerCase()] ?? [];
-  return a.isAdmin || granted.includes(a.projectId) || granted.includes(a.projectName) ? undefined : null;
+  return a.isAdmin || granted.includes(a.projectId) || (byName && granted.includes(a.projectName)) ? undefined : null;
 }
 
 /** The power actions: from which statuses, to which, and what the VM layer does. */
@@ -138,7 +141,7 @@ export class ServerLifecycle {
     if (url.protocol === 'oci:') {
       const registry = parseReference(overlayUrl).registry;
       return openOciOverlay(overlayUrl, ctx.dataDir, overlay.maxBytes, o, {
-        credentials: registryCredentialsFor(a, registry, registryAuth, overlay.registryLogins), project: a.projectId,
+        credentials: registryCredentialsFor(a, registry, registryAuth, overlay.registryLogins, overlay.registryLoginsByName), project: a.projectId,
       });
     }
     // An image of our own image service: read where it is stored, if the caller may read it (else the

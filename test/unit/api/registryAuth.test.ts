@@ -77,10 +77,19 @@ describe('registryCredentialsFor: whose login an oci:// pull uses', () => {
     assert.equal(registryCredentialsFor(member, 'reg:5000', undefined), null, 'a member gets no daemon login by default');
     assert.equal(registryCredentialsFor(admin, 'reg:5000', undefined), undefined, 'an admin may use the daemon user\'s login');
     const logins = { 'reg:5000': ['demo'], 'other.example': ['p-other'] };
-    assert.equal(registryCredentialsFor(member, 'REG:5000', undefined, logins), undefined, 'granted by project name');
-    assert.equal(registryCredentialsFor(other, 'reg:5000', undefined, logins), null, 'not granted for that registry');
+    assert.equal(registryCredentialsFor(member, 'REG:5000', undefined, logins, true), undefined, 'granted by project name (embedded identity)');
+    assert.equal(registryCredentialsFor(other, 'reg:5000', undefined, logins, true), null, 'not granted for that registry');
     assert.equal(registryCredentialsFor(other, 'other.example', undefined, logins), undefined, 'granted by project ID');
     assert.equal(registryCredentialsFor(member, 'other.example', undefined, logins), null);
+  });
+
+  it('under Keystone (names not unique) entries match project IDs only, never a name (review12 F1)', () => {
+    const logins = { 'reg:5000': ['demo', '5f0c0ffee'] };
+    assert.equal(registryCredentialsFor(member, 'reg:5000', undefined, logins), null, 'a project NAMED like a granted name (another domain)');
+    const namedLikeId = { isAdmin: false, projectId: 'aaaa', projectName: '5f0c0ffee' };
+    assert.equal(registryCredentialsFor(namedLikeId, 'reg:5000', undefined, logins), null, 'a project NAMED like a granted ID');
+    assert.equal(registryCredentialsFor(namedLikeId, 'reg:5000', undefined, logins, true), undefined, 'embedded identity: names are the operator\'s');
+    assert.equal(registryCredentialsFor({ isAdmin: false, projectId: '5f0c0ffee', projectName: 'x' }, 'reg:5000', undefined, logins), undefined, 'the granted ID');
   });
 
   it('registry_logins in the config: a mapping of host[:port] to project lists, checked', () => {
