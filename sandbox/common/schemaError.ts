@@ -21,22 +21,32 @@ const shown = (v: unknown) => {
   try { return JSON.stringify(v)?.slice(0, 80) ?? String(v); } catch { return 'a byte stream'; }
 };
 
+/**
+ * Whether a value at `instancePath` may be a secret: under a key named like password/secret/token or
+ * anywhere in a request's registry login. A mistyped one (a string where an object is due, a number
+ * for a password) must not come back in the refusal, which CLIs print and editors log.
+ */
+export function isSecretPath(instancePath: string): boolean {
+  return instancePath.split('/').slice(1).some((k) => /password|secret|token|registry_auth/i.test(k.replace(/~1/g, '/').replace(/~0/g, '~')));
+}
+
 /** One ajv error as "<field> <problem>"; `root` names the whole document (e.g. "the manifest"). */
 export function describeSchemaError(e: ErrorObject, root: string): string {
   const where = fieldName(e.instancePath, root);
+  const data = isSecretPath(e.instancePath) ? '(value not shown)' : shown(e.data);
   const child = (name: string) => (e.instancePath ? `${where}.${name}` : name);
   const p = e.params as Record<string, unknown>;
   switch (e.keyword) {
     case 'required': return `${child(String(p.missingProperty))} is missing`;
     case 'additionalProperties': return `${child(String(p.additionalProperty))} is not a known field`;
-    case 'type': return `${where} must be ${String(p.type).split(',').map((t) => (t === 'array' ? 'a list' : article(t))).join(' or ')}, not ${shown(e.data)}`;
-    case 'const': return `${where} must be ${shown(p.allowedValue)}, not ${shown(e.data)}`;
-    case 'enum': return `${where} must be one of ${(p.allowedValues as unknown[]).map(shown).join(', ')}, not ${shown(e.data)}`;
-    case 'maximum': return `${where} ${shown(e.data)} is over the limit of ${String(p.limit)}`;
-    case 'minimum': return `${where} ${shown(e.data)} is below the minimum of ${String(p.limit)}`;
-    case 'exclusiveMinimum': case 'exclusiveMaximum': return `${where} ${shown(e.data)} ${e.message}`;
+    case 'type': return `${where} must be ${String(p.type).split(',').map((t) => (t === 'array' ? 'a list' : article(t))).join(' or ')}, not ${data}`;
+    case 'const': return `${where} must be ${shown(p.allowedValue)}, not ${data}`;
+    case 'enum': return `${where} must be one of ${(p.allowedValues as unknown[]).map(shown).join(', ')}, not ${data}`;
+    case 'maximum': return `${where} ${data} is over the limit of ${String(p.limit)}`;
+    case 'minimum': return `${where} ${data} is below the minimum of ${String(p.limit)}`;
+    case 'exclusiveMinimum': case 'exclusiveMaximum': return `${where} ${data} ${e.message}`;
     case 'false schema': return `${where} is not allowed here`;
-    case 'pattern': return `${where} ${shown(e.data)} is not of the form ${String(p.pattern)}`;
+    case 'pattern': return `${where} ${data} is not of the form ${String(p.pattern)}`;
     default: return `${where} ${e.message ?? 'is invalid'}`;
   }
 }

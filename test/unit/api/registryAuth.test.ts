@@ -48,6 +48,16 @@ describe('server create: cloudlet:registry_auth', function () {
     assert.deepEqual((await d.inject('alice', { method: 'GET', url: '/compute/v2.1/servers' })).json().servers, []);
   });
 
+  it('a mistyped login is never echoed in the 400: no value under registry_auth or a password key (review12 F7)', async () => {
+    for (const auth of [`alice:${SECRET}`, { username: 'u', password: 12345678 }, { username: 'u', password: [SECRET] }, 12345678, [SECRET]]) {
+      const r = await create(auth);
+      assert.equal(r.statusCode, 400, r.body);
+      assert.match(r.body, /cloudlet:registry_auth/);
+      assert.ok(!r.body.includes(SECRET) && !r.body.includes('12345678'), `echoed: ${r.body}`);
+      assert.match(r.body, /value not shown/);
+    }
+  });
+
   it('is only for an oci:// overlay_url (an http one, or none, is refused: the login is for that registry alone)', async () => {
     for (const url of ['http://127.0.0.1:9/x.overlay', null]) {
       const r = await create({ username: 'u', password: SECRET }, url);
