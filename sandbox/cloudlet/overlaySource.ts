@@ -107,7 +107,7 @@ export async function openOciOverlay(ref: string, dataDir: string, maxBytes: num
     // A child overlay's whole chain is resolved and checked here, before any server exists.
     // The blob cache serves only what this project's own pulls downloaded (a digest is no key to a blob).
     oci = await openOverlayChainFromOci(ref, {
-      cacheDir: blobCacheDirFor(dataDir), cacheScope: `project:${access.project}`, credentials: access.credentials, ca: readCaFile(), plainHttp: plainHttpSetting(),
+      cacheDir: blobCacheDirFor(dataDir), cacheScope: `project:${access.project}`, credentials: access.credentials, lookedUpLoginIsPrivate: true, ca: readCaFile(), plainHttp: plainHttpSetting(),
       addressPolicy: fo.policy ?? defaultOverlayPolicy(), onRegistryReached: () => { reached = true; }, maxBytes,
     });
   } catch (e) {

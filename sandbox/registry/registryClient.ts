@@ -28,6 +28,11 @@ export interface RegistryClientOptions {
   log?: Logger;
   /** Only these addresses may be connected to (a daemon pulling for a caller's overlay_url). */
   addressPolicy?: AddressPolicy;
+  /**
+   * The looked-up login (credentials undefined) is not the caller's: a daemon pulling for a project
+   * with its operator's login. Refusals then say "the cloudlet's login", no username and no hint.
+   */
+  lookedUpLoginIsPrivate?: boolean;
 }
 
 /** Counters every command reports: what went over the wire and how often we had to retry. */
@@ -95,6 +100,7 @@ export class RegistryClient {
   readonly signal?: AbortSignal;
   private readonly agent: Agent;
   private readonly credentials?: Credentials;
+  private readonly privateLogin: boolean;           // the login is the operator's: never named to the caller
   private readonly plainHttp: boolean | 'auto';
   private readonly log: Logger;
   private base?: string;                             // scheme://host, decided on first use
@@ -105,6 +111,7 @@ export class RegistryClient {
   constructor(registry: string, opts: RegistryClientOptions = {}) {
     this.registry = registry.toLowerCase();
     this.credentials = opts.credentials === null ? undefined : opts.credentials ?? lookupCredentials(this.registry);
+    this.privateLogin = opts.credentials === undefined && !!opts.lookedUpLoginIsPrivate;
     this.plainHttp = opts.plainHttp ?? 'auto';
     this.retryPolicy = { ...DEFAULT_RETRY, ...opts.retry };
     this.signal = opts.signal;
@@ -213,6 +220,7 @@ export class RegistryClient {
   }
 
   private unauthorized(): CloudletError {
+    if (this.credentials && this.privateLogin) return new CloudletError('Unauthorized', `registry ${this.registry} refused the cloudlet's login`);
     return this.credentials
       ? new CloudletError('Unauthorized', `registry ${this.registry} refused the username or password for "${this.credentials.username}"`, {
         hint: `log in again with: cloudlet registry login ${this.registry}`,

@@ -70,6 +70,24 @@ describe('registry: failures', function () {
       assert.ok(!r.stderr.includes('Wr0ngSecret') && !r.stdout.includes('Wr0ngSecret'));
     });
 
+    it('a daemon pulling with its operator\'s own login never names that username in a refusal (review12 F8)', async () => {
+      const dockerDir = path.join(work, 'docker-operator');
+      fs.mkdirSync(dockerDir);
+      fs.writeFileSync(path.join(dockerDir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${reg.username}:Wr0ngSecret`).toString('base64') } } }));
+      const saved = process.env.DOCKER_CONFIG;
+      process.env.DOCKER_CONFIG = dockerDir;
+      try {
+        await assert.rejects(pullOverlay(`${reg.host}/apps/counter:v1`, path.join(work, 'z.overlay'), { lookedUpLoginIsPrivate: true, ca: reg.caPem, cacheDir: path.join(work, 'c-op') }),
+          (e: unknown) => isCloudletError(e, 'Unauthorized') && /refused the cloudlet's login/.test(e.message)
+            && !e.message.includes(`"${reg.username}"`) && !e.message.includes('Wr0ngSecret') && e.hint === undefined);
+        // The same looked-up login on a user's own machine (the CLI) is named, with the way to fix it.
+        await assert.rejects(pullOverlay(`${reg.host}/apps/counter:v1`, path.join(work, 'z.overlay'), { ca: reg.caPem, cacheDir: path.join(work, 'c-op') }),
+          (e: unknown) => isCloudletError(e, 'Unauthorized') && e.message.includes(`"${reg.username}"`) && /cloudlet registry login/.test(e.hint ?? ''));
+      } finally {
+        if (saved === undefined) delete process.env.DOCKER_CONFIG; else process.env.DOCKER_CONFIG = saved;
+      }
+    });
+
     it('refuses a registry whose TLS certificate is not trusted, saying which option fixes it', async () => {
       await assert.rejects(pullOverlay(`${reg.host}/apps/counter:v1`, path.join(work, 'y.overlay'), { credentials: null, cacheDir: path.join(work, 'c-tls') }),
         (e: unknown) => isCloudletError(e) && /TLS certificate of registry .* is not trusted/.test(e.message) && /--ca/.test(e.hint ?? ''));
