@@ -115,10 +115,11 @@ export interface CloudletSession {
   /** Resume a base VM (server create from the base image). Returns the new server and its job. */
   resumeBase(imageId: string, name: string): Promise<{ server: ServerInfo; jobId?: string }>;
   /**
-   * VM synthesis: server create with metadata.overlay_url. For an oci:// URL `registryAuth` is the
-   * user's login to its registry (from secret storage); without it the user's Docker login is sent, if any.
+   * VM synthesis: server create with metadata.overlay_url. For an oci:// URL the pull is tried
+   * anonymously first; only if the registry refused it is the user's login sent, on one retry:
+   * `registryLogin` (secret storage), else the user's Docker login (createSynthesisServer, 'auto').
    */
-  synthesize(overlayUrl: string, name: string, registryAuth?: { username: string; password: string }): Promise<{ server: ServerInfo; jobId?: string }>;
+  synthesize(overlayUrl: string, name: string, registryLogin?: () => Promise<{ username: string; password: string } | undefined>): Promise<{ server: ServerInfo; jobId?: string }>;
   handoff(serverId: string, dest: { url: string; token: string; fingerprint?: string }, destName: string): Promise<{ jobId?: string }>;
   /** `cloudlet-overlay-finish`: make an overlay of this (paused) VM. */
   createOverlay(serverId: string, name: string): Promise<{ jobId?: string; overlayId?: string }>;

@@ -11,7 +11,7 @@ import type { CreateBaseRequest, ProgressEvent } from '../sandbox/client/types';
 import { CloudletError } from '../sandbox/client';
 import { devicesApi, type DevicesApi } from '../sandbox/client/devices';
 import { startPublish, type PublishRequest } from '../sandbox/client/publish';
-import { registryAuthFor } from '../sandbox/client/registryAuth';
+import { createSynthesisServer, registryAuthFor } from '../sandbox/client/registryAuth';
 import { compositionFromManifest } from './state/panels';
 import { OVERLAY_TYPE } from './state/tree';
 
@@ -77,9 +77,13 @@ class ClientSession implements CloudletSession {
     return { server: await this.getServer(r.id), jobId: r.jobId };
   }
 
-  async synthesize(overlayUrl: string, name: string, registryAuth?: { username: string; password: string }): Promise<{ server: ServerInfo; jobId?: string }> {
-    // oci://: the user's own registry login (secret storage, else docker login / cloudlet registry login) for this pull only.
-    const r = await this.c.createServer({ name, overlayUrl, registryAuth: registryAuth ?? registryAuthFor(overlayUrl) });
+  async synthesize(overlayUrl: string, name: string, registryLogin?: () => Promise<{ username: string; password: string } | undefined>): Promise<{ server: ServerInfo; jobId?: string }> {
+    // oci://: the user's own registry login (secret storage, else docker login / cloudlet registry login),
+    // only on a retry after the registry refused the anonymous pull, for this pull only.
+    const r = await createSynthesisServer(this.c, { name, overlayUrl }, {
+      login: async () => (await registryLogin?.()) ?? registryAuthFor(overlayUrl),
+      warn: (m) => console.warn(`cloudlet: ${m}; trying without it`),
+    });
     return { server: await this.getServer(r.id), jobId: r.jobId };
   }
 

@@ -100,9 +100,10 @@ async function synthesizeOn(ext: Ext, overlay: OverlayInfo, cloudlet: string): P
   const existing = new Set((await s.listServers()).map((x) => x.name));
   let name = overlay.name;
   for (let i = 2; existing.has(name); i++) name = `${overlay.name}-${i}`;
-  // A cloudlet pulls a private oci:// repository only with the user's own login: the one Publish keeps in secret storage.
-  const registryAuth = url.startsWith('oci://') ? parseRegistrySecret(await ext.context.secrets.get(registrySecretKey(registryHostOf(url)))) : undefined;
-  const { server, jobId } = await s.synthesize(url, name, registryAuth);
+  // A cloudlet pulls a private oci:// repository only with the user's own login: the one Publish keeps in
+  // secret storage, read (and sent) only if the registry refused the anonymous pull.
+  const registryLogin = async () => (url.startsWith('oci://') ? parseRegistrySecret(await ext.context.secrets.get(registrySecretKey(registryHostOf(url)))) : undefined);
+  const { server, jobId } = await s.synthesize(url, name, registryLogin);
   const panel = openServerPanel(ext, cloudlet, server);
   panel.update({ ...panel.current, operation: 'synthesis', phases: [] });
   ext.refresh('cloudlets');

@@ -146,8 +146,24 @@ describe('registry: synthesis from oci:// references with real QEMU', function (
       assert.ok(!viaCli.stdout.includes(reg.password!) && !viaCli.stderr.includes(reg.password!));
       await bob.deleteServer(cs.id);
 
-      // 5. Anonymous pulls of a public repository keep working (the same overlay, now downloaded by bob himself).
-      const pub = await bob.createServer({ name: 'public', overlayUrl: `oci://${registries.plain!.host}/apps/sample:v1`, metadata: { ports: '80' } });
+      // 5. Anonymous pulls of a public repository keep working (the same overlay, now downloaded by bob himself),
+      // and the CLI (--registry-auth auto, the default) sends no login for them: bob's Docker file holds one for the
+      // public registry that the cloudlet would refuse with a 400 (a 5000-character password) if it were sent.
+      // The private pull above (step 4) went through the retry: anonymous first, refused, then his login.
+      const publicRef = `oci://${registries.plain!.host}/apps/sample:v1`;
+      const tooLong = 'x'.repeat(5000);
+      fs.writeFileSync(path.join(cliEnv.DOCKER_CONFIG, 'config.json'), JSON.stringify({ auths: {
+        [reg.host]: { auth: Buffer.from(`${reg.username}:${reg.password}`).toString('base64') },
+        [registries.plain!.host]: { auth: Buffer.from(`bob:${tooLong}`).toString('base64') } } }), { mode: 0o600 });
+      const always = await runCli(['synthesize', '--cloudlet', 'edge', publicRef, '--registry-auth', 'always', '--json'], cliEnv);
+      assert.equal(always.code, 1, always.stdout);
+      assert.match(always.stderr, /registry_auth\.password/, 'with always the login is sent (this test can see it)');
+      const anon = await runCli(['synthesize', '--cloudlet', 'edge', publicRef, '--name', 'public-cli', '--json'], cliEnv);
+      assert.equal(anon.code, 0, anon.stderr);
+      const anonServer = JSON.parse(anon.stdout.trim().split('\n').pop()!);
+      assert.equal(anonServer.status, 'ACTIVE', anon.stdout);
+      await bob.deleteServer(anonServer.id);
+      const pub = await bob.createServer({ name: 'public', overlayUrl: publicRef, metadata: { ports: '80' } });
       const ps = await bob.waitServer(pub.id, ['ACTIVE', 'ERROR'], { timeoutMs: 600_000 });
       assert.equal(ps.status, 'ACTIVE', JSON.stringify(ps));
       await bob.deleteServer(pub.id);

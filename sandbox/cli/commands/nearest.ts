@@ -13,6 +13,7 @@ import { fetchOverlayManifest } from '../../cloudlet/overlayFetch';
 import { openOverlayFromOci, plainHttpSetting, readCaFile } from '../../registry';
 import { clientFor, cloudletNames, loadSessions } from '../sessions';
 import { synthesizeOnCloudlet } from './remote';
+import type { RegistryAuthMode } from '../../client/registryAuth';
 
 const MANIFEST_CAP = 64 * 1024 * 1024;
 
@@ -58,7 +59,7 @@ async function candidates(login?: string): Promise<Candidate[]> {
   return out;
 }
 
-export async function synthesizeOnNearest(overlay: string, o: { cloudlet?: string; name?: string; ports?: string; json?: boolean; probes?: number; registryAuth?: boolean }): Promise<Server> {
+export async function synthesizeOnNearest(overlay: string, o: { cloudlet?: string; name?: string; ports?: string; json?: boolean; probes?: number; registryAuth?: RegistryAuthMode }): Promise<Server> {
   const baseId = await overlayBaseId(overlay);
   const result = await findNearest(await candidates(o.cloudlet), baseId, { probes: o.probes, onPhase: (m) => process.stderr.write(`${m}\n`) });
   if (!o.json) process.stdout.write(nearestTable(result));

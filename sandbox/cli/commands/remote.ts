@@ -10,7 +10,7 @@ import { CloudletError, describeError } from '../../common/errors';
 import { clientFor, cloudletNames, loadSessions, saveSession, trustOf } from '../sessions';
 import { followJob } from '../progressBar';
 import { formatBytes } from '../../common/bytes';
-import { registryAuthFor } from '../../client/registryAuth';
+import { createSynthesisServer, type RegistryAuthMode } from '../../client/registryAuth';
 
 function readPassword(): string {
   if (process.env.CLOUDLET_PASSWORD) return process.env.CLOUDLET_PASSWORD;
@@ -141,7 +141,7 @@ async function resolveServer(c: CloudletClient, ref: string): Promise<string> {
  * `cloudlet synthesize --cloudlet URL OVERLAY`: OVERLAY is an http(s)/oci URL the cloudlet fetches
  * itself, or a local overlay file first uploaded to the cloudlet's image service.
  */
-export async function synthesizeOnCloudlet(cloudlet: string, overlay: string, o: { name?: string; ports?: string; json?: boolean; quiet?: boolean; registryAuth?: boolean } = {}): Promise<Server> {
+export async function synthesizeOnCloudlet(cloudlet: string, overlay: string, o: { name?: string; ports?: string; json?: boolean; quiet?: boolean; registryAuth?: RegistryAuthMode } = {}): Promise<Server> {
   const c = await clientFor(cloudlet);
   let overlayUrl = overlay;
   if (!/^(https?|oci):\/\//.test(overlay)) {
@@ -156,10 +156,10 @@ export async function synthesizeOnCloudlet(cloudlet: string, overlay: string, o:
   const name = o.name ?? `synth-${Date.now().toString(36)}`;
   // An overlay on another saved cloudlet with a pinned certificate: the synthesizing daemon pins it too.
   const pinned = overlayUrl.startsWith('https:') ? Object.values(loadSessions().cloudlets).map((s) => s.pins?.[hostKey(overlayUrl)]).find(Boolean) : undefined;
-  // oci://: this user's own registry login (cloudlet registry login / docker login) goes with the request,
-  // for that pull only; the cloudlet does not lend its operator's login to projects.
-  const registryAuth = o.registryAuth === false ? undefined : registryAuthFor(overlayUrl);
-  const { id, jobId } = await c.createServer({ name, overlayUrl, registryAuth, metadata: { ...(o.ports ? { ports: o.ports } : {}), ...(pinned ? { overlay_tls_fingerprint: pinned } : {}) } });
+  // oci://: this user's own registry login (cloudlet registry login / docker login) goes with a retry
+  // only when the registry refused the anonymous pull (--registry-auth auto), for that pull only.
+  const { id, jobId } = await createSynthesisServer(c, { name, overlayUrl, metadata: { ...(o.ports ? { ports: o.ports } : {}), ...(pinned ? { overlay_tls_fingerprint: pinned } : {}) } },
+    { mode: o.registryAuth, warn: (m) => process.stderr.write(`warning: ${m}; trying without it\n`) });
   if (jobId) await followJob(c, jobId, 'synthesis');
   const s = await c.getServer(id);
   if (o.json) process.stdout.write(JSON.stringify(s) + '\n');

@@ -11,6 +11,7 @@ import { consoleProgress, interruptSignal, resolveOverlayPath } from './overlay'
 import { synthesizeOnCloudlet } from './remote';
 import { synthesizeOnNearest } from './nearest';
 import { isTcpPort } from '../../common/tcpPort';
+import { REGISTRY_AUTH_MODES, type RegistryAuthMode } from '../../client/registryAuth';
 
 export function register(program: Command): void {
   program.command('synthesize <base> [overlay]')
@@ -21,16 +22,19 @@ export function register(program: Command): void {
     .option('--nearest', 'synthesize OVERLAY on the nearest cloudlet holding its base (round-trip probes, median; the table is shown)')
     .option('--probes <n>', 'with --nearest: round trips per cloudlet', (v: string) => Number(v), 5)
     .option('--json', 'print the sandbox as JSON')
-    .option('--no-registry-auth', 'with --cloudlet or --nearest and an oci:// OVERLAY: do not send your stored login to its registry (the cloudlet pulls anonymously)')
-    .action(async (a: string, b: string | undefined, o: { name?: string; port: number[]; cloudlet?: string; nearest?: boolean; probes: number; json?: boolean; registryAuth: boolean }) => {
+    .option('--registry-auth <mode>', 'with --cloudlet or --nearest and an oci:// OVERLAY: when your stored login to its registry goes to the cloudlet: auto (only after the registry refused the anonymous pull), always, never', 'auto')
+    .option('--no-registry-auth', 'same as --registry-auth never (the cloudlet pulls anonymously)')
+    .action(async (a: string, b: string | undefined, o: { name?: string; port: number[]; cloudlet?: string; nearest?: boolean; probes: number; json?: boolean; registryAuth: string | boolean }) => {
+      const registryAuth = o.registryAuth === false ? 'never' : o.registryAuth === true ? 'auto' : o.registryAuth as RegistryAuthMode;
+      if (!REGISTRY_AUTH_MODES.includes(registryAuth)) throw new CloudletError('BadInput', `--registry-auth takes auto, always or never, not ${String(o.registryAuth)}`);
       if (o.nearest) {
         if (b) throw new CloudletError('BadInput', 'usage: cloudlet synthesize --nearest OVERLAY');
         if (!Number.isInteger(o.probes) || o.probes < 1 || o.probes > 50) throw new CloudletError('BadInput', '--probes takes 1 to 50');
-        await synthesizeOnNearest(a, { cloudlet: o.cloudlet, name: o.name, ports: o.port.length ? o.port.join(',') : undefined, json: o.json, probes: o.probes, registryAuth: o.registryAuth });
+        await synthesizeOnNearest(a, { cloudlet: o.cloudlet, name: o.name, ports: o.port.length ? o.port.join(',') : undefined, json: o.json, probes: o.probes, registryAuth });
         return;
       }
       if (o.cloudlet) {
-        await synthesizeOnCloudlet(o.cloudlet, b ?? a, { name: o.name, ports: o.port.length ? o.port.join(',') : undefined, json: o.json, registryAuth: o.registryAuth });
+        await synthesizeOnCloudlet(o.cloudlet, b ?? a, { name: o.name, ports: o.port.length ? o.port.join(',') : undefined, json: o.json, registryAuth });
         return;
       }
       if (!b) throw new CloudletError('BadInput', 'usage: cloudlet synthesize BASE OVERLAY');
