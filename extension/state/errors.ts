@@ -2,7 +2,7 @@
  * How an error is shown to the user: which kind, which words, which action buttons. Pure, so unit
  * tests check the bad cases (daemon unreachable, wrong credentials, missing base, cancelled).
  */
-export type ErrorKind = 'unreachable' | 'unauthorized' | 'untrusted' | 'missingBase' | 'cancelled' | 'missingTool' | 'conflict' | 'notFound' | 'other';
+export type ErrorKind = 'unreachable' | 'unauthorized' | 'registryRefused' | 'untrusted' | 'missingBase' | 'cancelled' | 'missingTool' | 'conflict' | 'notFound' | 'other';
 
 export interface ShownError {
   kind: ErrorKind;
@@ -62,6 +62,12 @@ export function classifyError(e: unknown, where?: string): ShownError {
     return { kind: 'untrusted', message: `Certificate not trusted${at}: ${msg}`, actions: askable ? ['Trust Certificate...', 'Show Log'] : ['Show Log'], severity: 'error' };
   }
   if (codes.includes('MissingTool')) return { kind: 'missingTool', message: msg, actions: ['Open Settings', 'Show Log'], severity: 'error' };
+  // A 403 Unauthorized is a registry refusing an oci:// pull (the cloudlet's own refusals are 401): the
+  // cloudlet's credentials are fine, the user's registry login is what is missing or wrong.
+  if (codes.includes('Unauthorized') && status === 403) {
+    return { kind: 'registryRefused', message: `The registry refused the pull${at}: ${msg}. Log in to that registry (Publish to it once from the editor, or \`cloudlet registry login HOST\` / \`docker login HOST\`) and synthesize again.`,
+      actions: ['Show Log'], severity: 'error' };
+  }
   if (codes.includes('Unauthorized') || status === 401) {
     return { kind: 'unauthorized', message: `Wrong credentials${at}: ${msg}`, actions: ['Update Credentials', 'Show Log'], severity: 'error' };
   }

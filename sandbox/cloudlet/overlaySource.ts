@@ -118,7 +118,7 @@ export async function openOciOverlay(ref: string, dataDir: string, maxBytes: num
     // a client takes for its own token's end).
     if (isCloudletError(e, 'Unauthorized') || isCloudletError(e, 'Forbidden')) {
       throw new CloudletError(e.code, `overlay_url ${ref}: ${describeError(e)}`, { status: 403,
-        hint: 'send your own login to that registry in cloudlet:registry_auth (the CLI and the extension send the one `cloudlet registry login` or `docker login` stored), or ask the cloudlet\'s operator to grant your project its login (registry_logins)' });
+        hint: 'send your own login to that registry in cloudlet:registry_auth (the CLI and the extension send the one `cloudlet registry login` or `docker login` stored, on a retry after this refusal), or ask the cloudlet\'s operator to grant your project its login (registry_logins)' });
     }
     // A request error keeps its code and status (a parent missing from the repository is a 400, not a 404).
     const keep = e instanceof CloudletError && e.status < 500;

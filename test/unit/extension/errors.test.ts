@@ -48,6 +48,16 @@ describe('extension error presentation', () => {
     assert.match(shown.message, /^Wrong credentials/);
   });
 
+  it('a registry refusing an oci:// pull (403 + Unauthorized) is about the registry login, not the cloudlet\'s credentials (review12 F6)', () => {
+    const body = { cloudlet_error: { code: 'Unauthorized', message: 'overlay_url oci://r:5000/a:v1: registry r:5000 requires a login' } };
+    const shown = classifyError(new ApiError(403, 'overlay_url oci://r:5000/a:v1: registry r:5000 requires a login', 'POST', 'u', body));
+    assert.equal(shown.kind, 'registryRefused');
+    assert.ok(!shown.actions.includes('Update Credentials'));
+    assert.match(shown.message, /registry refused/);
+    assert.match(shown.message, /cloudlet registry login|docker login/);
+    assert.equal(classifyError(new ApiError(401, 'x', 'POST', 'u', { cloudlet_error: { code: 'Unauthorized', message: 'x' } })).kind, 'unauthorized', 'the cloudlet\'s own 401 still is');
+  });
+
   it('a cloudlet lacking the base says so, by the code the daemon sent (not by the words)', () => {
     const body = { badRequest: { code: 400, message: 'this cloudlet does not have base 1234abcd' }, cloudlet_error: { code: 'MissingBase' } };
     const a = classifyError(new ApiError(400, 'compute: this cloudlet does not have base 1234abcd', 'POST', 'u', body));
