@@ -82,7 +82,7 @@ class ClientSession implements CloudletSession {
     // only on a retry after the registry refused the anonymous pull, for this pull only.
     const r = await createSynthesisServer(this.c, { name, overlayUrl }, {
       login: async () => (await registryLogin?.()) ?? registryAuthFor(overlayUrl),
-      warn: (m) => console.warn(`cloudlet: ${m}; trying without it`),
+      warn: (m) => console.warn(`cloudlet: ${m}`),
     });
     return { server: await this.getServer(r.id), jobId: r.jobId };
   }

@@ -76,7 +76,7 @@ export async function createSynthesisServer(c: CloudletClient, req: OciCreate, o
     try {
       l = usable(await login());
     } catch (err) {
-      o.warn?.(`your stored login to ${registry} could not be read: ${describeError(err)}`);
+      o.warn?.(`the registry refused the anonymous pull and your stored login to ${registry} could not be read: ${describeError(err)}`);
     }
     if (!l) throw e;
     return withLogin(l);

@@ -159,7 +159,7 @@ export async function synthesizeOnCloudlet(cloudlet: string, overlay: string, o:
   // oci://: this user's own registry login (cloudlet registry login / docker login) goes with a retry
   // only when the registry refused the anonymous pull (--registry-auth auto), for that pull only.
   const { id, jobId } = await createSynthesisServer(c, { name, overlayUrl, metadata: { ...(o.ports ? { ports: o.ports } : {}), ...(pinned ? { overlay_tls_fingerprint: pinned } : {}) } },
-    { mode: o.registryAuth, warn: (m) => process.stderr.write(`warning: ${m}; trying without it\n`) });
+    { mode: o.registryAuth, warn: (m) => process.stderr.write(`warning: ${m}\n`) });
   if (jobId) await followJob(c, jobId, 'synthesis');
   const s = await c.getServer(id);
   if (o.json) process.stdout.write(JSON.stringify(s) + '\n');
