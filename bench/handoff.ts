@@ -209,7 +209,11 @@ async function qemu(th: TempHome, overlay: string, n: number, throttle = false):
     const tMigrate = Date.now();
     await src.execute('migrate', { uri: `tcp:127.0.0.1:${target}` });
     let m: any;
+    // A migration that does not converge (the guest dirties pages faster than the link carries them at
+    // QEMU's downtime-limit) would run forever: bounded, and reported as this trial's failure.
+    const giveUp = Date.now() + (throttle ? 900_000 : 300_000);
     for (;;) {
+      if (Date.now() > giveUp) throw new Error(`QEMU migration not completed after ${Math.round((Date.now() - tMigrate) / 1000)} s (${m?.status}, ${m?.ram?.transferred} bytes sent): it does not converge`);
       m = await src.execute('query-migrate');
       // Right after `migrate`, query-migrate can still report the incoming migration of the synthesis
       // as completed (no downtime, total 0): only an outgoing one with its figures counts.
