@@ -62,9 +62,9 @@ export function classifyError(e: unknown, where?: string): ShownError {
     return { kind: 'untrusted', message: `Certificate not trusted${at}: ${msg}`, actions: askable ? ['Trust Certificate...', 'Show Log'] : ['Show Log'], severity: 'error' };
   }
   if (codes.includes('MissingTool')) return { kind: 'missingTool', message: msg, actions: ['Open Settings', 'Show Log'], severity: 'error' };
-  // A 403 Unauthorized is a registry refusing an oci:// pull (the cloudlet's own refusals are 401): the
-  // cloudlet's credentials are fine, the user's registry login is what is missing or wrong.
-  if (codes.includes('Unauthorized') && status === 403) {
+  // A registry refusing an oci:// pull: the cloudlet's credentials are fine, the user's registry login is
+  // what is missing or wrong.
+  if (codes.includes('RegistryRefused')) {
     return { kind: 'registryRefused', message: `The registry refused the pull${at}: ${msg}. Log in to that registry (Publish to it once from the editor, or \`cloudlet registry login HOST\` / \`docker login HOST\`) and synthesize again.`,
       actions: ['Show Log'], severity: 'error' };
   }

@@ -27,7 +27,7 @@ export function registryAuthFor(overlayUrl: string, file = dockerConfigPath()): 
 
 /** Whether a create's refusal is the registry's (anonymous pull refused), not the cloudlet's own. */
 export function isRegistryRefusal(e: unknown): boolean {
-  return e instanceof ApiError && e.httpStatus === 403 && (e.code === 'Unauthorized' || e.code === 'Forbidden') && /\bregistry\b/.test(e.message);
+  return e instanceof ApiError && e.code === 'RegistryRefused';
 }
 
 /** A cloudlet URL a login may travel to: https, or http to this machine only (nobody else on the path). */

@@ -114,10 +114,11 @@ export async function openOciOverlay(ref: string, dataDir: string, maxBytes: num
     if (isAddressRefusal(e)) throw outsideRanges(ref);
     // Until a registry answered, nothing is told about what did (see overlayFetch.ts).
     if (!reached) throw unreadable(ref, describeError(e), fo);
-    // The registry refused the login (or its absence): 403 with its word as the code, never a 401 (which
-    // a client takes for its own token's end).
+    // The registry refused the login (or its absence): its own code (403), never a 401 (which a client
+    // takes for its own token's end) nor the cloudlet's Unauthorized/Forbidden (a client retries with the
+    // user's registry login on this code alone). The registry's word stays in the message.
     if (isCloudletError(e, 'Unauthorized') || isCloudletError(e, 'Forbidden')) {
-      throw new CloudletError(e.code, `overlay_url ${ref}: ${describeError(e)}`, { status: 403,
+      throw new CloudletError('RegistryRefused', `overlay_url ${ref}: ${describeError(e)}`, { status: 403,
         hint: 'send your own login to that registry in cloudlet:registry_auth (the CLI and the extension send the one `cloudlet registry login` or `docker login` stored, on a retry after this refusal), or ask the cloudlet\'s operator to grant your project its login (registry_logins)' });
     }
     // A request error keeps its code and status (a parent missing from the repository is a 400, not a 404).

@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   'MissingBase',   // the base VM a request needs is not held here: import it first (400)
   'Unauthorized',  // (401)
   'Forbidden',     // (403), also "quota exceeded" as Nova answers it
+  'RegistryRefused', // a registry refused the pull of an oci:// overlay (its login missing or wrong): 403, not the cloudlet's own refusal
   'Unavailable',   // over capacity, a peer or device down, a daemon not reachable (503)
   'Throttled',     // too many attempts (failed logins): try again after Retry-After seconds (429)
   'MissingTool',   // a host program is missing (QEMU, qemu-img ...): hint has the apt command
@@ -26,7 +27,7 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 
 const STATUS: Record<ErrorCode, number> = {
   BadInput: 400, NotFound: 404, Conflict: 409, Corrupt: 400, Mismatch: 400, MissingBase: 400, Unauthorized: 401,
-  Forbidden: 403, Unavailable: 503, Throttled: 429, MissingTool: 500, Untrusted: 502, Cancelled: 499, Timeout: 504, Internal: 500,
+  Forbidden: 403, RegistryRefused: 403, Unavailable: 503, Throttled: 429, MissingTool: 500, Untrusted: 502, Cancelled: 499, Timeout: 504, Internal: 500,
 };
 
 export function isErrorCode(x: unknown): x is ErrorCode {

@@ -91,10 +91,10 @@ describe('registry: synthesis from oci:// references with real QEMU', function (
 
       // 1. bob (project other) names alice's private repository with no login: the registry's refusal, as a 403 with its code; nothing made or cached.
       await assert.rejects(bob.createServer({ name: 'steal', overlayUrl: privateRef }), (e: ApiError) =>
-        e.httpStatus === 403 && e.code === 'Unauthorized' && /requires a login/.test(e.message) && /registry_auth/.test(e.hint ?? ''));
+        e.httpStatus === 403 && e.code === 'RegistryRefused' && /requires a login/.test(e.message) && /registry_auth/.test(e.hint ?? ''));
       // ... nor with a wrong password (named by user, never echoed).
       await assert.rejects(bob.createServer({ name: 'steal', overlayUrl: privateRef, registryAuth: { username: reg.username!, password: 'Wr0ng-pass' } }), (e: ApiError) =>
-        e.httpStatus === 403 && e.code === 'Unauthorized' && /refused the username or password/.test(e.message) && !e.message.includes('Wr0ng-pass'));
+        e.httpStatus === 403 && e.code === 'RegistryRefused' && /refused the username or password/.test(e.message) && !e.message.includes('Wr0ng-pass'));
       assert.deepEqual(await bob.listServers(), []);
       assert.ok(!fs.existsSync(cacheRoot) || walk(cacheRoot).length === 0, `nothing cached: ${walk(cacheRoot).join(', ')}`);
 
@@ -172,7 +172,7 @@ describe('registry: synthesis from oci:// references with real QEMU', function (
       const carol = await CloudletClient.login({ authUrl: d.authUrl, username: 'carol', password: TEST_USERS.carol, project: 'demo' });
       // A login the request brings is the one used, grant or not (so alice's pull above went with hers).
       await assert.rejects(carol.createServer({ name: 'wrong', overlayUrl: privateRef, registryAuth: { username: reg.username!, password: 'Wr0ng-pass' } }),
-        (e: ApiError) => e.httpStatus === 403 && e.code === 'Unauthorized');
+        (e: ApiError) => e.httpStatus === 403 && e.code === 'RegistryRefused');
       const granted = await carol.createServer({ name: 'granted', overlayUrl: privateRef });
       await carol.deleteServer(granted.id);
 

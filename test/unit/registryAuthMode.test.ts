@@ -38,16 +38,16 @@ describe('createSynthesisServer: the registry login goes to a cloudlet only when
     assert.equal(read, 0);
   });
 
-  it('auto: after the registry refused the anonymous pull (403 Unauthorized/Forbidden), one retry with the login', async () => {
-    for (const code of ['Unauthorized', 'Forbidden']) {
-      const { c, sent } = cloudlet('https://c.example/compute/v2.1', refused(code));
+  it('auto: after the registry refused the anonymous pull (403 RegistryRefused), one retry with the login', async () => {
+    for (const message of ['overlay_url oci://x: registry registry.example:5000 requires a login', 'overlay_url oci://x: denied']) {
+      const { c, sent } = cloudlet('https://c.example/compute/v2.1', refused('RegistryRefused', 403, message));
       assert.deepEqual(await createSynthesisServer(c, { name: 'x', overlayUrl: OCI }, { login: () => LOGIN }), { id: 'srv', jobId: 'job' });
       assert.deepEqual(sent, [undefined, LOGIN]);
     }
   });
 
   it('auto: other refusals (the cloudlet\'s own 401/403, a 400) are not retried with the login', async () => {
-    for (const e of [refused('Unauthorized', 401), refused('Forbidden', 403, 'policy does not allow compute:create'), refused('BadInput', 400)]) {
+    for (const e of [refused('Unauthorized', 401), refused('Forbidden', 403, 'policy does not allow compute:create'), refused('Forbidden', 403, 'registry quota: the code decides, not the words'), refused('BadInput', 400)]) {
       const { c, sent } = cloudlet('https://c.example/compute/v2.1', e);
       await assert.rejects(createSynthesisServer(c, { name: 'x', overlayUrl: OCI }, { login: () => LOGIN }), (x: unknown) => x === e);
       assert.deepEqual(sent, [undefined]);
@@ -57,7 +57,7 @@ describe('createSynthesisServer: the registry login goes to a cloudlet only when
   it('auto: no stored login, an empty password, or an unreadable credentials file: the registry\'s refusal stands (with a warning)', async () => {
     const warnings: string[] = [];
     for (const login of [() => undefined, () => ({ username: 'u', password: '' }), () => { throw new CloudletError('BadInput', 'the Docker credentials file x is not valid JSON'); }]) {
-      const e = refused('Unauthorized');
+      const e = refused('RegistryRefused');
       const { c, sent } = cloudlet('https://c.example/compute/v2.1', e);
       await assert.rejects(createSynthesisServer(c, { name: 'x', overlayUrl: OCI }, { login, warn: (m) => warnings.push(m) }), (x: unknown) => x === e);
       assert.deepEqual(sent, [undefined]);
@@ -67,7 +67,7 @@ describe('createSynthesisServer: the registry login goes to a cloudlet only when
   });
 
   it('never over plain http to a cloudlet off this machine; loopback http and https are fine', async () => {
-    const { c, sent } = cloudlet('http://10.1.2.3:8774/compute/v2.1', refused('Unauthorized'));
+    const { c, sent } = cloudlet('http://10.1.2.3:8774/compute/v2.1', refused('RegistryRefused'));
     await assert.rejects(createSynthesisServer(c, { name: 'x', overlayUrl: OCI }, { login: () => LOGIN }),
       (e: unknown) => isCloudletError(e, 'BadInput') && /over plain http/.test((e as Error).message));
     assert.deepEqual(sent, [undefined], 'the login never left');
@@ -80,7 +80,7 @@ describe('createSynthesisServer: the registry login goes to a cloudlet only when
     const a = cloudlet('https://c.example');
     await createSynthesisServer(a.c, { name: 'x', overlayUrl: OCI }, { mode: 'always', login: () => LOGIN });
     assert.deepEqual(a.sent, [LOGIN]);
-    const n = cloudlet('https://c.example', refused('Unauthorized'));
+    const n = cloudlet('https://c.example', refused('RegistryRefused'));
     await assert.rejects(createSynthesisServer(n.c, { name: 'x', overlayUrl: OCI }, { mode: 'never', login: () => LOGIN }));
     assert.deepEqual(n.sent, [undefined]);
     const h = cloudlet('https://c.example');

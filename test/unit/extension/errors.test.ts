@@ -48,14 +48,15 @@ describe('extension error presentation', () => {
     assert.match(shown.message, /^Wrong credentials/);
   });
 
-  it('a registry refusing an oci:// pull (403 + Unauthorized) is about the registry login, not the cloudlet\'s credentials (review12 F6)', () => {
-    const body = { cloudlet_error: { code: 'Unauthorized', message: 'overlay_url oci://r:5000/a:v1: registry r:5000 requires a login' } };
+  it('a registry refusing an oci:// pull (403 + RegistryRefused) is about the registry login, not the cloudlet\'s credentials (review12 F6)', () => {
+    const body = { cloudlet_error: { code: 'RegistryRefused', message: 'overlay_url oci://r:5000/a:v1: registry r:5000 requires a login' } };
     const shown = classifyError(new ApiError(403, 'overlay_url oci://r:5000/a:v1: registry r:5000 requires a login', 'POST', 'u', body));
     assert.equal(shown.kind, 'registryRefused');
     assert.ok(!shown.actions.includes('Update Credentials'));
     assert.match(shown.message, /registry refused/);
     assert.match(shown.message, /cloudlet registry login|docker login/);
     assert.equal(classifyError(new ApiError(401, 'x', 'POST', 'u', { cloudlet_error: { code: 'Unauthorized', message: 'x' } })).kind, 'unauthorized', 'the cloudlet\'s own 401 still is');
+    assert.notEqual(classifyError(new ApiError(403, 'registry quota', 'POST', 'u', { cloudlet_error: { code: 'Forbidden', message: 'registry quota' } })).kind, 'registryRefused', 'the cloudlet\'s own 403 is not, whatever its words');
   });
 
   it('a cloudlet lacking the base says so, by the code the daemon sent (not by the words)', () => {
