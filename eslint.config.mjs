@@ -25,12 +25,14 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', { paths: [SQLITE_DRIVER] }] },
   },
   {
-    // extension/ reaches cloudlets only through sandbox/client and stays free of native modules.
+    // extension/ reaches cloudlets only through sandbox/client and stays free of native modules; the
+    // user's registry login for an oci:// synthesis comes from sandbox/registry/synthesisLogin (pure JS).
     files: ['extension/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
-        paths: ['better-sqlite3', 'zstd-napi', 'dockerode'],
-        patterns: [{ group: ['../sandbox/*', '!../sandbox/client', '!../sandbox/client/*', '../../sandbox/*', '!../../sandbox/client', '!../../sandbox/client/*'], message: 'extension/ may import only sandbox/client' }],
+        paths: ['better-sqlite3', 'zstd-napi', 'dockerode', '../sandbox/registry', '../../sandbox/registry'],
+        patterns: [{ group: ['../sandbox/*', '!../sandbox/client', '!../sandbox/client/*', '!../sandbox/registry', '../sandbox/registry/*', '!../sandbox/registry/synthesisLogin',
+          '../../sandbox/*', '!../../sandbox/client', '!../../sandbox/client/*', '!../../sandbox/registry', '../../sandbox/registry/*', '!../../sandbox/registry/synthesisLogin'], message: 'extension/ may import only sandbox/client (and sandbox/registry/synthesisLogin)' }],
       }],
     },
   },

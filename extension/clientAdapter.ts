@@ -11,7 +11,7 @@ import type { CreateBaseRequest, ProgressEvent } from '../sandbox/client/types';
 import { CloudletError } from '../sandbox/client';
 import { devicesApi, type DevicesApi } from '../sandbox/client/devices';
 import { startPublish, type PublishRequest } from '../sandbox/client/publish';
-import { createSynthesisServer, registryAuthFor } from '../sandbox/client/registryAuth';
+import { createSynthesisServer, registryAuthFor } from '../sandbox/registry/synthesisLogin';
 import { compositionFromManifest } from './state/panels';
 import { OVERLAY_TYPE } from './state/tree';
 

@@ -10,4 +10,3 @@ export * from './transport';
 export { formatBytes } from '../common/bytes';
 export { isTcpPort } from '../common/tcpPort';
 // An oci:// synthesis carries the user's own registry login (never the cloudlet operator's).
-export { registryAuthFor, createSynthesisServer, isRegistryRefusal, loginMayGoTo, REGISTRY_AUTH_MODES, type RegistryAuthMode, type RegistryLogin } from './registryAuth';

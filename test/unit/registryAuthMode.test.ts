@@ -7,7 +7,7 @@
  */
 import { strict as assert } from 'assert';
 import { ApiError, type CloudletClient } from '../../sandbox/client/client';
-import { createSynthesisServer, loginMayGoTo, type RegistryLogin } from '../../sandbox/client/registryAuth';
+import { createSynthesisServer, loginMayGoTo, type RegistryLogin } from '../../sandbox/registry/synthesisLogin';
 import { CloudletError, isCloudletError } from '../../sandbox/common/errors';
 
 const LOGIN = { username: 'alice', password: 'S3cret' };

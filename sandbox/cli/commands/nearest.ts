@@ -13,7 +13,7 @@ import { fetchOverlayManifest } from '../../cloudlet/overlayFetch';
 import { openOverlayFromOci, plainHttpSetting, readCaFile } from '../../registry';
 import { clientFor, cloudletNames, loadSessions } from '../sessions';
 import { synthesizeOnCloudlet } from './remote';
-import type { RegistryAuthMode } from '../../client/registryAuth';
+import type { RegistryAuthMode } from '../../registry/synthesisLogin';
 
 const MANIFEST_CAP = 64 * 1024 * 1024;
 

@@ -10,7 +10,7 @@ import { CloudletError, describeError } from '../../common/errors';
 import { clientFor, cloudletNames, loadSessions, saveSession, trustOf } from '../sessions';
 import { followJob } from '../progressBar';
 import { formatBytes } from '../../common/bytes';
-import { createSynthesisServer, type RegistryAuthMode } from '../../client/registryAuth';
+import { createSynthesisServer, type RegistryAuthMode } from '../../registry/synthesisLogin';
 
 function readPassword(): string {
   if (process.env.CLOUDLET_PASSWORD) return process.env.CLOUDLET_PASSWORD;

@@ -11,7 +11,7 @@ import { consoleProgress, interruptSignal, resolveOverlayPath } from './overlay'
 import { synthesizeOnCloudlet } from './remote';
 import { synthesizeOnNearest } from './nearest';
 import { isTcpPort } from '../../common/tcpPort';
-import { REGISTRY_AUTH_MODES, type RegistryAuthMode } from '../../client/registryAuth';
+import { REGISTRY_AUTH_MODES, type RegistryAuthMode } from '../../registry/synthesisLogin';
 
 export function register(program: Command): void {
   program.command('synthesize <base> [overlay]')

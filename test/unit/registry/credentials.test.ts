@@ -4,7 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { inspect } from 'util';
 import { Credentials, dockerConfigPath, lookupCredentials, removeCredentials, storeCredentials } from '../../../sandbox/registry/credentials';
-import { registryAuthFor } from '../../../sandbox/client';
+import { registryAuthFor } from '../../../sandbox/registry/synthesisLogin';
 
 describe('registry credentials (Docker config file)', () => {
   let dir: string;

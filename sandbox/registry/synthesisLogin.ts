@@ -6,14 +6,16 @@
  *
  * The login is a password or token, often with push rights: it goes to a cloudlet only when needed.
  * 'auto' (default) asks without it first and sends it once, on a retry, only when the cloudlet says
- * the registry refused the anonymous pull (403, code Unauthorized/Forbidden: answered before any
+ * the registry refused the anonymous pull (403, code RegistryRefused: answered before any
  * server exists); 'always' sends it at once; 'never' not at all. Never over plain http to a cloudlet
  * that is not on this machine.
+ * In sandbox/registry (it reads the Docker credentials file and parses references), above the client it
+ * drives; the extension may import this file beside sandbox/client (.dependency-cruiser.cjs).
  */
 import { CloudletError, describeError } from '../common/errors';
-import { dockerConfigPath, lookupCredentials } from '../registry/credentials';
-import { isOciUrl, parseReference } from '../registry/reference';
-import { ApiError, type CloudletClient } from './client';
+import { ApiError, type CloudletClient } from '../client/client';
+import { dockerConfigPath, lookupCredentials } from './credentials';
+import { isOciUrl, parseReference } from './reference';
 
 export type RegistryLogin = { username: string; password: string };
 export type RegistryAuthMode = 'auto' | 'always' | 'never';
