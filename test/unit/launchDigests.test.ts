@@ -10,9 +10,7 @@
 import { strict as assert } from 'assert';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import { createOverlay } from '../../sandbox/overlay/overlayWriter';
 import { CHUNK_SIZE, encodeSegment, Encoding, type SegmentEntry, type Target } from '../../sandbox/overlay/format';
 import { SegmentCompressor } from '../../sandbox/overlay/segmentCompressor';
 import { DirtyPageTracker } from '../../sandbox/handoff/dirtyPageTracker';
@@ -21,7 +19,8 @@ import { decodeLaunchRound, readLaunchRound, type LaunchRound } from '../../sand
 import { computeLaunchDigests, encodeLaunchDigests, parseLaunchDigestsJob, readLaunchDigests, runLaunchDigestsJob, writeLaunchDigests, type LaunchDigests } from '../../sandbox/handoff/launchDigests';
 import { OverlayReader } from '../../sandbox/overlay/overlayReader';
 import { PROFILES, recompressOverlay } from '../../sandbox/overlay/recompress';
-import { makePair, PAGE, type GeneratedPair } from './helpers/generatedImages';
+import { PAGE, type GeneratedPair } from './helpers/generatedImages';
+import { makeLaunchOverlay } from './helpers/launchOverlay';
 
 describe('handoff launch digests kept beside the launch overlay', function () {
   this.timeout(60_000);
@@ -41,13 +40,7 @@ describe('handoff launch digests kept beside the launch overlay', function () {
   const expect = () => ({ overlayId, baseId: pair.baseId, pages, diskChunks });
 
   before(async () => {
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'launch-digests-'));
-    pair = makePair(path.join(tmp, 'pair'));
-    compressor = new SegmentCompressor(2);
-    const made = await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outDir: path.join(tmp, 'overlays'), compressor });
-    overlayFile = made.path;
-    overlayId = made.overlayId;
-    sizes = { ram: pair.ram.length, disk: fs.statSync(pair.base.diskFile).size };
+    ({ tmp, pair, compressor, overlayFile, overlayId, sizes } = await makeLaunchOverlay('launch-digests-'));
     pages = pair.ram.length / PAGE;
     diskChunks = Math.ceil(sizes.disk / CHUNK_SIZE);
     const r = await readLaunchRound(overlayFile, overlayId, pair.baseId, sizes);

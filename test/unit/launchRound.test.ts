@@ -7,10 +7,8 @@
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { CloudletError } from '../../sandbox/common/errors';
-import { createOverlay } from '../../sandbox/overlay/overlayWriter';
 import { CHUNK_SIZE, encodeSegment, Encoding, type SegmentEntry, type Target } from '../../sandbox/overlay/format';
 import { OverlayReader } from '../../sandbox/overlay/overlayReader';
 import { Qcow2Reader } from '../../sandbox/overlay/qcow2Reader';
@@ -21,7 +19,8 @@ import { decodeLaunchRound, readLaunchRound, type LaunchRound } from '../../sand
 import { encodeRoundBody } from '../../sandbox/handoff/protocol';
 import { RoundApplier } from '../../sandbox/handoff/roundApplier';
 import { openRound } from '../../sandbox/handoff/roundReader';
-import { makePair, PAGE, type GeneratedPair } from './helpers/generatedImages';
+import { PAGE, type GeneratedPair } from './helpers/generatedImages';
+import { makeLaunchOverlay } from './helpers/launchOverlay';
 import { assertLayerIsLaunchDisk, pieces } from './helpers/handoffRounds';
 
 describe('handoff round 0 from the launch overlay', function () {
@@ -34,13 +33,7 @@ describe('handoff round 0 from the launch overlay', function () {
   let sizes: Record<Target, number>;
 
   before(async () => {
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'launch-round-'));
-    pair = makePair(path.join(tmp, 'pair'));
-    compressor = new SegmentCompressor(2);
-    const made = await createOverlay({ baseId: pair.baseId, ...pair.base }, pair.launch, { outDir: path.join(tmp, 'overlays'), compressor });
-    overlayFile = made.path;
-    overlayId = made.overlayId;
-    sizes = { ram: pair.ram.length, disk: fs.statSync(pair.base.diskFile).size };
+    ({ tmp, pair, compressor, overlayFile, overlayId, sizes } = await makeLaunchOverlay('launch-round-'));
   });
   after(async () => {
     await compressor.close();

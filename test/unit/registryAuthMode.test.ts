@@ -67,13 +67,13 @@ describe('createSynthesisServer: the registry login goes to a cloudlet only when
   });
 
   it('never over plain http to a cloudlet off this machine; loopback http and https are fine', async () => {
-    const { c, sent } = cloudlet('http://10.1.2.3:8774/compute/v2.1', refused('RegistryRefused'));
+    const { c, sent } = cloudlet('http://192.0.2.10:8774/compute/v2.1', refused('RegistryRefused'));
     await assert.rejects(createSynthesisServer(c, { name: 'x', overlayUrl: OCI }, { login: () => LOGIN }),
       (e: unknown) => isCloudletError(e, 'BadInput') && /over plain http/.test((e as Error).message));
     assert.deepEqual(sent, [undefined], 'the login never left');
-    await assert.rejects(createSynthesisServer(cloudlet('http://10.1.2.3:8774').c, { name: 'x', overlayUrl: OCI }, { mode: 'always', login: () => LOGIN }), /over plain http/);
-    for (const ok of ['https://10.1.2.3', 'http://127.0.0.3:8774', 'http://localhost:1', 'http://[::1]:1']) assert.ok(loginMayGoTo(ok), ok);
-    for (const no of ['http://10.1.2.3', 'http://127.evil.example', 'http://localhost.evil.example']) assert.ok(!loginMayGoTo(no), no);
+    await assert.rejects(createSynthesisServer(cloudlet('http://192.0.2.10:8774').c, { name: 'x', overlayUrl: OCI }, { mode: 'always', login: () => LOGIN }), /over plain http/);
+    for (const ok of ['https://192.0.2.10', 'http://127.0.0.3:8774', 'http://localhost:1', 'http://[::1]:1']) assert.ok(loginMayGoTo(ok), ok);
+    for (const no of ['http://192.0.2.10', 'http://127.evil.example', 'http://localhost.evil.example']) assert.ok(!loginMayGoTo(no), no);
   });
 
   it('always sends it at once; never and non-oci URLs send none', async () => {
