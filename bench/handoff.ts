@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- handoff [--guests test,debian] [--trials 3] [--link-mbit 25] [--link-trials 1] [--idle-ms 3000] [--compare-workers N] [--no-wire] [--wire-trials N]`:
+ * `npm run bench -- handoff [--guests test,debian] [--trials 3] [--link-mbit 25] [--link-trials 1] [--idle-ms 3000] [--compare-workers N] [--no-wire] [--wire-trials N] [--no-qemu-link]`:
  * on the test guest (128 MiB) the sample back-end (synthesized from the test base's overlay, its
  * in-RAM counter advanced), on the Debian 12 base (1 GiB) a Flask back-end (its hit counter), moved while running
  *   (a) by our handoff between two daemons on loopback (127.0.0.2 -> 127.0.0.3), and
@@ -62,6 +62,8 @@ const LINK_MBIT = arg('--link-mbit', 25);
 const IDLE_MS = arg('--idle-ms', 3000);
 const TRIALS = Math.max(1, Math.floor(arg('--trials', 3)));
 const LINK_TRIALS = Math.max(1, Math.floor(arg('--link-trials', 1)));
+/** For iterating on our link time: skip QEMU's link migrations (2 min each); no link ratio is printed then. */
+const QEMU_LINK = !process.argv.includes('--no-qemu-link');
 /** The Debian guest's wire-profile scenario (wireScenario): on unless --no-wire; --wire-trials N (default --trials). */
 const WIRE = !process.argv.includes('--no-wire');
 const WIRE_TRIALS = Math.max(1, Math.floor(arg('--wire-trials', TRIALS)));
@@ -385,6 +387,7 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
           }
           o25s.push({ ...m, proxy: ps });
         } finally { await proxy.close(); }
+        if (!QEMU_LINK) continue;
         // QEMU's side of a link trial has failed now and then (its destination's counter GET timing out
         // after the migration through the proxy): the figure is kept as missing, the rest of the run goes on.
         try { q25s.push(await qemu(th, overlay, ++n, true)); } catch (e) {
@@ -414,10 +417,13 @@ async function leg(g: Guest, suffix: string): Promise<Record<string, unknown>> {
       [k('trials_detail')]: perTrial(os, qs),
     };
     if (linkQemuErrors.length) result[k('link_qemu_errors')] = linkQemuErrors;
+    if (!QEMU_LINK) result[k('link_qemu_skipped')] = '--no-qemu-link: no QEMU link trial, no link ratio';
     if (o25s.length) {
       const o25 = medianMove(o25s);
       Object.assign(result, {
         [k('link_ours_bytes')]: o25.bytes, [k('link_ours_downtime_ms')]: o25.downtime_ms, [k('link_ours_source_downtime_ms')]: o25.reported_downtime_ms, [k('link_ours_total_ms')]: o25.total_ms,
+        // Each link trial's timeline (ms since the handoff began) and per-round pages, with or without QEMU's side.
+        [k('link_ours_live_ms')]: o25s.map((x) => liveBreakdown(x)), [k('link_ours_round_pages')]: o25s.map((x) => x.round_pages),
       });
     }
     // Ratios only over trials where both sides finished.
