@@ -2,6 +2,7 @@
 import { CloudletError } from '../common/errors';
 import { CertificateError, fetchFailure, transportFetch, type TlsTrust } from '../client/transport';
 import { HANDOFF_FEATURES, HANDOFF_PATH, type BeginRequest, type FinishResponse, type HandoffFeature } from './protocol';
+import type { SentWatch } from './requestSent';
 
 const REQUEST_TIMEOUT_MS = 10 * 60_000;
 
@@ -31,9 +32,10 @@ export class DestinationClient {
   /**
    * Opens a session; `heartbeatMs`: how often the destination wants to hear from this source between
    * requests; `features`: the protocol features it names (an older destination names none).
+   * `watch`: told when the request went out (requestSent.ts).
    */
-  async begin(b: BeginRequest): Promise<{ id: string; heartbeatMs: number; features: HandoffFeature[]; baseStateSha256?: string }> {
-    const r = await this.call<{ session: { id: string; heartbeat_ms?: unknown; features?: unknown; base_state_sha256?: unknown } }>('POST', '', JSON.stringify({ handoff: b }), 'application/json');
+  async begin(b: BeginRequest, watch?: SentWatch): Promise<{ id: string; heartbeatMs: number; features: HandoffFeature[]; baseStateSha256?: string }> {
+    const r = await this.call<{ session: { id: string; heartbeat_ms?: unknown; features?: unknown; base_state_sha256?: unknown } }>('POST', '', JSON.stringify({ handoff: b }), 'application/json', REQUEST_TIMEOUT_MS, true, watch);
     const id = r?.session?.id;
     if (typeof id !== 'string' || !/^[0-9a-f-]{36}$/.test(id)) throw new CloudletError('BadInput', `destination ${this.where} answered begin without a session id`);
     const hb = r.session.heartbeat_ms;
@@ -51,9 +53,13 @@ export class DestinationClient {
     await this.call('PUT', `/${sid}/heartbeat`, undefined, undefined, 10_000);
   }
 
-  /** Sends one round; the answer says how long the destination took to read+apply it and sync its disk layer. */
-  async round(sid: string, n: number, body: Buffer): Promise<{ phases_ms?: Record<string, number> }> {
-    const r = await this.call<{ phases_ms?: unknown }>('PUT', `/${sid}/rounds/${n}`, body, 'application/octet-stream');
+  /**
+   * Sends one round; the answer says how long the destination took to read+apply it and sync its disk layer.
+   * `body` may be its parts in order (sent one after the other, never joined: round 0 is ~30 MB);
+   * `watch`: told when its first bytes went out (requestSent.ts).
+   */
+  async round(sid: string, n: number, body: Buffer | readonly Buffer[], watch?: SentWatch): Promise<{ phases_ms?: Record<string, number> }> {
+    const r = await this.call<{ phases_ms?: unknown }>('PUT', `/${sid}/rounds/${n}`, body, 'application/octet-stream', REQUEST_TIMEOUT_MS, true, watch);
     const p = r?.phases_ms;
     return p && typeof p === 'object' ? { phases_ms: Object.fromEntries(Object.entries(p).filter(([, v]) => typeof v === 'number')) as Record<string, number> } : {};
   }
@@ -88,13 +94,25 @@ export class DestinationClient {
     await this.call('DELETE', `/${sid}`, undefined, undefined, 10_000).catch(() => undefined);
   }
 
-  private async call<T>(method: string, path: string, body: string | Buffer | undefined, type: string | undefined, timeoutMs = REQUEST_TIMEOUT_MS, cancellable = true): Promise<T> {
+  private async call<T>(method: string, path: string, body: string | Buffer | readonly Buffer[] | undefined, type: string | undefined, timeoutMs = REQUEST_TIMEOUT_MS, cancellable = true, watch?: SentWatch): Promise<T> {
+    try { return await this.request<T>(method, path, body, type, timeoutMs, cancellable, watch); } finally { watch?.settled(); }
+  }
+
+  private async request<T>(method: string, path: string, body: string | Buffer | readonly Buffer[] | undefined, type: string | undefined, timeoutMs: number, cancellable: boolean, watch?: SentWatch): Promise<T> {
     const signals = [AbortSignal.timeout(timeoutMs), ...(this.signal && cancellable ? [this.signal] : [])];
+    // Parts go as an iterable with their total length (undici writes each as it comes, checks the
+    // length); a Buffer given to fetch is copied whole first.
+    const parts = Array.isArray(body) ? body as readonly Buffer[] : undefined;
+    const length = parts?.reduce((n, p) => n + p.length, 0);
     let res: Response;
     try {
       res = await transportFetch(this.base + path, {
-        method, body, signal: AbortSignal.any(signals),
-        headers: { 'x-auth-token': this.token, accept: 'application/json', ...(type ? { 'content-type': type } : {}) },
+        method, signal: AbortSignal.any(signals),
+        ...(parts ? { body: iterate(parts) as unknown as RequestInit['body'], duplex: 'half' as const } : { body: body as string | Buffer | undefined }),
+        headers: {
+          'x-auth-token': this.token, accept: 'application/json', ...(type ? { 'content-type': type } : {}),
+          ...(length !== undefined ? { 'content-length': String(length) } : {}), ...watch?.header,
+        },
       }, this.trust);
     } catch (e) {
       if (e instanceof CertificateError) throw new NotDelivered('Untrusted', `handoff destination: ${e.message}`, { hint: e.hint });
@@ -111,4 +129,9 @@ export class DestinationClient {
     }
     return (text ? JSON.parse(text) : {}) as T;
   }
+}
+
+/** The parts one after the other (the iterable fetch sends as a body). */
+async function* iterate(parts: readonly Buffer[]): AsyncGenerator<Buffer> {
+  for (const p of parts) yield p;
 }

@@ -110,8 +110,13 @@ export function fileSha256(file: string): string {
 }
 
 export function encodeRoundBody(header: RoundHeader, segments: Buffer[]): Buffer {
+  return Buffer.concat(encodeRoundParts(header, segments));
+}
+
+/** encodeRoundBody's bytes as parts, in order (the segments not copied). */
+export function encodeRoundParts(header: RoundHeader, segments: Buffer[]): Buffer[] {
   const h = Buffer.from(JSON.stringify(header), 'utf8');
   const len = Buffer.alloc(4);
   len.writeUInt32BE(h.length, 0);
-  return Buffer.concat([len, h, ...segments]);
+  return [Buffer.concat([len, h]), ...segments];
 }
