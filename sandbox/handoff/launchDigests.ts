@@ -106,11 +106,27 @@ export function writeLaunchDigests(file: string, h: { overlayId: string; baseId:
  * The kept launch digests if `file` is whole (its trailing SHA-256) and made for this overlay, base
  * and RAM size; else the reason it is not used.
  */
-export function readLaunchDigests(file: string, expect: { overlayId: string; baseId: string; pages: number; diskChunks: number }): LaunchDigests | { unusable: string } {
+export function readLaunchDigests(file: string, expect: LaunchDigestsExpected): LaunchDigests | { unusable: string } {
   let b: Buffer;
-  try { b = fs.readFileSync(file); } catch (e) {
-    return { unusable: (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no launch digests kept' : `the launch digests do not read: ${describeError(e)}` };
-  }
+  try { b = fs.readFileSync(file); } catch (e) { return unreadable(e); }
+  return parseLaunchDigests(b, expect);
+}
+
+/** readLaunchDigests, the file read off the event loop (a handoff reads it while begin travels). */
+export async function readLaunchDigestsAsync(file: string, expect: LaunchDigestsExpected): Promise<LaunchDigests | { unusable: string }> {
+  let b: Buffer;
+  try { b = await fs.promises.readFile(file); } catch (e) { return unreadable(e); }
+  return parseLaunchDigests(b, expect);
+}
+
+export interface LaunchDigestsExpected { overlayId: string; baseId: string; pages: number; diskChunks: number }
+
+function unreadable(e: unknown): { unusable: string } {
+  return { unusable: (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no launch digests kept' : `the launch digests do not read: ${describeError(e)}` };
+}
+
+/** The kept launch digests from the file's bytes `b` (its own buffer: the result holds views of it). */
+function parseLaunchDigests(b: Buffer, expect: LaunchDigestsExpected): LaunchDigests | { unusable: string } {
   if (b.length < MAGIC.length + 4 + 32 || !b.subarray(0, MAGIC.length).equals(MAGIC)) return { unusable: 'the launch digests file is not one (torn or another format)' };
   const body = b.subarray(0, b.length - 32);
   if (!createHash('sha256').update(body).digest().equals(b.subarray(b.length - 32))) return { unusable: 'the launch digests file is torn (its checksum does not match)' };

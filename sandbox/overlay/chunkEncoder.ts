@@ -43,6 +43,23 @@ export function indexBase(baseRamDigests: Buffer, baseDiskDigests: Buffer): Chun
   return index;
 }
 
+/**
+ * indexBase in steps of `slice` digests: the caller runs the rest of its event loop between steps
+ * (a handoff's source builds it while round 0 streams, whose writes need the loop's turns). The
+ * same inserts in the same order as indexBase: the same index.
+ */
+export function* indexBaseInSlices(baseRamDigests: Buffer, baseDiskDigests: Buffer, slice = 65536): Generator<void, ChunkIndex> {
+  const index = new ChunkIndex((baseRamDigests.length + baseDiskDigests.length) / 32);
+  for (const [source, list] of [[SRC_BASE_RAM, baseRamDigests], [SRC_BASE_DISK, baseDiskDigests]] as const) {
+    index.setList(source, list);
+    for (let from = 0, n = list.length / 32; from < n; from += slice) {
+      for (let i = from; i < Math.min(n, from + slice); i++) index.add(source, i, ZERO_DIGEST);
+      yield;
+    }
+  }
+  return index;
+}
+
 export class ChunkEncoder {
   /** The base's digests (indexBase; a hit there wins over this overlay's own chunks, as it was indexed first). */
   private readonly index: ChunkIndex;
