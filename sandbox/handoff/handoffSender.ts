@@ -15,14 +15,15 @@ import type { SandboxInfo, SandboxManager } from '../sandboxes/sandboxManager';
 import { DEFAULT_LEVEL, mergeAscending } from '../overlay/overlayWriter';
 import { CHUNK_SIZE, type Target } from '../overlay/format';
 import { decodeLaunchRound, launchRoundFor, readLaunchRound, type LaunchRound } from './launchRound';
-import { readLaunchDigests, type LaunchDigests } from './launchDigests';
+import { readLaunchDigestsAsync, type LaunchDigests } from './launchDigests';
+import { watchRequestSent } from './requestSent';
 import { cancelLaunchDigests, launchDigestsEnabled } from '../sandboxes/launchDigestsJob';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { DestinationClient, NotDelivered } from './destinationClient';
 import { DirtyPageTracker, PageBytesNotKept, ShadowPageTracker } from './dirtyPageTracker';
 import { LayerTracker } from './layerTracker';
 import { RoundEncoder } from './roundEncoder';
-import { encodeRoundBody, fileSha256, readAgreedBaseState, stateAfterBaseEnabled, verifyRamEnabled, type FinishResponse } from './protocol';
+import { encodeRoundBody, encodeRoundParts, fileSha256, readAgreedBaseState, stateAfterBaseEnabled, verifyRamEnabled, type FinishResponse } from './protocol';
 import { enableDeviceStateMigration, saveDeviceStateToBuffer } from '../qemu/deviceState';
 import type { HandoffReport } from '../client/types';
 import type { TlsTrust } from '../client/transport';
@@ -168,6 +169,10 @@ export class HandoffSender {
   private inFlight?: Promise<void>;
   /** The launch overlay read (xz units allowed) while begin went to the destination and back. */
   private launchRead?: Promise<LaunchRound | { unusable: string }>;
+  /** The base's digest lists (RAM, disk), read while begin travelled. */
+  private baseDigests?: Promise<Record<Target, Buffer>>;
+  /** The launch digests kept since synthesis for the launch overlay read (launchDigests.ts), read while begin travelled. */
+  private keptRead?: Promise<LaunchDigests | { unusable: string }>;
   /** Round 0 (sent ahead, launch overlay) was answered by the destination. */
   private launchApplied = false;
   /** Whether round 0 was the VM's launch overlay (launchRound.ts), or why not. */
@@ -193,13 +198,24 @@ export class HandoffSender {
     const dest = new DestinationClient(o.handoffUrl, o.destToken, o.signal, o.destTrust);
 
     o.progress({ phase: 'check', message: `asking ${dest.where} whether it holds base ${info.baseId.slice(0, 12)}` });
+    const beginSent = watchRequestSent();
     const begun = dest.begin({
       name: o.destVmName, base_id: info.baseId, vm_config: vmConfig as unknown as Record<string, unknown> & { ramBytes: number },
       ports: info.ports.map((p) => p.guest), flavor_id: o.server.flavorId, metadata: o.server.metadata,
+    }, beginSent);
+    // What round 0 and the rounds after it need, read while begin goes and comes back (the source has
+    // nothing else to do then), but only once begin's request is written: fetch needs turns of the
+    // event loop to connect and write, and round 0's read and check (~0.15-0.25 s for the Debian
+    // guest's 29 MB) has synchronous parts that would hold begin's first byte back.
+    const prep = beginSent.sent.then(() => {
+      this.mark('at_begin_sent');
+      return this.prepare(info.baseId, vmConfig.ramBytes);
     });
-    // Round 0's read and check (~0.15 s for the Debian guest's 29 MB) while begin goes and comes back.
-    this.launchRead = this.readLaunch(info.baseId, vmConfig.ramBytes);
-    this.launchRead.catch(() => undefined); // surfaced by startLaunchRound (not reached if begin fails)
+    this.launchRead = prep.then((p) => p.launch);
+    this.baseDigests = prep.then((p) => p.baseDigests);
+    this.keptRead = prep.then((p) => p.kept);
+    // Surfaced where they are awaited (not reached if begin fails).
+    for (const p of [this.launchRead, this.baseDigests, this.keptRead]) p.catch(() => undefined);
     const { id: sid, heartbeatMs, features, baseStateSha256 } = await begun.catch((e) => {
       throw new CloudletError(e instanceof CloudletError ? e.code : 'Internal', `handoff to ${dest.where} refused before the VM was touched: ${describeError(e)}; the VM kept running at the source`);
     });
@@ -230,12 +246,10 @@ export class HandoffSender {
     const { manager, o } = this;
     const { files, vmConfig } = manager.layout(o.vmId);
     const base = manager.bases.get(info.baseId);
-    const ramDigests = fs.readFileSync(base.ramDigests), diskDigests = fs.readFileSync(base.diskDigests);
     let ram: ShadowPageTracker | DirtyPageTracker | undefined;
-    const enc = new RoundEncoder({ ramFile: base.ram, diskFile: base.disk, ramDigests, diskDigests }, this.compressor, DEFAULT_LEVEL);
     const ramFile = files.ram, diskLayer = files.disk;
-    const baseDiskFd = fs.openSync(base.disk, 'r');
-    let disk = new LayerTracker(diskLayer, baseDiskFd, diskDigests);
+    // Opened once round 0 is on its way (closed at the end).
+    let encoder: RoundEncoder | undefined, baseFd: number | undefined;
     let round = 0, paused = false, tPause = 0;
     let tracker: MigrationTracker | undefined;
     let diskLog: DiskDirtyLog | undefined;
@@ -250,13 +264,21 @@ export class HandoffSender {
       // Round 0 from the overlay the VM was made from, when it kept one (launchRound.ts): on its way
       // while the copy of the base RAM is read and the round decoded into it.
       const launch = await this.startLaunchRound(dest, sid, info.baseId, vmConfig.ramBytes);
+      const { ram: ramDigests, disk: diskDigests } = await (this.baseDigests ?? readBaseDigests(base));
+      const enc = new RoundEncoder({ ramFile: base.ram, diskFile: base.disk, ramDigests, diskDigests }, this.compressor, DEFAULT_LEVEL);
+      encoder = enc;
+      const baseDiskFd = fs.openSync(base.disk, 'r');
+      baseFd = baseDiskFd;
+      let disk = new LayerTracker(diskLayer, baseDiskFd, diskDigests);
+      // The live rounds' index of the base's digests, a slice per turn while round 0 streams (its writes need the loop's turns).
+      enc.indexInBackground().catch((e: unknown) => log.warn(`handoff of ${o.vmId}: the base's index is built when the first live round needs it: ${describeError(e)}`));
       const tShadow = Date.now();
       const pages = vmConfig.ramBytes / CHUNK_SIZE;
       if (launch && firstPassGateEnabled() && trackerChoice() !== 'compare' && digestCopyEnabled()) {
         // Round 0 then QEMU's first pass as the compare: what the destination holds is kept as one
         // SHA-256 per page from the base's list (DirtyPageTracker: no 1 GiB buffer, no base RAM read).
         // Kept since synthesis (launchDigests.ts): round 0 is not decoded here at all.
-        const kept = this.keptLaunchDigests(files.launchDigests, launch, info.baseId, pages, base.disk);
+        const kept = await this.keptLaunchDigests(files.launchDigests, launch, info.baseId, pages, base.disk);
         ram = new DirtyPageTracker(kept?.ram ?? ramDigests, pages);
         try {
           if (kept) round = this.holdKeptDigests(kept, disk);
@@ -588,10 +610,10 @@ export class HandoffSender {
       qmp?.off('event', onStop);
       await tracker?.close();
       await diskLog?.stop();
-      enc.close();
+      encoder?.close();
       await this.inFlight?.catch(() => undefined);
       await ram?.close();
-      fs.closeSync(baseDiskFd);
+      if (baseFd !== undefined) fs.closeSync(baseFd);
     }
   }
 
@@ -620,22 +642,44 @@ export class HandoffSender {
       return undefined;
     }
     this.phases.launch_round_read_wait = Date.now() - t0;
-    const body = encodeRoundBody({ round: 0, final: false, segments: r.segments, ...(r.units ? { units: r.units } : {}) }, r.data);
+    // The round's parts as read (never joined into one 29 MB buffer: each copy of it cost 0.1-0.2 s).
+    const body = encodeRoundParts({ round: 0, final: false, segments: r.segments, ...(r.units ? { units: r.units } : {}) }, r.data);
+    const bytes = body.reduce((n, b) => n + b.length, 0);
     if (r.units) this.phases.launch_round_xz_units = r.units.length;
     this.mark('at_launch_round_send');
-    this.inFlight = dest.round(sid, 0, body).then((answer) => {
+    const sent = watchRequestSent();
+    this.inFlight = dest.round(sid, 0, body, sent).then((answer) => {
       this.phases.launch_round_send_apply = Date.now() - t0;
       this.launchApplied = true;
       this.mark('at_launch_round_applied');
       for (const [k, v] of Object.entries(answer.phases_ms ?? {})) if (Number.isFinite(v)) this.phases[`destination_launch_round_${k}`] = v;
     });
     this.inFlight.catch(() => undefined); // awaited by the next send or at the end
-    this.roundBytes.push(body.length);
+    this.roundBytes.push(bytes);
     this.roundPages.push(r.chunks.ram);
     this.roundDisk.push(r.chunks.disk);
     this.launchOverlay = { used: true, overlayId: r.overlayId };
-    this.o.progress({ phase: 'round', done: 1, message: `round 0: the launch overlay ${r.overlayId.slice(0, 12)} as it is stored${r.units ? ` (${r.units.length} xz units)` : ''} (${r.chunks.ram} RAM pages, ${r.chunks.disk} disk chunks, ${body.length} bytes)` });
+    this.o.progress({ phase: 'round', done: 1, message: `round 0: the launch overlay ${r.overlayId.slice(0, 12)} as it is stored${r.units ? ` (${r.units.length} xz units)` : ''} (${r.chunks.ram} RAM pages, ${r.chunks.disk} disk chunks, ${bytes} bytes)` });
+    // The caller's synchronous work (the copy of what the destination holds, QEMU's first pass, the
+    // base's index) only once the round's first bytes are written: until then each of its blocks
+    // would hold the round's first byte back (the link idled ~0.9 s so before).
+    await sent.sent;
+    this.mark('at_launch_round_sent');
     return r;
+  }
+
+  /**
+   * While begin travels: the launch overlay (round 0), then the base's digest lists and the launch
+   * digests kept for that overlay, read off the event loop (~40 + 8 MB for the Debian base).
+   */
+  private prepare(baseId: string, ramBytes: number): { launch: Promise<LaunchRound | { unusable: string }>; baseDigests: Promise<Record<Target, Buffer>>; kept: Promise<LaunchDigests | { unusable: string }> } {
+    const base = this.manager.bases.get(baseId);
+    const { files } = this.manager.layout(this.o.vmId);
+    const launch = this.readLaunch(baseId, ramBytes);
+    const baseDigests = readBaseDigests(base);
+    const kept = launch.then((r) => ('unusable' in r || !launchDigestsEnabled() ? { unusable: 'no launch round' }
+      : readLaunchDigestsAsync(files.launchDigests, { overlayId: r.overlayId, baseId, pages: ramBytes / CHUNK_SIZE, diskChunks: Math.ceil(fs.statSync(base.disk).size / CHUNK_SIZE) })));
+    return { launch, baseDigests, kept };
   }
 
   /** Reads the VM's launch overlay as round 0 (launchRound.ts) with xz units allowed (launchRoundFor decides once begin named the features). */
@@ -651,12 +695,13 @@ export class HandoffSender {
 
   /** Decodes round 0 into `ram` and `disk` (what the destination holds once it applied it); the next round's number. */
   /** The launch digests kept in the VM's folder, if usable for this round 0 (else why not, logged; its computation, if still running, ended). */
-  private keptLaunchDigests(file: string, r: LaunchRound, baseId: string, pages: number, baseDisk: string): LaunchDigests | undefined {
+  private async keptLaunchDigests(file: string, r: LaunchRound, baseId: string, pages: number, baseDisk: string): Promise<LaunchDigests | undefined> {
     // The file is renamed into place only when whole: one there is used even if its job still runs
     // (reading the RAM file into the page cache, at nice 19); a job that did not write it yet is
     // ended (its CPU would compete with the handoff's) and round 0 decoded here.
     let d = !launchDigestsEnabled() ? { unusable: 'CLOUDLET_LAUNCH_DIGESTS=0' }
-      : readLaunchDigests(file, { overlayId: r.overlayId, baseId, pages, diskChunks: Math.ceil(fs.statSync(baseDisk).size / CHUNK_SIZE) });
+      : await (this.keptRead ?? readLaunchDigestsAsync(file, { overlayId: r.overlayId, baseId, pages, diskChunks: Math.ceil(fs.statSync(baseDisk).size / CHUNK_SIZE) }));
+    this.keptRead = undefined;
     if ('unusable' in d && cancelLaunchDigests(file)) d = { unusable: `the launch digests were still being computed (stopped): ${d.unusable}` };
     if ('unusable' in d) {
       log.info(`handoff of ${this.o.vmId}: round 0 decoded at the source: ${d.unusable}`);
@@ -802,6 +847,26 @@ export class HandoffSender {
 
   /** Phase `name` = ms since the handoff began (a point on its timeline). */
   private mark(name: string): void { this.phases[name] = Date.now() - this.startedAt; }
+}
+
+/** The base's digest lists, read off the event loop. */
+async function readBaseDigests(base: { ramDigests: string; diskDigests: string }): Promise<Record<Target, Buffer>> {
+  const [ram, disk] = await Promise.all([readWhole(base.ramDigests), readWhole(base.diskDigests)]);
+  return { ram, disk };
+}
+
+/** A file's bytes in as few reads as the kernel allows (fs.promises.readFile reads 512 KiB per turn of the event loop: 80 turns for these 40 MB). */
+async function readWhole(file: string): Promise<Buffer> {
+  const f = await fs.promises.open(file, 'r');
+  try {
+    const out = Buffer.allocUnsafe((await f.stat()).size);
+    for (let at = 0; at < out.length;) {
+      const { bytesRead } = await f.read(out, at, out.length - at, at);
+      if (bytesRead === 0) throw new CloudletError('Internal', `${file} ended at ${at} of ${out.length} bytes`);
+      at += bytesRead;
+    }
+    return out;
+  } finally { await f.close(); }
 }
 
 /** The RAM pages round 0 writes (from its segments' chunk lists; the payload is not needed), marked 1. */

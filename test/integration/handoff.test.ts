@@ -105,6 +105,12 @@ describe('handoff between two daemons with real QEMU', function () {
     assert.match(r.round0_overlay_id ?? '', /^[0-9a-f]{64}$/);
     assert.equal(r.phases_ms.launch_round_kept_digests, 1, `kept launch digests: ${/round 0 decoded at the source: .*/.exec(a.log())?.[0]}`);
     assert.equal(r.phases_ms.launch_round_decode, undefined, `round 0 not decoded: ${JSON.stringify(r.phases_ms)}`);
+    // Order on the source's event loop (requestSent.ts): round 0's first bytes written before the copy
+    // of what the destination holds is built (its synchronous work would hold them back), and begin's
+    // request before round 0's read.
+    const p = r.phases_ms;
+    assert.ok(p.at_begin_sent <= p.at_launch_round_send && p.at_launch_round_send <= p.at_launch_round_sent && p.at_launch_round_sent <= p.at_launch_round_decoded,
+      `begin sent -> round 0 handed to fetch -> its first bytes written -> launch digests held: ${JSON.stringify(p)}`);
     // What the destination holds kept as page digests (no byte copy of the RAM, no shadow load).
     assert.equal(r.phases_ms.launch_round_digest_copy, 1, `digest copy: ${JSON.stringify(r.phases_ms)}`);
     assert.equal(r.phases_ms.live_shadow_load, undefined, `no byte copy: ${JSON.stringify(r.phases_ms)}`);
