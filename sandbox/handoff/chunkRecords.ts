@@ -3,7 +3,8 @@
  * used by the destination applying a round (roundApplier.ts) and by the source decoding round 0 from
  * the launch overlay into its copy of what the destination holds (launchRound.ts), so both sides
  * read the same bytes the same way. Copies of other chunks (Self) are collected for the end of the
- * round; `finishCopies` checks each refers to a chunk the round stores.
+ * round (or applied once their chunk is stored: applyStoredCopies); `finishCopies` checks each
+ * remaining one refers to a chunk the round stores.
  */
 import { CloudletError } from '../common/errors';
 import { CHUNK_SIZE, decodeSegment, Encoding, expandRuns, type SegmentEntry, type Target } from '../overlay/format';
@@ -78,6 +79,24 @@ export function checkCopies(round: RoundChunks): void {
   for (const c of round.copies) {
     if (!round.stored[c.refTarget].has(c.ref)) throw new CloudletError('Corrupt', `${c.target} chunk ${c.index} copies ${c.refTarget} chunk ${c.ref}, which this round does not carry`);
   }
+}
+
+/**
+ * The round's copies whose chunk the round already stored, applied now instead of at the round's
+ * end (the destination: on a slow link they are done while the rest arrives, not after its last
+ * byte); the others stay for finishCopies (a copy may refer forward). The same bytes as at the end:
+ * a round stores each chunk at most once (its runs ascend) and never at a copy's own index, so a
+ * stored chunk read here is final. `beforeRead`: once, before the first read.
+ */
+export function applyStoredCopies(round: RoundChunks, read: (target: Target, index: number, out: Buffer) => Buffer, sink: ChunkSink, beforeRead?: () => void): number {
+  let kept = 0, done = 0;
+  for (const c of round.copies) {
+    if (!round.stored[c.refTarget].has(c.ref)) { round.copies[kept++] = c; continue; }
+    if (done++ === 0) beforeRead?.();
+    sink.put(c.target, c.index, read(c.refTarget, c.ref, round.scratch), false);
+  }
+  round.copies.length = kept;
+  return done;
 }
 
 /**

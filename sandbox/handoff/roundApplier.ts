@@ -20,7 +20,7 @@ import { CHUNK_SIZE, SegmentEntry, Target } from '../overlay/format';
 import { Qcow2Writer } from '../overlay/qcow2Writer';
 import { LayerPatcher, LayoutNotHandled } from './layerPatcher';
 import { RunWriter } from '../overlay/runWriter';
-import { decodeChunkRecords, finishCopies, newRoundChunks, type ChunkSink, type RoundChunks } from './chunkRecords';
+import { applyStoredCopies, decodeChunkRecords, finishCopies, newRoundChunks, type ChunkSink, type RoundChunks } from './chunkRecords';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 
 const DISK_DATA = 1, DISK_ZERO = 2;
@@ -72,8 +72,8 @@ export class RoundApplier {
 
   /**
    * Applies one round as its segments arrive (decompressed on the compressor's workers, a bounded
-   * number and size at once, applied in arrival order); copies of chunks of this round (they may
-   * refer forward) last. The entries were checked by checkRoundHeader: runs inside the images,
+   * number and size at once, applied in arrival order); copies of chunks of this round once that
+   * chunk is applied, those that refer forward last. The entries were checked by checkRoundHeader: runs inside the images,
    * ascending, counts bounded.
    */
   async apply(segments: AsyncIterable<{ entry: SegmentEntry; data: Buffer; decoded?: boolean }>, compressor: Pick<SegmentCompressor, 'decompressNamed' | 'threads'>, roundNo = 0,
@@ -91,6 +91,8 @@ export class RoundApplier {
       const q = queue.shift()!;
       inFlight -= q.bytes;
       this.applySegment(q.entry, await q.raw, round);
+      // Copies of chunks already here now, not after the round's last byte (and before the disk sync below).
+      if (round.copies.length) applyStoredCopies(round, (t, i, out) => this.readCurrent(t, i, out), this.sink, () => this.flushRuns());
       // The first sync rewrites the whole layer: only once `firstSyncAllowed` (else at the round's end).
       if (q.entry.target === 'disk' && --diskLeft === 0 && (this.layerWritten || (o.firstSyncAllowed?.() ?? true))) {
         const t = Date.now();
