@@ -1,8 +1,10 @@
 /**
- * The destination of a handoff. begin prepares the VM's sandbox (SandboxManager.prepareLaunch: RAM
- * copy of the base, empty qcow2 layer, ports) and starts its QEMU paused with -incoming defer while
- * the rounds come in; rounds go straight into that QEMU's RAM file and, after each round that
- * touched the disk, into its qcow2 layer (held inactive by QEMU until the device state is loaded).
+ * The destination of a handoff. begin checks what refuses the VM here (input, base held and its
+ * sizes, max_servers, base files, host QEMU) and claims its sandbox, answers, and then prepares it
+ * (SandboxManager.claimLaunch: RAM copy of the base, empty qcow2 layer, ports; a failure there is
+ * the next round's error) and starts its QEMU paused with -incoming defer while the rounds come
+ * in; rounds go straight into that QEMU's RAM file and, after each round that touched the disk,
+ * into its qcow2 layer (held inactive by QEMU until the device state is loaded).
  * finish then only loads the device state and continues the VM (no files built, no new process, in
  * the downtime), and creates the server in the caller's project. A session lives in memory only: a
  * daemon restart empties tmp/ and cleans the half-made sandbox ('starting'), and the source, which
@@ -18,7 +20,7 @@ import type { ServerLifecycle } from '../cloudlet/servers/serverLifecycle';
 import type { AdmissionSlot } from '../cloudlet/servers/admission';
 import { CloudletError, describeError } from '../common/errors';
 import { storePaths } from '../common/paths';
-import type { SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
+import type { PreparedFiles, SandboxManager, VmConfig } from '../sandboxes/sandboxManager';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { RoundApplier } from './roundApplier';
 import { InlineZstd, INLINE_ROUND_BYTES } from './inlineZstd';
@@ -33,20 +35,32 @@ import { SHARED_BLOCK } from './migrationTracker';
 import { xzAvailable } from '../overlay/xzUnits';
 import type { SegmentEntry } from '../overlay/format';
 
+/** What begin goes on preparing after its answer (rounds and finish wait for it: Session.prepared). */
+interface Prepared {
+  applier: RoundApplier;
+  /**
+   * The base RAM copied into the sandbox's RAM file (not awaited by begin's preparation: the copy
+   * goes on while the first round's disk segments come): RAM is written and finish loads after it.
+   */
+  ramReady: Promise<void>;
+  /** The prepared sandbox's QEMU start (awaited by finish). */
+  qemu: Promise<void>;
+}
+
 interface Session {
   id: string;
   projectId: string;
   userId: string;
   req: BeginRequest;
-  applier: RoundApplier;
-  /** The prepared sandbox and its QEMU start (begun at session begin, awaited by finish). */
+  /** The sandbox claimed at begin; its files, ports, applier and QEMU come behind begin's answer (`prepared`). */
   vmId: string;
-  /**
-   * The base RAM copied into the sandbox's RAM file (begun at begin, not awaited there: the copy
-   * went on while the first round's disk segments came): RAM is written and finish loads after it.
-   */
-  ramReady: Promise<void>;
-  qemu: Promise<void>;
+  /** The session's tmp/ folder (the applier's files). */
+  dir: string;
+  prepared: Promise<Prepared>;
+  /** `prepared` rejected after the sandbox manager discarded the sandbox itself. */
+  discarded?: boolean;
+  /** The session's resources given back (once: drop, or a failed preparation). */
+  released?: Promise<void>;
   /** The QEMU started at begin has opened its files (or failed): the layer may be rewritten. */
   qemuSettled: boolean;
   /** The session's place under max_servers, from begin until its server row is written or it ends. */
@@ -170,35 +184,65 @@ export class HandoffReceiver {
     b = { ...b, vm_config: cfg as unknown as BeginRequest['vm_config'] };
     // The session's VM counts against max_servers from here (checked and held before any await).
     const slot = this.d.lifecycle.admission.reserve();
-    // prepareLaunch checks what a launch needs (base files, host QEMU, accelerator) now, not in the downtime.
     const id = crypto.randomUUID();
     const dir = path.join(storePaths(this.d.ctx.dataDir).tmp, `handoff-${id}`);
-    // The base RAM copy (0.3-0.45 s for the 1 GiB Debian base here, no reflink) goes on after begin answered.
-    const prep = await this.d.manager.prepareLaunch({ baseId: b.base_id, vmConfig: cfg, ports: b.ports, name: `ho-${id.slice(0, 13)}` }, { ramInBackground: true })
+    // What refuses the launch (base files, host QEMU, accelerator) is checked now, before the source
+    // touches its VM; the sandbox's files, ports, applier and QEMU come after the answer (~100-350 ms
+    // under load: qemu-img, the port probe, QEMU's spawn), while the source starts its round 0.
+    const launch = await this.d.manager.claimLaunch({ baseId: b.base_id, vmConfig: cfg, ports: b.ports, name: `ho-${id.slice(0, 13)}` }, { ramInBackground: true })
       .catch((e) => { slot.release(); throw e; });
-    const ramReady = prep.ramReady ?? Promise.resolve();
-    ramReady.catch(() => undefined); // surfaced by the round or finish that waits for it
-    const applier = await RoundApplier.create(dir, { ram: base.ram, disk: base.disk }, { ramFile: prep.files.ram, diskLayer: prep.files.disk }).catch(async (e) => {
-      fs.rmSync(dir, { recursive: true, force: true });
-      await ramReady.catch(() => undefined); // no copy still writing into files being removed
-      await this.d.manager.delete(prep.id).catch(() => undefined);
-      slot.release();
-      throw e;
-    });
     // state-after-base: offered with the SHA-256 of this base's state.bin (the base ID does not cover it).
     const stateEntry = base.manifest.files['state.bin'];
     const offer = namedFeatures().includes('state-after-base') && stateAfterBaseEnabled() && stateEntry && stateEntry.bytes <= STATE_AFTER_BASE_MAX_BYTES
       ? stateEntry.sha256 : undefined;
     if (offer) this.basePrefix(b.base_id, base.state, offer).catch(() => undefined); // ready before the pause; a failure shows at finish
-    // QEMU starts while the rounds come in (it only maps the RAM file and opens the layer inactive).
-    const qemu = this.d.manager.startPrepared(prep.id);
-    qemu.catch((e) => this.d.ctx.log.warn(`handoff ${id}: starting the destination QEMU: ${describeError(e)}`));
     const features = namedFeatures().filter((f) => f !== 'state-after-base' || offer !== undefined);
-    const session: Session = { id, projectId: a.projectId, userId: a.userId, req: b, applier, vmId: prep.id, ramReady, qemu, qemuSettled: false, baseStateSha: offer, features, slot, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() };
-    qemu.then(() => { session.qemuSettled = true; }, () => { session.qemuSettled = true; });
+    const fields: Omit<Session, 'prepared'> = { id, projectId: a.projectId, userId: a.userId, req: b, vmId: launch.id, dir,
+      qemuSettled: false, baseStateSha: offer, features, slot, rounds: 0, bytes: 0, final: false, busy: false, touched: Date.now() };
+    const session: Session = Object.assign(fields, { prepared: this.prepare(fields, launch.prepared, { ram: base.ram, disk: base.disk }) });
+    // A failed preparation gives everything back at once; the session stays to tell the next round why.
+    session.prepared.catch((e) => {
+      this.d.ctx.log.warn(`handoff ${id}: preparing the VM here: ${describeError(e)}`);
+      void this.release(session);
+    });
     this.sessions.set(id, session);
     this.d.ctx.log.info(`handoff ${id}: receiving '${b.name}' of base ${b.base_id.slice(0, 12)} for project ${a.projectName}`);
     return { id, heartbeat_ms: Math.floor(this.silence / 3), features, ...(offer ? { base_state_sha256: offer } : {}) };
+  }
+
+  /**
+   * begin's work after its answer: the sandbox's files and ports (`files`), the round applier, then
+   * its QEMU started (while the rounds come in: it only maps the RAM file and opens the layer
+   * inactive; a failure of that start shows at finish). On failure what it made itself is gone; the
+   * sandbox goes with release().
+   */
+  private async prepare(s: Pick<Session, 'id' | 'dir' | 'discarded' | 'qemuSettled'>, files: Promise<PreparedFiles>, base: { ram: string; disk: string }): Promise<Prepared> {
+    const prep = await files.catch((e) => { s.discarded = true; throw e; });
+    // The base RAM copy (0.3-0.45 s for the 1 GiB Debian base here, no reflink) goes on meanwhile.
+    const ramReady = prep.ramReady ?? Promise.resolve();
+    ramReady.catch(() => undefined); // surfaced by the round or finish that waits for it
+    let applier: RoundApplier | undefined;
+    try {
+      applier = await RoundApplier.create(s.dir, base, { ramFile: prep.files.ram, diskLayer: prep.files.disk });
+      if (failpointHit('handoff-prepare-fails')) throw new CloudletError('Internal', 'failpoint handoff-prepare-fails: the preparation failed');
+    } catch (e) {
+      applier?.close();
+      fs.rmSync(s.dir, { recursive: true, force: true });
+      await ramReady.catch(() => undefined); // no copy still writing into files being removed
+      throw e;
+    }
+    const qemu = this.d.manager.startPrepared(prep.id);
+    qemu.catch((e) => this.d.ctx.log.warn(`handoff ${s.id}: starting the destination QEMU: ${describeError(e)}`));
+    qemu.then(() => { s.qemuSettled = true; }, () => { s.qemuSettled = true; });
+    return { applier, ramReady, qemu };
+  }
+
+  /** The session's prepared VM, or begin's failed preparation as this request's error (the session then ends). */
+  private async ready(s: Session): Promise<Prepared> {
+    try { return await s.prepared; } catch (e) {
+      const c = e instanceof CloudletError ? e : undefined;
+      throw new CloudletError(c?.code ?? 'Internal', `handoff ${s.id}: preparing the VM at this cloudlet failed: ${describeError(e)}`, { status: c?.status, cause: e });
+    }
   }
 
   /** One round; a final round with `finish` in its header also finishes (finish()), its answer under `finish`. */
@@ -208,10 +252,12 @@ export class HandoffReceiver {
     if (s.final) throw new CloudletError('Conflict', `handoff ${s.id} already received its final round`);
     const body = roundBody(req, s.req.vm_config.ramBytes + (256 << 20), () => { s.touched = Date.now(); });
     s.cut = (why = 'the source went silent') => req.raw.destroy(new Error(why));
-    let r;
+    let r, p: Prepared;
     try {
+      // begin's preparation (usually done long before): the body waits in the socket meanwhile.
+      p = await this.ready(s);
       // Checked before a segment byte is read (roundReader.ts); segments are applied as they arrive.
-      const rs = await openRound(body, n, { chunks: s.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20), units: s.features.includes('xz-units') });
+      const rs = await openRound(body, n, { chunks: p.applier.chunkLimits, maxBytes: s.req.vm_config.ramBytes + (256 << 20), units: s.features.includes('xz-units') });
       if (rs.header.state_after_base && (!s.baseStateSha || rs.header.base_state_sha256 !== s.baseStateSha)) {
         throw new CloudletError('Mismatch', s.baseStateSha
           ? `handoff ${s.id}: the final device state continues base state ${rs.header.base_state_sha256!.slice(0, 12)}, base ${s.req.base_id.slice(0, 12)}'s state.bin here is ${s.baseStateSha.slice(0, 12)}`
@@ -220,14 +266,14 @@ export class HandoffReceiver {
       // The paused round (small: the last pages and the device state) is decompressed in this thread.
       const small = rs.header.final && rs.header.segments.reduce((t, e) => t + e.size + e.rawSize, 0) <= INLINE_ROUND_BYTES;
       const diskSegments = rs.header.segments.filter((e) => e.kind === 'chunks' && e.target === 'disk').length;
-      r = { ...(await s.applier.apply(afterRamCopy(rs.segments(), s.ramReady), small ? this.inline : this.d.compressor(), n, { diskSegments, firstSyncAllowed: () => s.qemuSettled })), received: rs.received, final: rs.header.final, finish: rs.header.finish === true, afterBase: rs.header.state_after_base === true };
+      r = { ...(await p.applier.apply(afterRamCopy(rs.segments(), p.ramReady), small ? this.inline : this.d.compressor(), n, { diskSegments, firstSyncAllowed: () => s.qemuSettled })), received: rs.received, final: rs.header.final, finish: rs.header.finish === true, afterBase: rs.header.state_after_base === true };
     } finally { s.cut = undefined; }
     const t1 = Date.now();
     // The first sync writes the whole layer over the empty one: not while the QEMU started at begin may
     // still be opening it (seen once in ~40 bench trials: "Image is not in qcow2 format" at its start);
     // the in-round sync (apply's firstSyncAllowed) waits for the same.
-    if (!s.applier.layerWritten) await s.qemu.catch(() => undefined);
-    s.applier.syncDiskLayer();
+    if (!p.applier.layerWritten) await p.qemu.catch(() => undefined);
+    p.applier.syncDiskLayer();
     s.rounds++;
     s.bytes += r.received;
     s.final = r.final;
@@ -243,19 +289,20 @@ export class HandoffReceiver {
   private async finish(s: Session): Promise<FinishResponse> {
     if (!s.final) throw new CloudletError('Conflict', `handoff ${s.id} has not received its final round`);
     if (s.serverId) throw new CloudletError('Conflict', `handoff ${s.id} already finished`);
-    if (!s.applier.stateReceived) throw new CloudletError('BadInput', 'the handoff never sent the device state (no final round)');
+    const p = await this.ready(s);
+    if (!p.applier.stateReceived) throw new CloudletError('BadInput', 'the handoff never sent the device state (no final round)');
     await failpoint('handoff-finish');
-    await s.ramReady;
-    const ramSha256 = verifyRamEnabled() ? fileSha256(s.applier.ramFile) : undefined;
+    await p.ramReady;
+    const ramSha256 = verifyRamEnabled() ? fileSha256(p.applier.ramFile) : undefined;
     const t0 = Date.now();
-    await s.qemu;
+    await p.qemu;
     const tLoad = Date.now();
     if (s.abortRequested) throw new CloudletError('Conflict', `handoff ${s.id} was aborted`);
-    const vm = await this.d.manager.completePrepared(s.vmId, await this.deviceState(s));
+    const vm = await this.d.manager.completePrepared(s.vmId, await this.deviceState(s, p.applier));
     // Aborted while the VM started: it goes with the session (no server row), the source keeps its copy.
     if (s.abortRequested) throw new CloudletError('Conflict', `handoff ${s.id} was aborted while its VM started here`);
     const tRunning = Date.now();
-    s.applier.close();
+    p.applier.close();
     const ports = Object.fromEntries(vm.ports.map((p) => [String(p.guest), `127.0.0.1:${p.host}`]));
     const row = this.d.lifecycle.arrivedByHandoff(s.slot, { name: s.req.name, projectId: s.projectId, userId: s.userId, flavorId: s.req.flavor_id ?? '1',
       baseId: s.req.base_id, metadata: { ...(s.req.metadata ?? {}), handoff_session: s.id }, vmId: vm.id, ports });
@@ -268,14 +315,14 @@ export class HandoffReceiver {
     const split = { load_to_resume: stamp(tLoad, vm.resumedAtMs), load_connect: stamp(tLoad, vm.loadingAtMs) };
     const phases: Record<string, number> = { qemu_wait: tLoad - t0, load_device_state_and_cont: tRunning - tLoad, server_record: Date.now() - tRunning };
     for (const [k, x] of Object.entries(split)) if (x) phases[k] = x.v;
-    setImmediate(() => fs.rmSync(s.applier.dir, { recursive: true, force: true }));
+    setImmediate(() => fs.rmSync(s.dir, { recursive: true, force: true }));
     s.result = { server: { id: row.id, name: row.name, status: 'ACTIVE', ports }, phases_ms: phases, ...(vm.resumedAtMs !== undefined ? { resumed_at_ms: vm.resumedAtMs } : {}), ...(ramSha256 ? { ram_sha256: ramSha256 } : {}) };
     return s.result;
   }
 
   /** The device state to load: as received, or after the base's prefix (state_after_base). */
-  private async deviceState(s: Session): Promise<Buffer> {
-    const state = fs.readFileSync(s.applier.deviceState);
+  private async deviceState(s: Session, applier: RoundApplier): Promise<Buffer> {
+    const state = fs.readFileSync(applier.deviceState);
     if (!s.stateAfterBase) return state;
     const { prefix, start } = await this.basePrefix(s.req.base_id, this.d.manager.bases.get(s.req.base_id).state, s.baseStateSha!);
     if (state.length < start.length || !state.subarray(0, start.length).equals(start)) {
@@ -358,13 +405,23 @@ export class HandoffReceiver {
   /** Forgets a session; one that did not finish takes its prepared sandbox (and QEMU) with it. */
   private async drop(s: Session): Promise<void> {
     this.sessions.delete(s.id);
-    s.applier.close();
-    if (s.serverId) return;
-    fs.rmSync(s.applier.dir, { recursive: true, force: true });
-    await s.qemu.catch(() => undefined);
-    await s.ramReady.catch(() => undefined); // no copy still writing into files being removed
-    // The slot is given back once the prepared sandbox is gone (else a new VM could start beside it).
-    await this.d.manager.delete(s.vmId).finally(() => s.slot.release()).catch((e) => this.d.ctx.log.warn(`handoff ${s.id}: removing the prepared sandbox ${s.vmId}: ${describeError(e)}`));
+    if (s.serverId) { (await s.prepared.catch(() => undefined))?.applier.close(); return; }
+    await this.release(s);
+  }
+
+  /** Gives back what an unfinished session holds (once): its files, QEMU and sandbox, then its admission slot. */
+  private release(s: Session): Promise<void> {
+    s.released ??= (async () => {
+      const p = await s.prepared.catch(() => undefined); // begin's preparation ends first (it may be making files)
+      p?.applier.close();
+      fs.rmSync(s.dir, { recursive: true, force: true });
+      await p?.qemu.catch(() => undefined);
+      await p?.ramReady.catch(() => undefined); // no copy still writing into files being removed
+      if (s.discarded) { s.slot.release(); return; }
+      // The slot is given back once the prepared sandbox is gone (else a new VM could start beside it).
+      await this.d.manager.delete(s.vmId).finally(() => s.slot.release()).catch((e) => this.d.ctx.log.warn(`handoff ${s.id}: removing the prepared sandbox ${s.vmId}: ${describeError(e)}`));
+    })();
+    return s.released;
   }
 
   /** Ends sessions whose source went silent (their QEMU with them); forgets finished ones never reported. */

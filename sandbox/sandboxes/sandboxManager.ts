@@ -37,6 +37,11 @@ export type { VmConfig } from '../qemu/vmconfig';
 export type { ExecResult } from '../qemu/agentClient';
 export type * from './types';
 
+/** What a prepared launch (prepareLaunch, claimLaunch) is made from. */
+export interface PrepareSpec { baseId: string; vmConfig: VmConfig; ports?: PortRequest[]; name?: string }
+/** A prepared launch's files in place, the base RAM copy still going on until `ramReady` (ramInBackground). */
+export type PreparedFiles = PreparedLaunch & { ramReady: Promise<void>; ramLeftOut: boolean };
+
 export class SandboxManager {
   readonly paths: StorePaths;
   readonly bases: BaseStore;
@@ -149,25 +154,40 @@ export class SandboxManager {
    * device state load activates it) until completePrepared(), which loads the device state and
    * continues. delete() discards a prepared sandbox at any point.
    */
-  async prepareLaunch(spec: { baseId: string; vmConfig: VmConfig; ports?: PortRequest[]; name?: string }, o: RamCopyOptions = {}): Promise<PreparedLaunch & { ramReady: Promise<void>; ramLeftOut: boolean }> {
+  async prepareLaunch(spec: PrepareSpec, o: RamCopyOptions = {}): Promise<PreparedFiles> {
+    return (await this.claimLaunch(spec, o)).prepared;
+  }
+
+  /**
+   * prepareLaunch in two steps (the handoff destination answers begin after the first): what
+   * refuses a launch (the base's quick check, host QEMU and accelerator, the kernel files) and the
+   * sandbox's claim now; its files and ports behind, in `prepared` (on failure the sandbox is
+   * discarded before it rejects).
+   */
+  async claimLaunch(spec: PrepareSpec, o: RamCopyOptions = {}): Promise<{ id: string; prepared: Promise<PreparedFiles> }> {
     const base = await this.bases.verifyQuick(spec.baseId);
     const { accel } = await checkHostFor(spec.vmConfig, `launch of base ${base.id.slice(0, 12)}`);
     const rec = this.records.claim(spec.name, base, spec.vmConfig, accel, kernelFilesFor(base, spec.vmConfig));
     const files = this.filesOf(rec.id);
-    let ramReady: Promise<void> | undefined;
-    try {
-      // ramInBackground (synthesis): the RAM file has its size at once, the base RAM copy goes on
-      // (ramReady); QEMU may start meanwhile, the RAM must not be written nor the state loaded before
-      // (except the chunks of ramLeaveOut when ramLeftOut: the copy leaves them to the caller).
-      const [prepared, ports] = await Promise.all([prepareFiles(base, spec.vmConfig, files, { from: 'base' }, o), resolvePorts([...base.manifest.ports, ...(spec.ports ?? [])])]);
-      ramReady = prepared.ramReady;
-      writeRecord(files.dir, { ...rec, ports });
-      return { id: rec.id, files, ports, ramReady, ramLeftOut: prepared.ramLeftOut };
-    } catch (e) {
-      await ramReady?.catch(() => undefined);
-      await this.discard(rec.id);
-      throw e;
-    }
+    const prepared = (async () => {
+      let ramReady: Promise<void> | undefined;
+      try {
+        // Not in the caller's tick: its answer goes out before the processes start (qemu-img, the RAM copy).
+        await new Promise((resolve) => setImmediate(resolve));
+        // ramInBackground (synthesis): the RAM file has its size at once, the base RAM copy goes on
+        // (ramReady); QEMU may start meanwhile, the RAM must not be written nor the state loaded before
+        // (except the chunks of ramLeaveOut when ramLeftOut: the copy leaves them to the caller).
+        const [made, ports] = await Promise.all([prepareFiles(base, spec.vmConfig, files, { from: 'base' }, o), resolvePorts([...base.manifest.ports, ...(spec.ports ?? [])])]);
+        ramReady = made.ramReady;
+        writeRecord(files.dir, { ...rec, ports });
+        return { id: rec.id, files, ports, ramReady, ramLeftOut: made.ramLeftOut };
+      } catch (e) {
+        await ramReady?.catch(() => undefined);
+        await this.discard(rec.id);
+        throw e;
+      }
+    })();
+    return { id: rec.id, prepared };
   }
 
   /**

@@ -7,12 +7,15 @@
  * a destination killed while it sets up the session's VM (QEMU spawned, its pid not yet recorded)
  * comes back with no QEMU, no sandbox folder and an empty tmp/, and the source VM runs on; a daemon
  * killed in the same window of a synthesis comes back with the server in ERROR and no orphan QEMU.
+ * begin answers before the session's VM is prepared: a preparation that fails after the answer ends
+ * the handoff at round 0 with its error (the VM runs on at the source, nothing left at the
+ * destination, its max_servers place given back), and max_servers still refuses a begin at once.
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { compress } from 'zstd-napi';
-import { startDaemon, killProcessesUsing, type TestDaemon } from './fixtures/daemon';
+import { startDaemon, killProcessesUsing, testConfig, type TestDaemon } from './fixtures/daemon';
 import { TEST_BASE_RAM_MIB, ensureTestBase, qemuPidsUnder } from './fixtures/testBase';
 import { CloudletClient, type Server } from '../../sandbox/client';
 import { sampleOverlay, uploadOverlay, counter } from './fixtures/sampleOverlay';
@@ -182,6 +185,39 @@ describe('handoff destination against hostile and vanishing sources (real daemon
       const s = await cs.getServer(vm.id);
       assert.equal(s.status, 'ACTIVE');
       assert.equal(await counter(port80(s)), 43);
+    });
+
+    it('the destination\'s preparation after begin answered fails: the handoff ends with that error at its first round, the VM runs on at the source, the destination holds nothing and takes the next session', async () => {
+      const dest = await startDaemon({ ip: '127.0.0.4', withTestBase: true, config: testConfig({ max_servers: 1 }), env: { CLOUDLET_FAILPOINT: 'handoff-prepare-fails' } });
+      const src = await startDaemon({ ip: '127.0.0.5', withTestBase: true });
+      extra.push(dest, src);
+      const cs = await login(src), cd = await login(dest);
+      const vm = await synthesize(cs, 'prep-fails');
+      assert.equal(await counter(port80(vm)), 42);
+      const { jobId } = await cs.handoff(vm.id, { handoffUrl: cd.endpoint('compute'), destToken: cd.token });
+      const end = await cs.watchJob(jobId);
+      assert.equal(end.status, 'ERROR');
+      assert.match(end.error!, /failed in round \d+: .*refused \(500\): handoff [0-9a-f-]+: preparing the VM at this cloudlet failed: failpoint handoff-prepare-fails/);
+      assert.match(end.error!, /the VM kept running at the source/);
+      assert.match(dest.log(), /FAILPOINT handoff-prepare-fails/);
+      await waitFor('nothing left at the destination', () => JSON.stringify(leftovers(dest)) === JSON.stringify({ qemu: 0, sandboxes: [], tmp: [] }), 10_000);
+      const s = await cs.getServer(vm.id);
+      assert.equal(s.status, 'ACTIVE');
+      assert.equal(await counter(port80(s)), 43);
+      // Its place under max_servers (1) was given back: the next begin is admitted.
+      await beginSession(dest, cd);
+    });
+
+    it('begin with max_servers reached is refused at once (the place is held while the session prepares behind its answer); an abort gives it back', async () => {
+      const dest = await startDaemon({ ip: '127.0.0.4', withTestBase: true, config: testConfig({ max_servers: 1 }) });
+      extra.push(dest);
+      const cd = await login(dest);
+      const sid = await beginSession(dest, cd);
+      await assert.rejects(beginSession(dest, cd), /this cloudlet runs at most 1 servers[\s\S]*403 !== 201/);
+      const del = await fetch(`${cd.endpoint('compute')}/os-cloudlet-handoff/${sid}`, { method: 'DELETE', headers: { 'x-auth-token': cd.token } });
+      assert.equal(del.status, 204);
+      assert.deepEqual(leftovers(dest), { qemu: 0, sandboxes: [], tmp: [] });
+      await beginSession(dest, cd);
     });
 
     it('a daemon killed while a synthesis starts its VM (QEMU spawned, pid not recorded): restarted, the server is ERROR and no QEMU is left', async () => {
