@@ -1,9 +1,9 @@
 /**
  * Issue 11.2 at the unit level: the real handoff receiver (createHandoffService) over a fake
- * SandboxManager whose prepareLaunch takes a while, as QEMU's preparation does. That await is where
+ * SandboxManager whose claimLaunch takes a while, as the base and host checks do. That await is where
  * parallel begins used to slip past the quota check. Sessions must count against max_servers from
- * their begin, creates must count sessions, and a session that ends (or fails to prepare) gives
- * its place back.
+ * their begin, creates must count sessions, and a session that ends (or fails its checks at begin,
+ * or its preparation after begin answered) gives its place back.
  */
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
@@ -25,7 +25,10 @@ const VM = { machine: 'pc-q35-7.2', cpuModel: 'qemu64', ramBytes: RAM, vcpus: 1,
 class FakeManager {
   readonly prepared: string[] = [];
   readonly deleted: string[] = [];
+  /** The host checks fail: the begin is refused. */
   failPrepare = false;
+  /** The files fail after begin answered (the manager discards the sandbox itself). */
+  failFiles = false;
   private n = 0;
   constructor(private readonly dir: string) {
     fs.writeFileSync(path.join(dir, 'base.ram'), Buffer.alloc(RAM));
@@ -37,14 +40,20 @@ class FakeManager {
       return { manifest: { vm: VM, files: {} }, ram: path.join(this.dir, 'base.ram'), disk: path.join(this.dir, 'base.disk') };
     },
   };
-  async prepareLaunch(): Promise<{ id: string; files: { ram: string; disk: string } }> {
-    await new Promise((r) => setTimeout(r, 50)); // files copied, QEMU checked: the await gap of a real begin
+  async claimLaunch(): Promise<{ id: string; prepared: Promise<{ id: string; files: { ram: string; disk: string }; ramReady: Promise<void> }> }> {
+    await new Promise((r) => setTimeout(r, 50)); // base and QEMU checked: the await gap of a real begin
     if (this.failPrepare) throw new CloudletError('MissingTool', 'qemu-system-x86_64 is not installed');
     const id = `prep-${++this.n}`;
-    const ram = path.join(this.dir, `${id}.ram`);
-    fs.writeFileSync(ram, Buffer.alloc(RAM));
     this.prepared.push(id);
-    return { id, files: { ram, disk: path.join(this.dir, `${id}.qcow2`) } };
+    const failFiles = this.failFiles;
+    const prepared = (async () => {
+      await new Promise((r) => setTimeout(r, 20)); // the files, after begin answered
+      if (failFiles) { this.deleted.push(id); throw new CloudletError('Unavailable', 'no space left on the device while copying the base RAM for the VM'); }
+      const ram = path.join(this.dir, `${id}.ram`);
+      fs.writeFileSync(ram, Buffer.alloc(RAM));
+      return { id, files: { ram, disk: path.join(this.dir, `${id}.qcow2`) }, ramReady: Promise.resolve() };
+    })();
+    return { id, prepared };
   }
   async startPrepared(): Promise<void> {}
   async delete(id: string): Promise<void> { this.deleted.push(id); }
@@ -97,7 +106,7 @@ describe('handoff sessions count against max_servers (issue 11.2): receiver over
     assert.equal((await create('over')).statusCode, 403);
   });
 
-  it('a begin whose VM cannot be prepared gives its place back', async () => {
+  it('a begin whose VM cannot be prepared gives its place back: refused at begin (host checks), or at the next round (files, after begin answered)', async () => {
     const before = lifecycle.admission.inUse();
     for (const s of (await d.inject('alice', { method: 'GET', url: '/compute/v2.1/servers' })).json().servers as Array<{ id: string }>) {
       await d.inject('alice', { method: 'DELETE', url: `/compute/v2.1/servers/${s.id}` });
@@ -112,5 +121,19 @@ describe('handoff sessions count against max_servers (issue 11.2): receiver over
     const again = await Promise.all([begin(104), begin(105), begin(106)]);
     assert.deepEqual(again.map((r) => r.statusCode), [201, 201, 201], 'all three places are free again');
     for (const r of again) await d.inject('alice', { method: 'DELETE', url: `/compute/v2.1/os-cloudlet-handoff/${r.json().session.id}` });
+    assert.equal(lifecycle.admission.inUse(), 0);
+    // The files fail after the answer: begin said 201, the place is given back once that failure is
+    // known (no round needed), and the next round gets the failure with its code, not a session gone.
+    manager.failFiles = true;
+    const late = await begin(107);
+    manager.failFiles = false;
+    assert.equal(late.statusCode, 201, late.body);
+    const sid = late.json().session.id as string;
+    for (let i = 0; i < 50 && lifecycle.admission.inUse() > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(lifecycle.admission.inUse(), 0, 'a session whose preparation failed holds no place');
+    const round = await d.inject('alice', { method: 'PUT', url: `/compute/v2.1/os-cloudlet-handoff/${sid}/rounds/0`, headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(8) });
+    assert.equal(round.json().cloudlet_error?.code, 'Unavailable', round.body);
+    assert.match(round.body, /preparing the VM at this cloudlet failed: no space left on the device/);
+    assert.equal((await d.inject('alice', { method: 'PUT', url: `/compute/v2.1/os-cloudlet-handoff/${sid}/heartbeat` })).statusCode, 404, 'the session ended with that round');
   });
 });
