@@ -27,15 +27,26 @@ export interface PortForward { guest: number; host: number }
 /** Port request: a guest port (host port picked free) or an explicit pair. */
 export type PortRequest = number | { guest: number; host?: number };
 
-/** Forwards for requests (first request per guest port wins); explicit host ports must be free. */
-export async function resolvePorts(reqs: PortRequest[]): Promise<PortForward[]> {
+/**
+ * Forwards for requests (first request per guest port wins); explicit host ports must be free. `pick`:
+ * a free port (freePort closes its probe socket, so the kernel may hand the same port out twice in a row:
+ * a second forward on the same host port makes QEMU refuse to start, seen once in a handoff).
+ */
+export async function resolvePorts(reqs: PortRequest[], pick: () => Promise<number> = freePort): Promise<PortForward[]> {
   const out: PortForward[] = [];
+  const unused = async () => {
+    for (let tries = 0; ; tries++) {
+      const p = await pick();
+      if (!out.some((f) => f.host === p)) return p;
+      if (tries >= 20) throw new CloudletError('Internal', `no free loopback port other than ${out.map((f) => f.host).join(', ')}`);
+    }
+  };
   for (const q of reqs) {
     const guest = typeof q === 'number' ? q : q.guest;
     if (!isTcpPort(guest)) throw new CloudletError('BadInput', `bad guest port ${guest}`);
     if (out.some((p) => p.guest === guest)) continue;
     const want = typeof q === 'number' ? undefined : q.host;
-    if (want) { await checkPortFree(want); out.push({ guest, host: want }); } else out.push({ guest, host: await freePort() });
+    if (want) { await checkPortFree(want); out.push({ guest, host: want }); } else out.push({ guest, host: await unused() });
   }
   return out;
 }
