@@ -291,7 +291,7 @@ function liveBreakdown(m: Move): Record<string, number> {
   const p = m.phases_ms ?? {};
   const keys = ['check', 'at_begin_sent', 'launch_round_read', 'launch_round_read_wait', 'at_launch_round_send', 'at_launch_round_sent', 'launch_round_decode', 'live_shadow_load', 'launch_round_send_apply', 'first_round_disk_scan',
     'first_pass_gate_round', 'first_pass_gate_wait', 'first_pass_gate_reached', 'compare_round', 'live_tracking', 'launch_round_digest_copy',
-    'late_gate_round', 'at_launch_round_decoded', 'at_first_pass_start', 'at_first_pass_gate_held', 'at_launch_round_applied', 'at_first_pass_gate_open',
+    'late_gate_round', 'late_gate_skipped', 'at_launch_round_decoded', 'at_first_pass_start', 'at_first_pass_gate_held', 'at_launch_round_applied', 'at_first_pass_gate_open',
     'at_late_gate_held', 'at_late_gate_open', 'at_stop'];
   return Object.fromEntries(keys.filter((k) => typeof p[k] === 'number').map((k) => [k, p[k]]));
 }
