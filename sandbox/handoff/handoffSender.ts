@@ -185,8 +185,6 @@ export class HandoffSender {
   private launchRead?: Promise<LaunchRound | { unusable: string }>;
   /** The base's digest lists (RAM, disk), read while begin travelled. */
   private baseDigests?: Promise<Record<Target, Buffer>>;
-  /** The launch digests kept since synthesis for the launch overlay read (launchDigests.ts), read while begin travelled. */
-  private keptRead?: Promise<LaunchDigests | { unusable: string }>;
   /** Round 0 (sent ahead, launch overlay) was answered by the destination. */
   private launchApplied = false;
   /** ms from round 0's first bytes written to the destination's answer (a launch round only). */
@@ -229,9 +227,8 @@ export class HandoffSender {
     });
     this.launchRead = prep.then((p) => p.launch);
     this.baseDigests = prep.then((p) => p.baseDigests);
-    this.keptRead = prep.then((p) => p.kept);
     // Surfaced where they are awaited (not reached if begin fails).
-    for (const p of [this.launchRead, this.baseDigests, this.keptRead]) p.catch(() => undefined);
+    for (const p of [this.launchRead, this.baseDigests]) p.catch(() => undefined);
     const { id: sid, heartbeatMs, features, baseStateSha256 } = await begun.catch((e) => {
       throw new CloudletError(e instanceof CloudletError ? e.code : 'Internal', `handoff to ${dest.where} refused before the VM was touched: ${describeError(e)}; the VM kept running at the source`);
     });
@@ -693,17 +690,13 @@ export class HandoffSender {
   }
 
   /**
-   * While begin travels: the launch overlay (round 0), then the base's digest lists and the launch
-   * digests kept for that overlay, read off the event loop (~40 + 8 MB for the Debian base).
+   * While begin travels: the launch overlay (round 0) and the base's digest lists (~40 MB for the Debian
+   * base, read off the event loop). Not the kept launch digests: checking them (SHA-256 of ~8 MB) is
+   * synchronous and, with a begin that answers fast, fell on round 0's connect (handed to fetch ->
+   * first bytes 92-148 ms instead of 24-43, loaded); they are read once round 0's first bytes are out.
    */
-  private prepare(baseId: string, ramBytes: number): { launch: Promise<LaunchRound | { unusable: string }>; baseDigests: Promise<Record<Target, Buffer>>; kept: Promise<LaunchDigests | { unusable: string }> } {
-    const base = this.manager.bases.get(baseId);
-    const { files } = this.manager.layout(this.o.vmId);
-    const launch = this.readLaunch(baseId, ramBytes);
-    const baseDigests = readBaseDigests(base);
-    const kept = launch.then((r) => ('unusable' in r || !launchDigestsEnabled() ? { unusable: 'no launch round' }
-      : readLaunchDigestsAsync(files.launchDigests, { overlayId: r.overlayId, baseId, pages: ramBytes / CHUNK_SIZE, diskChunks: Math.ceil(fs.statSync(base.disk).size / CHUNK_SIZE) })));
-    return { launch, baseDigests, kept };
+  private prepare(baseId: string, ramBytes: number): { launch: Promise<LaunchRound | { unusable: string }>; baseDigests: Promise<Record<Target, Buffer>> } {
+    return { launch: this.readLaunch(baseId, ramBytes), baseDigests: readBaseDigests(this.manager.bases.get(baseId)) };
   }
 
   /** Reads the VM's launch overlay as round 0 (launchRound.ts) with xz units allowed (launchRoundFor decides once begin named the features). */
@@ -724,8 +717,7 @@ export class HandoffSender {
     // (reading the RAM file into the page cache, at nice 19); a job that did not write it yet is
     // ended (its CPU would compete with the handoff's) and round 0 decoded here.
     let d = !launchDigestsEnabled() ? { unusable: 'CLOUDLET_LAUNCH_DIGESTS=0' }
-      : await (this.keptRead ?? readLaunchDigestsAsync(file, { overlayId: r.overlayId, baseId, pages, diskChunks: Math.ceil(fs.statSync(baseDisk).size / CHUNK_SIZE) }));
-    this.keptRead = undefined;
+      : await readLaunchDigestsAsync(file, { overlayId: r.overlayId, baseId, pages, diskChunks: Math.ceil(fs.statSync(baseDisk).size / CHUNK_SIZE) });
     if ('unusable' in d && cancelLaunchDigests(file)) d = { unusable: `the launch digests were still being computed (stopped): ${d.unusable}` };
     if ('unusable' in d) {
       log.info(`handoff of ${this.o.vmId}: round 0 decoded at the source: ${d.unusable}`);
