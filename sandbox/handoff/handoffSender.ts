@@ -99,16 +99,23 @@ export function lateGateBytes(): number { return envNumber('CLOUDLET_HANDOFF_LAT
 
 /**
  * Below this rate (MB/s) of round 0, from its first bytes written to the destination's answer, the link
- * is slow and the late gate is passed without a round: its pages then go in the pause, where they cost
- * the same wire time, and the round's own cost (a request, its apply, QEMU held meanwhile: ~0.3 s
- * measured at 25 Mbit/s) is saved from the total. Loopback runs 7-15 MB/s even loaded (the destination's
- * apply is the limit), a 25 Mbit/s link ~3. CLOUDLET_HANDOFF_SLOW_LINK_MB_S (0: the late gate always has its round).
+ * is slow and the late gate may be passed without a round: its pages then go in the pause, where they cost
+ * the same wire time, and the round's own cost (a request, its apply, QEMU held meanwhile: ~0.1-0.3 s
+ * measured at 25 Mbit/s, within the noise) is saved from the total, but the pause grows (267-322 vs
+ * 107-130 ms there). Off by default (review 13 F4: a certain cost in downtime for an uncertain gain);
+ * CLOUDLET_HANDOFF_SLOW_LINK_MB_S=4 turns it on for a 25 Mbit/s link.
  */
-export function slowLinkMBps(): number { return envNumber('CLOUDLET_HANDOFF_SLOW_LINK_MB_S', 4, 0); }
+export function slowLinkMBps(): number { return envNumber('CLOUDLET_HANDOFF_SLOW_LINK_MB_S', 0, 0); }
+
+/**
+ * A round 0 smaller than this says nothing of the link: its time is mostly the destination's preparation
+ * and apply (review 13 F2: the test guest's 133 KB round 0 answered in 0.7-2.1 s on loopback).
+ */
+export const SLOW_LINK_MIN_ROUND0_BYTES = 8e6;
 
 /** Whether round 0 (`bytes` in `ms`, first bytes written to answered) went slower than `minMBps`. */
 export function slowLink(bytes: number, ms: number | undefined, minMBps = slowLinkMBps()): boolean {
-  return ms !== undefined && ms > 0 && minMBps > 0 && bytes / 1e3 / ms < minMBps;
+  return ms !== undefined && ms > 0 && minMBps > 0 && bytes >= SLOW_LINK_MIN_ROUND0_BYTES && bytes / 1e3 / ms < minMBps;
 }
 
 /** Unsent pages QEMU's first pass may find before it is held, while round 0 is on its way (64 MiB). */

@@ -1,6 +1,7 @@
 /**
  * The late gate's round is skipped on a slow link only (handoffSender.slowLink): decided from round 0's
- * rate, first bytes written to the destination's answer; never without a measurement or when turned off.
+ * rate, first bytes written to the destination's answer; never without a measurement, for a small
+ * round 0, or when turned off (the default).
  */
 import { strict as assert } from 'assert';
 import { slowLink, slowLinkMBps } from '../../sandbox/handoff/handoffSender';
@@ -16,11 +17,17 @@ describe('handoff: the late gate on a slow link (slowLink)', () => {
     assert.equal(slowLink(round0, 0, 4), false);
     assert.equal(slowLink(round0, 60_000, 0), false);
   });
-  it('CLOUDLET_HANDOFF_SLOW_LINK_MB_S sets the rate (default 4)', () => {
+  it('a small round 0 (the test guest: 133 KB, answered after the destination prepared) never judges the link', () => {
+    assert.equal(slowLink(133_000, 2_100, 4), false);
+    assert.equal(slowLink(7_999_999, 60_000, 4), false);
+    assert.equal(slowLink(8_000_000, 60_000, 4), true);
+  });
+  it('CLOUDLET_HANDOFF_SLOW_LINK_MB_S sets the rate (default 0: off)', () => {
     const before = process.env.CLOUDLET_HANDOFF_SLOW_LINK_MB_S;
     try {
       delete process.env.CLOUDLET_HANDOFF_SLOW_LINK_MB_S;
-      assert.equal(slowLinkMBps(), 4);
+      assert.equal(slowLinkMBps(), 0);
+      assert.equal(slowLink(round0, 60_000), false);
       process.env.CLOUDLET_HANDOFF_SLOW_LINK_MB_S = '0';
       assert.equal(slowLink(round0, 60_000), false);
       process.env.CLOUDLET_HANDOFF_SLOW_LINK_MB_S = '20';
