@@ -113,6 +113,12 @@ const DECODERS = 2;
 let decoding = 0;
 const waiting: Array<() => void> = [];
 async function withDecoder<T>(work: () => Promise<T>, signal?: AbortSignal, what = 'xz decode'): Promise<T> {
+  await takePlace(signal, what);
+  try { return await work(); } finally { givePlace(); }
+}
+
+/** Takes a decoder place, in order behind the callers already waiting (leaves the queue if `signal` aborts). */
+async function takePlace(signal: AbortSignal | undefined, what: string): Promise<void> {
   if (decoding < DECODERS) decoding++;
   else {
     await new Promise<void>((resolve, reject) => {
@@ -127,10 +133,12 @@ async function withDecoder<T>(work: () => Promise<T>, signal?: AbortSignal, what
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
-  try { return await work(); } finally {
-    const next = waiting.shift();
-    if (next) next(); else decoding--;
-  }
+}
+
+/** Gives a decoder place back: straight to the first waiter, if any. */
+function givePlace(): void {
+  const next = waiting.shift();
+  if (next) next(); else decoding--;
 }
 
 /** Decoders in use and callers waiting for one (tests). */
@@ -175,17 +183,22 @@ export async function decompressUnit(unit: CompressionUnit, stored: Buffer, sign
  * unit's name once every byte passed (before the stream's end is accepted). `input(max)` gives the
  * unit's next bytes (1..max of them; it throws if there are none). `out` gets the output as liblzma
  * makes it, in order; the next input slice goes in only once the promise `out` returned settled
- * (backpressure). Counts against the process's decoders (at most two units decode at once) for
- * as long as it runs: `input` must not wait on a peer (callers read a unit's bytes from the network
- * whole first, see roundReader.ts unitSegments), or a quiet peer would hold a place every
- * synthesis needs.
+ * (backpressure). Counts against the process's decoders (at most two units decode at once) while
+ * it decodes; with `fromPeer` (`input` waits on the network: a handoff round as it arrives) the
+ * place is given back whenever `input` has no bytes at hand and taken again when they come, so a
+ * quiet peer never holds a place every synthesis needs.
  */
-export async function decodeUnitStream(unit: CompressionUnit, input: (max: number) => Promise<Buffer>, out: (b: Buffer) => void | Promise<void>, signal?: AbortSignal): Promise<void> {
+export async function decodeUnitStream(unit: CompressionUnit, input: (max: number) => Promise<Buffer>, out: (b: Buffer) => void | Promise<void>, signal?: AbortSignal,
+  o: { fromPeer?: boolean } = {}): Promise<void> {
   const what = `compression unit ${unit.digest}`;
   if (unit.rawSize > LIMITS.unitRawBytes) throw new CloudletError('Corrupt', `${what} declares ${unit.rawSize} bytes, past the limit of ${LIMITS.unitRawBytes}; refused`);
   if (unit.size > LIMITS.unitBytes) throw new CloudletError('Corrupt', `${what} is ${unit.size} bytes, past the limit of ${LIMITS.unitBytes}; refused`);
   const codec = lzma();
-  await withDecoder(() => new Promise<void>((resolve, reject) => {
+  let held = false;
+  const give = () => { if (held) { held = false; givePlace(); } };
+  await takePlace(signal, what);
+  held = true;
+  try { await new Promise<void>((resolve, reject) => {
     const stream = new codec.Stream();
     stream.streamDecoder_(XZ_DECODER_MEMLIMIT, 0);
     stream.memlimitSet(XZ_DECODER_MEMLIMIT);
@@ -211,7 +224,18 @@ export async function decodeUnitStream(unit: CompressionUnit, input: (max: numbe
         let next: Buffer | null = null;
         if (fed < unit.size) {
           // A cancel does not wait for input that may never come (a source gone quiet): the decoder's place is given back.
-          next = await untilAborted(input(Math.min(DECODE_SLICE, unit.size - fed)), signal, what);
+          const asked = input(Math.min(DECODE_SLICE, unit.size - fed));
+          const now = o.fromPeer ? await Promise.race([asked, NOT_AT_HAND]) : NOTHING_YET;
+          if (now !== NOTHING_YET) next = now as Buffer;
+          else if (!o.fromPeer) next = await untilAborted(asked, signal, what);
+          else {
+            // Nothing received yet: no place held while the peer sends (or goes quiet).
+            give();
+            next = await untilAborted(asked, signal, what);
+            await takePlace(signal, what);
+            held = true;
+            if (done) { give(); return; }
+          }
           if (!next.length || next.length > unit.size - fed) throw new CloudletError('Internal', `${what}: the reader gave ${next.length} bytes`);
           hash.update(next);
           fed += next.length;
@@ -246,8 +270,12 @@ export async function decodeUnitStream(unit: CompressionUnit, input: (max: numbe
       }
     };
     void feed();
-  }), signal, what);
+  }); } finally { give(); }
 }
+
+/** What Promise.race with NOT_AT_HAND gives when the input's promise has not settled yet (a settled one comes first). */
+const NOTHING_YET = Symbol('nothing yet');
+const NOT_AT_HAND = Promise.resolve(NOTHING_YET);
 
 /** `p`, or a Cancelled refusal as soon as `signal` aborts (p is then left to settle unobserved). */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {

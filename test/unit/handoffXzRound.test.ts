@@ -1,6 +1,7 @@
 /**
  * Round 0 from a launch overlay stored with the wire profile (xz compression units, feature
  * xz-units): the source sends the units as stored, the destination decodes them while they arrive
+ * (a unit's segments come out before its last bytes; no decoder place held while bytes are awaited)
  * with synthesis's bounds (roundReader.ts unitSegments / xzUnits.ts decodeUnitStream) and lands the
  * launch byte for byte; the source's own decode holds the same. Hostile units are refused (Corrupt or
  * BadInput, naming the unit or segment) before anything outside their segments' listed chunks is
@@ -9,7 +10,7 @@
  * whose bytes are not its name; and a destination that did not name the feature refuses units.
  */
 import { strict as assert } from 'assert';
-import { createHash } from 'crypto';
+import { createHash, randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -221,6 +222,34 @@ describe('handoff round 0 from a wire-profile launch overlay (xz units)', functi
       let at = 0;
       await decodeUnitStream(unit, async (max) => { const b = stored.subarray(at, at + Math.min(max, 100)); at += b.length; return b; }, (b) => { parts.push(b); });
       assert.ok(Buffer.concat(parts).equals(s.raw));
+    });
+
+    it('a unit decodes as its bytes arrive: its first segment comes out before the unit\'s last bytes, no place held while they are awaited', async () => {
+      const pages = Array.from({ length: 64 }, () => randomBytes(PAGE));
+      const raw1 = encodeSegment(pages.map((_, i) => ({ encoding: Encoding.Raw, index: 100 + i, ref: 0, refTarget: 'ram' as Target })), pages);
+      const e1: SegmentEntry = { digest: sha(raw1), rawDigest: sha(raw1), kind: 'chunks', target: 'ram', size: raw1.length, rawSize: raw1.length, records: 64, chunks: [[100, 64]] };
+      // The second segment incompressible too: the unit's last 64 bytes are its tail and the stream's end, never the first's.
+      const pages2 = Array.from({ length: 16 }, () => randomBytes(PAGE));
+      const raw2 = encodeSegment(pages2.map((_, i) => ({ encoding: Encoding.Raw, index: 200 + i, ref: 0, refTarget: 'ram' as Target })), pages2);
+      const s2 = { raw: raw2, entry: { digest: sha(raw2), rawDigest: sha(raw2), kind: 'chunks', target: 'ram', size: raw2.length, rawSize: raw2.length, records: 16, chunks: [[200, 16]] } as SegmentEntry };
+      const stored = await compressUnit(Buffer.concat([raw1, s2.raw]));
+      const unit = unitOf(stored, raw1.length + s2.raw.length, 2);
+      // All but the unit's last 64 bytes come at once.
+      const hold = stored.length - 64;
+      let given = 0, release!: () => void;
+      const rest = new Promise<void>((r) => { release = r; });
+      const gen = unitSegments({
+        readUpTo: async (max) => { if (given >= hold) await rest; const n = Math.min(max, (given < hold ? hold : stored.length) - given); given += n; return stored.subarray(given - n, given); },
+        atEnd: async () => given >= stored.length,
+      }, [unit], [e1, s2.entry], 'arriving round');
+      const first = await Promise.race([gen.next(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no segment before the unit\'s last bytes came')), 10_000))]);
+      assert.equal(first.value?.entry, e1);
+      assert.ok(given <= hold, `before the unit's last bytes came (${given} of ${stored.length} given)`);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(decoderPlaces(), { decoding: 0, waiting: 0 }, 'no place held while the rest is awaited');
+      release();
+      assert.equal((await gen.next()).value?.entry, s2.entry);
+      assert.equal((await gen.next()).done, true);
     });
 
     it('units whose bytes stop coming hold no decoder place: a synthesis\'s unit decodes while two rounds wait on quiet sources (review 11 HIGH-1)', async () => {
