@@ -32,7 +32,7 @@ export const HANDOFF_PATH = '/os-cloudlet-handoff';
  *                     state.bin of that base); a source uses it only when that is its own base's.
  *   xz-units          a round may carry `units` (the wire profile's xz compression units, format.ts
  *                     CompressionUnit) over its segments: the body then holds the units' bytes, not the
- *                     segments', each received whole, then decoded with synthesis's bounds (roundReader.ts). Round 0
+ *                     segments', each decoded as it arrives with synthesis's bounds (roundReader.ts). Round 0
  *                     from a launch overlay stored with the wire profile goes so (launchRound.ts); a
  *                     destination that does not name it gets round 0 by compare, as before.
  */

@@ -365,7 +365,7 @@ describe('handoff between two daemons with real QEMU', function () {
     await cb.deleteServer(moved.id);
   });
 
-  it('a VM synthesized from a wire-profile overlay (xz units): from oci:// (published with the wire profile to a real registry) its file is kept and round 0 is its units as stored, each received whole and decoded at the destination; one from the uploaded wire file to a destination without xz-units gets round 0 by compare', async () => {
+  it('a VM synthesized from a wire-profile overlay (xz units): from oci:// (published with the wire profile to a real registry) its file is kept and round 0 is its units as stored, each decoded at the destination as it arrives; one from the uploaded wire file to a destination without xz-units gets round 0 by compare', async () => {
     const reg = await startRegistry();
     try {
       const pub = await publishOverlay(overlay, `${reg.host}/apps/wire:v1`, { profile: 'wire', credentials: null, storeRoot: path.join(a.dataDir, 'tmp', `pub-${process.pid}`) });
