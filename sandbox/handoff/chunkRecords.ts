@@ -3,8 +3,8 @@
  * used by the destination applying a round (roundApplier.ts) and by the source decoding round 0 from
  * the launch overlay into its copy of what the destination holds (launchRound.ts), so both sides
  * read the same bytes the same way. Copies of other chunks (Self) are collected for the end of the
- * round (or applied once their chunk is stored: applyStoredCopies); `finishCopies` checks each
- * remaining one refers to a chunk the round stores.
+ * round (or made once their chunk is stored: RoundCopies); RoundCopies.finish checks each
+ * one refers to a chunk the round stores.
  */
 import { CloudletError } from '../common/errors';
 import { CHUNK_SIZE, decodeSegment, Encoding, expandRuns, type SegmentEntry, type Target } from '../overlay/format';
@@ -81,32 +81,64 @@ export function checkCopies(round: RoundChunks): void {
   }
 }
 
-/**
- * The round's copies whose chunk the round already stored, applied now instead of at the round's
- * end (the destination: on a slow link they are done while the rest arrives, not after its last
- * byte); the others stay for finishCopies (a copy may refer forward). The same bytes as at the end:
- * a round stores each chunk at most once (its runs ascend) and never at a copy's own index, so a
- * stored chunk read here is final. `beforeRead`: once, before the first read.
- */
-export function applyStoredCopies(round: RoundChunks, read: (target: Target, index: number, out: Buffer) => Buffer, sink: ChunkSink, beforeRead?: () => void): number {
-  let kept = 0, done = 0;
-  for (const c of round.copies) {
-    if (!round.stored[c.refTarget].has(c.ref)) { round.copies[kept++] = c; continue; }
-    if (done++ === 0) beforeRead?.();
-    sink.put(c.target, c.index, read(c.refTarget, c.ref, round.scratch), false);
-  }
-  round.copies.length = kept;
-  return done;
-}
+type Copy = RoundChunks['copies'][number];
 
 /**
- * The round's copies, last: each must refer to a chunk the round stores (not to another copy);
- * `read` gives that chunk's current content (into the round's scratch buffer).
+ * A round's copies of its own chunks, made as soon as the chunk they copy is stored instead of at the
+ * round's end (the destination: on a slow link they are done while the rest arrives, not after its last
+ * byte). The same bytes as at the end: a round stores each chunk at most once (its runs ascend) and never
+ * at a copy's index, so a stored chunk read then is final. Linear in the copies and chunks: a copy of a
+ * chunk not stored yet waits by that chunk, never rescanned per segment (review 13 F1: a hostile round of
+ * many forward copies and tiny segments cost minutes of CPU that way). Used by both sides (launchRound.ts).
  */
-export function finishCopies(round: RoundChunks, read: (target: Target, index: number, out: Buffer) => Buffer, sink: ChunkSink, beforeRead?: () => void): void {
-  checkCopies(round);
-  for (const c of round.copies) {
-    beforeRead?.();
-    sink.put(c.target, c.index, read(c.refTarget, c.ref, round.scratch), false);
+export class RoundCopies {
+  private seen = 0;
+  private readonly waiting: Record<Target, Map<number, Copy[]>> = { ram: new Map(), disk: new Map() };
+
+  /** `copy` makes one copy; `beforeRead`: once before the first copy of each batch (pending writes land first). */
+  constructor(private readonly round: RoundChunks, private readonly copy: (c: Copy) => void, private readonly beforeRead?: () => void) {}
+
+  /** After a segment of `entry` was decoded (decodeChunkRecords): the copies now possible; how many were made. */
+  afterSegment(entry: SegmentEntry & { target: Target }): number {
+    const { round } = this;
+    const ready: Copy[] = [];
+    for (; this.seen < round.copies.length; this.seen++) {
+      const c = round.copies[this.seen];
+      if (round.stored[c.refTarget].has(c.ref)) { ready.push(c); continue; }
+      const ws = this.waiting[c.refTarget].get(c.ref);
+      if (ws) ws.push(c); else this.waiting[c.refTarget].set(c.ref, [c]);
+    }
+    const waiting = this.waiting[entry.target];
+    if (waiting.size) {
+      for (const index of expandRuns(entry.chunks ?? [])) {
+        const ws = waiting.get(index);
+        if (!ws || !round.stored[entry.target].has(index)) continue;
+        waiting.delete(index);
+        for (const c of ws) ready.push(c);
+      }
+    }
+    this.make(ready);
+    return ready.length;
+  }
+
+  /** The round's end: refuses a copy of a chunk it does not carry (or of another copy), then makes the rest. */
+  finish(): void {
+    checkCopies(this.round);
+    for (; this.seen < this.round.copies.length; this.seen++) {
+      const c = this.round.copies[this.seen];
+      const ws = this.waiting[c.refTarget].get(c.ref);
+      if (ws) ws.push(c); else this.waiting[c.refTarget].set(c.ref, [c]);
+    }
+    const rest: Copy[] = [];
+    for (const m of [this.waiting.ram, this.waiting.disk]) for (const ws of m.values()) rest.push(...ws);
+    this.waiting.ram.clear();
+    this.waiting.disk.clear();
+    this.make(rest);
+  }
+
+  private make(copies: Copy[]): void {
+    if (!copies.length) return;
+    this.beforeRead?.();
+    for (const c of copies) this.copy(c);
   }
 }

@@ -213,7 +213,7 @@ export class HandoffReceiver {
   /**
    * begin's work after its answer: the sandbox's files and ports (`files`), the round applier, then
    * its QEMU started (while the rounds come in: it only maps the RAM file and opens the layer
-   * inactive; a failure of that start shows at finish). On failure what it made itself is gone; the
+   * inactive; a failure of that start fails the next round once it settled, else finish). On failure what it made itself is gone; the
    * sandbox goes with release().
    */
   private async prepare(s: Pick<Session, 'id' | 'dir' | 'discarded' | 'qemuSettled'>, files: Promise<PreparedFiles>, base: { ram: string; disk: string }): Promise<Prepared> {
@@ -273,6 +273,14 @@ export class HandoffReceiver {
     // still be opening it (seen once in ~40 bench trials: "Image is not in qcow2 format" at its start);
     // the in-round sync (apply's firstSyncAllowed) waits for the same.
     if (!p.applier.layerWritten) await p.qemu.catch(() => undefined);
+    // A QEMU that did not start here fails this round, while the source's VM still runs (review 13 F3:
+    // seen only at finish before, after the source had paused its VM).
+    if (s.qemuSettled) {
+      await p.qemu.catch((e) => {
+        const c = e instanceof CloudletError ? e : undefined;
+        throw new CloudletError(c?.code ?? 'Internal', `handoff ${s.id}: starting the VM at this cloudlet failed: ${describeError(e)}`, { status: c?.status, cause: e });
+      });
+    }
     p.applier.syncDiskLayer();
     s.rounds++;
     s.bytes += r.received;

@@ -11,11 +11,11 @@
 import * as fs from 'fs';
 import { fetchSegment } from '../overlay/apply';
 import { CloudletError } from '../common/errors';
-import { CHUNK_SIZE, expandRuns, type CompressionUnit, type SegmentEntry, type Target } from '../overlay/format';
+import { CHUNK_SIZE, type CompressionUnit, type SegmentEntry, type Target } from '../overlay/format';
 import { checkSegmentDigest, OverlayReader } from '../overlay/overlayReader';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 import { zstdFrameContentSize } from '../overlay/segmentCompressor';
-import { checkCopies, decodeChunkRecords, newRoundChunks, type ChunkSink, type RoundChunks } from './chunkRecords';
+import { decodeChunkRecords, newRoundChunks, RoundCopies, type ChunkSink } from './chunkRecords';
 import { bufferedUnitSegments, type RoundSegment } from './roundReader';
 
 /** Where the launch state goes at the source: what the destination holds once round 0 is applied. */
@@ -199,37 +199,18 @@ export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, i
 
   async function decodeInOrder(): Promise<void> {
     while (next < r.segments.length && pending.length < compressor.threads + 1) start();
-    const copy = (c: RoundChunks['copies'][number]) => {
+    // A copy of a chunk already stored is made at once, the others when a segment stores it (RoundCopies, as the destination).
+    const copies = new RoundCopies(round, (c) => {
       if (!sink.holdCopy?.(c.target, c.index, c.refTarget, c.ref)) chunkSink.put(c.target, c.index, sink.held(c.refTarget, c.ref, round.scratch), false);
-    };
-    // A copy of a chunk already stored is made at once (each chunk is stored once per round: it is
-    // what the end of the round would copy); the others wait by the chunk they copy, made when a
-    // segment stores it (linear in the copies, never a scan of every waiting copy per segment).
-    type Copy = RoundChunks['copies'][number];
-    const waiting: Record<Target, Map<number, Copy[]>> = { ram: new Map(), disk: new Map() };
-    let seen = 0;
+    });
     for (let i = 0; i < r.segments.length; i++) {
       const raw = await pending.shift()!;
       if (next < r.segments.length) start();
       const entry = r.segments[i];
       decode(entry, raw);
-      for (; seen < round.copies.length; seen++) {
-        const c = round.copies[seen];
-        if (round.stored[c.refTarget].has(c.ref)) { copy(c); continue; }
-        const ws = waiting[c.refTarget].get(c.ref);
-        if (ws) ws.push(c); else waiting[c.refTarget].set(c.ref, [c]);
-      }
-      const t = entry.target!;
-      if (!waiting[t].size) continue;
-      for (const index of expandRuns(entry.chunks ?? [])) {
-        const ws = waiting[t].get(index);
-        if (!ws || !round.stored[t].has(index)) continue;
-        waiting[t].delete(index);
-        for (const c of ws) copy(c);
-      }
+      copies.afterSegment({ ...entry, target: entry.target! });
     }
     // Same rule as the destination: a copy refers to a chunk this round stores (not to another copy).
-    checkCopies(round);
-    for (const m of [waiting.ram, waiting.disk]) for (const ws of m.values()) for (const c of ws) copy(c);
+    copies.finish();
   }
 }

@@ -20,7 +20,7 @@ import { CHUNK_SIZE, SegmentEntry, Target } from '../overlay/format';
 import { Qcow2Writer } from '../overlay/qcow2Writer';
 import { LayerPatcher, LayoutNotHandled } from './layerPatcher';
 import { RunWriter } from '../overlay/runWriter';
-import { applyStoredCopies, decodeChunkRecords, finishCopies, newRoundChunks, type ChunkSink, type RoundChunks } from './chunkRecords';
+import { decodeChunkRecords, newRoundChunks, RoundCopies, type ChunkSink, type RoundChunks } from './chunkRecords';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
 
 const DISK_DATA = 1, DISK_ZERO = 2;
@@ -80,6 +80,8 @@ export class RoundApplier {
     o: { diskSegments?: number; firstSyncAllowed?: () => boolean } = {}): Promise<{ chunks: number; syncDiskInRoundMs?: number }> {
     this.stage = `applying handoff round ${roundNo}`;
     const round = newRoundChunks();
+    // Pending writes land before a chunk is read back.
+    const copies = new RoundCopies(round, (c) => this.sink.put(c.target, c.index, this.readCurrent(c.refTarget, c.ref, round.scratch), false), () => this.flushRuns());
     const queue: Array<{ entry: SegmentEntry; raw: Promise<Buffer>; bytes: number }> = [];
     let inFlight = 0;
     // `diskSegments` (from the round's header): once the last disk segment is applied the layer is
@@ -92,7 +94,7 @@ export class RoundApplier {
       inFlight -= q.bytes;
       this.applySegment(q.entry, await q.raw, round);
       // Copies of chunks already here now, not after the round's last byte (and before the disk sync below).
-      if (round.copies.length) applyStoredCopies(round, (t, i, out) => this.readCurrent(t, i, out), this.sink, () => this.flushRuns());
+      copies.afterSegment({ ...q.entry, target: q.entry.target! });
       // The first sync rewrites the whole layer: only once `firstSyncAllowed` (else at the round's end).
       if (q.entry.target === 'disk' && --diskLeft === 0 && (this.layerWritten || (o.firstSyncAllowed?.() ?? true))) {
         const t = Date.now();
@@ -115,8 +117,7 @@ export class RoundApplier {
       queue.length = 0;
     }
     try {
-      // Pending writes land before a chunk is read back.
-      finishCopies(round, (t, i, out) => this.readCurrent(t, i, out), this.sink, () => this.flushRuns());
+      copies.finish();
     } finally {
       this.flushRuns();
     }

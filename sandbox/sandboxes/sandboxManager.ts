@@ -26,7 +26,7 @@ import { checkLaunchFiles, kernelFilesFor, prepareFiles, type FileSources, type 
 import { readRecord, writeRecord, type SandboxRecord } from './record';
 import { SandboxRecords } from './records';
 import { runFromState, startSandboxQemu } from './start';
-import { failpoint } from '../common/failpoint';
+import { failpoint, failpointHit } from '../common/failpoint';
 import type { LaunchSpec, PreparedLaunch, ResumeOptions, SandboxInfo, SandboxLayout, SnapshotResult } from './types';
 
 export type { SandboxStatus } from './record';
@@ -201,6 +201,8 @@ export class SandboxManager {
     const rec = readRecord(this.dirOf(id));
     if (!rec || rec.status !== 'starting' || rec.pid) throw new CloudletError('Conflict', `sandbox '${id}' is not a prepared launch`);
     const files = this.filesOf(id);
+    // Test hook: a prepared launch's QEMU that does not start (a host port taken meanwhile, say).
+    if (failpointHit('prepared-qemu-fails')) throw new CloudletError('Unavailable', `failpoint prepared-qemu-fails: QEMU of sandbox '${id}' did not start`);
     const vm = await startSandboxQemu(this.live, rec, files, { autostart: true });
     await listenForDeviceState(vm.qmp, files.migrateSocket);
     this.incoming.set(id, await connectForDeviceState(files.migrateSocket, this.incomingTimeoutMs));

@@ -1,13 +1,14 @@
 /**
- * A round's copies of its own chunks (Self records) applied as soon as the chunk they copy is
- * stored (applyStoredCopies, the destination) give the same images as all of them at the round's
- * end (finishCopies); a copy that refers forward waits for its chunk, and a copy of a chunk the
- * round never stores (or of another copy) is still refused at the end. Pure logic on an in-memory sink.
+ * A round's copies of its own chunks (Self records) made as soon as the chunk they copy is stored
+ * (RoundCopies, both sides) give the same images as all of them at the round's end; a copy that
+ * refers forward waits for its chunk, a copy of a chunk the round never stores (or of another copy) is
+ * still refused at the end, and a round of many forward copies in many small segments costs work
+ * linear in its records (review 13 F1), not copies x segments. Pure logic on an in-memory sink.
  */
 import { strict as assert } from 'assert';
 import { CloudletError } from '../../sandbox/common/errors';
 import { CHUNK_SIZE, Encoding, encodeSegment, type ChunkRecord, type SegmentEntry, type Target } from '../../sandbox/overlay/format';
-import { applyStoredCopies, decodeChunkRecords, finishCopies, newRoundChunks, type ChunkSink } from '../../sandbox/handoff/chunkRecords';
+import { checkCopies, decodeChunkRecords, newRoundChunks, RoundCopies, type ChunkSink, type RoundChunks } from '../../sandbox/handoff/chunkRecords';
 
 const page = (fill: number) => Buffer.alloc(CHUNK_SIZE, fill);
 const raw = (index: number): ChunkRecord => ({ encoding: Encoding.Raw, index, ref: 0, refTarget: 'ram' });
@@ -32,6 +33,16 @@ function images() {
 
 const limits = { ram: 64, disk: 64 };
 
+/** The reference: every copy at the round's end (what the destination did before copies were made early). */
+function copiesAtEnd(round: RoundChunks, read: (t: Target, i: number, out: Buffer) => Buffer, sink: ChunkSink): void {
+  checkCopies(round);
+  for (const c of round.copies) sink.put(c.target, c.index, read(c.refTarget, c.ref, round.scratch), false);
+}
+
+/** RoundCopies writing into `into`. */
+const copier = (round: RoundChunks, into: ReturnType<typeof images>) =>
+  new RoundCopies(round, (c) => into.sink.put(c.target, c.index, into.read(c.refTarget, c.ref, round.scratch), false));
+
 describe('handoff round copies: applied once their chunk is stored', () => {
   const segs = () => [
     // RAM chunk 1 copies chunk 0 (stored before it), chunk 2 copies chunk 9 (stored by the next segment).
@@ -44,19 +55,19 @@ describe('handoff round copies: applied once their chunk is stored', () => {
   it('give the same images as the copies done at the round\'s end, the forward ones waiting for their chunk', () => {
     const atEnd = images(), early = images();
     const roundEnd = newRoundChunks(), roundEarly = newRoundChunks();
-    const pending: number[] = [];
+    const early$ = copier(roundEarly, early);
+    const made: number[] = [];
     for (const s of segs()) {
       decodeChunkRecords(s.entry, s.raw, limits, atEnd.sink, roundEnd);
       decodeChunkRecords(s.entry, s.raw, limits, early.sink, roundEarly);
-      applyStoredCopies(roundEarly, early.read, early.sink);
-      pending.push(roundEarly.copies.length);
+      made.push(early$.afterSegment(s.entry));
     }
-    // After the first segment chunk 2 (copy of 9) waits; after the second, 2 still waits (9 not yet
-    // stored) while disk 3 (copy of RAM 0) is done; after the third, none is left.
-    assert.deepEqual(pending, [1, 1, 0]);
+    // The first segment: chunk 1 (copy of 0); chunk 2 (copy of 9) waits. The second: disk 3 (copy of
+    // RAM 0). The third: chunk 10 (copy of disk 4) and the waiting chunk 2, its chunk 9 now stored.
+    assert.deepEqual(made, [1, 1, 2]);
     assert.equal(early.img.ram.get(1)?.[0], 0xa0, 'a backward copy is there before the round ends');
-    finishCopies(roundEnd, atEnd.read, atEnd.sink);
-    finishCopies(roundEarly, early.read, early.sink);
+    copiesAtEnd(roundEnd, atEnd.read, atEnd.sink);
+    early$.finish();
     for (const t of ['ram', 'disk'] as const) {
       assert.deepEqual([...early.img[t].keys()].sort((a, b) => a - b), [...atEnd.img[t].keys()].sort((a, b) => a - b), t);
       for (const [i, b] of atEnd.img[t]) assert.ok(early.img[t].get(i)!.equals(b), `${t} chunk ${i}`);
@@ -72,9 +83,35 @@ describe('handoff round copies: applied once their chunk is stored', () => {
       const round = newRoundChunks();
       const s = segment('ram', [raw(0), self(1, 0), bad], [page(1)]);
       decodeChunkRecords(s.entry, s.raw, limits, sink, round);
-      applyStoredCopies(round, read, sink);
-      assert.equal(round.copies.length, 1, 'the bad copy waits');
-      assert.throws(() => finishCopies(round, read, sink), (e: unknown) => e instanceof CloudletError && e.code === 'Corrupt' && /which this round does not carry/.test(e.message));
+      const copies = new RoundCopies(round, (c) => sink.put(c.target, c.index, read(c.refTarget, c.ref, round.scratch), false));
+      assert.equal(copies.afterSegment(s.entry), 1, 'the good copy is made, the bad one waits');
+      assert.throws(() => copies.finish(), (e: unknown) => e instanceof CloudletError && e.code === 'Corrupt' && /which this round does not carry/.test(e.message));
     }
+  });
+
+  it('many forward copies then many one-chunk segments: work linear in the records, not copies x segments (review 13 F1)', () => {
+    const C = 2000, S = 500, big = { ram: C + S, disk: 1 };
+    const round = newRoundChunks();
+    let lookups = 0;
+    class CountingSet extends Set<number> { override has(v: number): boolean { lookups++; return super.has(v); } }
+    round.stored.ram = new CountingSet();
+    const into = images();
+    const copies = copier(round, into);
+    // Chunks 0..C-1 all copy the round's last chunk, stored by the last of S one-chunk segments.
+    const last = C + S - 1;
+    const first = segment('ram', Array.from({ length: C }, (_, i) => self(i, last)), []);
+    decodeChunkRecords(first.entry, first.raw, big, into.sink, round);
+    assert.equal(copies.afterSegment(first.entry), 0);
+    let made = 0;
+    for (let k = 0; k < S; k++) {
+      const s = segment('ram', [raw(C + k)], [page(k === S - 1 ? 0x5e : 1)]);
+      decodeChunkRecords(s.entry, s.raw, big, into.sink, round);
+      made += copies.afterSegment(s.entry);
+    }
+    copies.finish();
+    assert.equal(made, C, 'every copy made once its chunk was stored');
+    for (let i = 0; i < C; i++) assert.equal(into.img.ram.get(i)?.[0], 0x5e, `chunk ${i}`);
+    // A rescan of every waiting copy per segment would be C x S = 1,000,000 lookups.
+    assert.ok(lookups < 4 * (C + S), `${lookups} lookups of the stored chunks`);
   });
 });
