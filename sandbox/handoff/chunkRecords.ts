@@ -98,8 +98,8 @@ export class RoundCopies {
   /** `copy` makes one copy; `beforeRead`: once before the first copy of each batch (pending writes land first). */
   constructor(private readonly round: RoundChunks, private readonly copy: (c: Copy) => void, private readonly beforeRead?: () => void) {}
 
-  /** After a segment of `entry` was decoded (decodeChunkRecords): the copies now possible; how many were made. */
-  afterSegment(entry: SegmentEntry & { target: Target }): number {
+  /** After the segment `entry` was applied (a chunk segment: decodeChunkRecords): the copies now possible; how many were made. */
+  afterSegment(entry: SegmentEntry): number {
     const { round } = this;
     const ready: Copy[] = [];
     for (; this.seen < round.copies.length; this.seen++) {
@@ -108,11 +108,12 @@ export class RoundCopies {
       const ws = this.waiting[c.refTarget].get(c.ref);
       if (ws) ws.push(c); else this.waiting[c.refTarget].set(c.ref, [c]);
     }
-    const waiting = this.waiting[entry.target];
-    if (waiting.size) {
+    const t = entry.kind === 'chunks' ? entry.target : undefined;
+    const waiting = t === 'ram' || t === 'disk' ? this.waiting[t] : undefined;
+    if (t && waiting?.size) {
       for (const index of expandRuns(entry.chunks ?? [])) {
         const ws = waiting.get(index);
-        if (!ws || !round.stored[entry.target].has(index)) continue;
+        if (!ws || !round.stored[t].has(index)) continue;
         waiting.delete(index);
         for (const c of ws) ready.push(c);
       }

@@ -208,7 +208,7 @@ export async function decodeLaunchRound(r: LaunchRound, base: (target: Target, i
       if (next < r.segments.length) start();
       const entry = r.segments[i];
       decode(entry, raw);
-      copies.afterSegment({ ...entry, target: entry.target! });
+      copies.afterSegment(entry);
     }
     // Same rule as the destination: a copy refers to a chunk this round stores (not to another copy).
     copies.finish();

@@ -94,7 +94,7 @@ export class RoundApplier {
       inFlight -= q.bytes;
       this.applySegment(q.entry, await q.raw, round);
       // Copies of chunks already here now, not after the round's last byte (and before the disk sync below).
-      copies.afterSegment({ ...q.entry, target: q.entry.target! });
+      copies.afterSegment(q.entry);
       // The first sync rewrites the whole layer: only once `firstSyncAllowed` (else at the round's end).
       if (q.entry.target === 'disk' && --diskLeft === 0 && (this.layerWritten || (o.firstSyncAllowed?.() ?? true))) {
         const t = Date.now();
