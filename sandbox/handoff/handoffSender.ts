@@ -16,6 +16,7 @@ import { DEFAULT_LEVEL, mergeAscending } from '../overlay/overlayWriter';
 import { CHUNK_SIZE, type Target } from '../overlay/format';
 import { decodeLaunchRound, launchRoundFor, readLaunchRound, type LaunchRound } from './launchRound';
 import { readLaunchDigestsAsync, type LaunchDigests } from './launchDigests';
+import { readWhole } from '../common/readWhole';
 import { watchRequestSent } from './requestSent';
 import { cancelLaunchDigests, launchDigestsEnabled } from '../sandboxes/launchDigestsJob';
 import type { SegmentCompressor } from '../overlay/segmentCompressor';
@@ -290,8 +291,6 @@ export class HandoffSender {
       const baseDiskFd = fs.openSync(base.disk, 'r');
       baseFd = baseDiskFd;
       let disk = new LayerTracker(diskLayer, baseDiskFd, diskDigests);
-      // The live rounds' index of the base's digests, a slice per turn while round 0 streams (its writes need the loop's turns).
-      enc.indexInBackground().catch((e: unknown) => log.warn(`handoff of ${o.vmId}: the base's index is built when the first live round needs it: ${describeError(e)}`));
       const tShadow = Date.now();
       const pages = vmConfig.ramBytes / CHUNK_SIZE;
       if (launch && firstPassGateEnabled() && trackerChoice() !== 'compare' && digestCopyEnabled()) {
@@ -323,6 +322,9 @@ export class HandoffSender {
         if (launch) round = await this.decodeLaunchRound(launch, base, ram, disk);
         await loading;
       }
+      // The live rounds' index of the base's digests, a slice per turn while round 0 streams (its writes need
+      // the loop's turns); after the copy above, whose reads its slices would otherwise hold back.
+      enc.indexInBackground().catch((e: unknown) => log.warn(`handoff of ${o.vmId}: the base's index is built when the first live round needs it: ${describeError(e)}`));
       // Live rounds. Tracking by QEMU's own migration (MigrationTracker) unless it is off or fails;
       // then (or with CLOUDLET_HANDOFF_TRACKER=compare) the full compare of the RAM file.
       const tLive = Date.now();
@@ -876,20 +878,6 @@ export class HandoffSender {
 async function readBaseDigests(base: { ramDigests: string; diskDigests: string }): Promise<Record<Target, Buffer>> {
   const [ram, disk] = await Promise.all([readWhole(base.ramDigests), readWhole(base.diskDigests)]);
   return { ram, disk };
-}
-
-/** A file's bytes in as few reads as the kernel allows (fs.promises.readFile reads 512 KiB per turn of the event loop: 80 turns for these 40 MB). */
-async function readWhole(file: string): Promise<Buffer> {
-  const f = await fs.promises.open(file, 'r');
-  try {
-    const out = Buffer.allocUnsafe((await f.stat()).size);
-    for (let at = 0; at < out.length;) {
-      const { bytesRead } = await f.read(out, at, out.length - at, at);
-      if (bytesRead === 0) throw new CloudletError('Internal', `${file} ended at ${at} of ${out.length} bytes`);
-      at += bytesRead;
-    }
-    return out;
-  } finally { await f.close(); }
 }
 
 /** The RAM pages round 0 writes (from its segments' chunk lists; the payload is not needed), marked 1. */

@@ -14,6 +14,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { CloudletError, describeError } from '../common/errors';
+import { readWhole } from '../common/readWhole';
 import { ZERO_CHUNK, ZERO_DIGEST } from '../overlay/chunkEncoder';
 import { CHUNK_SIZE, type Target } from '../overlay/format';
 import { SegmentCompressor } from '../overlay/segmentCompressor';
@@ -115,7 +116,7 @@ export function readLaunchDigests(file: string, expect: LaunchDigestsExpected): 
 /** readLaunchDigests, the file read off the event loop (a handoff reads it while begin travels). */
 export async function readLaunchDigestsAsync(file: string, expect: LaunchDigestsExpected): Promise<LaunchDigests | { unusable: string }> {
   let b: Buffer;
-  try { b = await fs.promises.readFile(file); } catch (e) { return unreadable(e); }
+  try { b = await readWhole(file); } catch (e) { return unreadable(e); }
   return parseLaunchDigests(b, expect);
 }
 
