@@ -322,9 +322,6 @@ export class HandoffSender {
         if (launch) round = await this.decodeLaunchRound(launch, base, ram, disk);
         await loading;
       }
-      // The live rounds' index of the base's digests, a slice per turn while round 0 streams (its writes need
-      // the loop's turns); after the copy above, whose reads its slices would otherwise hold back.
-      enc.indexInBackground().catch((e: unknown) => log.warn(`handoff of ${o.vmId}: the base's index is built when the first live round needs it: ${describeError(e)}`));
       // Live rounds. Tracking by QEMU's own migration (MigrationTracker) unless it is off or fails;
       // then (or with CLOUDLET_HANDOFF_TRACKER=compare) the full compare of the RAM file.
       const tLive = Date.now();
@@ -353,6 +350,11 @@ export class HandoffSender {
           this.phases.first_pass_gate_mib = Math.round(gateAt / (1 << 20));
           tracker = await MigrationTracker.start(qmp, path.join(path.dirname(files.migrateSocket), 'track.sock'), ram, { gateAt, lateGateAt });
           this.mark('at_first_pass_start');
+          // The live rounds' index of the base's digests, a slice per turn while round 0 streams and QEMU's
+          // first pass runs (seconds before the first live round); not before: its slices held back the
+          // reads and QMP answers above (first pass started 0.4-0.9 s later on loopback). Without the
+          // tracker, the first live round's prepare() builds it at once.
+          enc.indexInBackground().catch((e: unknown) => log.warn(`handoff of ${o.vmId}: the base's index is built when the first live round needs it: ${describeError(e)}`));
         } catch (e) {
           this.fallBack(`QEMU's migration could not be started as the tracker: ${describeError(e)}`);
         }
