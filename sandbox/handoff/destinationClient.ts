@@ -1,5 +1,6 @@
 /** The source's view of a destination's handoff routes (protocol.ts), over fetch with the dest token. */
 import { CloudletError } from '../common/errors';
+import { ApiError, openstackErrorMessage } from '../client/client';
 import { CertificateError, fetchFailure, transportFetch, type TlsTrust } from '../client/transport';
 import { HANDOFF_FEATURES, HANDOFF_PATH, type BeginRequest, type FinishResponse, type HandoffFeature } from './protocol';
 import type { SentWatch } from './requestSent';
@@ -122,10 +123,10 @@ export class DestinationClient {
     }
     const text = await res.text().catch(() => '');
     if (!res.ok) {
-      let msg = text;
-      try { const j = JSON.parse(text); const v = Object.values(j)[0] as { message?: string } | undefined; msg = v?.message ?? text; } catch { /* not JSON */ }
-      const code = res.status === 401 ? 'Unauthorized' : res.status === 403 ? 'Forbidden' : res.status === 404 ? 'NotFound' : res.status === 409 ? 'Conflict' : res.status >= 500 ? 'Unavailable' : 'BadInput';
-      throw new CloudletError(code, `destination ${this.where} refused (${res.status}): ${msg}`);
+      let body: unknown = text;
+      try { body = JSON.parse(text); } catch { /* not JSON */ }
+      // The destination's code and hint from its error body (cloudlet_error), not guessed from the status.
+      throw new ApiError(res.status, `destination ${this.where} refused (${res.status}): ${openstackErrorMessage(body) ?? text}`, method, this.base + path, body);
     }
     return (text ? JSON.parse(text) : {}) as T;
   }
